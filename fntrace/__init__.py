@@ -1,0 +1,45 @@
+"""fntrace: the Linux kernel's dynamic ftrace, for Python programs.
+
+The core API mirrors ``include/linux/ftrace.h``: build an :class:`Ops` with a
+callback and a filter, :func:`register` it, read arguments through the
+:class:`FtraceRegs` every callback gets, and the full frame through
+:func:`get_regs` when the ops asked for SAVE_REGS.
+"""
+
+from __future__ import annotations
+
+from .core.engine import (
+    BusyError,
+    enabled_functions,
+    ftrace_enabled,
+    register,
+    set_ftrace_enabled,
+    unregister,
+)
+from .core.filter import Filter
+from .core.flags import Event, Flags
+from .core.ops import Ops
+from .core.regs import CallSite, FtraceRegs, FullRegs, get_regs
+from .core.symbols import Function, available_filter_functions
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BusyError",
+    "CallSite",
+    "Event",
+    "Filter",
+    "Flags",
+    "FtraceRegs",
+    "FullRegs",
+    "Function",
+    "Ops",
+    "__version__",
+    "available_filter_functions",
+    "enabled_functions",
+    "ftrace_enabled",
+    "get_regs",
+    "register",
+    "set_ftrace_enabled",
+    "unregister",
+]

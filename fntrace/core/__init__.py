@@ -1,0 +1,1 @@
+"""fntrace's core: ops, sites, trampolines, backends. Depends on nothing above it."""

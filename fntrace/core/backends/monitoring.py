@@ -1,0 +1,128 @@
+"""sys.monitoring backend (Python 3.12+): dynamic patching of code objects.
+
+One tool id for the whole process, taken among the free ones (never one in
+use, so coverage.py, cProfile and debuggers keep working beside fntrace).
+Every ops goes through it.
+
+* PY_START is a global event used for discovery only: the first call of a
+  code object asks the engine whether some ops wants it; if not, the callback
+  returns DISABLE and that code runs at untraced speed from then on.
+* A wanted code object becomes a *site*: local events PY_RESUME, and
+  PY_RETURN/PY_YIELD while an ops there has a return callback.
+* PY_THROW and PY_UNWIND cannot be local; they are global while some ops
+  is registered (return callbacks need UNWIND), cost nothing until an
+  exception crosses a frame, and are dropped at once for code that is no site.
+* When the selection may grow (an ops registered, a filter widened),
+  ``restart_events`` re-arms the DISABLEd locations so new filters apply to
+  code already seen.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+from .. import engine
+from ..flags import Event
+
+__all__ = ["MonitoringBackend", "choose_tool_id"]
+
+mon = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+E = mon.events
+_PREFERRED = (4, 3, 5, 0, 1, 2)  # unassigned slots first; never one in use
+TOOL_NAME = "fntrace"
+
+
+def choose_tool_id() -> int:
+    for tool in _PREFERRED:
+        if mon.get_tool(tool) is None:
+            return tool
+    raise RuntimeError("fntrace: all six sys.monitoring tool ids are in use")
+
+
+class MonitoringBackend:
+    """Turns sys.monitoring events into trampoline calls."""
+
+    def __init__(self) -> None:
+        self.tool = -1
+
+    def start(self) -> None:
+        tool = choose_tool_id()
+        mon.use_tool_id(tool, TOOL_NAME)
+        self.tool = tool
+        sites = engine.sites
+        sites_get = sites.get
+        getframe = sys._getframe
+        discover = engine.discover
+        exit_call = engine.exit_call
+        disable = mon.DISABLE
+        START, RESUME, THROW = Event.START, Event.RESUME, Event.THROW
+        RETURN, YIELD, UNWIND = Event.RETURN, Event.YIELD, Event.UNWIND
+
+        def py_start(code: types.CodeType, offset: int) -> Any:
+            site = sites_get(code)
+            if site is None:
+                frame = getframe(1)
+                site = discover(code, frame)
+                if site is None:
+                    return disable
+                site.enter(site, frame, START, offset)
+                return None
+            site.enter(site, getframe(1), START, offset)
+            return None
+
+        def py_resume(code: types.CodeType, offset: int) -> Any:
+            site = sites_get(code)
+            if site is not None:
+                site.enter(site, getframe(1), RESUME, offset)
+
+        def py_throw(code: types.CodeType, offset: int, exc: BaseException) -> Any:
+            site = sites_get(code)
+            if site is not None:
+                site.enter(site, getframe(1), THROW, offset)
+
+        def py_return(code: types.CodeType, offset: int, value: Any) -> Any:
+            site = sites_get(code)
+            if site is not None and site.has_ret:
+                exit_call(site, getframe(1), RETURN, offset, value, None)
+
+        def py_yield(code: types.CodeType, offset: int, value: Any) -> Any:
+            site = sites_get(code)
+            if site is not None and site.has_ret:
+                exit_call(site, getframe(1), YIELD, offset, value, None)
+
+        def py_unwind(code: types.CodeType, offset: int, exc: BaseException) -> Any:
+            site = sites_get(code)
+            if site is not None and site.has_ret:
+                exit_call(site, getframe(1), UNWIND, offset, None, exc)
+
+        callbacks = {E.PY_START: py_start, E.PY_RESUME: py_resume, E.PY_THROW: py_throw,
+                     E.PY_RETURN: py_return, E.PY_YIELD: py_yield, E.PY_UNWIND: py_unwind}
+        for event, cb in callbacks.items():
+            mon.register_callback(tool, event, cb)
+        engine.TRAMPOLINE_CODES.update(cb.__code__ for cb in callbacks.values())
+        mon.set_events(tool, E.PY_START | E.PY_THROW | E.PY_UNWIND)
+
+    def stop(self) -> None:
+        tool = self.tool
+        if tool < 0:
+            return
+        mon.set_events(tool, 0)
+        for event in (E.PY_START, E.PY_RESUME, E.PY_THROW, E.PY_RETURN, E.PY_YIELD,
+                      E.PY_UNWIND):
+            mon.register_callback(tool, event, None)
+        mon.free_tool_id(tool)
+        self.tool = -1
+
+    def patch(self, site: engine.Site) -> None:
+        events = E.PY_RESUME
+        if site.has_ret:
+            events |= E.PY_RETURN | E.PY_YIELD
+        mon.set_local_events(self.tool, site.code, events)
+
+    def unpatch(self, code: types.CodeType) -> None:
+        mon.set_local_events(self.tool, code, 0)
+
+    def rediscover(self) -> None:
+        mon.restart_events()

@@ -1,0 +1,159 @@
+"""sys.setprofile backend (Python 3.11): the kernel's non-dynamic case.
+
+3.11 has no per-code events, so every Python call and return of every thread
+reaches the profile function, which looks the code object up and returns at
+once when it is no site (a negative cache keeps that to one dict lookup).
+Cost: measured in bench/, roughly the interpreter's profile-hook overhead on
+every call whether traced or not.
+
+What 3.11 cannot give, documented in docs/backends.md:
+* the exception object of an unwinding frame (the interpreter hides it from
+  profile functions): ``fregs.exception`` is None on UNWIND exits, the event
+  itself is exact;
+* events are told apart by the opcode at ``f_lasti``: RESUME 0 → START,
+  RESUME n → RESUME, YIELD_VALUE on entry → THROW; RETURN_VALUE → RETURN,
+  YIELD_VALUE → YIELD (UNWIND when it follows a THROW into the same yield with
+  no value), anything else → UNWIND.
+Threads already running when the first ops registers are hooked through the C
+API (``PyEval_SetProfile`` is per thread), see ``_hook_other_threads``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dis
+import sys
+import threading
+import types
+from typing import Any
+
+from .. import engine
+from ..flags import Event
+
+__all__ = ["ProfileBackend"]
+
+_RESUME = dis.opmap["RESUME"]
+_RETURN_VALUE = dis.opmap["RETURN_VALUE"]
+_YIELD_VALUE = dis.opmap["YIELD_VALUE"]
+_NOT_A_SITE = object()
+
+
+class ProfileBackend:
+    """Turns sys.setprofile events into trampoline calls."""
+
+    def __init__(self) -> None:
+        self.decided: dict[types.CodeType, Any] = {}
+        self.hook: Any = None
+
+    def start(self) -> None:
+        decided = self.decided
+        decided_get = decided.get
+        discover = engine.discover
+        exit_call = engine.exit_call
+        not_site = _NOT_A_SITE
+        START, RESUME, THROW = Event.START, Event.RESUME, Event.THROW
+        RETURN, YIELD, UNWIND = Event.RETURN, Event.YIELD, Event.UNWIND
+        throws: dict[types.FrameType, int] = {}
+
+        def hook(frame: types.FrameType, event: str, arg: Any) -> None:
+            if event == "call":
+                code = frame.f_code
+                site = decided_get(code)
+                if site is None:
+                    site = discover(code, frame) or not_site
+                    decided[code] = site
+                if site is not_site:
+                    return
+                lasti = frame.f_lasti
+                raw = code.co_code
+                op = raw[lasti]
+                if op == _RESUME:
+                    kind = RESUME if raw[lasti + 1] else START
+                else:
+                    kind = THROW
+                    throws[frame] = lasti
+                site.enter(site, frame, kind, lasti)
+            elif event == "return":
+                site = decided_get(frame.f_code)
+                if site is None or site is not_site or not site.has_ret:
+                    return
+                lasti = frame.f_lasti
+                op = frame.f_code.co_code[lasti]
+                thrown = throws.pop(frame, -1) if throws else -1
+                if op == _RETURN_VALUE:
+                    exit_call(site, frame, RETURN, lasti, arg, None)
+                elif op == _YIELD_VALUE and not (thrown == lasti and arg is None):
+                    exit_call(site, frame, YIELD, lasti, arg, None)
+                else:
+                    exit_call(site, frame, UNWIND, lasti, None, None)
+
+        self.hook = hook
+        engine.TRAMPOLINE_CODES.add(hook.__code__)
+        threading.setprofile(hook)
+        sys.setprofile(hook)
+        _hook_other_threads(hook)
+
+    def stop(self) -> None:
+        threading.setprofile(None)  # type: ignore[arg-type]
+        sys.setprofile(None)
+        _hook_other_threads(None)
+        self.decided.clear()
+
+    def patch(self, site: engine.Site) -> None:
+        self.decided[site.code] = site
+
+    def unpatch(self, code: types.CodeType) -> None:
+        self.decided.pop(code, None)
+
+    def rediscover(self) -> None:
+        # Sites may have been replaced: forget every decision, sites included.
+        self.decided.clear()
+
+
+# -- other threads --------------------------------------------------------------
+# sys.setprofile only hooks the calling thread.  CPython 3.11 keeps the profile
+# function in each PyThreadState (c_profilefunc, c_profileobj); we copy ours
+# from this thread's state to the others through _PyEval_SetProfile.  The field
+# offsets are checked against this thread's state before anything is written;
+# when they do not match, other running threads stay unhooked (new threads are
+# always hooked through threading.setprofile) and a warning says so.
+
+_OFF_FUNC = 64
+_OFF_OBJ = 80
+
+
+def _hook_other_threads(hook: Any) -> None:
+    if sys.implementation.name != "cpython" or sys.version_info[:2] != (3, 11):
+        return
+    others = [t for t in threading.enumerate() if t.ident != threading.get_ident()]
+    if not others:
+        return
+    try:
+        api = ctypes.pythonapi
+        api.PyThreadState_Get.restype = ctypes.c_void_p
+        api.PyInterpreterState_Get.restype = ctypes.c_void_p
+        api.PyInterpreterState_ThreadHead.restype = ctypes.c_void_p
+        api.PyInterpreterState_ThreadHead.argtypes = [ctypes.c_void_p]
+        api.PyThreadState_Next.restype = ctypes.c_void_p
+        api.PyThreadState_Next.argtypes = [ctypes.c_void_p]
+        setprof = api._PyEval_SetProfile
+        setprof.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        setprof.restype = ctypes.c_int
+        me = api.PyThreadState_Get()
+        func = ctypes.c_void_p.from_address(me + _OFF_FUNC).value
+        obj = ctypes.c_void_p.from_address(me + _OFF_OBJ).value
+        if hook is not None and obj != id(hook):
+            raise RuntimeError("unexpected PyThreadState layout")
+        arg = id(hook) if hook is not None else None
+        if hook is None:
+            func = None
+        ts = api.PyInterpreterState_ThreadHead(api.PyInterpreterState_Get())
+        while ts:
+            if ts != me:
+                setprof(ts, func, arg)
+            ts = api.PyThreadState_Next(ts)
+    except Exception as exc:  # pragma: no cover - depends on the build
+        import warnings
+
+        warnings.warn(f"fntrace: threads already running are not traced on this Python "
+                      f"({exc})", RuntimeWarning, stacklevel=3)

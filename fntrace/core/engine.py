@@ -1,0 +1,384 @@
+"""The ftrace core: registered ops, patched sites, trampolines.
+
+A *site* is one code object that some ops wants.  Each site holds an
+immutable configuration (which ops, whether any wants full regs, whether any
+wants returns) and the trampoline chosen for it, as the kernel picks the
+target patched into a call site:
+
+* one ops with an entry callback → a trampoline that calls it directly;
+* several → a trampoline that walks the list;
+* either in the *regs* flavour while some ops at the site wants SAVE_REGS.
+
+A site is replaced whole (one dict store) when its ops change, so a thread
+running the trampoline sees either the old or the new configuration, never a
+mix.  Backends (``backends/``) turn interpreter events into calls of
+:func:`Site.enter` and :func:`exit_call`; code no ops wants is never a site
+and, with sys.monitoring, gets no events at all after its first call.
+
+Returns are paired with entries through a per-thread shadow stack (the
+kernel's function-graph return stack): ``ret`` reaches exactly the ops that
+saw the matching entry, so exits of calls that started before an ops was
+registered are never reported to it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import types
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from . import sync
+from .flags import Flags
+from .ops import Ops
+from .regs import FtraceRegs
+from .symbols import Function, _cache as _fn_cache, function_for_frame, is_internal
+
+__all__ = [
+    "BusyError",
+    "Site",
+    "enabled_functions",
+    "exit_call",
+    "ftrace_enabled",
+    "register",
+    "set_ftrace_enabled",
+    "unregister",
+]
+
+
+class BusyError(RuntimeError):
+    """The kernel's EBUSY: the request conflicts with what is registered."""
+
+
+class Backend(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def patch(self, site: Site) -> None: ...
+    def unpatch(self, code: types.CodeType) -> None: ...
+    def rediscover(self) -> None: ...
+
+
+Trampoline = Callable[["Site", types.FrameType, str, int], None]
+
+# -- registry state (changed only under _lock) --------------------------------
+_lock = threading.RLock()
+_ops: list[Ops] = []
+_enabled = True
+sites: dict[types.CodeType, Site] = {}
+_internal_codes: set[types.CodeType] = set()  # stubs and other code fntrace makes
+_backend: Backend | None = None
+_tls = threading.local()
+
+
+class Site:
+    """One patched code object and its immutable dispatch configuration."""
+
+    __slots__ = ("code", "entry_op", "entry_ops", "enter", "fn", "has_ret", "ops", "regs",
+                 "ret_ops", "trampoline")
+
+    def __init__(self, fn: Function, ops: tuple[Ops, ...]) -> None:
+        self.fn = fn
+        self.code = fn.code
+        self.ops = ops
+        self.entry_ops = tuple(op for op in ops if op.func is not None)
+        self.ret_ops = tuple(op for op in ops if op.ret is not None)
+        self.has_ret = bool(self.ret_ops)
+        self.regs = any(op.flags & (Flags.SAVE_REGS | Flags.SAVE_REGS_IF_SUPPORTED)
+                        for op in ops)
+        self.entry_op = self.entry_ops[0] if len(self.entry_ops) == 1 else None
+        flavour = "regs" if self.regs else "args"
+        enter: Trampoline
+        if not self.entry_ops:
+            enter, kind = _enter_none, "none"
+        elif self.entry_op is not None:
+            enter, kind = _enter_one, "one"
+        else:
+            enter, kind = _enter_list, "list"
+        self.enter = enter
+        self.trampoline = f"{flavour}_{kind}"
+
+
+# -- per-thread shadow stack ----------------------------------------------------
+# Each entry is (frame, ops that get the return, parent Function).
+
+
+def _stack() -> list[tuple[types.FrameType, tuple[Ops, ...], Function | None]]:
+    try:
+        return _tls.stack  # type: ignore[no-any-return]
+    except AttributeError:
+        stack: list[tuple[types.FrameType, tuple[Ops, ...], Function | None]] = []
+        _tls.stack = stack
+        return stack
+
+
+def _parent(frame: types.FrameType) -> Function | None:
+    back = frame.f_back
+    if back is None:
+        return None
+    fn = _fn_cache.get(back.f_code)
+    return fn if fn is not None else function_for_frame(back)
+
+
+# -- trampolines (the hot path) -----------------------------------------------
+# Local names `op` and `targets` are read by sync.wait_quiescent(): keep them.
+
+
+def _enter_one(site: Site, frame: types.FrameType, event: str, offset: int) -> None:
+    op = site.entry_op
+    parent = _parent(frame)
+    fregs = FtraceRegs(site.fn, frame, event, offset, None, None, site.regs)
+    if site.has_ret:
+        _stack().append((frame, site.ret_ops, parent))
+    try:
+        op.func(site.fn, parent, op, fregs)  # type: ignore[union-attr,misc]
+    except Exception as exc:
+        op._callback_failed(exc)  # type: ignore[union-attr]
+
+
+def _enter_list(site: Site, frame: types.FrameType, event: str, offset: int) -> None:
+    targets = site.entry_ops
+    parent = _parent(frame)
+    fregs = FtraceRegs(site.fn, frame, event, offset, None, None, site.regs)
+    if site.has_ret:
+        _stack().append((frame, site.ret_ops, parent))
+    for op in targets:
+        try:
+            op.func(site.fn, parent, op, fregs)  # type: ignore[misc]
+        except Exception as exc:
+            op._callback_failed(exc)
+
+
+def _enter_none(site: Site, frame: types.FrameType, event: str, offset: int) -> None:
+    _stack().append((frame, site.ret_ops, _parent(frame)))
+
+
+def exit_call(site: Site, frame: types.FrameType, event: str, offset: int, value: Any,
+              exc: BaseException | None) -> None:
+    """Deliver an exit to the ops that saw this call's entry."""
+    try:
+        stack = _tls.stack
+    except AttributeError:
+        return
+    if not stack:
+        return
+    entry = stack.pop()
+    if entry[0] is not frame:
+        stack.append(entry)
+        found = _pop_to(stack, frame)
+        if found is None:
+            return
+        entry = found
+    targets = entry[1]
+    parent = entry[2]
+    fregs = FtraceRegs(site.fn, frame, event, offset, value, exc, site.regs)
+    for op in targets:
+        if op._live:
+            try:
+                op.ret(site.fn, parent, op, fregs)  # type: ignore[misc]
+            except Exception as error:
+                op._callback_failed(error)
+
+
+def _pop_to(stack: list[Any], frame: types.FrameType) -> Any:
+    """Drop entries whose exits were never seen (their site was unpatched meanwhile)."""
+    for i in range(len(stack) - 1, -1, -1):
+        if stack[i][0] is frame:
+            entry = stack[i]
+            del stack[i:]
+            return entry
+    return None
+
+
+TRAMPOLINE_CODES = {_enter_one.__code__, _enter_list.__code__, _enter_none.__code__,
+                    exit_call.__code__}
+
+
+# -- discovery and (re)patching -------------------------------------------------
+
+
+def _active() -> list[Ops]:
+    return [op for op in _ops
+            if not op.flags & Flags.IPMODIFY and (_enabled or op.flags & Flags.PERMANENT)]
+
+
+def discover(code: types.CodeType, frame: types.FrameType) -> Site | None:
+    """First look at a code object: make it a site if some ops wants it."""
+    if code in _internal_codes or is_internal(code):
+        return None
+    fn = function_for_frame(frame)
+    with _lock:
+        site = sites.get(code)
+        if site is not None:
+            return site
+        selected = tuple(op for op in _active() if op.wants(fn))
+        if not selected:
+            return None
+        site = Site(fn, selected)
+        sites[code] = site
+        if _backend is not None:
+            _backend.patch(site)
+        return site
+
+
+def _rebuild() -> None:
+    """Recompute every site after the set of ops or a filter changed (under _lock)."""
+    active = _active()
+    for code, old in list(sites.items()):
+        selected = tuple(op for op in active if op.wants(old.fn))
+        if not selected:
+            del sites[code]
+            if _backend is not None:
+                _backend.unpatch(code)
+        elif selected != old.ops:
+            site = Site(old.fn, selected)
+            sites[code] = site
+            if _backend is not None and site.has_ret != old.has_ret:
+                _backend.patch(site)
+    if _backend is not None:
+        _backend.rediscover()
+
+
+def _make_backend() -> Backend:
+    if sys.version_info >= (3, 12):
+        from .backends.monitoring import MonitoringBackend
+
+        return MonitoringBackend()
+    from .backends.profile import ProfileBackend
+
+    return ProfileBackend()
+
+
+def _ensure_backend() -> None:
+    global _backend
+    if _backend is None:
+        backend = _make_backend()
+        backend.start()
+        _backend = backend
+
+
+def _release_backend() -> None:
+    global _backend
+    if _backend is not None and not _ops:
+        backend, _backend = _backend, None
+        for code in list(sites):
+            backend.unpatch(code)
+        sites.clear()
+        backend.stop()
+
+
+# -- public API -------------------------------------------------------------------
+
+
+def register(ops: Ops) -> None:
+    """Start tracing with ``ops``; its callbacks may run before this returns."""
+    from . import ipmodify
+
+    with _lock:
+        if ops._live or ops in _ops:
+            raise BusyError(f"{ops!r} is already registered")
+        if ops.flags & Flags.PERMANENT and not _enabled:
+            raise BusyError("ftrace is disabled: a PERMANENT ops cannot be registered")
+        if ops.flags & Flags.IPMODIFY:
+            ipmodify.check(ops, ops.filter, ops.notrace)
+        _ensure_backend()
+        if ops.flags & Flags.IPMODIFY:
+            ipmodify.attach(ops, ops.filter)
+        ops._live = True
+        _ops.append(ops)
+        _rebuild()
+
+
+def unregister(ops: Ops) -> None:
+    """Stop tracing with ``ops``; once this returns, no callback of it runs again."""
+    from . import ipmodify
+
+    with _lock:
+        if ops not in _ops:
+            raise ValueError(f"{ops!r} is not registered")
+        ops._live = False
+        _ops.remove(ops)
+        if ops.flags & Flags.IPMODIFY:
+            ipmodify.detach(ops)
+        _rebuild()
+        _release_backend()
+    # Outside the lock: a thread inside a callback may need the lock to finish.
+    sync.wait_quiescent(ops, TRAMPOLINE_CODES | ipmodify.TRAMPOLINE_CODES)
+
+
+def update_filters(ops: Ops, filt: Any, notrace: Any) -> None:
+    """Swap an ops' filter and notrace sets in one step (see Ops.set_filter)."""
+    from . import ipmodify
+
+    with _lock:
+        if not ops._live:
+            ops.filter, ops.notrace = filt, notrace
+            return
+        if ops.flags & Flags.IPMODIFY:
+            ipmodify.check(ops, filt, notrace)
+            ipmodify.retarget(ops, filt)
+        ops.filter, ops.notrace = filt, notrace
+        _rebuild()
+
+
+def registered_ops() -> list[Ops]:
+    with _lock:
+        return list(_ops)
+
+
+def ftrace_enabled() -> bool:
+    """The global switch (the kernel's ``ftrace_enabled`` sysctl)."""
+    return _enabled
+
+
+def set_ftrace_enabled(enabled: bool) -> None:
+    """Turn all non-PERMANENT ops on or off; refused while a PERMANENT one is registered."""
+    global _enabled
+    with _lock:
+        if not enabled and any(op.flags & Flags.PERMANENT for op in _ops):
+            raise BusyError("a PERMANENT ops is registered: ftrace cannot be disabled")
+        _enabled = bool(enabled)
+        _rebuild()
+
+
+def iter_sites() -> Iterator[tuple[Function, int, str, str]]:
+    """(function, refcount, flags, trampoline) for every patched function."""
+    from . import ipmodify
+
+    with _lock:
+        held = ipmodify.holdings()
+        rows: dict[types.CodeType, tuple[Function, int, str, str]] = {}
+        for code, site in sites.items():
+            flags = "R" if site.regs else " "
+            flags += "I" if code in held else " "
+            tramp = site.trampoline
+            n = len(site.ops) + (1 if code in held else 0)
+            rows[code] = (site.fn, n, flags, tramp)
+        for code, (fn, holder) in held.items():
+            if code not in rows:
+                regs = "R" if holder.flags & (Flags.SAVE_REGS | Flags.SAVE_REGS_IF_SUPPORTED) else " "
+                rows[code] = (fn, 1, regs + "I", "ipmodify_stub")
+            else:
+                f, n, fl, tr = rows[code]
+                rows[code] = (f, n, fl, tr + "+ipmodify_stub")
+    yield from sorted(rows.values(), key=lambda r: r[0].name)
+
+
+def enabled_functions() -> str:
+    """The tracefs ``enabled_functions`` file: one patched function a line."""
+    return "".join(f"{fn.name} ({n}) {flags}\ttramp: {tramp}\n"
+                   for fn, n, flags, tramp in iter_sites())
+
+
+def mark_internal(code: types.CodeType) -> None:
+    """Code fntrace generates (stubs) is never a site."""
+    _internal_codes.add(code)
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,364 @@
+"""The ``set_ftrace_filter`` grammar: parsing pattern lines and matching functions.
+
+The kernel's ``set_ftrace_filter`` / ``set_ftrace_notrace`` files take one
+pattern per line.  fntrace keeps that grammar, adapted to Python names of the
+form ``module:qualname``::
+
+    glob                      plain glob, e.g. ``raw_decode``, ``json*``, ``*.<locals>.*``
+    module-glob:qual-glob     full-name glob, e.g. ``json.decoder:JSONDecoder.*``
+    !glob                     negation: take matching functions back out
+    glob:mod:module-glob      only functions whose module matches ``module-glob``
+    glob:traceon[:N]          trigger commands (also traceoff, snapshot,
+    glob:stacktrace[:N]       stacktrace, dump, enable_event:sys:ev[:N],
+    glob:dump                 disable_event:sys:ev[:N]); these belong to a
+                              trace instance, not to a :class:`Filter`
+
+The ``:`` both separates module from qualname and introduces a command, so a
+line is read the way the kernel reads it: a known command word in the second
+field wins, then one in the third field (after a ``module:qualname`` glob).  A
+function literally called ``traceon`` can still be named, e.g. ``m:traceo[n]``.
+
+Everything is parsed and compiled once, when the pattern is written, because
+matching runs once per new code object per ops and must stay cheap.  Parsing
+a batch is all-or-nothing so that a typo never leaves a half-applied filter.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, NoReturn
+
+__all__ = [
+    "COUNT_COMMANDS",
+    "EVENT_COMMANDS",
+    "KNOWN_COMMANDS",
+    "TRIGGER_COMMANDS",
+    "Filter",
+    "FilterLine",
+    "parse",
+    "parse_line",
+]
+
+#: Commands that take an optional positive count (``glob:traceoff:3``).
+COUNT_COMMANDS: frozenset[str] = frozenset({"traceon", "traceoff", "snapshot", "stacktrace"})
+#: Commands that take ``system:event[:count]``.
+EVENT_COMMANDS: frozenset[str] = frozenset({"enable_event", "disable_event"})
+#: Every command word the grammar recognises after a glob.
+KNOWN_COMMANDS: frozenset[str] = frozenset({"mod", "dump"}) | COUNT_COMMANDS | EVENT_COMMANDS
+#: Commands that fire actions when a function is hit; a :class:`Filter` rejects them.
+TRIGGER_COMMANDS: frozenset[str] = KNOWN_COMMANDS - {"mod"}
+
+_COUNT_RE = re.compile(r"[0-9]+")
+
+
+class _Malformed(Exception):
+    """Internal: carries the reason; the public ValueError adds the offending text."""
+
+
+def _error(text: str, reason: str) -> ValueError:
+    """Build the one error shape every malformed pattern produces.
+
+    The message always quotes the offending (stripped) line so that, in a batch,
+    the user can see which line was refused.
+    """
+    return ValueError(f"malformed filter pattern {text!r}: {reason}")
+
+
+def _fail(reason: str) -> NoReturn:
+    raise _Malformed(reason)
+
+
+def _unclosed_bracket(glob: str) -> bool:
+    """True if ``glob`` has a ``[`` that fnmatch would silently treat as a literal.
+
+    fnmatch does not reject ``[abc`` but matches a literal ``[``, which is
+    almost never what was meant; we refuse it instead.  The scan mirrors
+    fnmatch's own: an optional ``!`` and a ``]`` directly after ``[`` belong
+    to the set.
+    """
+    i, n = 0, len(glob)
+    while i < n:
+        if glob[i] != "[":
+            i += 1
+            continue
+        j = i + 1
+        if j < n and glob[j] == "!":
+            j += 1
+        if j < n and glob[j] == "]":
+            j += 1
+        while j < n and glob[j] != "]":
+            j += 1
+        if j >= n:
+            return True
+        i = j + 1
+    return False
+
+
+def _check_simple_glob(glob: str, what: str) -> None:
+    """Validate a glob with no ``:`` in it (one side of a name, or a module glob)."""
+    if not glob:
+        _fail(f"empty {what}")
+    if glob.startswith("!"):
+        # Names never start with '!', so such a glob could match nothing: most
+        # likely a doubled negation or a misplaced one.
+        _fail(f"{what} {glob!r} starts with '!' (only one leading '!' negates a line)")
+    if _unclosed_bracket(glob):
+        _fail(f"unclosed '[' in {what} {glob!r}")
+
+
+def _check_glob(glob: str) -> None:
+    """Validate the function glob of a line (``qual-glob`` or ``module-glob:qual-glob``)."""
+    if not glob:
+        _fail("empty function glob")
+    if any(ch.isspace() for ch in glob):
+        _fail(f"whitespace in glob {glob!r}")
+    if glob.count(":") > 1:
+        _fail(f"more than one ':' in glob {glob!r}")
+    if ":" in glob:
+        module, qualname = glob.split(":")
+        # Checked per side so that a ':' inside "[...]" is refused: ':' is the separator.
+        _check_simple_glob(module, "module side of the glob")
+        _check_simple_glob(qualname, "qualname side of the glob")
+    else:
+        _check_simple_glob(glob, "function glob")
+
+
+def _check_count(param: str, command: str) -> None:
+    if _COUNT_RE.fullmatch(param) is None or int(param) <= 0:
+        _fail(f"{command} count {param!r} is not a positive integer")
+
+
+def _check_params(command: str | None, params: tuple[str, ...]) -> None:
+    """Validate a command's parameters; the arity rules are per command."""
+    if command is None:
+        if params:
+            _fail("parameters without a command")
+    elif command == "mod":
+        if len(params) != 1:
+            _fail(f"mod takes exactly one module glob, got {len(params)} parameters")
+        if ":" in params[0] or any(ch.isspace() for ch in params[0]):
+            _fail(f"bad module glob {params[0]!r}")
+        _check_simple_glob(params[0], "module glob")
+    elif command in COUNT_COMMANDS:
+        if len(params) > 1:
+            _fail(f"{command} takes at most one count, got {len(params)} parameters")
+        if params:
+            _check_count(params[0], command)
+    elif command == "dump":
+        if params:
+            _fail("dump takes no parameters")
+    elif command in EVENT_COMMANDS:
+        if len(params) not in (2, 3):
+            _fail(f"{command} needs system:event[:count], got {len(params)} parameters")
+        if not params[0] or not params[1]:
+            _fail(f"{command} needs a non-empty system and event")
+        if len(params) == 3:
+            _check_count(params[2], command)
+    else:
+        _fail(f"unknown command {command!r}")
+
+
+def _compile(glob: str) -> re.Pattern[str]:
+    # fnmatch.translate adds no IGNORECASE, so matching is case-sensitive on every OS
+    # (fnmatch.fnmatch would normcase on Windows).
+    return re.compile(fnmatch.translate(glob))
+
+
+@dataclass(frozen=True)
+class FilterLine:
+    """One parsed pattern line, validated and compiled on construction.
+
+    Validation lives here (not only in :func:`parse_line`) so that every
+    FilterLine in existence is well-formed, however it was built; the compiled
+    regexes are hidden fields so equality and hashing see only the parsed form.
+    """
+
+    text: str
+    negate: bool
+    glob: str
+    command: str | None = None
+    params: tuple[str, ...] = ()
+
+    _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _module_regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _full_only: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            _check_glob(self.glob)
+            _check_params(self.command, self.params)
+        except _Malformed as exc:
+            raise _error(self.text, str(exc)) from None
+        full_only = ":" in self.glob
+        module_regex = _compile(self.params[0]) if self.command == "mod" else None
+        object.__setattr__(self, "_regex", _compile(self.glob))
+        object.__setattr__(self, "_module_regex", module_regex)
+        object.__setattr__(self, "_full_only", full_only)
+
+    @property
+    def count(self) -> int | None:
+        """The trigger's count (``traceoff:3`` -> 3), or None when unlimited or not a trigger."""
+        if self.command in COUNT_COMMANDS and self.params:
+            return int(self.params[0])
+        if self.command in EVENT_COMMANDS and len(self.params) == 3:
+            return int(self.params[2])
+        return None
+
+    def matches(self, module: str, qualname: str) -> bool:
+        """Whether this line's glob (and module glob, for ``mod``) names the function.
+
+        A glob with ':' is matched against ``module:qualname``.  One without is
+        matched against the bare qualname and against its last part (the
+        function's own name), so ``raw_decode`` names
+        ``json.decoder:JSONDecoder.raw_decode`` as a bare kernel symbol would;
+        it never matches module names, so ``get*`` does not pull in a module
+        called ``gettext``.  Use ``json.*:*`` or ``*:mod:json.*`` for modules.
+        """
+        if self._module_regex is not None and self._module_regex.fullmatch(module) is None:
+            return False
+        regex = self._regex
+        if self._full_only:
+            return regex.fullmatch(f"{module}:{qualname}") is not None
+        if regex.fullmatch(qualname) is not None:
+            return True
+        dot = qualname.rfind(".")
+        return dot >= 0 and regex.fullmatch(qualname[dot + 1:]) is not None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_line(text: str) -> FilterLine:
+    """Parse one pattern line; raise ValueError quoting ``text`` if it is malformed."""
+    line = text.strip()
+    try:
+        if not line:
+            _fail("empty pattern")
+        if any(ch.isspace() for ch in line):
+            _fail("contains whitespace")
+        negate = line.startswith("!")
+        body = line[1:] if negate else line
+        if not body:
+            _fail("'!' with nothing to negate")
+        parts = body.split(":")
+        if len(parts) >= 2 and parts[1] in KNOWN_COMMANDS:
+            glob, command, params = parts[0], parts[1], tuple(parts[2:])
+        elif len(parts) >= 3 and parts[2] in KNOWN_COMMANDS:
+            glob, command, params = f"{parts[0]}:{parts[1]}", parts[2], tuple(parts[3:])
+        elif len(parts) <= 2:
+            glob, command, params = body, None, ()
+        else:
+            known = ", ".join(sorted(KNOWN_COMMANDS))
+            _fail(f"unknown command {parts[1]!r} (or {parts[2]!r} after a module:qualname "
+                  f"glob); known commands: {known}")
+    except _Malformed as exc:
+        raise _error(line, str(exc)) from None
+    return FilterLine(line, negate, glob, command, params)
+
+
+def parse(patterns: str | Iterable[str]) -> list[FilterLine]:
+    """Parse a batch of pattern lines, all or nothing.
+
+    A string is split on whitespace (as the kernel splits a write); commas are
+    not separators, since ``[a,b]`` is a legal set.  Each item of an iterable is
+    split the same way, and empty items are skipped.  The first malformed line
+    raises ValueError and nothing is returned, so a batch is never half-applied.
+    """
+    items: Iterable[str] = (patterns,) if isinstance(patterns, str) else patterns
+    return [parse_line(word) for item in items for word in item.split()]
+
+
+class Filter:
+    """Immutable, compiled rule list; swapped whole into an ops (never mutated).
+
+    Immutability is what makes the swap safe: a tracer thread may be reading
+    the old Filter while a writer builds the new one, and no lock is needed.
+    Rules are evaluated in order and the last matching rule decides, so
+    ``a*`` then ``!ab`` means "a* except ab".
+    """
+
+    __slots__ = ("_has_positive", "_reversed", "lines")
+
+    EMPTY: ClassVar[Filter]
+
+    lines: tuple[FilterLine, ...]
+    _has_positive: bool
+    _reversed: tuple[FilterLine, ...]
+
+    def __init__(self, lines: Sequence[FilterLine] = ()) -> None:
+        rules = tuple(lines)
+        for rule in rules:
+            if rule.command is not None and rule.command != "mod":
+                raise ValueError(f"filter pattern {rule.text!r}: trigger commands belong to a "
+                                 f"trace instance, not to a function filter")
+        object.__setattr__(self, "lines", rules)
+        object.__setattr__(self, "_has_positive", any(not r.negate for r in rules))
+        # The last matching rule decides, so scanning backwards can stop at the first hit.
+        object.__setattr__(self, "_reversed", rules[::-1])
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Filter is immutable; build a new one (cannot set {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Filter is immutable (cannot delete {name!r})")
+
+    def __reduce__(self) -> tuple[type[Filter], tuple[tuple[FilterLine, ...]]]:
+        # copy/pickle would otherwise restore slots through the blocked __setattr__.
+        return (Filter, (self.lines,))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Filter):
+            return NotImplemented
+        return self.lines == other.lines
+
+    def __hash__(self) -> int:
+        return hash(self.lines)
+
+    def __repr__(self) -> str:
+        return f"Filter({[r.text for r in self.lines]!r})"
+
+    @property
+    def is_empty(self) -> bool:
+        """True when no rule is positive (non-negated).
+
+        Note that a filter holding only negations (``!foo``) is "empty" in this
+        sense yet does not select everything: :meth:`selects` still excludes foo.
+        """
+        return not self._has_positive
+
+    def selects(self, module: str, qualname: str) -> bool:
+        """Whether the function is traced under this filter (set_ftrace_filter).
+
+        With no positive rule everything starts selected, so ``!foo`` alone means
+        "all but foo"; otherwise nothing starts selected.  The last matching rule
+        decides.  A pure predicate, so it also applies to modules loaded later.
+        """
+        for rule in self._reversed:
+            if rule.matches(module, qualname):
+                return not rule.negate
+        return not self._has_positive
+
+    def excludes(self, module: str, qualname: str) -> bool:
+        """Whether the function is in this notrace set (set_ftrace_notrace).
+
+        Nothing starts excluded; the last matching rule decides, so ``a*`` then
+        ``!ab`` excludes a* but not ab.
+        """
+        for rule in self._reversed:
+            if rule.matches(module, qualname):
+                return not rule.negate
+        return False
+
+    def extended(self, lines: Sequence[FilterLine]) -> Filter:
+        """A new Filter with ``lines`` appended (the kernel's ``>>`` append mode)."""
+        return Filter(self.lines + tuple(lines))
+
+    def text(self) -> str:
+        """The content as the kernel file shows it: one original line per rule."""
+        return "\n".join(rule.text for rule in self.lines)
+
+
+Filter.EMPTY = Filter()

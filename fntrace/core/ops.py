@@ -1,0 +1,112 @@
+"""Ops: the unit of registration (the kernel's ``struct ftrace_ops``).
+
+An ops carries its callbacks, flags, private data and its own filter and
+notrace sets.  Filters are immutable :class:`~fntrace.core.filter.Filter`
+objects swapped in whole, so a call never sees a half-applied filter.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .filter import Filter, parse
+from .flags import Flags
+
+if TYPE_CHECKING:
+    from .regs import FtraceRegs
+    from .symbols import Function
+
+Callback = Callable[["Function", "Function | None", "Ops", "FtraceRegs"], Any]
+
+__all__ = ["Callback", "Ops"]
+
+
+def _as_filter(patterns: str | Iterable[str] | Filter) -> Filter:
+    if isinstance(patterns, Filter):
+        return patterns
+    return Filter(parse(patterns))
+
+
+class Ops:
+    """A pair of callbacks with their own filter.
+
+    ``func(ip, parent_ip, ops, fregs)`` runs at function entry (and at each
+    resumption of a generator or coroutine); ``ret(ip, parent_ip, ops, fregs)``
+    at every exit of a call whose entry this ops saw: return, exception
+    unwinding, and each suspension.  ``fregs.event`` tells which.
+
+    Counters: ``nmissed`` (entries refused by the RECURSION guard),
+    ``nerrors`` (exceptions raised by the callbacks, which never reach the
+    traced program) and ``last_error``.
+    """
+
+    def __init__(self, func: Callback | None = None, *, ret: Callback | None = None,
+                 flags: Flags = Flags(0), filter: str | Iterable[str] = (),  # noqa: A002
+                 notrace: str | Iterable[str] = (), private: Any = None) -> None:
+        if func is None and ret is None:
+            raise ValueError("an ops needs a func or a ret callback")
+        self.func = func
+        self.ret = ret
+        self.flags = Flags(flags)
+        self.private = private
+        self.filter = _as_filter(filter)
+        self.notrace = _as_filter(notrace)
+        self.nmissed = 0
+        self.nerrors = 0
+        self.last_error: BaseException | None = None
+        self._warned = False
+        # True from register() until unregister(); the exit path checks it so
+        # a return delivered after unregister() never reaches the callback.
+        self._live = False
+
+    # -- filters -----------------------------------------------------------
+    def set_filter(self, patterns: str | Iterable[str], reset: bool = True) -> None:
+        """Replace (or with ``reset=False`` extend) the filter, atomically.
+
+        A malformed pattern raises ValueError and nothing changes.
+        """
+        new = Filter(parse(patterns))
+        if not reset:
+            new = self.filter.extended(new.lines)
+        self._swap(new, self.notrace)
+
+    def set_notrace(self, patterns: str | Iterable[str], reset: bool = True) -> None:
+        """Replace (or extend) the notrace set, atomically; notrace wins over filter."""
+        new = Filter(parse(patterns))
+        if not reset:
+            new = self.notrace.extended(new.lines)
+        self._swap(self.filter, new)
+
+    def _swap(self, filt: Filter, notrace: Filter) -> None:
+        from . import engine
+
+        engine.update_filters(self, filt, notrace)
+
+    def wants(self, fn: Function) -> bool:
+        """Whether this ops traces ``fn``: (filter empty or selects) and not notrace."""
+        return (self.filter.selects(fn.module, fn.qualname)
+                and not self.notrace.excludes(fn.module, fn.qualname))
+
+    # -- errors ------------------------------------------------------------
+    def _callback_failed(self, exc: BaseException) -> None:
+        self.nerrors += 1
+        self.last_error = exc
+        if not self._warned:
+            self._warned = True
+            try:
+                warnings.warn(f"fntrace: a callback of {self!r} raised {exc!r}; the traced "
+                              "program goes on, further errors are counted in ops.nerrors",
+                              RuntimeWarning, stacklevel=2)
+            except Exception:  # warnings turned into errors must not reach the program
+                pass
+
+    @property
+    def registered(self) -> bool:
+        return self._live
+
+    def __repr__(self) -> str:
+        cb = self.func if self.func is not None else self.ret
+        name = getattr(cb, "__qualname__", repr(cb))
+        return f"<Ops {name} flags={self.flags!s}>"
