@@ -34,7 +34,8 @@ from . import sync
 from .flags import Flags
 from .ops import Ops
 from .regs import FtraceRegs
-from .symbols import Function, _cache as _fn_cache, function_for_frame, is_internal
+from .symbols import Function, function_for_frame, is_internal
+from .symbols import _cache as _fn_cache
 
 __all__ = [
     "BusyError",
@@ -75,8 +76,18 @@ _tls = threading.local()
 class Site:
     """One patched code object and its immutable dispatch configuration."""
 
-    __slots__ = ("code", "entry_op", "entry_ops", "enter", "fn", "has_ret", "ops", "regs",
-                 "ret_ops", "trampoline")
+    __slots__ = (
+        "code",
+        "enter",
+        "entry_op",
+        "entry_ops",
+        "fn",
+        "has_ret",
+        "ops",
+        "regs",
+        "ret_ops",
+        "trampoline",
+    )
 
     def __init__(self, fn: Function, ops: tuple[Ops, ...]) -> None:
         self.fn = fn
@@ -132,7 +143,7 @@ def _enter_one(site: Site, frame: types.FrameType, event: str, offset: int) -> N
     if site.has_ret:
         _stack().append((frame, site.ret_ops, parent))
     try:
-        op.func(site.fn, parent, op, fregs)  # type: ignore[union-attr,misc]
+        op.func(site.fn, parent, op, fregs)  # type: ignore[union-attr,misc,arg-type]
     except Exception as exc:
         op._callback_failed(exc)  # type: ignore[union-attr]
 

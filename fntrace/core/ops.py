@@ -43,8 +43,8 @@ class Ops:
     """
 
     def __init__(self, func: Callback | None = None, *, ret: Callback | None = None,
-                 flags: Flags = Flags(0), filter: str | Iterable[str] = (),  # noqa: A002
-                 notrace: str | Iterable[str] = (), private: Any = None) -> None:
+                 flags: Flags = Flags(0), filter: str | Iterable[str] | Filter = (),
+                 notrace: str | Iterable[str] | Filter = (), private: Any = None) -> None:
         if func is None and ret is None:
             raise ValueError("an ops needs a func or a ret callback")
         self.func = func

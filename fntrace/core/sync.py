@@ -24,8 +24,8 @@ def _holds(frame: types.FrameType, ops: Any) -> bool:
         loc = frame.f_locals
         if loc.get("op") is ops:
             return True
-        targets = loc.get("targets")
-        return bool(targets) and any(t is ops for t in targets)
+        targets = loc.get("targets") or ()
+        return any(t is ops for t in targets)
     except Exception:  # a frame torn down under us holds nothing
         return False
 

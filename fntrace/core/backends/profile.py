@@ -72,7 +72,7 @@ class ProfileBackend:
                 else:
                     kind = THROW
                     throws[frame] = lasti
-                site.enter(site, frame, kind, lasti)
+                site.enter(site, frame, kind, lasti)  # type: ignore[union-attr]
             elif event == "return":
                 site = decided_get(frame.f_code)
                 if site is None or site is not_site or not site.has_ret:
