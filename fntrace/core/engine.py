@@ -58,7 +58,7 @@ class Backend(Protocol):
     def stop(self) -> None: ...
     def patch(self, site: Site) -> None: ...
     def unpatch(self, code: types.CodeType) -> None: ...
-    def rediscover(self) -> None: ...
+    def rediscover(self, grow: bool) -> None: ...
 
 
 Trampoline = Callable[["Site", types.FrameType, str, int], None]
@@ -67,8 +67,10 @@ Trampoline = Callable[["Site", types.FrameType, str, int], None]
 _lock = threading.RLock()
 _ops: list[Ops] = []
 _enabled = True
-sites: dict[types.CodeType, Site] = {}
-_internal_codes: set[types.CodeType] = set()  # stubs and other code fntrace makes
+# Keyed by id(code): hashing a code object hashes its whole content, far too
+# slow for the hot path; each Site keeps its code alive, so ids stay unique.
+sites: dict[int, Site] = {}
+_internal_codes: dict[int, types.CodeType] = {}  # stubs and other code fntrace makes
 _backend: Backend | None = None
 _tls = threading.local()
 
@@ -128,7 +130,7 @@ def _parent(frame: types.FrameType) -> Function | None:
     back = frame.f_back
     if back is None:
         return None
-    fn = _fn_cache.get(back.f_code)
+    fn = _fn_cache.get(id(back.f_code))
     return fn if fn is not None else function_for_frame(back)
 
 
@@ -216,39 +218,43 @@ def _active() -> list[Ops]:
 
 def discover(code: types.CodeType, frame: types.FrameType) -> Site | None:
     """First look at a code object: make it a site if some ops wants it."""
-    if code in _internal_codes or is_internal(code):
+    if id(code) in _internal_codes or is_internal(code):
         return None
     fn = function_for_frame(frame)
     with _lock:
-        site = sites.get(code)
+        site = sites.get(id(code))
         if site is not None:
             return site
         selected = tuple(op for op in _active() if op.wants(fn))
         if not selected:
             return None
         site = Site(fn, selected)
-        sites[code] = site
+        sites[id(code)] = site
         if _backend is not None:
             _backend.patch(site)
         return site
 
 
-def _rebuild() -> None:
-    """Recompute every site after the set of ops or a filter changed (under _lock)."""
+def _rebuild(grow: bool = True) -> None:
+    """Recompute every site after the set of ops or a filter changed (under _lock).
+
+    ``grow``: the selection may now include code already looked at and
+    dismissed, which the backend must then look at again.
+    """
     active = _active()
-    for code, old in list(sites.items()):
+    for key, old in list(sites.items()):
         selected = tuple(op for op in active if op.wants(old.fn))
         if not selected:
-            del sites[code]
+            del sites[key]
             if _backend is not None:
-                _backend.unpatch(code)
+                _backend.unpatch(old.code)
         elif selected != old.ops:
             site = Site(old.fn, selected)
-            sites[code] = site
+            sites[key] = site
             if _backend is not None and site.has_ret != old.has_ret:
                 _backend.patch(site)
     if _backend is not None:
-        _backend.rediscover()
+        _backend.rediscover(grow)
 
 
 def _make_backend() -> Backend:
@@ -273,8 +279,8 @@ def _release_backend() -> None:
     global _backend
     if _backend is not None and not _ops:
         backend, _backend = _backend, None
-        for code in list(sites):
-            backend.unpatch(code)
+        for site in list(sites.values()):
+            backend.unpatch(site.code)
         sites.clear()
         backend.stop()
 
@@ -312,7 +318,7 @@ def unregister(ops: Ops) -> None:
         _ops.remove(ops)
         if ops.flags & Flags.IPMODIFY:
             ipmodify.detach(ops)
-        _rebuild()
+        _rebuild(grow=False)
         _release_backend()
     # Outside the lock: a thread inside a callback may need the lock to finish.
     sync.wait_quiescent(ops, TRAMPOLINE_CODES | ipmodify.TRAMPOLINE_CODES)
@@ -350,7 +356,7 @@ def set_ftrace_enabled(enabled: bool) -> None:
         if not enabled and any(op.flags & Flags.PERMANENT for op in _ops):
             raise BusyError("a PERMANENT ops is registered: ftrace cannot be disabled")
         _enabled = bool(enabled)
-        _rebuild()
+        _rebuild(grow=_enabled)
 
 
 def iter_sites() -> Iterator[tuple[Function, int, str, str]]:
@@ -360,7 +366,8 @@ def iter_sites() -> Iterator[tuple[Function, int, str, str]]:
     with _lock:
         held = ipmodify.holdings()
         rows: dict[types.CodeType, tuple[Function, int, str, str]] = {}
-        for code, site in sites.items():
+        for site in sites.values():
+            code = site.code
             flags = "R" if site.regs else " "
             flags += "I" if code in held else " "
             tramp = site.trampoline
@@ -384,7 +391,7 @@ def enabled_functions() -> str:
 
 def mark_internal(code: types.CodeType) -> None:
     """Code fntrace generates (stubs) is never a site."""
-    _internal_codes.add(code)
+    _internal_codes[id(code)] = code
 
 
 def _after_fork_in_child() -> None:

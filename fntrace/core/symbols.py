@@ -25,7 +25,7 @@ __all__ = [
     "iter_loaded_code",
 ]
 
-_PKG_DIR = __file__.rsplit("/", 3)[0] + "/"  # .../fntrace/ (this file is fntrace/core/symbols.py)
+_PKG_DIR = __file__.rsplit("/", 2)[0] + "/"  # .../fntrace/ (this file is fntrace/core/symbols.py)
 
 
 class Function:
@@ -71,26 +71,28 @@ def signature_names(code: types.CodeType) -> tuple[str, ...]:
     return tuple(out)
 
 
-_cache: dict[types.CodeType, Function] = {}
+# Keyed by id(code) (hashing a code object hashes its content); each Function
+# keeps its code alive, so an id is never reused while it is a key here.
+_cache: dict[int, Function] = {}
 _lock = threading.Lock()
 
 
 def function_for_code(code: types.CodeType, module: str | None = None) -> Function:
     """The one :class:`Function` of ``code``; ``module`` names it on first sight."""
-    fn = _cache.get(code)
+    fn = _cache.get(id(code))
     if fn is None:
         with _lock:
-            fn = _cache.get(code)
+            fn = _cache.get(id(code))
             if fn is None:
                 fn = Function(code, module if module is not None else _guess_module(code))
-                _cache[code] = fn
+                _cache[id(code)] = fn
     return fn
 
 
 def function_for_frame(frame: types.FrameType) -> Function:
     """The :class:`Function` running in ``frame`` (named from its globals)."""
     code = frame.f_code
-    fn = _cache.get(code)
+    fn = _cache.get(id(code))
     if fn is None:
         name = frame.f_globals.get("__name__")
         fn = function_for_code(code, name if isinstance(name, str) else _guess_module(code))

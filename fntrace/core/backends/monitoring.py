@@ -61,7 +61,7 @@ class MonitoringBackend:
         RETURN, YIELD, UNWIND = Event.RETURN, Event.YIELD, Event.UNWIND
 
         def py_start(code: types.CodeType, offset: int) -> Any:
-            site = sites_get(code)
+            site = sites_get(id(code))
             if site is None:
                 frame = getframe(1)
                 site = discover(code, frame)
@@ -73,27 +73,27 @@ class MonitoringBackend:
             return None
 
         def py_resume(code: types.CodeType, offset: int) -> Any:
-            site = sites_get(code)
+            site = sites_get(id(code))
             if site is not None:
                 site.enter(site, getframe(1), RESUME, offset)
 
         def py_throw(code: types.CodeType, offset: int, exc: BaseException) -> Any:
-            site = sites_get(code)
+            site = sites_get(id(code))
             if site is not None:
                 site.enter(site, getframe(1), THROW, offset)
 
         def py_return(code: types.CodeType, offset: int, value: Any) -> Any:
-            site = sites_get(code)
+            site = sites_get(id(code))
             if site is not None and site.has_ret:
                 exit_call(site, getframe(1), RETURN, offset, value, None)
 
         def py_yield(code: types.CodeType, offset: int, value: Any) -> Any:
-            site = sites_get(code)
+            site = sites_get(id(code))
             if site is not None and site.has_ret:
                 exit_call(site, getframe(1), YIELD, offset, value, None)
 
         def py_unwind(code: types.CodeType, offset: int, exc: BaseException) -> Any:
-            site = sites_get(code)
+            site = sites_get(id(code))
             if site is not None and site.has_ret:
                 exit_call(site, getframe(1), UNWIND, offset, None, exc)
 
@@ -124,5 +124,6 @@ class MonitoringBackend:
     def unpatch(self, code: types.CodeType) -> None:
         mon.set_local_events(self.tool, code, 0)
 
-    def rediscover(self) -> None:
-        mon.restart_events()
+    def rediscover(self, grow: bool) -> None:
+        if grow:
+            mon.restart_events()

@@ -35,14 +35,18 @@ __all__ = ["ProfileBackend"]
 _RESUME = dis.opmap["RESUME"]
 _RETURN_VALUE = dis.opmap["RETURN_VALUE"]
 _YIELD_VALUE = dis.opmap["YIELD_VALUE"]
-_NOT_A_SITE = object()
 
 
 class ProfileBackend:
-    """Turns sys.setprofile events into trampoline calls."""
+    """Turns sys.setprofile events into trampoline calls.
+
+    ``decided`` maps id(code) to the code's Site, or to the code object itself
+    when it is no site: one lookup and one identity test dismiss untraced
+    code, and the stored object keeps the id from being reused.
+    """
 
     def __init__(self) -> None:
-        self.decided: dict[types.CodeType, Any] = {}
+        self.decided: dict[int, Any] = {}
         self.hook: Any = None
 
     def start(self) -> None:
@@ -50,35 +54,34 @@ class ProfileBackend:
         decided_get = decided.get
         discover = engine.discover
         exit_call = engine.exit_call
-        not_site = _NOT_A_SITE
         START, RESUME, THROW = Event.START, Event.RESUME, Event.THROW
         RETURN, YIELD, UNWIND = Event.RETURN, Event.YIELD, Event.UNWIND
         throws: dict[types.FrameType, int] = {}
 
         def hook(frame: types.FrameType, event: str, arg: Any) -> None:
+            code = frame.f_code
+            site = decided_get(id(code))
+            if site is code:
+                return
             if event == "call":
-                code = frame.f_code
-                site = decided_get(code)
                 if site is None:
-                    site = discover(code, frame) or not_site
-                    decided[code] = site
-                if site is not_site:
-                    return
+                    site = discover(code, frame)
+                    decided[id(code)] = code if site is None else site
+                    if site is None:
+                        return
                 lasti = frame.f_lasti
                 raw = code.co_code
-                op = raw[lasti]
-                if op == _RESUME:
+                if raw[lasti] == _RESUME:
                     kind = RESUME if raw[lasti + 1] else START
                 else:
                     kind = THROW
                     throws[frame] = lasti
-                site.enter(site, frame, kind, lasti)  # type: ignore[union-attr]
+                site.enter(site, frame, kind, lasti)
             elif event == "return":
-                site = decided_get(frame.f_code)
-                if site is None or site is not_site or not site.has_ret:
+                if site is None or not site.has_ret:
                     return
                 lasti = frame.f_lasti
-                op = frame.f_code.co_code[lasti]
+                op = code.co_code[lasti]
                 thrown = throws.pop(frame, -1) if throws else -1
                 if op == _RETURN_VALUE:
                     exit_call(site, frame, RETURN, lasti, arg, None)
@@ -100,12 +103,12 @@ class ProfileBackend:
         self.decided.clear()
 
     def patch(self, site: engine.Site) -> None:
-        self.decided[site.code] = site
+        self.decided[id(site.code)] = site
 
     def unpatch(self, code: types.CodeType) -> None:
-        self.decided.pop(code, None)
+        self.decided.pop(id(code), None)
 
-    def rediscover(self) -> None:
+    def rediscover(self, grow: bool) -> None:
         # Sites may have been replaced: forget every decision, sites included.
         self.decided.clear()
 
