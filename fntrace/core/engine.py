@@ -140,10 +140,16 @@ def _parent(frame: types.FrameType) -> Function | None:
 
 def _enter_one(site: Site, frame: types.FrameType, event: str, offset: int) -> None:
     op = site.entry_op
-    parent = _parent(frame)
+    back = frame.f_back
+    parent = None if back is None else (_fn_cache.get(id(back.f_code))
+                                        or function_for_frame(back))
     fregs = FtraceRegs(site.fn, frame, event, offset, None, None, site.regs)
     if site.has_ret:
         _stack().append((frame, site.ret_ops, parent))
+    # `op` is a local before _live is read, so unregister() (which clears _live, then
+    # waits for frames holding `op`) either waits for this call or makes it skip.
+    if not op._live:  # type: ignore[union-attr]
+        return
     try:
         op.func(site.fn, parent, op, fregs)  # type: ignore[union-attr,misc,arg-type]
     except Exception as exc:
@@ -152,11 +158,15 @@ def _enter_one(site: Site, frame: types.FrameType, event: str, offset: int) -> N
 
 def _enter_list(site: Site, frame: types.FrameType, event: str, offset: int) -> None:
     targets = site.entry_ops
-    parent = _parent(frame)
+    back = frame.f_back
+    parent = None if back is None else (_fn_cache.get(id(back.f_code))
+                                        or function_for_frame(back))
     fregs = FtraceRegs(site.fn, frame, event, offset, None, None, site.regs)
     if site.has_ret:
         _stack().append((frame, site.ret_ops, parent))
     for op in targets:
+        if not op._live:  # unregistered meanwhile (see _enter_one)
+            continue
         try:
             op.func(site.fn, parent, op, fregs)  # type: ignore[misc]
         except Exception as exc:
