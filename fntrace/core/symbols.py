@@ -11,6 +11,7 @@ agrees on a function's name.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import threading
 import types
@@ -77,6 +78,14 @@ _cache: dict[int, Function] = {}
 _lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread may have held it at fork time
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def function_for_code(code: types.CodeType, module: str | None = None) -> Function:
     """The one :class:`Function` of ``code``; ``module`` names it on first sight."""
     fn = _cache.get(id(code))
@@ -113,6 +122,15 @@ def is_internal(code: types.CodeType) -> bool:
     return code.co_filename.startswith(_PKG_DIR)
 
 
+_PKG_NAME = __name__.split(".", 1)[0]  # "fntrace"
+
+
+def is_internal_module(module: str) -> bool:
+    """True for fntrace's own modules: code they generate at run time (dataclass
+    ``__init__``, namedtuple methods) has no file of ours, only our globals."""
+    return module == _PKG_NAME or module.startswith(_PKG_NAME + ".")
+
+
 def _walk_code(code: types.CodeType) -> Iterator[types.CodeType]:
     yield code
     for const in code.co_consts:
@@ -137,6 +155,8 @@ def iter_loaded_code() -> Iterator[Function]:
         # The globals' __name__, as at run time (__module__ may be rewritten by wraps).
         name = obj.__globals__.get("__name__")
         module = name if isinstance(name, str) else "?"
+        if is_internal_module(module):
+            continue
         for inner in _walk_code(code):
             if inner in seen or is_internal(inner):
                 continue

@@ -64,9 +64,12 @@ class MonitoringBackend:
             site = sites_get(id(code))
             if site is None:
                 frame = getframe(1)
+                gen = engine.generation
                 site = discover(code, frame)
                 if site is None:
-                    return disable
+                    # No switch point between this test and the DISABLE taking effect:
+                    # a filter widened meanwhile (restart_events) is never undone.
+                    return disable if gen == engine.generation else None
                 site.enter(site, frame, START, offset)
                 return None
             site.enter(site, getframe(1), START, offset)

@@ -65,8 +65,10 @@ class ProfileBackend:
                 return
             if event == "call":
                 if site is None:
+                    gen = engine.generation
                     site = discover(code, frame)
-                    decided[id(code)] = code if site is None else site
+                    if gen == engine.generation:  # else a rebuild cleared decided meanwhile
+                        decided[id(code)] = code if site is None else site
                     if site is None:
                         return
                 lasti = frame.f_lasti
