@@ -396,7 +396,8 @@ def iter_sites() -> Iterator[tuple[Function, int, str, str]]:
             rows[code] = (site.fn, n, flags, tramp)
         for code, (fn, holder) in held.items():
             if code not in rows:
-                regs = "R" if holder.flags & (Flags.SAVE_REGS | Flags.SAVE_REGS_IF_SUPPORTED) else " "
+                wants = holder.flags & (Flags.SAVE_REGS | Flags.SAVE_REGS_IF_SUPPORTED)
+                regs = "R" if wants else " "
                 rows[code] = (fn, 1, regs + "I", "ipmodify_stub")
             else:
                 f, n, fl, tr = rows[code]
