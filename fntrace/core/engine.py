@@ -300,6 +300,11 @@ def _release_backend() -> None:
             backend.unpatch(site.code)
         sites.clear()
         backend.stop()
+        # No ops is left to get an exit: drop every thread's shadow stack, whose
+        # entries for calls still running (their exits never come now) would
+        # otherwise keep those frames alive for the thread's lifetime.
+        global _tls
+        _tls = threading.local()
 
 
 # -- public API -------------------------------------------------------------------

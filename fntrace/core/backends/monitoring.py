@@ -7,6 +7,8 @@ Every ops goes through it.
 * PY_START is a global event used for discovery only: the first call of a
   code object asks the engine whether some ops wants it; if not, the callback
   returns DISABLE and that code runs at untraced speed from then on.
+  PY_RESUME is global for the same reason: a generator or coroutine started
+  before its ops was registered is discovered at its next resume.
 * A wanted code object becomes a *site*: local events PY_RESUME, and
   PY_RETURN/PY_YIELD while an ops there has a return callback.
 * PY_THROW and PY_UNWIND cannot be local; they are global while some ops
@@ -77,8 +79,19 @@ class MonitoringBackend:
 
         def py_resume(code: types.CodeType, offset: int) -> Any:
             site = sites_get(id(code))
-            if site is not None:
-                site.enter(site, getframe(1), RESUME, offset)
+            if site is None:
+                # A generator/coroutine started before the ops that wants it was
+                # registered has no PY_START left: it is discovered at its resume
+                # (PY_RESUME is global for that, DISABLEd per location like PY_START).
+                frame = getframe(1)
+                gen = engine.generation
+                site = discover(code, frame)
+                if site is None:
+                    return disable if gen == engine.generation else None
+                site.enter(site, frame, RESUME, offset)
+                return None
+            site.enter(site, getframe(1), RESUME, offset)
+            return None
 
         def py_throw(code: types.CodeType, offset: int, exc: BaseException) -> Any:
             site = sites_get(id(code))
@@ -105,7 +118,7 @@ class MonitoringBackend:
         for event, cb in callbacks.items():
             mon.register_callback(tool, event, cb)
         engine.TRAMPOLINE_CODES.update(cb.__code__ for cb in callbacks.values())
-        mon.set_events(tool, E.PY_START | E.PY_THROW | E.PY_UNWIND)
+        mon.set_events(tool, E.PY_START | E.PY_RESUME | E.PY_THROW | E.PY_UNWIND)
 
     def stop(self) -> None:
         tool = self.tool

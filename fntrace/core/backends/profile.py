@@ -77,9 +77,14 @@ class ProfileBackend:
                     kind = RESUME if raw[lasti + 1] else START
                 else:
                     kind = THROW
-                    throws[frame] = lasti
+                    if site.has_ret:  # else no exit pops it: it would keep the frame alive
+                        throws[frame] = lasti
                 site.enter(site, frame, kind, lasti)
             elif event == "return":
+                if site is None:
+                    # decided is cleared by every rebuild; a call that entered
+                    # before it must still get its exit: ask the engine.
+                    site = engine.sites.get(id(code))
                 if site is None or not site.has_ret:
                     return
                 lasti = frame.f_lasti
