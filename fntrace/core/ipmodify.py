@@ -39,8 +39,6 @@ alive by the value stored with it, so ids are never reused while they are keys.
 from __future__ import annotations
 
 import gc
-import importlib.abc
-import inspect
 import keyword
 import sys
 import threading
@@ -70,14 +68,14 @@ __all__ = [
 
 _PLACEHOLDER = "__fntrace_handle_placeholder__"
 _RESERVED_PREFIX = "__fntrace_"  # names the stub source uses for itself
-_CO_OPTIMIZED = inspect.CO_OPTIMIZED
-_CO_NEWLOCALS = inspect.CO_NEWLOCALS
-_CO_VARARGS = inspect.CO_VARARGS
-_CO_VARKEYWORDS = inspect.CO_VARKEYWORDS
-_CO_GENERATOR = inspect.CO_GENERATOR
-_CO_COROUTINE = inspect.CO_COROUTINE
-_CO_ITERABLE_COROUTINE = inspect.CO_ITERABLE_COROUTINE
-_CO_ASYNC_GENERATOR = inspect.CO_ASYNC_GENERATOR
+_CO_OPTIMIZED = 0x1  # inspect.CO_OPTIMIZED
+_CO_NEWLOCALS = 0x2  # inspect.CO_NEWLOCALS
+_CO_VARARGS = 0x4  # inspect.CO_VARARGS
+_CO_VARKEYWORDS = 0x8  # inspect.CO_VARKEYWORDS
+_CO_GENERATOR = 0x20  # inspect.CO_GENERATOR
+_CO_COROUTINE = 0x80  # inspect.CO_COROUTINE
+_CO_ITERABLE_COROUTINE = 0x100  # inspect.CO_ITERABLE_COROUTINE
+_CO_ASYNC_GENERATOR = 0x200  # inspect.CO_ASYNC_GENERATOR
 
 
 class StubRegs(FtraceRegs):
@@ -654,7 +652,7 @@ def _on_module_loaded(module: types.ModuleType) -> None:
                 _apply(_build(ops, targets))
 
 
-class _ImportWatcher(importlib.abc.MetaPathFinder):
+class _ImportWatcher:
     """Applies IPMODIFY filters to modules imported after registration.
 
     It finds nothing itself: it asks the finders after it and wraps the
@@ -688,12 +686,12 @@ class _ImportWatcher(importlib.abc.MetaPathFinder):
             if spec is not None:
                 loader = spec.loader
                 if loader is not None and hasattr(loader, "exec_module"):
-                    spec.loader = _WatchingLoader(loader)
+                    spec.loader = _WatchingLoader(loader)  # type: ignore[assignment]
                 return spec
         return None
 
 
-class _WatchingLoader(importlib.abc.Loader):
+class _WatchingLoader:
     """Delegates to the real loader and patches the module once it has run.
 
     The real loader is put back in ``__spec__.loader`` and ``__loader__``
