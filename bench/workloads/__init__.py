@@ -1,0 +1,1 @@
+"""Benchmark workloads for fntrace (see bench/README.md)."""
