@@ -21,6 +21,7 @@ from .core.flags import Event, Flags
 from .core.ops import Ops
 from .core.regs import CallSite, FtraceRegs, FullRegs, get_regs
 from .core.symbols import Function, available_filter_functions
+from .instance import Instance, instances, marker, trace
 
 __version__ = "0.1.0"
 
@@ -33,13 +34,17 @@ __all__ = [
     "FtraceRegs",
     "FullRegs",
     "Function",
+    "Instance",
     "Ops",
     "__version__",
     "available_filter_functions",
     "enabled_functions",
     "ftrace_enabled",
     "get_regs",
+    "instances",
+    "marker",
     "register",
     "set_ftrace_enabled",
+    "trace",
     "unregister",
 ]

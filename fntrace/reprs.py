@@ -1,0 +1,60 @@
+"""Bounded, safe reprs of traced values.
+
+A tracer that shows arguments calls ``repr`` on objects of the traced
+program, whose ``__repr__`` may raise, be slow, or be huge.  None of that may
+break or stall the program: exceptions become ``<repr of T failed: E>``,
+containers are shortened with reprlib before being turned into text, the text
+is cut to ``max_len``, and a type whose ``__repr__`` once took longer than
+``max_us`` microseconds is from then on shown as ``<T object>`` without
+calling it again (a slow repr cannot be interrupted from Python, so the
+second call is the one avoided).
+"""
+
+from __future__ import annotations
+
+import reprlib
+import time
+from typing import Any
+
+__all__ = ["SafeRepr"]
+
+_CHEAP = (int, float, bool, type(None), complex)
+
+
+class SafeRepr:
+    """repr() with limits; one per trace instance (options set the limits)."""
+
+    def __init__(self, max_len: int = 64, max_us: int = 1000) -> None:
+        self.max_len = max_len
+        self.max_us = max_us
+        self.slow_types: set[type] = set()
+        self._reprlib = reprlib.Repr()
+        self._reprlib.maxlevel = 2
+        self._reprlib.maxstring = max_len
+        self._reprlib.maxother = max_len
+        self._reprlib.maxlist = self._reprlib.maxtuple = self._reprlib.maxdict = 6
+        self._reprlib.maxset = self._reprlib.maxfrozenset = 6
+
+    def __call__(self, value: Any) -> str:
+        cls = type(value)
+        if cls in _CHEAP:
+            text = repr(value)
+        elif cls in self.slow_types:
+            return f"<{cls.__name__} object>"
+        else:
+            t0 = time.perf_counter_ns()
+            try:
+                if cls is str or cls is bytes:
+                    text = repr(value[: self.max_len + 1])
+                else:
+                    text = self._reprlib.repr(value)
+            except Exception as exc:
+                text = f"<repr of {cls.__name__} failed: {type(exc).__name__}>"
+            if (time.perf_counter_ns() - t0) > self.max_us * 1000:
+                self.slow_types.add(cls)
+        if len(text) > self.max_len:
+            text = text[: max(self.max_len - 3, 1)] + "..."
+        return text
+
+    def arguments(self, args: dict[str, Any]) -> str:
+        return ", ".join(f"{k}={self(v)}" for k, v in args.items())

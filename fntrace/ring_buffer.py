@@ -1,0 +1,259 @@
+"""Per-thread bounded ring buffers (the kernel's per-CPU ring buffer).
+
+Each thread writes into its own buffer, so writers never contend: a write is
+a deque append on the writer's own buffer.  A buffer holds at most
+``size_kb`` KiB of events, by an accounted size per event (a fixed part plus
+the length of its text fields); when full it either drops the oldest events
+(``overwrite`` on, counted in ``overrun``) or refuses the new one (counted in
+``dropped``).  Memory stays bounded however long the program runs.
+
+Readers never block writers.  A consuming reader (``trace_pipe``) pops from
+the other end of the same deques; every counter has exactly one writing
+thread (the owner, or the readers under their own lock), so no update is
+lost.  ``snapshot`` swaps the whole set of buffers for a spare one.
+
+An event is a tuple ``(ts, size, kind, *payload)``: ``ts`` in clock
+nanoseconds, ``size`` its accounted bytes, ``kind`` a one-letter tag the
+tracers and formatters agree on (see fntrace/formats/ftrace_text.py).
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+__all__ = ["CLOCKS", "EVENT_OVERHEAD", "BufferSet", "RingBuffer", "ThreadBuffer"]
+
+Event = tuple[Any, ...]
+
+#: Bytes accounted for an event before its text fields (a tuple and its ints).
+EVENT_OVERHEAD = 64
+
+
+def _clock(name: str) -> Callable[[], int]:
+    return lambda: time.clock_gettime_ns(getattr(time, name))
+
+
+_counter = iter(range(1, 1 << 62))
+
+#: trace_clock choices; the first is the default.
+CLOCKS: dict[str, Callable[[], int]] = {
+    "local": time.perf_counter_ns,
+    "global": time.perf_counter_ns,
+    "mono": time.monotonic_ns,
+    "mono_raw": _clock("CLOCK_MONOTONIC_RAW") if hasattr(time, "CLOCK_MONOTONIC_RAW")
+    else time.monotonic_ns,
+    "boot": _clock("CLOCK_BOOTTIME") if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic_ns,
+    "realtime": time.time_ns,
+    "counter": lambda: next(_counter),
+}
+
+
+class ThreadBuffer:
+    """One thread's events and counters."""
+
+    __slots__ = ("capacity", "cpu", "dropped", "events", "in_bytes", "name", "overrun",
+                 "overrun_bytes", "overwrite", "read", "read_bytes", "thread_flags", "tid",
+                 "written")
+
+    def __init__(self, tid: int, name: str, cpu: int, capacity: int, overwrite: bool,
+                 thread_flags: str = "..") -> None:
+        self.tid = tid
+        self.name = name
+        self.thread_flags = thread_flags  # "M" main thread, "d" daemon (FLAGS column)
+        self.cpu = cpu
+        self.capacity = capacity
+        self.overwrite = overwrite
+        self.events: deque[Event] = deque()
+        self.written = 0        # events accepted (owner)
+        self.in_bytes = 0       # bytes accepted (owner)
+        self.overrun = 0        # oldest events overwritten (owner)
+        self.overrun_bytes = 0  # (owner)
+        self.dropped = 0        # newest events refused, overwrite off (owner)
+        self.read = 0           # events consumed by trace_pipe (readers, under their lock)
+        self.read_bytes = 0     # (readers)
+
+    @property
+    def bytes(self) -> int:
+        return self.in_bytes - self.overrun_bytes - self.read_bytes
+
+    @property
+    def entries(self) -> int:
+        return len(self.events)
+
+    def write(self, event: Event) -> bool:
+        """Append one event (owner thread only); False when it was dropped."""
+        size = event[1]
+        if self.in_bytes - self.overrun_bytes - self.read_bytes + size > self.capacity:
+            if not self.overwrite or size > self.capacity:
+                self.dropped += 1
+                return False
+            events = self.events
+            while events and (self.in_bytes - self.overrun_bytes - self.read_bytes + size
+                              > self.capacity):
+                try:
+                    old = events.popleft()
+                except IndexError:  # a reader took it first
+                    break
+                self.overrun += 1
+                self.overrun_bytes += old[1]
+        self.events.append(event)
+        self.written += 1
+        self.in_bytes += size
+        return True
+
+    def stats(self) -> str:
+        """per_thread/<tid>/stats, in the kernel's per_cpu/cpuN/stats words."""
+        return (f"entries: {self.entries}\noverrun: {self.overrun}\n"
+                f"commit overrun: 0\nbytes: {self.bytes}\n"
+                f"oldest event ts: {self._oldest()}\nnow ts: {time.perf_counter_ns() / 1e9:.6f}\n"
+                f"dropped events: {self.dropped}\nread events: {self.read}\n")
+
+    def _oldest(self) -> str:
+        try:
+            return f"{self.events[0][0] / 1e9:.6f}"
+        except IndexError:
+            return "0.000000"
+
+
+class BufferSet:
+    """The buffers of all threads; the unit ``snapshot`` swaps."""
+
+    def __init__(self, size_kb: int, overwrite: bool) -> None:
+        self.capacity = size_kb * 1024
+        self.overwrite = overwrite
+        self.local = threading.local()
+        self.by_tid: dict[int, ThreadBuffer] = {}
+        self.lock = threading.Lock()  # creation of buffers and consuming reads
+
+    def new_buffer(self) -> ThreadBuffer:
+        thread = threading.current_thread()
+        tid = threading.get_native_id()
+        with self.lock:
+            buf = self.by_tid.get(tid)
+            if buf is None:
+                flags = ("M" if thread is threading.main_thread() else ".") + (
+                    "d" if thread.daemon else ".")
+                buf = ThreadBuffer(tid, thread.name, len(self.by_tid), self.capacity,
+                                   self.overwrite, flags)
+                self.by_tid[tid] = buf
+        self.local.buf = buf
+        return buf
+
+    def buffers(self) -> list[ThreadBuffer]:
+        return sorted(self.by_tid.values(), key=lambda b: b.cpu)
+
+    def resize(self, size_kb: int) -> None:
+        self.capacity = size_kb * 1024
+        for buf in self.by_tid.values():
+            buf.capacity = self.capacity
+
+    def set_overwrite(self, overwrite: bool) -> None:
+        self.overwrite = overwrite
+        for buf in self.by_tid.values():
+            buf.overwrite = overwrite
+
+    def clear(self) -> None:
+        with self.lock:
+            for buf in self.by_tid.values():
+                n = len(buf.events)
+                nbytes = buf.bytes
+                buf.events.clear()
+                buf.read += n
+                buf.read_bytes += nbytes
+
+    def merged(self) -> Iterator[tuple[ThreadBuffer, Event]]:
+        """All events in time order, without consuming them."""
+        streams = [[(ev[0], buf.cpu, i, buf, ev) for i, ev in enumerate(list(buf.events))]
+                   for buf in self.buffers()]
+        for _, _, _, buf, ev in heapq.merge(*streams, key=lambda t: (t[0], t[1], t[2])):
+            yield buf, ev
+
+    def consume(self) -> list[tuple[ThreadBuffer, Event]]:
+        """Take every event now in the buffers, oldest first (for trace_pipe)."""
+        taken: list[tuple[int, int, int, ThreadBuffer, Event]] = []
+        with self.lock:
+            for buf in self.buffers():
+                events = buf.events
+                n = len(events)
+                for i in range(n):
+                    try:
+                        ev = events.popleft()
+                    except IndexError:  # overwritten meanwhile
+                        break
+                    buf.read += 1
+                    buf.read_bytes += ev[1]
+                    taken.append((ev[0], buf.cpu, i, buf, ev))
+        taken.sort(key=lambda t: (t[0], t[1], t[2]))
+        return [(buf, ev) for _, _, _, buf, ev in taken]
+
+    def totals(self) -> tuple[int, int]:
+        """(entries in buffer, entries written) as the trace header shows them."""
+        bufs = list(self.by_tid.values())
+        return sum(len(b.events) for b in bufs), sum(b.written for b in bufs)
+
+
+class RingBuffer:
+    """An instance's buffer: the live BufferSet, an optional snapshot, a clock."""
+
+    def __init__(self, size_kb: int = 1408, overwrite: bool = True) -> None:
+        self.size_kb = size_kb
+        self.overwrite = overwrite
+        self.live = BufferSet(size_kb, overwrite)
+        self.snapshot: BufferSet | None = None
+        self.clock_name = "local"
+        self.clock = CLOCKS["local"]
+        self.data_ready = threading.Condition(threading.Lock())
+
+    def buffer(self) -> ThreadBuffer:
+        """The calling thread's buffer in the live set (created on first use)."""
+        live = self.live
+        try:
+            return live.local.buf  # type: ignore[no-any-return]
+        except AttributeError:
+            return live.new_buffer()
+
+    def write(self, event: Event) -> bool:
+        return self.buffer().write(event)
+
+    def resize(self, size_kb: int) -> None:
+        if size_kb <= 0:
+            raise ValueError("buffer_size_kb must be a positive integer")
+        self.size_kb = size_kb
+        self.live.resize(size_kb)
+        if self.snapshot is not None:
+            self.snapshot.resize(size_kb)
+
+    def set_overwrite(self, overwrite: bool) -> None:
+        self.overwrite = overwrite
+        self.live.set_overwrite(overwrite)
+
+    def set_clock(self, name: str) -> None:
+        if name not in CLOCKS:
+            raise ValueError(f"unknown trace_clock {name!r}; available: {' '.join(CLOCKS)}")
+        self.clock_name = name
+        self.clock = CLOCKS[name]
+        self.live.clear()  # timestamps of two clocks do not mix, as in the kernel
+
+    def take_snapshot(self) -> None:
+        """Swap the live buffers into the snapshot; tracing goes on in fresh ones."""
+        old = self.live
+        self.live = BufferSet(self.size_kb, self.overwrite)
+        self.snapshot = old
+
+    def clear_snapshot(self) -> None:
+        if self.snapshot is not None:
+            self.snapshot = BufferSet(self.size_kb, self.overwrite)
+
+    def free_snapshot(self) -> None:
+        self.snapshot = None
+
+    def total_kb(self) -> int:
+        """buffer_total_size_kb: the live buffers of every thread seen, plus the snapshot."""
+        n = len(self.live.by_tid) or 1
+        extra = len(self.snapshot.by_tid) if self.snapshot is not None else 0
+        return self.size_kb * (n + extra)

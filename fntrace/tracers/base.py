@@ -1,0 +1,58 @@
+"""What every tracer is: a client of the core that writes into an instance.
+
+A tracer owns one or more ops, built from its instance's filters, and writes
+events into the instance's ring buffer.  ``filters_changed`` swaps the ops'
+filters in place (atomically, through Ops.set_filter semantics) rather than
+re-registering, so no call is missed or doubled while filters change.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from ..core import engine
+from ..core.ops import Ops
+
+if TYPE_CHECKING:
+    from ..instance import Instance
+
+__all__ = ["Tracer"]
+
+
+class Tracer:
+    """Base class: register/unregister the tracer's ops with the instance's filters."""
+
+    name: ClassVar[str] = "nop"
+
+    def __init__(self, inst: Instance) -> None:
+        self.inst = inst
+        self.ops: list[Ops] = []
+
+    def make_ops(self) -> list[Ops]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self.ops = self.make_ops()
+        done: list[Ops] = []
+        try:
+            for ops in self.ops:
+                engine.register(ops)
+                done.append(ops)
+        except BaseException:
+            for ops in done:
+                engine.unregister(ops)
+            raise
+
+    def stop(self) -> None:
+        for ops in self.ops:
+            if ops.registered:
+                engine.unregister(ops)
+        self.ops = []
+
+    def filters_changed(self) -> None:
+        inst = self.inst
+        for ops in self.ops:
+            engine.update_filters(ops, inst.filter, inst.notrace)
+
+    def reset(self) -> None:
+        """The trace was cleared (``echo > trace``): drop per-thread state if any."""
