@@ -436,9 +436,10 @@ class Instance:
 
     # -- life ---------------------------------------------------------------
     def close(self) -> None:
-        """Stop everything this instance registered."""
+        """Stop everything this instance registered; its buffer stays readable."""
         with self.lock:
-            self.set_tracer("nop")
+            if self.tracer is not None:
+                self.tracer.stop()  # kept, so `trace` still renders in its format
             self._set_profile(False)
             self._set_stack(False)
             if self.triggers is not None:
