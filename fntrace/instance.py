@@ -136,6 +136,8 @@ class Instance:
         if handler is None:
             dyn = self._dynamic_read(path)
             if dyn is None:
+                if path in self._writers():
+                    raise PermissionError(f"{self.name}: {path} is write-only")
                 raise FileNotFoundError(f"{self.name}: no such file: {path}")
             return dyn
         return handler()
@@ -169,7 +171,7 @@ class Instance:
         return sorted(out)
 
     def _readers(self) -> dict[str, Callable[[], str]]:
-        from . import tracers
+        from . import tracers, triggers
 
         return {
             "current_tracer": lambda: (self.tracer.name if self.tracer else "nop") + "\n",
@@ -177,7 +179,7 @@ class Instance:
             "tracing_on": lambda: f"{int(self.tracing_on)}\n",
             "trace": self._read_trace,
             "trace_pipe": self._read_pipe_now,
-            "set_ftrace_filter": lambda: "".join(f"{ln.text}\n" for ln in self.filter_lines),
+            "set_ftrace_filter": lambda: _filter_text(self.filter) + triggers.text(self),
             "set_ftrace_notrace": lambda: _filter_text(self.notrace),
             "set_graph_function": lambda: _filter_text(self.graph_function),
             "set_graph_notrace": lambda: _filter_text(self.graph_notrace),

@@ -21,6 +21,13 @@ __all__ = ["SafeRepr"]
 _CHEAP = (int, float, bool, type(None), complex)
 
 
+class _Repr(reprlib.Repr):
+    def repr_instance(self, x: Any, level: int) -> str:
+        # reprlib would hide a failing __repr__ behind "<T instance at 0xADDR>" (an
+        # address, different on every run); let SafeRepr name the failure instead.
+        return repr(x)
+
+
 class SafeRepr:
     """repr() with limits; one per trace instance (options set the limits)."""
 
@@ -28,7 +35,7 @@ class SafeRepr:
         self.max_len = max_len
         self.max_us = max_us
         self.slow_types: set[type] = set()
-        self._reprlib = reprlib.Repr()
+        self._reprlib = _Repr()
         self._reprlib.maxlevel = 2
         self._reprlib.maxstring = max_len
         self._reprlib.maxother = max_len

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from . import sync
 from .flags import Flags
 from .ops import Ops
-from .regs import FtraceRegs
+from .regs import FtraceRegs, FullRegs
 from .symbols import Function, function_for_frame, is_internal, is_internal_module
 from .symbols import _cache as _fn_cache
 
@@ -117,14 +117,18 @@ class Site:
 
 
 # -- per-thread shadow stack ----------------------------------------------------
-# Each entry is (frame, ops that get the return, parent Function).
+# Each entry is the FtraceRegs of the entry itself: it carries the frame, and
+# (in `_targets`, `_parent`) the ops that get the return and the caller.  The
+# exit reuses that object, so a call with return callbacks allocates one
+# FtraceRegs and nothing else (an FtraceRegs is only valid during a callback,
+# as the kernel's stack-allocated ftrace_regs).
 
 
-def _stack() -> list[tuple[types.FrameType, tuple[Ops, ...], Function | None]]:
+def _stack() -> list[FtraceRegs]:
     try:
         return _tls.stack  # type: ignore[no-any-return]
     except AttributeError:
-        stack: list[tuple[types.FrameType, tuple[Ops, ...], Function | None]] = []
+        stack: list[FtraceRegs] = []
         _tls.stack = stack
         return stack
 
@@ -148,7 +152,9 @@ def _enter_one(site: Site, frame: types.FrameType, event: str, offset: int) -> N
                                         or function_for_frame(back))
     fregs = FtraceRegs(site.fn, frame, event, offset, None, None, site.regs)
     if site.has_ret:
-        _stack().append((frame, site.ret_ops, parent))
+        fregs._targets = site.ret_ops
+        fregs._parent = parent
+        _stack().append(fregs)
     # `op` is a local before _live is read, so unregister() (which clears _live, then
     # waits for frames holding `op`) either waits for this call or makes it skip.
     if not op._live:  # type: ignore[union-attr]
@@ -166,7 +172,9 @@ def _enter_list(site: Site, frame: types.FrameType, event: str, offset: int) -> 
                                         or function_for_frame(back))
     fregs = FtraceRegs(site.fn, frame, event, offset, None, None, site.regs)
     if site.has_ret:
-        _stack().append((frame, site.ret_ops, parent))
+        fregs._targets = site.ret_ops
+        fregs._parent = parent
+        _stack().append(fregs)
     for op in targets:
         if not op._live:  # unregistered meanwhile (see _enter_one)
             continue
@@ -177,7 +185,10 @@ def _enter_list(site: Site, frame: types.FrameType, event: str, offset: int) -> 
 
 
 def _enter_none(site: Site, frame: types.FrameType, event: str, offset: int) -> None:
-    _stack().append((frame, site.ret_ops, _parent(frame)))
+    fregs = FtraceRegs(site.fn, frame, event, offset, None, None, site.regs)
+    fregs._targets = site.ret_ops
+    fregs._parent = _parent(frame)
+    _stack().append(fregs)
 
 
 def exit_call(site: Site, frame: types.FrameType, event: str, offset: int, value: Any,
@@ -189,16 +200,21 @@ def exit_call(site: Site, frame: types.FrameType, event: str, offset: int, value
         return
     if not stack:
         return
-    entry = stack.pop()
-    if entry[0] is not frame:
-        stack.append(entry)
+    fregs = stack.pop()
+    if fregs.frame is not frame:
+        stack.append(fregs)
         found = _pop_to(stack, frame)
         if found is None:
             return
-        entry = found
-    targets = entry[1]
-    parent = entry[2]
-    fregs = FtraceRegs(site.fn, frame, event, offset, value, exc, site.regs)
+        fregs = found
+    targets = fregs._targets
+    fregs.event = event
+    fregs.offset = offset
+    fregs.return_value = value
+    fregs.exception = exc
+    if site.regs is not (fregs._full is not None):  # the site changed trampoline meanwhile
+        fregs._full = FullRegs(frame) if site.regs else None
+    parent = fregs._parent
     for op in targets:
         if op._live:
             try:
@@ -207,10 +223,10 @@ def exit_call(site: Site, frame: types.FrameType, event: str, offset: int, value
                 op._callback_failed(error)
 
 
-def _pop_to(stack: list[Any], frame: types.FrameType) -> Any:
+def _pop_to(stack: list[FtraceRegs], frame: types.FrameType) -> FtraceRegs | None:
     """Drop entries whose exits were never seen (their site was unpatched meanwhile)."""
     for i in range(len(stack) - 1, -1, -1):
-        if stack[i][0] is frame:
+        if stack[i].frame is frame:
             entry = stack[i]
             del stack[i:]
             return entry
@@ -310,9 +326,18 @@ def _release_backend() -> None:
 # -- public API -------------------------------------------------------------------
 
 
+def _ipmodify(ops: Ops) -> Any:
+    """The ipmodify module, imported only once some ops needs it (it is not small)."""
+    if ops.flags & Flags.IPMODIFY:
+        from . import ipmodify
+
+        return ipmodify
+    return sys.modules.get(__package__ + ".ipmodify")
+
+
 def register(ops: Ops) -> None:
     """Start tracing with ``ops``; its callbacks may run before this returns."""
-    from . import ipmodify
+    ipmodify = _ipmodify(ops)
 
     with _lock:
         if ops._live or ops in _ops:
@@ -335,7 +360,7 @@ def register(ops: Ops) -> None:
 
 def unregister(ops: Ops) -> None:
     """Stop tracing with ``ops``; once this returns, no callback of it runs again."""
-    from . import ipmodify
+    ipmodify = _ipmodify(ops)
 
     with _lock:
         if ops not in _ops:
@@ -347,13 +372,13 @@ def unregister(ops: Ops) -> None:
         _rebuild(grow=False)
         _release_backend()
     # Outside the lock: a thread inside a callback may need the lock to finish.
-    sync.wait_quiescent(ops, TRAMPOLINE_CODES | ipmodify.TRAMPOLINE_CODES)
+    codes = TRAMPOLINE_CODES | (ipmodify.TRAMPOLINE_CODES if ipmodify else set())
+    sync.wait_quiescent(ops, codes)
 
 
 def update_filters(ops: Ops, filt: Any, notrace: Any) -> None:
     """Swap an ops' filter and notrace sets in one step (see Ops.set_filter)."""
-    from . import ipmodify
-
+    ipmodify = _ipmodify(ops)
     with _lock:
         if not ops._live:
             ops.filter, ops.notrace = filt, notrace
@@ -387,10 +412,9 @@ def set_ftrace_enabled(enabled: bool) -> None:
 
 def iter_sites() -> Iterator[tuple[Function, int, str, str]]:
     """(function, refcount, flags, trampoline) for every patched function."""
-    from . import ipmodify
-
+    ipmodify = sys.modules.get(__package__ + ".ipmodify")
     with _lock:
-        held = ipmodify.holdings()
+        held = ipmodify.holdings() if ipmodify is not None else {}
         rows: dict[types.CodeType, tuple[Function, int, str, str]] = {}
         for site in sites.values():
             code = site.code

@@ -82,7 +82,12 @@ class FtraceRegs:
     parameter variables as they are then (a function may have rebound them).
     """
 
-    __slots__ = ("_full", "event", "exception", "frame", "function", "offset", "return_value")
+    __slots__ = ("_full", "_parent", "_targets", "event", "exception", "frame", "function",
+                 "offset", "return_value")
+
+    # Set by the engine on entries of sites with return callbacks (shadow stack).
+    _parent: Function | None
+    _targets: tuple[Any, ...]
 
     def __init__(self, function: Function, frame: types.FrameType, event: str, offset: int,
                  value: Any = None, exception: BaseException | None = None,

@@ -35,7 +35,7 @@ def stack_lines(frame: types.FrameType | None, limit: int = MAX_STACK) -> tuple[
     """``module:qualname (file:line)`` for ``frame`` and its callers, innermost first."""
     from ..core.symbols import function_for_frame
 
-    out = []
+    out: list[str] = []
     while frame is not None and len(out) < limit:
         out.append(f"{function_for_frame(frame).name} ({frame.f_code.co_filename}:"
                    f"{frame.f_lineno})")
