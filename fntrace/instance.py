@@ -109,8 +109,12 @@ class Instance:
         self.tracing_thresh_us = 0
         self.tracer: Tracer | None = None
         self.lock = threading.RLock()
-        self.profile: Any = None   # tracers.profile.FunctionProfiler while enabled
-        self.stack: Any = None     # tracers.stack.StackTracer while enabled
+        # The profiler and stack tracer stay readable after they are disabled, as in
+        # the kernel; enabling the profiler again starts a fresh table.
+        self.profile: Any = None   # tracers.profile.FunctionProfiler
+        self.profile_on = False
+        self.stack: Any = None     # tracers.stack.StackTracer
+        self.stack_on = False
         self.triggers: Any = None  # triggers.Triggers while some trigger is set
         _registry[self.id] = self
 
@@ -196,9 +200,9 @@ class Instance:
             "available_filter_functions": lambda: "".join(
                 f"{n}\n" for n in available_filter_functions()),
             "enabled_functions": engine.enabled_functions,
-            "function_profile_enabled": lambda: f"{int(self.profile is not None)}\n",
+            "function_profile_enabled": lambda: f"{int(self.profile_on)}\n",
             "trace_stat/function0": self._read_profile,
-            "stack_tracer_enabled": lambda: f"{int(self.stack is not None)}\n",
+            "stack_tracer_enabled": lambda: f"{int(self.stack_on)}\n",
             "stack_max_size": lambda: f"{self.stack.max_size if self.stack else 0}\n",
             "stack_trace": lambda: self.stack.render() if self.stack else "",
             "snapshot": self._read_snapshot,
@@ -258,9 +262,9 @@ class Instance:
         """Filters changed: the tracer swaps its ops' filters."""
         if self.tracer is not None:
             self.tracer.filters_changed()
-        if self.profile is not None:
+        if self.profile_on:
             self.profile.filters_changed()
-        if self.stack is not None:
+        if self.stack_on:
             self.stack.filters_changed()
 
     def _set_tracing_on(self, on: bool) -> None:
@@ -404,15 +408,15 @@ class Instance:
 
     # -- profiler and stack tracer ------------------------------------------
     def _set_profile(self, on: bool) -> None:
-        if on and self.profile is None:
+        if on and not self.profile_on:
             from .tracers.profile import FunctionProfiler
 
             prof = FunctionProfiler(self)
             prof.start()
-            self.profile = prof
-        elif not on and self.profile is not None:
+            self.profile, self.profile_on = prof, True
+        elif not on and self.profile_on:
             self.profile.stop()
-            self.profile = None
+            self.profile_on = False
 
     def _read_profile(self) -> str:
         return self.profile.render() if self.profile is not None else ""
@@ -422,15 +426,16 @@ class Instance:
             self.profile.reset()
 
     def _set_stack(self, on: bool) -> None:
-        if on and self.stack is None:
-            from .tracers.stack import StackTracer
+        if on and not self.stack_on:
+            if self.stack is None:
+                from .tracers.stack import StackTracer
 
-            st = StackTracer(self)
-            st.start()
-            self.stack = st
-        elif not on and self.stack is not None:
+                self.stack = StackTracer(self)
+            self.stack.start()
+            self.stack_on = True
+        elif not on and self.stack_on:
             self.stack.stop()
-            self.stack = None
+            self.stack_on = False
 
     def _reset_stack(self, value: int) -> None:
         if self.stack is not None:
