@@ -9,7 +9,8 @@ write raises ``ValueError`` and changes nothing (the kernel's EINVAL).
 
 Files that cannot mean anything for Python are absent (listed in
 docs/tracefs.md): there are no CPUs to mask (``tracing_cpumask``), no IRQs,
-no kernel events (``events/``, ``set_event``) and no hardware clocks.
+no kernel events (``set_event``; ``events/`` holds only the probe events
+of ``dynamic_events``, see fntrace/probes/) and no hardware clocks.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ OPTIONS: dict[str, int] = {
 _INT_OPTIONS = {"repr-max-len", "repr-max-us"}
 
 _registry: weakref.WeakValueDictionary[int, Instance] = weakref.WeakValueDictionary()
+
+#: Directories served by other modules (``fail_function`` by fntrace.inject,
+#: ``livepatch`` by fntrace.livepatch): name -> object with ``read(inst, rest)``
+#: (None: no such file), ``write(inst, rest, text, append)``, ``names(inst)``
+#: (file paths under the directory) and ``close(inst)``.
+SUBTREES: dict[str, Any] = {}
 _next_id = iter(range(1 << 30))
 
 
@@ -116,6 +123,9 @@ class Instance:
         self.stack: Any = None     # tracers.stack.StackTracer
         self.stack_on = False
         self.triggers: Any = None  # triggers.Triggers while some trigger is set
+        from .probes import ProbeEvents
+
+        self.probes = ProbeEvents(self)  # dynamic_events, events/GRP/EVENT/*
         _registry[self.id] = self
 
     # -- filters as the tracers see them ----------------------------------
@@ -150,9 +160,18 @@ class Instance:
         path = path.strip("/")
         handler = self._writers().get(path)
         if handler is None:
+            head, _, rest = path.partition("/")
+            if head in SUBTREES:
+                with self.lock:
+                    SUBTREES[head].write(self, rest, text, append)
+                return
             if path.startswith("options/") and path[8:] in self.options:
                 self._set_option(path[8:], text)
                 return
+            if path.startswith("events/"):
+                with self.lock:
+                    if self.probes.write_file(path, text):
+                        return
             if path in self._readers():
                 raise PermissionError(f"{self.name}: {path} is read-only")
             raise FileNotFoundError(f"{self.name}: no such file: {path}")
@@ -165,6 +184,8 @@ class Instance:
         names = set(self._readers()) | set(self._writers())
         names |= {f"options/{o}" for o in self.options}
         names |= {f"per_thread/{b.tid}/stats" for b in self.rb.live.buffers()}
+        names |= self.probes.files()
+        names |= {f"{head}/{n}" for head, tree in SUBTREES.items() for n in tree.names(self)}
         prefix = f"{path}/" if path else ""
         out = set()
         for name in names:
@@ -206,6 +227,7 @@ class Instance:
             "stack_max_size": lambda: f"{self.stack.max_size if self.stack else 0}\n",
             "stack_trace": lambda: self.stack.render() if self.stack else "",
             "snapshot": self._read_snapshot,
+            "dynamic_events": self.probes.read,
         }
 
     def _writers(self) -> dict[str, Callable[[str, bool], None]]:
@@ -232,11 +254,17 @@ class Instance:
                 _bool(t, "stack_tracer_enabled")),
             "stack_max_size": lambda t, a: self._reset_stack(_uint(t, "stack_max_size")),
             "snapshot": lambda t, a: self._write_snapshot(t),
+            "dynamic_events": self.probes.write,
         }
 
     def _dynamic_read(self, path: str) -> str | None:
+        head, _, rest = path.partition("/")
+        if head in SUBTREES:
+            return SUBTREES[head].read(self, rest)  # type: ignore[no-any-return]
         if path.startswith("options/") and path[8:] in self.options:
             return f"{self.options[path[8:]]}\n"
+        if path.startswith("events/"):
+            return self.probes.read_file(path)
         parts = path.split("/")
         if len(parts) == 3 and parts[0] == "per_thread" and parts[2] == "stats":
             for buf in self.rb.live.buffers():
@@ -449,10 +477,13 @@ class Instance:
                 self.tracer.stop()  # kept, so `trace` still renders in its format
             self._set_profile(False)
             self._set_stack(False)
+            self.probes.close()
             if self.triggers is not None:
                 from . import triggers
 
                 triggers.apply(self, [])
+            for tree in SUBTREES.values():
+                tree.close(self)
         _registry.pop(self.id, None)
 
     def __enter__(self) -> Instance:

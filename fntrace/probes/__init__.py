@@ -1,0 +1,13 @@
+"""fprobe events: ``dynamic_events`` probes with argument fetching and filters.
+
+parser.py reads the spec grammar, fetch.py evaluates fetchargs against a call,
+condition.py compiles event filters, events.py registers and records events.
+"""
+
+from __future__ import annotations
+
+from .events import PROBE, ProbeEvent, ProbeEvents
+from .parser import FetchArg, ProbeSpec, RemoveSpec, SpecError, Step, parse_spec
+
+__all__ = ["PROBE", "FetchArg", "ProbeEvent", "ProbeEvents", "ProbeSpec", "RemoveSpec",
+           "SpecError", "Step", "parse_spec"]
