@@ -9,6 +9,10 @@ registered, printing a line per call in the kernel function tracer's format::
 
 ``fntrace funcs [-F PAT] [-m MODULE]`` prints available_filter_functions
 (optionally after importing modules, filtered like set_ftrace_filter).
+
+``fntrace ctl PID FILE [VALUE]`` steers a process started with ``run --live``
+(or that called ``fntrace.control.listen()``); ``fntrace attach PID`` starts
+that server in an unprepared process on Python 3.14+ (docs/control.md).
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ examples:
   fntrace run -F '*:mod:json.*' -m json.tool f.json
                                                   only the json package, running a module
   fntrace funcs -m json -F 'json.decoder:*'       list traceable functions
+  fntrace run --live -- app.py                    run app.py, steerable with fntrace ctl
+  fntrace ctl 1234 set_ftrace_filter 'myapp.db:*' set a filter in process 1234
+  fntrace ctl 1234 current_tracer function_graph  start tracing it
+  fntrace ctl 1234 trace_pipe                     stream its trace until Ctrl-C
 """
 
 
@@ -95,10 +103,20 @@ def _run_program(ns: argparse.Namespace) -> int:
     try:
         filt = Filter(parse(ns.filter or ()))
         notrace = Filter(parse(ns.notrace or ()))
+        from .inject import parse_inject_spec, start_specs
+
+        specs = [parse_inject_spec(s) for s in ns.inject or ()]
     except ValueError as exc:
         raise SystemExit(f"fntrace run: {exc}") from None
     if ns.module is None and not os.path.exists(ns.argv[0]):
         raise SystemExit(f"fntrace run: {ns.argv[0]}: no such file")
+    if ns.live:
+        from . import control
+
+        try:
+            control.listen()
+        except OSError as exc:
+            raise SystemExit(f"fntrace run: --live: {exc}") from None
     out: IO[str] = open(ns.output, "w", encoding="utf-8") if ns.output else sys.stdout
     printer = FunctionPrinter(out, ns.args, ns.retval)
     from .core import engine
@@ -112,7 +130,11 @@ def _run_program(ns: argparse.Namespace) -> int:
         sys.argv = list(ns.argv)
         sys.path.insert(0, os.path.dirname(os.path.abspath(ns.argv[0])))
     code = 0
-    engine.register(ops)
+    # --live alone prints nothing: tracing is started from outside with fntrace ctl.
+    printing = not ns.live or bool(ns.filter or ns.notrace or ns.args or ns.retval)
+    if printing:
+        engine.register(ops)
+    stop_injections = start_specs(specs, lambda line: printer._write(printer._prefix() + line))
     try:
         if ns.module is not None:
             runpy.run_module(ns.module, run_name="__main__", alter_sys=True)
@@ -123,7 +145,9 @@ def _run_program(ns: argparse.Namespace) -> int:
         if exc.code is not None and not isinstance(exc.code, int):
             print(exc.code, file=sys.stderr)
     finally:
-        engine.unregister(ops)
+        stop_injections()
+        if printing:
+            engine.unregister(ops)
         out.flush()
         if out is not sys.stdout:
             out.close()
@@ -164,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--args", action="store_true", help="show arguments (func-args)")
     run.add_argument("--retval", action="store_true", help="show returns, yields and raises")
     run.add_argument("-o", "--output", metavar="FILE", help="write the trace to FILE")
+    run.add_argument("--inject", action="append", metavar="SPEC",
+                     help="fail a function (repeatable): "
+                          "'FUNC:raise=OSError(\"disk full\"):probability=10' or "
+                          "'FUNC:retval=0:times=3' (also interval, space, seed)")
+    run.add_argument("--live", action="store_true",
+                     help="serve live control (fntrace ctl PID ...); alone, print nothing")
     run.add_argument("-m", dest="module", metavar="MODULE", help="run a module, as python -m")
     run.add_argument("argv", nargs=argparse.REMAINDER, help="-- script.py [args...]")
     run.set_defaults(handler=_run_program)
@@ -171,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     funcs.add_argument("-m", "--module", action="append", help="import MODULE first")
     funcs.add_argument("-F", "--filter", action="append", metavar="PATTERN")
     funcs.set_defaults(handler=_funcs)
+    from .control.cli import add_parsers
+
+    add_parsers(sub)
     return parser
 
 

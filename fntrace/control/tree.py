@@ -1,0 +1,117 @@
+"""The served tree: tracefs paths mapped onto this process's instances.
+
+The root is the top-level instance (made on first use, so a process that is
+never steered owns no instance at all); ``instances/NAME/...`` are named
+instances that ``mkdir``/``rmdir`` create and close, as in tracefs;
+``control/stats`` is the server's own counters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from ..instance import Instance
+from .protocol import ControlError
+
+__all__ = ["Tree"]
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+def _parts(path: str) -> list[str]:
+    parts = [p for p in path.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise ValueError(f"{path}: '.' and '..' are not allowed in paths")
+    return parts
+
+
+class Tree:
+    def __init__(self, stats: Callable[[], str]) -> None:
+        self._top: Instance | None = None
+        self.named: dict[str, Instance] = {}
+        self._stats = stats
+
+    @property
+    def top(self) -> Instance:
+        if self._top is None:
+            self._top = Instance("top")
+        return self._top
+
+    def resolve(self, path: str) -> tuple[Instance, str]:
+        """The instance a file path belongs to, and the path inside it."""
+        parts = _parts(path)
+        if parts[:1] == ["instances"]:
+            if len(parts) < 3:
+                raise IsADirectoryError(f"{path}: is a directory")
+            inst = self.named.get(parts[1])
+            if inst is None:
+                raise FileNotFoundError(f"no such instance: {parts[1]}")
+            return inst, "/".join(parts[2:])
+        if not parts:
+            raise IsADirectoryError("/: is a directory")
+        return self.top, "/".join(parts)
+
+    def read(self, path: str) -> str:
+        parts = _parts(path)
+        if parts[:1] == ["control"]:
+            if parts == ["control", "stats"]:
+                return self._stats()
+            raise FileNotFoundError(f"no such file: {path}")
+        inst, rest = self.resolve(path)
+        return inst.read(rest)
+
+    def write(self, path: str, value: str, append: bool) -> None:
+        if _parts(path)[:1] == ["control"]:
+            raise PermissionError(f"{path}: read-only")
+        inst, rest = self.resolve(path)
+        inst.write(rest, value, append=append)
+
+    def ls(self, path: str) -> list[str]:
+        parts = _parts(path)
+        if not parts:
+            return sorted([*self.top.listdir(""), "control", "instances"])
+        if parts == ["control"]:
+            return ["stats"]
+        if parts == ["instances"]:
+            return sorted(self.named)
+        if parts[0] == "instances":
+            inst = self.named.get(parts[1])
+            if inst is None:
+                raise FileNotFoundError(f"no such instance: {parts[1]}")
+            return inst.listdir("/".join(parts[2:]))
+        return self.top.listdir("/".join(parts))
+
+    def _instance_name(self, path: str, what: str) -> str:
+        parts = _parts(path)
+        if len(parts) != 2 or parts[0] != "instances":
+            raise PermissionError(f"{what} {path}: only instances/NAME can be {what}'d")
+        if not _NAME.match(parts[1]):
+            raise ValueError(f"{what} {path}: an instance name is 1-64 letters, digits, "
+                             "'_', '.', '-' (not starting with '.' or '-')")
+        return parts[1]
+
+    def mkdir(self, path: str) -> None:
+        name = self._instance_name(path, "mkdir")
+        if name in self.named:
+            raise FileExistsError(f"instance {name} exists")
+        self.named[name] = Instance(name)
+
+    def rmdir(self, path: str, busy: Callable[[Instance], bool]) -> None:
+        """Close and forget a named instance; EBUSY while a trace_pipe reads it."""
+        name = self._instance_name(path, "rmdir")
+        inst = self.named.get(name)
+        if inst is None:
+            raise FileNotFoundError(f"no such instance: {name}")
+        if busy(inst):
+            raise ControlError("EBUSY", f"instance {name} is busy: a trace_pipe reads it")
+        del self.named[name]
+        inst.close()
+
+    def close(self) -> None:
+        for inst in self.named.values():
+            inst.close()
+        self.named.clear()
+        if self._top is not None:
+            self._top.close()
+            self._top = None
