@@ -8,6 +8,7 @@ callback and a filter, :func:`register` it, read arguments through the
 
 from __future__ import annotations
 
+from . import livepatch
 from .core.engine import (
     BusyError,
     enabled_functions,
@@ -21,6 +22,7 @@ from .core.flags import Event, Flags
 from .core.ops import Ops
 from .core.regs import CallSite, FtraceRegs, FullRegs, get_regs
 from .core.symbols import Function, available_filter_functions
+from .inject import Injection, inject, parse_inject_spec
 from .instance import Instance, instances, marker, trace
 
 __version__ = "0.1.0"
@@ -34,6 +36,7 @@ __all__ = [
     "FtraceRegs",
     "FullRegs",
     "Function",
+    "Injection",
     "Instance",
     "Ops",
     "__version__",
@@ -41,8 +44,11 @@ __all__ = [
     "enabled_functions",
     "ftrace_enabled",
     "get_regs",
+    "inject",
     "instances",
+    "livepatch",
     "marker",
+    "parse_inject_spec",
     "register",
     "set_ftrace_enabled",
     "trace",
