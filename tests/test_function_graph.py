@@ -826,10 +826,10 @@ def test_pairing_survives_lost_events() -> None:
     leaf, fact = (function_for_code(f.__code__, MOD) for f in (wl_leaf, wl_fact))
     buf = ThreadBuffer(1, "t", 0, 1 << 20, True)
     stream = [
-        (1000, 64, ENTRY, fact, 0, None),
+        (1000, 64, ENTRY, fact, 0, None, "start"),
         (2000, 64, EXIT, leaf, 0, 500, Event.RETURN, None),   # fact's exit, leaf's entry lost
-        (3000, 64, ENTRY, fact, 0, None),
-        (4000, 64, ENTRY, leaf, 1, None),                     # leaf's exit lost
+        (3000, 64, ENTRY, fact, 0, None, "start"),
+        (4000, 64, ENTRY, leaf, 1, None, "start"),                # leaf's exit lost
         (9000, 64, EXIT, fact, 0, 6000, Event.RETURN, None),
     ]
     inst = Instance()

@@ -83,7 +83,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ENTRY", "EXIT", "FunctionGraphTracer", "duration_text", "overhead_mark"]
 
-ENTRY = "E"  # (ts, size, "E", fn, depth, args text or None)
+ENTRY = "E"  # (ts, size, "E", fn, depth, args text or None, entry event)
 EXIT = "X"   # (ts, size, "X", fn, depth, duration ns, exit event, value text or None)
 
 # Per-thread selection state carried by each stack entry (for what runs below it).
@@ -204,7 +204,7 @@ class FunctionGraphTracer(Tracer):
             size += len(args)
         ts = rb.clock()
         stack.append((frame, ts, depth + 1, _INSIDE))
-        rb.write((ts, size, ENTRY, ip, depth, args))
+        rb.write((ts, size, ENTRY, ip, depth, args, fregs.event))
 
     def exit(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
         try:
@@ -321,14 +321,14 @@ class _Renderer:
         return f"{mark} {duration_text(ns)}|  "
 
     def enter(self, buf: ThreadBuffer, ev: tuple[Any, ...]) -> str:
-        ts, _, _, fn, depth, args = ev
+        ts, _, _, fn, depth, args, _ = ev
         self.open.setdefault(buf, []).append((fn, depth))
         self.level[buf] = depth + 1
         return (f"{self.prefix(buf, ts)}{self.column(None)}{'  ' * depth}"
                 f"{_call(fn, args)} {{\n")
 
     def leaf(self, buf: ThreadBuffer, ev: tuple[Any, ...], ex: tuple[Any, ...]) -> str:
-        ts, _, _, fn, depth, args = ev
+        ts, _, _, fn, depth, args, _ = ev
         self.level[buf] = depth
         notes = _notes(ex[6], ex[7])
         comment = f" /* {notes} */" if notes else ""
