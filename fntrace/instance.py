@@ -112,6 +112,8 @@ class Instance:
         self.graph_notrace = Filter()
         self.pids: set[int] = set()
         self.notrace_pids: set[int] = set()
+        # Kept beside the sets so the tracers' hot path tests one attribute.
+        self.pid_filtered = False
         self.max_graph_depth = 0
         self.tracing_thresh_us = 0
         self.tracer: Tracer | None = None
@@ -138,10 +140,6 @@ class Instance:
         if tid in self.notrace_pids:
             return False
         return not self.pids or tid in self.pids
-
-    @property
-    def pid_filtered(self) -> bool:
-        return bool(self.pids or self.notrace_pids)
 
     # -- the file interface ------------------------------------------------
     def read(self, path: str) -> str:
@@ -333,6 +331,7 @@ class Instance:
         if append:
             new |= getattr(self, attr)
         setattr(self, attr, new)
+        self.pid_filtered = bool(self.pids or self.notrace_pids)
 
     def _set_int(self, attr: str, text: str) -> None:
         setattr(self, attr, _uint(text, attr))

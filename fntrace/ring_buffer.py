@@ -218,7 +218,12 @@ class RingBuffer:
             return live.new_buffer()
 
     def write(self, event: Event) -> bool:
-        return self.buffer().write(event)
+        live = self.live
+        try:
+            buf: ThreadBuffer = live.local.buf
+        except AttributeError:
+            buf = live.new_buffer()
+        return buf.write(event)
 
     def resize(self, size_kb: int) -> None:
         if size_kb <= 0:
