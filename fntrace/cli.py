@@ -204,6 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .control.cli import add_parsers
 
     add_parsers(sub)
+    from . import info, record, replay
+
+    record.add_parser(sub)
+    replay.add_parser(sub)
+    info.add_parser(sub)
+    from . import dump, report
+
+    report.add_parser(sub)
+    dump.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,287 @@
+"""``fntrace record``: run a program traced, streaming the trace to a file.
+
+The program runs as ``python script.py args`` (or ``python -m module``)
+would: its argv, ``__main__``, sys.path[0], standard streams, exit code, and
+the way it dies (an uncaught exception prints the program's traceback without
+fntrace's frames and exits 1; SIGINT and SIGTERM kill it with the same signal
+once the file is finished).  Options mirror the instance files.  With
+``--follow`` a forked child records its own file ``PATH.<pid>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import builtins
+import os
+import runpy
+import signal
+import sys
+import threading
+import time
+import types
+from typing import Any, NoReturn
+
+from .recorder import Recorder, header_for, mute, unmute
+
+__all__ = ["add_parser"]
+
+EXAMPLES = """\
+examples:
+  fntrace record -- examples/shop.py                 function_graph trace into fntrace.dat
+  fntrace record -t function -F 'shop:*' -o shop.dat -- examples/shop.py --fast
+  fntrace record --args --retval -D 3 -m json.tool f.json
+  fntrace record -T 'shop:checkout:traceoff' -- app.py   stop recording at checkout
+  fntrace info fntrace.dat                          what was recorded
+  fntrace replay fntrace.dat -F 'shop:*' --since 0.5 --until 1.0
+"""
+
+
+def add_parser(sub: Any) -> None:
+    rec = sub.add_parser(
+        "record", help="run a program traced, writing a trace file",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES)
+    rec.add_argument("-o", "--output", default="fntrace.dat", metavar="PATH",
+                     help="trace file to write (default fntrace.dat)")
+    rec.add_argument("-t", "--tracer", default="function_graph",
+                     choices=("function", "function_graph"), help="default function_graph")
+    rec.add_argument("-F", "--filter", action="append", metavar="PATTERN",
+                     help="set_ftrace_filter pattern (repeatable)")
+    rec.add_argument("-N", "--notrace", action="append", metavar="PATTERN",
+                     help="set_ftrace_notrace pattern (repeatable)")
+    rec.add_argument("-G", "--graph-function", action="append", metavar="PATTERN",
+                     help="set_graph_function pattern (repeatable)")
+    rec.add_argument("--graph-notrace", action="append", metavar="PATTERN",
+                     help="set_graph_notrace pattern (repeatable)")
+    rec.add_argument("-D", "--max-depth", type=int, metavar="N", help="max_graph_depth")
+    rec.add_argument("--thresh", type=int, metavar="USECS", help="tracing_thresh (µs)")
+    rec.add_argument("--args", action="store_true", help="record arguments")
+    rec.add_argument("--retval", action="store_true",
+                     help="record return values (function_graph)")
+    rec.add_argument("--buffer-size", type=int, metavar="KIB", help="buffer_size_kb per thread")
+    rec.add_argument("--no-overwrite", action="store_true",
+                     help="drop new events when a buffer is full (default: drop oldest)")
+    rec.add_argument("-T", "--trigger", action="append", metavar="FUNC:CMD[:N]",
+                     help="function trigger, e.g. 'mod:f:traceoff' (repeatable)")
+    rec.add_argument("--thread", action="append", type=int, metavar="TID",
+                     help="trace only this thread id (set_ftrace_pid; repeatable)")
+    rec.add_argument("--clock", default="mono", help="trace_clock (default mono, which "
+                     "several processes share)")
+    rec.add_argument("--live", action="store_true", help="also serve fntrace ctl PID")
+    rec.add_argument("--inject", action="append", metavar="SPEC",
+                     help="fail a function, as fntrace run --inject (repeatable)")
+    rec.add_argument("--follow", action="store_true",
+                     help="trace forked children too, each into PATH.<pid>")
+    rec.add_argument("-m", dest="module", metavar="MODULE", help="run a module, as python -m")
+    rec.add_argument("argv", nargs=argparse.REMAINDER, help="-- script.py [args...]")
+    rec.set_defaults(handler=record_main)
+
+
+def _fail(text: str) -> NoReturn:
+    raise SystemExit(f"fntrace record: {text}")
+
+
+def configure(ns: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """A new instance set up from the options (not yet tracing) and the options' record."""
+    from .instance import Instance
+
+    inst = Instance("record")
+    opts: dict[str, Any] = {"tracer": ns.tracer}
+    try:
+        inst.write("trace_clock", ns.clock)
+        if ns.buffer_size is not None:
+            inst.write("buffer_size_kb", str(ns.buffer_size))
+        if ns.no_overwrite:
+            inst.write("options/overwrite", "0")
+        if ns.args:
+            inst.write("options/func-args", "1")
+            inst.write("options/funcgraph-args", "1")
+        if ns.retval:
+            inst.write("options/funcgraph-retval", "1")
+        for path, values in (("set_ftrace_filter", ns.filter),
+                             ("set_ftrace_notrace", ns.notrace),
+                             ("set_graph_function", ns.graph_function),
+                             ("set_graph_notrace", ns.graph_notrace),
+                             ("set_ftrace_filter", ns.trigger)):
+            for value in values or ():
+                inst.write(path, value, append=True)
+        if ns.max_depth is not None:
+            inst.write("max_graph_depth", str(ns.max_depth))
+        if ns.thresh is not None:
+            inst.write("tracing_thresh", str(ns.thresh))
+        if ns.thread:
+            inst.write("set_ftrace_pid", " ".join(map(str, ns.thread)))
+    except (ValueError, OSError) as exc:
+        inst.close()
+        _fail(str(exc))
+    for key in ("filter", "notrace", "graph_function", "graph_notrace", "max_depth", "thresh",
+                "args", "retval", "buffer_size", "no_overwrite", "trigger", "thread", "clock",
+                "follow"):
+        opts[key] = getattr(ns, key)
+    opts["instance_options"] = dict(inst.options)
+    return inst, opts
+
+
+def _outside_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """The traceback without fntrace's frames (its runner's, and its hooks' when a
+    signal's exception was raised inside one)."""
+    pkg = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    kept: list[types.TracebackType] = []
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if not (name.startswith(pkg) or name.startswith("<frozen runpy")):
+            kept.append(tb)
+        tb = tb.tb_next
+    out: types.TracebackType | None = None
+    for item in reversed(kept):
+        out = types.TracebackType(out, item.tb_frame, item.tb_lasti, item.tb_lineno)
+    return out
+
+
+def _print_exception(exc: BaseException, inst: Any) -> None:
+    tid = threading.get_native_id()
+    mute(inst, tid)  # the traceback's own calls are not the program's
+    try:
+        tb = _outside_frames(exc.__traceback__)
+        sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+    finally:
+        unmute(inst, tid)
+
+
+def _die_of(signum: int) -> NoReturn:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    os._exit(128 + signum)  # not reached unless the signal is blocked
+
+
+def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> None:
+    real_exit = os._exit
+    owner = os.getpid()
+
+    def flushing_exit(code: int) -> NoReturn:
+        rec.finish()
+        real_exit(code)
+
+    os._exit = flushing_exit  # type: ignore[assignment]
+    atexit.register(rec.finish)
+
+    def on_term(signum: int, frame: types.FrameType | None) -> None:
+        # As untraced: SIGTERM kills at once (no unwinding), once the file is finished.
+        rec.finish(unregister=False)
+        _die_of(signal.SIGTERM)
+
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, on_term)
+
+    def after_fork() -> None:
+        if follow and os.getpid() != owner:
+            header = dict(rec.header)
+            header.update(pid=os.getpid(), ppid=owner, start_ts=rec.inst.rb.clock(),
+                          start_realtime_ns=time.time_ns())
+            rec.restart_in_child(f"{ns.output}.{os.getpid()}", header)
+        else:
+            rec.abandon()
+
+    os.register_at_fork(after_in_child=after_fork)
+
+
+def record_main(ns: argparse.Namespace) -> int:
+    if ns.argv and ns.argv[0] == "--":
+        ns.argv = ns.argv[1:]
+    if not ns.module and not ns.argv:
+        _fail("nothing to run: give -- script.py [args] or -m module")
+    if ns.module is None and not os.path.exists(ns.argv[0]):
+        _fail(f"{ns.argv[0]}: no such file")
+    specs: list[dict[str, Any]] = []
+    if ns.inject:
+        from .inject import parse_inject_spec
+
+        try:
+            specs = [parse_inject_spec(s) for s in ns.inject]
+        except ValueError as exc:
+            _fail(str(exc))
+    inst, opts = configure(ns)
+    argv = [ns.module, *ns.argv] if ns.module is not None else list(ns.argv)
+    try:
+        inst.write("current_tracer", ns.tracer)
+        inst.tracing_on = False  # on once the program starts
+        header = header_for(inst, argv, opts)
+        rec = Recorder(inst, ns.output, header)
+    except (ValueError, OSError) as exc:
+        inst.close()
+        _fail(f"{ns.output}: {exc}" if isinstance(exc, OSError) else str(exc))
+    if ns.live:
+        from . import control
+
+        try:
+            control.listen()
+        except OSError as exc:
+            _fail(f"--live: {exc}")
+    stop_injections = None
+    if specs:
+        from .inject import start_specs
+
+        stop_injections = start_specs(specs)
+    rec.start()
+    _install_exit_paths(rec, ns.follow, ns)
+    return _run(ns, argv, rec, stop_injections)
+
+
+def _main_module(ns: argparse.Namespace, argv: list[str],
+                 ) -> tuple[types.CodeType, types.ModuleType]:
+    """The program's code and a fresh ``__main__`` for it, as the interpreter prepares them."""
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = builtins
+    if ns.module is not None:
+        try:
+            _, spec, code = runpy._get_module_details(ns.module)  # type: ignore[attr-defined]
+        except ImportError as exc:
+            _fail(str(exc))
+        main.__dict__.update(__file__=spec.origin, __spec__=spec, __loader__=spec.loader,
+                             __package__=spec.parent, __cached__=spec.cached)
+        argv[0] = spec.origin
+        return code, main
+    path = os.path.abspath(argv[0])
+    with open(path, "rb") as f:
+        source = f.read()
+    main.__dict__.update(__file__=path, __cached__=None, __package__=None, __spec__=None)
+    return compile(source, path, "exec", dont_inherit=True), main
+
+
+def _run(ns: argparse.Namespace, argv: list[str], rec: Recorder, stop: Any) -> int:
+    inst = rec.inst
+    if ns.module is not None:
+        sys.path[0] = os.getcwd()
+    else:
+        sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
+    code_obj, main = _main_module(ns, argv)
+    sys.argv = list(argv)
+    sys.modules["__main__"] = main
+    code = 0
+    inst.tracing_on = True
+    try:
+        exec(code_obj, main.__dict__)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        _print_exception(exc, inst)
+        rec.finish()
+        _die_of(signal.SIGINT)
+    except BaseException as exc:
+        _print_exception(exc, inst)
+        code = 1
+    finally:
+        mute(inst, threading.get_native_id())  # the program's main is over
+        if stop is not None:
+            stop()
+    # Non-daemon threads of the program still run until the interpreter joins them;
+    # the atexit hook finishes the file after that, as late as Python allows.
+    return code
