@@ -126,6 +126,9 @@ class Recorder:
         self.thread = threading.Thread(target=loop, name="fntrace-record", daemon=True)
         self.thread.start()
         started.wait(5)
+        # No loss: a thread whose buffer fills before the writer's next turn drains
+        # the buffers to the file itself (it waits for the file, it never drops).
+        self.inst.rb.set_on_full(self.poll)
 
     def poll(self) -> int:
         """Write what the buffers hold now as one chunk; returns the events written."""
@@ -160,6 +163,7 @@ class Recorder:
                 return
             self.finished = True
             self.stop_event.set()
+            self.inst.rb.set_on_full(None)
             self.inst.tracing_on = False
             if unregister:
                 try:
@@ -185,7 +189,7 @@ class Recorder:
         """In a followed forked child: a fresh buffer, file and writer thread."""
         inst = self.inst
         rb = inst.rb
-        rb.live = BufferSet(rb.size_kb, rb.overwrite)  # the parent's pending events are its own
+        rb.live = BufferSet(rb.size_kb, rb.overwrite, rb.on_full)  # the parent's are its own
         unmute(inst, self.writer_tid)
         self.writer.closed = True
         self.path = path

@@ -56,15 +56,18 @@ CLOCKS: dict[str, Callable[[], int]] = {
 class ThreadBuffer:
     """One thread's events and counters."""
 
-    __slots__ = ("capacity", "cpu", "dropped", "events", "in_bytes", "name", "overrun",
-                 "overrun_bytes", "overwrite", "read", "read_bytes", "thread_flags", "tid",
-                 "written")
+    __slots__ = ("capacity", "cpu", "dropped", "events", "in_bytes", "name", "on_full",
+                 "overrun", "overrun_bytes", "overwrite", "read", "read_bytes", "thread_flags",
+                 "tid", "written")
 
     def __init__(self, tid: int, name: str, cpu: int, capacity: int, overwrite: bool,
                  thread_flags: str = "..") -> None:
         self.tid = tid
         self.name = name
         self.thread_flags = thread_flags  # "M" main thread, "d" daemon (FLAGS column)
+        # No-loss mode (fntrace record): called when this buffer is full, to drain
+        # the buffers to their consumer before the event is dropped or overwrites.
+        self.on_full: Callable[[], object] | None = None
         self.cpu = cpu
         self.capacity = capacity
         self.overwrite = overwrite
@@ -89,6 +92,17 @@ class ThreadBuffer:
         """Append one event (owner thread only); False when it was dropped."""
         size = event[1]
         if self.in_bytes - self.overrun_bytes - self.read_bytes + size > self.capacity:
+            on_full = self.on_full
+            if on_full is not None:
+                try:
+                    on_full()
+                except Exception:  # the consumer failed: fall back to the bounded ring
+                    self.on_full = None
+                if self.in_bytes - self.overrun_bytes - self.read_bytes + size <= self.capacity:
+                    self.events.append(event)
+                    self.written += 1
+                    self.in_bytes += size
+                    return True
             if not self.overwrite or size > self.capacity:
                 self.dropped += 1
                 return False
@@ -123,9 +137,11 @@ class ThreadBuffer:
 class BufferSet:
     """The buffers of all threads; the unit ``snapshot`` swaps."""
 
-    def __init__(self, size_kb: int, overwrite: bool) -> None:
+    def __init__(self, size_kb: int, overwrite: bool,
+                 on_full: Callable[[], object] | None = None) -> None:
         self.capacity = size_kb * 1024
         self.overwrite = overwrite
+        self.on_full = on_full
         self.local = threading.local()
         self.by_tid: dict[int, ThreadBuffer] = {}
         self.lock = threading.Lock()  # creation of buffers and consuming reads
@@ -140,6 +156,7 @@ class BufferSet:
                     "d" if thread.daemon else ".")
                 buf = ThreadBuffer(tid, thread.name, len(self.by_tid), self.capacity,
                                    self.overwrite, flags)
+                buf.on_full = self.on_full
                 self.by_tid[tid] = buf
         self.local.buf = buf
         return buf
@@ -203,6 +220,7 @@ class RingBuffer:
     def __init__(self, size_kb: int = 1408, overwrite: bool = True) -> None:
         self.size_kb = size_kb
         self.overwrite = overwrite
+        self.on_full: Callable[[], object] | None = None
         self.live = BufferSet(size_kb, overwrite)
         self.snapshot: BufferSet | None = None
         self.clock_name = "local"
@@ -224,6 +242,14 @@ class RingBuffer:
         except AttributeError:
             buf = live.new_buffer()
         return buf.write(event)
+
+    def set_on_full(self, hook: Callable[[], object] | None) -> None:
+        """No-loss mode: ``hook`` drains the buffers when one is full (see ThreadBuffer)."""
+        self.on_full = hook
+        live = self.live
+        live.on_full = hook
+        for buf in live.by_tid.values():
+            buf.on_full = hook
 
     def resize(self, size_kb: int) -> None:
         if size_kb <= 0:
@@ -247,7 +273,7 @@ class RingBuffer:
     def take_snapshot(self) -> None:
         """Swap the live buffers into the snapshot; tracing goes on in fresh ones."""
         old = self.live
-        self.live = BufferSet(self.size_kb, self.overwrite)
+        self.live = BufferSet(self.size_kb, self.overwrite, self.on_full)
         self.snapshot = old
 
     def clear_snapshot(self) -> None:

@@ -188,6 +188,24 @@ def test_stdin_and_module(tmp_path: Path) -> None:
                                                                "__main__:<module>"}
 
 
+def test_no_event_lost_with_a_tiny_buffer(tmp_path: Path) -> None:
+    # 57,313 calls through 4 KiB per-thread buffers: the recording thread drains
+    # its full buffer into the file itself instead of dropping (no-loss mode).
+    prog = script(tmp_path, "fib.py", """
+        def fib(n):
+            return n if n < 2 else fib(n - 1) + fib(n - 2)
+        print(fib(22))
+    """)
+    out = tmp_path / "t.dat"
+    res = fntrace("record", "-F", "fib", "--buffer-size", "4", "-o", str(out), "--", str(prog))
+    assert res.returncode == 0 and res.stdout == "17711\n", res.stderr
+    tf = open_trace(str(out))
+    recs = [r for r in tf.records() if r.func == "__main__:fib"]
+    assert sum(1 for r in recs if r.kind == "entry") == 57313
+    assert sum(1 for r in recs if r.kind == "exit") == 57313
+    assert sum(tf.lost.values()) == 0 and not tf.truncated
+
+
 def _recorded(tmp_path: Path, tracer: str = "function_graph") -> Path:
     prog = script(tmp_path, "raises.py", RAISES)
     out = tmp_path / "t.dat"
