@@ -144,7 +144,9 @@ class BufferSet:
         self.on_full = on_full
         self.local = threading.local()
         self.by_tid: dict[int, ThreadBuffer] = {}
-        self.lock = threading.Lock()  # creation of buffers and consuming reads
+        # Creation of buffers and consuming reads.  Reentrant: a signal handler (the
+        # recorder's SIGTERM path) may consume while this thread is consuming.
+        self.lock = threading.RLock()
 
     def new_buffer(self) -> ThreadBuffer:
         thread = threading.current_thread()

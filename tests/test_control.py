@@ -173,7 +173,7 @@ def target(rundir: str) -> Iterator[Target]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def ctl(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+def ctl(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "fntrace", *args], env=env(),
                           capture_output=True, text=True, timeout=timeout)
 
@@ -320,11 +320,11 @@ def test_cli_reads_writes_and_streams(target: Target) -> None:
         reader = threading.Thread(target=lambda: lines.extend(
             proc.stdout.readline() for _ in range(20)), daemon=True)  # type: ignore[union-attr]
         reader.start()
-        reader.join(15)
+        reader.join(40)
         assert len(lines) == 20, lines
         assert set(records(lines)) == {("ctlwork:gamma", None, "ctlwork:alpha")}
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(10) == 0
+        assert proc.wait(40) == 0
         assert proc.stderr is not None and proc.stderr.read() == ""
     finally:
         if proc.poll() is None:

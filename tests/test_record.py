@@ -74,13 +74,16 @@ def test_raises_exit_code_traceback_and_counts(tmp_path: Path) -> None:
 
 def test_threads_per_thread_records(tmp_path: Path) -> None:
     prog = script(tmp_path, "threads.py", """
-        import threading
+        import sys, threading
         def leaf():
             pass
         def worker(n):
             for _ in range(n):
                 leaf()
-            print(threading.current_thread().name, threading.get_native_id(), n, flush=True)
+            # One write per line: print() writes the newline separately, and lines of
+            # threads printing at once could interleave.
+            sys.stdout.write(f"{threading.current_thread().name} {threading.get_native_id()} {n}\n")
+            sys.stdout.flush()
         ts = [threading.Thread(target=worker, args=(n,), name=f"w{n}") for n in (3, 5, 8)]
         for t in ts:
             t.start()
@@ -121,14 +124,15 @@ TICKER = """
 def test_sigint_leaves_readable_file(tmp_path: Path) -> None:
     prog = script(tmp_path, "ticker.py", TICKER)
     out = tmp_path / "t.dat"
-    proc = subprocess.Popen([sys.executable, "-m", "fntrace", "record", "--args", "-o",
-                             str(out), "--", str(prog)], env=ENV, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "fntrace", "record", "--args",
+                             "-F", "*:mod:__main__", "-o", str(out), "--", str(prog)],
+                            env=ENV, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     for _ in range(20):
         proc.stdout.readline()
     proc.send_signal(signal.SIGINT)
-    rest, err = proc.communicate(timeout=30)
+    rest, err = proc.communicate(timeout=90)
     assert proc.returncode == -signal.SIGINT
     assert err.startswith("Traceback") and err.rstrip().endswith("KeyboardInterrupt")
     assert "fntrace" not in err
