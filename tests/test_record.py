@@ -82,7 +82,8 @@ def test_threads_per_thread_records(tmp_path: Path) -> None:
                 leaf()
             # One write per line: print() writes the newline separately, and lines of
             # threads printing at once could interleave.
-            sys.stdout.write(f"{threading.current_thread().name} {threading.get_native_id()} {n}\n")
+            t = threading.current_thread()
+            sys.stdout.write(f"{t.name} {t.native_id} {n}\\n")
             sys.stdout.flush()
         ts = [threading.Thread(target=worker, args=(n,), name=f"w{n}") for n in (3, 5, 8)]
         for t in ts:
