@@ -39,6 +39,14 @@ from fntrace.control.runtime import ensure_dir, runtime_dir
 
 ROOT = str(Path(fntrace.__file__).resolve().parent.parent)
 
+
+def default_sigint() -> None:
+    """In the child: SIGINT back to its default, so Python turns it into
+    KeyboardInterrupt even when this test runs where SIGINT is ignored (a shell's
+    background job, some CI runners), which the child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 WORK = '''\
 def step(n):
     alpha(n)
@@ -313,7 +321,7 @@ def test_cli_reads_writes_and_streams(target: Target) -> None:
 
     proc = subprocess.Popen([sys.executable, "-m", "fntrace", "ctl", pid, "trace_pipe"],
                             env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=default_sigint)
     try:
         assert proc.stdout is not None
         lines: list[str] = []

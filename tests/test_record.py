@@ -22,6 +22,13 @@ ROOT = str(Path(__file__).resolve().parent.parent)
 ENV = {**os.environ, "PYTHONPATH": ROOT}
 
 
+def default_sigint() -> None:
+    """In the child: SIGINT back to its default, so Python turns it into
+    KeyboardInterrupt even when this test runs where SIGINT is ignored (a shell's
+    background job, some CI runners), which the child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def script(tmp: Path, name: str, body: str) -> Path:
     path = tmp / name
     path.write_text(textwrap.dedent(body))
@@ -127,7 +134,7 @@ def test_sigint_leaves_readable_file(tmp_path: Path) -> None:
     out = tmp_path / "t.dat"
     proc = subprocess.Popen([sys.executable, "-m", "fntrace", "record", "--args",
                              "-F", "*:mod:__main__", "-o", str(out), "--", str(prog)],
-                            env=ENV, text=True,
+                            env=ENV, text=True, preexec_fn=default_sigint,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     for _ in range(20):
