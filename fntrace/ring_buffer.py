@@ -91,30 +91,32 @@ class ThreadBuffer:
     def write(self, event: Event) -> bool:
         """Append one event (owner thread only); False when it was dropped."""
         size = event[1]
-        if self.in_bytes - self.overrun_bytes - self.read_bytes + size > self.capacity:
+        used = self.in_bytes - self.overrun_bytes - self.read_bytes
+        if used + size > self.capacity:
             on_full = self.on_full
             if on_full is not None:
                 try:
                     on_full()
                 except Exception:  # the consumer failed: fall back to the bounded ring
                     self.on_full = None
-                if self.in_bytes - self.overrun_bytes - self.read_bytes + size <= self.capacity:
-                    self.events.append(event)
-                    self.written += 1
-                    self.in_bytes += size
-                    return True
-            if not self.overwrite or size > self.capacity:
-                self.dropped += 1
-                return False
-            events = self.events
-            while events and (self.in_bytes - self.overrun_bytes - self.read_bytes + size
-                              > self.capacity):
-                try:
-                    old = events.popleft()
-                except IndexError:  # a reader took it first
-                    break
-                self.overrun += 1
-                self.overrun_bytes += old[1]
+                used = self.in_bytes - self.overrun_bytes - self.read_bytes
+            if used + size > self.capacity:
+                if not self.overwrite or size > self.capacity:
+                    self.dropped += 1
+                    return False
+                # Overwrite: drop the oldest events until this one fits (usually one).
+                events = self.events
+                room = self.capacity - size
+                freed = 0
+                n = 0
+                while used - freed > room:
+                    try:
+                        freed += events.popleft()[1]
+                    except IndexError:  # a reader took it first
+                        break
+                    n += 1
+                self.overrun += n
+                self.overrun_bytes += freed
         self.events.append(event)
         self.written += 1
         self.in_bytes += size
