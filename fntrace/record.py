@@ -5,7 +5,8 @@ would: its argv, ``__main__``, sys.path[0], standard streams, exit code, and
 the way it dies (an uncaught exception prints the program's traceback without
 fntrace's frames and exits 1; SIGINT and SIGTERM kill it with the same signal
 once the file is finished).  Options mirror the instance files.  With
-``--follow`` a forked child records its own file ``PATH.<pid>``.
+``--follow`` every child process (forked, or a new Python interpreter: see
+follow.py) records its own file ``PATH.<pid>`` with the same options.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def add_parser(sub: Any) -> None:
     rec.add_argument("--inject", action="append", metavar="SPEC",
                      help="fail a function, as fntrace run --inject (repeatable)")
     rec.add_argument("--follow", action="store_true",
-                     help="trace forked children too, each into PATH.<pid>")
+                     help="trace child processes too (fork, multiprocessing, Python "
+                     "subprocesses), each into PATH.<pid>")
     rec.add_argument("-m", dest="module", metavar="MODULE", help="run a module, as python -m")
     rec.add_argument("argv", nargs=argparse.REMAINDER, help="-- script.py [args...]")
     rec.set_defaults(handler=record_main)
@@ -162,7 +164,6 @@ def _die_of(signum: int) -> NoReturn:
 
 def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> None:
     real_exit = os._exit
-    owner = os.getpid()
 
     def flushing_exit(code: int) -> NoReturn:
         rec.finish()
@@ -179,14 +180,18 @@ def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> 
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, on_term)
 
+    base = os.path.abspath(ns.output)  # the program may change directory before forking
+
     def after_fork() -> None:
-        if follow and os.getpid() != owner:
-            header = dict(rec.header)
-            header.update(pid=os.getpid(), ppid=owner, start_ts=rec.inst.rb.clock(),
-                          start_realtime_ns=time.time_ns())
-            rec.restart_in_child(f"{ns.output}.{os.getpid()}", header)
-        else:
+        if not follow:
             rec.abandon()
+            return
+        parent = rec.header["pid"]
+        header = dict(rec.header, pid=os.getpid(), ppid=parent, start_ts=rec.inst.rb.clock(),
+                      start_realtime_ns=time.time_ns())
+        header.setdefault("root_pid", parent)
+        rec.restart_in_child(f"{base}.{os.getpid()}", header)
+        rec.header = header  # what this child's own forks start from
 
     os.register_at_fork(after_in_child=after_fork)
 
@@ -206,16 +211,12 @@ def record_main(ns: argparse.Namespace) -> int:
             specs = [parse_inject_spec(s) for s in ns.inject]
         except ValueError as exc:
             _fail(str(exc))
-    inst, opts = configure(ns)
     argv = [ns.module, *ns.argv] if ns.module is not None else list(ns.argv)
-    try:
-        inst.write("current_tracer", ns.tracer)
-        inst.tracing_on = False  # on once the program starts
-        header = header_for(inst, argv, opts)
-        rec = Recorder(inst, ns.output, header)
-    except (ValueError, OSError) as exc:
-        inst.close()
-        _fail(f"{ns.output}: {exc}" if isinstance(exc, OSError) else str(exc))
+    rec = start_recording(ns, argv, ns.output)
+    if ns.follow:
+        from .follow import export
+
+        export(ns)
     if ns.live:
         from . import control
 
@@ -228,9 +229,27 @@ def record_main(ns: argparse.Namespace) -> int:
         from .inject import start_specs
 
         stop_injections = start_specs(specs)
+    return _run(ns, argv, rec, stop_injections)
+
+
+def start_recording(ns: argparse.Namespace, argv: list[str], path: str,
+                    root_pid: int | None = None) -> Recorder:
+    """This process recording into ``path`` with ``ns``'s options (tracing still off),
+    finished on every way out; the root's and every followed child's."""
+    inst, opts = configure(ns)
+    try:
+        inst.write("current_tracer", ns.tracer)
+        inst.tracing_on = False  # on once the program starts
+        header = header_for(inst, argv, opts)
+        if root_pid is not None:
+            header["root_pid"] = root_pid
+        rec = Recorder(inst, path, header)
+    except (ValueError, OSError) as exc:
+        inst.close()
+        _fail(f"{path}: {exc}" if isinstance(exc, OSError) else str(exc))
     rec.start()
     _install_exit_paths(rec, ns.follow, ns)
-    return _run(ns, argv, rec, stop_injections)
+    return rec
 
 
 def _main_module(ns: argparse.Namespace, argv: list[str],
