@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: the function and function_graph tracers beside cProfile and VizTracer.
 
-    python3 bench/run_tracers.py                  # the campaign (~10-13 minutes)
+    python3 bench/run_tracers.py                  # the campaign (~8-10 minutes)
     python3 bench/run_tracers.py --quick          # 2 runs, for development
     python3 bench/run_tracers.py --scales full --configs cprofile viztracer
                                                   # the peers on the workloads as written
@@ -180,7 +180,7 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": machine_info(),
         "settings": {"metric": args.metric, "runs": args.runs, "scales": scales,
-                     "fntrace_root": FNTRACE_ROOT or ROOT,
+                     "fntrace_root": FNTRACE_ROOT or ROOT, "scales_run": args.scales,
                      "configs": {n: c[2] for n, c in configs.items()}},
         "wall_seconds": round(time.time() - t_start, 1),
         "interpreters": table,
@@ -397,7 +397,8 @@ def write_results_md(data: dict[str, Any], json_path: str) -> None:
         v = e["venv"]["available"].get("viztracer")
         peers.append(f"{minor}: viztracer {v or 'unavailable'}")
     s = data["settings"]
-    scale_txt = "; ".join(f"`{w}` full {sc.get('full', 1.0):g}, bench {sc['bench']:g}"
+    run = s.get("scales_run", ["bench"])
+    scale_txt = "; ".join(f"`{w}` " + ", ".join(f"{k} {v:g}" for k, v in sc.items() if k in run)
                           for w, sc in s["scales"].items())
     head = [
         "# Benchmark results: the function and function_graph tracers beside cProfile and "

@@ -657,3 +657,19 @@ def test_permanent_ops() -> None:
         fntrace.set_ftrace_enabled(True)
     assert normal_rec.starts() == [full("t_a")] * 2
     assert perm_rec.starts() == [full("t_a")] * 2
+
+
+def _only_this() -> int:
+    return 7
+
+
+def test_register_and_unregister_cause_no_events_of_their_own() -> None:
+    # With a catch-all filter, the only call between register and unregister is
+    # _only_this(): register/unregister themselves must not call traced Python code
+    # (enum.Flag's `&` is Python code, so the core tests flags as plain ints).
+    seen: list[str] = []
+    ops = fntrace.Ops(lambda ip, parent, o, fregs: seen.append(ip.name))
+    fntrace.register(ops)
+    _only_this()
+    fntrace.unregister(ops)
+    assert seen == [f"{__name__}:_only_this"]

@@ -37,6 +37,12 @@ from .regs import FtraceRegs, FullRegs
 from .symbols import Function, function_for_frame, is_internal, is_internal_module
 from .symbols import _cache as _fn_cache
 
+# The flags as plain ints: enum.Flag's `&` runs Python code (enum.py), which would
+# be traced when register/unregister run in a traced thread with a catch-all filter.
+_REGS = int(Flags.SAVE_REGS | Flags.SAVE_REGS_IF_SUPPORTED)
+_IPMODIFY = int(Flags.IPMODIFY)
+_PERMANENT = int(Flags.PERMANENT)
+
 __all__ = [
     "BusyError",
     "Site",
@@ -101,7 +107,7 @@ class Site:
         self.entry_ops = tuple(op for op in ops if op.func is not None)
         self.ret_ops = tuple(op for op in ops if op.ret is not None)
         self.has_ret = bool(self.ret_ops)
-        self.regs = any(op.flags & (Flags.SAVE_REGS | Flags.SAVE_REGS_IF_SUPPORTED)
+        self.regs = any(op._flags & _REGS
                         for op in ops)
         self.entry_op = self.entry_ops[0] if len(self.entry_ops) == 1 else None
         flavour = "regs" if self.regs else "args"
@@ -242,7 +248,7 @@ TRAMPOLINE_CODES = {_enter_one.__code__, _enter_list.__code__, _enter_none.__cod
 
 def _active() -> list[Ops]:
     return [op for op in _ops
-            if not op.flags & Flags.IPMODIFY and (_enabled or op.flags & Flags.PERMANENT)]
+            if not op._flags & _IPMODIFY and (_enabled or op._flags & _PERMANENT)]
 
 
 def discover(code: types.CodeType, frame: types.FrameType) -> Site | None:
@@ -328,7 +334,7 @@ def _release_backend() -> None:
 
 def _ipmodify(ops: Ops) -> Any:
     """The ipmodify module, imported only once some ops needs it (it is not small)."""
-    if ops.flags & Flags.IPMODIFY:
+    if ops._flags & _IPMODIFY:
         from . import ipmodify
 
         return ipmodify
@@ -342,12 +348,12 @@ def register(ops: Ops) -> None:
     with _lock:
         if ops._live or ops in _ops:
             raise BusyError(f"{ops!r} is already registered")
-        if ops.flags & Flags.PERMANENT and not _enabled:
+        if ops._flags & _PERMANENT and not _enabled:
             raise BusyError("ftrace is disabled: a PERMANENT ops cannot be registered")
-        if ops.flags & Flags.IPMODIFY:
+        if ops._flags & _IPMODIFY:
             ipmodify.check(ops, ops.filter, ops.notrace)
         _ensure_backend()
-        if ops.flags & Flags.IPMODIFY:
+        if ops._flags & _IPMODIFY:
             try:
                 ipmodify.attach(ops, ops.filter)
             except BaseException:
@@ -367,7 +373,7 @@ def unregister(ops: Ops) -> None:
             raise ValueError(f"{ops!r} is not registered")
         ops._live = False
         _ops.remove(ops)
-        if ops.flags & Flags.IPMODIFY:
+        if ops._flags & _IPMODIFY:
             ipmodify.detach(ops)
         _rebuild(grow=False)
         _release_backend()
@@ -383,7 +389,7 @@ def update_filters(ops: Ops, filt: Any, notrace: Any) -> None:
         if not ops._live:
             ops.filter, ops.notrace = filt, notrace
             return
-        if ops.flags & Flags.IPMODIFY:
+        if ops._flags & _IPMODIFY:
             ipmodify.check(ops, filt, notrace)
             ipmodify.retarget(ops, filt)
         ops.filter, ops.notrace = filt, notrace
@@ -404,7 +410,7 @@ def set_ftrace_enabled(enabled: bool) -> None:
     """Turn all non-PERMANENT ops on or off; refused while a PERMANENT one is registered."""
     global _enabled
     with _lock:
-        if not enabled and any(op.flags & Flags.PERMANENT for op in _ops):
+        if not enabled and any(op._flags & _PERMANENT for op in _ops):
             raise BusyError("a PERMANENT ops is registered: ftrace cannot be disabled")
         _enabled = bool(enabled)
         _rebuild(grow=_enabled)
@@ -425,7 +431,7 @@ def iter_sites() -> Iterator[tuple[Function, int, str, str]]:
             rows[code] = (site.fn, n, flags, tramp)
         for code, (fn, holder) in held.items():
             if code not in rows:
-                wants = holder.flags & (Flags.SAVE_REGS | Flags.SAVE_REGS_IF_SUPPORTED)
+                wants = holder._flags & _REGS
                 regs = "R" if wants else " "
                 rows[code] = (fn, 1, regs + "I", "ipmodify_stub")
             else:

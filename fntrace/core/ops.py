@@ -50,6 +50,7 @@ class Ops:
         self.func = func
         self.ret = ret
         self.flags = Flags(flags)
+        self._flags = int(self.flags)  # what the core tests (see engine._REGS)
         self.private = private
         self.filter = _as_filter(filter)
         self.notrace = _as_filter(notrace)
