@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 from .recorder import Recorder, header_for, mute, unmute
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "add_run_parser"]
 
 EXAMPLES = """\
 examples:
@@ -38,6 +38,41 @@ examples:
 """
 
 
+def add_trace_options(p: argparse.ArgumentParser, default_tracer: str | None) -> None:
+    """The options record and run share; they mirror the instance files."""
+    p.add_argument("-t", "--tracer", default=default_tracer,
+                   choices=("function", "function_graph"),
+                   help=f"default {default_tracer or 'function (nop with --live alone)'}")
+    p.add_argument("-F", "--filter", action="append", metavar="PATTERN",
+                   help="set_ftrace_filter pattern (repeatable)")
+    p.add_argument("-N", "--notrace", action="append", metavar="PATTERN",
+                   help="set_ftrace_notrace pattern (repeatable)")
+    p.add_argument("-G", "--graph-function", action="append", metavar="PATTERN",
+                   help="set_graph_function pattern (repeatable)")
+    p.add_argument("--graph-notrace", action="append", metavar="PATTERN",
+                   help="set_graph_notrace pattern (repeatable)")
+    p.add_argument("-D", "--max-depth", type=int, metavar="N", help="max_graph_depth")
+    p.add_argument("--thresh", type=int, metavar="USECS", help="tracing_thresh (µs)")
+    p.add_argument("--args", action="store_true", help="arguments (func-args, funcgraph-args)")
+    p.add_argument("--retval", action="store_true",
+                   help="return values (function_graph)")
+    p.add_argument("--buffer-size", type=int, metavar="KIB", help="buffer_size_kb per thread")
+    p.add_argument("--no-overwrite", action="store_true",
+                   help="drop new events when a buffer is full (default: drop oldest)")
+    p.add_argument("-T", "--trigger", action="append", metavar="FUNC:CMD[:N]",
+                   help="function trigger, e.g. 'mod:f:traceoff' (repeatable)")
+    p.add_argument("--thread", action="append", type=int, metavar="TID",
+                   help="trace only this thread id (set_ftrace_pid; repeatable)")
+    p.add_argument("--clock", default="mono", help="trace_clock (default mono, which "
+                   "several processes share)")
+    p.add_argument("--live", action="store_true", help="also serve fntrace ctl PID")
+    p.add_argument("--inject", action="append", metavar="SPEC",
+                   help="fail a function: 'FUNC:raise=OSError(\"disk full\"):probability=10' "
+                   "or 'FUNC:retval=0:times=3' (repeatable)")
+    p.add_argument("-m", dest="module", metavar="MODULE", help="run a module, as python -m")
+    p.add_argument("argv", nargs=argparse.REMAINDER, help="-- script.py [args...]")
+
+
 def add_parser(sub: Any) -> None:
     rec = sub.add_parser(
         "record", help="run a program traced, writing a trace file",
@@ -45,43 +80,39 @@ def add_parser(sub: Any) -> None:
         epilog=EXAMPLES)
     rec.add_argument("-o", "--output", default="fntrace.dat", metavar="PATH",
                      help="trace file to write (default fntrace.dat)")
-    rec.add_argument("-t", "--tracer", default="function_graph",
-                     choices=("function", "function_graph"), help="default function_graph")
-    rec.add_argument("-F", "--filter", action="append", metavar="PATTERN",
-                     help="set_ftrace_filter pattern (repeatable)")
-    rec.add_argument("-N", "--notrace", action="append", metavar="PATTERN",
-                     help="set_ftrace_notrace pattern (repeatable)")
-    rec.add_argument("-G", "--graph-function", action="append", metavar="PATTERN",
-                     help="set_graph_function pattern (repeatable)")
-    rec.add_argument("--graph-notrace", action="append", metavar="PATTERN",
-                     help="set_graph_notrace pattern (repeatable)")
-    rec.add_argument("-D", "--max-depth", type=int, metavar="N", help="max_graph_depth")
-    rec.add_argument("--thresh", type=int, metavar="USECS", help="tracing_thresh (µs)")
-    rec.add_argument("--args", action="store_true", help="record arguments")
-    rec.add_argument("--retval", action="store_true",
-                     help="record return values (function_graph)")
-    rec.add_argument("--buffer-size", type=int, metavar="KIB", help="buffer_size_kb per thread")
-    rec.add_argument("--no-overwrite", action="store_true",
-                     help="drop new events when a buffer is full (default: drop oldest)")
-    rec.add_argument("-T", "--trigger", action="append", metavar="FUNC:CMD[:N]",
-                     help="function trigger, e.g. 'mod:f:traceoff' (repeatable)")
-    rec.add_argument("--thread", action="append", type=int, metavar="TID",
-                     help="trace only this thread id (set_ftrace_pid; repeatable)")
-    rec.add_argument("--clock", default="mono", help="trace_clock (default mono, which "
-                     "several processes share)")
-    rec.add_argument("--live", action="store_true", help="also serve fntrace ctl PID")
-    rec.add_argument("--inject", action="append", metavar="SPEC",
-                     help="fail a function, as fntrace run --inject (repeatable)")
     rec.add_argument("--follow", action="store_true",
                      help="trace child processes too (fork, multiprocessing, Python "
                      "subprocesses), each into PATH.<pid>")
-    rec.add_argument("-m", dest="module", metavar="MODULE", help="run a module, as python -m")
-    rec.add_argument("argv", nargs=argparse.REMAINDER, help="-- script.py [args...]")
-    rec.set_defaults(handler=record_main)
+    add_trace_options(rec, "function_graph")
+    rec.set_defaults(handler=record_main, command_name="record")
+
+
+RUN_EXAMPLES = """\
+examples:
+  fntrace run -- examples/shop.py                    every call, live (function tracer)
+  fntrace run -t function_graph -F '*:mod:__main__' --args --retval -- examples/shop.py
+  fntrace run -F 'json.*:*' -o trace.txt -m json.tool f.json
+  fntrace run --inject 'store:save:raise=OSError("disk full"):interval=2' -- app.py
+  fntrace run --live -- server.py                    untraced until steered with fntrace ctl
+"""
+
+
+def add_run_parser(sub: Any) -> None:
+    run = sub.add_parser(
+        "run", help="run a program traced, printing the trace live (trace_pipe)",
+        description="Run a program as record does, printing the trace as it is made "
+        "(the instance's trace_pipe) to stdout or -o FILE.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EXAMPLES)
+    run.add_argument("-o", "--output", metavar="FILE", help="write the trace to FILE")
+    add_trace_options(run, None)
+    run.set_defaults(handler=run_main, command_name="run", follow=False)
+
+
+_command = "record"
 
 
 def _fail(text: str) -> NoReturn:
-    raise SystemExit(f"fntrace record: {text}")
+    raise SystemExit(f"fntrace {_command}: {text}")
 
 
 def configure(ns: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -180,7 +211,7 @@ def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> 
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, on_term)
 
-    base = os.path.abspath(ns.output)  # the program may change directory before forking
+    base = os.path.abspath(ns.output) if follow else ""  # before the program may chdir
 
     def after_fork() -> None:
         if not follow:
@@ -197,6 +228,29 @@ def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> 
 
 
 def record_main(ns: argparse.Namespace) -> int:
+    return _main(ns, ns.output, None)
+
+
+def run_main(ns: argparse.Namespace) -> int:
+    """fntrace run: record's machinery with a text sink instead of a file."""
+    global _command
+    _command = "run"
+    steering = (ns.tracer, ns.filter, ns.notrace, ns.graph_function, ns.graph_notrace,
+                ns.args, ns.retval, ns.trigger, ns.thread)
+    if ns.live and not any(steering):
+        ns.tracer = "nop"  # --live alone: untraced until steered through fntrace ctl
+    elif ns.tracer is None:
+        ns.tracer = "function"
+    from .recorder import TextSink
+
+    try:
+        out: Any = open(ns.output, "w", encoding="utf-8") if ns.output else sys.stdout
+    except OSError as exc:
+        _fail(f"{ns.output}: {exc.strerror}")
+    return _main(ns, ns.output or "<stdout>", TextSink(out))
+
+
+def _main(ns: argparse.Namespace, path: str, sink: Any) -> int:
     if ns.argv and ns.argv[0] == "--":
         ns.argv = ns.argv[1:]
     if not ns.module and not ns.argv:
@@ -212,7 +266,7 @@ def record_main(ns: argparse.Namespace) -> int:
         except ValueError as exc:
             _fail(str(exc))
     argv = [ns.module, *ns.argv] if ns.module is not None else list(ns.argv)
-    rec = start_recording(ns, argv, ns.output)
+    rec = start_recording(ns, argv, path, writer=sink)
     if ns.follow:
         from .follow import export
 
@@ -233,7 +287,7 @@ def record_main(ns: argparse.Namespace) -> int:
 
 
 def start_recording(ns: argparse.Namespace, argv: list[str], path: str,
-                    root_pid: int | None = None) -> Recorder:
+                    root_pid: int | None = None, writer: Any = None) -> Recorder:
     """This process recording into ``path`` with ``ns``'s options (tracing still off),
     finished on every way out; the root's and every followed child's."""
     inst, opts = configure(ns)
@@ -243,7 +297,7 @@ def start_recording(ns: argparse.Namespace, argv: list[str], path: str,
         header = header_for(inst, argv, opts)
         if root_pid is not None:
             header["root_pid"] = root_pid
-        rec = Recorder(inst, path, header)
+        rec = Recorder(inst, path, header, writer=writer)
     except (ValueError, OSError) as exc:
         inst.close()
         _fail(f"{path}: {exc}" if isinstance(exc, OSError) else str(exc))

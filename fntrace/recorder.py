@@ -88,16 +88,41 @@ def _fix_names(bufs: BufferSet) -> None:
             buf.name = names.get(buf.tid, buf.name)
 
 
+class TextSink:
+    """Where ``fntrace run`` sends its trace: rendered lines, as trace_pipe gives them."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.closed = False
+
+    def write_pairs(self, inst: Instance, pairs: list[tuple[ThreadBuffer, Any]]) -> int:
+        if pairs:
+            self.out.write("".join(ftrace_text.render_events(inst, pairs)))
+            self.out.flush()
+        return len(pairs)
+
+    def write_lost(self, rows: Any) -> None:
+        return None
+
+    def finish(self, end_ts: int, stats: dict[str, Any]) -> None:
+        lost = sum(stats.get("lost", {}).values())
+        if lost:
+            self.out.write(f"# fntrace: {lost} events lost (buffers overwritten)\n")
+        self.out.flush()
+        self.closed = True
+
+
 class Recorder:
     """One process's recording: instance -> background thread -> TraceWriter."""
 
     def __init__(self, inst: Instance, path: str, header: dict[str, Any],
-                 interval: float = 0.1) -> None:
+                 interval: float = 0.1, writer: Any = None) -> None:
         self.inst = inst
         self.path = path
         self.interval = interval
         self.header = header
-        self.writer = TraceWriter(path, header)
+        # The sink: a TraceWriter (record), or a TextSink (run: the trace as text).
+        self.writer = writer if writer is not None else TraceWriter(path, header)
         self.lock = threading.RLock()
         self.stop_event = threading.Event()
         self.finished = False
@@ -139,6 +164,8 @@ class Recorder:
             bufs = inst.rb.live
             _fix_names(bufs)
             pairs = bufs.consume()
+            if isinstance(self.writer, TextSink):
+                return self.writer.write_pairs(inst, pairs)
             n = self.writer.write_events(to_wevent(inst, buf, ev) for buf, ev in pairs)
             changed = []
             seen = {buf.tid for buf, _ in pairs}

@@ -371,3 +371,30 @@ def test_replay_cli_matches_structure_and_filters(tmp_path: Path) -> None:
         else "__main__:<module>(); /* raised ValueError */"]
     none = fntrace("replay", "--since", "1000", str(out))
     assert [ln for ln in none.stdout.splitlines() if not ln.startswith("#")] == []
+
+
+def test_run_prints_the_same_trace_live(tmp_path: Path) -> None:
+    # `run` is record with a text sink: its function_graph output (function column)
+    # equals what `replay` shows for a recording of the same program.
+    prog = script(tmp_path, "calls.py", """
+        def g(x):
+            return x + 1
+        def f(n):
+            return sum(g(i) for i in range(n))
+        print(f(2))
+    """)
+    opts = ["-t", "function_graph", "-F", "*:mod:__main__", "--args", "--retval"]
+    live = fntrace("run", *opts, "-o", str(tmp_path / "live.txt"), "--", str(prog))
+    assert (live.returncode, live.stdout) == (0, "3\n"), live.stderr
+    out = tmp_path / "t.dat"
+    assert fntrace("record", *opts, "-o", str(out), "--", str(prog)).returncode == 0
+    replayed = fntrace("replay", str(out)).stdout
+
+    def body(text: str) -> list[str]:
+        return [re.sub(r" at 0x[0-9a-f]+", "", ln.split("|", 1)[1].rstrip())
+                for ln in text.splitlines() if "|" in ln and not ln.startswith("#")]
+
+    shown = body((tmp_path / "live.txt").read_text())
+    assert shown == body(replayed)
+    assert "        __main__:g(x=0); /* ret=1 */" in shown  # inside the genexpr
+    assert shown[-1] == "  } /* __main__:<module> ret=None */"
