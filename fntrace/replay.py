@@ -201,7 +201,10 @@ def replay_main(ns: argparse.Namespace) -> int:
         raise SystemExit(f"fntrace replay: {exc}") from None
     files = open_or_exit(ns.file, "replay")
     start = min(tf.start_ts for tf in files)
-    text, cpu_pid = render(files, select(merged_records(files), ns, start))
+    from .report import progress
+
+    records = progress(merged_records(files), "fntrace replay")
+    text, cpu_pid = render(files, select(records, ns, start))
     out = open(ns.output, "w", encoding="utf-8") if ns.output else sys.stdout
     try:
         if cpu_pid:
