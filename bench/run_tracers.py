@@ -56,6 +56,9 @@ CONFIGS: dict[str, tuple[str | None, tuple[str, ...], str]] = {
     "fntrace-graph-args-retval": (None, ("bench",),
                                   'trace("function_graph", funcgraph_args=1, '
                                   "funcgraph_retval=1)"),
+    "fntrace-graph-record": (None, ("bench",),
+                             "function_graph streaming into a trace file, as `fntrace "
+                             "record` does (writer thread and file included, no loss)"),
     "cprofile": (None, ("full", "bench"), "cProfile.Profile().enable()/disable()"),
     "viztracer": ("viztracer", ("full", "bench"),
                   "VizTracer(verbose=0), defaults: C functions too, 1M-entry ring, "
@@ -65,7 +68,8 @@ CONFIGS: dict[str, tuple[str | None, tuple[str, ...], str]] = {
     "viztracer-args": ("viztracer", ("bench",), "VizTracer, ignore_c_function=True, "
                        "log_func_args=True, log_func_retval=True"),
 }
-FNTRACE = ("fntrace-function", "fntrace-graph", "fntrace-graph-args-retval")
+FNTRACE = ("fntrace-function", "fntrace-graph", "fntrace-graph-args-retval",
+           "fntrace-graph-record")
 PEERS = ("cprofile", "viztracer", "viztracer-py", "viztracer-args")
 # Configurations whose parsing of what they recorded is slow: counted once (first run).
 COUNT_ONCE = ("viztracer", "viztracer-py", "viztracer-args")
@@ -227,7 +231,8 @@ def summarise(entry: dict[str, Any], plan: list[tuple[str, str, str]],
         if counted:
             last = counted[0] if name in COUNT_ONCE else counted[-1]
             for field in ("events", "lost", "kept", "overrun", "dropped", "kinds_kept",
-                          "buffer_kb", "buffer_entries", "py_calls", "c_calls", "parse_s"):
+                          "buffer_kb", "buffer_entries", "py_calls", "c_calls", "parse_s",
+                          "file_bytes", "bytes_per_event"):
                 if field in last:
                     row[f"rec_{field}"] = last[field]
             row["events_all_runs_equal"] = len({r.get("events") for r in counted}) == 1
@@ -303,6 +308,9 @@ def _f(x: Any, spec: str, missing: str = "—") -> str:
 def _recorded(row: dict[str, Any]) -> str:
     """Events recorded / lost, as each tool can tell them."""
     name = row["config"]
+    if name in FNTRACE and "rec_file_bytes" in row:
+        return (f"{row['rec_events']:,} written / {row['rec_lost']:,} lost; file "
+                f"{row['rec_file_bytes']:,} B = {row['rec_bytes_per_event']:.2f} B/event")
     if name in FNTRACE and "rec_events" in row:
         return (f"{row['rec_events']:,} written / {row['rec_lost']:,} overwritten "
                 f"({row['rec_kept']:,} kept)")
