@@ -57,7 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     parser.add_argument("--version", action="version", version=f"fntrace {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    funcs = sub.add_parser("funcs", help="list available_filter_functions")
+    funcs = sub.add_parser(
+        "funcs", help="list available_filter_functions",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  fntrace funcs -m json -F 'json.decoder:*'\n"
+               "  fntrace funcs -m myapp -F '*:mod:myapp.*'\n")
     funcs.add_argument("-m", "--module", action="append", help="import MODULE first")
     funcs.add_argument("-F", "--filter", action="append", metavar="PATTERN")
     funcs.set_defaults(handler=_funcs)

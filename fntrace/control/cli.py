@@ -137,10 +137,28 @@ def _attach(ns: argparse.Namespace) -> int:
         os.unlink(script)
 
 
+CTL_EXAMPLES = """\
+examples:
+  fntrace ctl --list                                   processes that can be steered
+  fntrace ctl 1234 set_ftrace_filter 'myapp.db:*'      trace only myapp.db
+  fntrace ctl 1234 set_ftrace_filter 'myapp.api:*' -a  ... and myapp.api too
+  fntrace ctl 1234 current_tracer function_graph       start tracing
+  fntrace ctl 1234 trace_pipe                          stream the trace until Ctrl-C
+  fntrace ctl 1234 ls options                          list a directory
+  fntrace ctl 1234 mkdir instances/slow                a second, independent instance
+  fntrace ctl 1234 current_tracer nop                  stop: no instrumentation left
+"""
+ATTACH_EXAMPLES = """\
+examples:
+  fntrace attach 1234 && fntrace ctl 1234 current_tracer function
+"""
+
+
 def add_parsers(sub: Any) -> None:
     """Add ``ctl`` and ``attach`` to the fntrace command's subparsers."""
     ctl = sub.add_parser(
         "ctl", help="read or write the trace files of a running process",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=CTL_EXAMPLES,
         description="Steer a process that serves live control (fntrace run --live, or "
                     "fntrace.control.listen()). FILE is a tracefs path (current_tracer, "
                     "set_ftrace_filter, instances/NAME/trace...); with VALUE it is written. "
@@ -157,6 +175,7 @@ def add_parsers(sub: Any) -> None:
     ctl.set_defaults(handler=_ctl)
     attach = sub.add_parser(
         "attach", help="start live control in a running process (Python 3.14+)",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=ATTACH_EXAMPLES,
         description="Run fntrace.control.listen() inside process PID through "
                     "sys.remote_exec (Python 3.14+; same uid and ptrace permission).")
     attach.add_argument("pid", metavar="PID")
