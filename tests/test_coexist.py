@@ -14,7 +14,6 @@ import cProfile
 import pstats
 import sys
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -67,18 +66,6 @@ class Recorder:
 
     def cb(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
         self.events.append((ip.qualname, fregs.event))
-
-
-@pytest.fixture(autouse=True)
-def _clean_engine() -> Iterator[None]:
-    for op in engine.registered_ops():  # left over by some other test file
-        fntrace.unregister(op)
-    yield
-    leaked = engine.registered_ops()
-    for op in leaked:
-        fntrace.unregister(op)
-    assert leaked == []
-    assert engine._backend is None
 
 
 def _mon() -> Any:

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-import fntrace
 from fntrace import instance as instance_mod
 from fntrace.core import engine
 from fntrace.instance import OPTIONS, Instance
@@ -103,17 +102,6 @@ def lineof(fn: Callable[..., Any], text: str) -> int:
         if text in line:
             return start + i
     raise AssertionError(f"{text!r} not in {fn.__name__}")
-
-
-@pytest.fixture(autouse=True)
-def _clean_engine() -> Iterator[None]:
-    for op in engine.registered_ops():
-        fntrace.unregister(op)
-    yield
-    leaked = engine.registered_ops()
-    for op in leaked:
-        fntrace.unregister(op)
-    assert leaked == []
 
 
 @pytest.fixture

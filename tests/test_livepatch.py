@@ -19,7 +19,7 @@ import pytest
 
 import fntrace
 from fntrace import BusyError, inject, livepatch
-from fntrace.core import engine, ipmodify
+from fntrace.core import engine
 from fntrace.livepatch import Patch
 
 MOD = __name__
@@ -27,22 +27,6 @@ MOD = __name__
 
 def full(qualname: str) -> str:
     return f"{MOD}:{qualname}"
-
-
-@pytest.fixture(autouse=True)
-def _clean() -> Iterator[None]:
-    for op in engine.registered_ops():
-        fntrace.unregister(op)
-    yield
-    leaked_patches = livepatch.patches()
-    for p in leaked_patches:
-        livepatch.unpatch(p)
-    leaked = engine.registered_ops()
-    for op in leaked:
-        fntrace.unregister(op)
-    assert leaked_patches == []
-    assert leaked == []
-    assert ipmodify._held == {}
 
 
 @pytest.fixture

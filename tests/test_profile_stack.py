@@ -374,7 +374,8 @@ def test_hits_match_oracle(work: ModuleType, inst: fntrace.Instance) -> None:
     # Sorted by time, longest first.
     times = [records[name][1] for name, *_ in rows]
     assert times == sorted(times, reverse=True)
-    assert rows[0][0] == f"{MOD}:run"
+    # (Not asserted: that run comes first.  With graph-time 1 a recursive function's
+    # total sums its nested calls' inclusive times, so fact can outweigh run.)
 
 
 def test_hits_in_threads(work: ModuleType, inst: fntrace.Instance) -> None:

@@ -102,25 +102,6 @@ def call_abc() -> None:
     t_c()
 
 
-@pytest.fixture(autouse=True)
-def _clean_engine() -> Iterator[None]:
-    for op in engine.registered_ops():  # left over by some other test file
-        fntrace.unregister(op)
-    if not fntrace.ftrace_enabled():
-        fntrace.set_ftrace_enabled(True)
-    yield
-    leaked = engine.registered_ops()
-    for op in leaked:
-        fntrace.unregister(op)
-    enabled = fntrace.ftrace_enabled()
-    if not enabled:
-        fntrace.set_ftrace_enabled(True)
-    assert leaked == []
-    assert enabled
-    assert engine._backend is None
-    assert engine.sites == {}
-
-
 @pytest.fixture
 def fast_switch() -> Iterator[None]:
     """Switch threads often, so that races get a chance to show."""

@@ -15,8 +15,6 @@ from collections.abc import Iterator
 
 import pytest
 
-import fntrace
-from fntrace.core import engine
 from fntrace.instance import Instance
 from fntrace.ring_buffer import EVENT_OVERHEAD
 
@@ -60,17 +58,6 @@ def text_of(i: int) -> str:
 
 def work(n: int) -> int:
     return n
-
-
-@pytest.fixture(autouse=True)
-def _clean_engine() -> Iterator[None]:
-    for op in engine.registered_ops():
-        fntrace.unregister(op)
-    yield
-    leaked = engine.registered_ops()
-    for op in leaked:
-        fntrace.unregister(op)
-    assert leaked == []
 
 
 @pytest.fixture

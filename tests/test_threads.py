@@ -85,18 +85,6 @@ class PerThread:
         lst.append((ip.qualname, fregs.event))
 
 
-@pytest.fixture(autouse=True)
-def _clean_engine() -> Iterator[None]:
-    for op in engine.registered_ops():  # left over by some other test file
-        fntrace.unregister(op)
-    yield
-    leaked = engine.registered_ops()
-    for op in leaked:
-        fntrace.unregister(op)
-    assert leaked == []
-    assert engine._backend is None
-
-
 @pytest.fixture
 def fast_switch() -> Iterator[None]:
     old = sys.getswitchinterval()

@@ -1,0 +1,43 @@
+"""One guard for every test: nothing registered leaks from one test into the next.
+
+Before a test: ops left over (by a test that failed half way) are unregistered
+and ftrace is enabled.  After it: leaked live patches and ops are removed, then
+the test fails if there were any, or if ftrace was left disabled, an IPMODIFY
+stub left in place, or the backend left holding its tool id or sites.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+import fntrace
+from fntrace.core import engine
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks() -> Iterator[None]:
+    for op in engine.registered_ops():
+        fntrace.unregister(op)
+    if not fntrace.ftrace_enabled():
+        fntrace.set_ftrace_enabled(True)
+    yield
+    livepatch = sys.modules.get("fntrace.livepatch")
+    leaked_patches = list(livepatch.patches()) if livepatch is not None else []
+    for p in leaked_patches:
+        livepatch.unpatch(p)  # type: ignore[union-attr]
+    leaked = engine.registered_ops()
+    for op in leaked:
+        fntrace.unregister(op)
+    enabled = fntrace.ftrace_enabled()
+    if not enabled:
+        fntrace.set_ftrace_enabled(True)
+    ipmodify = sys.modules.get("fntrace.core.ipmodify")
+    assert leaked_patches == []
+    assert leaked == []
+    assert enabled
+    assert ipmodify is None or ipmodify._held == {}
+    assert engine._backend is None
+    assert engine.sites == {}
