@@ -430,13 +430,17 @@ def render_tables(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def hand_notes(path: str, marker: str) -> str:
+    """The hand-written part of a results file (after ``marker``), kept across runs."""
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        old = f.read()
+    return old.split(marker, 1)[1] if marker in old else ""
+
+
 def write_results_md(data: dict[str, Any], json_path: str) -> None:
-    notes = ""
-    if os.path.exists(RESULTS_MD):
-        with open(RESULTS_MD) as f:
-            old = f.read()
-        if NOTES_MARKER in old:
-            notes = old.split(NOTES_MARKER, 1)[1]
+    notes = hand_notes(RESULTS_MD, NOTES_MARKER)
     m = data["machine"]
     pythons = ", ".join(e["interpreter"]["version"] for e in data["interpreters"].values())
     peers = []

@@ -27,7 +27,7 @@ import sys
 import time
 from typing import Any
 
-from run_selective import ensure_venv, find_interpreters, machine_info
+from run_selective import ensure_venv, find_interpreters, hand_notes, machine_info
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -392,12 +392,7 @@ def render_tables(data: dict[str, Any]) -> str:
 
 
 def write_results_md(data: dict[str, Any], json_path: str) -> None:
-    notes = ""
-    if os.path.exists(RESULTS_MD):
-        with open(RESULTS_MD) as f:
-            old = f.read()
-        if NOTES_MARKER in old:
-            notes = old.split(NOTES_MARKER, 1)[1]
+    notes = hand_notes(RESULTS_MD, NOTES_MARKER)
     m = data["machine"]
     pythons = ", ".join(e["interpreter"]["version"] for e in data["interpreters"].values())
     peers = []
