@@ -12,7 +12,6 @@ manager), and an autouse fixture checks that nothing was left behind.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import importlib
 import importlib.machinery
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import registered
 
 import fntrace
 from fntrace import BusyError, Flags, FtraceRegs, Function, Ops, get_regs
@@ -49,19 +49,6 @@ def ipm(func: Callback | None = None, *, ret: Callback | None = None,
     return Ops(func, ret=ret, flags=Flags.IPMODIFY | flags, filter=filter)
 
 
-@contextlib.contextmanager
-def registered(*ops: Ops) -> Iterator[None]:
-    """Register ``ops`` in order; unregister, in reverse, whatever got registered."""
-    done: list[Ops] = []
-    try:
-        for op in ops:
-            fntrace.register(op)
-            done.append(op)
-        yield
-    finally:
-        for op in reversed(done):
-            if op.registered:
-                fntrace.unregister(op)
 
 
 def noop(ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from helpers import registered
 
 import fntrace
 from fntrace import Event, Flags, FtraceRegs, FullRegs, Function, Ops, get_regs
@@ -29,16 +30,8 @@ def q(name: str) -> str:
 
 @contextmanager
 def traced(*ops: Ops, errors_expected: bool = False) -> Iterator[None]:
-    done: list[Ops] = []
-    try:
-        for op in ops:
-            fntrace.register(op)
-            done.append(op)
+    with registered(*ops):
         yield
-    finally:
-        for op in reversed(done):
-            if op.registered:
-                fntrace.unregister(op)
     if not errors_expected:
         # An assert failing inside a callback never reaches the test: it shows here.
         for op in ops:
