@@ -26,6 +26,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from . import _accel
+
 __all__ = ["CLOCKS", "EVENT_OVERHEAD", "BufferSet", "RingBuffer", "ThreadBuffer"]
 
 Event = tuple[Any, ...]
@@ -53,22 +55,21 @@ CLOCKS: dict[str, Callable[[], int]] = {
 }
 
 
-class ThreadBuffer:
-    """One thread's events and counters."""
+class _PyRingCore:
+    """A thread's events, counters and write(): the pure-Python twin of the C RingCore.
 
-    __slots__ = ("capacity", "cpu", "dropped", "events", "in_bytes", "name", "on_full",
-                 "overrun", "overrun_bytes", "overwrite", "read", "read_bytes", "thread_flags",
-                 "tid", "written")
+    fntrace/_speedups.c has the same class in C (same attributes, same write()),
+    which the C recorders call without a Python frame; ThreadBuffer derives from
+    whichever is available.
+    """
 
-    def __init__(self, tid: int, name: str, cpu: int, capacity: int, overwrite: bool,
-                 thread_flags: str = "..") -> None:
-        self.tid = tid
-        self.name = name
-        self.thread_flags = thread_flags  # "M" main thread, "d" daemon (FLAGS column)
+    __slots__ = ("capacity", "dropped", "events", "in_bytes", "on_full", "overrun",
+                 "overrun_bytes", "overwrite", "read", "read_bytes", "written")
+
+    def __init__(self, capacity: int, overwrite: bool) -> None:
         # No-loss mode (fntrace record): called when this buffer is full, to drain
         # the buffers to their consumer before the event is dropped or overwrites.
         self.on_full: Callable[[], object] | None = None
-        self.cpu = cpu
         self.capacity = capacity
         self.overwrite = overwrite
         self.events: deque[Event] = deque()
@@ -79,14 +80,6 @@ class ThreadBuffer:
         self.dropped = 0        # newest events refused, overwrite off (owner)
         self.read = 0           # events consumed by trace_pipe (readers, under their lock)
         self.read_bytes = 0     # (readers)
-
-    @property
-    def bytes(self) -> int:
-        return self.in_bytes - self.overrun_bytes - self.read_bytes
-
-    @property
-    def entries(self) -> int:
-        return len(self.events)
 
     def write(self, event: Event) -> bool:
         """Append one event (owner thread only); False when it was dropped."""
@@ -121,6 +114,31 @@ class ThreadBuffer:
         self.written += 1
         self.in_bytes += size
         return True
+
+
+_RingCore: Any = _accel.built.RingCore if _accel.built is not None else _PyRingCore
+
+
+class ThreadBuffer(_RingCore):  # type: ignore[misc]
+    """One thread's events and counters (see _PyRingCore for write())."""
+
+    __slots__ = ("cpu", "name", "thread_flags", "tid")
+
+    def __init__(self, tid: int, name: str, cpu: int, capacity: int, overwrite: bool,
+                 thread_flags: str = "..") -> None:
+        super().__init__(capacity, overwrite)
+        self.tid = tid
+        self.name = name
+        self.thread_flags = thread_flags  # "M" main thread, "d" daemon (FLAGS column)
+        self.cpu = cpu
+
+    @property
+    def bytes(self) -> int:
+        return self.in_bytes - self.overrun_bytes - self.read_bytes  # type: ignore[no-any-return]
+
+    @property
+    def entries(self) -> int:
+        return len(self.events)
 
     def stats(self) -> str:
         """per_thread/<tid>/stats, in the kernel's per_cpu/cpuN/stats words."""

@@ -25,6 +25,7 @@ import sys
 import types
 from typing import Any
 
+from ... import _accel
 from .. import engine
 from ..flags import Event
 
@@ -115,9 +116,19 @@ class MonitoringBackend:
 
         callbacks = {E.PY_START: py_start, E.PY_RESUME: py_resume, E.PY_THROW: py_throw,
                      E.PY_RETURN: py_return, E.PY_YIELD: py_yield, E.PY_UNWIND: py_unwind}
+        engine.TRAMPOLINE_CODES.update(cb.__code__ for cb in callbacks.values())
+        speedups = _accel.speedups
+        if speedups is not None:
+            # The same callbacks in C: a known site costs no Python frame before its
+            # trampoline (or none at all when its recorder writes the event); unknown
+            # code still goes to py_start/py_resume above, which discover it.
+            fast = speedups.Dispatcher(sites, py_start, py_resume, exit_call,
+                                       (START, RESUME, THROW, RETURN, YIELD, UNWIND))
+            callbacks = {E.PY_START: fast.py_start, E.PY_RESUME: fast.py_resume,
+                         E.PY_THROW: fast.py_throw, E.PY_RETURN: fast.py_return,
+                         E.PY_YIELD: fast.py_yield, E.PY_UNWIND: fast.py_unwind}
         for event, cb in callbacks.items():
             mon.register_callback(tool, event, cb)
-        engine.TRAMPOLINE_CODES.update(cb.__code__ for cb in callbacks.values())
         mon.set_events(tool, E.PY_START | E.PY_RESUME | E.PY_THROW | E.PY_UNWIND)
 
     def stop(self) -> None:

@@ -1,0 +1,1272 @@
+/* fntrace._speedups: the hot path in C (optional; fntrace runs without it).
+ *
+ * Why: in pure Python one traced call costs ~1.5 us (function tracer) and
+ * ~3.3 us (function_graph), seven Python frames per call.  The peers record a
+ * call in ~0.1 us from C.  This module removes the Python frames from the
+ * commonest configurations and changes nothing else:
+ *
+ *   RingCore        the per-thread ring buffer's counters and its write(),
+ *                   byte-for-byte the semantics of the pure-Python
+ *                   ring_buffer._PyRingCore (base class of ThreadBuffer).
+ *   Dispatcher      the sys.monitoring callbacks (3.12+).  A site whose only
+ *                   ops carries an enabled recorder (Site.fast) is recorded
+ *                   here; every other site goes to its Python trampoline,
+ *                   unknown code to the Python discovery callback.
+ *   FuncRecorder    the function tracer's entry event, as
+ *                   tracers/function.py writes it with no options set.
+ *   GraphRecorder   function_graph's entry and exit events and its per-thread
+ *                   stack, as tracers/function_graph.py keeps them with no
+ *                   graph filters, threshold, args or retval.
+ *
+ * The Python side decides when a recorder may be used (recorder.ok) and keeps
+ * the same data structures (the events tuples, the stacks), so the two paths
+ * can hand over in the middle of a run.  Errors inside a recorder never reach
+ * the traced program: they go to the ops' _callback_failed, like the Python
+ * trampolines' do.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <time.h>
+
+static PyObject *str_fast, *str_enter, *str_has_ret, *str_fn, *str_live, *str_local,
+    *str_buf, *str_new_buffer, *str_stack, *str_tracing_on, *str_clock, *str_write,
+    *str_append, *str_popleft, *str_F, *str_E, *str_X;
+static PyObject *deque_type;       /* collections.deque */
+static PyObject *perf_counter_ns;  /* time.perf_counter_ns: read natively */
+static PyObject *small_64;         /* EVENT_OVERHEAD */
+static PyObject *int_inside, *int_outside, *int_blocked;
+
+#define EVENT_OVERHEAD 64
+#define GRAPH_OUTSIDE 0
+#define GRAPH_INSIDE 1
+#define GRAPH_BLOCKED 2
+
+/* ------------------------------------------------------------------------- */
+/* RingCore                                                                   */
+/* ------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *events;   /* deque of event tuples */
+    PyObject *append;   /* events.append */
+    PyObject *popleft;  /* events.popleft */
+    PyObject *on_full;  /* no-loss hook or None */
+    long long capacity, written, in_bytes, overrun, overrun_bytes, dropped, read, read_bytes;
+    char overwrite;
+} RingCore;
+
+static PyTypeObject RingCore_Type;
+
+static int
+RingCore_init(RingCore *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"capacity", "overwrite", NULL};
+    long long capacity = 0;
+    int overwrite = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|Lp", kwlist, &capacity, &overwrite))
+        return -1;
+    PyObject *events = PyObject_CallNoArgs(deque_type);
+    if (events == NULL)
+        return -1;
+    PyObject *append = PyObject_GetAttr(events, str_append);
+    PyObject *popleft = append ? PyObject_GetAttr(events, str_popleft) : NULL;
+    if (popleft == NULL) {
+        Py_XDECREF(append);
+        Py_DECREF(events);
+        return -1;
+    }
+    Py_XSETREF(self->events, events);
+    Py_XSETREF(self->append, append);
+    Py_XSETREF(self->popleft, popleft);
+    Py_XSETREF(self->on_full, Py_NewRef(Py_None));
+    self->capacity = capacity;
+    self->overwrite = (char)overwrite;
+    self->written = self->in_bytes = self->overrun = self->overrun_bytes = 0;
+    self->dropped = self->read = self->read_bytes = 0;
+    return 0;
+}
+
+static int
+RingCore_traverse(RingCore *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->events);
+    Py_VISIT(self->append);
+    Py_VISIT(self->popleft);
+    Py_VISIT(self->on_full);
+    return 0;
+}
+
+static int
+RingCore_clear(RingCore *self)
+{
+    Py_CLEAR(self->events);
+    Py_CLEAR(self->append);
+    Py_CLEAR(self->popleft);
+    Py_CLEAR(self->on_full);
+    return 0;
+}
+
+static void
+RingCore_dealloc(RingCore *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    RingCore_clear(self);
+    tp->tp_free((PyObject *)self);
+}
+
+/* The accounted size of an event: its second field. */
+static int
+event_size(PyObject *event, long long *size)
+{
+    PyObject *item;
+    if (PyTuple_CheckExact(event) && PyTuple_GET_SIZE(event) >= 2) {
+        item = PyTuple_GET_ITEM(event, 1);
+        *size = PyLong_AsLongLong(item);
+    } else {
+        item = PySequence_GetItem(event, 1);
+        if (item == NULL)
+            return -1;
+        *size = PyLong_AsLongLong(item);
+        Py_DECREF(item);
+    }
+    return (*size == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* 1 written, 0 dropped, -1 error.  The owner thread only (readers only pop). */
+static int
+ring_write(RingCore *self, PyObject *event, long long size)
+{
+    long long used = self->in_bytes - self->overrun_bytes - self->read_bytes;
+    if (used + size > self->capacity) {
+        if (self->on_full != Py_None && self->on_full != NULL) {
+            PyObject *hook = Py_NewRef(self->on_full);
+            PyObject *r = PyObject_CallNoArgs(hook);
+            Py_DECREF(hook);
+            if (r == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_Exception))
+                    return -1;
+                /* the consumer failed: fall back to the bounded ring */
+                PyErr_Clear();
+                Py_XSETREF(self->on_full, Py_NewRef(Py_None));
+            } else {
+                Py_DECREF(r);
+            }
+            used = self->in_bytes - self->overrun_bytes - self->read_bytes;
+        }
+        if (used + size > self->capacity) {
+            if (!self->overwrite || size > self->capacity) {
+                self->dropped++;
+                return 0;
+            }
+            long long room = self->capacity - size, freed = 0, n = 0;
+            while (used - freed > room) {
+                PyObject *old = PyObject_CallNoArgs(self->popleft);
+                if (old == NULL) {
+                    if (PyErr_ExceptionMatches(PyExc_IndexError)) {  /* a reader took it */
+                        PyErr_Clear();
+                        break;
+                    }
+                    self->overrun += n;
+                    self->overrun_bytes += freed;
+                    return -1;
+                }
+                long long osize;
+                int bad = event_size(old, &osize);
+                Py_DECREF(old);
+                if (bad) {
+                    self->overrun += n;
+                    self->overrun_bytes += freed;
+                    return -1;
+                }
+                freed += osize;
+                n++;
+            }
+            self->overrun += n;
+            self->overrun_bytes += freed;
+        }
+    }
+    PyObject *r = PyObject_CallOneArg(self->append, event);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    self->written++;
+    self->in_bytes += size;
+    return 1;
+}
+
+static PyObject *
+RingCore_write(RingCore *self, PyObject *event)
+{
+    long long size;
+    if (event_size(event, &size) < 0)
+        return NULL;
+    int r = ring_write(self, event, size);
+    if (r < 0)
+        return NULL;
+    return PyBool_FromLong(r);
+}
+
+static PyObject *
+RingCore_get_overwrite(RingCore *self, void *closure)
+{
+    return PyBool_FromLong(self->overwrite);
+}
+
+static int
+RingCore_set_overwrite(RingCore *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete overwrite");
+        return -1;
+    }
+    int t = PyObject_IsTrue(value);
+    if (t < 0)
+        return -1;
+    self->overwrite = (char)t;
+    return 0;
+}
+
+static PyObject *
+RingCore_get_on_full(RingCore *self, void *closure)
+{
+    return Py_NewRef(self->on_full ? self->on_full : Py_None);
+}
+
+static int
+RingCore_set_on_full(RingCore *self, PyObject *value, void *closure)
+{
+    Py_XSETREF(self->on_full, Py_NewRef(value ? value : Py_None));
+    return 0;
+}
+
+static PyMethodDef RingCore_methods[] = {
+    {"write", (PyCFunction)RingCore_write, METH_O,
+     "Append one event (owner thread only); False when it was dropped."},
+    {NULL}
+};
+
+static PyMemberDef RingCore_members[] = {
+    {"events", T_OBJECT_EX, offsetof(RingCore, events), READONLY, "the events, oldest first"},
+    {"capacity", T_LONGLONG, offsetof(RingCore, capacity), 0, "bytes"},
+    {"written", T_LONGLONG, offsetof(RingCore, written), 0, "events accepted (owner)"},
+    {"in_bytes", T_LONGLONG, offsetof(RingCore, in_bytes), 0, "bytes accepted (owner)"},
+    {"overrun", T_LONGLONG, offsetof(RingCore, overrun), 0, "oldest events overwritten"},
+    {"overrun_bytes", T_LONGLONG, offsetof(RingCore, overrun_bytes), 0, ""},
+    {"dropped", T_LONGLONG, offsetof(RingCore, dropped), 0, "newest events refused"},
+    {"read", T_LONGLONG, offsetof(RingCore, read), 0, "events consumed by readers"},
+    {"read_bytes", T_LONGLONG, offsetof(RingCore, read_bytes), 0, ""},
+    {NULL}
+};
+
+static PyGetSetDef RingCore_getset[] = {
+    {"overwrite", (getter)RingCore_get_overwrite, (setter)RingCore_set_overwrite, NULL, NULL},
+    {"on_full", (getter)RingCore_get_on_full, (setter)RingCore_set_on_full, NULL, NULL},
+    {NULL}
+};
+
+static PyTypeObject RingCore_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "fntrace._speedups.RingCore",
+    .tp_basicsize = sizeof(RingCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A thread's ring buffer: events and counters, write() in C.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)RingCore_init,
+    .tp_dealloc = (destructor)RingCore_dealloc,
+    .tp_traverse = (traverseproc)RingCore_traverse,
+    .tp_clear = (inquiry)RingCore_clear,
+    .tp_methods = RingCore_methods,
+    .tp_members = RingCore_members,
+    .tp_getset = RingCore_getset,
+};
+
+/* ------------------------------------------------------------------------- */
+/* Recorders: common part                                                     */
+/* ------------------------------------------------------------------------- */
+
+#define RECORDER_HEAD            \
+    PyObject_HEAD                \
+    PyObject *inst;              \
+    PyObject *rb;                \
+    PyObject *report;            \
+    int ok;                      \
+    unsigned long long c_tsid;   \
+    PyObject *c_live;            \
+    PyObject *c_buf;
+
+typedef struct {
+    RECORDER_HEAD
+} Recorder;
+
+typedef struct {
+    RECORDER_HEAD
+    PyObject *fn_cache;           /* symbols._cache: id(code) -> Function */
+    PyObject *function_for_frame;
+} FuncRecorder;
+
+typedef struct {
+    RECORDER_HEAD
+    PyObject *tls;                /* the tracer's threading.local (its .stack) */
+    long long max_depth;
+    unsigned long long s_tsid;
+    PyObject *s_stack;
+    PyObject *ev_unwind;
+} GraphRecorder;
+
+static PyTypeObject FuncRecorder_Type, GraphRecorder_Type;
+
+static int
+recorder_traverse_common(Recorder *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->inst);
+    Py_VISIT(self->rb);
+    Py_VISIT(self->report);
+    Py_VISIT(self->c_live);
+    Py_VISIT(self->c_buf);
+    return 0;
+}
+
+static void
+recorder_clear_common(Recorder *self)
+{
+    Py_CLEAR(self->inst);
+    Py_CLEAR(self->rb);
+    Py_CLEAR(self->report);
+    Py_CLEAR(self->c_live);
+    Py_CLEAR(self->c_buf);
+}
+
+static unsigned long long
+current_tsid(void)
+{
+    return (unsigned long long)PyThreadState_GetID(PyThreadState_Get());
+}
+
+/* The clock of the ring buffer, natively when it is perf_counter_ns. */
+static PyObject *
+recorder_now(Recorder *self)
+{
+    PyObject *clock = PyObject_GetAttr(self->rb, str_clock);
+    if (clock == NULL)
+        return NULL;
+    if (clock == perf_counter_ns) {
+        Py_DECREF(clock);
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return PyLong_FromLongLong((long long)t.tv_sec * 1000000000LL + t.tv_nsec);
+    }
+    PyObject *ts = PyObject_CallNoArgs(clock);
+    Py_DECREF(clock);
+    return ts;
+}
+
+/* This thread's buffer in the ring's live set (new reference). */
+static PyObject *
+recorder_buffer(Recorder *self)
+{
+    PyObject *live = PyObject_GetAttr(self->rb, str_live);
+    if (live == NULL)
+        return NULL;
+    unsigned long long tsid = current_tsid();
+    if (self->c_buf != NULL && self->c_tsid == tsid && self->c_live == live) {
+        Py_DECREF(live);
+        return Py_NewRef(self->c_buf);
+    }
+    PyObject *local = PyObject_GetAttr(live, str_local);
+    PyObject *buf = NULL;
+    if (local != NULL) {
+        buf = PyObject_GetAttr(local, str_buf);
+        Py_DECREF(local);
+        if (buf == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
+            buf = PyObject_CallMethodNoArgs(live, str_new_buffer);
+        }
+    }
+    if (buf == NULL) {
+        Py_DECREF(live);
+        return NULL;
+    }
+    Py_XSETREF(self->c_live, live);  /* steals live */
+    Py_XSETREF(self->c_buf, Py_NewRef(buf));
+    self->c_tsid = tsid;
+    return buf;
+}
+
+/* Write an event (steals it) into this thread's buffer. */
+static int
+recorder_write(Recorder *self, PyObject *event, long long size)
+{
+    PyObject *buf = recorder_buffer(self);
+    if (buf == NULL) {
+        Py_DECREF(event);
+        return -1;
+    }
+    int r;
+    if (PyObject_TypeCheck(buf, &RingCore_Type)) {
+        r = ring_write((RingCore *)buf, event, size);
+    } else {
+        PyObject *res = PyObject_CallMethodOneArg(buf, str_write, event);
+        r = res == NULL ? -1 : 0;
+        Py_XDECREF(res);
+    }
+    Py_DECREF(buf);
+    Py_DECREF(event);
+    return r < 0 ? -1 : 0;
+}
+
+/* A failure inside a recorder: counted on the ops, never raised to the program.
+ * BaseExceptions that are not Exceptions (KeyboardInterrupt...) go on. */
+static int
+recorder_failed(Recorder *self)
+{
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return -1;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+#else
+    PyObject *type, *val, *tb;
+    PyErr_Fetch(&type, &val, &tb);
+    PyErr_NormalizeException(&type, &val, &tb);
+    if (tb != NULL)
+        PyException_SetTraceback(val, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    PyObject *exc = val;
+#endif
+    if (self->report != NULL && self->report != Py_None) {
+        PyObject *r = PyObject_CallOneArg(self->report, exc);
+        if (r == NULL)
+            PyErr_Clear();
+        Py_XDECREF(r);
+    }
+    Py_DECREF(exc);
+    return 0;
+}
+
+static int
+recorder_tracing_on(Recorder *self)
+{
+    PyObject *on = PyObject_GetAttr(self->inst, str_tracing_on);
+    if (on == NULL)
+        return -1;
+    int t = PyObject_IsTrue(on);
+    Py_DECREF(on);
+    return t;
+}
+
+static PyObject *
+Recorder_get_ok(Recorder *self, void *closure)
+{
+    return PyBool_FromLong(self->ok);
+}
+
+static int
+Recorder_set_ok(Recorder *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete ok");
+        return -1;
+    }
+    int t = PyObject_IsTrue(value);
+    if (t < 0)
+        return -1;
+    self->ok = t;
+    /* a new configuration: drop the cached buffer */
+    Py_CLEAR(self->c_buf);
+    Py_CLEAR(self->c_live);
+    return 0;
+}
+
+static PyObject *
+Recorder_get_report(Recorder *self, void *closure)
+{
+    return Py_NewRef(self->report ? self->report : Py_None);
+}
+
+static int
+Recorder_set_report(Recorder *self, PyObject *value, void *closure)
+{
+    Py_XSETREF(self->report, Py_NewRef(value ? value : Py_None));
+    return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* FuncRecorder                                                               */
+/* ------------------------------------------------------------------------- */
+
+static int
+FuncRecorder_init(FuncRecorder *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"inst", "rb", "fn_cache", "function_for_frame", NULL};
+    PyObject *inst, *rb, *cache, *fff;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!O", kwlist, &inst, &rb,
+                                     &PyDict_Type, &cache, &fff))
+        return -1;
+    Py_XSETREF(self->inst, Py_NewRef(inst));
+    Py_XSETREF(self->rb, Py_NewRef(rb));
+    Py_XSETREF(self->fn_cache, Py_NewRef(cache));
+    Py_XSETREF(self->function_for_frame, Py_NewRef(fff));
+    Py_XSETREF(self->report, Py_NewRef(Py_None));
+    self->ok = 0;
+    return 0;
+}
+
+static int
+FuncRecorder_traverse(FuncRecorder *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->fn_cache);
+    Py_VISIT(self->function_for_frame);
+    return recorder_traverse_common((Recorder *)self, visit, arg);
+}
+
+static int
+FuncRecorder_clear(FuncRecorder *self)
+{
+    Py_CLEAR(self->fn_cache);
+    Py_CLEAR(self->function_for_frame);
+    recorder_clear_common((Recorder *)self);
+    return 0;
+}
+
+static void
+FuncRecorder_dealloc(FuncRecorder *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    FuncRecorder_clear(self);
+    tp->tp_free((PyObject *)self);
+}
+
+/* The Function of the caller of `frame`, or None (new reference). */
+static PyObject *
+func_parent(FuncRecorder *self, PyFrameObject *frame)
+{
+    PyFrameObject *back = PyFrame_GetBack(frame);
+    if (back == NULL)
+        return Py_NewRef(Py_None);
+    PyCodeObject *code = PyFrame_GetCode(back);
+    PyObject *key = PyLong_FromVoidPtr(code);
+    Py_DECREF(code);
+    if (key == NULL) {
+        Py_DECREF(back);
+        return NULL;
+    }
+    PyObject *fn = PyDict_GetItemWithError(self->fn_cache, key);
+    Py_DECREF(key);
+    if (fn != NULL && PyObject_IsTrue(fn) == 1) {
+        Py_DECREF(back);
+        return Py_NewRef(fn);
+    }
+    if (PyErr_Occurred()) {
+        Py_DECREF(back);
+        return NULL;
+    }
+    fn = PyObject_CallOneArg(self->function_for_frame, (PyObject *)back);
+    Py_DECREF(back);
+    return fn;
+}
+
+/* One entry event: (ts, 64, "F", fn, parent, None, event). 0 done, -1 error. */
+static int
+func_entry(FuncRecorder *self, PyObject *site, PyFrameObject *frame, PyObject *event)
+{
+    int on = recorder_tracing_on((Recorder *)self);
+    if (on <= 0)
+        return on;
+    PyObject *fn = PyObject_GetAttr(site, str_fn);
+    if (fn == NULL)
+        return -1;
+    PyObject *parent = func_parent(self, frame);
+    if (parent == NULL) {
+        Py_DECREF(fn);
+        return -1;
+    }
+    PyObject *ts = recorder_now((Recorder *)self);
+    if (ts == NULL) {
+        Py_DECREF(fn);
+        Py_DECREF(parent);
+        return -1;
+    }
+    PyObject *ev = PyTuple_New(7);
+    if (ev == NULL) {
+        Py_DECREF(fn);
+        Py_DECREF(parent);
+        Py_DECREF(ts);
+        return -1;
+    }
+    PyTuple_SET_ITEM(ev, 0, ts);
+    PyTuple_SET_ITEM(ev, 1, Py_NewRef(small_64));
+    PyTuple_SET_ITEM(ev, 2, Py_NewRef(str_F));
+    PyTuple_SET_ITEM(ev, 3, fn);
+    PyTuple_SET_ITEM(ev, 4, parent);
+    PyTuple_SET_ITEM(ev, 5, Py_NewRef(Py_None));
+    PyTuple_SET_ITEM(ev, 6, Py_NewRef(event));
+    return recorder_write((Recorder *)self, ev, EVENT_OVERHEAD);
+}
+
+static PyGetSetDef Recorder_getset[] = {
+    {"ok", (getter)Recorder_get_ok, (setter)Recorder_set_ok,
+     "whether the C path may record (set by the tracer from its options)", NULL},
+    {"report", (getter)Recorder_get_report, (setter)Recorder_set_report,
+     "called with an exception raised inside the recorder", NULL},
+    {NULL}
+};
+
+static PyTypeObject FuncRecorder_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "fntrace._speedups.FuncRecorder",
+    .tp_basicsize = sizeof(FuncRecorder),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The function tracer's entry event, written in C.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)FuncRecorder_init,
+    .tp_dealloc = (destructor)FuncRecorder_dealloc,
+    .tp_traverse = (traverseproc)FuncRecorder_traverse,
+    .tp_clear = (inquiry)FuncRecorder_clear,
+    .tp_getset = Recorder_getset,
+};
+
+/* ------------------------------------------------------------------------- */
+/* GraphRecorder                                                              */
+/* ------------------------------------------------------------------------- */
+
+static int
+GraphRecorder_init(GraphRecorder *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"inst", "rb", "tls", "unwind", NULL};
+    PyObject *inst, *rb, *tls, *unwind;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO", kwlist, &inst, &rb, &tls, &unwind))
+        return -1;
+    Py_XSETREF(self->inst, Py_NewRef(inst));
+    Py_XSETREF(self->rb, Py_NewRef(rb));
+    Py_XSETREF(self->tls, Py_NewRef(tls));
+    Py_XSETREF(self->ev_unwind, Py_NewRef(unwind));
+    Py_XSETREF(self->report, Py_NewRef(Py_None));
+    self->ok = 0;
+    self->max_depth = 0;
+    return 0;
+}
+
+static int
+GraphRecorder_traverse(GraphRecorder *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->tls);
+    Py_VISIT(self->s_stack);
+    Py_VISIT(self->ev_unwind);
+    return recorder_traverse_common((Recorder *)self, visit, arg);
+}
+
+static int
+GraphRecorder_clear(GraphRecorder *self)
+{
+    Py_CLEAR(self->tls);
+    Py_CLEAR(self->s_stack);
+    Py_CLEAR(self->ev_unwind);
+    recorder_clear_common((Recorder *)self);
+    return 0;
+}
+
+static void
+GraphRecorder_dealloc(GraphRecorder *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    GraphRecorder_clear(self);
+    tp->tp_free((PyObject *)self);
+}
+
+/* This thread's graph stack (borrowed through the cache), created when `create`. */
+static PyObject *
+graph_stack(GraphRecorder *self, int create)
+{
+    unsigned long long tsid = current_tsid();
+    if (self->s_stack != NULL && self->s_tsid == tsid)
+        return self->s_stack;
+    PyObject *stack = PyObject_GetAttr(self->tls, str_stack);
+    if (stack == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear();
+        if (!create)
+            return Py_None;
+        stack = PyList_New(0);
+        if (stack == NULL)
+            return NULL;
+        if (PyObject_SetAttr(self->tls, str_stack, stack) < 0) {
+            Py_DECREF(stack);
+            return NULL;
+        }
+    }
+    if (!PyList_Check(stack)) {
+        Py_DECREF(stack);
+        PyErr_SetString(PyExc_TypeError, "function_graph stack is not a list");
+        return NULL;
+    }
+    Py_XSETREF(self->s_stack, stack);
+    self->s_tsid = tsid;
+    return stack;
+}
+
+static int
+push_entry(PyObject *stack, PyFrameObject *frame, PyObject *ts, long long depth,
+           PyObject *state)
+{
+    PyObject *d = PyLong_FromLongLong(depth);
+    if (d == NULL)
+        return -1;
+    PyObject *t = PyTuple_Pack(4, (PyObject *)frame, ts, d, state);
+    Py_DECREF(d);
+    if (t == NULL)
+        return -1;
+    int r = PyList_Append(stack, t);
+    Py_DECREF(t);
+    return r;
+}
+
+static int
+graph_entry(GraphRecorder *self, PyObject *site, PyFrameObject *frame, PyObject *event)
+{
+    PyObject *stack = graph_stack(self, 1);
+    if (stack == NULL)
+        return -1;
+    long long depth = 0;
+    long state = GRAPH_INSIDE;
+    Py_ssize_t n = PyList_GET_SIZE(stack);
+    if (n > 0) {
+        PyObject *top = PyList_GET_ITEM(stack, n - 1);
+        if (!PyTuple_Check(top) || PyTuple_GET_SIZE(top) != 4) {
+            PyErr_SetString(PyExc_TypeError, "bad function_graph stack entry");
+            return -1;
+        }
+        depth = PyLong_AsLongLong(PyTuple_GET_ITEM(top, 2));
+        state = PyLong_AsLong(PyTuple_GET_ITEM(top, 3));
+        if (PyErr_Occurred())
+            return -1;
+    }
+    /* With no graph filters every function classifies as outside: the state
+     * below the caller decides, as in FunctionGraphTracer.entry. */
+    if (state == GRAPH_BLOCKED)
+        return push_entry(stack, frame, Py_None, depth, int_blocked);
+    if (state == GRAPH_OUTSIDE)
+        return push_entry(stack, frame, Py_None, depth, int_outside);
+    int on = recorder_tracing_on((Recorder *)self);
+    if (on < 0)
+        return -1;
+    if ((self->max_depth && depth >= self->max_depth) || !on)
+        return push_entry(stack, frame, Py_None, depth, int_inside);
+    PyObject *ts = recorder_now((Recorder *)self);
+    if (ts == NULL)
+        return -1;
+    if (push_entry(stack, frame, ts, depth + 1, int_inside) < 0) {
+        Py_DECREF(ts);
+        return -1;
+    }
+    PyObject *fn = PyObject_GetAttr(site, str_fn);
+    PyObject *d = fn ? PyLong_FromLongLong(depth) : NULL;
+    PyObject *ev = d ? PyTuple_New(7) : NULL;
+    if (ev == NULL) {
+        Py_XDECREF(fn);
+        Py_XDECREF(d);
+        Py_DECREF(ts);
+        return -1;
+    }
+    PyTuple_SET_ITEM(ev, 0, ts);
+    PyTuple_SET_ITEM(ev, 1, Py_NewRef(small_64));
+    PyTuple_SET_ITEM(ev, 2, Py_NewRef(str_E));
+    PyTuple_SET_ITEM(ev, 3, fn);
+    PyTuple_SET_ITEM(ev, 4, d);
+    PyTuple_SET_ITEM(ev, 5, Py_NewRef(Py_None));
+    PyTuple_SET_ITEM(ev, 6, Py_NewRef(event));
+    return recorder_write((Recorder *)self, ev, EVENT_OVERHEAD);
+}
+
+static int
+graph_exit(GraphRecorder *self, PyObject *site, PyFrameObject *frame, PyObject *event,
+           PyObject *exc)
+{
+    PyObject *stack = graph_stack(self, 0);
+    if (stack == NULL)
+        return -1;
+    if (stack == Py_None)
+        return 0;
+    Py_ssize_t n = PyList_GET_SIZE(stack);
+    if (n == 0)
+        return 0;
+    /* The entry of this frame: normally the top; entries above it are calls
+     * whose exits never came (dropped, as _pop_to does). */
+    Py_ssize_t i = n - 1;
+    while (i >= 0) {
+        PyObject *e = PyList_GET_ITEM(stack, i);
+        if (PyTuple_Check(e) && PyTuple_GET_SIZE(e) == 4 &&
+            PyTuple_GET_ITEM(e, 0) == (PyObject *)frame)
+            break;
+        i--;
+    }
+    if (i < 0)
+        return 0;  /* its entry was not seen */
+    PyObject *top = Py_NewRef(PyList_GET_ITEM(stack, i));
+    if (PyList_SetSlice(stack, i, n, NULL) < 0) {
+        Py_DECREF(top);
+        return -1;
+    }
+    PyObject *start = PyTuple_GET_ITEM(top, 1);
+    if (start == Py_None) {
+        Py_DECREF(top);
+        return 0;
+    }
+    int on = recorder_tracing_on((Recorder *)self);
+    if (on <= 0) {
+        Py_DECREF(top);
+        return on;
+    }
+    PyObject *ts = recorder_now((Recorder *)self);
+    if (ts == NULL) {
+        Py_DECREF(top);
+        return -1;
+    }
+    PyObject *duration = PyNumber_Subtract(ts, start);
+    long long depth = PyLong_AsLongLong(PyTuple_GET_ITEM(top, 2));
+    Py_DECREF(top);
+    if (duration == NULL || (depth == -1 && PyErr_Occurred())) {
+        Py_XDECREF(duration);
+        Py_DECREF(ts);
+        return -1;
+    }
+    PyObject *value = Py_None;
+    long long size = EVENT_OVERHEAD;
+    Py_INCREF(value);
+    if (exc != NULL && exc != Py_None &&
+        PyUnicode_Check(event) && PyUnicode_Compare(event, self->ev_unwind) == 0) {
+        Py_DECREF(value);
+        value = PyType_GetName(Py_TYPE(exc));
+        if (value == NULL) {
+            Py_DECREF(duration);
+            Py_DECREF(ts);
+            return -1;
+        }
+        size += PyUnicode_GET_LENGTH(value);
+    }
+    PyObject *fn = PyObject_GetAttr(site, str_fn);
+    PyObject *d = fn ? PyLong_FromLongLong(depth - 1) : NULL;
+    PyObject *sz = d ? PyLong_FromLongLong(size) : NULL;
+    PyObject *ev = sz ? PyTuple_New(8) : NULL;
+    if (ev == NULL) {
+        Py_XDECREF(fn);
+        Py_XDECREF(d);
+        Py_XDECREF(sz);
+        Py_DECREF(value);
+        Py_DECREF(duration);
+        Py_DECREF(ts);
+        return -1;
+    }
+    PyTuple_SET_ITEM(ev, 0, ts);
+    PyTuple_SET_ITEM(ev, 1, sz);
+    PyTuple_SET_ITEM(ev, 2, Py_NewRef(str_X));
+    PyTuple_SET_ITEM(ev, 3, fn);
+    PyTuple_SET_ITEM(ev, 4, d);
+    PyTuple_SET_ITEM(ev, 5, duration);
+    PyTuple_SET_ITEM(ev, 6, Py_NewRef(event));
+    PyTuple_SET_ITEM(ev, 7, value);
+    return recorder_write((Recorder *)self, ev, size);
+}
+
+static PyObject *
+GraphRecorder_get_max_depth(GraphRecorder *self, void *closure)
+{
+    return PyLong_FromLongLong(self->max_depth);
+}
+
+static int
+GraphRecorder_set_max_depth(GraphRecorder *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete max_depth");
+        return -1;
+    }
+    long long v = PyLong_AsLongLong(value);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    self->max_depth = v;
+    return 0;
+}
+
+static PyObject *
+GraphRecorder_forget(GraphRecorder *self, PyObject *unused)
+{
+    /* The tracer replaced its stacks: drop the cached one. */
+    Py_CLEAR(self->s_stack);
+    Py_CLEAR(self->c_buf);
+    Py_CLEAR(self->c_live);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef GraphRecorder_methods[] = {
+    {"forget", (PyCFunction)GraphRecorder_forget, METH_NOARGS,
+     "Drop the cached per-thread stack and buffer."},
+    {NULL}
+};
+
+static PyGetSetDef GraphRecorder_getset[] = {
+    {"ok", (getter)Recorder_get_ok, (setter)Recorder_set_ok,
+     "whether the C path may record (set by the tracer from its options)", NULL},
+    {"report", (getter)Recorder_get_report, (setter)Recorder_set_report,
+     "called with an exception raised inside the recorder", NULL},
+    {"max_depth", (getter)GraphRecorder_get_max_depth, (setter)GraphRecorder_set_max_depth,
+     "max_graph_depth (0: no limit)", NULL},
+    {NULL}
+};
+
+static PyTypeObject GraphRecorder_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "fntrace._speedups.GraphRecorder",
+    .tp_basicsize = sizeof(GraphRecorder),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "function_graph's entry and exit events, written in C.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)GraphRecorder_init,
+    .tp_dealloc = (destructor)GraphRecorder_dealloc,
+    .tp_traverse = (traverseproc)GraphRecorder_traverse,
+    .tp_clear = (inquiry)GraphRecorder_clear,
+    .tp_methods = GraphRecorder_methods,
+    .tp_getset = GraphRecorder_getset,
+};
+
+/* ------------------------------------------------------------------------- */
+/* Dispatcher: the sys.monitoring callbacks                                   */
+/* ------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *sites;        /* engine.sites: id(code) -> Site */
+    PyObject *slow_start;   /* the Python PY_START callback (discovery) */
+    PyObject *slow_resume;  /* the Python PY_RESUME callback */
+    PyObject *exit_call;    /* engine.exit_call */
+    PyObject *ev_start, *ev_resume, *ev_throw, *ev_return, *ev_yield, *ev_unwind;
+} Dispatcher;
+
+static int
+Dispatcher_init(Dispatcher *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"sites", "slow_start", "slow_resume", "exit_call", "events",
+                             NULL};
+    PyObject *sites, *ss, *sr, *ec, *events;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOO!", kwlist, &PyDict_Type, &sites,
+                                     &ss, &sr, &ec, &PyTuple_Type, &events))
+        return -1;
+    if (PyTuple_GET_SIZE(events) != 6) {
+        PyErr_SetString(PyExc_ValueError,
+                        "events: (start, resume, throw, return, yield, unwind)");
+        return -1;
+    }
+    Py_XSETREF(self->sites, Py_NewRef(sites));
+    Py_XSETREF(self->slow_start, Py_NewRef(ss));
+    Py_XSETREF(self->slow_resume, Py_NewRef(sr));
+    Py_XSETREF(self->exit_call, Py_NewRef(ec));
+    Py_XSETREF(self->ev_start, Py_NewRef(PyTuple_GET_ITEM(events, 0)));
+    Py_XSETREF(self->ev_resume, Py_NewRef(PyTuple_GET_ITEM(events, 1)));
+    Py_XSETREF(self->ev_throw, Py_NewRef(PyTuple_GET_ITEM(events, 2)));
+    Py_XSETREF(self->ev_return, Py_NewRef(PyTuple_GET_ITEM(events, 3)));
+    Py_XSETREF(self->ev_yield, Py_NewRef(PyTuple_GET_ITEM(events, 4)));
+    Py_XSETREF(self->ev_unwind, Py_NewRef(PyTuple_GET_ITEM(events, 5)));
+    return 0;
+}
+
+static int
+Dispatcher_traverse(Dispatcher *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->sites);
+    Py_VISIT(self->slow_start);
+    Py_VISIT(self->slow_resume);
+    Py_VISIT(self->exit_call);
+    return 0;
+}
+
+static int
+Dispatcher_clear(Dispatcher *self)
+{
+    Py_CLEAR(self->sites);
+    Py_CLEAR(self->slow_start);
+    Py_CLEAR(self->slow_resume);
+    Py_CLEAR(self->exit_call);
+    Py_CLEAR(self->ev_start);
+    Py_CLEAR(self->ev_resume);
+    Py_CLEAR(self->ev_throw);
+    Py_CLEAR(self->ev_return);
+    Py_CLEAR(self->ev_yield);
+    Py_CLEAR(self->ev_unwind);
+    return 0;
+}
+
+static void
+Dispatcher_dealloc(Dispatcher *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Dispatcher_clear(self);
+    tp->tp_free((PyObject *)self);
+}
+
+/* The site of `code` (new reference), NULL with no error when there is none. */
+static PyObject *
+site_of(Dispatcher *self, PyObject *code)
+{
+    PyObject *key = PyLong_FromVoidPtr(code);
+    if (key == NULL)
+        return NULL;
+    PyObject *site = PyDict_GetItemWithError(self->sites, key);
+    Py_DECREF(key);
+    return site ? Py_NewRef(site) : NULL;
+}
+
+/* The enabled recorder of a site (new reference) or NULL (no error). */
+static PyObject *
+fast_of(PyObject *site, PyTypeObject *want)
+{
+    PyObject *fast = PyObject_GetAttr(site, str_fast);
+    if (fast == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (Py_TYPE(fast) == want && ((Recorder *)fast)->ok)
+        return fast;
+    Py_DECREF(fast);
+    return NULL;
+}
+
+/* An entry of a known site: the recorder when it may, else the Python trampoline. */
+static PyObject *
+dispatch_enter(PyObject *site, PyObject *event, PyObject *offset)
+{
+    PyFrameObject *frame = PyEval_GetFrame();  /* borrowed: the traced frame */
+    PyObject *fast = PyObject_GetAttr(site, str_fast);
+    if (fast == NULL)
+        return NULL;
+    if (fast != Py_None && frame != NULL && ((Recorder *)fast)->ok) {
+        int r = 0;
+        if (Py_TYPE(fast) == &FuncRecorder_Type)
+            r = func_entry((FuncRecorder *)fast, site, frame, event);
+        else if (Py_TYPE(fast) == &GraphRecorder_Type)
+            r = graph_entry((GraphRecorder *)fast, site, frame, event);
+        else
+            goto slow;
+        if (r < 0 && recorder_failed((Recorder *)fast) < 0) {
+            Py_DECREF(fast);
+            return NULL;
+        }
+        Py_DECREF(fast);
+        Py_RETURN_NONE;
+    }
+slow:
+    Py_DECREF(fast);
+    if (frame == NULL)
+        Py_RETURN_NONE;
+    PyObject *enter = PyObject_GetAttr(site, str_enter);
+    if (enter == NULL)
+        return NULL;
+    PyObject *args[4] = {site, (PyObject *)frame, event, offset};
+    PyObject *r = PyObject_Vectorcall(enter, args, 4, NULL);
+    Py_DECREF(enter);
+    return r;
+}
+
+static PyObject *
+dispatch_exit(Dispatcher *self, PyObject *site, PyObject *event, PyObject *offset,
+              PyObject *value, PyObject *exc)
+{
+    PyObject *has_ret = PyObject_GetAttr(site, str_has_ret);
+    if (has_ret == NULL)
+        return NULL;
+    int t = PyObject_IsTrue(has_ret);
+    Py_DECREF(has_ret);
+    if (t <= 0)
+        return t < 0 ? NULL : Py_NewRef(Py_None);
+    PyFrameObject *frame = PyEval_GetFrame();
+    if (frame == NULL)
+        Py_RETURN_NONE;
+    PyObject *fast = fast_of(site, &GraphRecorder_Type);
+    if (fast != NULL) {
+        int r = graph_exit((GraphRecorder *)fast, site, frame, event, exc);
+        if (r < 0 && recorder_failed((Recorder *)fast) < 0) {
+            Py_DECREF(fast);
+            return NULL;
+        }
+        Py_DECREF(fast);
+        Py_RETURN_NONE;
+    }
+    PyObject *args[6] = {site, (PyObject *)frame, event, offset, value, exc};
+    return PyObject_Vectorcall(self->exit_call, args, 6, NULL);
+}
+
+static PyObject *
+Dispatcher_py_start(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "py_start(code, offset)");
+        return NULL;
+    }
+    PyObject *site = site_of(self, args[0]);
+    if (site == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        return PyObject_Vectorcall(self->slow_start, args, 2, NULL);
+    }
+    PyObject *r = dispatch_enter(site, self->ev_start, args[1]);
+    Py_DECREF(site);
+    return r;
+}
+
+static PyObject *
+Dispatcher_py_resume(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "py_resume(code, offset)");
+        return NULL;
+    }
+    PyObject *site = site_of(self, args[0]);
+    if (site == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        return PyObject_Vectorcall(self->slow_resume, args, 2, NULL);
+    }
+    PyObject *r = dispatch_enter(site, self->ev_resume, args[1]);
+    Py_DECREF(site);
+    return r;
+}
+
+static PyObject *
+Dispatcher_py_throw(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "py_throw(code, offset, exc)");
+        return NULL;
+    }
+    PyObject *site = site_of(self, args[0]);
+    if (site == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    PyObject *r = dispatch_enter(site, self->ev_throw, args[1]);
+    Py_DECREF(site);
+    return r;
+}
+
+static PyObject *
+exit_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, PyObject *event,
+           int is_unwind)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "callback(code, offset, value)");
+        return NULL;
+    }
+    PyObject *site = site_of(self, args[0]);
+    if (site == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    PyObject *r = is_unwind ? dispatch_exit(self, site, event, args[1], Py_None, args[2])
+                            : dispatch_exit(self, site, event, args[1], args[2], Py_None);
+    Py_DECREF(site);
+    return r;
+}
+
+static PyObject *
+Dispatcher_py_return(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return exit_event(self, args, nargs, self->ev_return, 0);
+}
+
+static PyObject *
+Dispatcher_py_yield(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return exit_event(self, args, nargs, self->ev_yield, 0);
+}
+
+static PyObject *
+Dispatcher_py_unwind(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return exit_event(self, args, nargs, self->ev_unwind, 1);
+}
+
+static PyMethodDef Dispatcher_methods[] = {
+    {"py_start", (PyCFunction)(void (*)(void))Dispatcher_py_start, METH_FASTCALL, NULL},
+    {"py_resume", (PyCFunction)(void (*)(void))Dispatcher_py_resume, METH_FASTCALL, NULL},
+    {"py_throw", (PyCFunction)(void (*)(void))Dispatcher_py_throw, METH_FASTCALL, NULL},
+    {"py_return", (PyCFunction)(void (*)(void))Dispatcher_py_return, METH_FASTCALL, NULL},
+    {"py_yield", (PyCFunction)(void (*)(void))Dispatcher_py_yield, METH_FASTCALL, NULL},
+    {"py_unwind", (PyCFunction)(void (*)(void))Dispatcher_py_unwind, METH_FASTCALL, NULL},
+    {NULL}
+};
+
+static PyTypeObject Dispatcher_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "fntrace._speedups.Dispatcher",
+    .tp_basicsize = sizeof(Dispatcher),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The sys.monitoring callbacks of the monitoring backend, in C.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Dispatcher_init,
+    .tp_dealloc = (destructor)Dispatcher_dealloc,
+    .tp_traverse = (traverseproc)Dispatcher_traverse,
+    .tp_clear = (inquiry)Dispatcher_clear,
+    .tp_methods = Dispatcher_methods,
+};
+
+/* ------------------------------------------------------------------------- */
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT, "fntrace._speedups",
+    "fntrace's optional C hot path (see the comment at the top of _speedups.c).", -1, NULL,
+};
+
+#define INTERN(var, text) \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL;
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    INTERN(str_fast, "fast");
+    INTERN(str_enter, "enter");
+    INTERN(str_has_ret, "has_ret");
+    INTERN(str_fn, "fn");
+    INTERN(str_live, "live");
+    INTERN(str_local, "local");
+    INTERN(str_buf, "buf");
+    INTERN(str_new_buffer, "new_buffer");
+    INTERN(str_stack, "stack");
+    INTERN(str_tracing_on, "tracing_on");
+    INTERN(str_clock, "clock");
+    INTERN(str_write, "write");
+    INTERN(str_append, "append");
+    INTERN(str_popleft, "popleft");
+    INTERN(str_F, "F");
+    INTERN(str_E, "E");
+    INTERN(str_X, "X");
+    small_64 = PyLong_FromLong(EVENT_OVERHEAD);
+    int_outside = PyLong_FromLong(GRAPH_OUTSIDE);
+    int_inside = PyLong_FromLong(GRAPH_INSIDE);
+    int_blocked = PyLong_FromLong(GRAPH_BLOCKED);
+    PyObject *collections = PyImport_ImportModule("collections");
+    if (collections == NULL)
+        return NULL;
+    deque_type = PyObject_GetAttrString(collections, "deque");
+    Py_DECREF(collections);
+    PyObject *time_mod = PyImport_ImportModule("time");
+    if (time_mod == NULL || deque_type == NULL)
+        return NULL;
+    perf_counter_ns = PyObject_GetAttrString(time_mod, "perf_counter_ns");
+    Py_DECREF(time_mod);
+    if (perf_counter_ns == NULL)
+        return NULL;
+    if (PyType_Ready(&RingCore_Type) < 0 || PyType_Ready(&FuncRecorder_Type) < 0 ||
+        PyType_Ready(&GraphRecorder_Type) < 0 || PyType_Ready(&Dispatcher_Type) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&speedups_module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "RingCore", (PyObject *)&RingCore_Type) < 0 ||
+        PyModule_AddObjectRef(m, "FuncRecorder", (PyObject *)&FuncRecorder_Type) < 0 ||
+        PyModule_AddObjectRef(m, "GraphRecorder", (PyObject *)&GraphRecorder_Type) < 0 ||
+        PyModule_AddObjectRef(m, "Dispatcher", (PyObject *)&Dispatcher_Type) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
