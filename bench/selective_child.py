@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -385,6 +386,19 @@ def oracle(scale: float) -> dict[str, Any]:
     return totals
 
 
+def peak_rss_kib() -> int:
+    """Peak RSS so far, KiB: VmHWM (ru_maxrss where there is no /proc; on Linux it
+    carries the parent's RSS over exec, see tracers_child.peak_rss_kib)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
 def main() -> None:
     config, scale = sys.argv[1], float(sys.argv[2])
     base = {"config": config, "scale": scale, "python": sys.version.split()[0],
@@ -394,6 +408,7 @@ def main() -> None:
         return
     start, stop, count = CONFIGS[config]()
     clock, cpu = time.perf_counter, time.process_time
+    rss0 = peak_rss_kib()
     c0, t0 = cpu(), clock()
     start()
     t1 = clock()
@@ -401,8 +416,10 @@ def main() -> None:
     t2 = clock()
     stop()
     t3, c3 = clock(), cpu()
+    # Peak RSS (KiB) before and after the timed region, as tracers_child.py.
+    rss1 = peak_rss_kib()
     out = {**base, "wall_s": t3 - t0, "cpu_s": c3 - c0, "start_s": t1 - t0, "run_s": t2 - t1,
-           "stop_s": t3 - t2, "digest": digest}
+           "stop_s": t3 - t2, "digest": digest, "rss_start_kib": rss0, "rss_kib": rss1}
     out.update(count())
     sys.stdout.flush()
     print(json.dumps(out))

@@ -14,6 +14,15 @@ the tool's package and building its objects happen before; reading back what it
 recorded happens after, untimed.  ``--count`` also counts what VizTracer kept
 (parsing its 1M-entry buffer takes seconds, so run_tracers.py asks for it once
 per configuration); everything else is counted on every run.
+
+Peak memory: ``rss_start_kib`` is the process's peak RSS (VmHWM, KiB; see
+peak_rss_kib) just before the timed region, after the imports and the tool's set-up;
+``rss_kib`` its peak RSS just after it, before anything recorded is read back
+(VizTracer's ``parse()`` alone would double it).
+
+hunter and pyftrace write text: into a file in /dev/shm (memory, no disk; the
+system's temporary directory where there is none), removed after it has been
+counted (lines = events, bytes per event).
 """
 
 from __future__ import annotations
@@ -21,7 +30,10 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import resource
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -56,6 +68,45 @@ VIZTRACER: dict[str, dict[str, Any]] = {
     "viztracer-args": {"ignore_c_function": True, "log_func_args": True,
                        "log_func_retval": True},
 }
+
+
+def peak_rss_kib() -> int:
+    """Peak resident set size of this process so far, KiB.
+
+    Linux: VmHWM of /proc/self/status, the high-water mark of this program's own
+    memory.  Not ru_maxrss: Linux carries ru_maxrss over exec, so a child's
+    ru_maxrss is never below its parent's RSS at fork time (~19 MiB for the
+    campaign's parent, which would hide everything under it).  ru_maxrss is the
+    fallback where there is no /proc.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def text_sink() -> tuple[str, Any]:
+    """A file for a tool that writes a text trace: in /dev/shm (RAM) when there is one."""
+    shm = "/dev/shm"
+    where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+    fd, path = tempfile.mkstemp(prefix="bench-trace-", suffix=".txt", dir=where)
+    return path, os.fdopen(fd, "w")
+
+
+def count_text(path: str) -> dict[str, Any]:
+    """Lines (one per event for hunter and pyftrace) and bytes of a text trace; removes it."""
+    size = os.path.getsize(path)
+    lines = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            lines += chunk.count(b"\n")
+    os.unlink(path)
+    return {"events": lines, "lost": 0, "file_bytes": size,
+            "bytes_per_event": size / lines if lines else None}
 
 
 def untraced() -> tuple[Start, Stop, Count]:
@@ -109,21 +160,37 @@ def run_fntrace(name: str, workload: Any, scale: float) -> dict[str, Any]:
     if name.endswith("-record"):
         return record_fntrace(tracer, workload, scale)
     clock, cpu = time.perf_counter, time.process_time
+    rss0 = peak_rss_kib()
     c0, t0 = cpu(), clock()
     with fntrace.instance.trace(tracer, **options) as inst:
         digest = workload.run(scale)
     t1, c1 = clock(), cpu()
+    rss1 = peak_rss_kib()
     bufs = list(inst.rb.live.by_tid.values())
     kinds: dict[str, int] = {}
     for buf in bufs:
         for ev in buf.events:
             kinds[ev[2]] = kinds.get(ev[2], 0) + 1
     return {"wall_s": t1 - t0, "cpu_s": c1 - c0, "digest": digest,
-            "events": sum(b.written for b in bufs),
-            "lost": sum(b.overrun + b.dropped for b in bufs),
-            "overrun": sum(b.overrun for b in bufs), "dropped": sum(b.dropped for b in bufs),
+            "rss_start_kib": rss0, "rss_kib": rss1,
             "kept": sum(len(b.events) for b in bufs), "kinds_kept": kinds,
-            "threads": len(bufs), "buffer_kb": inst.rb.size_kb}
+            **ring_stats(bufs, inst.rb.size_kb)}
+
+
+def ring_stats(bufs: list[Any], size_kb: int) -> dict[str, Any]:
+    """fntrace's ring-buffer counters, summed over the threads' buffers.
+
+    ``wraps``: accounted bytes written / the buffers' capacity, i.e. how many
+    times over the buffers were filled (overwrite mode keeps the newest).
+    """
+    written = sum(b.written for b in bufs)
+    in_bytes = sum(b.in_bytes for b in bufs)
+    capacity = size_kb * 1024 * max(1, len(bufs))
+    return {"events": written, "lost": sum(b.overrun + b.dropped for b in bufs),
+            "overrun": sum(b.overrun for b in bufs), "dropped": sum(b.dropped for b in bufs),
+            "threads": len(bufs), "buffer_kb": size_kb, "accounted_bytes": in_bytes,
+            "accounted_bytes_per_event": in_bytes / written if written else None,
+            "wraps": in_bytes / capacity}
 
 
 def record_fntrace(tracer: str, workload: Any, scale: float) -> dict[str, Any]:
@@ -143,6 +210,7 @@ def record_fntrace(tracer: str, workload: Any, scale: float) -> dict[str, Any]:
     os.close(fd)
     rec = Recorder(inst, path, header_for(inst, ["bench"], {}))  # before tracing starts
     clock, cpu = time.perf_counter, time.process_time
+    rss0 = peak_rss_kib()
     c0, t0 = cpu(), clock()
     inst.tracing_on = False  # as record does: on only while the program runs
     inst.write("current_tracer", tracer)
@@ -152,21 +220,114 @@ def record_fntrace(tracer: str, workload: Any, scale: float) -> dict[str, Any]:
     inst.tracing_on = False
     rec.finish()
     t1, c1 = clock(), cpu()
+    rss1 = peak_rss_kib()
     size = os.path.getsize(path)
     os.unlink(path)
     bufs = list(inst.rb.live.by_tid.values())
-    events = sum(b.written for b in bufs)
-    return {"wall_s": t1 - t0, "cpu_s": c1 - c0, "digest": digest, "events": events,
-            "lost": sum(b.overrun + b.dropped for b in bufs),
-            "overrun": sum(b.overrun for b in bufs), "dropped": sum(b.dropped for b in bufs),
-            "kept": 0, "threads": len(bufs), "buffer_kb": inst.rb.size_kb,
+    stats = ring_stats(bufs, inst.rb.size_kb)
+    events = stats["events"]
+    return {"wall_s": t1 - t0, "cpu_s": c1 - c0, "digest": digest, **stats,
+            "rss_start_kib": rss0, "rss_kib": rss1, "kept": 0,
             "file_bytes": size, "bytes_per_event": size / events if events else None}
+
+
+def run_profile(workload: Any, scale: float) -> dict[str, Any]:
+    """The function profiler (function_profile_enabled = 1), as the kernel's: hit
+    count, total time and s^2 per function, no ring buffer.  The timed region:
+    enable, run the workload, disable.  Hits are read from the records after."""
+    import fntrace.instance
+    import fntrace.tracers.profile  # imported before the timed region
+
+    inst = fntrace.instance.Instance("bench")
+    clock, cpu = time.perf_counter, time.process_time
+    rss0 = peak_rss_kib()
+    c0, t0 = cpu(), clock()
+    inst.write("function_profile_enabled", "1")
+    digest = workload.run(scale)
+    inst.write("function_profile_enabled", "0")
+    t1, c1 = clock(), cpu()
+    rss1 = peak_rss_kib()
+    records = inst.profile.records()
+    inst.close()
+    hits = sum(r[1] for r in records)
+    return {"wall_s": t1 - t0, "cpu_s": c1 - c0, "digest": digest, "events": hits,
+            "hits": hits, "functions": len(records), "lost": 0,
+            "rss_start_kib": rss0, "rss_kib": rss1}
+
+
+def hunter() -> tuple[Start, Stop, Count]:
+    """hunter's usual job: CallPrinter, every Python call and return, args and return values.
+
+    ``profile=True`` (sys.setprofile: call and return events, no line events) with
+    ``builtin=False`` (drops the C calls the profile hook also reports), so it
+    records the events function_graph records.  CallPrinter prints each call
+    with its arguments' reprs and each return with the value's repr.  hunter
+    follows new threads itself (threading_support, on by default).
+    """
+    import hunter as hunter_mod
+
+    path, stream = text_sink()
+    action = hunter_mod.CallPrinter(stream=stream, force_colors=False)
+    state: dict[str, Any] = {}
+
+    def start() -> None:
+        state["tracer"] = hunter_mod.trace(kind_in=("call", "return"), builtin=False,
+                                           action=action, profile=True)
+
+    def stop() -> None:
+        state["tracer"].stop()
+        stream.flush()
+
+    def count(full: bool) -> dict[str, Any]:
+        stream.close()
+        return count_text(path)
+
+    return start, stop, count
+
+
+def pyftrace() -> tuple[Start, Stop, Count]:
+    """pyftrace's default job (``pyftrace script.py``) on the workload, in process.
+
+    Its CLI runs a script; here the same tracer object is built as its main()
+    builds it (get_tracer(verbose=False, show_path=False, report_mode=False),
+    sys.monitoring on 3.12+, sys.setprofile before) and started around the
+    workload instead of around exec(script): ``tracing_started`` is set as its
+    own code sets it on entering the script's <module>.  It prints "Called f
+    from line N" and "Returning f-> <str(retval)>" for every call of a Python
+    function outside the standard library and its own package.
+    """
+    from pyftrace.tracer import get_tracer
+
+    path, stream = text_sink()
+    tracer = get_tracer(verbose=False, show_path=False, report_mode=False,
+                        output_stream=stream)
+    tracer.script_name = os.path.abspath(__file__)
+    tracer.script_dir = HERE
+    tracer.tracing_started = True
+
+    def stop() -> None:
+        tracer.cleanup_tracing()
+        stream.flush()
+
+    def count(full: bool) -> dict[str, Any]:
+        mon = getattr(sys, "monitoring", None)
+        if mon is not None:  # 3.12's free_tool_id leaves the events on: silence them
+            try:
+                mon.set_events(1, 0)
+            except ValueError:
+                pass
+        stream.close()
+        return count_text(path)
+
+    return tracer.setup_tracing, stop, count
 
 
 CONFIGS: dict[str, Setup] = {
     "untraced": untraced,
     "cprofile": cprofile,
     **{name: viztracer(name) for name in VIZTRACER},
+    "hunter": hunter,
+    "pyftrace": pyftrace,
 }
 
 
@@ -181,9 +342,21 @@ def oracle(workload: Any, scale: float) -> dict[str, Any]:
     import dis
 
     resume = dis.opmap["RESUME"]
-    n = {"entries": 0, "starts": 0, "exits": 0, "c_calls": 0}
+    tables: list[dict[str, int]] = []
+    local = threading.local()
+    lock = threading.Lock()
+
+    def table() -> dict[str, int]:
+        t = local.n = {"entries": 0, "starts": 0, "exits": 0, "c_calls": 0}
+        with lock:
+            tables.append(t)
+        return t
 
     def prof(frame: Any, event: str, arg: Any) -> None:
+        try:
+            n = local.n  # one table per thread: no update is lost to a thread switch
+        except AttributeError:
+            n = table()
         if event == "call":
             n["entries"] += 1
             raw = frame.f_code.co_code
@@ -194,11 +367,14 @@ def oracle(workload: Any, scale: float) -> dict[str, Any]:
         elif event == "c_call":
             n["c_calls"] += 1
 
+    threading.setprofile(prof)  # threads the workload starts
     sys.setprofile(prof)
     digest = workload.run(scale)
     sys.setprofile(None)
+    threading.setprofile(None)
+    n = {k: sum(t[k] for t in tables) for k in ("entries", "starts", "exits", "c_calls")}
     n["c_calls"] -= 1  # sys.setprofile(None) itself
-    return {**n, "digest": digest}
+    return {**n, "threads": len(tables), "digest": digest}
 
 
 def main() -> None:
@@ -212,15 +388,19 @@ def main() -> None:
         return
     if config in FNTRACE:
         out = {**base, **run_fntrace(config, workload, scale)}
+    elif config == "fntrace-profile":
+        out = {**base, **run_profile(workload, scale)}
     else:
         start, stop, count = CONFIGS[config]()
         clock, cpu = time.perf_counter, time.process_time
+        rss0 = peak_rss_kib()
         c0, t0 = cpu(), clock()
         start()
         digest = workload.run(scale)
         stop()
         t1, c1 = clock(), cpu()
-        out = {**base, "wall_s": t1 - t0, "cpu_s": c1 - c0, "digest": digest}
+        out = {**base, "wall_s": t1 - t0, "cpu_s": c1 - c0, "digest": digest,
+               "rss_start_kib": rss0, "rss_kib": peak_rss_kib()}
         out.update(count(full_count))
     sys.stdout.flush()
     print(json.dumps(out))
