@@ -290,6 +290,8 @@ static PyTypeObject RingCore_Type = {
     PyObject_HEAD                \
     PyObject *inst;              \
     PyObject *rb;                \
+    PyObject *inst_dict;         \
+    PyObject *rb_dict;           \
     PyObject *report;            \
     int ok;                      \
     unsigned long long c_tsid;   \
@@ -300,11 +302,27 @@ typedef struct {
     RECORDER_HEAD
 } Recorder;
 
+/* Callers seen: code -> Function, direct-mapped, both held (so a code's
+ * address cannot be reused while it is here). */
+#define PARENT_SLOTS 1024
+typedef struct {
+    PyObject *code;
+    PyObject *fn;
+} ParentSlot;
+
 typedef struct {
     RECORDER_HEAD
     PyObject *fn_cache;           /* symbols._cache: id(code) -> Function */
     PyObject *function_for_frame;
+    ParentSlot *parents;
 } FuncRecorder;
+
+static inline size_t
+ptr_slot(void *p, size_t n)
+{
+    uintptr_t v = (uintptr_t)p;
+    return (size_t)((v >> 4) ^ (v >> 14)) & (n - 1);
+}
 
 typedef struct {
     RECORDER_HEAD
@@ -322,6 +340,8 @@ recorder_traverse_common(Recorder *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->inst);
     Py_VISIT(self->rb);
+    Py_VISIT(self->inst_dict);
+    Py_VISIT(self->rb_dict);
     Py_VISIT(self->report);
     Py_VISIT(self->c_live);
     Py_VISIT(self->c_buf);
@@ -333,9 +353,45 @@ recorder_clear_common(Recorder *self)
 {
     Py_CLEAR(self->inst);
     Py_CLEAR(self->rb);
+    Py_CLEAR(self->inst_dict);
+    Py_CLEAR(self->rb_dict);
     Py_CLEAR(self->report);
     Py_CLEAR(self->c_live);
     Py_CLEAR(self->c_buf);
+}
+
+/* obj.name, read from obj's __dict__ when it has one (new reference).  The
+ * recorders read a few plain attributes of the instance and its ring buffer on
+ * every event: a dict lookup is a third of a full attribute lookup. */
+static PyObject *
+attr_of(PyObject *obj, PyObject *dict, PyObject *name)
+{
+    if (dict != NULL) {
+        PyObject *v = PyDict_GetItemWithError(dict, name);
+        if (v != NULL)
+            return Py_NewRef(v);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
+static int
+recorder_bind(Recorder *self, PyObject *inst, PyObject *rb)
+{
+    Py_XSETREF(self->inst, Py_NewRef(inst));
+    Py_XSETREF(self->rb, Py_NewRef(rb));
+    PyObject *d = PyObject_GenericGetDict(inst, NULL);
+    if (d == NULL)
+        PyErr_Clear();
+    Py_XSETREF(self->inst_dict, d);
+    d = PyObject_GenericGetDict(rb, NULL);
+    if (d == NULL)
+        PyErr_Clear();
+    Py_XSETREF(self->rb_dict, d);
+    Py_XSETREF(self->report, Py_NewRef(Py_None));
+    self->ok = 0;
+    return 0;
 }
 
 static unsigned long long
@@ -348,7 +404,7 @@ current_tsid(void)
 static PyObject *
 recorder_now(Recorder *self)
 {
-    PyObject *clock = PyObject_GetAttr(self->rb, str_clock);
+    PyObject *clock = attr_of(self->rb, self->rb_dict, str_clock);
     if (clock == NULL)
         return NULL;
     if (clock == perf_counter_ns) {
@@ -366,7 +422,7 @@ recorder_now(Recorder *self)
 static PyObject *
 recorder_buffer(Recorder *self)
 {
-    PyObject *live = PyObject_GetAttr(self->rb, str_live);
+    PyObject *live = attr_of(self->rb, self->rb_dict, str_live);
     if (live == NULL)
         return NULL;
     unsigned long long tsid = current_tsid();
@@ -398,6 +454,12 @@ recorder_buffer(Recorder *self)
 static int
 recorder_write(Recorder *self, PyObject *event, long long size)
 {
+    /* An event holds timestamps, names and Function objects, never anything
+     * that refers back to it: it cannot be part of a cycle, and keeping the
+     * ring's tens of thousands of tuples out of the collector's walks saves
+     * every collection from traversing them. */
+    if (PyObject_GC_IsTracked(event))
+        PyObject_GC_UnTrack(event);
     PyObject *buf = recorder_buffer(self);
     if (buf == NULL) {
         Py_DECREF(event);
@@ -448,7 +510,7 @@ recorder_failed(Recorder *self)
 static int
 recorder_tracing_on(Recorder *self)
 {
-    PyObject *on = PyObject_GetAttr(self->inst, str_tracing_on);
+    PyObject *on = attr_of(self->inst, self->inst_dict, str_tracing_on);
     if (on == NULL)
         return -1;
     int t = PyObject_IsTrue(on);
@@ -504,12 +566,16 @@ FuncRecorder_init(FuncRecorder *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!O", kwlist, &inst, &rb,
                                      &PyDict_Type, &cache, &fff))
         return -1;
-    Py_XSETREF(self->inst, Py_NewRef(inst));
-    Py_XSETREF(self->rb, Py_NewRef(rb));
+    recorder_bind((Recorder *)self, inst, rb);
     Py_XSETREF(self->fn_cache, Py_NewRef(cache));
     Py_XSETREF(self->function_for_frame, Py_NewRef(fff));
-    Py_XSETREF(self->report, Py_NewRef(Py_None));
-    self->ok = 0;
+    if (self->parents == NULL) {
+        self->parents = PyMem_Calloc(PARENT_SLOTS, sizeof(ParentSlot));
+        if (self->parents == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -518,6 +584,12 @@ FuncRecorder_traverse(FuncRecorder *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->fn_cache);
     Py_VISIT(self->function_for_frame);
+    if (self->parents != NULL) {
+        for (size_t i = 0; i < PARENT_SLOTS; i++) {
+            Py_VISIT(self->parents[i].code);
+            Py_VISIT(self->parents[i].fn);
+        }
+    }
     return recorder_traverse_common((Recorder *)self, visit, arg);
 }
 
@@ -526,6 +598,12 @@ FuncRecorder_clear(FuncRecorder *self)
 {
     Py_CLEAR(self->fn_cache);
     Py_CLEAR(self->function_for_frame);
+    if (self->parents != NULL) {
+        for (size_t i = 0; i < PARENT_SLOTS; i++) {
+            Py_CLEAR(self->parents[i].code);
+            Py_CLEAR(self->parents[i].fn);
+        }
+    }
     recorder_clear_common((Recorder *)self);
     return 0;
 }
@@ -536,6 +614,7 @@ FuncRecorder_dealloc(FuncRecorder *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     FuncRecorder_clear(self);
+    PyMem_Free(self->parents);
     tp->tp_free((PyObject *)self);
 }
 
@@ -546,38 +625,46 @@ func_parent(FuncRecorder *self, PyFrameObject *frame)
     PyFrameObject *back = PyFrame_GetBack(frame);
     if (back == NULL)
         return Py_NewRef(Py_None);
-    PyCodeObject *code = PyFrame_GetCode(back);
+    PyObject *code = (PyObject *)PyFrame_GetCode(back);
+    ParentSlot *slot = &self->parents[ptr_slot(code, PARENT_SLOTS)];
+    if (slot->code == code) {
+        Py_DECREF(code);
+        Py_DECREF(back);
+        return Py_NewRef(slot->fn);
+    }
     PyObject *key = PyLong_FromVoidPtr(code);
-    Py_DECREF(code);
-    if (key == NULL) {
-        Py_DECREF(back);
-        return NULL;
-    }
-    PyObject *fn = PyDict_GetItemWithError(self->fn_cache, key);
-    Py_DECREF(key);
+    PyObject *fn = key ? PyDict_GetItemWithError(self->fn_cache, key) : NULL;
+    Py_XDECREF(key);
     if (fn != NULL && PyObject_IsTrue(fn) == 1) {
-        Py_DECREF(back);
-        return Py_NewRef(fn);
+        Py_INCREF(fn);
+    } else if (PyErr_Occurred()) {
+        fn = NULL;
+    } else {
+        fn = PyObject_CallOneArg(self->function_for_frame, (PyObject *)back);
     }
-    if (PyErr_Occurred()) {
-        Py_DECREF(back);
+    Py_DECREF(back);
+    if (fn == NULL) {
+        Py_DECREF(code);
         return NULL;
     }
-    fn = PyObject_CallOneArg(self->function_for_frame, (PyObject *)back);
-    Py_DECREF(back);
+    /* the slot may have been refilled meanwhile (function_for_frame is Python) */
+    slot = &self->parents[ptr_slot(code, PARENT_SLOTS)];
+    PyObject *old_code = slot->code, *old_fn = slot->fn;
+    slot->code = code;  /* steals */
+    slot->fn = Py_NewRef(fn);
+    Py_XDECREF(old_code);
+    Py_XDECREF(old_fn);
     return fn;
 }
 
 /* One entry event: (ts, 64, "F", fn, parent, None, event). 0 done, -1 error. */
 static int
-func_entry(FuncRecorder *self, PyObject *site, PyFrameObject *frame, PyObject *event)
+func_entry(FuncRecorder *self, PyObject *fn, PyFrameObject *frame, PyObject *event)
 {
     int on = recorder_tracing_on((Recorder *)self);
     if (on <= 0)
         return on;
-    PyObject *fn = PyObject_GetAttr(site, str_fn);
-    if (fn == NULL)
-        return -1;
+    Py_INCREF(fn);
     PyObject *parent = func_parent(self, frame);
     if (parent == NULL) {
         Py_DECREF(fn);
@@ -639,12 +726,9 @@ GraphRecorder_init(GraphRecorder *self, PyObject *args, PyObject *kwds)
     PyObject *inst, *rb, *tls, *unwind;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO", kwlist, &inst, &rb, &tls, &unwind))
         return -1;
-    Py_XSETREF(self->inst, Py_NewRef(inst));
-    Py_XSETREF(self->rb, Py_NewRef(rb));
+    recorder_bind((Recorder *)self, inst, rb);
     Py_XSETREF(self->tls, Py_NewRef(tls));
     Py_XSETREF(self->ev_unwind, Py_NewRef(unwind));
-    Py_XSETREF(self->report, Py_NewRef(Py_None));
-    self->ok = 0;
     self->max_depth = 0;
     return 0;
 }
@@ -726,7 +810,7 @@ push_entry(PyObject *stack, PyFrameObject *frame, PyObject *ts, long long depth,
 }
 
 static int
-graph_entry(GraphRecorder *self, PyObject *site, PyFrameObject *frame, PyObject *event)
+graph_entry(GraphRecorder *self, PyObject *fn, PyFrameObject *frame, PyObject *event)
 {
     PyObject *stack = graph_stack(self, 1);
     if (stack == NULL)
@@ -763,11 +847,11 @@ graph_entry(GraphRecorder *self, PyObject *site, PyFrameObject *frame, PyObject 
         Py_DECREF(ts);
         return -1;
     }
-    PyObject *fn = PyObject_GetAttr(site, str_fn);
-    PyObject *d = fn ? PyLong_FromLongLong(depth) : NULL;
+    Py_INCREF(fn);
+    PyObject *d = PyLong_FromLongLong(depth);
     PyObject *ev = d ? PyTuple_New(7) : NULL;
     if (ev == NULL) {
-        Py_XDECREF(fn);
+        Py_DECREF(fn);
         Py_XDECREF(d);
         Py_DECREF(ts);
         return -1;
@@ -783,7 +867,7 @@ graph_entry(GraphRecorder *self, PyObject *site, PyFrameObject *frame, PyObject 
 }
 
 static int
-graph_exit(GraphRecorder *self, PyObject *site, PyFrameObject *frame, PyObject *event,
+graph_exit(GraphRecorder *self, PyObject *fn, PyFrameObject *frame, PyObject *event,
            PyObject *exc)
 {
     PyObject *stack = graph_stack(self, 0);
@@ -848,12 +932,12 @@ graph_exit(GraphRecorder *self, PyObject *site, PyFrameObject *frame, PyObject *
         }
         size += PyUnicode_GET_LENGTH(value);
     }
-    PyObject *fn = PyObject_GetAttr(site, str_fn);
-    PyObject *d = fn ? PyLong_FromLongLong(depth - 1) : NULL;
+    Py_INCREF(fn);
+    PyObject *d = PyLong_FromLongLong(depth - 1);
     PyObject *sz = d ? PyLong_FromLongLong(size) : NULL;
     PyObject *ev = sz ? PyTuple_New(8) : NULL;
     if (ev == NULL) {
-        Py_XDECREF(fn);
+        Py_DECREF(fn);
         Py_XDECREF(d);
         Py_XDECREF(sz);
         Py_DECREF(value);
@@ -937,8 +1021,25 @@ static PyTypeObject GraphRecorder_Type = {
 /* Dispatcher: the sys.monitoring callbacks                                   */
 /* ------------------------------------------------------------------------- */
 
+/* Sites seen: code -> (Site, its recorder, its Function), direct-mapped and
+ * cleared by sites_changed() whenever the engine replaces or removes a site
+ * (adding one needs nothing: misses are never cached).  Saves the PyLong key
+ * and the dict lookup, and the two attribute reads, on every event. */
+#define SITE_SLOTS 4096
+typedef struct {
+    PyObject *code;
+    PyObject *site;
+    PyObject *fast;  /* Site.fast, NULL when None */
+    PyObject *fn;
+} SiteSlot;
+
+typedef struct {
+    PyObject *site, *fast, *fn;  /* strong references, for one callback */
+} SiteRefs;
+
 typedef struct {
     PyObject_HEAD
+    SiteSlot *slots;
     PyObject *sites;        /* engine.sites: id(code) -> Site */
     PyObject *slow_start;   /* the Python PY_START callback (discovery) */
     PyObject *slow_resume;  /* the Python PY_RESUME callback */
@@ -960,6 +1061,13 @@ Dispatcher_init(Dispatcher *self, PyObject *args, PyObject *kwds)
                         "events: (start, resume, throw, return, yield, unwind)");
         return -1;
     }
+    if (self->slots == NULL) {
+        self->slots = PyMem_Calloc(SITE_SLOTS, sizeof(SiteSlot));
+        if (self->slots == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
     Py_XSETREF(self->sites, Py_NewRef(sites));
     Py_XSETREF(self->slow_start, Py_NewRef(ss));
     Py_XSETREF(self->slow_resume, Py_NewRef(sr));
@@ -973,9 +1081,35 @@ Dispatcher_init(Dispatcher *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
+static void
+slots_clear(Dispatcher *self)
+{
+    if (self->slots == NULL)
+        return;
+    for (size_t i = 0; i < SITE_SLOTS; i++) {
+        SiteSlot *s = &self->slots[i];
+        if (s->code == NULL)
+            continue;
+        PyObject *c = s->code, *site = s->site, *f = s->fast, *fn = s->fn;
+        s->code = s->site = s->fast = s->fn = NULL;
+        Py_DECREF(c);
+        Py_XDECREF(site);
+        Py_XDECREF(f);
+        Py_XDECREF(fn);
+    }
+}
+
 static int
 Dispatcher_traverse(Dispatcher *self, visitproc visit, void *arg)
 {
+    if (self->slots != NULL) {
+        for (size_t i = 0; i < SITE_SLOTS; i++) {
+            Py_VISIT(self->slots[i].code);
+            Py_VISIT(self->slots[i].site);
+            Py_VISIT(self->slots[i].fast);
+            Py_VISIT(self->slots[i].fn);
+        }
+    }
     Py_VISIT(self->sites);
     Py_VISIT(self->slow_start);
     Py_VISIT(self->slow_resume);
@@ -986,6 +1120,7 @@ Dispatcher_traverse(Dispatcher *self, visitproc visit, void *arg)
 static int
 Dispatcher_clear(Dispatcher *self)
 {
+    slots_clear(self);
     Py_CLEAR(self->sites);
     Py_CLEAR(self->slow_start);
     Py_CLEAR(self->slow_resume);
@@ -1005,77 +1140,100 @@ Dispatcher_dealloc(Dispatcher *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     Dispatcher_clear(self);
+    PyMem_Free(self->slots);
     tp->tp_free((PyObject *)self);
 }
 
-/* The site of `code` (new reference), NULL with no error when there is none. */
-static PyObject *
-site_of(Dispatcher *self, PyObject *code)
+/* The site of `code` with its recorder and Function, as new references in
+ * *refs: 1 found, 0 no site, -1 error. */
+static int
+site_of(Dispatcher *self, PyObject *code, SiteRefs *refs)
 {
-    PyObject *key = PyLong_FromVoidPtr(code);
-    if (key == NULL)
-        return NULL;
-    PyObject *site = PyDict_GetItemWithError(self->sites, key);
-    Py_DECREF(key);
-    return site ? Py_NewRef(site) : NULL;
+    SiteSlot *slot = &self->slots[ptr_slot(code, SITE_SLOTS)];
+    if (slot->code != code) {
+        PyObject *key = PyLong_FromVoidPtr(code);
+        if (key == NULL)
+            return -1;
+        PyObject *site = PyDict_GetItemWithError(self->sites, key);
+        Py_DECREF(key);
+        if (site == NULL)
+            return PyErr_Occurred() ? -1 : 0;
+        Py_INCREF(site);
+        PyObject *fast = PyObject_GetAttr(site, str_fast);
+        PyObject *fn = fast ? PyObject_GetAttr(site, str_fn) : NULL;
+        if (fn == NULL) {
+            Py_XDECREF(fast);
+            Py_DECREF(site);
+            return -1;
+        }
+        if (fast == Py_None ||
+            (Py_TYPE(fast) != &FuncRecorder_Type && Py_TYPE(fast) != &GraphRecorder_Type))
+            Py_CLEAR(fast);
+        /* nothing above ran Python code: the slot is still ours to fill */
+        PyObject *oc = slot->code, *os = slot->site, *of = slot->fast, *ofn = slot->fn;
+        slot->code = Py_NewRef(code);
+        slot->site = site;
+        slot->fast = fast;
+        slot->fn = fn;
+        Py_XDECREF(oc);
+        Py_XDECREF(os);
+        Py_XDECREF(of);
+        Py_XDECREF(ofn);
+    }
+    refs->site = Py_NewRef(slot->site);
+    refs->fast = Py_XNewRef(slot->fast);
+    refs->fn = Py_NewRef(slot->fn);
+    return 1;
 }
 
-/* The enabled recorder of a site (new reference) or NULL (no error). */
-static PyObject *
-fast_of(PyObject *site, PyTypeObject *want)
+static void
+refs_release(SiteRefs *refs)
 {
-    PyObject *fast = PyObject_GetAttr(site, str_fast);
-    if (fast == NULL) {
-        PyErr_Clear();
-        return NULL;
-    }
-    if (Py_TYPE(fast) == want && ((Recorder *)fast)->ok)
-        return fast;
-    Py_DECREF(fast);
-    return NULL;
+    Py_DECREF(refs->site);
+    Py_XDECREF(refs->fast);
+    Py_DECREF(refs->fn);
 }
 
 /* An entry of a known site: the recorder when it may, else the Python trampoline. */
 static PyObject *
-dispatch_enter(PyObject *site, PyObject *event, PyObject *offset)
+dispatch_enter(SiteRefs *refs, PyObject *event, PyObject *offset)
 {
     PyFrameObject *frame = PyEval_GetFrame();  /* borrowed: the traced frame */
-    PyObject *fast = PyObject_GetAttr(site, str_fast);
-    if (fast == NULL)
-        return NULL;
-    if (fast != Py_None && frame != NULL && ((Recorder *)fast)->ok) {
-        int r = 0;
-        if (Py_TYPE(fast) == &FuncRecorder_Type)
-            r = func_entry((FuncRecorder *)fast, site, frame, event);
-        else if (Py_TYPE(fast) == &GraphRecorder_Type)
-            r = graph_entry((GraphRecorder *)fast, site, frame, event);
-        else
-            goto slow;
-        if (r < 0 && recorder_failed((Recorder *)fast) < 0) {
-            Py_DECREF(fast);
-            return NULL;
-        }
-        Py_DECREF(fast);
-        Py_RETURN_NONE;
-    }
-slow:
-    Py_DECREF(fast);
     if (frame == NULL)
         Py_RETURN_NONE;
-    PyObject *enter = PyObject_GetAttr(site, str_enter);
+    PyObject *fast = refs->fast;
+    if (fast != NULL && ((Recorder *)fast)->ok) {
+        int r = Py_TYPE(fast) == &FuncRecorder_Type
+            ? func_entry((FuncRecorder *)fast, refs->fn, frame, event)
+            : graph_entry((GraphRecorder *)fast, refs->fn, frame, event);
+        if (r < 0 && recorder_failed((Recorder *)fast) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *enter = PyObject_GetAttr(refs->site, str_enter);
     if (enter == NULL)
         return NULL;
-    PyObject *args[4] = {site, (PyObject *)frame, event, offset};
+    PyObject *args[4] = {refs->site, (PyObject *)frame, event, offset};
     PyObject *r = PyObject_Vectorcall(enter, args, 4, NULL);
     Py_DECREF(enter);
     return r;
 }
 
 static PyObject *
-dispatch_exit(Dispatcher *self, PyObject *site, PyObject *event, PyObject *offset,
+dispatch_exit(Dispatcher *self, SiteRefs *refs, PyObject *event, PyObject *offset,
               PyObject *value, PyObject *exc)
 {
-    PyObject *has_ret = PyObject_GetAttr(site, str_has_ret);
+    PyObject *fast = refs->fast;
+    if (fast != NULL && Py_TYPE(fast) == &GraphRecorder_Type && ((Recorder *)fast)->ok) {
+        PyFrameObject *frame = PyEval_GetFrame();
+        if (frame == NULL)
+            Py_RETURN_NONE;
+        int r = graph_exit((GraphRecorder *)fast, refs->fn, frame, event, exc);
+        if (r < 0 && recorder_failed((Recorder *)fast) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *has_ret = PyObject_GetAttr(refs->site, str_has_ret);
     if (has_ret == NULL)
         return NULL;
     int t = PyObject_IsTrue(has_ret);
@@ -1085,69 +1243,45 @@ dispatch_exit(Dispatcher *self, PyObject *site, PyObject *event, PyObject *offse
     PyFrameObject *frame = PyEval_GetFrame();
     if (frame == NULL)
         Py_RETURN_NONE;
-    PyObject *fast = fast_of(site, &GraphRecorder_Type);
-    if (fast != NULL) {
-        int r = graph_exit((GraphRecorder *)fast, site, frame, event, exc);
-        if (r < 0 && recorder_failed((Recorder *)fast) < 0) {
-            Py_DECREF(fast);
-            return NULL;
-        }
-        Py_DECREF(fast);
-        Py_RETURN_NONE;
-    }
-    PyObject *args[6] = {site, (PyObject *)frame, event, offset, value, exc};
+    PyObject *args[6] = {refs->site, (PyObject *)frame, event, offset, value, exc};
     return PyObject_Vectorcall(self->exit_call, args, 6, NULL);
+}
+
+static PyObject *
+enter_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want,
+            PyObject *event, PyObject *slow)
+{
+    if (nargs != want) {
+        PyErr_SetString(PyExc_TypeError, "wrong number of arguments for a monitoring event");
+        return NULL;
+    }
+    SiteRefs refs;
+    int found = site_of(self, args[0], &refs);
+    if (found < 0)
+        return NULL;
+    if (found == 0)
+        return slow != NULL ? PyObject_Vectorcall(slow, args, 2, NULL) : Py_NewRef(Py_None);
+    PyObject *r = dispatch_enter(&refs, event, args[1]);
+    refs_release(&refs);
+    return r;
 }
 
 static PyObject *
 Dispatcher_py_start(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "py_start(code, offset)");
-        return NULL;
-    }
-    PyObject *site = site_of(self, args[0]);
-    if (site == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
-        return PyObject_Vectorcall(self->slow_start, args, 2, NULL);
-    }
-    PyObject *r = dispatch_enter(site, self->ev_start, args[1]);
-    Py_DECREF(site);
-    return r;
+    return enter_event(self, args, nargs, 2, self->ev_start, self->slow_start);
 }
 
 static PyObject *
 Dispatcher_py_resume(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "py_resume(code, offset)");
-        return NULL;
-    }
-    PyObject *site = site_of(self, args[0]);
-    if (site == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
-        return PyObject_Vectorcall(self->slow_resume, args, 2, NULL);
-    }
-    PyObject *r = dispatch_enter(site, self->ev_resume, args[1]);
-    Py_DECREF(site);
-    return r;
+    return enter_event(self, args, nargs, 2, self->ev_resume, self->slow_resume);
 }
 
 static PyObject *
 Dispatcher_py_throw(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "py_throw(code, offset, exc)");
-        return NULL;
-    }
-    PyObject *site = site_of(self, args[0]);
-    if (site == NULL)
-        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
-    PyObject *r = dispatch_enter(site, self->ev_throw, args[1]);
-    Py_DECREF(site);
-    return r;
+    return enter_event(self, args, nargs, 3, self->ev_throw, NULL);
 }
 
 static PyObject *
@@ -1158,12 +1292,13 @@ exit_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
         PyErr_SetString(PyExc_TypeError, "callback(code, offset, value)");
         return NULL;
     }
-    PyObject *site = site_of(self, args[0]);
-    if (site == NULL)
-        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
-    PyObject *r = is_unwind ? dispatch_exit(self, site, event, args[1], Py_None, args[2])
-                            : dispatch_exit(self, site, event, args[1], args[2], Py_None);
-    Py_DECREF(site);
+    SiteRefs refs;
+    int found = site_of(self, args[0], &refs);
+    if (found <= 0)
+        return found < 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *r = is_unwind ? dispatch_exit(self, &refs, event, args[1], Py_None, args[2])
+                            : dispatch_exit(self, &refs, event, args[1], args[2], Py_None);
+    refs_release(&refs);
     return r;
 }
 
@@ -1185,6 +1320,13 @@ Dispatcher_py_unwind(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
     return exit_event(self, args, nargs, self->ev_unwind, 1);
 }
 
+static PyObject *
+Dispatcher_sites_changed(Dispatcher *self, PyObject *unused)
+{
+    slots_clear(self);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef Dispatcher_methods[] = {
     {"py_start", (PyCFunction)(void (*)(void))Dispatcher_py_start, METH_FASTCALL, NULL},
     {"py_resume", (PyCFunction)(void (*)(void))Dispatcher_py_resume, METH_FASTCALL, NULL},
@@ -1192,6 +1334,8 @@ static PyMethodDef Dispatcher_methods[] = {
     {"py_return", (PyCFunction)(void (*)(void))Dispatcher_py_return, METH_FASTCALL, NULL},
     {"py_yield", (PyCFunction)(void (*)(void))Dispatcher_py_yield, METH_FASTCALL, NULL},
     {"py_unwind", (PyCFunction)(void (*)(void))Dispatcher_py_unwind, METH_FASTCALL, NULL},
+    {"sites_changed", (PyCFunction)Dispatcher_sites_changed, METH_NOARGS,
+     "A site was replaced or removed: forget the sites seen."},
     {NULL}
 };
 

@@ -325,6 +325,7 @@ class Instance:
             new = getattr(self, attr).extended(new.lines)
         setattr(self, attr, new)
         self._restart_tracer()
+        self._fast_refresh()
 
     def _set_pids(self, attr: str, text: str, append: bool) -> None:
         new = _pids(text)
@@ -332,9 +333,16 @@ class Instance:
             new |= getattr(self, attr)
         setattr(self, attr, new)
         self.pid_filtered = bool(self.pids or self.notrace_pids)
+        self._fast_refresh()
 
     def _set_int(self, attr: str, text: str) -> None:
         setattr(self, attr, _uint(text, attr))
+        self._fast_refresh()
+
+    def _fast_refresh(self) -> None:
+        """A setting changed: the tracer's C recorders may have to step aside."""
+        if self.tracer is not None:
+            self.tracer.fast_refresh()
 
     # -- options -----------------------------------------------------------
     def _set_option(self, name: str, text: str) -> None:
@@ -352,6 +360,7 @@ class Instance:
                 self.safe_repr = SafeRepr(value, self.options["repr-max-us"])
             elif name == "repr-max-us":
                 self.safe_repr = SafeRepr(self.options["repr-max-len"], value)
+            self._fast_refresh()
 
     def _read_trace_options(self) -> str:
         return "".join(f"{name}\n" if value else f"no{name}\n"

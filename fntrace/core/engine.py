@@ -65,6 +65,7 @@ class Backend(Protocol):
     def patch(self, site: Site) -> None: ...
     def unpatch(self, code: types.CodeType) -> None: ...
     def rediscover(self, grow: bool) -> None: ...
+    def sites_changed(self) -> None: ...
 
 
 Trampoline = Callable[["Site", types.FrameType, str, int], None]
@@ -297,6 +298,7 @@ def _rebuild(grow: bool = True) -> None:
     global generation
     generation += 1
     if _backend is not None:
+        _backend.sites_changed()
         _backend.rediscover(grow)
 
 

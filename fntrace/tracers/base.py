@@ -8,7 +8,7 @@ re-registering, so no call is missed or doubled while filters change.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core import engine
 from ..core.ops import Ops
@@ -27,6 +27,9 @@ class Tracer:
     def __init__(self, inst: Instance) -> None:
         self.inst = inst
         self.ops: list[Ops] = []
+        # C recorders (fntrace/_speedups.c) of this tracer's ops, when the extension
+        # is there: they write the events of the commonest configuration themselves.
+        self.recorders: list[Any] = []
 
     def make_ops(self) -> list[Ops]:
         raise NotImplementedError
@@ -44,6 +47,9 @@ class Tracer:
             raise
 
     def stop(self) -> None:
+        for rec in self.recorders:
+            rec.ok = False  # before unregister: no event after the tracer stopped
+        self.recorders = []
         for ops in self.ops:
             if ops.registered:
                 engine.unregister(ops)
@@ -53,6 +59,16 @@ class Tracer:
         inst = self.inst
         for ops in self.ops:
             engine.update_filters(ops, inst.filter, inst.notrace)
+
+    def fast_ok(self) -> bool:
+        """Whether the options allow the C recorders to write (no option they lack)."""
+        return False
+
+    def fast_refresh(self) -> None:
+        """An option, filter or setting changed: tell the recorders whether they may write."""
+        ok = self.fast_ok()
+        for rec in self.recorders:
+            rec.ok = ok
 
     def reset(self) -> None:
         """The trace was cleared (``echo > trace``): drop per-thread state if any."""

@@ -13,6 +13,8 @@ import threading
 import types
 from typing import TYPE_CHECKING, Any
 
+from .. import _accel
+from ..core import symbols
 from ..core.ops import Ops
 from ..formats import ftrace_text
 from ..formats.ftrace_text import STACK, prefix
@@ -53,7 +55,23 @@ class FunctionTracer(Tracer):
     name = "function"
 
     def make_ops(self) -> list[Ops]:
-        return [Ops(self.entry, filter=self.inst.filter, notrace=self.inst.notrace)]
+        inst = self.inst
+        ops = Ops(self.entry, filter=inst.filter, notrace=inst.notrace)
+        speedups = _accel.speedups
+        if speedups is not None:
+            rec = speedups.FuncRecorder(inst, inst.rb, symbols._cache, symbols.function_for_frame)
+            rec.report = ops._callback_failed
+            ops.fast = rec
+            self.recorders = [rec]
+            self.fast_refresh()
+        return [ops]
+
+    def fast_ok(self) -> bool:
+        # The C recorder writes the plain entry event: no pid filter, no arguments,
+        # no stack trace (tracing_on it reads itself).
+        inst = self.inst
+        return not (inst.pid_filtered or inst.options["func-args"]
+                    or inst.options["func_stack_trace"])
 
     def entry(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
         inst = self.inst

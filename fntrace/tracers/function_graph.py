@@ -66,6 +66,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from .. import _accel
 from ..core.flags import Event
 from ..core.ops import Ops
 from ..formats import ftrace_text
@@ -133,7 +134,29 @@ class FunctionGraphTracer(Tracer):
     def make_ops(self) -> list[Ops]:
         self._graph_filters_changed()
         inst = self.inst
-        return [Ops(self.entry, ret=self.exit, filter=inst.filter, notrace=inst.notrace)]
+        ops = Ops(self.entry, ret=self.exit, filter=inst.filter, notrace=inst.notrace)
+        speedups = _accel.speedups
+        if speedups is not None:
+            rec = speedups.GraphRecorder(inst, inst.rb, self._tls, _UNWIND)
+            rec.report = ops._callback_failed
+            ops.fast = rec
+            self.recorders = [rec]
+            self.fast_refresh()
+        return [ops]
+
+    def fast_ok(self) -> bool:
+        # The C recorder keeps the same per-thread stacks and writes the plain
+        # events: no pid filter, graph filters, threshold, args or retval
+        # (max_graph_depth and tracing_on it applies itself).
+        inst = self.inst
+        return not (inst.pid_filtered or inst.graph_function.lines or inst.graph_notrace.lines
+                    or inst.tracing_thresh_us or inst.options["funcgraph-args"]
+                    or inst.options["funcgraph-retval"])
+
+    def fast_refresh(self) -> None:
+        for rec in self.recorders:
+            rec.max_depth = self.inst.max_graph_depth
+        super().fast_refresh()
 
     def stop(self) -> None:
         super().stop()

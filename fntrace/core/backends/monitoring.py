@@ -49,6 +49,7 @@ class MonitoringBackend:
 
     def __init__(self) -> None:
         self.tool = -1
+        self.dispatcher: Any = None  # the C callbacks, when fntrace._speedups is there
 
     def start(self) -> None:
         tool = choose_tool_id()
@@ -124,6 +125,7 @@ class MonitoringBackend:
             # code still goes to py_start/py_resume above, which discover it.
             fast = speedups.Dispatcher(sites, py_start, py_resume, exit_call,
                                        (START, RESUME, THROW, RETURN, YIELD, UNWIND))
+            self.dispatcher = fast
             callbacks = {E.PY_START: fast.py_start, E.PY_RESUME: fast.py_resume,
                          E.PY_THROW: fast.py_throw, E.PY_RETURN: fast.py_return,
                          E.PY_YIELD: fast.py_yield, E.PY_UNWIND: fast.py_unwind}
@@ -141,6 +143,11 @@ class MonitoringBackend:
             mon.register_callback(tool, event, None)
         mon.free_tool_id(tool)
         self.tool = -1
+        self.dispatcher = None
+
+    def sites_changed(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.sites_changed()
 
     def patch(self, site: engine.Site) -> None:
         events = E.PY_RESUME

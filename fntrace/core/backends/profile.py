@@ -115,6 +115,9 @@ class ProfileBackend:
     def unpatch(self, code: types.CodeType) -> None:
         self.decided.pop(id(code), None)
 
+    def sites_changed(self) -> None:
+        """Sites were replaced or removed (the decided cache is kept by generation)."""
+
     def rediscover(self, grow: bool) -> None:
         # Sites may have been replaced: forget every decision, sites included.
         self.decided.clear()
