@@ -20,7 +20,7 @@ def _load() -> tuple[ModuleType | None, str]:
     if os.environ.get("FNTRACE_PURE", "") not in ("", "0"):
         return None, "off (FNTRACE_PURE is set)"
     try:
-        from . import _speedups
+        from . import _speedups  # type: ignore[attr-defined]
     except ImportError as exc:
         return None, f"not built ({exc})"
     return _speedups, "on"

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 import fntrace
+import fntrace._accel
 from fntrace.core import engine
 
 
@@ -41,3 +42,18 @@ def _no_leaks() -> Iterator[None]:
     assert ipmodify is None or ipmodify._held == {}
     assert engine._backend is None
     assert engine.sites == {}
+
+
+# Modules marked ``pytestmark = pytest.mark.usefixtures("hot_path")`` run every
+# test twice where the C extension is built (3.12+): once through the C
+# recorders and dispatcher, once through the pure-Python path, so both paths
+# are held to the same exact expectations.
+_PATHS = ["c", "pure"] if fntrace._accel.built is not None and sys.version_info >= (3, 12) \
+    else ["pure"]
+
+
+@pytest.fixture(params=_PATHS)
+def hot_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "pure":
+        monkeypatch.setattr(fntrace._accel, "speedups", None)
+    return str(request.param)

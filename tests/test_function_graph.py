@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+import pytest
+
 import fntrace.instance
 from fntrace import Event
 from fntrace.core import engine
@@ -36,6 +38,9 @@ from fntrace.tracers.function_graph import (
     duration_text,
     overhead_mark,
 )
+
+# Both hot paths (C recorders and pure Python), see conftest.py.
+pytestmark = pytest.mark.usefixtures("hot_path")
 
 MOD = __name__
 FILTER = f"{MOD}:wl_*"

@@ -24,6 +24,9 @@ from fntrace import instance as instance_mod
 from fntrace.core import engine
 from fntrace.instance import OPTIONS, Instance
 
+# Both hot paths (C recorders and pure Python), see conftest.py.
+pytestmark = pytest.mark.usefixtures("hot_path")
+
 MOD = __name__
 
 

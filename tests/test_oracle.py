@@ -24,6 +24,9 @@ import pytest
 import fntrace
 from fntrace import Event, FtraceRegs, Function, Ops
 
+# Both hot paths (C recorders and pure Python), see conftest.py.
+pytestmark = pytest.mark.usefixtures("hot_path")
+
 Key = tuple[str, str]  # (module, qualname)
 
 WORKLOAD: dict[str, str] = {

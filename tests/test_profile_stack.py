@@ -31,6 +31,9 @@ import fntrace
 from fntrace.core import engine
 from fntrace.tracers.profile import format_duration
 
+# Both hot paths (C recorders and pure Python), see conftest.py.
+pytestmark = pytest.mark.usefixtures("hot_path")
+
 MOD = "ps_work"
 
 WORKLOAD = '''

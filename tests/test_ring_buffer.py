@@ -18,6 +18,9 @@ import pytest
 from fntrace.instance import Instance
 from fntrace.ring_buffer import EVENT_OVERHEAD
 
+# Both hot paths (C recorders and pure Python), see conftest.py.
+pytestmark = pytest.mark.usefixtures("hot_path")
+
 MOD = __name__
 
 LINE = re.compile(r"^ *(?P<task>\S.*?)-(?P<pid>\d+) +\[(?P<cpu>\d{3})\] (?P<flags>\S{5}) +"

@@ -22,6 +22,9 @@ import fntrace
 from fntrace import FtraceRegs, Function, Ops
 from fntrace.core import engine
 
+# Both hot paths (C recorders and pure Python), see conftest.py.
+pytestmark = pytest.mark.usefixtures("hot_path")
+
 MOD = __name__
 
 

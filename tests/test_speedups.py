@@ -1,0 +1,280 @@
+"""The optional C hot path (fntrace/_speedups.c) against the pure-Python one.
+
+Every test here runs the same program through both paths and compares what
+was recorded, field by field (timestamps and durations aside), or checks the
+C ring buffer against its Python twin on random operation sequences.  The
+tracer test modules also run whole under both paths (conftest's hot_path).
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import fntrace._accel
+from fntrace.instance import Instance, trace
+from fntrace.ring_buffer import _PyRingCore
+
+built = fntrace._accel.built
+needs_c = pytest.mark.skipif(built is None or sys.version_info < (3, 12),
+                             reason="the C extension is not built (or Python < 3.12)")
+
+
+# -- the workload ---------------------------------------------------------------
+
+def sp_leaf(x: int) -> int:
+    return x + 1
+
+
+def sp_rec(n: int) -> int:
+    return sp_leaf(n) if n <= 0 else sp_rec(n - 1) + sp_leaf(n)
+
+
+def sp_gen(n: int) -> Iterator[int]:
+    for i in range(n):
+        yield sp_leaf(i)
+
+
+def sp_raise(n: int) -> None:
+    if n:
+        sp_raise(n - 1)
+    raise KeyError(n)
+
+
+def sp_catch() -> int:
+    try:
+        sp_raise(3)
+    except KeyError as exc:
+        return int(exc.args[0])
+    return -1
+
+
+def sp_thread_body(out: list[int]) -> None:
+    out.append(sp_rec(6) + sum(sp_gen(4)))
+
+
+def sp_main(hook: Callable[[int], None] | None = None) -> int:
+    total = 0
+    for i in range(30):
+        if hook is not None:
+            hook(i)
+        total += sp_rec(i % 7) + sum(sp_gen(3)) + sp_catch()
+    out: list[int] = []
+    threads = [threading.Thread(target=sp_thread_body, args=(out,)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return total + sum(out)
+
+
+def _shape(inst: Instance) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """Per thread (in buffer order), the events without timestamps or durations."""
+    out = []
+    for buf in inst.rb.live.buffers():
+        events = []
+        for ev in buf.events:
+            kind = ev[2]
+            if kind == "F":    # (ts, size, F, ip, parent, args, event)
+                events.append((kind, ev[1], ev[3].name, ev[4] and ev[4].name, ev[5], ev[6]))
+            elif kind == "E":  # (ts, size, E, fn, depth, args, event)
+                events.append((kind, ev[1], ev[3].name, ev[4], ev[5], ev[6]))
+            elif kind == "X":  # (ts, size, X, fn, depth, duration, event, value)
+                events.append((kind, ev[1], ev[3].name, ev[4], ev[6], ev[7]))
+            else:
+                events.append((kind, *ev[1:]))
+        out.append((buf.thread_flags, events))
+    return out
+
+
+def _run(path: str, monkeypatch: pytest.MonkeyPatch, tracer: str,
+         hook_factory: Callable[[Instance], Callable[[int], None]] | None = None,
+         **options: int) -> tuple[int, list[tuple[str, list[tuple[Any, ...]]]], int]:
+    with monkeypatch.context() as m:
+        if path == "pure":
+            m.setattr(fntrace._accel, "speedups", None)
+        with trace(tracer, filter="sp_*", **options) as inst:
+            hook = hook_factory(inst) if hook_factory is not None else None
+            result = sp_main(hook)
+            inst.tracing_on = False
+            shape = _shape(inst)
+            errors = sum(op.nerrors for op in inst.tracer.ops) if inst.tracer else 0
+    return result, shape, errors
+
+
+# -- C and pure Python record the same events -------------------------------------
+
+CONFIGS = [
+    ("function", {}),
+    ("function_graph", {}),
+    ("function_graph", {"max_graph_depth": 3}),
+    ("function", {"buffer_size_kb": 2}),        # the ring wraps many times
+    ("function_graph", {"buffer_size_kb": 2}),
+    ("function", {"func_args": 1}),             # options the C recorder lacks: Python path
+    ("function_graph", {"funcgraph_retval": 1}),
+]
+
+
+@needs_c
+@pytest.mark.parametrize(("tracer", "options"), CONFIGS)
+def test_same_events_both_paths(monkeypatch: pytest.MonkeyPatch, tracer: str,
+                                options: dict[str, int]) -> None:
+    opts = {k: v for k, v in options.items() if k not in ("max_graph_depth", "buffer_size_kb")}
+
+    def setup(inst: Instance) -> Callable[[int], None]:
+        if "max_graph_depth" in options:
+            inst.write("max_graph_depth", str(options["max_graph_depth"]))
+        if "buffer_size_kb" in options:
+            inst.write("buffer_size_kb", str(options["buffer_size_kb"]))
+        return lambda i: None
+
+    untraced = sp_main()
+    c = _run("c", monkeypatch, tracer, setup, **opts)
+    pure = _run("pure", monkeypatch, tracer, setup, **opts)
+    assert c[0] == pure[0] == untraced
+    assert c[1] == pure[1]
+    assert c[2] == pure[2] == 0
+    # 1 main thread + 3 workers, each with events
+    assert len(c[1]) == 4 and all(events for _, events in c[1])
+
+
+@needs_c
+def test_recorders_are_used_and_step_aside(monkeypatch: pytest.MonkeyPatch) -> None:
+    with trace("function_graph", filter="sp_*") as inst:
+        (rec,) = inst.tracer.recorders  # type: ignore[union-attr]
+        assert rec.ok
+        inst.write("options/funcgraph-retval", "1")
+        assert not rec.ok
+        inst.write("options/funcgraph-retval", "0")
+        assert rec.ok
+        inst.write("set_graph_function", "sp_rec")
+        assert not rec.ok
+        inst.write("set_graph_function", "")
+        assert rec.ok
+        inst.write("set_ftrace_pid", "1")
+        assert not rec.ok
+        inst.write("set_ftrace_pid", "")
+        inst.write("tracing_thresh", "5")
+        assert not rec.ok
+    assert not rec.ok  # stopped before its ops was unregistered
+
+
+@needs_c
+@pytest.mark.parametrize("tracer", ["function", "function_graph"])
+def test_switching_options_mid_run(monkeypatch: pytest.MonkeyPatch, tracer: str) -> None:
+    """Handing over between the C and Python paths in the middle of calls."""
+    option = "func-args" if tracer == "function" else "funcgraph-retval"
+
+    def toggler(inst: Instance) -> Callable[[int], None]:
+        def hook(i: int) -> None:
+            if i % 5 == 2:
+                inst.write(f"options/{option}", str((i // 5) % 2))
+        return hook
+
+    c = _run("c", monkeypatch, tracer, toggler)
+    pure = _run("pure", monkeypatch, tracer, toggler)
+    assert c[0] == pure[0] == sp_main()
+    assert c[1] == pure[1]
+
+
+@needs_c
+def test_traceoff_inside_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    def hook_factory(inst: Instance) -> Callable[[int], None]:
+        def hook(i: int) -> None:
+            inst.tracing_on = i < 10 or i >= 20
+        return hook
+
+    c = _run("c", monkeypatch, "function_graph", hook_factory)
+    pure = _run("pure", monkeypatch, "function_graph", hook_factory)
+    assert c[1] == pure[1]
+
+
+@needs_c
+@pytest.mark.parametrize("tracer", ["function", "function_graph"])
+def test_a_failing_clock_is_counted_not_raised(monkeypatch: pytest.MonkeyPatch,
+                                                tracer: str) -> None:
+    def broken(inst: Instance) -> Callable[[int], None]:
+        def clock() -> int:
+            raise RuntimeError("clock broke")
+        inst.rb.clock = clock
+        return lambda i: None
+
+    with pytest.warns(RuntimeWarning, match="clock broke"):
+        c = _run("c", monkeypatch, tracer, broken)
+    with pytest.warns(RuntimeWarning, match="clock broke"):
+        pure = _run("pure", monkeypatch, tracer, broken)
+    assert c[0] == pure[0] == sp_main()
+    assert c[2] == pure[2] > 0
+
+
+@needs_c
+def test_filter_change_reaches_the_c_site_cache() -> None:
+    with trace("function", filter=["sp_leaf", "sp_rec"]) as inst:
+        sp_rec(2)
+        inst.write("set_ftrace_filter", "sp_leaf")
+        sp_rec(2)
+        inst.write("set_ftrace_filter", "sp_rec")
+        sp_rec(1)
+        names = [ev[3].qualname for buf in inst.rb.live.buffers() for ev in buf.events]
+    assert names == ["sp_rec", "sp_rec", "sp_rec", "sp_leaf", "sp_leaf", "sp_leaf",
+                     "sp_leaf", "sp_leaf", "sp_leaf",
+                     "sp_rec", "sp_rec"]
+
+
+def test_status_line() -> None:
+    assert fntrace._accel.status().startswith("C hot path: ")
+
+
+# -- the C ring buffer is its Python twin ---------------------------------------------
+
+def _counters(r: Any) -> tuple[Any, ...]:
+    return (r.written, r.in_bytes, r.overrun, r.overrun_bytes, r.dropped, r.read,
+            r.read_bytes, list(r.events), bool(r.overwrite), r.on_full is None)
+
+
+@pytest.mark.skipif(built is None, reason="the C extension is not built")
+@pytest.mark.parametrize("seed", range(40))
+def test_ring_core_matches_python(seed: int) -> None:
+    rnd = random.Random(seed)
+    capacity = rnd.choice([64, 200, 640, 1000])
+    cores = [built.RingCore(capacity, True), _PyRingCore(capacity, True)]
+    drains = [0, 0]
+
+    def make_drain(i: int, core: Any) -> Callable[[], None]:
+        def drain() -> None:
+            drains[i] += 1
+            if drains[i] % 3 == 0:
+                raise OSError("consumer gone")  # falls back to the bounded ring
+            while core.events:
+                ev = core.events.popleft()
+                core.read += 1
+                core.read_bytes += ev[1]
+        return drain
+
+    for step in range(300):
+        op = rnd.random()
+        if op < 0.75:
+            size = rnd.choice([64, 64, 64, 90, 300, 2000])
+            ev = (step, size, "F")
+            results = [core.write(ev) for core in cores]
+            assert results[0] == results[1]
+        elif op < 0.85:
+            n = rnd.randint(0, 3)
+            for core in cores:
+                for _ in range(min(n, len(core.events))):
+                    ev = core.events.popleft()
+                    core.read += 1
+                    core.read_bytes += ev[1]
+        elif op < 0.93:
+            flag = rnd.random() < 0.6
+            for core in cores:
+                core.overwrite = flag
+        else:
+            for i, core in enumerate(cores):
+                core.on_full = make_drain(i, core)
+        assert _counters(cores[0]) == _counters(cores[1]), step
