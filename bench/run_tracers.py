@@ -277,6 +277,10 @@ def summarise(entry: dict[str, Any], plan: list[tuple[str, str, str]],
             row["max_rss_kib"] = max(rss)
             row["median_rss_start_kib"] = statistics.median(
                 r["rss_start_kib"] for r in rs if "rss_start_kib" in r)
+            # What the timed region added to the peak: the tool's memory while running
+            # (the imports and the tool's set-up are in rss_start_kib already).
+            row["median_rss_run_kib"] = statistics.median(
+                r["rss_kib"] - r["rss_start_kib"] for r in rs if "rss_start_kib" in r)
         if base_key in med:
             base_rs = runs[base_key]
             row["ratio"] = med[k] / med[base_key]
@@ -508,6 +512,8 @@ def memory_rows(res: dict[str, Any], workload: str = "wrap") -> list[dict[str, A
             "rss_bench_kib": b, "rss_long_kib": lg, "growth_kib": lg - b,
             "over_untraced_bench_kib": None if base_b is None else b - base_b,
             "over_untraced_long_kib": None if base_l is None else lg - base_l,
+            "run_bench_kib": row.get("median_rss_run_kib"),
+            "run_long_kib": long_row.get("median_rss_run_kib"),
             "wraps_bench": row.get("rec_wraps"), "wraps_long": long_row.get("rec_wraps"),
             "events_long": long_row.get("rec_events"),
             "buffer_kb": row.get("rec_buffer_kb"),
@@ -519,20 +525,24 @@ def render_memory(res: dict[str, Any]) -> list[str]:
     rows = memory_rows(res)
     if not rows:
         return []
-    lines = ["Peak memory against run length (`wrap`; peak RSS of the child, ru_maxrss, "
+    lines = ["Peak memory against run length (`wrap`; the child's peak RSS, VmHWM, "
              "medians; *growth* = long - bench; *over untraced* = traced - untraced at the "
-             "same scale; *ring filled* = accounted bytes written / buffer capacity):", "",
+             "same scale (the tool's import included); *added by the run* = peak after the "
+             "timed region - peak before it (the tool imported and set up); *ring filled* = "
+             "accounted bytes written / buffer capacity):", "",
              "| configuration | peak RSS MiB, bench | peak RSS MiB, long (4x) | growth MiB | "
-             "over untraced MiB (bench / long) | ring filled (bench / long) |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "over untraced MiB (bench / long) | added by the run MiB (bench / long) | "
+             "ring filled (bench / long) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         over = (f"{_mib(r['over_untraced_bench_kib'])} / {_mib(r['over_untraced_long_kib'])}"
                 if r["config"] != "untraced" else "—")
+        run = f"{_mib(r.get('run_bench_kib'))} / {_mib(r.get('run_long_kib'))}"
         wraps = (f"{r['wraps_bench']:.1f}x / {r['wraps_long']:.1f}x"
                  if r.get("wraps_bench") is not None and r.get("wraps_long") is not None
                  else "—")
         lines.append(f"| {r['config']} | {_mib(r['rss_bench_kib'])} | {_mib(r['rss_long_kib'])}"
-                     f" | {r['growth_kib'] / 1024:+.1f} | {over} | {wraps} |")
+                     f" | {r['growth_kib'] / 1024:+.1f} | {over} | {run} | {wraps} |")
     lines.append("")
     return lines
 
