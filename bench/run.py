@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The benchmark suite in one command: fntrace beside cProfile, VizTracer, pyftrace, hunter.
 
-    python3 bench/run.py                 # everything, 5 runs each (~30 minutes, 2 cores)
+    python3 bench/run.py                 # everything, 5 runs each (~28 minutes, 2 cores)
     python3 bench/run.py --quick         # 2 runs, short scales: every configuration runs
     python3 bench/run.py --only 3.12     # one interpreter (minor versions, several allowed)
 
@@ -433,6 +433,16 @@ def write_results_md(data: dict[str, Any], json_path: str, path: str = RESULTS_M
         "VizTracer those past its full 1M-entry ring, for the others the shortfall against "
         "the oracle.",
         "",
+        "Where a cell is \"—\", the peer cannot do that job or was not run there: pyftrace "
+        "has no filter (it traces every function outside the standard library), so it has no "
+        "`selective` row; pyftrace and hunter stream text to a file, so `wrap` (memory "
+        "against run length, in memory) does not run them, and at 400-700x a long run would "
+        "take minutes; no peer writes a trace file while the program runs as "
+        "fntrace-graph-record does (pyftrace and hunter, writing text, are the nearest). On "
+        "3.11 cProfile and pyftrace hook sys.setprofile, which sees only the thread that "
+        "started them: on `threads` they trace the main thread alone (their ratio is near "
+        "1x and their events fall short of the oracle).",
+        "",
         render_summary(data),
         "## Configurations",
         "",
@@ -440,7 +450,8 @@ def write_results_md(data: dict[str, Any], json_path: str, path: str = RESULTS_M
     ]
     if sel:
         head += ["## Selective campaign: details", "",
-                 "Columns as in RESULTS_SELECTIVE.md (see README.md).", "",
+                 "Columns: see bench/README.md, *Reading the table* under *Selective tracing "
+                 "on its own*.", "",
                  run_selective.render_tables(sel)]
     if tr:
         head += ["## Tracer campaign: details", "", run_tracers.columns_text("cpu"), "",
