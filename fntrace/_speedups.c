@@ -420,12 +420,11 @@ recorder_now(Recorder *self)
 
 /* This thread's buffer in the ring's live set (new reference). */
 static PyObject *
-recorder_buffer(Recorder *self)
+recorder_buffer(Recorder *self, unsigned long long tsid)
 {
     PyObject *live = attr_of(self->rb, self->rb_dict, str_live);
     if (live == NULL)
         return NULL;
-    unsigned long long tsid = current_tsid();
     if (self->c_buf != NULL && self->c_tsid == tsid && self->c_live == live) {
         Py_DECREF(live);
         return Py_NewRef(self->c_buf);
@@ -452,7 +451,7 @@ recorder_buffer(Recorder *self)
 
 /* Write an event (steals it) into this thread's buffer. */
 static int
-recorder_write(Recorder *self, PyObject *event, long long size)
+recorder_write(Recorder *self, PyObject *event, long long size, unsigned long long tsid)
 {
     /* An event holds timestamps, names and Function objects, never anything
      * that refers back to it: it cannot be part of a cycle, and keeping the
@@ -460,7 +459,7 @@ recorder_write(Recorder *self, PyObject *event, long long size)
      * every collection from traversing them. */
     if (PyObject_GC_IsTracked(event))
         PyObject_GC_UnTrack(event);
-    PyObject *buf = recorder_buffer(self);
+    PyObject *buf = recorder_buffer(self, tsid);
     if (buf == NULL) {
         Py_DECREF(event);
         return -1;
@@ -659,7 +658,8 @@ func_parent(FuncRecorder *self, PyFrameObject *frame)
 
 /* One entry event: (ts, 64, "F", fn, parent, None, event). 0 done, -1 error. */
 static int
-func_entry(FuncRecorder *self, PyObject *fn, PyFrameObject *frame, PyObject *event)
+func_entry(FuncRecorder *self, PyObject *fn, PyFrameObject *frame, PyObject *event,
+           unsigned long long tsid)
 {
     int on = recorder_tracing_on((Recorder *)self);
     if (on <= 0)
@@ -690,7 +690,7 @@ func_entry(FuncRecorder *self, PyObject *fn, PyFrameObject *frame, PyObject *eve
     PyTuple_SET_ITEM(ev, 4, parent);
     PyTuple_SET_ITEM(ev, 5, Py_NewRef(Py_None));
     PyTuple_SET_ITEM(ev, 6, Py_NewRef(event));
-    return recorder_write((Recorder *)self, ev, EVENT_OVERHEAD);
+    return recorder_write((Recorder *)self, ev, EVENT_OVERHEAD, tsid);
 }
 
 static PyGetSetDef Recorder_getset[] = {
@@ -763,9 +763,8 @@ GraphRecorder_dealloc(GraphRecorder *self)
 
 /* This thread's graph stack (borrowed through the cache), created when `create`. */
 static PyObject *
-graph_stack(GraphRecorder *self, int create)
+graph_stack(GraphRecorder *self, int create, unsigned long long tsid)
 {
-    unsigned long long tsid = current_tsid();
     if (self->s_stack != NULL && self->s_tsid == tsid)
         return self->s_stack;
     PyObject *stack = PyObject_GetAttr(self->tls, str_stack);
@@ -810,9 +809,10 @@ push_entry(PyObject *stack, PyFrameObject *frame, PyObject *ts, long long depth,
 }
 
 static int
-graph_entry(GraphRecorder *self, PyObject *fn, PyFrameObject *frame, PyObject *event)
+graph_entry(GraphRecorder *self, PyObject *fn, PyFrameObject *frame, PyObject *event,
+            unsigned long long tsid)
 {
-    PyObject *stack = graph_stack(self, 1);
+    PyObject *stack = graph_stack(self, 1, tsid);
     if (stack == NULL)
         return -1;
     long long depth = 0;
@@ -826,7 +826,7 @@ graph_entry(GraphRecorder *self, PyObject *fn, PyFrameObject *frame, PyObject *e
         }
         depth = PyLong_AsLongLong(PyTuple_GET_ITEM(top, 2));
         state = PyLong_AsLong(PyTuple_GET_ITEM(top, 3));
-        if (PyErr_Occurred())
+        if ((depth == -1 || state == -1) && PyErr_Occurred())
             return -1;
     }
     /* With no graph filters every function classifies as outside: the state
@@ -863,14 +863,14 @@ graph_entry(GraphRecorder *self, PyObject *fn, PyFrameObject *frame, PyObject *e
     PyTuple_SET_ITEM(ev, 4, d);
     PyTuple_SET_ITEM(ev, 5, Py_NewRef(Py_None));
     PyTuple_SET_ITEM(ev, 6, Py_NewRef(event));
-    return recorder_write((Recorder *)self, ev, EVENT_OVERHEAD);
+    return recorder_write((Recorder *)self, ev, EVENT_OVERHEAD, tsid);
 }
 
 static int
 graph_exit(GraphRecorder *self, PyObject *fn, PyFrameObject *frame, PyObject *event,
-           PyObject *exc)
+           PyObject *exc, unsigned long long tsid)
 {
-    PyObject *stack = graph_stack(self, 0);
+    PyObject *stack = graph_stack(self, 0, tsid);
     if (stack == NULL)
         return -1;
     if (stack == Py_None)
@@ -953,7 +953,7 @@ graph_exit(GraphRecorder *self, PyObject *fn, PyFrameObject *frame, PyObject *ev
     PyTuple_SET_ITEM(ev, 5, duration);
     PyTuple_SET_ITEM(ev, 6, Py_NewRef(event));
     PyTuple_SET_ITEM(ev, 7, value);
-    return recorder_write((Recorder *)self, ev, size);
+    return recorder_write((Recorder *)self, ev, size, tsid);
 }
 
 static PyObject *
@@ -1203,9 +1203,10 @@ dispatch_enter(SiteRefs *refs, PyObject *event, PyObject *offset)
         Py_RETURN_NONE;
     PyObject *fast = refs->fast;
     if (fast != NULL && ((Recorder *)fast)->ok) {
+        unsigned long long tsid = current_tsid();
         int r = Py_TYPE(fast) == &FuncRecorder_Type
-            ? func_entry((FuncRecorder *)fast, refs->fn, frame, event)
-            : graph_entry((GraphRecorder *)fast, refs->fn, frame, event);
+            ? func_entry((FuncRecorder *)fast, refs->fn, frame, event, tsid)
+            : graph_entry((GraphRecorder *)fast, refs->fn, frame, event, tsid);
         if (r < 0 && recorder_failed((Recorder *)fast) < 0)
             return NULL;
         Py_RETURN_NONE;
@@ -1228,7 +1229,8 @@ dispatch_exit(Dispatcher *self, SiteRefs *refs, PyObject *event, PyObject *offse
         PyFrameObject *frame = PyEval_GetFrame();
         if (frame == NULL)
             Py_RETURN_NONE;
-        int r = graph_exit((GraphRecorder *)fast, refs->fn, frame, event, exc);
+        int r = graph_exit((GraphRecorder *)fast, refs->fn, frame, event, exc,
+                           current_tsid());
         if (r < 0 && recorder_failed((Recorder *)fast) < 0)
             return NULL;
         Py_RETURN_NONE;
