@@ -38,6 +38,74 @@ static PyObject *small_64;         /* EVENT_OVERHEAD */
 static PyObject *int_inside, *int_outside, *int_blocked;
 
 #define EVENT_OVERHEAD 64
+
+/* Where a callback runs.  On 3.12 and 3.13 the recorders read the interpreter's
+ * own frame (the first fields of _PyInterpreterFrame, and PyFrameObject's
+ * f_frame, mirrored below: the same in both versions) instead of asking for a
+ * frame object: PyEval_GetFrame() allocates one for every call, which cost
+ * more than the whole event (~90 ns of ~250).  A frame is then keyed by the
+ * address of its interpreter frame (frame_key() gives the same key from a
+ * frame object, for the Python path).  Other versions use frame objects. */
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030E0000
+#define FNT_IFRAME 1
+#define FNT_OWNED_BY_CSTACK 3
+typedef struct fnt_iframe {
+    PyObject *code;  /* f_code (3.12), f_executable (3.13) */
+    struct fnt_iframe *previous;
+    PyObject *funcobj, *globals, *builtins, *locals;
+    PyFrameObject *frame_obj;
+    void *instr;
+    int stacktop;
+    uint16_t return_offset;
+    char owner;
+} fnt_iframe;
+
+typedef struct {
+    PyObject_HEAD
+    PyFrameObject *f_back;
+    fnt_iframe *f_frame;
+} fnt_frameobject;
+
+static inline fnt_iframe *
+iframe_current(PyThreadState *ts)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return (fnt_iframe *)ts->current_frame;
+#else
+    return ts->cframe ? (fnt_iframe *)ts->cframe->current_frame : NULL;
+#endif
+}
+#endif
+
+typedef struct {
+    PyFrameObject *frame;  /* borrowed; fetched only when needed if iframe is set */
+    void *iframe;          /* the running interpreter frame, or NULL */
+} Where;
+
+static PyFrameObject *
+where_frame(Where *w)
+{
+    if (w->frame == NULL)
+        w->frame = PyEval_GetFrame();
+    return w->frame;
+}
+
+/* The frame's key on function_graph's stack (new reference). */
+static PyObject *
+where_key(Where *w)
+{
+#ifdef FNT_IFRAME
+    if (w->iframe != NULL)
+        return PyLong_FromVoidPtr(w->iframe);
+    PyFrameObject *f = where_frame(w);
+    if (f == NULL)
+        return Py_NewRef(Py_None);
+    return PyLong_FromVoidPtr(((fnt_frameobject *)f)->f_frame);
+#else
+    PyFrameObject *f = where_frame(w);
+    return Py_NewRef(f ? (PyObject *)f : Py_None);
+#endif
+}
 #define GRAPH_OUTSIDE 0
 #define GRAPH_INSIDE 1
 #define GRAPH_BLOCKED 2
@@ -394,12 +462,6 @@ recorder_bind(Recorder *self, PyObject *inst, PyObject *rb)
     return 0;
 }
 
-static unsigned long long
-current_tsid(void)
-{
-    return (unsigned long long)PyThreadState_GetID(PyThreadState_Get());
-}
-
 /* The clock of the ring buffer, natively when it is perf_counter_ns. */
 static PyObject *
 recorder_now(Recorder *self)
@@ -617,55 +679,84 @@ FuncRecorder_dealloc(FuncRecorder *self)
     tp->tp_free((PyObject *)self);
 }
 
+/* The Function of a caller's code if known (new reference); NULL without an
+ * error when it is not (then function_for_frame must name it). */
+static PyObject *
+parent_cached(FuncRecorder *self, PyObject *code)
+{
+    ParentSlot *slot = &self->parents[ptr_slot(code, PARENT_SLOTS)];
+    if (slot->code == code)
+        return Py_NewRef(slot->fn);
+    PyObject *key = PyLong_FromVoidPtr(code);
+    if (key == NULL)
+        return NULL;
+    PyObject *fn = PyDict_GetItemWithError(self->fn_cache, key);
+    Py_DECREF(key);
+    if (fn == NULL || PyObject_IsTrue(fn) != 1)
+        return NULL;
+    PyObject *old_code = slot->code, *old_fn = slot->fn;
+    slot->code = Py_NewRef(code);
+    slot->fn = Py_NewRef(fn);
+    Py_XDECREF(old_code);
+    Py_XDECREF(old_fn);
+    return Py_NewRef(fn);
+}
+
 /* The Function of the caller of `frame`, or None (new reference). */
 static PyObject *
 func_parent(FuncRecorder *self, PyFrameObject *frame)
 {
-    PyFrameObject *back = PyFrame_GetBack(frame);
+    PyFrameObject *back = frame ? PyFrame_GetBack(frame) : NULL;
     if (back == NULL)
         return Py_NewRef(Py_None);
     PyObject *code = (PyObject *)PyFrame_GetCode(back);
-    ParentSlot *slot = &self->parents[ptr_slot(code, PARENT_SLOTS)];
-    if (slot->code == code) {
-        Py_DECREF(code);
-        Py_DECREF(back);
-        return Py_NewRef(slot->fn);
-    }
-    PyObject *key = PyLong_FromVoidPtr(code);
-    PyObject *fn = key ? PyDict_GetItemWithError(self->fn_cache, key) : NULL;
-    Py_XDECREF(key);
-    if (fn != NULL && PyObject_IsTrue(fn) == 1) {
-        Py_INCREF(fn);
-    } else if (PyErr_Occurred()) {
-        fn = NULL;
-    } else {
+    PyObject *fn = parent_cached(self, code);
+    if (fn == NULL && !PyErr_Occurred()) {
         fn = PyObject_CallOneArg(self->function_for_frame, (PyObject *)back);
+        if (fn != NULL) {
+            ParentSlot *slot = &self->parents[ptr_slot(code, PARENT_SLOTS)];
+            PyObject *old_code = slot->code, *old_fn = slot->fn;
+            slot->code = Py_NewRef(code);
+            slot->fn = Py_NewRef(fn);
+            Py_XDECREF(old_code);
+            Py_XDECREF(old_fn);
+        }
     }
+    Py_DECREF(code);
     Py_DECREF(back);
-    if (fn == NULL) {
-        Py_DECREF(code);
-        return NULL;
-    }
-    /* the slot may have been refilled meanwhile (function_for_frame is Python) */
-    slot = &self->parents[ptr_slot(code, PARENT_SLOTS)];
-    PyObject *old_code = slot->code, *old_fn = slot->fn;
-    slot->code = code;  /* steals */
-    slot->fn = Py_NewRef(fn);
-    Py_XDECREF(old_code);
-    Py_XDECREF(old_fn);
     return fn;
+}
+
+static PyObject *
+where_parent(FuncRecorder *self, Where *w)
+{
+#ifdef FNT_IFRAME
+    if (w->iframe != NULL) {
+        fnt_iframe *p = ((fnt_iframe *)w->iframe)->previous;
+        while (p != NULL && p->owner == FNT_OWNED_BY_CSTACK)
+            p = p->previous;
+        if (p == NULL)
+            return Py_NewRef(Py_None);
+        if (p->code != NULL && PyCode_Check(p->code)) {
+            PyObject *fn = parent_cached(self, p->code);
+            if (fn != NULL || PyErr_Occurred())
+                return fn;
+        }
+    }
+#endif
+    return func_parent(self, where_frame(w));
 }
 
 /* One entry event: (ts, 64, "F", fn, parent, None, event). 0 done, -1 error. */
 static int
-func_entry(FuncRecorder *self, PyObject *fn, PyFrameObject *frame, PyObject *event,
+func_entry(FuncRecorder *self, PyObject *fn, Where *where, PyObject *event,
            unsigned long long tsid)
 {
     int on = recorder_tracing_on((Recorder *)self);
     if (on <= 0)
         return on;
     Py_INCREF(fn);
-    PyObject *parent = func_parent(self, frame);
+    PyObject *parent = where_parent(self, where);
     if (parent == NULL) {
         Py_DECREF(fn);
         return -1;
@@ -793,13 +884,18 @@ graph_stack(GraphRecorder *self, int create, unsigned long long tsid)
 }
 
 static int
-push_entry(PyObject *stack, PyFrameObject *frame, PyObject *ts, long long depth,
-           PyObject *state)
+push_entry(PyObject *stack, Where *where, PyObject *ts, long long depth, PyObject *state)
 {
-    PyObject *d = PyLong_FromLongLong(depth);
-    if (d == NULL)
+    PyObject *key = where_key(where);
+    if (key == NULL)
         return -1;
-    PyObject *t = PyTuple_Pack(4, (PyObject *)frame, ts, d, state);
+    PyObject *d = PyLong_FromLongLong(depth);
+    if (d == NULL) {
+        Py_DECREF(key);
+        return -1;
+    }
+    PyObject *t = PyTuple_Pack(4, key, ts, d, state);
+    Py_DECREF(key);
     Py_DECREF(d);
     if (t == NULL)
         return -1;
@@ -809,7 +905,7 @@ push_entry(PyObject *stack, PyFrameObject *frame, PyObject *ts, long long depth,
 }
 
 static int
-graph_entry(GraphRecorder *self, PyObject *fn, PyFrameObject *frame, PyObject *event,
+graph_entry(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
             unsigned long long tsid)
 {
     PyObject *stack = graph_stack(self, 1, tsid);
@@ -832,18 +928,18 @@ graph_entry(GraphRecorder *self, PyObject *fn, PyFrameObject *frame, PyObject *e
     /* With no graph filters every function classifies as outside: the state
      * below the caller decides, as in FunctionGraphTracer.entry. */
     if (state == GRAPH_BLOCKED)
-        return push_entry(stack, frame, Py_None, depth, int_blocked);
+        return push_entry(stack, where, Py_None, depth, int_blocked);
     if (state == GRAPH_OUTSIDE)
-        return push_entry(stack, frame, Py_None, depth, int_outside);
+        return push_entry(stack, where, Py_None, depth, int_outside);
     int on = recorder_tracing_on((Recorder *)self);
     if (on < 0)
         return -1;
     if ((self->max_depth && depth >= self->max_depth) || !on)
-        return push_entry(stack, frame, Py_None, depth, int_inside);
+        return push_entry(stack, where, Py_None, depth, int_inside);
     PyObject *ts = recorder_now((Recorder *)self);
     if (ts == NULL)
         return -1;
-    if (push_entry(stack, frame, ts, depth + 1, int_inside) < 0) {
+    if (push_entry(stack, where, ts, depth + 1, int_inside) < 0) {
         Py_DECREF(ts);
         return -1;
     }
@@ -867,7 +963,7 @@ graph_entry(GraphRecorder *self, PyObject *fn, PyFrameObject *frame, PyObject *e
 }
 
 static int
-graph_exit(GraphRecorder *self, PyObject *fn, PyFrameObject *frame, PyObject *event,
+graph_exit(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
            PyObject *exc, unsigned long long tsid)
 {
     PyObject *stack = graph_stack(self, 0, tsid);
@@ -880,14 +976,29 @@ graph_exit(GraphRecorder *self, PyObject *fn, PyFrameObject *frame, PyObject *ev
         return 0;
     /* The entry of this frame: normally the top; entries above it are calls
      * whose exits never came (dropped, as _pop_to does). */
+    PyObject *key = where_key(where);
+    if (key == NULL)
+        return -1;
     Py_ssize_t i = n - 1;
     while (i >= 0) {
         PyObject *e = PyList_GET_ITEM(stack, i);
-        if (PyTuple_Check(e) && PyTuple_GET_SIZE(e) == 4 &&
-            PyTuple_GET_ITEM(e, 0) == (PyObject *)frame)
-            break;
+        if (PyTuple_Check(e) && PyTuple_GET_SIZE(e) == 4) {
+            PyObject *k = PyTuple_GET_ITEM(e, 0);
+            if (k == key)
+                break;
+            if (PyLong_CheckExact(k) && PyLong_CheckExact(key)) {
+                int eq = PyObject_RichCompareBool(k, key, Py_EQ);
+                if (eq < 0) {
+                    Py_DECREF(key);
+                    return -1;
+                }
+                if (eq)
+                    break;
+            }
+        }
         i--;
     }
+    Py_DECREF(key);
     if (i < 0)
         return 0;  /* its entry was not seen */
     PyObject *top = Py_NewRef(PyList_GET_ITEM(stack, i));
@@ -1195,22 +1306,46 @@ refs_release(SiteRefs *refs)
 }
 
 /* An entry of a known site: the recorder when it may, else the Python trampoline. */
-static PyObject *
-dispatch_enter(SiteRefs *refs, PyObject *event, PyObject *offset)
+/* Where the traced code runs, for a recorder: its interpreter frame when that
+ * is the running one (checked against the callback's code), else its frame
+ * object.  0 when there is no frame at all. */
+static int
+where_for(Where *w, PyObject *code, unsigned long long *tsid)
 {
-    PyFrameObject *frame = PyEval_GetFrame();  /* borrowed: the traced frame */
-    if (frame == NULL)
-        Py_RETURN_NONE;
+    PyThreadState *ts = PyThreadState_Get();
+    *tsid = (unsigned long long)PyThreadState_GetID(ts);
+    w->frame = NULL;
+    w->iframe = NULL;
+#ifdef FNT_IFRAME
+    fnt_iframe *f = iframe_current(ts);
+    if (f != NULL && f->code == code) {
+        w->iframe = f;
+        return 1;
+    }
+#endif
+    w->frame = PyEval_GetFrame();
+    return w->frame != NULL;
+}
+
+static PyObject *
+dispatch_enter(SiteRefs *refs, PyObject *code, PyObject *event, PyObject *offset)
+{
     PyObject *fast = refs->fast;
     if (fast != NULL && ((Recorder *)fast)->ok) {
-        unsigned long long tsid = current_tsid();
+        Where w;
+        unsigned long long tsid;
+        if (!where_for(&w, code, &tsid))
+            Py_RETURN_NONE;
         int r = Py_TYPE(fast) == &FuncRecorder_Type
-            ? func_entry((FuncRecorder *)fast, refs->fn, frame, event, tsid)
-            : graph_entry((GraphRecorder *)fast, refs->fn, frame, event, tsid);
+            ? func_entry((FuncRecorder *)fast, refs->fn, &w, event, tsid)
+            : graph_entry((GraphRecorder *)fast, refs->fn, &w, event, tsid);
         if (r < 0 && recorder_failed((Recorder *)fast) < 0)
             return NULL;
         Py_RETURN_NONE;
     }
+    PyFrameObject *frame = PyEval_GetFrame();  /* borrowed: the traced frame */
+    if (frame == NULL)
+        Py_RETURN_NONE;
     PyObject *enter = PyObject_GetAttr(refs->site, str_enter);
     if (enter == NULL)
         return NULL;
@@ -1221,16 +1356,16 @@ dispatch_enter(SiteRefs *refs, PyObject *event, PyObject *offset)
 }
 
 static PyObject *
-dispatch_exit(Dispatcher *self, SiteRefs *refs, PyObject *event, PyObject *offset,
-              PyObject *value, PyObject *exc)
+dispatch_exit(Dispatcher *self, SiteRefs *refs, PyObject *code, PyObject *event,
+              PyObject *offset, PyObject *value, PyObject *exc)
 {
     PyObject *fast = refs->fast;
     if (fast != NULL && Py_TYPE(fast) == &GraphRecorder_Type && ((Recorder *)fast)->ok) {
-        PyFrameObject *frame = PyEval_GetFrame();
-        if (frame == NULL)
+        Where w;
+        unsigned long long tsid;
+        if (!where_for(&w, code, &tsid))
             Py_RETURN_NONE;
-        int r = graph_exit((GraphRecorder *)fast, refs->fn, frame, event, exc,
-                           current_tsid());
+        int r = graph_exit((GraphRecorder *)fast, refs->fn, &w, event, exc, tsid);
         if (r < 0 && recorder_failed((Recorder *)fast) < 0)
             return NULL;
         Py_RETURN_NONE;
@@ -1263,7 +1398,7 @@ enter_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, Py_ssize_
         return NULL;
     if (found == 0)
         return slow != NULL ? PyObject_Vectorcall(slow, args, 2, NULL) : Py_NewRef(Py_None);
-    PyObject *r = dispatch_enter(&refs, event, args[1]);
+    PyObject *r = dispatch_enter(&refs, args[0], event, args[1]);
     refs_release(&refs);
     return r;
 }
@@ -1298,8 +1433,9 @@ exit_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
     int found = site_of(self, args[0], &refs);
     if (found <= 0)
         return found < 0 ? NULL : Py_NewRef(Py_None);
-    PyObject *r = is_unwind ? dispatch_exit(self, &refs, event, args[1], Py_None, args[2])
-                            : dispatch_exit(self, &refs, event, args[1], args[2], Py_None);
+    PyObject *r = is_unwind
+        ? dispatch_exit(self, &refs, args[0], event, args[1], Py_None, args[2])
+        : dispatch_exit(self, &refs, args[0], event, args[1], args[2], Py_None);
     refs_release(&refs);
     return r;
 }
@@ -1357,9 +1493,30 @@ static PyTypeObject Dispatcher_Type = {
 
 /* ------------------------------------------------------------------------- */
 
+#ifdef FNT_IFRAME
+static PyObject *
+frame_key(PyObject *module, PyObject *frame)
+{
+    if (!PyFrame_Check(frame)) {
+        PyErr_SetString(PyExc_TypeError, "frame_key() needs a frame");
+        return NULL;
+    }
+    return PyLong_FromVoidPtr(((fnt_frameobject *)frame)->f_frame);
+}
+#endif
+
+static PyMethodDef speedups_functions[] = {
+#ifdef FNT_IFRAME
+    {"frame_key", (PyCFunction)frame_key, METH_O,
+     "function_graph's stack key of a running frame (its interpreter frame's address)."},
+#endif
+    {NULL}
+};
+
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT, "fntrace._speedups",
-    "fntrace's optional C hot path (see the comment at the top of _speedups.c).", -1, NULL,
+    "fntrace's optional C hot path (see the comment at the top of _speedups.c).", -1,
+    speedups_functions,
 };
 
 #define INTERN(var, text) \

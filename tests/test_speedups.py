@@ -64,6 +64,8 @@ def sp_main(hook: Callable[[int], None] | None = None) -> int:
         if hook is not None:
             hook(i)
         total += sp_rec(i % 7) + sum(sp_gen(3)) + sp_catch()
+        # called from C (map, sorted): the caller is the Python frame below the C call
+        total += sum(map(sp_leaf, range(2))) + sorted(range(3), key=sp_leaf)[0]
     out: list[int] = []
     threads = [threading.Thread(target=sp_thread_body, args=(out,)) for _ in range(3)]
     for t in threads:

@@ -63,7 +63,7 @@ entry and exit land in two batches shows as ``f() {`` then ``} /* f */``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .. import _accel
@@ -98,9 +98,9 @@ _MARKS = ((1_000_000_000, "$"), (100_000_000, "@"), (10_000_000, "*"), (1_000_00
           (100_000, "!"), (10_000, "+"))
 _FILL = "              |  "  # the duration column of an entry or comment line
 
-# A stack entry: (frame, entry timestamp or None when not recorded,
+# A stack entry: (frame key, entry timestamp or None when not recorded,
 #                 recorded depth below it, selection state below it).
-_Entry = tuple["types.FrameType", "int | None", int, int]
+_Entry = tuple[Any, "int | None", int, int]
 
 
 def overhead_mark(ns: int) -> str:
@@ -129,6 +129,10 @@ class FunctionGraphTracer(Tracer):
         self._tls = threading.local()
         self._kinds: dict[Function, int] = {}
         self._base = _INSIDE
+        # A frame's key on the stacks: the frame itself, or (with the C hot path)
+        # its interpreter frame's address, which the C recorder uses too, so the
+        # two paths pair each other's entries and exits.
+        self._key: Callable[[types.FrameType], Any] | None = None
 
     # -- life ----------------------------------------------------------------
     def make_ops(self) -> list[Ops]:
@@ -136,6 +140,7 @@ class FunctionGraphTracer(Tracer):
         inst = self.inst
         ops = Ops(self.entry, ret=self.exit, filter=inst.filter, notrace=inst.notrace)
         speedups = _accel.speedups
+        self._key = getattr(speedups, "frame_key", None)
         if speedups is not None:
             rec = speedups.GraphRecorder(inst, inst.rb, self._tls, _UNWIND)
             rec.report = ops._callback_failed
@@ -205,7 +210,7 @@ class FunctionGraphTracer(Tracer):
         kind = self._kinds.get(ip)
         if kind is None:
             kind = self._classify(ip)
-        frame = fregs.frame
+        frame = fregs.frame if self._key is None else self._key(fregs.frame)
         if state == _BLOCKED or kind == _BLOCKED:
             stack.append((frame, None, depth, _BLOCKED))
             return
@@ -236,9 +241,9 @@ class FunctionGraphTracer(Tracer):
             return
         if not stack:
             return
-        frame = fregs.frame
+        frame = fregs.frame if self._key is None else self._key(fregs.frame)
         top = stack.pop()
-        if top[0] is not frame:
+        if top[0] is not frame and top[0] != frame:
             stack.append(top)
             found = _pop_to(stack, frame)
             if found is None:  # its entry was not seen (pid filter changed, registration)
@@ -275,10 +280,10 @@ class FunctionGraphTracer(Tracer):
         return _Renderer(self.inst).lines(list(events))
 
 
-def _pop_to(stack: list[_Entry], frame: types.FrameType) -> _Entry | None:
+def _pop_to(stack: list[_Entry], frame: Any) -> _Entry | None:
     """Drop entries above ``frame``'s (their exits never came); None if it is absent."""
     for i in range(len(stack) - 1, -1, -1):
-        if stack[i][0] is frame:
+        if stack[i][0] is frame or stack[i][0] == frame:
             entry = stack[i]
             del stack[i:]
             return entry
