@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import __version__
+from . import __version__, _accel
 from .core.filter import Filter, parse
 from .core.symbols import available_filter_functions
 
@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fntrace", description="Function tracing for Python, after the kernel's ftrace.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
-    parser.add_argument("--version", action="version", version=f"fntrace {__version__}")
+    parser.add_argument("--version", action="version",
+                        version=f"fntrace {__version__} ({_accel.status()})")
     sub = parser.add_subparsers(dest="command", required=True)
     funcs = sub.add_parser(
         "funcs", help="list available_filter_functions",
