@@ -31,10 +31,8 @@
 
 static PyObject *str_fast, *str_enter, *str_has_ret, *str_fn, *str_live, *str_local,
     *str_buf, *str_new_buffer, *str_stack, *str_tracing_on, *str_clock, *str_write,
-    *str_append, *str_popleft, *str_F, *str_E, *str_X;
-static PyObject *deque_type;       /* collections.deque */
+    *str_F, *str_E, *str_X;
 static PyObject *perf_counter_ns;  /* time.perf_counter_ns: read natively */
-static PyObject *small_64;         /* EVENT_OVERHEAD */
 static PyObject *int_inside, *int_outside, *int_blocked;
 
 #define EVENT_OVERHEAD 64
@@ -111,14 +109,314 @@ where_key(Where *w)
 #define GRAPH_BLOCKED 2
 
 /* ------------------------------------------------------------------------- */
+/* EventQueue: a thread buffer's events                                       */
+/* ------------------------------------------------------------------------- */
+
+/* A FIFO of events that reads like the deque of tuples the pure-Python path
+ * keeps (append, popleft, len, [i], iteration, clear).  Events the recorders
+ * write are stored packed, as C fields: no tuple, no int objects, nothing to
+ * free when the ring overwrites them; a tuple equal to the one the Python
+ * path writes is built only when a reader asks for the event. */
+typedef struct {
+    PyObject *obj;    /* an event written from Python (a tuple), or NULL: packed */
+    PyObject *fn;     /* packed: the Function */
+    PyObject *aux;    /* packed: F parent (or None); X value text (or None) */
+    PyObject *event;  /* packed: the Event string */
+    long long ts;
+    long long depth;     /* E, X */
+    long long duration;  /* X */
+    long long size;
+    char kind;           /* 'F', 'E', 'X' */
+} Slot;
+
+typedef struct {
+    PyObject_HEAD
+    Slot *slots;
+    Py_ssize_t cap;   /* a power of two */
+    Py_ssize_t head;  /* the oldest */
+    Py_ssize_t len;
+} EventQueue;
+
+static PyTypeObject EventQueue_Type;
+
+static void
+slot_release(Slot *s)
+{
+    /* the caller has taken the slot out of the queue already */
+    Py_XDECREF(s->obj);
+    Py_XDECREF(s->fn);
+    Py_XDECREF(s->aux);
+    Py_XDECREF(s->event);
+}
+
+static int
+slot_size(Slot *s, long long *size)
+{
+    if (s->obj == NULL) {
+        *size = s->size;
+        return 0;
+    }
+    PyObject *item;
+    if (PyTuple_CheckExact(s->obj) && PyTuple_GET_SIZE(s->obj) >= 2) {
+        *size = PyLong_AsLongLong(PyTuple_GET_ITEM(s->obj, 1));
+    } else {
+        item = PySequence_GetItem(s->obj, 1);
+        if (item == NULL)
+            return -1;
+        *size = PyLong_AsLongLong(item);
+        Py_DECREF(item);
+    }
+    return (*size == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* The event as the Python path writes it (new reference). */
+static PyObject *
+slot_event(Slot *s)
+{
+    if (s->obj != NULL)
+        return Py_NewRef(s->obj);
+    PyObject *ts = PyLong_FromLongLong(s->ts);
+    PyObject *size = PyLong_FromLongLong(s->size);
+    PyObject *kind = s->kind == 'F' ? str_F : s->kind == 'E' ? str_E : str_X;
+    PyObject *t = NULL;
+    if (ts != NULL && size != NULL) {
+        if (s->kind == 'F') {
+            t = PyTuple_Pack(7, ts, size, kind, s->fn, s->aux, Py_None, s->event);
+        } else {
+            PyObject *depth = PyLong_FromLongLong(s->depth);
+            if (depth != NULL && s->kind == 'E') {
+                t = PyTuple_Pack(7, ts, size, kind, s->fn, depth, Py_None, s->event);
+            } else if (depth != NULL) {
+                PyObject *dur = PyLong_FromLongLong(s->duration);
+                if (dur != NULL)
+                    t = PyTuple_Pack(8, ts, size, kind, s->fn, depth, dur, s->event, s->aux);
+                Py_XDECREF(dur);
+            }
+            Py_XDECREF(depth);
+        }
+    }
+    Py_XDECREF(ts);
+    Py_XDECREF(size);
+    return t;
+}
+
+static int
+queue_reserve(EventQueue *q)
+{
+    if (q->len < q->cap)
+        return 0;
+    Py_ssize_t ncap = q->cap ? q->cap * 2 : 64;
+    Slot *n = PyMem_Calloc((size_t)ncap, sizeof(Slot));
+    if (n == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < q->len; i++)
+        n[i] = q->slots[(q->head + i) & (q->cap - 1)];
+    PyMem_Free(q->slots);
+    q->slots = n;
+    q->cap = ncap;
+    q->head = 0;
+    return 0;
+}
+
+/* Append a slot (its references are given to the queue). */
+static int
+queue_push(EventQueue *q, Slot *s)
+{
+    if (queue_reserve(q) < 0)
+        return -1;
+    q->slots[(q->head + q->len) & (q->cap - 1)] = *s;
+    q->len++;
+    return 0;
+}
+
+/* Take the oldest slot out into *out (0), or -1 with IndexError when empty. */
+static int
+queue_take(EventQueue *q, Slot *out)
+{
+    if (q->len == 0) {
+        PyErr_SetString(PyExc_IndexError, "pop from an empty event queue");
+        return -1;
+    }
+    Slot *s = &q->slots[q->head];
+    *out = *s;
+    memset(s, 0, sizeof(Slot));
+    q->head = (q->head + 1) & (q->cap - 1);
+    q->len--;
+    return 0;
+}
+
+static PyObject *
+EventQueue_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    EventQueue *q = (EventQueue *)type->tp_alloc(type, 0);
+    return (PyObject *)q;
+}
+
+static void
+queue_clear_all(EventQueue *q)
+{
+    while (q->len > 0) {
+        Slot s;
+        queue_take(q, &s);
+        slot_release(&s);
+    }
+}
+
+static int
+EventQueue_traverse(EventQueue *q, visitproc visit, void *arg)
+{
+    for (Py_ssize_t i = 0; i < q->len; i++) {
+        Slot *s = &q->slots[(q->head + i) & (q->cap - 1)];
+        Py_VISIT(s->obj);
+        Py_VISIT(s->fn);
+        Py_VISIT(s->aux);
+    }
+    return 0;
+}
+
+static int
+EventQueue_tp_clear(EventQueue *q)
+{
+    queue_clear_all(q);
+    return 0;
+}
+
+static void
+EventQueue_dealloc(EventQueue *q)
+{
+    PyObject_GC_UnTrack(q);
+    queue_clear_all(q);
+    PyMem_Free(q->slots);
+    Py_TYPE(q)->tp_free((PyObject *)q);
+}
+
+static PyObject *
+EventQueue_append(EventQueue *q, PyObject *obj)
+{
+    Slot s = {0};
+    s.obj = Py_NewRef(obj);
+    if (queue_push(q, &s) < 0) {
+        Py_DECREF(obj);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+EventQueue_popleft(EventQueue *q, PyObject *unused)
+{
+    Slot s;
+    if (queue_take(q, &s) < 0)
+        return NULL;
+    PyObject *ev = slot_event(&s);
+    slot_release(&s);
+    return ev;
+}
+
+static PyObject *
+EventQueue_clear_method(EventQueue *q, PyObject *unused)
+{
+    queue_clear_all(q);
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t
+EventQueue_len(EventQueue *q)
+{
+    return q->len;
+}
+
+static PyObject *
+EventQueue_item(EventQueue *q, Py_ssize_t i)
+{
+    if (i < 0 || i >= q->len) {
+        PyErr_SetString(PyExc_IndexError, "event queue index out of range");
+        return NULL;
+    }
+    return slot_event(&q->slots[(q->head + i) & (q->cap - 1)]);
+}
+
+/* A list of the events now in the queue (iteration works on this copy, so the
+ * owner may go on writing meanwhile). */
+static PyObject *
+queue_list(EventQueue *q)
+{
+    Py_ssize_t n = q->len;
+    PyObject *list = PyList_New(n);
+    if (list == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i >= q->len) {  /* a reader took some meanwhile (a collection ran code) */
+            if (PyList_SetSlice(list, i, n, NULL) < 0) {
+                Py_DECREF(list);
+                return NULL;
+            }
+            break;
+        }
+        PyObject *ev = slot_event(&q->slots[(q->head + i) & (q->cap - 1)]);
+        if (ev == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, ev);
+    }
+    return list;
+}
+
+static PyObject *
+EventQueue_iter(EventQueue *q)
+{
+    PyObject *list = queue_list(q);
+    if (list == NULL)
+        return NULL;
+    PyObject *it = PyObject_GetIter(list);
+    Py_DECREF(list);
+    return it;
+}
+
+static PyObject *
+EventQueue_repr(EventQueue *q)
+{
+    return PyUnicode_FromFormat("<EventQueue of %zd events>", q->len);
+}
+
+static PyMethodDef EventQueue_methods[] = {
+    {"append", (PyCFunction)EventQueue_append, METH_O, "Add an event at the newest end."},
+    {"popleft", (PyCFunction)EventQueue_popleft, METH_NOARGS, "Take the oldest event."},
+    {"clear", (PyCFunction)EventQueue_clear_method, METH_NOARGS, "Drop every event."},
+    {NULL}
+};
+
+static PySequenceMethods EventQueue_as_sequence = {
+    .sq_length = (lenfunc)EventQueue_len,
+    .sq_item = (ssizeargfunc)EventQueue_item,
+};
+
+static PyTypeObject EventQueue_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "fntrace._speedups.EventQueue",
+    .tp_basicsize = sizeof(EventQueue),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A thread buffer's events, oldest first (reads like a deque of tuples).",
+    .tp_new = EventQueue_new,
+    .tp_dealloc = (destructor)EventQueue_dealloc,
+    .tp_traverse = (traverseproc)EventQueue_traverse,
+    .tp_clear = (inquiry)EventQueue_tp_clear,
+    .tp_methods = EventQueue_methods,
+    .tp_as_sequence = &EventQueue_as_sequence,
+    .tp_iter = (getiterfunc)EventQueue_iter,
+    .tp_repr = (reprfunc)EventQueue_repr,
+};
+
+/* ------------------------------------------------------------------------- */
 /* RingCore                                                                   */
 /* ------------------------------------------------------------------------- */
 
 typedef struct {
     PyObject_HEAD
-    PyObject *events;   /* deque of event tuples */
-    PyObject *append;   /* events.append */
-    PyObject *popleft;  /* events.popleft */
+    EventQueue *events;
     PyObject *on_full;  /* no-loss hook or None */
     long long capacity, written, in_bytes, overrun, overrun_bytes, dropped, read, read_bytes;
     char overwrite;
@@ -134,19 +432,10 @@ RingCore_init(RingCore *self, PyObject *args, PyObject *kwds)
     int overwrite = 1;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|Lp", kwlist, &capacity, &overwrite))
         return -1;
-    PyObject *events = PyObject_CallNoArgs(deque_type);
+    PyObject *events = PyObject_CallNoArgs((PyObject *)&EventQueue_Type);
     if (events == NULL)
         return -1;
-    PyObject *append = PyObject_GetAttr(events, str_append);
-    PyObject *popleft = append ? PyObject_GetAttr(events, str_popleft) : NULL;
-    if (popleft == NULL) {
-        Py_XDECREF(append);
-        Py_DECREF(events);
-        return -1;
-    }
-    Py_XSETREF(self->events, events);
-    Py_XSETREF(self->append, append);
-    Py_XSETREF(self->popleft, popleft);
+    Py_XSETREF(self->events, (EventQueue *)events);
     Py_XSETREF(self->on_full, Py_NewRef(Py_None));
     self->capacity = capacity;
     self->overwrite = (char)overwrite;
@@ -159,8 +448,6 @@ static int
 RingCore_traverse(RingCore *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->events);
-    Py_VISIT(self->append);
-    Py_VISIT(self->popleft);
     Py_VISIT(self->on_full);
     return 0;
 }
@@ -169,8 +456,6 @@ static int
 RingCore_clear(RingCore *self)
 {
     Py_CLEAR(self->events);
-    Py_CLEAR(self->append);
-    Py_CLEAR(self->popleft);
     Py_CLEAR(self->on_full);
     return 0;
 }
@@ -188,80 +473,87 @@ RingCore_dealloc(RingCore *self)
 static int
 event_size(PyObject *event, long long *size)
 {
-    PyObject *item;
-    if (PyTuple_CheckExact(event) && PyTuple_GET_SIZE(event) >= 2) {
-        item = PyTuple_GET_ITEM(event, 1);
-        *size = PyLong_AsLongLong(item);
-    } else {
-        item = PySequence_GetItem(event, 1);
-        if (item == NULL)
-            return -1;
-        *size = PyLong_AsLongLong(item);
-        Py_DECREF(item);
-    }
-    return (*size == -1 && PyErr_Occurred()) ? -1 : 0;
+    Slot s = {0};
+    s.obj = event;
+    return slot_size(&s, size);
 }
 
-/* 1 written, 0 dropped, -1 error.  The owner thread only (readers only pop). */
+/* Room for an event of `size` bytes: 1 yes, 0 dropped, -1 error.  The owner
+ * thread only (readers only take from the oldest end). */
+static int
+ring_room(RingCore *self, long long size)
+{
+    long long used = self->in_bytes - self->overrun_bytes - self->read_bytes;
+    if (used + size <= self->capacity)
+        return 1;
+    if (self->on_full != Py_None && self->on_full != NULL) {
+        PyObject *hook = Py_NewRef(self->on_full);
+        PyObject *r = PyObject_CallNoArgs(hook);
+        Py_DECREF(hook);
+        if (r == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_Exception))
+                return -1;
+            /* the consumer failed: fall back to the bounded ring */
+            PyErr_Clear();
+            Py_XSETREF(self->on_full, Py_NewRef(Py_None));
+        } else {
+            Py_DECREF(r);
+        }
+        used = self->in_bytes - self->overrun_bytes - self->read_bytes;
+        if (used + size <= self->capacity)
+            return 1;
+    }
+    if (!self->overwrite || size > self->capacity) {
+        self->dropped++;
+        return 0;
+    }
+    /* Overwrite: drop the oldest events until this one fits (usually one). */
+    long long room = self->capacity - size, freed = 0, n = 0;
+    while (used - freed > room) {
+        EventQueue *q = self->events;
+        if (q == NULL || q->len == 0)  /* a reader took it first */
+            break;
+        Slot old;
+        queue_take(q, &old);
+        long long osize;
+        int bad = slot_size(&old, &osize);
+        slot_release(&old);
+        if (bad) {
+            self->overrun += n;
+            self->overrun_bytes += freed;
+            return -1;
+        }
+        freed += osize;
+        n++;
+    }
+    self->overrun += n;
+    self->overrun_bytes += freed;
+    return 1;
+}
+
+/* Write one slot (its references are the ring's, or released when dropped):
+ * 1 written, 0 dropped, -1 error. */
+static int
+ring_write_slot(RingCore *self, Slot *s)
+{
+    int r = ring_room(self, s->size);
+    if (r <= 0 || self->events == NULL || queue_push(self->events, s) < 0) {
+        slot_release(s);
+        return r <= 0 ? r : -1;
+    }
+    self->written++;
+    self->in_bytes += s->size;
+    return 1;
+}
+
+/* 1 written, 0 dropped, -1 error. */
 static int
 ring_write(RingCore *self, PyObject *event, long long size)
 {
-    long long used = self->in_bytes - self->overrun_bytes - self->read_bytes;
-    if (used + size > self->capacity) {
-        if (self->on_full != Py_None && self->on_full != NULL) {
-            PyObject *hook = Py_NewRef(self->on_full);
-            PyObject *r = PyObject_CallNoArgs(hook);
-            Py_DECREF(hook);
-            if (r == NULL) {
-                if (!PyErr_ExceptionMatches(PyExc_Exception))
-                    return -1;
-                /* the consumer failed: fall back to the bounded ring */
-                PyErr_Clear();
-                Py_XSETREF(self->on_full, Py_NewRef(Py_None));
-            } else {
-                Py_DECREF(r);
-            }
-            used = self->in_bytes - self->overrun_bytes - self->read_bytes;
-        }
-        if (used + size > self->capacity) {
-            if (!self->overwrite || size > self->capacity) {
-                self->dropped++;
-                return 0;
-            }
-            long long room = self->capacity - size, freed = 0, n = 0;
-            while (used - freed > room) {
-                PyObject *old = PyObject_CallNoArgs(self->popleft);
-                if (old == NULL) {
-                    if (PyErr_ExceptionMatches(PyExc_IndexError)) {  /* a reader took it */
-                        PyErr_Clear();
-                        break;
-                    }
-                    self->overrun += n;
-                    self->overrun_bytes += freed;
-                    return -1;
-                }
-                long long osize;
-                int bad = event_size(old, &osize);
-                Py_DECREF(old);
-                if (bad) {
-                    self->overrun += n;
-                    self->overrun_bytes += freed;
-                    return -1;
-                }
-                freed += osize;
-                n++;
-            }
-            self->overrun += n;
-            self->overrun_bytes += freed;
-        }
-    }
-    PyObject *r = PyObject_CallOneArg(self->append, event);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    self->written++;
-    self->in_bytes += size;
-    return 1;
+    Slot s = {0};
+    s.obj = Py_NewRef(event);
+    s.size = size;
+    return ring_write_slot(self, &s);
 }
 
 static PyObject *
@@ -274,6 +566,16 @@ RingCore_write(RingCore *self, PyObject *event)
     if (r < 0)
         return NULL;
     return PyBool_FromLong(r);
+}
+
+static PyObject *
+RingCore_get_events(RingCore *self, void *closure)
+{
+    if (self->events == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "events");
+        return NULL;
+    }
+    return Py_NewRef((PyObject *)self->events);
 }
 
 static PyObject *
@@ -316,7 +618,6 @@ static PyMethodDef RingCore_methods[] = {
 };
 
 static PyMemberDef RingCore_members[] = {
-    {"events", T_OBJECT_EX, offsetof(RingCore, events), READONLY, "the events, oldest first"},
     {"capacity", T_LONGLONG, offsetof(RingCore, capacity), 0, "bytes"},
     {"written", T_LONGLONG, offsetof(RingCore, written), 0, "events accepted (owner)"},
     {"in_bytes", T_LONGLONG, offsetof(RingCore, in_bytes), 0, "bytes accepted (owner)"},
@@ -329,6 +630,7 @@ static PyMemberDef RingCore_members[] = {
 };
 
 static PyGetSetDef RingCore_getset[] = {
+    {"events", (getter)RingCore_get_events, NULL, "the events, oldest first", NULL},
     {"overwrite", (getter)RingCore_get_overwrite, (setter)RingCore_set_overwrite, NULL, NULL},
     {"on_full", (getter)RingCore_get_on_full, (setter)RingCore_set_on_full, NULL, NULL},
     {NULL}
@@ -462,22 +764,28 @@ recorder_bind(Recorder *self, PyObject *inst, PyObject *rb)
     return 0;
 }
 
-/* The clock of the ring buffer, natively when it is perf_counter_ns. */
-static PyObject *
-recorder_now(Recorder *self)
+/* The clock of the ring buffer, natively when it is perf_counter_ns (on Linux
+ * both read CLOCK_MONOTONIC, so events of the two paths order together). */
+static int
+recorder_now(Recorder *self, long long *now)
 {
     PyObject *clock = attr_of(self->rb, self->rb_dict, str_clock);
     if (clock == NULL)
-        return NULL;
+        return -1;
     if (clock == perf_counter_ns) {
         Py_DECREF(clock);
         struct timespec t;
         clock_gettime(CLOCK_MONOTONIC, &t);
-        return PyLong_FromLongLong((long long)t.tv_sec * 1000000000LL + t.tv_nsec);
+        *now = (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+        return 0;
     }
     PyObject *ts = PyObject_CallNoArgs(clock);
     Py_DECREF(clock);
-    return ts;
+    if (ts == NULL)
+        return -1;
+    *now = PyLong_AsLongLong(ts);
+    Py_DECREF(ts);
+    return (*now == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
 /* This thread's buffer in the ring's live set (new reference). */
@@ -513,29 +821,26 @@ recorder_buffer(Recorder *self, unsigned long long tsid)
 
 /* Write an event (steals it) into this thread's buffer. */
 static int
-recorder_write(Recorder *self, PyObject *event, long long size, unsigned long long tsid)
+recorder_write(Recorder *self, Slot *slot, unsigned long long tsid)
 {
-    /* An event holds timestamps, names and Function objects, never anything
-     * that refers back to it: it cannot be part of a cycle, and keeping the
-     * ring's tens of thousands of tuples out of the collector's walks saves
-     * every collection from traversing them. */
-    if (PyObject_GC_IsTracked(event))
-        PyObject_GC_UnTrack(event);
+    /* The slot's references go to the ring (or are released). */
     PyObject *buf = recorder_buffer(self, tsid);
     if (buf == NULL) {
-        Py_DECREF(event);
+        slot_release(slot);
         return -1;
     }
     int r;
     if (PyObject_TypeCheck(buf, &RingCore_Type)) {
-        r = ring_write((RingCore *)buf, event, size);
+        r = ring_write_slot((RingCore *)buf, slot);
     } else {
-        PyObject *res = PyObject_CallMethodOneArg(buf, str_write, event);
+        PyObject *event = slot_event(slot);
+        slot_release(slot);
+        PyObject *res = event ? PyObject_CallMethodOneArg(buf, str_write, event) : NULL;
         r = res == NULL ? -1 : 0;
         Py_XDECREF(res);
+        Py_XDECREF(event);
     }
     Py_DECREF(buf);
-    Py_DECREF(event);
     return r < 0 ? -1 : 0;
 }
 
@@ -755,33 +1060,22 @@ func_entry(FuncRecorder *self, PyObject *fn, Where *where, PyObject *event,
     int on = recorder_tracing_on((Recorder *)self);
     if (on <= 0)
         return on;
-    Py_INCREF(fn);
     PyObject *parent = where_parent(self, where);
-    if (parent == NULL) {
-        Py_DECREF(fn);
+    if (parent == NULL)
         return -1;
-    }
-    PyObject *ts = recorder_now((Recorder *)self);
-    if (ts == NULL) {
-        Py_DECREF(fn);
+    long long ts;
+    if (recorder_now((Recorder *)self, &ts) < 0) {
         Py_DECREF(parent);
         return -1;
     }
-    PyObject *ev = PyTuple_New(7);
-    if (ev == NULL) {
-        Py_DECREF(fn);
-        Py_DECREF(parent);
-        Py_DECREF(ts);
-        return -1;
-    }
-    PyTuple_SET_ITEM(ev, 0, ts);
-    PyTuple_SET_ITEM(ev, 1, Py_NewRef(small_64));
-    PyTuple_SET_ITEM(ev, 2, Py_NewRef(str_F));
-    PyTuple_SET_ITEM(ev, 3, fn);
-    PyTuple_SET_ITEM(ev, 4, parent);
-    PyTuple_SET_ITEM(ev, 5, Py_NewRef(Py_None));
-    PyTuple_SET_ITEM(ev, 6, Py_NewRef(event));
-    return recorder_write((Recorder *)self, ev, EVENT_OVERHEAD, tsid);
+    Slot slot = {0};
+    slot.kind = 'F';
+    slot.ts = ts;
+    slot.size = EVENT_OVERHEAD;
+    slot.fn = Py_NewRef(fn);
+    slot.aux = parent;
+    slot.event = Py_NewRef(event);
+    return recorder_write((Recorder *)self, &slot, tsid);
 }
 
 static PyGetSetDef Recorder_getset[] = {
@@ -936,30 +1230,25 @@ graph_entry(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
         return -1;
     if ((self->max_depth && depth >= self->max_depth) || !on)
         return push_entry(stack, where, Py_None, depth, int_inside);
-    PyObject *ts = recorder_now((Recorder *)self);
+    long long now;
+    if (recorder_now((Recorder *)self, &now) < 0)
+        return -1;
+    PyObject *ts = PyLong_FromLongLong(now);
     if (ts == NULL)
         return -1;
-    if (push_entry(stack, where, ts, depth + 1, int_inside) < 0) {
-        Py_DECREF(ts);
+    int pushed = push_entry(stack, where, ts, depth + 1, int_inside);
+    Py_DECREF(ts);
+    if (pushed < 0)
         return -1;
-    }
-    Py_INCREF(fn);
-    PyObject *d = PyLong_FromLongLong(depth);
-    PyObject *ev = d ? PyTuple_New(7) : NULL;
-    if (ev == NULL) {
-        Py_DECREF(fn);
-        Py_XDECREF(d);
-        Py_DECREF(ts);
-        return -1;
-    }
-    PyTuple_SET_ITEM(ev, 0, ts);
-    PyTuple_SET_ITEM(ev, 1, Py_NewRef(small_64));
-    PyTuple_SET_ITEM(ev, 2, Py_NewRef(str_E));
-    PyTuple_SET_ITEM(ev, 3, fn);
-    PyTuple_SET_ITEM(ev, 4, d);
-    PyTuple_SET_ITEM(ev, 5, Py_NewRef(Py_None));
-    PyTuple_SET_ITEM(ev, 6, Py_NewRef(event));
-    return recorder_write((Recorder *)self, ev, EVENT_OVERHEAD, tsid);
+    Slot slot = {0};
+    slot.kind = 'E';
+    slot.ts = now;
+    slot.size = EVENT_OVERHEAD;
+    slot.depth = depth;
+    slot.fn = Py_NewRef(fn);
+    slot.aux = Py_NewRef(Py_None);
+    slot.event = Py_NewRef(event);
+    return recorder_write((Recorder *)self, &slot, tsid);
 }
 
 static int
@@ -1016,55 +1305,35 @@ graph_exit(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
         Py_DECREF(top);
         return on;
     }
-    PyObject *ts = recorder_now((Recorder *)self);
-    if (ts == NULL) {
-        Py_DECREF(top);
-        return -1;
-    }
-    PyObject *duration = PyNumber_Subtract(ts, start);
+    long long begin = PyLong_AsLongLong(start);
     long long depth = PyLong_AsLongLong(PyTuple_GET_ITEM(top, 2));
     Py_DECREF(top);
-    if (duration == NULL || (depth == -1 && PyErr_Occurred())) {
-        Py_XDECREF(duration);
-        Py_DECREF(ts);
+    if ((begin == -1 || depth == -1) && PyErr_Occurred())
         return -1;
-    }
+    long long now;
+    if (recorder_now((Recorder *)self, &now) < 0)
+        return -1;
     PyObject *value = Py_None;
     long long size = EVENT_OVERHEAD;
-    Py_INCREF(value);
     if (exc != NULL && exc != Py_None &&
         PyUnicode_Check(event) && PyUnicode_Compare(event, self->ev_unwind) == 0) {
-        Py_DECREF(value);
         value = PyType_GetName(Py_TYPE(exc));
-        if (value == NULL) {
-            Py_DECREF(duration);
-            Py_DECREF(ts);
+        if (value == NULL)
             return -1;
-        }
         size += PyUnicode_GET_LENGTH(value);
+    } else {
+        Py_INCREF(value);
     }
-    Py_INCREF(fn);
-    PyObject *d = PyLong_FromLongLong(depth - 1);
-    PyObject *sz = d ? PyLong_FromLongLong(size) : NULL;
-    PyObject *ev = sz ? PyTuple_New(8) : NULL;
-    if (ev == NULL) {
-        Py_DECREF(fn);
-        Py_XDECREF(d);
-        Py_XDECREF(sz);
-        Py_DECREF(value);
-        Py_DECREF(duration);
-        Py_DECREF(ts);
-        return -1;
-    }
-    PyTuple_SET_ITEM(ev, 0, ts);
-    PyTuple_SET_ITEM(ev, 1, sz);
-    PyTuple_SET_ITEM(ev, 2, Py_NewRef(str_X));
-    PyTuple_SET_ITEM(ev, 3, fn);
-    PyTuple_SET_ITEM(ev, 4, d);
-    PyTuple_SET_ITEM(ev, 5, duration);
-    PyTuple_SET_ITEM(ev, 6, Py_NewRef(event));
-    PyTuple_SET_ITEM(ev, 7, value);
-    return recorder_write((Recorder *)self, ev, size, tsid);
+    Slot slot = {0};
+    slot.kind = 'X';
+    slot.ts = now;
+    slot.size = size;
+    slot.depth = depth - 1;
+    slot.duration = now - begin;
+    slot.fn = Py_NewRef(fn);
+    slot.aux = value;
+    slot.event = Py_NewRef(event);
+    return recorder_write((Recorder *)self, &slot, tsid);
 }
 
 static PyObject *
@@ -1537,34 +1806,28 @@ PyInit__speedups(void)
     INTERN(str_tracing_on, "tracing_on");
     INTERN(str_clock, "clock");
     INTERN(str_write, "write");
-    INTERN(str_append, "append");
-    INTERN(str_popleft, "popleft");
     INTERN(str_F, "F");
     INTERN(str_E, "E");
     INTERN(str_X, "X");
-    small_64 = PyLong_FromLong(EVENT_OVERHEAD);
     int_outside = PyLong_FromLong(GRAPH_OUTSIDE);
     int_inside = PyLong_FromLong(GRAPH_INSIDE);
     int_blocked = PyLong_FromLong(GRAPH_BLOCKED);
-    PyObject *collections = PyImport_ImportModule("collections");
-    if (collections == NULL)
-        return NULL;
-    deque_type = PyObject_GetAttrString(collections, "deque");
-    Py_DECREF(collections);
     PyObject *time_mod = PyImport_ImportModule("time");
-    if (time_mod == NULL || deque_type == NULL)
+    if (time_mod == NULL)
         return NULL;
     perf_counter_ns = PyObject_GetAttrString(time_mod, "perf_counter_ns");
     Py_DECREF(time_mod);
     if (perf_counter_ns == NULL)
         return NULL;
-    if (PyType_Ready(&RingCore_Type) < 0 || PyType_Ready(&FuncRecorder_Type) < 0 ||
+    if (PyType_Ready(&EventQueue_Type) < 0 ||
+        PyType_Ready(&RingCore_Type) < 0 || PyType_Ready(&FuncRecorder_Type) < 0 ||
         PyType_Ready(&GraphRecorder_Type) < 0 || PyType_Ready(&Dispatcher_Type) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&speedups_module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "RingCore", (PyObject *)&RingCore_Type) < 0 ||
+    if (PyModule_AddObjectRef(m, "EventQueue", (PyObject *)&EventQueue_Type) < 0 ||
+        PyModule_AddObjectRef(m, "RingCore", (PyObject *)&RingCore_Type) < 0 ||
         PyModule_AddObjectRef(m, "FuncRecorder", (PyObject *)&FuncRecorder_Type) < 0 ||
         PyModule_AddObjectRef(m, "GraphRecorder", (PyObject *)&GraphRecorder_Type) < 0 ||
         PyModule_AddObjectRef(m, "Dispatcher", (PyObject *)&Dispatcher_Type) < 0) {
