@@ -31,7 +31,8 @@
 
 static PyObject *str_fast, *str_enter, *str_has_ret, *str_fn, *str_live, *str_local,
     *str_buf, *str_new_buffer, *str_stack, *str_tracing_on, *str_clock, *str_write,
-    *str_F, *str_E, *str_X;
+    *str_F, *str_E, *str_X, *str_name, *str_code, *str_co_flags, *str_tid, *str_cpu,
+    *str_thread_flags;
 static PyObject *perf_counter_ns;  /* time.perf_counter_ns: read natively */
 static PyObject *int_inside, *int_outside, *int_blocked;
 
@@ -653,6 +654,595 @@ static PyTypeObject RingCore_Type = {
 };
 
 /* ------------------------------------------------------------------------- */
+/* take_all: consume every thread's events, merged in time order               */
+/* ------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject *buf;
+    PyObject **evs;
+    long long *ts;
+    Py_ssize_t n, pos;
+} Taken;
+
+static long long
+event_ts(PyObject *ev, int *bad)
+{
+    PyObject *item = PyTuple_CheckExact(ev) && PyTuple_GET_SIZE(ev) > 0
+        ? Py_NewRef(PyTuple_GET_ITEM(ev, 0)) : PySequence_GetItem(ev, 0);
+    if (item == NULL) {
+        *bad = 1;
+        return 0;
+    }
+    long long ts = PyLong_AsLongLong(item);
+    Py_DECREF(item);
+    if (ts == -1 && PyErr_Occurred())
+        *bad = 1;
+    return ts;
+}
+
+/* take_all(buffers) -> [(buf, event), ...]: every event now in these RingCore
+ * buffers (in cpu order), consumed (read counters updated), in the order of
+ * BufferSet.consume(): by timestamp, then buffer, then position. */
+static PyObject *
+take_all(PyObject *module, PyObject *buffers)
+{
+    PyObject *seq = PySequence_Fast(buffers, "take_all() needs a sequence of buffers");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t k = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t j = 0; j < k; j++) {
+        if (!PyObject_TypeCheck(PySequence_Fast_GET_ITEM(seq, j), &RingCore_Type)) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_TypeError, "take_all() needs RingCore buffers");
+            return NULL;
+        }
+    }
+    Taken *t = PyMem_Calloc((size_t)(k ? k : 1), sizeof(Taken));
+    PyObject *out = NULL;
+    if (t == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t total = 0;
+    int bad = 0;
+    for (Py_ssize_t j = 0; j < k && !bad; j++) {
+        RingCore *rc = (RingCore *)PySequence_Fast_GET_ITEM(seq, j);
+        EventQueue *q = rc->events;
+        t[j].buf = (PyObject *)rc;
+        Py_ssize_t n = q ? q->len : 0;
+        if (n == 0)
+            continue;
+        t[j].evs = PyMem_Calloc((size_t)n, sizeof(PyObject *));
+        t[j].ts = PyMem_Calloc((size_t)n, sizeof(long long));
+        if (t[j].evs == NULL || t[j].ts == NULL) {
+            PyErr_NoMemory();
+            bad = 1;
+            break;
+        }
+        for (Py_ssize_t i = 0; i < n && q->len > 0; i++) {
+            Slot sl;
+            queue_take(q, &sl);
+            long long size = 0;
+            PyObject *ev = NULL;
+            if (slot_size(&sl, &size) == 0)
+                ev = slot_event(&sl);
+            long long ts = sl.obj == NULL ? sl.ts : 0;
+            slot_release(&sl);
+            if (ev == NULL) {
+                bad = 1;
+                break;
+            }
+            if (sl.obj != NULL)
+                ts = event_ts(ev, &bad);
+            else if (PyObject_GC_IsTracked(ev))
+                /* built here from names, ints and Functions: no cycle goes through
+                 * it, and a batch holds many thousands the collector would walk */
+                PyObject_GC_UnTrack(ev);
+            rc->read++;
+            rc->read_bytes += size;
+            t[j].evs[t[j].n] = ev;
+            t[j].ts[t[j].n] = ts;
+            t[j].n++;
+            total++;
+            if (bad)
+                break;
+        }
+    }
+    int monotonic = 1;
+    for (Py_ssize_t j = 0; j < k && !bad; j++)
+        for (Py_ssize_t i = 1; i < t[j].n; i++)
+            if (t[j].ts[i] < t[j].ts[i - 1])
+                monotonic = 0;
+    if (!bad && !monotonic) {
+        /* a clock that went back (realtime): sort as consume() does, by
+         * (ts, buffer, position) */
+        PyObject *keyed = PyList_New(0);
+        for (Py_ssize_t j = 0; keyed != NULL && j < k; j++) {
+            for (Py_ssize_t i = 0; i < t[j].n; i++) {
+                PyObject *item = Py_BuildValue("(LnnOO)", t[j].ts[i], j, i, t[j].buf,
+                                               t[j].evs[i]);
+                if (item == NULL || PyList_Append(keyed, item) < 0) {
+                    Py_XDECREF(item);
+                    Py_CLEAR(keyed);
+                    break;
+                }
+                Py_DECREF(item);
+            }
+        }
+        if (keyed != NULL && PyList_Sort(keyed) == 0) {
+            out = PyList_New(total);
+            for (Py_ssize_t m = 0; out != NULL && m < total; m++) {
+                PyObject *item = PyList_GET_ITEM(keyed, m);
+                PyObject *pair = PyTuple_Pack(2, PyTuple_GET_ITEM(item, 3),
+                                              PyTuple_GET_ITEM(item, 4));
+                if (pair == NULL) {
+                    Py_CLEAR(out);
+                    break;
+                }
+                PyList_SET_ITEM(out, m, pair);
+            }
+        }
+        Py_XDECREF(keyed);
+        bad = 1;  /* done: skip the merge below */
+    }
+    if (!bad) {
+        out = PyList_New(total);
+        for (Py_ssize_t m = 0; out != NULL && m < total; m++) {
+            Py_ssize_t best = -1;
+            for (Py_ssize_t j = 0; j < k; j++) {
+                if (t[j].pos < t[j].n &&
+                    (best < 0 || t[j].ts[t[j].pos] < t[best].ts[t[best].pos]))
+                    best = j;
+            }
+            PyObject *pair = PyTuple_Pack(2, t[best].buf, t[best].evs[t[best].pos]);
+            if (pair == NULL) {
+                Py_CLEAR(out);
+                break;
+            }
+            PyObject_GC_UnTrack(pair);  /* (buffer, event): no cycle either */
+            PyList_SET_ITEM(out, m, pair);
+            t[best].pos++;
+        }
+    }
+    for (Py_ssize_t j = 0; j < k; j++) {
+        for (Py_ssize_t i = 0; i < t[j].n; i++)
+            Py_XDECREF(t[j].evs[i]);
+        PyMem_Free(t[j].evs);
+        PyMem_Free(t[j].ts);
+    }
+    PyMem_Free(t);
+    Py_DECREF(seq);
+    return out;
+}
+
+/* ------------------------------------------------------------------------- */
+/* encode_pairs: one event chunk of the trace file (formats/tracefile.py)     */
+/* ------------------------------------------------------------------------- */
+
+typedef struct {
+    unsigned char *data;
+    Py_ssize_t len, cap;
+} Bytes;
+
+static int
+bytes_room(Bytes *b, Py_ssize_t more)
+{
+    if (b->len + more <= b->cap)
+        return 0;
+    Py_ssize_t ncap = b->cap ? b->cap : 4096;
+    while (ncap < b->len + more)
+        ncap *= 2;
+    unsigned char *n = PyMem_Realloc(b->data, (size_t)ncap);
+    if (n == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = n;
+    b->cap = ncap;
+    return 0;
+}
+
+static int
+put_uvarint(Bytes *b, unsigned long long n)
+{
+    if (bytes_room(b, 10) < 0)
+        return -1;
+    while (n >= 0x80) {
+        b->data[b->len++] = (unsigned char)((n & 0x7F) | 0x80);
+        n >>= 7;
+    }
+    b->data[b->len++] = (unsigned char)n;
+    return 0;
+}
+
+static int
+put_raw(Bytes *b, const char *p, Py_ssize_t n)
+{
+    if (bytes_room(b, n) < 0)
+        return -1;
+    memcpy(b->data + b->len, p, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+/* A Python int written as the writer's _uvarint (non-negative, 64 bits here). */
+static int
+put_pyuvarint(Bytes *b, PyObject *v)
+{
+    unsigned long long n = PyLong_AsUnsignedLongLong(v);
+    if (n == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    return put_uvarint(b, n);
+}
+
+typedef struct {
+    PyObject *strings;  /* str -> index (insertion ordered) */
+    PyObject *funcs;    /* (name, flags) -> index */
+    PyObject *threads;  /* tid -> index */
+    PyObject *rows;     /* [(tid, name, cpu, flags, lost)] */
+    PyObject *fn_fid;   /* Function -> fid (per chunk) */
+    PyObject *par_fid;  /* Function -> fid of (name, 0) */
+    PyObject *buf_idx;  /* buffer -> thread index */
+    long long *last_ts;
+    Py_ssize_t n_last;
+} Tables;
+
+/* The index of `key` in `dict`, adding it (next index) when new: -1 error. */
+static Py_ssize_t
+intern_index(PyObject *dict, PyObject *key, int *added)
+{
+    PyObject *v = PyDict_GetItemWithError(dict, key);
+    if (v != NULL) {
+        *added = 0;
+        return PyLong_AsSsize_t(v);
+    }
+    if (PyErr_Occurred())
+        return -1;
+    Py_ssize_t idx = PyDict_GET_SIZE(dict);
+    PyObject *iv = PyLong_FromSsize_t(idx);
+    if (iv == NULL || PyDict_SetItem(dict, key, iv) < 0) {
+        Py_XDECREF(iv);
+        return -1;
+    }
+    Py_DECREF(iv);
+    *added = 1;
+    return idx;
+}
+
+static Py_ssize_t
+tab_sid(Tables *t, PyObject *text)
+{
+    int added;
+    return intern_index(t->strings, text, &added);
+}
+
+static Py_ssize_t
+tab_fid(Tables *t, PyObject *name, PyObject *flags)
+{
+    PyObject *key = PyTuple_Pack(2, name, flags);
+    if (key == NULL)
+        return -1;
+    int added;
+    Py_ssize_t fid = intern_index(t->funcs, key, &added);
+    Py_DECREF(key);
+    if (fid >= 0 && added && tab_sid(t, name) < 0)
+        return -1;
+    return fid;
+}
+
+/* fid of a Function: (fn.name, fn.code.co_flags), or (fn.name, 0) for parents. */
+static Py_ssize_t
+fn_fid(Tables *t, PyObject *fn, int as_parent)
+{
+    PyObject *cache = as_parent ? t->par_fid : t->fn_fid;
+    PyObject *v = PyDict_GetItemWithError(cache, fn);
+    if (v != NULL)
+        return PyLong_AsSsize_t(v);
+    if (PyErr_Occurred())
+        return -1;
+    PyObject *name = PyObject_GetAttr(fn, str_name);
+    if (name == NULL)
+        return -1;
+    PyObject *flags;
+    if (as_parent) {
+        flags = PyLong_FromLong(0);
+    } else {
+        PyObject *code = PyObject_GetAttr(fn, str_code);
+        flags = code ? PyObject_GetAttr(code, str_co_flags) : NULL;
+        Py_XDECREF(code);
+    }
+    Py_ssize_t fid = flags ? tab_fid(t, name, flags) : -1;
+    Py_DECREF(name);
+    Py_XDECREF(flags);
+    if (fid < 0)
+        return -1;
+    PyObject *iv = PyLong_FromSsize_t(fid);
+    if (iv == NULL || PyDict_SetItem(cache, fn, iv) < 0) {
+        Py_XDECREF(iv);
+        return -1;
+    }
+    Py_DECREF(iv);
+    return fid;
+}
+
+/* The chunk's index of a buffer's thread (its row added at first sight). */
+static Py_ssize_t
+tab_thread(Tables *t, PyObject *buf)
+{
+    PyObject *v = PyDict_GetItemWithError(t->buf_idx, buf);
+    if (v != NULL)
+        return PyLong_AsSsize_t(v);
+    if (PyErr_Occurred())
+        return -1;
+    PyObject *tid = PyObject_GetAttr(buf, str_tid);
+    PyObject *name = tid ? PyObject_GetAttr(buf, str_name) : NULL;
+    PyObject *cpu = name ? PyObject_GetAttr(buf, str_cpu) : NULL;
+    PyObject *flags = cpu ? PyObject_GetAttr(buf, str_thread_flags) : NULL;
+    Py_ssize_t idx = -1;
+    if (flags != NULL) {
+        PyObject *known = PyDict_GetItemWithError(t->threads, tid);
+        if (known != NULL) {
+            idx = PyLong_AsSsize_t(known);
+        } else if (!PyErr_Occurred()) {
+            if (tab_sid(t, name) >= 0 && tab_sid(t, flags) >= 0) {
+                RingCore *rc = (RingCore *)buf;
+                long long lost = rc->overrun + rc->dropped;
+                PyObject *lostv = PyLong_FromLongLong(lost);
+                PyObject *row = lostv ? PyTuple_Pack(5, tid, name, cpu, flags, lostv) : NULL;
+                Py_XDECREF(lostv);
+                idx = PyList_GET_SIZE(t->rows);
+                PyObject *iv = row ? PyLong_FromSsize_t(idx) : NULL;
+                if (iv == NULL || PyList_Append(t->rows, row) < 0 ||
+                    PyDict_SetItem(t->threads, tid, iv) < 0)
+                    idx = -1;
+                Py_XDECREF(iv);
+                Py_XDECREF(row);
+            }
+        }
+    }
+    Py_XDECREF(tid);
+    Py_XDECREF(name);
+    Py_XDECREF(cpu);
+    Py_XDECREF(flags);
+    if (idx < 0)
+        return -1;
+    if (idx >= t->n_last) {
+        Py_ssize_t nn = (idx + 1) * 2;
+        long long *nl = PyMem_Realloc(t->last_ts, (size_t)nn * sizeof(long long));
+        if (nl == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = t->n_last; i < nn; i++)
+            nl[i] = 0;
+        t->last_ts = nl;
+        t->n_last = nn;
+    }
+    PyObject *iv = PyLong_FromSsize_t(idx);
+    if (iv == NULL || PyDict_SetItem(t->buf_idx, buf, iv) < 0) {
+        Py_XDECREF(iv);
+        return -1;
+    }
+    Py_DECREF(iv);
+    return idx;
+}
+
+static int
+put_opt(Bytes *b, Tables *t, PyObject *text)
+{
+    if (text == Py_None)
+        return put_uvarint(b, 0);
+    Py_ssize_t sid = tab_sid(t, text);
+    return sid < 0 ? -1 : put_uvarint(b, (unsigned long long)sid + 1);
+}
+
+static int
+kind_is(PyObject *kind, PyObject *want)
+{
+    return kind == want || (PyUnicode_Check(kind) && PyUnicode_Compare(kind, want) == 0);
+}
+
+static int
+encode_one(Bytes *body, Tables *t, PyObject *buf, PyObject *ev, PyObject *other,
+           PyObject *event_codes)
+{
+    if (!PyTuple_Check(ev) || PyTuple_GET_SIZE(ev) < 3 || !PyObject_TypeCheck(buf, &RingCore_Type)) {
+        PyErr_SetString(PyExc_TypeError, "encode_pairs: (RingCore buffer, event tuple) pairs");
+        return -1;
+    }
+    PyObject *kind = PyTuple_GET_ITEM(ev, 2);
+    Py_ssize_t nev = PyTuple_GET_SIZE(ev);
+    int code;
+    PyObject *text = NULL;
+    if (kind_is(kind, str_F) && nev == 7)
+        code = 0;
+    else if (kind_is(kind, str_E) && nev == 7)
+        code = 1;
+    else if (kind_is(kind, str_X) && nev == 8)
+        code = 2;
+    else {
+        /* markers and events other tracers render: Python says (kind code, text) */
+        PyObject *r = PyObject_CallFunctionObjArgs(other, buf, ev, NULL);
+        if (r == NULL)
+            return -1;
+        if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 2) {
+            Py_DECREF(r);
+            PyErr_SetString(PyExc_TypeError, "encode_pairs: other() must give (code, text)");
+            return -1;
+        }
+        code = (int)PyLong_AsLong(PyTuple_GET_ITEM(r, 0));
+        text = Py_NewRef(PyTuple_GET_ITEM(r, 1));
+        Py_DECREF(r);
+        if (code == -1 && PyErr_Occurred()) {
+            Py_DECREF(text);
+            return -1;
+        }
+    }
+    int rc = -1;
+    Py_ssize_t ti = tab_thread(t, buf);
+    if (ti < 0)
+        goto done;
+    long evcode = 0;
+    if (text == NULL) {
+        PyObject *event = PyTuple_GET_ITEM(ev, code == 2 ? 6 : 6);
+        PyObject *c = PyDict_GetItemWithError(event_codes, event);
+        if (c != NULL)
+            evcode = PyLong_AsLong(c);
+        else if (PyErr_Occurred())
+            goto done;
+    }
+    if (bytes_room(body, 1) < 0)
+        goto done;
+    body->data[body->len++] = (unsigned char)(code | (evcode << 3));
+    if (put_uvarint(body, (unsigned long long)ti) < 0)
+        goto done;
+    int bad = 0;
+    long long ts = event_ts(ev, &bad);
+    if (bad)
+        goto done;
+    long long delta = ts - t->last_ts[ti];
+    t->last_ts[ti] = ts;
+    if (put_uvarint(body, ((unsigned long long)delta << 1) ^ (unsigned long long)(delta >> 63)) < 0)
+        goto done;
+    if (text != NULL) {
+        Py_ssize_t sid = tab_sid(t, text);
+        rc = sid < 0 ? -1 : put_uvarint(body, (unsigned long long)sid);
+        goto done;
+    }
+    Py_ssize_t fid = fn_fid(t, PyTuple_GET_ITEM(ev, 3), 0);
+    if (fid < 0 || put_uvarint(body, (unsigned long long)fid) < 0)
+        goto done;
+    if (code == 0) {          /* (ts, size, F, ip, parent, args, event) */
+        PyObject *parent = PyTuple_GET_ITEM(ev, 4);
+        if (parent == Py_None) {
+            if (put_uvarint(body, 0) < 0)
+                goto done;
+        } else {
+            Py_ssize_t pf = fn_fid(t, parent, 1);
+            if (pf < 0 || put_uvarint(body, (unsigned long long)pf + 1) < 0)
+                goto done;
+        }
+        rc = put_opt(body, t, PyTuple_GET_ITEM(ev, 5));
+    } else if (code == 1) {   /* (ts, size, E, fn, depth, args, event) */
+        if (put_pyuvarint(body, PyTuple_GET_ITEM(ev, 4)) < 0)
+            goto done;
+        rc = put_opt(body, t, PyTuple_GET_ITEM(ev, 5));
+    } else {                  /* (ts, size, X, fn, depth, duration, event, value) */
+        if (put_pyuvarint(body, PyTuple_GET_ITEM(ev, 4)) < 0)
+            goto done;
+        long long dur = PyLong_AsLongLong(PyTuple_GET_ITEM(ev, 5));
+        if (dur == -1 && PyErr_Occurred())
+            goto done;
+        if (put_uvarint(body, (unsigned long long)(dur > 0 ? dur : 0)) < 0)
+            goto done;
+        rc = put_opt(body, t, PyTuple_GET_ITEM(ev, 7));
+    }
+done:
+    Py_XDECREF(text);
+    return rc;
+}
+
+/* encode_pairs(pairs, other, event_codes) -> (payload, n): the uncompressed
+ * payload of one event chunk, byte for byte what TraceWriter.write_events
+ * makes of to_wevent() of the same pairs. */
+static PyObject *
+encode_pairs(PyObject *module, PyObject *args)
+{
+    PyObject *pairs, *other, *event_codes;
+    if (!PyArg_ParseTuple(args, "OOO!", &pairs, &other, &PyDict_Type, &event_codes))
+        return NULL;
+    PyObject *seq = PySequence_Fast(pairs, "encode_pairs() needs a sequence of pairs");
+    if (seq == NULL)
+        return NULL;
+    Tables t = {0};
+    Bytes body = {0}, out = {0};
+    PyObject *result = NULL;
+    t.strings = PyDict_New();
+    t.funcs = PyDict_New();
+    t.threads = PyDict_New();
+    t.rows = PyList_New(0);
+    t.fn_fid = PyDict_New();
+    t.par_fid = PyDict_New();
+    t.buf_idx = PyDict_New();
+    if (!t.strings || !t.funcs || !t.threads || !t.rows || !t.fn_fid || !t.par_fid || !t.buf_idx)
+        goto done;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "encode_pairs: (buffer, event) pairs");
+            goto done;
+        }
+        if (encode_one(&body, &t, PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1), other,
+                       event_codes) < 0)
+            goto done;
+    }
+    /* the tables, then the count, then the events (TraceWriter.write_table_chunk) */
+    if (put_uvarint(&out, (unsigned long long)PyDict_GET_SIZE(t.strings)) < 0)
+        goto done;
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(t.strings, &pos, &key, &value)) {
+        PyObject *raw = PyUnicode_AsEncodedString(key, "utf-8", "surrogatepass");
+        if (raw == NULL)
+            goto done;
+        int bad = put_uvarint(&out, (unsigned long long)PyBytes_GET_SIZE(raw)) < 0 ||
+                  put_raw(&out, PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw)) < 0;
+        Py_DECREF(raw);
+        if (bad)
+            goto done;
+    }
+    if (put_uvarint(&out, (unsigned long long)PyDict_GET_SIZE(t.funcs)) < 0)
+        goto done;
+    pos = 0;
+    while (PyDict_Next(t.funcs, &pos, &key, &value)) {
+        PyObject *sid = PyDict_GetItemWithError(t.strings, PyTuple_GET_ITEM(key, 0));
+        if (sid == NULL || put_pyuvarint(&out, sid) < 0 ||
+            put_pyuvarint(&out, PyTuple_GET_ITEM(key, 1)) < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_KeyError, "function name not in the string table");
+            goto done;
+        }
+    }
+    Py_ssize_t nrows = PyList_GET_SIZE(t.rows);
+    if (put_uvarint(&out, (unsigned long long)nrows) < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < nrows; i++) {
+        PyObject *row = PyList_GET_ITEM(t.rows, i);
+        PyObject *s1 = PyDict_GetItemWithError(t.strings, PyTuple_GET_ITEM(row, 1));
+        PyObject *s3 = s1 ? PyDict_GetItemWithError(t.strings, PyTuple_GET_ITEM(row, 3)) : NULL;
+        if (s3 == NULL || put_pyuvarint(&out, PyTuple_GET_ITEM(row, 0)) < 0 ||
+            put_pyuvarint(&out, s1) < 0 || put_pyuvarint(&out, PyTuple_GET_ITEM(row, 2)) < 0 ||
+            put_pyuvarint(&out, s3) < 0 || put_pyuvarint(&out, PyTuple_GET_ITEM(row, 4)) < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_KeyError, "thread strings not in the string table");
+            goto done;
+        }
+    }
+    if (put_uvarint(&out, (unsigned long long)n) < 0 || put_raw(&out, (char *)body.data, body.len) < 0)
+        goto done;
+    {
+        PyObject *payload = PyBytes_FromStringAndSize((char *)out.data, out.len);
+        if (payload != NULL) {
+            result = Py_BuildValue("(Nnn)", payload, n, nrows);
+        }
+    }
+done:
+    Py_XDECREF(t.strings);
+    Py_XDECREF(t.funcs);
+    Py_XDECREF(t.threads);
+    Py_XDECREF(t.rows);
+    Py_XDECREF(t.fn_fid);
+    Py_XDECREF(t.par_fid);
+    Py_XDECREF(t.buf_idx);
+    PyMem_Free(t.last_ts);
+    PyMem_Free(body.data);
+    PyMem_Free(out.data);
+    Py_DECREF(seq);
+    return result;
+}
+
+/* ------------------------------------------------------------------------- */
 /* Recorders: common part                                                     */
 /* ------------------------------------------------------------------------- */
 
@@ -663,6 +1253,10 @@ static PyTypeObject RingCore_Type = {
     PyObject *inst_dict;         \
     PyObject *rb_dict;           \
     PyObject *report;            \
+    PyObject *pid_check;         \
+    PyObject *pid_seen;          \
+    unsigned long long p_tsid;   \
+    int p_valid, p_allowed;      \
     int ok;                      \
     unsigned long long c_tsid;   \
     PyObject *c_live;            \
@@ -713,6 +1307,8 @@ recorder_traverse_common(Recorder *self, visitproc visit, void *arg)
     Py_VISIT(self->inst_dict);
     Py_VISIT(self->rb_dict);
     Py_VISIT(self->report);
+    Py_VISIT(self->pid_check);
+    Py_VISIT(self->pid_seen);
     Py_VISIT(self->c_live);
     Py_VISIT(self->c_buf);
     return 0;
@@ -726,6 +1322,8 @@ recorder_clear_common(Recorder *self)
     Py_CLEAR(self->inst_dict);
     Py_CLEAR(self->rb_dict);
     Py_CLEAR(self->report);
+    Py_CLEAR(self->pid_check);
+    Py_CLEAR(self->pid_seen);
     Py_CLEAR(self->c_live);
     Py_CLEAR(self->c_buf);
 }
@@ -907,6 +1505,59 @@ Recorder_set_ok(Recorder *self, PyObject *value, void *closure)
     return 0;
 }
 
+/* The instance's pid filter for this thread: 1 traced, 0 not, -1 error.
+ * pid_check() (Python, run in the thread itself) decides once per thread. */
+static int
+recorder_pid_ok(Recorder *self, unsigned long long tsid)
+{
+    if (self->pid_check == NULL || self->pid_check == Py_None)
+        return 1;
+    if (self->p_valid && self->p_tsid == tsid)
+        return self->p_allowed;
+    if (self->pid_seen == NULL && (self->pid_seen = PyDict_New()) == NULL)
+        return -1;
+    PyObject *key = PyLong_FromUnsignedLongLong(tsid);
+    if (key == NULL)
+        return -1;
+    PyObject *v = PyDict_GetItemWithError(self->pid_seen, key);
+    int allowed;
+    if (v != NULL) {
+        allowed = v == Py_True;
+    } else if (PyErr_Occurred()) {
+        Py_DECREF(key);
+        return -1;
+    } else {
+        PyObject *r = PyObject_CallNoArgs(self->pid_check);
+        allowed = r == NULL ? -1 : PyObject_IsTrue(r);
+        Py_XDECREF(r);
+        if (allowed < 0 || PyDict_SetItem(self->pid_seen, key, allowed ? Py_True : Py_False) < 0) {
+            Py_DECREF(key);
+            return -1;
+        }
+    }
+    Py_DECREF(key);
+    self->p_tsid = tsid;
+    self->p_allowed = allowed;
+    self->p_valid = 1;
+    return allowed;
+}
+
+static PyObject *
+Recorder_get_pid_check(Recorder *self, void *closure)
+{
+    return Py_NewRef(self->pid_check ? self->pid_check : Py_None);
+}
+
+static int
+Recorder_set_pid_check(Recorder *self, PyObject *value, void *closure)
+{
+    /* a new pid filter: every thread is decided again */
+    Py_XSETREF(self->pid_check, Py_NewRef(value ? value : Py_None));
+    Py_CLEAR(self->pid_seen);
+    self->p_valid = 0;
+    return 0;
+}
+
 static PyObject *
 Recorder_get_report(Recorder *self, void *closure)
 {
@@ -1058,6 +1709,8 @@ func_entry(FuncRecorder *self, PyObject *fn, Where *where, PyObject *event,
            unsigned long long tsid)
 {
     int on = recorder_tracing_on((Recorder *)self);
+    if (on > 0)
+        on = recorder_pid_ok((Recorder *)self, tsid);
     if (on <= 0)
         return on;
     PyObject *parent = where_parent(self, where);
@@ -1083,6 +1736,8 @@ static PyGetSetDef Recorder_getset[] = {
      "whether the C path may record (set by the tracer from its options)", NULL},
     {"report", (getter)Recorder_get_report, (setter)Recorder_set_report,
      "called with an exception raised inside the recorder", NULL},
+    {"pid_check", (getter)Recorder_get_pid_check, (setter)Recorder_set_pid_check,
+     "None, or called in a thread to say whether the pid filters let it be traced", NULL},
     {NULL}
 };
 
@@ -1202,6 +1857,9 @@ static int
 graph_entry(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
             unsigned long long tsid)
 {
+    int allowed = recorder_pid_ok((Recorder *)self, tsid);
+    if (allowed <= 0)
+        return allowed;
     PyObject *stack = graph_stack(self, 1, tsid);
     if (stack == NULL)
         return -1;
@@ -1377,6 +2035,8 @@ static PyGetSetDef GraphRecorder_getset[] = {
      "whether the C path may record (set by the tracer from its options)", NULL},
     {"report", (getter)Recorder_get_report, (setter)Recorder_set_report,
      "called with an exception raised inside the recorder", NULL},
+    {"pid_check", (getter)Recorder_get_pid_check, (setter)Recorder_set_pid_check,
+     "None, or called in a thread to say whether the pid filters let it be traced", NULL},
     {"max_depth", (getter)GraphRecorder_get_max_depth, (setter)GraphRecorder_set_max_depth,
      "max_graph_depth (0: no limit)", NULL},
     {NULL}
@@ -1775,6 +2435,10 @@ frame_key(PyObject *module, PyObject *frame)
 #endif
 
 static PyMethodDef speedups_functions[] = {
+    {"take_all", (PyCFunction)take_all, METH_O,
+     "Consume every event of these buffers, merged in time order (BufferSet.consume)."},
+    {"encode_pairs", (PyCFunction)encode_pairs, METH_VARARGS,
+     "The payload of one trace-file event chunk (TraceWriter.write_events), in C."},
 #ifdef FNT_IFRAME
     {"frame_key", (PyCFunction)frame_key, METH_O,
      "function_graph's stack key of a running frame (its interpreter frame's address)."},
@@ -1807,6 +2471,12 @@ PyInit__speedups(void)
     INTERN(str_clock, "clock");
     INTERN(str_write, "write");
     INTERN(str_F, "F");
+    INTERN(str_name, "name");
+    INTERN(str_code, "code");
+    INTERN(str_co_flags, "co_flags");
+    INTERN(str_tid, "tid");
+    INTERN(str_cpu, "cpu");
+    INTERN(str_thread_flags, "thread_flags");
     INTERN(str_E, "E");
     INTERN(str_X, "X");
     int_outside = PyLong_FromLong(GRAPH_OUTSIDE);

@@ -18,7 +18,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .formats import ftrace_text
+from . import _accel
+from .formats import ftrace_text, tracefile
 from .formats.tracefile import TraceWriter, WEvent
 from .ring_buffer import BufferSet
 
@@ -59,6 +60,12 @@ def to_wevent(inst: Instance, buf: ThreadBuffer, ev: tuple[Any, ...]) -> WEvent:
     render = ftrace_text.RENDERERS.get(kind)
     text = render(inst, buf, ev) if render is not None else f"<event {kind}>\n"
     return (*head, "text", ts, "", text.rstrip("\n"))
+
+
+def _other(inst: Instance, buf: ThreadBuffer, ev: tuple[Any, ...]) -> tuple[int, str]:
+    """(kind code, text) of an event the C encoder does not know (markers, text)."""
+    w = to_wevent(inst, buf, ev)
+    return tracefile.KIND_CODES[w[5]], w[8]
 
 
 def header_for(inst: Instance, argv: list[str], options: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +173,17 @@ class Recorder:
             pairs = bufs.consume()
             if isinstance(self.writer, TextSink):
                 return self.writer.write_pairs(inst, pairs)
-            n = self.writer.write_events(to_wevent(inst, buf, ev) for buf, ev in pairs)
+            speedups = _accel.speedups
+            if speedups is None:
+                n = self.writer.write_events(to_wevent(inst, buf, ev) for buf, ev in pairs)
+            elif pairs:
+                # The same chunk, encoded in C (to_wevent only for markers and the
+                # events other tracers render as text).
+                payload, count, _ = speedups.encode_pairs(
+                    pairs, lambda buf, ev: _other(inst, buf, ev), tracefile.EVENT_CODES)
+                n = self.writer.write_payload(payload, count)
+            else:
+                n = 0
             changed = []
             seen = {buf.tid for buf, _ in pairs}
             for buf in bufs.buffers():

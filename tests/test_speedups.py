@@ -8,6 +8,7 @@ tracer test modules also run whole under both paths (conftest's hot_path).
 
 from __future__ import annotations
 
+import functools
 import random
 import sys
 import threading
@@ -159,8 +160,9 @@ def test_recorders_are_used_and_step_aside(monkeypatch: pytest.MonkeyPatch) -> N
         inst.write("set_graph_function", "")
         assert rec.ok
         inst.write("set_ftrace_pid", "1")
-        assert not rec.ok
+        assert rec.ok and rec.pid_check is not None  # applied in C, per thread
         inst.write("set_ftrace_pid", "")
+        assert rec.pid_check is None
         inst.write("tracing_thresh", "5")
         assert not rec.ok
     assert not rec.ok  # stopped before its ops was unregistered
@@ -182,6 +184,29 @@ def test_switching_options_mid_run(monkeypatch: pytest.MonkeyPatch, tracer: str)
     pure = _run("pure", monkeypatch, tracer, toggler)
     assert c[0] == pure[0] == sp_main()
     assert c[1] == pure[1]
+
+
+@needs_c
+@pytest.mark.parametrize("tracer", ["function", "function_graph"])
+@pytest.mark.parametrize("which", ["set_ftrace_notrace_pid", "set_ftrace_pid"])
+def test_pid_filters_inside_the_run(monkeypatch: pytest.MonkeyPatch, tracer: str,
+                                    which: str) -> None:
+    """The main thread muted (or alone selected) for a while, as `record` mutes its writer."""
+    def hook_factory(inst: Instance) -> Callable[[int], None]:
+        def hook(i: int) -> None:
+            if i == 5:
+                inst.write(which, str(threading.get_native_id()))
+            elif i == 12:
+                inst.write(which, "")
+            elif i == 20:  # the workers (started later) are filtered out
+                inst.write("set_ftrace_pid", str(threading.get_native_id()))
+        return hook
+
+    c = _run("c", monkeypatch, tracer, hook_factory)
+    pure = _run("pure", monkeypatch, tracer, hook_factory)
+    assert c[0] == pure[0] == sp_main()
+    assert c[1] == pure[1]
+    assert len(c[1]) == 1  # the worker threads were never traced
 
 
 @needs_c
@@ -280,3 +305,72 @@ def test_ring_core_matches_python(seed: int) -> None:
             for i, core in enumerate(cores):
                 core.on_full = make_drain(i, core)
         assert _counters(cores[0]) == _counters(cores[1]), step
+
+
+# -- consuming and encoding a batch (fntrace record's writer) -------------------------
+
+def _traced_batches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, list[Any]]]:
+    """Per thread buffer, its events, from runs that make every kind of event."""
+    out = []
+    runs: list[tuple[str, dict[str, int]]] = [
+        ("function", {"func_args": 1}), ("function", {}), ("function_graph", {}),
+        ("function_graph", {"funcgraph_args": 1, "funcgraph_retval": 1}),
+        ("function", {"func_stack_trace": 1})]
+    for tracer, opts in runs:
+        with trace(tracer, filter="sp_*", **opts) as inst:
+            inst.write("trace_marker", "a marker \udcff with a lone surrogate")
+            sp_main()
+            inst.write("trace_marker", "the end")
+            inst.tracing_on = False
+            for buf in inst.rb.live.buffers():
+                out.append((inst, buf, list(buf.events)))
+    return out
+
+
+def _copies(batches: list[Any]) -> tuple[Any, Any]:
+    from fntrace.ring_buffer import BufferSet, ThreadBuffer
+
+    sets = []
+    for _ in range(2):
+        bs = BufferSet(1 << 20, True)
+        for cpu, (_, buf, events) in enumerate(batches):
+            copy = ThreadBuffer(buf.tid + cpu, buf.name, cpu, 1 << 30, True, buf.thread_flags)
+            for ev in events:
+                copy.events.append(ev)
+            bs.by_tid[copy.tid] = copy
+        sets.append(bs)
+    return sets[0], sets[1]
+
+
+@pytest.mark.skipif(built is None, reason="the C extension is not built")
+def test_take_all_is_consume(monkeypatch: pytest.MonkeyPatch) -> None:
+    batches = _traced_batches(monkeypatch)
+    a, b = _copies(batches)
+    got = built.take_all(a.buffers())
+    want = b._consume_py()
+    assert [(buf.tid, ev) for buf, ev in got] == [(buf.tid, ev) for buf, ev in want]
+    assert len(got) == sum(len(events) for _, _, events in batches) > 1000
+    assert [(x.read, x.read_bytes, len(x.events)) for x in a.buffers()] == \
+        [(x.read, x.read_bytes, len(x.events)) for x in b.buffers()]
+
+
+@pytest.mark.skipif(built is None, reason="the C extension is not built")
+def test_encoded_chunk_is_byte_identical(monkeypatch: pytest.MonkeyPatch,
+                                         tmp_path: Any) -> None:
+    from fntrace import recorder
+    from fntrace.formats import tracefile
+
+    batches = _traced_batches(monkeypatch)
+    header = {"program": "x"}
+    for i, (inst, _, _) in enumerate(batches):
+        a, b = _copies(batches[i:i + 1] + batches[:1])
+        pa, pb = built.take_all(a.buffers()), b._consume_py()
+        wa = tracefile.TraceWriter(str(tmp_path / f"a{i}.dat"), header, compress=False)
+        wb = tracefile.TraceWriter(str(tmp_path / f"b{i}.dat"), header, compress=False)
+        payload, n, _ = built.encode_pairs(pa, functools.partial(recorder._other, inst),
+                                           tracefile.EVENT_CODES)
+        assert wa.write_payload(payload, n) == len(pa)
+        assert wb.write_events(recorder.to_wevent(inst, buf, ev) for buf, ev in pb) == len(pb)
+        wa.close()
+        wb.close()
+        assert (tmp_path / f"a{i}.dat").read_bytes() == (tmp_path / f"b{i}.dat").read_bytes()

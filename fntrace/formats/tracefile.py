@@ -42,6 +42,9 @@ _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 # fntrace.Event values (the next 3 bits).
 EVENTS_NAMES = ("", "start", "resume", "throw", "return", "yield", "unwind")
 _EVENT_CODE = {e: i for i, e in enumerate(EVENTS_NAMES)}
+#: The codes, for the C encoder (fntrace/_speedups.c encode_pairs).
+KIND_CODES = _KIND_CODE
+EVENT_CODES = _EVENT_CODE
 
 
 class TraceFileError(Exception):
@@ -234,7 +237,10 @@ class TraceWriter:
             _uvarint(out, lost)
         _uvarint(out, n)
         out += body
-        payload = bytes(out)
+        return self.write_payload(bytes(out), n)
+
+    def write_payload(self, payload: bytes, n: int) -> int:
+        """Write one event chunk from its encoded payload (tables, count, events)."""
         flag = b"\x01" if self.compress else b"\x00"
         if self.compress:
             payload = zlib.compress(payload, 1)

@@ -8,6 +8,7 @@ re-registering, so no call is missed or doubled while filters change.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core import engine
@@ -67,7 +68,11 @@ class Tracer:
     def fast_refresh(self) -> None:
         """An option, filter or setting changed: tell the recorders whether they may write."""
         ok = self.fast_ok()
+        inst = self.inst
+        check = (lambda: inst.pid_allowed(threading.get_native_id())) \
+            if inst.pid_filtered else None
         for rec in self.recorders:
+            rec.pid_check = check  # each thread decided once, again after every change
             rec.ok = ok
 
     def reset(self) -> None:

@@ -67,10 +67,10 @@ class FunctionTracer(Tracer):
         return [ops]
 
     def fast_ok(self) -> bool:
-        # The C recorder writes the plain entry event: no pid filter, no arguments,
-        # no stack trace (tracing_on it reads itself).
+        # The C recorder writes the plain entry event: no arguments, no stack trace
+        # (tracing_on and the pid filters it applies itself).
         inst = self.inst
-        return not (inst.pid_filtered or inst.options["func-args"]
+        return not (inst.options["func-args"]
                     or inst.options["func_stack_trace"])
 
     def entry(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:

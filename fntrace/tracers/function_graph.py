@@ -151,10 +151,10 @@ class FunctionGraphTracer(Tracer):
 
     def fast_ok(self) -> bool:
         # The C recorder keeps the same per-thread stacks and writes the plain
-        # events: no pid filter, graph filters, threshold, args or retval
-        # (max_graph_depth and tracing_on it applies itself).
+        # events: no graph filters, threshold, args or retval (max_graph_depth,
+        # tracing_on and the pid filters it applies itself).
         inst = self.inst
-        return not (inst.pid_filtered or inst.graph_function.lines or inst.graph_notrace.lines
+        return not (inst.graph_function.lines or inst.graph_notrace.lines
                     or inst.tracing_thresh_us or inst.options["funcgraph-args"]
                     or inst.options["funcgraph-retval"])
 
