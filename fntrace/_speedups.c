@@ -1258,6 +1258,10 @@ done:
     unsigned long long p_tsid;   \
     int p_valid, p_allowed;      \
     int ok;                      \
+    int tracing;                 \
+    int ring_valid;              \
+    int clock_native;            \
+    PyObject *clock_fn;          \
     unsigned long long c_tsid;   \
     PyObject *c_live;            \
     PyObject *c_buf;
@@ -1309,6 +1313,7 @@ recorder_traverse_common(Recorder *self, visitproc visit, void *arg)
     Py_VISIT(self->report);
     Py_VISIT(self->pid_check);
     Py_VISIT(self->pid_seen);
+    Py_VISIT(self->clock_fn);
     Py_VISIT(self->c_live);
     Py_VISIT(self->c_buf);
     return 0;
@@ -1324,6 +1329,7 @@ recorder_clear_common(Recorder *self)
     Py_CLEAR(self->report);
     Py_CLEAR(self->pid_check);
     Py_CLEAR(self->pid_seen);
+    Py_CLEAR(self->clock_fn);
     Py_CLEAR(self->c_live);
     Py_CLEAR(self->c_buf);
 }
@@ -1359,24 +1365,47 @@ recorder_bind(Recorder *self, PyObject *inst, PyObject *rb)
     Py_XSETREF(self->rb_dict, d);
     Py_XSETREF(self->report, Py_NewRef(Py_None));
     self->ok = 0;
+    self->tracing = 1;
+    self->ring_valid = 0;
     return 0;
 }
 
 /* The clock of the ring buffer, natively when it is perf_counter_ns (on Linux
  * both read CLOCK_MONOTONIC, so events of the two paths order together). */
+/* The ring's clock and live buffer set, read again after ring_changed(). */
 static int
-recorder_now(Recorder *self, long long *now)
+recorder_ring(Recorder *self)
 {
+    if (self->ring_valid)
+        return 0;
     PyObject *clock = attr_of(self->rb, self->rb_dict, str_clock);
     if (clock == NULL)
         return -1;
-    if (clock == perf_counter_ns) {
+    PyObject *live = attr_of(self->rb, self->rb_dict, str_live);
+    if (live == NULL) {
         Py_DECREF(clock);
+        return -1;
+    }
+    self->clock_native = clock == perf_counter_ns;
+    Py_XSETREF(self->clock_fn, clock);
+    Py_CLEAR(self->c_buf);
+    Py_XSETREF(self->c_live, live);
+    self->ring_valid = 1;
+    return 0;
+}
+
+static int
+recorder_now(Recorder *self, long long *now)
+{
+    if (recorder_ring(self) < 0)
+        return -1;
+    if (self->clock_native) {
         struct timespec t;
         clock_gettime(CLOCK_MONOTONIC, &t);
         *now = (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
         return 0;
     }
+    PyObject *clock = Py_NewRef(self->clock_fn);
     PyObject *ts = PyObject_CallNoArgs(clock);
     Py_DECREF(clock);
     if (ts == NULL)
@@ -1390,13 +1419,11 @@ recorder_now(Recorder *self, long long *now)
 static PyObject *
 recorder_buffer(Recorder *self, unsigned long long tsid)
 {
-    PyObject *live = attr_of(self->rb, self->rb_dict, str_live);
-    if (live == NULL)
+    if (recorder_ring(self) < 0)
         return NULL;
-    if (self->c_buf != NULL && self->c_tsid == tsid && self->c_live == live) {
-        Py_DECREF(live);
+    if (self->c_buf != NULL && self->c_tsid == tsid)
         return Py_NewRef(self->c_buf);
-    }
+    PyObject *live = Py_NewRef(self->c_live);
     PyObject *local = PyObject_GetAttr(live, str_local);
     PyObject *buf = NULL;
     if (local != NULL) {
@@ -1474,12 +1501,7 @@ recorder_failed(Recorder *self)
 static int
 recorder_tracing_on(Recorder *self)
 {
-    PyObject *on = attr_of(self->inst, self->inst_dict, str_tracing_on);
-    if (on == NULL)
-        return -1;
-    int t = PyObject_IsTrue(on);
-    Py_DECREF(on);
-    return t;
+    return self->tracing;  /* pushed by Instance.tracing_on's setter */
 }
 
 static PyObject *
@@ -1499,9 +1521,7 @@ Recorder_set_ok(Recorder *self, PyObject *value, void *closure)
     if (t < 0)
         return -1;
     self->ok = t;
-    /* a new configuration: drop the cached buffer */
-    Py_CLEAR(self->c_buf);
-    Py_CLEAR(self->c_live);
+    self->ring_valid = 0;  /* a new configuration: read the ring again */
     return 0;
 }
 
@@ -1556,6 +1576,30 @@ Recorder_set_pid_check(Recorder *self, PyObject *value, void *closure)
     Py_CLEAR(self->pid_seen);
     self->p_valid = 0;
     return 0;
+}
+
+static PyObject *
+Recorder_get_tracing(Recorder *self, void *closure)
+{
+    return PyBool_FromLong(self->tracing);
+}
+
+static int
+Recorder_set_tracing(Recorder *self, PyObject *value, void *closure)
+{
+    int t = value ? PyObject_IsTrue(value) : 0;
+    if (t < 0)
+        return -1;
+    self->tracing = t;
+    return 0;
+}
+
+static PyObject *
+Recorder_ring_changed(Recorder *self, PyObject *unused)
+{
+    self->ring_valid = 0;
+    Py_CLEAR(self->c_buf);
+    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -1738,6 +1782,14 @@ static PyGetSetDef Recorder_getset[] = {
      "called with an exception raised inside the recorder", NULL},
     {"pid_check", (getter)Recorder_get_pid_check, (setter)Recorder_set_pid_check,
      "None, or called in a thread to say whether the pid filters let it be traced", NULL},
+    {"tracing", (getter)Recorder_get_tracing, (setter)Recorder_set_tracing,
+     "the instance's tracing_on (pushed by its setter)", NULL},
+    {NULL}
+};
+
+static PyMethodDef FuncRecorder_methods[] = {
+    {"ring_changed", (PyCFunction)Recorder_ring_changed, METH_NOARGS,
+     "The ring buffer's clock or live buffer set changed."},
     {NULL}
 };
 
@@ -1752,6 +1804,7 @@ static PyTypeObject FuncRecorder_Type = {
     .tp_dealloc = (destructor)FuncRecorder_dealloc,
     .tp_traverse = (traverseproc)FuncRecorder_traverse,
     .tp_clear = (inquiry)FuncRecorder_clear,
+    .tp_methods = FuncRecorder_methods,
     .tp_getset = Recorder_getset,
 };
 
@@ -2025,6 +2078,8 @@ GraphRecorder_forget(GraphRecorder *self, PyObject *unused)
 }
 
 static PyMethodDef GraphRecorder_methods[] = {
+    {"ring_changed", (PyCFunction)Recorder_ring_changed, METH_NOARGS,
+     "The ring buffer's clock or live buffer set changed."},
     {"forget", (PyCFunction)GraphRecorder_forget, METH_NOARGS,
      "Drop the cached per-thread stack and buffer."},
     {NULL}
@@ -2037,6 +2092,8 @@ static PyGetSetDef GraphRecorder_getset[] = {
      "called with an exception raised inside the recorder", NULL},
     {"pid_check", (getter)Recorder_get_pid_check, (setter)Recorder_set_pid_check,
      "None, or called in a thread to say whether the pid filters let it be traced", NULL},
+    {"tracing", (getter)Recorder_get_tracing, (setter)Recorder_set_tracing,
+     "the instance's tracing_on (pushed by its setter)", NULL},
     {"max_depth", (getter)GraphRecorder_get_max_depth, (setter)GraphRecorder_set_max_depth,
      "max_graph_depth (0: no limit)", NULL},
     {NULL}

@@ -99,6 +99,14 @@ def _pids(text: str) -> set[int]:
 class Instance:
     """One trace instance; see the module docstring."""
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name == "tracing_on":  # the C recorders keep their own copy (no lookup per event)
+            tracer = self.__dict__.get("tracer")
+            if tracer is not None:
+                for rec in tracer.recorders:
+                    rec.tracing = value
+
     def __init__(self, name: str | None = None) -> None:
         self.id = next(_next_id)
         self.name = name or f"instance{self.id}"

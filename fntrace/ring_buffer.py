@@ -247,6 +247,9 @@ class RingBuffer:
     """An instance's buffer: the live BufferSet, an optional snapshot, a clock."""
 
     def __init__(self, size_kb: int = 1408, overwrite: bool = True) -> None:
+        # C recorders (fntrace/_speedups.c) that cache the clock and the live set:
+        # told by __setattr__ when either changes.
+        self.watchers: list[Any] = []
         self.size_kb = size_kb
         self.overwrite = overwrite
         self.on_full: Callable[[], object] | None = None
@@ -255,6 +258,12 @@ class RingBuffer:
         self.clock_name = "local"
         self.clock = CLOCKS["local"]
         self.data_ready = threading.Condition(threading.Lock())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name == "live" or name == "clock":
+            for rec in self.__dict__.get("watchers", ()):
+                rec.ring_changed()
 
     def buffer(self) -> ThreadBuffer:
         """The calling thread's buffer in the live set (created on first use)."""

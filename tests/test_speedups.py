@@ -210,6 +210,30 @@ def test_pid_filters_inside_the_run(monkeypatch: pytest.MonkeyPatch, tracer: str
 
 
 @needs_c
+@pytest.mark.parametrize("tracer", ["function", "function_graph"])
+def test_snapshot_and_clock_changes_reach_the_recorder(monkeypatch: pytest.MonkeyPatch,
+                                                       tracer: str) -> None:
+    """The recorders cache the live buffers and the clock: both swaps must reach them."""
+    def hook_factory(inst: Instance) -> Callable[[int], None]:
+        def hook(i: int) -> None:
+            if i == 10:
+                inst.write("snapshot", "1")
+            elif i == 20:
+                inst.write("trace_clock", "counter")
+        return hook
+
+    c = _run("c", monkeypatch, tracer, hook_factory)
+    pure = _run("pure", monkeypatch, tracer, hook_factory)
+    assert c[1] == pure[1]
+    with trace(tracer, filter="sp_*") as inst:
+        sp_rec(2)
+        inst.write("trace_clock", "counter")
+        sp_rec(2)
+        stamps = [ev[0] for buf in inst.rb.live.buffers() for ev in buf.events]
+    assert stamps and all(ts < 1_000_000 for ts in stamps)  # the counter, not ns
+
+
+@needs_c
 def test_traceoff_inside_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
     def hook_factory(inst: Instance) -> Callable[[int], None]:
         def hook(i: int) -> None:

@@ -47,9 +47,20 @@ class Tracer:
                 engine.unregister(ops)
             raise
 
+    def attach(self, rec: Any, ops: Ops) -> None:
+        """Give ``ops`` the C recorder ``rec`` (see fast_refresh for when it may write)."""
+        rec.report = ops._callback_failed
+        ops.fast = rec
+        self.recorders.append(rec)
+        self.inst.rb.watchers.append(rec)
+        self.fast_refresh()
+
     def stop(self) -> None:
+        watchers = self.inst.rb.watchers
         for rec in self.recorders:
             rec.ok = False  # before unregister: no event after the tracer stopped
+            if rec in watchers:
+                watchers.remove(rec)
         self.recorders = []
         for ops in self.ops:
             if ops.registered:
@@ -73,6 +84,7 @@ class Tracer:
             if inst.pid_filtered else None
         for rec in self.recorders:
             rec.pid_check = check  # each thread decided once, again after every change
+            rec.tracing = inst.tracing_on
             rec.ok = ok
 
     def reset(self) -> None:

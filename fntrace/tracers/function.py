@@ -59,11 +59,8 @@ class FunctionTracer(Tracer):
         ops = Ops(self.entry, filter=inst.filter, notrace=inst.notrace)
         speedups = _accel.speedups
         if speedups is not None:
-            rec = speedups.FuncRecorder(inst, inst.rb, symbols._cache, symbols.function_for_frame)
-            rec.report = ops._callback_failed
-            ops.fast = rec
-            self.recorders = [rec]
-            self.fast_refresh()
+            self.attach(speedups.FuncRecorder(inst, inst.rb, symbols._cache,
+                                              symbols.function_for_frame), ops)
         return [ops]
 
     def fast_ok(self) -> bool:

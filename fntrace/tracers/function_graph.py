@@ -142,11 +142,7 @@ class FunctionGraphTracer(Tracer):
         speedups = _accel.speedups
         self._key = getattr(speedups, "frame_key", None)
         if speedups is not None:
-            rec = speedups.GraphRecorder(inst, inst.rb, self._tls, _UNWIND)
-            rec.report = ops._callback_failed
-            ops.fast = rec
-            self.recorders = [rec]
-            self.fast_refresh()
+            self.attach(speedups.GraphRecorder(inst, inst.rb, self._tls, _UNWIND), ops)
         return [ops]
 
     def fast_ok(self) -> bool:
