@@ -89,22 +89,6 @@ where_frame(Where *w)
     return w->frame;
 }
 
-/* The frame's key on function_graph's stack (new reference). */
-static PyObject *
-where_key(Where *w)
-{
-#ifdef FNT_IFRAME
-    if (w->iframe != NULL)
-        return PyLong_FromVoidPtr(w->iframe);
-    PyFrameObject *f = where_frame(w);
-    if (f == NULL)
-        return Py_NewRef(Py_None);
-    return PyLong_FromVoidPtr(((fnt_frameobject *)f)->f_frame);
-#else
-    PyFrameObject *f = where_frame(w);
-    return Py_NewRef(f ? (PyObject *)f : Py_None);
-#endif
-}
 #define GRAPH_OUTSIDE 0
 #define GRAPH_INSIDE 1
 #define GRAPH_BLOCKED 2
@@ -651,6 +635,175 @@ static PyTypeObject RingCore_Type = {
     .tp_methods = RingCore_methods,
     .tp_members = RingCore_members,
     .tp_getset = RingCore_getset,
+};
+
+/* ------------------------------------------------------------------------- */
+/* GraphStack: function_graph's per-thread stack of calls                     */
+/* ------------------------------------------------------------------------- */
+
+/* Each entry: the frame's key (its interpreter frame's address, see
+ * frame_key()), the entry timestamp when the entry was recorded, the depth
+ * below it and the selection state below it.  Both paths of the tracer use
+ * it through push/last/pop_to, the C recorder directly. */
+typedef struct {
+    void *key;
+    long long ts;
+    long long depth;
+    int state;
+    char has_ts;
+} GEntry;
+
+typedef struct {
+    PyObject_HEAD
+    GEntry *e;
+    Py_ssize_t n, cap;
+} GraphStack;
+
+static PyTypeObject GraphStack_Type;
+
+static int
+gs_push(GraphStack *s, void *key, long long ts, int has_ts, long long depth, int state)
+{
+    if (s->n == s->cap) {
+        Py_ssize_t ncap = s->cap ? s->cap * 2 : 64;
+        GEntry *ne = PyMem_Realloc(s->e, (size_t)ncap * sizeof(GEntry));
+        if (ne == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        s->e = ne;
+        s->cap = ncap;
+    }
+    GEntry *e = &s->e[s->n++];
+    e->key = key;
+    e->ts = ts;
+    e->has_ts = (char)has_ts;
+    e->depth = depth;
+    e->state = state;
+    return 0;
+}
+
+/* Take the newest entry of `key` and drop those above it (calls whose exits
+ * never came): 1 found (in *out), 0 not there (nothing changes). */
+static int
+gs_pop_to(GraphStack *s, void *key, GEntry *out)
+{
+    for (Py_ssize_t i = s->n - 1; i >= 0; i--) {
+        if (s->e[i].key == key) {
+            *out = s->e[i];
+            s->n = i;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void
+GraphStack_dealloc(GraphStack *s)
+{
+    PyMem_Free(s->e);
+    Py_TYPE(s)->tp_free((PyObject *)s);
+}
+
+static PyObject *
+GraphStack_push(GraphStack *s, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "push(key, ts or None, depth, state)");
+        return NULL;
+    }
+    void *key = PyLong_AsVoidPtr(args[0]);
+    if (key == NULL && PyErr_Occurred())
+        return NULL;
+    long long ts = 0;
+    int has_ts = args[1] != Py_None;
+    if (has_ts) {
+        ts = PyLong_AsLongLong(args[1]);
+        if (ts == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    long long depth = PyLong_AsLongLong(args[2]);
+    long state = PyLong_AsLong(args[3]);
+    if ((depth == -1 || state == -1) && PyErr_Occurred())
+        return NULL;
+    if (gs_push(s, key, ts, has_ts, depth, (int)state) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+GraphStack_last(GraphStack *s, PyObject *unused)
+{
+    if (s->n == 0)
+        Py_RETURN_NONE;
+    GEntry *e = &s->e[s->n - 1];
+    return Py_BuildValue("(Li)", e->depth, e->state);
+}
+
+static PyObject *
+gentry_tuple(GEntry *e)
+{
+    PyObject *key = PyLong_FromVoidPtr(e->key);
+    if (key == NULL)
+        return NULL;
+    PyObject *r = e->has_ts ? Py_BuildValue("(NLLi)", key, e->ts, e->depth, e->state)
+                            : Py_BuildValue("(NOLi)", key, Py_None, e->depth, e->state);
+    return r;
+}
+
+static PyObject *
+GraphStack_pop_to(GraphStack *s, PyObject *keyobj)
+{
+    void *key = PyLong_AsVoidPtr(keyobj);
+    if (key == NULL && PyErr_Occurred())
+        return NULL;
+    GEntry e;
+    if (!gs_pop_to(s, key, &e))
+        Py_RETURN_NONE;
+    return gentry_tuple(&e);
+}
+
+static Py_ssize_t
+GraphStack_len(GraphStack *s)
+{
+    return s->n;
+}
+
+static PyObject *
+GraphStack_item(GraphStack *s, Py_ssize_t i)
+{
+    if (i < 0 || i >= s->n) {
+        PyErr_SetString(PyExc_IndexError, "graph stack index out of range");
+        return NULL;
+    }
+    return gentry_tuple(&s->e[i]);
+}
+
+static PyMethodDef GraphStack_methods[] = {
+    {"push", (PyCFunction)(void (*)(void))GraphStack_push, METH_FASTCALL,
+     "push(key, ts or None, depth, state)"},
+    {"last", (PyCFunction)GraphStack_last, METH_NOARGS,
+     "(depth, state) of the newest entry, or None"},
+    {"pop_to", (PyCFunction)GraphStack_pop_to, METH_O,
+     "The newest entry of key (entries above it dropped), or None"},
+    {NULL}
+};
+
+static PySequenceMethods GraphStack_as_sequence = {
+    .sq_length = (lenfunc)GraphStack_len,
+    .sq_item = (ssizeargfunc)GraphStack_item,
+};
+
+static PyTypeObject GraphStack_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "fntrace._speedups.GraphStack",
+    .tp_basicsize = sizeof(GraphStack),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "function_graph's stack of calls for one thread, packed.",
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)GraphStack_dealloc,
+    .tp_methods = GraphStack_methods,
+    .tp_as_sequence = &GraphStack_as_sequence,
 };
 
 /* ------------------------------------------------------------------------- */
@@ -1854,7 +2007,8 @@ GraphRecorder_dealloc(GraphRecorder *self)
     tp->tp_free((PyObject *)self);
 }
 
-/* This thread's graph stack (borrowed through the cache), created when `create`. */
+/* This thread's graph stack (borrowed through the cache), created when `create`:
+ * a GraphStack, the type the tracer's Python path uses too. */
 static PyObject *
 graph_stack(GraphRecorder *self, int create, unsigned long long tsid)
 {
@@ -1867,7 +2021,7 @@ graph_stack(GraphRecorder *self, int create, unsigned long long tsid)
         PyErr_Clear();
         if (!create)
             return Py_None;
-        stack = PyList_New(0);
+        stack = PyObject_CallNoArgs((PyObject *)&GraphStack_Type);
         if (stack == NULL)
             return NULL;
         if (PyObject_SetAttr(self->tls, str_stack, stack) < 0) {
@@ -1875,9 +2029,9 @@ graph_stack(GraphRecorder *self, int create, unsigned long long tsid)
             return NULL;
         }
     }
-    if (!PyList_Check(stack)) {
+    if (Py_TYPE(stack) != &GraphStack_Type) {
         Py_DECREF(stack);
-        PyErr_SetString(PyExc_TypeError, "function_graph stack is not a list");
+        PyErr_SetString(PyExc_TypeError, "function_graph stack is not a GraphStack");
         return NULL;
     }
     Py_XSETREF(self->s_stack, stack);
@@ -1885,25 +2039,18 @@ graph_stack(GraphRecorder *self, int create, unsigned long long tsid)
     return stack;
 }
 
-static int
-push_entry(PyObject *stack, Where *where, PyObject *ts, long long depth, PyObject *state)
+/* The key of the running frame: its interpreter frame's address. */
+static void *
+where_ptr(Where *w)
 {
-    PyObject *key = where_key(where);
-    if (key == NULL)
-        return -1;
-    PyObject *d = PyLong_FromLongLong(depth);
-    if (d == NULL) {
-        Py_DECREF(key);
-        return -1;
-    }
-    PyObject *t = PyTuple_Pack(4, key, ts, d, state);
-    Py_DECREF(key);
-    Py_DECREF(d);
-    if (t == NULL)
-        return -1;
-    int r = PyList_Append(stack, t);
-    Py_DECREF(t);
-    return r;
+#ifdef FNT_IFRAME
+    if (w->iframe != NULL)
+        return w->iframe;
+    PyFrameObject *f = where_frame(w);
+    return f ? (void *)((fnt_frameobject *)f)->f_frame : NULL;
+#else
+    return (void *)where_frame(w);
+#endif
 }
 
 static int
@@ -1913,43 +2060,27 @@ graph_entry(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
     int allowed = recorder_pid_ok((Recorder *)self, tsid);
     if (allowed <= 0)
         return allowed;
-    PyObject *stack = graph_stack(self, 1, tsid);
-    if (stack == NULL)
+    PyObject *obj = graph_stack(self, 1, tsid);
+    if (obj == NULL)
         return -1;
+    GraphStack *stack = (GraphStack *)obj;
     long long depth = 0;
-    long state = GRAPH_INSIDE;
-    Py_ssize_t n = PyList_GET_SIZE(stack);
-    if (n > 0) {
-        PyObject *top = PyList_GET_ITEM(stack, n - 1);
-        if (!PyTuple_Check(top) || PyTuple_GET_SIZE(top) != 4) {
-            PyErr_SetString(PyExc_TypeError, "bad function_graph stack entry");
-            return -1;
-        }
-        depth = PyLong_AsLongLong(PyTuple_GET_ITEM(top, 2));
-        state = PyLong_AsLong(PyTuple_GET_ITEM(top, 3));
-        if ((depth == -1 || state == -1) && PyErr_Occurred())
-            return -1;
+    int state = GRAPH_INSIDE;
+    if (stack->n > 0) {
+        depth = stack->e[stack->n - 1].depth;
+        state = stack->e[stack->n - 1].state;
     }
+    void *key = where_ptr(where);
     /* With no graph filters every function classifies as outside: the state
      * below the caller decides, as in FunctionGraphTracer.entry. */
-    if (state == GRAPH_BLOCKED)
-        return push_entry(stack, where, Py_None, depth, int_blocked);
-    if (state == GRAPH_OUTSIDE)
-        return push_entry(stack, where, Py_None, depth, int_outside);
-    int on = recorder_tracing_on((Recorder *)self);
-    if (on < 0)
-        return -1;
-    if ((self->max_depth && depth >= self->max_depth) || !on)
-        return push_entry(stack, where, Py_None, depth, int_inside);
+    if (state == GRAPH_BLOCKED || state == GRAPH_OUTSIDE)
+        return gs_push(stack, key, 0, 0, depth, state);
+    if ((self->max_depth && depth >= self->max_depth) || !self->tracing)
+        return gs_push(stack, key, 0, 0, depth, GRAPH_INSIDE);
     long long now;
     if (recorder_now((Recorder *)self, &now) < 0)
         return -1;
-    PyObject *ts = PyLong_FromLongLong(now);
-    if (ts == NULL)
-        return -1;
-    int pushed = push_entry(stack, where, ts, depth + 1, int_inside);
-    Py_DECREF(ts);
-    if (pushed < 0)
+    if (gs_push(stack, key, now, 1, depth + 1, GRAPH_INSIDE) < 0)
         return -1;
     Slot slot = {0};
     slot.kind = 'E';
@@ -1966,61 +2097,16 @@ static int
 graph_exit(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
            PyObject *exc, unsigned long long tsid)
 {
-    PyObject *stack = graph_stack(self, 0, tsid);
-    if (stack == NULL)
+    PyObject *obj = graph_stack(self, 0, tsid);
+    if (obj == NULL)
         return -1;
-    if (stack == Py_None)
+    if (obj == Py_None)
         return 0;
-    Py_ssize_t n = PyList_GET_SIZE(stack);
-    if (n == 0)
-        return 0;
-    /* The entry of this frame: normally the top; entries above it are calls
-     * whose exits never came (dropped, as _pop_to does). */
-    PyObject *key = where_key(where);
-    if (key == NULL)
-        return -1;
-    Py_ssize_t i = n - 1;
-    while (i >= 0) {
-        PyObject *e = PyList_GET_ITEM(stack, i);
-        if (PyTuple_Check(e) && PyTuple_GET_SIZE(e) == 4) {
-            PyObject *k = PyTuple_GET_ITEM(e, 0);
-            if (k == key)
-                break;
-            if (PyLong_CheckExact(k) && PyLong_CheckExact(key)) {
-                int eq = PyObject_RichCompareBool(k, key, Py_EQ);
-                if (eq < 0) {
-                    Py_DECREF(key);
-                    return -1;
-                }
-                if (eq)
-                    break;
-            }
-        }
-        i--;
-    }
-    Py_DECREF(key);
-    if (i < 0)
+    GEntry top;
+    if (!gs_pop_to((GraphStack *)obj, where_ptr(where), &top))
         return 0;  /* its entry was not seen */
-    PyObject *top = Py_NewRef(PyList_GET_ITEM(stack, i));
-    if (PyList_SetSlice(stack, i, n, NULL) < 0) {
-        Py_DECREF(top);
-        return -1;
-    }
-    PyObject *start = PyTuple_GET_ITEM(top, 1);
-    if (start == Py_None) {
-        Py_DECREF(top);
+    if (!top.has_ts || !self->tracing)
         return 0;
-    }
-    int on = recorder_tracing_on((Recorder *)self);
-    if (on <= 0) {
-        Py_DECREF(top);
-        return on;
-    }
-    long long begin = PyLong_AsLongLong(start);
-    long long depth = PyLong_AsLongLong(PyTuple_GET_ITEM(top, 2));
-    Py_DECREF(top);
-    if ((begin == -1 || depth == -1) && PyErr_Occurred())
-        return -1;
     long long now;
     if (recorder_now((Recorder *)self, &now) < 0)
         return -1;
@@ -2039,8 +2125,8 @@ graph_exit(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
     slot.kind = 'X';
     slot.ts = now;
     slot.size = size;
-    slot.depth = depth - 1;
-    slot.duration = now - begin;
+    slot.depth = top.depth - 1;
+    slot.duration = now - top.ts;
     slot.fn = Py_NewRef(fn);
     slot.aux = value;
     slot.event = Py_NewRef(event);
@@ -2546,7 +2632,7 @@ PyInit__speedups(void)
     Py_DECREF(time_mod);
     if (perf_counter_ns == NULL)
         return NULL;
-    if (PyType_Ready(&EventQueue_Type) < 0 ||
+    if (PyType_Ready(&EventQueue_Type) < 0 || PyType_Ready(&GraphStack_Type) < 0 ||
         PyType_Ready(&RingCore_Type) < 0 || PyType_Ready(&FuncRecorder_Type) < 0 ||
         PyType_Ready(&GraphRecorder_Type) < 0 || PyType_Ready(&Dispatcher_Type) < 0)
         return NULL;
@@ -2554,6 +2640,7 @@ PyInit__speedups(void)
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "EventQueue", (PyObject *)&EventQueue_Type) < 0 ||
+        PyModule_AddObjectRef(m, "GraphStack", (PyObject *)&GraphStack_Type) < 0 ||
         PyModule_AddObjectRef(m, "RingCore", (PyObject *)&RingCore_Type) < 0 ||
         PyModule_AddObjectRef(m, "FuncRecorder", (PyObject *)&FuncRecorder_Type) < 0 ||
         PyModule_AddObjectRef(m, "GraphRecorder", (PyObject *)&GraphRecorder_Type) < 0 ||

@@ -133,15 +133,17 @@ class FunctionGraphTracer(Tracer):
         # its interpreter frame's address, which the C recorder uses too, so the
         # two paths pair each other's entries and exits.
         self._key: Callable[[types.FrameType], Any] | None = None
+        self._stack_type: Callable[[], Any] = _PyGraphStack
 
     # -- life ----------------------------------------------------------------
     def make_ops(self) -> list[Ops]:
         self._graph_filters_changed()
         inst = self.inst
         ops = Ops(self.entry, ret=self.exit, filter=inst.filter, notrace=inst.notrace)
-        speedups = _accel.speedups
+        speedups: Any = _accel.speedups
         self._key = getattr(speedups, "frame_key", None)
-        if speedups is not None:
+        self._stack_type = _PyGraphStack if self._key is None else speedups.GraphStack
+        if self._key is not None:  # the C recorder needs interpreter-frame keys (3.12, 3.13)
             self.attach(speedups.GraphRecorder(inst, inst.rb, self._tls, _UNWIND), ops)
         return [ops]
 
@@ -185,8 +187,8 @@ class FunctionGraphTracer(Tracer):
         self._kinds[fn] = kind
         return kind
 
-    def _stack(self) -> list[_Entry]:
-        stack: list[_Entry] = []
+    def _stack(self) -> Any:
+        stack = self._stack_type()
         self._tls.stack = stack
         return stack
 
@@ -196,11 +198,12 @@ class FunctionGraphTracer(Tracer):
         if inst.pid_filtered and not inst.pid_allowed(threading.get_native_id()):
             return
         try:
-            stack: list[_Entry] = self._tls.stack
+            stack = self._tls.stack
         except AttributeError:
             stack = self._stack()
-        if stack:
-            _, _, depth, state = stack[-1]
+        last = stack.last()
+        if last is not None:
+            depth, state = last
         else:
             depth, state = 0, self._base
         kind = self._kinds.get(ip)
@@ -208,18 +211,18 @@ class FunctionGraphTracer(Tracer):
             kind = self._classify(ip)
         frame = fregs.frame if self._key is None else self._key(fregs.frame)
         if state == _BLOCKED or kind == _BLOCKED:
-            stack.append((frame, None, depth, _BLOCKED))
+            stack.push(frame, None, depth, _BLOCKED)
             return
         if state == _OUTSIDE and kind == _OUTSIDE:
-            stack.append((frame, None, depth, _OUTSIDE))
+            stack.push(frame, None, depth, _OUTSIDE)
             return
         limit = inst.max_graph_depth
         if (limit and depth >= limit) or not inst.tracing_on:
-            stack.append((frame, None, depth, _INSIDE))
+            stack.push(frame, None, depth, _INSIDE)
             return
         rb = inst.rb
         if inst.tracing_thresh_us:
-            stack.append((frame, rb.clock(), depth + 1, _INSIDE))
+            stack.push(frame, rb.clock(), depth + 1, _INSIDE)
             return
         args = None
         size = EVENT_OVERHEAD
@@ -227,24 +230,20 @@ class FunctionGraphTracer(Tracer):
             args = inst.safe_repr.arguments(fregs.arguments)
             size += len(args)
         ts = rb.clock()
-        stack.append((frame, ts, depth + 1, _INSIDE))
+        stack.push(frame, ts, depth + 1, _INSIDE)
         rb.write((ts, size, ENTRY, ip, depth, args, fregs.event))
 
     def exit(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
         try:
-            stack: list[_Entry] = self._tls.stack
+            stack = self._tls.stack
         except AttributeError:
             return
         if not stack:
             return
         frame = fregs.frame if self._key is None else self._key(fregs.frame)
-        top = stack.pop()
-        if top[0] is not frame and top[0] != frame:
-            stack.append(top)
-            found = _pop_to(stack, frame)
-            if found is None:  # its entry was not seen (pid filter changed, registration)
-                return
-            top = found
+        top = stack.pop_to(frame)
+        if top is None:  # its entry was not seen (pid filter changed, registration)
+            return
         start = top[1]
         if start is None:
             return
@@ -276,14 +275,27 @@ class FunctionGraphTracer(Tracer):
         return _Renderer(self.inst).lines(list(events))
 
 
-def _pop_to(stack: list[_Entry], frame: Any) -> _Entry | None:
-    """Drop entries above ``frame``'s (their exits never came); None if it is absent."""
-    for i in range(len(stack) - 1, -1, -1):
-        if stack[i][0] is frame or stack[i][0] == frame:
-            entry = stack[i]
-            del stack[i:]
-            return entry
-    return None
+class _PyGraphStack(list):  # type: ignore[type-arg]
+    """The per-thread stack of calls (pure Python; fntrace/_speedups.c has GraphStack)."""
+
+    def push(self, key: Any, ts: int | None, depth: int, state: int) -> None:
+        self.append((key, ts, depth, state))
+
+    def last(self) -> tuple[int, int] | None:
+        """(depth, state) of the newest entry, or None."""
+        if not self:
+            return None
+        _, _, depth, state = self[-1]
+        return depth, state
+
+    def pop_to(self, key: Any) -> _Entry | None:
+        """The newest entry of ``key``; entries above it (exits never seen) are dropped."""
+        for i in range(len(self) - 1, -1, -1):
+            if self[i][0] is key:
+                entry: _Entry = self[i]
+                del self[i:]
+                return entry
+        return None
 
 
 class _Renderer:
