@@ -1414,6 +1414,7 @@ done:
     int tracing;                 \
     int ring_valid;              \
     int clock_native;            \
+    int c_is_ring;               \
     PyObject *clock_fn;          \
     unsigned long long c_tsid;   \
     PyObject *c_live;            \
@@ -1594,6 +1595,7 @@ recorder_buffer(Recorder *self, unsigned long long tsid)
     Py_XSETREF(self->c_live, live);  /* steals live */
     Py_XSETREF(self->c_buf, Py_NewRef(buf));
     self->c_tsid = tsid;
+    self->c_is_ring = PyObject_TypeCheck(buf, &RingCore_Type);
     return buf;
 }
 
@@ -1608,7 +1610,7 @@ recorder_write(Recorder *self, Slot *slot, unsigned long long tsid)
         return -1;
     }
     int r;
-    if (PyObject_TypeCheck(buf, &RingCore_Type)) {
+    if (buf == self->c_buf ? self->c_is_ring : PyObject_TypeCheck(buf, &RingCore_Type)) {
         r = ring_write_slot((RingCore *)buf, slot);
     } else {
         PyObject *event = slot_event(slot);
