@@ -103,24 +103,50 @@ where_frame(Where *w)
  * free when the ring overwrites them; a tuple equal to the one the Python
  * path writes is built only when a reader asks for the event. */
 typedef struct {
-    PyObject *obj;    /* an event written from Python (a tuple), or NULL: packed */
-    PyObject *fn;     /* packed: the Function */
-    PyObject *aux;    /* packed: F parent (or None); X value text (or None) */
-    PyObject *event;  /* packed: the Event string */
+    PyObject *obj;       /* kind 0: the event (a tuple written from Python); else the Function */
+    PyObject *aux;       /* F: parent (or None); X: value text (or None); kind 0: NULL */
     long long ts;
-    long long depth;     /* E, X */
     long long duration;  /* X */
-    long long size;
-    char kind;           /* 'F', 'E', 'X' */
-} Slot;
+    int32_t depth;       /* E, X */
+    int32_t size;
+    char kind;           /* 0, 'F', 'E', 'X' */
+    unsigned char evcode;  /* the Event string: event_names[evcode] */
+} Slot;                  /* 48 bytes: a 1408 KiB ring of 64-byte events is ~1 MiB */
+
+/* The Event strings the recorders were given (pointer-compared; six in practice). */
+#define MAX_EVENT_NAMES 64
+static PyObject *event_names[MAX_EVENT_NAMES];
+static int n_event_names;
+
+static int
+event_code(PyObject *event)
+{
+    for (int i = 0; i < n_event_names; i++)
+        if (event_names[i] == event)
+            return i;
+    if (n_event_names == MAX_EVENT_NAMES) {
+        PyErr_SetString(PyExc_RuntimeError, "too many distinct event names");
+        return -1;
+    }
+    event_names[n_event_names] = Py_NewRef(event);
+    return n_event_names++;
+}
 
 typedef struct {
     PyObject_HEAD
     Slot *slots;
-    Py_ssize_t cap;   /* a power of two */
+    Py_ssize_t cap;
     Py_ssize_t head;  /* the oldest */
     Py_ssize_t len;
+    Py_ssize_t hint;  /* the first allocation: as many events as the ring can hold */
 } EventQueue;
+
+static inline Py_ssize_t
+qidx(EventQueue *q, Py_ssize_t i)
+{
+    Py_ssize_t k = q->head + i;
+    return k >= q->cap ? k - q->cap : k;
+}
 
 static PyTypeObject EventQueue_Type;
 
@@ -129,15 +155,13 @@ slot_release(Slot *s)
 {
     /* the caller has taken the slot out of the queue already */
     Py_XDECREF(s->obj);
-    Py_XDECREF(s->fn);
     Py_XDECREF(s->aux);
-    Py_XDECREF(s->event);
 }
 
 static int
 slot_size(Slot *s, long long *size)
 {
-    if (s->obj == NULL) {
+    if (s->kind != 0) {
         *size = s->size;
         return 0;
     }
@@ -158,23 +182,24 @@ slot_size(Slot *s, long long *size)
 static PyObject *
 slot_event(Slot *s)
 {
-    if (s->obj != NULL)
+    if (s->kind == 0)
         return Py_NewRef(s->obj);
+    PyObject *event = event_names[s->evcode];
     PyObject *ts = PyLong_FromLongLong(s->ts);
     PyObject *size = PyLong_FromLongLong(s->size);
     PyObject *kind = s->kind == 'F' ? str_F : s->kind == 'E' ? str_E : str_X;
     PyObject *t = NULL;
     if (ts != NULL && size != NULL) {
         if (s->kind == 'F') {
-            t = PyTuple_Pack(7, ts, size, kind, s->fn, s->aux, Py_None, s->event);
+            t = PyTuple_Pack(7, ts, size, kind, s->obj, s->aux, Py_None, event);
         } else {
             PyObject *depth = PyLong_FromLongLong(s->depth);
             if (depth != NULL && s->kind == 'E') {
-                t = PyTuple_Pack(7, ts, size, kind, s->fn, depth, Py_None, s->event);
+                t = PyTuple_Pack(7, ts, size, kind, s->obj, depth, Py_None, event);
             } else if (depth != NULL) {
                 PyObject *dur = PyLong_FromLongLong(s->duration);
                 if (dur != NULL)
-                    t = PyTuple_Pack(8, ts, size, kind, s->fn, depth, dur, s->event, s->aux);
+                    t = PyTuple_Pack(8, ts, size, kind, s->obj, depth, dur, event, s->aux);
                 Py_XDECREF(dur);
             }
             Py_XDECREF(depth);
@@ -190,14 +215,14 @@ queue_reserve(EventQueue *q)
 {
     if (q->len < q->cap)
         return 0;
-    Py_ssize_t ncap = q->cap ? q->cap * 2 : 64;
+    Py_ssize_t ncap = q->cap ? q->cap * 2 : (q->hint > 64 ? q->hint : 64);
     Slot *n = PyMem_Calloc((size_t)ncap, sizeof(Slot));
     if (n == NULL) {
         PyErr_NoMemory();
         return -1;
     }
     for (Py_ssize_t i = 0; i < q->len; i++)
-        n[i] = q->slots[(q->head + i) & (q->cap - 1)];
+        n[i] = q->slots[qidx(q, i)];
     PyMem_Free(q->slots);
     q->slots = n;
     q->cap = ncap;
@@ -211,7 +236,7 @@ queue_push(EventQueue *q, Slot *s)
 {
     if (queue_reserve(q) < 0)
         return -1;
-    q->slots[(q->head + q->len) & (q->cap - 1)] = *s;
+    q->slots[qidx(q, q->len)] = *s;
     q->len++;
     return 0;
 }
@@ -227,7 +252,7 @@ queue_take(EventQueue *q, Slot *out)
     Slot *s = &q->slots[q->head];
     *out = *s;
     memset(s, 0, sizeof(Slot));
-    q->head = (q->head + 1) & (q->cap - 1);
+    q->head = q->head + 1 == q->cap ? 0 : q->head + 1;
     q->len--;
     return 0;
 }
@@ -249,29 +274,9 @@ queue_clear_all(EventQueue *q)
     }
 }
 
-static int
-EventQueue_traverse(EventQueue *q, visitproc visit, void *arg)
-{
-    for (Py_ssize_t i = 0; i < q->len; i++) {
-        Slot *s = &q->slots[(q->head + i) & (q->cap - 1)];
-        Py_VISIT(s->obj);
-        Py_VISIT(s->fn);
-        Py_VISIT(s->aux);
-    }
-    return 0;
-}
-
-static int
-EventQueue_tp_clear(EventQueue *q)
-{
-    queue_clear_all(q);
-    return 0;
-}
-
 static void
 EventQueue_dealloc(EventQueue *q)
 {
-    PyObject_GC_UnTrack(q);
     queue_clear_all(q);
     PyMem_Free(q->slots);
     Py_TYPE(q)->tp_free((PyObject *)q);
@@ -320,7 +325,7 @@ EventQueue_item(EventQueue *q, Py_ssize_t i)
         PyErr_SetString(PyExc_IndexError, "event queue index out of range");
         return NULL;
     }
-    return slot_event(&q->slots[(q->head + i) & (q->cap - 1)]);
+    return slot_event(&q->slots[qidx(q, i)]);
 }
 
 /* A list of the events now in the queue (iteration works on this copy, so the
@@ -340,7 +345,7 @@ queue_list(EventQueue *q)
             }
             break;
         }
-        PyObject *ev = slot_event(&q->slots[(q->head + i) & (q->cap - 1)]);
+        PyObject *ev = slot_event(&q->slots[qidx(q, i)]);
         if (ev == NULL) {
             Py_DECREF(list);
             return NULL;
@@ -383,12 +388,13 @@ static PyTypeObject EventQueue_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "fntrace._speedups.EventQueue",
     .tp_basicsize = sizeof(EventQueue),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    /* Not tracked by the cycle collector: an event never refers back to what
+     * holds it, and walking a ring's tens of thousands of slots at every full
+     * collection costs the traced program for nothing. */
+    .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "A thread buffer's events, oldest first (reads like a deque of tuples).",
     .tp_new = EventQueue_new,
     .tp_dealloc = (destructor)EventQueue_dealloc,
-    .tp_traverse = (traverseproc)EventQueue_traverse,
-    .tp_clear = (inquiry)EventQueue_tp_clear,
     .tp_methods = EventQueue_methods,
     .tp_as_sequence = &EventQueue_as_sequence,
     .tp_iter = (getiterfunc)EventQueue_iter,
@@ -420,6 +426,8 @@ RingCore_init(RingCore *self, PyObject *args, PyObject *kwds)
     PyObject *events = PyObject_CallNoArgs((PyObject *)&EventQueue_Type);
     if (events == NULL)
         return -1;
+    long long hint = capacity / EVENT_OVERHEAD + 1;
+    ((EventQueue *)events)->hint = (Py_ssize_t)(hint < (1 << 20) ? hint : (1 << 20));
     Py_XSETREF(self->events, (EventQueue *)events);
     Py_XSETREF(self->on_full, Py_NewRef(Py_None));
     self->capacity = capacity;
@@ -535,9 +543,13 @@ ring_write_slot(RingCore *self, Slot *s)
 static int
 ring_write(RingCore *self, PyObject *event, long long size)
 {
+    if (size < 0 || size > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "event size out of range");
+        return -1;
+    }
     Slot s = {0};
     s.obj = Py_NewRef(event);
-    s.size = size;
+    s.size = (int32_t)size;
     return ring_write_slot(self, &s);
 }
 
@@ -879,13 +891,13 @@ take_all(PyObject *module, PyObject *buffers)
             PyObject *ev = NULL;
             if (slot_size(&sl, &size) == 0)
                 ev = slot_event(&sl);
-            long long ts = sl.obj == NULL ? sl.ts : 0;
+            long long ts = sl.kind != 0 ? sl.ts : 0;
             slot_release(&sl);
             if (ev == NULL) {
                 bad = 1;
                 break;
             }
-            if (sl.obj != NULL)
+            if (sl.kind == 0)
                 ts = event_ts(ev, &bad);
             else if (PyObject_GC_IsTracked(ev))
                 /* built here from names, ints and Functions: no cycle goes through
@@ -1924,9 +1936,14 @@ func_entry(FuncRecorder *self, PyObject *fn, Where *where, PyObject *event,
     slot.kind = 'F';
     slot.ts = ts;
     slot.size = EVENT_OVERHEAD;
-    slot.fn = Py_NewRef(fn);
+    slot.obj = Py_NewRef(fn);
     slot.aux = parent;
-    slot.event = Py_NewRef(event);
+    int code = event_code(event);
+    if (code < 0) {
+        slot_release(&slot);
+        return -1;
+    }
+    slot.evcode = (unsigned char)code;
     return recorder_write((Recorder *)self, &slot, tsid);
 }
 
@@ -2088,10 +2105,15 @@ graph_entry(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
     slot.kind = 'E';
     slot.ts = now;
     slot.size = EVENT_OVERHEAD;
-    slot.depth = depth;
-    slot.fn = Py_NewRef(fn);
+    slot.depth = (int32_t)depth;
+    slot.obj = Py_NewRef(fn);
     slot.aux = Py_NewRef(Py_None);
-    slot.event = Py_NewRef(event);
+    int code = event_code(event);
+    if (code < 0) {
+        slot_release(&slot);
+        return -1;
+    }
+    slot.evcode = (unsigned char)code;
     return recorder_write((Recorder *)self, &slot, tsid);
 }
 
@@ -2126,12 +2148,17 @@ graph_exit(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
     Slot slot = {0};
     slot.kind = 'X';
     slot.ts = now;
-    slot.size = size;
-    slot.depth = top.depth - 1;
+    slot.size = (int32_t)size;
+    slot.depth = (int32_t)(top.depth - 1);
     slot.duration = now - top.ts;
-    slot.fn = Py_NewRef(fn);
+    slot.obj = Py_NewRef(fn);
     slot.aux = value;
-    slot.event = Py_NewRef(event);
+    int code = event_code(event);
+    if (code < 0) {
+        slot_release(&slot);
+        return -1;
+    }
+    slot.evcode = (unsigned char)code;
     return recorder_write((Recorder *)self, &slot, tsid);
 }
 
