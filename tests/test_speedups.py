@@ -398,3 +398,52 @@ def test_encoded_chunk_is_byte_identical(monkeypatch: pytest.MonkeyPatch,
         wa.close()
         wb.close()
         assert (tmp_path / f"a{i}.dat").read_bytes() == (tmp_path / f"b{i}.dat").read_bytes()
+
+
+# -- the "local" trace clock -------------------------------------------------------------
+
+@pytest.mark.skipif(built is None, reason="the C extension is not built")
+def test_local_clock_follows_perf_counter_and_never_goes_back() -> None:
+    import time
+
+    clock = built.local_clock
+    worst = 0
+    last = clock()
+    deadline = time.perf_counter() + 0.12  # several 20 ms re-anchorings
+    n = 0
+    while time.perf_counter() < deadline:
+        before = time.perf_counter_ns()
+        now = clock()
+        after = time.perf_counter_ns()
+        assert now >= last
+        last = now
+        worst = max(worst, before - now, now - after)
+        n += 1
+    assert n > 1000
+    assert worst < 20_000  # ns: within 20 us of perf_counter_ns (typically < 1 us)
+
+
+@pytest.mark.skipif(built is None, reason="the C extension is not built")
+def test_local_clock_is_monotonic_across_threads() -> None:
+    clock = built.local_clock
+    seen: list[list[int]] = []
+
+    def reader() -> None:
+        mine = [clock() for _ in range(20_000)]
+        seen.append(mine)
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for mine in seen:
+        assert mine == sorted(mine)
+
+
+def test_default_clock_is_local() -> None:
+    from fntrace.ring_buffer import CLOCKS, RingBuffer
+
+    assert RingBuffer().clock is CLOCKS["local"]
+    if built is not None:
+        assert CLOCKS["local"] is built.local_clock
