@@ -382,6 +382,18 @@ def _peer_versions(data: dict[str, Any]) -> str:
     return "; ".join(out)
 
 
+def _hot_path(data: dict[str, Any]) -> str:
+    """Which fntrace hot path the children ran, per interpreter (the C one when built)."""
+    out = []
+    for part in ("tracers", "selective"):
+        if data.get(part):
+            for minor, e in data[part]["interpreters"].items():
+                built = e["venv"]["available"].get("fntrace C hot path")
+                out.append(f"{minor}: {'C hot path' if built else 'pure Python'}")
+            break
+    return "; ".join(out) or "hot path unknown"
+
+
 def write_results_md(data: dict[str, Any], json_path: str, path: str = RESULTS_MD) -> None:
     notes = hand_notes(path, NOTES_MARKER)
     if not notes:
@@ -405,7 +417,7 @@ def write_results_md(data: dict[str, Any], json_path: str, path: str = RESULTS_M
         f"- Date: {data['date']}",
         f"- Machine: {m['nproc']} CPUs (`nproc`), {m['cpu']}, {m['platform']}; "
         f"load average at the end {m['loadavg_at_end']}",
-        f"- Pythons: {pythons}; fntrace: this work tree at that date",
+        f"- Pythons: {pythons}; fntrace: this work tree at that date, {_hot_path(data)}",
         f"- Peers (PyPI, per-interpreter venvs): {_peer_versions(data)}; cProfile from each "
         "interpreter's standard library",
         f"- Runs: {data['settings']['runs']} per configuration, each a fresh process, "

@@ -26,6 +26,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -130,9 +131,29 @@ def ensure_venv(interp: dict[str, Any], log: Any) -> dict[str, Any]:
         if version is None:
             log(f"[{minor}] {pkg}: unavailable")
     available["monitoring"] = "sys.monitoring" if tuple(interp["tuple"]) >= (3, 12) else None
+    available["fntrace C hot path"] = _build_speedups(py, minor, log, notes)
     site_dirs = _site_dirs(py)
     return {"python": py, "site_dirs": site_dirs, "available": available,
             "install_notes": notes}
+
+
+def _build_speedups(py: str, minor: str, log: Any, notes: dict[str, str]) -> str | None:
+    """Build fntrace's C extension in the work tree for this interpreter, as
+    ``pip install`` does, so the children measure what users run (None: not
+    built, the pure-Python path is measured; FNTRACE_PURE=1 asks for that)."""
+    if os.environ.get("FNTRACE_PURE", "") not in ("", "0"):
+        return None
+    if _package_version(py, "setuptools") is None:
+        subprocess.run([py, "-m", "pip", "install", "--disable-pip-version-check", "-q",
+                        "setuptools"], capture_output=True, text=True, timeout=900)
+    with tempfile.TemporaryDirectory() as tmp:
+        r = subprocess.run([py, "setup.py", "-q", "build_ext", "--inplace", "--build-temp", tmp],
+                           cwd=ROOT, capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        notes["fntrace C hot path"] = (r.stderr or r.stdout).strip()[-500:]
+        log(f"[{minor}] fntrace's C extension did not build: the pure-Python path is measured")
+        return None
+    return "built"
 
 
 def _site_dirs(py: str) -> list[str]:
