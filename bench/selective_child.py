@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ sys.path[:0] = [ROOT, HERE]  # fntrace from this work tree, then the workloads
 sys.path += [p for p in os.environ.get("BENCH_SITE_DIRS", "").split(os.pathsep) if p]
 
 import workloads.selective as workload  # noqa: E402
+from rss import peak_rss_kib  # noqa: E402
 
 TARGET_MODULE = workload.TARGET_MODULE
 TARGET_FILE = workload.TARGET_FILE
@@ -384,19 +384,6 @@ def oracle(scale: float) -> dict[str, Any]:
     totals["target_fraction"] = totals["target_starts"] / max(1, totals["starts"])
     totals["digest"] = digest
     return totals
-
-
-def peak_rss_kib() -> int:
-    """Peak RSS so far, KiB: VmHWM (ru_maxrss where there is no /proc; on Linux it
-    carries the parent's RSS over exec, see tracers_child.peak_rss_kib)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def main() -> None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import resource
 import sys
 import tempfile
 import threading
@@ -46,6 +45,8 @@ sys.path[:0] = [os.environ.get("BENCH_FNTRACE_ROOT") or ROOT, HERE]
 # Started with -S by run_tracers.py (as by run_selective.py): the venv's
 # site-packages, without the .pth files that would import hunter everywhere.
 sys.path += [p for p in os.environ.get("BENCH_SITE_DIRS", "").split(os.pathsep) if p]
+
+from rss import peak_rss_kib  # noqa: E402
 
 Start = Callable[[], None]
 Stop = Callable[[], None]
@@ -68,25 +69,6 @@ VIZTRACER: dict[str, dict[str, Any]] = {
     "viztracer-args": {"ignore_c_function": True, "log_func_args": True,
                        "log_func_retval": True},
 }
-
-
-def peak_rss_kib() -> int:
-    """Peak resident set size of this process so far, KiB.
-
-    Linux: VmHWM of /proc/self/status, the high-water mark of this program's own
-    memory.  Not ru_maxrss: Linux carries ru_maxrss over exec, so a child's
-    ru_maxrss is never below its parent's RSS at fork time (~19 MiB for the
-    campaign's parent, which would hide everything under it).  ru_maxrss is the
-    fallback where there is no /proc.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def text_sink() -> tuple[str, Any]:
