@@ -1429,7 +1429,94 @@ done:
     return rc;
 }
 
-/* encode_pairs(pairs, other, event_codes) -> (payload, n): the uncompressed
+static int
+tables_init(Tables *t)
+{
+    memset(t, 0, sizeof *t);
+    t->strings = PyDict_New();
+    t->funcs = PyDict_New();
+    t->threads = PyDict_New();
+    t->rows = PyList_New(0);
+    t->fn_fid = PyDict_New();
+    t->par_fid = PyDict_New();
+    t->buf_idx = PyDict_New();
+    return (t->strings && t->funcs && t->threads && t->rows && t->fn_fid && t->par_fid &&
+            t->buf_idx) ? 0 : -1;
+}
+
+static void
+tables_free(Tables *t)
+{
+    Py_XDECREF(t->strings);
+    Py_XDECREF(t->funcs);
+    Py_XDECREF(t->threads);
+    Py_XDECREF(t->rows);
+    Py_XDECREF(t->fn_fid);
+    Py_XDECREF(t->par_fid);
+    Py_XDECREF(t->buf_idx);
+    PyMem_Free(t->last_ts);
+}
+
+/* The chunk's payload: the tables, then the count, then the events
+ * (TraceWriter.write_table_chunk).  Returns (payload, n, rows) or NULL. */
+static PyObject *
+chunk_payload(Tables *t, Bytes *body, Py_ssize_t n)
+{
+    Bytes out = {0};
+    PyObject *result = NULL;
+    if (put_uvarint(&out, (unsigned long long)PyDict_GET_SIZE(t->strings)) < 0)
+        goto done;
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(t->strings, &pos, &key, &value)) {
+        PyObject *raw = PyUnicode_AsEncodedString(key, "utf-8", "surrogatepass");
+        if (raw == NULL)
+            goto done;
+        int bad = put_uvarint(&out, (unsigned long long)PyBytes_GET_SIZE(raw)) < 0 ||
+                  put_raw(&out, PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw)) < 0;
+        Py_DECREF(raw);
+        if (bad)
+            goto done;
+    }
+    if (put_uvarint(&out, (unsigned long long)PyDict_GET_SIZE(t->funcs)) < 0)
+        goto done;
+    pos = 0;
+    while (PyDict_Next(t->funcs, &pos, &key, &value)) {
+        PyObject *sid = PyDict_GetItemWithError(t->strings, PyTuple_GET_ITEM(key, 0));
+        if (sid == NULL || put_pyuvarint(&out, sid) < 0 ||
+            put_pyuvarint(&out, PyTuple_GET_ITEM(key, 1)) < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_KeyError, "function name not in the string table");
+            goto done;
+        }
+    }
+    Py_ssize_t nrows = PyList_GET_SIZE(t->rows);
+    if (put_uvarint(&out, (unsigned long long)nrows) < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < nrows; i++) {
+        PyObject *row = PyList_GET_ITEM(t->rows, i);
+        PyObject *s1 = PyDict_GetItemWithError(t->strings, PyTuple_GET_ITEM(row, 1));
+        PyObject *s3 = s1 ? PyDict_GetItemWithError(t->strings, PyTuple_GET_ITEM(row, 3)) : NULL;
+        if (s3 == NULL || put_pyuvarint(&out, PyTuple_GET_ITEM(row, 0)) < 0 ||
+            put_pyuvarint(&out, s1) < 0 || put_pyuvarint(&out, PyTuple_GET_ITEM(row, 2)) < 0 ||
+            put_pyuvarint(&out, s3) < 0 || put_pyuvarint(&out, PyTuple_GET_ITEM(row, 4)) < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_KeyError, "thread strings not in the string table");
+            goto done;
+        }
+    }
+    if (put_uvarint(&out, (unsigned long long)n) < 0 ||
+        put_raw(&out, (char *)body->data, body->len) < 0)
+        goto done;
+    PyObject *payload = PyBytes_FromStringAndSize((char *)out.data, out.len);
+    if (payload != NULL)
+        result = Py_BuildValue("(Nnn)", payload, n, nrows);
+done:
+    PyMem_Free(out.data);
+    return result;
+}
+
+/* encode_pairs(pairs, other, event_codes) -> (payload, n, rows): the uncompressed
  * payload of one event chunk, byte for byte what TraceWriter.write_events
  * makes of to_wevent() of the same pairs. */
 static PyObject *
@@ -1441,17 +1528,10 @@ encode_pairs(PyObject *module, PyObject *args)
     PyObject *seq = PySequence_Fast(pairs, "encode_pairs() needs a sequence of pairs");
     if (seq == NULL)
         return NULL;
-    Tables t = {0};
-    Bytes body = {0}, out = {0};
+    Tables t;
+    Bytes body = {0};
     PyObject *result = NULL;
-    t.strings = PyDict_New();
-    t.funcs = PyDict_New();
-    t.threads = PyDict_New();
-    t.rows = PyList_New(0);
-    t.fn_fid = PyDict_New();
-    t.par_fid = PyDict_New();
-    t.buf_idx = PyDict_New();
-    if (!t.strings || !t.funcs || !t.threads || !t.rows || !t.fn_fid || !t.par_fid || !t.buf_idx)
+    if (tables_init(&t) < 0)
         goto done;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -1464,67 +1544,201 @@ encode_pairs(PyObject *module, PyObject *args)
                        event_codes) < 0)
             goto done;
     }
-    /* the tables, then the count, then the events (TraceWriter.write_table_chunk) */
-    if (put_uvarint(&out, (unsigned long long)PyDict_GET_SIZE(t.strings)) < 0)
-        goto done;
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(t.strings, &pos, &key, &value)) {
-        PyObject *raw = PyUnicode_AsEncodedString(key, "utf-8", "surrogatepass");
-        if (raw == NULL)
-            goto done;
-        int bad = put_uvarint(&out, (unsigned long long)PyBytes_GET_SIZE(raw)) < 0 ||
-                  put_raw(&out, PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw)) < 0;
-        Py_DECREF(raw);
-        if (bad)
-            goto done;
-    }
-    if (put_uvarint(&out, (unsigned long long)PyDict_GET_SIZE(t.funcs)) < 0)
-        goto done;
-    pos = 0;
-    while (PyDict_Next(t.funcs, &pos, &key, &value)) {
-        PyObject *sid = PyDict_GetItemWithError(t.strings, PyTuple_GET_ITEM(key, 0));
-        if (sid == NULL || put_pyuvarint(&out, sid) < 0 ||
-            put_pyuvarint(&out, PyTuple_GET_ITEM(key, 1)) < 0) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_KeyError, "function name not in the string table");
-            goto done;
-        }
-    }
-    Py_ssize_t nrows = PyList_GET_SIZE(t.rows);
-    if (put_uvarint(&out, (unsigned long long)nrows) < 0)
-        goto done;
-    for (Py_ssize_t i = 0; i < nrows; i++) {
-        PyObject *row = PyList_GET_ITEM(t.rows, i);
-        PyObject *s1 = PyDict_GetItemWithError(t.strings, PyTuple_GET_ITEM(row, 1));
-        PyObject *s3 = s1 ? PyDict_GetItemWithError(t.strings, PyTuple_GET_ITEM(row, 3)) : NULL;
-        if (s3 == NULL || put_pyuvarint(&out, PyTuple_GET_ITEM(row, 0)) < 0 ||
-            put_pyuvarint(&out, s1) < 0 || put_pyuvarint(&out, PyTuple_GET_ITEM(row, 2)) < 0 ||
-            put_pyuvarint(&out, s3) < 0 || put_pyuvarint(&out, PyTuple_GET_ITEM(row, 4)) < 0) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_KeyError, "thread strings not in the string table");
-            goto done;
-        }
-    }
-    if (put_uvarint(&out, (unsigned long long)n) < 0 || put_raw(&out, (char *)body.data, body.len) < 0)
-        goto done;
-    {
-        PyObject *payload = PyBytes_FromStringAndSize((char *)out.data, out.len);
-        if (payload != NULL) {
-            result = Py_BuildValue("(Nnn)", payload, n, nrows);
-        }
-    }
+    result = chunk_payload(&t, &body, n);
 done:
-    Py_XDECREF(t.strings);
-    Py_XDECREF(t.funcs);
-    Py_XDECREF(t.threads);
-    Py_XDECREF(t.rows);
-    Py_XDECREF(t.fn_fid);
-    Py_XDECREF(t.par_fid);
-    Py_XDECREF(t.buf_idx);
-    PyMem_Free(t.last_ts);
+    tables_free(&t);
     PyMem_Free(body.data);
-    PyMem_Free(out.data);
+    Py_DECREF(seq);
+    return result;
+}
+
+/* One packed event (a recorder's slot) into the chunk: what encode_one does with
+ * the tuple the slot stands for, without building it. */
+static int
+encode_slot(Bytes *body, Tables *t, PyObject *buf, Slot *sl, PyObject *event_codes)
+{
+    int code = sl->kind == 'F' ? 0 : sl->kind == 'E' ? 1 : 2;
+    Py_ssize_t ti = tab_thread(t, buf);
+    if (ti < 0)
+        return -1;
+    long evcode = 0;
+    PyObject *c = PyDict_GetItemWithError(event_codes, event_names[sl->evcode]);
+    if (c != NULL)
+        evcode = PyLong_AsLong(c);
+    else if (PyErr_Occurred())
+        return -1;
+    if (bytes_room(body, 1) < 0)
+        return -1;
+    body->data[body->len++] = (unsigned char)(code | (evcode << 3));
+    if (put_uvarint(body, (unsigned long long)ti) < 0)
+        return -1;
+    long long delta = sl->ts - t->last_ts[ti];
+    t->last_ts[ti] = sl->ts;
+    if (put_uvarint(body, ((unsigned long long)delta << 1) ^ (unsigned long long)(delta >> 63)) < 0)
+        return -1;
+    Py_ssize_t fid = fn_fid(t, sl->obj, 0);
+    if (fid < 0 || put_uvarint(body, (unsigned long long)fid) < 0)
+        return -1;
+    if (code == 0) {
+        if (sl->aux == NULL || sl->aux == Py_None)
+            return put_uvarint(body, 0) < 0 || put_uvarint(body, 0) < 0 ? -1 : 0;
+        Py_ssize_t pf = fn_fid(t, sl->aux, 1);
+        if (pf < 0 || put_uvarint(body, (unsigned long long)pf + 1) < 0)
+            return -1;
+        return put_uvarint(body, 0);  /* no args: the recorder writes none */
+    }
+    if (put_uvarint(body, (unsigned long long)(sl->depth > 0 ? sl->depth : 0)) < 0)
+        return -1;
+    if (code == 1)
+        return put_uvarint(body, 0);
+    if (put_uvarint(body, (unsigned long long)(sl->duration > 0 ? sl->duration : 0)) < 0)
+        return -1;
+    return put_opt(body, t, sl->aux ? sl->aux : Py_None);
+}
+
+typedef struct {
+    PyObject *buf;
+    Slot *slots;
+    Py_ssize_t n, pos;
+} TakenSlots;
+
+/* encode_buffers(buffers, other, event_codes) -> (payload, n, tids): take every
+ * event now in these RingCore buffers (as take_all) and encode them as
+ * encode_pairs would encode take_all's pairs, without building the pairs;
+ * tids are the threads that had events. */
+static PyObject *
+encode_buffers(PyObject *module, PyObject *args)
+{
+    PyObject *buffers, *other, *event_codes;
+    if (!PyArg_ParseTuple(args, "OOO!", &buffers, &other, &PyDict_Type, &event_codes))
+        return NULL;
+    PyObject *seq = PySequence_Fast(buffers, "encode_buffers() needs a sequence of buffers");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t k = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t j = 0; j < k; j++) {
+        if (!PyObject_TypeCheck(PySequence_Fast_GET_ITEM(seq, j), &RingCore_Type)) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_TypeError, "encode_buffers() needs RingCore buffers");
+            return NULL;
+        }
+    }
+    TakenSlots *tk = PyMem_Calloc((size_t)(k ? k : 1), sizeof(TakenSlots));
+    Tables t;
+    Bytes body = {0};
+    PyObject *result = NULL, *tids = NULL;
+    int ok = tables_init(&t) == 0 && tk != NULL;
+    if (tk == NULL)
+        PyErr_NoMemory();
+    Py_ssize_t total = 0;
+    int monotonic = 1;
+    for (Py_ssize_t j = 0; ok && j < k; j++) {
+        RingCore *rc = (RingCore *)PySequence_Fast_GET_ITEM(seq, j);
+        EventQueue *q = rc->events;
+        tk[j].buf = (PyObject *)rc;
+        Py_ssize_t n = q ? q->len : 0;
+        if (n == 0)
+            continue;
+        tk[j].slots = PyMem_Calloc((size_t)n, sizeof(Slot));
+        if (tk[j].slots == NULL) {
+            PyErr_NoMemory();
+            ok = 0;
+            break;
+        }
+        for (Py_ssize_t i = 0; i < n && q->len > 0; i++) {
+            Slot *sl = &tk[j].slots[tk[j].n];
+            queue_take(q, sl);
+            long long size = 0;
+            if (slot_size(sl, &size) < 0) {
+                slot_release(sl);
+                ok = 0;
+                break;
+            }
+            if (sl->kind == 0) {  /* its timestamp, for the merge */
+                int bad = 0;
+                sl->ts = event_ts(sl->obj, &bad);
+                if (bad) {
+                    slot_release(sl);
+                    ok = 0;
+                    break;
+                }
+            }
+            rc->read++;
+            rc->read_bytes += size;
+            if (tk[j].n > 0 && sl->ts < tk[j].slots[tk[j].n - 1].ts)
+                monotonic = 0;
+            tk[j].n++;
+            total++;
+        }
+    }
+    if (ok && !monotonic) {
+        /* a clock that went back: the pairs, sorted as consume() sorts them */
+        PyObject *keyed = PyList_New(0);
+        for (Py_ssize_t j = 0; keyed != NULL && j < k; j++) {
+            for (Py_ssize_t i = 0; i < tk[j].n; i++) {
+                PyObject *ev = slot_event(&tk[j].slots[i]);
+                PyObject *item = ev ? Py_BuildValue("(LnnOO)", tk[j].slots[i].ts, j, i,
+                                                    tk[j].buf, ev) : NULL;
+                Py_XDECREF(ev);
+                if (item == NULL || PyList_Append(keyed, item) < 0) {
+                    Py_XDECREF(item);
+                    Py_CLEAR(keyed);
+                    break;
+                }
+                Py_DECREF(item);
+            }
+        }
+        ok = keyed != NULL && PyList_Sort(keyed) == 0;
+        for (Py_ssize_t m = 0; ok && m < total; m++) {
+            PyObject *item = PyList_GET_ITEM(keyed, m);
+            ok = encode_one(&body, &t, PyTuple_GET_ITEM(item, 3), PyTuple_GET_ITEM(item, 4),
+                            other, event_codes) == 0;
+        }
+        Py_XDECREF(keyed);
+    } else {
+        for (Py_ssize_t m = 0; ok && m < total; m++) {
+            Py_ssize_t best = -1;
+            for (Py_ssize_t j = 0; j < k; j++) {
+                if (tk[j].pos < tk[j].n &&
+                    (best < 0 || tk[j].slots[tk[j].pos].ts < tk[best].slots[tk[best].pos].ts))
+                    best = j;
+            }
+            Slot *sl = &tk[best].slots[tk[best].pos++];
+            if (sl->kind != 0) {
+                ok = encode_slot(&body, &t, tk[best].buf, sl, event_codes) == 0;
+            } else {
+                ok = encode_one(&body, &t, tk[best].buf, sl->obj, other, event_codes) == 0;
+            }
+        }
+    }
+    if (ok) {
+        tids = PyList_New(0);
+        for (Py_ssize_t j = 0; tids != NULL && j < k; j++) {
+            if (tk[j].n == 0)
+                continue;
+            PyObject *tid = PyObject_GetAttr(tk[j].buf, str_tid);
+            if (tid == NULL || PyList_Append(tids, tid) < 0) {
+                Py_XDECREF(tid);
+                Py_CLEAR(tids);
+                break;
+            }
+            Py_DECREF(tid);
+        }
+        PyObject *chunk = tids ? chunk_payload(&t, &body, total) : NULL;
+        if (chunk != NULL) {
+            result = Py_BuildValue("(OnO)", PyTuple_GET_ITEM(chunk, 0), total, tids);
+            Py_DECREF(chunk);
+        }
+    }
+    for (Py_ssize_t j = 0; tk != NULL && j < k; j++) {
+        for (Py_ssize_t i = 0; i < tk[j].n; i++)
+            slot_release(&tk[j].slots[i]);
+        PyMem_Free(tk[j].slots);
+    }
+    PyMem_Free(tk);
+    Py_XDECREF(tids);
+    tables_free(&t);
+    PyMem_Free(body.data);
     Py_DECREF(seq);
     return result;
 }
@@ -2738,6 +2952,8 @@ static PyMethodDef speedups_functions[] = {
      "Consume every event of these buffers, merged in time order (BufferSet.consume)."},
     {"encode_pairs", (PyCFunction)encode_pairs, METH_VARARGS,
      "The payload of one trace-file event chunk (TraceWriter.write_events), in C."},
+    {"encode_buffers", (PyCFunction)encode_buffers, METH_VARARGS,
+     "Consume these buffers and encode their events as one chunk, in one pass."},
 #ifdef FNT_IFRAME
     {"frame_key", (PyCFunction)frame_key, METH_O,
      "function_graph's stack key of a running frame (its interpreter frame's address)."},

@@ -170,22 +170,25 @@ class Recorder:
             inst = self.inst
             bufs = inst.rb.live
             _fix_names(bufs)
-            pairs = bufs.consume()
-            if isinstance(self.writer, TextSink):
-                return self.writer.write_pairs(inst, pairs)
             speedups = _accel.speedups
-            if speedups is None:
-                n = self.writer.write_events(to_wevent(inst, buf, ev) for buf, ev in pairs)
-            elif pairs:
-                # The same chunk, encoded in C (to_wevent only for markers and the
-                # events other tracers render as text).
-                payload, count, _ = speedups.encode_pairs(
-                    pairs, lambda buf, ev: _other(inst, buf, ev), tracefile.EVENT_CODES)
-                n = self.writer.write_payload(payload, count)
+            if speedups is not None and not isinstance(self.writer, TextSink):
+                # The same chunk in one pass in C: the buffers consumed and their
+                # events encoded without a tuple each (to_wevent only for markers
+                # and the events other tracers render as text).
+                with bufs.lock:
+                    payload, n, tids = speedups.encode_buffers(
+                        bufs.buffers(), lambda buf, ev: _other(inst, buf, ev),
+                        tracefile.EVENT_CODES)
+                if n:
+                    self.writer.write_payload(payload, n)
+                seen = set(tids)
             else:
-                n = 0
+                pairs = bufs.consume()
+                if isinstance(self.writer, TextSink):
+                    return self.writer.write_pairs(inst, pairs)
+                n = self.writer.write_events(to_wevent(inst, buf, ev) for buf, ev in pairs)
+                seen = {buf.tid for buf, _ in pairs}
             changed = []
-            seen = {buf.tid for buf, _ in pairs}
             for buf in bufs.buffers():
                 lost = buf.overrun + buf.dropped
                 if lost != self.lost_seen.get(buf.tid, 0):

@@ -447,3 +447,39 @@ def test_default_clock_is_local() -> None:
     assert RingBuffer().clock is CLOCKS["local"]
     if built is not None:
         assert CLOCKS["local"] is built.local_clock
+
+
+@pytest.mark.skipif(built is None or sys.version_info < (3, 12),
+                    reason="the C extension is not built (or Python < 3.12)")
+@pytest.mark.parametrize(("tracer", "options"), [
+    ("function", {}), ("function_graph", {}), ("function", {"func_args": 1}),
+    ("function_graph", {"funcgraph_retval": 1})])
+def test_encode_buffers_matches_the_python_writer(tmp_path: Any, tracer: str,
+                                                  options: dict[str, int]) -> None:
+    """The one-pass writer (packed events encoded without tuples) against
+    write_events(to_wevent(...)) of the same events in consume() order."""
+    from fntrace import recorder
+    from fntrace.formats import tracefile
+
+    with trace(tracer, filter="sp_*", **options) as inst:
+        inst.write("trace_marker", "start")
+        sp_main()
+        inst.tracing_on = False
+        bufs = inst.rb.live
+        expected = list(bufs.merged())
+        n_events = sum(len(b.events) for b in bufs.buffers())
+        wa = tracefile.TraceWriter(str(tmp_path / "a.dat"), {"p": 1}, compress=False)
+        wb = tracefile.TraceWriter(str(tmp_path / "b.dat"), {"p": 1}, compress=False)
+        assert wb.write_events(recorder.to_wevent(inst, buf, ev) for buf, ev in expected) \
+            == n_events
+        payload, n, tids = built.encode_buffers(bufs.buffers(),
+                                                functools.partial(recorder._other, inst),
+                                                tracefile.EVENT_CODES)
+        assert n == n_events > 100
+        wa.write_payload(payload, n)
+        wa.close()
+        wb.close()
+        assert sorted(tids) == sorted({buf.tid for buf, _ in expected})
+        assert all(len(b.events) == 0 and b.read == b.written - b.overrun
+                   for b in bufs.buffers())
+    assert (tmp_path / "a.dat").read_bytes() == (tmp_path / "b.dat").read_bytes()
