@@ -1103,7 +1103,7 @@ take_all(PyObject *module, PyObject *buffers)
 }
 
 /* ------------------------------------------------------------------------- */
-/* encode_pairs: one event chunk of the trace file (formats/tracefile.py)     */
+/* encode_buffers: one event chunk of the trace file (formats/tracefile.py)   */
 /* ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -1334,7 +1334,7 @@ encode_one(Bytes *body, Tables *t, PyObject *buf, PyObject *ev, PyObject *other,
            PyObject *event_codes)
 {
     if (!PyTuple_Check(ev) || PyTuple_GET_SIZE(ev) < 3 || !PyObject_TypeCheck(buf, &RingCore_Type)) {
-        PyErr_SetString(PyExc_TypeError, "encode_pairs: (RingCore buffer, event tuple) pairs");
+        PyErr_SetString(PyExc_TypeError, "encode_buffers: RingCore buffers holding event tuples");
         return -1;
     }
     PyObject *kind = PyTuple_GET_ITEM(ev, 2);
@@ -1354,7 +1354,7 @@ encode_one(Bytes *body, Tables *t, PyObject *buf, PyObject *ev, PyObject *other,
             return -1;
         if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 2) {
             Py_DECREF(r);
-            PyErr_SetString(PyExc_TypeError, "encode_pairs: other() must give (code, text)");
+            PyErr_SetString(PyExc_TypeError, "encode_buffers: other() must give (code, text)");
             return -1;
         }
         code = (int)PyLong_AsLong(PyTuple_GET_ITEM(r, 0));
@@ -1516,42 +1516,6 @@ done:
     return result;
 }
 
-/* encode_pairs(pairs, other, event_codes) -> (payload, n, rows): the uncompressed
- * payload of one event chunk, byte for byte what TraceWriter.write_events
- * makes of to_wevent() of the same pairs. */
-static PyObject *
-encode_pairs(PyObject *module, PyObject *args)
-{
-    PyObject *pairs, *other, *event_codes;
-    if (!PyArg_ParseTuple(args, "OOO!", &pairs, &other, &PyDict_Type, &event_codes))
-        return NULL;
-    PyObject *seq = PySequence_Fast(pairs, "encode_pairs() needs a sequence of pairs");
-    if (seq == NULL)
-        return NULL;
-    Tables t;
-    Bytes body = {0};
-    PyObject *result = NULL;
-    if (tables_init(&t) < 0)
-        goto done;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            PyErr_SetString(PyExc_TypeError, "encode_pairs: (buffer, event) pairs");
-            goto done;
-        }
-        if (encode_one(&body, &t, PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1), other,
-                       event_codes) < 0)
-            goto done;
-    }
-    result = chunk_payload(&t, &body, n);
-done:
-    tables_free(&t);
-    PyMem_Free(body.data);
-    Py_DECREF(seq);
-    return result;
-}
-
 /* One packed event (a recorder's slot) into the chunk: what encode_one does with
  * the tuple the slot stands for, without building it. */
 static int
@@ -1603,9 +1567,11 @@ typedef struct {
 } TakenSlots;
 
 /* encode_buffers(buffers, other, event_codes) -> (payload, n, tids): take every
- * event now in these RingCore buffers (as take_all) and encode them as
- * encode_pairs would encode take_all's pairs, without building the pairs;
- * tids are the threads that had events. */
+ * event now in these RingCore buffers (as take_all does) and make the payload
+ * of one trace-file event chunk, byte for byte what TraceWriter.write_events
+ * makes of to_wevent() of take_all's pairs, without building the pairs (a
+ * recorder's packed event is encoded from its slot); tids are the threads
+ * that had events. */
 static PyObject *
 encode_buffers(PyObject *module, PyObject *args)
 {
@@ -2950,8 +2916,6 @@ static PyMethodDef speedups_functions[] = {
      "where the kernel uses the TSC, else CLOCK_MONOTONIC; never goes backwards."},
     {"take_all", (PyCFunction)take_all, METH_O,
      "Consume every event of these buffers, merged in time order (BufferSet.consume)."},
-    {"encode_pairs", (PyCFunction)encode_pairs, METH_VARARGS,
-     "The payload of one trace-file event chunk (TraceWriter.write_events), in C."},
     {"encode_buffers", (PyCFunction)encode_buffers, METH_VARARGS,
      "Consume these buffers and encode their events as one chunk, in one pass."},
 #ifdef FNT_IFRAME

@@ -42,7 +42,7 @@ _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 # fntrace.Event values (the next 3 bits).
 EVENTS_NAMES = ("", "start", "resume", "throw", "return", "yield", "unwind")
 _EVENT_CODE = {e: i for i, e in enumerate(EVENTS_NAMES)}
-#: The codes, for the C encoder (fntrace/_speedups.c encode_pairs).
+#: The codes, for the C encoder (fntrace/_speedups.c encode_buffers).
 KIND_CODES = _KIND_CODE
 EVENT_CODES = _EVENT_CODE
 
