@@ -97,6 +97,17 @@ ExceptionSpec = type[BaseException] | BaseException
 _repr = SafeRepr(64, 1000)
 
 
+def function_of(target: Any) -> types.FunctionType:
+    """The plain function behind a bound method or a class/static method."""
+    func = target
+    for _ in range(3):
+        if isinstance(func, (staticmethod, classmethod, types.MethodType)):
+            func = func.__func__
+    if not isinstance(func, types.FunctionType):
+        raise TypeError(f"not a Python function: {target!r}")
+    return func
+
+
 def target_name(target: Any) -> str:
     """``module:qualname`` of a function object (bound methods, class/static methods too).
 
@@ -105,12 +116,7 @@ def target_name(target: Any) -> str:
     """
     if isinstance(target, str):
         return target
-    func = target
-    for _ in range(3):
-        if isinstance(func, (staticmethod, classmethod, types.MethodType)):
-            func = func.__func__
-    if not isinstance(func, types.FunctionType):
-        raise TypeError(f"not a Python function: {target!r}")
+    func = function_of(target)
     module = func.__globals__.get("__name__")
     return f"{module if isinstance(module, str) else '?'}:{func.__code__.co_qualname}"
 

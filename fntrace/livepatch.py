@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from .core import engine, symbols
 from .core.flags import Flags
 from .core.ops import Ops
+from .inject import function_of as _function_of
 from .inject import target_name
 from .instance import SUBTREES
 
@@ -62,16 +63,6 @@ __all__ = ["Patch", "patch", "patches", "unpatch"]
 _lock = threading.RLock()
 _targets: dict[int, _Target] = {}  # id(original code) -> its patch stack
 _by_name: dict[str, Patch] = {}
-
-
-def _function_of(target: Any) -> types.FunctionType:
-    func = target
-    for _ in range(3):
-        if isinstance(func, (staticmethod, classmethod, types.MethodType)):
-            func = func.__func__
-    if not isinstance(func, types.FunctionType):
-        raise TypeError(f"not a Python function: {target!r}")
-    return func
 
 
 def _code_of(obj: Any) -> types.CodeType | None:
