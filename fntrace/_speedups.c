@@ -34,11 +34,10 @@
 #endif
 
 static PyObject *str_fast, *str_enter, *str_has_ret, *str_fn, *str_live, *str_local,
-    *str_buf, *str_new_buffer, *str_stack, *str_tracing_on, *str_clock, *str_write,
+    *str_buf, *str_new_buffer, *str_stack, *str_clock, *str_write,
     *str_F, *str_E, *str_X, *str_name, *str_code, *str_co_flags, *str_tid, *str_cpu,
     *str_thread_flags;
 static PyObject *perf_counter_ns;  /* time.perf_counter_ns: read natively */
-static PyObject *int_inside, *int_outside, *int_blocked;
 
 #define EVENT_OVERHEAD 64
 
@@ -1715,10 +1714,7 @@ encode_buffers(PyObject *module, PyObject *args)
 
 #define RECORDER_HEAD            \
     PyObject_HEAD                \
-    PyObject *inst;              \
     PyObject *rb;                \
-    PyObject *inst_dict;         \
-    PyObject *rb_dict;           \
     PyObject *report;            \
     PyObject *pid_check;         \
     PyObject *pid_seen;          \
@@ -1774,10 +1770,7 @@ static PyTypeObject FuncRecorder_Type, GraphRecorder_Type;
 static int
 recorder_traverse_common(Recorder *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->inst);
     Py_VISIT(self->rb);
-    Py_VISIT(self->inst_dict);
-    Py_VISIT(self->rb_dict);
     Py_VISIT(self->report);
     Py_VISIT(self->pid_check);
     Py_VISIT(self->pid_seen);
@@ -1790,10 +1783,7 @@ recorder_traverse_common(Recorder *self, visitproc visit, void *arg)
 static void
 recorder_clear_common(Recorder *self)
 {
-    Py_CLEAR(self->inst);
     Py_CLEAR(self->rb);
-    Py_CLEAR(self->inst_dict);
-    Py_CLEAR(self->rb_dict);
     Py_CLEAR(self->report);
     Py_CLEAR(self->pid_check);
     Py_CLEAR(self->pid_seen);
@@ -1802,35 +1792,10 @@ recorder_clear_common(Recorder *self)
     Py_CLEAR(self->c_buf);
 }
 
-/* obj.name, read from obj's __dict__ when it has one (new reference).  The
- * recorders read a few plain attributes of the instance and its ring buffer on
- * every event: a dict lookup is a third of a full attribute lookup. */
-static PyObject *
-attr_of(PyObject *obj, PyObject *dict, PyObject *name)
-{
-    if (dict != NULL) {
-        PyObject *v = PyDict_GetItemWithError(dict, name);
-        if (v != NULL)
-            return Py_NewRef(v);
-        if (PyErr_Occurred())
-            return NULL;
-    }
-    return PyObject_GetAttr(obj, name);
-}
-
 static int
-recorder_bind(Recorder *self, PyObject *inst, PyObject *rb)
+recorder_bind(Recorder *self, PyObject *rb)
 {
-    Py_XSETREF(self->inst, Py_NewRef(inst));
     Py_XSETREF(self->rb, Py_NewRef(rb));
-    PyObject *d = PyObject_GenericGetDict(inst, NULL);
-    if (d == NULL)
-        PyErr_Clear();
-    Py_XSETREF(self->inst_dict, d);
-    d = PyObject_GenericGetDict(rb, NULL);
-    if (d == NULL)
-        PyErr_Clear();
-    Py_XSETREF(self->rb_dict, d);
     Py_XSETREF(self->report, Py_NewRef(Py_None));
     self->ok = 0;
     self->tracing = 1;
@@ -1846,10 +1811,10 @@ recorder_ring(Recorder *self)
 {
     if (self->ring_valid)
         return 0;
-    PyObject *clock = attr_of(self->rb, self->rb_dict, str_clock);
+    PyObject *clock = PyObject_GetAttr(self->rb, str_clock);
     if (clock == NULL)
         return -1;
-    PyObject *live = attr_of(self->rb, self->rb_dict, str_live);
+    PyObject *live = PyObject_GetAttr(self->rb, str_live);
     if (live == NULL) {
         Py_DECREF(clock);
         return -1;
@@ -1969,12 +1934,6 @@ recorder_failed(Recorder *self)
     return 0;
 }
 
-static int
-recorder_tracing_on(Recorder *self)
-{
-    return self->tracing;  /* pushed by Instance.tracing_on's setter */
-}
-
 static PyObject *
 Recorder_get_ok(Recorder *self, void *closure)
 {
@@ -1992,7 +1951,6 @@ Recorder_set_ok(Recorder *self, PyObject *value, void *closure)
     if (t < 0)
         return -1;
     self->ok = t;
-    self->ring_valid = 0;  /* a new configuration: read the ring again */
     return 0;
 }
 
@@ -2093,12 +2051,12 @@ Recorder_set_report(Recorder *self, PyObject *value, void *closure)
 static int
 FuncRecorder_init(FuncRecorder *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"inst", "rb", "fn_cache", "function_for_frame", NULL};
-    PyObject *inst, *rb, *cache, *fff;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!O", kwlist, &inst, &rb,
-                                     &PyDict_Type, &cache, &fff))
+    static char *kwlist[] = {"rb", "fn_cache", "function_for_frame", NULL};
+    PyObject *rb, *cache, *fff;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O", kwlist, &rb, &PyDict_Type, &cache,
+                                     &fff))
         return -1;
-    recorder_bind((Recorder *)self, inst, rb);
+    recorder_bind((Recorder *)self, rb);
     Py_XSETREF(self->fn_cache, Py_NewRef(cache));
     Py_XSETREF(self->function_for_frame, Py_NewRef(fff));
     if (self->parents == NULL) {
@@ -2223,7 +2181,7 @@ static int
 func_entry(FuncRecorder *self, PyObject *fn, Where *where, PyObject *event,
            unsigned long long tsid)
 {
-    int on = recorder_tracing_on((Recorder *)self);
+    int on = self->tracing;  /* pushed by Instance.tracing_on's setter */
     if (on > 0)
         on = recorder_pid_ok((Recorder *)self, tsid);
     if (on <= 0)
@@ -2291,11 +2249,11 @@ static PyTypeObject FuncRecorder_Type = {
 static int
 GraphRecorder_init(GraphRecorder *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"inst", "rb", "tls", "unwind", NULL};
-    PyObject *inst, *rb, *tls, *unwind;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO", kwlist, &inst, &rb, &tls, &unwind))
+    static char *kwlist[] = {"rb", "tls", "unwind", NULL};
+    PyObject *rb, *tls, *unwind;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO", kwlist, &rb, &tls, &unwind))
         return -1;
-    recorder_bind((Recorder *)self, inst, rb);
+    recorder_bind((Recorder *)self, rb);
     Py_XSETREF(self->tls, Py_NewRef(tls));
     Py_XSETREF(self->ev_unwind, Py_NewRef(unwind));
     self->max_depth = 0;
@@ -2486,21 +2444,9 @@ GraphRecorder_set_max_depth(GraphRecorder *self, PyObject *value, void *closure)
     return 0;
 }
 
-static PyObject *
-GraphRecorder_forget(GraphRecorder *self, PyObject *unused)
-{
-    /* The tracer replaced its stacks: drop the cached one. */
-    Py_CLEAR(self->s_stack);
-    Py_CLEAR(self->c_buf);
-    Py_CLEAR(self->c_live);
-    Py_RETURN_NONE;
-}
-
 static PyMethodDef GraphRecorder_methods[] = {
     {"ring_changed", (PyCFunction)Recorder_ring_changed, METH_NOARGS,
      "The ring buffer's clock or live buffer set changed."},
-    {"forget", (PyCFunction)GraphRecorder_forget, METH_NOARGS,
-     "Drop the cached per-thread stack and buffer."},
     {NULL}
 };
 
@@ -2540,17 +2486,21 @@ static PyTypeObject GraphRecorder_Type = {
 /* Sites seen: code -> (Site, its recorder, its Function), direct-mapped and
  * cleared by sites_changed() whenever the engine replaces or removes a site
  * (adding one needs nothing: misses are never cached).  Saves the PyLong key
- * and the dict lookup, and the two attribute reads, on every event. */
+ * and the dict lookup, and the Site's attribute reads, on every event. */
 #define SITE_SLOTS 4096
 typedef struct {
     PyObject *code;
     PyObject *site;
-    PyObject *fast;  /* Site.fast, NULL when None */
+    PyObject *fast;   /* Site.fast, NULL when None */
     PyObject *fn;
+    PyObject *enter;  /* Site.enter (the trampoline) */
+    int has_ret;      /* Site.has_ret */
 } SiteSlot;
 
 typedef struct {
     PyObject *site, *fast, *fn;  /* strong references, for one callback */
+    PyObject *enter;             /* borrowed: the Site (held above) holds it */
+    int has_ret;
 } SiteRefs;
 
 typedef struct {
@@ -2606,12 +2556,13 @@ slots_clear(Dispatcher *self)
         SiteSlot *s = &self->slots[i];
         if (s->code == NULL)
             continue;
-        PyObject *c = s->code, *site = s->site, *f = s->fast, *fn = s->fn;
-        s->code = s->site = s->fast = s->fn = NULL;
+        PyObject *c = s->code, *site = s->site, *f = s->fast, *fn = s->fn, *e = s->enter;
+        s->code = s->site = s->fast = s->fn = s->enter = NULL;
         Py_DECREF(c);
         Py_XDECREF(site);
         Py_XDECREF(f);
         Py_XDECREF(fn);
+        Py_XDECREF(e);
     }
 }
 
@@ -2624,6 +2575,7 @@ Dispatcher_traverse(Dispatcher *self, visitproc visit, void *arg)
             Py_VISIT(self->slots[i].site);
             Py_VISIT(self->slots[i].fast);
             Py_VISIT(self->slots[i].fn);
+            Py_VISIT(self->slots[i].enter);
         }
     }
     Py_VISIT(self->sites);
@@ -2675,9 +2627,17 @@ site_of(Dispatcher *self, PyObject *code, SiteRefs *refs)
         if (site == NULL)
             return PyErr_Occurred() ? -1 : 0;
         Py_INCREF(site);
+        /* a Site never changes (it is replaced whole): read what the callbacks
+         * need once, when the slot is filled */
         PyObject *fast = PyObject_GetAttr(site, str_fast);
         PyObject *fn = fast ? PyObject_GetAttr(site, str_fn) : NULL;
-        if (fn == NULL) {
+        PyObject *enter = fn ? PyObject_GetAttr(site, str_enter) : NULL;
+        PyObject *has_ret = enter ? PyObject_GetAttr(site, str_has_ret) : NULL;
+        int ret = has_ret ? PyObject_IsTrue(has_ret) : -1;
+        Py_XDECREF(has_ret);
+        if (ret < 0) {
+            Py_XDECREF(enter);
+            Py_XDECREF(fn);
             Py_XDECREF(fast);
             Py_DECREF(site);
             return -1;
@@ -2686,19 +2646,25 @@ site_of(Dispatcher *self, PyObject *code, SiteRefs *refs)
             (Py_TYPE(fast) != &FuncRecorder_Type && Py_TYPE(fast) != &GraphRecorder_Type))
             Py_CLEAR(fast);
         /* nothing above ran Python code: the slot is still ours to fill */
-        PyObject *oc = slot->code, *os = slot->site, *of = slot->fast, *ofn = slot->fn;
+        PyObject *oc = slot->code, *os = slot->site, *of = slot->fast, *ofn = slot->fn,
+                 *oe = slot->enter;
         slot->code = Py_NewRef(code);
         slot->site = site;
         slot->fast = fast;
         slot->fn = fn;
+        slot->enter = enter;
+        slot->has_ret = ret;
         Py_XDECREF(oc);
         Py_XDECREF(os);
         Py_XDECREF(of);
         Py_XDECREF(ofn);
+        Py_XDECREF(oe);
     }
     refs->site = Py_NewRef(slot->site);
     refs->fast = Py_XNewRef(slot->fast);
     refs->fn = Py_NewRef(slot->fn);
+    refs->enter = slot->enter;
+    refs->has_ret = slot->has_ret;
     return 1;
 }
 
@@ -2751,13 +2717,8 @@ dispatch_enter(SiteRefs *refs, PyObject *code, PyObject *event, PyObject *offset
     PyFrameObject *frame = PyEval_GetFrame();  /* borrowed: the traced frame */
     if (frame == NULL)
         Py_RETURN_NONE;
-    PyObject *enter = PyObject_GetAttr(refs->site, str_enter);
-    if (enter == NULL)
-        return NULL;
     PyObject *args[4] = {refs->site, (PyObject *)frame, event, offset};
-    PyObject *r = PyObject_Vectorcall(enter, args, 4, NULL);
-    Py_DECREF(enter);
-    return r;
+    return PyObject_Vectorcall(refs->enter, args, 4, NULL);
 }
 
 static PyObject *
@@ -2775,13 +2736,8 @@ dispatch_exit(Dispatcher *self, SiteRefs *refs, PyObject *code, PyObject *event,
             return NULL;
         Py_RETURN_NONE;
     }
-    PyObject *has_ret = PyObject_GetAttr(refs->site, str_has_ret);
-    if (has_ret == NULL)
-        return NULL;
-    int t = PyObject_IsTrue(has_ret);
-    Py_DECREF(has_ret);
-    if (t <= 0)
-        return t < 0 ? NULL : Py_NewRef(Py_None);
+    if (!refs->has_ret)
+        Py_RETURN_NONE;
     PyFrameObject *frame = PyEval_GetFrame();
     if (frame == NULL)
         Py_RETURN_NONE;
@@ -2946,7 +2902,6 @@ PyInit__speedups(void)
     INTERN(str_buf, "buf");
     INTERN(str_new_buffer, "new_buffer");
     INTERN(str_stack, "stack");
-    INTERN(str_tracing_on, "tracing_on");
     INTERN(str_clock, "clock");
     INTERN(str_write, "write");
     INTERN(str_F, "F");
@@ -2958,9 +2913,6 @@ PyInit__speedups(void)
     INTERN(str_thread_flags, "thread_flags");
     INTERN(str_E, "E");
     INTERN(str_X, "X");
-    int_outside = PyLong_FromLong(GRAPH_OUTSIDE);
-    int_inside = PyLong_FromLong(GRAPH_INSIDE);
-    int_blocked = PyLong_FromLong(GRAPH_BLOCKED);
     PyObject *time_mod = PyImport_ImportModule("time");
     if (time_mod == NULL)
         return NULL;

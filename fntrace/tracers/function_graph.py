@@ -144,7 +144,7 @@ class FunctionGraphTracer(Tracer):
         self._key = getattr(speedups, "frame_key", None)
         self._stack_type = _PyGraphStack if self._key is None else speedups.GraphStack
         if self._key is not None:  # the C recorder needs interpreter-frame keys (3.12, 3.13)
-            self.attach(speedups.GraphRecorder(inst, inst.rb, self._tls, _UNWIND), ops)
+            self.attach(speedups.GraphRecorder(inst.rb, self._tls, _UNWIND), ops)
         return [ops]
 
     def fast_ok(self) -> bool:
