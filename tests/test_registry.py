@@ -497,6 +497,46 @@ def test_unselected_code_is_not_instrumented() -> None:
     assert engine._backend is None
 
 
+def test_exits_are_patched_before_the_site_is_published(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another thread may record an entry as soon as it finds a site (sites is read
+    without the lock), so that site's code must already report exits: patched
+    before it is published when exits are switched on, after when switched off.
+    Otherwise a thread records entries without exits until the patch lands."""
+    rec = Recorder()
+    func_only = Ops(rec.func, filter=full("t_a"))
+    with_ret = Ops(rec.func, ret=rec.ret, filter=f"{full('t_a')} {full('t_c')}")
+    seen: list[tuple[str, bool, bool]] = []
+    fntrace.register(func_only)
+    try:
+        backend: Any = engine._backend
+        real_patch = backend.patch
+
+        def patch(site: engine.Site) -> None:
+            published = engine.sites.get(id(site.code)) is site
+            seen.append((site.fn.qualname, site.has_ret, published))
+            real_patch(site)
+
+        monkeypatch.setattr(backend, "patch", patch)
+        call_abc()  # discovers t_a: no exits wanted
+        fntrace.register(with_ret)  # t_a's site grows exits (rebuild)
+        try:
+            call_abc()  # discovers t_c with exits
+        finally:
+            fntrace.unregister(with_ret)  # t_a's site loses them again
+        call_abc()
+    finally:
+        fntrace.unregister(func_only)
+    assert seen == [("t_a", False, False),  # discover: patched, then published
+                    ("t_a", True, False),  # exits on: patched first
+                    ("t_c", True, False),  # discover with exits: patched first
+                    ("t_a", False, True)]  # exits off: published first
+    assert rec.events == [(full("t_a"), "start"),
+                          (full("t_a"), "start"), (full("t_a"), "start"),
+                          (full("t_a"), "return"),
+                          (full("t_c"), "start"), (full("t_c"), "return"),
+                          (full("t_a"), "start")]
+
+
 # -- tracefs-like listings ------------------------------------------------------------
 
 

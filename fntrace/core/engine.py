@@ -271,9 +271,11 @@ def discover(code: types.CodeType, frame: types.FrameType) -> Site | None:
         if not selected:
             return None
         site = Site(fn, selected)
-        sites[id(code)] = site
+        # Patch before publishing: once another thread can find the site (and record
+        # a call's entry through it), the code must already report that call's exit.
         if _backend is not None:
             _backend.patch(site)
+        sites[id(code)] = site
         return site
 
 
@@ -292,9 +294,14 @@ def _rebuild(grow: bool = True) -> None:
                 _backend.unpatch(old.code)
         elif selected != old.ops:
             site = Site(old.fn, selected)
+            # Exits switched on before the site that wants them is published, off
+            # after (as in discover): an entry is never recorded without its exit.
+            backend = _backend if site.has_ret != old.has_ret else None
+            if backend is not None and site.has_ret:
+                backend.patch(site)
             sites[key] = site
-            if _backend is not None and site.has_ret != old.has_ret:
-                _backend.patch(site)
+            if backend is not None and not site.has_ret:
+                backend.patch(site)
     global generation
     generation += 1
     if _backend is not None:
