@@ -2497,6 +2497,84 @@ typedef struct {
     int has_ret;      /* Site.has_ret */
 } SiteSlot;
 
+/* Fill `slot` with `code` and what the callbacks need of `site` (borrowed), or
+ * with `code` alone when `site` is NULL (a code known to be no site).  A Site
+ * never changes (it is replaced whole), so its attributes are read once, here.
+ * Attribute reads of a Site run no Python code: the slot is still ours to fill
+ * when they are done. */
+static int
+slot_fill(SiteSlot *slot, PyObject *code, PyObject *site)
+{
+    PyObject *fast = NULL, *fn = NULL, *enter = NULL;
+    int ret = 0;
+    if (site != NULL) {
+        fast = PyObject_GetAttr(site, str_fast);
+        fn = fast ? PyObject_GetAttr(site, str_fn) : NULL;
+        enter = fn ? PyObject_GetAttr(site, str_enter) : NULL;
+        PyObject *has_ret = enter ? PyObject_GetAttr(site, str_has_ret) : NULL;
+        ret = has_ret ? PyObject_IsTrue(has_ret) : -1;
+        Py_XDECREF(has_ret);
+        if (ret < 0) {
+            Py_XDECREF(enter);
+            Py_XDECREF(fn);
+            Py_XDECREF(fast);
+            return -1;
+        }
+        if (fast == Py_None ||
+            (Py_TYPE(fast) != &FuncRecorder_Type && Py_TYPE(fast) != &GraphRecorder_Type))
+            Py_CLEAR(fast);
+    }
+    PyObject *oc = slot->code, *os = slot->site, *of = slot->fast, *ofn = slot->fn,
+             *oe = slot->enter;
+    slot->code = Py_NewRef(code);
+    slot->site = Py_XNewRef(site);
+    slot->fast = fast;
+    slot->fn = fn;
+    slot->enter = enter;
+    slot->has_ret = ret;
+    Py_XDECREF(oc);
+    Py_XDECREF(os);
+    Py_XDECREF(of);
+    Py_XDECREF(ofn);
+    Py_XDECREF(oe);
+    return 0;
+}
+
+/* Empty every slot of a table of `n`. */
+static void
+slots_free(SiteSlot *slots, size_t n)
+{
+    if (slots == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        SiteSlot *s = &slots[i];
+        if (s->code == NULL)
+            continue;
+        PyObject *c = s->code, *site = s->site, *f = s->fast, *fn = s->fn, *e = s->enter;
+        s->code = s->site = s->fast = s->fn = s->enter = NULL;
+        Py_DECREF(c);
+        Py_XDECREF(site);
+        Py_XDECREF(f);
+        Py_XDECREF(fn);
+        Py_XDECREF(e);
+    }
+}
+
+static int
+slots_traverse(SiteSlot *slots, size_t n, visitproc visit, void *arg)
+{
+    if (slots != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            Py_VISIT(slots[i].code);
+            Py_VISIT(slots[i].site);
+            Py_VISIT(slots[i].fast);
+            Py_VISIT(slots[i].fn);
+            Py_VISIT(slots[i].enter);
+        }
+    }
+    return 0;
+}
+
 typedef struct {
     PyObject *site, *fast, *fn;  /* strong references, for one callback */
     PyObject *enter;             /* borrowed: the Site (held above) holds it */
@@ -2547,37 +2625,12 @@ Dispatcher_init(Dispatcher *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-static void
-slots_clear(Dispatcher *self)
-{
-    if (self->slots == NULL)
-        return;
-    for (size_t i = 0; i < SITE_SLOTS; i++) {
-        SiteSlot *s = &self->slots[i];
-        if (s->code == NULL)
-            continue;
-        PyObject *c = s->code, *site = s->site, *f = s->fast, *fn = s->fn, *e = s->enter;
-        s->code = s->site = s->fast = s->fn = s->enter = NULL;
-        Py_DECREF(c);
-        Py_XDECREF(site);
-        Py_XDECREF(f);
-        Py_XDECREF(fn);
-        Py_XDECREF(e);
-    }
-}
-
 static int
 Dispatcher_traverse(Dispatcher *self, visitproc visit, void *arg)
 {
-    if (self->slots != NULL) {
-        for (size_t i = 0; i < SITE_SLOTS; i++) {
-            Py_VISIT(self->slots[i].code);
-            Py_VISIT(self->slots[i].site);
-            Py_VISIT(self->slots[i].fast);
-            Py_VISIT(self->slots[i].fn);
-            Py_VISIT(self->slots[i].enter);
-        }
-    }
+    int r = slots_traverse(self->slots, SITE_SLOTS, visit, arg);
+    if (r)
+        return r;
     Py_VISIT(self->sites);
     Py_VISIT(self->slow_start);
     Py_VISIT(self->slow_resume);
@@ -2588,7 +2641,7 @@ Dispatcher_traverse(Dispatcher *self, visitproc visit, void *arg)
 static int
 Dispatcher_clear(Dispatcher *self)
 {
-    slots_clear(self);
+    slots_free(self->slots, SITE_SLOTS);
     Py_CLEAR(self->sites);
     Py_CLEAR(self->slow_start);
     Py_CLEAR(self->slow_resume);
@@ -2626,39 +2679,8 @@ site_of(Dispatcher *self, PyObject *code, SiteRefs *refs)
         Py_DECREF(key);
         if (site == NULL)
             return PyErr_Occurred() ? -1 : 0;
-        Py_INCREF(site);
-        /* a Site never changes (it is replaced whole): read what the callbacks
-         * need once, when the slot is filled */
-        PyObject *fast = PyObject_GetAttr(site, str_fast);
-        PyObject *fn = fast ? PyObject_GetAttr(site, str_fn) : NULL;
-        PyObject *enter = fn ? PyObject_GetAttr(site, str_enter) : NULL;
-        PyObject *has_ret = enter ? PyObject_GetAttr(site, str_has_ret) : NULL;
-        int ret = has_ret ? PyObject_IsTrue(has_ret) : -1;
-        Py_XDECREF(has_ret);
-        if (ret < 0) {
-            Py_XDECREF(enter);
-            Py_XDECREF(fn);
-            Py_XDECREF(fast);
-            Py_DECREF(site);
+        if (slot_fill(slot, code, site) < 0)
             return -1;
-        }
-        if (fast == Py_None ||
-            (Py_TYPE(fast) != &FuncRecorder_Type && Py_TYPE(fast) != &GraphRecorder_Type))
-            Py_CLEAR(fast);
-        /* nothing above ran Python code: the slot is still ours to fill */
-        PyObject *oc = slot->code, *os = slot->site, *of = slot->fast, *ofn = slot->fn,
-                 *oe = slot->enter;
-        slot->code = Py_NewRef(code);
-        slot->site = site;
-        slot->fast = fast;
-        slot->fn = fn;
-        slot->enter = enter;
-        slot->has_ret = ret;
-        Py_XDECREF(oc);
-        Py_XDECREF(os);
-        Py_XDECREF(of);
-        Py_XDECREF(ofn);
-        Py_XDECREF(oe);
     }
     refs->site = Py_NewRef(slot->site);
     refs->fast = Py_XNewRef(slot->fast);
@@ -2822,7 +2844,7 @@ Dispatcher_py_unwind(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 Dispatcher_sites_changed(Dispatcher *self, PyObject *unused)
 {
-    slots_clear(self);
+    slots_free(self->slots, SITE_SLOTS);
     Py_RETURN_NONE;
 }
 
@@ -2853,6 +2875,432 @@ static PyTypeObject Dispatcher_Type = {
 };
 
 /* ------------------------------------------------------------------------- */
+/* ProfileHook: the profile function of the 3.11 backend                      */
+/* ------------------------------------------------------------------------- */
+
+/* 3.11 has no per-code events: every call and return of every thread reaches
+ * the profile function (backends/profile.py says how events are told apart).
+ * In Python that function alone cost ~0.6 us per call of untraced code.  Here
+ * it is a C Py_tracefunc: code known to be no site is dismissed by one slot
+ * compare, a site whose recorder may write is recorded without any Python
+ * frame, and everything else goes to the same Python pieces as before
+ * (engine.discover, Site.enter, engine.exit_call).
+ *
+ * The slots cache both answers: a site (filled from engine.sites, the truth)
+ * and "no site" (after discover said so).  Every change of the engine's
+ * decisions reaches the hook (forget / clear), and a "no site" learnt while a
+ * clear happened is not kept (the epoch). */
+#if PY_VERSION_HEX < 0x030C0000
+#define FNT_PROFILE_HOOK 1
+#define HOOK_SLOTS 4096
+
+typedef struct {
+    PyObject_HEAD
+    SiteSlot *slots;
+    unsigned long long epoch;  /* bumped by every clear */
+    PyObject *sites;           /* engine.sites: id(code) -> Site */
+    PyObject *discover;        /* engine.discover(code, frame) -> Site | None */
+    PyObject *exit_call;       /* engine.exit_call */
+    PyObject *throws;          /* frame -> f_lasti of a THROW entry awaiting its exit */
+    PyObject *ev_start, *ev_resume, *ev_throw, *ev_return, *ev_yield, *ev_unwind;
+    int op_resume, op_return, op_yield;
+} ProfileHook;
+
+static PyTypeObject ProfileHook_Type;
+
+static int
+ProfileHook_init(ProfileHook *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"sites", "discover", "exit_call", "throws", "events",
+                             "opcodes", NULL};
+    PyObject *sites, *discover, *ec, *throws, *events;
+    int op_resume, op_return, op_yield;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOO!O!(iii)", kwlist, &PyDict_Type,
+                                     &sites, &discover, &ec, &PyDict_Type, &throws,
+                                     &PyTuple_Type, &events, &op_resume, &op_return,
+                                     &op_yield))
+        return -1;
+    if (PyTuple_GET_SIZE(events) != 6) {
+        PyErr_SetString(PyExc_ValueError,
+                        "events: (start, resume, throw, return, yield, unwind)");
+        return -1;
+    }
+    if (self->slots == NULL) {
+        self->slots = PyMem_Calloc(HOOK_SLOTS, sizeof(SiteSlot));
+        if (self->slots == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    Py_XSETREF(self->sites, Py_NewRef(sites));
+    Py_XSETREF(self->discover, Py_NewRef(discover));
+    Py_XSETREF(self->exit_call, Py_NewRef(ec));
+    Py_XSETREF(self->throws, Py_NewRef(throws));
+    Py_XSETREF(self->ev_start, Py_NewRef(PyTuple_GET_ITEM(events, 0)));
+    Py_XSETREF(self->ev_resume, Py_NewRef(PyTuple_GET_ITEM(events, 1)));
+    Py_XSETREF(self->ev_throw, Py_NewRef(PyTuple_GET_ITEM(events, 2)));
+    Py_XSETREF(self->ev_return, Py_NewRef(PyTuple_GET_ITEM(events, 3)));
+    Py_XSETREF(self->ev_yield, Py_NewRef(PyTuple_GET_ITEM(events, 4)));
+    Py_XSETREF(self->ev_unwind, Py_NewRef(PyTuple_GET_ITEM(events, 5)));
+    self->op_resume = op_resume;
+    self->op_return = op_return;
+    self->op_yield = op_yield;
+    return 0;
+}
+
+static int
+ProfileHook_traverse(ProfileHook *self, visitproc visit, void *arg)
+{
+    int r = slots_traverse(self->slots, HOOK_SLOTS, visit, arg);
+    if (r)
+        return r;
+    Py_VISIT(self->sites);
+    Py_VISIT(self->discover);
+    Py_VISIT(self->exit_call);
+    Py_VISIT(self->throws);
+    return 0;
+}
+
+static int
+ProfileHook_clear(ProfileHook *self)
+{
+    slots_free(self->slots, HOOK_SLOTS);
+    self->epoch++;
+    Py_CLEAR(self->sites);
+    Py_CLEAR(self->discover);
+    Py_CLEAR(self->exit_call);
+    Py_CLEAR(self->throws);
+    Py_CLEAR(self->ev_start);
+    Py_CLEAR(self->ev_resume);
+    Py_CLEAR(self->ev_throw);
+    Py_CLEAR(self->ev_return);
+    Py_CLEAR(self->ev_yield);
+    Py_CLEAR(self->ev_unwind);
+    return 0;
+}
+
+static void
+ProfileHook_dealloc(ProfileHook *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    ProfileHook_clear(self);
+    PyMem_Free(self->slots);
+    tp->tp_free((PyObject *)self);
+}
+
+/* Strong references to what a slot holds, for one event (as site_of). */
+static void
+refs_take(SiteSlot *slot, SiteRefs *refs)
+{
+    refs->site = Py_NewRef(slot->site);
+    refs->fast = Py_XNewRef(slot->fast);
+    refs->fn = Py_NewRef(slot->fn);
+    refs->enter = slot->enter;
+    refs->has_ret = slot->has_ret;
+}
+
+/* The site of `code` in *refs (new references): 1 a site, 0 no site (or not
+ * decided yet, when `discover` is 0), -1 error. */
+static int
+hook_site(ProfileHook *self, PyObject *code, PyFrameObject *frame, int discover,
+          SiteRefs *refs)
+{
+    SiteSlot *slot = &self->slots[ptr_slot(code, HOOK_SLOTS)];
+    if (slot->code == code) {
+        if (slot->site == NULL)
+            return 0;
+        refs_take(slot, refs);
+        return 1;
+    }
+    if (self->sites == NULL)
+        return 0;
+    PyObject *key = PyLong_FromVoidPtr(code);
+    if (key == NULL)
+        return -1;
+    PyObject *site = PyDict_GetItemWithError(self->sites, key);
+    Py_DECREF(key);
+    if (site != NULL) {
+        if (slot_fill(slot, code, site) < 0)
+            return -1;
+        refs_take(slot, refs);
+        return 1;
+    }
+    if (PyErr_Occurred())
+        return -1;
+    if (!discover)
+        return 0;
+    unsigned long long epoch = self->epoch;
+    PyObject *args[2] = {code, (PyObject *)frame};
+    site = PyObject_Vectorcall(self->discover, args, 2, NULL);
+    if (site == NULL)
+        return -1;
+    int found = site != Py_None;
+    /* discover ran Python code: other threads may have used the slots and the
+     * engine cleared them meanwhile.  A decision from before a clear serves
+     * this event only (as the Python hook's generation test). */
+    SiteSlot one = {0};
+    slot = epoch == self->epoch ? &self->slots[ptr_slot(code, HOOK_SLOTS)] : &one;
+    int r = slot_fill(slot, code, found ? site : NULL);
+    Py_DECREF(site);
+    if (r == 0 && found)
+        refs_take(slot, refs);
+    slots_free(&one, 1);
+    return r < 0 ? -1 : found;
+}
+
+/* Forget what is known of `code` (the engine patched or unpatched it). */
+static PyObject *
+ProfileHook_forget(ProfileHook *self, PyObject *code)
+{
+    if (self->slots != NULL) {
+        SiteSlot *slot = &self->slots[ptr_slot(code, HOOK_SLOTS)];
+        if (slot->code == code)
+            slots_free(slot, 1);
+    }
+    Py_RETURN_NONE;
+}
+
+/* Forget every decision (sites replaced, or a selection that may grow). */
+static PyObject *
+ProfileHook_clear_method(ProfileHook *self, PyObject *unused)
+{
+    slots_free(self->slots, HOOK_SLOTS);
+    self->epoch++;
+    Py_RETURN_NONE;
+}
+
+/* The opcode at f_lasti and its argument; -1 when f_lasti is outside the code. */
+static int
+hook_opcode(PyObject *code, int lasti, int *oparg)
+{
+    PyObject *raw = PyCode_GetCode((PyCodeObject *)code);
+    if (raw == NULL)
+        return -2;
+    int op = -1;
+    if (lasti >= 0 && lasti + 1 < PyBytes_GET_SIZE(raw)) {
+        const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(raw);
+        op = b[lasti];
+        *oparg = b[lasti + 1];
+    }
+    Py_DECREF(raw);
+    return op;
+}
+
+static int
+hook_call(ProfileHook *self, PyFrameObject *frame, PyObject *code)
+{
+    SiteRefs refs;
+    int found = hook_site(self, code, frame, 1, &refs);
+    if (found <= 0)
+        return found;
+    int lasti = PyFrame_GetLasti(frame), oparg = 0, r = 0;
+    int op = hook_opcode(code, lasti, &oparg);
+    PyObject *event = self->ev_throw;
+    if (op == -2)
+        goto fail;
+    if (op == self->op_resume)
+        event = oparg ? self->ev_resume : self->ev_start;
+    else if (refs.has_ret) {  /* else no exit pops it: it would keep the frame alive */
+        PyObject *at = PyLong_FromLong(lasti);
+        if (at == NULL || PyDict_SetItem(self->throws, (PyObject *)frame, at) < 0) {
+            Py_XDECREF(at);
+            goto fail;
+        }
+        Py_DECREF(at);
+    }
+    PyObject *fast = refs.fast;
+    if (fast != NULL && ((Recorder *)fast)->ok) {
+        Where w = {frame, NULL};
+        unsigned long long tsid = (unsigned long long)PyThreadState_GetID(PyThreadState_Get());
+        int rr = Py_TYPE(fast) == &FuncRecorder_Type
+            ? func_entry((FuncRecorder *)fast, refs.fn, &w, event, tsid)
+            : graph_entry((GraphRecorder *)fast, refs.fn, &w, event, tsid);
+        if (rr < 0 && recorder_failed((Recorder *)fast) < 0)
+            goto fail;
+        refs_release(&refs);
+        return 0;
+    }
+    PyObject *at = PyLong_FromLong(lasti);
+    if (at == NULL)
+        goto fail;
+    PyObject *args[4] = {refs.site, (PyObject *)frame, event, at};
+    PyObject *res = PyObject_Vectorcall(refs.enter, args, 4, NULL);
+    Py_DECREF(at);
+    if (res == NULL)
+        goto fail;
+    Py_DECREF(res);
+    refs_release(&refs);
+    return r;
+fail:
+    refs_release(&refs);
+    return -1;
+}
+
+static int
+hook_return(ProfileHook *self, PyFrameObject *frame, PyObject *code, PyObject *value)
+{
+    SiteRefs refs;
+    int found = hook_site(self, code, frame, 0, &refs);
+    if (found <= 0)
+        return found;
+    if (!refs.has_ret) {
+        refs_release(&refs);
+        return 0;
+    }
+    int lasti = PyFrame_GetLasti(frame), oparg = 0;
+    int op = hook_opcode(code, lasti, &oparg);
+    if (op == -2)
+        goto fail;
+    long thrown = -1;
+    if (PyDict_GET_SIZE(self->throws)) {
+        PyObject *at = PyDict_GetItemWithError(self->throws, (PyObject *)frame);
+        if (at != NULL) {
+            thrown = PyLong_AsLong(at);
+            if (PyDict_DelItem(self->throws, (PyObject *)frame) < 0)
+                goto fail;
+        } else if (PyErr_Occurred()) {
+            goto fail;
+        }
+    }
+    PyObject *event = self->ev_unwind;
+    if (op == self->op_return)
+        event = self->ev_return;
+    else if (op == self->op_yield && !(thrown == lasti && value == Py_None))
+        event = self->ev_yield;  /* else: a throw into this yield that ended the frame */
+    else
+        value = Py_None;  /* 3.11 does not give the exception of an unwinding frame */
+    PyObject *fast = refs.fast;
+    if (fast != NULL && Py_TYPE(fast) == &GraphRecorder_Type && ((Recorder *)fast)->ok) {
+        Where w = {frame, NULL};
+        unsigned long long tsid = (unsigned long long)PyThreadState_GetID(PyThreadState_Get());
+        if (graph_exit((GraphRecorder *)fast, refs.fn, &w, event, Py_None, tsid) < 0 &&
+            recorder_failed((Recorder *)fast) < 0)
+            goto fail;
+        refs_release(&refs);
+        return 0;
+    }
+    PyObject *at = PyLong_FromLong(lasti);
+    if (at == NULL)
+        goto fail;
+    PyObject *args[6] = {refs.site, (PyObject *)frame, event, at, value, Py_None};
+    PyObject *res = PyObject_Vectorcall(self->exit_call, args, 6, NULL);
+    Py_DECREF(at);
+    if (res == NULL)
+        goto fail;
+    Py_DECREF(res);
+    refs_release(&refs);
+    return 0;
+fail:
+    refs_release(&refs);
+    return -1;
+}
+
+/* The Py_tracefunc.  Only Python calls and returns matter (C calls are
+ * ignored, as by the Python hook).  A failure of fntrace itself must not
+ * reach the traced program: it is reported as unraisable and the program goes
+ * on; a BaseException that is no Exception (KeyboardInterrupt raised in a
+ * callback) goes on to the program, as it would without fntrace. */
+static int
+hook_func(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    if (what != PyTrace_CALL && what != PyTrace_RETURN)
+        return 0;
+    ProfileHook *self = (ProfileHook *)obj;
+    if (self->slots == NULL || self->sites == NULL)
+        return 0;
+    PyObject *code = (PyObject *)PyFrame_GetCode(frame);
+    int r = what == PyTrace_CALL ? hook_call(self, frame, code)
+                                 : hook_return(self, frame, code, arg ? arg : Py_None);
+    Py_DECREF(code);
+    if (r < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception))
+            return -1;
+        PyErr_WriteUnraisable(obj);
+    }
+    return 0;
+}
+
+/* Called as a Python profile function: threading.setprofile(hook) in a thread
+ * that starts, or sys.setprofile(hook).  From then on the thread calls the C
+ * function directly (same profile object, so sys.getprofile() is the hook). */
+static PyObject *
+ProfileHook_call(ProfileHook *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *frame, *event, *arg;
+    if (!PyArg_ParseTuple(args, "O!UO", &PyFrame_Type, &frame, &event, &arg))
+        return NULL;
+    PyEval_SetProfile(hook_func, (PyObject *)self);
+    int what;
+    if (PyUnicode_CompareWithASCIIString(event, "call") == 0)
+        what = PyTrace_CALL;
+    else if (PyUnicode_CompareWithASCIIString(event, "return") == 0)
+        what = PyTrace_RETURN;
+    else
+        Py_RETURN_NONE;
+    if (hook_func((PyObject *)self, (PyFrameObject *)frame, what, arg) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* Every thread of the interpreter, this one included: profile function set.
+ * (_PyEval_SetProfile runs the sys.setprofile audit hooks, if any.) */
+static PyObject *
+ProfileHook_install_all(ProfileHook *self, PyObject *unused)
+{
+    PyInterpreterState *interp = PyThreadState_GetInterpreter(PyThreadState_Get());
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts)) {
+        if (_PyEval_SetProfile(ts, hook_func, (PyObject *)self) < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* Every thread whose profile function is this hook: none any more. */
+static PyObject *
+ProfileHook_uninstall_all(ProfileHook *self, PyObject *unused)
+{
+    PyInterpreterState *interp = PyThreadState_GetInterpreter(PyThreadState_Get());
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts)) {
+        if (ts->c_profileobj != (PyObject *)self)
+            continue;
+        if (_PyEval_SetProfile(ts, NULL, NULL) < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef ProfileHook_methods[] = {
+    {"forget", (PyCFunction)ProfileHook_forget, METH_O,
+     "The engine patched or unpatched this code: decide it again."},
+    {"clear", (PyCFunction)ProfileHook_clear_method, METH_NOARGS,
+     "Forget every decision (sites replaced, or the selection may grow)."},
+    {"install_all", (PyCFunction)ProfileHook_install_all, METH_NOARGS,
+     "Make this hook the profile function of every thread, this one included."},
+    {"uninstall_all", (PyCFunction)ProfileHook_uninstall_all, METH_NOARGS,
+     "Remove this hook from every thread that has it."},
+    {NULL}
+};
+
+static PyTypeObject ProfileHook_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "fntrace._speedups.ProfileHook",
+    .tp_basicsize = sizeof(ProfileHook),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The profile function of the 3.11 backend, in C.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)ProfileHook_init,
+    .tp_dealloc = (destructor)ProfileHook_dealloc,
+    .tp_traverse = (traverseproc)ProfileHook_traverse,
+    .tp_clear = (inquiry)ProfileHook_clear,
+    .tp_call = (ternaryfunc)ProfileHook_call,
+    .tp_methods = ProfileHook_methods,
+};
+#endif
+
+/* ------------------------------------------------------------------------- */
 
 #ifdef FNT_IFRAME
 static PyObject *
@@ -2864,6 +3312,18 @@ frame_key(PyObject *module, PyObject *frame)
     }
     return PyLong_FromVoidPtr(((fnt_frameobject *)frame)->f_frame);
 }
+#elif defined(FNT_PROFILE_HOOK)
+/* 3.11: the profile hook has the frame object of every call, alive until the
+ * call ends: function_graph keys a frame by its address. */
+static PyObject *
+frame_key(PyObject *module, PyObject *frame)
+{
+    if (!PyFrame_Check(frame)) {
+        PyErr_SetString(PyExc_TypeError, "frame_key() needs a frame");
+        return NULL;
+    }
+    return PyLong_FromVoidPtr(frame);
+}
 #endif
 
 static PyMethodDef speedups_functions[] = {
@@ -2874,9 +3334,10 @@ static PyMethodDef speedups_functions[] = {
      "Consume every event of these buffers, merged in time order (BufferSet.consume)."},
     {"encode_buffers", (PyCFunction)encode_buffers, METH_VARARGS,
      "Consume these buffers and encode their events as one chunk, in one pass."},
-#ifdef FNT_IFRAME
+#if defined(FNT_IFRAME) || defined(FNT_PROFILE_HOOK)
     {"frame_key", (PyCFunction)frame_key, METH_O,
-     "function_graph's stack key of a running frame (its interpreter frame's address)."},
+     "function_graph's stack key of a running frame (the address of its interpreter "
+     "frame, or on 3.11 of its frame object)."},
 #endif
     {NULL}
 };
@@ -2924,6 +3385,10 @@ PyInit__speedups(void)
         PyType_Ready(&RingCore_Type) < 0 || PyType_Ready(&FuncRecorder_Type) < 0 ||
         PyType_Ready(&GraphRecorder_Type) < 0 || PyType_Ready(&Dispatcher_Type) < 0)
         return NULL;
+#ifdef FNT_PROFILE_HOOK
+    if (PyType_Ready(&ProfileHook_Type) < 0)
+        return NULL;
+#endif
     PyObject *m = PyModule_Create(&speedups_module);
     if (m == NULL)
         return NULL;
@@ -2941,5 +3406,11 @@ PyInit__speedups(void)
         Py_DECREF(m);
         return NULL;
     }
+#ifdef FNT_PROFILE_HOOK
+    if (PyModule_AddObjectRef(m, "ProfileHook", (PyObject *)&ProfileHook_Type) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#endif
     return m;
 }

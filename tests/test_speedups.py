@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import random
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,8 +21,7 @@ from fntrace.instance import Instance, trace
 from fntrace.ring_buffer import _PyRingCore
 
 built = fntrace._accel.built
-needs_c = pytest.mark.skipif(built is None or sys.version_info < (3, 12),
-                             reason="the C extension is not built (or Python < 3.12)")
+needs_c = pytest.mark.skipif(built is None, reason="the C extension is not built")
 
 
 # -- the workload ---------------------------------------------------------------
@@ -68,7 +66,9 @@ def sp_main(hook: Callable[[int], None] | None = None) -> int:
         # called from C (map, sorted): the caller is the Python frame below the C call
         total += sum(map(sp_leaf, range(2))) + sorted(range(3), key=sp_leaf)[0]
     out: list[int] = []
-    threads = [threading.Thread(target=sp_thread_body, args=(out,)) for _ in range(3)]
+    threads = []  # no comprehension: on 3.11 it is a traced function with an address arg
+    for _ in range(3):
+        threads.append(threading.Thread(target=sp_thread_body, args=(out,)))
     for t in threads:
         t.start()
     for t in threads:
@@ -190,6 +190,40 @@ def test_switching_options_mid_run(monkeypatch: pytest.MonkeyPatch, tracer: str)
     pure = _run("pure", monkeypatch, tracer, toggler)
     assert c[0] == pure[0] == sp_main()
     assert c[1] == pure[1]
+
+
+def sp_toggle(inst: Instance, value: str) -> int:
+    sp_leaf(0)
+    inst.write("options/funcgraph-retval", value)
+    sp_leaf(1)
+    return len(value)
+
+
+@needs_c
+def test_exit_after_the_recorder_stepped_aside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call entered by the C recorder, which steps aside during the call (an
+    option it lacks is set): its exit, now on the Python path, is still written,
+    and the other way round."""
+    shapes = []
+    for path in ("c", "pure"):
+        with monkeypatch.context() as m:
+            if path == "pure":
+                m.setattr(fntrace._accel, "speedups", None)
+            with trace("function_graph", filter=["sp_toggle", "sp_leaf"]) as inst:
+                assert bool(inst.tracer.recorders) == (path == "c")  # type: ignore[union-attr]
+                # entries: Python (first call), C, Python; exits: C, Python, C
+                for value in ("0", "1", "0"):
+                    sp_toggle(inst, value)
+                inst.tracing_on = False
+                shapes.append(_shape(inst))
+    c, pure = shapes
+    assert c == pure
+    ((_, events),) = c
+    assert [e for e in events if e[0] == "X" and e[2].endswith("sp_toggle")] == [
+        ("X", 64, "test_speedups:sp_toggle", 0, "return", None),
+        ("X", 65, "test_speedups:sp_toggle", 0, "return", "1"),
+        ("X", 64, "test_speedups:sp_toggle", 0, "return", None)]
+    assert len(events) == 3 * 6
 
 
 @needs_c
@@ -455,8 +489,7 @@ def test_default_clock_is_local() -> None:
         assert CLOCKS["local"] is built.local_clock
 
 
-@pytest.mark.skipif(built is None or sys.version_info < (3, 12),
-                    reason="the C extension is not built (or Python < 3.12)")
+@needs_c
 @pytest.mark.parametrize(("tracer", "options"), [
     ("function", {}), ("function_graph", {}), ("function", {"func_args": 1}),
     ("function_graph", {"funcgraph_retval": 1})])

@@ -205,26 +205,30 @@ def _enter_none(site: Site, frame: types.FrameType, event: str, offset: int) -> 
 def exit_call(site: Site, frame: types.FrameType, event: str, offset: int, value: Any,
               exc: BaseException | None) -> None:
     """Deliver an exit to the ops that saw this call's entry."""
-    try:
-        stack = _tls.stack
-    except AttributeError:
-        return
-    if not stack:
-        return
-    fregs = stack.pop()
-    if fregs.frame is not frame:
-        stack.append(fregs)
-        found = _pop_to(stack, frame)
-        if found is None:
+    stack: list[FtraceRegs] | None = getattr(_tls, "stack", None)
+    fregs: FtraceRegs | None = None
+    if stack:
+        fregs = stack.pop()
+        if fregs.frame is not frame:
+            stack.append(fregs)
+            fregs = _pop_to(stack, frame)
+    if fregs is None:
+        if site.fast is None:
             return
-        fregs = found
+        # The entry may have been recorded by the site's C recorder, which has
+        # stepped aside since (an option it lacks was set during the call): its
+        # tracer keeps its own stack of entries and knows whether it saw this one.
+        fregs = FtraceRegs(site.fn, frame, event, offset, value, exc, site.regs)
+        fregs._targets = site.ret_ops
+        fregs._parent = _parent(frame)
+    else:
+        fregs.event = event
+        fregs.offset = offset
+        fregs.return_value = value
+        fregs.exception = exc
+        if site.regs is not (fregs._full is not None):  # the site changed trampoline
+            fregs._full = FullRegs(frame) if site.regs else None
     targets = fregs._targets
-    fregs.event = event
-    fregs.offset = offset
-    fregs.return_value = value
-    fregs.exception = exc
-    if site.regs is not (fregs._full is not None):  # the site changed trampoline meanwhile
-        fregs._full = FullRegs(frame) if site.regs else None
     parent = fregs._parent
     for op in targets:
         if op._live:

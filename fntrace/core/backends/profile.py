@@ -27,6 +27,7 @@ import threading
 import types
 from typing import Any
 
+from ... import _accel
 from .. import engine
 from ..flags import Event
 
@@ -48,8 +49,23 @@ class ProfileBackend:
     def __init__(self) -> None:
         self.decided: dict[int, Any] = {}
         self.hook: Any = None
+        self.native: Any = None  # the C profile function, when fntrace._speedups is there
 
     def start(self) -> None:
+        speedups = _accel.speedups
+        native = getattr(speedups, "ProfileHook", None)
+        if native is not None:
+            # The same hook in C (fntrace/_speedups.c): untraced code is dismissed
+            # and recorded sites written with no Python frame.  Threads that start
+            # later call it through threading.setprofile once, then directly.
+            fast = native(engine.sites, engine.discover, engine.exit_call, {},
+                          (Event.START, Event.RESUME, Event.THROW, Event.RETURN,
+                           Event.YIELD, Event.UNWIND),
+                          (_RESUME, _RETURN_VALUE, _YIELD_VALUE))
+            self.hook = self.native = fast
+            threading.setprofile(fast)
+            fast.install_all()
+            return
         decided = self.decided
         decided_get = decided.get
         discover = engine.discover
@@ -105,22 +121,36 @@ class ProfileBackend:
 
     def stop(self) -> None:
         threading.setprofile(None)  # type: ignore[arg-type]
+        native, self.native = self.native, None
+        if native is not None:
+            native.uninstall_all()
+            native.clear()
+            return
         sys.setprofile(None)
         _hook_other_threads(None)
         self.decided.clear()
 
     def patch(self, site: engine.Site) -> None:
-        self.decided[id(site.code)] = site
+        if self.native is not None:
+            self.native.forget(site.code)  # decided again from engine.sites
+        else:
+            self.decided[id(site.code)] = site
 
     def unpatch(self, code: types.CodeType) -> None:
-        self.decided.pop(id(code), None)
+        if self.native is not None:
+            self.native.forget(code)
+        else:
+            self.decided.pop(id(code), None)
 
     def sites_changed(self) -> None:
         """Sites were replaced or removed (the decided cache is kept by generation)."""
 
     def rediscover(self, grow: bool) -> None:
         # Sites may have been replaced: forget every decision, sites included.
-        self.decided.clear()
+        if self.native is not None:
+            self.native.clear()
+        else:
+            self.decided.clear()
 
 
 # -- other threads --------------------------------------------------------------
