@@ -36,7 +36,7 @@
 static PyObject *str_fast, *str_enter, *str_has_ret, *str_fn, *str_live, *str_local,
     *str_buf, *str_new_buffer, *str_stack, *str_clock, *str_write,
     *str_F, *str_E, *str_X, *str_name, *str_code, *str_co_flags, *str_tid, *str_cpu,
-    *str_thread_flags;
+    *str_thread_flags, *str_state;
 static PyObject *perf_counter_ns;  /* time.perf_counter_ns: read natively */
 
 #define EVENT_OVERHEAD 64
@@ -2480,6 +2480,524 @@ static PyTypeObject GraphRecorder_Type = {
 };
 
 /* ------------------------------------------------------------------------- */
+/* The function profiler: per-thread state and its recorder                   */
+/* ------------------------------------------------------------------------- */
+
+/* One thread's profile (tracers/profile.py): its stack of running call
+ * segments and its table of records, both packed.  The Python path of the
+ * profiler uses the same object through its methods, so the two paths hand
+ * over in the middle of a call; profile.py has the pure-Python twin. */
+typedef struct {
+    void *key;           /* the frame's key (frame_key) */
+    long long start;     /* ns */
+    long long children;  /* ns spent in traced callees */
+    long long gen;       /* the profiler's reset generation at entry */
+} PSeg;
+
+typedef struct {
+    PyObject *fn;        /* strong; NULL: free */
+    long long hits, time;
+    unsigned long long sq_lo, sq_hi;  /* sum of squared ns, 128 bits */
+} PRec;
+
+typedef struct {
+    PyObject_HEAD
+    PSeg *seg;
+    Py_ssize_t n, cap;
+    PRec *rec;
+    Py_ssize_t used, size;  /* size: a power of two, or 0 */
+} ProfThread;
+
+static PyTypeObject ProfThread_Type;
+
+static int
+ProfThread_traverse(ProfThread *self, visitproc visit, void *arg)
+{
+    for (Py_ssize_t i = 0; i < self->size; i++)
+        Py_VISIT(self->rec[i].fn);
+    return 0;
+}
+
+static void
+prof_table_free(ProfThread *self)
+{
+    PRec *rec = self->rec;
+    Py_ssize_t size = self->size;
+    self->rec = NULL;
+    self->size = self->used = 0;
+    for (Py_ssize_t i = 0; i < size; i++)
+        Py_XDECREF(rec[i].fn);
+    PyMem_Free(rec);
+}
+
+static int
+ProfThread_clear(ProfThread *self)
+{
+    prof_table_free(self);
+    return 0;
+}
+
+static void
+ProfThread_dealloc(ProfThread *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    prof_table_free(self);
+    PyMem_Free(self->seg);
+    tp->tp_free((PyObject *)self);
+}
+
+/* The record of `fn`, added when missing (NULL: no memory). */
+static PRec *
+prof_record(ProfThread *self, PyObject *fn)
+{
+    if (self->size) {
+        size_t mask = (size_t)self->size - 1;
+        for (size_t i = ptr_slot(fn, (size_t)self->size);; i = (i + 1) & mask) {
+            PRec *r = &self->rec[i];
+            if (r->fn == fn)
+                return r;
+            if (r->fn == NULL)
+                break;
+        }
+    }
+    if ((self->used + 1) * 2 > self->size) {
+        Py_ssize_t size = self->size ? self->size * 2 : 64;
+        PRec *rec = PyMem_Calloc((size_t)size, sizeof(PRec));
+        if (rec == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        for (Py_ssize_t j = 0; j < self->size; j++) {
+            PRec *old = &self->rec[j];
+            if (old->fn == NULL)
+                continue;
+            size_t k = ptr_slot(old->fn, (size_t)size);
+            while (rec[k].fn != NULL)
+                k = (k + 1) & ((size_t)size - 1);
+            rec[k] = *old;
+        }
+        PyMem_Free(self->rec);
+        self->rec = rec;
+        self->size = size;
+    }
+    size_t mask = (size_t)self->size - 1;
+    size_t i = ptr_slot(fn, (size_t)self->size);
+    while (self->rec[i].fn != NULL)
+        i = (i + 1) & mask;
+    PRec *r = &self->rec[i];
+    memset(r, 0, sizeof(*r));
+    r->fn = Py_NewRef(fn);
+    self->used++;
+    return r;
+}
+
+static int
+prof_hit(ProfThread *self, PyObject *fn)
+{
+    PRec *r = prof_record(self, fn);
+    if (r == NULL)
+        return -1;
+    r->hits++;
+    return 0;
+}
+
+static int
+prof_add(ProfThread *self, PyObject *fn, long long spent)
+{
+    PRec *r = prof_record(self, fn);
+    if (r == NULL)
+        return -1;
+    r->time += spent;
+    unsigned long long s = (unsigned long long)spent;
+    unsigned __int128 sq = (unsigned __int128)s * s;
+    unsigned __int128 acc = ((unsigned __int128)r->sq_hi << 64) | r->sq_lo;
+    acc += sq;
+    r->sq_lo = (unsigned long long)acc;
+    r->sq_hi = (unsigned long long)(acc >> 64);
+    return 0;
+}
+
+static int
+prof_push(ProfThread *self, void *key, long long start, long long gen)
+{
+    if (self->n == self->cap) {
+        Py_ssize_t cap = self->cap ? self->cap * 2 : 64;
+        PSeg *seg = PyMem_Realloc(self->seg, (size_t)cap * sizeof(PSeg));
+        if (seg == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->seg = seg;
+        self->cap = cap;
+    }
+    PSeg *s = &self->seg[self->n++];
+    s->key = key;
+    s->start = start;
+    s->children = 0;
+    s->gen = gen;
+    return 0;
+}
+
+/* The segment of `key` (dropping any above it whose exit never came) ended
+ * at `now`: its duration goes to the caller's children.  0: no such segment. */
+static int
+prof_pop_to(ProfThread *self, void *key, long long now, PSeg *out)
+{
+    for (Py_ssize_t i = self->n - 1; i >= 0; i--) {
+        if (self->seg[i].key != key)
+            continue;
+        *out = self->seg[i];
+        self->n = i;
+        out->start = now - out->start;  /* the duration, from here on */
+        if (i > 0)
+            self->seg[i - 1].children += out->start;
+        return 1;
+    }
+    return 0;
+}
+
+static PyObject *
+ProfThread_hit(ProfThread *self, PyObject *fn)
+{
+    if (prof_hit(self, fn) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+ProfThread_add(ProfThread *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "add(fn, spent_ns)");
+        return NULL;
+    }
+    long long spent = PyLong_AsLongLong(args[1]);
+    if (spent == -1 && PyErr_Occurred())
+        return NULL;
+    if (spent < 0) {
+        PyErr_SetString(PyExc_ValueError, "add(): spent_ns < 0");
+        return NULL;
+    }
+    if (prof_add(self, args[0], spent) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+ProfThread_push(ProfThread *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "push(key, start_ns, generation)");
+        return NULL;
+    }
+    void *key = PyLong_AsVoidPtr(args[0]);
+    if (key == NULL && PyErr_Occurred())
+        return NULL;
+    long long start = PyLong_AsLongLong(args[1]);
+    if (start == -1 && PyErr_Occurred())
+        return NULL;
+    long long gen = PyLong_AsLongLong(args[2]);
+    if (gen == -1 && PyErr_Occurred())
+        return NULL;
+    if (prof_push(self, key, start, gen) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+ProfThread_pop_to(ProfThread *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "pop_to(key, now_ns)");
+        return NULL;
+    }
+    void *key = PyLong_AsVoidPtr(args[0]);
+    if (key == NULL && PyErr_Occurred())
+        return NULL;
+    long long now = PyLong_AsLongLong(args[1]);
+    if (now == -1 && PyErr_Occurred())
+        return NULL;
+    PSeg seg;
+    if (!prof_pop_to(self, key, now, &seg))
+        Py_RETURN_NONE;
+    return Py_BuildValue("(LLL)", seg.start, seg.children, seg.gen);
+}
+
+static PyObject *
+prof_squares(PRec *r)
+{
+    PyObject *hi = PyLong_FromUnsignedLongLong(r->sq_hi);
+    PyObject *lo = PyLong_FromUnsignedLongLong(r->sq_lo);
+    PyObject *shift = PyLong_FromLong(64);
+    PyObject *up = hi && shift ? PyNumber_Lshift(hi, shift) : NULL;
+    PyObject *sum = up && lo ? PyNumber_Or(up, lo) : NULL;
+    Py_XDECREF(hi);
+    Py_XDECREF(lo);
+    Py_XDECREF(shift);
+    Py_XDECREF(up);
+    return sum;
+}
+
+static PyObject *
+ProfThread_records(ProfThread *self, PyObject *unused)
+{
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < self->size; i++) {
+        PRec *r = &self->rec[i];
+        if (r->fn == NULL)
+            continue;
+        PyObject *sq = prof_squares(r);
+        PyObject *item = sq ? Py_BuildValue("(OLLN)", r->fn, r->hits, r->time, sq) : NULL;
+        if (item == NULL || PyList_Append(out, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    return out;
+}
+
+static PyObject *
+ProfThread_clear_table(ProfThread *self, PyObject *unused)
+{
+    prof_table_free(self);
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t
+ProfThread_len(ProfThread *self)
+{
+    return self->n;
+}
+
+static PyMethodDef ProfThread_methods[] = {
+    {"hit", (PyCFunction)ProfThread_hit, METH_O, "Count a call of fn."},
+    {"add", (PyCFunction)(void (*)(void))ProfThread_add, METH_FASTCALL,
+     "Add a call's time (ns) to fn's record."},
+    {"push", (PyCFunction)(void (*)(void))ProfThread_push, METH_FASTCALL,
+     "A call segment starts: push(key, start_ns, generation)."},
+    {"pop_to", (PyCFunction)(void (*)(void))ProfThread_pop_to, METH_FASTCALL,
+     "The segment of key ends at now_ns: (duration, children, generation), or None."},
+    {"records", (PyCFunction)ProfThread_records, METH_NOARGS,
+     "[(fn, hits, time ns, sum of squared ns)] of this thread."},
+    {"clear_table", (PyCFunction)ProfThread_clear_table, METH_NOARGS,
+     "Forget every record (the stack is kept)."},
+    {NULL}
+};
+
+static PySequenceMethods ProfThread_as_sequence = {
+    .sq_length = (lenfunc)ProfThread_len,
+};
+
+static PyTypeObject ProfThread_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "fntrace._speedups.ProfThread",
+    .tp_basicsize = sizeof(ProfThread),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "One thread's profile: its call segments and its records, packed.",
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)ProfThread_dealloc,
+    .tp_traverse = (traverseproc)ProfThread_traverse,
+    .tp_clear = (inquiry)ProfThread_clear,
+    .tp_methods = ProfThread_methods,
+    .tp_as_sequence = &ProfThread_as_sequence,
+};
+
+/* The profiler's entry and exit of a plain function (not a generator: those
+ * keep a cross-thread table of open calls, in Python).  No ring: the profiler
+ * ignores tracing_on and the pid filters, as the kernel's does. */
+typedef struct {
+    RECORDER_HEAD
+    PyObject *tls;         /* the profiler's threading.local (.state) */
+    PyObject *make_state;  /* creates and publishes this thread's state */
+    PyObject *ev_start;
+    unsigned long long s_tsid;
+    PyObject *s_state;
+    long long generation;
+    int graph_time;
+} ProfRecorder;
+
+static PyTypeObject ProfRecorder_Type;
+
+static int
+ProfRecorder_init(ProfRecorder *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"tls", "make_state", "start", NULL};
+    PyObject *tls, *make_state, *start;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO", kwlist, &tls, &make_state, &start))
+        return -1;
+    recorder_bind((Recorder *)self, Py_None);
+    Py_XSETREF(self->tls, Py_NewRef(tls));
+    Py_XSETREF(self->make_state, Py_NewRef(make_state));
+    Py_XSETREF(self->ev_start, Py_NewRef(start));
+    Py_CLEAR(self->s_state);
+    self->generation = 0;
+    self->graph_time = 1;
+    return 0;
+}
+
+static int
+ProfRecorder_traverse(ProfRecorder *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->tls);
+    Py_VISIT(self->make_state);
+    Py_VISIT(self->s_state);
+    return recorder_traverse_common((Recorder *)self, visit, arg);
+}
+
+static int
+ProfRecorder_clear(ProfRecorder *self)
+{
+    Py_CLEAR(self->tls);
+    Py_CLEAR(self->make_state);
+    Py_CLEAR(self->ev_start);
+    Py_CLEAR(self->s_state);
+    recorder_clear_common((Recorder *)self);
+    return 0;
+}
+
+static void
+ProfRecorder_dealloc(ProfRecorder *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    ProfRecorder_clear(self);
+    tp->tp_free((PyObject *)self);
+}
+
+/* This thread's ProfThread (borrowed through the cache); created when
+ * `create`, else Py_None when the thread has none yet. */
+static PyObject *
+prof_state(ProfRecorder *self, int create, unsigned long long tsid)
+{
+    if (self->s_state != NULL && self->s_tsid == tsid)
+        return self->s_state;
+    PyObject *state = PyObject_GetAttr(self->tls, str_state);
+    if (state == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear();
+        if (!create)
+            return Py_None;
+        state = PyObject_CallNoArgs(self->make_state);
+        if (state == NULL)
+            return NULL;
+    }
+    if (Py_TYPE(state) != &ProfThread_Type) {
+        Py_DECREF(state);
+        PyErr_SetString(PyExc_TypeError, "profiler state is not a ProfThread");
+        return NULL;
+    }
+    Py_XSETREF(self->s_state, state);
+    self->s_tsid = tsid;
+    return state;
+}
+
+static int
+prof_entry(ProfRecorder *self, PyObject *fn, Where *where, PyObject *event,
+           unsigned long long tsid)
+{
+    PyObject *obj = prof_state(self, 1, tsid);
+    if (obj == NULL)
+        return -1;
+    ProfThread *state = (ProfThread *)obj;
+    if ((event == self->ev_start ||
+         (PyUnicode_Check(event) && PyUnicode_Compare(event, self->ev_start) == 0)) &&
+        prof_hit(state, fn) < 0)
+        return -1;
+    return prof_push(state, where_ptr(where), mono_ns(), self->generation);
+}
+
+static int
+prof_exit(ProfRecorder *self, PyObject *fn, Where *where, unsigned long long tsid)
+{
+    long long now = mono_ns();
+    PyObject *obj = prof_state(self, 0, tsid);
+    if (obj == NULL)
+        return -1;
+    if (obj == Py_None)
+        return 0;
+    PSeg seg;
+    if (!prof_pop_to((ProfThread *)obj, where_ptr(where), now, &seg))
+        return 0;  /* its entry was not seen */
+    if (seg.gen != self->generation)
+        return 0;  /* began before the last reset */
+    long long spent = seg.start;  /* the duration */
+    if (!self->graph_time)
+        spent = spent > seg.children ? spent - seg.children : 0;
+    return prof_add((ProfThread *)obj, fn, spent);
+}
+
+static PyObject *
+ProfRecorder_get_generation(ProfRecorder *self, void *closure)
+{
+    return PyLong_FromLongLong(self->generation);
+}
+
+static int
+ProfRecorder_set_generation(ProfRecorder *self, PyObject *value, void *closure)
+{
+    long long g = value ? PyLong_AsLongLong(value) : -1;
+    if (g == -1 && (value == NULL || PyErr_Occurred())) {
+        if (value == NULL)
+            PyErr_SetString(PyExc_TypeError, "cannot delete generation");
+        return -1;
+    }
+    self->generation = g;
+    return 0;
+}
+
+static PyObject *
+ProfRecorder_get_graph_time(ProfRecorder *self, void *closure)
+{
+    return PyBool_FromLong(self->graph_time);
+}
+
+static int
+ProfRecorder_set_graph_time(ProfRecorder *self, PyObject *value, void *closure)
+{
+    int v = value ? PyObject_IsTrue(value) : -1;
+    if (v < 0) {
+        if (value == NULL)
+            PyErr_SetString(PyExc_TypeError, "cannot delete graph_time");
+        return -1;
+    }
+    self->graph_time = v;
+    return 0;
+}
+
+static PyGetSetDef ProfRecorder_getset[] = {
+    {"ok", (getter)Recorder_get_ok, (setter)Recorder_set_ok,
+     "whether the C path may record (set by the profiler)", NULL},
+    {"report", (getter)Recorder_get_report, (setter)Recorder_set_report,
+     "called with an exception raised inside the recorder", NULL},
+    {"generation", (getter)ProfRecorder_get_generation,
+     (setter)ProfRecorder_set_generation,
+     "the profiler's reset generation (pushed by reset())", NULL},
+    {"graph_time", (getter)ProfRecorder_get_graph_time, (setter)ProfRecorder_set_graph_time,
+     "options/graph-time (pushed when options change)", NULL},
+    {NULL}
+};
+
+static PyTypeObject ProfRecorder_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "fntrace._speedups.ProfRecorder",
+    .tp_basicsize = sizeof(ProfRecorder),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The function profiler's entries and exits of plain functions, in C.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)ProfRecorder_init,
+    .tp_dealloc = (destructor)ProfRecorder_dealloc,
+    .tp_traverse = (traverseproc)ProfRecorder_traverse,
+    .tp_clear = (inquiry)ProfRecorder_clear,
+    .tp_getset = ProfRecorder_getset,
+};
+
+/* ------------------------------------------------------------------------- */
 /* Dispatcher: the sys.monitoring callbacks                                   */
 /* ------------------------------------------------------------------------- */
 
@@ -2521,7 +3039,14 @@ slot_fill(SiteSlot *slot, PyObject *code, PyObject *site)
             return -1;
         }
         if (fast == Py_None ||
-            (Py_TYPE(fast) != &FuncRecorder_Type && Py_TYPE(fast) != &GraphRecorder_Type))
+            (Py_TYPE(fast) != &FuncRecorder_Type && Py_TYPE(fast) != &GraphRecorder_Type &&
+             Py_TYPE(fast) != &ProfRecorder_Type))
+            Py_CLEAR(fast);
+        /* the profiler's generator calls are kept in Python (a table shared
+         * between threads): such sites take the Python path */
+        else if (Py_TYPE(fast) == &ProfRecorder_Type && PyCode_Check(code) &&
+                 ((PyCodeObject *)code)->co_flags &
+                     (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR))
             Py_CLEAR(fast);
     }
     PyObject *oc = slot->code, *os = slot->site, *of = slot->fast, *ofn = slot->fn,
@@ -2720,6 +3245,34 @@ where_for(Where *w, PyObject *code, unsigned long long *tsid)
     return w->frame != NULL;
 }
 
+/* An entry written by a site's recorder: 0 done (or nothing to write), -1 error. */
+static int
+recorder_entry(PyObject *fast, PyObject *fn, Where *w, PyObject *event,
+               unsigned long long tsid)
+{
+    if (Py_TYPE(fast) == &FuncRecorder_Type)
+        return func_entry((FuncRecorder *)fast, fn, w, event, tsid);
+    if (Py_TYPE(fast) == &GraphRecorder_Type)
+        return graph_entry((GraphRecorder *)fast, fn, w, event, tsid);
+    return prof_entry((ProfRecorder *)fast, fn, w, event, tsid);
+}
+
+/* Whether a site's recorder writes its exits itself (the function tracer's has none). */
+static inline int
+recorder_has_exit(PyObject *fast)
+{
+    return fast != NULL && Py_TYPE(fast) != &FuncRecorder_Type && ((Recorder *)fast)->ok;
+}
+
+static int
+recorder_exit(PyObject *fast, PyObject *fn, Where *w, PyObject *event, PyObject *exc,
+              unsigned long long tsid)
+{
+    if (Py_TYPE(fast) == &GraphRecorder_Type)
+        return graph_exit((GraphRecorder *)fast, fn, w, event, exc, tsid);
+    return prof_exit((ProfRecorder *)fast, fn, w, tsid);
+}
+
 static PyObject *
 dispatch_enter(SiteRefs *refs, PyObject *code, PyObject *event, PyObject *offset)
 {
@@ -2729,9 +3282,7 @@ dispatch_enter(SiteRefs *refs, PyObject *code, PyObject *event, PyObject *offset
         unsigned long long tsid;
         if (!where_for(&w, code, &tsid))
             Py_RETURN_NONE;
-        int r = Py_TYPE(fast) == &FuncRecorder_Type
-            ? func_entry((FuncRecorder *)fast, refs->fn, &w, event, tsid)
-            : graph_entry((GraphRecorder *)fast, refs->fn, &w, event, tsid);
+        int r = recorder_entry(fast, refs->fn, &w, event, tsid);
         if (r < 0 && recorder_failed((Recorder *)fast) < 0)
             return NULL;
         Py_RETURN_NONE;
@@ -2748,12 +3299,12 @@ dispatch_exit(Dispatcher *self, SiteRefs *refs, PyObject *code, PyObject *event,
               PyObject *offset, PyObject *value, PyObject *exc)
 {
     PyObject *fast = refs->fast;
-    if (fast != NULL && Py_TYPE(fast) == &GraphRecorder_Type && ((Recorder *)fast)->ok) {
+    if (recorder_has_exit(fast)) {
         Where w;
         unsigned long long tsid;
         if (!where_for(&w, code, &tsid))
             Py_RETURN_NONE;
-        int r = graph_exit((GraphRecorder *)fast, refs->fn, &w, event, exc, tsid);
+        int r = recorder_exit(fast, refs->fn, &w, event, exc, tsid);
         if (r < 0 && recorder_failed((Recorder *)fast) < 0)
             return NULL;
         Py_RETURN_NONE;
@@ -3113,9 +3664,7 @@ hook_call(ProfileHook *self, PyFrameObject *frame, PyObject *code)
     if (fast != NULL && ((Recorder *)fast)->ok) {
         Where w = {frame, NULL};
         unsigned long long tsid = (unsigned long long)PyThreadState_GetID(PyThreadState_Get());
-        int rr = Py_TYPE(fast) == &FuncRecorder_Type
-            ? func_entry((FuncRecorder *)fast, refs.fn, &w, event, tsid)
-            : graph_entry((GraphRecorder *)fast, refs.fn, &w, event, tsid);
+        int rr = recorder_entry(fast, refs.fn, &w, event, tsid);
         if (rr < 0 && recorder_failed((Recorder *)fast) < 0)
             goto fail;
         refs_release(&refs);
@@ -3171,10 +3720,10 @@ hook_return(ProfileHook *self, PyFrameObject *frame, PyObject *code, PyObject *v
     else
         value = Py_None;  /* 3.11 does not give the exception of an unwinding frame */
     PyObject *fast = refs.fast;
-    if (fast != NULL && Py_TYPE(fast) == &GraphRecorder_Type && ((Recorder *)fast)->ok) {
+    if (recorder_has_exit(fast)) {
         Where w = {frame, NULL};
         unsigned long long tsid = (unsigned long long)PyThreadState_GetID(PyThreadState_Get());
-        if (graph_exit((GraphRecorder *)fast, refs.fn, &w, event, Py_None, tsid) < 0 &&
+        if (recorder_exit(fast, refs.fn, &w, event, Py_None, tsid) < 0 &&
             recorder_failed((Recorder *)fast) < 0)
             goto fail;
         refs_release(&refs);
@@ -3373,6 +3922,7 @@ PyInit__speedups(void)
     INTERN(str_cpu, "cpu");
     INTERN(str_thread_flags, "thread_flags");
     INTERN(str_E, "E");
+    INTERN(str_state, "state");
     INTERN(str_X, "X");
     PyObject *time_mod = PyImport_ImportModule("time");
     if (time_mod == NULL)
@@ -3383,7 +3933,8 @@ PyInit__speedups(void)
         return NULL;
     if (PyType_Ready(&EventQueue_Type) < 0 || PyType_Ready(&GraphStack_Type) < 0 ||
         PyType_Ready(&RingCore_Type) < 0 || PyType_Ready(&FuncRecorder_Type) < 0 ||
-        PyType_Ready(&GraphRecorder_Type) < 0 || PyType_Ready(&Dispatcher_Type) < 0)
+        PyType_Ready(&GraphRecorder_Type) < 0 || PyType_Ready(&Dispatcher_Type) < 0 ||
+        PyType_Ready(&ProfThread_Type) < 0 || PyType_Ready(&ProfRecorder_Type) < 0)
         return NULL;
 #ifdef FNT_PROFILE_HOOK
     if (PyType_Ready(&ProfileHook_Type) < 0)
@@ -3402,7 +3953,9 @@ PyInit__speedups(void)
         PyModule_AddObjectRef(m, "RingCore", (PyObject *)&RingCore_Type) < 0 ||
         PyModule_AddObjectRef(m, "FuncRecorder", (PyObject *)&FuncRecorder_Type) < 0 ||
         PyModule_AddObjectRef(m, "GraphRecorder", (PyObject *)&GraphRecorder_Type) < 0 ||
-        PyModule_AddObjectRef(m, "Dispatcher", (PyObject *)&Dispatcher_Type) < 0) {
+        PyModule_AddObjectRef(m, "Dispatcher", (PyObject *)&Dispatcher_Type) < 0 ||
+        PyModule_AddObjectRef(m, "ProfThread", (PyObject *)&ProfThread_Type) < 0 ||
+        PyModule_AddObjectRef(m, "ProfRecorder", (PyObject *)&ProfRecorder_Type) < 0) {
         Py_DECREF(m);
         return NULL;
     }

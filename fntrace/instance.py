@@ -348,9 +348,12 @@ class Instance:
         self._fast_refresh()
 
     def _fast_refresh(self) -> None:
-        """A setting changed: the tracer's C recorders may have to step aside."""
+        """A setting changed: the C recorders (tracer's, profiler's) may have to step
+        aside, or read it (graph-time)."""
         if self.tracer is not None:
             self.tracer.fast_refresh()
+        if self.profile_on:
+            self.profile.fast_refresh()
 
     # -- options -----------------------------------------------------------
     def _set_option(self, name: str, text: str) -> None:

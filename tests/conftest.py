@@ -45,11 +45,10 @@ def _no_leaks() -> Iterator[None]:
 
 
 # Modules marked ``pytestmark = pytest.mark.usefixtures("hot_path")`` run every
-# test twice where the C extension is built (3.12+): once through the C
-# recorders and dispatcher, once through the pure-Python path, so both paths
-# are held to the same exact expectations.
-_PATHS = ["c", "pure"] if fntrace._accel.built is not None and sys.version_info >= (3, 12) \
-    else ["pure"]
+# test twice where the C extension is built: once through the C recorders and
+# dispatcher (3.12+) or profile function (3.11), once through the pure-Python
+# path, so both paths are held to the same exact expectations.
+_PATHS = ["c", "pure"] if fntrace._accel.built is not None else ["pure"]
 
 
 @pytest.fixture(params=_PATHS)

@@ -28,9 +28,13 @@ longest name instead, so the output is the kernel's byte for byte while every
 name fits in 30 characters.
 
 Per-thread state lives in ``threading.local``: a shadow stack of running
-segments and a table of records that only its thread writes.  ``render``
-merges the tables, so the hot path takes no lock (one lock, once per thread,
-to publish the thread's table).
+segments and a table of records that only its thread writes (a
+``_speedups.ProfThread``, packed, or its pure-Python twin ``_PyProfThread``).
+``render`` merges the tables, so the hot path takes no lock (one lock, once
+per thread, to publish the thread's state).  With the C extension a
+``ProfRecorder`` counts plain functions with no Python frame; generator and
+coroutine calls, whose open-call table is shared between threads, stay in
+Python.  Both paths use the same state, so they hand over in mid-call.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .. import _accel
 from ..core.flags import Event
 from ..core.ops import Ops
 from .base import Tracer
@@ -58,7 +63,7 @@ _NAME_WIDTH = 30
 #: Generator/coroutine calls in progress kept at most (see _call_started).
 OPEN_LIMIT = 1 << 16
 
-# A running segment: [frame, function, start ns, children ns, reset generation].
+# A running segment: [frame key, start ns, children ns, reset generation].
 Segment = list[Any]
 
 
@@ -74,14 +79,55 @@ def format_duration(ns: int) -> str:
     return text + " us " + " " * max(0, 8 - width)
 
 
-class _Thread:
-    """One thread's shadow stack and record table."""
+class _PyProfThread:
+    """One thread's call segments and records (pure Python; ``_speedups.ProfThread``
+    is the same in C): the methods are the whole interface, so either serves."""
 
     __slots__ = ("stack", "table")
 
     def __init__(self) -> None:
         self.stack: list[Segment] = []
-        self.table: dict[Function, list[int]] = {}  # fn -> [hits, time ns, sum of t^2]
+        self.table: dict[Any, list[int]] = {}  # fn -> [hits, time ns, sum of t^2]
+
+    def hit(self, fn: Any) -> None:
+        rec = self.table.get(fn)
+        if rec is None:
+            rec = self.table[fn] = [0, 0, 0]
+        rec[0] += 1
+
+    def add(self, fn: Any, spent: int) -> None:
+        rec = self.table.get(fn)
+        if rec is None:
+            rec = self.table[fn] = [0, 0, 0]
+        rec[1] += spent
+        rec[2] += spent * spent
+
+    def push(self, key: Any, start: int, gen: int) -> None:
+        self.stack.append([key, start, 0, gen])
+
+    def pop_to(self, key: Any, now: int) -> tuple[int, int, int] | None:
+        """The segment of ``key`` ends at ``now`` (any above it, whose exit never
+        came, is dropped): (duration, children, generation); the duration goes
+        to the caller's children."""
+        stack = self.stack
+        for i in range(len(stack) - 1, -1, -1):
+            seg = stack[i]
+            if seg[0] is key or seg[0] == key:
+                del stack[i:]
+                duration = now - seg[1]
+                if stack:
+                    stack[-1][2] += duration
+                return duration, seg[2], seg[3]
+        return None
+
+    def records(self) -> list[tuple[Any, int, int, int]]:
+        return [(fn, h, t, s) for fn, (h, t, s) in list(self.table.items())]
+
+    def clear_table(self) -> None:
+        self.table.clear()
+
+    def __len__(self) -> int:
+        return len(self.stack)
 
 
 class FunctionProfiler(Tracer):
@@ -94,26 +140,57 @@ class FunctionProfiler(Tracer):
         #: nanosecond clock of durations (the kernel's trace_clock_local).
         self.clock: Callable[[], int] = time.perf_counter_ns
         self._tls = threading.local()
-        self._tables: list[dict[Function, list[int]]] = []
+        self._states: list[Any] = []  # every thread's state (ProfThread or _PyProfThread)
         self._lock = threading.Lock()
         self._generation = 0
         # Generator/coroutine calls in progress: id(frame) -> [time so far, generation,
         # code].  Shared between threads (a generator may be resumed by any of them);
         # see _call_started for why ids and not frames.
         self._open: dict[int, list[Any]] = {}
+        self._key: Callable[[types.FrameType], Any] | None = None
+        self._state_type: Any = _PyProfThread
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name == "clock" and self.recorders:  # the C recorder reads CLOCK_MONOTONIC
+            self.fast_refresh()
 
     def make_ops(self) -> list[Ops]:
         inst = self.inst
-        return [Ops(self._entry, ret=self._exit, filter=inst.filter, notrace=inst.notrace)]
+        ops = Ops(self._entry, ret=self._exit, filter=inst.filter, notrace=inst.notrace)
+        speedups: Any = _accel.speedups
+        # Frames are keyed as function_graph keys them (see there); the C state and
+        # recorder need those keys, so the three come together.
+        self._key = getattr(speedups, "frame_key", None)
+        if self._key is not None:
+            self._state_type = speedups.ProfThread
+            rec = speedups.ProfRecorder(self._tls, self._thread, Event.START)
+            rec.report = ops._callback_failed
+            ops.fast = rec  # no ring to watch, unlike Tracer.attach
+            self.recorders.append(rec)
+            self.fast_refresh()
+        return [ops]
+
+    def fast_ok(self) -> bool:
+        return self.clock is time.perf_counter_ns
+
+    def fast_refresh(self) -> None:
+        # The profiler ignores tracing_on and the pid filters (see the module docstring).
+        ok = self.fast_ok()
+        graph_time = bool(self.inst.options["graph-time"])
+        for rec in self.recorders:
+            rec.graph_time = graph_time
+            rec.generation = self._generation
+            rec.ok = ok
 
     # -- hot path ------------------------------------------------------------
-    def _thread(self) -> _Thread:
+    def _thread(self) -> Any:
         try:
-            return self._tls.state  # type: ignore[no-any-return]
+            return self._tls.state
         except AttributeError:
-            state = _Thread()
+            state = self._state_type()
             with self._lock:
-                self._tables.append(state.table)
+                self._states.append(state)
             self._tls.state = state
             return state
 
@@ -124,30 +201,26 @@ class FunctionProfiler(Tracer):
             state = self._thread()
         gen = self._generation
         if fregs.event == Event.START:
-            rec = state.table.get(ip)
-            if rec is None:
-                rec = state.table[ip] = [0, 0, 0]
-            rec[0] += 1
+            state.hit(ip)
             if ip.code.co_flags & _GEN_FLAGS:
                 self._call_started(id(fregs.frame), gen, ip.code)
-        state.stack.append([fregs.frame, ip, self.clock(), 0, gen])
+        key = fregs.frame if self._key is None else self._key(fregs.frame)
+        state.push(key, self.clock(), gen)
 
     def _exit(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
         now = self.clock()
         try:
-            stack = self._tls.state.stack
+            state = self._tls.state
         except AttributeError:
             return
         frame = fregs.frame
-        seg = _pop(stack, frame)
+        seg = state.pop_to(frame if self._key is None else self._key(frame), now)
         if seg is None:
             return
-        duration = now - seg[2]
-        if stack:
-            stack[-1][3] += duration
+        duration, children, gen = seg
         spent = duration
         if not self.inst.options["graph-time"]:
-            spent = max(0, duration - seg[3])
+            spent = max(0, duration - children)
         event = fregs.event
         if ip.code.co_flags & _GEN_FLAGS:
             key = id(frame)
@@ -158,14 +231,9 @@ class FunctionProfiler(Tracer):
             if event == Event.YIELD:
                 return
             spent = call[0]
-        elif seg[4] != self._generation:
+        elif gen != self._generation:
             return
-        table = self._tls.state.table
-        rec = table.get(ip)
-        if rec is None:
-            rec = table[ip] = [0, 0, 0]
-        rec[1] += spent
-        rec[2] += spent * spent
+        state.add(ip, spent)
 
     def _call_started(self, key: int, gen: int, code: types.CodeType) -> None:
         """Open a generator/coroutine call.
@@ -190,8 +258,10 @@ class FunctionProfiler(Tracer):
         with self._lock:
             self._generation += 1
             self._open.clear()
-            for table in self._tables:
-                table.clear()
+            for state in self._states:
+                state.clear_table()
+        for rec in self.recorders:
+            rec.generation = self._generation
 
     def stop(self) -> None:
         super().stop()
@@ -200,11 +270,10 @@ class FunctionProfiler(Tracer):
     def records(self) -> list[tuple[Function, int, int, int]]:
         """(function, hits, time ns, sum of squared ns) per function hit, merged over threads."""
         with self._lock:
-            tables = list(self._tables)
+            states = list(self._states)
         merged: dict[Function, list[int]] = {}
-        for table in tables:
-            for fn, rec in list(table.items()):
-                hits, total, squares = rec
+        for state in states:
+            for fn, hits, total, squares in state.records():
                 acc = merged.get(fn)
                 if acc is None:
                     merged[fn] = [hits, total, squares]
@@ -233,15 +302,3 @@ class FunctionProfiler(Tracer):
             out.append(f"  {fn.name:<{width}}  {hits:>10}    {format_duration(total)}    "
                        f"{format_duration(avg)}    {format_duration(var)}\n")
         return "".join(out)
-
-
-def _pop(stack: list[Segment], frame: types.FrameType) -> Segment | None:
-    """The segment of ``frame``, dropping any above it whose exit never came."""
-    if stack and stack[-1][0] is frame:
-        return stack.pop()
-    for i in range(len(stack) - 1, -1, -1):
-        if stack[i][0] is frame:
-            seg = stack[i]
-            del stack[i:]
-            return seg
-    return None
