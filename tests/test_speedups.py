@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 import fntrace._accel
 from fntrace.instance import Instance, trace
 from fntrace.ring_buffer import _PyRingCore
+from fntrace.tracers.profile import _PyProfThread
 
 built = fntrace._accel.built
 needs_c = pytest.mark.skipif(built is None, reason="the C extension is not built")
@@ -404,6 +406,120 @@ def _copies(batches: list[Any]) -> tuple[Any, Any]:
             bs.by_tid[copy.tid] = copy
         sets.append(bs)
     return sets[0], sets[1]
+
+
+# -- the function profiler ---------------------------------------------------------
+
+def _profile(path: str, monkeypatch: pytest.MonkeyPatch,
+             hook_factory: Callable[[Instance], Callable[[int], None]] | None = None,
+             ) -> tuple[int, dict[str, tuple[int, int, int]], Any]:
+    with monkeypatch.context() as m:
+        if path == "pure":
+            m.setattr(fntrace._accel, "speedups", None)
+        inst = Instance()
+        try:
+            inst.write("set_ftrace_filter", "sp_*")
+            inst.write("function_profile_enabled", "1")
+            prof = inst.profile
+            assert bool(prof.recorders) == (path == "c") and all(r.ok for r in prof.recorders)
+            hook = hook_factory(inst) if hook_factory is not None else None
+            result = sp_main(hook)
+            records = {fn.qualname: (h, t, s) for fn, h, t, s in prof.records()}
+            state = prof._tls.state
+            errors = sum(op.nerrors for op in prof.ops)
+        finally:
+            inst.write("function_profile_enabled", "0")
+    assert errors == 0
+    assert len(state) == 0  # every segment this thread opened was closed by its exit
+    return result, records, state
+
+
+@needs_c
+def test_profiler_same_counts_both_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    c_result, c, c_state = _profile("c", monkeypatch)
+    p_result, pure, p_state = _profile("pure", monkeypatch)
+    assert c_result == p_result == sp_main()
+    assert type(c_state).__name__ == "ProfThread" and isinstance(p_state, _PyProfThread)
+    assert {k: v[0] for k, v in c.items()} == {k: v[0] for k, v in pure.items()}
+    # 30 iterations of sp_main, 3 workers: generators (Python path) and plain functions
+    assert c["sp_main"][0] == 1 and c["sp_gen"][0] == 30 * 1 + 3 and c["sp_catch"][0] == 30
+    for hits, total, squares in c.values():
+        assert hits > 0 and total > 0 and squares * hits >= total * total
+
+
+def sp_prof_toggle(inst: Instance, clock: Callable[[], int]) -> None:
+    sp_leaf(0)
+    inst.profile.clock = clock  # anything but perf_counter_ns: the recorder steps aside
+    sp_leaf(1)
+
+
+@needs_c
+def test_profiler_hands_over_in_mid_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls entered by the C recorder and left on the Python path, and the other
+    way round: every call is counted and timed, none is left open."""
+    def wrapped() -> int:
+        return time.perf_counter_ns()
+
+    for path in ("c", "pure"):
+        with monkeypatch.context() as m:
+            if path == "pure":
+                m.setattr(fntrace._accel, "speedups", None)
+            inst = Instance()
+            try:
+                inst.write("set_ftrace_filter", "sp_prof_toggle\nsp_leaf")
+                inst.write("function_profile_enabled", "1")
+                start = time.perf_counter_ns()
+                for clock in (wrapped, time.perf_counter_ns, wrapped, time.perf_counter_ns):
+                    sp_prof_toggle(inst, clock)
+                wall = time.perf_counter_ns() - start
+                records = {fn.qualname: (h, t) for fn, h, t, _ in inst.profile.records()}
+                assert len(inst.profile._tls.state) == 0
+            finally:
+                inst.write("function_profile_enabled", "0")
+        assert records["sp_prof_toggle"][0] == 4 and records["sp_leaf"][0] == 8
+        # graph-time 1: the callers' time includes their callees', within the wall time
+        assert wall >= records["sp_prof_toggle"][1] >= records["sp_leaf"][1] > 0
+
+
+@pytest.mark.skipif(built is None, reason="the C extension is not built")
+@pytest.mark.parametrize("seed", range(20))
+def test_prof_thread_matches_python(seed: int) -> None:
+    rnd = random.Random(seed)
+    assert built is not None
+    c, py = built.ProfThread(), _PyProfThread()
+    fns = [object() for _ in range(90)]  # past the first table growth
+    keys = [1000 + 16 * i for i in range(12)]
+    now = 0
+    for _ in range(600):
+        op = rnd.random()
+        now += rnd.randrange(1, 10_000_000_000)  # durations past 2**32 ns: squares > 2**64
+        if op < 0.3:
+            fn = rnd.choice(fns)
+            c.hit(fn)
+            py.hit(fn)
+        elif op < 0.55:
+            args = (rnd.choice(keys), now, rnd.randrange(3))
+            c.push(*args)
+            py.push(*args)
+        elif op < 0.8:
+            key = rnd.choice(keys)
+            assert c.pop_to(key, now) == py.pop_to(key, now)
+        elif op < 0.97:
+            fn, spent = rnd.choice(fns), rnd.randrange(0, 1 << 62)
+            c.add(fn, spent)
+            py.add(fn, spent)
+        else:
+            c.clear_table()
+            py.clear_table()
+        assert len(c) == len(py)
+    for _ in range(3):  # 5 s calls: each square is past 2**64 ns^2
+        c.add(fns[0], 5_000_000_000)
+        py.add(fns[0], 5_000_000_000)
+    by_id = {id(fn): fn for fn in fns}
+    got = sorted((id(fn), h, t, s) for fn, h, t, s in c.records())
+    want = sorted((id(fn), h, t, s) for fn, h, t, s in py.records())
+    assert got == want and all(row[0] in by_id for row in got)
+    assert any(row[3] >= 1 << 64 for row in got)  # the 128-bit sum of squares was used
 
 
 @pytest.mark.skipif(built is None, reason="the C extension is not built")
