@@ -178,6 +178,7 @@ typedef struct fnt_iframe {
     int stacktop;
     uint16_t return_offset;
     char owner;
+    PyObject *localsplus[1];  /* arguments first, in co_varnames order */
 } fnt_iframe;
 
 typedef struct {
@@ -316,7 +317,8 @@ slot_event(Slot *s)
         } else {
             PyObject *depth = PyLong_FromLongLong(s->depth);
             if (depth != NULL && s->kind == 'E') {
-                t = PyTuple_Pack(7, ts, size, kind, s->obj, depth, Py_None, event);
+                t = PyTuple_Pack(7, ts, size, kind, s->obj, depth, s->aux ? s->aux : Py_None,
+                                 event);
             } else if (depth != NULL) {
                 PyObject *dur = PyLong_FromLongLong(s->duration);
                 if (dur != NULL)
@@ -1553,7 +1555,7 @@ encode_slot(Bytes *body, Tables *t, PyObject *buf, Slot *sl, PyObject *event_cod
     if (put_uvarint(body, (unsigned long long)(sl->depth > 0 ? sl->depth : 0)) < 0)
         return -1;
     if (code == 1)
-        return put_uvarint(body, 0);
+        return put_opt(body, t, sl->aux ? sl->aux : Py_None);  /* funcgraph-args */
     if (put_uvarint(body, (unsigned long long)(sl->duration > 0 ? sl->duration : 0)) < 0)
         return -1;
     return put_opt(body, t, sl->aux ? sl->aux : Py_None);
@@ -1763,6 +1765,12 @@ typedef struct {
     unsigned long long s_tsid;
     PyObject *s_stack;
     PyObject *ev_unwind;
+    /* funcgraph-args / funcgraph-retval, and the instance's SafeRepr (whose
+     * limits and slow types the common values are rendered with, in C) */
+    int args, retval;
+    PyObject *safe_repr, *slow_types;
+    Py_ssize_t max_len;
+    long long max_us;
 } GraphRecorder;
 
 static PyTypeObject FuncRecorder_Type, GraphRecorder_Type;
@@ -2266,6 +2274,8 @@ GraphRecorder_traverse(GraphRecorder *self, visitproc visit, void *arg)
     Py_VISIT(self->tls);
     Py_VISIT(self->s_stack);
     Py_VISIT(self->ev_unwind);
+    Py_VISIT(self->safe_repr);
+    Py_VISIT(self->slow_types);
     return recorder_traverse_common((Recorder *)self, visit, arg);
 }
 
@@ -2275,6 +2285,8 @@ GraphRecorder_clear(GraphRecorder *self)
     Py_CLEAR(self->tls);
     Py_CLEAR(self->s_stack);
     Py_CLEAR(self->ev_unwind);
+    Py_CLEAR(self->safe_repr);
+    Py_CLEAR(self->slow_types);
     recorder_clear_common((Recorder *)self);
     return 0;
 }
@@ -2334,6 +2346,126 @@ where_ptr(Where *w)
 #endif
 }
 
+/* SafeRepr.__call__ (reprs.py) for the commonest values, in C: the types it
+ * renders with repr() itself (None, bool, int, float, complex) and str and
+ * bytes (cut before repr, timed, shown as "<T object>" once slow), with its
+ * text limit.  Anything else is the instance's SafeRepr's to render. */
+static PyObject *
+graph_repr(GraphRecorder *self, PyObject *v)
+{
+    PyTypeObject *t = Py_TYPE(v);
+    PyObject *text;
+    if (v == Py_None || t == &PyLong_Type || t == &PyBool_Type || t == &PyFloat_Type ||
+        t == &PyComplex_Type) {
+        text = PyObject_Repr(v);
+    } else if ((t == &PyUnicode_Type || t == &PyBytes_Type) && self->slow_types != NULL) {
+        int slow = PySet_Contains(self->slow_types, (PyObject *)t);
+        if (slow < 0)
+            return NULL;
+        if (slow)
+            return PyUnicode_FromFormat("<%s object>", t->tp_name);
+        long long t0 = mono_ns();
+        Py_ssize_t keep = self->max_len + 1;
+        PyObject *cut;
+        if (t == &PyUnicode_Type)
+            cut = PyUnicode_GET_LENGTH(v) > keep ? PyUnicode_Substring(v, 0, keep)
+                                                 : Py_NewRef(v);
+        else
+            cut = PyBytes_GET_SIZE(v) > keep ? PyBytes_FromStringAndSize(PyBytes_AS_STRING(v),
+                                                                         keep)
+                                             : Py_NewRef(v);
+        text = cut ? PyObject_Repr(cut) : NULL;
+        Py_XDECREF(cut);
+        if (text != NULL && mono_ns() - t0 > self->max_us * 1000 &&
+            PySet_Add(self->slow_types, (PyObject *)t) < 0)
+            Py_CLEAR(text);
+    } else {
+        return PyObject_CallOneArg(self->safe_repr, v);
+    }
+    if (text == NULL)
+        return NULL;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (n > self->max_len) {
+        Py_ssize_t keep = self->max_len - 3 > 1 ? self->max_len - 3 : 1;
+        PyObject *head = PyUnicode_Substring(text, 0, keep);
+        Py_DECREF(text);
+        if (head == NULL)
+            return NULL;
+        text = PyUnicode_FromFormat("%U...", head);
+        Py_DECREF(head);
+    }
+    return text;
+}
+
+#ifdef FNT_IFRAME
+#define FNT_CO_FAST_CELL 0x40
+/* funcgraph-args' text: "name=repr, ..." over the parameters in signature
+ * order (positional, *args, keyword-only, **kwargs), read from the frame's
+ * fast locals as FtraceRegs.arguments reads them from f_locals: unbound ones
+ * left out, cells (a parameter a closure captures) opened. */
+static PyObject *
+graph_args_text(GraphRecorder *self, Where *w)
+{
+    fnt_iframe *f = w->iframe;
+    if (f == NULL) {
+        PyFrameObject *fo = where_frame(w);
+        if (fo == NULL)
+            return PyUnicode_FromString("");
+        f = ((fnt_frameobject *)fo)->f_frame;
+    }
+    PyCodeObject *co = (PyCodeObject *)f->code;
+    int npos = co->co_argcount, nkw = co->co_kwonlyargcount;
+    int var = (co->co_flags & CO_VARARGS) != 0, varkw = (co->co_flags & CO_VARKEYWORDS) != 0;
+    int total = npos + nkw + var + varkw;
+    const char *kinds = PyBytes_AS_STRING(co->co_localspluskinds);
+    PyObject *parts = PyList_New(0);
+    if (parts == NULL)
+        return NULL;
+    for (int j = 0; j < total; j++) {
+        int idx;
+        if (j < npos)
+            idx = j;
+        else if (var && j == npos)
+            idx = npos + nkw;
+        else if (j < npos + var + nkw)
+            idx = j - var;
+        else
+            idx = npos + nkw + var;
+        PyObject *v = f->localsplus[idx];
+        if (v != NULL && (kinds[idx] & FNT_CO_FAST_CELL) && PyCell_Check(v))
+            v = PyCell_GET(v);
+        if (v == NULL)
+            continue;
+        Py_INCREF(v);
+        PyObject *r = graph_repr(self, v);
+        Py_DECREF(v);
+        PyObject *part = r ? PyUnicode_FromFormat(
+            "%U=%U", PyTuple_GET_ITEM(co->co_localsplusnames, idx), r) : NULL;
+        Py_XDECREF(r);
+        if (part == NULL || PyList_Append(parts, part) < 0) {
+            Py_XDECREF(part);
+            Py_DECREF(parts);
+            return NULL;
+        }
+        Py_DECREF(part);
+    }
+    PyObject *sep = PyUnicode_FromString(", ");
+    PyObject *text = sep ? PyUnicode_Join(sep, parts) : NULL;
+    Py_XDECREF(sep);
+    Py_DECREF(parts);
+    return text;
+}
+#define FNT_FRAME_ARGS 1
+#else
+static PyObject *
+graph_args_text(GraphRecorder *self, Where *w)
+{
+    PyErr_SetString(PyExc_RuntimeError, "funcgraph-args is read in Python on this version");
+    return NULL;
+}
+#define FNT_FRAME_ARGS 0
+#endif
+
 static int
 graph_entry(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
             unsigned long long tsid)
@@ -2358,18 +2490,27 @@ graph_entry(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
         return gs_push(stack, key, 0, 0, depth, state);
     if ((self->max_depth && depth >= self->max_depth) || !self->tracing)
         return gs_push(stack, key, 0, 0, depth, GRAPH_INSIDE);
+    PyObject *args = Py_NewRef(Py_None);
+    long long size = EVENT_OVERHEAD;
+    if (self->args) {
+        Py_SETREF(args, graph_args_text(self, where));
+        if (args == NULL)
+            return -1;
+        size += PyUnicode_GET_LENGTH(args);
+    }
     long long now;
-    if (recorder_now((Recorder *)self, &now) < 0)
+    if (recorder_now((Recorder *)self, &now) < 0 ||
+        gs_push(stack, key, now, 1, depth + 1, GRAPH_INSIDE) < 0) {
+        Py_DECREF(args);
         return -1;
-    if (gs_push(stack, key, now, 1, depth + 1, GRAPH_INSIDE) < 0)
-        return -1;
+    }
     Slot slot = {0};
     slot.kind = 'E';
     slot.ts = now;
-    slot.size = EVENT_OVERHEAD;
+    slot.size = (int32_t)size;
     slot.depth = (int32_t)depth;
     slot.obj = Py_NewRef(fn);
-    slot.aux = Py_NewRef(Py_None);
+    slot.aux = args;
     int code = event_code(event);
     if (code < 0) {
         slot_release(&slot);
@@ -2381,7 +2522,7 @@ graph_entry(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
 
 static int
 graph_exit(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
-           PyObject *exc, unsigned long long tsid)
+           PyObject *retval, PyObject *exc, unsigned long long tsid)
 {
     PyObject *obj = graph_stack(self, 0, tsid);
     if (obj == NULL)
@@ -2398,9 +2539,15 @@ graph_exit(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
         return -1;
     PyObject *value = Py_None;
     long long size = EVENT_OVERHEAD;
-    if (exc != NULL && exc != Py_None &&
-        PyUnicode_Check(event) && PyUnicode_Compare(event, self->ev_unwind) == 0) {
+    int unwind = event == self->ev_unwind ||
+        (PyUnicode_Check(event) && PyUnicode_Compare(event, self->ev_unwind) == 0);
+    if (unwind && exc != NULL && exc != Py_None) {
         value = PyType_GetName(Py_TYPE(exc));
+        if (value == NULL)
+            return -1;
+        size += PyUnicode_GET_LENGTH(value);
+    } else if (!unwind && self->retval) {
+        value = graph_repr(self, retval ? retval : Py_None);
         if (value == NULL)
             return -1;
         size += PyUnicode_GET_LENGTH(value);
@@ -2444,9 +2591,49 @@ GraphRecorder_set_max_depth(GraphRecorder *self, PyObject *value, void *closure)
     return 0;
 }
 
+/* reprs(args, retval, safe_repr): funcgraph-args, funcgraph-retval and the
+ * instance's SafeRepr (replaced whole when its limits change). */
+static PyObject *
+GraphRecorder_reprs(GraphRecorder *self, PyObject *const *a, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "reprs(args, retval, safe_repr)");
+        return NULL;
+    }
+    int args = PyObject_IsTrue(a[0]), retval = PyObject_IsTrue(a[1]);
+    if (args < 0 || retval < 0)
+        return NULL;
+    if (args && !FNT_FRAME_ARGS) {
+        PyErr_SetString(PyExc_ValueError, "funcgraph-args is read in Python on this version");
+        return NULL;
+    }
+    PyObject *max_len = PyObject_GetAttrString(a[2], "max_len");
+    PyObject *max_us = max_len ? PyObject_GetAttrString(a[2], "max_us") : NULL;
+    PyObject *slow = max_us ? PyObject_GetAttrString(a[2], "slow_types") : NULL;
+    Py_ssize_t ml = max_len ? PyLong_AsSsize_t(max_len) : -1;
+    long long mu = max_us ? PyLong_AsLongLong(max_us) : -1;
+    Py_XDECREF(max_len);
+    Py_XDECREF(max_us);
+    if (slow == NULL || PyErr_Occurred() || !PySet_Check(slow)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "safe_repr.slow_types is not a set");
+        Py_XDECREF(slow);
+        return NULL;
+    }
+    self->args = args;
+    self->retval = retval;
+    self->max_len = ml;
+    self->max_us = mu;
+    Py_XSETREF(self->safe_repr, Py_NewRef(a[2]));
+    Py_XSETREF(self->slow_types, slow);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef GraphRecorder_methods[] = {
     {"ring_changed", (PyCFunction)Recorder_ring_changed, METH_NOARGS,
      "The ring buffer's clock or live buffer set changed."},
+    {"reprs", (PyCFunction)(void (*)(void))GraphRecorder_reprs, METH_FASTCALL,
+     "reprs(args, retval, safe_repr): what the events show of values, and how."},
     {NULL}
 };
 
@@ -3265,11 +3452,11 @@ recorder_has_exit(PyObject *fast)
 }
 
 static int
-recorder_exit(PyObject *fast, PyObject *fn, Where *w, PyObject *event, PyObject *exc,
-              unsigned long long tsid)
+recorder_exit(PyObject *fast, PyObject *fn, Where *w, PyObject *event, PyObject *value,
+              PyObject *exc, unsigned long long tsid)
 {
     if (Py_TYPE(fast) == &GraphRecorder_Type)
-        return graph_exit((GraphRecorder *)fast, fn, w, event, exc, tsid);
+        return graph_exit((GraphRecorder *)fast, fn, w, event, value, exc, tsid);
     return prof_exit((ProfRecorder *)fast, fn, w, tsid);
 }
 
@@ -3304,7 +3491,7 @@ dispatch_exit(Dispatcher *self, SiteRefs *refs, PyObject *code, PyObject *event,
         unsigned long long tsid;
         if (!where_for(&w, code, &tsid))
             Py_RETURN_NONE;
-        int r = recorder_exit(fast, refs->fn, &w, event, exc, tsid);
+        int r = recorder_exit(fast, refs->fn, &w, event, value, exc, tsid);
         if (r < 0 && recorder_failed((Recorder *)fast) < 0)
             return NULL;
         Py_RETURN_NONE;
@@ -3723,7 +3910,7 @@ hook_return(ProfileHook *self, PyFrameObject *frame, PyObject *code, PyObject *v
     if (recorder_has_exit(fast)) {
         Where w = {frame, NULL};
         unsigned long long tsid = (unsigned long long)PyThreadState_GetID(PyThreadState_Get());
-        if (recorder_exit(fast, refs.fn, &w, event, Py_None, tsid) < 0 &&
+        if (recorder_exit(fast, refs.fn, &w, event, value, Py_None, tsid) < 0 &&
             recorder_failed((Recorder *)fast) < 0)
             goto fail;
         refs_release(&refs);
@@ -3956,6 +4143,10 @@ PyInit__speedups(void)
         PyModule_AddObjectRef(m, "Dispatcher", (PyObject *)&Dispatcher_Type) < 0 ||
         PyModule_AddObjectRef(m, "ProfThread", (PyObject *)&ProfThread_Type) < 0 ||
         PyModule_AddObjectRef(m, "ProfRecorder", (PyObject *)&ProfRecorder_Type) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "FRAME_ARGS", FNT_FRAME_ARGS) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -55,6 +55,20 @@ def sp_catch() -> int:
     return -1
 
 
+class SpBadRepr:
+    def __repr__(self) -> str:
+        raise ValueError("no repr")
+
+
+def sp_args(i: int, text: str = "t" * 100, *rest: Any, raw: bytes = b"r" * 100,
+            cell: float = 0.5, **kw: Any) -> str:
+    """Every kind of parameter, values C renders itself (long str and bytes cut,
+    ints past the text limit) and values it hands to SafeRepr; `cell` is captured."""
+    def inner() -> float:
+        return cell
+    return f"{i}:{inner()}:{len(rest)}:{sorted(kw)}" * 10
+
+
 def sp_thread_body(out: list[int]) -> None:
     out.append(sp_rec(6) + sum(sp_gen(4)))
 
@@ -67,6 +81,8 @@ def sp_main(hook: Callable[[int], None] | None = None) -> int:
         total += sp_rec(i % 7) + sum(sp_gen(3)) + sp_catch()
         # called from C (map, sorted): the caller is the Python frame below the C call
         total += sum(map(sp_leaf, range(2))) + sorted(range(3), key=sp_leaf)[0]
+        total += len(sp_args(i, "s" * i, 10 ** (i + 40), None, True, 1.5 + 2j, b"x",
+                             raw=b"b" * i, cell=i / 3, bad=SpBadRepr(), lst=[1, "a"] * i))
     out: list[int] = []
     threads = []  # no comprehension: on 3.11 it is a traced function with an address arg
     for _ in range(3):
@@ -100,7 +116,7 @@ def _shape(inst: Instance) -> list[tuple[str, list[tuple[Any, ...]]]]:
 def _run(path: str, monkeypatch: pytest.MonkeyPatch, tracer: str,
          hook_factory: Callable[[Instance], Callable[[int], None]] | None = None,
          expect_events: bool = True,
-         **options: int) -> tuple[int, list[tuple[str, list[tuple[Any, ...]]]], int]:
+         **options: int) -> tuple[int, list[tuple[str, list[tuple[Any, ...]]]], int, bool]:
     with monkeypatch.context() as m:
         if path == "pure":
             m.setattr(fntrace._accel, "speedups", None)
@@ -113,9 +129,10 @@ def _run(path: str, monkeypatch: pytest.MonkeyPatch, tracer: str,
             inst.tracing_on = False
             shape = _shape(inst)
             errors = sum(op.nerrors for op in inst.tracer.ops)
+            wrote = bool(inst.tracer.recorders) and all(rec.ok for rec in inst.tracer.recorders)
     # no comparison of two empty traces: a run records events unless told it cannot
     assert any(events for _, events in shape) == expect_events
-    return result, shape, errors
+    return result, shape, errors, wrote  # wrote: the C recorders were writing at the end
 
 
 # -- C and pure Python record the same events -------------------------------------
@@ -128,6 +145,9 @@ CONFIGS = [
     ("function_graph", {"buffer_size_kb": 2}),
     ("function", {"func_args": 1}),             # options the C recorder lacks: Python path
     ("function_graph", {"funcgraph_retval": 1}),
+    # (repr-max-us 10 s: no type turns "slow" because a GC pause hit one run's repr)
+    ("function_graph", {"funcgraph_args": 1, "funcgraph_retval": 1, "repr_max_us": 10 ** 7}),
+    ("function_graph", {"funcgraph_args": 1, "repr_max_len": 8, "repr_max_us": 10 ** 7}),
 ]
 
 
@@ -146,6 +166,9 @@ def test_same_events_both_paths(monkeypatch: pytest.MonkeyPatch, tracer: str,
 
     untraced = sp_main()
     c = _run("c", monkeypatch, tracer, setup, **opts)
+    # the C recorder wrote this run unless an option it lacks is set
+    assert c[3] == (not options.get("func_args")
+                    and (not options.get("funcgraph_args") or bool(built.FRAME_ARGS)))
     pure = _run("pure", monkeypatch, tracer, setup, **opts)
     assert c[0] == pure[0] == untraced
     assert c[1] == pure[1]
@@ -160,7 +183,10 @@ def test_recorders_are_used_and_step_aside(monkeypatch: pytest.MonkeyPatch) -> N
         (rec,) = inst.tracer.recorders  # type: ignore[union-attr]
         assert rec.ok
         inst.write("options/funcgraph-retval", "1")
-        assert not rec.ok
+        assert rec.ok  # written in C
+        inst.write("options/funcgraph-args", "1")
+        assert rec.ok == bool(built.FRAME_ARGS)  # read from frames in C on 3.12, 3.13
+        inst.write("options/funcgraph-args", "0")
         inst.write("options/funcgraph-retval", "0")
         assert rec.ok
         inst.write("set_graph_function", "sp_rec")
@@ -179,16 +205,26 @@ def test_recorders_are_used_and_step_aside(monkeypatch: pytest.MonkeyPatch) -> N
 @needs_c
 @pytest.mark.parametrize("tracer", ["function", "function_graph"])
 def test_switching_options_mid_run(monkeypatch: pytest.MonkeyPatch, tracer: str) -> None:
-    """Handing over between the C and Python paths in the middle of calls."""
-    option = "func-args" if tracer == "function" else "funcgraph-retval"
+    """Handing over between the C and Python paths in the middle of calls: an
+    option the C recorder lacks (func-args; for function_graph a graph filter
+    that excludes nothing called here), and one it writes (funcgraph-retval)."""
+    oks: list[bool] = []
 
     def toggler(inst: Instance) -> Callable[[int], None]:
         def hook(i: int) -> None:
             if i % 5 == 2:
-                inst.write(f"options/{option}", str((i // 5) % 2))
+                on = (i // 5) % 2
+                if tracer == "function":
+                    inst.write("options/func-args", str(on))
+                else:
+                    inst.write("set_graph_notrace", "sp_never_called" if on else "")
+                    inst.write("options/funcgraph-retval", str(int(i % 3 == 0)))
+                assert inst.tracer is not None
+                oks.append(all(rec.ok for rec in inst.tracer.recorders))
         return hook
 
     c = _run("c", monkeypatch, tracer, toggler)
+    assert oks == [True, False] * 3  # the C recorder stepped aside and back
     pure = _run("pure", monkeypatch, tracer, toggler)
     assert c[0] == pure[0] == sp_main()
     assert c[1] == pure[1]

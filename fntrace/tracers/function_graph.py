@@ -148,17 +148,25 @@ class FunctionGraphTracer(Tracer):
         return [ops]
 
     def fast_ok(self) -> bool:
-        # The C recorder keeps the same per-thread stacks and writes the plain
-        # events: no graph filters, threshold, args or retval (max_graph_depth,
-        # tracing_on and the pid filters it applies itself).
+        # The C recorder keeps the same per-thread stacks and writes the events
+        # with no graph filters or threshold (max_graph_depth, tracing_on, the pid
+        # filters, funcgraph-retval and, where it reads frames (3.12, 3.13),
+        # funcgraph-args it applies itself).
         inst = self.inst
+        speedups: Any = _accel.speedups
         return not (inst.graph_function.lines or inst.graph_notrace.lines
-                    or inst.tracing_thresh_us or inst.options["funcgraph-args"]
-                    or inst.options["funcgraph-retval"])
+                    or inst.tracing_thresh_us
+                    or (inst.options["funcgraph-args"]
+                        and not getattr(speedups, "FRAME_ARGS", 0)))
 
     def fast_refresh(self) -> None:
+        inst = self.inst
+        ok = self.fast_ok()
         for rec in self.recorders:
-            rec.max_depth = self.inst.max_graph_depth
+            rec.max_depth = inst.max_graph_depth
+            if ok:
+                rec.reprs(inst.options["funcgraph-args"], inst.options["funcgraph-retval"],
+                          inst.safe_repr)
         super().fast_refresh()
 
     def stop(self) -> None:
