@@ -12,11 +12,15 @@
  *                   ops carries an enabled recorder (Site.fast) is recorded
  *                   here; every other site goes to its Python trampoline,
  *                   unknown code to the Python discovery callback.
+ *   ProfileHook     the 3.11 backend's profile function (backends/profile.py).
  *   FuncRecorder    the function tracer's entry event, as
  *                   tracers/function.py writes it with no options set.
  *   GraphRecorder   function_graph's entry and exit events and its per-thread
  *                   stack, as tracers/function_graph.py keeps them with no
- *                   graph filters, threshold, args or retval.
+ *                   graph filters or threshold; funcgraph-retval, and on 3.12
+ *                   and 3.13 funcgraph-args, included.
+ *   ProfThread,     the function profiler's per-thread segments and records,
+ *   ProfRecorder    and its entries and exits of plain functions.
  *
  * The Python side decides when a recorder may be used (recorder.ok) and keeps
  * the same data structures (the events tuples, the stacks), so the two paths
@@ -2350,11 +2354,34 @@ where_ptr(Where *w)
  * renders with repr() itself (None, bool, int, float, complex) and str and
  * bytes (cut before repr, timed, shown as "<T object>" once slow), with its
  * text limit.  Anything else is the instance's SafeRepr's to render. */
+static PyObject *graph_repr(GraphRecorder *self, PyObject *v);
+
+/* A machine-size int (the commonest argument and value) as "prefix=digits" or
+ * "digits" in one allocation; NULL without an error when `v` is no such int or
+ * its text would pass the limit (graph_repr then cuts it). */
+static PyObject *
+graph_small_int(GraphRecorder *self, PyObject *prefix, PyObject *v)
+{
+    if (Py_TYPE(v) != &PyLong_Type)
+        return NULL;
+    int overflow;
+    long n = PyLong_AsLongAndOverflow(v, &overflow);
+    if (overflow || (n == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (self->max_len < 20)
+        return NULL;
+    return prefix ? PyUnicode_FromFormat("%U=%ld", prefix, n) : PyUnicode_FromFormat("%ld", n);
+}
+
 static PyObject *
 graph_repr(GraphRecorder *self, PyObject *v)
 {
     PyTypeObject *t = Py_TYPE(v);
-    PyObject *text;
+    PyObject *text = graph_small_int(self, NULL, v);
+    if (text != NULL)
+        return text;
     if (v == Py_None || t == &PyLong_Type || t == &PyBool_Type || t == &PyFloat_Type ||
         t == &PyComplex_Type) {
         text = PyObject_Repr(v);
@@ -2418,9 +2445,7 @@ graph_args_text(GraphRecorder *self, Where *w)
     int var = (co->co_flags & CO_VARARGS) != 0, varkw = (co->co_flags & CO_VARKEYWORDS) != 0;
     int total = npos + nkw + var + varkw;
     const char *kinds = PyBytes_AS_STRING(co->co_localspluskinds);
-    PyObject *parts = PyList_New(0);
-    if (parts == NULL)
-        return NULL;
+    PyObject *parts = NULL, *one = NULL;  /* the parts, or the only one so far */
     for (int j = 0; j < total; j++) {
         int idx;
         if (j < npos)
@@ -2436,19 +2461,34 @@ graph_args_text(GraphRecorder *self, Where *w)
             v = PyCell_GET(v);
         if (v == NULL)
             continue;
-        Py_INCREF(v);
-        PyObject *r = graph_repr(self, v);
-        Py_DECREF(v);
-        PyObject *part = r ? PyUnicode_FromFormat(
-            "%U=%U", PyTuple_GET_ITEM(co->co_localsplusnames, idx), r) : NULL;
-        Py_XDECREF(r);
+        PyObject *name = PyTuple_GET_ITEM(co->co_localsplusnames, idx);
+        PyObject *part = graph_small_int(self, name, v);
+        if (part == NULL && !PyErr_Occurred()) {
+            Py_INCREF(v);
+            PyObject *r = graph_repr(self, v);
+            Py_DECREF(v);
+            part = r ? PyUnicode_FromFormat("%U=%U", name, r) : NULL;
+            Py_XDECREF(r);
+        }
+        if (part != NULL && one != NULL) {  /* a second part: from here on a list */
+            parts = PyList_New(0);
+            if (parts == NULL || PyList_Append(parts, one) < 0)
+                Py_CLEAR(part);
+            Py_CLEAR(one);
+        }
+        if (part != NULL && parts == NULL) {
+            one = part;
+            continue;
+        }
         if (part == NULL || PyList_Append(parts, part) < 0) {
             Py_XDECREF(part);
-            Py_DECREF(parts);
+            Py_XDECREF(parts);
             return NULL;
         }
         Py_DECREF(part);
     }
+    if (parts == NULL)
+        return one != NULL ? one : PyUnicode_FromString("");
     PyObject *sep = PyUnicode_FromString(", ");
     PyObject *text = sep ? PyUnicode_Join(sep, parts) : NULL;
     Py_XDECREF(sep);
