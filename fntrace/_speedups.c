@@ -42,8 +42,18 @@ static PyObject *str_fast, *str_enter, *str_has_ret, *str_fn, *str_live, *str_lo
     *str_F, *str_E, *str_X, *str_name, *str_code, *str_co_flags, *str_tid, *str_cpu,
     *str_thread_flags, *str_state;
 static PyObject *perf_counter_ns;  /* time.perf_counter_ns: read natively */
+static PyObject *monotonic_ns;     /* time.monotonic_ns: the same clock on Linux */
+static PyObject *time_ns;          /* time.time_ns: CLOCK_REALTIME */
 
 #define EVENT_OVERHEAD 64
+
+/* The slot of a pointer in a direct-mapped table of n (a power of two) slots. */
+static inline size_t
+ptr_slot(void *p, size_t n)
+{
+    uintptr_t v = (uintptr_t)p;
+    return (size_t)((v >> 4) ^ (v >> 14)) & (n - 1);
+}
 
 /* ------------------------------------------------------------------------- */
 /* The "local" trace clock                                                    */
@@ -1167,6 +1177,7 @@ put_pyuvarint(Bytes *b, PyObject *v)
     return put_uvarint(b, n);
 }
 
+#define FID_SLOTS 512
 typedef struct {
     PyObject *strings;  /* str -> index (insertion ordered) */
     PyObject *funcs;    /* (name, flags) -> index */
@@ -1177,6 +1188,12 @@ typedef struct {
     PyObject *buf_idx;  /* buffer -> thread index */
     long long *last_ts;
     Py_ssize_t n_last;
+    /* The packed path's per-event lookups, without a dict: the fid of the
+     * functions seen (direct-mapped; every Function stays alive in fn_fid and
+     * in the slots until the chunk is done) and the file's code of each event
+     * name (-1: not looked up yet). */
+    struct { PyObject *fn; Py_ssize_t fid; } fid_cache[FID_SLOTS];
+    long evmap[MAX_EVENT_NAMES];
 } Tables;
 
 /* The index of `key` in `dict`, adding it (next index) when new: -1 error. */
@@ -1438,6 +1455,8 @@ static int
 tables_init(Tables *t)
 {
     memset(t, 0, sizeof *t);
+    for (int i = 0; i < MAX_EVENT_NAMES; i++)
+        t->evmap[i] = -1;
     t->strings = PyDict_New();
     t->funcs = PyDict_New();
     t->threads = PyDict_New();
@@ -1524,18 +1543,17 @@ done:
 /* One packed event (a recorder's slot) into the chunk: what encode_one does with
  * the tuple the slot stands for, without building it. */
 static int
-encode_slot(Bytes *body, Tables *t, PyObject *buf, Slot *sl, PyObject *event_codes)
+encode_slot(Bytes *body, Tables *t, Py_ssize_t ti, Slot *sl, PyObject *event_codes)
 {
     int code = sl->kind == 'F' ? 0 : sl->kind == 'E' ? 1 : 2;
-    Py_ssize_t ti = tab_thread(t, buf);
-    if (ti < 0)
-        return -1;
-    long evcode = 0;
-    PyObject *c = PyDict_GetItemWithError(event_codes, event_names[sl->evcode]);
-    if (c != NULL)
-        evcode = PyLong_AsLong(c);
-    else if (PyErr_Occurred())
-        return -1;
+    long evcode = t->evmap[sl->evcode];
+    if (evcode < 0) {
+        PyObject *c = PyDict_GetItemWithError(event_codes, event_names[sl->evcode]);
+        evcode = c != NULL ? PyLong_AsLong(c) : 0;
+        if (PyErr_Occurred())
+            return -1;
+        t->evmap[sl->evcode] = evcode;
+    }
     if (bytes_room(body, 1) < 0)
         return -1;
     body->data[body->len++] = (unsigned char)(code | (evcode << 3));
@@ -1545,8 +1563,18 @@ encode_slot(Bytes *body, Tables *t, PyObject *buf, Slot *sl, PyObject *event_cod
     t->last_ts[ti] = sl->ts;
     if (put_uvarint(body, ((unsigned long long)delta << 1) ^ (unsigned long long)(delta >> 63)) < 0)
         return -1;
-    Py_ssize_t fid = fn_fid(t, sl->obj, 0);
-    if (fid < 0 || put_uvarint(body, (unsigned long long)fid) < 0)
+    size_t fs = ptr_slot(sl->obj, FID_SLOTS);
+    Py_ssize_t fid;
+    if (t->fid_cache[fs].fn == sl->obj) {
+        fid = t->fid_cache[fs].fid;
+    } else {
+        fid = fn_fid(t, sl->obj, 0);
+        if (fid < 0)
+            return -1;
+        t->fid_cache[fs].fn = sl->obj;
+        t->fid_cache[fs].fid = fid;
+    }
+    if (put_uvarint(body, (unsigned long long)fid) < 0)
         return -1;
     if (code == 0) {
         if (sl->aux == NULL || sl->aux == Py_None)
@@ -1569,6 +1597,7 @@ typedef struct {
     PyObject *buf;
     Slot *slots;
     Py_ssize_t n, pos;
+    Py_ssize_t ti;  /* its thread's index in the chunk, once its first event is encoded */
 } TakenSlots;
 
 /* encode_buffers(buffers, other, event_codes) -> (payload, n, tids): take every
@@ -1607,6 +1636,7 @@ encode_buffers(PyObject *module, PyObject *args)
         RingCore *rc = (RingCore *)PySequence_Fast_GET_ITEM(seq, j);
         EventQueue *q = rc->events;
         tk[j].buf = (PyObject *)rc;
+        tk[j].ti = -1;
         Py_ssize_t n = q ? q->len : 0;
         if (n == 0)
             continue;
@@ -1676,7 +1706,11 @@ encode_buffers(PyObject *module, PyObject *args)
             }
             Slot *sl = &tk[best].slots[tk[best].pos++];
             if (sl->kind != 0) {
-                ok = encode_slot(&body, &t, tk[best].buf, sl, event_codes) == 0;
+                /* threads enter the chunk's table in the order of their first event */
+                if (tk[best].ti < 0)
+                    tk[best].ti = tab_thread(&t, tk[best].buf);
+                ok = tk[best].ti >= 0 &&
+                    encode_slot(&body, &t, tk[best].ti, sl, event_codes) == 0;
             } else {
                 ok = encode_one(&body, &t, tk[best].buf, sl->obj, other, event_codes) == 0;
             }
@@ -1755,12 +1789,6 @@ typedef struct {
     ParentSlot *parents;
 } FuncRecorder;
 
-static inline size_t
-ptr_slot(void *p, size_t n)
-{
-    uintptr_t v = (uintptr_t)p;
-    return (size_t)((v >> 4) ^ (v >> 14)) & (n - 1);
-}
 
 typedef struct {
     RECORDER_HEAD
@@ -1815,8 +1843,9 @@ recorder_bind(Recorder *self, PyObject *rb)
     return 0;
 }
 
-/* The clock of the ring buffer, natively when it is perf_counter_ns (on Linux
- * both read CLOCK_MONOTONIC, so events of the two paths order together). */
+/* The clock of the ring buffer, natively when it is perf_counter_ns or
+ * monotonic_ns (on Linux all three read CLOCK_MONOTONIC, so events of the two
+ * paths order together), time_ns (CLOCK_REALTIME) or local_clock. */
 /* The ring's clock and live buffer set, read again after ring_changed(). */
 static int
 recorder_ring(Recorder *self)
@@ -1831,7 +1860,12 @@ recorder_ring(Recorder *self)
         Py_DECREF(clock);
         return -1;
     }
-    self->clock_native = clock == perf_counter_ns ? 1 : clock == local_clock_fn ? 2 : 0;
+#ifdef __linux__
+    int mono = clock == perf_counter_ns || clock == monotonic_ns;
+#else
+    int mono = clock == perf_counter_ns;
+#endif
+    self->clock_native = mono ? 1 : clock == local_clock_fn ? 2 : clock == time_ns ? 3 : 0;
     Py_XSETREF(self->clock_fn, clock);
     Py_CLEAR(self->c_buf);
     Py_XSETREF(self->c_live, live);
@@ -1850,6 +1884,12 @@ recorder_now(Recorder *self, long long *now)
     }
     if (self->clock_native == 1) {
         *now = mono_ns();
+        return 0;
+    }
+    if (self->clock_native == 3) {
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        *now = (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
         return 0;
     }
     PyObject *clock = Py_NewRef(self->clock_fn);
@@ -4155,8 +4195,10 @@ PyInit__speedups(void)
     if (time_mod == NULL)
         return NULL;
     perf_counter_ns = PyObject_GetAttrString(time_mod, "perf_counter_ns");
+    monotonic_ns = PyObject_GetAttrString(time_mod, "monotonic_ns");
+    time_ns = PyObject_GetAttrString(time_mod, "time_ns");
     Py_DECREF(time_mod);
-    if (perf_counter_ns == NULL)
+    if (perf_counter_ns == NULL || monotonic_ns == NULL || time_ns == NULL)
         return NULL;
     if (PyType_Ready(&EventQueue_Type) < 0 || PyType_Ready(&GraphStack_Type) < 0 ||
         PyType_Ready(&RingCore_Type) < 0 || PyType_Ready(&FuncRecorder_Type) < 0 ||

@@ -312,6 +312,25 @@ def test_snapshot_and_clock_changes_reach_the_recorder(monkeypatch: pytest.Monke
 
 
 @needs_c
+@pytest.mark.parametrize(("clock", "read"), [("mono", time.monotonic_ns),
+                                             ("global", time.perf_counter_ns),
+                                             ("realtime", time.time_ns)])
+def test_clocks_read_natively_are_the_same_clocks(clock: str,
+                                                  read: Callable[[], int]) -> None:
+    """The recorders read these clocks without calling them: same values."""
+    with trace("function_graph", filter="sp_*") as inst:
+        inst.write("trace_clock", clock)
+        (rec,) = inst.tracer.recorders  # type: ignore[union-attr]
+        assert rec.ok
+        before = read()
+        sp_rec(3)
+        after = read()
+        stamps = [ev[0] for buf in inst.rb.live.buffers() for ev in buf.events]
+    assert len(stamps) == 16 and stamps == sorted(stamps)
+    assert before <= stamps[0] and stamps[-1] <= after
+
+
+@needs_c
 def test_traceoff_inside_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
     def hook_factory(inst: Instance) -> Callable[[int], None]:
         def hook(i: int) -> None:
