@@ -8,6 +8,7 @@ tracer test modules also run whole under both paths (conftest's hot_path).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
 import threading
@@ -465,27 +466,32 @@ def _copies(batches: list[Any]) -> tuple[Any, Any]:
 
 # -- the function profiler ---------------------------------------------------------
 
-def _profile(path: str, monkeypatch: pytest.MonkeyPatch,
-             hook_factory: Callable[[Instance], Callable[[int], None]] | None = None,
-             ) -> tuple[int, dict[str, tuple[int, int, int]], Any]:
+@contextlib.contextmanager
+def _profiling(path: str, monkeypatch: pytest.MonkeyPatch, filter: str) -> Iterator[Instance]:
+    """An instance with the profiler on, on the C or the pure-Python path."""
     with monkeypatch.context() as m:
         if path == "pure":
             m.setattr(fntrace._accel, "speedups", None)
         inst = Instance()
         try:
-            inst.write("set_ftrace_filter", "sp_*")
+            inst.write("set_ftrace_filter", filter)
             inst.write("function_profile_enabled", "1")
             prof = inst.profile
             assert bool(prof.recorders) == (path == "c") and all(r.ok for r in prof.recorders)
-            hook = hook_factory(inst) if hook_factory is not None else None
-            result = sp_main(hook)
-            records = {fn.qualname: (h, t, s) for fn, h, t, s in prof.records()}
-            state = prof._tls.state
-            errors = sum(op.nerrors for op in prof.ops)
+            yield inst
+            assert sum(op.nerrors for op in prof.ops) == 0
+            # every segment this thread opened was closed by its exit
+            assert len(prof._tls.state) == 0
         finally:
             inst.write("function_profile_enabled", "0")
-    assert errors == 0
-    assert len(state) == 0  # every segment this thread opened was closed by its exit
+
+
+def _profile(path: str, monkeypatch: pytest.MonkeyPatch,
+             ) -> tuple[int, dict[str, tuple[int, int, int]], Any]:
+    with _profiling(path, monkeypatch, "sp_*") as inst:
+        result = sp_main()
+        records = {fn.qualname: (h, t, s) for fn, h, t, s in inst.profile.records()}
+        state = inst.profile._tls.state
     return result, records, state
 
 
@@ -516,21 +522,12 @@ def test_profiler_hands_over_in_mid_call(monkeypatch: pytest.MonkeyPatch) -> Non
         return time.perf_counter_ns()
 
     for path in ("c", "pure"):
-        with monkeypatch.context() as m:
-            if path == "pure":
-                m.setattr(fntrace._accel, "speedups", None)
-            inst = Instance()
-            try:
-                inst.write("set_ftrace_filter", "sp_prof_toggle\nsp_leaf")
-                inst.write("function_profile_enabled", "1")
-                start = time.perf_counter_ns()
-                for clock in (wrapped, time.perf_counter_ns, wrapped, time.perf_counter_ns):
-                    sp_prof_toggle(inst, clock)
-                wall = time.perf_counter_ns() - start
-                records = {fn.qualname: (h, t) for fn, h, t, _ in inst.profile.records()}
-                assert len(inst.profile._tls.state) == 0
-            finally:
-                inst.write("function_profile_enabled", "0")
+        with _profiling(path, monkeypatch, "sp_prof_toggle\nsp_leaf") as inst:
+            start = time.perf_counter_ns()
+            for clock in (wrapped, time.perf_counter_ns, wrapped, time.perf_counter_ns):
+                sp_prof_toggle(inst, clock)
+            wall = time.perf_counter_ns() - start
+            records = {fn.qualname: (h, t) for fn, h, t, _ in inst.profile.records()}
         assert records["sp_prof_toggle"][0] == 4 and records["sp_leaf"][0] == 8
         # graph-time 1: the callers' time includes their callees', within the wall time
         assert wall >= records["sp_prof_toggle"][1] >= records["sp_leaf"][1] > 0
