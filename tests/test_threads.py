@@ -1,7 +1,8 @@
 """Tracing across threads and across fork().
 
 On 3.11 threads that were already running when the first ops registered are
-hooked through the C API (backends/profile.py, ``_hook_other_threads``); new
+hooked through the C API (the C profile function's ``install_all``, or
+``_hook_other_threads`` for the pure-Python one, backends/profile.py); new
 threads through ``threading.setprofile``.  On 3.12+ sys.monitoring is
 process-wide.  Either way every thread must be traced with exact counts.
 """
