@@ -1774,6 +1774,12 @@ typedef struct {
     RECORDER_HEAD
 } Recorder;
 
+/* A recorder's per-thread object and the thread it is for (see tls_object). */
+typedef struct {
+    PyObject *obj;
+    unsigned long long tsid;
+} TlsCache;
+
 /* Callers seen: code -> Function, direct-mapped, both held (so a code's
  * address cannot be reused while it is here). */
 #define PARENT_SLOTS 1024
@@ -1794,8 +1800,7 @@ typedef struct {
     RECORDER_HEAD
     PyObject *tls;                /* the tracer's threading.local (its .stack) */
     long long max_depth;
-    unsigned long long s_tsid;
-    PyObject *s_stack;
+    TlsCache s_stack;
     PyObject *ev_unwind;
     /* funcgraph-args / funcgraph-retval, and the instance's SafeRepr (whose
      * limits and slow types the common values are rendered with, in C) */
@@ -2316,7 +2321,7 @@ static int
 GraphRecorder_traverse(GraphRecorder *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->tls);
-    Py_VISIT(self->s_stack);
+    Py_VISIT(self->s_stack.obj);
     Py_VISIT(self->ev_unwind);
     Py_VISIT(self->safe_repr);
     Py_VISIT(self->slow_types);
@@ -2327,7 +2332,7 @@ static int
 GraphRecorder_clear(GraphRecorder *self)
 {
     Py_CLEAR(self->tls);
-    Py_CLEAR(self->s_stack);
+    Py_CLEAR(self->s_stack.obj);
     Py_CLEAR(self->ev_unwind);
     Py_CLEAR(self->safe_repr);
     Py_CLEAR(self->slow_types);
@@ -2344,36 +2349,48 @@ GraphRecorder_dealloc(GraphRecorder *self)
     tp->tp_free((PyObject *)self);
 }
 
-/* This thread's graph stack (borrowed through the cache), created when `create`:
- * a GraphStack, the type the tracer's Python path uses too. */
+/* A recorder's per-thread object, tls.<attr> (borrowed through a one-thread
+ * cache): made by calling `make` when the thread has none and `create` (and
+ * stored in tls when `store`; else `make` stores it), else Py_None. */
 static PyObject *
-graph_stack(GraphRecorder *self, int create, unsigned long long tsid)
+tls_object(TlsCache *cache, PyObject *tls, PyObject *attr, PyObject *make, int store,
+           PyTypeObject *type, int create, unsigned long long tsid)
 {
-    if (self->s_stack != NULL && self->s_tsid == tsid)
-        return self->s_stack;
-    PyObject *stack = PyObject_GetAttr(self->tls, str_stack);
-    if (stack == NULL) {
+    if (cache->obj != NULL && cache->tsid == tsid)
+        return cache->obj;
+    PyObject *obj = PyObject_GetAttr(tls, attr);
+    if (obj == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_AttributeError))
             return NULL;
         PyErr_Clear();
         if (!create)
             return Py_None;
-        stack = PyObject_CallNoArgs((PyObject *)&GraphStack_Type);
-        if (stack == NULL)
+        obj = PyObject_CallNoArgs(make);
+        if (obj == NULL)
             return NULL;
-        if (PyObject_SetAttr(self->tls, str_stack, stack) < 0) {
-            Py_DECREF(stack);
+        if (store && PyObject_SetAttr(tls, attr, obj) < 0) {
+            Py_DECREF(obj);
             return NULL;
         }
     }
-    if (Py_TYPE(stack) != &GraphStack_Type) {
-        Py_DECREF(stack);
-        PyErr_SetString(PyExc_TypeError, "function_graph stack is not a GraphStack");
+    if (Py_TYPE(obj) != type) {
+        Py_DECREF(obj);
+        PyErr_Format(PyExc_TypeError, "a recorder's per-thread %U is not a %s", attr,
+                     type->tp_name);
         return NULL;
     }
-    Py_XSETREF(self->s_stack, stack);
-    self->s_tsid = tsid;
-    return stack;
+    Py_XSETREF(cache->obj, obj);
+    cache->tsid = tsid;
+    return obj;
+}
+
+/* This thread's graph stack: a GraphStack, the type the tracer's Python path
+ * uses too. */
+static PyObject *
+graph_stack(GraphRecorder *self, int create, unsigned long long tsid)
+{
+    return tls_object(&self->s_stack, self->tls, str_stack, (PyObject *)&GraphStack_Type, 1,
+                      &GraphStack_Type, create, tsid);
 }
 
 /* The key of the running frame: its interpreter frame's address. */
@@ -2480,6 +2497,8 @@ graph_args_text(GraphRecorder *self, Where *w)
             return PyUnicode_FromString("");
         f = ((fnt_frameobject *)fo)->f_frame;
     }
+    if (f->code == NULL || !PyCode_Check(f->code))
+        return PyUnicode_FromString("");
     PyCodeObject *co = (PyCodeObject *)f->code;
     int npos = co->co_argcount, nkw = co->co_kwonlyargcount;
     int var = (co->co_flags & CO_VARARGS) != 0, varkw = (co->co_flags & CO_VARKEYWORDS) != 0;
@@ -2619,8 +2638,10 @@ graph_exit(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
         return -1;
     PyObject *value = Py_None;
     long long size = EVENT_OVERHEAD;
-    int unwind = event == self->ev_unwind ||
-        (PyUnicode_Check(event) && PyUnicode_Compare(event, self->ev_unwind) == 0);
+    /* whether this exit is an unwind, asked only when it matters (a string compare) */
+    int unwind = ((exc != NULL && exc != Py_None) || self->retval) &&
+        (event == self->ev_unwind ||
+         (PyUnicode_Check(event) && PyUnicode_Compare(event, self->ev_unwind) == 0));
     if (unwind && exc != NULL && exc != Py_None) {
         value = PyType_GetName(Py_TYPE(exc));
         if (value == NULL)
@@ -2876,7 +2897,9 @@ prof_add(ProfThread *self, PyObject *fn, long long spent)
     if (r == NULL)
         return -1;
     r->time += spent;
-    unsigned long long s = (unsigned long long)spent;
+    /* spent < 0 only from a clock that went back (a profiler clock a test set) */
+    unsigned long long s = spent < 0 ? 0ULL - (unsigned long long)spent
+                                     : (unsigned long long)spent;
     unsigned __int128 sq = (unsigned __int128)s * s;
     unsigned __int128 acc = ((unsigned __int128)r->sq_hi << 64) | r->sq_lo;
     acc += sq;
@@ -2942,10 +2965,6 @@ ProfThread_add(ProfThread *self, PyObject *const *args, Py_ssize_t nargs)
     long long spent = PyLong_AsLongLong(args[1]);
     if (spent == -1 && PyErr_Occurred())
         return NULL;
-    if (spent < 0) {
-        PyErr_SetString(PyExc_ValueError, "add(): spent_ns < 0");
-        return NULL;
-    }
     if (prof_add(self, args[0], spent) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -3082,8 +3101,7 @@ typedef struct {
     PyObject *tls;         /* the profiler's threading.local (.state) */
     PyObject *make_state;  /* creates and publishes this thread's state */
     PyObject *ev_start;
-    unsigned long long s_tsid;
-    PyObject *s_state;
+    TlsCache s_state;
     long long generation;
     int graph_time;
 } ProfRecorder;
@@ -3101,7 +3119,7 @@ ProfRecorder_init(ProfRecorder *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->tls, Py_NewRef(tls));
     Py_XSETREF(self->make_state, Py_NewRef(make_state));
     Py_XSETREF(self->ev_start, Py_NewRef(start));
-    Py_CLEAR(self->s_state);
+    Py_CLEAR(self->s_state.obj);
     self->generation = 0;
     self->graph_time = 1;
     return 0;
@@ -3112,7 +3130,7 @@ ProfRecorder_traverse(ProfRecorder *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->tls);
     Py_VISIT(self->make_state);
-    Py_VISIT(self->s_state);
+    Py_VISIT(self->s_state.obj);
     return recorder_traverse_common((Recorder *)self, visit, arg);
 }
 
@@ -3122,7 +3140,7 @@ ProfRecorder_clear(ProfRecorder *self)
     Py_CLEAR(self->tls);
     Py_CLEAR(self->make_state);
     Py_CLEAR(self->ev_start);
-    Py_CLEAR(self->s_state);
+    Py_CLEAR(self->s_state.obj);
     recorder_clear_common((Recorder *)self);
     return 0;
 }
@@ -3136,32 +3154,12 @@ ProfRecorder_dealloc(ProfRecorder *self)
     tp->tp_free((PyObject *)self);
 }
 
-/* This thread's ProfThread (borrowed through the cache); created when
- * `create`, else Py_None when the thread has none yet. */
+/* This thread's ProfThread (the profiler's make_state creates and publishes it). */
 static PyObject *
 prof_state(ProfRecorder *self, int create, unsigned long long tsid)
 {
-    if (self->s_state != NULL && self->s_tsid == tsid)
-        return self->s_state;
-    PyObject *state = PyObject_GetAttr(self->tls, str_state);
-    if (state == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
-            return NULL;
-        PyErr_Clear();
-        if (!create)
-            return Py_None;
-        state = PyObject_CallNoArgs(self->make_state);
-        if (state == NULL)
-            return NULL;
-    }
-    if (Py_TYPE(state) != &ProfThread_Type) {
-        Py_DECREF(state);
-        PyErr_SetString(PyExc_TypeError, "profiler state is not a ProfThread");
-        return NULL;
-    }
-    Py_XSETREF(self->s_state, state);
-    self->s_tsid = tsid;
-    return state;
+    return tls_object(&self->s_state, self->tls, str_state, self->make_state, 0,
+                      &ProfThread_Type, create, tsid);
 }
 
 static int
