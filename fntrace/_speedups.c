@@ -3093,32 +3093,61 @@ static PyTypeObject ProfThread_Type = {
     .tp_as_sequence = &ProfThread_as_sequence,
 };
 
-/* The profiler's entry and exit of a plain function (not a generator: those
- * keep a cross-thread table of open calls, in Python).  No ring: the profiler
- * ignores tracing_on and the pid filters, as the kernel's does. */
+/* The profiler's entries and exits.  No ring: the profiler ignores
+ * tracing_on and the pid filters, as the kernel's does.  A generator or
+ * coroutine call (one call however often it resumes) is kept in the
+ * profiler's table of open calls, shared between threads and with the Python
+ * path: frame key -> [time so far, generation, code] (profile.py,
+ * _call_started). */
 typedef struct {
     RECORDER_HEAD
     PyObject *tls;         /* the profiler's threading.local (.state) */
     PyObject *make_state;  /* creates and publishes this thread's state */
-    PyObject *ev_start;
+    PyObject *ev_start, *ev_yield;
+    PyObject *open;        /* the open generator calls (a dict) */
+    Py_ssize_t open_limit;
     TlsCache s_state;
     long long generation;
     int graph_time;
 } ProfRecorder;
+
+#define FNT_GEN_FLAGS (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)
+
+static inline int
+is_gen_code(PyObject *code)
+{
+    return PyCode_Check(code) && (((PyCodeObject *)code)->co_flags & FNT_GEN_FLAGS);
+}
+
+static inline int
+event_is(PyObject *event, PyObject *want)
+{
+    return event == want || (PyUnicode_Check(event) && PyUnicode_Compare(event, want) == 0);
+}
 
 static PyTypeObject ProfRecorder_Type;
 
 static int
 ProfRecorder_init(ProfRecorder *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"tls", "make_state", "start", NULL};
-    PyObject *tls, *make_state, *start;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO", kwlist, &tls, &make_state, &start))
+    static char *kwlist[] = {"tls", "make_state", "start", "yield_", "open", "open_limit",
+                             NULL};
+    PyObject *tls, *make_state, *start, *yield_, *open;
+    Py_ssize_t open_limit;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO!n", kwlist, &tls, &make_state,
+                                     &start, &yield_, &PyDict_Type, &open, &open_limit))
         return -1;
+    if (open_limit < 4) {
+        PyErr_SetString(PyExc_ValueError, "open_limit < 4");
+        return -1;
+    }
     recorder_bind((Recorder *)self, Py_None);
     Py_XSETREF(self->tls, Py_NewRef(tls));
     Py_XSETREF(self->make_state, Py_NewRef(make_state));
     Py_XSETREF(self->ev_start, Py_NewRef(start));
+    Py_XSETREF(self->ev_yield, Py_NewRef(yield_));
+    Py_XSETREF(self->open, Py_NewRef(open));
+    self->open_limit = open_limit;
     Py_CLEAR(self->s_state.obj);
     self->generation = 0;
     self->graph_time = 1;
@@ -3130,6 +3159,7 @@ ProfRecorder_traverse(ProfRecorder *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->tls);
     Py_VISIT(self->make_state);
+    Py_VISIT(self->open);
     Py_VISIT(self->s_state.obj);
     return recorder_traverse_common((Recorder *)self, visit, arg);
 }
@@ -3140,6 +3170,8 @@ ProfRecorder_clear(ProfRecorder *self)
     Py_CLEAR(self->tls);
     Py_CLEAR(self->make_state);
     Py_CLEAR(self->ev_start);
+    Py_CLEAR(self->ev_yield);
+    Py_CLEAR(self->open);
     Py_CLEAR(self->s_state.obj);
     recorder_clear_common((Recorder *)self);
     return 0;
@@ -3162,23 +3194,102 @@ prof_state(ProfRecorder *self, int create, unsigned long long tsid)
                       &ProfThread_Type, create, tsid);
 }
 
+/* A generator call starts: open[key] = [0, generation, code]; past open_limit
+ * the oldest quarter is dropped first (calls of generators that died
+ * suspended, whose exits never came). */
 static int
-prof_entry(ProfRecorder *self, PyObject *fn, Where *where, PyObject *event,
+prof_call_started(ProfRecorder *self, void *key, PyObject *code)
+{
+    if (PyDict_GET_SIZE(self->open) >= self->open_limit) {
+        PyObject *old = PyList_New(0), *k, *v;
+        Py_ssize_t pos = 0;
+        while (old != NULL && PyList_GET_SIZE(old) < self->open_limit / 4 &&
+               PyDict_Next(self->open, &pos, &k, &v)) {
+            if (PyList_Append(old, k) < 0)
+                Py_CLEAR(old);
+        }
+        if (old == NULL)
+            return -1;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(old); i++) {
+            if (PyDict_DelItem(self->open, PyList_GET_ITEM(old, i)) < 0) {
+                Py_DECREF(old);
+                return -1;
+            }
+        }
+        Py_DECREF(old);
+    }
+    PyObject *k = PyLong_FromVoidPtr(key);
+    PyObject *call = k ? Py_BuildValue("[iLO]", 0, self->generation, code) : NULL;
+    int r = call ? PyDict_SetItem(self->open, k, call) : -1;
+    Py_XDECREF(k);
+    Py_XDECREF(call);
+    return r;
+}
+
+static int
+prof_entry(ProfRecorder *self, PyObject *fn, PyObject *code, Where *where, PyObject *event,
            unsigned long long tsid)
 {
     PyObject *obj = prof_state(self, 1, tsid);
     if (obj == NULL)
         return -1;
     ProfThread *state = (ProfThread *)obj;
-    if ((event == self->ev_start ||
-         (PyUnicode_Check(event) && PyUnicode_Compare(event, self->ev_start) == 0)) &&
-        prof_hit(state, fn) < 0)
+    void *key = where_ptr(where);
+    if (event_is(event, self->ev_start)) {
+        if (prof_hit(state, fn) < 0)
+            return -1;
+        if (is_gen_code(code) && prof_call_started(self, key, code) < 0)
+            return -1;
+    }
+    return prof_push(state, key, mono_ns(), self->generation);
+}
+
+/* A generator call's segment ended: its time goes to the open call, and to
+ * the record when the call ends (any exit but a yield).  1 add `*spent` now,
+ * 0 nothing to add, -1 error. */
+static int
+prof_call_segment(ProfRecorder *self, void *key, PyObject *code, PyObject *event,
+                  long long *spent)
+{
+    PyObject *k = PyLong_FromVoidPtr(key);
+    if (k == NULL)
         return -1;
-    return prof_push(state, where_ptr(where), mono_ns(), self->generation);
+    int yield = event_is(event, self->ev_yield);
+    PyObject *call = PyDict_GetItemWithError(self->open, k);  /* borrowed */
+    Py_XINCREF(call);
+    int r = 0;
+    if (call == NULL && PyErr_Occurred())
+        r = -1;
+    else if (call != NULL && !yield && PyDict_DelItem(self->open, k) < 0)
+        r = -1;
+    Py_DECREF(k);
+    if (r < 0 || call == NULL) {
+        Py_XDECREF(call);
+        return r;
+    }
+    /* started before the profiler or before the last reset, or another call's */
+    if (!PyList_Check(call) || PyList_GET_SIZE(call) != 3 ||
+        PyList_GET_ITEM(call, 2) != code ||
+        PyLong_AsLongLong(PyList_GET_ITEM(call, 1)) != self->generation) {
+        Py_DECREF(call);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    long long total = PyLong_AsLongLong(PyList_GET_ITEM(call, 0));
+    PyObject *sum = (total == -1 && PyErr_Occurred()) ? NULL
+                                                      : PyLong_FromLongLong(total + *spent);
+    r = sum != NULL ? PyList_SetItem(call, 0, sum) : -1;  /* steals sum */
+    Py_DECREF(call);
+    if (r < 0)
+        return -1;
+    if (yield)
+        return 0;
+    *spent = total + *spent;
+    return 1;
 }
 
 static int
-prof_exit(ProfRecorder *self, PyObject *fn, Where *where, unsigned long long tsid)
+prof_exit(ProfRecorder *self, PyObject *fn, PyObject *code, Where *where, PyObject *event,
+          unsigned long long tsid)
 {
     long long now = mono_ns();
     PyObject *obj = prof_state(self, 0, tsid);
@@ -3186,14 +3297,20 @@ prof_exit(ProfRecorder *self, PyObject *fn, Where *where, unsigned long long tsi
         return -1;
     if (obj == Py_None)
         return 0;
+    void *key = where_ptr(where);
     PSeg seg;
-    if (!prof_pop_to((ProfThread *)obj, where_ptr(where), now, &seg))
+    if (!prof_pop_to((ProfThread *)obj, key, now, &seg))
         return 0;  /* its entry was not seen */
-    if (seg.gen != self->generation)
-        return 0;  /* began before the last reset */
     long long spent = seg.start;  /* the duration */
     if (!self->graph_time)
         spent = spent > seg.children ? spent - seg.children : 0;
+    if (is_gen_code(code)) {
+        int r = prof_call_segment(self, key, code, event, &spent);
+        if (r <= 0)
+            return r;
+    } else if (seg.gen != self->generation) {
+        return 0;  /* began before the last reset */
+    }
     return prof_add((ProfThread *)obj, fn, spent);
 }
 
@@ -3307,12 +3424,6 @@ slot_fill(SiteSlot *slot, PyObject *code, PyObject *site)
             (Py_TYPE(fast) != &FuncRecorder_Type && Py_TYPE(fast) != &GraphRecorder_Type &&
              Py_TYPE(fast) != &ProfRecorder_Type))
             Py_CLEAR(fast);
-        /* the profiler's generator calls are kept in Python (a table shared
-         * between threads): such sites take the Python path */
-        else if (Py_TYPE(fast) == &ProfRecorder_Type && PyCode_Check(code) &&
-                 ((PyCodeObject *)code)->co_flags &
-                     (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR))
-            Py_CLEAR(fast);
     }
     PyObject *oc = slot->code, *os = slot->site, *of = slot->fast, *ofn = slot->fn,
              *oe = slot->enter;
@@ -3378,6 +3489,7 @@ typedef struct {
     PyObject *slow_start;   /* the Python PY_START callback (discovery) */
     PyObject *slow_resume;  /* the Python PY_RESUME callback */
     PyObject *exit_call;    /* engine.exit_call */
+    PyObject *disable;      /* sys.monitoring.DISABLE */
     PyObject *ev_start, *ev_resume, *ev_throw, *ev_return, *ev_yield, *ev_unwind;
 } Dispatcher;
 
@@ -3385,10 +3497,10 @@ static int
 Dispatcher_init(Dispatcher *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"sites", "slow_start", "slow_resume", "exit_call", "events",
-                             NULL};
-    PyObject *sites, *ss, *sr, *ec, *events;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOO!", kwlist, &PyDict_Type, &sites,
-                                     &ss, &sr, &ec, &PyTuple_Type, &events))
+                             "disable", NULL};
+    PyObject *sites, *ss, *sr, *ec, *events, *disable;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOO!O", kwlist, &PyDict_Type, &sites,
+                                     &ss, &sr, &ec, &PyTuple_Type, &events, &disable))
         return -1;
     if (PyTuple_GET_SIZE(events) != 6) {
         PyErr_SetString(PyExc_ValueError,
@@ -3406,6 +3518,7 @@ Dispatcher_init(Dispatcher *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->slow_start, Py_NewRef(ss));
     Py_XSETREF(self->slow_resume, Py_NewRef(sr));
     Py_XSETREF(self->exit_call, Py_NewRef(ec));
+    Py_XSETREF(self->disable, Py_NewRef(disable));
     Py_XSETREF(self->ev_start, Py_NewRef(PyTuple_GET_ITEM(events, 0)));
     Py_XSETREF(self->ev_resume, Py_NewRef(PyTuple_GET_ITEM(events, 1)));
     Py_XSETREF(self->ev_throw, Py_NewRef(PyTuple_GET_ITEM(events, 2)));
@@ -3436,6 +3549,7 @@ Dispatcher_clear(Dispatcher *self)
     Py_CLEAR(self->slow_start);
     Py_CLEAR(self->slow_resume);
     Py_CLEAR(self->exit_call);
+    Py_CLEAR(self->disable);
     Py_CLEAR(self->ev_start);
     Py_CLEAR(self->ev_resume);
     Py_CLEAR(self->ev_throw);
@@ -3455,6 +3569,18 @@ Dispatcher_dealloc(Dispatcher *self)
     tp->tp_free((PyObject *)self);
 }
 
+/* Strong references to what a slot holds, for one event (the slot itself may
+ * be refilled while Python code runs). */
+static void
+refs_take(SiteSlot *slot, SiteRefs *refs)
+{
+    refs->site = Py_NewRef(slot->site);
+    refs->fast = Py_XNewRef(slot->fast);
+    refs->fn = Py_NewRef(slot->fn);
+    refs->enter = slot->enter;
+    refs->has_ret = slot->has_ret;
+}
+
 /* The site of `code` with its recorder and Function, as new references in
  * *refs: 1 found, 0 no site, -1 error. */
 static int
@@ -3472,11 +3598,7 @@ site_of(Dispatcher *self, PyObject *code, SiteRefs *refs)
         if (slot_fill(slot, code, site) < 0)
             return -1;
     }
-    refs->site = Py_NewRef(slot->site);
-    refs->fast = Py_XNewRef(slot->fast);
-    refs->fn = Py_NewRef(slot->fn);
-    refs->enter = slot->enter;
-    refs->has_ret = slot->has_ret;
+    refs_take(slot, refs);
     return 1;
 }
 
@@ -3512,14 +3634,14 @@ where_for(Where *w, PyObject *code, unsigned long long *tsid)
 
 /* An entry written by a site's recorder: 0 done (or nothing to write), -1 error. */
 static int
-recorder_entry(PyObject *fast, PyObject *fn, Where *w, PyObject *event,
+recorder_entry(PyObject *fast, PyObject *fn, PyObject *code, Where *w, PyObject *event,
                unsigned long long tsid)
 {
     if (Py_TYPE(fast) == &FuncRecorder_Type)
         return func_entry((FuncRecorder *)fast, fn, w, event, tsid);
     if (Py_TYPE(fast) == &GraphRecorder_Type)
         return graph_entry((GraphRecorder *)fast, fn, w, event, tsid);
-    return prof_entry((ProfRecorder *)fast, fn, w, event, tsid);
+    return prof_entry((ProfRecorder *)fast, fn, code, w, event, tsid);
 }
 
 /* Whether a site's recorder writes its exits itself (the function tracer's has none). */
@@ -3530,12 +3652,12 @@ recorder_has_exit(PyObject *fast)
 }
 
 static int
-recorder_exit(PyObject *fast, PyObject *fn, Where *w, PyObject *event, PyObject *value,
-              PyObject *exc, unsigned long long tsid)
+recorder_exit(PyObject *fast, PyObject *fn, PyObject *code, Where *w, PyObject *event,
+              PyObject *value, PyObject *exc, unsigned long long tsid)
 {
     if (Py_TYPE(fast) == &GraphRecorder_Type)
         return graph_exit((GraphRecorder *)fast, fn, w, event, value, exc, tsid);
-    return prof_exit((ProfRecorder *)fast, fn, w, tsid);
+    return prof_exit((ProfRecorder *)fast, fn, code, w, event, tsid);
 }
 
 static PyObject *
@@ -3547,7 +3669,7 @@ dispatch_enter(SiteRefs *refs, PyObject *code, PyObject *event, PyObject *offset
         unsigned long long tsid;
         if (!where_for(&w, code, &tsid))
             Py_RETURN_NONE;
-        int r = recorder_entry(fast, refs->fn, &w, event, tsid);
+        int r = recorder_entry(fast, refs->fn, code, &w, event, tsid);
         if (r < 0 && recorder_failed((Recorder *)fast) < 0)
             return NULL;
         Py_RETURN_NONE;
@@ -3569,7 +3691,7 @@ dispatch_exit(Dispatcher *self, SiteRefs *refs, PyObject *code, PyObject *event,
         unsigned long long tsid;
         if (!where_for(&w, code, &tsid))
             Py_RETURN_NONE;
-        int r = recorder_exit(fast, refs->fn, &w, event, value, exc, tsid);
+        int r = recorder_exit(fast, refs->fn, code, &w, event, value, exc, tsid);
         if (r < 0 && recorder_failed((Recorder *)fast) < 0)
             return NULL;
         Py_RETURN_NONE;
@@ -3581,6 +3703,31 @@ dispatch_exit(Dispatcher *self, SiteRefs *refs, PyObject *code, PyObject *event,
         Py_RETURN_NONE;
     PyObject *args[6] = {refs->site, (PyObject *)frame, event, offset, value, exc};
     return PyObject_Vectorcall(self->exit_call, args, 6, NULL);
+}
+
+/* First look at unknown code (monitoring.py's discover_at): DISABLE or None
+ * when it is no site, else its new site, whose entry is then dispatched here
+ * as any other, so that a recorder writes it when it may (the Python
+ * trampoline would leave an entry on the engine's shadow stack that the
+ * recorder's exit never pops).  The site serves this event only: engine.sites
+ * is the truth for the next one. */
+static PyObject *
+enter_first(Dispatcher *self, PyObject *const *args, PyObject *event, PyObject *slow)
+{
+    PyObject *site = PyObject_Vectorcall(slow, args, 2, NULL);
+    if (site == NULL || site == Py_None || site == self->disable)
+        return site;
+    SiteSlot one = {0};
+    SiteRefs refs;
+    PyObject *r = NULL;
+    if (slot_fill(&one, args[0], site) == 0) {
+        refs_take(&one, &refs);
+        r = dispatch_enter(&refs, args[0], event, args[1]);
+        refs_release(&refs);
+    }
+    slots_free(&one, 1);
+    Py_DECREF(site);
+    return r;
 }
 
 static PyObject *
@@ -3595,10 +3742,19 @@ enter_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, Py_ssize_
     int found = site_of(self, args[0], &refs);
     if (found < 0)
         return NULL;
-    if (found == 0)
-        return slow != NULL ? PyObject_Vectorcall(slow, args, 2, NULL) : Py_NewRef(Py_None);
-    PyObject *r = dispatch_enter(&refs, args[0], event, args[1]);
-    refs_release(&refs);
+    if (found > 0) {
+        PyObject *r = dispatch_enter(&refs, args[0], event, args[1]);
+        refs_release(&refs);
+        return r;
+    }
+    if (slow == NULL)
+        Py_RETURN_NONE;
+    /* sys.monitoring holds no reference to a callback while it runs: another
+     * thread may stop the backend (and free this dispatcher) while discover_at
+     * runs Python code, so the dispatcher is held until it is done with. */
+    Py_INCREF(self);
+    PyObject *r = enter_first(self, args, event, slow);
+    Py_DECREF(self);
     return r;
 }
 
@@ -3805,17 +3961,6 @@ ProfileHook_dealloc(ProfileHook *self)
     tp->tp_free((PyObject *)self);
 }
 
-/* Strong references to what a slot holds, for one event (as site_of). */
-static void
-refs_take(SiteSlot *slot, SiteRefs *refs)
-{
-    refs->site = Py_NewRef(slot->site);
-    refs->fast = Py_XNewRef(slot->fast);
-    refs->fn = Py_NewRef(slot->fn);
-    refs->enter = slot->enter;
-    refs->has_ret = slot->has_ret;
-}
-
 /* The site of `code` in *refs (new references): 1 a site, 0 no site (or not
  * decided yet, when `discover` is 0), -1 error. */
 static int
@@ -3929,7 +4074,7 @@ hook_call(ProfileHook *self, PyFrameObject *frame, PyObject *code)
     if (fast != NULL && ((Recorder *)fast)->ok) {
         Where w = {frame, NULL};
         unsigned long long tsid = (unsigned long long)PyThreadState_GetID(PyThreadState_Get());
-        int rr = recorder_entry(fast, refs.fn, &w, event, tsid);
+        int rr = recorder_entry(fast, refs.fn, code, &w, event, tsid);
         if (rr < 0 && recorder_failed((Recorder *)fast) < 0)
             goto fail;
         refs_release(&refs);
@@ -3988,7 +4133,7 @@ hook_return(ProfileHook *self, PyFrameObject *frame, PyObject *code, PyObject *v
     if (recorder_has_exit(fast)) {
         Where w = {frame, NULL};
         unsigned long long tsid = (unsigned long long)PyThreadState_GetID(PyThreadState_Get());
-        if (recorder_exit(fast, refs.fn, &w, event, value, Py_None, tsid) < 0 &&
+        if (recorder_exit(fast, refs.fn, code, &w, event, value, Py_None, tsid) < 0 &&
             recorder_failed((Recorder *)fast) < 0)
             goto fail;
         refs_release(&refs);
@@ -4023,16 +4168,20 @@ hook_func(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
     ProfileHook *self = (ProfileHook *)obj;
     if (self->slots == NULL || self->sites == NULL)
         return 0;
+    /* held while Python code may run: another thread may uninstall the hook and
+     * drop the last other reference meanwhile */
+    Py_INCREF(obj);
     PyObject *code = (PyObject *)PyFrame_GetCode(frame);
     int r = what == PyTrace_CALL ? hook_call(self, frame, code)
                                  : hook_return(self, frame, code, arg ? arg : Py_None);
     Py_DECREF(code);
     if (r < 0) {
-        if (!PyErr_ExceptionMatches(PyExc_Exception))
-            return -1;
-        PyErr_WriteUnraisable(obj);
+        r = PyErr_ExceptionMatches(PyExc_Exception) ? 0 : -1;
+        if (r == 0)
+            PyErr_WriteUnraisable(obj);
     }
-    return 0;
+    Py_DECREF(obj);
+    return r;
 }
 
 /* Called as a Python profile function: threading.setprofile(hook) in a thread

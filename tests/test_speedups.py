@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -144,9 +146,10 @@ CONFIGS = [
     ("function_graph", {"max_graph_depth": 3}),
     ("function", {"buffer_size_kb": 2}),        # the ring wraps many times
     ("function_graph", {"buffer_size_kb": 2}),
-    ("function", {"func_args": 1}),             # options the C recorder lacks: Python path
+    # options the C recorder lacks: Python path (repr-max-us 10 s: no type turns
+    # "slow" because a GC pause hit one run's repr)
+    ("function", {"func_args": 1, "repr_max_us": 10 ** 7}),
     ("function_graph", {"funcgraph_retval": 1}),
-    # (repr-max-us 10 s: no type turns "slow" because a GC pause hit one run's repr)
     ("function_graph", {"funcgraph_args": 1, "funcgraph_retval": 1, "repr_max_us": 10 ** 7}),
     ("function_graph", {"funcgraph_args": 1, "repr_max_len": 8, "repr_max_us": 10 ** 7}),
 ]
@@ -329,6 +332,33 @@ def test_clocks_read_natively_are_the_same_clocks(clock: str,
         stamps = [ev[0] for buf in inst.rb.live.buffers() for ev in buf.events]
     assert len(stamps) == 16 and stamps == sorted(stamps)
     assert before <= stamps[0] and stamps[-1] <= after
+
+
+class SpPayload:
+    pass
+
+
+def sp_hold(payload: SpPayload) -> int:
+    return 1
+
+
+@needs_c
+def test_first_calls_leave_no_frame_behind() -> None:
+    """The first call of a function (the one that makes it a site) is recorded
+    by the C recorder too, so it leaves no entry on the engine's shadow stack,
+    whose frame would keep the call's locals alive."""
+    from fntrace.core import engine
+
+    with trace("function_graph", filter="sp_hold") as inst:
+        payload = SpPayload()
+        ref = weakref.ref(payload)
+        assert sp_hold(payload) == 1
+        del payload
+        gc.collect()
+        assert ref() is None
+        assert getattr(engine._tls, "stack", []) == []
+        names = [ev[3].qualname for buf in inst.rb.live.buffers() for ev in buf.events]
+    assert names == ["sp_hold", "sp_hold"]
 
 
 @needs_c

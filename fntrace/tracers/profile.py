@@ -32,9 +32,9 @@ segments and a table of records that only its thread writes (a
 ``_speedups.ProfThread``, packed, or its pure-Python twin ``_PyProfThread``).
 ``render`` merges the tables, so the hot path takes no lock (one lock, once
 per thread, to publish the thread's state).  With the C extension a
-``ProfRecorder`` counts plain functions with no Python frame; generator and
-coroutine calls, whose open-call table is shared between threads, stay in
-Python.  Both paths use the same state, so they hand over in mid-call.
+``ProfRecorder`` counts calls with no Python frame, generator and coroutine
+calls too (in the same table of open calls, ``_open``).  Both paths use the
+same state, so they hand over in mid-call.
 """
 
 from __future__ import annotations
@@ -143,9 +143,10 @@ class FunctionProfiler(Tracer):
         self._states: list[Any] = []  # every thread's state (ProfThread or _PyProfThread)
         self._lock = threading.Lock()
         self._generation = 0
-        # Generator/coroutine calls in progress: id(frame) -> [time so far, generation,
-        # code].  Shared between threads (a generator may be resumed by any of them);
-        # see _call_started for why ids and not frames.
+        # Generator/coroutine calls in progress: id(frame) (or with the C extension its
+        # frame key, as the C recorder keys them) -> [time so far, generation, code].
+        # Shared between threads (a generator may be resumed by any of them) and
+        # with the C recorder; see _call_started for why ids and not frames.
         self._open: dict[int, list[Any]] = {}
         self._key: Callable[[types.FrameType], Any] | None = None
         self._state_type: Any = _PyProfThread
@@ -164,7 +165,8 @@ class FunctionProfiler(Tracer):
         self._key = getattr(speedups, "frame_key", None)
         if self._key is not None:
             self._state_type = speedups.ProfThread
-            rec = speedups.ProfRecorder(self._tls, self._thread, Event.START)
+            rec = speedups.ProfRecorder(self._tls, self._thread, Event.START, Event.YIELD,
+                                        self._open, OPEN_LIMIT)
             rec.report = ops._callback_failed
             ops.fast = rec  # no ring to watch, unlike Tracer.attach
             self.recorders.append(rec)
@@ -200,11 +202,11 @@ class FunctionProfiler(Tracer):
         except AttributeError:
             state = self._thread()
         gen = self._generation
+        key: Any = fregs.frame if self._key is None else self._key(fregs.frame)
         if fregs.event == Event.START:
             state.hit(ip)
             if ip.code.co_flags & _GEN_FLAGS:
-                self._call_started(id(fregs.frame), gen, ip.code)
-        key = fregs.frame if self._key is None else self._key(fregs.frame)
+                self._call_started(id(key) if self._key is None else key, gen, ip.code)
         state.push(key, self.clock(), gen)
 
     def _exit(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
@@ -213,8 +215,8 @@ class FunctionProfiler(Tracer):
             state = self._tls.state
         except AttributeError:
             return
-        frame = fregs.frame
-        seg = state.pop_to(frame if self._key is None else self._key(frame), now)
+        key: Any = fregs.frame if self._key is None else self._key(fregs.frame)
+        seg = state.pop_to(key, now)
         if seg is None:
             return
         duration, children, gen = seg
@@ -223,7 +225,8 @@ class FunctionProfiler(Tracer):
             spent = max(0, duration - children)
         event = fregs.event
         if ip.code.co_flags & _GEN_FLAGS:
-            key = id(frame)
+            if self._key is None:
+                key = id(key)
             call = self._open.get(key) if event == Event.YIELD else self._open.pop(key, None)
             if call is None or call[1] != self._generation or call[2] is not ip.code:
                 return  # started before the profiler or before the last reset

@@ -120,11 +120,25 @@ class MonitoringBackend:
         engine.TRAMPOLINE_CODES.update(cb.__code__ for cb in callbacks.values())
         speedups = _accel.speedups
         if speedups is not None:
+            def discover_at(code: types.CodeType, offset: int) -> Any:
+                """First look for the C callbacks: the new site (whose entry they
+                dispatch themselves), or what py_start returns for no site."""
+                site = sites_get(id(code))
+                if site is None:
+                    frame = getframe(1)
+                    gen = engine.generation
+                    site = discover(code, frame)
+                    if site is None:
+                        return disable if gen == engine.generation else None
+                return site
+
             # The same callbacks in C: a known site costs no Python frame before its
             # trampoline (or none at all when its recorder writes the event); unknown
-            # code still goes to py_start/py_resume above, which discover it.
-            fast = speedups.Dispatcher(sites, py_start, py_resume, exit_call,
-                                       (START, RESUME, THROW, RETURN, YIELD, UNWIND))
+            # code goes to discover_at above.
+            engine.TRAMPOLINE_CODES.add(discover_at.__code__)
+            fast = speedups.Dispatcher(sites, discover_at, discover_at, exit_call,
+                                       (START, RESUME, THROW, RETURN, YIELD, UNWIND),
+                                       disable)
             self.dispatcher = fast
             callbacks = {E.PY_START: fast.py_start, E.PY_RESUME: fast.py_resume,
                          E.PY_THROW: fast.py_throw, E.PY_RETURN: fast.py_return,
