@@ -210,6 +210,25 @@ iframe_current(PyThreadState *ts)
     return ts->cframe ? (fnt_iframe *)ts->cframe->current_frame : NULL;
 #endif
 }
+#elif PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+/* 3.11: the profile function gets frame objects; funcgraph-args reads the
+ * fast locals of the interpreter frame behind one (mirrored likewise). */
+#define FNT_IFRAME311 1
+typedef struct {
+    PyObject *func, *globals, *builtins, *locals;
+    PyObject *code;  /* f_code */
+    PyFrameObject *frame_obj;
+    void *previous, *prev_instr;
+    int stacktop;
+    char is_entry, owner;
+    PyObject *localsplus[1];
+} fnt_iframe311;
+
+typedef struct {
+    PyObject_HEAD
+    PyFrameObject *f_back;
+    fnt_iframe311 *f_frame;
+} fnt_frameobject311;
 #endif
 
 typedef struct {
@@ -2481,8 +2500,35 @@ graph_repr(GraphRecorder *self, PyObject *v)
     return text;
 }
 
-#ifdef FNT_IFRAME
+#if defined(FNT_IFRAME) || defined(FNT_IFRAME311)
 #define FNT_CO_FAST_CELL 0x40
+/* The code and fast locals of the frame a callback runs for (0: none). */
+static int
+where_fast_locals(Where *w, PyCodeObject **co, PyObject ***localsplus)
+{
+    PyObject *code;
+#ifdef FNT_IFRAME
+    fnt_iframe *f = w->iframe;
+    if (f == NULL) {
+        PyFrameObject *fo = where_frame(w);
+        if (fo == NULL)
+            return 0;
+        f = ((fnt_frameobject *)fo)->f_frame;
+    }
+#else
+    PyFrameObject *fo = where_frame(w);
+    if (fo == NULL)
+        return 0;
+    fnt_iframe311 *f = ((fnt_frameobject311 *)fo)->f_frame;
+#endif
+    code = f->code;
+    if (code == NULL || !PyCode_Check(code))
+        return 0;
+    *co = (PyCodeObject *)code;
+    *localsplus = f->localsplus;
+    return 1;
+}
+
 /* funcgraph-args' text: "name=repr, ..." over the parameters in signature
  * order (positional, *args, keyword-only, **kwargs), read from the frame's
  * fast locals as FtraceRegs.arguments reads them from f_locals: unbound ones
@@ -2490,16 +2536,10 @@ graph_repr(GraphRecorder *self, PyObject *v)
 static PyObject *
 graph_args_text(GraphRecorder *self, Where *w)
 {
-    fnt_iframe *f = w->iframe;
-    if (f == NULL) {
-        PyFrameObject *fo = where_frame(w);
-        if (fo == NULL)
-            return PyUnicode_FromString("");
-        f = ((fnt_frameobject *)fo)->f_frame;
-    }
-    if (f->code == NULL || !PyCode_Check(f->code))
+    PyCodeObject *co;
+    PyObject **localsplus;
+    if (!where_fast_locals(w, &co, &localsplus))
         return PyUnicode_FromString("");
-    PyCodeObject *co = (PyCodeObject *)f->code;
     int npos = co->co_argcount, nkw = co->co_kwonlyargcount;
     int var = (co->co_flags & CO_VARARGS) != 0, varkw = (co->co_flags & CO_VARKEYWORDS) != 0;
     int total = npos + nkw + var + varkw;
@@ -2515,7 +2555,7 @@ graph_args_text(GraphRecorder *self, Where *w)
             idx = j - var;
         else
             idx = npos + nkw + var;
-        PyObject *v = f->localsplus[idx];
+        PyObject *v = localsplus[idx];
         if (v != NULL && (kinds[idx] & FNT_CO_FAST_CELL) && PyCell_Check(v))
             v = PyCell_GET(v);
         if (v == NULL)

@@ -189,7 +189,7 @@ def test_recorders_are_used_and_step_aside(monkeypatch: pytest.MonkeyPatch) -> N
         inst.write("options/funcgraph-retval", "1")
         assert rec.ok  # written in C
         inst.write("options/funcgraph-args", "1")
-        assert rec.ok == bool(built.FRAME_ARGS)  # read from frames in C on 3.12, 3.13
+        assert rec.ok == bool(built.FRAME_ARGS)  # read from frames in C (3.11-3.13)
         inst.write("options/funcgraph-args", "0")
         inst.write("options/funcgraph-retval", "0")
         assert rec.ok

@@ -143,14 +143,14 @@ class FunctionGraphTracer(Tracer):
         speedups: Any = _accel.speedups
         self._key = getattr(speedups, "frame_key", None)
         self._stack_type = _PyGraphStack if self._key is None else speedups.GraphStack
-        if self._key is not None:  # the C recorder needs interpreter-frame keys (3.12, 3.13)
+        if self._key is not None:  # the C recorder needs its frame keys (3.11-3.13)
             self.attach(speedups.GraphRecorder(inst.rb, self._tls, _UNWIND), ops)
         return [ops]
 
     def fast_ok(self) -> bool:
         # The C recorder keeps the same per-thread stacks and writes the events
         # with no graph filters or threshold (max_graph_depth, tracing_on, the pid
-        # filters, funcgraph-retval and, where it reads frames (3.12, 3.13),
+        # filters, funcgraph-retval and, where it reads frames (3.11-3.13),
         # funcgraph-args it applies itself).
         inst = self.inst
         speedups: Any = _accel.speedups
