@@ -11,7 +11,10 @@ setting it to None.
 from __future__ import annotations
 
 import os
+from importlib.machinery import EXTENSION_SUFFIXES as _SUFFIXES
 from types import ModuleType
+
+EXTENSION_SUFFIXES = tuple(_SUFFIXES)
 
 __all__ = ["speedups", "status"]
 
@@ -22,7 +25,14 @@ def _load() -> tuple[ModuleType | None, str]:
     try:
         from . import _speedups  # type: ignore[attr-defined]
     except ImportError as exc:
-        return None, f"not built ({exc})"
+        here = os.path.dirname(os.path.abspath(__file__))
+        if not any(name.startswith("_speedups.") and name.endswith(EXTENSION_SUFFIXES)
+                   for name in os.listdir(here)):
+            # Typically a source checkout: `pip install .` built the extension into
+            # the installed copy, which this one shadows.
+            return None, (f"not built in {here} (`pip install -e .` or `python3 setup.py "
+                          "build_ext --inplace` builds it there)")
+        return None, f"not loadable ({exc})"
     return _speedups, "on"
 
 
