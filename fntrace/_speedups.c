@@ -40,7 +40,8 @@
 static PyObject *str_fast, *str_enter, *str_has_ret, *str_fn, *str_live, *str_local,
     *str_buf, *str_new_buffer, *str_stack, *str_clock, *str_write,
     *str_F, *str_E, *str_X, *str_name, *str_code, *str_co_flags, *str_tid, *str_cpu,
-    *str_thread_flags, *str_state;
+    *str_thread_flags, *str_state, *str_max_len, *str_max_us, *str_slow_types,
+    *str_empty, *str_comma;
 static PyObject *perf_counter_ns;  /* time.perf_counter_ns: read natively */
 static PyObject *monotonic_ns;     /* time.monotonic_ns: the same clock on Linux */
 static PyObject *time_ns;          /* time.time_ns: CLOCK_REALTIME */
@@ -2539,7 +2540,7 @@ graph_args_text(GraphRecorder *self, Where *w)
     PyCodeObject *co;
     PyObject **localsplus;
     if (!where_fast_locals(w, &co, &localsplus))
-        return PyUnicode_FromString("");
+        return Py_NewRef(str_empty);
     int npos = co->co_argcount, nkw = co->co_kwonlyargcount;
     int var = (co->co_flags & CO_VARARGS) != 0, varkw = (co->co_flags & CO_VARKEYWORDS) != 0;
     int total = npos + nkw + var + varkw;
@@ -2587,10 +2588,8 @@ graph_args_text(GraphRecorder *self, Where *w)
         Py_DECREF(part);
     }
     if (parts == NULL)
-        return one != NULL ? one : PyUnicode_FromString("");
-    PyObject *sep = PyUnicode_FromString(", ");
-    PyObject *text = sep ? PyUnicode_Join(sep, parts) : NULL;
-    Py_XDECREF(sep);
+        return one != NULL ? one : Py_NewRef(str_empty);
+    PyObject *text = PyUnicode_Join(str_comma, parts);
     Py_DECREF(parts);
     return text;
 }
@@ -2748,9 +2747,9 @@ GraphRecorder_reprs(GraphRecorder *self, PyObject *const *a, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "funcgraph-args is read in Python on this version");
         return NULL;
     }
-    PyObject *max_len = PyObject_GetAttrString(a[2], "max_len");
-    PyObject *max_us = max_len ? PyObject_GetAttrString(a[2], "max_us") : NULL;
-    PyObject *slow = max_us ? PyObject_GetAttrString(a[2], "slow_types") : NULL;
+    PyObject *max_len = PyObject_GetAttr(a[2], str_max_len);
+    PyObject *max_us = max_len ? PyObject_GetAttr(a[2], str_max_us) : NULL;
+    PyObject *slow = max_us ? PyObject_GetAttr(a[2], str_slow_types) : NULL;
     Py_ssize_t ml = max_len ? PyLong_AsSsize_t(max_len) : -1;
     long long mu = max_us ? PyLong_AsLongLong(max_us) : -1;
     Py_XDECREF(max_len);
@@ -4377,6 +4376,11 @@ PyInit__speedups(void)
     INTERN(str_thread_flags, "thread_flags");
     INTERN(str_E, "E");
     INTERN(str_state, "state");
+    INTERN(str_max_len, "max_len");
+    INTERN(str_max_us, "max_us");
+    INTERN(str_slow_types, "slow_types");
+    INTERN(str_empty, "");
+    INTERN(str_comma, ", ");
     INTERN(str_X, "X");
     PyObject *time_mod = PyImport_ImportModule("time");
     if (time_mod == NULL)

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import gc
 import random
+import sys
 import threading
 import time
 import weakref
@@ -359,6 +360,44 @@ def test_first_calls_leave_no_frame_behind() -> None:
         assert getattr(engine._tls, "stack", []) == []
         names = [ev[3].qualname for buf in inst.rb.live.buffers() for ev in buf.events]
     assert names == ["sp_hold", "sp_hold"]
+
+
+def sp_values(i: int, text: str, raw: bytes, f: float, big: int, none: None) -> str:
+    return text * 2  # every value one the C recorder renders itself
+
+
+@needs_c
+@pytest.mark.parametrize(("tracer", "options"), [
+    ("function", {}), ("function_graph", {}),
+    ("function_graph", {"funcgraph_args": 1, "funcgraph_retval": 1}), ("profile", {})])
+def test_trace_sessions_leave_nothing_behind(tracer: str, options: dict[str, int]) -> None:
+    """Starting and stopping a tracer, and tracing, allocate nothing that stays:
+    the allocator's block count does not grow with the number of sessions (the
+    recorders once kept three small objects per session).  Values SafeRepr renders
+    in Python are left out: reprlib's and the interpreter's caches grow for a
+    while with them, on both paths."""
+    def session() -> None:
+        if tracer == "profile":
+            inst = Instance()
+            inst.write("set_ftrace_filter", "sp_*")
+            inst.write("function_profile_enabled", "1")
+            sp_rec(20)
+            inst.read("trace_stat/function0")
+            inst.write("function_profile_enabled", "0")
+            inst.close()
+            return
+        with trace(tracer, filter="sp_*", **options):
+            sp_rec(20)
+            sp_values(1, "x" * 90, b"y" * 90, 2.5, 10 ** 40, None)
+
+    for _ in range(3):
+        session()
+    gc.collect()
+    before = sys.getallocatedblocks()
+    for _ in range(20):
+        session()
+    gc.collect()
+    assert sys.getallocatedblocks() - before < 20  # less than one block per session
 
 
 @needs_c
