@@ -3532,6 +3532,21 @@ typedef struct {
     PyObject *ev_start, *ev_resume, *ev_throw, *ev_return, *ev_yield, *ev_unwind;
 } Dispatcher;
 
+/* The six event names a backend passes (start, resume, throw, return, yield,
+ * unwind), held in `slots`. */
+static int
+events_take(PyObject *events, PyObject **slots[6])
+{
+    if (!PyTuple_Check(events) || PyTuple_GET_SIZE(events) != 6) {
+        PyErr_SetString(PyExc_ValueError,
+                        "events: (start, resume, throw, return, yield, unwind)");
+        return -1;
+    }
+    for (int i = 0; i < 6; i++)
+        Py_XSETREF(*slots[i], Py_NewRef(PyTuple_GET_ITEM(events, i)));
+    return 0;
+}
+
 static int
 Dispatcher_init(Dispatcher *self, PyObject *args, PyObject *kwds)
 {
@@ -3541,11 +3556,10 @@ Dispatcher_init(Dispatcher *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOO!O", kwlist, &PyDict_Type, &sites,
                                      &ss, &sr, &ec, &PyTuple_Type, &events, &disable))
         return -1;
-    if (PyTuple_GET_SIZE(events) != 6) {
-        PyErr_SetString(PyExc_ValueError,
-                        "events: (start, resume, throw, return, yield, unwind)");
+    PyObject **ev[6] = {&self->ev_start, &self->ev_resume, &self->ev_throw,
+                        &self->ev_return, &self->ev_yield, &self->ev_unwind};
+    if (events_take(events, ev) < 0)
         return -1;
-    }
     if (self->slots == NULL) {
         self->slots = PyMem_Calloc(SITE_SLOTS, sizeof(SiteSlot));
         if (self->slots == NULL) {
@@ -3558,12 +3572,6 @@ Dispatcher_init(Dispatcher *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->slow_resume, Py_NewRef(sr));
     Py_XSETREF(self->exit_call, Py_NewRef(ec));
     Py_XSETREF(self->disable, Py_NewRef(disable));
-    Py_XSETREF(self->ev_start, Py_NewRef(PyTuple_GET_ITEM(events, 0)));
-    Py_XSETREF(self->ev_resume, Py_NewRef(PyTuple_GET_ITEM(events, 1)));
-    Py_XSETREF(self->ev_throw, Py_NewRef(PyTuple_GET_ITEM(events, 2)));
-    Py_XSETREF(self->ev_return, Py_NewRef(PyTuple_GET_ITEM(events, 3)));
-    Py_XSETREF(self->ev_yield, Py_NewRef(PyTuple_GET_ITEM(events, 4)));
-    Py_XSETREF(self->ev_unwind, Py_NewRef(PyTuple_GET_ITEM(events, 5)));
     return 0;
 }
 
@@ -3931,11 +3939,10 @@ ProfileHook_init(ProfileHook *self, PyObject *args, PyObject *kwds)
                                      &PyTuple_Type, &events, &op_resume, &op_return,
                                      &op_yield))
         return -1;
-    if (PyTuple_GET_SIZE(events) != 6) {
-        PyErr_SetString(PyExc_ValueError,
-                        "events: (start, resume, throw, return, yield, unwind)");
+    PyObject **ev[6] = {&self->ev_start, &self->ev_resume, &self->ev_throw,
+                        &self->ev_return, &self->ev_yield, &self->ev_unwind};
+    if (events_take(events, ev) < 0)
         return -1;
-    }
     if (self->slots == NULL) {
         self->slots = PyMem_Calloc(HOOK_SLOTS, sizeof(SiteSlot));
         if (self->slots == NULL) {
@@ -3947,12 +3954,6 @@ ProfileHook_init(ProfileHook *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->discover, Py_NewRef(discover));
     Py_XSETREF(self->exit_call, Py_NewRef(ec));
     Py_XSETREF(self->throws, Py_NewRef(throws));
-    Py_XSETREF(self->ev_start, Py_NewRef(PyTuple_GET_ITEM(events, 0)));
-    Py_XSETREF(self->ev_resume, Py_NewRef(PyTuple_GET_ITEM(events, 1)));
-    Py_XSETREF(self->ev_throw, Py_NewRef(PyTuple_GET_ITEM(events, 2)));
-    Py_XSETREF(self->ev_return, Py_NewRef(PyTuple_GET_ITEM(events, 3)));
-    Py_XSETREF(self->ev_yield, Py_NewRef(PyTuple_GET_ITEM(events, 4)));
-    Py_XSETREF(self->ev_unwind, Py_NewRef(PyTuple_GET_ITEM(events, 5)));
     self->op_resume = op_resume;
     self->op_return = op_return;
     self->op_yield = op_yield;

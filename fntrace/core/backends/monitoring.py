@@ -64,35 +64,39 @@ class MonitoringBackend:
         START, RESUME, THROW = Event.START, Event.RESUME, Event.THROW
         RETURN, YIELD, UNWIND = Event.RETURN, Event.YIELD, Event.UNWIND
 
+        def first_look(code: types.CodeType, frame: types.FrameType) -> Any:
+            """The new site of `code`, or what the callback returns for no site:
+            DISABLE, or None when a rebuild happened meanwhile.  No switch point
+            lies between the generation test and the DISABLE taking effect (the
+            callers return at once), so a filter widened meanwhile (restart_events)
+            is never undone."""
+            gen = engine.generation
+            site = discover(code, frame)
+            if site is None:
+                return disable if gen == engine.generation else None
+            return site
+
         def py_start(code: types.CodeType, offset: int) -> Any:
             site = sites_get(id(code))
+            frame = getframe(1)
             if site is None:
-                frame = getframe(1)
-                gen = engine.generation
-                site = discover(code, frame)
-                if site is None:
-                    # No switch point between this test and the DISABLE taking effect:
-                    # a filter widened meanwhile (restart_events) is never undone.
-                    return disable if gen == engine.generation else None
-                site.enter(site, frame, START, offset)
-                return None
-            site.enter(site, getframe(1), START, offset)
+                site = first_look(code, frame)
+                if site is None or site is disable:
+                    return site
+            site.enter(site, frame, START, offset)
             return None
 
         def py_resume(code: types.CodeType, offset: int) -> Any:
+            # A generator/coroutine started before the ops that wants it was
+            # registered has no PY_START left: it is discovered at its resume
+            # (PY_RESUME is global for that, DISABLEd per location like PY_START).
             site = sites_get(id(code))
+            frame = getframe(1)
             if site is None:
-                # A generator/coroutine started before the ops that wants it was
-                # registered has no PY_START left: it is discovered at its resume
-                # (PY_RESUME is global for that, DISABLEd per location like PY_START).
-                frame = getframe(1)
-                gen = engine.generation
-                site = discover(code, frame)
-                if site is None:
-                    return disable if gen == engine.generation else None
-                site.enter(site, frame, RESUME, offset)
-                return None
-            site.enter(site, getframe(1), RESUME, offset)
+                site = first_look(code, frame)
+                if site is None or site is disable:
+                    return site
+            site.enter(site, frame, RESUME, offset)
             return None
 
         def py_throw(code: types.CodeType, offset: int, exc: BaseException) -> Any:
@@ -118,19 +122,14 @@ class MonitoringBackend:
         callbacks = {E.PY_START: py_start, E.PY_RESUME: py_resume, E.PY_THROW: py_throw,
                      E.PY_RETURN: py_return, E.PY_YIELD: py_yield, E.PY_UNWIND: py_unwind}
         engine.TRAMPOLINE_CODES.update(cb.__code__ for cb in callbacks.values())
+        engine.TRAMPOLINE_CODES.add(first_look.__code__)
         speedups = _accel.speedups
         if speedups is not None:
             def discover_at(code: types.CodeType, offset: int) -> Any:
                 """First look for the C callbacks: the new site (whose entry they
                 dispatch themselves), or what py_start returns for no site."""
                 site = sites_get(id(code))
-                if site is None:
-                    frame = getframe(1)
-                    gen = engine.generation
-                    site = discover(code, frame)
-                    if site is None:
-                        return disable if gen == engine.generation else None
-                return site
+                return site if site is not None else first_look(code, getframe(1))
 
             # The same callbacks in C: a known site costs no Python frame before its
             # trampoline (or none at all when its recorder writes the event); unknown
