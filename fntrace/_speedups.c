@@ -40,8 +40,7 @@
 static PyObject *str_fast, *str_enter, *str_has_ret, *str_fn, *str_live, *str_local,
     *str_buf, *str_new_buffer, *str_stack, *str_clock, *str_write,
     *str_F, *str_E, *str_X, *str_name, *str_code, *str_co_flags, *str_tid, *str_cpu,
-    *str_thread_flags, *str_state, *str_max_len, *str_max_us, *str_slow_types,
-    *str_empty, *str_comma;
+    *str_thread_flags, *str_state, *str_max_len, *str_empty, *str_comma;
 static PyObject *perf_counter_ns;  /* time.perf_counter_ns: read natively */
 static PyObject *monotonic_ns;     /* time.monotonic_ns: the same clock on Linux */
 static PyObject *time_ns;          /* time.time_ns: CLOCK_REALTIME */
@@ -1823,11 +1822,10 @@ typedef struct {
     TlsCache s_stack;
     PyObject *ev_unwind;
     /* funcgraph-args / funcgraph-retval, and the instance's SafeRepr (whose
-     * limits and slow types the common values are rendered with, in C) */
+     * text limit the common values are rendered with, in C) */
     int args, retval;
-    PyObject *safe_repr, *slow_types;
+    PyObject *safe_repr;
     Py_ssize_t max_len;
-    long long max_us;
 } GraphRecorder;
 
 static PyTypeObject FuncRecorder_Type, GraphRecorder_Type;
@@ -2344,7 +2342,6 @@ GraphRecorder_traverse(GraphRecorder *self, visitproc visit, void *arg)
     Py_VISIT(self->s_stack.obj);
     Py_VISIT(self->ev_unwind);
     Py_VISIT(self->safe_repr);
-    Py_VISIT(self->slow_types);
     return recorder_traverse_common((Recorder *)self, visit, arg);
 }
 
@@ -2355,7 +2352,6 @@ GraphRecorder_clear(GraphRecorder *self)
     Py_CLEAR(self->s_stack.obj);
     Py_CLEAR(self->ev_unwind);
     Py_CLEAR(self->safe_repr);
-    Py_CLEAR(self->slow_types);
     recorder_clear_common((Recorder *)self);
     return 0;
 }
@@ -2429,8 +2425,8 @@ where_ptr(Where *w)
 
 /* SafeRepr.__call__ (reprs.py) for the commonest values, in C: the types it
  * renders with repr() itself (None, bool, int, float, complex) and str and
- * bytes (cut before repr, timed, shown as "<T object>" once slow), with its
- * text limit.  Anything else is the instance's SafeRepr's to render. */
+ * bytes (cut before repr, so bounded and never timed), with its text limit.
+ * Anything else is the instance's SafeRepr's to render. */
 static PyObject *graph_repr(GraphRecorder *self, PyObject *v);
 
 /* A machine-size int (the commonest argument and value) as "prefix=digits" or
@@ -2462,13 +2458,7 @@ graph_repr(GraphRecorder *self, PyObject *v)
     if (v == Py_None || t == &PyLong_Type || t == &PyBool_Type || t == &PyFloat_Type ||
         t == &PyComplex_Type) {
         text = PyObject_Repr(v);
-    } else if ((t == &PyUnicode_Type || t == &PyBytes_Type) && self->slow_types != NULL) {
-        int slow = PySet_Contains(self->slow_types, (PyObject *)t);
-        if (slow < 0)
-            return NULL;
-        if (slow)
-            return PyUnicode_FromFormat("<%s object>", t->tp_name);
-        long long t0 = mono_ns();
+    } else if (t == &PyUnicode_Type || t == &PyBytes_Type) {
         Py_ssize_t keep = self->max_len + 1;
         PyObject *cut;
         if (t == &PyUnicode_Type)
@@ -2480,9 +2470,6 @@ graph_repr(GraphRecorder *self, PyObject *v)
                                              : Py_NewRef(v);
         text = cut ? PyObject_Repr(cut) : NULL;
         Py_XDECREF(cut);
-        if (text != NULL && mono_ns() - t0 > self->max_us * 1000 &&
-            PySet_Add(self->slow_types, (PyObject *)t) < 0)
-            Py_CLEAR(text);
     } else {
         return PyObject_CallOneArg(self->safe_repr, v);
     }
@@ -2748,24 +2735,17 @@ GraphRecorder_reprs(GraphRecorder *self, PyObject *const *a, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *max_len = PyObject_GetAttr(a[2], str_max_len);
-    PyObject *max_us = max_len ? PyObject_GetAttr(a[2], str_max_us) : NULL;
-    PyObject *slow = max_us ? PyObject_GetAttr(a[2], str_slow_types) : NULL;
     Py_ssize_t ml = max_len ? PyLong_AsSsize_t(max_len) : -1;
-    long long mu = max_us ? PyLong_AsLongLong(max_us) : -1;
     Py_XDECREF(max_len);
-    Py_XDECREF(max_us);
-    if (slow == NULL || PyErr_Occurred() || !PySet_Check(slow)) {
+    if (ml < 0) {
         if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "safe_repr.slow_types is not a set");
-        Py_XDECREF(slow);
+            PyErr_SetString(PyExc_ValueError, "safe_repr.max_len < 0");
         return NULL;
     }
     self->args = args;
     self->retval = retval;
     self->max_len = ml;
-    self->max_us = mu;
     Py_XSETREF(self->safe_repr, Py_NewRef(a[2]));
-    Py_XSETREF(self->slow_types, slow);
     Py_RETURN_NONE;
 }
 
@@ -4378,8 +4358,6 @@ PyInit__speedups(void)
     INTERN(str_E, "E");
     INTERN(str_state, "state");
     INTERN(str_max_len, "max_len");
-    INTERN(str_max_us, "max_us");
-    INTERN(str_slow_types, "slow_types");
     INTERN(str_empty, "");
     INTERN(str_comma, ", ");
     INTERN(str_X, "X");

@@ -46,15 +46,16 @@ class SafeRepr:
         cls = type(value)
         if cls in _CHEAP:
             text = repr(value)
+        elif cls is str or cls is bytes:
+            # Cut before repr: bounded work, so never timed (a pause of the process
+            # would otherwise mark str "slow" for the rest of the trace).
+            text = repr(value[: self.max_len + 1])
         elif cls in self.slow_types:
             return f"<{cls.__name__} object>"
         else:
             t0 = time.perf_counter_ns()
             try:
-                if cls is str or cls is bytes:
-                    text = repr(value[: self.max_len + 1])
-                else:
-                    text = self._reprlib.repr(value)
+                text = self._reprlib.repr(value)
             except Exception as exc:
                 text = f"<repr of {cls.__name__} failed: {type(exc).__name__}>"
             if (time.perf_counter_ns() - t0) > self.max_us * 1000:

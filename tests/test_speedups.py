@@ -228,9 +228,10 @@ def test_switching_options_mid_run(monkeypatch: pytest.MonkeyPatch, tracer: str)
                 oks.append(all(rec.ok for rec in inst.tracer.recorders))
         return hook
 
-    c = _run("c", monkeypatch, tracer, toggler)
+    # repr-max-us 10 s: no type turns "slow" because a pause hit one run's repr
+    c = _run("c", monkeypatch, tracer, toggler, repr_max_us=10 ** 7)
     assert oks == [True, False] * 3  # the C recorder stepped aside and back
-    pure = _run("pure", monkeypatch, tracer, toggler)
+    pure = _run("pure", monkeypatch, tracer, toggler, repr_max_us=10 ** 7)
     assert c[0] == pure[0] == sp_main()
     assert c[1] == pure[1]
 
