@@ -439,6 +439,18 @@ def test_flags_column(inst: Instance) -> None:
     assert [r.cpu for r in recs] == [0] * 6 + [1, 1, 2]
 
 
+def test_str_and_bytes_are_never_timed() -> None:
+    """They are cut to the limit before repr (bounded work): a pause of the process
+    during one must not mark str or bytes slow for the rest of the trace."""
+    from fntrace.reprs import SafeRepr
+
+    reprs = SafeRepr(max_len=10, max_us=0)  # any timed repr is "slow"
+    assert reprs("a" * 50) == "'aaaaaa..." and reprs(b"b" * 50) == "b'bbbbb..."
+    assert reprs([1]) == "[1]"  # timed, and now slow
+    assert reprs("short") == "'short'" and reprs([2]) == "<list object>"
+    assert reprs.slow_types == {list}
+
+
 def test_func_args_reprs(inst: Instance) -> None:
     function_tracer(inst, "fa", func_args=1, repr_max_len=40, repr_max_us=5000)
     Slow.calls = 0
