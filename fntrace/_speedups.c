@@ -4075,7 +4075,7 @@ hook_call(ProfileHook *self, PyFrameObject *frame, PyObject *code)
     int found = hook_site(self, code, frame, 1, &refs);
     if (found <= 0)
         return found;
-    int lasti = PyFrame_GetLasti(frame), oparg = 0, r = 0;
+    int lasti = PyFrame_GetLasti(frame), oparg = 0;
     int op = hook_opcode(code, lasti, &oparg);
     PyObject *event = self->ev_throw;
     if (op == -2)
@@ -4110,7 +4110,7 @@ hook_call(ProfileHook *self, PyFrameObject *frame, PyObject *code)
         goto fail;
     Py_DECREF(res);
     refs_release(&refs);
-    return r;
+    return 0;
 fail:
     refs_release(&refs);
     return -1;

@@ -47,12 +47,14 @@ class Tracer:
                 engine.unregister(ops)
             raise
 
-    def attach(self, rec: Any, ops: Ops) -> None:
-        """Give ``ops`` the C recorder ``rec`` (see fast_refresh for when it may write)."""
+    def attach(self, rec: Any, ops: Ops, ring: bool = True) -> None:
+        """Give ``ops`` the C recorder ``rec`` (see fast_refresh for when it may write);
+        ``ring``: it writes the instance's ring buffer, so it is told of its changes."""
         rec.report = ops._callback_failed
         ops.fast = rec
         self.recorders.append(rec)
-        self.inst.rb.watchers.append(rec)
+        if ring:
+            self.inst.rb.watchers.append(rec)
         self.fast_refresh()
 
     def stop(self) -> None:

@@ -112,7 +112,7 @@ class _PyProfThread:
         stack = self.stack
         for i in range(len(stack) - 1, -1, -1):
             seg = stack[i]
-            if seg[0] is key or seg[0] == key:
+            if seg[0] == key:  # frames (pure path) compare by identity
                 del stack[i:]
                 duration = now - seg[1]
                 if stack:
@@ -167,10 +167,7 @@ class FunctionProfiler(Tracer):
             self._state_type = speedups.ProfThread
             rec = speedups.ProfRecorder(self._tls, self._thread, Event.START, Event.YIELD,
                                         self._open, OPEN_LIMIT)
-            rec.report = ops._callback_failed
-            ops.fast = rec  # no ring to watch, unlike Tracer.attach
-            self.recorders.append(rec)
-            self.fast_refresh()
+            self.attach(rec, ops, ring=False)  # the profiler writes no ring buffer
         return [ops]
 
     def fast_ok(self) -> bool:
