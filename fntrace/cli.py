@@ -83,10 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .record import split_command
+
     parser = build_parser()
-    ns = parser.parse_args(argv)
-    if getattr(ns, "argv", None) and ns.argv[0] == "--":
-        ns.argv = ns.argv[1:]
+    args = list(sys.argv[1:] if argv is None else argv)
+    program = None
+    if args and args[0] in ("record", "run"):
+        # argparse would take the program's own options (-q, -o...) as fntrace's:
+        # the program and its arguments are cut off first, where python would.
+        own, program = split_command(args[1:])
+        args = [args[0], *own]
+    ns = parser.parse_args(args)
+    if program is not None:
+        if ns.argv:  # a second program named before the first (cannot happen)
+            parser.error("give the program once")
+        ns.module, ns.argv = program
     return int(ns.handler(ns))
 
 

@@ -25,7 +25,13 @@ from typing import Any, NoReturn
 
 from .recorder import Recorder, header_for, mute, unmute
 
-__all__ = ["add_parser", "add_run_parser"]
+__all__ = ["add_parser", "add_run_parser", "split_command"]
+
+#: The option strings of record and run that take a value (filled as the parsers are
+#: built): what :func:`split_command` must skip to find where the program starts.
+VALUED: set[str] = set()
+#: Those that take none.
+FLAGS: set[str] = {"-h", "--help"}
 
 EXAMPLES = """\
 examples:
@@ -38,8 +44,21 @@ examples:
 """
 
 
-def add_trace_options(p: argparse.ArgumentParser, default_tracer: str | None) -> None:
+class _Noting:
+    """An ArgumentParser's add_argument that also notes which options take a value."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+    def add_argument(self, *names: str, **kw: Any) -> argparse.Action:
+        action = self.parser.add_argument(*names, **kw)
+        (FLAGS if action.nargs == 0 else VALUED).update(action.option_strings)
+        return action
+
+
+def add_trace_options(parser: argparse.ArgumentParser, default_tracer: str | None) -> None:
     """The options record and run share; they mirror the instance files."""
+    p = _Noting(parser)
     p.add_argument("-t", "--tracer", default=default_tracer,
                    choices=("function", "function_graph"),
                    help=f"default {default_tracer or 'function (nop with --live alone)'}")
@@ -69,8 +88,55 @@ def add_trace_options(p: argparse.ArgumentParser, default_tracer: str | None) ->
     p.add_argument("--inject", action="append", metavar="SPEC",
                    help="fail a function: 'FUNC:raise=OSError(\"disk full\"):probability=10' "
                    "or 'FUNC:retval=0:times=3' (repeatable)")
-    p.add_argument("-m", dest="module", metavar="MODULE", help="run a module, as python -m")
-    p.add_argument("argv", nargs=argparse.REMAINDER, help="-- script.py [args...]")
+    # Where the program starts is found by split_command, as python finds it: these
+    # two only document it (and receive it from cli.main).
+    parser.add_argument("-m", dest="module", metavar="MODULE",
+                        help="run a module, as python -m; every later argument is the "
+                        "program's")
+    parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="script.py [args...]",
+                        help="the program and its arguments (a leading -- is optional; every "
+                        "argument after the script is the program's)")
+
+
+def _unique_long(token: str) -> str | None:
+    """The long option ``token`` abbreviates (argparse accepts unique prefixes)."""
+    name = token.split("=", 1)[0]
+    if name in VALUED or name in FLAGS:
+        return name
+    hits = [o for o in VALUED | FLAGS if o.startswith("--") and o.startswith(name)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def split_command(args: list[str]) -> tuple[list[str], tuple[str | None, list[str]] | None]:
+    """Split ``record``/``run``'s arguments where the program starts, as python does.
+
+    Returns fntrace's own arguments and, if a program was named, ``(module,
+    argv)``: after ``-m MODULE`` or the script path every argument is the
+    program's (``fntrace record -m black -q -`` as ``python -m black -q -``);
+    a ``--`` before the program is fntrace's end of options.  An option that
+    takes a value skips it (``-o x.dat``, ``-ox.dat``, ``--output=x.dat``).
+    """
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        if tok == "--":
+            rest = args[i + 1:]
+            return args[:i], ((None, rest) if rest else None)
+        if tok == "-m" or (tok.startswith("-m") and not tok.startswith("--")):
+            module = tok[2:] or (args[i + 1] if i + 1 < len(args) else None)
+            if module is None:
+                return args, None  # argparse says "-m: expected one argument"
+            start = i + 1 if tok[2:] else i + 2
+            return args[:i], (module, args[start:])
+        if tok == "-" or not tok.startswith("-"):
+            return args[:i], (None, args[i:])
+        if tok.startswith("--"):
+            name = _unique_long(tok)
+            takes = name in VALUED and "=" not in tok
+        else:
+            takes = tok[:2] in VALUED and len(tok) == 2
+        i += 2 if takes else 1
+    return args, None
 
 
 def add_parser(sub: Any) -> None:
@@ -78,9 +144,10 @@ def add_parser(sub: Any) -> None:
         "record", help="run a program traced, writing a trace file",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EXAMPLES)
-    rec.add_argument("-o", "--output", default="fntrace.dat", metavar="PATH",
-                     help="trace file to write (default fntrace.dat)")
-    rec.add_argument("--follow", action="store_true",
+    noting = _Noting(rec)
+    noting.add_argument("-o", "--output", default="fntrace.dat", metavar="PATH",
+                        help="trace file to write (default fntrace.dat)")
+    noting.add_argument("--follow", action="store_true",
                      help="trace child processes too (fork, multiprocessing, Python "
                      "subprocesses), each into PATH.<pid>")
     add_trace_options(rec, "function_graph")
@@ -103,7 +170,8 @@ def add_run_parser(sub: Any) -> None:
         description="Run a program as record does, printing the trace as it is made "
         "(the instance's trace_pipe) to stdout or -o FILE.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EXAMPLES)
-    run.add_argument("-o", "--output", metavar="FILE", help="write the trace to FILE")
+    _Noting(run).add_argument("-o", "--output", metavar="FILE",
+                              help="write the trace to FILE (- or none: the terminal)")
     add_trace_options(run, None)
     run.set_defaults(handler=run_main, command_name="run", follow=False)
 
@@ -243,16 +311,32 @@ def run_main(ns: argparse.Namespace) -> int:
         ns.tracer = "function"
     from .recorder import TextSink
 
+    to_file = ns.output not in (None, "-")
     try:
-        out: Any = open(ns.output, "w", encoding="utf-8") if ns.output else sys.stdout
+        out = open(ns.output, "w", encoding="utf-8") if to_file else _own_stdout()
     except OSError as exc:
         _fail(f"{ns.output}: {exc.strerror}")
-    return _main(ns, ns.output or "<stdout>", TextSink(out))
+    return _main(ns, ns.output if to_file else "<stdout>", TextSink(out))
+
+
+def _own_stdout() -> Any:
+    """A stream on fntrace's own duplicate of the standard output file descriptor.
+
+    The program owns ``sys.stdout``: it may close it (``json.tool`` does), replace
+    it or redirect it, and the trace must still reach the terminal, so the trace
+    never goes through that object.  Without a real descriptor (an in-process
+    call under a capturing harness) there is nothing to duplicate and sys.stdout
+    is used.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return sys.stdout
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    return os.fdopen(os.dup(fd), "w", encoding=encoding, errors="backslashreplace")
 
 
 def _main(ns: argparse.Namespace, path: str, sink: Any) -> int:
-    if ns.argv and ns.argv[0] == "--":
-        ns.argv = ns.argv[1:]
     if not ns.module and not ns.argv:
         _fail("nothing to run: give -- script.py [args] or -m module")
     if ns.module is None and not os.path.exists(ns.argv[0]):

@@ -104,18 +104,31 @@ class TextSink:
 
     def write_pairs(self, inst: Instance, pairs: list[tuple[ThreadBuffer, Any]]) -> int:
         if pairs:
-            self.out.write("".join(ftrace_text.render_events(inst, pairs)))
-            self.out.flush()
+            self._write("".join(ftrace_text.render_events(inst, pairs)))
         return len(pairs)
 
     def write_lost(self, rows: Any) -> None:
         return None
 
+    def _write(self, text: str) -> None:
+        """Write and flush; a reader that went away (``fntrace run ... | head``) ends
+        the trace quietly, as it would end the output of any command."""
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except BrokenPipeError:
+            self.closed = True
+            try:
+                # Nothing more can reach the reader; the unflushed rest must not
+                # raise again when the stream is collected.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.out.fileno())
+            except (AttributeError, OSError, ValueError):
+                pass
+
     def finish(self, end_ts: int, stats: dict[str, Any]) -> None:
         lost = sum(stats.get("lost", {}).values())
-        if lost:
-            self.out.write(f"# fntrace: {lost} events lost (buffers overwritten)\n")
-        self.out.flush()
+        if not self.closed:
+            self._write(f"# fntrace: {lost} events lost (buffers overwritten)\n" if lost else "")
         self.closed = True
 
 

@@ -1,0 +1,151 @@
+"""The fntrace command as a user meets it: each test runs the real command
+(``python -m fntrace ...``) in a subprocess and checks exactly what it prints
+and records (issue 12)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from fntrace.formats.tracefile import open_trace
+
+ROOT = str(Path(__file__).resolve().parent.parent)
+ENV = {**os.environ, "PYTHONPATH": ROOT}
+
+
+def fntrace(*args: str, cwd: Path, stdin: str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fntrace", *args], cwd=cwd,
+                          env=env or ENV, text=True, capture_output=True, timeout=120,
+                          input=stdin)
+
+
+def write(path: Path, body: str) -> Path:
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+ECHO_ARGV = """
+    import sys
+    def show(args):
+        print(repr(args))
+    show(sys.argv[1:])
+"""
+
+
+def called(path: Path) -> list[str]:
+    """The functions entered, in order, as the file holds them."""
+    return [r.func for r in open_trace(str(path)).records() if r.kind in ("entry", "call")]
+
+
+# -- 2. everything after the program belongs to the program ---------------------------
+
+def test_arguments_after_the_script_are_the_programs(tmp_path: Path) -> None:
+    write(tmp_path / "prog.py", ECHO_ARGV)
+    for cmd in ("record", "run"):
+        res = fntrace(cmd, "-F", "show", "-o", "t.out", "prog.py", "-q", "-o", "y", "--args",
+                      "-m", "x", "--", "-F", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == "['-q', '-o', 'y', '--args', '-m', 'x', '--', '-F']\n"
+        # fntrace's own -o took effect and --args did not.
+        assert (tmp_path / "t.out").exists()
+        (tmp_path / "t.out").unlink()
+
+
+def test_leading_double_dash_still_works(tmp_path: Path) -> None:
+    write(tmp_path / "prog.py", ECHO_ARGV)
+    res = fntrace("record", "-t", "function", "-F", "show", "-o", "t.dat", "--", "prog.py",
+                  "-t", "--", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "['-t', '--']\n"
+    assert called(tmp_path / "t.dat") == ["__main__:show"]
+
+
+def test_arguments_after_dash_m_module_are_the_programs(tmp_path: Path) -> None:
+    write(tmp_path / "echoargs.py", ECHO_ARGV)
+    # As `python -m echoargs -q - --outp=z`: -q, -, and an abbreviation of --output
+    # all go to the program; -ox.dat (attached value) and --thresh=0 are fntrace's.
+    res = fntrace("record", "-ox.dat", "--thresh=0", "-F", "show", "-m", "echoargs",
+                  "-q", "-", "--outp=z", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "['-q', '-', '--outp=z']\n"
+    assert called(tmp_path / "x.dat") == ["__main__:show"]
+    header = open_trace(str(tmp_path / "x.dat")).header
+    assert header["argv"][1:] == ["-q", "-", "--outp=z"]
+    res = fntrace("run", "-F", "show", "-mechoargs", "-h", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0] == "['-h']"
+
+
+def test_json_tool_module_with_its_own_options(tmp_path: Path) -> None:
+    (tmp_path / "f.json").write_text('{"b": 1, "a": [1, 2]}')
+    res = fntrace("record", "-o", "j.dat", "-F", "__main__:main", "-m", "json.tool",
+                  "--sort-keys", "--compact", "f.json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == '{"a":[1,2],"b":1}\n'
+    assert called(tmp_path / "j.dat") == ["__main__:main"]
+
+
+def test_dash_m_without_a_module_is_a_usage_error(tmp_path: Path) -> None:
+    res = fntrace("record", "-o", "x.dat", "-m", cwd=tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.splitlines()[-1] == "fntrace record: error: argument -m: expected one " \
+                                          "argument"
+
+
+# -- 3. run keeps its output when the program closes stdout ----------------------------
+
+CLOSES_STDOUT = """
+    import sys
+    def work(n):
+        return n * 2
+    print("result", work(21))
+    sys.stdout.close()
+    work(1)
+"""
+
+
+def test_run_writes_to_its_own_stdout_when_the_program_closes_it(tmp_path: Path) -> None:
+    write(tmp_path / "closer.py", CLOSES_STDOUT)
+    res = fntrace("run", "-F", "work", "closer.py", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
+    lines = res.stdout.splitlines()
+    assert lines[0] == "result 42"
+    assert [ln.split(": ", 1)[1] for ln in lines[1:]] == ["__main__:work <-__main__:<module>"] * 2
+
+
+def test_run_json_tool_closing_stdout(tmp_path: Path) -> None:
+    # The issue's case: json.tool closes sys.stdout (its `with outfile`).
+    (tmp_path / "f.json").write_text('{"a": 1}')
+    res = fntrace("run", "-F", "__main__:main", "-m", "json.tool", "f.json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "Exception ignored" not in res.stderr and res.stderr == ""
+    assert res.stdout.startswith('{\n    "a": 1\n}\n')
+    trace = res.stdout.split("}\n", 1)[1].splitlines()
+    assert [ln.split(": ", 1)[1] for ln in trace] == ["__main__:main <-__main__:<module>"]
+
+
+def test_run_dash_o_dash_is_the_terminal(tmp_path: Path) -> None:
+    write(tmp_path / "closer.py", CLOSES_STDOUT)
+    res = fntrace("run", "-o", "-", "-F", "work", "closer.py", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("__main__:work <-__main__:<module>") == 2
+    assert not (tmp_path / "-").exists()
+
+
+def test_run_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    write(tmp_path / "many.py", """
+        def f(i):
+            return i
+        for i in range(20000):
+            f(i)
+    """)
+    cmd = f"{sys.executable} -m fntrace run -F f many.py | head -n 2"
+    res = subprocess.run(["sh", "-c", cmd], cwd=tmp_path, env=ENV, text=True,
+                         capture_output=True, timeout=120)
+    assert len(res.stdout.splitlines()) == 2
+    assert res.stderr == ""
