@@ -8,6 +8,10 @@ callback and a filter, :func:`register` it, read arguments through the
 
 from __future__ import annotations
 
+# First: in the fntrace command, Ctrl-C while the rest imports is one line (startup.py).
+from . import startup  # noqa: F401
+
+# isort: split
 from . import livepatch
 from .core.engine import (
     BusyError,

@@ -10,10 +10,11 @@ importing modules, filtered like set_ftrace_filter).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
-from . import __version__, _accel
+from . import __version__, _accel, startup
 from .core.filter import Filter, parse
 from .core.symbols import available_filter_functions
 
@@ -83,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # fntrace's own work; the program's never gets here
+        sys.stderr.write(startup.MESSAGE)
+        return 128 + signal.SIGINT
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from .record import split_command
 
     parser = build_parser()
@@ -98,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.argv:  # a second program named before the first (cannot happen)
             parser.error("give the program once")
         ns.module, ns.argv = program
+    if ns.command not in ("record", "run"):
+        startup.release()  # record and run release it just before the program starts
     return int(ns.handler(ns))
 
 

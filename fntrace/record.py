@@ -23,6 +23,7 @@ import time
 import types
 from typing import Any, NoReturn
 
+from . import startup
 from .recorder import Recorder, header_for, mute, unmute
 
 __all__ = ["add_parser", "add_run_parser", "split_command"]
@@ -367,6 +368,7 @@ def _main(ns: argparse.Namespace, path: str, sink: Any) -> int:
         from .inject import start_specs
 
         stop_injections = start_specs(specs)
+    startup.checkpoint("start")
     return _run(ns, argv, rec, stop_injections)
 
 
@@ -421,6 +423,7 @@ def _run(ns: argparse.Namespace, argv: list[str], rec: Recorder, stop: Any) -> i
     sys.argv = list(argv)
     sys.modules["__main__"] = main
     code = 0
+    startup.release()  # from here Ctrl-C is the program's KeyboardInterrupt, as untraced
     inst.tracing_on = True
     try:
         exec(code_obj, main.__dict__)

@@ -149,3 +149,43 @@ def test_run_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
                          capture_output=True, timeout=120)
     assert len(res.stdout.splitlines()) == 2
     assert res.stderr == ""
+
+
+# -- issue 11 item 7: Ctrl-C during fntrace's own start-up --------------------------
+
+def test_sigint_while_importing_is_one_line_and_130(tmp_path: Path) -> None:
+    write(tmp_path / "prog.py", ECHO_ARGV)
+    env = {**ENV, "FNTRACE_TEST_SIGINT": "import"}
+    for args in (["record", "-o", "s.dat", "prog.py"], ["report", "x.dat"], ["--version"]):
+        res = fntrace(*args, cwd=tmp_path, env=env)
+        assert (res.returncode, res.stdout, res.stderr) == (130, "", "fntrace: interrupted\n")
+    assert not (tmp_path / "s.dat").exists()
+    # The console script (a file called fntrace) is guarded the same way.
+    write(tmp_path / "fntrace", "import sys\nfrom fntrace.cli import main\nsys.exit(main())\n")
+    res = subprocess.run([sys.executable, "fntrace", "funcs"], cwd=tmp_path, env=env,
+                         text=True, capture_output=True, timeout=120)
+    assert (res.returncode, res.stdout, res.stderr) == (130, "", "fntrace: interrupted\n")
+
+
+def test_sigint_once_recording_is_set_up_finishes_the_file(tmp_path: Path) -> None:
+    write(tmp_path / "prog.py", ECHO_ARGV)
+    env = {**ENV, "FNTRACE_TEST_SIGINT": "start"}
+    res = fntrace("record", "-o", "s.dat", "prog.py", cwd=tmp_path, env=env)
+    assert (res.returncode, res.stdout, res.stderr) == (130, "", "fntrace: interrupted\n")
+    info = fntrace("info", "s.dat", cwd=tmp_path)
+    assert "status:      complete" in info.stdout
+    assert called(tmp_path / "s.dat") == []
+
+
+def test_a_program_importing_fntrace_keeps_its_keyboardinterrupt(tmp_path: Path) -> None:
+    write(tmp_path / "lib.py", """
+        try:
+            import fntrace
+        except KeyboardInterrupt:
+            print("program saw KeyboardInterrupt")
+    """)
+    env = {**ENV, "FNTRACE_TEST_SIGINT": "import"}
+    res = subprocess.run([sys.executable, "lib.py"], cwd=tmp_path, env=env, text=True,
+                         capture_output=True, timeout=120)
+    # Not the command: no guard, no test hook either.
+    assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
