@@ -360,8 +360,11 @@ def _main(ns: argparse.Namespace, path: str, sink: Any) -> int:
         from . import control
 
         try:
-            control.listen()
-        except OSError as exc:
+            # The instance that records is the one ctl sees at the top level (as
+            # tracefs's top level is the kernel's main buffer): ctl's filter and
+            # tracer changes are what lands in the file or the live text.
+            control.listen().tree.adopt_top(rec.inst)
+        except (OSError, FileExistsError) as exc:
             _fail(f"--live: {exc}")
     stop_injections = None
     if specs:

@@ -189,3 +189,81 @@ def test_a_program_importing_fntrace_keeps_its_keyboardinterrupt(tmp_path: Path)
                          capture_output=True, timeout=120)
     # Not the command: no guard, no test hook either.
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
+
+
+# -- 4. --live steers the recording itself -------------------------------------------
+
+STEPPED = """
+    import os, sys
+    def fa(i):
+        return i
+    def fb(i):
+        return i
+    print("ready", os.getpid(), flush=True)
+    sys.stdin.readline()
+    fa(1); fb(1)
+    print("step", flush=True)
+    sys.stdin.readline()
+    fa(2); fb(2)
+"""
+
+
+def _steer(tmp: Path, cmd: list[str], before: list[list[str]], between: list[list[str]],
+           ) -> list[str]:
+    """Run ``STEPPED`` under ``cmd``; run the ctl commands ``before`` its first calls and
+    ``between`` its two steps (it waits on stdin: no timing); return ctl's outputs."""
+    write(tmp / "loop.py", STEPPED)
+    proc = subprocess.Popen([sys.executable, "-m", "fntrace", *cmd, "--", "loop.py"],
+                            cwd=tmp, env=ENV, text=True, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    outputs = []
+    try:
+        pid = proc.stdout.readline().split()[1]
+        for step, ctls in enumerate((before, between)):
+            for args in ctls:
+                res = fntrace("ctl", pid, *args, cwd=tmp)
+                assert res.returncode == 0, res.stderr
+                outputs.append(res.stdout)
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            if step == 0:
+                assert proc.stdout.readline() == "step\n"
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err
+    return outputs
+
+
+def test_record_live_ctl_sees_and_steers_the_recording(tmp_path: Path) -> None:
+    outs = _steer(tmp_path, ["record", "--live", "-F", "fa", "-o", "live.dat"],
+                  [["current_tracer"], ["set_ftrace_filter"], ["ls", "instances"]],
+                  [["set_ftrace_filter", "fb"]])
+    assert outs == ["function_graph\n", "fa\n", "", ""]
+    records = [(r.kind, r.func) for r in open_trace(str(tmp_path / "live.dat")).records()]
+    assert records == [("entry", "__main__:fa"), ("exit", "__main__:fa"),
+                       ("entry", "__main__:fb"), ("exit", "__main__:fb")]
+    # The exact values: fa's is the first step's call, fb's the second's.
+    res = fntrace("replay", "live.dat", cwd=tmp_path)
+    assert [ln.split("|")[1].strip() for ln in res.stdout.splitlines() if "|  __" in ln] == \
+        ["__main__:fa();", "__main__:fb();"]
+
+
+def test_run_live_ctl_steers_the_printed_trace(tmp_path: Path) -> None:
+    _steer(tmp_path, ["run", "--live", "-F", "fa", "--args", "-o", "live.txt"],
+           [["current_tracer"]], [["set_ftrace_filter", "fb"]])
+    lines = (tmp_path / "live.txt").read_text().splitlines()
+    assert [ln.split(": ", 1)[1] for ln in lines] == [
+        "__main__:fa(i=1) <-__main__:<module>", "__main__:fb(i=2) <-__main__:<module>"]
+
+
+def test_run_live_alone_starts_untraced_until_ctl_sets_a_tracer(tmp_path: Path) -> None:
+    outs = _steer(tmp_path, ["run", "--live", "-o", "live.txt"],
+                  [["current_tracer"]],
+                  [["set_ftrace_filter", "fb"], ["current_tracer", "function"],
+                   ["current_tracer"]])
+    assert outs == ["nop\n", "", "", "function\n"]
+    lines = (tmp_path / "live.txt").read_text().splitlines()
+    assert [ln.split(": ", 1)[1] for ln in lines] == ["__main__:fb <-__main__:<module>"]

@@ -1,7 +1,8 @@
 """The served tree: tracefs paths mapped onto this process's instances.
 
 The root is the top-level instance (made on first use, so a process that is
-never steered owns no instance at all); ``instances/NAME/...`` are named
+never steered owns no instance at all; under ``fntrace record/run --live`` it is
+the recording instance); ``instances/NAME/...`` are named
 instances that ``mkdir``/``rmdir`` create and close, as in tracefs;
 ``control/stats`` is the server's own counters.
 """
@@ -37,6 +38,13 @@ class Tree:
         if self._top is None:
             self._top = Instance("top")
         return self._top
+
+    def adopt_top(self, inst: Instance) -> None:
+        """Serve ``inst`` as the top level: ``fntrace record/run --live`` hand over the
+        instance that records, so what ``ctl`` changes is what lands in the trace."""
+        if self._top is not None and self._top is not inst:
+            raise FileExistsError("the top-level instance is already in use")
+        self._top = inst
 
     def resolve(self, path: str) -> tuple[Instance, str]:
         """The instance a file path belongs to, and the path inside it."""
