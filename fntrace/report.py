@@ -174,6 +174,37 @@ def fmt_time(ns: int) -> str:
     raise AssertionError("unreachable")
 
 
+def fmt_short(ns: int) -> str:
+    """A duration in three significant digits (``682ms``, ``7.67ms``, ``210ns``): the
+    width-fitted diff's cells, where the exact figures of ``--wide`` do not fit."""
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    if ns < 1000:
+        return f"{sign}{ns}ns"
+    for unit, scale in (("us", 1e3), ("ms", 1e6), ("s", 1e9)):
+        value = ns / scale
+        if value < 999.5 or unit == "s":
+            digits = 0 if value >= 99.95 else 1 if value >= 9.995 else 2
+            return f"{sign}{value:.{digits}f}{unit}"
+    raise AssertionError("unreachable")
+
+
+def _short_metric(key: str, value: int) -> str:
+    return str(value) if key == "calls" else fmt_short(value)
+
+
+def _short_delta(key: str, delta: int) -> str:
+    text = str(abs(delta)) if key == "calls" else fmt_short(abs(delta))
+    return ("+" if delta > 0 else "-" if delta < 0 else "") + text
+
+
+def _short_pct(base: int, new: int) -> str:
+    if base == 0:
+        return "0%" if new == 0 else "new"
+    pct = (new - base) * 100 / base
+    return f"{pct:+.0f}%" if abs(pct) >= 99.95 else f"{pct:+.1f}%"
+
+
 def fmt_delta(key: str, delta: int) -> str:
     text = str(abs(delta)) if key == "calls" else fmt_time(abs(delta))
     return ("+" if delta > 0 else "-" if delta < 0 else "") + text
@@ -226,12 +257,30 @@ def format_table(table: dict[str, FuncStats], key: str = "total", limit: int | N
     return _rows([title for _, title in COLUMNS] + ["Function"], rows)
 
 
+#: The narrowest name column a width-limited diff leaves (names are cut from the left).
+MIN_NAME = 20
+
+
+def cut_left(name: str, width: int) -> str:
+    """``name`` in at most ``width`` characters, keeping its end (the function's own
+    name and class matter more than the package path in front)."""
+    if len(name) <= width:
+        return name
+    return "..." + name[len(name) - width + 3:] if width > 3 else name[-width:]
+
+
 def format_diff(base: dict[str, FuncStats], new: dict[str, FuncStats], key: str = "total",
-                limit: int | None = None, has_durations: bool = True) -> list[str]:
+                limit: int | None = None, has_durations: bool = True,
+                width: int | None = None) -> list[str]:
     """Two runs side by side: base, new, difference and percentage per metric.
 
     Functions seen in one run only are marked ``[base only]`` / ``[new only]``;
-    rows are ordered by the size of the change in the sort key.
+    rows are ordered by the size of the change in the sort key.  With ``width``
+    (a terminal's columns) the table fits it: base, new, difference and
+    percentage of the sort metric, the difference alone of the others, figures
+    in three significant digits, and the names cut from the left to what is left
+    (at least :data:`MIN_NAME`).  Without, every column with exact figures
+    (``report --diff --wide``).
     """
     metrics = ["total", "self", "calls"] if has_durations else ["calls"]
     if key in ("avg", "min", "max") and has_durations:
@@ -248,24 +297,60 @@ def format_diff(base: dict[str, FuncStats], new: dict[str, FuncStats], key: str 
         names.sort(key=lambda n: -change(n))
     if limit is not None:
         names = names[:limit]
-    header: list[str] = []
     titles = {"total": "Total", "self": "Self", "calls": "Calls", "avg": "Avg",
               "min": "Min", "max": "Max"}
-    for m in metrics:
-        header += [f"{titles[m]} base", f"{titles[m]} new", f"{titles[m]} diff", "%"]
-    header.append("Function")
+    header: list[str] = []
     rows = []
+    if width is None:
+        for m in metrics:
+            header += [f"{titles[m]} base", f"{titles[m]} new", f"{titles[m]} diff", "%"]
+        header.append("Function")
+        for name in names:
+            a, b = base.get(name), new.get(name)
+            row = []
+            for m in metrics:
+                va = a.metric(m) if a else 0
+                vb = b.metric(m) if b else 0
+                row += [_fmt_metric(m, va) if a else "-", _fmt_metric(m, vb) if b else "-",
+                        fmt_delta(m, vb - va), fmt_pct(va, vb)]
+            rows.append([*row, name + _only_mark(a, b)])
+        return _rows(header, rows)
+    others = [m for m in ("total", "self", "calls") if m in metrics and m != sort_metric]
+    header = ["base", "new", "diff", "%", *(f"{titles[m]} diff" for m in others), "Function"]
+    m = sort_metric
     for name in names:
         a, b = base.get(name), new.get(name)
-        row = []
-        for m in metrics:
-            va = a.metric(m) if a else 0
-            vb = b.metric(m) if b else 0
-            row += [_fmt_metric(m, va) if a else "-", _fmt_metric(m, vb) if b else "-",
-                    fmt_delta(m, vb - va), fmt_pct(va, vb)]
-        mark = " [base only]" if b is None else " [new only]" if a is None else ""
-        rows.append([*row, name + mark])
-    return _rows(header, rows)
+        va = a.metric(m) if a else 0
+        vb = b.metric(m) if b else 0
+        row = [_short_metric(m, va) if a else "-", _short_metric(m, vb) if b else "-",
+               _short_delta(m, vb - va), _short_pct(va, vb)]
+        for o in others:
+            row.append(_short_delta(o, (b.metric(o) if b else 0) - (a.metric(o) if a else 0)))
+        rows.append([*row, name + _only_mark(a, b)])
+    said = f"{titles[m].lower()}: base, new, diff, %"
+    if others:
+        said += "; " + " and ".join(titles[o].lower() for o in others) + ": diff"
+    return [f"# {said} (--wide: all, exact)", *_fitted(header, rows, width)]
+
+
+def _only_mark(a: FuncStats | None, b: FuncStats | None) -> str:
+    return " [base only]" if b is None else " [new only]" if a is None else ""
+
+
+def _fitted(header: list[str], rows: list[list[str]], width: int) -> list[str]:
+    """Right-aligned columns as wide as their content, the names cut to fit ``width``."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(header[:-1])]
+    used = 2 + sum(w + 2 for w in widths)
+    name_width = max(MIN_NAME, width - used)
+
+    def line(cells: list[str]) -> str:
+        out = [c.rjust(w) for c, w in zip(cells[:-1], widths, strict=False)]
+        return ("  " + "  ".join([*out, cut_left(cells[-1], name_width)])).rstrip()
+
+    rule = ["=" * w for w in widths] + ["=" * min(name_width, max(
+        [len(header[-1]), *(len(r[-1]) for r in rows)]))]
+    return [line(header), line(rule), *(line(r) for r in rows)]
 
 
 # -- command line ----------------------------------------------------------------
@@ -325,6 +410,14 @@ def read_report(path: str, per_thread: bool, label: str) -> tuple[Report, list[T
     return report, files
 
 
+def terminal_width() -> int:
+    """The width to fit: $COLUMNS, else the terminal's, else 120 (a pipe or a file);
+    never below 80."""
+    import shutil
+
+    return max(80, shutil.get_terminal_size((120, 24)).columns)
+
+
 def run(ns: argparse.Namespace) -> int:
     from .formats.tracefile import TraceFileError
 
@@ -336,7 +429,7 @@ def run(ns: argparse.Namespace) -> int:
             durations = rep.has_durations and other.has_durations
             out += [f"# base: {ns.file}", f"# new:  {ns.diff}", "#"]
             out += format_diff(rep.tables.get(None, {}), other.tables.get(None, {}), ns.sort,
-                               ns.limit, durations)
+                               ns.limit, durations, None if ns.wide else terminal_width())
         elif ns.threads:
             for key in sorted(rep.tables, key=lambda k: k or (0, 0)):
                 if key is None:
@@ -372,7 +465,10 @@ examples:
   fntrace report -s self --limit 20 fntrace.dat
                                             the 20 functions with most self time
   fntrace report --threads trace.dat        one table per thread
-  fntrace report --diff new.dat old.dat     compare two runs (old is the base)
+  fntrace report old.dat --diff new.dat     compare two runs (old.dat is the base),
+                                            fitted to the terminal ($COLUMNS)
+  fntrace report old.dat --diff new.dat --wide
+                                            every column, whole names
 """
 
 
@@ -390,6 +486,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--threads", action="store_true", help="one table per thread")
     p.add_argument("--diff", metavar="OTHER",
                    help="compare with OTHER (the new run; FILE is the base)")
+    p.add_argument("--wide", action="store_true",
+                   help="--diff: every column (base, new, diff, %% of total, self and calls) "
+                        "and whole names, whatever the terminal's width")
     p.set_defaults(handler=run)
 
 

@@ -229,7 +229,7 @@ def _steer(tmp: Path, cmd: list[str], before: list[list[str]], between: list[lis
             proc.stdin.flush()
             if step == 0:
                 assert proc.stdout.readline() == "step\n"
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
         proc.wait()
@@ -267,3 +267,49 @@ def test_run_live_alone_starts_untraced_until_ctl_sets_a_tracer(tmp_path: Path) 
     assert outs == ["nop\n", "", "", "function\n"]
     lines = (tmp_path / "live.txt").read_text().splitlines()
     assert [ln.split(": ", 1)[1] for ln in lines] == ["__main__:fb <-__main__:<module>"]
+
+
+# -- 6. report --diff fits the terminal ----------------------------------------------
+
+DIFFED = """
+    import sys
+    class AVeryLongClassNameThatMakesTheQualifiedNameWide:
+        def a_method_with_a_rather_long_name_too(self, i):
+            return i
+    def short(i):
+        return i
+    obj = AVeryLongClassNameThatMakesTheQualifiedNameWide()
+    for i in range(int(sys.argv[1])):
+        obj.a_method_with_a_rather_long_name_too(i)
+        short(i)
+"""
+LONG = "__main__:AVeryLongClassNameThatMakesTheQualifiedNameWide." \
+       "a_method_with_a_rather_long_name_too"
+
+
+def test_report_diff_fits_the_terminal_and_wide_shows_all(tmp_path: Path) -> None:
+    write(tmp_path / "d.py", DIFFED)
+    for n, out in (("3", "a.dat"), ("5", "b.dat")):
+        assert fntrace("record", "-o", out, "d.py", n, cwd=tmp_path).returncode == 0
+    for cols in (80, 100, 120):
+        res = fntrace("report", "a.dat", "--diff", "b.dat", "-s", "calls", cwd=tmp_path,
+                      env={**ENV, "COLUMNS": str(cols)})
+        assert res.returncode == 0, res.stderr
+        lines = res.stdout.splitlines()
+        assert max(map(len, lines)) <= cols, (cols, lines)
+        assert lines[3] == "# calls: base, new, diff, %; total and self: diff (--wide: all, exact)"
+        assert lines[4].split() == ["base", "new", "diff", "%", "Total", "diff", "Self", "diff",
+                                    "Function"]
+        rows = {ln.split()[-1]: ln.split()[:4] for ln in lines[6:]}
+        assert len(rows) == 4  # with the class body
+        long = next(n for n in rows if n.endswith("too"))
+        assert long == "..." + LONG[-len(long) + 3:]  # cut from the left
+        assert rows[long] == ["3", "5", "+2", "+66.7%"]
+        assert rows["__main__:short"] == ["3", "5", "+2", "+66.7%"]
+        assert rows["__main__:<module>"] == ["1", "1", "0", "+0.0%"]
+    res = fntrace("report", "a.dat", "--diff", "b.dat", "--wide", cwd=tmp_path,
+                  env={**ENV, "COLUMNS": "80"})
+    lines = res.stdout.splitlines()
+    assert lines[3].split() == [w for m in ("Total", "Self", "Calls")
+                                for w in (m, "base", m, "new", m, "diff", "%")] + ["Function"]
+    assert any(ln.endswith(LONG) for ln in lines)

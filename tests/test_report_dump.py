@@ -432,7 +432,7 @@ def test_e2e_report_call_counts_match_oracle(recorded: Path) -> None:
     res = fntrace("report", "--threads", "-s", "calls", cwd=recorded)
     sections = res.stdout.split("\n\n")
     assert sorted(s.splitlines()[0].split()[2][:2] for s in sections) == ["Ma", "w3", "w4"]
-    res = fntrace("report", "--diff", "fntrace.dat", cwd=recorded)
+    res = fntrace("report", "--diff", "fntrace.dat", "--wide", cwd=recorded)
     assert res.returncode == 0
     diff_rows = parse_table(res.stdout.splitlines()[3:])
     assert {r[-1] for r in diff_rows} == set(rows)
