@@ -8,6 +8,10 @@ form ``module:qualname``::
     module-glob:qual-glob     full-name glob, e.g. ``json.decoder:JSONDecoder.*``
     !glob                     negation: take matching functions back out
     glob:mod:module-glob      only functions whose module matches ``module-glob``
+                              (``PKG.*`` there, and on the module side of a
+                              ``module-glob:qual-glob``, also names PKG itself:
+                              ``*:mod:json.*`` is the json package, ``json:loads``
+                              included)
     glob:traceon[:N]          trigger commands (also traceoff, snapshot,
     glob:stacktrace[:N]       stacktrace, dump, enable_event:sys:ev[:N],
     glob:dump                 disable_event:sys:ev[:N]); these belong to a
@@ -167,6 +171,20 @@ def _compile(glob: str) -> re.Pattern[str]:
     return re.compile(fnmatch.translate(glob))
 
 
+def _compile_module(glob: str) -> re.Pattern[str]:
+    """A module glob, where ``PKG.*`` (PKG without wildcards) also names PKG itself.
+
+    ``*:mod:json.*`` is how one says "the json package", and a package's own
+    functions (``json:loads``, its ``__init__``) are part of it; a plain glob
+    would leave them out, as it silently did.  ``json*`` still means what it
+    says (it also takes ``jsonschema``).
+    """
+    package = glob[:-2]
+    if glob.endswith(".*") and package and not any(ch in package for ch in "*?["):
+        return re.compile(f"{fnmatch.translate(glob)}|{fnmatch.translate(package)}")
+    return _compile(glob)
+
+
 @dataclass(frozen=True)
 class FilterLine:
     """One parsed pattern line, validated and compiled on construction.
@@ -184,7 +202,7 @@ class FilterLine:
 
     _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
     _module_regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
-    _full_only: bool = field(init=False, repr=False, compare=False)
+    _side_regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         try:
@@ -192,11 +210,15 @@ class FilterLine:
             _check_params(self.command, self.params)
         except _Malformed as exc:
             raise _error(self.text, str(exc)) from None
-        full_only = ":" in self.glob
-        module_regex = _compile(self.params[0]) if self.command == "mod" else None
-        object.__setattr__(self, "_regex", _compile(self.glob))
+        module_regex = _compile_module(self.params[0]) if self.command == "mod" else None
+        if ":" in self.glob:  # module-glob:qual-glob, each side on its own (neither has ':')
+            module_side, qual_side = self.glob.split(":")
+            regex, side = _compile(qual_side), _compile_module(module_side)
+        else:
+            regex, side = _compile(self.glob), None
+        object.__setattr__(self, "_regex", regex)
         object.__setattr__(self, "_module_regex", module_regex)
-        object.__setattr__(self, "_full_only", full_only)
+        object.__setattr__(self, "_side_regex", side)
 
     @property
     def count(self) -> int | None:
@@ -215,13 +237,15 @@ class FilterLine:
         function's own name), so ``raw_decode`` names
         ``json.decoder:JSONDecoder.raw_decode`` as a bare kernel symbol would;
         it never matches module names, so ``get*`` does not pull in a module
-        called ``gettext``.  Use ``json.*:*`` or ``*:mod:json.*`` for modules.
+        called ``gettext``.  Use ``json.*:*`` or ``*:mod:json.*`` for modules
+        (a module glob ``PKG.*`` also names the package PKG itself).
         """
         if self._module_regex is not None and self._module_regex.fullmatch(module) is None:
             return False
         regex = self._regex
-        if self._full_only:
-            return regex.fullmatch(f"{module}:{qualname}") is not None
+        if self._side_regex is not None:
+            return (self._side_regex.fullmatch(module) is not None
+                    and regex.fullmatch(qualname) is not None)
         if regex.fullmatch(qualname) is not None:
             return True
         dot = qualname.rfind(".")
