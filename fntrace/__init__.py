@@ -23,6 +23,7 @@ from .core.engine import (
 )
 from .core.filter import Filter
 from .core.flags import Event, Flags
+from .core.hints import check as check_filter
 from .core.ops import Ops
 from .core.regs import CallSite, FtraceRegs, FullRegs, get_regs
 from .core.symbols import Function, available_filter_functions
@@ -45,6 +46,7 @@ __all__ = [
     "Ops",
     "__version__",
     "available_filter_functions",
+    "check_filter",
     "enabled_functions",
     "ftrace_enabled",
     "get_regs",

@@ -49,6 +49,11 @@ def _funcs(ns: argparse.Namespace) -> int:
         module, _, qualname = full.partition(":")
         if filt.selects(module, qualname):
             print(full)
+    if filt.lines:
+        from .core import hints
+
+        for msg in hints.report(filt.lines, hints.loaded(), "-F"):
+            print(f"fntrace funcs: {msg}", file=sys.stderr)
     return 0
 
 

@@ -416,6 +416,32 @@ def _main_module(ns: argparse.Namespace, argv: list[str],
     return compile(source, path, "exec", dont_inherit=True), main
 
 
+#: The option that sets each pattern file, for the messages of _say_unmatched.
+_PATTERN_FILES = (("filter", "-F", "set_ftrace_filter"), ("notrace", "-N", "set_ftrace_notrace"),
+                  ("graph_function", "-G", "set_graph_function"),
+                  ("graph_notrace", "--graph-notrace", "set_graph_notrace"))
+
+
+def _say_unmatched(inst: Any, live: bool) -> None:
+    """Once the program's main is over: each pattern that matched no function loaded
+    now, with what was probably meant (core/hints.py), on fntrace's own stderr.
+    Under --live the patterns may have come from ctl, so they are named by file."""
+    groups = [(file if live else option, getattr(inst, attr).lines)
+              for attr, option, file in _PATTERN_FILES]
+    if not any(lines for _, lines in groups):
+        return
+    from .core import hints
+
+    try:
+        found = hints.loaded()
+        said = [f"fntrace {_command}: {msg}\n" for option, lines in groups
+                for msg in hints.report(lines, found, option)]
+        if said:
+            os.write(2, "".join(said).encode("utf-8", "backslashreplace"))
+    except Exception:  # advice must never change how the program ends
+        pass
+
+
 def _run(ns: argparse.Namespace, argv: list[str], rec: Recorder, stop: Any) -> int:
     inst = rec.inst
     if ns.module is not None:
@@ -445,6 +471,7 @@ def _run(ns: argparse.Namespace, argv: list[str], rec: Recorder, stop: Any) -> i
         mute(inst, threading.get_native_id())  # the program's main is over
         if stop is not None:
             stop()
+    _say_unmatched(inst, ns.live)
     # Non-daemon threads of the program still run until the interpreter joins them;
     # the atexit hook finishes the file after that, as late as Python allows.
     return code

@@ -60,8 +60,9 @@ def _ctl(ns: argparse.Namespace) -> int:
     pid = _pid(ns.pid, "ctl")
     if ns.file is None:
         raise SystemExit("fntrace ctl: give a FILE (or ls, mkdir, rmdir, trace_pipe)")
-    if ns.append and (ns.value is None or ns.file in ("ls", *_MKDIR)):
-        raise SystemExit("fntrace ctl: --append needs a FILE and a VALUE to write")
+    for flag, name in ((ns.append, "--append"), (ns.check, "--check")):
+        if flag and (ns.value is None or ns.file in ("ls", *_MKDIR)):
+            raise SystemExit(f"fntrace ctl: {name} needs a FILE and a VALUE to write")
     try:
         with Client(pid) as client:
             if ns.file == "ls":
@@ -73,6 +74,11 @@ def _ctl(ns: argparse.Namespace) -> int:
                 getattr(client, ns.file)(ns.value)
             elif ns.value is not None:
                 client.write(ns.file, ns.value, append=ns.append)
+                if ns.check:
+                    # Asked in the target, where its modules are loaded.
+                    said = client.read("control/unmatched")
+                    sys.stderr.write("".join(f"fntrace ctl: {line}\n"
+                                             for line in said.splitlines()))
             elif ns.file.rstrip("/").rsplit("/", 1)[-1] == "trace_pipe":
                 return _stream(client, ns.file)
             else:
@@ -142,6 +148,8 @@ examples:
   fntrace ctl --list                                   processes that can be steered
   fntrace ctl 1234 set_ftrace_filter 'myapp.db:*'      trace only myapp.db
   fntrace ctl 1234 set_ftrace_filter 'myapp.api:*' -a  ... and myapp.api too
+  fntrace ctl --check 1234 set_ftrace_filter 'myapp.*' ... and say if it matches nothing
+  fntrace ctl 1234 control/unmatched                   patterns that match no function
   fntrace ctl 1234 current_tracer function_graph       start tracing
   fntrace ctl 1234 trace_pipe                          stream the trace until Ctrl-C
   fntrace ctl 1234 ls options                          list a directory
@@ -169,6 +177,9 @@ def add_parsers(sub: Any) -> None:
                           "of dead processes are removed)")
     ctl.add_argument("-a", "--append", action="store_true",
                      help="append VALUE (the shell's >>) instead of replacing")
+    ctl.add_argument("--check", action="store_true",
+                     help="after writing, say which patterns match no function loaded in "
+                          "the process (and what was probably meant): control/unmatched")
     ctl.add_argument("pid", nargs="?", metavar="PID")
     ctl.add_argument("file", nargs="?", metavar="FILE")
     ctl.add_argument("value", nargs="?", metavar="VALUE")

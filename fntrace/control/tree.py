@@ -4,7 +4,8 @@ The root is the top-level instance (made on first use, so a process that is
 never steered owns no instance at all; under ``fntrace record/run --live`` it is
 the recording instance); ``instances/NAME/...`` are named
 instances that ``mkdir``/``rmdir`` create and close, as in tracefs;
-``control/stats`` is the server's own counters.
+``control/stats`` is the server's own counters; ``control/unmatched`` lists the
+patterns that match no loaded function, with advice (core/hints.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from .protocol import ControlError
 
 __all__ = ["Tree"]
 
+#: The pattern files control/unmatched checks, and the Instance attribute of each.
+_PATTERN_FILES = (("set_ftrace_filter", "filter"), ("set_ftrace_notrace", "notrace"),
+                  ("set_graph_function", "graph_function"),
+                  ("set_graph_notrace", "graph_notrace"))
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -65,9 +70,28 @@ class Tree:
         if parts[:1] == ["control"]:
             if parts == ["control", "stats"]:
                 return self._stats()
+            if parts == ["control", "unmatched"]:
+                return self.unmatched()
             raise FileNotFoundError(f"no such file: {path}")
         inst, rest = self.resolve(path)
         return inst.read(rest)
+
+    def unmatched(self) -> str:
+        """``control/unmatched``: each pattern of every instance's pattern files that
+        matches no function loaded in this process now, with what was probably meant
+        (the kernel refuses such a pattern with EINVAL; here modules may load later,
+        so it is kept and this file says it)."""
+        from ..core import hints
+
+        insts = ([("", self._top)] if self._top is not None else []) + [
+            (f"instances/{name}/", inst) for name, inst in sorted(self.named.items())]
+        groups = [(f"{prefix}{file}", getattr(inst, attr).lines)
+                  for prefix, inst in insts for file, attr in _PATTERN_FILES]
+        if not any(lines for _, lines in groups):
+            return ""
+        found = hints.loaded()
+        return "".join(f"{msg}\n" for what, lines in groups
+                       for msg in hints.report(lines, found, what))
 
     def write(self, path: str, value: str, append: bool) -> None:
         if _parts(path)[:1] == ["control"]:
@@ -80,7 +104,7 @@ class Tree:
         if not parts:
             return sorted([*self.top.listdir(""), "control", "instances"])
         if parts == ["control"]:
-            return ["stats"]
+            return ["stats", "unmatched"]
         if parts == ["instances"]:
             return sorted(self.named)
         if parts[0] == "instances":
