@@ -222,9 +222,11 @@ def _steer(tmp: Path, cmd: list[str], before: list[list[str]], between: list[lis
         pid = proc.stdout.readline().split()[1]
         for step, ctls in enumerate((before, between)):
             for args in ctls:
-                res = fntrace("ctl", pid, *args, cwd=tmp)
+                flags = [a for a in args if a.startswith("--")]
+                res = fntrace("ctl", *flags, pid, *(a for a in args if a not in flags),
+                              cwd=tmp)
                 assert res.returncode == 0, res.stderr
-                outputs.append(res.stdout)
+                outputs.append(res.stdout + res.stderr)
             proc.stdin.write("\n")
             proc.stdin.flush()
             if step == 0:
@@ -313,3 +315,131 @@ def test_report_diff_fits_the_terminal_and_wide_shows_all(tmp_path: Path) -> Non
     assert lines[3].split() == [w for m in ("Total", "Self", "Calls")
                                 for w in (m, "base", m, "new", m, "diff", "%")] + ["Function"]
     assert any(ln.endswith(LONG) for ln in lines)
+
+
+# -- 1. a filter that matches nothing says so, and helps --------------------------------
+
+def _package(tmp: Path) -> None:
+    """A package ``mypkg`` (its own function, a submodule's, a -m entry) and a program."""
+    (tmp / "mypkg" / "sub").mkdir(parents=True)
+    write(tmp / "mypkg" / "__init__.py", """
+        def helper(x):
+            return x + 1
+    """)
+    write(tmp / "mypkg" / "sub" / "__init__.py", """
+        def deep(x):
+            return x * 2
+    """)
+    write(tmp / "mypkg" / "tool.py", """
+        import mypkg.sub
+        def main():
+            print(mypkg.sub.deep(mypkg.helper(1)))
+        if __name__ == "__main__":
+            main()
+    """)
+    write(tmp / "prog.py", """
+        import mypkg.sub
+        def run_the_program():
+            return mypkg.sub.deep(mypkg.helper(2))
+        print(run_the_program())
+    """)
+
+
+def _said(res: subprocess.CompletedProcess[str]) -> list[str]:
+    return res.stderr.splitlines()
+
+
+def test_a_package_glob_without_a_colon_says_what_was_meant(tmp_path: Path) -> None:
+    _package(tmp_path)
+    for cmd in ("record", "run"):
+        res = fntrace(cmd, "-F", "mypkg.*", "-o", "out", "prog.py", cwd=tmp_path)
+        assert (res.returncode, res.stdout) == (0, "6\n")
+        assert _said(res) == [
+            f"fntrace {cmd}: -F 'mypkg.*' matched no function: 'mypkg.*' matches qualnames "
+            "(Class.method), not modules: did you mean 'mypkg:*' or '*:mod:mypkg.*'?"]
+
+
+def test_module_dot_function_and_a_module_name_get_their_spelling(tmp_path: Path) -> None:
+    _package(tmp_path)
+    res = fntrace("record", "-F", "mypkg.helper", "-F", "mypkg.sub", "-N", "run_the_progam",
+                  "-o", "t.dat", "prog.py", cwd=tmp_path)
+    assert (res.returncode, res.stdout) == (0, "6\n")
+    assert _said(res) == [
+        "fntrace record: -F 'mypkg.helper' matched no function: 'mypkg.helper' matches "
+        "qualnames, not module.function: did you mean 'mypkg:helper'?",
+        "fntrace record: -F 'mypkg.sub' matched no function: 'mypkg.sub' names a module, not a "
+        "function: did you mean 'mypkg.sub:*' or '*:mod:mypkg.sub.*'?",
+        "fntrace record: -N 'run_the_progam' matched no function: did you mean "
+        "'run_the_program'?"]
+    assert called(tmp_path / "t.dat") == []
+
+
+def test_patterns_that_match_say_nothing_and_mod_covers_the_package(tmp_path: Path) -> None:
+    _package(tmp_path)
+    res = fntrace("record", "-t", "function", "-F", "*:mod:mypkg.*", "-F", "!nothing_at_all",
+                  "-o", "t.dat", "prog.py", cwd=tmp_path)
+    assert (res.returncode, res.stdout, res.stderr) == (0, "6\n", "")
+    # The package's own code (mypkg:helper, its <module>) is in, as are its submodules'.
+    assert called(tmp_path / "t.dat") == ["mypkg:<module>", "mypkg.sub:<module>",
+                                          "mypkg:helper", "mypkg.sub:deep"]
+
+
+def test_the_module_run_with_dash_m_is_main(tmp_path: Path) -> None:
+    _package(tmp_path)
+    res = fntrace("run", "-F", "mypkg.tool:*", "-m", "mypkg.tool", cwd=tmp_path)
+    assert (res.returncode, res.stdout) == (0, "4\n")
+    assert _said(res) == [
+        "fntrace run: -F 'mypkg.tool:*' matched no function: no module 'mypkg.tool' is loaded. "
+        "mypkg.tool runs as the program (-m mypkg.tool): its functions are '__main__:*'."]
+
+
+def test_a_misspelt_module_gets_the_close_names(tmp_path: Path) -> None:
+    _package(tmp_path)
+    res = fntrace("run", "-F", "*:mod:mypgk.*", "-F", "mypkg.sub:dep", "prog.py", cwd=tmp_path)
+    assert res.returncode == 0
+    assert _said(res) == [
+        "fntrace run: -F '*:mod:mypgk.*' matched no function: no loaded module matches "
+        "'mypgk.*': did you mean module 'mypkg'?",
+        "fntrace run: -F 'mypkg.sub:dep' matched no function: no function of module mypkg.sub "
+        "matches 'dep': did you mean 'mypkg.sub:deep'?"]
+
+
+def test_funcs_says_what_matched_nothing(tmp_path: Path) -> None:
+    res = fntrace("funcs", "-m", "json", "-F", "json.*", cwd=tmp_path)
+    assert (res.returncode, res.stdout) == (0, "")
+    assert _said(res) == [
+        "fntrace funcs: -F 'json.*' matched no function: 'json.*' matches qualnames "
+        "(Class.method), not modules: did you mean 'json:*' or '*:mod:json.*'?"]
+    res = fntrace("funcs", "-m", "json", "-F", "*:mod:json.*", cwd=tmp_path)
+    listed = res.stdout.splitlines()
+    assert res.stderr == "" and {"json:loads", "json:dumps",
+                                 "json.decoder:JSONDecoder.decode"} <= set(listed)
+    assert {name.partition(":")[0] for name in listed} == {
+        "json", "json.decoder", "json.encoder", "json.scanner"}
+
+
+def test_ctl_check_and_control_unmatched(tmp_path: Path) -> None:
+    outs = _steer(tmp_path, ["run", "--live", "-F", "fa", "-o", "live.txt"],
+                  [["--check", "set_ftrace_filter", "f_b", "--append"],
+                   ["control/unmatched"], ["--check", "set_ftrace_filter", "fb"]], [])
+    # (The closest name first; stdlib names may follow it: 'f_b' is close to '_cb'.)
+    said = "set_ftrace_filter 'f_b' matched no function: did you mean 'fb'"
+    assert outs[0].startswith(f"fntrace ctl: {said}") and outs[0].count("\n") == 1
+    assert outs[1].startswith(said) and outs[1].count("\n") == 1
+    assert outs[2] == ""  # fb matches: nothing to say
+
+
+COMPILED_MODULE = getattr(__import__("_json"), "__file__", None)
+
+
+def test_a_compiled_module_is_said_compiled(tmp_path: Path) -> None:
+    import pytest
+
+    if not (COMPILED_MODULE or "").endswith(".so"):
+        pytest.skip("_json is built into this interpreter, not an extension file")
+    write(tmp_path / "usejson.py", "import json, _json\nprint(json.dumps([1]))\n")
+    res = fntrace("run", "-F", "_json:*", "usejson.py", cwd=tmp_path)
+    assert (res.returncode, res.stdout) == (0, "[1]\n")
+    assert _said(res) == [
+        "fntrace run: -F '_json:*' matched no function: Module _json is compiled (mypyc, "
+        f"Cython or C: {COMPILED_MODULE}): it has no Python functions to trace."]

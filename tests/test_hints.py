@@ -1,0 +1,68 @@
+"""core/hints.py: which patterns matched nothing, and the advice, against a
+hand-made set of loaded modules (an oracle independent of this interpreter)."""
+
+from __future__ import annotations
+
+import fntrace
+from fntrace.core.filter import parse
+from fntrace.core.hints import Loaded, report
+
+SO = "/site/black/__init__.cpython-311-x86_64-linux-gnu.so"
+FOUND = Loaded(
+    functions={"app": {"main", "Cart.total"}, "app.db": {"connect"}, "black.pure": {"out"}},
+    modules={"app": "/src/app/__init__.py", "app.db": "/src/app/db.py", "black": SO,
+             "black.linegen": SO.replace("__init__", "linegen"),
+             "black.pure": "/site/black/pure.py", "sys": None},
+    main_name="app.cli")
+
+
+def said(*patterns: str) -> list[str]:
+    return report(parse(patterns), FOUND, "-F")
+
+
+def test_matching_and_negative_and_trigger_lines_say_nothing() -> None:
+    assert said("main", "app:*", "*:mod:app.*", "!nothing", "app.db:connect", "total") == []
+
+
+def test_compiled_modules_are_named() -> None:
+    assert said("black:*") == [
+        f"-F 'black:*' matched no function: Module black is compiled (mypyc, Cython or C: "
+        f"{SO}): it has no Python functions to trace."]
+    assert said("black.*") == [
+        "-F 'black.*' matched no function: 'black.*' matches qualnames (Class.method), not "
+        "modules: did you mean 'black:*' or '*:mod:black.*'? 2 of the 3 loaded modules it "
+        "names are compiled (mypyc, Cython or C: black, black.linegen) and have no Python "
+        "functions to trace."]
+
+
+def test_module_spellings() -> None:
+    assert said("app.Cart.total", "app.db", "app.cli:*") == [
+        "-F 'app.Cart.total' matched no function: 'app.Cart.total' matches qualnames, not "
+        "module.function: did you mean 'app:Cart.total'?",
+        "-F 'app.db' matched no function: 'app.db' names a module, not a function: did you "
+        "mean 'app.db:*' or '*:mod:app.db.*'?",
+        "-F 'app.cli:*' matched no function: no module 'app.cli' is loaded. app.cli runs as "
+        "the program (-m app.cli): its functions are '__main__:*'."]
+
+
+def test_close_names_within_the_module() -> None:
+    assert said("conect:mod:app.*", "ap:*", "zzz") == [
+        "-F 'conect:mod:app.*' matched no function: no function of module app, app.db "
+        "matches 'conect': did you mean 'connect:mod:app.*'?",
+        "-F 'ap:*' matched no function: no loaded module matches 'ap': did you mean module "
+        "'app'?",
+        "-F 'zzz' matched no function: no loaded function has a name like it (is its module "
+        "imported yet?)"]
+
+
+def test_check_filter_on_an_ops() -> None:
+    ops = fntrace.Ops(lambda *a: None, filter=["json.*", "*:mod:json.*"], notrace="dumsp")
+    import json  # noqa: F401  (loaded: the advice is computed from what is loaded)
+
+    msgs = fntrace.check_filter(ops)
+    assert msgs[0] == ("filter 'json.*' matched no function: 'json.*' matches qualnames "
+                       "(Class.method), not modules: did you mean 'json:*' or '*:mod:json.*'?")
+    assert msgs[1].startswith("notrace 'dumsp' matched no function: did you mean ")
+    assert "'dumps'" in msgs[1]
+    assert len(msgs) == 2
+    assert fntrace.check_filter("*:mod:json.* loads") == []
