@@ -35,6 +35,7 @@ def _parts(path: str) -> list[str]:
 class Tree:
     def __init__(self, stats: Callable[[], str]) -> None:
         self._top: Instance | None = None
+        self.recording = False  # the top level is a recording's (record/run --live)
         self.named: dict[str, Instance] = {}
         self._stats = stats
 
@@ -50,6 +51,7 @@ class Tree:
         if self._top is not None and self._top is not inst:
             raise FileExistsError("the top-level instance is already in use")
         self._top = inst
+        self.recording = True
 
     def resolve(self, path: str) -> tuple[Instance, str]:
         """The instance a file path belongs to, and the path inside it."""
@@ -63,6 +65,12 @@ class Tree:
             return inst, "/".join(parts[2:])
         if not parts:
             raise IsADirectoryError("/: is a directory")
+        if self.recording and parts == ["trace_pipe"]:
+            # trace_pipe consumes what it shows: a second reader would take events
+            # away from the recording (the kernel lets two readers race; we refuse).
+            raise ControlError("EBUSY", "trace_pipe: the recording (fntrace record/run "
+                               "--live) reads the top level's buffer; mkdir instances/NAME "
+                               "and stream instances/NAME/trace_pipe instead")
         return self.top, "/".join(parts)
 
     def read(self, path: str) -> str:
