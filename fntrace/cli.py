@@ -21,10 +21,12 @@ from .core.symbols import available_filter_functions
 EXAMPLES = """\
 examples:
   fntrace run -- examples/shop.py                 trace every function of the program
-  fntrace run -F 'shop:*' --args -- examples/shop.py
-                                                  only module shop, with arguments
+  fntrace run -F '__main__:*' --args -- examples/shop.py
+                                                  only the script's own functions (a script
+                                                  runs as __main__), with arguments
   fntrace run -F '*:mod:json.*' -m json.tool f.json
-                                                  only the json package, running a module
+                                                  only the json package (json.* covers json
+                                                  itself), running a module
   fntrace funcs -m json -F 'json.decoder:*'       list traceable functions
   fntrace run --live -- app.py                    run app.py, steerable with fntrace ctl
   fntrace ctl 1234 set_ftrace_filter 'myapp.db:*' set a filter in process 1234

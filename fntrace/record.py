@@ -37,11 +37,17 @@ FLAGS: set[str] = {"-h", "--help"}
 EXAMPLES = """\
 examples:
   fntrace record -- examples/shop.py                 function_graph trace into fntrace.dat
-  fntrace record -t function -F 'shop:*' -o shop.dat -- examples/shop.py --fast
-  fntrace record --args --retval -D 3 -m json.tool f.json
-  fntrace record -T 'shop:checkout:traceoff' -- app.py   stop recording at checkout
-  fntrace info fntrace.dat                          what was recorded
-  fntrace replay fntrace.dat -F 'shop:*' --since 0.5 --until 1.0
+  fntrace record -t function -F '__main__:*' -o shop.dat examples/shop.py --fast
+                                                     the script's own functions (it runs as
+                                                     __main__); --fast is the script's
+  fntrace record --args --retval -D 3 -m json.tool --sort-keys f.json
+                                                     everything after -m MODULE is the
+                                                     program's, as with python
+  fntrace record -T '__main__:checkout:traceoff' -- examples/shop.py
+                                                     stop recording at checkout
+  fntrace info fntrace.dat                           what was recorded
+  fntrace replay fntrace.dat -F '__main__:*' --until 0.5
+                                                     the script's calls in the first 0.5 s
 """
 
 
@@ -160,6 +166,9 @@ examples:
   fntrace run -- examples/shop.py                    every call, live (function tracer)
   fntrace run -t function_graph -F '*:mod:__main__' --args --retval -- examples/shop.py
   fntrace run -F 'json.*:*' -o trace.txt -m json.tool f.json
+                                                     the json package into trace.txt
+  fntrace run -o - -m json.tool f.json               the trace reaches the terminal even
+                                                     though json.tool closes sys.stdout
   fntrace run --inject 'store:save:raise=OSError("disk full"):interval=2' -- app.py
   fntrace run --live -- server.py                    untraced until steered with fntrace ctl
 """

@@ -30,7 +30,8 @@ TEXT = "~"  # (ts, size, "~", rendered line): a line recorded already rendered
 EXAMPLES = """\
 examples:
   fntrace replay fntrace.dat                        the whole trace
-  fntrace replay fntrace.dat -F 'shop:*' -N '*:_*'  only shop's functions, no private ones
+  fntrace replay fntrace.dat -F '__main__:*' -N '*:_*'
+                                                    the script's functions, no private ones
   fntrace replay fntrace.dat --depth 2 --since 0.5 --until 1.5 --thread 4242
 """
 

@@ -443,3 +443,12 @@ def test_a_compiled_module_is_said_compiled(tmp_path: Path) -> None:
     assert _said(res) == [
         "fntrace run: -F '_json:*' matched no function: Module _json is compiled (mypyc, "
         f"Cython or C: {COMPILED_MODULE}): it has no Python functions to trace."]
+
+
+def test_a_script_named_by_its_file_is_main(tmp_path: Path) -> None:
+    _package(tmp_path)
+    res = fntrace("record", "-F", "prog:*", "-o", "t.dat", "prog.py", cwd=tmp_path)
+    assert (res.returncode, res.stdout) == (0, "6\n")
+    assert _said(res) == [
+        "fntrace record: -F 'prog:*' matched no function: no module 'prog' is loaded. prog "
+        "runs as the program (prog.py): its functions are '__main__:*'."]

@@ -13,7 +13,7 @@ FOUND = Loaded(
     modules={"app": "/src/app/__init__.py", "app.db": "/src/app/db.py", "black": SO,
              "black.linegen": SO.replace("__init__", "linegen"),
              "black.pure": "/site/black/pure.py", "sys": None},
-    main_name="app.cli")
+    main_name="app.cli", main_how="-m app.cli")
 
 
 def said(*patterns: str) -> list[str]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.machinery
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -44,8 +45,10 @@ class Loaded:
     functions: dict[str, set[str]]
     #: ``module name -> file`` (None when it has none: builtin, namespace package).
     modules: dict[str, str | None]
-    #: The importable name of the program run as ``__main__`` (``python -m NAME``).
+    #: The name the program run as ``__main__`` would have as a module (``python -m
+    #: NAME``, or a script's file name without ``.py``), and how it was run.
     main_name: str | None = None
+    main_how: str = ""
     #: Every function's own name (the qualname's last part).
     short_names: set[str] = field(default_factory=set, repr=False)
 
@@ -76,7 +79,14 @@ def loaded(names: Iterable[str] = ()) -> Loaded:
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     main_name = getattr(spec, "name", None)
-    return Loaded(functions, modules, main_name if isinstance(main_name, str) else None)
+    path = getattr(main, "__file__", None)
+    how = f"-m {main_name}"
+    if not isinstance(main_name, str) and isinstance(path, str) and path.endswith(".py"):
+        # A script runs as __main__ too; users often name it by its file's stem.
+        main_name, how = os.path.basename(path)[:-3], os.path.basename(path)
+    if not isinstance(main_name, str) or main_name == "__main__":
+        return Loaded(functions, modules)
+    return Loaded(functions, modules, main_name, how)
 
 
 def _matches_any(line: FilterLine, found: Loaded) -> bool:
@@ -120,8 +130,9 @@ def _main_note(glob: str, found: Loaded) -> str:
     """A sentence (with a leading space) when ``glob`` names the module run as the
     program (``-m NAME`` runs as ``__main__``), or nothing."""
     main = found.main_name
-    if main and parse_line(f"*:mod:{glob}").matches(main, "f"):
-        return f" {main} runs as the program (-m {main}): its functions are '__main__:*'."
+    if main and main not in found.modules and parse_line(f"*:mod:{glob}").matches(main, "f"):
+        return (f" {main} runs as the program ({found.main_how or main}): its functions are "
+                "'__main__:*'.")
     return ""
 
 
