@@ -66,3 +66,14 @@ def test_check_filter_on_an_ops() -> None:
     assert "'dumps'" in msgs[1]
     assert len(msgs) == 2
     assert fntrace.check_filter("*:mod:json.* loads") == []
+
+
+def test_the_program_named_as_a_module() -> None:
+    assert said("app.cli.*", "app.cli.main", "app.cli") == [
+        "-F 'app.cli.*' matched no function: 'app.cli.*' matches qualnames (Class.method), not "
+        "modules. app.cli runs as the program (-m app.cli): its functions are '__main__:*'.",
+        "-F 'app.cli.main' matched no function: 'app.cli.main' matches qualnames, not "
+        "module.function: did you mean '__main__:main'? app.cli runs as the program "
+        "(-m app.cli): its functions are '__main__:*'.",
+        "-F 'app.cli' matched no function: 'app.cli' matches qualnames (Class.method), not "
+        "modules. app.cli runs as the program (-m app.cli): its functions are '__main__:*'."]

@@ -190,15 +190,21 @@ def advice(line: FilterLine, found: Loaded) -> str:
     if glob in found.modules or ("." in glob and _modules_named(glob, found)):
         return (f"'{glob}' names a module, not a function: "
                 f"{_package_advice(glob, _modules_named(glob + '.*', found), found)}")
+    bare = glob[:-2] if glob.endswith(".*") else glob
+    if _main_note(bare, found):
+        return f"'{glob}' matches qualnames (Class.method), not modules.{_main_note(bare, found)}"
     if "." in glob:
         parts = glob.split(".")
         for cut in range(len(parts) - 1, 0, -1):
             module, rest = ".".join(parts[:cut]), ".".join(parts[cut:])
+            note = _main_note(module, found)
+            if note:
+                return (f"'{glob}' matches qualnames, not module.function: did you mean "
+                        f"'__main__:{rest}'?{note}")
             modules = _modules_named(module, found)
             if modules:
                 return (f"'{glob}' matches qualnames, not module.function: did you mean "
-                        f"'{module}:{rest}'?{_compiled_note(modules, found)}"
-                        f"{_main_note(module, found)}")
+                        f"'{module}:{rest}'?{_compiled_note(modules, found)}")
     close = _close(glob, found.short_names)
     if close:
         return f"did you mean {_quote(close)}?"
