@@ -338,6 +338,8 @@ def _own_stdout() -> Any:
     call under a capturing harness) there is nothing to duplicate and sys.stdout
     is used.
     """
+    if sys.stdout is None:  # started with no stdout at all (fd 1 closed)
+        return open(os.devnull, "w", encoding="utf-8")
     try:
         fd = sys.stdout.fileno()
     except (AttributeError, OSError, ValueError):
@@ -442,9 +444,7 @@ def _say_unmatched(inst: Any, live: bool) -> None:
     from .core import hints
 
     try:
-        found = hints.loaded()
-        said = [f"fntrace {_command}: {msg}\n" for option, lines in groups
-                for msg in hints.report(lines, found, option)]
+        said = [f"fntrace {_command}: {msg}\n" for msg in hints.report_unmatched(groups)]
         if said:
             os.write(2, "".join(said).encode("utf-8", "backslashreplace"))
     except Exception:  # advice must never change how the program ends

@@ -95,11 +95,7 @@ class Tree:
             (f"instances/{name}/", inst) for name, inst in sorted(self.named.items())]
         groups = [(f"{prefix}{file}", getattr(inst, attr).lines)
                   for prefix, inst in insts for file, attr in _PATTERN_FILES]
-        if not any(lines for _, lines in groups):
-            return ""
-        found = hints.loaded()
-        return "".join(f"{msg}\n" for what, lines in groups
-                       for msg in hints.report(lines, found, what))
+        return "".join(f"{msg}\n" for msg in hints.report_unmatched(groups))
 
     def write(self, path: str, value: str, append: bool) -> None:
         if _parts(path)[:1] == ["control"]:

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 
 from .filter import Filter, FilterLine, parse, parse_line
 
-__all__ = ["Loaded", "advice", "check", "loaded", "report", "unmatched"]
+__all__ = ["Loaded", "advice", "check", "loaded", "patched", "report", "report_unmatched",
+           "unmatched"]
 
 _COMPILED = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 #: At most this many names in a "did you mean" list.
@@ -87,6 +88,29 @@ def loaded(names: Iterable[str] = ()) -> Loaded:
     if not isinstance(main_name, str) or main_name == "__main__":
         return Loaded(functions, modules)
     return Loaded(functions, modules, main_name, how)
+
+
+def patched() -> Loaded:
+    """Only the functions patched now (enabled_functions): cheap, so a caller can skip
+    the walk over every object in :func:`loaded` when every pattern matches one."""
+    from .engine import iter_sites
+
+    functions: dict[str, set[str]] = {}
+    for fn, _, _, _ in iter_sites():
+        functions.setdefault(fn.module, set()).add(fn.qualname)
+    return Loaded(functions, {})
+
+
+def report_unmatched(groups: Sequence[tuple[str, Sequence[FilterLine]]]) -> list[str]:
+    """:func:`report` for several pattern files, ``(what, lines)`` each, computed
+    from the patched functions first and from everything loaded only if needed."""
+    if not any(lines for _, lines in groups):
+        return []
+    quick = patched()
+    if not any(unmatched(lines, quick) for _, lines in groups):
+        return []
+    found = loaded()
+    return [msg for what, lines in groups for msg in report(lines, found, what)]
 
 
 def _matches_any(line: FilterLine, found: Loaded) -> bool:
@@ -243,5 +267,4 @@ def check(patterns: Filter | Iterable[FilterLine] | str | Iterable[str] | object
         for item in items:
             lines += [item] if isinstance(item, FilterLine) else parse(str(item))
         groups.append(("filter", lines))
-    found = loaded()
-    return [msg for what, lines in groups for msg in report(lines, found, what)]
+    return report_unmatched(groups)
