@@ -99,7 +99,7 @@ def add_trace_options(parser: argparse.ArgumentParser, default_tracer: str | Non
     # two only document it (and receive it from cli.main).
     parser.add_argument("-m", dest="module", metavar="MODULE",
                         help="run a module, as python -m; every later argument is the "
-                        "program's")
+                        "program's (a -- right after MODULE is skipped)")
     parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="script.py [args...]",
                         help="the program and its arguments (a leading -- is optional; every "
                         "argument after the script is the program's)")
@@ -120,7 +120,8 @@ def split_command(args: list[str]) -> tuple[list[str], tuple[str | None, list[st
     Returns fntrace's own arguments and, if a program was named, ``(module,
     argv)``: after ``-m MODULE`` or the script path every argument is the
     program's (``fntrace record -m black -q -`` as ``python -m black -q -``);
-    a ``--`` before the program is fntrace's end of options.  An option that
+    a ``--`` before the program, or right after ``-m MODULE``, is fntrace's end
+    of options (``-m black -- -q -`` also works); any later one is the program's.  An option that
     takes a value skips it (``-o x.dat``, ``-ox.dat``, ``--output=x.dat``).
     """
     i = 0
@@ -134,6 +135,8 @@ def split_command(args: list[str]) -> tuple[list[str], tuple[str | None, list[st
             if module is None:
                 return args, None  # argparse says "-m: expected one argument"
             start = i + 1 if tok[2:] else i + 2
+            if args[start:start + 1] == ["--"]:
+                start += 1  # `-m black -- -q -`: fntrace's end of options, as it always was
             return args[:i], (module, args[start:])
         if tok == "-" or not tok.startswith("-"):
             return args[:i], (None, args[i:])

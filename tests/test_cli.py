@@ -78,6 +78,11 @@ def test_arguments_after_dash_m_module_are_the_programs(tmp_path: Path) -> None:
     res = fntrace("run", "-F", "show", "-mechoargs", "-h", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[0] == "['-h']"
+    # A -- right after the module is fntrace's (the form fntrace always took); later
+    # ones are the program's.
+    res = fntrace("run", "-F", "show", "-m", "echoargs", "--", "-q", "--", "x", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0] == "['-q', '--', 'x']"
 
 
 def test_json_tool_module_with_its_own_options(tmp_path: Path) -> None:
