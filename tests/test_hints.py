@@ -77,3 +77,13 @@ def test_the_program_named_as_a_module() -> None:
         "(-m app.cli): its functions are '__main__:*'.",
         "-F 'app.cli' matched no function: 'app.cli' matches qualnames (Class.method), not "
         "modules. app.cli runs as the program (-m app.cli): its functions are '__main__:*'."]
+
+
+def test_a_name_a_package_reexports_points_at_its_definition() -> None:
+    assert said("app:connect", "connect:mod:app") == [
+        "-F 'app:connect' matched no function: no function of module app matches 'connect', "
+        "but 'app.db:connect' does (a function belongs to the module that defines it, not to "
+        "one that re-exports it)",
+        "-F 'connect:mod:app' matched no function: no function of module app matches "
+        "'connect', but 'app.db:connect' does (a function belongs to the module that defines "
+        "it, not to one that re-exports it)"]

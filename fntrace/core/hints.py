@@ -181,10 +181,17 @@ def _module_side(module_glob: str, func_glob: str, line: FilterLine, found: Load
         close = _close(bare, found.modules)
         hint = f": did you mean module {_quote(close)}?" if close else " (imported yet?)"
         return f"no loaded module matches '{module_glob}'{hint}"
+    defined = _defined_elsewhere(modules, func_glob, found)
+    if defined:
+        # A package re-exports what its submodules define; a function's module is
+        # the one that defines it.
+        return (f"no function of module {', '.join(modules[:SUGGESTIONS])} matches "
+                f"'{func_glob}', but {_quote(defined)} does (a function belongs to the "
+                "module that defines it, not to one that re-exports it)")
     with_code = [m for m in modules if found.functions.get(m)]
     note = _compiled_note(modules, found)
     if not with_code:
-        return (note or " The modules it names have no Python functions.").lstrip()
+        return (note or " The modules it names define no Python functions.").lstrip()
     qualnames = {q for m in with_code for q in found.functions[m]}
     close = _close(func_glob, qualnames | {q.rsplit(".", 1)[-1] for q in qualnames})
     if line.command == "mod":
@@ -197,6 +204,18 @@ def _module_side(module_glob: str, func_glob: str, line: FilterLine, found: Load
     hint = f": did you mean {_quote(names)}?" if names else "."
     return (f"no function of module {', '.join(with_code[:SUGGESTIONS])}{more} matches "
             f"'{func_glob}'{hint}{note}")
+
+
+def _defined_elsewhere(modules: Sequence[str], func_glob: str, found: Loaded) -> list[str]:
+    """``module:qualname`` of functions matching ``func_glob`` in other modules, those
+    under the named packages first (the place a re-exported name is defined)."""
+    if func_glob in ("*", "?*"):
+        return []
+    probe = parse_line(func_glob)
+    hits = sorted(f"{m}:{q}" for m, qs in found.functions.items() if m not in modules
+                  for q in qs if probe.matches(m, q))
+    inside = [h for h in hits if any(h.startswith(f"{m}.") for m in modules)]
+    return inside[:SUGGESTIONS] if inside else hits[:SUGGESTIONS]
 
 
 def advice(line: FilterLine, found: Loaded) -> str:
