@@ -365,6 +365,9 @@ def _main(ns: argparse.Namespace, path: str, sink: Any) -> int:
         except ValueError as exc:
             _fail(str(exc))
     argv = [ns.module, *ns.argv] if ns.module is not None else list(ns.argv)
+    # Registered before the recorder's own exit hook, so it runs after it (atexit is
+    # last in, first out): the advice comes after the last of the trace.
+    atexit.register(_print_unmatched, os.getpid())
     rec = start_recording(ns, argv, path, writer=sink)
     if ns.follow:
         from .follow import export
@@ -436,10 +439,14 @@ _PATTERN_FILES = (("filter", "-F", "set_ftrace_filter"), ("notrace", "-N", "set_
                   ("graph_notrace", "--graph-notrace", "set_graph_notrace"))
 
 
+_unmatched: list[str] = []
+
+
 def _say_unmatched(inst: Any, live: bool) -> None:
-    """Once the program's main is over: each pattern that matched no function loaded
-    now, with what was probably meant (core/hints.py), on fntrace's own stderr.
-    Under --live the patterns may have come from ctl, so they are named by file."""
+    """Once the program's main is over (its functions all still exist): each pattern
+    that matched no function loaded now, with what was probably meant (core/hints.py),
+    kept for :func:`_print_unmatched`.  Under --live the patterns may have come from
+    ctl, so they are named by file."""
     groups = [(file if live else option, getattr(inst, attr).lines)
               for attr, option, file in _PATTERN_FILES]
     if not any(lines for _, lines in groups):
@@ -447,11 +454,20 @@ def _say_unmatched(inst: Any, live: bool) -> None:
     from .core import hints
 
     try:
-        said = [f"fntrace {_command}: {msg}\n" for msg in hints.report_unmatched(groups)]
-        if said:
-            os.write(2, "".join(said).encode("utf-8", "backslashreplace"))
+        _unmatched[:] = [f"fntrace {_command}: {msg}\n"
+                         for msg in hints.report_unmatched(groups)]
     except Exception:  # advice must never change how the program ends
         pass
+
+
+def _print_unmatched(root_pid: int) -> None:
+    """At exit, after the trace is finished: the advice, on fntrace's own stderr
+    (the program may have closed sys.stderr), once (not in forked children)."""
+    if _unmatched and os.getpid() == root_pid:
+        try:
+            os.write(2, "".join(_unmatched).encode("utf-8", "backslashreplace"))
+        except OSError:
+            pass
 
 
 def _run(ns: argparse.Namespace, argv: list[str], rec: Recorder, stop: Any) -> int:

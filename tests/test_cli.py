@@ -457,3 +457,28 @@ def test_a_script_named_by_its_file_is_main(tmp_path: Path) -> None:
     assert _said(res) == [
         "fntrace record: -F 'prog:*' matched no function: no module 'prog' is loaded. prog "
         "runs as the program (prog.py): its functions are '__main__:*'."]
+
+
+def test_run_says_unmatched_patterns_after_the_whole_trace_once(tmp_path: Path) -> None:
+    write(tmp_path / "forks.py", """
+        import os
+        def work(n):
+            return n * 2
+        work(1)
+        pid = os.fork()
+        if pid == 0:
+            work(2)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        work(3)
+    """)
+    res = subprocess.run([sys.executable, "-m", "fntrace", "run", "--args", "-F", "work",
+                          "-F", "nomatch_qq", "forks.py"], cwd=tmp_path, env=ENV, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    assert res.returncode == 0
+    lines = res.stdout.splitlines()
+    hint = "fntrace run: -F 'nomatch_qq' matched no function: "
+    assert [ln.startswith(hint) for ln in lines].count(True) == 1
+    assert lines[-1].startswith(hint)  # after every trace line
+    assert sorted(ln.split(": ", 1)[1] for ln in lines[:-1]) == [
+        f"__main__:work(n={n}) <-__main__:<module>" for n in (1, 3)]
