@@ -461,7 +461,8 @@ def test_a_script_named_by_its_file_is_main(tmp_path: Path) -> None:
 
 def test_run_says_unmatched_patterns_after_the_whole_trace_once(tmp_path: Path) -> None:
     write(tmp_path / "forks.py", """
-        import os
+        import os, warnings
+        warnings.simplefilter("ignore")  # 3.12+: fork() with fntrace's writer thread
         def work(n):
             return n * 2
         work(1)
