@@ -119,10 +119,11 @@ def split_command(args: list[str]) -> tuple[list[str], tuple[str | None, list[st
 
     Returns fntrace's own arguments and, if a program was named, ``(module,
     argv)``: after ``-m MODULE`` or the script path every argument is the
-    program's (``fntrace record -m black -q -`` as ``python -m black -q -``);
-    a ``--`` before the program, or right after ``-m MODULE``, is fntrace's end
-    of options (``-m black -- -q -`` also works); any later one is the program's.  An option that
-    takes a value skips it (``-o x.dat``, ``-ox.dat``, ``--output=x.dat``).
+    program's (``fntrace record -m black -q -`` as ``python -m black -q -``).
+    A ``--`` before the program, or right after ``-m MODULE``, is fntrace's end
+    of options (``-m black -- -q -`` also works); any later one is the
+    program's.  An option that takes a value skips it (``-o x.dat``,
+    ``-ox.dat``, ``--output=x.dat``, ``--outp x.dat`` as argparse abbreviates).
     """
     i = 0
     while i < len(args):
@@ -158,8 +159,8 @@ def add_parser(sub: Any) -> None:
     noting.add_argument("-o", "--output", default="fntrace.dat", metavar="PATH",
                         help="trace file to write (default fntrace.dat)")
     noting.add_argument("--follow", action="store_true",
-                     help="trace child processes too (fork, multiprocessing, Python "
-                     "subprocesses), each into PATH.<pid>")
+                        help="trace child processes too (fork, multiprocessing, Python "
+                        "subprocesses), each into PATH.<pid>")
     add_trace_options(rec, "function_graph")
     rec.set_defaults(handler=record_main, command_name="record")
 
@@ -381,7 +382,7 @@ def _main(ns: argparse.Namespace, path: str, sink: Any) -> int:
             # tracefs's top level is the kernel's main buffer): ctl's filter and
             # tracer changes are what lands in the file or the live text.
             control.listen().tree.adopt_top(rec.inst)
-        except (OSError, FileExistsError) as exc:
+        except OSError as exc:  # FileExistsError included
             _fail(f"--live: {exc}")
     stop_injections = None
     if specs:
