@@ -9,6 +9,7 @@ times); an autouse fixture checks that no ops, stub or patch is left behind.
 from __future__ import annotations
 
 import asyncio
+import errno
 import inspect
 import random
 import re
@@ -144,10 +145,10 @@ def test_exception_class_is_instantiated_and_subclasses_kept(
         inj_size("a")
     assert type(info.value) is KeyError and info.value.args == ()
     injections.pop().remove()
-    injections.append(inject(inj_size, raise_=OSError(2, "gone")))
+    injections.append(inject(inj_size, raise_=OSError(errno.ENOENT, "gone")))
     with pytest.raises(FileNotFoundError) as info2:
         inj_size("a")
-    assert (info2.value.errno, info2.value.strerror) == (2, "gone")
+    assert (info2.value.errno, info2.value.strerror) == (errno.ENOENT, "gone")
 
 
 def test_retval_skips_the_body(injections: list[Injection]) -> None:
