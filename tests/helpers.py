@@ -64,7 +64,8 @@ def _plain_gen() -> Iterator[int]:
 
 
 def _close_runs_try_less_generator() -> bool:
-    """Whether ``close()`` of a generator suspended outside any ``try`` runs its frame.
+    """Whether ``close()`` of a generator suspended outside any ``try`` runs its frame
+    while PY_UNWIND is monitored (as fntrace's backend monitors it).
 
     3.11, 3.12 and 3.14 throw GeneratorExit into it (PY_THROW, PY_UNWIND); 3.13
     before CPython's fix of gh-140373 finished it silently.  A patch level, not a
@@ -75,18 +76,18 @@ def _close_runs_try_less_generator() -> bool:
         return True
     mon = sys.monitoring
     tool = next(t for t in range(6) if mon.get_tool(t) is None)
-    seen: list[int] = []
+    seen: list[bool] = []
     mon.use_tool_id(tool, "fntrace-tests-probe")
     try:
-        mon.register_callback(tool, mon.events.PY_THROW,
+        mon.register_callback(tool, mon.events.PY_UNWIND,
                               lambda code, *rest: seen.append(code is _plain_gen.__code__))
+        mon.set_events(tool, mon.events.PY_UNWIND)  # a global event only
         gen = _plain_gen()
         next(gen)
-        mon.set_events(tool, mon.events.PY_THROW)  # a global event only
         gen.close()
     finally:
         mon.set_events(tool, 0)
-        mon.register_callback(tool, mon.events.PY_THROW, None)
+        mon.register_callback(tool, mon.events.PY_UNWIND, None)
         mon.free_tool_id(tool)
     return any(seen)
 

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import pytest
-from helpers import CLOSE_RUNS_TRY_LESS_GENERATOR
+from helpers import CLOSE_RUNS_TRY_LESS_GENERATOR, needs_threads
 
 import fntrace
 import fntrace._accel
@@ -757,6 +757,7 @@ def thread_target(out: list[int]) -> None:
     out.append(1)
 
 
+@needs_threads
 def test_thread_target_parent_is_thread_run() -> None:
     rec = Recorder(q("thread_target"), "threading:Thread.run", "threading:Thread._bootstrap")
     callers: list[Any] = []
@@ -792,6 +793,7 @@ def bottom_target(tag: str) -> str:
     return tag
 
 
+@needs_threads
 def test_parent_is_none_at_thread_bottom() -> None:
     """A function called straight from C at the base of a raw thread has no parent."""
     calls: list[tuple[str, Function | None, Any]] = []

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import needs_subprocess, needs_threads
 
 import fntrace
 from fntrace import BusyError, inject, livepatch, parse_inject_spec
@@ -303,6 +304,7 @@ def test_condition_calling_the_target_does_not_recurse(injections: list[Injectio
     assert j.ops is not None and j.ops.nmissed == 5
 
 
+@needs_threads
 def test_counts_are_exact_across_threads(injections: list[Injection]) -> None:
     j = inject(inj_count, retval=-1, times=100)
     injections.append(j)
@@ -522,6 +524,7 @@ def test_spec_drives_inject(injections: list[Injection]) -> None:
     assert outcomes == [0, "disk full", 2, "disk full"]
 
 
+@needs_subprocess
 def test_cli_run_with_inject(tmp_path: Path) -> None:
     (tmp_path / "store_mod.py").write_text(
         "def save(path):\n    return 'saved ' + path\n")
