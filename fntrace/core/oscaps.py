@@ -4,8 +4,9 @@ The tracers need only ``sys.monitoring`` (or 3.11's profile hook). Some builds o
 CPython lack the rest: WebAssembly ones (Pyodide, Emscripten, WASI) have no native
 thread ids, cannot start threads, fork, run subprocesses or open Unix sockets.
 Thread ids are the one need on every traced call (buffers, pid filters), so they
-fall back here instead of failing each callback; the features that need the others
-(the control server, following children) say so where they start.
+fall back here instead of failing each callback; a recording does without its
+writer thread (recorder.py), and live control, which needs Unix sockets, says
+so where it starts (control/runtime.py).
 """
 
 from __future__ import annotations
