@@ -30,6 +30,21 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#if PY_VERSION_HEX >= 0x030E0000
+/* 3.14 and newer: not verified.  The recorders below read interpreter frames
+ * and thread state laid out as 3.11-3.13 lay them out; until that is checked
+ * against a newer interpreter the module builds as this stub, whose import
+ * fails with the reason, and fntrace runs its pure-Python path (_accel.py). */
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    PyErr_SetString(PyExc_ImportError,
+                    "fntrace's C hot path is verified on Python 3.11-3.13 only; "
+                    "the pure-Python path runs instead");
+    return NULL;
+}
+#else  /* 3.11-3.13: the whole hot path, to the end of the file */
 #include <structmember.h>
 #include <time.h>
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -4410,3 +4425,4 @@ PyInit__speedups(void)
 #endif
     return m;
 }
+#endif  /* 3.11-3.13 */

@@ -74,6 +74,7 @@ from .core.filter import Filter, parse
 from .core.flags import Flags
 from .core.ipmodify import _one_line_table
 from .core.ops import Ops
+from .core.oscaps import native_id
 from .core.symbols import iter_loaded_code
 from .formats import ftrace_text
 from .formats.ftrace_text import prefix
@@ -360,7 +361,7 @@ class Injection:
 
 
 def _emit(ip: Function, text: str) -> None:
-    tid = threading.get_native_id()
+    tid = native_id()
     size = EVENT_OVERHEAD + len(text)
     for inst in instances():
         if inst.tracing_on and (not inst.pid_filtered or inst.pid_allowed(tid)):

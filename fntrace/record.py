@@ -18,12 +18,12 @@ import os
 import runpy
 import signal
 import sys
-import threading
 import time
 import types
 from typing import Any, NoReturn
 
 from . import startup
+from .core.oscaps import native_id
 from .recorder import Recorder, header_for, mute, unmute
 
 __all__ = ["add_parser", "add_run_parser", "split_command"]
@@ -255,7 +255,7 @@ def _outside_frames(tb: types.TracebackType | None) -> types.TracebackType | Non
 
 
 def _print_exception(exc: BaseException, inst: Any) -> None:
-    tid = threading.get_native_id()
+    tid = native_id()
     mute(inst, tid)  # the traceback's own calls are not the program's
     try:
         tb = _outside_frames(exc.__traceback__)
@@ -306,7 +306,8 @@ def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> 
         rec.restart_in_child(f"{base}.{os.getpid()}", header)
         rec.header = header  # what this child's own forks start from
 
-    os.register_at_fork(after_in_child=after_fork)
+    if hasattr(os, "register_at_fork"):  # absent where there is no fork
+        os.register_at_fork(after_in_child=after_fork)
 
 
 def record_main(ns: argparse.Namespace) -> int:
@@ -497,7 +498,7 @@ def _run(ns: argparse.Namespace, argv: list[str], rec: Recorder, stop: Any) -> i
         _print_exception(exc, inst)
         code = 1
     finally:
-        mute(inst, threading.get_native_id())  # the program's main is over
+        mute(inst, native_id())  # the program's main is over
         if stop is not None:
             stop()
     _say_unmatched(inst, ns.live)

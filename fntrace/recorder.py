@@ -19,6 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import _accel
+from .core.oscaps import native_id, thread_native_id
 from .formats import ftrace_text, tracefile
 from .formats.tracefile import TraceWriter, WEvent
 from .ring_buffer import BufferSet
@@ -90,7 +91,7 @@ def _fix_names(bufs: BufferSet) -> None:
     was named ``Dummy-N``; name it as the thread is known now."""
     dummies = [b for b in bufs.buffers() if b.name.startswith("Dummy-")]
     if dummies:
-        names = {t.native_id: t.name for t in threading.enumerate()}
+        names = {thread_native_id(t): t.name for t in threading.enumerate()}
         for buf in dummies:
             buf.name = names.get(buf.tid, buf.name)
 
@@ -156,7 +157,7 @@ class Recorder:
         def loop() -> None:
             # The writer's own calls (Event.wait...) are not the program's.
             sys.setprofile(None)  # 3.11's hook is per thread: the writer pays none of it
-            self.writer_tid = threading.get_native_id()
+            self.writer_tid = native_id()
             mute(self.inst, self.writer_tid)
             started.set()
             wait = self.interval
@@ -168,9 +169,16 @@ class Recorder:
                     print(f"fntrace record: {self.path}: {exc}", file=sys.stderr)
                     return
 
-        self.thread = threading.Thread(target=loop, name="fntrace-record", daemon=True)
-        self.thread.start()
-        started.wait(5)
+        thread = threading.Thread(target=loop, name="fntrace-record", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:
+            # A Python that cannot start threads (WebAssembly builds): no periodic
+            # writer, the buffers drain to the file when one fills and at finish().
+            self.thread = None
+        else:
+            self.thread = thread
+            started.wait(5)
         # No loss: a thread whose buffer fills before the writer's next turn drains
         # the buffers to the file itself (it waits for the file, it never drops).
         self.inst.rb.set_on_full(self.poll)

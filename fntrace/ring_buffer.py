@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import _accel
+from .core.oscaps import native_id
 
 __all__ = ["CLOCKS", "EVENT_OVERHEAD", "BufferSet", "RingBuffer", "ThreadBuffer"]
 
@@ -172,7 +173,7 @@ class BufferSet:
 
     def new_buffer(self) -> ThreadBuffer:
         thread = threading.current_thread()
-        tid = threading.get_native_id()
+        tid = native_id()
         with self.lock:
             buf = self.by_tid.get(tid)
             if buf is None:

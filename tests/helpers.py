@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
+import sys
+import threading
 from collections.abc import Iterator
+
+import pytest
 
 import fntrace
 from fntrace import Ops
@@ -22,3 +28,68 @@ def registered(*ops: Ops) -> Iterator[None]:
         for op in reversed(done):
             if op.registered:
                 fntrace.unregister(op)
+
+
+# -- what this Python offers ----------------------------------------------------------
+# WebAssembly builds (the Pyodide 3.14 leg) cannot start threads, fork, run
+# subprocesses or open Unix sockets; the tests of features that need them are
+# skipped there with these markers, everything else runs.
+def _can_start_threads() -> bool:
+    thread = threading.Thread(target=lambda: None)
+    try:
+        thread.start()
+    except RuntimeError:
+        return False
+    thread.join()
+    return True
+
+
+HAVE_THREADS = _can_start_threads()
+# CPython's own test support decides these by platform the same way.
+HAVE_SUBPROCESS = sys.platform not in ("emscripten", "wasi")
+HAVE_FORK = HAVE_SUBPROCESS and hasattr(os, "fork")
+HAVE_UNIX_SOCKETS = HAVE_SUBPROCESS and hasattr(socket, "AF_UNIX")
+
+needs_threads = pytest.mark.skipif(
+    not HAVE_THREADS, reason="needs threads: this Python cannot start one")
+needs_subprocess = pytest.mark.skipif(
+    not HAVE_SUBPROCESS, reason=f"needs subprocesses, which {sys.platform} cannot run")
+needs_fork = pytest.mark.skipif(not HAVE_FORK, reason=f"needs os.fork, which {sys.platform} lacks")
+needs_unix_sockets = pytest.mark.skipif(
+    not HAVE_UNIX_SOCKETS, reason=f"needs Unix domain sockets, which {sys.platform} lacks")
+
+
+def _plain_gen() -> Iterator[int]:
+    yield 1
+
+
+def _close_runs_try_less_generator() -> bool:
+    """Whether ``close()`` of a generator suspended outside any ``try`` runs its frame
+    while PY_UNWIND is monitored (as fntrace's backend monitors it).
+
+    3.11, 3.12 and 3.14 throw GeneratorExit into it (PY_THROW, PY_UNWIND); 3.13
+    before CPython's fix of gh-140373 finished it silently.  A patch level, not a
+    minor version, decides, so the interpreter is asked (raw sys.monitoring, no
+    fntrace: an independent oracle).
+    """
+    if sys.version_info < (3, 12):
+        return True
+    mon = sys.monitoring
+    tool = next(t for t in range(6) if mon.get_tool(t) is None)
+    seen: list[bool] = []
+    mon.use_tool_id(tool, "fntrace-tests-probe")
+    try:
+        mon.register_callback(tool, mon.events.PY_UNWIND,
+                              lambda code, *rest: seen.append(code is _plain_gen.__code__))
+        mon.set_events(tool, mon.events.PY_UNWIND)  # a global event only
+        gen = _plain_gen()
+        next(gen)
+        gen.close()
+    finally:
+        mon.set_events(tool, 0)
+        mon.register_callback(tool, mon.events.PY_UNWIND, None)
+        mon.free_tool_id(tool)
+    return any(seen)
+
+
+CLOSE_RUNS_TRY_LESS_GENERATOR = _close_runs_try_less_generator()

@@ -30,12 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import needs_unix_sockets
 
 import fntrace
 from fntrace.control import Client, ControlError, ProtocolError, listen
 from fntrace.control import server as server_mod
 from fntrace.control.protocol import MAX_REQUEST
 from fntrace.control.runtime import ensure_dir, runtime_dir
+
+# The control server and its clients talk over Unix sockets to other processes.
+pytestmark = needs_unix_sockets
 
 ROOT = str(Path(fntrace.__file__).resolve().parent.parent)
 
@@ -569,7 +573,8 @@ def test_peer_of_another_uid_is_refused_in_process(rundir: str,
     assert not os.path.exists(server.path)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another uid")
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="needs root to become another uid")
 def test_peer_of_another_uid_is_refused_for_real(target: Target, rundir: str) -> None:
     path = os.path.join(runtime_dir(), f"{target.pid}.sock")
 

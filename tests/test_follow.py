@@ -12,6 +12,8 @@ import textwrap
 from collections import Counter
 from pathlib import Path
 
+from helpers import needs_subprocess
+
 from fntrace.formats.tracefile import child_paths, open_trace
 
 ROOT = str(Path(__file__).resolve().parent.parent)
@@ -79,6 +81,7 @@ def fntrace(tmp: Path, *args: str) -> str:
     return res.stdout
 
 
+@needs_subprocess
 def test_every_process_records_its_own_file(tmp_path: Path) -> None:
     res = record(tmp_path)
     assert res.returncode == 0, res.stderr
@@ -130,6 +133,7 @@ def test_every_process_records_its_own_file(tmp_path: Path) -> None:
                       "work:work": len(did)}
 
 
+@needs_subprocess
 def test_user_sitecustomize_still_runs_in_children(tmp_path: Path) -> None:
     site = tmp_path / "site"
     site.mkdir()

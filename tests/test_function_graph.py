@@ -23,10 +23,12 @@ from types import FrameType
 from typing import Any
 
 import pytest
+from helpers import needs_threads
 
 import fntrace.instance
 from fntrace import Event
 from fntrace.core import engine
+from fntrace.core.oscaps import native_id
 from fntrace.core.symbols import function_for_code
 from fntrace.formats import ftrace_text
 from fntrace.instance import Instance
@@ -200,7 +202,7 @@ def wl_pid_inner(inst: Instance) -> None:
 
 
 def wl_pid_outer(inst: Instance) -> None:
-    inst.write("set_ftrace_pid", str(threading.get_native_id() + 1))
+    inst.write("set_ftrace_pid", str(native_id() + 1))
     wl_pid_inner(inst)
     wl_leaf(2)
 
@@ -474,13 +476,14 @@ def test_asyncio_tasks_interleave_segment_by_segment() -> None:
     assert shapes(lines) == expected
 
 
+@needs_threads
 def test_threads_are_separated_by_cpu() -> None:
     n_threads = 3
     barrier = threading.Barrier(n_threads)
     tids: dict[str, int] = {}
 
     def body(name: str) -> None:
-        tids[name] = threading.get_native_id()
+        tids[name] = native_id()
         barrier.wait()
         for _ in range(20):
             wl_fact(3)
@@ -653,7 +656,7 @@ def test_funcgraph_tail() -> None:
 
 
 def test_funcgraph_proc() -> None:
-    tid = threading.get_native_id()
+    tid = native_id()
     name = threading.current_thread().name[-16:]
     with traced(wl_outer, funcgraph_proc=1) as inst:
         on = inst.read("trace")
@@ -669,11 +672,12 @@ def test_funcgraph_proc() -> None:
         re.sub(r"^( 0\) )[^|]+? \| ", r"\1", raw) for raw in body)))
 
 
+@needs_threads
 def test_funcgraph_proc_centers_short_names() -> None:
     tids: list[int] = []
 
     def body() -> None:
-        tids.append(threading.get_native_id())
+        tids.append(native_id())
         wl_leaf(1)
 
     def work() -> None:
@@ -793,9 +797,9 @@ def test_tracing_on_and_pid_filter() -> None:
         wl_fact(2)
         inst.write("tracing_on", "1")
         wl_mid()
-        inst.write("set_ftrace_pid", str(threading.get_native_id() + 1))
+        inst.write("set_ftrace_pid", str(native_id() + 1))
         wl_fact(2)
-        inst.write("set_ftrace_pid", str(threading.get_native_id()))
+        inst.write("set_ftrace_pid", str(native_id()))
         wl_leaf(0)
 
         wl_switch_off(inst)  # its exit comes after tracing_on 0: not written

@@ -9,6 +9,7 @@ times); an autouse fixture checks that no ops, stub or patch is left behind.
 from __future__ import annotations
 
 import asyncio
+import errno
 import inspect
 import random
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import needs_subprocess, needs_threads
 
 import fntrace
 from fntrace import BusyError, inject, livepatch, parse_inject_spec
@@ -144,10 +146,10 @@ def test_exception_class_is_instantiated_and_subclasses_kept(
         inj_size("a")
     assert type(info.value) is KeyError and info.value.args == ()
     injections.pop().remove()
-    injections.append(inject(inj_size, raise_=OSError(2, "gone")))
+    injections.append(inject(inj_size, raise_=OSError(errno.ENOENT, "gone")))
     with pytest.raises(FileNotFoundError) as info2:
         inj_size("a")
-    assert (info2.value.errno, info2.value.strerror) == (2, "gone")
+    assert (info2.value.errno, info2.value.strerror) == (errno.ENOENT, "gone")
 
 
 def test_retval_skips_the_body(injections: list[Injection]) -> None:
@@ -302,6 +304,7 @@ def test_condition_calling_the_target_does_not_recurse(injections: list[Injectio
     assert j.ops is not None and j.ops.nmissed == 5
 
 
+@needs_threads
 def test_counts_are_exact_across_threads(injections: list[Injection]) -> None:
     j = inject(inj_count, retval=-1, times=100)
     injections.append(j)
@@ -521,6 +524,7 @@ def test_spec_drives_inject(injections: list[Injection]) -> None:
     assert outcomes == [0, "disk full", 2, "disk full"]
 
 
+@needs_subprocess
 def test_cli_run_with_inject(tmp_path: Path) -> None:
     (tmp_path / "store_mod.py").write_text(
         "def save(path):\n    return 'saved ' + path\n")

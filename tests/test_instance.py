@@ -19,9 +19,11 @@ from types import FrameType
 from typing import Any
 
 import pytest
+from helpers import needs_threads
 
 from fntrace import instance as instance_mod
 from fntrace.core import engine
+from fntrace.core.oscaps import native_id
 from fntrace.instance import OPTIONS, Instance
 
 # Both hot paths (C recorders and pure Python), see conftest.py.
@@ -258,7 +260,7 @@ def test_every_file_reads(inst: Instance) -> None:
     inst.write("trace_marker", "x")  # so that per_thread/<tid>/stats exists
     files = walk(inst)
     assert KERNEL_FILES <= set(files)
-    tid = threading.get_native_id()
+    tid = native_id()
     assert f"per_thread/{tid}/stats" in files
     assert {f"options/{o}" for o in OPTIONS} <= set(files)
     # Files that mean nothing for Python are absent (instance.py docstring).
@@ -297,7 +299,7 @@ def test_listdir(inst: Instance) -> None:
     assert inst.listdir("trace_stat") == ["function0"]
     assert "per_thread" not in inst.listdir()  # no thread has written yet
     inst.write("trace_marker", "x")
-    tid = threading.get_native_id()
+    tid = native_id()
     assert inst.listdir("per_thread") == [str(tid)]
     assert inst.listdir(f"per_thread/{tid}") == ["stats"]
     with pytest.raises(FileNotFoundError):
@@ -398,7 +400,7 @@ def test_function_lines_exact(inst: Instance) -> None:
     me = f"{MOD}:test_function_lines_exact"
     assert [(short(r.func), short(r.parent)) for r in recs] == [
         ("top", short(me)), ("mid", "top"), ("leaf", "mid"), ("mid", "top"), ("leaf", "mid")]
-    tid = threading.get_native_id()
+    tid = native_id()
     assert {(r.task, r.pid, r.cpu, r.flags) for r in recs} == {("MainThread", tid, 0, "M....")}
     assert [r.ts for r in recs] == sorted(r.ts for r in recs)
     assert all(r.args is None for r in recs)
@@ -407,6 +409,7 @@ def test_function_lines_exact(inst: Instance) -> None:
     assert head[2] == "# entries-in-buffer/entries-written: 5/5   #P:1"
 
 
+@needs_threads
 def test_flags_column(inst: Instance) -> None:
     function_tracer(inst, "gen", "coro", "mid", "leaf")
     g = gen()
@@ -561,12 +564,13 @@ def test_counts_against_setprofile_oracle(inst: Instance) -> None:
     assert got == expected
 
 
+@needs_threads
 def test_threads_are_separated(inst: Instance) -> None:
     function_tracer(inst, "work")
     tids: dict[str, int] = {}
 
     def body(n: int) -> None:
-        tids[threading.current_thread().name] = threading.get_native_id()
+        tids[threading.current_thread().name] = native_id()
         for i in range(n):
             work(i)
 
@@ -578,7 +582,7 @@ def test_threads_are_separated(inst: Instance) -> None:
     body(3)
     recs = parse(inst.read("trace"))
     by_pid = Counter(r.pid for r in recs)
-    main = threading.get_native_id()
+    main = native_id()
     assert by_pid == {tids["sep-a"]: 7, tids["sep-b"]: 11, main: 3}
     cpu_of = {(r.pid, r.task, r.cpu) for r in recs}
     assert cpu_of == {(tids["sep-a"], "sep-a", 0), (tids["sep-b"], "sep-b", 1),
@@ -616,7 +620,7 @@ class Worker(threading.Thread):
         self.tid = 0
 
     def run(self) -> None:
-        self.tid = threading.get_native_id()
+        self.tid = native_id()
         self.ready.set()
         self.go.wait(10)
         for i in range(5):
@@ -638,6 +642,7 @@ def run_workers(inst: Instance, setup: Callable[[Worker, Worker], None]) -> Coun
     return Counter(r.pid for r in parse(inst.read("trace")))
 
 
+@needs_threads
 def test_set_ftrace_pid(inst: Instance) -> None:
     function_tracer(inst, "work")
     pids: dict[str, int] = {}
@@ -650,6 +655,7 @@ def test_set_ftrace_pid(inst: Instance) -> None:
     assert run_workers(inst, setup) == {pids["a"]: 5}
 
 
+@needs_threads
 def test_set_ftrace_notrace_pid(inst: Instance) -> None:
     function_tracer(inst, "work")
     pids: dict[str, int] = {}
@@ -658,9 +664,10 @@ def test_set_ftrace_notrace_pid(inst: Instance) -> None:
         pids.update(a=a.tid, b=b.tid)
         inst.write("set_ftrace_notrace_pid", str(b.tid))
 
-    assert run_workers(inst, setup) == {pids["a"]: 5, threading.get_native_id(): 1}
+    assert run_workers(inst, setup) == {pids["a"]: 5, native_id(): 1}
 
 
+@needs_threads
 def test_notrace_pid_wins(inst: Instance) -> None:
     function_tracer(inst, "work")
     pids: dict[str, int] = {}

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import registered
+from helpers import needs_threads, registered
 
 import fntrace
 from fntrace import BusyError, Flags, FtraceRegs, Function, Ops, get_regs
@@ -1188,6 +1188,7 @@ def test_reregistration_leaves_nothing_behind() -> None:
     assert ref() is None  # no stub, handle or cache keeps the ops alive
 
 
+@needs_threads
 def test_unregister_waits_for_a_running_callback() -> None:
     entered = threading.Event()
     release = threading.Event()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from helpers import needs_unix_sockets
 from test_control import (  # noqa: F401 - fixtures reused
     LISTEN,
     Target,
@@ -22,6 +23,9 @@ from test_control import (  # noqa: F401 - fixtures reused
 )
 
 from fntrace.control import Client
+
+# The control server and its clients talk over Unix sockets to other processes.
+pytestmark = needs_unix_sockets
 
 PROBE = re.compile(r": (?P<event>\w+): \((?P<func>[\w.:]+)\) (?P<fields>.*)$")
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import needs_threads
 
 import fntrace
 from fntrace import BusyError, inject, livepatch
@@ -335,6 +336,7 @@ def test_transition_falls_back_to_the_patch_below(applied: list[Patch]) -> None:
     assert log == [("newer", 1), ("newer", 0)]
 
 
+@needs_threads
 def test_transition_is_per_thread(applied: list[Patch]) -> None:
     """A thread blocked inside the old version keeps it; others switch; files show it."""
     hooks.clear()

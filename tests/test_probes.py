@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers import needs_threads
 
 from fntrace.core import engine
 from fntrace.core.engine import BusyError
+from fntrace.core.oscaps import native_id
 from fntrace.instance import Instance
 from fntrace.probes import ProbeSpec, RemoveSpec, SpecError, Step, parse_spec
 
@@ -534,12 +536,13 @@ def test_works_with_any_tracer_and_respects_tracing_on(inst: Instance) -> None:
                    f"add__entry: ({MOD}:add) a=3"]
 
 
+@needs_threads
 def test_pid_filter_and_threads(inst: Instance) -> None:
     define(inst, f"f {MOD}:add a", f"f {MOD}:add%return a $retval")
     tids: list[int] = []
 
     def worker(v: int) -> None:
-        tids.append(threading.get_native_id())
+        tids.append(native_id())
         add(v, 1)
 
     t = threading.Thread(target=worker, args=(10,), name="probe-worker")
@@ -548,7 +551,7 @@ def test_pid_filter_and_threads(inst: Instance) -> None:
     inst.write("set_ftrace_pid", str(tids[0]))
     add(20, 1)  # main thread filtered out
     t = threading.Thread(target=worker, args=(30,), name="probe-worker")
-    inst.write("set_ftrace_notrace_pid", str(threading.get_native_id()))
+    inst.write("set_ftrace_notrace_pid", str(native_id()))
     t.start()
     t.join()
     lines = [ln for ln in inst.read("trace").splitlines() if not ln.startswith("#")]

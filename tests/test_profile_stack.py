@@ -26,6 +26,7 @@ from types import FrameType, ModuleType
 from typing import Any
 
 import pytest
+from helpers import needs_threads
 
 import fntrace
 from fntrace.core import engine
@@ -381,6 +382,7 @@ def test_hits_match_oracle(work: ModuleType, inst: fntrace.Instance) -> None:
     # total sums its nested calls' inclusive times, so fact can outweigh run.)
 
 
+@needs_threads
 def test_hits_in_threads(work: ModuleType, inst: fntrace.Instance) -> None:
     _, once = oracle_hits(work.run)
     inst.write("set_ftrace_filter", f"*:mod:{MOD}")
@@ -601,6 +603,7 @@ def test_stack_generator_resumed_deeper(work: ModuleType, inst: fntrace.Instance
     assert rows[0][6] == work.two_yields.__code__.co_firstlineno + 1  # resumed at `yield 1`
 
 
+@needs_threads
 def test_stack_max_across_threads(work: ModuleType, inst: fntrace.Instance) -> None:
     inst.write("set_ftrace_filter", f"{MOD}:rec")
     inst.write("stack_tracer_enabled", "1")

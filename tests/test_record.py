@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import needs_subprocess
 
 from fntrace.formats.tracefile import TraceWriter, open_trace
 from fntrace.instance import Instance
@@ -60,6 +61,7 @@ RAISES = """
 """
 
 
+@needs_subprocess
 def test_raises_exit_code_traceback_and_counts(tmp_path: Path) -> None:
     prog = script(tmp_path, "raises.py", RAISES)
     out = tmp_path / "t.dat"
@@ -79,6 +81,7 @@ def test_raises_exit_code_traceback_and_counts(tmp_path: Path) -> None:
     assert [(e.event, e.value) for e in exits] == [("unwind", value)]
 
 
+@needs_subprocess
 def test_threads_per_thread_records(tmp_path: Path) -> None:
     prog = script(tmp_path, "threads.py", """
         import sys, threading
@@ -129,6 +132,7 @@ TICKER = """
 """
 
 
+@needs_subprocess
 def test_sigint_leaves_readable_file(tmp_path: Path) -> None:
     prog = script(tmp_path, "ticker.py", TICKER)
     out = tmp_path / "t.dat"
@@ -151,6 +155,7 @@ def test_sigint_leaves_readable_file(tmp_path: Path) -> None:
     assert ticks == [f"i={i}" for i in range(printed)]
 
 
+@needs_subprocess
 def test_sigterm_leaves_readable_file(tmp_path: Path) -> None:
     prog = script(tmp_path, "ticker.py", TICKER)
     out = tmp_path / "t.dat"
@@ -169,6 +174,7 @@ def test_sigterm_leaves_readable_file(tmp_path: Path) -> None:
     assert len(ticks) in (10 + len(rest.splitlines()), 11 + len(rest.splitlines()))
 
 
+@needs_subprocess
 def test_os_exit_flushes(tmp_path: Path) -> None:
     prog = script(tmp_path, "ticker.py", TICKER)
     out = tmp_path / "t.dat"
@@ -181,6 +187,7 @@ def test_os_exit_flushes(tmp_path: Path) -> None:
     assert len(entries(out, "__main__:tick", "exit")) == 50
 
 
+@needs_subprocess
 def test_stdin_and_module(tmp_path: Path) -> None:
     script(tmp_path, "upper.py", """
         import sys
@@ -200,6 +207,7 @@ def test_stdin_and_module(tmp_path: Path) -> None:
                                                                "__main__:<module>"}
 
 
+@needs_subprocess
 def test_no_event_lost_with_a_tiny_buffer(tmp_path: Path) -> None:
     # 57,313 calls through 4 KiB per-thread buffers: the recording thread drains
     # its full buffer into the file itself instead of dropping (no-loss mode).
@@ -225,6 +233,7 @@ def _recorded(tmp_path: Path, tracer: str = "function_graph") -> Path:
     return out
 
 
+@needs_subprocess
 def test_truncated_file_replays_with_warning(tmp_path: Path) -> None:
     out = _recorded(tmp_path)
     full = fntrace("replay", str(out))
@@ -240,6 +249,7 @@ def test_truncated_file_replays_with_warning(tmp_path: Path) -> None:
     assert "status:      truncated or corrupt" in info.stdout
 
 
+@needs_subprocess
 def test_corrupt_chunk_is_reported_and_skipped(tmp_path: Path) -> None:
     prog = script(tmp_path, "many.py", """
         import time
@@ -267,6 +277,7 @@ def test_corrupt_chunk_is_reported_and_skipped(tmp_path: Path) -> None:
         1 for r in bad.records() if r.func == "__main__:leaf")
 
 
+@needs_subprocess
 def test_refuses_unknown_version_and_non_traces(tmp_path: Path) -> None:
     out = _recorded(tmp_path)
     data = bytearray(out.read_bytes())
@@ -285,6 +296,7 @@ def test_refuses_unknown_version_and_non_traces(tmp_path: Path) -> None:
     assert res.returncode != 0 and res.stderr.endswith("nope.dat: no such file\n")
 
 
+@needs_subprocess
 def test_info_fields(tmp_path: Path) -> None:
     out = _recorded(tmp_path)
     res = fntrace("info", str(out))
@@ -352,6 +364,7 @@ def test_replay_matches_live_trace(tmp_path: Path, tracer: str, opts: dict[str, 
     assert "leaf" in live and "hello" in live
 
 
+@needs_subprocess
 def test_replay_cli_matches_structure_and_filters(tmp_path: Path) -> None:
     out = _recorded(tmp_path)
     res = fntrace("replay", str(out))
@@ -373,6 +386,7 @@ def test_replay_cli_matches_structure_and_filters(tmp_path: Path) -> None:
     assert [ln for ln in none.stdout.splitlines() if not ln.startswith("#")] == []
 
 
+@needs_subprocess
 def test_run_prints_the_same_trace_live(tmp_path: Path) -> None:
     # `run` is record with a text sink: its function_graph output (function column)
     # equals what `replay` shows for a recording of the same program.

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import needs_threads
 
 import fntrace
 from fntrace import BusyError, Flags, FtraceRegs, Function, Ops
@@ -312,6 +313,7 @@ def test_malformed_pattern_changes_nothing(bad: str) -> None:
         fntrace.unregister(ops)
 
 
+@needs_threads
 def test_atomic_filter_swap(fast_switch: None) -> None:
     """Alternating filters never expose an empty ("trace all") filter to another thread."""
     seen: set[str] = set()
@@ -354,6 +356,7 @@ def test_atomic_filter_swap(fast_switch: None) -> None:
     assert loops[0] >= 300
 
 
+@needs_threads
 def test_filter_widened_during_discovery_is_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
     """A thread that dismissed t_a under the old filter must not undo the new one.
 
@@ -393,6 +396,7 @@ def test_filter_widened_during_discovery_is_not_lost(monkeypatch: pytest.MonkeyP
 # -- teardown -------------------------------------------------------------------
 
 
+@needs_threads
 def test_no_callback_after_unregister_returns(fast_switch: None) -> None:
     counter = itertools.count()
     records: list[tuple[int, int]] = []
@@ -438,6 +442,7 @@ def test_no_callback_after_unregister_returns(fast_switch: None) -> None:
 
 
 @pytest.mark.parametrize("side", ["func", "ret"])
+@needs_threads
 def test_unregister_waits_for_running_callback(side: str) -> None:
     started = threading.Event()
     finished = threading.Event()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import needs_subprocess
 
 from fntrace.dump import folded_stacks, write_chrome, write_folded
 from fntrace.formats.tracefile import Record
@@ -355,6 +356,7 @@ def fntrace(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProce
                           capture_output=True, text=True, timeout=60, input=stdin)
 
 
+@needs_subprocess
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "junk.dat").write_bytes(b"not a trace at all")
     for cmd in (["report"], ["dump", "--chrome", "x.json"]):
@@ -366,6 +368,7 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert fntrace("dump", "junk.dat", cwd=tmp_path).returncode == 2
 
 
+@needs_subprocess
 def test_help_has_examples(tmp_path: Path) -> None:
     for cmd in ("report", "dump"):
         res = fntrace(cmd, "--help", cwd=tmp_path)
@@ -422,6 +425,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+@needs_subprocess
 def test_e2e_report_call_counts_match_oracle(recorded: Path) -> None:
     res = fntrace("report", "-s", "name", cwd=recorded)
     assert res.returncode == 0, res.stderr
@@ -439,6 +443,7 @@ def test_e2e_report_call_counts_match_oracle(recorded: Path) -> None:
     assert {(r[2], r[3], r[10]) for r in diff_rows} == {("0 ns", "+0.00%", "0")}
 
 
+@needs_subprocess
 def test_e2e_chrome_and_folded(recorded: Path) -> None:
     res = fntrace("dump", "--chrome", "out.json", "--folded", "out.txt", "--threads",
                   cwd=recorded)
@@ -474,6 +479,7 @@ GENERATORS = textwrap.dedent("""\
 """)
 
 
+@needs_subprocess
 def test_e2e_generator_resumptions_are_not_calls(tmp_path: Path) -> None:
     (tmp_path / "g.py").write_text(GENERATORS)
     res = fntrace("record", "-F", "__main__:*", "--", "g.py", cwd=tmp_path)

@@ -14,7 +14,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from helpers import needs_threads
 
+from fntrace.core.oscaps import native_id
 from fntrace.instance import Instance
 from fntrace.ring_buffer import EVENT_OVERHEAD
 
@@ -49,7 +51,7 @@ def header_counts(text: str) -> str:
 
 
 def stats(inst: Instance, tid: int | None = None) -> dict[str, str]:
-    tid = threading.get_native_id() if tid is None else tid
+    tid = native_id() if tid is None else tid
     text = inst.read(f"per_thread/{tid}/stats")
     return dict(line.split(": ", 1) for line in text.splitlines())
 
@@ -170,6 +172,7 @@ def test_trace_pipe_consumes(inst: Instance) -> None:
     assert marks(inst.read("trace_pipe")) == ["after"]
 
 
+@needs_threads
 def test_pipe_iterator_yields_lines_of_another_thread(inst: Instance) -> None:
     def writer() -> None:
         for i in range(3):
@@ -191,6 +194,7 @@ def test_pipe_iterator_yields_lines_of_another_thread(inst: Instance) -> None:
 
 
 @pytest.mark.parametrize("overwrite", ["1", "0"])
+@needs_threads
 def test_reader_and_writer_account_for_every_event(inst: Instance, overwrite: str) -> None:
     n = 20_000
     inst.write("buffer_size_kb", "8")
@@ -208,7 +212,7 @@ def test_reader_and_writer_account_for_every_event(inst: Instance, overwrite: st
         seen += len(events(inst.read("trace_pipe")))
 
     def writer() -> None:
-        tids.append(threading.get_native_id())
+        tids.append(native_id())
         for i in range(n):
             work(i)
 
@@ -234,6 +238,7 @@ def test_reader_and_writer_account_for_every_event(inst: Instance, overwrite: st
         assert st["overrun"] == "0"
 
 
+@needs_threads
 def test_a_held_reader_lock_does_not_block_a_writer(inst: Instance) -> None:
     """While a consuming reader is inside its lock, writers keep writing."""
     ready, go = threading.Event(), threading.Event()

@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 import pytest
+from helpers import needs_fork, needs_threads
 
 import fntrace
 from fntrace import FtraceRegs, Function, Ops
@@ -102,6 +103,7 @@ def fast_switch() -> Iterator[None]:
 # -- threads ------------------------------------------------------------------------
 
 
+@needs_threads
 def test_threads_before_and_after_registration(fast_switch: None) -> None:
     n, k = 4, 200
     rec = PerThread()
@@ -155,6 +157,7 @@ def _check_nesting(events: list[tuple[str, str]]) -> None:
     assert stack == []
 
 
+@needs_threads
 def test_entry_exit_pairing_per_thread(fast_switch: None) -> None:
     n, k = 4, 100
     rec = PerThread()
@@ -251,6 +254,7 @@ def _wait_single_os_thread() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+@needs_fork
 def test_fork_child_keeps_tracing() -> None:
     _wait_single_os_thread()  # fork with no other thread around
     rec_f: list[str] = []

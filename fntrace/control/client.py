@@ -16,7 +16,7 @@ from collections.abc import Generator
 from typing import Any
 
 from .protocol import MAX_RESPONSE, VERSION, ControlError, ProtocolError, decode_response, encode
-from .runtime import runtime_dir, socket_path
+from .runtime import runtime_dir, socket_path, unsupported
 
 __all__ = ["Client", "pid_alive", "scan"]
 
@@ -46,6 +46,9 @@ def connect(pid: int | None = None, path: str | None = None,
         if pid <= 0:
             raise ControlError("ESRCH", f"no such process: {pid}")
         path = socket_path(pid)
+    why = unsupported()
+    if why is not None:
+        raise ControlError("EOPNOTSUPP", why)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:

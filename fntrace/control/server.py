@@ -18,6 +18,7 @@ own uid is answered EACCES and dropped.  There is no TCP listener.
 from __future__ import annotations
 
 import atexit
+import errno
 import os
 import selectors
 import socket
@@ -40,7 +41,7 @@ from .protocol import (
     errno_for,
     error_response,
 )
-from .runtime import ensure_dir, socket_path
+from .runtime import ensure_dir, socket_path, unsupported
 from .tree import Tree
 
 __all__ = ["POLL", "STREAM_QUEUE_BYTES", "Server", "current", "listen", "peer_credentials"]
@@ -383,6 +384,9 @@ def listen(stream_queue_bytes: int = STREAM_QUEUE_BYTES) -> Server:
     ``fntrace ctl --list`` or replaced by the next process with that pid.
     """
     global _server
+    why = unsupported()
+    if why is not None:
+        raise OSError(errno.EOPNOTSUPP, why)
     with _lock:
         server = current()
         if server is None:

@@ -83,7 +83,8 @@ def _after_fork_in_child() -> None:
     _lock = threading.Lock()  # another thread may have held it at fork time
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # absent where there is no fork (Windows)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def function_for_code(code: types.CodeType, module: str | None = None) -> Function:

@@ -20,7 +20,6 @@ unregister) for callbacks in flight.
 
 from __future__ import annotations
 
-import threading
 import types
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from ..core import engine
 from ..core.filter import Filter
 from ..core.flags import Event
 from ..core.ops import Ops
+from ..core.oscaps import native_id
 from ..formats import ftrace_text
 from ..formats.ftrace_text import prefix
 from ..ring_buffer import EVENT_OVERHEAD
@@ -93,7 +93,7 @@ class ProbeEvent:
     # -- callbacks (hot path) ------------------------------------------------
     def _allowed(self) -> bool:
         inst = self.inst
-        return not inst.pid_filtered or inst.pid_allowed(threading.get_native_id())
+        return not inst.pid_filtered or inst.pid_allowed(native_id())
 
     def _entry(self, ip: Function, parent: Function | None, ops: Ops,
                fregs: FtraceRegs) -> None:

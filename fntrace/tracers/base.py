@@ -8,11 +8,11 @@ re-registering, so no call is missed or doubled while filters change.
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core import engine
 from ..core.ops import Ops
+from ..core.oscaps import native_id
 
 if TYPE_CHECKING:
     from ..instance import Instance
@@ -82,7 +82,7 @@ class Tracer:
         """An option, filter or setting changed: tell the recorders whether they may write."""
         ok = self.fast_ok()
         inst = self.inst
-        check = (lambda: inst.pid_allowed(threading.get_native_id())) \
+        check = (lambda: inst.pid_allowed(native_id())) \
             if inst.pid_filtered else None
         for rec in self.recorders:
             rec.pid_check = check  # each thread decided once, again after every change

@@ -9,13 +9,13 @@ flagged ``r`` (``t`` when thrown into) in the FLAGS column.
 
 from __future__ import annotations
 
-import threading
 import types
 from typing import TYPE_CHECKING, Any
 
 from .. import _accel
 from ..core import symbols
 from ..core.ops import Ops
+from ..core.oscaps import native_id
 from ..formats import ftrace_text
 from ..formats.ftrace_text import STACK, prefix
 from ..ring_buffer import EVENT_OVERHEAD
@@ -74,7 +74,7 @@ class FunctionTracer(Tracer):
         inst = self.inst
         if not inst.tracing_on:
             return
-        if inst.pid_filtered and not inst.pid_allowed(threading.get_native_id()):
+        if inst.pid_filtered and not inst.pid_allowed(native_id()):
             return
         rb = inst.rb
         args = None

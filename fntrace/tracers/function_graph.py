@@ -69,6 +69,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _accel
 from ..core.flags import Event
 from ..core.ops import Ops
+from ..core.oscaps import native_id
 from ..formats import ftrace_text
 from ..formats.ftrace_text import MARKER
 from ..ring_buffer import EVENT_OVERHEAD
@@ -203,7 +204,7 @@ class FunctionGraphTracer(Tracer):
     # -- the hot path ----------------------------------------------------------
     def entry(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
         inst = self.inst
-        if inst.pid_filtered and not inst.pid_allowed(threading.get_native_id()):
+        if inst.pid_filtered and not inst.pid_allowed(native_id()):
             return
         try:
             stack = self._tls.stack
