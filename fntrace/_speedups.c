@@ -40,7 +40,7 @@
 static PyObject *str_fast, *str_enter, *str_has_ret, *str_fn, *str_live, *str_local,
     *str_buf, *str_new_buffer, *str_stack, *str_clock, *str_write,
     *str_F, *str_E, *str_X, *str_name, *str_code, *str_co_flags, *str_tid, *str_cpu,
-    *str_thread_flags, *str_state, *str_max_len, *str_empty, *str_comma;
+    *str_thread_flags, *str_state, *str_max_len, *str_empty, *str_comma, *str_code_ref;
 static PyObject *perf_counter_ns;  /* time.perf_counter_ns: read natively */
 static PyObject *monotonic_ns;     /* time.monotonic_ns: the same clock on Linux */
 static PyObject *time_ns;          /* time.time_ns: CLOCK_REALTIME */
@@ -1799,19 +1799,176 @@ typedef struct {
     unsigned long long tsid;
 } TlsCache;
 
-/* Callers seen: code -> Function, direct-mapped, both held (so a code's
- * address cannot be reused while it is here). */
-#define PARENT_SLOTS 1024
+/* ------------------------------------------------------------------------- */
+/* Per-code tables and the end of a code object                               */
+/* ------------------------------------------------------------------------- */
+
+/* The direct-mapped tables below (the dispatcher's and the 3.11 hook's sites,
+ * the function recorder's callers) are keyed by a code object's address.
+ * Holding every code they saw would keep code the program dropped alive (up
+ * to a table's size: thousands of exec'd or generated functions), so a table
+ * keeps only the address when the Function it holds guards the code: its
+ * weak reference (`code_ref`) calls symbols._code_gone when the code is
+ * freed, which calls code_gone() below before the address can be reused.
+ * Each table is listed here while it exists; a table that finds the list
+ * full holds its codes (the old way: bounded, never wrong). */
+#define MAX_CODE_TABLES 256
 typedef struct {
-    PyObject *code;
+    void *slots;
+    size_t n;
+    char parents;  /* ParentSlot (1) or SiteSlot (0) */
+} CodeTable;
+/* A site table's slot (the dispatcher's, the 3.11 hook's). */
+typedef struct {
+    PyObject *code;   /* strong when `strong`, else borrowed (see code_tables) */
+    PyObject *site;
+    PyObject *fast;   /* Site.fast, NULL when None */
+    PyObject *fn;     /* the site's Function; for a "no site" slot, the guard */
+    PyObject *enter;  /* Site.enter (the trampoline) */
+    int has_ret;      /* Site.has_ret */
+    int strong;
+} SiteSlot;
+
+static CodeTable code_tables[MAX_CODE_TABLES];
+static int n_code_tables;
+
+/* 1 when the table is listed (it may borrow), 0 when the list is full. */
+static int
+code_table_add(void *slots, size_t n, char parents)
+{
+    if (n_code_tables == MAX_CODE_TABLES)
+        return 0;
+    code_tables[n_code_tables].slots = slots;
+    code_tables[n_code_tables].n = n;
+    code_tables[n_code_tables].parents = parents;
+    n_code_tables++;
+    return 1;
+}
+
+static void
+code_table_remove(void *slots)
+{
+    for (int i = 0; i < n_code_tables; i++) {
+        if (code_tables[i].slots == slots) {
+            code_tables[i] = code_tables[--n_code_tables];
+            return;
+        }
+    }
+}
+
+/* Whether `fn` (a symbols.Function) has a live weak reference to `code`.
+ * Reads a __slots__ member and a weakref: runs no Python code. */
+static int
+fn_guards(PyObject *fn, PyObject *code)
+{
+    PyObject *ref = PyObject_GetAttr(fn, str_code_ref);
+    if (ref == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int ok = 0;
+    if (PyWeakref_Check(ref)) {
+#if PY_VERSION_HEX >= 0x030D0000
+        PyObject *obj = NULL;
+        if (PyWeakref_GetRef(ref, &obj) > 0) {
+            ok = obj == code;
+            Py_DECREF(obj);
+        }
+        PyErr_Clear();
+#else
+        ok = PyWeakref_GET_OBJECT(ref) == code;
+#endif
+    }
+    Py_DECREF(ref);
+    return ok;
+}
+
+typedef struct {
+    PyObject *code;  /* strong when `strong`, else borrowed (see code_tables) */
     PyObject *fn;
+    int strong;
 } ParentSlot;
+
+static void slots_free(SiteSlot *slots, size_t n);
+
+static void
+parent_slots_free(ParentSlot *slots, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        ParentSlot *p = &slots[i];
+        PyObject *c = p->strong ? p->code : NULL, *fn = p->fn;
+        p->code = p->fn = NULL;
+        p->strong = 0;
+        Py_XDECREF(c);
+        Py_XDECREF(fn);
+    }
+}
+
+/* symbols._code_gone: the code object at this address is being freed. */
+static PyObject *
+code_gone(PyObject *module, PyObject *arg)
+{
+    void *code = PyLong_AsVoidPtr(arg);
+    if (code == NULL && PyErr_Occurred())
+        return NULL;
+    for (int i = 0; i < n_code_tables; i++) {
+        CodeTable *t = &code_tables[i];
+        size_t k = ptr_slot(code, t->n);
+        if (t->parents) {
+            ParentSlot *p = &((ParentSlot *)t->slots)[k];
+            if (p->code == code && !p->strong)
+                parent_slots_free(p, 1);
+        } else {
+            SiteSlot *p = &((SiteSlot *)t->slots)[k];
+            if (p->code == code && !p->strong)
+                slots_free(p, 1);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* Whether some table still has this address (for tests: a freed code's must be gone). */
+static PyObject *
+holds_code(PyObject *module, PyObject *arg)
+{
+    void *code = PyLong_AsVoidPtr(arg);
+    if (code == NULL && PyErr_Occurred())
+        return NULL;
+    for (int i = 0; i < n_code_tables; i++) {
+        CodeTable *t = &code_tables[i];
+        size_t k = ptr_slot(code, t->n);
+        void *held = t->parents ? (void *)((ParentSlot *)t->slots)[k].code
+                                : (void *)((SiteSlot *)t->slots)[k].code;
+        if (held == code)
+            Py_RETURN_TRUE;
+    }
+    Py_RETURN_FALSE;
+}
+
+/* symbols.clear: every table forgets every code (nothing is traced any more). */
+static PyObject *
+forget_codes(PyObject *module, PyObject *unused)
+{
+    for (int i = 0; i < n_code_tables; i++) {
+        CodeTable *t = &code_tables[i];
+        if (t->parents)
+            parent_slots_free((ParentSlot *)t->slots, t->n);
+        else
+            slots_free((SiteSlot *)t->slots, t->n);
+    }
+    Py_RETURN_NONE;
+}
+
+/* Callers seen: code -> Function, direct-mapped (the code held only when its
+ * Function does not guard it, see code_tables). */
+#define PARENT_SLOTS 1024
 
 typedef struct {
     RECORDER_HEAD
     PyObject *fn_cache;           /* symbols._cache: id(code) -> Function */
     PyObject *function_for_frame;
     ParentSlot *parents;
+    int borrow;                   /* parents is listed in code_tables */
 } FuncRecorder;
 
 
@@ -2140,6 +2297,7 @@ FuncRecorder_init(FuncRecorder *self, PyObject *args, PyObject *kwds)
             PyErr_NoMemory();
             return -1;
         }
+        self->borrow = code_table_add(self->parents, PARENT_SLOTS, 1);
     }
     return 0;
 }
@@ -2151,7 +2309,8 @@ FuncRecorder_traverse(FuncRecorder *self, visitproc visit, void *arg)
     Py_VISIT(self->function_for_frame);
     if (self->parents != NULL) {
         for (size_t i = 0; i < PARENT_SLOTS; i++) {
-            Py_VISIT(self->parents[i].code);
+            if (self->parents[i].strong)
+                Py_VISIT(self->parents[i].code);
             Py_VISIT(self->parents[i].fn);
         }
     }
@@ -2163,12 +2322,8 @@ FuncRecorder_clear(FuncRecorder *self)
 {
     Py_CLEAR(self->fn_cache);
     Py_CLEAR(self->function_for_frame);
-    if (self->parents != NULL) {
-        for (size_t i = 0; i < PARENT_SLOTS; i++) {
-            Py_CLEAR(self->parents[i].code);
-            Py_CLEAR(self->parents[i].fn);
-        }
-    }
+    if (self->parents != NULL)
+        parent_slots_free(self->parents, PARENT_SLOTS);
     recorder_clear_common((Recorder *)self);
     return 0;
 }
@@ -2179,8 +2334,23 @@ FuncRecorder_dealloc(FuncRecorder *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     FuncRecorder_clear(self);
+    if (self->parents != NULL)
+        code_table_remove(self->parents);
     PyMem_Free(self->parents);
     tp->tp_free((PyObject *)self);
+}
+
+/* Remember `fn` as the Function of the caller code `code`. */
+static void
+parent_fill(FuncRecorder *self, ParentSlot *slot, PyObject *code, PyObject *fn)
+{
+    int strong = !(self->borrow && fn_guards(fn, code));
+    PyObject *old_code = slot->strong ? slot->code : NULL, *old_fn = slot->fn;
+    slot->code = strong ? Py_NewRef(code) : code;
+    slot->strong = strong;
+    slot->fn = Py_NewRef(fn);
+    Py_XDECREF(old_code);
+    Py_XDECREF(old_fn);
 }
 
 /* The Function of a caller's code if known (new reference); NULL without an
@@ -2198,11 +2368,7 @@ parent_cached(FuncRecorder *self, PyObject *code)
     Py_DECREF(key);
     if (fn == NULL || PyObject_IsTrue(fn) != 1)
         return NULL;
-    PyObject *old_code = slot->code, *old_fn = slot->fn;
-    slot->code = Py_NewRef(code);
-    slot->fn = Py_NewRef(fn);
-    Py_XDECREF(old_code);
-    Py_XDECREF(old_fn);
+    parent_fill(self, slot, code, fn);
     return Py_NewRef(fn);
 }
 
@@ -2217,14 +2383,8 @@ func_parent(FuncRecorder *self, PyFrameObject *frame)
     PyObject *fn = parent_cached(self, code);
     if (fn == NULL && !PyErr_Occurred()) {
         fn = PyObject_CallOneArg(self->function_for_frame, (PyObject *)back);
-        if (fn != NULL) {
-            ParentSlot *slot = &self->parents[ptr_slot(code, PARENT_SLOTS)];
-            PyObject *old_code = slot->code, *old_fn = slot->fn;
-            slot->code = Py_NewRef(code);
-            slot->fn = Py_NewRef(fn);
-            Py_XDECREF(old_code);
-            Py_XDECREF(old_fn);
-        }
+        if (fn != NULL)
+            parent_fill(self, &self->parents[ptr_slot(code, PARENT_SLOTS)], code, fn);
     }
     Py_DECREF(code);
     Py_DECREF(back);
@@ -3407,14 +3567,6 @@ static PyTypeObject ProfRecorder_Type = {
  * (adding one needs nothing: misses are never cached).  Saves the PyLong key
  * and the dict lookup, and the Site's attribute reads, on every event. */
 #define SITE_SLOTS 4096
-typedef struct {
-    PyObject *code;
-    PyObject *site;
-    PyObject *fast;   /* Site.fast, NULL when None */
-    PyObject *fn;
-    PyObject *enter;  /* Site.enter (the trampoline) */
-    int has_ret;      /* Site.has_ret */
-} SiteSlot;
 
 /* Fill `slot` with `code` and what the callbacks need of `site` (borrowed), or
  * with `code` alone when `site` is NULL (a code known to be no site).  A Site
@@ -3422,10 +3574,12 @@ typedef struct {
  * Attribute reads of a Site run no Python code: the slot is still ours to fill
  * when they are done. */
 static int
-slot_fill(SiteSlot *slot, PyObject *code, PyObject *site)
+slot_fill(SiteSlot *slot, PyObject *code, PyObject *site, PyObject *guard, int borrow)
 {
     PyObject *fast = NULL, *fn = NULL, *enter = NULL;
     int ret = 0;
+    if (site == NULL && guard != NULL)
+        fn = Py_NewRef(guard);
     if (site != NULL) {
         fast = PyObject_GetAttr(site, str_fast);
         fn = fast ? PyObject_GetAttr(site, str_fn) : NULL;
@@ -3444,9 +3598,13 @@ slot_fill(SiteSlot *slot, PyObject *code, PyObject *site)
              Py_TYPE(fast) != &ProfRecorder_Type))
             Py_CLEAR(fast);
     }
-    PyObject *oc = slot->code, *os = slot->site, *of = slot->fast, *ofn = slot->fn,
-             *oe = slot->enter;
-    slot->code = Py_NewRef(code);
+    /* The address alone is kept when the Function held here reports the code's
+     * end (code_gone clears the slot before the address can be reused). */
+    int strong = !(borrow && fn != NULL && fn_guards(fn, code));
+    PyObject *oc = slot->strong ? slot->code : NULL, *os = slot->site, *of = slot->fast,
+             *ofn = slot->fn, *oe = slot->enter;
+    slot->code = strong ? Py_NewRef(code) : code;
+    slot->strong = strong;
     slot->site = Py_XNewRef(site);
     slot->fast = fast;
     slot->fn = fn;
@@ -3470,9 +3628,11 @@ slots_free(SiteSlot *slots, size_t n)
         SiteSlot *s = &slots[i];
         if (s->code == NULL)
             continue;
-        PyObject *c = s->code, *site = s->site, *f = s->fast, *fn = s->fn, *e = s->enter;
+        PyObject *c = s->strong ? s->code : NULL, *site = s->site, *f = s->fast, *fn = s->fn,
+                 *e = s->enter;
         s->code = s->site = s->fast = s->fn = s->enter = NULL;
-        Py_DECREF(c);
+        s->strong = 0;
+        Py_XDECREF(c);
         Py_XDECREF(site);
         Py_XDECREF(f);
         Py_XDECREF(fn);
@@ -3485,7 +3645,8 @@ slots_traverse(SiteSlot *slots, size_t n, visitproc visit, void *arg)
 {
     if (slots != NULL) {
         for (size_t i = 0; i < n; i++) {
-            Py_VISIT(slots[i].code);
+            if (slots[i].strong)
+                Py_VISIT(slots[i].code);
             Py_VISIT(slots[i].site);
             Py_VISIT(slots[i].fast);
             Py_VISIT(slots[i].fn);
@@ -3510,6 +3671,7 @@ typedef struct {
     PyObject *exit_call;    /* engine.exit_call */
     PyObject *disable;      /* sys.monitoring.DISABLE */
     PyObject *ev_start, *ev_resume, *ev_throw, *ev_return, *ev_yield, *ev_unwind;
+    int borrow;             /* slots is listed in code_tables */
 } Dispatcher;
 
 /* The six event names a backend passes (start, resume, throw, return, yield,
@@ -3546,6 +3708,7 @@ Dispatcher_init(Dispatcher *self, PyObject *args, PyObject *kwds)
             PyErr_NoMemory();
             return -1;
         }
+        self->borrow = code_table_add(self->slots, SITE_SLOTS, 0);
     }
     Py_XSETREF(self->sites, Py_NewRef(sites));
     Py_XSETREF(self->slow_start, Py_NewRef(ss));
@@ -3592,6 +3755,8 @@ Dispatcher_dealloc(Dispatcher *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     Dispatcher_clear(self);
+    if (self->slots != NULL)
+        code_table_remove(self->slots);
     PyMem_Free(self->slots);
     tp->tp_free((PyObject *)self);
 }
@@ -3622,7 +3787,7 @@ site_of(Dispatcher *self, PyObject *code, SiteRefs *refs)
         Py_DECREF(key);
         if (site == NULL)
             return PyErr_Occurred() ? -1 : 0;
-        if (slot_fill(slot, code, site) < 0)
+        if (slot_fill(slot, code, site, NULL, self->borrow) < 0)
             return -1;
     }
     refs_take(slot, refs);
@@ -3747,7 +3912,7 @@ enter_first(Dispatcher *self, PyObject *const *args, PyObject *event, PyObject *
     SiteSlot one = {0};
     SiteRefs refs;
     PyObject *r = NULL;
-    if (slot_fill(&one, args[0], site) == 0) {
+    if (slot_fill(&one, args[0], site, NULL, 0) == 0) {
         refs_take(&one, &refs);
         r = dispatch_enter(&refs, args[0], event, args[1]);
         refs_release(&refs);
@@ -3901,8 +4066,10 @@ typedef struct {
     PyObject *discover;        /* engine.discover(code, frame) -> Site | None */
     PyObject *exit_call;       /* engine.exit_call */
     PyObject *throws;          /* frame -> f_lasti of a THROW entry awaiting its exit */
+    PyObject *fn_cache;        /* symbols._cache, for the guard of a "no site" (or NULL) */
     PyObject *ev_start, *ev_resume, *ev_throw, *ev_return, *ev_yield, *ev_unwind;
     int op_resume, op_return, op_yield;
+    int borrow;                /* slots is listed in code_tables */
 } ProfileHook;
 
 static PyTypeObject ProfileHook_Type;
@@ -3911,13 +4078,13 @@ static int
 ProfileHook_init(ProfileHook *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"sites", "discover", "exit_call", "throws", "events",
-                             "opcodes", NULL};
-    PyObject *sites, *discover, *ec, *throws, *events;
+                             "opcodes", "fn_cache", NULL};
+    PyObject *sites, *discover, *ec, *throws, *events, *fn_cache = NULL;
     int op_resume, op_return, op_yield;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOO!O!(iii)", kwlist, &PyDict_Type,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOO!O!(iii)|O!", kwlist, &PyDict_Type,
                                      &sites, &discover, &ec, &PyDict_Type, &throws,
                                      &PyTuple_Type, &events, &op_resume, &op_return,
-                                     &op_yield))
+                                     &op_yield, &PyDict_Type, &fn_cache))
         return -1;
     PyObject **ev[6] = {&self->ev_start, &self->ev_resume, &self->ev_throw,
                         &self->ev_return, &self->ev_yield, &self->ev_unwind};
@@ -3929,7 +4096,9 @@ ProfileHook_init(ProfileHook *self, PyObject *args, PyObject *kwds)
             PyErr_NoMemory();
             return -1;
         }
+        self->borrow = code_table_add(self->slots, HOOK_SLOTS, 0);
     }
+    Py_XSETREF(self->fn_cache, Py_XNewRef(fn_cache));
     Py_XSETREF(self->sites, Py_NewRef(sites));
     Py_XSETREF(self->discover, Py_NewRef(discover));
     Py_XSETREF(self->exit_call, Py_NewRef(ec));
@@ -3950,6 +4119,7 @@ ProfileHook_traverse(ProfileHook *self, visitproc visit, void *arg)
     Py_VISIT(self->discover);
     Py_VISIT(self->exit_call);
     Py_VISIT(self->throws);
+    Py_VISIT(self->fn_cache);
     return 0;
 }
 
@@ -3962,6 +4132,7 @@ ProfileHook_clear(ProfileHook *self)
     Py_CLEAR(self->discover);
     Py_CLEAR(self->exit_call);
     Py_CLEAR(self->throws);
+    Py_CLEAR(self->fn_cache);
     Py_CLEAR(self->ev_start);
     Py_CLEAR(self->ev_resume);
     Py_CLEAR(self->ev_throw);
@@ -3977,6 +4148,8 @@ ProfileHook_dealloc(ProfileHook *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     ProfileHook_clear(self);
+    if (self->slots != NULL)
+        code_table_remove(self->slots);
     PyMem_Free(self->slots);
     tp->tp_free((PyObject *)self);
 }
@@ -4002,7 +4175,7 @@ hook_site(ProfileHook *self, PyObject *code, PyFrameObject *frame, int discover,
     PyObject *site = PyDict_GetItemWithError(self->sites, key);
     Py_DECREF(key);
     if (site != NULL) {
-        if (slot_fill(slot, code, site) < 0)
+        if (slot_fill(slot, code, site, NULL, self->borrow) < 0)
             return -1;
         refs_take(slot, refs);
         return 1;
@@ -4020,9 +4193,25 @@ hook_site(ProfileHook *self, PyObject *code, PyFrameObject *frame, int discover,
     /* discover ran Python code: other threads may have used the slots and the
      * engine cleared them meanwhile.  A decision from before a clear serves
      * this event only (as the Python hook's generation test). */
+    /* A "no site" keeps its code's Function, whose weak reference reports the
+     * code's end (read without running Python code: see fn_guards). */
+    PyObject *guard = NULL;
+    if (!found && self->fn_cache != NULL) {
+        PyObject *key = PyLong_FromVoidPtr(code);
+        if (key == NULL) {
+            Py_DECREF(site);
+            return -1;
+        }
+        guard = PyDict_GetItemWithError(self->fn_cache, key);
+        Py_DECREF(key);
+        if (guard == NULL && PyErr_Occurred()) {
+            Py_DECREF(site);
+            return -1;
+        }
+    }
     SiteSlot one = {0};
     slot = epoch == self->epoch ? &self->slots[ptr_slot(code, HOOK_SLOTS)] : &one;
-    int r = slot_fill(slot, code, found ? site : NULL);
+    int r = slot_fill(slot, code, found ? site : NULL, guard, slot == &one ? 0 : self->borrow);
     Py_DECREF(site);
     if (r == 0 && found)
         refs_take(slot, refs);
@@ -4313,6 +4502,12 @@ static PyMethodDef speedups_functions[] = {
     {"local_clock", (PyCFunction)local_clock, METH_NOARGS,
      "The \"local\" trace clock in ns: the TSC scaled and anchored on CLOCK_MONOTONIC "
      "where the kernel uses the TSC, else CLOCK_MONOTONIC; never goes backwards."},
+    {"code_gone", (PyCFunction)code_gone, METH_O,
+     "symbols' report that the code object at this address (its id) is being freed."},
+    {"holds_code", (PyCFunction)holds_code, METH_O,
+     "Whether a per-code table has this address (id of a code object)."},
+    {"forget_codes", (PyCFunction)forget_codes, METH_NOARGS,
+     "Every per-code table forgets every code (symbols.clear)."},
     {"take_all", (PyCFunction)take_all, METH_O,
      "Consume every event of these buffers, merged in time order (BufferSet.consume)."},
     {"encode_buffers", (PyCFunction)encode_buffers, METH_VARARGS,
@@ -4351,6 +4546,7 @@ PyInit__speedups(void)
     INTERN(str_F, "F");
     INTERN(str_name, "name");
     INTERN(str_code, "code");
+    INTERN(str_code_ref, "code_ref");
     INTERN(str_co_flags, "co_flags");
     INTERN(str_tid, "tid");
     INTERN(str_cpu, "cpu");

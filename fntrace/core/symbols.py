@@ -15,18 +15,59 @@ import os
 import sys
 import threading
 import types
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
+
+from .. import _accel
 
 __all__ = [
     "Function",
+    "GoneCode",
     "available_filter_functions",
+    "cache",
+    "clear",
     "function_for_code",
     "function_for_frame",
+    "guards",
     "is_internal",
     "iter_loaded_code",
+    "off_code_gone",
+    "on_code_gone",
 ]
 
 _PKG_DIR = __file__.rsplit("/", 2)[0] + "/"  # .../fntrace/ (this file is fntrace/core/symbols.py)
+
+
+class GoneCode:
+    """What :attr:`Function.code` gives once the code object is gone.
+
+    Events already recorded keep their Function (and format its flags) after
+    the program dropped the code; the code object itself is not kept alive
+    for them (see :class:`Function`).
+    """
+
+    __slots__ = ("co_filename", "co_firstlineno", "co_flags", "co_name", "co_qualname")
+
+    def __init__(self, fn: Function) -> None:
+        self.co_flags = fn.flags
+        self.co_name = fn.qualname.rsplit(".", 1)[-1]
+        self.co_qualname = fn.qualname
+        self.co_filename = fn.filename
+        self.co_firstlineno = fn.lineno
+
+    def __repr__(self) -> str:
+        return f"<gone code {self.co_qualname} at {self.co_filename}:{self.co_firstlineno}>"
+
+
+class _CodeRef(weakref.ref[types.CodeType]):
+    """A Function's weak reference to its code; ``key`` is the code's id, which
+    the callback needs once the referent is gone."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, code: types.CodeType, callback: Callable[[_CodeRef], None]) -> None:
+        super().__init__(code, callback)  # type: ignore[call-arg]
+        self.key = id(code)
 
 
 class Function:
@@ -35,19 +76,48 @@ class Function:
     ``argnames`` lists the parameters in signature order (positional-only,
     positional-or-keyword, ``*args``, keyword-only, ``**kwargs``) so argument
     fetching by position is a tuple index, computed once per code object.
+
+    The code object is held weakly: a program that makes and drops code (exec,
+    dataclasses, templates) must be able to free it while traced, and the
+    cache below would otherwise keep every code object ever looked at.  When
+    the code goes, its cache entry goes with it (and every per-code table that
+    registered with :func:`on_code_gone`); a Function still held elsewhere (an
+    event in a ring buffer) keeps its name, and its ``code`` is then a
+    :class:`GoneCode` with the same flags.
     """
 
-    __slots__ = ("__weakref__", "argnames", "code", "filename", "lineno", "module", "name",
-                 "qualname")
+    __slots__ = ("__weakref__", "_argnames", "code_ref", "filename", "flags", "lineno", "module",
+                 "name", "qualname")
 
-    def __init__(self, code: types.CodeType, module: str) -> None:
-        self.code = code
+    def __init__(self, code: types.CodeType, module: str, qualname: str | None = None) -> None:
+        self.code_ref = _CodeRef(code, _code_gone)
         self.module = module
-        self.qualname: str = code.co_qualname
+        self.qualname: str = qualname if qualname is not None else code.co_qualname
         self.name = f"{module}:{self.qualname}"
         self.filename = code.co_filename
         self.lineno = code.co_firstlineno
-        self.argnames = signature_names(code)
+        self.flags = code.co_flags
+        self._argnames: tuple[str, ...] | None = None
+
+    @property
+    def argnames(self) -> tuple[str, ...]:
+        """Computed at first use: reading ``co_varnames`` makes CPython build and
+        keep a tuple on the code object, which untraced code must not pay for."""
+        names = self._argnames
+        if names is None:
+            code = self.code_ref()
+            names = self._argnames = signature_names(code) if code is not None else ()
+        return names
+
+    @property
+    def code(self) -> types.CodeType:
+        """The code object, or a :class:`GoneCode` stand-in once it is gone."""
+        code = self.code_ref()
+        return code if code is not None else GoneCode(self)  # type: ignore[return-value]
+
+    def live_code(self) -> types.CodeType | None:
+        """The code object, or None once it is gone."""
+        return self.code_ref()
 
     def __repr__(self) -> str:
         return f"<Function {self.name} at {self.filename}:{self.lineno}>"
@@ -72,10 +142,15 @@ def signature_names(code: types.CodeType) -> tuple[str, ...]:
     return tuple(out)
 
 
-# Keyed by id(code) (hashing a code object hashes its content); each Function
-# keeps its code alive, so an id is never reused while it is a key here.
+# Keyed by id(code) (hashing a code object hashes its content).  An entry goes
+# when its code object goes (_code_gone, run by the Function's weak reference
+# before the code's memory, hence its id, can be reused) and all entries go
+# when the last ops is unregistered (clear()).
 _cache: dict[int, Function] = {}
 _lock = threading.Lock()
+# Called with the id of each code object that goes: the engine's sites, the
+# backends' decisions and the C hot path's direct-mapped tables drop it.
+_gone_hooks: list[Callable[[int], None]] = []
 
 
 def _after_fork_in_child() -> None:
@@ -86,14 +161,87 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def function_for_code(code: types.CodeType, module: str | None = None) -> Function:
-    """The one :class:`Function` of ``code``; ``module`` names it on first sight."""
+def _code_gone(ref: _CodeRef, cache: dict[int, Function] | None = None,
+               hooks: list[Callable[[int], None]] | None = None,
+               finalizing: Callable[[], bool] = sys.is_finalizing) -> None:
+    """A code object some Function named has been freed (weakref callback).
+
+    Runs during the code's deallocation, in whatever thread dropped it, so it
+    takes no lock of its own; nothing can look the dead code up any more.
+    At interpreter exit (module globals already torn down) it does nothing:
+    the defaults bind what it needs when the module is loaded.
+    """
+    if finalizing() or cache is None or hooks is None:
+        return
+    key = ref.key
+    fn = cache.get(key)
+    if fn is not None and fn.code_ref is ref:
+        cache.pop(key, None)
+    built = _accel.built
+    if built is not None and hasattr(built, "code_gone"):
+        built.code_gone(key)  # C tables that borrowed the code's address
+    failed: Exception | None = None
+    for hook in list(hooks):
+        try:
+            hook(key)
+        except Exception as exc:  # every hook runs; Python reports the error as unraisable
+            failed = exc
+    if failed is not None:
+        raise failed
+
+
+_code_gone.__defaults__ = (_cache, _gone_hooks, sys.is_finalizing)
+
+
+def on_code_gone(hook: Callable[[int], None]) -> None:
+    """Call ``hook(id(code))`` whenever a code object with a Function is freed."""
+    if hook not in _gone_hooks:
+        _gone_hooks.append(hook)
+
+
+def off_code_gone(hook: Callable[[int], None]) -> None:
+    """Stop calling ``hook`` (see :func:`on_code_gone`)."""
+    if hook in _gone_hooks:
+        _gone_hooks.remove(hook)
+
+
+def guards(code: types.CodeType) -> Function | None:
+    """The cached Function whose weak reference will report ``code``'s end.
+
+    A per-code table may key on ``id(code)`` without holding the code only
+    while it holds this Function (whose reference then outlives the code).
+    """
+    fn = _cache.get(id(code))
+    return fn if fn is not None and fn.code_ref() is code else None
+
+
+def cache() -> dict[int, Function]:
+    """The cache itself, id(code) -> Function, for the C hot path's lookups
+    (it reads it without calling back; entries come and go as described above)."""
+    return _cache
+
+
+def clear() -> None:
+    """Forget every Function (the last ops was unregistered: tracing leaves
+    nothing behind).  Functions held elsewhere (recorded events) stay valid;
+    the C hot path's tables drop their entries too."""
+    with _lock:
+        _cache.clear()
+    built = _accel.built
+    if built is not None and hasattr(built, "forget_codes"):
+        built.forget_codes()
+
+
+def function_for_code(code: types.CodeType, module: str | None = None,
+                      qualname: str | None = None) -> Function:
+    """The one :class:`Function` of ``code``; ``module``/``qualname`` name it on first sight."""
     fn = _cache.get(id(code))
     if fn is None:
         with _lock:
             fn = _cache.get(id(code))
             if fn is None:
-                fn = Function(code, module if module is not None else _guess_module(code))
+                fn = Function(code, module if module is not None else _guess_module(code),
+                              qualname)
                 _cache[id(code)] = fn
     return fn
 
