@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Callable, Iterator
 
 from .. import _accel
+from . import naming
 
 __all__ = [
     "Function",
@@ -252,7 +253,9 @@ def function_for_frame(frame: types.FrameType) -> Function:
     fn = _cache.get(id(code))
     if fn is None:
         name = frame.f_globals.get("__name__")
-        fn = function_for_code(code, name if isinstance(name, str) else _guess_module(code))
+        module, qualname = naming.user_name(
+            frame, name if isinstance(name, str) else _guess_module(code))
+        fn = function_for_code(code, module, qualname)
     return fn
 
 
@@ -305,11 +308,18 @@ def iter_loaded_code() -> Iterator[Function]:
         module = name if isinstance(name, str) else "?"
         if is_internal_module(module):
             continue
+        # The function's own __qualname__ where naming.user_name would take it.
+        qualname: str | None = obj.__qualname__ if isinstance(obj.__qualname__, str) else None
+        if qualname is not None and not (
+                naming.generated(code, obj.__globals__)
+                or (".<locals>." in code.co_qualname
+                    and qualname.rpartition(".")[2] == code.co_name)):
+            qualname = None
         for inner in _walk_code(code):
             if inner in seen or is_internal(inner):
                 continue
             seen.add(inner)
-            yield function_for_code(inner, module)
+            yield function_for_code(inner, module, qualname if inner is code else None)
 
 
 def available_filter_functions() -> list[str]:
