@@ -120,7 +120,7 @@ def test_unregister_returns_to_untraced_level(filt: str) -> None:
     inst.close()  # the last ops goes
     after = blocks() - before
     keep.clear()
-    assert symbols.cache() == {}
+    assert not any(symbols.cache().values())  # only the roots (false) may stay
     # 3.11 only, and only for traced code: the profile hook reads the opcode at
     # f_lasti through co_code, which CPython builds once and keeps on the code.
     extra = N if sys.version_info < (3, 12) and filt != "no_such_function" else 0

@@ -34,7 +34,7 @@ from . import symbols, sync
 from .flags import Flags
 from .ops import Ops
 from .regs import FtraceRegs, FullRegs
-from .symbols import Function, function_for_frame, is_internal, is_internal_module
+from .symbols import Function, function_for_frame, is_internal, is_internal_module, parent_for_frame
 from .symbols import _cache as _fn_cache
 
 # The flags as plain ints: enum.Flag's `&` runs Python code (enum.py), which would
@@ -155,8 +155,7 @@ def _parent(frame: types.FrameType) -> Function | None:
     back = frame.f_back
     if back is None:
         return None
-    fn = _fn_cache.get(id(back.f_code))
-    return fn if fn is not None else function_for_frame(back)
+    return _fn_cache.get(id(back.f_code)) or parent_for_frame(back)
 
 
 # -- trampolines (the hot path) -----------------------------------------------
@@ -167,7 +166,7 @@ def _enter_one(site: Site, frame: types.FrameType, event: str, offset: int) -> N
     op = site.entry_op
     back = frame.f_back
     parent = None if back is None else (_fn_cache.get(id(back.f_code))
-                                        or function_for_frame(back))
+                                        or parent_for_frame(back))
     fregs = FtraceRegs(site.fn, frame, event, offset, None, None, site.regs)
     if site.has_ret:
         fregs._targets = site.ret_ops
@@ -187,7 +186,7 @@ def _enter_list(site: Site, frame: types.FrameType, event: str, offset: int) -> 
     targets = site.entry_ops
     back = frame.f_back
     parent = None if back is None else (_fn_cache.get(id(back.f_code))
-                                        or function_for_frame(back))
+                                        or parent_for_frame(back))
     fregs = FtraceRegs(site.fn, frame, event, offset, None, None, site.regs)
     if site.has_ret:
         fregs._targets = site.ret_ops

@@ -24,6 +24,7 @@ from . import naming
 __all__ = [
     "Function",
     "GoneCode",
+    "RootFunction",
     "available_filter_functions",
     "cache",
     "clear",
@@ -127,6 +128,22 @@ class Function:
         return self.name
 
 
+class RootFunction(Function):
+    """The code that runs the traced program (``fntrace record``'s runner).
+
+    The program's top frame is the root of every stack: its caller is
+    fntrace's, not the program's.  A RootFunction is false as a truth value, so
+    the engine's ``cache.get(id(code)) or parent_for_frame(back)`` (and the C
+    recorders' cache test) fall through to :func:`parent_for_frame`, which
+    says "no parent"; ordinary Functions pay nothing for it.
+    """
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return False
+
+
 def signature_names(code: types.CodeType) -> tuple[str, ...]:
     """Parameter names of ``code`` in ``inspect.signature`` order."""
     names = code.co_varnames
@@ -224,10 +241,11 @@ def cache() -> dict[int, Function]:
 
 def clear() -> None:
     """Forget every Function (the last ops was unregistered: tracing leaves
-    nothing behind).  Functions held elsewhere (recorded events) stay valid;
-    the C hot path's tables drop their entries too."""
+    nothing behind) but the roots.  Functions held elsewhere (recorded events)
+    stay valid; the C hot path's tables drop their entries too."""
     with _lock:
         _cache.clear()
+        _cache.update(roots)
     built = _accel.built
     if built is not None and hasattr(built, "forget_codes"):
         built.forget_codes()
@@ -245,6 +263,25 @@ def function_for_code(code: types.CodeType, module: str | None = None,
                               qualname)
                 _cache[id(code)] = fn
     return fn
+
+
+# Codes that run the program, id(code) -> RootFunction (they live as long as
+# fntrace, so they are held): see RootFunction.
+roots: dict[int, RootFunction] = {}
+
+
+def mark_root(code: types.CodeType, module: str) -> None:
+    """``code`` runs the traced program: the program's frames end below it."""
+    with _lock:
+        fn = RootFunction(code, module)
+        roots[id(code)] = fn
+        _cache[id(code)] = fn
+
+
+def parent_for_frame(frame: types.FrameType) -> Function | None:
+    """The Function of a caller frame, None when it is a root (fntrace's runner)."""
+    fn = function_for_frame(frame)
+    return fn if fn else None
 
 
 def function_for_frame(frame: types.FrameType) -> Function:
