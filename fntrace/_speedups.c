@@ -4498,10 +4498,117 @@ frame_key(PyObject *module, PyObject *frame)
 }
 #endif
 
+/* ------------------------------------------------------------------------- */
+/* The mirror's self-check                                                    */
+/* ------------------------------------------------------------------------- */
+
+/* The interpreter frame behind `frame` read through this file's mirror of
+ * CPython's layout, against what the interpreter itself says of it: its code,
+ * function, globals, frame object, owner, instruction offset, previous frame
+ * and the values of its first locals (`args`).  The caller passes its own
+ * running frame (fntrace._accel does, at import), so the frame is also the
+ * thread's current one.  None when everything agrees, else a one-line text
+ * saying what does not: fntrace then keeps to its pure-Python path.  Every
+ * read stays inside the memory the mirror says the frame has, and pointers
+ * are compared before they are followed. */
+static PyObject *
+check_frame(PyObject *module, PyObject *args)
+{
+    PyObject *frame, *func, *values;
+    int owner;
+    if (!PyArg_ParseTuple(args, "O!OO!i", &PyFrame_Type, &frame, &func, &PyTuple_Type,
+                          &values, &owner))
+        return NULL;
+#if defined(FNT_IFRAME) || defined(FNT_IFRAME311)
+    PyCodeObject *code = PyFrame_GetCode((PyFrameObject *)frame);
+    PyFrameObject *back = PyFrame_GetBack((PyFrameObject *)frame);
+    PyObject *globals = PyFrame_GetGlobals((PyFrameObject *)frame);
+    const char *bad = NULL;
+    int lasti = PyFrame_GetLasti((PyFrameObject *)frame);
+#ifdef FNT_IFRAME
+    fnt_iframe *f = ((fnt_frameobject *)frame)->f_frame;
+    fnt_iframe *cur = iframe_current(PyThreadState_Get());
+    if (f == NULL)
+        bad = "no interpreter frame behind the frame object";
+    else if (f != cur)
+        bad = "the frame object's interpreter frame is not the thread's current frame";
+    else if (f->code != (PyObject *)code)
+        bad = "code";
+    else if (f->frame_obj != (PyFrameObject *)frame)
+        bad = "frame object";
+    else if (f->funcobj != func)
+        bad = "function";
+    else if (f->globals != globals)
+        bad = "globals";
+    else if (f->owner != owner)
+        bad = "owner";
+    else if ((char *)f->instr - (char *)code->co_code_adaptive != lasti)
+        bad = "instruction offset";
+    else {
+        fnt_iframe *p = f->previous;
+        while (p != NULL && p->owner == FNT_OWNED_BY_CSTACK)
+            p = p->previous;
+        PyObject *want = back != NULL ? (PyObject *)PyFrame_GetCode(back) : NULL;
+        if ((p == NULL) != (want == NULL) || (p != NULL && p->code != want))
+            bad = "previous frame";
+        Py_XDECREF(want);
+    }
+#else
+    fnt_iframe311 *f = ((fnt_frameobject311 *)frame)->f_frame;
+    PyThreadState *ts = PyThreadState_Get();
+    void *cur = ts->cframe != NULL ? (void *)ts->cframe->current_frame : NULL;
+    if (f == NULL)
+        bad = "no interpreter frame behind the frame object";
+    else if ((void *)f != cur)  /* compared before it is followed */
+        bad = "the frame object's interpreter frame is not the thread's current frame";
+    else if (f->code != (PyObject *)code)
+        bad = "code";
+    else if (f->frame_obj != (PyFrameObject *)frame)
+        bad = "frame object";
+    else if (f->func != func)
+        bad = "function";
+    else if (f->globals != globals)
+        bad = "globals";
+    else if (f->owner != owner)
+        bad = "owner";
+    else if ((char *)f->prev_instr - (char *)code->co_code_adaptive != lasti)
+        bad = "instruction offset";
+    else {
+        fnt_iframe311 *p = (fnt_iframe311 *)f->previous;
+        /* 3.11 has no C-stack-owned frames: the previous frame is the caller's */
+        PyObject *want = back != NULL ? (PyObject *)PyFrame_GetCode(back) : NULL;
+        if ((p == NULL) != (want == NULL) || (p != NULL && p->code != want))
+            bad = "previous frame";
+        Py_XDECREF(want);
+    }
+#endif
+    if (bad == NULL) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(values); i++) {
+            if (i >= code->co_nlocalsplus || f->localsplus[i] != PyTuple_GET_ITEM(values, i)) {
+                bad = "locals";
+                break;
+            }
+        }
+    }
+    Py_DECREF(code);
+    Py_XDECREF(back);
+    Py_DECREF(globals);
+    if (bad != NULL)
+        return PyUnicode_FromFormat("the C extension's view of CPython's frames does not "
+                                    "match this interpreter (%s)", bad);
+    Py_RETURN_NONE;
+#else
+    return PyUnicode_FromString("no frame mirror for this Python version");
+#endif
+}
+
 static PyMethodDef speedups_functions[] = {
     {"local_clock", (PyCFunction)local_clock, METH_NOARGS,
      "The \"local\" trace clock in ns: the TSC scaled and anchored on CLOCK_MONOTONIC "
      "where the kernel uses the TSC, else CLOCK_MONOTONIC; never goes backwards."},
+    {"check_frame", (PyCFunction)check_frame, METH_VARARGS,
+     "check_frame(frame, function, first_locals, owner): None when the C mirror reads "
+     "this running frame as the interpreter does, else what differs."},
     {"code_gone", (PyCFunction)code_gone, METH_O,
      "symbols' report that the code object at this address (its id) is being freed."},
     {"holds_code", (PyCFunction)holds_code, METH_O,
@@ -4520,17 +4627,39 @@ static PyMethodDef speedups_functions[] = {
     {NULL}
 };
 
-static struct PyModuleDef speedups_module = {
-    PyModuleDef_HEAD_INIT, "fntrace._speedups",
-    "fntrace's optional C hot path (see the comment at the top of _speedups.c).", -1,
-    speedups_functions,
+#define INTERN(var, text) \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) return -1;
+
+static int speedups_exec(PyObject *m);
+
+/* Multi-phase initialisation, so the module can say what it is: it keeps
+ * process-wide state in C statics (one interpreter only) and is not safe to
+ * run without the GIL (free-threaded builds re-enable the GIL on import). */
+static PyModuleDef_Slot speedups_slots[] = {
+    {Py_mod_exec, (void *)speedups_exec},
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
+    {0, NULL}
 };
 
-#define INTERN(var, text) \
-    if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL;
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT, "fntrace._speedups",
+    "fntrace's optional C hot path (see the comment at the top of _speedups.c).", 0,
+    speedups_functions, speedups_slots,
+};
 
 PyMODINIT_FUNC
 PyInit__speedups(void)
+{
+    return PyModuleDef_Init(&speedups_module);
+}
+
+static int
+speedups_exec(PyObject *m)
 {
     INTERN(str_fast, "fast");
     INTERN(str_enter, "enter");
@@ -4559,30 +4688,25 @@ PyInit__speedups(void)
     INTERN(str_X, "X");
     PyObject *time_mod = PyImport_ImportModule("time");
     if (time_mod == NULL)
-        return NULL;
+        return -1;
     perf_counter_ns = PyObject_GetAttrString(time_mod, "perf_counter_ns");
     monotonic_ns = PyObject_GetAttrString(time_mod, "monotonic_ns");
     time_ns = PyObject_GetAttrString(time_mod, "time_ns");
     Py_DECREF(time_mod);
     if (perf_counter_ns == NULL || monotonic_ns == NULL || time_ns == NULL)
-        return NULL;
+        return -1;
     if (PyType_Ready(&EventQueue_Type) < 0 || PyType_Ready(&GraphStack_Type) < 0 ||
         PyType_Ready(&RingCore_Type) < 0 || PyType_Ready(&FuncRecorder_Type) < 0 ||
         PyType_Ready(&GraphRecorder_Type) < 0 || PyType_Ready(&Dispatcher_Type) < 0 ||
         PyType_Ready(&ProfThread_Type) < 0 || PyType_Ready(&ProfRecorder_Type) < 0)
-        return NULL;
+        return -1;
 #ifdef FNT_PROFILE_HOOK
     if (PyType_Ready(&ProfileHook_Type) < 0)
-        return NULL;
+        return -1;
 #endif
-    PyObject *m = PyModule_Create(&speedups_module);
-    if (m == NULL)
-        return NULL;
     local_clock_fn = PyObject_GetAttrString(m, "local_clock");
-    if (local_clock_fn == NULL) {
-        Py_DECREF(m);
-        return NULL;
-    }
+    if (local_clock_fn == NULL)
+        return -1;
     if (PyModule_AddObjectRef(m, "EventQueue", (PyObject *)&EventQueue_Type) < 0 ||
         PyModule_AddObjectRef(m, "GraphStack", (PyObject *)&GraphStack_Type) < 0 ||
         PyModule_AddObjectRef(m, "RingCore", (PyObject *)&RingCore_Type) < 0 ||
@@ -4591,18 +4715,15 @@ PyInit__speedups(void)
         PyModule_AddObjectRef(m, "Dispatcher", (PyObject *)&Dispatcher_Type) < 0 ||
         PyModule_AddObjectRef(m, "ProfThread", (PyObject *)&ProfThread_Type) < 0 ||
         PyModule_AddObjectRef(m, "ProfRecorder", (PyObject *)&ProfRecorder_Type) < 0) {
-        Py_DECREF(m);
-        return NULL;
+        return -1;
     }
     if (PyModule_AddIntConstant(m, "FRAME_ARGS", FNT_FRAME_ARGS) < 0) {
-        Py_DECREF(m);
-        return NULL;
+        return -1;
     }
 #ifdef FNT_PROFILE_HOOK
     if (PyModule_AddObjectRef(m, "ProfileHook", (PyObject *)&ProfileHook_Type) < 0) {
-        Py_DECREF(m);
-        return NULL;
+        return -1;
     }
 #endif
-    return m;
+    return 0;
 }
