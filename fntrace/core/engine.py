@@ -486,14 +486,15 @@ def mark_internal(code: types.CodeType) -> None:
 def _code_gone(key: int) -> None:
     """A code object was freed: its site (if any) goes, before its id is reused.
 
-    The lock orders this with a _rebuild in another thread (which may be about to
-    store a new Site under this key); a _rebuild in this thread holds the code
-    of every site it stores, so it never stores one for a freed code.
+    No lock (this runs inside a deallocation, in any thread, possibly while
+    another thread holds _lock and waits for an import this one is running):
+    whoever stores a site under a key holds that code (discover runs its
+    frame, _rebuild holds it through the store), so no site for this freed
+    code can be stored after this runs.
     """
-    with _lock:
-        site = sites.get(key)
-        if site is not None and site.code is None:
-            del sites[key]
+    site = sites.get(key)
+    if site is not None and site.code is None:
+        sites.pop(key, None)
 
 
 symbols.on_code_gone(_code_gone)
