@@ -170,3 +170,14 @@ def test_freed_code_leaves_no_key(hot_path: str) -> None:
         text = inst.read("trace")
     assert "miss" not in text, f"{reused} addresses reused"
     assert sum(" gen:hit" in line for line in text.splitlines()) == hits
+
+
+def test_listing_available_functions_keeps_nothing() -> None:
+    """available_filter_functions names every loaded function without leaving a
+    Function behind for each (nothing is traced)."""
+    keep = [make("listed", i) for i in range(50)]
+    before = dict(symbols.cache())
+    names = symbols.available_filter_functions()
+    assert {f"gen:listed{i}" for i in range(50)} <= set(names)
+    assert symbols.cache() == before
+    del keep

@@ -326,12 +326,14 @@ def _walk_code(code: types.CodeType) -> Iterator[types.CodeType]:
             yield from _walk_code(const)
 
 
-def iter_loaded_code() -> Iterator[Function]:
+def iter_loaded_code(keep: bool = True) -> Iterator[Function]:
     """Every traceable code object that currently exists, as a Function.
 
     Function objects are found by the garbage collector (so functions made by
     ``exec``, closures, and methods are included); code nested in them (inner
     functions, lambdas, comprehensions) is found through ``co_consts``.
+    ``keep`` False: Functions not cached yet are made for the caller only
+    (listing names must not leave a Function per loaded code behind).
     """
     seen: set[types.CodeType] = set()
     for obj in gc.get_objects():
@@ -356,9 +358,14 @@ def iter_loaded_code() -> Iterator[Function]:
             if inner in seen or is_internal(inner):
                 continue
             seen.add(inner)
-            yield function_for_code(inner, module, qualname if inner is code else None)
+            name = qualname if inner is code else None
+            known = _cache.get(id(inner))
+            if known is not None or keep:
+                yield known if known is not None else function_for_code(inner, module, name)
+            else:
+                yield Function(inner, module, name)
 
 
 def available_filter_functions() -> list[str]:
     """The content of tracefs ``available_filter_functions``: sorted names."""
-    return sorted({fn.name for fn in iter_loaded_code()})
+    return sorted({fn.name for fn in iter_loaded_code(keep=False)})
