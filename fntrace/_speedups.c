@@ -1845,12 +1845,17 @@ code_table_add(void *slots, size_t n, char parents)
     return 1;
 }
 
+/* Bumped by every removal: a walk of the list that dropped references (which
+ * may free a table's owner) starts again rather than trust its index. */
+static unsigned long code_tables_gen;
+
 static void
 code_table_remove(void *slots)
 {
     for (int i = 0; i < n_code_tables; i++) {
         if (code_tables[i].slots == slots) {
             code_tables[i] = code_tables[--n_code_tables];
+            code_tables_gen++;
             return;
         }
     }
@@ -1904,26 +1909,39 @@ parent_slots_free(ParentSlot *slots, size_t n)
     }
 }
 
-/* symbols._code_gone: the code object at this address is being freed. */
+/* symbols._code_gone: the code object at this address is being freed.  The
+ * slots are emptied first and their references dropped after (dropping one may
+ * free a table, which changes the list). */
 static PyObject *
 code_gone(PyObject *module, PyObject *arg)
 {
     void *code = PyLong_AsVoidPtr(arg);
     if (code == NULL && PyErr_Occurred())
         return NULL;
+    PyObject *drop[MAX_CODE_TABLES * 4];
+    int n = 0;
     for (int i = 0; i < n_code_tables; i++) {
         CodeTable *t = &code_tables[i];
         size_t k = ptr_slot(code, t->n);
         if (t->parents) {
             ParentSlot *p = &((ParentSlot *)t->slots)[k];
-            if (p->code == code && !p->strong)
-                parent_slots_free(p, 1);
+            if (p->code == code && !p->strong) {
+                drop[n++] = p->fn;
+                p->code = p->fn = NULL;
+            }
         } else {
             SiteSlot *p = &((SiteSlot *)t->slots)[k];
-            if (p->code == code && !p->strong)
-                slots_free(p, 1);
+            if (p->code == code && !p->strong) {
+                drop[n++] = p->site;
+                drop[n++] = p->fast;
+                drop[n++] = p->fn;
+                drop[n++] = p->enter;
+                p->code = p->site = p->fast = p->fn = p->enter = NULL;
+            }
         }
     }
+    for (int i = 0; i < n; i++)
+        Py_XDECREF(drop[i]);
     Py_RETURN_NONE;
 }
 
@@ -1945,16 +1963,23 @@ holds_code(PyObject *module, PyObject *arg)
     Py_RETURN_FALSE;
 }
 
-/* symbols.clear: every table forgets every code (nothing is traced any more). */
+/* symbols.clear: every table forgets every code (nothing is traced any more).
+ * Slot by slot; when dropping references freed a table, the walk starts again. */
 static PyObject *
 forget_codes(PyObject *module, PyObject *unused)
 {
+again:
     for (int i = 0; i < n_code_tables; i++) {
         CodeTable *t = &code_tables[i];
-        if (t->parents)
-            parent_slots_free((ParentSlot *)t->slots, t->n);
-        else
-            slots_free((SiteSlot *)t->slots, t->n);
+        for (size_t k = 0; k < t->n; k++) {
+            unsigned long gen = code_tables_gen;
+            if (t->parents)
+                parent_slots_free(&((ParentSlot *)t->slots)[k], 1);
+            else
+                slots_free(&((SiteSlot *)t->slots)[k], 1);
+            if (gen != code_tables_gen)
+                goto again;
+        }
     }
     Py_RETURN_NONE;
 }
