@@ -41,6 +41,7 @@ __all__ = ["generated", "user_name"]
 
 _TYPE_DICT = type.__dict__["__dict__"]
 _MAX_WRAPPED = 8  # __wrapped__ links followed
+_MODULE_DICT: Any = vars(types.ModuleType)["__dict__"]
 _TYPE_MRO = type.__dict__["__mro__"]
 
 
@@ -52,10 +53,13 @@ def generated(code: types.CodeType, globals_: dict[str, Any]) -> bool:
     mod_file = globals_.get("__file__")
     if isinstance(mod_file, str):
         return mod_file != filename
-    # No file: generated unless these are a loaded module's own globals (python -c)
+    # No file: generated unless these are a loaded module's own globals (python -c).
+    # The module's dict is read past any __getattribute__ (a lazy module loads on it).
     name = globals_.get("__name__")
     mod = sys.modules.get(name) if isinstance(name, str) else None
-    return mod is None or getattr(mod, "__dict__", None) is not globals_
+    if mod is None or not issubclass(type(mod), types.ModuleType):
+        return True
+    return _MODULE_DICT.__get__(mod) is not globals_
 
 
 def _function_in(klass_dict: Any, name: str, code: types.CodeType,
