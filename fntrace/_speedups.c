@@ -55,7 +55,7 @@ PyInit__speedups(void)
 static PyObject *str_fast, *str_enter, *str_has_ret, *str_fn, *str_live, *str_local,
     *str_buf, *str_new_buffer, *str_stack, *str_clock, *str_write,
     *str_F, *str_E, *str_X, *str_name, *str_code, *str_co_flags, *str_tid, *str_cpu,
-    *str_thread_flags, *str_state, *str_max_len, *str_empty, *str_comma;
+    *str_thread_flags, *str_state, *str_max_len, *str_empty, *str_comma, *str_code_ref;
 static PyObject *perf_counter_ns;  /* time.perf_counter_ns: read natively */
 static PyObject *monotonic_ns;     /* time.monotonic_ns: the same clock on Linux */
 static PyObject *time_ns;          /* time.time_ns: CLOCK_REALTIME */
@@ -1814,19 +1814,201 @@ typedef struct {
     unsigned long long tsid;
 } TlsCache;
 
-/* Callers seen: code -> Function, direct-mapped, both held (so a code's
- * address cannot be reused while it is here). */
-#define PARENT_SLOTS 1024
+/* ------------------------------------------------------------------------- */
+/* Per-code tables and the end of a code object                               */
+/* ------------------------------------------------------------------------- */
+
+/* The direct-mapped tables below (the dispatcher's and the 3.11 hook's sites,
+ * the function recorder's callers) are keyed by a code object's address.
+ * Holding every code they saw would keep code the program dropped alive (up
+ * to a table's size: thousands of exec'd or generated functions), so a table
+ * keeps only the address when the Function it holds guards the code: its
+ * weak reference (`code_ref`) calls symbols._code_gone when the code is
+ * freed, which calls code_gone() below before the address can be reused.
+ * Each table is listed here while it exists; a table that finds the list
+ * full holds its codes (the old way: bounded, never wrong). */
+#define MAX_CODE_TABLES 256
 typedef struct {
-    PyObject *code;
+    void *slots;
+    size_t n;
+    char parents;  /* ParentSlot (1) or SiteSlot (0) */
+} CodeTable;
+/* A site table's slot (the dispatcher's, the 3.11 hook's). */
+typedef struct {
+    PyObject *code;   /* strong when `strong`, else borrowed (see code_tables) */
+    PyObject *site;
+    PyObject *fast;   /* Site.fast, NULL when None */
+    PyObject *fn;     /* the site's Function; for a "no site" slot, the guard */
+    PyObject *enter;  /* Site.enter (the trampoline) */
+    int has_ret;      /* Site.has_ret */
+    int strong;
+} SiteSlot;
+
+static CodeTable code_tables[MAX_CODE_TABLES];
+static int n_code_tables;
+
+/* 1 when the table is listed (it may borrow), 0 when the list is full. */
+static int
+code_table_add(void *slots, size_t n, char parents)
+{
+    if (n_code_tables == MAX_CODE_TABLES)
+        return 0;
+    code_tables[n_code_tables].slots = slots;
+    code_tables[n_code_tables].n = n;
+    code_tables[n_code_tables].parents = parents;
+    n_code_tables++;
+    return 1;
+}
+
+/* Bumped by every removal: a walk of the list that dropped references (which
+ * may free a table's owner) starts again rather than trust its index. */
+static unsigned long code_tables_gen;
+
+static void
+code_table_remove(void *slots)
+{
+    for (int i = 0; i < n_code_tables; i++) {
+        if (code_tables[i].slots == slots) {
+            code_tables[i] = code_tables[--n_code_tables];
+            code_tables_gen++;
+            return;
+        }
+    }
+}
+
+/* Whether `fn` (a symbols.Function) has a live weak reference to `code`.
+ * Reads a __slots__ member and a weakref: runs no Python code. */
+static int
+fn_guards(PyObject *fn, PyObject *code)
+{
+    PyObject *ref = PyObject_GetAttr(fn, str_code_ref);
+    if (ref == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int ok = 0;
+    if (PyWeakref_Check(ref)) {
+#if PY_VERSION_HEX >= 0x030D0000
+        PyObject *obj = NULL;
+        if (PyWeakref_GetRef(ref, &obj) > 0) {
+            ok = obj == code;
+            Py_DECREF(obj);
+        }
+        PyErr_Clear();
+#else
+        ok = PyWeakref_GET_OBJECT(ref) == code;
+#endif
+    }
+    Py_DECREF(ref);
+    return ok;
+}
+
+typedef struct {
+    PyObject *code;  /* strong when `strong`, else borrowed (see code_tables) */
     PyObject *fn;
+    int strong;
 } ParentSlot;
+
+static void slots_free(SiteSlot *slots, size_t n);
+
+static void
+parent_slots_free(ParentSlot *slots, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        ParentSlot *p = &slots[i];
+        PyObject *c = p->strong ? p->code : NULL, *fn = p->fn;
+        p->code = p->fn = NULL;
+        p->strong = 0;
+        Py_XDECREF(c);
+        Py_XDECREF(fn);
+    }
+}
+
+/* symbols._code_gone: the code object at this address is being freed.  The
+ * slots are emptied first and their references dropped after (dropping one may
+ * free a table, which changes the list). */
+static PyObject *
+code_gone(PyObject *module, PyObject *arg)
+{
+    void *code = PyLong_AsVoidPtr(arg);
+    if (code == NULL && PyErr_Occurred())
+        return NULL;
+    PyObject *drop[MAX_CODE_TABLES * 4];
+    int n = 0;
+    for (int i = 0; i < n_code_tables; i++) {
+        CodeTable *t = &code_tables[i];
+        size_t k = ptr_slot(code, t->n);
+        if (t->parents) {
+            ParentSlot *p = &((ParentSlot *)t->slots)[k];
+            if (p->code == code && !p->strong) {
+                drop[n++] = p->fn;
+                p->code = p->fn = NULL;
+            }
+        } else {
+            SiteSlot *p = &((SiteSlot *)t->slots)[k];
+            if (p->code == code && !p->strong) {
+                drop[n++] = p->site;
+                drop[n++] = p->fast;
+                drop[n++] = p->fn;
+                drop[n++] = p->enter;
+                p->code = p->site = p->fast = p->fn = p->enter = NULL;
+            }
+        }
+    }
+    for (int i = 0; i < n; i++)
+        Py_XDECREF(drop[i]);
+    Py_RETURN_NONE;
+}
+
+/* Whether some table still has this address (for tests: a freed code's must be gone). */
+static PyObject *
+holds_code(PyObject *module, PyObject *arg)
+{
+    void *code = PyLong_AsVoidPtr(arg);
+    if (code == NULL && PyErr_Occurred())
+        return NULL;
+    for (int i = 0; i < n_code_tables; i++) {
+        CodeTable *t = &code_tables[i];
+        size_t k = ptr_slot(code, t->n);
+        void *held = t->parents ? (void *)((ParentSlot *)t->slots)[k].code
+                                : (void *)((SiteSlot *)t->slots)[k].code;
+        if (held == code)
+            Py_RETURN_TRUE;
+    }
+    Py_RETURN_FALSE;
+}
+
+/* symbols.clear: every table forgets every code (nothing is traced any more).
+ * Slot by slot; when dropping references freed a table, the walk starts again. */
+static PyObject *
+forget_codes(PyObject *module, PyObject *unused)
+{
+again:
+    for (int i = 0; i < n_code_tables; i++) {
+        CodeTable *t = &code_tables[i];
+        for (size_t k = 0; k < t->n; k++) {
+            unsigned long gen = code_tables_gen;
+            if (t->parents)
+                parent_slots_free(&((ParentSlot *)t->slots)[k], 1);
+            else
+                slots_free(&((SiteSlot *)t->slots)[k], 1);
+            if (gen != code_tables_gen)
+                goto again;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* Callers seen: code -> Function, direct-mapped (the code held only when its
+ * Function does not guard it, see code_tables). */
+#define PARENT_SLOTS 1024
 
 typedef struct {
     RECORDER_HEAD
     PyObject *fn_cache;           /* symbols._cache: id(code) -> Function */
     PyObject *function_for_frame;
     ParentSlot *parents;
+    int borrow;                   /* parents is listed in code_tables */
 } FuncRecorder;
 
 
@@ -2155,6 +2337,7 @@ FuncRecorder_init(FuncRecorder *self, PyObject *args, PyObject *kwds)
             PyErr_NoMemory();
             return -1;
         }
+        self->borrow = code_table_add(self->parents, PARENT_SLOTS, 1);
     }
     return 0;
 }
@@ -2166,7 +2349,8 @@ FuncRecorder_traverse(FuncRecorder *self, visitproc visit, void *arg)
     Py_VISIT(self->function_for_frame);
     if (self->parents != NULL) {
         for (size_t i = 0; i < PARENT_SLOTS; i++) {
-            Py_VISIT(self->parents[i].code);
+            if (self->parents[i].strong)
+                Py_VISIT(self->parents[i].code);
             Py_VISIT(self->parents[i].fn);
         }
     }
@@ -2178,12 +2362,8 @@ FuncRecorder_clear(FuncRecorder *self)
 {
     Py_CLEAR(self->fn_cache);
     Py_CLEAR(self->function_for_frame);
-    if (self->parents != NULL) {
-        for (size_t i = 0; i < PARENT_SLOTS; i++) {
-            Py_CLEAR(self->parents[i].code);
-            Py_CLEAR(self->parents[i].fn);
-        }
-    }
+    if (self->parents != NULL)
+        parent_slots_free(self->parents, PARENT_SLOTS);
     recorder_clear_common((Recorder *)self);
     return 0;
 }
@@ -2194,8 +2374,23 @@ FuncRecorder_dealloc(FuncRecorder *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     FuncRecorder_clear(self);
+    if (self->parents != NULL)
+        code_table_remove(self->parents);
     PyMem_Free(self->parents);
     tp->tp_free((PyObject *)self);
+}
+
+/* Remember `fn` as the Function of the caller code `code`. */
+static void
+parent_fill(FuncRecorder *self, ParentSlot *slot, PyObject *code, PyObject *fn)
+{
+    int strong = !(self->borrow && fn_guards(fn, code));
+    PyObject *old_code = slot->strong ? slot->code : NULL, *old_fn = slot->fn;
+    slot->code = strong ? Py_NewRef(code) : code;
+    slot->strong = strong;
+    slot->fn = Py_NewRef(fn);
+    Py_XDECREF(old_code);
+    Py_XDECREF(old_fn);
 }
 
 /* The Function of a caller's code if known (new reference); NULL without an
@@ -2213,11 +2408,7 @@ parent_cached(FuncRecorder *self, PyObject *code)
     Py_DECREF(key);
     if (fn == NULL || PyObject_IsTrue(fn) != 1)
         return NULL;
-    PyObject *old_code = slot->code, *old_fn = slot->fn;
-    slot->code = Py_NewRef(code);
-    slot->fn = Py_NewRef(fn);
-    Py_XDECREF(old_code);
-    Py_XDECREF(old_fn);
+    parent_fill(self, slot, code, fn);
     return Py_NewRef(fn);
 }
 
@@ -2232,14 +2423,8 @@ func_parent(FuncRecorder *self, PyFrameObject *frame)
     PyObject *fn = parent_cached(self, code);
     if (fn == NULL && !PyErr_Occurred()) {
         fn = PyObject_CallOneArg(self->function_for_frame, (PyObject *)back);
-        if (fn != NULL) {
-            ParentSlot *slot = &self->parents[ptr_slot(code, PARENT_SLOTS)];
-            PyObject *old_code = slot->code, *old_fn = slot->fn;
-            slot->code = Py_NewRef(code);
-            slot->fn = Py_NewRef(fn);
-            Py_XDECREF(old_code);
-            Py_XDECREF(old_fn);
-        }
+        if (fn != NULL)
+            parent_fill(self, &self->parents[ptr_slot(code, PARENT_SLOTS)], code, fn);
     }
     Py_DECREF(code);
     Py_DECREF(back);
@@ -3422,14 +3607,6 @@ static PyTypeObject ProfRecorder_Type = {
  * (adding one needs nothing: misses are never cached).  Saves the PyLong key
  * and the dict lookup, and the Site's attribute reads, on every event. */
 #define SITE_SLOTS 4096
-typedef struct {
-    PyObject *code;
-    PyObject *site;
-    PyObject *fast;   /* Site.fast, NULL when None */
-    PyObject *fn;
-    PyObject *enter;  /* Site.enter (the trampoline) */
-    int has_ret;      /* Site.has_ret */
-} SiteSlot;
 
 /* Fill `slot` with `code` and what the callbacks need of `site` (borrowed), or
  * with `code` alone when `site` is NULL (a code known to be no site).  A Site
@@ -3437,10 +3614,12 @@ typedef struct {
  * Attribute reads of a Site run no Python code: the slot is still ours to fill
  * when they are done. */
 static int
-slot_fill(SiteSlot *slot, PyObject *code, PyObject *site)
+slot_fill(SiteSlot *slot, PyObject *code, PyObject *site, PyObject *guard, int borrow)
 {
     PyObject *fast = NULL, *fn = NULL, *enter = NULL;
     int ret = 0;
+    if (site == NULL && guard != NULL)
+        fn = Py_NewRef(guard);
     if (site != NULL) {
         fast = PyObject_GetAttr(site, str_fast);
         fn = fast ? PyObject_GetAttr(site, str_fn) : NULL;
@@ -3459,9 +3638,13 @@ slot_fill(SiteSlot *slot, PyObject *code, PyObject *site)
              Py_TYPE(fast) != &ProfRecorder_Type))
             Py_CLEAR(fast);
     }
-    PyObject *oc = slot->code, *os = slot->site, *of = slot->fast, *ofn = slot->fn,
-             *oe = slot->enter;
-    slot->code = Py_NewRef(code);
+    /* The address alone is kept when the Function held here reports the code's
+     * end (code_gone clears the slot before the address can be reused). */
+    int strong = !(borrow && fn != NULL && fn_guards(fn, code));
+    PyObject *oc = slot->strong ? slot->code : NULL, *os = slot->site, *of = slot->fast,
+             *ofn = slot->fn, *oe = slot->enter;
+    slot->code = strong ? Py_NewRef(code) : code;
+    slot->strong = strong;
     slot->site = Py_XNewRef(site);
     slot->fast = fast;
     slot->fn = fn;
@@ -3485,9 +3668,11 @@ slots_free(SiteSlot *slots, size_t n)
         SiteSlot *s = &slots[i];
         if (s->code == NULL)
             continue;
-        PyObject *c = s->code, *site = s->site, *f = s->fast, *fn = s->fn, *e = s->enter;
+        PyObject *c = s->strong ? s->code : NULL, *site = s->site, *f = s->fast, *fn = s->fn,
+                 *e = s->enter;
         s->code = s->site = s->fast = s->fn = s->enter = NULL;
-        Py_DECREF(c);
+        s->strong = 0;
+        Py_XDECREF(c);
         Py_XDECREF(site);
         Py_XDECREF(f);
         Py_XDECREF(fn);
@@ -3500,7 +3685,8 @@ slots_traverse(SiteSlot *slots, size_t n, visitproc visit, void *arg)
 {
     if (slots != NULL) {
         for (size_t i = 0; i < n; i++) {
-            Py_VISIT(slots[i].code);
+            if (slots[i].strong)
+                Py_VISIT(slots[i].code);
             Py_VISIT(slots[i].site);
             Py_VISIT(slots[i].fast);
             Py_VISIT(slots[i].fn);
@@ -3525,6 +3711,7 @@ typedef struct {
     PyObject *exit_call;    /* engine.exit_call */
     PyObject *disable;      /* sys.monitoring.DISABLE */
     PyObject *ev_start, *ev_resume, *ev_throw, *ev_return, *ev_yield, *ev_unwind;
+    int borrow;             /* slots is listed in code_tables */
 } Dispatcher;
 
 /* The six event names a backend passes (start, resume, throw, return, yield,
@@ -3561,6 +3748,7 @@ Dispatcher_init(Dispatcher *self, PyObject *args, PyObject *kwds)
             PyErr_NoMemory();
             return -1;
         }
+        self->borrow = code_table_add(self->slots, SITE_SLOTS, 0);
     }
     Py_XSETREF(self->sites, Py_NewRef(sites));
     Py_XSETREF(self->slow_start, Py_NewRef(ss));
@@ -3607,6 +3795,8 @@ Dispatcher_dealloc(Dispatcher *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     Dispatcher_clear(self);
+    if (self->slots != NULL)
+        code_table_remove(self->slots);
     PyMem_Free(self->slots);
     tp->tp_free((PyObject *)self);
 }
@@ -3637,7 +3827,7 @@ site_of(Dispatcher *self, PyObject *code, SiteRefs *refs)
         Py_DECREF(key);
         if (site == NULL)
             return PyErr_Occurred() ? -1 : 0;
-        if (slot_fill(slot, code, site) < 0)
+        if (slot_fill(slot, code, site, NULL, self->borrow) < 0)
             return -1;
     }
     refs_take(slot, refs);
@@ -3762,7 +3952,7 @@ enter_first(Dispatcher *self, PyObject *const *args, PyObject *event, PyObject *
     SiteSlot one = {0};
     SiteRefs refs;
     PyObject *r = NULL;
-    if (slot_fill(&one, args[0], site) == 0) {
+    if (slot_fill(&one, args[0], site, NULL, 0) == 0) {
         refs_take(&one, &refs);
         r = dispatch_enter(&refs, args[0], event, args[1]);
         refs_release(&refs);
@@ -3916,8 +4106,10 @@ typedef struct {
     PyObject *discover;        /* engine.discover(code, frame) -> Site | None */
     PyObject *exit_call;       /* engine.exit_call */
     PyObject *throws;          /* frame -> f_lasti of a THROW entry awaiting its exit */
+    PyObject *fn_cache;        /* symbols._cache, for the guard of a "no site" (or NULL) */
     PyObject *ev_start, *ev_resume, *ev_throw, *ev_return, *ev_yield, *ev_unwind;
     int op_resume, op_return, op_yield;
+    int borrow;                /* slots is listed in code_tables */
 } ProfileHook;
 
 static PyTypeObject ProfileHook_Type;
@@ -3926,13 +4118,13 @@ static int
 ProfileHook_init(ProfileHook *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"sites", "discover", "exit_call", "throws", "events",
-                             "opcodes", NULL};
-    PyObject *sites, *discover, *ec, *throws, *events;
+                             "opcodes", "fn_cache", NULL};
+    PyObject *sites, *discover, *ec, *throws, *events, *fn_cache = NULL;
     int op_resume, op_return, op_yield;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOO!O!(iii)", kwlist, &PyDict_Type,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOO!O!(iii)|O!", kwlist, &PyDict_Type,
                                      &sites, &discover, &ec, &PyDict_Type, &throws,
                                      &PyTuple_Type, &events, &op_resume, &op_return,
-                                     &op_yield))
+                                     &op_yield, &PyDict_Type, &fn_cache))
         return -1;
     PyObject **ev[6] = {&self->ev_start, &self->ev_resume, &self->ev_throw,
                         &self->ev_return, &self->ev_yield, &self->ev_unwind};
@@ -3944,7 +4136,9 @@ ProfileHook_init(ProfileHook *self, PyObject *args, PyObject *kwds)
             PyErr_NoMemory();
             return -1;
         }
+        self->borrow = code_table_add(self->slots, HOOK_SLOTS, 0);
     }
+    Py_XSETREF(self->fn_cache, Py_XNewRef(fn_cache));
     Py_XSETREF(self->sites, Py_NewRef(sites));
     Py_XSETREF(self->discover, Py_NewRef(discover));
     Py_XSETREF(self->exit_call, Py_NewRef(ec));
@@ -3965,6 +4159,7 @@ ProfileHook_traverse(ProfileHook *self, visitproc visit, void *arg)
     Py_VISIT(self->discover);
     Py_VISIT(self->exit_call);
     Py_VISIT(self->throws);
+    Py_VISIT(self->fn_cache);
     return 0;
 }
 
@@ -3977,6 +4172,7 @@ ProfileHook_clear(ProfileHook *self)
     Py_CLEAR(self->discover);
     Py_CLEAR(self->exit_call);
     Py_CLEAR(self->throws);
+    Py_CLEAR(self->fn_cache);
     Py_CLEAR(self->ev_start);
     Py_CLEAR(self->ev_resume);
     Py_CLEAR(self->ev_throw);
@@ -3992,6 +4188,8 @@ ProfileHook_dealloc(ProfileHook *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     ProfileHook_clear(self);
+    if (self->slots != NULL)
+        code_table_remove(self->slots);
     PyMem_Free(self->slots);
     tp->tp_free((PyObject *)self);
 }
@@ -4017,7 +4215,7 @@ hook_site(ProfileHook *self, PyObject *code, PyFrameObject *frame, int discover,
     PyObject *site = PyDict_GetItemWithError(self->sites, key);
     Py_DECREF(key);
     if (site != NULL) {
-        if (slot_fill(slot, code, site) < 0)
+        if (slot_fill(slot, code, site, NULL, self->borrow) < 0)
             return -1;
         refs_take(slot, refs);
         return 1;
@@ -4035,9 +4233,25 @@ hook_site(ProfileHook *self, PyObject *code, PyFrameObject *frame, int discover,
     /* discover ran Python code: other threads may have used the slots and the
      * engine cleared them meanwhile.  A decision from before a clear serves
      * this event only (as the Python hook's generation test). */
+    /* A "no site" keeps its code's Function, whose weak reference reports the
+     * code's end (read without running Python code: see fn_guards). */
+    PyObject *guard = NULL;
+    if (!found && self->fn_cache != NULL) {
+        PyObject *key = PyLong_FromVoidPtr(code);
+        if (key == NULL) {
+            Py_DECREF(site);
+            return -1;
+        }
+        guard = PyDict_GetItemWithError(self->fn_cache, key);
+        Py_DECREF(key);
+        if (guard == NULL && PyErr_Occurred()) {
+            Py_DECREF(site);
+            return -1;
+        }
+    }
     SiteSlot one = {0};
     slot = epoch == self->epoch ? &self->slots[ptr_slot(code, HOOK_SLOTS)] : &one;
-    int r = slot_fill(slot, code, found ? site : NULL);
+    int r = slot_fill(slot, code, found ? site : NULL, guard, slot == &one ? 0 : self->borrow);
     Py_DECREF(site);
     if (r == 0 && found)
         refs_take(slot, refs);
@@ -4324,10 +4538,123 @@ frame_key(PyObject *module, PyObject *frame)
 }
 #endif
 
+/* ------------------------------------------------------------------------- */
+/* The mirror's self-check                                                    */
+/* ------------------------------------------------------------------------- */
+
+/* The interpreter frame behind `frame` read through this file's mirror of
+ * CPython's layout, against what the interpreter itself says of it: its code,
+ * function, globals, frame object, owner, instruction offset, previous frame
+ * and the values of its first locals (`args`).  The caller passes its own
+ * running frame (fntrace._accel does, at import), so the frame is also the
+ * thread's current one.  None when everything agrees, else a one-line text
+ * saying what does not: fntrace then keeps to its pure-Python path.  Every
+ * read stays inside the memory the mirror says the frame has, and pointers
+ * are compared before they are followed. */
+static PyObject *
+check_frame(PyObject *module, PyObject *args)
+{
+    PyObject *frame, *func, *values;
+    int owner;
+    if (!PyArg_ParseTuple(args, "O!OO!i", &PyFrame_Type, &frame, &func, &PyTuple_Type,
+                          &values, &owner))
+        return NULL;
+#if defined(FNT_IFRAME) || defined(FNT_IFRAME311)
+    PyCodeObject *code = PyFrame_GetCode((PyFrameObject *)frame);
+    PyFrameObject *back = PyFrame_GetBack((PyFrameObject *)frame);
+    PyObject *globals = PyFrame_GetGlobals((PyFrameObject *)frame);
+    const char *bad = NULL;
+    int lasti = PyFrame_GetLasti((PyFrameObject *)frame);
+#ifdef FNT_IFRAME
+    fnt_iframe *f = ((fnt_frameobject *)frame)->f_frame;
+    fnt_iframe *cur = iframe_current(PyThreadState_Get());
+    if (f == NULL)
+        bad = "no interpreter frame behind the frame object";
+    else if (f != cur)
+        bad = "the frame object's interpreter frame is not the thread's current frame";
+    else if (f->code != (PyObject *)code)
+        bad = "code";
+    else if (f->frame_obj != (PyFrameObject *)frame)
+        bad = "frame object";
+    else if (f->funcobj != func)
+        bad = "function";
+    else if (f->globals != globals)
+        bad = "globals";
+    else if (f->owner != owner)
+        bad = "owner";
+    else if ((char *)f->instr - (char *)code->co_code_adaptive != lasti)
+        bad = "instruction offset";
+    else {
+        fnt_iframe *p = f->previous;
+        while (p != NULL && p->owner == FNT_OWNED_BY_CSTACK)
+            p = p->previous;
+        PyObject *want = back != NULL ? (PyObject *)PyFrame_GetCode(back) : NULL;
+        if ((p == NULL) != (want == NULL) || (p != NULL && p->code != want))
+            bad = "previous frame";
+        Py_XDECREF(want);
+    }
+#else
+    fnt_iframe311 *f = ((fnt_frameobject311 *)frame)->f_frame;
+    PyThreadState *ts = PyThreadState_Get();
+    void *cur = ts->cframe != NULL ? (void *)ts->cframe->current_frame : NULL;
+    if (f == NULL)
+        bad = "no interpreter frame behind the frame object";
+    else if ((void *)f != cur)  /* compared before it is followed */
+        bad = "the frame object's interpreter frame is not the thread's current frame";
+    else if (f->code != (PyObject *)code)
+        bad = "code";
+    else if (f->frame_obj != (PyFrameObject *)frame)
+        bad = "frame object";
+    else if (f->func != func)
+        bad = "function";
+    else if (f->globals != globals)
+        bad = "globals";
+    else if (f->owner != owner)
+        bad = "owner";
+    else if ((char *)f->prev_instr - (char *)code->co_code_adaptive != lasti)
+        bad = "instruction offset";
+    else {
+        fnt_iframe311 *p = (fnt_iframe311 *)f->previous;
+        /* 3.11 has no C-stack-owned frames: the previous frame is the caller's */
+        PyObject *want = back != NULL ? (PyObject *)PyFrame_GetCode(back) : NULL;
+        if ((p == NULL) != (want == NULL) || (p != NULL && p->code != want))
+            bad = "previous frame";
+        Py_XDECREF(want);
+    }
+#endif
+    if (bad == NULL) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(values); i++) {
+            if (i >= code->co_nlocalsplus || f->localsplus[i] != PyTuple_GET_ITEM(values, i)) {
+                bad = "locals";
+                break;
+            }
+        }
+    }
+    Py_DECREF(code);
+    Py_XDECREF(back);
+    Py_DECREF(globals);
+    if (bad != NULL)
+        return PyUnicode_FromFormat("the C extension's view of CPython's frames does not "
+                                    "match this interpreter (%s)", bad);
+    Py_RETURN_NONE;
+#else
+    return PyUnicode_FromString("no frame mirror for this Python version");
+#endif
+}
+
 static PyMethodDef speedups_functions[] = {
     {"local_clock", (PyCFunction)local_clock, METH_NOARGS,
      "The \"local\" trace clock in ns: the TSC scaled and anchored on CLOCK_MONOTONIC "
      "where the kernel uses the TSC, else CLOCK_MONOTONIC; never goes backwards."},
+    {"check_frame", (PyCFunction)check_frame, METH_VARARGS,
+     "check_frame(frame, function, first_locals, owner): None when the C mirror reads "
+     "this running frame as the interpreter does, else what differs."},
+    {"code_gone", (PyCFunction)code_gone, METH_O,
+     "symbols' report that the code object at this address (its id) is being freed."},
+    {"holds_code", (PyCFunction)holds_code, METH_O,
+     "Whether a per-code table has this address (id of a code object)."},
+    {"forget_codes", (PyCFunction)forget_codes, METH_NOARGS,
+     "Every per-code table forgets every code (symbols.clear)."},
     {"take_all", (PyCFunction)take_all, METH_O,
      "Consume every event of these buffers, merged in time order (BufferSet.consume)."},
     {"encode_buffers", (PyCFunction)encode_buffers, METH_VARARGS,
@@ -4340,17 +4667,39 @@ static PyMethodDef speedups_functions[] = {
     {NULL}
 };
 
-static struct PyModuleDef speedups_module = {
-    PyModuleDef_HEAD_INIT, "fntrace._speedups",
-    "fntrace's optional C hot path (see the comment at the top of _speedups.c).", -1,
-    speedups_functions,
+#define INTERN(var, text) \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) return -1;
+
+static int speedups_exec(PyObject *m);
+
+/* Multi-phase initialisation, so the module can say what it is: it keeps
+ * process-wide state in C statics (one interpreter only) and is not safe to
+ * run without the GIL (free-threaded builds re-enable the GIL on import). */
+static PyModuleDef_Slot speedups_slots[] = {
+    {Py_mod_exec, (void *)speedups_exec},
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
+    {0, NULL}
 };
 
-#define INTERN(var, text) \
-    if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL;
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT, "fntrace._speedups",
+    "fntrace's optional C hot path (see the comment at the top of _speedups.c).", 0,
+    speedups_functions, speedups_slots,
+};
 
 PyMODINIT_FUNC
 PyInit__speedups(void)
+{
+    return PyModuleDef_Init(&speedups_module);
+}
+
+static int
+speedups_exec(PyObject *m)
 {
     INTERN(str_fast, "fast");
     INTERN(str_enter, "enter");
@@ -4366,6 +4715,7 @@ PyInit__speedups(void)
     INTERN(str_F, "F");
     INTERN(str_name, "name");
     INTERN(str_code, "code");
+    INTERN(str_code_ref, "code_ref");
     INTERN(str_co_flags, "co_flags");
     INTERN(str_tid, "tid");
     INTERN(str_cpu, "cpu");
@@ -4378,30 +4728,25 @@ PyInit__speedups(void)
     INTERN(str_X, "X");
     PyObject *time_mod = PyImport_ImportModule("time");
     if (time_mod == NULL)
-        return NULL;
+        return -1;
     perf_counter_ns = PyObject_GetAttrString(time_mod, "perf_counter_ns");
     monotonic_ns = PyObject_GetAttrString(time_mod, "monotonic_ns");
     time_ns = PyObject_GetAttrString(time_mod, "time_ns");
     Py_DECREF(time_mod);
     if (perf_counter_ns == NULL || monotonic_ns == NULL || time_ns == NULL)
-        return NULL;
+        return -1;
     if (PyType_Ready(&EventQueue_Type) < 0 || PyType_Ready(&GraphStack_Type) < 0 ||
         PyType_Ready(&RingCore_Type) < 0 || PyType_Ready(&FuncRecorder_Type) < 0 ||
         PyType_Ready(&GraphRecorder_Type) < 0 || PyType_Ready(&Dispatcher_Type) < 0 ||
         PyType_Ready(&ProfThread_Type) < 0 || PyType_Ready(&ProfRecorder_Type) < 0)
-        return NULL;
+        return -1;
 #ifdef FNT_PROFILE_HOOK
     if (PyType_Ready(&ProfileHook_Type) < 0)
-        return NULL;
+        return -1;
 #endif
-    PyObject *m = PyModule_Create(&speedups_module);
-    if (m == NULL)
-        return NULL;
     local_clock_fn = PyObject_GetAttrString(m, "local_clock");
-    if (local_clock_fn == NULL) {
-        Py_DECREF(m);
-        return NULL;
-    }
+    if (local_clock_fn == NULL)
+        return -1;
     if (PyModule_AddObjectRef(m, "EventQueue", (PyObject *)&EventQueue_Type) < 0 ||
         PyModule_AddObjectRef(m, "GraphStack", (PyObject *)&GraphStack_Type) < 0 ||
         PyModule_AddObjectRef(m, "RingCore", (PyObject *)&RingCore_Type) < 0 ||
@@ -4410,19 +4755,16 @@ PyInit__speedups(void)
         PyModule_AddObjectRef(m, "Dispatcher", (PyObject *)&Dispatcher_Type) < 0 ||
         PyModule_AddObjectRef(m, "ProfThread", (PyObject *)&ProfThread_Type) < 0 ||
         PyModule_AddObjectRef(m, "ProfRecorder", (PyObject *)&ProfRecorder_Type) < 0) {
-        Py_DECREF(m);
-        return NULL;
+        return -1;
     }
     if (PyModule_AddIntConstant(m, "FRAME_ARGS", FNT_FRAME_ARGS) < 0) {
-        Py_DECREF(m);
-        return NULL;
+        return -1;
     }
 #ifdef FNT_PROFILE_HOOK
     if (PyModule_AddObjectRef(m, "ProfileHook", (PyObject *)&ProfileHook_Type) < 0) {
-        Py_DECREF(m);
-        return NULL;
+        return -1;
     }
 #endif
-    return m;
+    return 0;
 }
 #endif  /* 3.11-3.13 */

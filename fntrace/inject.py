@@ -250,7 +250,9 @@ class Injection:
         self._targets: dict[str, Action] = {}
         self._table: tuple[tuple[Filter, Action], ...] = ()
         self._chosen: dict[int, tuple[Function, Action | None]] = {}
-        self._raisers: dict[int, types.CodeType] = {}  # id(target code) -> relabelled raiser
+        # target's Function -> relabelled raiser (by Function, not id(code): a Function
+        # holds its code weakly, so a freed code's id may come back for another)
+        self._raisers: dict[Function, types.CodeType] = {}
         self._counts = threading.Lock()
         self._changing = threading.Lock()
 
@@ -345,11 +347,11 @@ class Injection:
         _emit(ip, text)
 
     def _raiser(self, ip: Function, exc: BaseException) -> Callable[..., Any]:
-        code = self._raisers.get(id(ip.code))
+        code = self._raisers.get(ip)
         if code is None:
             code = _relabelled(ip.code)
             engine.mark_internal(code)  # never a site: tracers see the call as failed, not run
-            self._raisers[id(ip.code)] = code
+            self._raisers[ip] = code
         template = _raiser_template(exc)
         return types.FunctionType(code, template.__globals__, code.co_name, None,
                                   template.__closure__)

@@ -23,6 +23,7 @@ import types
 from typing import Any, NoReturn
 
 from . import startup
+from .core import symbols
 from .core.oscaps import native_id
 from .recorder import Recorder, header_for, mute, unmute
 
@@ -505,3 +506,7 @@ def _run(ns: argparse.Namespace, argv: list[str], rec: Recorder, stop: Any) -> i
     # Non-daemon threads of the program still run until the interpreter joins them;
     # the atexit hook finishes the file after that, as late as Python allows.
     return code
+
+
+# The program's top frame is the root of its stacks (no parent, no fntrace frames).
+symbols.mark_root(_run.__code__, __name__)

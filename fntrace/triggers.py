@@ -67,8 +67,10 @@ class Triggers:
     def __init__(self, inst: Instance) -> None:
         self.inst = inst
         self.active: tuple[Trigger, ...] = ()
-        # Function -> the triggers matching it; replaced whole with ``active``.
-        self.cache: dict[Function, tuple[Trigger, ...]] = {}
+        # Function name -> the triggers matching it; replaced whole with ``active``.
+        # Keyed by name, which is all a match reads: code made and dropped over and
+        # over (exec, dataclasses) adds no entry per code object.
+        self.cache: dict[str, tuple[Trigger, ...]] = {}
         self.lock = threading.Lock()  # count check-and-decrement
         self.ops = Ops(self.entry)  # filter set by set() before registering
 
@@ -95,10 +97,10 @@ class Triggers:
 
     def matching(self, ip: Function) -> tuple[Trigger, ...]:
         cache = self.cache
-        found = cache.get(ip)
+        found = cache.get(ip.name)
         if found is None:
             found = tuple(t for t in self.active if t.line.matches(ip.module, ip.qualname))
-            cache[ip] = found
+            cache[ip.name] = found
         return found
 
     def entry(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:

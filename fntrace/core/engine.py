@@ -30,11 +30,11 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from . import sync
+from . import symbols, sync
 from .flags import Flags
 from .ops import Ops
 from .regs import FtraceRegs, FullRegs
-from .symbols import Function, function_for_frame, is_internal, is_internal_module
+from .symbols import Function, function_for_frame, is_internal, is_internal_module, parent_for_frame
 from .symbols import _cache as _fn_cache
 
 # The flags as plain ints: enum.Flag's `&` runs Python code (enum.py), which would
@@ -89,7 +89,6 @@ class Site:
     """One patched code object and its immutable dispatch configuration."""
 
     __slots__ = (
-        "code",
         "enter",
         "entry_op",
         "entry_ops",
@@ -104,7 +103,6 @@ class Site:
 
     def __init__(self, fn: Function, ops: tuple[Ops, ...]) -> None:
         self.fn = fn
-        self.code = fn.code
         self.ops = ops
         self.entry_ops = tuple(op for op in ops if op.func is not None)
         self.ret_ops = tuple(op for op in ops if op.ret is not None)
@@ -125,6 +123,15 @@ class Site:
         # The C hot path (fntrace/_speedups.c) records this site itself when its
         # one ops carries a recorder (and the recorder says it may, recorder.ok).
         self.fast = ops[0].fast if len(ops) == 1 and not self.regs else None
+
+    @property
+    def code(self) -> types.CodeType | None:
+        """The patched code object, None once the program freed it.
+
+        A site does not keep its code alive (its Function holds it weakly): the
+        site goes with the code (see _code_gone).
+        """
+        return self.fn.live_code()
 
 
 # -- per-thread shadow stack ----------------------------------------------------
@@ -148,8 +155,7 @@ def _parent(frame: types.FrameType) -> Function | None:
     back = frame.f_back
     if back is None:
         return None
-    fn = _fn_cache.get(id(back.f_code))
-    return fn if fn is not None else function_for_frame(back)
+    return _fn_cache.get(id(back.f_code)) or parent_for_frame(back)
 
 
 # -- trampolines (the hot path) -----------------------------------------------
@@ -160,7 +166,7 @@ def _enter_one(site: Site, frame: types.FrameType, event: str, offset: int) -> N
     op = site.entry_op
     back = frame.f_back
     parent = None if back is None else (_fn_cache.get(id(back.f_code))
-                                        or function_for_frame(back))
+                                        or parent_for_frame(back))
     fregs = FtraceRegs(site.fn, frame, event, offset, None, None, site.regs)
     if site.has_ret:
         fregs._targets = site.ret_ops
@@ -180,7 +186,7 @@ def _enter_list(site: Site, frame: types.FrameType, event: str, offset: int) -> 
     targets = site.entry_ops
     back = frame.f_back
     parent = None if back is None else (_fn_cache.get(id(back.f_code))
-                                        or function_for_frame(back))
+                                        or parent_for_frame(back))
     fregs = FtraceRegs(site.fn, frame, event, offset, None, None, site.regs)
     if site.has_ret:
         fregs._targets = site.ret_ops
@@ -292,10 +298,11 @@ def _rebuild(grow: bool = True) -> None:
     active = _active()
     for key, old in list(sites.items()):
         selected = tuple(op for op in active if op.wants(old.fn))
-        if not selected:
-            del sites[key]
-            if _backend is not None:
-                _backend.unpatch(old.code)
+        code = old.code
+        if not selected or code is None:
+            sites.pop(key, None)
+            if _backend is not None and code is not None:
+                _backend.unpatch(code)
         elif selected != old.ops:
             site = Site(old.fn, selected)
             # Exits switched on before the site that wants them is published, off
@@ -303,6 +310,8 @@ def _rebuild(grow: bool = True) -> None:
             backend = _backend if site.has_ret != old.has_ret else None
             if backend is not None and site.has_ret:
                 backend.patch(site)
+            # `code` (held here) keeps the code alive, so _code_gone cannot have
+            # removed this key meanwhile and will remove what is stored now.
             sites[key] = site
             if backend is not None and not site.has_ret:
                 backend.patch(site)
@@ -336,9 +345,13 @@ def _release_backend() -> None:
     if _backend is not None and not _ops:
         backend, _backend = _backend, None
         for site in list(sites.values()):
-            backend.unpatch(site.code)
+            code = site.code
+            if code is not None:
+                backend.unpatch(code)
         sites.clear()
         backend.stop()
+        # Nothing is traced: every Function goes (events recorded keep theirs).
+        symbols.clear()
         # No ops is left to get an exit: drop every thread's shadow stack, whose
         # entries for calls still running (their exits never come now) would
         # otherwise keep those frames alive for the thread's lifetime.
@@ -441,6 +454,8 @@ def iter_sites() -> Iterator[tuple[Function, int, str, str]]:
         rows: dict[types.CodeType, tuple[Function, int, str, str]] = {}
         for site in sites.values():
             code = site.code
+            if code is None:
+                continue
             flags = "R" if site.regs else " "
             flags += "I" if code in held else " "
             tramp = site.trampoline
@@ -466,6 +481,23 @@ def enabled_functions() -> str:
 def mark_internal(code: types.CodeType) -> None:
     """Code fntrace generates (stubs) is never a site."""
     _internal_codes[id(code)] = code
+
+
+def _code_gone(key: int) -> None:
+    """A code object was freed: its site (if any) goes, before its id is reused.
+
+    No lock (this runs inside a deallocation, in any thread, possibly while
+    another thread holds _lock and waits for an import this one is running):
+    whoever stores a site under a key holds that code (discover runs its
+    frame, _rebuild holds it through the store), so no site for this freed
+    code can be stored after this runs.
+    """
+    site = sites.get(key)
+    if site is not None and site.code is None:
+        sites.pop(key, None)
+
+
+symbols.on_code_gone(_code_gone)
 
 
 def _after_fork_in_child() -> None:

@@ -15,18 +15,61 @@ import os
 import sys
 import threading
 import types
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
+
+from .. import _accel
+from . import naming
 
 __all__ = [
     "Function",
+    "GoneCode",
+    "RootFunction",
     "available_filter_functions",
+    "cache",
+    "clear",
     "function_for_code",
     "function_for_frame",
+    "guards",
     "is_internal",
     "iter_loaded_code",
+    "off_code_gone",
+    "on_code_gone",
 ]
 
 _PKG_DIR = __file__.rsplit("/", 2)[0] + "/"  # .../fntrace/ (this file is fntrace/core/symbols.py)
+
+
+class GoneCode:
+    """What :attr:`Function.code` gives once the code object is gone.
+
+    Events already recorded keep their Function (and format its flags) after
+    the program dropped the code; the code object itself is not kept alive
+    for them (see :class:`Function`).
+    """
+
+    __slots__ = ("co_filename", "co_firstlineno", "co_flags", "co_name", "co_qualname")
+
+    def __init__(self, fn: Function) -> None:
+        self.co_flags = fn.flags
+        self.co_name = fn.qualname.rsplit(".", 1)[-1]
+        self.co_qualname = fn.qualname
+        self.co_filename = fn.filename
+        self.co_firstlineno = fn.lineno
+
+    def __repr__(self) -> str:
+        return f"<gone code {self.co_qualname} at {self.co_filename}:{self.co_firstlineno}>"
+
+
+class _CodeRef(weakref.ref[types.CodeType]):
+    """A Function's weak reference to its code; ``key`` is the code's id, which
+    the callback needs once the referent is gone."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, code: types.CodeType, callback: Callable[[_CodeRef], None]) -> None:
+        super().__init__(code, callback)  # type: ignore[call-arg]
+        self.key = id(code)
 
 
 class Function:
@@ -35,25 +78,70 @@ class Function:
     ``argnames`` lists the parameters in signature order (positional-only,
     positional-or-keyword, ``*args``, keyword-only, ``**kwargs``) so argument
     fetching by position is a tuple index, computed once per code object.
+
+    The code object is held weakly: a program that makes and drops code (exec,
+    dataclasses, templates) must be able to free it while traced, and the
+    cache below would otherwise keep every code object ever looked at.  When
+    the code goes, its cache entry goes with it (and every per-code table that
+    registered with :func:`on_code_gone`); a Function still held elsewhere (an
+    event in a ring buffer) keeps its name, and its ``code`` is then a
+    :class:`GoneCode` with the same flags.
     """
 
-    __slots__ = ("__weakref__", "argnames", "code", "filename", "lineno", "module", "name",
-                 "qualname")
+    __slots__ = ("__weakref__", "_argnames", "code_ref", "filename", "flags", "lineno", "module",
+                 "name", "qualname")
 
-    def __init__(self, code: types.CodeType, module: str) -> None:
-        self.code = code
+    def __init__(self, code: types.CodeType, module: str, qualname: str | None = None) -> None:
+        self.code_ref = _CodeRef(code, _code_gone)
         self.module = module
-        self.qualname: str = code.co_qualname
+        self.qualname: str = qualname if qualname is not None else code.co_qualname
         self.name = f"{module}:{self.qualname}"
         self.filename = code.co_filename
         self.lineno = code.co_firstlineno
-        self.argnames = signature_names(code)
+        self.flags = code.co_flags
+        self._argnames: tuple[str, ...] | None = None
+
+    @property
+    def argnames(self) -> tuple[str, ...]:
+        """Computed at first use: reading ``co_varnames`` makes CPython build and
+        keep a tuple on the code object, which untraced code must not pay for."""
+        names = self._argnames
+        if names is None:
+            code = self.code_ref()
+            names = self._argnames = signature_names(code) if code is not None else ()
+        return names
+
+    @property
+    def code(self) -> types.CodeType:
+        """The code object, or a :class:`GoneCode` stand-in once it is gone."""
+        code = self.code_ref()
+        return code if code is not None else GoneCode(self)  # type: ignore[return-value]
+
+    def live_code(self) -> types.CodeType | None:
+        """The code object, or None once it is gone."""
+        return self.code_ref()
 
     def __repr__(self) -> str:
         return f"<Function {self.name} at {self.filename}:{self.lineno}>"
 
     def __str__(self) -> str:
         return self.name
+
+
+class RootFunction(Function):
+    """The code that runs the traced program (``fntrace record``'s runner).
+
+    The program's top frame is the root of every stack: its caller is
+    fntrace's, not the program's.  A RootFunction is false as a truth value, so
+    the engine's ``cache.get(id(code)) or parent_for_frame(back)`` (and the C
+    recorders' cache test) fall through to :func:`parent_for_frame`, which
+    says "no parent"; ordinary Functions pay nothing for it.
+    """
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return False
 
 
 def signature_names(code: types.CodeType) -> tuple[str, ...]:
@@ -72,10 +160,15 @@ def signature_names(code: types.CodeType) -> tuple[str, ...]:
     return tuple(out)
 
 
-# Keyed by id(code) (hashing a code object hashes its content); each Function
-# keeps its code alive, so an id is never reused while it is a key here.
+# Keyed by id(code) (hashing a code object hashes its content).  An entry goes
+# when its code object goes (_code_gone, run by the Function's weak reference
+# before the code's memory, hence its id, can be reused) and all entries go
+# when the last ops is unregistered (clear()).
 _cache: dict[int, Function] = {}
 _lock = threading.Lock()
+# Called with the id of each code object that goes: the engine's sites, the
+# backends' decisions and the C hot path's direct-mapped tables drop it.
+_gone_hooks: list[Callable[[int], None]] = []
 
 
 def _after_fork_in_child() -> None:
@@ -87,16 +180,109 @@ if hasattr(os, "register_at_fork"):  # absent where there is no fork (Windows)
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def function_for_code(code: types.CodeType, module: str | None = None) -> Function:
-    """The one :class:`Function` of ``code``; ``module`` names it on first sight."""
+def _code_gone(ref: _CodeRef, cache: dict[int, Function] | None = None,
+               hooks: list[Callable[[int], None]] | None = None,
+               finalizing: Callable[[], bool] = sys.is_finalizing) -> None:
+    """A code object some Function named has been freed (weakref callback).
+
+    Runs during the code's deallocation, in whatever thread dropped it, so it
+    takes no lock of its own; nothing can look the dead code up any more.
+    At interpreter exit (module globals already torn down) it does nothing:
+    the defaults bind what it needs when the module is loaded.
+    """
+    if finalizing() or cache is None or hooks is None:
+        return
+    key = ref.key
+    fn = cache.get(key)
+    if fn is not None and fn.code_ref is ref:
+        cache.pop(key, None)
+    built = _accel.built
+    if built is not None and hasattr(built, "code_gone"):
+        built.code_gone(key)  # C tables that borrowed the code's address
+    failed: Exception | None = None
+    for hook in list(hooks):
+        try:
+            hook(key)
+        except Exception as exc:  # every hook runs; Python reports the error as unraisable
+            failed = exc
+    if failed is not None:
+        raise failed
+
+
+_code_gone.__defaults__ = (_cache, _gone_hooks, sys.is_finalizing)
+
+
+def on_code_gone(hook: Callable[[int], None]) -> None:
+    """Call ``hook(id(code))`` whenever a code object with a Function is freed."""
+    if hook not in _gone_hooks:
+        _gone_hooks.append(hook)
+
+
+def off_code_gone(hook: Callable[[int], None]) -> None:
+    """Stop calling ``hook`` (see :func:`on_code_gone`)."""
+    if hook in _gone_hooks:
+        _gone_hooks.remove(hook)
+
+
+def guards(code: types.CodeType) -> Function | None:
+    """The cached Function whose weak reference will report ``code``'s end.
+
+    A per-code table may key on ``id(code)`` without holding the code only
+    while it holds this Function (whose reference then outlives the code).
+    """
+    fn = _cache.get(id(code))
+    return fn if fn is not None and fn.code_ref() is code else None
+
+
+def cache() -> dict[int, Function]:
+    """The cache itself, id(code) -> Function, for the C hot path's lookups
+    (it reads it without calling back; entries come and go as described above)."""
+    return _cache
+
+
+def clear() -> None:
+    """Forget every Function (the last ops was unregistered: tracing leaves
+    nothing behind) but the roots.  Functions held elsewhere (recorded events)
+    stay valid; the C hot path's tables drop their entries too."""
+    with _lock:
+        _cache.clear()
+        _cache.update(roots)
+    built = _accel.built
+    if built is not None and hasattr(built, "forget_codes"):
+        built.forget_codes()
+
+
+def function_for_code(code: types.CodeType, module: str | None = None,
+                      qualname: str | None = None) -> Function:
+    """The one :class:`Function` of ``code``; ``module``/``qualname`` name it on first sight."""
     fn = _cache.get(id(code))
     if fn is None:
         with _lock:
             fn = _cache.get(id(code))
             if fn is None:
-                fn = Function(code, module if module is not None else _guess_module(code))
+                fn = Function(code, module if module is not None else _guess_module(code),
+                              qualname)
                 _cache[id(code)] = fn
     return fn
+
+
+# Codes that run the program, id(code) -> RootFunction (they live as long as
+# fntrace, so they are held): see RootFunction.
+roots: dict[int, RootFunction] = {}
+
+
+def mark_root(code: types.CodeType, module: str) -> None:
+    """``code`` runs the traced program: the program's frames end below it."""
+    with _lock:
+        fn = RootFunction(code, module)
+        roots[id(code)] = fn
+        _cache[id(code)] = fn
+
+
+def parent_for_frame(frame: types.FrameType) -> Function | None:
+    """The Function of a caller frame, None when it is a root (fntrace's runner)."""
+    fn = function_for_frame(frame)
+    return fn if fn else None
 
 
 def function_for_frame(frame: types.FrameType) -> Function:
@@ -105,7 +291,9 @@ def function_for_frame(frame: types.FrameType) -> Function:
     fn = _cache.get(id(code))
     if fn is None:
         name = frame.f_globals.get("__name__")
-        fn = function_for_code(code, name if isinstance(name, str) else _guess_module(code))
+        module, qualname = naming.user_name(
+            frame, name if isinstance(name, str) else _guess_module(code))
+        fn = function_for_code(code, module, qualname)
     return fn
 
 
@@ -139,12 +327,14 @@ def _walk_code(code: types.CodeType) -> Iterator[types.CodeType]:
             yield from _walk_code(const)
 
 
-def iter_loaded_code() -> Iterator[Function]:
+def iter_loaded_code(keep: bool = True) -> Iterator[Function]:
     """Every traceable code object that currently exists, as a Function.
 
     Function objects are found by the garbage collector (so functions made by
     ``exec``, closures, and methods are included); code nested in them (inner
     functions, lambdas, comprehensions) is found through ``co_consts``.
+    ``keep`` False: Functions not cached yet are made for the caller only
+    (listing names must not leave a Function per loaded code behind).
     """
     seen: set[types.CodeType] = set()
     for obj in gc.get_objects():
@@ -158,13 +348,25 @@ def iter_loaded_code() -> Iterator[Function]:
         module = name if isinstance(name, str) else "?"
         if is_internal_module(module):
             continue
+        # The function's own __qualname__ where naming.user_name would take it.
+        qualname: str | None = obj.__qualname__ if isinstance(obj.__qualname__, str) else None
+        if qualname is not None and not (
+                naming.generated(code, obj.__globals__)
+                or (".<locals>." in code.co_qualname
+                    and qualname.rpartition(".")[2] == code.co_name)):
+            qualname = None
         for inner in _walk_code(code):
             if inner in seen or is_internal(inner):
                 continue
             seen.add(inner)
-            yield function_for_code(inner, module)
+            name = qualname if inner is code else None
+            known = _cache.get(id(inner))
+            if known is not None or keep:
+                yield known if known is not None else function_for_code(inner, module, name)
+            else:
+                yield Function(inner, module, name)
 
 
 def available_filter_functions() -> list[str]:
     """The content of tracefs ``available_filter_functions``: sorted names."""
-    return sorted({fn.name for fn in iter_loaded_code()})
+    return sorted({fn.name for fn in iter_loaded_code(keep=False)})

@@ -34,13 +34,17 @@ MAX_STACK = 64
 
 
 def stack_lines(frame: types.FrameType | None, limit: int = MAX_STACK) -> tuple[str, ...]:
-    """``module:qualname (file:line)`` for ``frame`` and its callers, innermost first."""
+    """``module:qualname (file:line)`` for ``frame`` and its callers, innermost
+    first, up to the program's top frame (fntrace's runner and launcher are not
+    the program's: see symbols.RootFunction)."""
     from ..core.symbols import function_for_frame
 
     out: list[str] = []
     while frame is not None and len(out) < limit:
-        out.append(f"{function_for_frame(frame).name} ({frame.f_code.co_filename}:"
-                   f"{frame.f_lineno})")
+        fn = function_for_frame(frame)
+        if not fn:
+            break
+        out.append(f"{fn.name} ({frame.f_code.co_filename}:{frame.f_lineno})")
         frame = frame.f_back
     return tuple(out)
 
@@ -60,7 +64,7 @@ class FunctionTracer(Tracer):
         speedups = _accel.speedups
         if speedups is not None:
             self.attach(speedups.FuncRecorder(inst.rb, symbols._cache,
-                                              symbols.function_for_frame), ops)
+                                              symbols.parent_for_frame), ops)
         return [ops]
 
     def fast_ok(self) -> bool:

@@ -128,7 +128,9 @@ class FunctionGraphTracer(Tracer):
     def __init__(self, inst: Instance) -> None:
         super().__init__(inst)
         self._tls = threading.local()
-        self._kinds: dict[Function, int] = {}
+        # By name (all a graph filter reads), and only while a graph filter is set
+        # (else every function is _OUTSIDE): code made and dropped adds nothing.
+        self._kinds: dict[str, int] | None = None
         self._base = _INSIDE
         # A frame's key on the stacks: the frame itself, or (with the C hot path)
         # its interpreter frame's address, which the C recorder uses too, so the
@@ -182,8 +184,9 @@ class FunctionGraphTracer(Tracer):
         """Clearing the trace keeps the stacks: calls still running keep their depth."""
 
     def _graph_filters_changed(self) -> None:
-        self._kinds = {}
-        self._base = _OUTSIDE if self.inst.graph_function.lines else _INSIDE
+        inst = self.inst
+        self._kinds = {} if inst.graph_function.lines or inst.graph_notrace.lines else None
+        self._base = _OUTSIDE if inst.graph_function.lines else _INSIDE
 
     def _classify(self, fn: Function) -> int:
         inst = self.inst
@@ -193,7 +196,8 @@ class FunctionGraphTracer(Tracer):
             kind = _INSIDE
         else:
             kind = _OUTSIDE
-        self._kinds[fn] = kind
+        if self._kinds is not None:
+            self._kinds[fn.name] = kind
         return kind
 
     def _stack(self) -> Any:
@@ -215,7 +219,8 @@ class FunctionGraphTracer(Tracer):
             depth, state = last
         else:
             depth, state = 0, self._base
-        kind = self._kinds.get(ip)
+        kinds = self._kinds
+        kind = kinds.get(ip.name) if kinds is not None else _OUTSIDE
         if kind is None:
             kind = self._classify(ip)
         frame = fregs.frame if self._key is None else self._key(fregs.frame)

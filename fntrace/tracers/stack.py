@@ -44,6 +44,7 @@ import threading
 import types
 from typing import TYPE_CHECKING
 
+from ..core import symbols
 from ..core.ops import Ops
 from ..core.symbols import function_for_frame
 from .base import Tracer
@@ -98,7 +99,8 @@ class StackTracer(Tracer):
             else:
                 depth += top_depth
         else:
-            while back is not None:
+            roots = symbols.roots
+            while back is not None and id(back.f_code) not in roots:
                 depth += 1
                 back = back.f_back
         stack.append((frame, depth))
@@ -136,6 +138,8 @@ class StackTracer(Tracer):
         rows: list[Row] = []
         while frame is not None and len(rows) < MAX_ENTRIES:
             fn = function_for_frame(frame)
+            if not fn:  # fntrace's runner: the program's stack ends below it
+                break
             lineno = line if not rows else (frame.f_lineno or frame.f_code.co_firstlineno)
             rows.append((fn.name, lineno - frame.f_code.co_firstlineno,
                          frame.f_code.co_filename, lineno))

@@ -28,7 +28,7 @@ import types
 from typing import Any
 
 from ... import _accel
-from .. import engine
+from .. import engine, symbols
 from ..flags import Event
 
 __all__ = ["ProfileBackend"]
@@ -36,20 +36,31 @@ __all__ = ["ProfileBackend"]
 _RESUME = dis.opmap["RESUME"]
 _RETURN_VALUE = dis.opmap["RETURN_VALUE"]
 _YIELD_VALUE = dis.opmap["YIELD_VALUE"]
+_NO_SITE = object()  # decided: no site, and the code's Function reports its end
 
 
 class ProfileBackend:
     """Turns sys.setprofile events into trampoline calls.
 
-    ``decided`` maps id(code) to the code's Site, or to the code object itself
-    when it is no site: one lookup and one identity test dismiss untraced
-    code, and the stored object keeps the id from being reused.
+    ``decided`` maps id(code) to the code's Site, or, when it is no site, to
+    ``_NO_SITE`` (the code has a Function, whose weak reference removes the
+    entry when the code is freed: see ``_code_gone``) or else to the code
+    object itself (which keeps the id from being reused; fntrace's own code).
+    One lookup and two identity tests dismiss untraced code, and a code object
+    the program drops leaves nothing here.
     """
 
     def __init__(self) -> None:
         self.decided: dict[int, Any] = {}
         self.hook: Any = None
         self.native: Any = None  # the C profile function, when fntrace._speedups is there
+
+    def _code_gone(self, key: int) -> None:
+        """A code object was freed: drop what was decided of it (a code object
+        stored here is alive, so any other value under its id is about it)."""
+        entry = self.decided.get(key)
+        if entry is not None and type(entry) is not types.CodeType:
+            self.decided.pop(key, None)
 
     def start(self) -> None:
         speedups = _accel.speedups
@@ -61,7 +72,7 @@ class ProfileBackend:
             fast = native(engine.sites, engine.discover, engine.exit_call, {},
                           (Event.START, Event.RESUME, Event.THROW, Event.RETURN,
                            Event.YIELD, Event.UNWIND),
-                          (_RESUME, _RETURN_VALUE, _YIELD_VALUE))
+                          (_RESUME, _RETURN_VALUE, _YIELD_VALUE), symbols.cache())
             self.hook = self.native = fast
             threading.setprofile(fast)
             fast.install_all()
@@ -73,18 +84,23 @@ class ProfileBackend:
         START, RESUME, THROW = Event.START, Event.RESUME, Event.THROW
         RETURN, YIELD, UNWIND = Event.RETURN, Event.YIELD, Event.UNWIND
         throws: dict[types.FrameType, int] = {}
+        no_site = _NO_SITE
+        guards = symbols.guards
 
         def hook(frame: types.FrameType, event: str, arg: Any) -> None:
             code = frame.f_code
             site = decided_get(id(code))
-            if site is code:
+            if site is no_site or site is code:
                 return
             if event == "call":
                 if site is None:
                     gen = engine.generation
                     site = discover(code, frame)
                     if gen == engine.generation:  # else a rebuild cleared decided meanwhile
-                        decided[id(code)] = code if site is None else site
+                        if site is not None:
+                            decided[id(code)] = site
+                        else:
+                            decided[id(code)] = no_site if guards(code) is not None else code
                     if site is None:
                         return
                 lasti = frame.f_lasti
@@ -114,6 +130,7 @@ class ProfileBackend:
                     exit_call(site, frame, UNWIND, lasti, None, None)
 
         self.hook = hook
+        symbols.on_code_gone(self._code_gone)
         engine.TRAMPOLINE_CODES.add(hook.__code__)
         threading.setprofile(hook)
         sys.setprofile(hook)
@@ -128,13 +145,17 @@ class ProfileBackend:
             return
         sys.setprofile(None)
         _hook_other_threads(None)
+        symbols.off_code_gone(self._code_gone)
         self.decided.clear()
 
     def patch(self, site: engine.Site) -> None:
+        code = site.code
+        if code is None:
+            return
         if self.native is not None:
-            self.native.forget(site.code)  # decided again from engine.sites
+            self.native.forget(code)  # decided again from engine.sites
         else:
-            self.decided[id(site.code)] = site
+            self.decided[id(code)] = site
 
     def unpatch(self, code: types.CodeType) -> None:
         if self.native is not None:
