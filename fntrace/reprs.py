@@ -2,7 +2,9 @@
 
 A tracer that shows arguments calls ``repr`` on objects of the traced
 program, whose ``__repr__`` may raise, be slow, or be huge.  None of that may
-break or stall the program: exceptions become ``<repr of T failed: E>``,
+break or stall the program: exceptions (SystemExit included) become
+``<repr of T failed: E>`` (KeyboardInterrupt goes on to the program, see
+docs/exceptions.md),
 containers are shortened with reprlib before being turned into text, the text
 is cut to ``max_len``, and a type whose ``__repr__`` once took longer than
 ``max_us`` microseconds is from then on shown as ``<T object>`` without
@@ -56,7 +58,9 @@ class SafeRepr:
             t0 = time.perf_counter_ns()
             try:
                 text = self._reprlib.repr(value)
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise  # the program's: see docs/exceptions.md
+            except BaseException as exc:  # SystemExit too: a failed repr ends no program
                 text = f"<repr of {cls.__name__} failed: {type(exc).__name__}>"
             if (time.perf_counter_ns() - t0) > self.max_us * 1000:
                 self.slow_types.add(cls)
