@@ -1,0 +1,208 @@
+"""Exceptions of fntrace's own code never change the traced program (issue 11 item 7).
+
+* A repr that fails, SystemExit included, is a failed repr: the trace says
+  ``<repr of T failed: SystemExit>`` and the program goes on.
+* An ops callback that fails, SystemExit included, is counted on the ops.
+* KeyboardInterrupt that lands while fntrace's code runs (the program's SIGINT
+  handler ran inside a repr, or a repr raised it) reaches the program, once,
+  with no repr frame in its traceback; on the C path at the program's next
+  bytecode check, with no fntrace frame at all (docs/exceptions.md).
+
+Also: reading arguments keeps no reference to them (CPython's test_contextlib
+test_nokeepref found it).
+"""
+
+from __future__ import annotations
+
+import _thread
+import gc
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import traceback
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fntrace
+from fntrace import Ops
+
+pytestmark = pytest.mark.usefixtures("hot_path")
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = __name__
+
+
+class ExitingRepr:
+    def __repr__(self) -> str:
+        raise SystemExit(3)
+
+
+class InterruptingRepr:
+    def __repr__(self) -> str:
+        raise KeyboardInterrupt
+
+
+class SignallingRepr:
+    """A Ctrl-C that arrives while fntrace renders this argument."""
+
+    def __repr__(self) -> str:
+        _thread.interrupt_main()  # the handler runs at the next check: in here
+        return "unreached"
+
+
+def takes(x: Any) -> int:
+    return 7
+
+
+def caller(x: Any) -> list[str]:
+    seen = ["before"]
+    takes(x)
+    for _ in range(3):  # a backward jump: a bytecode check of the program
+        pass
+    seen.append("after")
+    return seen
+
+
+@pytest.fixture
+def graph_args() -> Iterator[fntrace.Instance]:
+    with fntrace.trace("function_graph", filter=f"*:mod:{HERE}", funcgraph_args=1,
+                       funcgraph_retval=1) as inst:
+        yield inst
+
+
+def test_repr_raising_system_exit_is_a_failed_repr(graph_args: fntrace.Instance) -> None:
+    assert caller(ExitingRepr()) == ["before", "after"]
+    text = graph_args.read("trace")
+    assert "takes(x=<repr of ExitingRepr failed: SystemExit>); /* ret=7 */" in text
+
+
+@pytest.mark.parametrize("where", ["entry", "exit"])
+def test_callback_raising_system_exit_is_counted(where: str) -> None:
+    def boom(*_: Any) -> None:
+        raise SystemExit(3)
+
+    ops = Ops(boom, filter=f"{HERE}:takes") if where == "entry" else \
+        Ops(None, ret=boom, filter=f"{HERE}:takes")
+    fntrace.register(ops)
+    try:
+        with pytest.warns(RuntimeWarning, match="SystemExit"):
+            assert caller(1) == ["before", "after"]
+        assert caller(2) == ["before", "after"]
+    finally:
+        fntrace.unregister(ops)
+    assert ops.nerrors == 2
+    assert type(ops.last_error) is SystemExit
+
+
+def _program_frames(exc: BaseException) -> list[str]:
+    return [f.name for f in traceback.extract_tb(exc.__traceback__)]
+
+
+@pytest.mark.parametrize("cls", [InterruptingRepr, SignallingRepr])
+def test_keyboard_interrupt_in_repr_reaches_the_program(graph_args: fntrace.Instance,
+                                                         hot_path: str, cls: type) -> None:
+    calls: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        calls.append(signum)
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        with pytest.raises(KeyboardInterrupt) as info:
+            caller(cls())
+        assert caller(1) == ["before", "after"]  # nothing left pending
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert calls == ([signal.SIGINT] if cls is SignallingRepr else [])  # the handler ran once
+    names = _program_frames(info.value)
+    assert "__repr__" not in names
+    assert names[:2] == ["test_keyboard_interrupt_in_repr_reaches_the_program", "caller"]
+    if hot_path == "c":  # raised by the program's own next bytecode check
+        files = {f.filename for f in traceback.extract_tb(info.value.__traceback__)}
+        assert files == {__file__}
+
+
+def test_keyboard_interrupt_in_a_callback_reaches_the_program(hot_path: str) -> None:
+    def interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    seen: list[str] = []
+    other = Ops(lambda ip, *_: seen.append(ip.name), filter=f"{HERE}:takes")
+    ops = Ops(interrupt, filter=f"{HERE}:takes")
+    fntrace.register(ops)
+    fntrace.register(other)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            caller(1)
+    finally:
+        fntrace.unregister(other)
+        fntrace.unregister(ops)
+    assert seen == [f"{HERE}:takes"]  # the other ops still saw the call
+    assert ops.nerrors == 0  # not a failure: the program's interrupt
+
+
+_EXIT_PROGRAM = textwrap.dedent("""
+    import sys
+    class R:
+        def __repr__(self):
+            raise SystemExit(3)
+    def f(x):
+        return 1
+    print(f(R()), "done")
+""")
+
+
+def _record(tmp: Path, program: str, *opts: str, pure: bool) -> subprocess.CompletedProcess[str]:
+    script = tmp / "prog.py"
+    script.write_text(program)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("FNTRACE_PURE", None)
+    if pure:
+        env["FNTRACE_PURE"] = "1"
+    return subprocess.run([sys.executable, "-m", "fntrace", "record", *opts, "-o",
+                           str(tmp / "t.dat"), "--", str(script)], env=env, cwd=tmp,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("tracer", ["function", "function_graph"])
+def test_record_with_a_repr_raising_system_exit(tmp_path: Path, hot_path: str,
+                                                tracer: str) -> None:
+    proc = _record(tmp_path, _EXIT_PROGRAM, "-t", tracer, "--args", "--retval"
+                   if tracer == "function_graph" else "--args", pure=hot_path == "pure")
+    assert (proc.returncode, proc.stdout) == (0, "1 done\n"), proc.stderr
+    replay = subprocess.run([sys.executable, "-m", "fntrace", "replay", str(tmp_path / "t.dat")],
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+                            text=True, timeout=60)
+    assert "x=<repr of R failed: SystemExit>" in replay.stdout
+
+
+def test_arguments_keep_no_reference() -> None:
+    class A:
+        pass
+
+    def peek(ip: Any, parent: Any, ops: Any, fregs: Any) -> None:
+        seen.append(sorted(fregs.arguments))
+
+    seen: list[list[str]] = []
+
+    def holds(a: A, b: A) -> tuple[bool, bool]:
+        ra, rb = weakref.ref(a), weakref.ref(b)
+        del a, b
+        gc.collect()
+        return ra() is None, rb() is None
+
+    ops = Ops(peek, filter=f"{HERE}:*holds")
+    fntrace.register(ops)
+    try:
+        result = holds(A(), A())  # (not in an assert: pytest would keep the A's)
+    finally:
+        fntrace.unregister(ops)
+    assert result == (True, True)
+    assert seen == [["a", "b"]]
