@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import traceback
 import weakref
 from collections.abc import Iterator
@@ -206,3 +207,63 @@ def test_arguments_keep_no_reference() -> None:
         fntrace.unregister(ops)
     assert result == (True, True)
     assert seen == [["a", "b"]]
+
+
+class Slow:
+    def __repr__(self) -> str:
+        time.sleep(0.02)  # always longer than repr-max-us=1000 (sleep's lower bound)
+        return "Slow!"
+
+
+def slow_takes(x: Any) -> None:
+    return None
+
+
+def test_slow_repr_cutoff_is_said_once(hot_path: str) -> None:
+    with fntrace.trace("function_graph", filter=f"{HERE}:slow_takes", funcgraph_args=1) as inst:
+        for _ in range(3):
+            slow_takes(Slow())
+        slow_takes(1)
+    body = [ln.split("|", 1)[1].strip() for ln in inst.read("trace").splitlines()
+            if not ln.startswith("#")]
+    # The marker is written while the call that was slow is being recorded: just before it.
+    assert body[0].startswith("/* fntrace: repr of Slow took ")
+    assert body[1] == f"{HERE}:slow_takes(x=Slow!);"
+    assert body[0].endswith("(repr-max-us is 1000): Slow values show as <Slow object> "
+                            "from here on */")
+    assert body[2:] == [f"{HERE}:slow_takes(x=<Slow object>);"] * 2 + [f"{HERE}:slow_takes(x=1);"]
+
+
+_SLOW_PROGRAM = textwrap.dedent("""
+    import time
+    class Distribution:
+        def __repr__(self):
+            time.sleep(0.02)
+            return "D"
+    def f(x):
+        return 1
+    for _ in range(3):
+        f(Distribution())
+    def g():
+        raise KeyError
+    try:
+        g()
+    except KeyError:
+        pass
+""")
+
+
+def test_recorded_slow_repr_marker_and_unknown_raise(tmp_path: Path, hot_path: str) -> None:
+    proc = _record(tmp_path, _SLOW_PROGRAM, "-F", "f", "-F", "g", "--args",
+                   pure=hot_path == "pure")
+    assert proc.returncode == 0, proc.stderr
+    replay = subprocess.run([sys.executable, "-m", "fntrace", "replay", str(tmp_path / "t.dat")],
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+                            text=True, timeout=60)
+    body = [ln.split("|", 1)[1].strip() for ln in replay.stdout.splitlines()
+            if "|" in ln and not ln.startswith("#")]
+    assert body[0].startswith("/* fntrace: repr of Distribution took ")
+    assert body[1] == "__main__:f(x=D);"
+    assert body[2:4] == ["__main__:f(x=<Distribution object>);"] * 2
+    raised = "KeyError" if sys.version_info >= (3, 12) else "(type unknown on 3.11)"
+    assert body[4:] == [f"__main__:g(); /* raised {raised} */"]
