@@ -267,3 +267,35 @@ def test_recorded_slow_repr_marker_and_unknown_raise(tmp_path: Path, hot_path: s
     assert body[2:4] == ["__main__:f(x=<Distribution object>);"] * 2
     raised = "KeyError" if sys.version_info >= (3, 12) else "(type unknown on 3.11)"
     assert body[4:] == [f"__main__:g(); /* raised {raised} */"]
+
+
+_RECURSION_PROGRAM = textwrap.dedent("""
+    def down(n):
+        return down(n + 1)
+    def after(i):
+        return i
+    try:
+        down(0)
+    except RecursionError:
+        print("recursion error")
+    for i in range(3):
+        after(i)
+    print("done")
+""")
+
+
+def test_tracing_after_a_recursion_error(tmp_path: Path, hot_path: str) -> None:
+    """Issue 11 item 8: the C path and 3.12+ go on tracing; 3.11's pure hook says it stopped."""
+    proc = _record(tmp_path, _RECURSION_PROGRAM, "-t", "function", "-F", "after", "-F", "down",
+                   pure=hot_path == "pure")
+    assert (proc.returncode, proc.stdout) == (0, "recursion error\ndone\n")
+    replay = subprocess.run([sys.executable, "-m", "fntrace", "replay", str(tmp_path / "t.dat")],
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+                            text=True, timeout=60)
+    after = [ln for ln in replay.stdout.splitlines() if "__main__:after" in ln]
+    if hot_path == "pure" and sys.version_info < (3, 12):
+        assert after == []
+        assert proc.stderr.count("stopped being traced before the end") == 1
+    else:
+        assert len(after) == 3
+        assert "stopped being traced" not in proc.stderr

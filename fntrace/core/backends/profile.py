@@ -126,6 +126,8 @@ class ProfileBackend:
             native.uninstall_all()
             native.clear()
             return
+        if self.hook is not None and sys.getprofile() is not self.hook:
+            _lost_thread()
         sys.setprofile(None)
         _hook_other_threads(None)
         self.decided.clear()
@@ -151,6 +153,33 @@ class ProfileBackend:
             self.native.clear()
         else:
             self.decided.clear()
+
+
+#: Threads seen to have lost the pure-Python hook (counted when the backend stops).
+lost_threads = 0
+
+
+def _lost_thread() -> None:
+    """CPython 3.11 removes a Python profile function that raises, for its thread.
+
+    The hook cannot catch every error of its own: at the recursion limit its
+    frame cannot even start (the program's RecursionError), and an exception
+    raised at its first instruction (a signal handler's) precedes its ``try``.
+    Tracing of that thread then stops for the rest of the run; nothing of
+    fntrace runs in it again to notice sooner, so it is said when tracing ends.
+    The C hook (fntrace._speedups) and 3.12+ have no such gap.
+    """
+    global lost_threads
+    lost_threads += 1
+    import warnings
+
+    try:
+        warnings.warn(f"fntrace: thread {threading.current_thread().name!r} stopped being traced "
+                      "before the end (Python 3.11 without the C extension drops a profile "
+                      "function that raised, e.g. at the recursion limit); its later calls "
+                      "are missing from the trace", RuntimeWarning, stacklevel=2)
+    except Exception:  # warnings turned into errors must not reach the program
+        pass
 
 
 # -- other threads --------------------------------------------------------------
