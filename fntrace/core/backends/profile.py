@@ -30,6 +30,7 @@ from typing import Any
 from ... import _accel
 from .. import engine
 from ..flags import Event
+from ..interrupts import interrupt_token
 
 __all__ = ["ProfileBackend"]
 
@@ -74,44 +75,51 @@ class ProfileBackend:
         RETURN, YIELD, UNWIND = Event.RETURN, Event.YIELD, Event.UNWIND
         throws: dict[types.FrameType, int] = {}
 
-        def hook(frame: types.FrameType, event: str, arg: Any) -> None:
-            code = frame.f_code
-            site = decided_get(id(code))
-            if site is code:
-                return
-            if event == "call":
-                if site is None:
-                    gen = engine.generation
-                    site = discover(code, frame)
-                    if gen == engine.generation:  # else a rebuild cleared decided meanwhile
-                        decided[id(code)] = code if site is None else site
+        def hook(frame: types.FrameType, event: str, arg: Any) -> Any:
+            # A KeyboardInterrupt that lands in fntrace's code goes back to the
+            # program through the result (fntrace/core/interrupts.py); raising it
+            # here would also make CPython drop this profile function.
+            try:
+                code = frame.f_code
+                site = decided_get(id(code))
+                if site is code:
+                    return None
+                if event == "call":
                     if site is None:
-                        return
-                lasti = frame.f_lasti
-                raw = code.co_code
-                if raw[lasti] == _RESUME:
-                    kind = RESUME if raw[lasti + 1] else START
-                else:
-                    kind = THROW
-                    if site.has_ret:  # else no exit pops it: it would keep the frame alive
-                        throws[frame] = lasti
-                site.enter(site, frame, kind, lasti)
-            elif event == "return":
-                if site is None:
-                    # decided is cleared by every rebuild; a call that entered
-                    # before it must still get its exit: ask the engine.
-                    site = engine.sites.get(id(code))
-                if site is None or not site.has_ret:
-                    return
-                lasti = frame.f_lasti
-                op = code.co_code[lasti]
-                thrown = throws.pop(frame, -1) if throws else -1
-                if op == _RETURN_VALUE:
-                    exit_call(site, frame, RETURN, lasti, arg, None)
-                elif op == _YIELD_VALUE and not (thrown == lasti and arg is None):
-                    exit_call(site, frame, YIELD, lasti, arg, None)
-                else:
-                    exit_call(site, frame, UNWIND, lasti, None, None)
+                        gen = engine.generation
+                        site = discover(code, frame)
+                        if gen == engine.generation:  # else a rebuild cleared decided meanwhile
+                            decided[id(code)] = code if site is None else site
+                        if site is None:
+                            return None
+                    lasti = frame.f_lasti
+                    raw = code.co_code
+                    if raw[lasti] == _RESUME:
+                        kind = RESUME if raw[lasti + 1] else START
+                    else:
+                        kind = THROW
+                        if site.has_ret:  # else no exit pops it: it would keep the frame alive
+                            throws[frame] = lasti
+                    site.enter(site, frame, kind, lasti)
+                elif event == "return":
+                    if site is None:
+                        # decided is cleared by every rebuild; a call that entered
+                        # before it must still get its exit: ask the engine.
+                        site = engine.sites.get(id(code))
+                    if site is None or not site.has_ret:
+                        return None
+                    lasti = frame.f_lasti
+                    op = code.co_code[lasti]
+                    thrown = throws.pop(frame, -1) if throws else -1
+                    if op == _RETURN_VALUE:
+                        exit_call(site, frame, RETURN, lasti, arg, None)
+                    elif op == _YIELD_VALUE and not (thrown == lasti and arg is None):
+                        exit_call(site, frame, YIELD, lasti, arg, None)
+                    else:
+                        exit_call(site, frame, UNWIND, lasti, None, None)
+            except KeyboardInterrupt:
+                return interrupt_token()
+            return None
 
         self.hook = hook
         engine.TRAMPOLINE_CODES.add(hook.__code__)
