@@ -57,6 +57,30 @@ CLOCKS: dict[str, Callable[[], int]] = {
 }
 
 
+
+def _known_thread() -> threading.Thread | None:
+    """The calling thread's Thread object, if threading has one, without making one.
+
+    ``threading.current_thread()`` in a thread threading does not know (started
+    with ``_thread.start_new_thread``, or a Thread that has not registered
+    itself yet: its first Python calls are traced on 3.12+) creates and
+    registers a ``_DummyThread``: the program would then see it in
+    ``threading.enumerate()``, later threads' default names would shift (the
+    counter is shared), and on 3.13 its removal at thread exit runs traced code
+    in a thread being torn down (CPython's test_threading test_foreign_thread
+    failed on the pure path).  So the registry is read, not asked: the dict
+    lookups are atomic, and no lock is taken (the thread may hold threading's).
+    """
+    ident = threading.get_ident()
+    active: dict[int, threading.Thread] = getattr(threading, "_active", {})
+    thread = active.get(ident)
+    if thread is None:
+        limbo: dict[threading.Thread, threading.Thread] = getattr(threading, "_limbo", {})
+        for candidate in list(limbo):
+            if getattr(candidate, "_ident", None) == ident:
+                return candidate
+    return thread
+
 class _PyRingCore:
     """A thread's events, counters and write(): the pure-Python twin of the C RingCore.
 
@@ -171,14 +195,18 @@ class BufferSet:
         self.lock = threading.RLock()
 
     def new_buffer(self) -> ThreadBuffer:
-        thread = threading.current_thread()
+        thread = _known_thread()
         tid = threading.get_native_id()
         with self.lock:
             buf = self.by_tid.get(tid)
             if buf is None:
-                flags = ("M" if thread is threading.main_thread() else ".") + (
-                    "d" if thread.daemon else ".")
-                buf = ThreadBuffer(tid, thread.name, len(self.by_tid), self.capacity,
+                if thread is None:  # started with _thread, or not registered yet
+                    name, flags = f"thread-{tid}", ".."
+                else:
+                    name = thread.name
+                    flags = ("M" if thread is threading.main_thread() else ".") + (
+                        "d" if thread.daemon else ".")
+                buf = ThreadBuffer(tid, name, len(self.by_tid), self.capacity,
                                    self.overwrite, flags)
                 buf.on_full = self.on_full
                 self.by_tid[tid] = buf

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import traceback
 import weakref
@@ -305,3 +306,31 @@ def test_tracing_after_a_recursion_error(tmp_path: Path, hot_path: str) -> None:
     else:
         assert len(after) == 3
         assert "stopped being traced" not in proc.stderr
+
+
+def test_a_foreign_thread_gets_no_dummy_thread(hot_path: str) -> None:
+    """Tracing a thread threading does not know must not register one for it.
+
+    (current_thread() would: threading.enumerate() would list it, later default
+    thread names would shift; CPython's test_foreign_thread failed on 3.13.)
+    """
+    lock = _thread.allocate_lock()
+    lock.acquire()
+    seen: list[list[str]] = []
+
+    def foreign() -> None:
+        takes(1)
+        seen.append([type(t).__name__ for t in threading.enumerate()])
+        lock.release()
+
+    with fntrace.trace("function", filter=f"{HERE}:takes") as inst:
+        before = threading.Thread().name
+        _thread.start_new_thread(foreign, ())
+        with lock:  # the foreign thread released it: it has run
+            pass
+        after = threading.Thread().name
+    assert int(after.split("-")[1]) == int(before.split("-")[1]) + 1
+    assert seen and "_DummyThread" not in seen[0]
+    # (3.11 hooks threads through threading.setprofile: a _thread one is not traced.)
+    traced = 0 if sys.version_info < (3, 12) else 1
+    assert len([ln for ln in inst.read("trace").splitlines() if f"{HERE}:takes" in ln]) == traced
