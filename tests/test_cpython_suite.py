@@ -50,7 +50,8 @@ _PROFILE = textwrap.dedent("""
         runpy.run_module("test", run_name="__main__", alter_sys=True)
     finally:
         inst.write("function_profile_enabled", "0")
-        hits = sum(int(line.split()[1]) for line in
+        # Hit is the 7th field from the right (names may hold spaces).
+        hits = sum(int(line.split()[-7]) for line in
                    inst.read("trace_stat/function0").splitlines()[2:])
         print("fntrace-profile-hits", hits, file=sys.stderr)
 """)
