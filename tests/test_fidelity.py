@@ -334,3 +334,39 @@ def test_a_foreign_thread_gets_no_dummy_thread(hot_path: str) -> None:
     # (3.11 hooks threads through threading.setprofile: a _thread one is not traced.)
     traced = 0 if sys.version_info < (3, 12) else 1
     assert len([ln for ln in inst.read("trace").splitlines() if f"{HERE}:takes" in ln]) == traced
+
+
+def test_a_failed_callback_keeps_no_frame_alive(hot_path: str) -> None:
+    class Big:
+        pass
+
+    def fail(*_: Any) -> None:
+        raise ValueError("callback bug")
+
+    def run() -> weakref.ref[Big]:
+        obj = Big()
+        takes(1)
+        return weakref.ref(obj)
+
+    ops = Ops(fail, filter=f"{HERE}:takes")
+    fntrace.register(ops)
+    try:
+        with pytest.warns(RuntimeWarning, match="callback bug"):
+            ref = run()
+    finally:
+        fntrace.unregister(ops)
+    gc.collect()
+    assert ref() is None  # the error's traceback held run()'s frame, and obj with it
+    assert type(ops.last_error) is ValueError and ops.last_error.__traceback__ is None
+
+
+def deep(n: int) -> int:
+    return deep(n + 1)
+
+
+def test_recursion_error_shows_no_fntrace_frame(hot_path: str) -> None:
+    with fntrace.trace("function_graph", filter=f"{HERE}:deep", funcgraph_args=1):
+        with pytest.raises(RecursionError) as info:
+            deep(0)
+    files = {f.filename for f in traceback.extract_tb(info.value.__traceback__)}
+    assert files == {__file__}

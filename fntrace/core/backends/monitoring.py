@@ -78,7 +78,10 @@ class MonitoringBackend:
             return site
 
         # Each callback hands a KeyboardInterrupt that landed in fntrace's code back
-        # to the program through its result (fntrace/core/interrupts.py).
+        # to the program through its result (fntrace/core/interrupts.py).  A
+        # RecursionError of fntrace's own frames (the program is at the limit) is
+        # the event lost, never an exception of the program with fntrace frames in
+        # its traceback (CPython's test_traceback test_recursive_traceback_python).
 
         def py_start(code: types.CodeType, offset: int) -> Any:
             try:
@@ -91,6 +94,8 @@ class MonitoringBackend:
                 site.enter(site, frame, START, offset)
             except KeyboardInterrupt:
                 return interrupt_token()
+            except RecursionError:
+                pass  # at the limit, the program's own next call raises it
             return None
 
         def py_resume(code: types.CodeType, offset: int) -> Any:
@@ -107,6 +112,8 @@ class MonitoringBackend:
                 site.enter(site, frame, RESUME, offset)
             except KeyboardInterrupt:
                 return interrupt_token()
+            except RecursionError:
+                pass  # at the limit, the program's own next call raises it
             return None
 
         def py_throw(code: types.CodeType, offset: int, exc: BaseException) -> Any:
@@ -116,6 +123,8 @@ class MonitoringBackend:
                     site.enter(site, getframe(1), THROW, offset)
             except KeyboardInterrupt:
                 return interrupt_token()
+            except RecursionError:
+                pass  # at the limit, the program's own next call raises it
             return None
 
         def py_return(code: types.CodeType, offset: int, value: Any) -> Any:
@@ -125,6 +134,8 @@ class MonitoringBackend:
                     exit_call(site, getframe(1), RETURN, offset, value, None)
             except KeyboardInterrupt:
                 return interrupt_token()
+            except RecursionError:
+                pass  # at the limit, the program's own next call raises it
             return None
 
         def py_yield(code: types.CodeType, offset: int, value: Any) -> Any:
@@ -134,6 +145,8 @@ class MonitoringBackend:
                     exit_call(site, getframe(1), YIELD, offset, value, None)
             except KeyboardInterrupt:
                 return interrupt_token()
+            except RecursionError:
+                pass  # at the limit, the program's own next call raises it
             return None
 
         def py_unwind(code: types.CodeType, offset: int, exc: BaseException) -> Any:
@@ -143,6 +156,8 @@ class MonitoringBackend:
                     exit_call(site, getframe(1), UNWIND, offset, None, exc)
             except KeyboardInterrupt:
                 return interrupt_token()
+            except RecursionError:
+                pass  # at the limit, the program's own next call raises it
             return None
 
         callbacks = {E.PY_START: py_start, E.PY_RESUME: py_resume, E.PY_THROW: py_throw,

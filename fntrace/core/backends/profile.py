@@ -119,6 +119,8 @@ class ProfileBackend:
                         exit_call(site, frame, UNWIND, lasti, None, None)
             except KeyboardInterrupt:
                 return interrupt_token()
+            except RecursionError:
+                pass  # the program is at the limit: the event is lost, the hook kept
             return None
 
         self.hook = hook
