@@ -20,6 +20,7 @@ tracers and formatters agree on (see fntrace/formats/ftrace_text.py).
 from __future__ import annotations
 
 import heapq
+import sys
 import threading
 import time
 from collections import deque
@@ -70,16 +71,23 @@ def _known_thread() -> threading.Thread | None:
     in a thread being torn down (CPython's test_threading test_foreign_thread
     failed on the pure path).  So the registry is read, not asked: the dict
     lookups are atomic, and no lock is taken (the thread may hold threading's).
+    A Thread not registered yet is found at the root of its own stack.
     """
-    ident = threading.get_ident()
     active: dict[int, threading.Thread] = getattr(threading, "_active", {})
-    thread = active.get(ident)
+    thread = active.get(threading.get_ident())
     if thread is None:
-        limbo: dict[threading.Thread, threading.Thread] = getattr(threading, "_limbo", {})
-        for candidate in list(limbo):
-            if getattr(candidate, "_ident", None) == ident:
-                return candidate
+        # A Thread that has not registered yet runs Thread._bootstrap at its root.
+        frame = sys._getframe(1)
+        while frame.f_back is not None:
+            frame = frame.f_back
+        if frame.f_code is _BOOTSTRAP:
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, threading.Thread):
+                return owner
     return thread
+
+
+_BOOTSTRAP = getattr(getattr(threading.Thread, "_bootstrap", None), "__code__", None)
 
 class _PyRingCore:
     """A thread's events, counters and write(): the pure-Python twin of the C RingCore.

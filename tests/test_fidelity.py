@@ -370,3 +370,20 @@ def test_recursion_error_shows_no_fntrace_frame(hot_path: str) -> None:
             deep(0)
     files = {f.filename for f in traceback.extract_tb(info.value.__traceback__)}
     assert files == {__file__}
+
+
+def test_short_lived_threads_keep_their_names(hot_path: str) -> None:
+    """A thread's first traced calls come before it registers (3.12+): its buffer
+    is still named after it, not Dummy-N (issue 11 item 8), and no thread the
+    program sees is made for it."""
+    def work() -> None:
+        takes(1)
+
+    with fntrace.trace("function", filter=f"{HERE}:takes") as inst:
+        threads = [threading.Thread(target=work, name=f"worker-{i}") for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    names = sorted(buf.name for buf in inst.rb.live.buffers() if buf.name != "MainThread")
+    assert names == ["worker-0", "worker-1", "worker-2"]
