@@ -379,7 +379,8 @@ def test_short_lived_threads_keep_their_names(hot_path: str) -> None:
     def work() -> None:
         takes(1)
 
-    with fntrace.trace("function", filter=f"{HERE}:takes") as inst:
+    # threading's own functions too: the thread's first traced call is then its bootstrap
+    with fntrace.trace("function", filter=[f"{HERE}:takes", "*:mod:threading"]) as inst:
         threads = [threading.Thread(target=work, name=f"worker-{i}") for i in range(3)]
         for t in threads:
             t.start()
