@@ -2177,12 +2177,13 @@ recorder_write(Recorder *self, Slot *slot, unsigned long long tsid)
     return r < 0 ? -1 : 0;
 }
 
-/* A failure inside a recorder: counted on the ops, never raised to the program.
- * BaseExceptions that are not Exceptions (KeyboardInterrupt...) go on. */
+/* A failure inside a recorder: counted on the ops, never raised to the program
+ * (SystemExit included).  KeyboardInterrupt goes on, to be raised again in the
+ * program (interrupt_later). */
 static int
 recorder_failed(Recorder *self)
 {
-    if (!PyErr_ExceptionMatches(PyExc_Exception))
+    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
         return -1;
 #if PY_VERSION_HEX >= 0x030C0000
     PyObject *exc = PyErr_GetRaisedException();
@@ -3892,6 +3893,29 @@ recorder_exit(PyObject *fast, PyObject *fn, PyObject *code, Where *w, PyObject *
     return prof_exit((ProfRecorder *)fast, fn, code, w, event, tsid);
 }
 
+/* KeyboardInterrupt raised while fntrace's code ran (the program's SIGINT
+ * handler ran inside a repr or callback, or one raised it): the program gets it
+ * at its next bytecode check, as without fntrace, with no fntrace frame in its
+ * traceback (docs/exceptions.md).  Returns 1 when it took the error. */
+static int
+interrupt_later(void)
+{
+    if (!PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
+        return 0;
+    PyErr_Clear();
+    PyThreadState_SetAsyncExc(PyThread_get_thread_ident(), PyExc_KeyboardInterrupt);
+    return 1;
+}
+
+/* What a monitoring callback returns: NULL only for fntrace's own failures. */
+static PyObject *
+to_program(PyObject *r)
+{
+    if (r == NULL && interrupt_later())
+        Py_RETURN_NONE;
+    return r;
+}
+
 static PyObject *
 dispatch_enter(SiteRefs *refs, PyObject *code, PyObject *event, PyObject *offset)
 {
@@ -3993,19 +4017,19 @@ enter_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, Py_ssize_
 static PyObject *
 Dispatcher_py_start(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    return enter_event(self, args, nargs, 2, self->ev_start, self->slow_start);
+    return to_program(enter_event(self, args, nargs, 2, self->ev_start, self->slow_start));
 }
 
 static PyObject *
 Dispatcher_py_resume(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    return enter_event(self, args, nargs, 2, self->ev_resume, self->slow_resume);
+    return to_program(enter_event(self, args, nargs, 2, self->ev_resume, self->slow_resume));
 }
 
 static PyObject *
 Dispatcher_py_throw(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    return enter_event(self, args, nargs, 3, self->ev_throw, NULL);
+    return to_program(enter_event(self, args, nargs, 3, self->ev_throw, NULL));
 }
 
 static PyObject *
@@ -4030,19 +4054,19 @@ exit_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
 static PyObject *
 Dispatcher_py_return(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    return exit_event(self, args, nargs, self->ev_return, 0);
+    return to_program(exit_event(self, args, nargs, self->ev_return, 0));
 }
 
 static PyObject *
 Dispatcher_py_yield(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    return exit_event(self, args, nargs, self->ev_yield, 0);
+    return to_program(exit_event(self, args, nargs, self->ev_yield, 0));
 }
 
 static PyObject *
 Dispatcher_py_unwind(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    return exit_event(self, args, nargs, self->ev_unwind, 1);
+    return to_program(exit_event(self, args, nargs, self->ev_unwind, 1));
 }
 
 static PyObject *
@@ -4407,8 +4431,7 @@ fail:
 /* The Py_tracefunc.  Only Python calls and returns matter (C calls are
  * ignored, as by the Python hook).  A failure of fntrace itself must not
  * reach the traced program: it is reported as unraisable and the program goes
- * on; a BaseException that is no Exception (KeyboardInterrupt raised in a
- * callback) goes on to the program, as it would without fntrace. */
+ * on; KeyboardInterrupt is raised again in the program (interrupt_later). */
 static int
 hook_func(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 {
@@ -4424,6 +4447,8 @@ hook_func(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
     int r = what == PyTrace_CALL ? hook_call(self, frame, code)
                                  : hook_return(self, frame, code, arg ? arg : Py_None);
     Py_DECREF(code);
+    if (r < 0 && interrupt_later())
+        r = 0;
     if (r < 0) {
         r = PyErr_ExceptionMatches(PyExc_Exception) ? 0 : -1;
         if (r == 0)

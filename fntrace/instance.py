@@ -112,7 +112,7 @@ class Instance:
         self.name = name or f"instance{self.id}"
         self.rb = RingBuffer()
         self.options: dict[str, int] = dict(OPTIONS)
-        self.safe_repr = SafeRepr(OPTIONS["repr-max-len"], OPTIONS["repr-max-us"])
+        self.safe_repr = SafeRepr(OPTIONS["repr-max-len"], OPTIONS["repr-max-us"], self._note)
         self.tracing_on = True
         self.filter_lines: list[FilterLine] = []  # set_ftrace_filter, triggers included
         self.notrace = Filter()
@@ -368,9 +368,9 @@ class Instance:
             if name == "overwrite":
                 self.rb.set_overwrite(bool(value))
             elif name == "repr-max-len":
-                self.safe_repr = SafeRepr(value, self.options["repr-max-us"])
+                self.safe_repr = SafeRepr(value, self.options["repr-max-us"], self._note)
             elif name == "repr-max-us":
-                self.safe_repr = SafeRepr(self.options["repr-max-len"], value)
+                self.safe_repr = SafeRepr(self.options["repr-max-len"], value, self._note)
             self._fast_refresh()
 
     def _read_trace_options(self) -> str:
@@ -431,6 +431,13 @@ class Instance:
         if not self.options["markers"]:
             raise ValueError("trace_marker: writes are disabled (options/markers is 0)")
         text = text.rstrip("\n")
+        rb = self.rb
+        rb.write((rb.clock(), 64 + len(text), MARKER, text))
+
+    def _note(self, text: str) -> None:
+        """A line of fntrace's own in the trace (written whatever options/markers says)."""
+        from .formats.ftrace_text import MARKER
+
         rb = self.rb
         rb.write((rb.clock(), 64 + len(text), MARKER, text))
 

@@ -2,21 +2,25 @@
 
 A tracer that shows arguments calls ``repr`` on objects of the traced
 program, whose ``__repr__`` may raise, be slow, or be huge.  None of that may
-break or stall the program: exceptions become ``<repr of T failed: E>``,
+break or stall the program: exceptions (SystemExit included) become
+``<repr of T failed: E>`` (KeyboardInterrupt goes on to the program, see
+docs/exceptions.md),
 containers are shortened with reprlib before being turned into text, the text
 is cut to ``max_len``, and a type whose ``__repr__`` once took longer than
 ``max_us`` microseconds is from then on shown as ``<T object>`` without
 calling it again (a slow repr cannot be interrupted from Python, so the
-second call is the one avoided).
+second call is the one avoided).  The trace says so once per type, in a
+marker line (``on_slow``), where the text changes.
 """
 
 from __future__ import annotations
 
 import reprlib
 import time
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["SafeRepr"]
+__all__ = ["SafeRepr", "slow_note"]
 
 _CHEAP = (int, float, bool, type(None), complex)
 
@@ -31,10 +35,14 @@ class _Repr(reprlib.Repr):
 class SafeRepr:
     """repr() with limits; one per trace instance (options set the limits)."""
 
-    def __init__(self, max_len: int = 64, max_us: int = 1000) -> None:
+    def __init__(self, max_len: int = 64, max_us: int = 1000,
+                 on_slow: Callable[[str], None] | None = None) -> None:
         self.max_len = max_len
         self.max_us = max_us
         self.slow_types: set[type] = set()
+        #: Told once per type, when its reprs stop: the text of a marker line, so a
+        #: reader of the trace knows why an argument's text changed mid-trace.
+        self.on_slow = on_slow
         self._reprlib = _Repr()
         self._reprlib.maxlevel = 2
         self._reprlib.maxstring = max_len
@@ -56,13 +64,25 @@ class SafeRepr:
             t0 = time.perf_counter_ns()
             try:
                 text = self._reprlib.repr(value)
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise  # the program's: see docs/exceptions.md
+            except BaseException as exc:  # SystemExit too: a failed repr ends no program
                 text = f"<repr of {cls.__name__} failed: {type(exc).__name__}>"
-            if (time.perf_counter_ns() - t0) > self.max_us * 1000:
+            spent = time.perf_counter_ns() - t0
+            if spent > self.max_us * 1000:
                 self.slow_types.add(cls)
+                if self.on_slow is not None:
+                    self.on_slow(slow_note(cls, spent, self.max_us))
         if len(text) > self.max_len:
             text = text[: max(self.max_len - 3, 1)] + "..."
         return text
 
     def arguments(self, args: dict[str, Any]) -> str:
         return ", ".join(f"{k}={self(v)}" for k, v in args.items())
+
+
+def slow_note(cls: type, spent_ns: int, max_us: int) -> str:
+    """The marker line written when ``cls`` joins the slow types."""
+    name = cls.__name__
+    return (f"fntrace: repr of {name} took {spent_ns / 1e6:.3f} ms (repr-max-us is {max_us}): "
+            f"{name} values show as <{name} object> from here on")

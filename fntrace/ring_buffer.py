@@ -20,6 +20,7 @@ tracers and formatters agree on (see fntrace/formats/ftrace_text.py).
 from __future__ import annotations
 
 import heapq
+import sys
 import threading
 import time
 from collections import deque
@@ -57,6 +58,37 @@ CLOCKS: dict[str, Callable[[], int]] = {
     "counter": lambda: next(_counter),
 }
 
+
+
+def _known_thread() -> threading.Thread | None:
+    """The calling thread's Thread object, if threading has one, without making one.
+
+    ``threading.current_thread()`` in a thread threading does not know (started
+    with ``_thread.start_new_thread``, or a Thread that has not registered
+    itself yet: its first Python calls are traced on 3.12+) creates and
+    registers a ``_DummyThread``: the program would then see it in
+    ``threading.enumerate()``, later threads' default names would shift (the
+    counter is shared), and on 3.13 its removal at thread exit runs traced code
+    in a thread being torn down (CPython's test_threading test_foreign_thread
+    failed on the pure path).  So the registry is read, not asked: the dict
+    lookups are atomic, and no lock is taken (the thread may hold threading's).
+    A Thread not registered yet is found at the root of its own stack.
+    """
+    active: dict[int, threading.Thread] = getattr(threading, "_active", {})
+    thread = active.get(threading.get_ident())
+    if thread is None:
+        # A Thread that has not registered yet runs Thread._bootstrap at its root.
+        frame = sys._getframe(1)
+        while frame.f_back is not None:
+            frame = frame.f_back
+        if frame.f_code is _BOOTSTRAP:
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, threading.Thread):
+                return owner
+    return thread
+
+
+_BOOTSTRAP = getattr(getattr(threading.Thread, "_bootstrap", None), "__code__", None)
 
 class _PyRingCore:
     """A thread's events, counters and write(): the pure-Python twin of the C RingCore.
@@ -172,14 +204,18 @@ class BufferSet:
         self.lock = threading.RLock()
 
     def new_buffer(self) -> ThreadBuffer:
-        thread = threading.current_thread()
+        thread = _known_thread()
         tid = native_id()
         with self.lock:
             buf = self.by_tid.get(tid)
             if buf is None:
-                flags = ("M" if thread is threading.main_thread() else ".") + (
-                    "d" if thread.daemon else ".")
-                buf = ThreadBuffer(tid, thread.name, len(self.by_tid), self.capacity,
+                if thread is None:  # started with _thread, or not registered yet
+                    name, flags = f"thread-{tid}", ".."
+                else:
+                    name = thread.name
+                    flags = ("M" if thread is threading.main_thread() else ".") + (
+                        "d" if thread.daemon else ".")
+                buf = ThreadBuffer(tid, name, len(self.by_tid), self.capacity,
                                    self.overwrite, flags)
                 buf.on_full = self.on_full
                 self.by_tid[tid] = buf

@@ -50,7 +50,7 @@ FILTER = f"{MOD}:wl_*"
 
 def raised(name: str) -> str:
     """The unwind note: 3.11 cannot see the exception of an unwinding frame."""
-    return f"raised {name}" if sys.version_info >= (3, 12) else "raised"
+    return f"raised {name}" if sys.version_info >= (3, 12) else "raised (type unknown on 3.11)"
 
 
 # -- the workload ------------------------------------------------------------------

@@ -178,7 +178,9 @@ def _enter_one(site: Site, frame: types.FrameType, event: str, offset: int) -> N
         return
     try:
         op.func(site.fn, parent, op, fregs)  # type: ignore[union-attr,misc,arg-type]
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt from None  # the program's (docs/exceptions.md)
+    except BaseException as exc:  # SystemExit too: a callback failure is no program exit
         op._callback_failed(exc)  # type: ignore[union-attr]
 
 
@@ -192,13 +194,18 @@ def _enter_list(site: Site, frame: types.FrameType, event: str, offset: int) -> 
         fregs._targets = site.ret_ops
         fregs._parent = parent
         _stack().append(fregs)
+    interrupted = False
     for op in targets:
         if not op._live:  # unregistered meanwhile (see _enter_one)
             continue
         try:
             op.func(site.fn, parent, op, fregs)  # type: ignore[misc]
-        except Exception as exc:
+        except KeyboardInterrupt:
+            interrupted = True  # every ops still sees the event, then the program gets it
+        except BaseException as exc:
             op._callback_failed(exc)
+    if interrupted:
+        raise KeyboardInterrupt from None
 
 
 def _enter_none(site: Site, frame: types.FrameType, event: str, offset: int) -> None:
@@ -236,12 +243,17 @@ def exit_call(site: Site, frame: types.FrameType, event: str, offset: int, value
             fregs._full = FullRegs(frame) if site.regs else None
     targets = fregs._targets
     parent = fregs._parent
+    interrupted = False
     for op in targets:
         if op._live:
             try:
                 op.ret(site.fn, parent, op, fregs)  # type: ignore[misc]
-            except Exception as error:
+            except KeyboardInterrupt:
+                interrupted = True
+            except BaseException as error:
                 op._callback_failed(error)
+    if interrupted:
+        raise KeyboardInterrupt from None
 
 
 def _pop_to(stack: list[FtraceRegs], frame: types.FrameType) -> FtraceRegs | None:

@@ -99,8 +99,9 @@ class StubRegs(FtraceRegs):
         self._override: Any = None
         self._overridden = False
 
-    def _values(self) -> Any:
-        return self._args
+    def _read(self, names: tuple[str, ...]) -> dict[str, Any]:
+        values = self._args
+        return {name: values[name] for name in names if name in values}
 
     def set_argument(self, which: int | str, value: Any) -> None:
         if self.event != Event.START:
@@ -236,7 +237,9 @@ class _Handle:
                         _enter_guard(op)
                     try:
                         op.func(self.fn, parent, op, fregs)
-                    except Exception as exc:
+                    except KeyboardInterrupt:
+                        raise  # the program's (docs/exceptions.md)
+                    except BaseException as exc:  # SystemExit too
                         op._callback_failed(exc)
                     finally:
                         if guard:
@@ -279,7 +282,9 @@ class _Handle:
             _enter_guard(op)
         try:
             op.ret(self.fn, parent, op, fregs)
-        except Exception as error:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:  # SystemExit too
             op._callback_failed(error)
         finally:
             if guard:

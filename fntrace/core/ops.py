@@ -39,7 +39,8 @@ class Ops:
 
     Counters: ``nmissed`` (entries refused by the RECURSION guard),
     ``nerrors`` (exceptions raised by the callbacks, which never reach the
-    traced program) and ``last_error``.
+    traced program) and ``last_error`` (the latest, without its traceback, which
+    would keep the program's frames alive).
     """
 
     def __init__(self, func: Callback | None = None, *, ret: Callback | None = None,
@@ -96,6 +97,12 @@ class Ops:
     # -- errors ------------------------------------------------------------
     def _callback_failed(self, exc: BaseException) -> None:
         self.nerrors += 1
+        # Kept without its traceback and context: those reach the traced program's
+        # frames (every caller up the stack) and the exception it was handling, and
+        # would keep their objects alive for as long as the ops lives (CPython's
+        # test_exceptions test_recursion_error_cleanup found it).
+        exc.__traceback__ = None
+        exc.__context__ = None
         self.last_error = exc
         if not self._warned:
             self._warned = True

@@ -101,21 +101,20 @@ class FtraceRegs:
         self._full: FullRegs | None = FullRegs(frame) if full else None
 
     # -- arguments -------------------------------------------------------
-    def _values(self) -> Any:
-        return self.frame.f_locals
+    def _read(self, names: tuple[str, ...]) -> dict[str, Any]:
+        return read_locals(self.frame, names)
 
     def get_argument(self, n: int) -> Any:
         """The n-th argument (0-based, in signature order; ``*args`` is a tuple)."""
         names = self.function.argnames
         if not 0 <= n < len(names):
             raise IndexError(f"{self.function.name} has {len(names)} parameters, not {n + 1}")
-        return self._values()[names[n]]
+        return self._read(names)[names[n]]
 
     @property
     def arguments(self) -> dict[str, Any]:
         """Parameter name → value, in signature order (``*args``/``**kwargs`` included)."""
-        values = self._values()
-        return {name: values[name] for name in self.function.argnames if name in values}
+        return self._read(self.function.argnames)
 
     def set_argument(self, which: int | str, value: Any) -> None:
         """Change what the function receives; only at entry (event START)."""
@@ -164,6 +163,35 @@ class FtraceRegs:
 
     def __repr__(self) -> str:
         return f"<FtraceRegs {self.event} {self.function.name}>"
+
+
+def read_locals(frame: types.FrameType, names: tuple[str, ...]) -> dict[str, Any]:
+    """The values of ``names`` among the frame's variables, leaving nothing behind.
+
+    Before 3.13 ``frame.f_locals`` fills a dict cached on the frame, which then
+    holds every local until the frame dies: a traced function's arguments
+    outlived their last use (CPython's test_contextlib test_nokeepref, weakrefs
+    and ``gc`` tests see it).  So when nothing but the frame holds that dict it
+    is emptied again: every way the program can reach it (``locals()``,
+    ``f_locals``) refills it first.  On 3.11 it is first written back
+    (unchanged) with PyFrame_LocalsToFast, which also clears the frame's
+    "locals were copied" mark, so that sys.setprofile's trampoline does not copy
+    the emptied dict back into the fast locals when the profile function
+    returns.  A dict the program holds (``d = locals()``) is left as it is.
+    Module and class bodies (no CO_OPTIMIZED) use their namespace itself.
+    """
+    values = frame.f_locals
+    out = {name: values[name] for name in names if name in values}
+    if (not _PY313 and frame.f_code.co_flags & _CO_OPTIMIZED
+            and sys.getrefcount(values) <= _ONLY_FRAME):
+        _locals_to_fast(ctypes.py_object(frame), ctypes.c_int(0))
+        values.clear()
+    return out
+
+
+#: getrefcount of a frame's locals dict held by the frame, one local and the call.
+_ONLY_FRAME = 3
+_CO_OPTIMIZED = 0x0001
 
 
 def get_regs(fregs: FtraceRegs) -> FullRegs | None:

@@ -26,8 +26,9 @@ only for a plain return without funcgraph-tail and funcgraph-retval):
 ``} /* f yield */``                a generator/coroutine suspends (``yield``,
                                    an ``await`` that suspends); with
                                    funcgraph-retval ``} /* f yield ret=V */``
-``} /* f raised ValueError */``    left by an exception (``} /* f raised */``
-                                   on 3.11, where the exception is unknown)
+``} /* f raised ValueError */``    left by an exception (``} /* f raised (type
+                                   unknown on 3.11) */`` where the interpreter
+                                   does not tell the exception: 3.11)
 =================================  ==========================================
 
 Leaves carry the same comment without the name: ``f();``,
@@ -98,6 +99,9 @@ _YIELD = Event.YIELD
 _MARKS = ((1_000_000_000, "$"), (100_000_000, "@"), (10_000_000, "*"), (1_000_000, "#"),
           (100_000, "!"), (10_000, "+"))
 _FILL = "              |  "  # the duration column of an entry or comment line
+#: The exception of an unwinding frame, where the interpreter hides it (3.11's
+#: profile events): said, rather than an exit that looks complete.
+UNKNOWN_TYPE = "(type unknown on 3.11)"
 
 # A stack entry: (frame key, entry timestamp or None when not recorded,
 #                 recorded depth below it, selection state below it).
@@ -414,7 +418,7 @@ def _call(fn: Function, args: str | None) -> str:
 def _notes(event: str, value: str | None) -> str:
     """The comment of an exit, without the function name ('' for a plain return)."""
     if event == _UNWIND:
-        return f"raised {value}" if value else "raised"
+        return f"raised {value}" if value else f"raised {UNKNOWN_TYPE}"
     if event == _YIELD:
         return "yield" if value is None else f"yield ret={value}"
     return "" if value is None else f"ret={value}"

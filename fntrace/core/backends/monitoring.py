@@ -28,6 +28,7 @@ from typing import Any
 from ... import _accel
 from .. import engine
 from ..flags import Event
+from ..interrupts import interrupt_token
 
 __all__ = ["MonitoringBackend", "choose_tool_id"]
 
@@ -76,48 +77,88 @@ class MonitoringBackend:
                 return disable if gen == engine.generation else None
             return site
 
+        # Each callback hands a KeyboardInterrupt that landed in fntrace's code back
+        # to the program through its result (fntrace/core/interrupts.py).  A
+        # RecursionError of fntrace's own frames (the program is at the limit) is
+        # the event lost, never an exception of the program with fntrace frames in
+        # its traceback (CPython's test_traceback test_recursive_traceback_python).
+
         def py_start(code: types.CodeType, offset: int) -> Any:
-            site = sites_get(id(code))
-            frame = getframe(1)
-            if site is None:
-                site = first_look(code, frame)
-                if site is None or site is disable:
-                    return site
-            site.enter(site, frame, START, offset)
+            try:
+                site = sites_get(id(code))
+                frame = getframe(1)
+                if site is None:
+                    site = first_look(code, frame)
+                    if site is None or site is disable:
+                        return site
+                site.enter(site, frame, START, offset)
+            except KeyboardInterrupt:
+                return interrupt_token()
+            except RecursionError:
+                pass  # at the limit, the program's own next call raises it
             return None
 
         def py_resume(code: types.CodeType, offset: int) -> Any:
             # A generator/coroutine started before the ops that wants it was
             # registered has no PY_START left: it is discovered at its resume
             # (PY_RESUME is global for that, DISABLEd per location like PY_START).
-            site = sites_get(id(code))
-            frame = getframe(1)
-            if site is None:
-                site = first_look(code, frame)
-                if site is None or site is disable:
-                    return site
-            site.enter(site, frame, RESUME, offset)
+            try:
+                site = sites_get(id(code))
+                frame = getframe(1)
+                if site is None:
+                    site = first_look(code, frame)
+                    if site is None or site is disable:
+                        return site
+                site.enter(site, frame, RESUME, offset)
+            except KeyboardInterrupt:
+                return interrupt_token()
+            except RecursionError:
+                pass  # at the limit, the program's own next call raises it
             return None
 
         def py_throw(code: types.CodeType, offset: int, exc: BaseException) -> Any:
-            site = sites_get(id(code))
-            if site is not None:
-                site.enter(site, getframe(1), THROW, offset)
+            try:
+                site = sites_get(id(code))
+                if site is not None:
+                    site.enter(site, getframe(1), THROW, offset)
+            except KeyboardInterrupt:
+                return interrupt_token()
+            except RecursionError:
+                pass  # at the limit, the program's own next call raises it
+            return None
 
         def py_return(code: types.CodeType, offset: int, value: Any) -> Any:
-            site = sites_get(id(code))
-            if site is not None and site.has_ret:
-                exit_call(site, getframe(1), RETURN, offset, value, None)
+            try:
+                site = sites_get(id(code))
+                if site is not None and site.has_ret:
+                    exit_call(site, getframe(1), RETURN, offset, value, None)
+            except KeyboardInterrupt:
+                return interrupt_token()
+            except RecursionError:
+                pass  # at the limit, the program's own next call raises it
+            return None
 
         def py_yield(code: types.CodeType, offset: int, value: Any) -> Any:
-            site = sites_get(id(code))
-            if site is not None and site.has_ret:
-                exit_call(site, getframe(1), YIELD, offset, value, None)
+            try:
+                site = sites_get(id(code))
+                if site is not None and site.has_ret:
+                    exit_call(site, getframe(1), YIELD, offset, value, None)
+            except KeyboardInterrupt:
+                return interrupt_token()
+            except RecursionError:
+                pass  # at the limit, the program's own next call raises it
+            return None
 
         def py_unwind(code: types.CodeType, offset: int, exc: BaseException) -> Any:
-            site = sites_get(id(code))
-            if site is not None and site.has_ret:
-                exit_call(site, getframe(1), UNWIND, offset, None, exc)
+            try:
+                site = sites_get(id(code))
+                if site is not None and site.has_ret:
+                    exit_call(site, getframe(1), UNWIND, offset, None, exc)
+            except KeyboardInterrupt:
+                return interrupt_token()
+            except RecursionError:
+                pass  # at the limit, the program's own next call raises it
+            return None
 
         callbacks = {E.PY_START: py_start, E.PY_RESUME: py_resume, E.PY_THROW: py_throw,
                      E.PY_RETURN: py_return, E.PY_YIELD: py_yield, E.PY_UNWIND: py_unwind}

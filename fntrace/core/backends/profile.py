@@ -30,6 +30,7 @@ from typing import Any
 from ... import _accel
 from .. import engine, symbols
 from ..flags import Event
+from ..interrupts import interrupt_token
 
 __all__ = ["ProfileBackend"]
 
@@ -87,47 +88,56 @@ class ProfileBackend:
         no_site = _NO_SITE
         guards = symbols.guards
 
-        def hook(frame: types.FrameType, event: str, arg: Any) -> None:
-            code = frame.f_code
-            site = decided_get(id(code))
-            if site is no_site or site is code:
-                return
-            if event == "call":
-                if site is None:
-                    gen = engine.generation
-                    site = discover(code, frame)
-                    if gen == engine.generation:  # else a rebuild cleared decided meanwhile
-                        if site is not None:
-                            decided[id(code)] = site
-                        else:
-                            decided[id(code)] = no_site if guards(code) is not None else code
+        def hook(frame: types.FrameType, event: str, arg: Any) -> Any:
+            # A KeyboardInterrupt that lands in fntrace's code goes back to the
+            # program through the result (fntrace/core/interrupts.py); raising it
+            # here would also make CPython drop this profile function.
+            try:
+                code = frame.f_code
+                site = decided_get(id(code))
+                if site is no_site or site is code:
+                    return None
+                if event == "call":
                     if site is None:
-                        return
-                lasti = frame.f_lasti
-                raw = code.co_code
-                if raw[lasti] == _RESUME:
-                    kind = RESUME if raw[lasti + 1] else START
-                else:
-                    kind = THROW
-                    if site.has_ret:  # else no exit pops it: it would keep the frame alive
-                        throws[frame] = lasti
-                site.enter(site, frame, kind, lasti)
-            elif event == "return":
-                if site is None:
-                    # decided is cleared by every rebuild; a call that entered
-                    # before it must still get its exit: ask the engine.
-                    site = engine.sites.get(id(code))
-                if site is None or not site.has_ret:
-                    return
-                lasti = frame.f_lasti
-                op = code.co_code[lasti]
-                thrown = throws.pop(frame, -1) if throws else -1
-                if op == _RETURN_VALUE:
-                    exit_call(site, frame, RETURN, lasti, arg, None)
-                elif op == _YIELD_VALUE and not (thrown == lasti and arg is None):
-                    exit_call(site, frame, YIELD, lasti, arg, None)
-                else:
-                    exit_call(site, frame, UNWIND, lasti, None, None)
+                        gen = engine.generation
+                        site = discover(code, frame)
+                        if gen == engine.generation:  # else a rebuild cleared decided meanwhile
+                            if site is not None:
+                                decided[id(code)] = site
+                            else:
+                                decided[id(code)] = no_site if guards(code) is not None else code
+                        if site is None:
+                            return None
+                    lasti = frame.f_lasti
+                    raw = code.co_code
+                    if raw[lasti] == _RESUME:
+                        kind = RESUME if raw[lasti + 1] else START
+                    else:
+                        kind = THROW
+                        if site.has_ret:  # else no exit pops it: it would keep the frame alive
+                            throws[frame] = lasti
+                    site.enter(site, frame, kind, lasti)
+                elif event == "return":
+                    if site is None:
+                        # decided is cleared by every rebuild; a call that entered
+                        # before it must still get its exit: ask the engine.
+                        site = engine.sites.get(id(code))
+                    if site is None or not site.has_ret:
+                        return None
+                    lasti = frame.f_lasti
+                    op = code.co_code[lasti]
+                    thrown = throws.pop(frame, -1) if throws else -1
+                    if op == _RETURN_VALUE:
+                        exit_call(site, frame, RETURN, lasti, arg, None)
+                    elif op == _YIELD_VALUE and not (thrown == lasti and arg is None):
+                        exit_call(site, frame, YIELD, lasti, arg, None)
+                    else:
+                        exit_call(site, frame, UNWIND, lasti, None, None)
+            except KeyboardInterrupt:
+                return interrupt_token()
+            except RecursionError:
+                pass  # the program is at the limit: the event is lost, the hook kept
+            return None
 
         self.hook = hook
         symbols.on_code_gone(self._code_gone)
@@ -143,6 +153,8 @@ class ProfileBackend:
             native.uninstall_all()
             native.clear()
             return
+        if self.hook is not None and sys.getprofile() is not self.hook:
+            _lost_thread()
         sys.setprofile(None)
         _hook_other_threads(None)
         symbols.off_code_gone(self._code_gone)
@@ -172,6 +184,33 @@ class ProfileBackend:
             self.native.clear()
         else:
             self.decided.clear()
+
+
+#: Threads seen to have lost the pure-Python hook (counted when the backend stops).
+lost_threads = 0
+
+
+def _lost_thread() -> None:
+    """CPython 3.11 removes a Python profile function that raises, for its thread.
+
+    The hook cannot catch every error of its own: at the recursion limit its
+    frame cannot even start (the program's RecursionError), and an exception
+    raised at its first instruction (a signal handler's) precedes its ``try``.
+    Tracing of that thread then stops for the rest of the run; nothing of
+    fntrace runs in it again to notice sooner, so it is said when tracing ends.
+    The C hook (fntrace._speedups) and 3.12+ have no such gap.
+    """
+    global lost_threads
+    lost_threads += 1
+    import warnings
+
+    try:
+        warnings.warn(f"fntrace: thread {threading.current_thread().name!r} stopped being traced "
+                      "before the end (Python 3.11 without the C extension drops a profile "
+                      "function that raised, e.g. at the recursion limit); its later calls "
+                      "are missing from the trace", RuntimeWarning, stacklevel=2)
+    except Exception:  # warnings turned into errors must not reach the program
+        pass
 
 
 # -- other threads --------------------------------------------------------------
