@@ -37,6 +37,8 @@ import sys
 import types
 from typing import Any
 
+from .framelocals import first_local
+
 __all__ = ["generated", "user_name"]
 
 _TYPE_DICT = type.__dict__["__dict__"]
@@ -89,9 +91,7 @@ def _method_qualname(frame: types.FrameType, code: types.CodeType, gen: bool) ->
     if code.co_argcount == 0:
         return None
     try:
-        # The first local is the first parameter (locals come in co_varnames order;
-        # co_varnames itself is not read: CPython would build and keep it).
-        first = next(iter(frame.f_locals.values()), None)
+        first = first_local(frame)
     except Exception:  # a frame whose locals cannot be read: keep the code's name
         return None
     klass = first if type in _TYPE_MRO.__get__(type(first)) else type(first)

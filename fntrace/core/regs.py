@@ -14,12 +14,12 @@ argument pays for none.
 
 from __future__ import annotations
 
-import ctypes
 import sys
 import types
 from typing import Any, NamedTuple
 
 from .flags import Event
+from .framelocals import read_locals, write_back
 from .symbols import Function, function_for_frame
 
 __all__ = ["CallSite", "FtraceRegs", "FullRegs", "get_regs"]
@@ -128,7 +128,7 @@ class FtraceRegs:
             # locals with the C API debuggers have always used for this.
             snapshot = self.frame.f_locals
             snapshot[name] = value
-            _locals_to_fast(ctypes.py_object(self.frame), ctypes.c_int(0))
+            write_back(self.frame)
 
     def _name_of(self, which: int | str) -> str:
         names = self.function.argnames
@@ -165,44 +165,6 @@ class FtraceRegs:
         return f"<FtraceRegs {self.event} {self.function.name}>"
 
 
-def read_locals(frame: types.FrameType, names: tuple[str, ...]) -> dict[str, Any]:
-    """The values of ``names`` among the frame's variables, leaving nothing behind.
-
-    Before 3.13 ``frame.f_locals`` fills a dict cached on the frame, which then
-    holds every local until the frame dies: a traced function's arguments
-    outlived their last use (CPython's test_contextlib test_nokeepref, weakrefs
-    and ``gc`` tests see it).  So when nothing but the frame holds that dict it
-    is emptied again: every way the program can reach it (``locals()``,
-    ``f_locals``) refills it first.  On 3.11 it is first written back
-    (unchanged) with PyFrame_LocalsToFast, which also clears the frame's
-    "locals were copied" mark, so that sys.setprofile's trampoline does not copy
-    the emptied dict back into the fast locals when the profile function
-    returns.  A dict the program holds (``d = locals()``) is left as it is.
-    Module and class bodies (no CO_OPTIMIZED) use their namespace itself.
-    """
-    values = frame.f_locals
-    out = {name: values[name] for name in names if name in values}
-    if (not _PY313 and frame.f_code.co_flags & _CO_OPTIMIZED
-            and sys.getrefcount(values) <= _ONLY_FRAME):
-        _locals_to_fast(ctypes.py_object(frame), ctypes.c_int(0))
-        values.clear()
-    return out
-
-
-#: getrefcount of a frame's locals dict held by the frame, one local and the call.
-_ONLY_FRAME = 3
-_CO_OPTIMIZED = 0x0001
-
-
 def get_regs(fregs: FtraceRegs) -> FullRegs | None:
     """The full frame if this call went through the regs trampoline, else None."""
     return fregs._full
-
-
-if sys.version_info < (3, 13):
-    _locals_to_fast = ctypes.pythonapi.PyFrame_LocalsToFast
-    _locals_to_fast.argtypes = [ctypes.py_object, ctypes.c_int]
-    _locals_to_fast.restype = None
-else:  # pragma: no cover - not needed where f_locals writes through
-    def _locals_to_fast(*_: object) -> None:
-        return None
