@@ -390,3 +390,95 @@ def test_header_tracers_are_the_tracers() -> None:
     from fntrace import tracers
 
     assert list(tracefile.TRACERS) == tracers.available()
+
+
+# -- grammars: every hostile input is a ValueError with a column ------------------------
+
+def _grammar_cases() -> Iterator[tuple[str, Any, str, str]]:
+    from fntrace.inject import parse_inject_spec, parse_retval
+    from fntrace.probes.condition import parse_condition
+    from fntrace.probes.parser import parse_spec
+
+    spec = "json:dumps:"
+    yield "raise UnicodeDecodeError", parse_inject_spec, spec + "raise=UnicodeDecodeError(1)", \
+        "'UnicodeDecodeError(1)' cannot be built: TypeError"
+    yield "raise ExceptionGroup", parse_inject_spec, spec + "raise=ExceptionGroup('a', 1)", \
+        "cannot be built: TypeError"
+    yield "raise BaseExceptionGroup", parse_inject_spec, spec + "raise=BaseExceptionGroup()", \
+        "cannot be built: TypeError"
+    yield "raise unhashable", parse_inject_spec, spec + "raise=OSError({[1]: 2})", \
+        "exception arguments must be literals"
+    yield "retval unhashable", parse_inject_spec, spec + "retval={[1]: 2}", \
+        "column 18: not a Python literal (unhashable type: 'list')"
+    yield "retval 100k signs", parse_inject_spec, spec + "retval=" + "-" * 100_000 + "1", \
+        "column 4096: longer than 4096 characters"
+    yield "retval 33 signs", parse_inject_spec, spec + "retval=" + "-" * 33 + "1", \
+        "column 50: more than 32 signs in a row"
+    yield "retval deep list", parse_inject_spec, spec + "retval=" + "[" * 33 + "]" * 33, \
+        "column 50: brackets nested deeper than 32"
+    yield "retval syntax", parse_inject_spec, spec + "retval=1 2", \
+        "column 20: not a Python literal"
+    yield "times digits", parse_inject_spec, spec + "times=" + "9" * 5000, \
+        "column 4096: longer than 4096"
+    yield "times 30 digits", parse_inject_spec, spec + "times=" + "9" * 30, \
+        "times: expected an integer"
+    yield "retval file", parse_retval, "-" * 100_000 + "1", "longer than 4096 characters"
+    yield "retval file group", parse_retval, "BaseExceptionGroup()", "cannot be built"
+    probe = "f:g/e json:dumps "
+    yield "len nesting", parse_spec, probe + "len(" * 3000 + "x" + ")" * 3000, \
+        "len() nested deeper than 32 (column 145)"
+    yield "len 33", parse_spec, probe + "len(" * 33 + "x" + ")" * 33, \
+        "len() nested deeper than 32 (column 145)"
+    yield "steps", parse_spec, probe + "x" + ".a" * 65, \
+        "more than 64 attribute and item accesses (column 146)"
+    yield "key digits", parse_spec, probe + "x[" + "9" * 5000 + "]", \
+        "an integer key of more than 20 digits (column 19)"
+    yield "argN digits", parse_spec, probe + "$arg" + "9" * 5000, "unknown variable $arg999"
+    yield "long line", parse_spec, probe + "x " * 10_000, "(at most 16384)"
+    yield "paren 3000", parse_condition, "(" * 3000 + "a==1" + ")" * 3000, \
+        "a filter of 6004 characters (at most 4096)"
+    yield "paren 33", parse_condition, "(" * 33 + "a==1" + ")" * 33, \
+        "'(' and '!' nested deeper than 32 (column 32)"
+    yield "bang 5000", parse_condition, "!" * 5000 + "a==1", "(at most 4096)"
+    yield "bang 33", parse_condition, "!" * 33 + "a==1", "nested deeper than 32 (column 32)"
+    yield "terms", parse_condition, "a==1 || " * 300 + "a==1", \
+        "more than 256 comparisons (column 2048)"
+    yield "number", parse_condition, "a==" + "9" * 100, "more than 40 characters (column 3)"
+
+
+GRAMMAR_CASES = list(_grammar_cases())
+
+
+@pytest.mark.parametrize("name,parse,text,message", GRAMMAR_CASES,
+                         ids=[c[0] for c in GRAMMAR_CASES])
+def test_grammar_refuses_with_value_error(name: str, parse: Any, text: str,
+                                          message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse(text)
+    assert message in str(info.value), str(info.value)[:300]
+    assert len(str(info.value)) < 1000   # the message never echoes a whole bomb
+
+
+def test_grammar_limits_accept_what_they_promise() -> None:
+    from fntrace.inject import parse_inject_spec
+    from fntrace.probes.condition import parse_condition
+    from fntrace.probes.parser import parse_spec
+
+    deep = "[" * 32 + "]" * 32
+    assert parse_inject_spec(f"json:dumps:retval={deep}")["retval"] == eval(deep)
+    with pytest.raises(ValueError, match="not a Python literal"):  # under the limit: parsed
+        parse_inject_spec("json:dumps:retval=" + "-" * 32 + "1")
+    spec = parse_spec("f:g/e json:dumps " + "len(" * 32 + "x" + ")" * 32)
+    assert isinstance(spec, type(spec)) and len(spec.args[0].steps) == 32
+    cond = parse_condition("(" * 16 + "!" * 16 + "a==1" + ")" * 16)
+    assert cond.matches({"a": 1}) and not cond.matches({"a": 2})
+    # 256 alternatives test an event without recursing 256 deep.
+    many = parse_condition(" || ".join(f"a=={i}" for i in range(256)))
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100)
+    try:
+        assert many.matches({"a": 255}) and not many.matches({"a": 256})
+    finally:
+        sys.setrecursionlimit(limit)
