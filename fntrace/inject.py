@@ -515,7 +515,10 @@ def _int(key: str, value: str) -> int:
     try:
         if len(value.strip()) > 20:   # FaultAttr's numbers fit 64 bits
             raise ValueError
-        return int(value.strip(), 10)
+        number = int(value.strip(), 10)
+        if not -(1 << 63) <= number < 1 << 63:
+            raise ValueError
+        return number
     except ValueError:
         raise ValueError(f"{key}: expected an integer, got {value!r}") from None
 
@@ -665,8 +668,10 @@ class FailFunctionFiles:
             self._inject(inst, state, text.strip())
         elif path in _ATTRS:
             value = text.strip()
-            if not value.lstrip("-").isdigit() or len(value) > 20:
-                raise ValueError(f"fail_function/{path}: expected an integer, got {text!r}")
+            if (not value.lstrip("-").isascii() or not value.lstrip("-").isdigit()
+                    or len(value) > 20 or not -(1 << 63) <= int(value) < 1 << 63):
+                raise ValueError(f"fail_function/{path}: expected a 64-bit integer, "
+                                 f"got {text[:40]!r}")
             state.attr.set(path, int(value))
         else:
             name, _, leaf = path.rpartition("/")

@@ -482,3 +482,72 @@ def test_grammar_limits_accept_what_they_promise() -> None:
         assert many.matches({"a": 255}) and not many.matches({"a": 256})
     finally:
         sys.setrecursionlimit(limit)
+
+
+HOSTILE_WRITES = ["(" * 3000, "!" * 5000 + "a", "[" * 20_000, "-" * 20_000 + "1", "9" * 5000,
+                  "-" + "9" * 30, "99999999999999999999", str(1 << 41), "\x00", "\ud800", "²",
+                  "a" * 5000, "{" * 3000, "[" * 3000 + "]" * 3000, "1e400", "nan", "-1", "0x10",
+                  " ", "\n\n\n", "1 2", "a:b:c:d:e:f", "*:mod:" + "[" * 3000,
+                  "x:traceon:" + "9" * 5000, "json.*:snapshot:99999999999999999999999",
+                  "UnicodeDecodeError(1)", "BaseExceptionGroup()"]
+
+
+def test_every_tracefs_file_refuses_hostile_writes() -> None:
+    """Every file of an instance, every hostile text: written, or a ValueError/OSError;
+    the instance still works after each (no accepted value that breaks it later: a
+    huge buffer_size_kb once made every new thread's first event raise OverflowError)."""
+    import threading
+
+    from fntrace.instance import Instance
+
+    inst = Instance("hostile")
+
+    def mark(text: str) -> None:
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                inst.write("trace_marker", text)
+            except BaseException as exc:
+                errors.append(exc)
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+        assert errors == [], (text, errors)
+
+    try:
+        inst.write("dynamic_events", "f:ok/ev json:dumps obj")
+        inst.write("fail_function/inject", "json:dumps")
+
+        def walk(path: str) -> list[str]:
+            out: list[str] = []
+            for name in inst.listdir(path):
+                full = f"{path}/{name}" if path else name
+                try:
+                    out += walk(full)
+                except (OSError, ValueError):
+                    out.append(full)
+            return out
+
+        files = [f for f in walk("") if not f.endswith("trace_pipe")]
+        assert len(files) > 40
+        for path in files:
+            for text in HOSTILE_WRITES:
+                if path == "fail_function/inject" and text not in HOSTILE_WRITES[:3]:
+                    # Each write scans every loaded function (slow), and a glob that
+                    # matches fntrace's own helpers is a real request, not a bad one.
+                    continue
+                for append in (False, True):
+                    try:
+                        inst.write(path, text, append=append)
+                    except (ValueError, OSError):
+                        pass
+                    if "size" in path or "option" in path:
+                        mark(f"after {path}")
+            mark(f"after {path}")
+        inst.write("options/markers", "1")
+        inst.write("tracing_on", "1")
+        mark("still works")
+        assert "still works" in inst.read("trace")
+    finally:
+        inst.close()
