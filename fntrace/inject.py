@@ -670,7 +670,7 @@ class FailFunctionFiles:
             value = text.strip()
             if (not value.lstrip("-").isascii() or not value.lstrip("-").isdigit()
                     or len(value) > 20 or not -(1 << 63) <= int(value) < 1 << 63):
-                raise ValueError(f"fail_function/{path}: expected a 64-bit integer, "
+                raise ValueError(f"fail_function/{path}: expected an integer (64-bit), "
                                  f"got {text[:40]!r}")
             state.attr.set(path, int(value))
         else:
