@@ -65,7 +65,7 @@ import threading
 import types
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .core import engine
@@ -94,7 +94,10 @@ FAIL = "J"  # (ts, size, "J", ip, text): one injected failure
 Condition = Callable[[dict[str, Any]], object]
 ExceptionSpec = type[BaseException] | BaseException
 
-_repr = SafeRepr(64, 1000)
+#: Renders an Action's value once, when the Action is made (never in a failing
+#: call), so it is not timed: a slow-repr cutoff would make the text depend on the
+#: machine's load, and one slow moment would mark the type slow process-wide.
+_repr = SafeRepr(64, 1 << 40)
 
 
 def function_of(target: Any) -> types.FunctionType:
@@ -179,14 +182,19 @@ class Action:
 
     exception: ExceptionSpec | None = None
     retval: Any = None
+    #: The value as the trace and ``retval`` show it, rendered once here.
+    shown: str = field(default="", init=False, compare=False)
 
     def __post_init__(self) -> None:
         exc = self.exception
         if exc is None:
+            object.__setattr__(self, "shown", _repr(self.retval))
             return
         if not (isinstance(exc, BaseException)
                 or (isinstance(exc, type) and issubclass(exc, BaseException))):
             raise TypeError(f"raise_ must be an exception class or instance, got {exc!r}")
+        object.__setattr__(self, "shown", f"{exc.__name__}()" if isinstance(exc, type)
+                           else _repr(exc))
 
     def fresh(self) -> BaseException:
         """A new exception to raise (a class instantiated, an instance copied)."""
@@ -205,10 +213,7 @@ class Action:
 
     def text(self) -> str:
         """The value as written to and read from ``fail_function/<name>/retval``."""
-        if self.exception is None:
-            return _repr(self.retval)
-        exc = self.exception
-        return f"{exc.__name__}()" if isinstance(exc, type) else _repr(exc)
+        return self.shown
 
 
 def _raiser_template(exc: BaseException) -> Callable[..., Any]:
@@ -333,14 +338,14 @@ class Injection:
             self.injected += 1
         if action.exception is None:
             fregs.override_function_with_return(action.retval)
-            text = f"returned {_repr(action.retval)}"
+            text = f"returned {action.shown}"
         else:
             exc = action.fresh()
             note = f"injected by fntrace fail_function into {ip.name}"
             if note not in getattr(exc, "__notes__", ()):
                 exc.add_note(note)
             fregs.set_instruction_pointer(self._raiser(ip, exc))
-            text = f"raised {_repr(exc)}"
+            text = f"raised {action.shown}"
         _emit(ip, text)
 
     def _raiser(self, ip: Function, exc: BaseException) -> Callable[..., Any]:
