@@ -11,7 +11,6 @@ import inspect
 import re
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -168,12 +167,24 @@ class Huge:
         return "H" * 10_000
 
 
+class FakeReprClock:
+    """``time`` for fntrace.reprs: only a Slow repr takes time (20 ms), every other
+    repr none, however loaded the machine (a real clock made any repr "slow" when
+    the process was paused during it)."""
+
+    now = 0
+
+    @staticmethod
+    def perf_counter_ns() -> int:
+        return FakeReprClock.now
+
+
 class Slow:
     calls = 0
 
     def __repr__(self) -> str:
         Slow.calls += 1
-        time.sleep(0.02)
+        FakeReprClock.now += 20_000_000
         return "Slow!"
 
 
@@ -451,7 +462,10 @@ def test_str_and_bytes_are_never_timed() -> None:
     assert reprs.slow_types == {list}
 
 
-def test_func_args_reprs(inst: Instance) -> None:
+def test_func_args_reprs(inst: Instance, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fntrace import reprs
+
+    monkeypatch.setattr(reprs, "time", FakeReprClock)
     function_tracer(inst, "fa", func_args=1, repr_max_len=40, repr_max_us=5000)
     Slow.calls = 0
     fa(1, "y", 3, k=4)
