@@ -546,15 +546,15 @@ def parse_inject_spec(text: str) -> dict[str, Any]:
     if not target:
         raise ValueError(f"inject spec {shown}: no function named")
     out: dict[str, Any] = {"target": target}
-    for col, field in fields[first:]:
-        key, eq, value = field.partition("=")
+    for col, spec_field in fields[first:]:
+        key, eq, value = spec_field.partition("=")
         key = key.strip()
         if not eq or key not in _KEYS:
-            raise ValueError(f"inject spec {shown}: unknown field {field!r} "
+            raise ValueError(f"inject spec {shown}: unknown field {spec_field!r} "
                              f"(expected one of {', '.join(_KEYS)}; column {col})")
         if key in out or (key == "raise" and "raise_" in out):
             raise ValueError(f"inject spec {shown}: {key} given twice (column {col})")
-        vcol = col + len(field) - len(value)
+        vcol = col + len(spec_field) - len(value)
         try:
             if key == "raise":
                 out["raise_"] = parse_exception(value, vcol)
