@@ -450,11 +450,22 @@ def test_flags_column(inst: Instance) -> None:
     assert [r.cpu for r in recs] == [0] * 6 + [1, 1, 2]
 
 
-def test_str_and_bytes_are_never_timed() -> None:
+def test_str_and_bytes_are_never_timed(monkeypatch: pytest.MonkeyPatch) -> None:
     """They are cut to the limit before repr (bounded work): a pause of the process
     during one must not mark str or bytes slow for the rest of the trace."""
+    import reprlib
+
+    from fntrace import reprs as reprs_module
     from fntrace.reprs import SafeRepr
 
+    FakeReprClock.now = 0
+    monkeypatch.setattr(reprs_module, "time", FakeReprClock)
+    real = reprlib.Repr.repr
+
+    def ticking(self: reprlib.Repr, x: Any) -> str:  # a repr SafeRepr times takes 1 us
+        FakeReprClock.now += 1000
+        return real(self, x)
+    monkeypatch.setattr(reprlib.Repr, "repr", ticking)
     reprs = SafeRepr(max_len=10, max_us=0)  # any timed repr is "slow"
     assert reprs("a" * 50) == "'aaaaaa..." and reprs(b"b" * 50) == "b'bbbbb..."
     assert reprs([1]) == "[1]"  # timed, and now slow

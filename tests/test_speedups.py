@@ -30,24 +30,6 @@ built = fntrace._accel.built
 needs_c = pytest.mark.skipif(built is None, reason="the C extension is not built")
 
 
-class _StillClock:
-    """``time`` for fntrace.reprs in which no repr takes any time."""
-
-    @staticmethod
-    def perf_counter_ns() -> int:
-        return 0
-
-
-@pytest.fixture(autouse=True)
-def untimed_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both paths' reprs are compared: none may turn "slow" because the machine paused
-    during one run's repr (SafeRepr's cutoff is wall time).  Timing is taken out
-    rather than made unlikely with a large repr-max-us."""
-    from fntrace import reprs
-
-    monkeypatch.setattr(reprs, "time", _StillClock)
-
-
 # -- the workload ---------------------------------------------------------------
 
 def sp_leaf(x: int) -> int:
@@ -171,8 +153,8 @@ CONFIGS = [
     ("function_graph", {"max_graph_depth": 3}),
     ("function", {"buffer_size_kb": 2}),        # the ring wraps many times
     ("function_graph", {"buffer_size_kb": 2}),
-    # options the C recorder lacks: Python path (reprs are never timed here: see
-    # untimed_reprs)
+    # options the C recorder lacks: Python path (reprs are never timed in tests:
+    # conftest's _untimed_reprs)
     ("function", {"func_args": 1}),
     ("function_graph", {"funcgraph_retval": 1}),
     ("function_graph", {"funcgraph_args": 1, "funcgraph_retval": 1}),
