@@ -551,3 +551,18 @@ def test_every_tracefs_file_refuses_hostile_writes() -> None:
         assert "still works" in inst.read("trace")
     finally:
         inst.close()
+
+
+@pytest.mark.parametrize("spec", [
+    "json:dumps:raise=UnicodeDecodeError(1)", "json:dumps:raise=ExceptionGroup('a', 1)",
+    "json:dumps:raise=BaseExceptionGroup()", "json:dumps:retval=" + "-" * 100_000 + "1"],
+    ids=["UnicodeDecodeError", "ExceptionGroup", "BaseExceptionGroup", "signs"])
+def test_record_inject_spec_is_one_line(spec: str, tmp_path: Path) -> None:
+    prog = tmp_path / "p.py"
+    prog.write_text("print('ran')\n")
+    res = subprocess.run([sys.executable, "-m", "fntrace", "record", "-o",
+                          str(tmp_path / "t.dat"), "--inject", spec, "--", str(prog)],
+                         env=ENV, text=True, capture_output=True, timeout=60)
+    assert res.returncode == 1 and res.stdout == "", res
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("fntrace record: inject spec ") and len(res.stderr) < 600
