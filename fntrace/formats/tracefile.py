@@ -313,16 +313,14 @@ def _inflate(payload: bytes) -> bytes:
 
 
 def _text(raw: bytes) -> str:
-    """A stored string.  The writer keeps lone surrogates (surrogatepass); a string
-    that is not such UTF-8, or that holds a surrogate no output stream can print,
-    is read with its bad bytes escaped, so every consumer gets printable text."""
+    """A stored string.  The writer keeps lone surrogates (surrogatepass); strict
+    UTF-8 refuses them as it refuses any bad byte, and such a string is read with
+    its bad bytes escaped (``\\xed\\xa0\\x80``), so every consumer gets text any
+    output stream can print."""
     try:
-        text = raw.decode("utf-8", "surrogatepass")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("utf-8", "backslashreplace")
-    if any("\ud800" <= c <= "\udfff" for c in text):
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "backslashreplace")
-    return text
 
 
 def _count(data: bytes, pos: int, min_size: int, what: str) -> tuple[int, int]:
