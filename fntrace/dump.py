@@ -216,12 +216,13 @@ def _open_out(path: str) -> IO[str]:
 
 
 def run(ns: argparse.Namespace) -> int:
-    from .formats.tracefile import TraceFileError, merged_records
+    from .formats.tracefile import TraceFileError, exit_status, merged_records
 
     if not ns.chrome and not ns.folded:
         print("fntrace dump: say what to write: --chrome OUT.json and/or --folded OUT.txt",
               file=sys.stderr)
         return 2
+    files: list[TraceFile] = []
     try:
         files = open_files(ns.file)
         processes, threads = _names(files)
@@ -240,7 +241,7 @@ def run(ns: argparse.Namespace) -> int:
     except (OSError, TraceFileError) as exc:
         print(f"fntrace dump: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return exit_status(files)
 
 
 def _quiet_stdout() -> None:

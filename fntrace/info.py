@@ -8,7 +8,7 @@ import os
 from collections import Counter
 from typing import Any
 
-from .formats.tracefile import TraceFile
+from .formats.tracefile import TraceFile, exit_status
 
 __all__ = ["add_parser", "describe"]
 
@@ -81,4 +81,4 @@ def info_main(ns: argparse.Namespace) -> int:
 
     files = open_or_exit(ns.file, "info")
     print(describe(files), end="")
-    return 0
+    return exit_status(files)

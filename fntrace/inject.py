@@ -65,7 +65,7 @@ import threading
 import types
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .core import engine
@@ -95,7 +95,10 @@ FAIL = "J"  # (ts, size, "J", ip, text): one injected failure
 Condition = Callable[[dict[str, Any]], object]
 ExceptionSpec = type[BaseException] | BaseException
 
-_repr = SafeRepr(64, 1000)
+#: Renders an Action's value once, when the Action is made (never in a failing
+#: call), so it is not timed: a slow-repr cutoff would make the text depend on the
+#: machine's load, and one slow moment would mark the type slow process-wide.
+_repr = SafeRepr(64, 1 << 40)
 
 
 def function_of(target: Any) -> types.FunctionType:
@@ -180,14 +183,19 @@ class Action:
 
     exception: ExceptionSpec | None = None
     retval: Any = None
+    #: The value as the trace and ``retval`` show it, rendered once here.
+    shown: str = field(default="", init=False, compare=False)
 
     def __post_init__(self) -> None:
         exc = self.exception
         if exc is None:
+            object.__setattr__(self, "shown", _repr(self.retval))
             return
         if not (isinstance(exc, BaseException)
                 or (isinstance(exc, type) and issubclass(exc, BaseException))):
             raise TypeError(f"raise_ must be an exception class or instance, got {exc!r}")
+        object.__setattr__(self, "shown", f"{exc.__name__}()" if isinstance(exc, type)
+                           else _repr(exc))
 
     def fresh(self) -> BaseException:
         """A new exception to raise (a class instantiated, an instance copied)."""
@@ -206,10 +214,7 @@ class Action:
 
     def text(self) -> str:
         """The value as written to and read from ``fail_function/<name>/retval``."""
-        if self.exception is None:
-            return _repr(self.retval)
-        exc = self.exception
-        return f"{exc.__name__}()" if isinstance(exc, type) else _repr(exc)
+        return self.shown
 
 
 def _raiser_template(exc: BaseException) -> Callable[..., Any]:
@@ -336,14 +341,14 @@ class Injection:
             self.injected += 1
         if action.exception is None:
             fregs.override_function_with_return(action.retval)
-            text = f"returned {_repr(action.retval)}"
+            text = f"returned {action.shown}"
         else:
             exc = action.fresh()
             note = f"injected by fntrace fail_function into {ip.name}"
             if note not in getattr(exc, "__notes__", ()):
                 exc.add_note(note)
             fregs.set_instruction_pointer(self._raiser(ip, exc))
-            text = f"raised {_repr(exc)}"
+            text = f"raised {action.shown}"
         _emit(ip, text)
 
     def _raiser(self, ip: Function, exc: BaseException) -> Callable[..., Any]:
@@ -403,14 +408,26 @@ def inject(target: Any, raise_: ExceptionSpec | None = None, retval: Any = None,
 # -- the command-line spec ----------------------------------------------------------------
 
 _KEYS = ("raise", "retval", "probability", "interval", "times", "space", "seed")
+#: Limits on what a spec (or a ``retval`` file write) may hold, so a hostile or
+#: mistyped one is a ValueError with its column, never a RecursionError or a
+#: MemoryError from Python's own parser (docs/tracefs.md, fail_function).
+MAX_SPEC = 4096        # characters
+MAX_NESTING = 32       # brackets, and signs in a row (``--1``), nested in one value
 
 
-def _split_fields(text: str) -> list[str]:
-    """Split on ``:`` outside quotes and brackets."""
-    fields: list[str] = []
-    depth = 0
+def _scan(text: str, base: int = 0) -> list[tuple[int, str]]:
+    """Split on ``:`` outside quotes and brackets: (column, field) pairs.
+
+    Checks the limits on the way: ValueError("column N: ...") for a spec over
+    MAX_SPEC characters, nesting over MAX_NESTING, unbalanced brackets or an
+    unterminated string.
+    """
+    if len(text) > MAX_SPEC:
+        raise ValueError(f"column {base + MAX_SPEC}: longer than {MAX_SPEC} characters")
+    fields: list[tuple[int, str]] = []
+    depth = signs = 0
     quote = ""
-    start = 0
+    start = qstart = 0
     i = 0
     while i < len(text):
         ch = text[i]
@@ -420,35 +437,65 @@ def _split_fields(text: str) -> list[str]:
             elif ch == quote:
                 quote = ""
         elif ch in "'\"":
-            quote = ch
+            quote, qstart = ch, i
         elif ch in "([{":
             depth += 1
+            if depth > MAX_NESTING:
+                raise ValueError(f"column {base + i}: brackets nested deeper than "
+                                 f"{MAX_NESTING}")
         elif ch in ")]}":
             depth -= 1
             if depth < 0:
-                raise ValueError(f"unbalanced {ch!r} at position {i}")
+                raise ValueError(f"column {base + i}: unbalanced {ch!r}")
         elif ch == ":" and depth == 0:
-            fields.append(text[start:i])
+            fields.append((start, text[start:i]))
             start = i + 1
+        if ch in "+-~" and not quote:
+            signs += 1
+            if signs > MAX_NESTING:
+                raise ValueError(f"column {base + i}: more than {MAX_NESTING} signs in a row")
+        elif not ch.isspace():
+            signs = 0
         i += 1
     if quote:
-        raise ValueError("unterminated string")
+        raise ValueError(f"column {base + qstart}: unterminated string")
     if depth:
-        raise ValueError("unbalanced brackets")
-    fields.append(text[start:])
+        raise ValueError(f"column {base + len(text)}: unbalanced brackets")
+    fields.append((start, text[start:]))
     return fields
 
 
-def parse_exception(text: str) -> BaseException:
+def literal(text: str, column: int = 0) -> Any:
+    """``ast.literal_eval`` of ``text`` within the limits; ValueError("column N: ...")
+    for anything else (a syntax error, a non-literal, an unhashable set or dict key)."""
+    _scan(text, column)
+    try:
+        return ast.literal_eval(text.strip())
+    except SyntaxError as exc:
+        where = column + len(text) - len(text.lstrip()) + max((exc.offset or 1) - 1, 0)
+        raise ValueError(f"column {where}: not a Python literal ({exc.msg})") from None
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"column {column}: not a Python literal ({exc})") from None
+    except (RecursionError, MemoryError):
+        raise ValueError(f"column {column}: nested too deeply") from None
+
+
+def parse_exception(text: str, column: int = 0) -> BaseException:
     """``OSError``, ``OSError("disk full")``, ``KeyError('k')``: a builtin exception.
 
     Only a builtin exception class name and literal arguments are accepted
-    (``ast.literal_eval`` on each argument); nothing is ever evaluated.
+    (``ast.literal_eval`` on each argument); nothing is ever evaluated.  The
+    exception is built here, so arguments its class refuses
+    (``UnicodeDecodeError(1)``) are a ValueError now, not a TypeError later.
     """
+    _scan(text, column)
     try:
         node = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as exc:
-        raise ValueError(f"not an exception constructor: {text!r} ({exc.msg})") from None
+        raise ValueError(f"not an exception constructor: {text!r} ({exc.msg}, column "
+                         f"{column + max((exc.offset or 1) - 1, 0)})") from None
+    except (RecursionError, MemoryError):
+        raise ValueError(f"column {column}: {text[:40]!r}... is nested too deeply") from None
     args: list[Any] = []
     if isinstance(node, ast.Call):
         if node.keywords:
@@ -456,20 +503,30 @@ def parse_exception(text: str) -> BaseException:
         for arg in node.args:
             try:
                 args.append(ast.literal_eval(arg))
-            except ValueError:
-                raise ValueError(f"exception arguments must be literals: {text!r}") from None
+            except (ValueError, TypeError, RecursionError, MemoryError):
+                raise ValueError(f"exception arguments must be literals: {text!r} (column "
+                                 f"{column + arg.col_offset})") from None
         node = node.func
     if not isinstance(node, ast.Name):
         raise ValueError(f"expected a builtin exception name: {text!r}")
     cls = getattr(builtins, node.id, None)
     if not (isinstance(cls, type) and issubclass(cls, BaseException)):
         raise ValueError(f"{node.id!r} is not a builtin exception")
-    return cls(*args)
+    try:
+        return cls(*args)
+    except Exception as exc:  # the class's own argument checks, whatever they raise
+        raise ValueError(f"{text.strip()!r} cannot be built: {type(exc).__name__}: "
+                         f"{exc}") from None
 
 
 def _int(key: str, value: str) -> int:
     try:
-        return int(value.strip(), 10)
+        if len(value.strip()) > 20:   # FaultAttr's numbers fit 64 bits
+            raise ValueError
+        number = int(value.strip(), 10)
+        if not -(1 << 63) <= number < 1 << 63:
+            raise ValueError
+        return number
     except ValueError:
         raise ValueError(f"{key}: expected an integer, got {value!r}") from None
 
@@ -481,44 +538,47 @@ def parse_inject_spec(text: str) -> dict[str, Any]:
     with keys raise, retval (a Python literal), probability, interval, times,
     space, seed.  A malformed spec raises ValueError naming the problem.
     """
+    shown = repr(text) if len(text) <= 200 else repr(text[:200]) + "..."
     try:
-        fields = _split_fields(text)
+        fields = _scan(text)
     except ValueError as exc:
-        raise ValueError(f"inject spec {text!r}: {exc}") from None
-    first = next((i for i, f in enumerate(fields)
+        raise ValueError(f"inject spec {shown}: {exc}") from None
+    first = next((i for i, (_, f) in enumerate(fields)
                   if "=" in f and f.split("=", 1)[0].strip() in _KEYS), len(fields))
-    target = ":".join(fields[:first]).strip()
+    target = ":".join(f for _, f in fields[:first]).strip()
     if not target:
-        raise ValueError(f"inject spec {text!r}: no function named")
+        raise ValueError(f"inject spec {shown}: no function named")
     out: dict[str, Any] = {"target": target}
-    for field in fields[first:]:
-        key, eq, value = field.partition("=")
+    for col, spec_field in fields[first:]:
+        key, eq, value = spec_field.partition("=")
         key = key.strip()
         if not eq or key not in _KEYS:
-            raise ValueError(f"inject spec {text!r}: unknown field {field!r} "
-                             f"(expected one of {', '.join(_KEYS)})")
+            raise ValueError(f"inject spec {shown}: unknown field {spec_field!r} "
+                             f"(expected one of {', '.join(_KEYS)}; column {col})")
         if key in out or (key == "raise" and "raise_" in out):
-            raise ValueError(f"inject spec {text!r}: {key} given twice")
+            raise ValueError(f"inject spec {shown}: {key} given twice (column {col})")
+        vcol = col + len(spec_field) - len(value)
         try:
             if key == "raise":
-                out["raise_"] = parse_exception(value)
+                out["raise_"] = parse_exception(value, vcol)
             elif key == "retval":
                 try:
-                    out["retval"] = ast.literal_eval(value.strip())
-                except (ValueError, SyntaxError):
-                    raise ValueError(f"retval must be a Python literal, got {value!r}") from None
+                    out["retval"] = literal(value, vcol)
+                except ValueError as exc:
+                    raise ValueError(f"retval must be a Python literal, got "
+                                     f"{value[:40]!r}: {exc}") from None
             else:
                 out[key] = _int(key, value)
         except ValueError as exc:
-            raise ValueError(f"inject spec {text!r}: {exc}") from None
+            raise ValueError(f"inject spec {shown}: {exc}") from None
     if "raise_" in out and "retval" in out:
-        raise ValueError(f"inject spec {text!r}: give raise or retval, not both")
+        raise ValueError(f"inject spec {shown}: give raise or retval, not both")
     try:
         FaultAttr(*(out.get(k, d) for k, d in
                     (("probability", 100), ("interval", 1), ("times", -1), ("space", 0))))
         Filter(parse(target))
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"inject spec {text!r}: {exc}") from None
+        raise ValueError(f"inject spec {shown}: {exc}") from None
     return out
 
 
@@ -580,14 +640,14 @@ def parse_retval(text: str) -> Action:
     """A ``retval`` file write: a Python literal, or a builtin exception constructor."""
     value = text.strip()
     try:
-        return Action(None, ast.literal_eval(value))
-    except (ValueError, SyntaxError):
+        return Action(None, literal(value))
+    except ValueError:
         pass
     try:
         return Action(parse_exception(value))
-    except ValueError:
+    except ValueError as exc:
         raise ValueError(f"retval: expected a Python literal or a builtin exception "
-                         f"like OSError('disk full'), got {text!r}") from None
+                         f"like OSError('disk full'), got {text[:80]!r} ({exc})") from None
 
 
 class FailFunctionFiles:
@@ -616,8 +676,10 @@ class FailFunctionFiles:
             self._inject(inst, state, text.strip())
         elif path in _ATTRS:
             value = text.strip()
-            if not value.lstrip("-").isdigit():
-                raise ValueError(f"fail_function/{path}: expected an integer, got {text!r}")
+            if (not value.lstrip("-").isascii() or not value.lstrip("-").isdigit()
+                    or len(value) > 20 or not -(1 << 63) <= int(value) < 1 << 63):
+                raise ValueError(f"fail_function/{path}: expected an integer (64-bit), "
+                                 f"got {text[:40]!r}")
             state.attr.set(path, int(value))
         else:
             name, _, leaf = path.rpartition("/")

@@ -80,10 +80,16 @@ def _bool(text: str, what: str) -> bool:
     return value == "1"
 
 
+#: The largest number an integer file takes: sizes, depths and times all fit
+#: well inside the C side's 64-bit fields after their scaling (KiB, ns).
+MAX_UINT = 1 << 40
+
+
 def _uint(text: str, what: str) -> int:
     value = text.strip()
-    if not value.isdigit():
-        raise ValueError(f"{what}: expected a non-negative integer, got {text!r}")
+    if not (value.isascii() and value.isdigit()) or len(value) > 13 or int(value) > MAX_UINT:
+        raise ValueError(f"{what}: expected an integer from 0 to {MAX_UINT}, "
+                         f"got {text[:40]!r}")
     return int(value)
 
 

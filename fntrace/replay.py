@@ -20,7 +20,14 @@ from typing import Any
 
 from .core.filter import Filter, parse
 from .formats import ftrace_text
-from .formats.tracefile import Record, TraceFile, TraceFileError, merged_records, open_traces
+from .formats.tracefile import (
+    Record,
+    TraceFile,
+    TraceFileError,
+    exit_status,
+    merged_records,
+    open_traces,
+)
 from .ring_buffer import BufferSet, ThreadBuffer
 
 __all__ = ["add_parser", "render"]
@@ -218,4 +225,4 @@ def replay_main(ns: argparse.Namespace) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
-    return 0
+    return exit_status(files)

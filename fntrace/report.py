@@ -419,13 +419,16 @@ def terminal_width() -> int:
 
 
 def run(ns: argparse.Namespace) -> int:
-    from .formats.tracefile import TraceFileError
+    from .formats.tracefile import TraceFileError, exit_status
 
     out: list[str] = []
+    read: list[TraceFile] = []
     try:
         rep, files = read_report(ns.file, ns.threads and not ns.diff, "fntrace report")
+        read += files
         if ns.diff:
-            other, _ = read_report(ns.diff, False, "fntrace report")
+            other, other_files = read_report(ns.diff, False, "fntrace report")
+            read += other_files
             durations = rep.has_durations and other.has_durations
             out += [f"# base: {ns.file}", f"# new:  {ns.diff}", "#"]
             out += format_diff(rep.tables.get(None, {}), other.tables.get(None, {}), ns.sort,
@@ -450,7 +453,7 @@ def run(ns: argparse.Namespace) -> int:
         from .dump import _quiet_stdout
 
         _quiet_stdout()
-    return 0
+    return exit_status(read)
 
 
 EXAMPLES = """\

@@ -18,6 +18,25 @@ import fntrace._accel
 from fntrace.core import engine
 
 
+class StillReprClock:
+    """``time`` for fntrace.reprs in which no repr takes any time."""
+
+    @staticmethod
+    def perf_counter_ns() -> int:
+        return 0
+
+
+@pytest.fixture(autouse=True)
+def _untimed_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SafeRepr shows a type whose repr once took over repr-max-us (wall time) as
+    ``<T object>`` from then on.  On a loaded machine any repr can take that long,
+    so every expected argument text would depend on load: here reprs take no time.
+    The tests of the cutoff itself replace this clock with one they drive."""
+    from fntrace import reprs
+
+    monkeypatch.setattr(reprs, "time", StillReprClock)
+
+
 @pytest.fixture(autouse=True)
 def _no_leaks() -> Iterator[None]:
     for op in engine.registered_ops():

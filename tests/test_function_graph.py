@@ -782,12 +782,44 @@ def test_set_graph_notrace_drops_the_function_and_its_subtree() -> None:
     ]
 
 
-def test_tracing_thresh_keeps_only_long_calls() -> None:
-    lines = run(wl_slow_outer, thresh=3000)
-    assert shapes(lines) == [(1, "} /* wl_slow */"), (0, "} /* wl_slow_outer */")]
-    assert lines[0].us is not None and lines[0].us >= 5000
-    assert lines[1].us is not None and lines[1].us >= lines[0].us
-    assert len(shapes(run(wl_slow_outer))) == 5
+class WlClock:
+    """A trace clock that moves only when told: durations that do not depend on how
+    loaded the machine is (a real clock let a preempted wl_fast pass a 3 ms threshold)."""
+
+    now = 1_000_000
+
+    def __call__(self) -> int:
+        return WlClock.now
+
+
+def wl_thr_fast() -> int:
+    WlClock.now += 1_000       # 1 us
+    return 1
+
+
+def wl_thr_slow() -> None:
+    WlClock.now += 5_000_000   # 5 ms
+
+
+def wl_thr_outer() -> None:
+    wl_thr_fast()
+    wl_thr_slow()
+    wl_thr_fast()
+
+
+@pytest.mark.parametrize("thresh", [3000, 0])
+def test_tracing_thresh_keeps_only_long_calls(thresh: int) -> None:
+    with fntrace.instance.trace("function_graph", filter=[FILTER]) as inst:
+        inst.write("tracing_thresh", str(thresh))
+        inst.rb.clock = WlClock()
+        wl_thr_outer()
+        lines = trace_lines(inst)
+    if thresh:
+        assert shapes(lines) == [(1, "} /* wl_thr_slow */"), (0, "} /* wl_thr_outer */")]
+        assert [ln.us for ln in lines] == [5000.0, 5002.0]
+    else:
+        assert len(shapes(lines)) == 5
+        assert [ln.us for ln in lines if ln.us is not None] == [1.0, 5000.0, 1.0, 5002.0]
 
 
 def test_tracing_on_and_pid_filter() -> None:

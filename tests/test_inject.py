@@ -434,6 +434,42 @@ def test_fail_function_files(injections: list[Injection]) -> None:
     assert engine.registered_ops() == []
 
 
+class _SlowClock:
+    """time for fntrace.reprs where every repr seems to take a second (a loaded machine)."""
+
+    def __init__(self) -> None:
+        self.now = 0
+
+    def perf_counter_ns(self) -> int:
+        self.now += 10 ** 9
+        return self.now
+
+
+def test_fail_function_text_never_depends_on_timing(injections: list[Injection],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The failure lines show the injected value, however slow the machine: the
+    value is rendered once, when the injection is set, never timed (it used to be
+    timed in each failing call, and under load became '<OSError object>')."""
+    from fntrace import reprs
+
+    monkeypatch.setattr(reprs, "time", _SlowClock())
+    name = full("inj_size")
+    with fntrace.Instance() as inst:
+        inst.write("fail_function/inject", name)
+        inst.write("fail_function/probability", "100")
+        inst.write("fail_function/times", "-1")
+        inst.write(f"fail_function/{name}/retval", "OSError('disk full')")
+        for _ in range(3):
+            with pytest.raises(OSError, match="disk full"):
+                inj_size("x")
+        inst.write(f"fail_function/{name}/retval", "[1, 2]")
+        assert inj_size("y") == [1, 2] and inj_size("z") == [1, 2]
+        assert inst.read(f"fail_function/{name}/retval") == "[1, 2]\n"
+        assert messages(inst.read("trace")) == [
+            *[f"fail_function: {name} raised OSError('disk full')"] * 3,
+            *[f"fail_function: {name} returned [1, 2]"] * 2]
+
+
 @pytest.mark.parametrize(("path", "text", "error", "message"), [
     ("fail_function/probability", "101", ValueError, "between 0 and 100"),
     ("fail_function/probability", "abc", ValueError, "expected an integer"),

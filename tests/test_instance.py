@@ -11,7 +11,6 @@ import inspect
 import re
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -170,12 +169,24 @@ class Huge:
         return "H" * 10_000
 
 
+class FakeReprClock:
+    """``time`` for fntrace.reprs: only a Slow repr takes time (20 ms), every other
+    repr none, however loaded the machine (a real clock made any repr "slow" when
+    the process was paused during it)."""
+
+    now = 0
+
+    @staticmethod
+    def perf_counter_ns() -> int:
+        return FakeReprClock.now
+
+
 class Slow:
     calls = 0
 
     def __repr__(self) -> str:
         Slow.calls += 1
-        time.sleep(0.02)
+        FakeReprClock.now += 20_000_000
         return "Slow!"
 
 
@@ -442,11 +453,22 @@ def test_flags_column(inst: Instance) -> None:
     assert [r.cpu for r in recs] == [0] * 6 + [1, 1, 2]
 
 
-def test_str_and_bytes_are_never_timed() -> None:
+def test_str_and_bytes_are_never_timed(monkeypatch: pytest.MonkeyPatch) -> None:
     """They are cut to the limit before repr (bounded work): a pause of the process
     during one must not mark str or bytes slow for the rest of the trace."""
+    import reprlib
+
+    from fntrace import reprs as reprs_module
     from fntrace.reprs import SafeRepr
 
+    FakeReprClock.now = 0
+    monkeypatch.setattr(reprs_module, "time", FakeReprClock)
+    real = reprlib.Repr.repr
+
+    def ticking(self: reprlib.Repr, x: Any) -> str:  # a repr SafeRepr times takes 1 us
+        FakeReprClock.now += 1000
+        return real(self, x)
+    monkeypatch.setattr(reprlib.Repr, "repr", ticking)
     reprs = SafeRepr(max_len=10, max_us=0)  # any timed repr is "slow"
     assert reprs("a" * 50) == "'aaaaaa..." and reprs(b"b" * 50) == "b'bbbbb..."
     assert reprs([1]) == "[1]"  # timed, and now slow
@@ -454,7 +476,10 @@ def test_str_and_bytes_are_never_timed() -> None:
     assert reprs.slow_types == {list}
 
 
-def test_func_args_reprs(inst: Instance) -> None:
+def test_func_args_reprs(inst: Instance, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fntrace import reprs
+
+    monkeypatch.setattr(reprs, "time", FakeReprClock)
     function_tracer(inst, "fa", func_args=1, repr_max_len=40, repr_max_us=5000)
     Slow.calls = 0
     fa(1, "y", 3, k=4)

@@ -91,21 +91,37 @@ def errno_for(exc: BaseException) -> str:
     return "EIO"
 
 
-def _object(line: bytes, what: str) -> dict[str, Any]:
+def _object(line: bytes, what: str, flat: bool) -> dict[str, Any]:
+    """The JSON object of a line.  ``flat``: its values must be scalars (a request
+    is one level deep: anything nested is refused, as is nesting Python's JSON
+    parser would give up on, before it could cost anything)."""
     try:
         msg = json.loads(line.decode("utf-8"))
+    except RecursionError:
+        raise ProtocolError(f"malformed {what}: JSON nested too deeply") from None
     except (UnicodeDecodeError, ValueError):
         raise ProtocolError(f"malformed {what}: not a JSON line") from None
     if not isinstance(msg, dict):
         raise ProtocolError(f"malformed {what}: not a JSON object")
+    if flat:
+        for key, value in msg.items():
+            if isinstance(value, (dict, list)):
+                raise ProtocolError(f"malformed {what}: {key!r} holds a nested "
+                                    f"{type(value).__name__}; fields are strings, "
+                                    f"numbers, booleans or null")
     return msg
+
+
+def _version_ok(version: Any) -> bool:
+    """Exactly the integer VERSION: JSON ``true`` and ``1.0`` are not version 1."""
+    return type(version) is int and version == VERSION
 
 
 def decode_request(line: bytes) -> dict[str, Any]:
     """Validate a request line; :class:`ProtocolError` says what is wrong with it."""
-    msg = _object(line, "request")
+    msg = _object(line, "request", flat=True)
     version = msg.get("v")
-    if version != VERSION:
+    if not _version_ok(version):
         raise ProtocolError(f"protocol version {version!r} not supported: "
                             f"this fntrace server speaks version {VERSION}")
     op = msg.get("op")
@@ -123,9 +139,9 @@ def decode_request(line: bytes) -> dict[str, Any]:
 
 def decode_response(line: bytes) -> dict[str, Any]:
     """Validate a response line; raise :class:`ControlError` for an error answer."""
-    msg = _object(line, "response")
+    msg = _object(line, "response", flat=False)
     version = msg.get("v")
-    if version != VERSION:
+    if not _version_ok(version):
         raise ProtocolError(f"the fntrace server speaks protocol version {version!r}, "
                             f"this client speaks version {VERSION}: use matching versions")
     if msg.get("ok") is True:

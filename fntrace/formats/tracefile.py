@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 __all__ = ["SUPPORTED_VERSIONS", "VERSION", "Record", "ThreadInfo", "TraceFile",
-           "TraceFileError", "TraceWriter", "merged_records", "open_trace", "open_traces"]
+           "TraceFileError", "TraceWriter", "exit_status", "merged_records", "open_trace",
+           "open_traces"]
 
 VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -87,17 +88,6 @@ def _uvarint(out: bytearray, n: int) -> None:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     out.append(n)
-
-
-def _read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
 
 
 def _zigzag(n: int) -> int:
@@ -263,6 +253,36 @@ class TraceWriter:
 
 
 # -- reading --------------------------------------------------------------------------
+#: Limits a reader holds a file to: anything over them is corruption, never a
+#: reason to allocate (a CRC only proves the bytes are the ones written, not
+#: that a well-meaning writer wrote them).
+MAX_HEADER = 1 << 20          # header JSON bytes
+MAX_FOOTER = 1 << 20          # footer JSON bytes
+MAX_PAYLOAD = 1 << 28         # an event chunk's payload, once decompressed
+MAX_DEPTH = 1 << 16           # a function_graph nesting depth
+MAX_VARINT_BYTES = 10         # a number is at most 64 bits: 10 LEB128 bytes
+_INT_LIMIT = 1 << 63          # header and footer integers: 0 <= n < 2**63
+
+
+class ChunkError(ValueError):
+    """A chunk whose checksum is right but whose content breaks the format."""
+
+
+def _read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
+    """(value, next position); IndexError when the data ends inside the number."""
+    shift = result = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift >= 7 * MAX_VARINT_BYTES:
+            raise ChunkError(f"a number at byte {pos} is longer than "
+                             f"{MAX_VARINT_BYTES} bytes")
+
+
 @dataclass
 class _Chunk:
     strings: list[str]
@@ -273,91 +293,248 @@ class _Chunk:
     pos: int
 
 
-def _parse_tables(payload: bytes) -> _Chunk:
-    if payload[:1] == b"\x01":
-        data = zlib.decompress(payload[1:])
-    else:
+def _inflate(payload: bytes) -> bytes:
+    """The chunk's table-and-events bytes, refusing more than MAX_PAYLOAD of them."""
+    flag = payload[:1]
+    if flag == b"\x00":
         data = payload[1:]
-    pos = 0
+    elif flag == b"\x01":
+        inflater = zlib.decompressobj()
+        data = inflater.decompress(payload[1:], MAX_PAYLOAD)
+        if inflater.unconsumed_tail:
+            raise ChunkError(f"it decompresses to more than {MAX_PAYLOAD} bytes")
+        if not inflater.eof:
+            raise ChunkError("its compressed data is cut short")
+    else:
+        raise ChunkError(f"unknown compression flag {flag!r}")
+    if len(data) > MAX_PAYLOAD:
+        raise ChunkError(f"its payload is over {MAX_PAYLOAD} bytes")
+    return data
+
+
+def _text(raw: bytes) -> str:
+    """A stored string.  The writer keeps lone surrogates (surrogatepass); strict
+    UTF-8 refuses them as it refuses any bad byte, and such a string is read with
+    its bad bytes escaped (``\\xed\\xa0\\x80``), so every consumer gets text any
+    output stream can print."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace")
+
+
+def _count(data: bytes, pos: int, min_size: int, what: str) -> tuple[int, int]:
+    """A table's or the events' count, at most what the bytes left can hold."""
     n, pos = _read_uvarint(data, pos)
-    strings = []
-    for _ in range(n):
-        size, pos = _read_uvarint(data, pos)
-        strings.append(data[pos:pos + size].decode("utf-8", "surrogatepass"))
-        pos += size
-    n, pos = _read_uvarint(data, pos)
-    funcs = []
-    for _ in range(n):
-        sid, pos = _read_uvarint(data, pos)
-        flags, pos = _read_uvarint(data, pos)
-        funcs.append((strings[sid], flags))
-    n, pos = _read_uvarint(data, pos)
-    threads = []
-    for _ in range(n):
-        tid, pos = _read_uvarint(data, pos)
-        sid, pos = _read_uvarint(data, pos)
-        cpu, pos = _read_uvarint(data, pos)
-        fsid, pos = _read_uvarint(data, pos)
-        lost, pos = _read_uvarint(data, pos)
-        threads.append((tid, strings[sid], cpu, strings[fsid], lost))
-    count, pos = _read_uvarint(data, pos)
+    if n * min_size > len(data) - pos:
+        raise ChunkError(f"{n} {what} cannot fit in the {len(data) - pos} bytes left")
+    return n, pos
+
+
+def _sid(strings: list[str], sid: int, what: str) -> str:
+    if sid >= len(strings):
+        raise ChunkError(f"{what} names string {sid} of {len(strings)}")
+    return strings[sid]
+
+
+def _parse_tables(payload: bytes) -> _Chunk:
+    data = _inflate(payload)
+    rd = _read_uvarint
+    try:
+        n, pos = _count(data, 0, 1, "strings")
+        strings = []
+        for _ in range(n):
+            size, pos = rd(data, pos)
+            if pos + size > len(data):
+                raise ChunkError(f"a string of {size} bytes runs past the chunk's end")
+            strings.append(_text(data[pos:pos + size]))
+            pos += size
+        n, pos = _count(data, pos, 2, "functions")
+        funcs = []
+        for _ in range(n):
+            sid, pos = rd(data, pos)
+            flags, pos = rd(data, pos)
+            funcs.append((_sid(strings, sid, "a function"), flags))
+        n, pos = _count(data, pos, 5, "threads")
+        threads = []
+        for _ in range(n):
+            tid, pos = rd(data, pos)
+            sid, pos = rd(data, pos)
+            cpu, pos = rd(data, pos)
+            fsid, pos = rd(data, pos)
+            lost, pos = rd(data, pos)
+            threads.append((tid, _sid(strings, sid, "a thread"), cpu,
+                            _sid(strings, fsid, "a thread"), lost))
+        count, pos = _count(data, pos, 3, "events")
+    except IndexError:
+        raise ChunkError("its tables run past its end") from None
     return _Chunk(strings, funcs, threads, count, data, pos)
 
 
-def _decode(chunk: _Chunk, pid: int) -> Iterator[Record]:
+#: An event's first byte -> (kind code, event name); None: no such kind or event.
+_HEADS: tuple[tuple[int, str] | None, ...] = tuple(
+    (b & 7, EVENTS_NAMES[b >> 3]) if (b & 7) < len(KINDS) and (b >> 3) < len(EVENTS_NAMES)
+    else None for b in range(256))
+
+
+def _decode(chunk: _Chunk, pid: int, out: list[Record]) -> None:
+    """Append the chunk's events to ``out``; ChunkError at the first one that lies
+    (those before it are kept)."""
     data, pos, strings, funcs, threads = (chunk.data, chunk.pos, chunk.strings, chunk.funcs,
                                           chunk.threads)
     last_ts = [0] * len(threads)
     rd = _read_uvarint
-    for _ in range(chunk.count):
-        head = data[pos]
-        pos += 1
-        code, event = head & 7, EVENTS_NAMES[head >> 3]
-        t, pos = rd(data, pos)
-        delta, pos = rd(data, pos)
-        ts = last_ts[t] + _unzigzag(delta)
-        last_ts[t] = ts
-        tid = threads[t][0]
-        if code == 0:
-            f, pos = rd(data, pos)
-            p, pos = rd(data, pos)
-            a, pos = rd(data, pos)
-            name, flags = funcs[f]
-            yield Record("call", pid, tid, ts, name, funcs[p - 1][0] if p else None, 0, event,
-                         strings[a - 1] if a else None, None, None, None, flags)
-        elif code == 1:
-            f, pos = rd(data, pos)
-            depth, pos = rd(data, pos)
-            a, pos = rd(data, pos)
-            name, flags = funcs[f]
-            yield Record("entry", pid, tid, ts, name, None, depth, event,
-                         strings[a - 1] if a else None, None, None, None, flags)
-        elif code == 2:
-            f, pos = rd(data, pos)
-            depth, pos = rd(data, pos)
-            dur, pos = rd(data, pos)
-            v, pos = rd(data, pos)
-            name, flags = funcs[f]
-            yield Record("exit", pid, tid, ts, name, None, depth, event, None,
-                         strings[v - 1] if v else None, dur, None, flags)
-        else:
-            s, pos = rd(data, pos)
-            yield Record(KINDS[code], pid, tid, ts, "", None, 0, "", None, None, None,
-                         strings[s])
+    i = 0
+    try:
+        for i in range(chunk.count):
+            head = _HEADS[data[pos]]
+            if head is None:
+                raise ChunkError(f"event {i}: unknown kind/event byte {data[pos]:#04x}")
+            pos += 1
+            code, event = head
+            t, pos = rd(data, pos)
+            delta, pos = rd(data, pos)
+            ts = last_ts[t] + _unzigzag(delta)
+            last_ts[t] = ts
+            tid = threads[t][0]
+            if code == 0:
+                f, pos = rd(data, pos)
+                p, pos = rd(data, pos)
+                a, pos = rd(data, pos)
+                name, flags = funcs[f]
+                out.append(Record("call", pid, tid, ts, name,
+                                  funcs[p - 1][0] if p else None, 0, event,
+                                  strings[a - 1] if a else None, None, None, None, flags))
+            elif code == 1:
+                f, pos = rd(data, pos)
+                depth, pos = rd(data, pos)
+                a, pos = rd(data, pos)
+                if depth > MAX_DEPTH:
+                    raise ChunkError(f"event {i}: depth {depth} over {MAX_DEPTH}")
+                name, flags = funcs[f]
+                out.append(Record("entry", pid, tid, ts, name, None, depth, event,
+                                  strings[a - 1] if a else None, None, None, None, flags))
+            elif code == 2:
+                f, pos = rd(data, pos)
+                depth, pos = rd(data, pos)
+                dur, pos = rd(data, pos)
+                v, pos = rd(data, pos)
+                if depth > MAX_DEPTH:
+                    raise ChunkError(f"event {i}: depth {depth} over {MAX_DEPTH}")
+                name, flags = funcs[f]
+                out.append(Record("exit", pid, tid, ts, name, None, depth, event, None,
+                                  strings[v - 1] if v else None, dur, None, flags))
+            else:
+                s, pos = rd(data, pos)
+                out.append(Record(KINDS[code], pid, tid, ts, "", None, 0, "", None, None,
+                                  None, strings[s]))
+    except IndexError:
+        # Every index above is a varint (never negative): out of range is a lie.
+        raise ChunkError(f"event {i}: a thread, function or string index out of range, "
+                         f"or the chunk ends inside it") from None
+    if pos != len(data):
+        raise ChunkError(f"{len(data) - pos} bytes after its {chunk.count} events")
+
+
+def _json(raw: bytes, limit: int) -> Any:
+    """A header's or footer's JSON value; ValueError saying why it is not one."""
+    if len(raw) > limit:
+        raise ValueError(f"{len(raw)} bytes, over the {limit}-byte limit")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and int() digit limits
+        raise ValueError(f"not JSON ({str(exc).splitlines()[0][:80]})") from None
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int and 0 <= v < _INT_LIMIT
+
+
+def _is_str(v: Any) -> bool:
+    return type(v) is str
+
+
+#: The tracers a header may name (fntrace.tracers.available(); a test keeps them equal).
+TRACERS = ("nop", "function", "function_graph")
+
+
+def _is_tracer(v: Any) -> bool:
+    return v in TRACERS
+
+
+def _is_strs(v: Any) -> bool:
+    return type(v) is list and all(type(x) is str for x in v)
+
+
+def _is_scalar(v: Any) -> bool:
+    return v is None or type(v) in (bool, str) or _is_int(v) or (
+        type(v) is float and v == v and abs(v) != float("inf")) or (
+        type(v) is list and all(_is_scalar(x) for x in v))
+
+
+def _is_options(v: Any) -> bool:
+    if type(v) is not dict:
+        return False
+    for key, value in v.items():
+        if key == "instance_options":
+            if type(value) is not dict or not all(
+                    type(x) is int and 0 <= x < 1 << 31 for x in value.values()):
+                return False
+        elif not _is_scalar(value):
+            return False
+    return True
+
+
+#: The header's fields as the commands read them: name -> check.  A field of the
+#: wrong type is dropped (its reader's default is used) and said once.
+HEADER_FIELDS = {
+    "version": _is_int, "program": _is_str, "argv": _is_strs, "python": _is_str,
+    "implementation": _is_str, "pid": _is_int, "ppid": _is_int, "root_pid": _is_int,
+    "start_realtime_ns": _is_int, "start_ts": _is_int, "clock": _is_str, "tracer": _is_tracer,
+    "options": _is_options, "hostname": _is_str,
+}
+FOOTER_FIELDS = {"end_ts": _is_int, "events": _is_int}
+
+
+def _checked(raw: bytes, limit: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """The JSON object in ``raw`` with ``fields`` of the right type; ValueError why not."""
+    value = _json(raw, limit)
+    if type(value) is not dict:
+        shown = repr(value)
+        raise ValueError(f"a JSON {type(value).__name__} "
+                         f"({shown if len(shown) <= 20 else shown[:17] + '...'}), "
+                         f"not an object")
+    bad = sorted(k for k, check in fields.items() if k in value and not check(value[k]))
+    if bad:
+        raise ValueError(f"field {', '.join(bad)} of the wrong type or out of range")
+    return value
 
 
 class TraceFile:
-    """A trace file opened for reading: header, threads, lost counts, records."""
+    """A trace file opened for reading: header, threads, lost counts, records.
+
+    What a file gets wrong is said in ``problems`` (one line each) and the rest is
+    read: a corrupt chunk loses its events only; a header or footer that is not
+    what the writer writes (``corrupt``) is replaced by defaults, every event
+    still read, and the commands exit non-zero after printing what they could.
+    """
 
     def __init__(self, path: str, data: bytes) -> None:
         self.path = path
         self.problems: list[str] = []
+        #: The problems that are corruption of the header or footer (also in problems).
+        self.corrupt: list[str] = []
         self.threads: dict[tuple[int, int], ThreadInfo] = {}
         self.lost: dict[tuple[int, int], int] = {}
         self.end_ts: int | None = None
         self.events = 0
         self.footer: dict[str, Any] | None = None
-        self._chunks: list[_Chunk] = []
+        self._footer_seen = False
+        self._chunks: list[list[Record]] = []
         if len(data) < _PREAMBLE.size or data[:8] != MAGIC:
             raise TraceFileError(f"{path}: not an fntrace trace file")
         _, version, hlen, hcrc = _PREAMBLE.unpack_from(data)
@@ -367,9 +544,17 @@ class TraceFile:
         head = data[_PREAMBLE.size:_PREAMBLE.size + hlen]
         if len(head) < hlen or zlib.crc32(head) != hcrc:
             raise TraceFileError(f"{path}: trace file header is truncated or corrupt")
-        self.header: dict[str, Any] = json.loads(head)
-        self.pid = int(self.header.get("pid", 0))
+        self.header: dict[str, Any] = {}
+        try:
+            self.header = _checked(head, MAX_HEADER, HEADER_FIELDS)
+        except ValueError as exc:
+            self._corrupt(f"corrupt header: {exc}; read with defaults (pid 0, start 0)")
+        self.pid: int = self.header.get("pid", 0)
         self._scan(data, _PREAMBLE.size + hlen)
+
+    def _corrupt(self, why: str) -> None:
+        self.problems.append(why)
+        self.corrupt.append(why)
 
     @property
     def truncated(self) -> bool:
@@ -377,7 +562,6 @@ class TraceFile:
 
     def _scan(self, data: bytes, pos: int) -> None:
         size = len(data)
-        index = 0
         while pos < size:
             if size - pos < _CHUNK.size:
                 self.problems.append(f"truncated: {size - pos} bytes at offset {pos} "
@@ -397,13 +581,9 @@ class TraceFile:
                 pos = self._resync(data, pos, f"corrupt chunk at offset {pos} (checksum "
                                               f"mismatch); its events are skipped")
                 continue
-            try:
-                self._take(kind, payload)
-            except (ValueError, IndexError, zlib.error, KeyError) as exc:
-                self.problems.append(f"unreadable chunk at offset {pos}: {exc}; skipped")
+            self._take(kind, payload, pos)
             pos = start + length
-            index += 1
-        if self.footer is None:
+        if not self._footer_seen:
             self.problems.append("truncated: no end-of-trace footer (the program died before "
                                  "fntrace could finish the file)")
 
@@ -412,37 +592,61 @@ class TraceFile:
         self.problems.append(why)
         return len(data) if nxt < 0 else nxt
 
-    def _take(self, kind: bytes, payload: bytes) -> None:
+    def _take(self, kind: bytes, payload: bytes, offset: int) -> None:
         if kind == FOOTER:
-            self.footer = json.loads(payload)
-            self.end_ts = int(self.footer["end_ts"])
+            self._footer_seen = True
+            try:
+                footer = _checked(payload, MAX_FOOTER, FOOTER_FIELDS)
+                if "end_ts" not in footer:
+                    raise ValueError("no end_ts")
+            except ValueError as exc:
+                self._corrupt(f"corrupt footer at offset {offset}: {exc}; "
+                              f"the trace's end is taken from its last event")
+                return
+            self.footer = footer
+            self.end_ts = footer["end_ts"]
             return
         if kind != EVENTS:
-            self.problems.append(f"unknown chunk type {kind!r}; skipped")
+            self.problems.append(f"unknown chunk type {kind!r} at offset {offset}; skipped")
             return
-        chunk = _parse_tables(payload)
+        try:
+            chunk = _parse_tables(payload)
+        except (ChunkError, zlib.error) as exc:
+            self.problems.append(f"unreadable chunk at offset {offset}: {exc}; skipped")
+            return
         for tid, name, cpu, flags, lost in chunk.threads:
             key = (self.pid, tid)
             self.threads[key] = ThreadInfo(self.pid, tid, name, cpu, flags)
             self.lost[key] = max(self.lost.get(key, 0), lost)
-        if chunk.count:
-            self.events += chunk.count
-            self._chunks.append(chunk)
+        if not chunk.count:
+            return
+        records: list[Record] = []
+        try:
+            _decode(chunk, self.pid, records)
+        except ChunkError as exc:
+            self.problems.append(f"chunk at offset {offset}: {exc}; its {len(records)} "
+                                 f"events before it are kept, "
+                                 f"{chunk.count - len(records)} lost")
+        self.events += len(records)
+        if records:
+            self._chunks.append(records)
 
     def records(self) -> Iterator[Record]:
         """Every record, in time order (stable: equal timestamps keep file order)."""
-        out: list[Record] = []
-        for chunk in self._chunks:
-            try:
-                out.extend(_decode(chunk, self.pid))
-            except (IndexError, ValueError) as exc:  # a CRC-valid chunk that still lies
-                self.problems.append(f"undecodable events in a chunk: {exc}")
+        out = [rec for chunk in self._chunks for rec in chunk]
         out.sort(key=lambda r: r.ts)
         return iter(out)
 
     @property
     def start_ts(self) -> int:
-        return int(self.header.get("start_ts", 0))
+        value = self.header.get("start_ts", 0)
+        return value if isinstance(value, int) else 0
+
+
+def exit_status(files: Iterable[TraceFile]) -> int:
+    """A reading command's exit status: 1 when a header or footer was corrupt (the
+    command still printed every event it could read), else 0."""
+    return 1 if any(tf.corrupt for tf in files) else 0
 
 
 def open_trace(path: str) -> TraceFile:

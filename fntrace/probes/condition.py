@@ -8,6 +8,11 @@ Grammar (the kernel's event filter, parsed here, never evaluated by Python)::
     OP    := == != < <= > >= ~        (~ is a glob match, strings only)
     LITERAL := a number (12, -3, 0x1f, 2.5) or a string ("bob", 'bob')
 
+Limits (a longer or deeper filter is a SpecError with its column, never a
+RecursionError, here or when an event is tested): MAX_FILTER characters,
+MAX_DEPTH ``(`` and ``!`` nested, MAX_TERMS predicates.  ``a || b || c`` is
+kept flat, so testing an event recurses only as deep as the nesting.
+
 Strings take ``==``, ``!=`` and ``~``.  A predicate compares the field's
 fetched value (after its :TYPE): numbers with int/float values, strings with
 str values.  A field that failed to fetch, or whose value is of another type,
@@ -37,6 +42,11 @@ _CMP: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 Node = Callable[[dict[str, Any]], bool]
+
+MAX_FILTER = 4096      # characters
+MAX_DEPTH = 32         # '(' and '!' nested
+MAX_TERMS = 256        # FIELD OP LITERAL predicates
+MAX_NUMBER = 40        # characters in a number literal
 
 
 class Condition:
@@ -78,10 +88,13 @@ class _Parser:
         self.text = text
         self.names = names
         self.tokens: list[tuple[int, str, str]] = []  # (column, kind, text)
+        self.depth = self.terms = 0
+        if len(text) > MAX_FILTER:
+            raise SpecError(text, MAX_FILTER, f"a filter of {len(text)} characters "
+                            f"(at most {MAX_FILTER})", "filter")
         pos = 0
-        while pos < len(text):
-            if text[pos:].strip() == "":
-                break
+        end = len(text.rstrip())
+        while pos < end:
             m = _TOKEN.match(text, pos)
             if m is None or m.lastgroup is None:
                 col = pos + len(text[pos:]) - len(text[pos:].lstrip())
@@ -105,31 +118,46 @@ class _Parser:
         return tok
 
     def cond(self) -> Node:
-        left = self.conj()
+        terms = [self.conj()]
         while self.peek() == "||" and self.tokens[self.i][1] == "op":
             self.i += 1
-            right = self.conj()
-            left = (lambda a, b: lambda f: a(f) or b(f))(left, right)
-        return left
+            terms.append(self.conj())
+        if len(terms) == 1:
+            return terms[0]
+        alternatives = tuple(terms)
+        return lambda f: any(t(f) for t in alternatives)
 
     def conj(self) -> Node:
-        left = self.unary()
+        terms = [self.unary()]
         while self.peek() == "&&" and self.tokens[self.i][1] == "op":
             self.i += 1
-            right = self.unary()
-            left = (lambda a, b: lambda f: a(f) and b(f))(left, right)
-        return left
+            terms.append(self.unary())
+        if len(terms) == 1:
+            return terms[0]
+        required = tuple(terms)
+        return lambda f: all(t(f) for t in required)
+
+    def nested(self) -> None:
+        """One more '(' or '!' level: refused past MAX_DEPTH (the caller undoes it)."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.i -= 1
+            raise self.fail(f"'(' and '!' nested deeper than {MAX_DEPTH}")
 
     def unary(self) -> Node:
         _, kind, tok = self.take()
         if kind == "op" and tok == "!":
+            self.nested()
             inner = self.unary()
+            self.depth -= 1
             return lambda f: not inner(f)
         if kind == "op" and tok == "(":
+            self.nested()
             inner = self.cond()
             if self.peek() != ")":
                 raise self.fail("expected ')'")
             self.i += 1
+            self.depth -= 1
             return inner
         if kind != "name":
             self.i -= 1
@@ -143,6 +171,13 @@ class _Parser:
             raise self.fail("expected a comparison (== != < <= > >= ~)")
         _, lkind, lit = self.take()
         value: Any
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            self.i -= 3
+            raise self.fail(f"more than {MAX_TERMS} comparisons")
+        if lkind == "num" and len(lit) > MAX_NUMBER:
+            self.i -= 1
+            raise self.fail(f"a number of more than {MAX_NUMBER} characters")
         if lkind == "num":
             if "." in lit:
                 value = float(lit)

@@ -28,7 +28,12 @@ DEFAULT_GROUP = "fprobes"
 #: :TYPE suffixes: str() text, repr() text, hexadecimal integer, len().
 TYPES = ("str", "repr", "x", "len")
 MAX_ARGS = 128
-
+#: Limits on one definition, so a hostile line is a SpecError with its column,
+#: never a RecursionError or a slow parse (docs/tracefs.md, dynamic_events).
+MAX_LINE = 16384       # characters in one definition
+MAX_NESTING = 32       # len(...) nested in one fetcharg
+MAX_STEPS = 64         # .attr and [key] accesses in one fetcharg
+MAX_KEY_DIGITS = 20    # an integer item key
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INT = re.compile(r"-?[0-9]+")
 
@@ -41,8 +46,16 @@ class SpecError(ValueError):
         self.line = line
         self.column = column
         self.reason = reason
-        super().__init__(f"{what}: {reason} (column {column})\n  {line}\n"
-                         f"  {' ' * column}^")
+        # A long line is shown as the 120 characters around the column; a reason
+        # quoting a long word is cut.
+        if len(reason) > 160:
+            reason = reason[:157] + "..."
+        start = max(0, column - 60)
+        shown = line[start:column + 60]
+        head = "..." if start else ""
+        tail = "..." if column + 60 < len(line) else ""
+        super().__init__(f"{what}: {reason} (column {column})\n  {head}{shown}{tail}\n"
+                         f"  {' ' * (len(head) + column - start)}^")
 
 
 @dataclass(frozen=True)
@@ -189,12 +202,14 @@ class _ExprParser:
         self.pos = m.end()
         return m.group()
 
-    def expr(self) -> tuple[str, str | None, int, list[Step], str]:
+    def expr(self, nesting: int = 0) -> tuple[str, str | None, int, list[Step], str]:
         """(base, param, index, steps, normalized text)."""
         line = self.line
         if line.startswith("len(", self.pos) and self.pos + 4 <= self.end:
+            if nesting >= MAX_NESTING:
+                raise self.fail(f"len() nested deeper than {MAX_NESTING}")
             self.pos += 4
-            base, param, index, inner, text = self.expr()
+            base, param, index, inner, text = self.expr(nesting + 1)
             if base == "args":
                 raise self.fail("$arg* cannot be inside len()")
             if self.peek() != ")":
@@ -212,7 +227,7 @@ class _ExprParser:
                 base, param, index, text = "retval", None, 0, "$retval"
             elif word == "stack":
                 base, param, index, text = "stack", None, 0, "$stack"
-            elif re.fullmatch(r"arg[1-9][0-9]*", word):
+            elif re.fullmatch(r"arg[1-9][0-9]{0,8}", word):
                 base, param, index, text = "arg", None, int(word[3:]) - 1, f"${word}"
             else:
                 raise self.fail(f"unknown variable ${word}", col)
@@ -221,6 +236,8 @@ class _ExprParser:
             base, index, text = "param", 0, param
         steps: list[Step] = []
         while self.peek() in (".", "["):
+            if len(steps) >= MAX_STEPS:
+                raise self.fail(f"more than {MAX_STEPS} attribute and item accesses")
             if base == "stack":
                 raise self.fail("$stack takes no attribute or item access")
             if self.peek() == ".":
@@ -250,6 +267,8 @@ class _ExprParser:
         m = _INT.match(self.line, self.pos, self.end)
         if m is None:
             raise self.fail("item keys are string or integer literals")
+        if len(m.group().lstrip("-")) > MAX_KEY_DIGITS:
+            raise self.fail(f"an integer key of more than {MAX_KEY_DIGITS} digits")
         self.pos = m.end()
         return int(m.group())
 
@@ -330,6 +349,9 @@ def _func(line: str, col: int, word: str) -> tuple[FilterLine, bool]:
 
 def parse_spec(line: str) -> ProbeSpec | RemoveSpec:
     """Parse one line of ``dynamic_events``; raise SpecError (ValueError) if malformed."""
+    if len(line) > MAX_LINE:
+        raise SpecError(line, MAX_LINE, f"a definition of {len(line)} characters "
+                        f"(at most {MAX_LINE})")
     words = _words(line)
     if not words:
         raise SpecError(line, 0, "empty definition")

@@ -1,0 +1,568 @@
+"""Trace files whose checksums are right but whose content lies: every reading
+command says what is wrong in one line, exits as documented, never shows a
+traceback, and still reads every event that can be read (docs/tracefile.md)."""
+
+from __future__ import annotations
+
+import os
+import random
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fntrace import cli
+from fntrace.formats import tracefile
+from fntrace.formats.tracefile import (
+    MAX_DEPTH,
+    MAX_HEADER,
+    Record,
+    TraceFileError,
+    TraceWriter,
+    open_trace,
+)
+
+ROOT = str(Path(__file__).resolve().parent.parent)
+ENV = {**os.environ, "PYTHONPATH": ROOT}
+PREAMBLE = struct.Struct("<8sHII")
+CHUNK = struct.Struct("<4scII")
+COMMANDS = (["info"], ["replay"], ["report"], ["dump", "--chrome", "-"],
+            ["dump", "--folded", "-"])
+
+
+# -- a known file, and the tools to rewrite it with correct checksums --------------
+
+def _events(chunk: int) -> list[tuple[Any, ...]]:
+    """One chunk's events: two threads, every kind, nesting two deep."""
+    out: list[tuple[Any, ...]] = []
+    ts = 1_000 + chunk * 1_000
+    for tid, name in ((11, "MainThread"), (12, "worker-0")):
+        row = (tid, name, tid - 11, "M." if tid == 11 else "..", 0)
+        out.append((*row, "entry", ts, "start", "m:outer", 0, 0, "x=1"))
+        out.append((*row, "entry", ts + 10, "start", "m:inner", 0, 1, None))
+        out.append((*row, "exit", ts + 20, "return", "m:inner", 0, 1, 10, "2"))
+        out.append((*row, "exit", ts + 30, "return", "m:outer", 0, 0, 30, None))
+        out.append((*row, "marker", ts + 40, "", f"mark {chunk}"))
+        out.append((*row, "call", ts + 50, "start", "m:leaf", 0, "m:outer", "y=3"))
+        out.append((*row, "text", ts + 60, "", "a probe line"))
+    return out
+
+
+HEADER = {"program": "prog.py", "argv": ["prog.py"], "python": "3.11.0",
+          "implementation": "cpython", "pid": 4242, "ppid": 1, "start_realtime_ns": 10 ** 18,
+          "start_ts": 1_000, "clock": "mono", "tracer": "function_graph", "hostname": "h",
+          "options": {"args": True, "instance_options": {"funcgraph-retval": 1}}}
+PER_CHUNK = len(_events(0))
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    path = tmp_path_factory.mktemp("hostile") / "good.dat"
+    writer = TraceWriter(str(path), HEADER)
+    for chunk in range(3):
+        writer.write_events(_events(chunk))
+    writer.finish(9_000, {"lost": {}})
+    return path.read_bytes()
+
+
+def split(data: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """(header JSON, [(chunk type, payload)]) of a well-formed file."""
+    _, _, hlen, _ = PREAMBLE.unpack_from(data)
+    pos = PREAMBLE.size + hlen
+    head = data[PREAMBLE.size:pos]
+    chunks = []
+    while pos < len(data):
+        _, kind, length, _ = CHUNK.unpack_from(data, pos)
+        pos += CHUNK.size
+        chunks.append((kind, data[pos:pos + length]))
+        pos += length
+    return head, chunks
+
+
+def build(head: bytes, chunks: list[tuple[bytes, bytes]]) -> bytes:
+    """A file of these parts, every checksum right."""
+    out = PREAMBLE.pack(b"FNTRACE\x00", 1, len(head), zlib.crc32(head)) + head
+    for kind, payload in chunks:
+        out += CHUNK.pack(b"\xf7FNC", kind, len(payload), zlib.crc32(payload)) + payload
+    return out
+
+
+def uvarint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def raw_chunk(strings: list[bytes], funcs: list[tuple[int, int]],
+              threads: list[tuple[int, int, int, int, int]], count: int, body: bytes) -> bytes:
+    """An uncompressed event chunk payload, field by field (so any field can lie)."""
+    out = b"\x00" + uvarint(len(strings))
+    for s in strings:
+        out += uvarint(len(s)) + s
+    out += uvarint(len(funcs)) + b"".join(uvarint(a) + uvarint(b) for a, b in funcs)
+    out += uvarint(len(threads)) + b"".join(b"".join(map(uvarint, row)) for row in threads)
+    return out + uvarint(count) + body
+
+
+STRINGS = [b"m:f", b"T", b"..", b"arg", b"ret"]
+FUNCS = [(0, 0)]
+THREADS = [(7, 1, 0, 2, 0)]
+
+
+def entry(depth: int = 0, thread: int = 0, func: int = 0, args: int = 4) -> bytes:
+    return bytes([1 | 1 << 3]) + uvarint(thread) + uvarint(20) + uvarint(func) + \
+        uvarint(depth) + uvarint(args)
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """A command in this process: (exit status, stdout, stderr); any exception but
+    SystemExit fails the test, as a traceback would be printed."""
+    try:
+        code: int | str | None = cli.main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    if isinstance(code, str):
+        err += code + "\n"
+        code = 1
+    return int(code or 0), out, err
+
+
+def event_lines(cmd: str, out: str) -> int:
+    """How many of the known events a command's output shows."""
+    if cmd == "replay":
+        return out.count("m:inner") + out.count("mark ")
+    if cmd == "report":
+        return sum(int(line.split()[2]) for line in out.splitlines() if "m:inner" in line)
+    if cmd == "--chrome":
+        return out.count('"m:inner"')
+    return sum(int(line.rsplit(" ", 1)[1]) > 0 for line in out.splitlines() if "m:inner" in line)
+
+
+# -- header and footer ---------------------------------------------------------------
+
+BAD_JSON = [b"null", b"[]", b'"x"', b'{"start_ts": "a"}', b"1e400", b"\xff\xfe", b"",
+            b"[" * 100_000, b'{"pid": true}', b'{"pid": -1}', b'{"start_realtime_ns": 1e30}',
+            b'{"argv": [1]}', b'{"options": {"instance_options": {"x": "y"}}}',
+            b'{"options": []}', b'{"pid": 1' + b"0" * 5000 + b"}", b"{" + b" " * MAX_HEADER + b"}"]
+
+
+def _bad_header(good: bytes, bad: bytes) -> bytes:
+    return build(bad, split(good)[1])
+
+
+def _bad_footer(good: bytes, bad: bytes) -> bytes:
+    head, chunks = split(good)
+    assert chunks[-1][0] == b"Z"
+    return build(head, [*chunks[:-1], (b"Z", bad)])
+
+
+@pytest.mark.parametrize("bad", BAD_JSON, ids=lambda b: repr(b[:20]))
+@pytest.mark.parametrize("where", ["header", "footer"])
+def test_corrupt_header_or_footer_every_command(
+        good: bytes, bad: bytes, where: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "t.dat"
+    path.write_bytes((_bad_header if where == "header" else _bad_footer)(good, bad))
+    tf = open_trace(str(path))
+    assert len(tf.corrupt) == 1 and tf.corrupt[0].startswith(f"corrupt {where}")
+    assert tf.problems == tf.corrupt
+    # Every event is still read (the header's pid is lost: records say pid 0).
+    assert tf.events == 3 * PER_CHUNK == sum(1 for _ in tf.records())
+    # The oracle: the same file with an empty header (every default), or no footer.
+    head, chunks = split(good)
+    same = build(b"{}", chunks) if where == "header" else build(head, chunks[:-1])
+    (tmp_path / "same.dat").write_bytes(same)
+    for argv in COMMANDS:
+        want = run_cli([*argv, str(tmp_path / "same.dat")], capsys)
+        assert want[0] == 0 and want[2].count("\n") == (where == "footer"), want
+        code, out, err = run_cli([*argv, str(path)], capsys)
+        assert code == 1, (argv, err)
+        assert err.count("\n") == 1 and f"corrupt {where}" in err, (argv, err)
+        if argv[0] == "info":
+            assert "\nevents:      42\n" in out and "\nevents:      42\n" in want[1]
+        else:
+            assert out == want[1] and event_lines(argv[-1 if len(argv) == 1 else 1], out) > 0
+
+
+def test_corrupt_header_subprocess_one_line(good: bytes, tmp_path: Path) -> None:
+    """The user's view: one line on stderr, exit 1, no traceback, the events shown."""
+    path = tmp_path / "t.dat"
+    for i, bad in enumerate([b"null", b'{"start_ts": "a"}', b"\xff\xfe"]):
+        path.write_bytes(_bad_header(good, bad) if i != 1 else _bad_footer(good, bad))
+        argv = COMMANDS[i % len(COMMANDS)] if i else ["replay"]
+        res = subprocess.run([sys.executable, "-m", "fntrace", *argv, str(path)], env=ENV,
+                             text=True, capture_output=True, timeout=60)
+        assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+        assert "corrupt " in res.stderr and "Traceback" not in res.stderr
+        assert res.stdout
+
+
+def test_corrupt_header_messages(good: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "t.dat"
+    cases = {b"null": "a JSON NoneType (None), not an object",
+             b"1e400": "a JSON float (inf), not an object",
+             b"\xff\xfe": "not UTF-8",
+             b"[" * 100_000: "nested too deeply",
+             b'{"start_ts": "a", "pid": null}': "field pid, start_ts of the wrong type"}
+    for bad, why in cases.items():
+        path.write_bytes(_bad_header(good, bad))
+        assert why in open_trace(str(path)).corrupt[0], bad[:20]
+    path.write_bytes(_bad_footer(good, b"{}"))
+    assert "no end_ts" in open_trace(str(path)).corrupt[0]
+
+
+def test_well_formed_file_is_clean(good: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "t.dat"
+    path.write_bytes(good)
+    tf = open_trace(str(path))
+    assert tf.problems == [] and tf.corrupt == [] and tf.end_ts == 9_000
+    assert tf.pid == 4242 and tf.start_ts == 1_000 and tf.events == 3 * PER_CHUNK
+    recs = list(tf.records())
+    assert [r.ts for r in recs] == sorted(r.ts for r in recs)
+    assert kinds(recs) == {"entry": 12, "exit": 12, "marker": 6, "call": 6, "text": 6}
+
+
+def kinds(recs: list[Record]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in recs:
+        out[r.kind] = out.get(r.kind, 0) + 1
+    return out
+
+
+# -- event chunks that lie -------------------------------------------------------------
+
+def _chunk_cases() -> Iterator[tuple[str, bytes, int, str]]:
+    """(name, payload, events still readable from it, what the problem says)."""
+    ok = raw_chunk(STRINGS, FUNCS, THREADS, 2, entry() + entry(depth=1))
+    yield "well formed", ok, 2, ""
+    yield "compression flag", b"\x02" + ok[1:], 0, "unknown compression flag"
+    yield "bad zlib", b"\x01garbage", 0, "unreadable chunk"
+    yield "cut zlib", b"\x01" + zlib.compress(ok[1:])[:-4], 0, "cut short"
+    yield "huge string count", b"\x00" + uvarint(1 << 60), 0, "cannot fit"
+    yield "huge event count", raw_chunk(STRINGS, FUNCS, THREADS, 1 << 40, entry()), 0, \
+        "cannot fit"
+    yield "string past end", b"\x00\x01" + uvarint(1000) + b"abc", 0, "runs past"
+    yield "function string id", raw_chunk(STRINGS, [(99, 0)], THREADS, 0, b""), 0, \
+        "names string 99"
+    yield "thread string id", raw_chunk(STRINGS, FUNCS, [(7, 1, 0, 99, 0)], 0, b""), 0, \
+        "names string 99"
+    yield "11-byte varint", b"\x00" + b"\xff" * 10 + b"\x01", 0, "longer than 10 bytes"
+    yield "tables cut", b"\x00\x01\x01a\x00\x01\xff\xff\x01\x00\x00", 0, \
+        "tables run past its end"
+    yield "kind 7", raw_chunk(STRINGS, FUNCS, THREADS, 2, entry() + b"\x07\x00\x00\x00"), 1, \
+        "unknown kind/event byte 0x07"
+    yield "event 31", raw_chunk(STRINGS, FUNCS, THREADS, 2, entry() + b"\xf9" + entry()[1:]), \
+        1, "unknown kind/event byte 0xf9"
+    yield "thread index", raw_chunk(STRINGS, FUNCS, THREADS, 2, entry() + entry(thread=5)), 1, \
+        "index out of range"
+    yield "function index", raw_chunk(STRINGS, FUNCS, THREADS, 2, entry() + entry(func=3)), 1, \
+        "index out of range"
+    yield "string index", raw_chunk(STRINGS, FUNCS, THREADS, 2, entry() + entry(args=77)), 1, \
+        "index out of range"
+    yield "marker string", raw_chunk(STRINGS, FUNCS, THREADS, 1, b"\x03\x00\x00\x63"), 0, \
+        "index out of range"
+    yield "depth", raw_chunk(STRINGS, FUNCS, THREADS, 2, entry() + entry(depth=1 << 62)), 1, \
+        f"over {MAX_DEPTH}"
+    yield "cut event", raw_chunk(STRINGS, FUNCS, THREADS, 3, entry() + entry() + b"\x09"), 2, \
+        "ends inside it"
+    yield "trailing bytes", raw_chunk(STRINGS, FUNCS, THREADS, 1, entry() + b"\x00\x00"), 1, \
+        "2 bytes after its 1 events"
+    yield "bad utf-8", raw_chunk([b"m:\xff\xfe", *STRINGS[1:]], FUNCS, THREADS, 1, entry()), \
+        1, ""
+    yield "lone surrogate", raw_chunk([b"m:\xed\xa0\x80", *STRINGS[1:]], FUNCS, THREADS, 1,
+                                      entry()), 1, ""
+
+
+CHUNK_CASES = list(_chunk_cases())
+
+
+@pytest.mark.parametrize("name,payload,kept,why", CHUNK_CASES, ids=[c[0] for c in CHUNK_CASES])
+def test_lying_event_chunk(good: bytes, name: str, payload: bytes, kept: int, why: str,
+                           tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    head, chunks = split(good)
+    path = tmp_path / "t.dat"
+    # The lying chunk sits between good ones: theirs are all read.
+    path.write_bytes(build(head, [chunks[0], (b"E", payload), *chunks[1:]]))
+    tf = open_trace(str(path))
+    assert tf.events == 3 * PER_CHUNK + kept
+    assert tf.corrupt == []
+    if why:
+        assert len(tf.problems) == 1 and why in tf.problems[0], tf.problems
+    else:
+        assert tf.problems == []
+    funcs = {r.func for r in tf.records() if r.tid == 7}
+    assert len(funcs) == (1 if kept else 0)
+    for f in funcs:  # read with escapes, printable whatever the output's encoding
+        f.encode("utf-8")
+    for argv in COMMANDS:
+        code, _out, err = run_cli([*argv, str(path)], capsys)
+        assert code == 0, (argv, err)
+        assert err.count("\n") == (1 if why else 0), (argv, err)
+
+
+def test_decompression_limit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                             good: bytes) -> None:
+    """A small chunk that inflates past MAX_PAYLOAD is refused, not inflated."""
+    monkeypatch.setattr(tracefile, "MAX_PAYLOAD", 1 << 16)
+    head, chunks = split(good)
+    bomb = b"\x01" + zlib.compress(b"\x00" * (1 << 20), 9)
+    path = tmp_path / "t.dat"
+    path.write_bytes(build(head, [*chunks[:-1], (b"E", bomb), chunks[-1]]))
+    tf = open_trace(str(path))
+    assert tf.events == 3 * PER_CHUNK
+    assert len(tf.problems) == 1 and "more than 65536 bytes" in tf.problems[0]
+
+
+def test_unknown_chunk_type_and_cut_preamble(good: bytes, tmp_path: Path) -> None:
+    head, chunks = split(good)
+    path = tmp_path / "t.dat"
+    path.write_bytes(build(head, [(b"Q", b"{}"), *chunks]))
+    tf = open_trace(str(path))
+    assert tf.events == 3 * PER_CHUNK and len(tf.problems) == 1
+    assert "unknown chunk type b'Q'" in tf.problems[0]
+    path.write_bytes(good[:PREAMBLE.size + 3])
+    with pytest.raises(TraceFileError, match="header is truncated or corrupt"):
+        open_trace(str(path))
+
+
+# -- random mutations ---------------------------------------------------------------
+
+def _mutate(rng: random.Random, data: bytes) -> bytes:
+    """Flip, insert or delete a few bytes of one part, then fix every checksum
+    (and recompress), so only the reader's own checks can catch it."""
+    head, chunks = split(data)
+    parts: list[bytes] = [head] + [
+        zlib.decompress(p[1:]) if k == b"E" and p[:1] == b"\x01" else p for k, p in chunks]
+    i = rng.randrange(len(parts))
+    part = bytearray(parts[i])
+    for _ in range(rng.randint(1, 4)):
+        op = rng.random()
+        at = rng.randrange(len(part) + 1)
+        if op < 0.6 and part:
+            at = min(at, len(part) - 1)
+            part[at] = rng.choice([rng.randrange(256), 0, 0x7F, 0x80, 0xFF, part[at] ^ 1])
+        elif op < 0.8:
+            part[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 3)))
+        else:
+            del part[at:at + rng.randint(1, 3)]
+    parts[i] = bytes(part)
+    new_chunks = []
+    for (k, p), body in zip(chunks, parts[1:], strict=False):
+        if k == b"E" and p[:1] == b"\x01":
+            body = b"\x01" + zlib.compress(body)
+        new_chunks.append((k, body))
+    return build(parts[0], new_chunks)
+
+
+def test_random_mutations_never_escape(good: bytes, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    rng = random.Random(20261206)
+    path = tmp_path / "t.dat"
+    outcomes: dict[str, int] = {}
+    for n in range(300):
+        path.write_bytes(_mutate(rng, good))
+        try:
+            tf = open_trace(str(path))
+        except TraceFileError:
+            outcomes["refused"] = outcomes.get("refused", 0) + 1
+            continue
+        kind = "corrupt" if tf.corrupt else "problems" if tf.problems else "clean"
+        outcomes[kind] = outcomes.get(kind, 0) + 1
+        assert all("\n" not in p for p in tf.problems)
+        for argv in (COMMANDS[n % len(COMMANDS)], ["replay"]):
+            code, _out, err = run_cli([*argv, str(path)], capsys)
+            assert code == (1 if tf.corrupt else 0), (n, argv, err)
+            assert err.count("\n") == len(tf.problems), (n, argv, err)
+    # The mutations reached every outcome, so each branch was exercised.
+    assert set(outcomes) >= {"corrupt", "problems", "clean"}, outcomes
+
+
+def test_header_tracers_are_the_tracers() -> None:
+    from fntrace import tracers
+
+    assert list(tracefile.TRACERS) == tracers.available()
+
+
+# -- grammars: every hostile input is a ValueError with a column ------------------------
+
+def _grammar_cases() -> Iterator[tuple[str, Any, str, str]]:
+    from fntrace.inject import parse_inject_spec, parse_retval
+    from fntrace.probes.condition import parse_condition
+    from fntrace.probes.parser import parse_spec
+
+    spec = "json:dumps:"
+    yield "raise UnicodeDecodeError", parse_inject_spec, spec + "raise=UnicodeDecodeError(1)", \
+        "'UnicodeDecodeError(1)' cannot be built: TypeError"
+    yield "raise ExceptionGroup", parse_inject_spec, spec + "raise=ExceptionGroup('a', 1)", \
+        "cannot be built: TypeError"
+    yield "raise BaseExceptionGroup", parse_inject_spec, spec + "raise=BaseExceptionGroup()", \
+        "cannot be built: TypeError"
+    yield "raise unhashable", parse_inject_spec, spec + "raise=OSError({[1]: 2})", \
+        "exception arguments must be literals"
+    yield "retval unhashable", parse_inject_spec, spec + "retval={[1]: 2}", \
+        "column 18: not a Python literal (unhashable type: 'list')"
+    yield "retval 100k signs", parse_inject_spec, spec + "retval=" + "-" * 100_000 + "1", \
+        "column 4096: longer than 4096 characters"
+    yield "retval 33 signs", parse_inject_spec, spec + "retval=" + "-" * 33 + "1", \
+        "column 50: more than 32 signs in a row"
+    yield "retval deep list", parse_inject_spec, spec + "retval=" + "[" * 33 + "]" * 33, \
+        "column 50: brackets nested deeper than 32"
+    yield "retval syntax", parse_inject_spec, spec + "retval=1 2", \
+        "column 20: not a Python literal"
+    yield "times digits", parse_inject_spec, spec + "times=" + "9" * 5000, \
+        "column 4096: longer than 4096"
+    yield "times 30 digits", parse_inject_spec, spec + "times=" + "9" * 30, \
+        "times: expected an integer"
+    yield "retval file", parse_retval, "-" * 100_000 + "1", "longer than 4096 characters"
+    yield "retval file group", parse_retval, "BaseExceptionGroup()", "cannot be built"
+    probe = "f:g/e json:dumps "
+    yield "len nesting", parse_spec, probe + "len(" * 3000 + "x" + ")" * 3000, \
+        "len() nested deeper than 32 (column 145)"
+    yield "len 33", parse_spec, probe + "len(" * 33 + "x" + ")" * 33, \
+        "len() nested deeper than 32 (column 145)"
+    yield "steps", parse_spec, probe + "x" + ".a" * 65, \
+        "more than 64 attribute and item accesses (column 146)"
+    yield "key digits", parse_spec, probe + "x[" + "9" * 5000 + "]", \
+        "an integer key of more than 20 digits (column 19)"
+    yield "argN digits", parse_spec, probe + "$arg" + "9" * 5000, "unknown variable $arg999"
+    yield "long line", parse_spec, probe + "x " * 10_000, "(at most 16384)"
+    yield "paren 3000", parse_condition, "(" * 3000 + "a==1" + ")" * 3000, \
+        "a filter of 6004 characters (at most 4096)"
+    yield "paren 33", parse_condition, "(" * 33 + "a==1" + ")" * 33, \
+        "'(' and '!' nested deeper than 32 (column 32)"
+    yield "bang 5000", parse_condition, "!" * 5000 + "a==1", "(at most 4096)"
+    yield "bang 33", parse_condition, "!" * 33 + "a==1", "nested deeper than 32 (column 32)"
+    yield "terms", parse_condition, "a==1 || " * 300 + "a==1", \
+        "more than 256 comparisons (column 2048)"
+    yield "number", parse_condition, "a==" + "9" * 100, "more than 40 characters (column 3)"
+
+
+GRAMMAR_CASES = list(_grammar_cases())
+
+
+@pytest.mark.parametrize("name,parse,text,message", GRAMMAR_CASES,
+                         ids=[c[0] for c in GRAMMAR_CASES])
+def test_grammar_refuses_with_value_error(name: str, parse: Any, text: str,
+                                          message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse(text)
+    assert message in str(info.value), str(info.value)[:300]
+    assert len(str(info.value)) < 1000   # the message never echoes a whole bomb
+
+
+def test_grammar_limits_accept_what_they_promise() -> None:
+    from fntrace.inject import parse_inject_spec
+    from fntrace.probes.condition import parse_condition
+    from fntrace.probes.parser import parse_spec
+
+    deep = "[" * 32 + "]" * 32
+    assert parse_inject_spec(f"json:dumps:retval={deep}")["retval"] == eval(deep)
+    with pytest.raises(ValueError, match="not a Python literal"):  # under the limit: parsed
+        parse_inject_spec("json:dumps:retval=" + "-" * 32 + "1")
+    spec = parse_spec("f:g/e json:dumps " + "len(" * 32 + "x" + ")" * 32)
+    assert isinstance(spec, type(spec)) and len(spec.args[0].steps) == 32
+    cond = parse_condition("(" * 16 + "!" * 16 + "a==1" + ")" * 16)
+    assert cond.matches({"a": 1}) and not cond.matches({"a": 2})
+    # 256 alternatives test an event without recursing 256 deep.
+    many = parse_condition(" || ".join(f"a=={i}" for i in range(256)))
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100)
+    try:
+        assert many.matches({"a": 255}) and not many.matches({"a": 256})
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+HOSTILE_WRITES = ["(" * 3000, "!" * 5000 + "a", "[" * 20_000, "-" * 20_000 + "1", "9" * 5000,
+                  "-" + "9" * 30, "99999999999999999999", str(1 << 41), "\x00", "\ud800", "²",
+                  "a" * 5000, "{" * 3000, "[" * 3000 + "]" * 3000, "1e400", "nan", "-1", "0x10",
+                  " ", "\n\n\n", "1 2", "a:b:c:d:e:f", "*:mod:" + "[" * 3000,
+                  "x:traceon:" + "9" * 5000, "json.*:snapshot:99999999999999999999999",
+                  "UnicodeDecodeError(1)", "BaseExceptionGroup()"]
+
+
+def test_every_tracefs_file_refuses_hostile_writes() -> None:
+    """Every file of an instance, every hostile text: written, or a ValueError/OSError;
+    the instance still works after each (no accepted value that breaks it later: a
+    huge buffer_size_kb once made every new thread's first event raise OverflowError)."""
+    import threading
+
+    from fntrace.instance import Instance
+
+    inst = Instance("hostile")
+
+    def mark(text: str) -> None:
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                inst.write("trace_marker", text)
+            except BaseException as exc:
+                errors.append(exc)
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+        assert errors == [], (text, errors)
+
+    try:
+        inst.write("dynamic_events", "f:ok/ev json:dumps obj")
+        inst.write("fail_function/inject", "json:dumps")
+
+        def walk(path: str) -> list[str]:
+            out: list[str] = []
+            for name in inst.listdir(path):
+                full = f"{path}/{name}" if path else name
+                try:
+                    out += walk(full)
+                except (OSError, ValueError):
+                    out.append(full)
+            return out
+
+        files = [f for f in walk("") if not f.endswith("trace_pipe")]
+        assert len(files) > 40
+        for path in files:
+            for text in HOSTILE_WRITES:
+                if path == "fail_function/inject" and text not in HOSTILE_WRITES[:3]:
+                    # Each write scans every loaded function (slow), and a glob that
+                    # matches fntrace's own helpers is a real request, not a bad one.
+                    continue
+                for append in (False, True):
+                    try:
+                        inst.write(path, text, append=append)
+                    except (ValueError, OSError):
+                        pass
+                    if "size" in path or "option" in path:
+                        mark(f"after {path}")
+            mark(f"after {path}")
+        inst.write("options/markers", "1")
+        inst.write("tracing_on", "1")
+        mark("still works")
+        assert "still works" in inst.read("trace")
+    finally:
+        inst.close()
+
+
+@pytest.mark.parametrize("spec", [
+    "json:dumps:raise=UnicodeDecodeError(1)", "json:dumps:raise=ExceptionGroup('a', 1)",
+    "json:dumps:raise=BaseExceptionGroup()", "json:dumps:retval=" + "-" * 100_000 + "1"],
+    ids=["UnicodeDecodeError", "ExceptionGroup", "BaseExceptionGroup", "signs"])
+def test_record_inject_spec_is_one_line(spec: str, tmp_path: Path) -> None:
+    prog = tmp_path / "p.py"
+    prog.write_text("print('ran')\n")
+    res = subprocess.run([sys.executable, "-m", "fntrace", "record", "-o",
+                          str(tmp_path / "t.dat"), "--inject", spec, "--", str(prog)],
+                         env=ENV, text=True, capture_output=True, timeout=60)
+    assert res.returncode == 1 and res.stdout == "", res
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("fntrace record: inject spec ") and len(res.stderr) < 600
