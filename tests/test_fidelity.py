@@ -22,7 +22,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import traceback
 import weakref
 from collections.abc import Iterator
@@ -216,9 +215,20 @@ def test_arguments_keep_no_reference() -> None:
     assert seen == [["a", "b"]]
 
 
+class SlowClock:
+    """``time`` for fntrace.reprs: only a Slow repr takes time (20 ms, over
+    repr-max-us=1000), every other repr none, whatever the machine's load."""
+
+    now = 0
+
+    @staticmethod
+    def perf_counter_ns() -> int:
+        return SlowClock.now
+
+
 class Slow:
     def __repr__(self) -> str:
-        time.sleep(0.02)  # always longer than repr-max-us=1000 (sleep's lower bound)
+        SlowClock.now += 20_000_000
         return "Slow!"
 
 
@@ -226,7 +236,10 @@ def slow_takes(x: Any) -> None:
     return None
 
 
-def test_slow_repr_cutoff_is_said_once(hot_path: str) -> None:
+def test_slow_repr_cutoff_is_said_once(hot_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fntrace import reprs
+
+    monkeypatch.setattr(reprs, "time", SlowClock)
     with fntrace.trace("function_graph", filter=f"{HERE}:slow_takes", funcgraph_args=1) as inst:
         for _ in range(3):
             slow_takes(Slow())
