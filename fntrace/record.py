@@ -182,19 +182,51 @@ def _print_exception(exc: BaseException, inst: Any) -> None:
         unmute(inst, tid)
 
 
-def _die_of(signum: int) -> NoReturn:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
+def _die_of(signum: int, flush: bool = False) -> NoReturn:
+    """End this process by ``signum``'s default action, as untraced it would have ended.
+
+    ``flush``: the program unwound first (KeyboardInterrupt), so its buffered
+    output was due; a SIGTERM kills without it, as it does untraced (and a
+    forked child must not take the streams' locks, which another thread of its
+    parent may have held at fork time).
+    """
+    if flush:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
     signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
     os.kill(os.getpid(), signum)
     os._exit(128 + signum)  # not reached unless the signal is blocked
 
 
+# Signals that end the program while fntrace sets up a process (a forked child's
+# new recording, a new interpreter's): held until the setup is complete, so the
+# handler always finds a whole recorder to finish.
+_HELD = {signal.SIGTERM, signal.SIGINT}
+_fork_mask = threading.local()
+
+
+def _hold_signals() -> None:
+    _fork_mask.old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+
+
+def _release_signals() -> None:
+    old = getattr(_fork_mask, "old", None)
+    if old is not None:
+        _fork_mask.old = None
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> None:
     real_exit = os._exit
+
+    def finish_and_die(signum: int) -> None:
+        # As untraced: SIGTERM kills at once (no unwinding), once the file is finished.
+        rec.finish(unregister=False)
+        _die_of(signum)
 
     def flushing_exit(code: int) -> NoReturn:
         rec.finish()
@@ -204,9 +236,7 @@ def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> 
     atexit.register(rec.finish)
 
     def on_term(signum: int, frame: types.FrameType | None) -> None:
-        # As untraced: SIGTERM kills at once (no unwinding), once the file is finished.
-        rec.finish(unregister=False)
-        _die_of(signal.SIGTERM)
+        rec.interrupt(signum, finish_and_die)
 
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, on_term)
@@ -214,17 +244,28 @@ def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> 
     base = os.path.abspath(ns.output) if follow else ""  # before the program may chdir
 
     def after_fork() -> None:
-        if not follow:
-            rec.abandon()
-            return
-        parent = rec.header["pid"]
-        header = dict(rec.header, pid=os.getpid(), ppid=parent, start_ts=rec.inst.rb.clock(),
-                      start_realtime_ns=time.time_ns())
-        header.setdefault("root_pid", parent)
-        rec.restart_in_child(f"{base}.{os.getpid()}", header)
-        rec.header = header  # what this child's own forks start from
+        # fntrace/forksafe.py has renewed every lock of fntrace already.
+        try:
+            if not follow:
+                rec.abandon()
+                return
+            parent = rec.header["pid"]
+            header = dict(rec.header, pid=os.getpid(), ppid=parent,
+                          start_ts=rec.inst.rb.clock(), start_realtime_ns=time.time_ns())
+            header.setdefault("root_pid", parent)
+            try:
+                rec.restart_in_child(f"{base}.{os.getpid()}", header)
+            except OSError as exc:
+                rec.abandon()
+                print(f"fntrace {_command} --follow: not tracing pid {os.getpid()}: {exc}",
+                      file=sys.stderr)
+                return
+            rec.header = header  # what this child's own forks start from
+        finally:
+            _release_signals()
 
-    os.register_at_fork(after_in_child=after_fork)
+    os.register_at_fork(before=_hold_signals, after_in_parent=_release_signals,
+                        after_in_child=after_fork)
 
 
 def record_main(ns: argparse.Namespace) -> int:
@@ -289,7 +330,21 @@ def _main(ns: argparse.Namespace, path: str, sink: Any) -> int:
 def start_recording(ns: argparse.Namespace, argv: list[str], path: str,
                     root_pid: int | None = None, writer: Any = None) -> Recorder:
     """This process recording into ``path`` with ``ns``'s options (tracing still off),
-    finished on every way out; the root's and every followed child's."""
+    finished on every way out; the root's and every followed child's.
+
+    SIGTERM and SIGINT are held meanwhile: one that comes between the file's
+    creation and its handler would leave a file without its footer (a
+    multiprocessing pool terminates workers that may still be starting).
+    """
+    _hold_signals()
+    try:
+        return _start_recording(ns, argv, path, root_pid, writer)
+    finally:
+        _release_signals()
+
+
+def _start_recording(ns: argparse.Namespace, argv: list[str], path: str,
+                     root_pid: int | None, writer: Any) -> Recorder:
     inst, opts = configure(ns)
     try:
         inst.write("current_tracer", ns.tracer)
@@ -347,7 +402,7 @@ def _run(ns: argparse.Namespace, argv: list[str], rec: Recorder, stop: Any) -> i
     except KeyboardInterrupt as exc:
         _print_exception(exc, inst)
         rec.finish()
-        _die_of(signal.SIGINT)
+        _die_of(signal.SIGINT, flush=True)
     except BaseException as exc:
         _print_exception(exc, inst)
         code = 1

@@ -20,15 +20,17 @@ tracers and formatters agree on (see fntrace/formats/ftrace_text.py).
 from __future__ import annotations
 
 import heapq
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _accel
+from . import _accel, forksafe
 
-__all__ = ["CLOCKS", "EVENT_OVERHEAD", "BufferSet", "RingBuffer", "ThreadBuffer"]
+__all__ = ["CLOCKS", "EVENT_OVERHEAD", "UNKNOWN_NAME", "BufferSet", "RingBuffer", "ThreadBuffer",
+           "thread_identity"]
 
 Event = tuple[Any, ...]
 
@@ -156,6 +158,41 @@ class ThreadBuffer(_RingCore):  # type: ignore[misc]
             return "0.000000"
 
 
+#: The name of a thread not known (yet) to ``threading``: ftrace's own mark for an
+#: unknown comm.  The recorder names it when the thread registers (fix_names).
+UNKNOWN_NAME = "<...>"
+
+_BOOTSTRAP = threading.Thread._bootstrap.__code__  # type: ignore[attr-defined]
+
+
+def thread_identity() -> tuple[str, str]:
+    """(name, FLAGS column) of the calling thread, without ever registering it.
+
+    ``threading.current_thread()`` would make a ``_DummyThread`` of a thread not
+    registered yet (3.12+ trace a thread's first calls before ``threading`` adds
+    it to its table) or never registered (``_thread`` threads): the dummy would
+    then show in the program's ``threading.enumerate()`` and use up one of its
+    ``Thread-N`` numbers.  A ``threading.Thread`` is known from its first frame,
+    ``Thread._bootstrap(self)``, whose ``self`` has had its name since it was made.
+    """
+    ident = threading.get_ident()
+    main = threading.main_thread()
+    if main.ident == ident:
+        return main.name, "M" + ("d" if main.daemon else ".")
+    frame = sys._getframe(1)
+    while frame.f_back is not None:
+        frame = frame.f_back
+    if frame.f_code is _BOOTSTRAP:
+        thread = frame.f_locals.get("self")
+        if isinstance(thread, threading.Thread):
+            return thread.name, "." + ("d" if thread.daemon else ".")
+    return UNKNOWN_NAME, ".."
+
+
+def _renew_lock(bufs: BufferSet) -> None:
+    bufs.lock = threading.RLock()  # see fntrace/forksafe.py
+
+
 class BufferSet:
     """The buffers of all threads; the unit ``snapshot`` swaps."""
 
@@ -169,16 +206,15 @@ class BufferSet:
         # Creation of buffers and consuming reads.  Reentrant: a signal handler (the
         # recorder's SIGTERM path) may consume while this thread is consuming.
         self.lock = threading.RLock()
+        forksafe.renew_in_child(self, _renew_lock)
 
     def new_buffer(self) -> ThreadBuffer:
-        thread = threading.current_thread()
         tid = threading.get_native_id()
         with self.lock:
             buf = self.by_tid.get(tid)
             if buf is None:
-                flags = ("M" if thread is threading.main_thread() else ".") + (
-                    "d" if thread.daemon else ".")
-                buf = ThreadBuffer(tid, thread.name, len(self.by_tid), self.capacity,
+                name, flags = thread_identity()
+                buf = ThreadBuffer(tid, name, len(self.by_tid), self.capacity,
                                    self.overwrite, flags)
                 buf.on_full = self.on_full
                 self.by_tid[tid] = buf
