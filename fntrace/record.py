@@ -356,6 +356,7 @@ def _start_recording(ns: argparse.Namespace, argv: list[str], path: str,
     except (ValueError, OSError) as exc:
         inst.close()
         _fail(f"{path}: {exc}" if isinstance(exc, OSError) else str(exc))
+    rec.command = _command
     rec.start()
     _install_exit_paths(rec, ns.follow, ns)
     return rec

@@ -193,7 +193,7 @@ class Recorder:
         # the buffers to the file itself (it waits for the file, it never drops).
         self.inst.rb.set_on_full(self.poll)
 
-    command = "record"
+    command = "record"  # how its one error line names fntrace (record or run)
 
     def _failure(self, exc: BaseException) -> None:
         """The file cannot grow any more: say so once, stop tracing, keep the program."""
