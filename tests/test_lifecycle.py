@@ -325,3 +325,71 @@ def test_file_that_cannot_grow_said_once(tmp_path: Path) -> None:
     assert 0 < tf.events < 4000
     text = _info(path)
     assert f"{path}: cut at byte 65536, {tf.events} events kept" in text
+
+
+# -- 4. fntrace's writer is no thread of the program's ---------------------------------
+
+JOIN_ALL = """
+    import threading
+    def work(x):
+        return x + 1
+    go = threading.Event()
+    def late():
+        go.wait()
+        for i in range(5):
+            work(i)
+    threading.Thread(target=late, name="late").start()
+    for i in range(3):
+        work(i)
+    # A program that joins every thread but its own: the writer must not be one
+    # (it would never end).
+    helper = threading.Thread(target=go.set, name="setter")
+    helper.start()
+    for t in threading.enumerate():
+        if t is not threading.current_thread():
+            t.join()
+    print(threading.active_count())
+"""
+
+LINGER = """
+    import threading, time
+    def work(x):
+        return x + 1
+    go = threading.Event()
+    def late():
+        go.wait()
+        for i in range(5):
+            work(i)
+    threading.Thread(target=late, name="late").start()
+    for i in range(3):
+        work(i)
+    go.set()   # main ends now; `late` may still run: the interpreter joins it first
+"""
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["c", "pure"])
+def test_program_joins_all_threads_and_exit_waits_for_its_threads(
+        tmp_path: Path, pure: bool) -> None:
+    """Issue 12.5: joining every thread in threading.enumerate() ends as untraced;
+    a non-daemon thread still running after main returns is recorded whole (the
+    file is finished after the interpreter joined it)."""
+    res = _record(tmp_path, JOIN_ALL, "-t", "function", "-F", "work", pure=pure)
+    assert (res.returncode, res.stdout, res.stderr) == (0, "1\n", "")
+    assert open_trace(str(tmp_path / "t.dat")).events == 8
+    res = _record(tmp_path, LINGER, "-t", "function", "-F", "work", pure=pure)
+    assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
+    tf = open_trace(str(tmp_path / "t.dat"))
+    assert (tf.events, tf.problems) == (8, [])
+    assert sorted(t.name for t in tf.threads.values()) == ["MainThread", "late"]
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_pool_terminate_pure_path(tmp_path: Path, method: str) -> None:
+    """Issue 11.2 on the pure path: ``with Pool`` (terminate) loses nothing."""
+    res = _record(tmp_path, POOL, "--follow", "-F", "work", args=("with", method),
+                  pure=True)
+    assert (res.returncode, res.stdout) == (0, "8555\n"), res.stderr
+    files = [open_trace(p) for p in [str(tmp_path / "t.dat"),
+                                     *child_paths(str(tmp_path / "t.dat"))]]
+    assert [tf.problems for tf in files] == [[]] * len(files)
+    assert sum(tf.events for tf in files) == 60
