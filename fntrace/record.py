@@ -23,6 +23,7 @@ import time
 import types
 from typing import Any, NoReturn
 
+from . import forkwarning
 from .recorder import Recorder, header_for, mute, unmute
 
 __all__ = ["add_parser", "add_run_parser"]
@@ -245,6 +246,7 @@ def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> 
 
     def after_fork() -> None:
         # fntrace/forksafe.py has renewed every lock of fntrace already.
+        forkwarning.after_fork_in_child()
         try:
             if not follow:
                 rec.abandon()
@@ -264,7 +266,15 @@ def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> 
         finally:
             _release_signals()
 
-    os.register_at_fork(before=_hold_signals, after_in_parent=_release_signals,
+    def before_fork() -> None:
+        _hold_signals()
+        forkwarning.before_fork(rec.os_threads())
+
+    def after_fork_in_parent() -> None:
+        forkwarning.after_fork_in_parent()
+        _release_signals()
+
+    os.register_at_fork(before=before_fork, after_in_parent=after_fork_in_parent,
                         after_in_child=after_fork)
 
 

@@ -193,6 +193,11 @@ class Recorder:
         # the buffers to the file itself (it waits for the file, it never drops).
         self.inst.rb.set_on_full(self.poll)
 
+    def os_threads(self) -> int:
+        """OS threads this recording runs now (its writer), for forkwarning."""
+        done = self.thread_done
+        return 1 if done is not None and done.locked() else 0
+
     command = "record"  # how its one error line names fntrace (record or run)
 
     def _failure(self, exc: BaseException) -> None:
@@ -334,7 +339,18 @@ class Recorder:
         self.finished = True
         self.inst.rb.set_on_full(None)
         self.inst.tracing_on = False
-        self.writer.closed = True  # the parent owns the file; never close its fd here
+        self._let_go_of_parents_file()
+
+    def _let_go_of_parents_file(self) -> None:
+        """In a forked child: the parent's file is the parent's.  Nothing more is
+        written to it from here; this process's copy of its descriptor is closed
+        (unbuffered: closing writes nothing), so no ResourceWarning or stray fd."""
+        writer = self.writer
+        if isinstance(writer, TraceWriter) and not writer.closed:
+            writer.closed = True
+            writer.f.close()
+        else:
+            writer.closed = True  # run's text sink: the program's stream, not ours to close
 
     def restart_in_child(self, path: str, header: dict[str, Any]) -> None:
         """In a followed forked child: a fresh buffer, file and writer thread.
@@ -347,7 +363,7 @@ class Recorder:
         rb = inst.rb
         rb.live = BufferSet(rb.size_kb, rb.overwrite, rb.on_full)  # the parent's are its own
         unmute(inst, self.writer_tid)
-        self.writer.closed = True
+        self._let_go_of_parents_file()
         self.path = path
         self.lost_seen = {}
         self.failed = None

@@ -393,3 +393,42 @@ def test_pool_terminate_pure_path(tmp_path: Path, method: str) -> None:
                                      *child_paths(str(tmp_path / "t.dat"))]]
     assert [tf.problems for tf in files] == [[]] * len(files)
     assert sum(tf.events for tf in files) == 60
+
+
+FORK_WARNING = """
+    import os, re, sys, threading, warnings
+    def work(x):
+        return x + 1
+    stop = threading.Event()
+    if sys.argv[1] == "thread":  # a thread of the program's own: 3.12+ warn, as untraced
+        threading.Thread(target=stop.wait).start()
+    for round in range(2):
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            work(round)
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+        print([re.sub(r"pid=\\d+", "pid=N", str(w.message)) for w in got])
+    stop.set()
+"""
+
+
+@pytest.mark.parametrize("follow", [False, True], ids=["nofollow", "follow"])
+@pytest.mark.parametrize("threads", ["alone", "thread"])
+def test_fork_warning_as_untraced(tmp_path: Path, threads: str, follow: bool) -> None:
+    """3.12+ warn at fork when the process has several OS threads: the recorder's
+    writer must not make a single-threaded program get it, nor hide it otherwise."""
+    prog = tmp_path / "plain.py"
+    prog.write_text(textwrap.dedent(FORK_WARNING))
+    plain = subprocess.run([sys.executable, str(prog), threads], capture_output=True,
+                           text=True, timeout=HANG)
+    warns = sys.version_info >= (3, 12) and threads == "thread"
+    expected = ("['This process (pid=N) is multi-threaded, use of fork() may lead to "
+                "deadlocks in the child.']\n" if warns else "[]\n") * 2
+    assert (plain.returncode, plain.stdout) == (0, expected)
+    opts = ("-t", "function", "-F", "work") + (("--follow",) if follow else ())
+    res = _record(tmp_path, FORK_WARNING, *opts, args=(threads,))
+    assert (res.returncode, res.stdout, res.stderr) == (0, expected, "")
+    assert open_trace(str(tmp_path / "t.dat")).events == 2
