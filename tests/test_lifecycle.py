@@ -12,7 +12,9 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,14 +97,14 @@ def test_fork_from_threads_never_hangs(tmp_path: Path, follow: bool, pure: bool)
         assert sorted(tf.events for tf in files[1:]) == [1] * 48
 
 
-def _held_at_fork(owner_lock: threading.Lock | threading.RLock, in_child: str) -> int:
-    """Fork while another thread holds ``owner_lock``; the exit status of a child that
-    runs ``in_child`` (fntrace code taking that lock) then exits 7."""
+def _held_at_fork(lock: Any, in_child: Callable[[], object]) -> int:
+    """Fork while another thread holds ``lock``; the exit status of a child that runs
+    ``in_child`` (fntrace code taking that lock) and then exits 7."""
     held = threading.Event()
     release = threading.Event()
 
     def holder() -> None:
-        with owner_lock:
+        with lock:
             held.set()
             release.wait()
 
@@ -113,7 +115,7 @@ def _held_at_fork(owner_lock: threading.Lock | threading.RLock, in_child: str) -
     if pid == 0:
         try:
             signal.alarm(60)  # a hang ends as SIGALRM, not as a hung test run
-            exec(in_child)
+            in_child()
             os._exit(7)
         except BaseException:
             os._exit(3)
@@ -128,14 +130,14 @@ def test_child_renews_locks_held_at_fork(tmp_path: Path) -> None:
     """Deterministic: the recorder's, the buffers' and the instance's locks are held by
     another thread at fork time; the child still finishes, writes and exits."""
     inst = Instance("lifecycle-test")
+    rec = Recorder(inst, str(tmp_path / "r.dat"), header_for(inst, ["x"], {}))
     try:
         inst.write("current_tracer", "function")
-        rec = Recorder(inst, str(tmp_path / "r.dat"), header_for(inst, ["x"], {}))
-        for lock, code in ((rec.lock, "rec.finish()"),
-                           (inst.rb.live.lock, "inst.rb.live.new_buffer()"),
-                           (inst.lock, "inst.write('set_ftrace_notrace_pid', '1')")):
-            globals().update(rec=rec, inst=inst)
-            assert _held_at_fork(lock, code) == 7, code
+        cases: list[tuple[Any, Callable[[], object]]] = [
+            (rec.lock, rec.finish),
+            (inst.rb.live.lock, inst.rb.live.new_buffer),
+            (inst.lock, lambda: inst.write("set_ftrace_notrace_pid", "1"))]
+        assert [_held_at_fork(lock, action) for lock, action in cases] == [7, 7, 7]
     finally:
         inst.close()
         rec.writer.close()
