@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import select
 import socket
 import sys
 import threading
@@ -91,6 +92,14 @@ def header_for(inst: Instance, argv: list[str], options: dict[str, Any]) -> dict
     }
 
 
+def _wake_pipe() -> tuple[int, int]:
+    """A non-blocking pipe (as a signal wakeup fd must be), closed on exec."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    return r, w
+
+
 def fix_names(bufs: BufferSet) -> None:
     """Name the buffers of threads ``threading`` did not know when they were made
     (see ring_buffer.thread_identity) as it knows them now."""
@@ -151,6 +160,10 @@ class Recorder:
         # handler runs between two bytecodes of whatever the main thread does): its
         # action runs once the interrupted work is complete (see ``interrupt``).
         self.deferred: tuple[int, Callable[[int], None]] | None = None
+        # What the writer does when it hears of a signal on its wake pipe (record.py
+        # makes the pipe the signal wakeup fd); the pipe also wakes it to stop.
+        self.on_signal: Callable[[int], None] | None = None
+        self.wake_r, self.wake_w = _wake_pipe()
         self._fresh_state()
         forksafe.renew_in_child(self, Recorder._fresh_state)
 
@@ -169,18 +182,25 @@ class Recorder:
         done = _thread.allocate_lock()
         done.acquire()
         stop = self.stop_event
+        wake = self.wake_r
 
         def loop() -> None:
             try:
-                # The writer's own calls (Event.wait...) are not the program's.
+                # The writer's own calls (select...) are not the program's.
                 sys.setprofile(None)  # 3.11's hook is per thread: the writer pays none of it
                 self.writer_tid = threading.get_native_id()
                 mute(self.inst, self.writer_tid)
                 started.set()
                 wait = self.interval
-                while not stop.wait(wait):
+                while True:
+                    if select.select([wake], [], [], wait)[0]:
+                        self._heard(wake)
+                    if stop.is_set():
+                        break
                     # A busy program gets polled sooner, before its buffers overwrite.
                     wait = self.interval / 10 if self.poll() > 1000 else self.interval
+                    if self.on_signal is not None:
+                        self.on_signal(0)  # a turn: signals heard earlier may need more
             except BaseException as exc:  # never reaches the program (nor its stderr twice)
                 self._failure(exc)
             finally:
@@ -192,6 +212,37 @@ class Recorder:
         # No loss: a thread whose buffer fills before the writer's next turn drains
         # the buffers to the file itself (it waits for the file, it never drops).
         self.inst.rb.set_on_full(self.poll)
+
+    def _heard(self, wake: int) -> None:
+        try:
+            data = os.read(wake, 512)
+        except OSError:  # BlockingIOError: nothing after all
+            return
+        on_signal = self.on_signal
+        if on_signal is not None:
+            for signum in set(data) - {0}:
+                on_signal(signum)
+
+    def wake(self) -> None:
+        """Wake the writer now (to stop)."""
+        try:
+            os.write(self.wake_w, b"\0")
+        except OSError:  # full (it is awake anyway) or closed
+            pass
+
+    def close_wake_pipe(self) -> None:
+        """In a forked child: its copy of the parent's pipe (once no signal writes to it)."""
+        for fd in (self.wake_r, self.wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.wake_r = self.wake_w = -1
+
+    def new_wake_pipe(self) -> None:
+        """In a forked child: a pipe of its own (the parent's writer reads the old one)."""
+        self.close_wake_pipe()
+        self.wake_r, self.wake_w = _wake_pipe()
 
     def os_threads(self) -> int:
         """OS threads this recording runs now (its writer), for forkwarning."""
@@ -311,6 +362,7 @@ class Recorder:
             self.busy = threading.get_ident()
             try:
                 self.stop_event.set()
+                self.wake()
                 self.inst.rb.set_on_full(None)
                 self.inst.tracing_on = False
                 if unregister:
@@ -368,6 +420,7 @@ class Recorder:
         self.lost_seen = {}
         self.failed = None
         self.deferred = None
+        self.new_wake_pipe()
         self._fresh_state()
         self.writer = TraceWriter(path, header)
         self.start()

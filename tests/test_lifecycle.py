@@ -434,3 +434,36 @@ def test_fork_warning_as_untraced(tmp_path: Path, threads: str, follow: bool) ->
     res = _record(tmp_path, FORK_WARNING, *opts, args=(threads,))
     assert (res.returncode, res.stdout, res.stderr) == (0, expected, "")
     assert open_trace(str(tmp_path / "t.dat")).events == 2
+
+
+TERM_MISSED = """
+    import os, signal, threading, time
+    def work(x):
+        return x + 1
+    work(1)
+    r, w = os.pipe()
+    def term():
+        main = threading.main_thread().native_id
+        while open(f"/proc/self/task/{main}/stat").read().rsplit(")", 1)[1].split()[0] != "S":
+            time.sleep(0.01)
+        time.sleep(0.2)
+        # To this thread: its C-level handler notes the signal, but the main thread,
+        # blocked in read(), is never interrupted to run the Python handler.
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+    threading.Thread(target=term, daemon=True).start()
+    os.read(r, 1)   # blocks for good: only the SIGTERM ends this program
+"""
+
+
+def test_sigterm_the_main_thread_missed_still_ends_the_program(tmp_path: Path) -> None:
+    """Untraced, SIGTERM kills whichever thread it lands on; traced, its Python handler
+    must still run when the main thread is blocked in C and was not interrupted (the
+    writer hears of it through the signal wakeup fd and interrupts the main thread)."""
+    prog = tmp_path / "plain.py"
+    prog.write_text(textwrap.dedent(TERM_MISSED))
+    plain = subprocess.run([sys.executable, str(prog)], capture_output=True, timeout=HANG)
+    assert plain.returncode == -signal.SIGTERM
+    res = _record(tmp_path, TERM_MISSED, "-t", "function", "-F", "work")
+    assert (res.returncode, res.stdout, res.stderr) == (-signal.SIGTERM, "", "")
+    tf = open_trace(str(tmp_path / "t.dat"))
+    assert (tf.events, tf.problems) == (1, [])
