@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 from .formats.tracefile import TraceFile, exit_status
+from .recorder import FLUSH_INTERVAL
 
 __all__ = ["add_parser", "describe"]
 
@@ -33,10 +34,12 @@ def describe(files: list[TraceFile]) -> str:
     head = first.header
     counts: Counter[tuple[int, int]] = Counter()
     last_ts = first.start_ts
+    last_by_file: dict[str, int] = {}
     for tf in files:
         for rec in tf.records():
             counts[(rec.pid, rec.tid)] += 1
             last_ts = max(last_ts, rec.ts)
+            last_by_file[tf.path] = max(last_by_file.get(tf.path, rec.ts), rec.ts)
     ends = [tf.end_ts for tf in files if tf.end_ts is not None]
     end = max([*ends, last_ts])
     lost_total = sum(sum(tf.lost.values()) for tf in files)
@@ -73,7 +76,29 @@ def describe(files: list[TraceFile]) -> str:
     problems = [f"{tf.path}: {p}" for tf in files for p in tf.problems]
     lines.append("status:      " + ("complete" if not problems else "truncated or corrupt"))
     lines.extend(f"  {p}" for p in problems)
+    lines.extend(_cuts(files, last_by_file))
     return "\n".join(lines) + "\n"
+
+
+def _cuts(files: list[TraceFile], last_by_file: dict[str, int]) -> list[str]:
+    """Where each file without its footer stops, and what that can have cost.
+
+    The recorder writes the buffers to the file every FLUSH_INTERVAL seconds
+    (and sooner when they fill), so a process killed outright (SIGKILL, a
+    crash) or a file that could not grow (a full disk) loses what came after
+    the last whole chunk: for a kill, at most the last FLUSH_INTERVAL.
+    """
+    out = []
+    for tf in files:
+        if tf.footer is not None:
+            continue
+        last = last_by_file.get(tf.path)
+        when = (f"the last event read is at +{(last - tf.start_ts) / 1e9:.6f} s"
+                if last is not None else "no event was read")
+        out.append(f"  {tf.path}: cut at byte {os.path.getsize(tf.path)}, {tf.events} events "
+                   f"kept; {when}; what the process did after it is lost (a killed process "
+                   f"loses at most its last {FLUSH_INTERVAL:g} s: the recorder's flush interval)")
+    return out
 
 
 def info_main(ns: argparse.Namespace) -> int:

@@ -68,6 +68,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import forksafe
 from .core import engine
 from .core.engine import BusyError
 from .core.filter import Filter, parse
@@ -137,6 +138,15 @@ def _check(name: str, value: int, low: int, high: int | None = None) -> int:
     return value
 
 
+def _renew_action_lock(attr: FaultAttr) -> None:
+    attr.lock = threading.Lock()  # see fntrace/forksafe.py
+
+
+def _renew_injector_locks(injection: Injection) -> None:
+    injection._counts = threading.Lock()  # see fntrace/forksafe.py
+    injection._changing = threading.Lock()
+
+
 class FaultAttr:
     """The kernel's ``struct fault_attr``: when calls fail (see the module docstring)."""
 
@@ -149,6 +159,7 @@ class FaultAttr:
         self.random = random.Random(seed)
         self.count = 0  # calls that reached the interval step
         self.lock = threading.Lock()
+        forksafe.renew_in_child(self, _renew_action_lock)
 
     def set(self, name: str, value: int) -> None:
         low, high = {"probability": (0, 100), "interval": (1, None), "times": (-1, None),
@@ -260,6 +271,7 @@ class Injection:
         self._raisers: dict[Function, types.CodeType] = {}
         self._counts = threading.Lock()
         self._changing = threading.Lock()
+        forksafe.renew_in_child(self, _renew_injector_locks)
 
     @property
     def targets(self) -> dict[str, Action]:

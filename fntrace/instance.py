@@ -20,6 +20,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from . import forksafe
 from .core import engine
 from .core.filter import Filter, FilterLine, parse
 from .core.symbols import available_filter_functions
@@ -102,6 +103,10 @@ def _pids(text: str) -> set[int]:
     return out
 
 
+def _renew_lock(inst: Instance) -> None:
+    inst.lock = threading.RLock()  # see fntrace/forksafe.py
+
+
 class Instance:
     """One trace instance; see the module docstring."""
 
@@ -132,6 +137,7 @@ class Instance:
         self.tracing_thresh_us = 0
         self.tracer: Tracer | None = None
         self.lock = threading.RLock()
+        forksafe.renew_in_child(self, _renew_lock)
         # The profiler and stack tracer stay readable after they are disabled, as in
         # the kernel; enabling the profiler again starts a fresh table.
         self.profile: Any = None   # tracers.profile.FunctionProfiler

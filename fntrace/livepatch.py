@@ -40,6 +40,7 @@ the patched function.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import types
@@ -61,6 +62,14 @@ if TYPE_CHECKING:
 __all__ = ["Patch", "patch", "patches", "unpatch"]
 
 _lock = threading.RLock()
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.RLock()  # another thread may have held it at fork time
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 _targets: dict[int, _Target] = {}  # id(original code) -> its patch stack
 _by_name: dict[str, Patch] = {}
 

@@ -18,11 +18,12 @@ import os
 import runpy
 import signal
 import sys
+import threading
 import time
 import types
 from typing import Any, NoReturn
 
-from . import startup
+from . import forkwarning, startup
 from .core import symbols
 from .core.oscaps import native_id
 from .recorder import Recorder, header_for, mute, unmute
@@ -265,19 +266,100 @@ def _print_exception(exc: BaseException, inst: Any) -> None:
         unmute(inst, tid)
 
 
-def _die_of(signum: int) -> NoReturn:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
+def _die_of(signum: int, flush: bool = False) -> NoReturn:
+    """End this process by ``signum``'s default action, as untraced it would have ended.
+
+    ``flush``: the program unwound first (KeyboardInterrupt), so its buffered
+    output was due; a SIGTERM kills without it, as it does untraced (and a
+    forked child must not take the streams' locks, which another thread of its
+    parent may have held at fork time).
+    """
+    if flush:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
     signal.signal(signum, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
     os.kill(os.getpid(), signum)
     os._exit(128 + signum)  # not reached unless the signal is blocked
 
 
+# Signals that end the program while fntrace sets up a process (a forked child's
+# new recording, a new interpreter's): held until the setup is complete, so the
+# handler always finds a whole recorder to finish.
+_HELD = {signal.SIGTERM, signal.SIGINT}
+_fork_mask = threading.local()
+
+
+def _hold_signals() -> None:
+    if hasattr(signal, "pthread_sigmask"):  # absent where there are no threads (WebAssembly)
+        _fork_mask.old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+
+
+def _release_signals() -> None:
+    old = getattr(_fork_mask, "old", None)
+    if old is not None:
+        _fork_mask.old = None
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _hear_signals(rec: Recorder, on_term: Any) -> None:
+    """Make the writer hear of SIGTERM, so a handler that cannot run is made to.
+
+    A Python handler runs in the main thread between two bytecodes; a SIGTERM
+    that lands just before the main thread blocks in C (a multiprocessing worker
+    about to wait on its queue's lock, as ``Pool.terminate()`` finds it) is
+    noted but its handler never runs, and the process, which untraced would
+    have died, hangs.  The recorder's wake pipe becomes the signal wakeup fd
+    (unless the program's start-up set one): the writer hears the signal and,
+    if a turn later the process is still alive, sends SIGTERM to the main thread
+    again, which interrupts the blocking call (EINTR) so the handler runs.
+    """
+    try:
+        old = signal.set_wakeup_fd(rec.wake_w, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread: nothing to hear through
+        return
+    if old != -1:
+        signal.set_wakeup_fd(old)  # someone else's: theirs
+        return
+    heard = [0.0, 0.0]  # when SIGTERM was heard, when the main thread was last poked
+
+    def on_signal(signum: int) -> None:  # in the writer thread
+        now = time.monotonic()
+        if signum == signal.SIGTERM and not heard[0]:
+            heard[0] = now
+        if (not heard[0] or now - heard[0] < rec.interval or now - heard[1] < rec.interval
+                or signal.getsignal(signal.SIGTERM) is not on_term):
+            return
+        heard[1] = now
+        main = threading.main_thread().ident
+        if main is not None:
+            signal.pthread_kill(main, signal.SIGTERM)
+
+    rec.on_signal = on_signal
+
+
+def _retarget_wakeup(parents: int, mine: int) -> None:
+    """In a forked child: the signal wakeup fd, if it is the parent recorder's pipe,
+    becomes ``mine`` (-1: none), so no signal of the child wakes the parent's writer."""
+    try:
+        current = signal.set_wakeup_fd(mine, warn_on_full_buffer=False)
+    except ValueError:
+        return
+    if current != parents:
+        signal.set_wakeup_fd(current)  # the program's own: left as it was
+
+
 def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> None:
     real_exit = os._exit
+
+    def finish_and_die(signum: int) -> None:
+        # As untraced: SIGTERM kills at once (no unwinding), once the file is finished.
+        rec.finish(unregister=False)
+        _die_of(signum)
 
     def flushing_exit(code: int) -> NoReturn:
         rec.finish()
@@ -287,28 +369,52 @@ def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> 
     atexit.register(rec.finish)
 
     def on_term(signum: int, frame: types.FrameType | None) -> None:
-        # As untraced: SIGTERM kills at once (no unwinding), once the file is finished.
-        rec.finish(unregister=False)
-        _die_of(signal.SIGTERM)
+        rec.interrupt(signum, finish_and_die)
 
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, on_term)
+        _hear_signals(rec, on_term)
 
     base = os.path.abspath(ns.output) if follow else ""  # before the program may chdir
 
     def after_fork() -> None:
-        if not follow:
-            rec.abandon()
-            return
-        parent = rec.header["pid"]
-        header = dict(rec.header, pid=os.getpid(), ppid=parent, start_ts=rec.inst.rb.clock(),
-                      start_realtime_ns=time.time_ns())
-        header.setdefault("root_pid", parent)
-        rec.restart_in_child(f"{base}.{os.getpid()}", header)
-        rec.header = header  # what this child's own forks start from
+        # fntrace/forksafe.py has renewed every lock of fntrace already.
+        forkwarning.after_fork_in_child()
+        parents_pipe = rec.wake_w
+        try:
+            if not follow:
+                rec.abandon()
+                _retarget_wakeup(parents_pipe, -1)
+                rec.close_wake_pipe()
+                return
+            parent = rec.header["pid"]
+            header = dict(rec.header, pid=os.getpid(), ppid=parent,
+                          start_ts=rec.inst.rb.clock(), start_realtime_ns=time.time_ns())
+            header.setdefault("root_pid", parent)
+            try:
+                rec.restart_in_child(f"{base}.{os.getpid()}", header)
+                _retarget_wakeup(parents_pipe, rec.wake_w)
+            except OSError as exc:
+                rec.abandon()
+                _retarget_wakeup(parents_pipe, -1)
+                print(f"fntrace {_command} --follow: not tracing pid {os.getpid()}: {exc}",
+                      file=sys.stderr)
+                return
+            rec.header = header  # what this child's own forks start from
+        finally:
+            _release_signals()
+
+    def before_fork() -> None:
+        _hold_signals()
+        forkwarning.before_fork(rec.os_threads())
+
+    def after_fork_in_parent() -> None:
+        forkwarning.after_fork_in_parent()
+        _release_signals()
 
     if hasattr(os, "register_at_fork"):  # absent where there is no fork
-        os.register_at_fork(after_in_child=after_fork)
+        os.register_at_fork(before=before_fork, after_in_parent=after_fork_in_parent,
+                            after_in_child=after_fork)
 
 
 def record_main(ns: argparse.Namespace) -> int:
@@ -398,7 +504,21 @@ def _main(ns: argparse.Namespace, path: str, sink: Any) -> int:
 def start_recording(ns: argparse.Namespace, argv: list[str], path: str,
                     root_pid: int | None = None, writer: Any = None) -> Recorder:
     """This process recording into ``path`` with ``ns``'s options (tracing still off),
-    finished on every way out; the root's and every followed child's."""
+    finished on every way out; the root's and every followed child's.
+
+    SIGTERM and SIGINT are held meanwhile: one that comes between the file's
+    creation and its handler would leave a file without its footer (a
+    multiprocessing pool terminates workers that may still be starting).
+    """
+    _hold_signals()
+    try:
+        return _start_recording(ns, argv, path, root_pid, writer)
+    finally:
+        _release_signals()
+
+
+def _start_recording(ns: argparse.Namespace, argv: list[str], path: str,
+                     root_pid: int | None, writer: Any) -> Recorder:
     inst, opts = configure(ns)
     try:
         inst.write("current_tracer", ns.tracer)
@@ -410,6 +530,7 @@ def start_recording(ns: argparse.Namespace, argv: list[str], path: str,
     except (ValueError, OSError) as exc:
         inst.close()
         _fail(f"{path}: {exc}" if isinstance(exc, OSError) else str(exc))
+    rec.command = _command
     rec.start()
     _install_exit_paths(rec, ns.follow, ns)
     return rec
@@ -494,7 +615,7 @@ def _run(ns: argparse.Namespace, argv: list[str], rec: Recorder, stop: Any) -> i
     except KeyboardInterrupt as exc:
         _print_exception(exc, inst)
         rec.finish()
-        _die_of(signal.SIGINT)
+        _die_of(signal.SIGINT, flush=True)
     except BaseException as exc:
         _print_exception(exc, inst)
         code = 1

@@ -27,10 +27,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _accel
+from . import _accel, forksafe
+from .core.framelocals import first_local
 from .core.oscaps import native_id
 
-__all__ = ["CLOCKS", "EVENT_OVERHEAD", "BufferSet", "RingBuffer", "ThreadBuffer"]
+__all__ = ["CLOCKS", "EVENT_OVERHEAD", "UNKNOWN_NAME", "BufferSet", "RingBuffer", "ThreadBuffer",
+           "thread_identity"]
 
 Event = tuple[Any, ...]
 
@@ -59,36 +61,6 @@ CLOCKS: dict[str, Callable[[], int]] = {
 }
 
 
-
-def _known_thread() -> threading.Thread | None:
-    """The calling thread's Thread object, if threading has one, without making one.
-
-    ``threading.current_thread()`` in a thread threading does not know (started
-    with ``_thread.start_new_thread``, or a Thread that has not registered
-    itself yet: its first Python calls are traced on 3.12+) creates and
-    registers a ``_DummyThread``: the program would then see it in
-    ``threading.enumerate()``, later threads' default names would shift (the
-    counter is shared), and on 3.13 its removal at thread exit runs traced code
-    in a thread being torn down (CPython's test_threading test_foreign_thread
-    failed on the pure path).  So the registry is read, not asked: the dict
-    lookups are atomic, and no lock is taken (the thread may hold threading's).
-    A Thread not registered yet is found at the root of its own stack.
-    """
-    active: dict[int, threading.Thread] = getattr(threading, "_active", {})
-    thread = active.get(threading.get_ident())
-    if thread is None:
-        # A Thread that has not registered yet runs Thread._bootstrap at its root.
-        frame = sys._getframe(1)
-        while frame.f_back is not None:
-            frame = frame.f_back
-        if frame.f_code is _BOOTSTRAP:
-            owner = frame.f_locals.get("self")
-            if isinstance(owner, threading.Thread):
-                return owner
-    return thread
-
-
-_BOOTSTRAP = getattr(getattr(threading.Thread, "_bootstrap", None), "__code__", None)
 
 class _PyRingCore:
     """A thread's events, counters and write(): the pure-Python twin of the C RingCore.
@@ -189,6 +161,47 @@ class ThreadBuffer(_RingCore):  # type: ignore[misc]
             return "0.000000"
 
 
+#: The name of a thread not known (yet) to ``threading``: ftrace's own mark for an
+#: unknown comm.  The recorder names it when the thread registers (fix_names).
+UNKNOWN_NAME = "<...>"
+
+_BOOTSTRAP = threading.Thread._bootstrap.__code__  # type: ignore[attr-defined]
+
+
+def thread_identity() -> tuple[str, str]:
+    """(name, FLAGS column) of the calling thread, without ever registering it.
+
+    ``threading.current_thread()`` would make a ``_DummyThread`` of a thread not
+    registered yet (3.12+ trace a thread's first calls before ``threading`` adds
+    it to its table) or never registered (``_thread`` threads): the dummy would
+    then show in the program's ``threading.enumerate()``, use up one of its
+    ``Thread-N`` numbers, and on 3.13 its removal at thread exit would run traced
+    code in a thread being torn down (CPython's test_threading
+    test_foreign_thread).  So threading's table is read, not asked (dict lookups
+    are atomic; no lock is taken: this thread may hold threading's), and a
+    ``threading.Thread`` not registered yet is known from its first frame,
+    ``Thread._bootstrap(self)``, whose ``self`` has had its name since it was made.
+    """
+    active: dict[int, threading.Thread] = getattr(threading, "_active", {})
+    thread = active.get(threading.get_ident())
+    if thread is None:
+        frame = sys._getframe(1)
+        while frame.f_back is not None:
+            frame = frame.f_back
+        if frame.f_code is _BOOTSTRAP:
+            owner = first_local(frame)
+            if isinstance(owner, threading.Thread):
+                thread = owner
+    if thread is None:
+        return UNKNOWN_NAME, ".."
+    main = "M" if thread is threading.main_thread() else "."
+    return thread.name, main + ("d" if thread.daemon else ".")
+
+
+def _renew_lock(bufs: BufferSet) -> None:
+    bufs.lock = threading.RLock()  # see fntrace/forksafe.py
+
+
 class BufferSet:
     """The buffers of all threads; the unit ``snapshot`` swaps."""
 
@@ -202,19 +215,14 @@ class BufferSet:
         # Creation of buffers and consuming reads.  Reentrant: a signal handler (the
         # recorder's SIGTERM path) may consume while this thread is consuming.
         self.lock = threading.RLock()
+        forksafe.renew_in_child(self, _renew_lock)
 
     def new_buffer(self) -> ThreadBuffer:
-        thread = _known_thread()
         tid = native_id()
         with self.lock:
             buf = self.by_tid.get(tid)
             if buf is None:
-                if thread is None:  # started with _thread, or not registered yet
-                    name, flags = f"thread-{tid}", ".."
-                else:
-                    name = thread.name
-                    flags = ("M" if thread is threading.main_thread() else ".") + (
-                        "d" if thread.daemon else ".")
+                name, flags = thread_identity()
                 buf = ThreadBuffer(tid, name, len(self.by_tid), self.capacity,
                                    self.overwrite, flags)
                 buf.on_full = self.on_full

@@ -33,6 +33,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
+from . import forksafe
 from .core import engine
 from .core.filter import EVENT_COMMANDS, Filter, FilterLine, parse_line
 from .core.flags import Event
@@ -61,6 +62,10 @@ class Trigger:
         return f"{self.line.glob}:{self.line.command}:{tail}\n"
 
 
+def _renew_lock(triggers: Triggers) -> None:
+    triggers.lock = threading.Lock()  # see fntrace/forksafe.py
+
+
 class Triggers:
     """An instance's triggers and the ops that fires them."""
 
@@ -72,6 +77,7 @@ class Triggers:
         # over (exec, dataclasses) adds no entry per code object.
         self.cache: dict[str, tuple[Trigger, ...]] = {}
         self.lock = threading.Lock()  # count check-and-decrement
+        forksafe.renew_in_child(self, _renew_lock)
         self.ops = Ops(self.entry)  # filter set by set() before registering
 
     def set(self, active: tuple[Trigger, ...]) -> None:

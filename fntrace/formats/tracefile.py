@@ -147,14 +147,18 @@ class TraceWriter:
         self.events = 0
         self.bytes = 0
         self.closed = False
-        self.f: IO[bytes] = open(path, "wb")  # lives as long as the writer
+        # Unbuffered: a forked child that keeps this object (its parent's file) must
+        # never flush a buffer or take the buffer's lock another thread held at fork.
+        self.f: IO[bytes] = open(path, "wb", buffering=0)  # lives as long as the writer
         head = json.dumps({"version": VERSION, **header}, sort_keys=True).encode()
         self._write(_PREAMBLE.pack(MAGIC, VERSION, len(head), zlib.crc32(head)) + head)
 
     def _write(self, data: bytes) -> None:
-        self.f.write(data)
-        self.f.flush()
-        self.bytes += len(data)
+        view = memoryview(data)
+        while view:  # a raw write may take only part (a full disk: the next one fails)
+            n = self.f.write(view) or 0
+            self.bytes += n
+            view = view[n:]
 
     def _chunk(self, kind: bytes, payload: bytes) -> None:
         self._write(_CHUNK.pack(SYNC, kind, len(payload), zlib.crc32(payload)) + payload)

@@ -46,7 +46,7 @@ import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import _accel
+from .. import _accel, forksafe
 from ..core.flags import Event
 from ..core.ops import Ops
 from .base import Tracer
@@ -130,6 +130,10 @@ class _PyProfThread:
         return len(self.stack)
 
 
+def _renew_lock(profiler: FunctionProfiler) -> None:
+    profiler._lock = threading.Lock()  # see fntrace/forksafe.py
+
+
 class FunctionProfiler(Tracer):
     """Hit count, time and s^2 per function; see the module docstring."""
 
@@ -142,6 +146,7 @@ class FunctionProfiler(Tracer):
         self._tls = threading.local()
         self._states: list[Any] = []  # every thread's state (ProfThread or _PyProfThread)
         self._lock = threading.Lock()
+        forksafe.renew_in_child(self, _renew_lock)
         self._generation = 0
         # Generator/coroutine calls in progress: id(frame) (or with the C extension its
         # frame key, as the C recorder keys them) -> [time so far, generation, code].

@@ -44,6 +44,7 @@ import threading
 import types
 from typing import TYPE_CHECKING
 
+from .. import forksafe
 from ..core import symbols
 from ..core.ops import Ops
 from ..core.symbols import function_for_frame
@@ -62,6 +63,10 @@ MAX_ENTRIES = 500
 Row = tuple[str, int, str, int]  # (name, line offset, file, line)
 
 
+def _renew_lock(tracer: StackTracer) -> None:
+    tracer._lock = threading.Lock()  # see fntrace/forksafe.py
+
+
 class StackTracer(Tracer):
     """Deepest stack of traced functions; see the module docstring."""
 
@@ -74,6 +79,7 @@ class StackTracer(Tracer):
         # The frame that set the maximum, not yet walked: (frame, line at entry).
         self._pending: tuple[types.FrameType, int] | None = None
         self._lock = threading.Lock()
+        forksafe.renew_in_child(self, _renew_lock)
         self._tls = threading.local()
 
     def make_ops(self) -> list[Ops]:
