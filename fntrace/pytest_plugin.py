@@ -54,6 +54,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="do not record arguments (funcgraph-args off)")
     group.addoption("--fntrace-no-retval", action="store_true",
                     help="do not record return values (funcgraph-retval off)")
+    group.addoption("--fntrace-option", action="append", default=[], metavar="NAME=VALUE",
+                    help="write VALUE to the instance's options/NAME (e.g. repr-max-len=200, "
+                         "funcgraph-tail=1; repeatable)")
     group.addoption("--fntrace-record", metavar="DIR", default=None,
                     help="write a trace file per failing test into DIR, named after "
                          "the test id (open with fntrace replay/report)")
@@ -92,6 +95,14 @@ def _file_name(nodeid: str) -> str:
     return name[:180]
 
 
+def _write(inst: Any, option: str, path: str, value: str) -> None:
+    """A write to the instance; a refused value is the option's usage error."""
+    try:
+        inst.write(path, value)
+    except (ValueError, FileNotFoundError) as exc:
+        raise pytest.UsageError(f"{option}: {path}: {exc}") from None
+
+
 class FlightRecorder:
     """One trace instance for the session, cleared at each test's start."""
 
@@ -114,15 +125,20 @@ class FlightRecorder:
                                  funcgraph_args=int(args), funcgraph_retval=int(retval))
         except ValueError as exc:
             raise pytest.UsageError(f"--fntrace: {exc}") from None
+        size = config.getoption("fntrace_buffer_size")
         try:
             inst.tracing_on = False  # on only while a test runs
             inst.write("max_graph_depth", str(config.getoption("fntrace_depth")))
-            size = config.getoption("fntrace_buffer_size")
             if size is not None:
-                inst.write("buffer_size_kb", str(size))
-        except ValueError as exc:
+                _write(inst, "--fntrace-buffer-size", "buffer_size_kb", str(size))
+            for setting in config.getoption("fntrace_option"):
+                name, eq, value = setting.partition("=")
+                if not eq:
+                    raise pytest.UsageError(f"--fntrace-option {setting!r}: expected NAME=VALUE")
+                _write(inst, "--fntrace-option", f"options/{name.strip()}", value)
+        except BaseException:
             inst.close()
-            raise pytest.UsageError(f"--fntrace-buffer-size: {exc}") from None
+            raise
         self.inst = inst
         self.options = {"tracer": "function_graph", "filter": self.filters,
                         "notrace": self.notrace, "args": args, "retval": retval,

@@ -25,8 +25,11 @@ pytest_plugins = ["pytester"]
 # (blocked by name so that it is not registered twice).
 PLUGIN = ["-p", "no:fntrace", "-p", "fntrace.pytest_plugin"]
 
-# pytest-asyncio asks for its loop scope to be set.
-QUIET = ["-o", "asyncio_default_fixture_loop_scope=function"]
+# pytest-asyncio asks for its loop scope to be set.  A repr slower than repr-max-us
+# (1 ms by default) is not called again for its type: a machine under load could
+# then show ``<dict object>``; no time limit here, so the expectations are exact.
+QUIET = ["-o", "asyncio_default_fixture_loop_scope=function",
+         "--fntrace-option=repr-max-us=1000000000"]
 
 SHOP = '''
 def price(item, qty):
@@ -248,3 +251,268 @@ def test_an_assertion_in_the_test_marks_nothing(shop: pytest.Pytester) -> None:
         " 0) DURATION |    shop:price(item={'price': 2}, qty=3); /* ret=6 */",
         " 0) DURATION |  } /* shop:total ret=6 */",
     ]
+
+
+FIXTURES = '''
+import pytest, shop
+
+@pytest.fixture(scope="session")
+def catalogue():
+    shop.price({"price": 100}, 1)
+    yield
+    shop.total([({"price": 7}, 1)])
+
+@pytest.fixture(scope="module")
+def basket():
+    return shop.total([({"price": 3}, 1)])
+
+def test_first(catalogue, basket):
+    assert shop.price({"price": 1}, 1) == 0
+
+def test_second(catalogue, basket):
+    assert shop.price({"price": 2}, 1) == 0
+'''
+
+
+def test_a_shared_fixture_shows_in_the_first_test_that_used_it(shop: pytest.Pytester) -> None:
+    shop.makepyfile(test_fix=FIXTURES)
+    result = run(shop, "--fntrace=shop:price", "--fntrace-no-args")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert section_of(out, "test_first") == [
+        " 0) DURATION |  shop:price(); /* ret=100 */",  # the session fixture's setup
+        " 0) DURATION |  shop:price(); /* ret=3 */",  # the module fixture's
+        " 0) DURATION |  shop:price(); /* ret=1 */",
+    ]
+    assert section_of(out, "test_second") == [" 0) DURATION |  shop:price(); /* ret=2 */"]
+
+
+def test_errors_in_setup_and_teardown_get_the_section(shop: pytest.Pytester) -> None:
+    shop.makepyfile(test_err='''
+        import pytest, shop
+
+        @pytest.fixture
+        def broken_setup():
+            shop.discount(1, "BAD")
+
+        @pytest.fixture
+        def broken_teardown():
+            yield
+            shop.price(None, 2)
+
+        def test_setup(broken_setup):
+            pass
+
+        def test_teardown(broken_teardown):
+            shop.price({"price": 1}, 1)
+    ''')
+    result = run(shop, "--fntrace=*:mod:shop", "--fntrace-no-args")
+    result.assert_outcomes(passed=1, errors=2)
+    out = result.stdout.str()
+    assert section_of(out, "ERROR at setup of test_setup") == [
+        " 0) DURATION |  shop:discount(); /* raised */  <-- raised here"]
+    assert section_of(out, "ERROR at teardown of test_teardown") == [
+        " 0) DURATION |  shop:price(); /* ret=1 */",
+        " 0) DURATION |  shop:price(); /* raised */  <-- raised here",
+    ]
+
+
+def test_threads_of_a_test_are_traced(shop: pytest.Pytester) -> None:
+    shop.makepyfile(test_thread='''
+        import threading, shop
+
+        def test_worker():
+            t = threading.Thread(target=shop.price, args=({"price": 3}, 3))
+            t.start()
+            t.join()
+            assert shop.price({"price": 1}, 0) == 1
+    ''')
+    result = run(shop, "--fntrace=shop:price")
+    lines = section_of(result.stdout.str())
+    # Threads are the CPU column (one per thread, in order of their first event).
+    assert sorted(lines) == [
+        " 0) DURATION |  shop:price(item={'price': 3}, qty=3); /* ret=9 */",
+        " 1) DURATION |  shop:price(item={'price': 1}, qty=0); /* ret=0 */",
+    ]
+
+
+def test_async_tests_with_pytest_asyncio(shop: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_asyncio")
+    shop.makepyfile(ashop='''
+        import asyncio
+
+        async def fetch(n):
+            await asyncio.sleep(0)
+            return n * 2
+
+        async def gather(n):
+            a = await fetch(n)
+            if a > 2:
+                raise RuntimeError(a)
+            return a
+    ''')
+    shop.makepyfile(test_async='''
+        import pytest, ashop
+
+        @pytest.mark.asyncio
+        async def test_gather():
+            assert await ashop.gather(1) == 2
+            await ashop.gather(2)
+    ''')
+    result = run(shop, "--fntrace=*:mod:ashop")  # pytest-asyncio: by its entry point
+    result.assert_outcomes(failed=1)
+    assert section_of(result.stdout.str()) == [
+        " 0)               |  ashop:gather(n=1) {",
+        " 0) DURATION |    ashop:fetch(n=1); /* yield ret=None */",
+        " 0) DURATION |  } /* ashop:gather yield ret=None */",
+        " 0)               |  ashop:gather(n=1) {",
+        " 0) DURATION |    ashop:fetch(n=1); /* ret=2 */",
+        " 0) DURATION |  } /* ashop:gather ret=2 */",
+        " 0)               |  ashop:gather(n=2) {",
+        " 0) DURATION |    ashop:fetch(n=2); /* yield ret=None */",
+        " 0) DURATION |  } /* ashop:gather yield ret=None */",
+        " 0)               |  ashop:gather(n=2) {",
+        " 0) DURATION |    ashop:fetch(n=2); /* ret=4 */",
+        " 0) DURATION |  } /* ashop:gather raised */  <-- raised here",
+    ]
+
+
+PARAM_FAILING = '''
+import pytest, shop
+
+@pytest.mark.parametrize("qty", [1, 2, 3, 4])
+def test_qty(qty):
+    assert shop.price({"price": 5}, qty) < 10
+'''
+
+
+def test_xdist_workers_trace_their_own_tests(shop: pytest.Pytester, tmp_path: Path) -> None:
+    pytest.importorskip("xdist")
+    shop.makepyfile(test_par=PARAM_FAILING)
+    rec = tmp_path / "rec"
+    result = run(shop, "--fntrace=shop:price", "-n", "2", f"--fntrace-record={rec}")
+    result.assert_outcomes(passed=1, failed=3)
+    out = result.stdout.str()
+    for qty in (2, 3, 4):
+        assert section_of(out, f"test_qty[{qty}]") == [
+            f" 0) DURATION |  shop:price(item={{'price': 5}}, qty={qty}); /* ret={5 * qty} */"]
+    assert sorted(p.name for p in rec.iterdir()) == [
+        f"test_par.py_test_qty[{q}].dat" for q in (2, 3, 4)]
+
+
+def test_exitfirst_and_last_failed(shop: pytest.Pytester) -> None:
+    shop.makepyfile(test_par=PARAM_FAILING)
+    first = shop.runpytest(*PLUGIN, *QUIET, "--fntrace=shop:price", "-x")
+    first.assert_outcomes(passed=1, failed=1)
+    assert section_of(first.stdout.str(), "test_qty[2]") == [
+        " 0) DURATION |  shop:price(item={'price': 5}, qty=2); /* ret=10 */"]
+    again = shop.runpytest(*PLUGIN, *QUIET, "--fntrace=shop:price", "--lf")
+    again.assert_outcomes(failed=1)
+    assert "run-last-failure: rerun previous 1 failure" in again.stdout.str()
+    assert section_of(again.stdout.str(), "test_qty[2]") == [
+        " 0) DURATION |  shop:price(item={'price': 5}, qty=2); /* ret=10 */"]
+
+
+def test_junit_xml_carries_the_section(shop: pytest.Pytester, tmp_path: Path) -> None:
+    shop.makepyfile(test_shop=FAILING)
+    xml = tmp_path / "junit.xml"
+    result = run(shop, "--fntrace=shop:discount", f"--junitxml={xml}")
+    result.assert_outcomes(passed=1, failed=1)
+    cases = {case.get("name"): case for case in ET.parse(xml).iter("testcase")}
+    assert cases["test_pays"].find("properties") is None
+    props = cases["test_refused"].findall("properties/property")
+    assert [p.get("name") for p in props] == ["fntrace: calls"]
+    assert masked(props[0].get("value") or "") == [
+        " 0) DURATION |  shop:discount(amount=30.0, code='FREE'); /* raised */  <-- raised here"]
+
+
+def _replay(path: Path) -> list[str]:
+    out = subprocess.run([sys.executable, "-m", "fntrace", "replay", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return masked("\n".join(ln for ln in out.splitlines() if not ln.startswith("#")))
+
+
+def test_record_writes_a_trace_file_per_failing_test(shop: pytest.Pytester, tmp_path: Path) -> None:
+    shop.makepyfile(test_shop=FAILING)
+    rec = tmp_path / "rec"
+    result = run(shop, "--fntrace=shop:discount", "--fntrace=shop:checkout",
+                 f"--fntrace-record={rec}")
+    result.assert_outcomes(passed=1, failed=1)
+    (path,) = rec.iterdir()
+    assert path.name == "test_shop.py_test_refused.dat"
+    assert _replay(path) == [
+        " 0)               |  shop:checkout(cart=[({...}, 2), ({...}, 4)], code='FREE') {",
+        " 0) DURATION |    shop:discount(amount=30.0, code='FREE'); /* raised */",
+        " 0) DURATION |  } /* shop:checkout raised */",
+    ]
+    assert f"fntrace: 1 trace file(s) in {rec}" in result.stdout.str()
+
+
+def test_record_all_writes_every_test(shop: pytest.Pytester, tmp_path: Path) -> None:
+    shop.makepyfile(test_shop=FAILING)
+    rec = tmp_path / "rec"
+    result = run(shop, "--fntrace=shop:discount", f"--fntrace-record={rec}",
+                 "--fntrace-record-all", "--fntrace-buffer-size=1")
+    result.assert_outcomes(passed=1, failed=1)
+    assert sorted(p.name for p in rec.iterdir()) == [
+        "test_shop.py_test_pays.dat", "test_shop.py_test_refused.dat"]
+    assert _replay(rec / "test_shop.py_test_pays.dat") == [
+        " 0) DURATION |  shop:discount(amount=20, code='HALF'); /* ret=10.0 */"]
+
+
+def test_record_all_loses_nothing_of_a_long_test(shop: pytest.Pytester, tmp_path: Path) -> None:
+    # A 1 KiB ring holds a few dozen events; the file must hold all 2000 calls.
+    shop.makepyfile(test_long='''
+        import shop
+
+        def test_many():
+            for qty in range(2000):
+                shop.price({"price": 1}, qty)
+    ''')
+    rec = tmp_path / "rec"
+    run(shop, "--fntrace=shop:price", f"--fntrace-record={rec}", "--fntrace-record-all",
+        "--fntrace-buffer-size=1").assert_outcomes(passed=1)
+    lines = _replay(rec / "test_long.py_test_many.dat")
+    assert lines == [f" 0) DURATION |  shop:price(item={{'price': 1}}, qty={q}); /* ret={q} */"
+                     for q in range(2000)]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--fntrace=shop:[oops"], "--fntrace: "),
+    (["--fntrace-record=x"], "--fntrace-record needs --fntrace=FILTER"),
+    (["--fntrace=shop:*", "--fntrace-record-all"], "--fntrace-record-all needs"),
+    (["--fntrace=shop:*", "--fntrace-lines=-1"], "--fntrace-lines must not be negative"),
+    (["--fntrace=shop:*", "--fntrace-buffer-size=0"], "--fntrace-buffer-size: "),
+    (["--fntrace=shop:*", "--fntrace-option=nosuch=1"], "--fntrace-option: options/nosuch: "),
+    (["--fntrace=shop:*", "--fntrace-option=funcgraph-tail"], "--fntrace-option 'funcgraph-t"),
+])
+def test_bad_options_are_one_line_usage_errors(shop: pytest.Pytester, args: list[str],
+                                               message: str) -> None:
+    shop.makepyfile(test_shop=FAILING)
+    result = run(shop, *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [ln for ln in result.stderr.lines if ln.startswith("ERROR: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"ERROR: {message}"), result.stderr.lines
+    assert fntrace.instances() == []
+
+
+def test_a_filter_that_matches_nothing_is_said(shop: pytest.Pytester) -> None:
+    shop.makepyfile(test_shop=FAILING)
+    result = run(shop, "--fntrace=shop.*")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert section_of(out) == ["(no traced call in this test)"]
+    assert ("fntrace: filter 'shop.*' matched no function: 'shop.*' matches qualnames "
+            "(Class.method), not modules: did you mean 'shop:*' or '*:mod:shop.*'?") in out
+
+
+def test_the_entry_point_loads_the_plugin(shop: pytest.Pytester) -> None:
+    eps = [ep for ep in importlib.metadata.entry_points(group="pytest11") if ep.name == "fntrace"]
+    if not eps:
+        pytest.skip("fntrace is not installed with its entry points (pip install -e .)")
+    assert eps[0].value == "fntrace.pytest_plugin"
+    shop.makepyfile(test_shop=FAILING)
+    result = shop.runpytest(*QUIET, "--fntrace=shop:discount")
+    result.assert_outcomes(passed=1, failed=1)
+    assert section_of(result.stdout.str()) == [
+        " 0) DURATION |  shop:discount(amount=30.0, code='FREE'); /* raised */  <-- raised here"]
