@@ -39,6 +39,12 @@ def load_ipython_extension(ipython: object) -> None:
 
     load(ipython)
 
+
+def unload_ipython_extension(ipython: object) -> None:
+    from .ipython import unload_ipython_extension as unload
+
+    unload(ipython)
+
 __all__ = [
     "BusyError",
     "CallSite",

@@ -13,6 +13,7 @@ call its exception came out of marked, as in the pytest plugin.
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -54,11 +55,14 @@ class FntraceMagics(Magics):
             raise UsageError(f"-t {ns.tracer}: expected function or function_graph")
         if ns.retval and ns.tracer != "function_graph":
             raise UsageError("--retval needs -t function_graph")
-        options = {"func_args": int(ns.args)} if ns.tracer == "function" else {
-            "funcgraph_args": int(ns.args), "funcgraph_retval": int(ns.retval)}
+        filters = ns.filter or [DEFAULT_FILTER]
         try:
-            inst = trace(ns.tracer, filter=ns.filter or [DEFAULT_FILTER],
-                         notrace=ns.notrace, **options)
+            if ns.tracer == "function":
+                inst = trace("function", filter=filters, notrace=ns.notrace,
+                             func_args=int(ns.args))
+            else:
+                inst = trace("function_graph", filter=filters, notrace=ns.notrace,
+                             funcgraph_args=int(ns.args), funcgraph_retval=int(ns.retval))
         except ValueError as exc:
             raise UsageError(f"%%fntrace: {exc}") from None
         try:
@@ -67,18 +71,27 @@ class FntraceMagics(Magics):
         except ValueError as exc:
             inst.close()
             raise UsageError(f"%%fntrace: {exc}") from None
+        shell = self.shell
+        assert shell is not None  # a magic runs in a shell
+        error: BaseException | None = None
         try:
-            result = self.shell.run_cell(cell)
+            _run(shell, cell)
+        except BaseException as exc:
+            error = exc
         finally:
             inst.close()  # stops tracing; the buffer and the profile stay readable
         type(self).last = inst
         text = inst.read("trace")
-        error = result.error_in_exec
         if error is not None:
             lines = text.splitlines()
             failure_graph.mark_raise(lines, failure_graph.traceback_names(error.__traceback__))
             text = "".join(f"{ln}\n" for ln in lines)
         print(text, end="")
+        if error is not None:
+            # The cell fails as it would untraced (a Run All stops here); IPython shows
+            # its traceback, without this magic's frame.
+            __tracebackhide__ = True
+            raise error
 
     @line_magic
     def fntrace_report(self, line: str) -> None:
@@ -91,9 +104,26 @@ class FntraceMagics(Magics):
         print(inst.read("trace_stat/function0"), end="")
 
 
+def _run(shell: Any, cell: str) -> None:
+    """Run the cell as IPython runs one: its magics expanded, then every statement,
+    the value of a last expression shown (Out[n]); an exception propagates."""
+    __tracebackhide__ = True
+    source = shell.transform_cell(cell)
+    tree = ast.parse(source)
+    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    filename = shell.compile.cache(source)  # the source lines, for tracebacks
+    ns = shell.user_ns
+    exec(compile(tree, filename, "exec"), ns)
+    if last is not None:
+        value = eval(compile(ast.Expression(last.value), filename, "eval"), ns)
+        shell.displayhook(value)
+
+
 def load_ipython_extension(ipython: Any) -> None:
     ipython.register_magics(FntraceMagics)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext fntrace``: forget the last cell's trace (the magics stay defined,
+    as IPython keeps every registered magic)."""
     FntraceMagics.last = None

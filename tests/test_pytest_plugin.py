@@ -99,6 +99,9 @@ def test_refused():
 '''
 
 
+GENEXPR = "shop:total.<locals>.<genexpr>(.0=<list_iterator object at ADDR>)"
+
+
 @pytest.mark.usefixtures("hot_path")
 def test_failing_test_shows_its_calls_with_arguments_and_the_raise(shop: pytest.Pytester) -> None:
     shop.makepyfile(test_shop=FAILING)
@@ -107,10 +110,10 @@ def test_failing_test_shows_its_calls_with_arguments_and_the_raise(shop: pytest.
     assert section_of(result.stdout.str(), "test_refused") == [
         " 0)               |  shop:checkout(cart=[({...}, 2), ({...}, 4)], code='FREE') {",
         " 0)               |    shop:total(cart=[({...}, 2), ({...}, 4)]) {",
-        " 0)               |      shop:total.<locals>.<genexpr>(.0=<list_iterator object at ADDR>) {",
+        f" 0)               |      {GENEXPR} {{",
         " 0) DURATION |        shop:price(item={'price': 10}, qty=2); /* ret=20 */",
         " 0) DURATION |      } /* shop:total.<locals>.<genexpr> yield ret=20 */",
-        " 0)               |      shop:total.<locals>.<genexpr>(.0=<list_iterator object at ADDR>) {",
+        f" 0)               |      {GENEXPR} {{",
         " 0) DURATION |        shop:price(item={'price': 2.5}, qty=4); /* ret=10.0 */",
         " 0) DURATION |      } /* shop:total.<locals>.<genexpr> yield ret=10.0 */",
         " 0) DURATION |      shop:total.<locals>.<genexpr>(.0=<list_iterator object at ADDR>); "
