@@ -46,11 +46,13 @@ def _body(line: str) -> str:
 
 
 def _raised_by(line: str, name: str) -> bool:
+    """Whether ``line`` is ``name`` leaving by an exception: ``/* raised */``, or
+    ``/* raised TYPE */`` where the exception is known (3.12+)."""
     body = _body(line)
-    if body == f"}} /* {name} raised */":  # the closing line of a call with children
+    if body.startswith(f"}} /* {name} raised"):  # the closing line of a call with children
         return True
-    # A leaf call: ``name(args); /* raised */`` (args may be absent).
-    return body.startswith(f"{name}(") and body.endswith("; /* raised */")
+    # A leaf call: ``name(args); /* raised ... */`` (args may be absent).
+    return body.startswith(f"{name}(") and "; /* raised" in body
 
 
 def mark_raise(lines: list[str], names: list[str]) -> int | None:
