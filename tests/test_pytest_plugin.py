@@ -149,7 +149,9 @@ def test_inactive_without_the_option(shop: pytest.Pytester) -> None:
     ''')
     result = run(shop)
     result.assert_outcomes(passed=1, failed=1)
-    assert "fntrace" not in result.stdout.str()
+    out = result.stdout.str()
+    assert "fntrace: calls" not in out
+    assert not re.search(r"^fntrace: ", out, re.M)  # no summary line either
     assert shop.parseconfig(*PLUGIN).pluginmanager.get_plugin("fntrace-flight-recorder") is None
 
 
