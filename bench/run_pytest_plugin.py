@@ -19,7 +19,8 @@ ratios compare runs made minutes apart at most) and the medians are reported:
   the default)
 * ``lean``      the same filter, ``--fntrace-no-args --fntrace-no-retval``
 
-Times are the child's wall time and its CPU time (user + system, from
+Byte code is cached as in any run (pytest rewrites the plugin's module once, then
+reads its cached form).  Times are the child's wall time and its CPU time (user + system, from
 ``wait4``), which a loaded machine disturbs less.  ``--instructions`` also
 counts instructions (valgrind, /work/shared/tools/instructions) of one run per
 configuration over a smaller selection: deterministic where times are not.
@@ -75,7 +76,7 @@ def suite(python: str) -> Path:
 
 def run_once(python: str, cwd: Path, tests: list[str], extra: list[str]) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one pytest process; its exit status must be 0."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests, *extra]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
@@ -90,7 +91,7 @@ def run_once(python: str, cwd: Path, tests: list[str], extra: list[str]) -> tupl
 
 
 def count_instructions(python: str, cwd: Path, selection: str, extra: list[str]) -> int:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [str(INSTRUCTIONS), python, "-m", "pytest", "-q", "-p", "no:cacheprovider",
            *shlex.split(selection), *extra]
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=True)
