@@ -75,9 +75,11 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in ("fntrace_lines", "fntrace_depth"):
         if config.getoption(name) < 0:
             raise pytest.UsageError(f"--{name.replace('_', '-')} must not be negative")
+    recorder = FlightRecorder(config)  # a bad filter or option is a usage error here
     if _xdist_controller(config):
-        return  # the workers run the tests, each with its own recorder
-    config.pluginmanager.register(FlightRecorder(config), _PLUGIN_NAME)
+        recorder.inst.close()  # the workers run the tests, each with its own recorder
+        return
+    config.pluginmanager.register(recorder, _PLUGIN_NAME)
 
 
 def _xdist_controller(config: pytest.Config) -> bool:

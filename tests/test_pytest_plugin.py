@@ -412,6 +412,15 @@ def test_xdist_workers_trace_their_own_tests(shop: pytest.Pytester, tmp_path: Pa
         f"test_par.py_test_qty[{q}].dat" for q in (2, 3, 4)]
 
 
+def test_xdist_bad_filter_is_a_usage_error_of_the_controller(shop: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    shop.makepyfile(test_par=PARAM_FAILING)
+    result = run(shop, "--fntrace=shop:[oops", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [ln for ln in result.stderr.lines if ln.startswith("ERROR: ")]
+    assert len(errors) == 1 and errors[0].startswith("ERROR: --fntrace: "), errors
+
+
 def test_exitfirst_and_last_failed(shop: pytest.Pytester) -> None:
     shop.makepyfile(test_par=PARAM_FAILING)
     first = shop.runpytest(*PLUGIN, *QUIET, "--fntrace=shop:price", "-x")
