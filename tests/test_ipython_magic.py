@@ -15,6 +15,7 @@ import fntrace
 pytest.importorskip("IPython")
 
 from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
 
 DEFS = '''
 def double(x):
@@ -47,14 +48,29 @@ def graph(text: str) -> list[str]:
     return out
 
 
+def new_shell() -> Any:
+    """A shell whose history stays in memory: no sqlite file, no history-saving
+    thread left running in the test process (a fork test counts the threads)."""
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    return InteractiveShell.instance(config=config)
+
+
 @pytest.fixture
 def shell() -> Iterator[Any]:
-    sh = InteractiveShell.instance()
+    sh = new_shell()
     sh.run_line_magic("load_ext", "fntrace")
     sh.run_cell(DEFS)
     yield sh
     sh.run_line_magic("unload_ext", "fntrace")
     InteractiveShell.clear_instance()
+
+
+def test_no_thread_is_left_running(shell: Any) -> None:
+    import threading
+
+    shell.run_cell("%%fntrace\ndouble(1)\n")
+    assert [t for t in threading.enumerate() if "History" in type(t).__name__] == []
 
 
 def test_load_ext_registers_the_magics(shell: Any) -> None:
@@ -122,7 +138,7 @@ def test_report_profiles_the_last_traced_cell(shell: Any,
 
 def test_usage_errors(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
     InteractiveShell.clear_instance()
-    fresh = InteractiveShell.instance()
+    fresh = new_shell()
     fresh.run_line_magic("load_ext", "fntrace")
     from fntrace.ipython import FntraceMagics
 
