@@ -32,6 +32,19 @@ from .instance import Instance, instances, marker, trace
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext fntrace``: the %%fntrace magics (IPython is imported only now)."""
+    from .ipython import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    from .ipython import unload_ipython_extension as unload
+
+    unload(ipython)
+
 __all__ = [
     "BusyError",
     "CallSite",
