@@ -38,7 +38,10 @@ pytestmark = pytest.mark.cpython
 ROOT = Path(__file__).resolve().parent.parent
 
 # The interpreter's regression test package (some distributions strip it).
-HAVE_TESTS = importlib.util.find_spec("test.libregrtest") is not None
+try:
+    HAVE_TESTS = importlib.util.find_spec("test.libregrtest") is not None
+except ModuleNotFoundError:  # no `test` package at all (Pyodide, some distributions)
+    HAVE_TESTS = False
 
 # The profiler through the library: enabled around the test package's main.
 _PROFILE = textwrap.dedent("""
@@ -69,13 +72,12 @@ _LIGHT = ["test_contextlib", "test_generators", "test_dataclasses"]
 # test_threading: the classes that exercise the interpreter most (threads,
 # locks, conditions, the main-thread interrupt); the lock/event/semaphore
 # classes spend their time in sleeps and timeouts.  Excluded:
-# test_import_from_another_thread (fails untraced in this environment already)
-# and every fork test: fork() from threads hangs the child under `fntrace
-# record` (issue 11 item 1, being fixed in record.py/recorder.py) -- put them
-# back with that fix.
+# test_import_from_another_thread (fails untraced in this environment already).
+# Every fork test of the module is added (fork() from threads under `fntrace
+# record` once hung the child: issue 11 item 1, docs/recording.md).
 _THREADING = ["test_threading", "-m", "ThreadTests", "-m", "InterruptMainTests",
-              "-m", "RLockTests", "-m", "ConditionTests",
-              "-i", "test_import_from_another_thread", "-i", "*fork*"]
+              "-m", "RLockTests", "-m", "ConditionTests", "-m", "*fork*",
+              "-i", "test_import_from_another_thread"]
 # test_json without two tests that are a third of its time untraced and most of
 # it traced: a 5000-deep chain of generators re-entered for every chunk (5.7 s
 # untraced on 3.13, 67 s traced) and 65,536 calls of the pure decoder.

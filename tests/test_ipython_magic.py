@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import fntrace
+from fntrace.tracers.function_graph import UNKNOWN_TYPE
 
 pytest.importorskip("IPython")
 
@@ -30,8 +31,8 @@ def fail(n):
 
 def raised(exc: str) -> str:
     """How a call left by an exception is shown: 3.11's profile hook does not see the
-    exception, sys.monitoring (3.12+) does."""
-    return "raised" if sys.version_info < (3, 12) else f"raised {exc}"
+    exception (function_graph says so), sys.monitoring (3.12+) does."""
+    return f"raised {exc}" if sys.version_info >= (3, 12) else f"raised {UNKNOWN_TYPE}"
 
 
 _DURATION = re.compile(r"^( *\d+\)) [ +!#*@$]? *[\d.]+ (?:us|ms|s) +\|")

@@ -6,7 +6,6 @@ assertion."""
 from __future__ import annotations
 
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -21,6 +20,9 @@ import pytest
 from fntrace.formats.tracefile import TraceWriter, child_paths, open_trace
 from fntrace.instance import Instance
 from fntrace.recorder import Recorder, header_for
+
+# Every test here runs processes (fork, signals, rlimits): none under WebAssembly.
+resource = pytest.importorskip("resource", reason="needs processes and resource limits")
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 HANG = 240  # seconds: only a hang gets anywhere near it
