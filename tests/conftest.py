@@ -75,3 +75,25 @@ def hot_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     if request.param == "pure":
         monkeypatch.setattr(fntrace._accel, "speedups", None)
     return str(request.param)
+
+
+# Under WebAssembly (the Pyodide 3.14 leg) a test that reaches for what the
+# platform lacks -- a subprocess, a thread -- is reported as skipped with the
+# platform's own words, as the needs_* markers of tests/helpers.py do for the
+# tests known in advance.  Only these two errors of the platform are taken: any
+# other failure stays a failure.  On every other Python this hook does nothing.
+_PLATFORM_LACKS = ("does not support processes", "can't start new thread")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    if sys.platform != "emscripten" or call.excinfo is None:
+        return
+    exc = call.excinfo.value
+    if isinstance(exc, (OSError, RuntimeError)) and any(
+            text in str(exc) for text in _PLATFORM_LACKS):
+        report = outcome.get_result()
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0,
+                           f"Skipped: {sys.platform} lacks it: {exc}")

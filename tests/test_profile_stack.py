@@ -528,7 +528,15 @@ def check_stack(inst: fntrace.Instance, depth: int, names: list[str],
     assert [r[0] for r in rows] == list(range(depth))
     assert [r[1] for r in rows] == list(range(depth, 0, -1))
     assert [r[2] for r in rows] == [1] * depth
-    assert [r[3] for r in rows] == names
+    traced = [r[3] for r in rows]
+    if sys.platform == "emscripten":
+        # Pyodide starts pytest from code it exec's in __main__: fntrace names that
+        # text after the module that ran it (_pyodide._base:<exec>, see
+        # fntrace/core/naming.py), the hand walk by its globals; the frames from
+        # there on are the platform's, not the test's.
+        cut = next((i for i, name in enumerate(traced) if name.startswith("_pyodide.")), depth)
+        traced, names = traced[:cut], names[:cut]
+    assert traced == names
     assert rows[0][6] == first_line and rows[0][4] == 0  # the entry: its def line
 
 
@@ -604,7 +612,13 @@ def test_stack_generator_resumed_deeper(work: ModuleType, inst: fntrace.Instance
     depth, names = out[0]
     assert inst.read("stack_max_size") == f"{depth + 1}\n"
     _, rows = parse_stack(inst.read("stack_trace"))
-    assert [r[3] for r in rows] == [f"{MOD}:two_yields", *names]
+    traced = [r[3] for r in rows]
+    expected = [f"{MOD}:two_yields", *names]
+    if sys.platform == "emscripten":  # the platform's own outer frames: see check_stack
+        cut = next((i for i, name in enumerate(traced) if name.startswith("_pyodide.")),
+                   len(traced))
+        traced, expected = traced[:cut], expected[:cut]
+    assert traced == expected
     assert rows[0][6] == work.two_yields.__code__.co_firstlineno + 1  # resumed at `yield 1`
 
 

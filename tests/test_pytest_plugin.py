@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from helpers import needs_threads
 
 import fntrace
 from fntrace.tracers.function_graph import UNKNOWN_TYPE
@@ -330,6 +331,7 @@ def test_errors_in_setup_and_teardown_get_the_section(shop: pytest.Pytester) -> 
     ]
 
 
+@needs_threads
 def test_threads_of_a_test_are_traced(shop: pytest.Pytester) -> None:
     shop.makepyfile(test_thread='''
         import threading, shop

@@ -21,6 +21,8 @@ import errno as _errno
 import json
 from typing import Any
 
+from ..formats.nesting import too_deep
+
 __all__ = [
     "ERRNO_OF",
     "MAX_REQUEST",
@@ -96,7 +98,10 @@ def _object(line: bytes, what: str, flat: bool) -> dict[str, Any]:
     is one level deep: anything nested is refused, as is nesting Python's JSON
     parser would give up on, before it could cost anything)."""
     try:
-        msg = json.loads(line.decode("utf-8"))
+        text = line.decode("utf-8")
+        if too_deep(text):
+            raise RecursionError
+        msg = json.loads(text)
     except RecursionError:
         raise ProtocolError(f"malformed {what}: JSON nested too deeply") from None
     except (UnicodeDecodeError, ValueError):

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from .nesting import too_deep
+
 __all__ = ["SUPPORTED_VERSIONS", "VERSION", "Record", "ThreadInfo", "TraceFile",
            "TraceFileError", "TraceWriter", "exit_status", "merged_records", "open_trace",
            "open_traces"]
@@ -445,7 +447,10 @@ def _json(raw: bytes, limit: int) -> Any:
     if len(raw) > limit:
         raise ValueError(f"{len(raw)} bytes, over the {limit}-byte limit")
     try:
-        return json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        if too_deep(text):
+            raise RecursionError
+        return json.loads(text)
     except UnicodeDecodeError:
         raise ValueError("not UTF-8") from None
     except RecursionError:
