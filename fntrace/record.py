@@ -23,7 +23,7 @@ import time
 import types
 from typing import Any, NoReturn
 
-from . import forkwarning, startup
+from . import forkwarning, startup, wakeup
 from .core import symbols
 from .core.oscaps import native_id
 from .recorder import Recorder, header_for, mute, unmute
@@ -313,17 +313,14 @@ def _hear_signals(rec: Recorder, on_term: Any) -> None:
     that lands just before the main thread blocks in C (a multiprocessing worker
     about to wait on its queue's lock, as ``Pool.terminate()`` finds it) is
     noted but its handler never runs, and the process, which untraced would
-    have died, hangs.  The recorder's wake pipe becomes the signal wakeup fd
-    (unless the program's start-up set one): the writer hears the signal and,
-    if a turn later the process is still alive, sends SIGTERM to the main thread
-    again, which interrupts the blocking call (EINTR) so the handler runs.
+    have died, hangs.  The recorder's wake pipe is the signal wakeup fd whenever
+    the program leaves that slot empty (fntrace/wakeup.py: the program sees
+    set_wakeup_fd as untraced; an fd it sets is its own): the writer hears the
+    signal and, if a turn later the process is still alive, sends SIGTERM to the
+    main thread again, which interrupts the blocking call (EINTR) so the handler
+    runs.
     """
-    try:
-        old = signal.set_wakeup_fd(rec.wake_w, warn_on_full_buffer=False)
-    except ValueError:  # not the main thread: nothing to hear through
-        return
-    if old != -1:
-        signal.set_wakeup_fd(old)  # someone else's: theirs
+    if not wakeup.take(rec.wake_w):  # not the main thread: nothing to hear through
         return
     heard = [0.0, 0.0]  # when SIGTERM was heard, when the main thread was last poked
 
@@ -342,17 +339,6 @@ def _hear_signals(rec: Recorder, on_term: Any) -> None:
     rec.on_signal = on_signal
 
 
-def _retarget_wakeup(parents: int, mine: int) -> None:
-    """In a forked child: the signal wakeup fd, if it is the parent recorder's pipe,
-    becomes ``mine`` (-1: none), so no signal of the child wakes the parent's writer."""
-    try:
-        current = signal.set_wakeup_fd(mine, warn_on_full_buffer=False)
-    except ValueError:
-        return
-    if current != parents:
-        signal.set_wakeup_fd(current)  # the program's own: left as it was
-
-
 def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> None:
     real_exit = os._exit
 
@@ -365,8 +351,12 @@ def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> 
         rec.finish()
         real_exit(code)
 
+    def finish_at_exit() -> None:
+        rec.finish()
+        wakeup.move_to(-1)  # the writer is gone: the slot is no longer fntrace's
+
     os._exit = flushing_exit  # type: ignore[assignment]
-    atexit.register(rec.finish)
+    atexit.register(finish_at_exit)
 
     def on_term(signum: int, frame: types.FrameType | None) -> None:
         rec.interrupt(signum, finish_and_die)
@@ -380,11 +370,10 @@ def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> 
     def after_fork() -> None:
         # fntrace/forksafe.py has renewed every lock of fntrace already.
         forkwarning.after_fork_in_child()
-        parents_pipe = rec.wake_w
         try:
             if not follow:
                 rec.abandon()
-                _retarget_wakeup(parents_pipe, -1)
+                wakeup.move_to(-1)  # before the pipe is closed: no signal writes to it
                 rec.close_wake_pipe()
                 return
             parent = rec.header["pid"]
@@ -393,10 +382,10 @@ def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> 
             header.setdefault("root_pid", parent)
             try:
                 rec.restart_in_child(f"{base}.{os.getpid()}", header)
-                _retarget_wakeup(parents_pipe, rec.wake_w)
+                wakeup.move_to(rec.wake_w)  # the parent's writer must not hear the child's
             except OSError as exc:
                 rec.abandon()
-                _retarget_wakeup(parents_pipe, -1)
+                wakeup.move_to(-1)
                 print(f"fntrace {_command} --follow: not tracing pid {os.getpid()}: {exc}",
                       file=sys.stderr)
                 return
