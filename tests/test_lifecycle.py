@@ -496,19 +496,19 @@ WAKEUP_FD_VIEW = """
     call(-1); call(a); call(b, warn_on_full_buffer=False); call(-1); call(-1); call(a)
     call(blocking); call(10_000); call("x"); call(a, bogus=1); call(); call(True)
     call(b)
-    th = threading.Thread(target=call, args=(-1,))
-    th.start(); th.join()
     call(a)
     # The program's fd hears the program's signals, traced too.
     signal.signal(signal.SIGUSR1, lambda *_: None)
     signal.raise_signal(signal.SIGUSR1)
     seen.append(list(os.read(ra, 64)))
-    pid = os.fork()
+    pid = os.fork()  # before any thread: 3.12+ would warn of one still ending
     if pid == 0:  # a forked child sees its parent's setting, and can change it
         call(-1); call(b); call(-1)
         os.write(1, f"child {seen[-3:]}\\n".encode())
         os._exit(0)
     os.waitpid(pid, 0)
+    th = threading.Thread(target=call, args=(-1,))  # ValueError, nothing changed
+    th.start(); th.join()
     call(-1); call(-1)
     print(seen)
 """
@@ -529,6 +529,7 @@ def test_set_wakeup_fd_as_untraced(tmp_path: Path, follow: bool) -> None:
     got = eval(parent)  # the oracle's own sequence, pinned: what fntrace must reproduce
     assert [x for x in got if x in ("none", "a", "b", [10])] == [
         "none", "none", "a", "b", "none", "none", "a", "b", [10], "a", "none"]
+    assert "ValueError: set_wakeup_fd only works in main thread" in got[-3]
     assert len(got) == 18 and sum(str(x).startswith(("ValueError", "TypeError", "OSError"))
                                   for x in got) == 7
     opts = ("-t", "function", "-F", "call") + (("--follow",) if follow else ())
