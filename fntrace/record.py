@@ -306,7 +306,7 @@ def _release_signals() -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _hear_signals(rec: Recorder, on_term: Any) -> None:
+def _hear_signals(rec: Recorder, on_term: Any, running: list[bool]) -> None:
     """Make the writer hear of SIGTERM, so a handler that cannot run is made to.
 
     A Python handler runs in the main thread between two bytecodes; a SIGTERM
@@ -318,7 +318,8 @@ def _hear_signals(rec: Recorder, on_term: Any) -> None:
     set_wakeup_fd as untraced; an fd it sets is its own): the writer hears the
     signal and, if a turn later the process is still alive, sends SIGTERM to the
     main thread again, which interrupts the blocking call (EINTR) so the handler
-    runs.
+    runs.  Once the handler has run (``running``) nothing more is sent: a second
+    SIGTERM while it finishes the file would only be deferred.
     """
     if not wakeup.take(rec.wake_w):  # not the main thread: nothing to hear through
         return
@@ -328,7 +329,8 @@ def _hear_signals(rec: Recorder, on_term: Any) -> None:
         now = time.monotonic()
         if signum == signal.SIGTERM and not heard[0]:
             heard[0] = now
-        if (not heard[0] or now - heard[0] < rec.interval or now - heard[1] < rec.interval
+        if (not heard[0] or running[0] or now - heard[0] < rec.interval
+                or now - heard[1] < rec.interval
                 or signal.getsignal(signal.SIGTERM) is not on_term):
             return
         heard[1] = now
@@ -358,12 +360,15 @@ def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> 
     os._exit = flushing_exit  # type: ignore[assignment]
     atexit.register(finish_at_exit)
 
+    running = [False]  # the handler has run: the writer has nothing more to make happen
+
     def on_term(signum: int, frame: types.FrameType | None) -> None:
+        running[0] = True
         rec.interrupt(signum, finish_and_die)
 
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, on_term)
-        _hear_signals(rec, on_term)
+        _hear_signals(rec, on_term, running)
 
     base = os.path.abspath(ns.output) if follow else ""  # before the program may chdir
 

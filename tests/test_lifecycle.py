@@ -216,6 +216,40 @@ def test_sigterm_during_finish_is_deferred(tmp_path: Path) -> None:
     assert open_trace(str(path)).problems == []
 
 
+def test_sigterm_as_finish_starts_is_deferred_or_finishes(tmp_path: Path) -> None:
+    """A second SIGTERM whose handler runs the instant the file is marked finished
+    (the first handler already finishing it) must not take the file for finished
+    and die before its footer is written: it is deferred like one inside finish."""
+    acted: list[tuple[int, bool]] = []
+    inst = Instance("lifecycle-term2")
+    path = tmp_path / "e.dat"
+
+    class Nested(Recorder):
+        @property
+        def finished(self) -> bool:
+            return self.__dict__.get("_done", False)  # type: ignore[no-any-return]
+
+        @finished.setter
+        def finished(self, value: bool) -> None:
+            self.__dict__["_done"] = value
+            if value:
+                signal.raise_signal(signal.SIGTERM)  # its handler runs right after this
+
+    old = signal.getsignal(signal.SIGTERM)
+    try:
+        inst.write("current_tracer", "function")
+        rec = Nested(inst, str(path), header_for(inst, ["x"], {}))
+        rec.start()
+        signal.signal(signal.SIGTERM, lambda s, f: rec.interrupt(
+            s, lambda n: acted.append((n, open_trace(str(path)).footer is not None))))
+        rec.finish()
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        inst.close()
+    assert acted == [(signal.SIGTERM, True)]
+    assert open_trace(str(path)).problems == []
+
+
 SIGKILLED = """
     import os, signal, sys, time
     from fntrace.formats.tracefile import open_trace
