@@ -69,10 +69,13 @@ def take(pipe: int) -> bool:
     """Hold the wakeup slot for ``pipe`` unless the program already set an fd, and
     put :func:`set_wakeup_fd` in the program's ``signal`` module.  False (nothing
     changed) outside the main thread, where no wakeup fd can be set."""
-    if _slot.installed:
+    if _slot.installed:  # a second recording in this process (run in-process)
+        try:
+            if _slot.program_fd == -1:
+                _real(pipe, warn_on_full_buffer=False)
+        except ValueError:
+            return False
         _slot.ours = pipe
-        if _slot.program_fd == -1:
-            _real(pipe, warn_on_full_buffer=False)
         return True
     try:
         before = _real(pipe, warn_on_full_buffer=False)
