@@ -23,7 +23,7 @@ import time
 import types
 from typing import Any, NoReturn
 
-from . import forkwarning, startup
+from . import forkwarning, startup, wakeup
 from .core import symbols
 from .core.oscaps import native_id
 from .recorder import Recorder, header_for, mute, unmute
@@ -306,24 +306,22 @@ def _release_signals() -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _hear_signals(rec: Recorder, on_term: Any) -> None:
+def _hear_signals(rec: Recorder, on_term: Any, running: list[bool]) -> None:
     """Make the writer hear of SIGTERM, so a handler that cannot run is made to.
 
     A Python handler runs in the main thread between two bytecodes; a SIGTERM
     that lands just before the main thread blocks in C (a multiprocessing worker
     about to wait on its queue's lock, as ``Pool.terminate()`` finds it) is
     noted but its handler never runs, and the process, which untraced would
-    have died, hangs.  The recorder's wake pipe becomes the signal wakeup fd
-    (unless the program's start-up set one): the writer hears the signal and,
-    if a turn later the process is still alive, sends SIGTERM to the main thread
-    again, which interrupts the blocking call (EINTR) so the handler runs.
+    have died, hangs.  The recorder's wake pipe is the signal wakeup fd whenever
+    the program leaves that slot empty (fntrace/wakeup.py: the program sees
+    set_wakeup_fd as untraced; an fd it sets is its own): the writer hears the
+    signal and, if a turn later the process is still alive, sends SIGTERM to the
+    main thread again, which interrupts the blocking call (EINTR) so the handler
+    runs.  Once the handler has run (``running``) nothing more is sent: a second
+    SIGTERM while it finishes the file would only be deferred.
     """
-    try:
-        old = signal.set_wakeup_fd(rec.wake_w, warn_on_full_buffer=False)
-    except ValueError:  # not the main thread: nothing to hear through
-        return
-    if old != -1:
-        signal.set_wakeup_fd(old)  # someone else's: theirs
+    if not wakeup.take(rec.wake_w):  # not the main thread: nothing to hear through
         return
     heard = [0.0, 0.0]  # when SIGTERM was heard, when the main thread was last poked
 
@@ -331,7 +329,8 @@ def _hear_signals(rec: Recorder, on_term: Any) -> None:
         now = time.monotonic()
         if signum == signal.SIGTERM and not heard[0]:
             heard[0] = now
-        if (not heard[0] or now - heard[0] < rec.interval or now - heard[1] < rec.interval
+        if (not heard[0] or running[0] or now - heard[0] < rec.interval
+                or now - heard[1] < rec.interval
                 or signal.getsignal(signal.SIGTERM) is not on_term):
             return
         heard[1] = now
@@ -340,17 +339,6 @@ def _hear_signals(rec: Recorder, on_term: Any) -> None:
             signal.pthread_kill(main, signal.SIGTERM)
 
     rec.on_signal = on_signal
-
-
-def _retarget_wakeup(parents: int, mine: int) -> None:
-    """In a forked child: the signal wakeup fd, if it is the parent recorder's pipe,
-    becomes ``mine`` (-1: none), so no signal of the child wakes the parent's writer."""
-    try:
-        current = signal.set_wakeup_fd(mine, warn_on_full_buffer=False)
-    except ValueError:
-        return
-    if current != parents:
-        signal.set_wakeup_fd(current)  # the program's own: left as it was
 
 
 def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> None:
@@ -365,26 +353,32 @@ def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> 
         rec.finish()
         real_exit(code)
 
+    def finish_at_exit() -> None:
+        rec.finish()
+        wakeup.move_to(-1)  # the writer is gone: the slot is no longer fntrace's
+
     os._exit = flushing_exit  # type: ignore[assignment]
-    atexit.register(rec.finish)
+    atexit.register(finish_at_exit)
+
+    running = [False]  # the handler has run: the writer has nothing more to make happen
 
     def on_term(signum: int, frame: types.FrameType | None) -> None:
+        running[0] = True
         rec.interrupt(signum, finish_and_die)
 
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, on_term)
-        _hear_signals(rec, on_term)
+        _hear_signals(rec, on_term, running)
 
     base = os.path.abspath(ns.output) if follow else ""  # before the program may chdir
 
     def after_fork() -> None:
         # fntrace/forksafe.py has renewed every lock of fntrace already.
         forkwarning.after_fork_in_child()
-        parents_pipe = rec.wake_w
         try:
             if not follow:
                 rec.abandon()
-                _retarget_wakeup(parents_pipe, -1)
+                wakeup.move_to(-1)  # before the pipe is closed: no signal writes to it
                 rec.close_wake_pipe()
                 return
             parent = rec.header["pid"]
@@ -393,10 +387,10 @@ def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> 
             header.setdefault("root_pid", parent)
             try:
                 rec.restart_in_child(f"{base}.{os.getpid()}", header)
-                _retarget_wakeup(parents_pipe, rec.wake_w)
+                wakeup.move_to(rec.wake_w)  # the parent's writer must not hear the child's
             except OSError as exc:
                 rec.abandon()
-                _retarget_wakeup(parents_pipe, -1)
+                wakeup.move_to(-1)
                 print(f"fntrace {_command} --follow: not tracing pid {os.getpid()}: {exc}",
                       file=sys.stderr)
                 return

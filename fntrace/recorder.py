@@ -379,8 +379,11 @@ class Recorder:
         with self.lock:
             if self.finished or self.busy:  # busy: see interrupt()
                 return
-            self.finished = True
+            # busy first: a signal whose handler runs between the two (a second SIGTERM)
+            # is deferred; the other way round it would find the file finished and
+            # act (die) before the footer is written.
             self.busy = threading.get_ident()
+            self.finished = True
             try:
                 self.stop_event.set()
                 self.wake()

@@ -218,6 +218,40 @@ def test_sigterm_during_finish_is_deferred(tmp_path: Path) -> None:
     assert open_trace(str(path)).problems == []
 
 
+def test_sigterm_as_finish_starts_is_deferred_or_finishes(tmp_path: Path) -> None:
+    """A second SIGTERM whose handler runs the instant the file is marked finished
+    (the first handler already finishing it) must not take the file for finished
+    and die before its footer is written: it is deferred like one inside finish."""
+    acted: list[tuple[int, bool]] = []
+    inst = Instance("lifecycle-term2")
+    path = tmp_path / "e.dat"
+
+    class Nested(Recorder):
+        @property
+        def finished(self) -> bool:
+            return self.__dict__.get("_done", False)  # type: ignore[no-any-return]
+
+        @finished.setter
+        def finished(self, value: bool) -> None:
+            self.__dict__["_done"] = value
+            if value:
+                signal.raise_signal(signal.SIGTERM)  # its handler runs right after this
+
+    old = signal.getsignal(signal.SIGTERM)
+    try:
+        inst.write("current_tracer", "function")
+        rec = Nested(inst, str(path), header_for(inst, ["x"], {}))
+        rec.start()
+        signal.signal(signal.SIGTERM, lambda s, f: rec.interrupt(
+            s, lambda n: acted.append((n, open_trace(str(path)).footer is not None))))
+        rec.finish()
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        inst.close()
+    assert acted == [(signal.SIGTERM, True)]
+    assert open_trace(str(path)).problems == []
+
+
 SIGKILLED = """
     import os, signal, sys, time
     from fntrace.formats.tracefile import open_trace
@@ -439,10 +473,13 @@ def test_fork_warning_as_untraced(tmp_path: Path, threads: str, follow: bool) ->
 
 
 TERM_MISSED = """
-    import os, signal, threading, time
+    import os, signal, sys, threading, time
     def work(x):
         return x + 1
     work(1)
+    if sys.argv[1] == "cleared":
+        # As multiprocessing's forkserver does in each worker it forks: no wakeup fd.
+        os.write(1, b"%d\\n" % signal.set_wakeup_fd(-1))
     r, w = os.pipe()
     def term():
         main = threading.main_thread().native_id
@@ -457,15 +494,80 @@ TERM_MISSED = """
 """
 
 
-def test_sigterm_the_main_thread_missed_still_ends_the_program(tmp_path: Path) -> None:
+@pytest.mark.parametrize("wakeup", ["untouched", "cleared"])
+def test_sigterm_the_main_thread_missed_still_ends_the_program(
+        tmp_path: Path, wakeup: str) -> None:
     """Untraced, SIGTERM kills whichever thread it lands on; traced, its Python handler
     must still run when the main thread is blocked in C and was not interrupted (the
-    writer hears of it through the signal wakeup fd and interrupts the main thread)."""
+    writer hears of it through the signal wakeup fd and interrupts the main thread),
+    also after the program cleared the wakeup fd (a forkserver worker does): an empty
+    slot is fntrace's again."""
     prog = tmp_path / "plain.py"
     prog.write_text(textwrap.dedent(TERM_MISSED))
-    plain = subprocess.run([sys.executable, str(prog)], capture_output=True, timeout=HANG)
-    assert plain.returncode == -signal.SIGTERM
-    res = _record(tmp_path, TERM_MISSED, "-t", "function", "-F", "work")
-    assert (res.returncode, res.stdout, res.stderr) == (-signal.SIGTERM, "", "")
+    plain = subprocess.run([sys.executable, str(prog), wakeup], capture_output=True,
+                           text=True, timeout=HANG)
+    assert (plain.returncode, plain.stdout) == (
+        -signal.SIGTERM, "-1\n" if wakeup == "cleared" else "")
+    res = _record(tmp_path, TERM_MISSED, "-t", "function", "-F", "work", args=(wakeup,))
+    assert (res.returncode, res.stdout, res.stderr) == (-signal.SIGTERM, plain.stdout, "")
     tf = open_trace(str(tmp_path / "t.dat"))
     assert (tf.events, tf.problems) == (1, [])
+
+
+WAKEUP_FD_VIEW = """
+    import os, signal, sys, threading
+    names = {-1: "none"}
+    def pipe(name, blocking=False):
+        r, w = os.pipe()
+        os.set_blocking(w, blocking)
+        names[w] = name
+        return r, w
+    (ra, a), (rb, b), (_, blocking) = pipe("a"), pipe("b"), pipe("blocking", True)
+    seen = []
+    def call(*args, **kw):
+        try:
+            seen.append(names.get(signal.set_wakeup_fd(*args, **kw), "fntrace's?"))
+        except Exception as exc:
+            seen.append(f"{type(exc).__name__}: {exc}".replace(str(blocking), "N"))
+    call(-1); call(a); call(b, warn_on_full_buffer=False); call(-1); call(-1); call(a)
+    call(blocking); call(10_000); call("x"); call(a, bogus=1); call(); call(True)
+    call(b)
+    call(a)
+    # The program's fd hears the program's signals, traced too.
+    signal.signal(signal.SIGUSR1, lambda *_: None)
+    signal.raise_signal(signal.SIGUSR1)
+    seen.append(list(os.read(ra, 64)))
+    pid = os.fork()  # before any thread: 3.12+ would warn of one still ending
+    if pid == 0:  # a forked child sees its parent's setting, and can change it
+        call(-1); call(b); call(-1)
+        os.write(1, f"child {seen[-3:]}\\n".encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    th = threading.Thread(target=call, args=(-1,))  # ValueError, nothing changed
+    th.start(); th.join()
+    call(-1); call(-1)
+    print(seen)
+"""
+
+
+@pytest.mark.parametrize("follow", [False, True], ids=["nofollow", "follow"])
+def test_set_wakeup_fd_as_untraced(tmp_path: Path, follow: bool) -> None:
+    """The program's set_wakeup_fd calls return and raise what they do untraced (never
+    fntrace's pipe), in the main thread, another thread, and a forked child; the
+    program's fd gets its signals."""
+    prog = tmp_path / "plain.py"
+    prog.write_text(textwrap.dedent(WAKEUP_FD_VIEW))
+    plain = subprocess.run([sys.executable, str(prog)], capture_output=True, text=True,
+                           timeout=HANG)
+    assert (plain.returncode, plain.stderr) == (0, "")
+    child, parent = plain.stdout.splitlines()
+    assert child == "child ['a', 'none', 'b']"
+    got = eval(parent)  # the oracle's own sequence, pinned: what fntrace must reproduce
+    assert [x for x in got if x in ("none", "a", "b", [10])] == [
+        "none", "none", "a", "b", "none", "none", "a", "b", [10], "a", "none"]
+    assert "ValueError: set_wakeup_fd only works in main thread" in got[-3]
+    assert len(got) == 18 and sum(str(x).startswith(("ValueError", "TypeError", "OSError"))
+                                  for x in got) == 7
+    opts = ("-t", "function", "-F", "call") + (("--follow",) if follow else ())
+    res = _record(tmp_path, WAKEUP_FD_VIEW, *opts)
+    assert (res.returncode, res.stdout, res.stderr) == (0, plain.stdout, "")
