@@ -23,7 +23,6 @@ registered are never reported to it.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import types
@@ -32,6 +31,7 @@ from typing import Any, Protocol
 
 from . import symbols, sync
 from .flags import Flags
+from .forklock import ForkSafeLock
 from .ops import Ops
 from .regs import FtraceRegs, FullRegs
 from .symbols import Function, function_for_frame, is_internal, is_internal_module, parent_for_frame
@@ -71,7 +71,7 @@ class Backend(Protocol):
 Trampoline = Callable[["Site", types.FrameType, str, int], None]
 
 # -- registry state (changed only under _lock) --------------------------------
-_lock = threading.RLock()
+_lock = ForkSafeLock(reentrant=True)  # forklock.py: a child's first look takes it
 _ops: list[Ops] = []
 _enabled = True
 # Keyed by id(code): hashing a code object hashes its whole content, far too
@@ -512,10 +512,3 @@ def _code_gone(key: int) -> None:
 symbols.on_code_gone(_code_gone)
 
 
-def _after_fork_in_child() -> None:
-    global _lock
-    _lock = threading.RLock()
-
-
-if hasattr(os, "register_at_fork"):  # absent where there is no fork (Windows)
-    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -11,15 +11,14 @@ agrees on a function's name.
 from __future__ import annotations
 
 import gc
-import os
 import sys
-import threading
 import types
 import weakref
 from collections.abc import Callable, Iterator
 
 from .. import _accel
 from . import naming
+from .forklock import ForkSafeLock
 
 __all__ = [
     "Function",
@@ -165,19 +164,10 @@ def signature_names(code: types.CodeType) -> tuple[str, ...]:
 # before the code's memory, hence its id, can be reused) and all entries go
 # when the last ops is unregistered (clear()).
 _cache: dict[int, Function] = {}
-_lock = threading.Lock()
+_lock = ForkSafeLock()  # see forklock.py: a forked child's first look can take it
 # Called with the id of each code object that goes: the engine's sites, the
 # backends' decisions and the C hot path's direct-mapped tables drop it.
 _gone_hooks: list[Callable[[int], None]] = []
-
-
-def _after_fork_in_child() -> None:
-    global _lock
-    _lock = threading.Lock()  # another thread may have held it at fork time
-
-
-if hasattr(os, "register_at_fork"):  # absent where there is no fork (Windows)
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _code_gone(ref: _CodeRef, cache: dict[int, Function] | None = None,

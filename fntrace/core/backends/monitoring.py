@@ -59,6 +59,7 @@ class MonitoringBackend:
         sites = engine.sites
         sites_get = sites.get
         getframe = sys._getframe
+        is_finalizing = sys.is_finalizing
         discover = engine.discover
         exit_call = engine.exit_call
         disable = mon.DISABLE
@@ -71,11 +72,19 @@ class MonitoringBackend:
             lies between the generation test and the DISABLE taking effect (the
             callers return at once), so a filter widened meanwhile (restart_events)
             is never undone."""
-            gen = engine.generation
-            site = discover(code, frame)
-            if site is None:
-                return disable if gen == engine.generation else None
-            return site
+            try:
+                gen = engine.generation
+                site = discover(code, frame)
+                if site is None:
+                    return disable if gen == engine.generation else None
+                return site
+            except Exception:
+                # At interpreter exit, code run by finalizers (a code object's
+                # weak-reference callback) can reach here after this module's
+                # globals were cleared: the event is dropped, nothing is printed.
+                if is_finalizing():
+                    return None
+                raise
 
         # Each callback hands a KeyboardInterrupt that landed in fntrace's code back
         # to the program through its result (fntrace/core/interrupts.py).  A
