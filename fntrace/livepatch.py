@@ -84,7 +84,7 @@ def _code_of(obj: Any) -> types.CodeType | None:
 
 def _original_code(func: types.FunctionType) -> types.CodeType:
     """``func``'s original code, also while a stub stands in for it."""
-    fn = symbols._cache.get(id(func.__code__))
+    fn = symbols.cache().get(id(func.__code__))
     code = func.__code__
     return fn.code if fn is not None and id(code) in engine._internal_codes else code
 

@@ -93,3 +93,11 @@ def _close_runs_try_less_generator() -> bool:
 
 
 CLOSE_RUNS_TRY_LESS_GENERATOR = _close_runs_try_less_generator()
+
+
+def raised(exc: str) -> str:
+    """How function_graph shows a call left by an exception: 3.11's profile hook does
+    not see the exception (the text says so), sys.monitoring (3.12+) does."""
+    from fntrace.tracers.function_graph import UNKNOWN_TYPE
+
+    return f"raised {exc}" if sys.version_info >= (3, 12) else f"raised {UNKNOWN_TYPE}"

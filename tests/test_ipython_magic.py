@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers import raised
 
 import fntrace
-from fntrace.tracers.function_graph import UNKNOWN_TYPE
 
 pytest.importorskip("IPython")
 
@@ -29,10 +29,6 @@ def fail(n):
     return double(n) / (n - n)
 '''
 
-def raised(exc: str) -> str:
-    """How a call left by an exception is shown: 3.11's profile hook does not see the
-    exception (function_graph says so), sys.monitoring (3.12+) does."""
-    return f"raised {exc}" if sys.version_info >= (3, 12) else f"raised {UNKNOWN_TYPE}"
 
 
 _DURATION = re.compile(r"^( *\d+\)) [ +!#*@$]? *[\d.]+ (?:us|ms|s) +\|")

@@ -16,10 +16,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from helpers import needs_threads
+from helpers import needs_threads, raised
 
 import fntrace
-from fntrace.tracers.function_graph import UNKNOWN_TYPE
 
 pytest_plugins = ["pytester"]
 
@@ -50,10 +49,6 @@ def checkout(cart, code):
     return round(discount(amount, code), 2)
 '''
 
-def raised(exc: str) -> str:
-    """How a call left by an exception is shown: 3.11's profile hook does not see the
-    exception (function_graph says so), sys.monitoring (3.12+) does."""
-    return f"raised {exc}" if sys.version_info >= (3, 12) else f"raised {UNKNOWN_TYPE}"
 
 
 _DURATION = re.compile(r"^( *\d+\)) [ +!#*@$]? *[\d.]+ (?:us|ms|s) +\|")

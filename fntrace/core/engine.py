@@ -35,7 +35,9 @@ from .forklock import ForkSafeLock
 from .ops import Ops
 from .regs import FtraceRegs, FullRegs
 from .symbols import Function, function_for_frame, is_internal, is_internal_module, parent_for_frame
-from .symbols import _cache as _fn_cache
+from .symbols import cache as _symbol_cache
+
+_fn_cache = _symbol_cache()  # the dict itself: read per parent lookup, never replaced
 
 # The flags as plain ints: enum.Flag's `&` runs Python code (enum.py), which would
 # be traced when register/unregister run in a traced thread with a catch-all filter.

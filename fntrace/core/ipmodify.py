@@ -471,7 +471,7 @@ class _Redirect:
         """
         for code in self.internal:
             engine.mark_internal(code)
-        symbols._cache[id(self.stub)] = self.fn
+        symbols.cache()[id(self.stub)] = self.fn
 
     def patch(self, func: types.FunctionType) -> None:
         if func.__code__ is self.code:
@@ -487,8 +487,8 @@ class _Redirect:
         self.patched.clear()
         for code in self.internal:
             engine._internal_codes.pop(id(code), None)
-        if symbols._cache.get(id(self.stub)) is self.fn:
-            del symbols._cache[id(self.stub)]
+        if symbols.cache().get(id(self.stub)) is self.fn:
+            del symbols.cache()[id(self.stub)]
 
 
 _held: dict[int, _Redirect] = {}  # id(original code) -> its redirect

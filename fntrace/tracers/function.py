@@ -63,7 +63,7 @@ class FunctionTracer(Tracer):
         ops = Ops(self.entry, filter=inst.filter, notrace=inst.notrace)
         speedups = _accel.speedups
         if speedups is not None:
-            self.attach(speedups.FuncRecorder(inst.rb, symbols._cache,
+            self.attach(speedups.FuncRecorder(inst.rb, symbols.cache(),
                                               symbols.parent_for_frame), ops)
         return [ops]
 
