@@ -2,7 +2,7 @@
 
 A failed compile (no compiler, no Python headers) is not an error: the
 extension is marked optional and fntrace falls back to its pure-Python path
-(``fntrace info`` and ``fntrace._accel.status()`` tell which one is in use).
+(``fntrace info`` and ``fntrace.core.accel.status()`` tell which one is in use).
 """
 
 from setuptools import Extension, setup

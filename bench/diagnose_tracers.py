@@ -138,16 +138,16 @@ def child(variant: str, n: int) -> dict[str, Any]:
         start, stop = (lambda: fntrace.register(ops)), (lambda: fntrace.unregister(ops))
     elif variant != "untraced":
         import fntrace.core.ipmodify  # imported before the measured loop
-        import fntrace.instance
-        import fntrace.tracers.function
-        import fntrace.tracers.function_graph
+        import fntrace.tracing.instance
+        import fntrace.tracing.tracers.function
+        import fntrace.tracing.tracers.function_graph
 
         tracer = "function" if variant.startswith("function") else "function_graph"
         options = {"funcgraph_args": 1, "funcgraph_retval": 1} if "args" in variant else {}
         holder: list[Any] = []
 
         def start() -> None:
-            inst = fntrace.instance.Instance()
+            inst = fntrace.tracing.instance.Instance()
             if variant == "function-nowrap":
                 inst.write("buffer_size_kb", str((n + 2 * WARMUP) * 64 // 1024 + 1024))
             for opt, value in options.items():
@@ -179,12 +179,12 @@ _SETUP = """
 import sys, threading
 from time import perf_counter_ns
 import fntrace
-import fntrace.instance
+import fntrace.tracing.instance
 from fntrace.core import engine, symbols
 from fntrace.core.regs import FtraceRegs
 from fntrace.core.flags import Event
-from fntrace.tracers.function import FunctionTracer, FUNC
-from fntrace.ring_buffer import EVENT_OVERHEAD
+from fntrace.tracing.tracers.function import FunctionTracer, FUNC
+from fntrace.tracing.ring_buffer import EVENT_OVERHEAD
 from diagnose_tracers import leaf
 
 frame = sys._getframe()
@@ -200,7 +200,7 @@ sites_get = sites.get
 START = Event.START
 def noop4(a, b, c, d): pass
 def noop_ret(): return None
-inst = fntrace.instance.Instance()
+inst = fntrace.tracing.instance.Instance()
 tracer = FunctionTracer(inst)
 ops = fntrace.Ops(tracer.entry)
 ops._live = True
@@ -211,7 +211,7 @@ for i in range(40000):  # fill the buffer: writes take the overwrite path
 buf = rb.buffer()
 event = (rb.clock(), EVENT_OVERHEAD, FUNC, fn, parent, None, START)
 options = inst.options
-big = fntrace.instance.Instance()
+big = fntrace.tracing.instance.Instance()
 big.rb.resize(1 << 22)
 bigbuf = big.rb.buffer()
 tls = threading.local()

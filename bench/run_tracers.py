@@ -66,7 +66,7 @@ ALL_SCALES = ("full", "bench", "small", "long")
 CONFIGS: dict[str, tuple[str | None, tuple[str, ...], str]] = {
     "untraced": (None, ALL_SCALES, "the workload, no tracer"),
     "fntrace-function": (None, ("bench", "long"),
-                         'with fntrace.instance.trace("function"): every Python function, '
+                         'with fntrace.tracing.instance.trace("function"): every Python function, '
                          "ring buffer in memory (default 1408 KiB per thread)"),
     "fntrace-graph": (None, ("bench", "long"),
                       'trace("function_graph"), in memory, same buffer'),
@@ -172,7 +172,7 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
                 unavailable[name] = f"{needs} did not install"
                 continue
             if graph_missing and name.startswith("fntrace-graph"):
-                unavailable[name] = "fntrace/tracers/function_graph.py does not exist yet"
+                unavailable[name] = "fntrace/tracing/tracers/function_graph.py does not exist yet"
                 continue
             for workload in scales:
                 allowed = WORKLOAD_CONFIGS.get(workload)

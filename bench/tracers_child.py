@@ -8,7 +8,7 @@ leaks from one configuration into another.
 
 The timed region is the same for every configuration: start the tool, run the
 whole workload (``workloads.<WORKLOAD>.run(SCALE)``), stop the tool.  For
-fntrace that region is exactly ``with fntrace.instance.trace(...) as inst:``
+fntrace that region is exactly ``with fntrace.tracing.instance.trace(...) as inst:``
 around the workload (instance set-up, registration, the run, close).  Importing
 the tool's package and building its objects happen before; reading back what it
 recorded happens after, untimed.  ``--count`` also counts what VizTracer kept
@@ -134,9 +134,9 @@ def viztracer(name: str) -> Setup:
 
 def run_fntrace(name: str, workload: Any, scale: float) -> dict[str, Any]:
     """The timed region for fntrace, written as a user would write it."""
-    import fntrace.instance
-    import fntrace.tracers.function
-    import fntrace.tracers.function_graph  # imported before the timed region, as above
+    import fntrace.tracing.instance
+    import fntrace.tracing.tracers.function
+    import fntrace.tracing.tracers.function_graph  # imported before the timed region, as above
 
     tracer, options = FNTRACE[name]
     if name.endswith("-record"):
@@ -144,7 +144,7 @@ def run_fntrace(name: str, workload: Any, scale: float) -> dict[str, Any]:
     clock, cpu = time.perf_counter, time.process_time
     rss0 = peak_rss_kib()
     c0, t0 = cpu(), clock()
-    with fntrace.instance.trace(tracer, **options) as inst:
+    with fntrace.tracing.instance.trace(tracer, **options) as inst:
         digest = workload.run(scale)
     t1, c1 = clock(), cpu()
     rss1 = peak_rss_kib()
@@ -183,10 +183,10 @@ def record_fntrace(tracer: str, workload: Any, scale: float) -> dict[str, Any]:
     import os
     import tempfile
 
-    import fntrace.instance
-    from fntrace.recorder import Recorder, header_for
+    import fntrace.tracing.instance
+    from fntrace.recording.recorder import Recorder, header_for
 
-    inst = fntrace.instance.Instance("bench")
+    inst = fntrace.tracing.instance.Instance("bench")
     inst.write("trace_clock", "mono")
     fd, path = tempfile.mkstemp(suffix=".dat")
     os.close(fd)
@@ -217,10 +217,10 @@ def run_profile(workload: Any, scale: float) -> dict[str, Any]:
     """The function profiler (function_profile_enabled = 1), as the kernel's: hit
     count, total time and s^2 per function, no ring buffer.  The timed region:
     enable, run the workload, disable.  Hits are read from the records after."""
-    import fntrace.instance
-    import fntrace.tracers.profile  # imported before the timed region
+    import fntrace.tracing.instance
+    import fntrace.tracing.tracers.profile  # imported before the timed region
 
-    inst = fntrace.instance.Instance("bench")
+    inst = fntrace.tracing.instance.Instance("bench")
     clock, cpu = time.perf_counter, time.process_time
     rss0 = peak_rss_kib()
     c0, t0 = cpu(), clock()

@@ -9,11 +9,10 @@ callback and a filter, :func:`register` it, read arguments through the
 from __future__ import annotations
 
 # First: in the fntrace command, Ctrl-C while the rest imports is one line (startup.py).
-from . import startup  # noqa: F401
+from fntrace.recording import startup  # noqa: F401
 
 # isort: split
-from . import livepatch
-from .core.engine import (
+from fntrace.core.engine import (
     BusyError,
     enabled_functions,
     ftrace_enabled,
@@ -21,27 +20,28 @@ from .core.engine import (
     set_ftrace_enabled,
     unregister,
 )
-from .core.filter import Filter
-from .core.flags import Event, Flags
-from .core.hints import check as check_filter
-from .core.ops import Ops
-from .core.regs import CallSite, FtraceRegs, FullRegs, get_regs
-from .core.symbols import Function, available_filter_functions
-from .inject import Injection, inject, parse_inject_spec
-from .instance import Instance, instances, marker, trace
+from fntrace.core.filter import Filter
+from fntrace.core.flags import Event, Flags
+from fntrace.core.hints import check as check_filter
+from fntrace.core.ops import Ops
+from fntrace.core.regs import CallSite, FtraceRegs, FullRegs, get_regs
+from fntrace.core.symbols import Function, available_filter_functions
+from fntrace.tracing import livepatch
+from fntrace.tracing.inject import Injection, inject, parse_inject_spec
+from fntrace.tracing.instance import Instance, instances, marker, trace
 
 __version__ = "0.1.0"
 
 
 def load_ipython_extension(ipython: object) -> None:
     """``%load_ext fntrace``: the %%fntrace magics (IPython is imported only now)."""
-    from .ipython import load_ipython_extension as load
+    from fntrace.integrations.ipython import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: object) -> None:
-    from .ipython import unload_ipython_extension as unload
+    from fntrace.integrations.ipython import unload_ipython_extension as unload
 
     unload(ipython)
 

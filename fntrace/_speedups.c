@@ -4571,7 +4571,7 @@ frame_key(PyObject *module, PyObject *frame)
  * CPython's layout, against what the interpreter itself says of it: its code,
  * function, globals, frame object, owner, instruction offset, previous frame
  * and the values of its first locals (`args`).  The caller passes its own
- * running frame (fntrace._accel does, at import), so the frame is also the
+ * running frame (fntrace.core.accel does, at import), so the frame is also the
  * thread's current one.  None when everything agrees, else a one-line text
  * saying what does not: fntrace then keeps to its pure-Python path.  Every
  * read stays inside the memory the mirror says the frame has, and pointers

@@ -14,9 +14,11 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from . import __version__, _accel, startup
-from .core.filter import Filter, parse
-from .core.symbols import available_filter_functions
+from fntrace import __version__
+from fntrace.core import accel as _accel
+from fntrace.core.filter import Filter, parse
+from fntrace.core.symbols import available_filter_functions
+from fntrace.recording import startup
 
 EXAMPLES = """\
 examples:
@@ -52,7 +54,7 @@ def _funcs(ns: argparse.Namespace) -> int:
         if filt.selects(module, qualname):
             print(full)
     if filt.lines:
-        from .core import hints
+        from fntrace.core import hints
 
         for msg in hints.report(filt.lines, hints.loaded(), "-F"):
             print(f"fntrace funcs: {msg}", file=sys.stderr)
@@ -74,16 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     funcs.add_argument("-m", "--module", action="append", help="import MODULE first")
     funcs.add_argument("-F", "--filter", action="append", metavar="PATTERN")
     funcs.set_defaults(handler=_funcs)
-    from .control.cli import add_parsers
+    from fntrace.control.cli import add_parsers
 
     add_parsers(sub)
-    from . import info, record, replay
+    from fntrace.analysis import info, replay
+    from fntrace.recording import record
 
     record.add_run_parser(sub)
     record.add_parser(sub)
     replay.add_parser(sub)
     info.add_parser(sub)
-    from . import dump, report
+    from fntrace.analysis import dump, report
 
     report.add_parser(sub)
     dump.add_parser(sub)
@@ -99,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from .record import split_command
+    from fntrace.recording.record import split_command
 
     parser = build_parser()
     args = list(sys.argv[1:] if argv is None else argv)

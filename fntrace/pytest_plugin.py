@@ -181,7 +181,7 @@ class FlightRecorder:
 
     def _add_section(self, item: pytest.Item, report: pytest.TestReport,
                      tb: types.TracebackType | None) -> None:
-        from . import failure_graph
+        from fntrace.integrations import failure_graph
 
         inst = self.inst
         was_on = inst.tracing_on
@@ -198,7 +198,7 @@ class FlightRecorder:
 
     # -- trace files --------------------------------------------------------------
     def _header(self, item: pytest.Item) -> dict[str, Any]:
-        from .recorder import header_for
+        from fntrace.recording.recorder import header_for
 
         opts = dict(self.options, instance_options=dict(self.inst.options))
         return header_for(self.inst, ["pytest", item.nodeid], opts)
@@ -210,7 +210,7 @@ class FlightRecorder:
         return recorder
 
     def _open_file(self, item: pytest.Item, header: dict[str, Any]) -> Any:
-        from .recorder import Recorder
+        from fntrace.recording.recorder import Recorder
 
         assert self.record_dir is not None
         base = _file_name(item.nodeid)

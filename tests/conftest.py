@@ -14,12 +14,12 @@ from collections.abc import Iterator
 import pytest
 
 import fntrace
-import fntrace._accel
+import fntrace.core.accel
 from fntrace.core import engine
 
 
 class StillReprClock:
-    """``time`` for fntrace.reprs in which no repr takes any time."""
+    """``time`` for fntrace.tracing.reprs in which no repr takes any time."""
 
     @staticmethod
     def perf_counter_ns() -> int:
@@ -32,7 +32,7 @@ def _untimed_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
     ``<T object>`` from then on.  On a loaded machine any repr can take that long,
     so every expected argument text would depend on load: here reprs take no time.
     The tests of the cutoff itself replace this clock with one they drive."""
-    from fntrace import reprs
+    from fntrace.tracing import reprs
 
     monkeypatch.setattr(reprs, "time", StillReprClock)
 
@@ -44,7 +44,7 @@ def _no_leaks() -> Iterator[None]:
     if not fntrace.ftrace_enabled():
         fntrace.set_ftrace_enabled(True)
     yield
-    livepatch = sys.modules.get("fntrace.livepatch")
+    livepatch = sys.modules.get("fntrace.tracing.livepatch")
     leaked_patches = list(livepatch.patches()) if livepatch is not None else []
     for p in leaked_patches:
         livepatch.unpatch(p)  # type: ignore[union-attr]
@@ -67,13 +67,13 @@ def _no_leaks() -> Iterator[None]:
 # test twice where the C extension is built: once through the C recorders and
 # dispatcher (3.12+) or profile function (3.11), once through the pure-Python
 # path, so both paths are held to the same exact expectations.
-_PATHS = ["c", "pure"] if fntrace._accel.built is not None else ["pure"]
+_PATHS = ["c", "pure"] if fntrace.core.accel.built is not None else ["pure"]
 
 
 @pytest.fixture(params=_PATHS)
 def hot_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "pure":
-        monkeypatch.setattr(fntrace._accel, "speedups", None)
+        monkeypatch.setattr(fntrace.core.accel, "speedups", None)
     return str(request.param)
 
 

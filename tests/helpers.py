@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import sys
 import threading
@@ -98,6 +99,16 @@ CLOSE_RUNS_TRY_LESS_GENERATOR = _close_runs_try_less_generator()
 def raised(exc: str) -> str:
     """How function_graph shows a call left by an exception: 3.11's profile hook does
     not see the exception (the text says so), sys.monitoring (3.12+) does."""
-    from fntrace.tracers.function_graph import UNKNOWN_TYPE
+    from fntrace.tracing.tracers.function_graph import UNKNOWN_TYPE
 
     return f"raised {exc}" if sys.version_info >= (3, 12) else f"raised {UNKNOWN_TYPE}"
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that must see SIGINT: back to its default action.
+
+    A test run started where SIGINT is ignored (a shell's background job, nohup,
+    some CI runners) passes SIG_IGN on to every child; Python then leaves SIGINT
+    ignored, so neither KeyboardInterrupt nor fntrace's start-up guard would ever
+    see a Ctrl-C the test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -1,7 +1,7 @@
 """The C path guards itself (issue 11 item 9).
 
 The extension reads CPython's interpreter frames through its own mirror of
-their layout (3.11-3.13).  At import, fntrace._accel reads a running function
+their layout (3.11-3.13).  At import, fntrace.core.accel reads a running function
 frame and a running generator frame both ways; any difference turns the C
 path off with one warning, and tracing goes on in pure Python.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-import fntrace._accel as accel
+import fntrace.core.accel as accel
 
 ROOT = Path(__file__).resolve().parent.parent
 built: Any = accel.built

@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from helpers import default_sigint
+
 from fntrace.formats.tracefile import open_trace
 
 ROOT = str(Path(__file__).resolve().parent.parent)
@@ -20,7 +22,7 @@ def fntrace(*args: str, cwd: Path, stdin: str | None = None,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "fntrace", *args], cwd=cwd,
                           env=env or ENV, text=True, capture_output=True, timeout=120,
-                          input=stdin)
+                          input=stdin, preexec_fn=default_sigint)
 
 
 def write(path: Path, body: str) -> Path:
@@ -168,7 +170,8 @@ def test_sigint_while_importing_is_one_line_and_130(tmp_path: Path) -> None:
     # The console script (a file called fntrace) is guarded the same way.
     write(tmp_path / "fntrace", "import sys\nfrom fntrace.cli import main\nsys.exit(main())\n")
     res = subprocess.run([sys.executable, "fntrace", "funcs"], cwd=tmp_path, env=env,
-                         text=True, capture_output=True, timeout=120)
+                         text=True, capture_output=True, timeout=120,
+                         preexec_fn=default_sigint)
     assert (res.returncode, res.stdout, res.stderr) == (130, "", "fntrace: interrupted\n")
 
 
@@ -191,7 +194,7 @@ def test_a_program_importing_fntrace_keeps_its_keyboardinterrupt(tmp_path: Path)
     """)
     env = {**ENV, "FNTRACE_TEST_SIGINT": "import"}
     res = subprocess.run([sys.executable, "lib.py"], cwd=tmp_path, env=env, text=True,
-                         capture_output=True, timeout=120)
+                         capture_output=True, timeout=120, preexec_fn=default_sigint)
     # Not the command: no guard, no test hook either.
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import needs_unix_sockets
+from helpers import default_sigint, needs_unix_sockets
 
 import fntrace
 from fntrace.control import Client, ControlError, ProtocolError, listen
@@ -44,11 +44,6 @@ pytestmark = needs_unix_sockets
 ROOT = str(Path(fntrace.__file__).resolve().parent.parent)
 
 
-def default_sigint() -> None:
-    """In the child: SIGINT back to its default, so Python turns it into
-    KeyboardInterrupt even when this test runs where SIGINT is ignored (a shell's
-    background job, some CI runners), which the child would inherit."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 WORK = '''\

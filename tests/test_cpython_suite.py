@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-import fntrace._accel
+import fntrace.core.accel
 
 pytestmark = pytest.mark.cpython
 
@@ -164,7 +164,7 @@ def _oracle(args: list[str], tmp: Path) -> tuple[int, str]:
 @pytest.mark.parametrize(("args", "config", "path"), _params())
 def test_regression_modules_traced(args: list[str], config: tuple[str, ...], path: str,
                                    tmp_path: Path) -> None:
-    if path == "c" and fntrace._accel.built is None:
+    if path == "c" and fntrace.core.accel.built is None:
         pytest.skip("the C extension is not built")
     expected = _oracle(args, tmp_path)
     if config == PROFILE:

@@ -26,7 +26,7 @@ import pytest
 from helpers import CLOSE_RUNS_TRY_LESS_GENERATOR, needs_threads
 
 import fntrace
-import fntrace._accel
+import fntrace.core.accel
 from fntrace import Event, Flags, FtraceRegs, Function, Ops
 from fntrace.core.filter import parse
 
@@ -942,7 +942,7 @@ def test_recursion_limit_depth() -> None:
     assert _max_depth() == (untraced_depth, msg)  # untraced again: exactly as before
 
 
-@pytest.mark.skipif(PY311 and fntrace._accel.speedups is None,
+@pytest.mark.skipif(PY311 and fntrace.core.accel.speedups is None,
                     reason="3.11 without the C extension: CPython removes a Python profile "
                     "function that raises, and the hook cannot even start at the recursion "
                     "limit: tracing of that thread stops after a RecursionError (reported)")

@@ -216,7 +216,7 @@ def test_arguments_keep_no_reference() -> None:
 
 
 class SlowClock:
-    """``time`` for fntrace.reprs: only a Slow repr takes time (20 ms, over
+    """``time`` for fntrace.tracing.reprs: only a Slow repr takes time (20 ms, over
     repr-max-us=1000), every other repr none, whatever the machine's load."""
 
     now = 0
@@ -237,7 +237,7 @@ def slow_takes(x: Any) -> None:
 
 
 def test_slow_repr_cutoff_is_said_once(hot_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fntrace import reprs
+    from fntrace.tracing import reprs
 
     monkeypatch.setattr(reprs, "time", SlowClock)
     with fntrace.trace("function_graph", filter=f"{HERE}:slow_takes", funcgraph_args=1) as inst:

@@ -25,15 +25,15 @@ from typing import Any
 import pytest
 from helpers import needs_threads
 
-import fntrace.instance
+import fntrace.tracing.instance
 from fntrace import Event
 from fntrace.core import engine
 from fntrace.core.oscaps import native_id
 from fntrace.core.symbols import function_for_code
-from fntrace.formats import ftrace_text
-from fntrace.instance import Instance
-from fntrace.ring_buffer import ThreadBuffer
-from fntrace.tracers.function_graph import (
+from fntrace.tracing import ftrace_text
+from fntrace.tracing.instance import Instance
+from fntrace.tracing.ring_buffer import ThreadBuffer
+from fntrace.tracing.tracers.function_graph import (
     ENTRY,
     EXIT,
     FunctionGraphTracer,
@@ -333,7 +333,7 @@ def check_durations(roots: list[Call]) -> int:
 def traced(work: Callable[[], Any], *, graph_function: str = "", graph_notrace: str = "",
            max_graph_depth: int = 0, thresh: int = 0, **options: int) -> Iterator[Instance]:
     """An instance for ``work``: filters and limits set, ``work`` run, then yielded open."""
-    with fntrace.instance.trace("function_graph", filter=[FILTER], **options) as inst:
+    with fntrace.tracing.instance.trace("function_graph", filter=[FILTER], **options) as inst:
         if graph_function:
             inst.write("set_graph_function", graph_function)
         if graph_notrace:
@@ -525,7 +525,7 @@ def test_markers_sit_at_the_writers_level() -> None:
         inst_box[0].write("trace_marker", "after")
 
     inst_box: list[Instance] = []
-    with fntrace.instance.trace("function_graph", filter=[FILTER]) as inst:
+    with fntrace.tracing.instance.trace("function_graph", filter=[FILTER]) as inst:
         inst_box.append(inst)
         work()
         lines = trace_lines(inst)
@@ -809,7 +809,7 @@ def wl_thr_outer() -> None:
 
 @pytest.mark.parametrize("thresh", [3000, 0])
 def test_tracing_thresh_keeps_only_long_calls(thresh: int) -> None:
-    with fntrace.instance.trace("function_graph", filter=[FILTER]) as inst:
+    with fntrace.tracing.instance.trace("function_graph", filter=[FILTER]) as inst:
         inst.write("tracing_thresh", str(thresh))
         inst.rb.clock = WlClock()
         wl_thr_outer()
@@ -840,7 +840,7 @@ def test_tracing_on_and_pid_filter() -> None:
         wl_pid_outer(inst)
 
     box: list[Instance] = []
-    with fntrace.instance.trace("function_graph", filter=[FILTER]) as inst:
+    with fntrace.tracing.instance.trace("function_graph", filter=[FILTER]) as inst:
         box.append(inst)
         work()
         lines = trace_lines(inst)
@@ -851,7 +851,7 @@ def test_tracing_on_and_pid_filter() -> None:
 
 def test_trace_pipe_batches_render_on_their_own() -> None:
     out: list[str] = []
-    with fntrace.instance.trace("function_graph", filter=[FILTER]) as inst:
+    with fntrace.tracing.instance.trace("function_graph", filter=[FILTER]) as inst:
         wl_pipe_reader(inst, out)
         out.append(inst.read("trace_pipe"))
         out.append(inst.read("trace_pipe"))
@@ -901,7 +901,7 @@ def test_graph_filters_are_read_back_and_switch_live() -> None:
         box[0].write("set_graph_function", "")
         wl_mid()
 
-    with fntrace.instance.trace("function_graph", filter=[FILTER]) as inst:
+    with fntrace.tracing.instance.trace("function_graph", filter=[FILTER]) as inst:
         box.append(inst)
         inst.write("set_graph_function", "wl_b")
         assert inst.read("set_graph_function") == "wl_b\n"

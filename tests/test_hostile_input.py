@@ -387,7 +387,7 @@ def test_random_mutations_never_escape(good: bytes, tmp_path: Path,
 
 
 def test_header_tracers_are_the_tracers() -> None:
-    from fntrace import tracers
+    from fntrace.tracing import tracers
 
     assert list(tracefile.TRACERS) == tracers.available()
 
@@ -395,9 +395,9 @@ def test_header_tracers_are_the_tracers() -> None:
 # -- grammars: every hostile input is a ValueError with a column ------------------------
 
 def _grammar_cases() -> Iterator[tuple[str, Any, str, str]]:
-    from fntrace.inject import parse_inject_spec, parse_retval
-    from fntrace.probes.condition import parse_condition
-    from fntrace.probes.parser import parse_spec
+    from fntrace.tracing.inject import parse_inject_spec, parse_retval
+    from fntrace.tracing.probes.condition import parse_condition
+    from fntrace.tracing.probes.parser import parse_spec
 
     spec = "json:dumps:"
     yield "raise UnicodeDecodeError", parse_inject_spec, spec + "raise=UnicodeDecodeError(1)", \
@@ -461,9 +461,9 @@ def test_grammar_refuses_with_value_error(name: str, parse: Any, text: str,
 
 
 def test_grammar_limits_accept_what_they_promise() -> None:
-    from fntrace.inject import parse_inject_spec
-    from fntrace.probes.condition import parse_condition
-    from fntrace.probes.parser import parse_spec
+    from fntrace.tracing.inject import parse_inject_spec
+    from fntrace.tracing.probes.condition import parse_condition
+    from fntrace.tracing.probes.parser import parse_spec
 
     deep = "[" * 32 + "]" * 32
     assert parse_inject_spec(f"json:dumps:retval={deep}")["retval"] == eval(deep)
@@ -499,7 +499,7 @@ def test_every_tracefs_file_refuses_hostile_writes() -> None:
     huge buffer_size_kb once made every new thread's first event raise OverflowError)."""
     import threading
 
-    from fntrace.instance import Instance
+    from fntrace.tracing.instance import Instance
 
     inst = Instance("hostile")
 

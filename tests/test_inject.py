@@ -27,7 +27,7 @@ from helpers import needs_subprocess, needs_threads
 import fntrace
 from fntrace import BusyError, inject, livepatch, parse_inject_spec
 from fntrace.core import engine
-from fntrace.inject import Injection
+from fntrace.tracing.inject import Injection
 
 MOD = __name__
 FNTRACE_DIR = str(Path(fntrace.__file__).parent)
@@ -435,7 +435,7 @@ def test_fail_function_files(injections: list[Injection]) -> None:
 
 
 class _SlowClock:
-    """time for fntrace.reprs where every repr seems to take a second (a loaded machine)."""
+    """time for fntrace.tracing.reprs where every repr seems to take a second (a loaded machine)."""
 
     def __init__(self) -> None:
         self.now = 0
@@ -450,7 +450,7 @@ def test_fail_function_text_never_depends_on_timing(injections: list[Injection],
     """The failure lines show the injected value, however slow the machine: the
     value is rendered once, when the injection is set, never timed (it used to be
     timed in each failing call, and under load became '<OSError object>')."""
-    from fntrace import reprs
+    from fntrace.tracing import reprs
 
     monkeypatch.setattr(reprs, "time", _SlowClock())
     name = full("inj_size")

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from helpers import needs_threads
 
-from fntrace import instance as instance_mod
 from fntrace.core import engine
 from fntrace.core.oscaps import native_id
-from fntrace.instance import OPTIONS, Instance
+from fntrace.tracing import instance as instance_mod
+from fntrace.tracing.instance import OPTIONS, Instance
 
 # Both hot paths (C recorders and pure Python), see conftest.py.
 pytestmark = pytest.mark.usefixtures("hot_path")
@@ -170,7 +170,7 @@ class Huge:
 
 
 class FakeReprClock:
-    """``time`` for fntrace.reprs: only a Slow repr takes time (20 ms), every other
+    """``time`` for fntrace.tracing.reprs: only a Slow repr takes time (20 ms), every other
     repr none, however loaded the machine (a real clock made any repr "slow" when
     the process was paused during it)."""
 
@@ -458,8 +458,8 @@ def test_str_and_bytes_are_never_timed(monkeypatch: pytest.MonkeyPatch) -> None:
     during one must not mark str or bytes slow for the rest of the trace."""
     import reprlib
 
-    from fntrace import reprs as reprs_module
-    from fntrace.reprs import SafeRepr
+    from fntrace.tracing import reprs as reprs_module
+    from fntrace.tracing.reprs import SafeRepr
 
     FakeReprClock.now = 0
     monkeypatch.setattr(reprs_module, "time", FakeReprClock)
@@ -477,7 +477,7 @@ def test_str_and_bytes_are_never_timed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_func_args_reprs(inst: Instance, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fntrace import reprs
+    from fntrace.tracing import reprs
 
     monkeypatch.setattr(reprs, "time", FakeReprClock)
     function_tracer(inst, "fa", func_args=1, repr_max_len=40, repr_max_us=5000)

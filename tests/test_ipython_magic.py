@@ -137,7 +137,7 @@ def test_usage_errors(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
     InteractiveShell.clear_instance()
     fresh = new_shell()
     fresh.run_line_magic("load_ext", "fntrace")
-    from fntrace.ipython import FntraceMagics
+    from fntrace.integrations.ipython import FntraceMagics
 
     FntraceMagics.last = None
     for cell, message in [

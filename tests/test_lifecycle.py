@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from fntrace.formats.tracefile import TraceWriter, child_paths, open_trace
-from fntrace.instance import Instance
-from fntrace.recorder import Recorder, header_for
+from fntrace.recording.recorder import Recorder, header_for
+from fntrace.tracing.instance import Instance
 
 # Every test here runs processes (fork, signals, rlimits): none under WebAssembly.
 resource = pytest.importorskip("resource", reason="needs processes and resource limits")

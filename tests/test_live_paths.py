@@ -93,8 +93,8 @@ def test_error_injection_on_a_live_process(target: Target) -> None:  # noqa: F81
 def test_livepatch_switched_on_a_live_process(rundir: str, tmp_path: Path) -> None:  # noqa: F811
     # The target patches gamma itself (code cannot travel over the socket); the
     # control files then switch the patch off and on while it runs.
-    code = (LISTEN + "; import fntrace.livepatch, ctlwork; "
-            "fntrace.livepatch.patch(ctlwork.gamma, lambda n: -n, name='neg')")
+    code = (LISTEN + "; import fntrace.tracing.livepatch, ctlwork; "
+            "fntrace.tracing.livepatch.patch(ctlwork.gamma, lambda n: -n, name='neg')")
     t = start_target(str(tmp_path), listen_code=code)
     try:
         with Client(t.pid) as c:

@@ -21,7 +21,7 @@ from helpers import needs_threads
 import fntrace
 from fntrace import BusyError, inject, livepatch
 from fntrace.core import engine
-from fntrace.livepatch import Patch
+from fntrace.tracing.livepatch import Patch
 
 MOD = __name__
 

@@ -22,8 +22,8 @@ from fntrace.control import ControlError, current, listen
 from fntrace.control.client import connect
 from fntrace.core import oscaps
 from fntrace.formats.tracefile import open_trace
-from fntrace.instance import Instance
-from fntrace.recorder import Recorder, header_for
+from fntrace.recording.recorder import Recorder, header_for
+from fntrace.tracing.instance import Instance
 
 
 def _fresh_oscaps() -> object:

@@ -19,8 +19,8 @@ from helpers import needs_threads
 from fntrace.core import engine
 from fntrace.core.engine import BusyError
 from fntrace.core.oscaps import native_id
-from fntrace.instance import Instance
-from fntrace.probes import ProbeSpec, RemoveSpec, SpecError, Step, parse_spec
+from fntrace.tracing.instance import Instance
+from fntrace.tracing.probes import ProbeSpec, RemoveSpec, SpecError, Step, parse_spec
 
 MOD = __name__
 LINE = re.compile(r"^ *(?P<task>\S.*?)-(?P<pid>\d+) +\[(?P<cpu>\d{3})\] (?P<flags>\S{5}) +"

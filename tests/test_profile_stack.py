@@ -30,7 +30,7 @@ from helpers import needs_threads
 
 import fntrace
 from fntrace.core import engine
-from fntrace.tracers.profile import format_duration
+from fntrace.tracing.tracers.profile import format_duration
 
 # Both hot paths (C recorders and pure Python), see conftest.py.
 pytestmark = pytest.mark.usefixtures("hot_path")
@@ -428,7 +428,7 @@ def test_abandoned_generators_are_not_kept(work: ModuleType, inst: fntrace.Insta
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     # A generator dropped while suspended may die without an exit event (3.13);
     # the profiler must not keep its frame (and so its locals) alive.
-    from fntrace.tracers import profile
+    from fntrace.tracing.tracers import profile
 
     monkeypatch.setattr(profile, "OPEN_LIMIT", 8)
     inst.write("set_ftrace_filter", f"{MOD}:holder")

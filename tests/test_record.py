@@ -12,22 +12,25 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import needs_subprocess
+from helpers import default_sigint, needs_subprocess
 
+from fntrace.analysis.replay import render
 from fntrace.formats.tracefile import TraceWriter, open_trace
-from fntrace.instance import Instance
-from fntrace.recorder import to_wevent
-from fntrace.replay import render
+from fntrace.recording.recorder import to_wevent
+from fntrace.tracing.instance import Instance
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 ENV = {**os.environ, "PYTHONPATH": ROOT}
 
 
-def default_sigint() -> None:
-    """In the child: SIGINT back to its default, so Python turns it into
-    KeyboardInterrupt even when this test runs where SIGINT is ignored (a shell's
-    background job, some CI runners), which the child would inherit."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def read_lines(proc: subprocess.Popen[bytes], n: int) -> None:
+    """Read exactly ``n`` lines of the child's unbuffered stdout, not a byte more, so
+    that ``communicate()`` afterwards returns every line printed after them."""
+    assert proc.stdout is not None
+    for _ in range(n):
+        assert proc.stdout.readline().endswith(b"\n")
 
 
 def script(tmp: Path, name: str, body: str) -> Path:
@@ -138,13 +141,12 @@ def test_sigint_leaves_readable_file(tmp_path: Path) -> None:
     out = tmp_path / "t.dat"
     proc = subprocess.Popen([sys.executable, "-m", "fntrace", "record", "--args",
                              "-F", "*:mod:__main__", "-o", str(out), "--", str(prog)],
-                            env=ENV, text=True, preexec_fn=default_sigint,
+                            env=ENV, bufsize=0, preexec_fn=default_sigint,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None
-    for _ in range(20):
-        proc.stdout.readline()
+    read_lines(proc, 20)
     proc.send_signal(signal.SIGINT)
-    rest, err = proc.communicate(timeout=90)
+    outb, errb = proc.communicate(timeout=90)
+    rest, err = outb.decode(), errb.decode()
     assert proc.returncode == -signal.SIGINT
     assert err.startswith("Traceback") and err.rstrip().endswith("KeyboardInterrupt")
     assert "fntrace" not in err
@@ -160,13 +162,11 @@ def test_sigterm_leaves_readable_file(tmp_path: Path) -> None:
     prog = script(tmp_path, "ticker.py", TICKER)
     out = tmp_path / "t.dat"
     proc = subprocess.Popen([sys.executable, "-m", "fntrace", "record", "-t", "function",
-                             "-o", str(out), "--", str(prog)], env=ENV, text=True,
+                             "-o", str(out), "--", str(prog)], env=ENV, bufsize=0,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None
-    for _ in range(10):
-        proc.stdout.readline()
+    read_lines(proc, 10)
     proc.send_signal(signal.SIGTERM)
-    rest, _ = proc.communicate(timeout=30)
+    rest = proc.communicate(timeout=90)[0].decode()
     assert proc.returncode == -signal.SIGTERM
     tf = open_trace(str(out))
     assert tf.problems == []

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from helpers import needs_subprocess
 
-from fntrace.dump import folded_stacks, write_chrome, write_folded
+from fntrace.analysis.dump import folded_stacks, write_chrome, write_folded
+from fntrace.analysis.report import FuncStats, build, fmt_pct, fmt_time, format_diff, format_table
 from fntrace.formats.tracefile import Record
-from fntrace.report import FuncStats, build, fmt_pct, fmt_time, format_diff, format_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -494,7 +494,7 @@ class _Tty(io.StringIO):
 
 
 def test_progress_only_on_a_terminal() -> None:
-    from fntrace.report import progress
+    from fntrace.analysis.report import progress
 
     tty, pipe = _Tty(), io.StringIO()
     assert list(progress(range(5), "fntrace report", tty, every=2)) == [0, 1, 2, 3, 4]

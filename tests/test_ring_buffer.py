@@ -17,8 +17,8 @@ import pytest
 from helpers import needs_threads
 
 from fntrace.core.oscaps import native_id
-from fntrace.instance import Instance
-from fntrace.ring_buffer import EVENT_OVERHEAD
+from fntrace.tracing.instance import Instance
+from fntrace.tracing.ring_buffer import EVENT_OVERHEAD
 
 # Both hot paths (C recorders and pure Python), see conftest.py.
 pytestmark = pytest.mark.usefixtures("hot_path")

@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
-import fntrace._accel
-from fntrace.instance import Instance, trace
-from fntrace.ring_buffer import _PyRingCore
-from fntrace.tracers.profile import _PyProfThread
+import fntrace.core.accel
+from fntrace.tracing.instance import Instance, trace
+from fntrace.tracing.ring_buffer import _PyRingCore
+from fntrace.tracing.tracers.profile import _PyProfThread
 
-built = fntrace._accel.built
+built = fntrace.core.accel.built
 needs_c = pytest.mark.skipif(built is None, reason="the C extension is not built")
 
 
@@ -129,7 +129,7 @@ def _run(path: str, monkeypatch: pytest.MonkeyPatch, tracer: str,
          **options: int) -> tuple[int, list[tuple[str, list[tuple[Any, ...]]]], int, bool]:
     with monkeypatch.context() as m:
         if path == "pure":
-            m.setattr(fntrace._accel, "speedups", None)
+            m.setattr(fntrace.core.accel, "speedups", None)
         with trace(tracer, filter="sp_*", **options) as inst:
             assert inst.tracer is not None
             # the C run has its recorder attached (it writes whenever the options allow)
@@ -257,7 +257,7 @@ def test_exit_after_the_recorder_stepped_aside(monkeypatch: pytest.MonkeyPatch) 
     for path in ("c", "pure"):
         with monkeypatch.context() as m:
             if path == "pure":
-                m.setattr(fntrace._accel, "speedups", None)
+                m.setattr(fntrace.core.accel, "speedups", None)
             with trace("function_graph", filter=["sp_toggle", "sp_leaf"]) as inst:
                 assert bool(inst.tracer.recorders) == (path == "c")  # type: ignore[union-attr]
                 # entries: Python (first call), C, Python; exits: C, Python, C
@@ -451,7 +451,7 @@ def test_filter_change_reaches_the_c_site_cache() -> None:
 
 
 def test_status_line() -> None:
-    assert fntrace._accel.status().startswith("C hot path: ")
+    assert fntrace.core.accel.status().startswith("C hot path: ")
 
 
 # -- the C ring buffer is its Python twin ---------------------------------------------
@@ -525,7 +525,7 @@ def _traced_batches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, list[Any
 
 
 def _copies(batches: list[Any]) -> tuple[Any, Any]:
-    from fntrace.ring_buffer import BufferSet, ThreadBuffer
+    from fntrace.tracing.ring_buffer import BufferSet, ThreadBuffer
 
     sets = []
     for _ in range(2):
@@ -546,7 +546,7 @@ def _profiling(path: str, monkeypatch: pytest.MonkeyPatch, filter: str) -> Itera
     """An instance with the profiler on, on the C or the pure-Python path."""
     with monkeypatch.context() as m:
         if path == "pure":
-            m.setattr(fntrace._accel, "speedups", None)
+            m.setattr(fntrace.core.accel, "speedups", None)
         inst = Instance()
         try:
             inst.write("set_ftrace_filter", filter)
@@ -664,8 +664,8 @@ def test_take_all_is_consume(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.skipif(built is None, reason="the C extension is not built")
 def test_encoded_chunk_is_byte_identical(monkeypatch: pytest.MonkeyPatch,
                                          tmp_path: Any) -> None:
-    from fntrace import recorder
     from fntrace.formats import tracefile
+    from fntrace.recording import recorder
 
     batches = _traced_batches(monkeypatch)
     header = {"program": "x"}
@@ -725,7 +725,7 @@ def test_local_clock_is_monotonic_across_threads() -> None:
 
 
 def test_default_clock_is_local() -> None:
-    from fntrace.ring_buffer import CLOCKS, RingBuffer
+    from fntrace.tracing.ring_buffer import CLOCKS, RingBuffer
 
     assert RingBuffer().clock is CLOCKS["local"]
     if built is not None:
@@ -740,8 +740,8 @@ def test_encode_buffers_matches_the_python_writer(tmp_path: Any, tracer: str,
                                                   options: dict[str, int]) -> None:
     """The one-pass writer (packed events encoded without tuples) against
     write_events(to_wevent(...)) of the same events in consume() order."""
-    from fntrace import recorder
     from fntrace.formats import tracefile
+    from fntrace.recording import recorder
 
     with trace(tracer, filter="sp_*", **options) as inst:
         inst.write("trace_marker", "start")

@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-import fntrace._accel
+import fntrace.core.accel
 from fntrace.core import engine, symbols
-from fntrace.instance import Instance
+from fntrace.tracing.instance import Instance
 
 pytestmark = pytest.mark.usefixtures("hot_path")
 
@@ -143,7 +143,7 @@ def test_freed_code_leaves_no_key(hot_path: str) -> None:
     """Every per-code table drops a freed code's id before it can be reused
     (each is keyed by the address); and when the allocator does hand the
     address to a new code object, that one is decided afresh: it is no site."""
-    speedups = fntrace._accel.built
+    speedups = fntrace.core.accel.built
     with Instance() as inst:
         inst.write("set_ftrace_filter", "gen:hit*")
         inst.write("current_tracer", "function")

@@ -8,8 +8,8 @@ socket in a per-user runtime directory (``runtime.py``); ``Client(pid)``
 
 from __future__ import annotations
 
-from .client import Client
-from .protocol import VERSION, ControlError, ProtocolError
-from .server import Server, current, listen
+from fntrace.control.client import Client
+from fntrace.control.protocol import VERSION, ControlError, ProtocolError
+from fntrace.control.server import Server, current, listen
 
 __all__ = ["VERSION", "Client", "ControlError", "ProtocolError", "Server", "current", "listen"]

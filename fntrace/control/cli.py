@@ -13,8 +13,8 @@ import tempfile
 import time
 from typing import Any
 
-from .client import Client, pid_alive, scan
-from .protocol import ControlError
+from fntrace.control.client import Client, pid_alive, scan
+from fntrace.control.protocol import ControlError
 
 __all__ = ["add_parsers"]
 

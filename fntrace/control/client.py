@@ -15,8 +15,15 @@ import socket
 from collections.abc import Generator
 from typing import Any
 
-from .protocol import MAX_RESPONSE, VERSION, ControlError, ProtocolError, decode_response, encode
-from .runtime import runtime_dir, socket_path, unsupported
+from fntrace.control.protocol import (
+    MAX_RESPONSE,
+    VERSION,
+    ControlError,
+    ProtocolError,
+    decode_response,
+    encode,
+)
+from fntrace.control.runtime import runtime_dir, socket_path, unsupported
 
 __all__ = ["Client", "pid_alive", "scan"]
 

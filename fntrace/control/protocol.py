@@ -21,7 +21,7 @@ import errno as _errno
 import json
 from typing import Any
 
-from ..formats.nesting import too_deep
+from fntrace.formats.nesting import too_deep
 
 __all__ = [
     "ERRNO_OF",

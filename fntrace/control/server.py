@@ -28,10 +28,8 @@ import threading
 from collections import deque
 from typing import Any
 
-from .. import __version__
-from ..formats import ftrace_text
-from ..instance import Instance
-from .protocol import (
+from fntrace import __version__
+from fntrace.control.protocol import (
     MAX_REQUEST,
     VERSION,
     ControlError,
@@ -41,8 +39,10 @@ from .protocol import (
     errno_for,
     error_response,
 )
-from .runtime import ensure_dir, socket_path, unsupported
-from .tree import Tree
+from fntrace.control.runtime import ensure_dir, socket_path, unsupported
+from fntrace.control.tree import Tree
+from fntrace.tracing import ftrace_text
+from fntrace.tracing.instance import Instance
 
 __all__ = ["POLL", "STREAM_QUEUE_BYTES", "Server", "current", "listen", "peer_credentials"]
 

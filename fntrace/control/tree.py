@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from ..instance import Instance
-from .protocol import ControlError
+from fntrace.control.protocol import ControlError
+from fntrace.tracing.instance import Instance
 
 __all__ = ["Tree"]
 
@@ -89,7 +89,7 @@ class Tree:
         matches no function loaded in this process now, with what was probably meant
         (the kernel refuses such a pattern with EINVAL; here modules may load later,
         so it is kept and this file says it)."""
-        from ..core import hints
+        from fntrace.core import hints
 
         insts = ([("", self._top)] if self._top is not None else []) + [
             (f"instances/{name}/", inst) for name, inst in sorted(self.named.items())]

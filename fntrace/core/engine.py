@@ -29,13 +29,19 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from . import symbols, sync
-from .flags import Flags
-from .forklock import ForkSafeLock
-from .ops import Ops
-from .regs import FtraceRegs, FullRegs
-from .symbols import Function, function_for_frame, is_internal, is_internal_module, parent_for_frame
-from .symbols import cache as _symbol_cache
+from fntrace.core import symbols, sync
+from fntrace.core.flags import Flags
+from fntrace.core.forklock import ForkSafeLock
+from fntrace.core.ops import Ops
+from fntrace.core.regs import FtraceRegs, FullRegs
+from fntrace.core.symbols import (
+    Function,
+    function_for_frame,
+    is_internal,
+    is_internal_module,
+    parent_for_frame,
+)
+from fntrace.core.symbols import cache as _symbol_cache
 
 _fn_cache = _symbol_cache()  # the dict itself: read per parent lookup, never replaced
 
@@ -338,10 +344,10 @@ def _rebuild(grow: bool = True) -> None:
 
 def _make_backend() -> Backend:
     if sys.version_info >= (3, 12):
-        from .backends.monitoring import MonitoringBackend
+        from fntrace.core.backends.monitoring import MonitoringBackend
 
         return MonitoringBackend()
-    from .backends.profile import ProfileBackend
+    from fntrace.core.backends.profile import ProfileBackend
 
     return ProfileBackend()
 
@@ -379,7 +385,7 @@ def _release_backend() -> None:
 def _ipmodify(ops: Ops) -> Any:
     """The ipmodify module, imported only once some ops needs it (it is not small)."""
     if ops._flags & _IPMODIFY:
-        from . import ipmodify
+        from fntrace.core import ipmodify
 
         return ipmodify
     return sys.modules.get(__package__ + ".ipmodify")

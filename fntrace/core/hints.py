@@ -28,7 +28,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .filter import Filter, FilterLine, parse, parse_line
+from fntrace.core.filter import Filter, FilterLine, parse, parse_line
 
 __all__ = ["Loaded", "advice", "check", "loaded", "patched", "report", "report_unmatched",
            "unmatched"]
@@ -65,7 +65,7 @@ class Loaded:
 def loaded(names: Iterable[str] = ()) -> Loaded:
     """A snapshot of this process: every traceable function (plus ``names``,
     ``module:qualname`` strings known otherwise, e.g. patched sites) and module."""
-    from .symbols import iter_loaded_code
+    from fntrace.core.symbols import iter_loaded_code
 
     functions: dict[str, set[str]] = {}
     for fn in iter_loaded_code():
@@ -93,7 +93,7 @@ def loaded(names: Iterable[str] = ()) -> Loaded:
 def patched() -> Loaded:
     """Only the functions patched now (enabled_functions): cheap, so a caller can skip
     the walk over every object in :func:`loaded` when every pattern matches one."""
-    from .engine import iter_sites
+    from fntrace.core.engine import iter_sites
 
     functions: dict[str, set[str]] = {}
     for fn, _, _, _ in iter_sites():

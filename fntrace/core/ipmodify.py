@@ -48,12 +48,18 @@ import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from . import engine, symbols
-from .filter import Filter
-from .flags import Event, Flags
-from .ops import Ops
-from .regs import FtraceRegs
-from .symbols import Function, function_for_code, is_internal, is_internal_module, iter_loaded_code
+from fntrace.core import engine, symbols
+from fntrace.core.filter import Filter
+from fntrace.core.flags import Event, Flags
+from fntrace.core.ops import Ops
+from fntrace.core.regs import FtraceRegs
+from fntrace.core.symbols import (
+    Function,
+    function_for_code,
+    is_internal,
+    is_internal_module,
+    iter_loaded_code,
+)
 
 __all__ = [
     "TRAMPOLINE_CODES",

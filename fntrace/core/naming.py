@@ -37,7 +37,7 @@ import sys
 import types
 from typing import Any
 
-from .framelocals import first_local
+from fntrace.core.framelocals import first_local
 
 __all__ = ["generated", "user_name"]
 

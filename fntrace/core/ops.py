@@ -11,12 +11,12 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .filter import Filter, parse
-from .flags import Flags
+from fntrace.core.filter import Filter, parse
+from fntrace.core.flags import Flags
 
 if TYPE_CHECKING:
-    from .regs import FtraceRegs
-    from .symbols import Function
+    from fntrace.core.regs import FtraceRegs
+    from fntrace.core.symbols import Function
 
 Callback = Callable[["Function", "Function | None", "Ops", "FtraceRegs"], Any]
 
@@ -85,7 +85,7 @@ class Ops:
         self._swap(self.filter, new)
 
     def _swap(self, filt: Filter, notrace: Filter) -> None:
-        from . import engine
+        from fntrace.core import engine
 
         engine.update_filters(self, filt, notrace)
 

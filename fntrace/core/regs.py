@@ -18,9 +18,9 @@ import sys
 import types
 from typing import Any, NamedTuple
 
-from .flags import Event
-from .framelocals import read_locals, write_back
-from .symbols import Function, function_for_frame
+from fntrace.core.flags import Event
+from fntrace.core.framelocals import read_locals, write_back
+from fntrace.core.symbols import Function, function_for_frame
 
 __all__ = ["CallSite", "FtraceRegs", "FullRegs", "get_regs"]
 

@@ -16,9 +16,9 @@ import types
 import weakref
 from collections.abc import Callable, Iterator
 
-from .. import _accel
-from . import naming
-from .forklock import ForkSafeLock
+from fntrace.core import accel as _accel
+from fntrace.core import naming
+from fntrace.core.forklock import ForkSafeLock
 
 __all__ = [
     "Function",

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from .nesting import too_deep
+from fntrace.formats.nesting import too_deep
 
 __all__ = ["SUPPORTED_VERSIONS", "VERSION", "Record", "ThreadInfo", "TraceFile",
            "TraceFileError", "TraceWriter", "exit_status", "merged_records", "open_trace",
@@ -467,7 +467,7 @@ def _is_str(v: Any) -> bool:
     return type(v) is str
 
 
-#: The tracers a header may name (fntrace.tracers.available(); a test keeps them equal).
+#: The tracers a header may name (fntrace.tracing.tracers.available(); a test keeps them equal).
 TRACERS = ("nop", "function", "function_graph")
 
 

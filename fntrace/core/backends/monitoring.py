@@ -25,10 +25,10 @@ import sys
 import types
 from typing import Any
 
-from ... import _accel
-from .. import engine
-from ..flags import Event
-from ..interrupts import interrupt_token
+from fntrace.core import accel as _accel
+from fntrace.core import engine
+from fntrace.core.flags import Event
+from fntrace.core.interrupts import interrupt_token
 
 __all__ = ["MonitoringBackend", "choose_tool_id"]
 

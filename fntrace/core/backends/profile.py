@@ -27,10 +27,10 @@ import threading
 import types
 from typing import Any
 
-from ... import _accel
-from .. import engine, symbols
-from ..flags import Event
-from ..interrupts import interrupt_token
+from fntrace.core import accel as _accel
+from fntrace.core import engine, symbols
+from fntrace.core.flags import Event
+from fntrace.core.interrupts import interrupt_token
 
 __all__ = ["ProfileBackend"]
 

@@ -1,0 +1,298 @@
+"""``fntrace dump``: a recorded trace for other tools — Chrome JSON and folded stacks.
+
+``--chrome OUT.json`` writes the Trace Event Format (a JSON object with
+``traceEvents``) that Perfetto UI and chrome://tracing open: a process track
+per pid and a thread track per thread, named by metadata events (``ph: M``);
+each function segment is a ``B``/``E`` pair written as its entry and exit come
+(so the file streams, and nesting is the recorded order), with the arguments
+in the ``B`` event's ``args`` and the return value, yielded value or exception
+in the ``E`` event's (both viewers merge them into the slice).  A generator's
+runs are separate slices.  An exit whose entry is not in the file (tracing_thresh)
+becomes a complete ``X`` event; an entry still open at the end of the trace is
+closed at the trace's last timestamp with ``unfinished`` in its args.  Trace
+markers are thread-scoped instant events (``ph: i``), and so are the calls of
+a function-tracer recording, which has no durations.  Timestamps are µs from
+the earliest record (from the recording's start with tracing_thresh, where a
+slice may begin before the first record).
+
+``--folded OUT.txt`` writes folded stacks for flamegraph.pl, inferno or
+speedscope: ``outer;inner;leaf NS``, one line per unique stack, the value being
+the self time in ns summed over every run of that stack (a function-tracer
+recording gives ``caller;callee CALLS`` instead).  ``--threads`` prefixes each
+stack with its thread, ``name-tid``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any
+
+from fntrace.analysis.report import open_files, progress
+from fntrace.analysis.segments import RecordLike, Segment, Unfinished, walk
+
+if TYPE_CHECKING:
+    from fntrace.formats.tracefile import TraceFile
+
+
+def _us(ns: int) -> float:
+    return ns / 1000
+
+
+class ChromeWriter:
+    """Turns records into Trace Event Format events, one JSON object per line."""
+
+    def __init__(self, processes: dict[int, str], threads: dict[tuple[int, int], str],
+                 t0: int | None = None) -> None:
+        self.processes = dict(processes)
+        self.threads = dict(threads)
+        self.t0 = t0 if t0 is not None else 0
+        self.t0_known = t0 is not None
+        self.last = self.t0
+        self.named: set[tuple[int, int]] = set()
+        self.unfinished: list[Unfinished] = []
+
+    def metadata(self) -> Iterator[dict[str, Any]]:
+        for pid, name in sorted(self.processes.items()):
+            yield {"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
+                   "args": {"name": name}}
+        for (pid, tid), name in sorted(self.threads.items()):
+            yield from self._thread_name(pid, tid, name)
+
+    def _thread_name(self, pid: int, tid: int, name: str) -> Iterator[dict[str, Any]]:
+        self.named.add((pid, tid))
+        yield {"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
+               "args": {"name": f"{name}-{tid}"}}
+
+    def _ts(self, ns: int) -> float:
+        return _us(max(ns - self.t0, 0))
+
+    def events(self, records: Iterable[RecordLike]) -> Iterator[dict[str, Any]]:
+        yield from self.metadata()
+        for item in walk(records, entries=True):
+            pid, tid = item.pid, item.tid
+            if not self.t0_known:  # the earliest record: the stream is in time order
+                self.t0 = item.start if isinstance(item, Segment | Unfinished) else item.ts
+                self.last = self.t0
+                self.t0_known = True
+            if (pid, tid) not in self.named:
+                if pid not in self.processes:
+                    self.processes[pid] = f"pid {pid}"
+                    yield {"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
+                           "args": {"name": self.processes[pid]}}
+                yield from self._thread_name(pid, tid, "thread")
+            if isinstance(item, Segment):
+                self.last = max(self.last, item.end)
+                yield self._segment(item)
+            elif isinstance(item, Unfinished):
+                self.unfinished.append(item)  # closed below, innermost first
+            else:
+                self.last = max(self.last, item.ts)
+                ev = self._record(item)
+                if ev is not None:
+                    yield ev
+        yield from self.close_unfinished()
+
+    def close_unfinished(self) -> Iterator[dict[str, Any]]:
+        """End entries still open when the records end, at the last timestamp seen."""
+        for u in sorted(self.unfinished, key=lambda u: (u.pid, u.tid, -u.depth)):
+            yield {"name": u.func, "ph": "E", "ts": self._ts(self.last), "pid": u.pid,
+                   "tid": u.tid, "args": {"unfinished": True}}
+
+    def _segment(self, seg: Segment) -> dict[str, Any]:
+        args: dict[str, Any] = {"exit": seg.exit_event}
+        if seg.value is not None:
+            args["raised" if seg.exit_event == "unwind" else
+                 "yielded" if seg.exit_event == "yield" else "retval"] = seg.value
+        if seg.matched:
+            return {"name": seg.func, "ph": "E", "ts": self._ts(seg.end), "pid": seg.pid,
+                    "tid": seg.tid, "args": args}
+        start = max(seg.start, self.t0)
+        return {"name": seg.func, "cat": "function", "ph": "X", "ts": self._ts(start),
+                "dur": _us(seg.end - start), "pid": seg.pid, "tid": seg.tid, "args": args}
+
+    def _record(self, rec: RecordLike) -> dict[str, Any] | None:
+        base = {"pid": rec.pid, "tid": rec.tid, "ts": self._ts(rec.ts)}
+        if rec.kind == "entry":
+            args: dict[str, Any] = {"entry": rec.event}
+            if rec.args is not None:
+                args["args"] = rec.args
+            return {"name": rec.func, "cat": "function", "ph": "B", **base, "args": args}
+        if rec.kind == "call":
+            args = {}
+            if rec.parent is not None:
+                args["parent"] = rec.parent
+            if rec.args is not None:
+                args["args"] = rec.args
+            return {"name": rec.func, "cat": "call", "ph": "i", "s": "t", **base, "args": args}
+        if rec.kind in ("marker", "text"):
+            return {"name": rec.text or "", "cat": rec.kind, "ph": "i", "s": "t", **base}
+        return None
+
+
+def write_chrome(records: Iterable[RecordLike], out: IO[str], processes: dict[int, str],
+                 threads: dict[tuple[int, int], str], t0: int | None = None) -> int:
+    """Stream the whole JSON document to ``out``; returns the number of events.
+
+    ``t0`` (ns) is time zero; by default the first record's time.
+    """
+    writer = ChromeWriter(processes, threads, t0)
+    out.write('{"displayTimeUnit": "ns", "traceEvents": [\n')
+    n = 0
+    for ev in writer.events(records):
+        out.write((",\n" if n else "") + json.dumps(ev, ensure_ascii=True))
+        n += 1
+    out.write("\n]}\n")
+    return n
+
+
+def folded_stacks(records: Iterable[RecordLike], per_thread: bool = False,
+                  thread_names: dict[tuple[int, int], str] | None = None) -> dict[str, int]:
+    """Unique stack -> self ns (or, with no durations recorded, caller;callee -> calls)."""
+    names = thread_names or {}
+    out: dict[str, int] = {}
+    for item in walk(records):
+        if isinstance(item, Segment):
+            frames = item.stack
+            value = item.self_ns
+        elif isinstance(item, Unfinished):
+            continue
+        elif item.kind == "call":
+            frames = (item.parent, item.func) if item.parent else (item.func,)
+            value = 1
+        else:
+            continue
+        parts = [_frame(f) for f in frames]
+        if per_thread:
+            label = names.get((item.pid, item.tid), "thread")
+            parts.insert(0, _frame(f"{label}-{item.tid}"))
+        key = ";".join(parts)
+        out[key] = out.get(key, 0) + value
+    return out
+
+
+def _frame(name: str) -> str:
+    """A frame name that cannot break the format (';' separates, the last ' ' counts)."""
+    return name.replace(";", ":").replace("\n", " ").replace("\r", " ")
+
+
+def write_folded(stacks: dict[str, int], out: IO[str]) -> int:
+    for key in sorted(stacks):
+        out.write(f"{key} {stacks[key]}\n")
+    return len(stacks)
+
+
+# -- command line ----------------------------------------------------------------
+
+def _names(files: list[TraceFile]) -> tuple[dict[int, str], dict[tuple[int, int], str]]:
+    processes: dict[int, str] = {}
+    threads: dict[tuple[int, int], str] = {}
+    for f in files:
+        prog = str(f.header.get("program") or "python")
+        pid = int(f.header.get("pid", 0))
+        processes[pid] = f"{prog} (pid {pid})"
+        for key, info in f.threads.items():
+            threads[key] = info.name
+    return processes, threads
+
+
+def _t0(files: list[TraceFile]) -> int | None:
+    """Time zero: the first record, unless entries may be missing (tracing_thresh).
+
+    With a threshold, exits come without their entries and a slice may begin
+    before the first record; the recording's start (read before anything was
+    recorded) is then time zero.
+    """
+    if any((f.header.get("options") or {}).get("thresh") for f in files):
+        starts = [int(f.header["start_ts"]) for f in files if "start_ts" in f.header]
+        return min(starts) if starts else None
+    return None
+
+
+def _open_out(path: str) -> IO[str]:
+    return sys.stdout if path == "-" else open(path, "w", encoding="utf-8")
+
+
+def run(ns: argparse.Namespace) -> int:
+    from fntrace.formats.tracefile import TraceFileError, exit_status, merged_records
+
+    if not ns.chrome and not ns.folded:
+        print("fntrace dump: say what to write: --chrome OUT.json and/or --folded OUT.txt",
+              file=sys.stderr)
+        return 2
+    files: list[TraceFile] = []
+    try:
+        files = open_files(ns.file)
+        processes, threads = _names(files)
+        if ns.chrome:
+            t0 = _t0(files)
+            with _ManagedOut(ns.chrome) as out:
+                write_chrome(progress(merged_records(files), "fntrace dump"), out,
+                             processes, threads, t0)
+        if ns.folded:
+            stacks = folded_stacks(progress(merged_records(files), "fntrace dump"),
+                                   ns.threads, threads)
+            with _ManagedOut(ns.folded) as out:
+                write_folded(stacks, out)
+    except BrokenPipeError:
+        _quiet_stdout()
+    except (OSError, TraceFileError) as exc:
+        print(f"fntrace dump: {exc}", file=sys.stderr)
+        return 1
+    return exit_status(files)
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe (``| head``), keep the interpreter's final flush quiet."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+class _ManagedOut:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.out: IO[str] | None = None
+
+    def __enter__(self) -> IO[str]:
+        self.out = _open_out(self.path)
+        return self.out
+
+    def __exit__(self, *exc: object) -> None:
+        if self.out is not None and self.out is not sys.stdout:
+            self.out.close()
+        elif self.out is not None:
+            self.out.flush()
+
+
+EXAMPLES = """\
+examples:
+  fntrace record -t function_graph --args --retval -- app.py
+  fntrace dump --chrome trace.json          open trace.json in https://ui.perfetto.dev
+                                            or chrome://tracing
+  fntrace dump fntrace.dat --folded out.folded && flamegraph.pl out.folded > fg.svg
+  fntrace dump --folded - --threads | inferno-flamegraph > fg.svg
+                                            one flame per thread, to stdout (-)
+"""
+
+
+def add_parser(sub: Any) -> None:
+    """Add the ``dump`` subcommand to the fntrace command's subparsers."""
+    p = sub.add_parser("dump", help="write a trace as Chrome JSON (Perfetto) or folded stacks",
+                       description=__doc__, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", nargs="?", default="fntrace.dat",
+                   help="trace file (default fntrace.dat); files of children "
+                        "recorded with --follow are merged")
+    p.add_argument("--chrome", metavar="OUT.json",
+                   help="write the Trace Event Format to OUT.json (- for stdout)")
+    p.add_argument("--folded", metavar="OUT.txt",
+                   help="write folded stacks (self ns per stack) to OUT.txt (- for stdout)")
+    p.add_argument("--threads", action="store_true",
+                   help="folded: start each stack with its thread (name-tid)")
+    p.set_defaults(handler=run)

@@ -1,0 +1,506 @@
+"""``fntrace report``: a per-function table of a recorded trace, like ``uftrace report``.
+
+Numbers, per function (all times inclusive of what the function called,
+except self time):
+
+* calls: one per call, counted at its ``start`` entry; a generator's or
+  coroutine's resumptions are not calls.  An exit whose entry is not in the
+  file (tracing_thresh drops entries) counts one call when it is final
+  (return/unwind).
+* total: the sum of the durations of all the function's segments (a plain call
+  is one segment; a generator has one per run between resume and yield).
+  Recursion is counted as uftrace counts it: every call adds its own inclusive
+  time, so a recursive function's total includes its nested calls' time again
+  and may exceed the wall time.  Self time never overlaps.
+* self: total minus the time of the segments that ran directly below.
+* avg, min, max: per call, a call's time being the sum of its segments.  A
+  generator's segments are joined to their call by thread, function and depth
+  (first suspended, first resumed); a generator still suspended when the trace
+  ends counts with the time it ran.  avg is total over calls with a known time
+  (a call still running at the end of the trace has none).
+
+A trace of the function tracer has entries only ("call" records): the table
+then has calls alone, and says that durations need function_graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+from fntrace.analysis.segments import FINAL_EXITS, RecordLike, Segment, Unfinished, walk
+
+if TYPE_CHECKING:
+    from fntrace.formats.tracefile import TraceFile
+
+T = TypeVar("T")
+ThreadKey = tuple[int, int] | None  # (pid, tid), or None for all threads merged
+
+SORT_KEYS = ("calls", "total", "self", "avg", "min", "max", "name")
+TIME_KEYS = ("total", "self", "avg", "min", "max")
+
+
+@dataclass
+class FuncStats:
+    """Accumulated numbers for one function (in one thread, or merged)."""
+
+    calls: int = 0
+    total: int = 0
+    self_ns: int = 0
+    timed: int = 0       # calls whose time is known (min/max/avg are over these)
+    min: int = 0
+    max: int = 0
+
+    @property
+    def avg(self) -> int:
+        return self.total // self.timed if self.timed else 0
+
+    def add_call_time(self, ns: int) -> None:
+        if self.timed == 0:
+            self.min = self.max = ns
+        else:
+            self.min = min(self.min, ns)
+            self.max = max(self.max, ns)
+        self.timed += 1
+
+    def metric(self, key: str) -> int:
+        return {"calls": self.calls, "total": self.total, "self": self.self_ns,
+                "avg": self.avg, "min": self.min, "max": self.max}[key]
+
+
+@dataclass
+class Report:
+    """Tables keyed by thread (or one, keyed None), and what kind of trace it was."""
+
+    tables: dict[ThreadKey, dict[str, FuncStats]]
+    has_durations: bool
+
+
+@dataclass
+class _Pending:
+    tid: int
+    depth: int
+    key: ThreadKey
+    ns: int
+
+
+class _Builder:
+    def __init__(self, per_thread: bool) -> None:
+        self.per_thread = per_thread
+        self.tables: dict[ThreadKey, dict[str, FuncStats]] = {}
+        self.suspended: dict[tuple[int, str], list[_Pending]] = {}
+        self.has_durations = False
+
+    def stats(self, pid: int, tid: int, func: str) -> FuncStats:
+        key: ThreadKey = (pid, tid) if self.per_thread else None
+        table = self.tables.setdefault(key, {})
+        st = table.get(func)
+        if st is None:
+            st = table[func] = FuncStats()
+        return st
+
+    def take(self, seg: Segment) -> int | None:
+        waiting = self.suspended.get((seg.pid, seg.func))
+        if not waiting:
+            return None
+        for i, p in enumerate(waiting):
+            if p.tid == seg.tid and p.depth == seg.depth:
+                return waiting.pop(i).ns
+        return waiting.pop(0).ns
+
+    def segment(self, seg: Segment) -> None:
+        self.has_durations = True
+        st = self.stats(seg.pid, seg.tid, seg.func)
+        st.total += seg.duration
+        st.self_ns += seg.self_ns
+        final = seg.exit_event in FINAL_EXITS
+        so_far: int | None
+        if seg.entry_event == "start":
+            st.calls += 1
+            so_far = 0
+        elif seg.entry_event:  # resume/throw: continue the call it belongs to
+            so_far = self.take(seg)
+        else:  # the entry is not in the file
+            so_far = self.take(seg) or 0
+            if final:
+                st.calls += 1
+        if so_far is None:
+            return  # a resumption of a call whose start was never seen
+        ns = so_far + seg.duration
+        if final:
+            st.add_call_time(ns)
+        else:
+            key: ThreadKey = (seg.pid, seg.tid) if self.per_thread else None
+            self.suspended.setdefault((seg.pid, seg.func), []).append(
+                _Pending(seg.tid, seg.depth, key, ns))
+
+    def finish(self) -> Report:
+        for (_pid, func), waiting in self.suspended.items():
+            for p in waiting:
+                self.tables[p.key][func].add_call_time(p.ns)
+        self.suspended.clear()
+        return Report(self.tables, self.has_durations)
+
+
+def build(records: Iterable[RecordLike], per_thread: bool = False) -> Report:
+    """Aggregate records (in time order per thread) into per-function numbers."""
+    b = _Builder(per_thread)
+    for item in walk(records):
+        if isinstance(item, Segment):
+            b.segment(item)
+        elif isinstance(item, Unfinished):
+            if item.entry_event == "start":
+                b.stats(item.pid, item.tid, item.func).calls += 1
+        elif item.kind == "call":
+            b.stats(item.pid, item.tid, item.func).calls += 1
+    return b.finish()
+
+
+# -- formatting ----------------------------------------------------------------
+
+def fmt_time(ns: int) -> str:
+    """ns below 1 µs, else us/ms/s with three decimals (truncated, never rounded up)."""
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    if ns < 1000:
+        return f"{sign}{ns} ns"
+    for unit, scale in (("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000)):
+        if ns < scale * 1000 or unit == "s":
+            whole, frac = divmod(ns, scale)
+            return f"{sign}{whole}.{frac * 1000 // scale:03d} {unit}"
+    raise AssertionError("unreachable")
+
+
+def fmt_short(ns: int) -> str:
+    """A duration in three significant digits (``682ms``, ``7.67ms``, ``210ns``): the
+    width-fitted diff's cells, where the exact figures of ``--wide`` do not fit."""
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    if ns < 1000:
+        return f"{sign}{ns}ns"
+    for unit, scale in (("us", 1e3), ("ms", 1e6), ("s", 1e9)):
+        value = ns / scale
+        if value < 999.5 or unit == "s":
+            digits = 0 if value >= 99.95 else 1 if value >= 9.995 else 2
+            return f"{sign}{value:.{digits}f}{unit}"
+    raise AssertionError("unreachable")
+
+
+def _short_metric(key: str, value: int) -> str:
+    return str(value) if key == "calls" else fmt_short(value)
+
+
+def _short_delta(key: str, delta: int) -> str:
+    text = str(abs(delta)) if key == "calls" else fmt_short(abs(delta))
+    return ("+" if delta > 0 else "-" if delta < 0 else "") + text
+
+
+def _short_pct(base: int, new: int) -> str:
+    if base == 0:
+        return "0%" if new == 0 else "new"
+    pct = (new - base) * 100 / base
+    return f"{pct:+.0f}%" if abs(pct) >= 99.95 else f"{pct:+.1f}%"
+
+
+def fmt_delta(key: str, delta: int) -> str:
+    text = str(abs(delta)) if key == "calls" else fmt_time(abs(delta))
+    return ("+" if delta > 0 else "-" if delta < 0 else "") + text
+
+
+def fmt_pct(base: int, new: int) -> str:
+    if base == 0:
+        return "0.00%" if new == 0 else "new"
+    return f"{(new - base) * 100 / base:+.2f}%"
+
+
+def _fmt_metric(key: str, value: int) -> str:
+    return str(value) if key == "calls" else fmt_time(value)
+
+
+def sorted_funcs(table: dict[str, FuncStats], key: str) -> list[tuple[str, FuncStats]]:
+    if key == "name":
+        return sorted(table.items())
+    return sorted(table.items(), key=lambda kv: (-kv[1].metric(key), kv[0]))
+
+
+COLUMNS = (("total", "Total time"), ("self", "Self time"), ("calls", "Calls"),
+           ("avg", "Average"), ("min", "Minimum"), ("max", "Maximum"))
+
+
+def _rows(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Right-aligned columns, the last (function names) left-aligned, uftrace style."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(header)]
+    widths = [max(w, 10) for w in widths[:-1]] + [20]
+
+    def line(cells: list[str]) -> str:
+        out = [c.rjust(w) for c, w in zip(cells[:-1], widths, strict=False)]
+        return ("  " + "  ".join([*out, cells[-1]])).rstrip()
+
+    return [line(header), line(["=" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def format_table(table: dict[str, FuncStats], key: str = "total", limit: int | None = None,
+                 has_durations: bool = True) -> list[str]:
+    """The report's lines (without newlines) for one table."""
+    funcs = sorted_funcs(table, "calls" if not has_durations and key != "name" else key)
+    if limit is not None:
+        funcs = funcs[:limit]
+    if not has_durations:
+        rows = [[str(st.calls), name] for name, st in funcs]
+        return ["# calls only: durations need the function_graph tracer "
+                "(fntrace record -t function_graph)", *_rows(["Calls", "Function"], rows)]
+    rows = [[_fmt_metric(k, st.metric(k)) for k, _ in COLUMNS] + [name] for name, st in funcs]
+    return _rows([title for _, title in COLUMNS] + ["Function"], rows)
+
+
+#: The narrowest name column a width-limited diff leaves (names are cut from the left).
+MIN_NAME = 20
+
+
+def cut_left(name: str, width: int) -> str:
+    """``name`` in at most ``width`` characters, keeping its end (the function's own
+    name and class matter more than the package path in front)."""
+    if len(name) <= width:
+        return name
+    return "..." + name[len(name) - width + 3:] if width > 3 else name[-width:]
+
+
+def format_diff(base: dict[str, FuncStats], new: dict[str, FuncStats], key: str = "total",
+                limit: int | None = None, has_durations: bool = True,
+                width: int | None = None) -> list[str]:
+    """Two runs side by side: base, new, difference and percentage per metric.
+
+    Functions seen in one run only are marked ``[base only]`` / ``[new only]``;
+    rows are ordered by the size of the change in the sort key.  With ``width``
+    (a terminal's columns) the table fits it: base, new, difference and
+    percentage of the sort metric, the difference alone of the others, figures
+    in three significant digits, and the names cut from the left to what is left
+    (at least :data:`MIN_NAME`).  Without, every column with exact figures
+    (``report --diff --wide``).
+    """
+    metrics = ["total", "self", "calls"] if has_durations else ["calls"]
+    if key in ("avg", "min", "max") and has_durations:
+        metrics.append(key)
+    sort_metric = key if key in metrics else "calls" if not has_durations else "total"
+    empty = FuncStats()
+    names = sorted(set(base) | set(new))
+
+    def change(name: str) -> int:
+        return abs(new.get(name, empty).metric(sort_metric)
+                   - base.get(name, empty).metric(sort_metric))
+
+    if key != "name":
+        names.sort(key=lambda n: -change(n))
+    if limit is not None:
+        names = names[:limit]
+    titles = {"total": "Total", "self": "Self", "calls": "Calls", "avg": "Avg",
+              "min": "Min", "max": "Max"}
+    header: list[str] = []
+    rows = []
+    if width is None:
+        for m in metrics:
+            header += [f"{titles[m]} base", f"{titles[m]} new", f"{titles[m]} diff", "%"]
+        header.append("Function")
+        for name in names:
+            a, b = base.get(name), new.get(name)
+            row = []
+            for m in metrics:
+                va = a.metric(m) if a else 0
+                vb = b.metric(m) if b else 0
+                row += [_fmt_metric(m, va) if a else "-", _fmt_metric(m, vb) if b else "-",
+                        fmt_delta(m, vb - va), fmt_pct(va, vb)]
+            rows.append([*row, name + _only_mark(a, b)])
+        return _rows(header, rows)
+    others = [m for m in ("total", "self", "calls") if m in metrics and m != sort_metric]
+    header = ["base", "new", "diff", "%", *(f"{titles[m]} diff" for m in others), "Function"]
+    m = sort_metric
+    for name in names:
+        a, b = base.get(name), new.get(name)
+        va = a.metric(m) if a else 0
+        vb = b.metric(m) if b else 0
+        row = [_short_metric(m, va) if a else "-", _short_metric(m, vb) if b else "-",
+               _short_delta(m, vb - va), _short_pct(va, vb)]
+        for o in others:
+            row.append(_short_delta(o, (b.metric(o) if b else 0) - (a.metric(o) if a else 0)))
+        rows.append([*row, name + _only_mark(a, b)])
+    said = f"{titles[m].lower()}: base, new, diff, %"
+    if others:
+        said += "; " + " and ".join(titles[o].lower() for o in others) + ": diff"
+    return [f"# {said} (--wide: all, exact)", *_fitted(header, rows, width)]
+
+
+def _only_mark(a: FuncStats | None, b: FuncStats | None) -> str:
+    return " [base only]" if b is None else " [new only]" if a is None else ""
+
+
+def _fitted(header: list[str], rows: list[list[str]], width: int) -> list[str]:
+    """Right-aligned columns as wide as their content, the names cut to fit ``width``."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(header[:-1])]
+    used = 2 + sum(w + 2 for w in widths)
+    name_width = max(MIN_NAME, width - used)
+
+    def line(cells: list[str]) -> str:
+        out = [c.rjust(w) for c, w in zip(cells[:-1], widths, strict=False)]
+        return ("  " + "  ".join([*out, cut_left(cells[-1], name_width)])).rstrip()
+
+    rule = ["=" * w for w in widths] + ["=" * min(name_width, max(
+        [len(header[-1]), *(len(r[-1]) for r in rows)]))]
+    return [line(header), line(rule), *(line(r) for r in rows)]
+
+
+# -- command line ----------------------------------------------------------------
+
+def progress(items: Iterable[T], label: str, stream: IO[str] | None = None,
+             every: int = 1 << 16) -> Iterator[T]:
+    """Pass items through, counting them on a terminal's stderr (and nothing elsewhere)."""
+    out = sys.stderr if stream is None else stream
+    try:
+        tty = out.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if not tty:
+        yield from items
+        return
+    n = 0
+    try:
+        for item in items:
+            n += 1
+            if n % every == 0:
+                out.write(f"\r{label}: {n:,} records")
+                out.flush()
+            yield item
+    finally:
+        if n >= every:
+            out.write("\r" + " " * (len(label) + 24) + "\r")
+            out.flush()
+
+
+def thread_label(files: list[TraceFile], key: tuple[int, int]) -> str:
+    for f in files:
+        info = f.threads.get(key)
+        if info is not None:
+            return f"{info.name}-{key[1]} (pid {key[0]})"
+    return f"{key[1]} (pid {key[0]})"
+
+
+def open_files(path: str) -> list[TraceFile]:
+    """open_traces, with what it found wrong said on stderr (the readable part is used)."""
+    from fntrace.formats.tracefile import open_traces
+
+    files = open_traces(path)
+    for f in files:
+        for problem in f.problems:
+            print(f"fntrace: {f.path}: {problem}", file=sys.stderr)
+    return files
+
+
+def read_report(path: str, per_thread: bool, label: str) -> tuple[Report, list[TraceFile]]:
+    from fntrace.formats.tracefile import merged_records
+
+    files = open_files(path)
+    report = build(progress(merged_records(files), label), per_thread)
+    if not report.has_durations:
+        report.has_durations = any(
+            f.header.get("tracer") == "function_graph" for f in files)
+    return report, files
+
+
+def terminal_width() -> int:
+    """The width to fit: $COLUMNS, else the terminal's, else 120 (a pipe or a file);
+    never below 80."""
+    import shutil
+
+    return max(80, shutil.get_terminal_size((120, 24)).columns)
+
+
+def run(ns: argparse.Namespace) -> int:
+    from fntrace.formats.tracefile import TraceFileError, exit_status
+
+    out: list[str] = []
+    read: list[TraceFile] = []
+    try:
+        rep, files = read_report(ns.file, ns.threads and not ns.diff, "fntrace report")
+        read += files
+        if ns.diff:
+            other, other_files = read_report(ns.diff, False, "fntrace report")
+            read += other_files
+            durations = rep.has_durations and other.has_durations
+            out += [f"# base: {ns.file}", f"# new:  {ns.diff}", "#"]
+            out += format_diff(rep.tables.get(None, {}), other.tables.get(None, {}), ns.sort,
+                               ns.limit, durations, None if ns.wide else terminal_width())
+        elif ns.threads:
+            for key in sorted(rep.tables, key=lambda k: k or (0, 0)):
+                if key is None:
+                    continue
+                if out:
+                    out.append("")
+                out.append(f"# thread {thread_label(files, key)}")
+                out += format_table(rep.tables[key], ns.sort, ns.limit, rep.has_durations)
+        else:
+            out += format_table(rep.tables.get(None, {}), ns.sort, ns.limit, rep.has_durations)
+    except (OSError, TraceFileError) as exc:
+        print(f"fntrace report: {exc}", file=sys.stderr)
+        return 1
+    try:
+        sys.stdout.write("".join(line + "\n" for line in out))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        from fntrace.analysis.dump import _quiet_stdout
+
+        _quiet_stdout()
+    return exit_status(read)
+
+
+EXAMPLES = """\
+Calls are counted at their start (a generator's resumptions are not calls);
+total is inclusive time summed over calls (a recursive function's nested calls
+count again, as in uftrace), self excludes the functions called; avg, min and
+max are per call.  Needs a function_graph recording for times.
+
+examples:
+  fntrace record -t function_graph -- app.py && fntrace report
+                                            record, then the table by total time
+  fntrace report -s self --limit 20 fntrace.dat
+                                            the 20 functions with most self time
+  fntrace report --threads trace.dat        one table per thread
+  fntrace report old.dat --diff new.dat     compare two runs (old.dat is the base),
+                                            fitted to the terminal ($COLUMNS)
+  fntrace report old.dat --diff new.dat --wide
+                                            every column, whole names
+"""
+
+
+def add_parser(sub: Any) -> None:
+    """Add the ``report`` subcommand to the fntrace command's subparsers."""
+    p = sub.add_parser("report", help="per-function table (calls, total, self, avg, min, max)",
+                       description="Per-function numbers of a recorded trace.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    p.add_argument("file", nargs="?", default="fntrace.dat",
+                   help="trace file (default fntrace.dat); files of children "
+                        "recorded with --follow are merged")
+    p.add_argument("-s", "--sort", choices=SORT_KEYS, default="total",
+                   help="sort by this column, largest first (name: A-Z); default total")
+    p.add_argument("--limit", type=_positive, metavar="N", help="show the first N functions")
+    p.add_argument("--threads", action="store_true", help="one table per thread")
+    p.add_argument("--diff", metavar="OTHER",
+                   help="compare with OTHER (the new run; FILE is the base)")
+    p.add_argument("--wide", action="store_true",
+                   help="--diff: every column (base, new, diff, %% of total, self and calls) "
+                        "and whole names, whatever the terminal's width")
+    p.set_defaults(handler=run)
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+

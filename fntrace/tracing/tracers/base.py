@@ -1,0 +1,93 @@
+"""What every tracer is: a client of the core that writes into an instance.
+
+A tracer owns one or more ops, built from its instance's filters, and writes
+events into the instance's ring buffer.  ``filters_changed`` swaps the ops'
+filters in place (atomically, through Ops.set_filter semantics) rather than
+re-registering, so no call is missed or doubled while filters change.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from fntrace.core import engine
+from fntrace.core.ops import Ops
+from fntrace.core.oscaps import native_id
+
+if TYPE_CHECKING:
+    from fntrace.tracing.instance import Instance
+
+__all__ = ["Tracer"]
+
+
+class Tracer:
+    """Base class: register/unregister the tracer's ops with the instance's filters."""
+
+    name: ClassVar[str] = "nop"
+
+    def __init__(self, inst: Instance) -> None:
+        self.inst = inst
+        self.ops: list[Ops] = []
+        # C recorders (fntrace/_speedups.c) of this tracer's ops, when the extension
+        # is there: they write the events of the commonest configuration themselves.
+        self.recorders: list[Any] = []
+
+    def make_ops(self) -> list[Ops]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self.ops = self.make_ops()
+        done: list[Ops] = []
+        try:
+            for ops in self.ops:
+                engine.register(ops)
+                done.append(ops)
+        except BaseException:
+            for ops in done:
+                engine.unregister(ops)
+            raise
+
+    def attach(self, rec: Any, ops: Ops, ring: bool = True) -> None:
+        """Give ``ops`` the C recorder ``rec`` (see fast_refresh for when it may write);
+        ``ring``: it writes the instance's ring buffer, so it is told of its changes."""
+        rec.report = ops._callback_failed
+        ops.fast = rec
+        self.recorders.append(rec)
+        if ring:
+            self.inst.rb.watchers.append(rec)
+        self.fast_refresh()
+
+    def stop(self) -> None:
+        watchers = self.inst.rb.watchers
+        for rec in self.recorders:
+            rec.ok = False  # before unregister: no event after the tracer stopped
+            if rec in watchers:
+                watchers.remove(rec)
+        self.recorders = []
+        for ops in self.ops:
+            if ops.registered:
+                engine.unregister(ops)
+        self.ops = []
+
+    def filters_changed(self) -> None:
+        inst = self.inst
+        for ops in self.ops:
+            engine.update_filters(ops, inst.filter, inst.notrace)
+
+    def fast_ok(self) -> bool:
+        """Whether the options allow the C recorders to write (no option they lack)."""
+        return False
+
+    def fast_refresh(self) -> None:
+        """An option, filter or setting changed: tell the recorders whether they may write."""
+        ok = self.fast_ok()
+        inst = self.inst
+        check = (lambda: inst.pid_allowed(native_id())) \
+            if inst.pid_filtered else None
+        for rec in self.recorders:
+            rec.pid_check = check  # each thread decided once, again after every change
+            rec.tracing = inst.tracing_on
+            rec.ok = ok
+
+    def reset(self) -> None:
+        """The trace was cleared (``echo > trace``): drop per-thread state if any."""

@@ -1,0 +1,101 @@
+"""The function tracer: one line per function entry, ``func <-parent``.
+
+Options: ``func-args`` adds the arguments (``func(a=1, b='x') <-parent``,
+reprs bounded by options/repr-max-len and repr-max-us); ``func_stack_trace``
+records the Python stack after each entry; ``print-parent`` 0 drops the
+``<-parent`` part.  Resumptions of generators and coroutines are entries too,
+flagged ``r`` (``t`` when thrown into) in the FLAGS column.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import TYPE_CHECKING, Any
+
+from fntrace.core import accel as _accel
+from fntrace.core import symbols
+from fntrace.core.ops import Ops
+from fntrace.core.oscaps import native_id
+from fntrace.tracing import ftrace_text
+from fntrace.tracing.ftrace_text import STACK, prefix
+from fntrace.tracing.ring_buffer import EVENT_OVERHEAD
+from fntrace.tracing.tracers.base import Tracer
+
+if TYPE_CHECKING:
+    from fntrace.core.regs import FtraceRegs
+    from fntrace.core.symbols import Function
+    from fntrace.tracing.instance import Instance
+    from fntrace.tracing.ring_buffer import ThreadBuffer
+
+__all__ = ["FunctionTracer", "stack_lines"]
+
+FUNC = "F"  # (ts, size, "F", ip, parent, args text or None, event)
+MAX_STACK = 64
+
+
+def stack_lines(frame: types.FrameType | None, limit: int = MAX_STACK) -> tuple[str, ...]:
+    """``module:qualname (file:line)`` for ``frame`` and its callers, innermost
+    first, up to the program's top frame (fntrace's runner and launcher are not
+    the program's: see symbols.RootFunction)."""
+    from fntrace.core.symbols import function_for_frame
+
+    out: list[str] = []
+    while frame is not None and len(out) < limit:
+        fn = function_for_frame(frame)
+        if not fn:
+            break
+        out.append(f"{fn.name} ({frame.f_code.co_filename}:{frame.f_lineno})")
+        frame = frame.f_back
+    return tuple(out)
+
+
+def write_stack(inst: Instance, frame: types.FrameType | None) -> None:
+    lines = stack_lines(frame)
+    rb = inst.rb
+    rb.write((rb.clock(), EVENT_OVERHEAD + sum(len(s) for s in lines), STACK, lines))
+
+
+class FunctionTracer(Tracer):
+    name = "function"
+
+    def make_ops(self) -> list[Ops]:
+        inst = self.inst
+        ops = Ops(self.entry, filter=inst.filter, notrace=inst.notrace)
+        speedups = _accel.speedups
+        if speedups is not None:
+            self.attach(speedups.FuncRecorder(inst.rb, symbols.cache(),
+                                              symbols.parent_for_frame), ops)
+        return [ops]
+
+    def fast_ok(self) -> bool:
+        # The C recorder writes the plain entry event: no arguments, no stack trace
+        # (tracing_on and the pid filters it applies itself).
+        inst = self.inst
+        return not (inst.options["func-args"]
+                    or inst.options["func_stack_trace"])
+
+    def entry(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
+        inst = self.inst
+        if not inst.tracing_on:
+            return
+        if inst.pid_filtered and not inst.pid_allowed(native_id()):
+            return
+        rb = inst.rb
+        args = None
+        size = EVENT_OVERHEAD
+        if inst.options["func-args"]:
+            args = inst.safe_repr.arguments(fregs.arguments)
+            size += len(args)
+        rb.write((rb.clock(), size, FUNC, ip, parent, args, fregs.event))
+        if inst.options["func_stack_trace"]:
+            write_stack(inst, fregs.frame)
+
+
+def _render(inst: Instance, buf: ThreadBuffer, ev: tuple[Any, ...]) -> str:
+    ts, _, _, ip, parent, args, event = ev
+    name = ip.name if args is None else f"{ip.name}({args})"
+    tail = f" <-{parent.name}" if parent is not None and inst.options["print-parent"] else ""
+    return f"{prefix(buf, ts, ip.code.co_flags, event)}{name}{tail}\n"
+
+
+ftrace_text.RENDERERS[FUNC] = _render

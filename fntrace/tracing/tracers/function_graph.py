@@ -1,0 +1,463 @@
+"""The function_graph tracer: calls as nested blocks, with durations.
+
+Output follows the kernel's trace_functions_graph.c::
+
+    # CPU  DURATION                  FUNCTION CALLS
+    # |     |   |                     |   |   |   |
+     0)               |  mod:outer() {
+     0)   1.382 us    |    mod:leaf();
+     0) + 12.876 us   |  }
+
+CPU is the thread's buffer index (as in the other tracers' ``[CPU]``), the
+duration column carries the overhead marks (``+`` >10 µs, ``!`` >100 µs,
+``#`` >1 ms, ``*`` >10 ms, ``@`` >100 ms, ``$`` >1 s), each nesting level
+indents by two spaces.  An entry immediately followed, in its own thread's
+stream, by its own exit is one leaf line ``f();``.
+
+Closing forms (the comment always names the function, so a ``}`` is bare
+only for a plain return without funcgraph-tail and funcgraph-retval):
+
+=================================  ==========================================
+``}``                              return, its ``{`` seen in this read
+``} /* f */``                      return with funcgraph-tail, or whose entry
+                                   is not in this read (lost, consumed by an
+                                   earlier trace_pipe read, or tracing_thresh)
+``} /* f ret=V */``                return, funcgraph-retval
+``} /* f yield */``                a generator/coroutine suspends (``yield``,
+                                   an ``await`` that suspends); with
+                                   funcgraph-retval ``} /* f yield ret=V */``
+``} /* f raised ValueError */``    left by an exception (``} /* f raised (type
+                                   unknown on 3.11) */`` where the interpreter
+                                   does not tell the exception: 3.11)
+=================================  ==========================================
+
+Leaves carry the same comment without the name: ``f();``,
+``f(); /* ret=V */``, ``f(); /* yield */``, ``f(); /* raised KeyError */``.
+Every resumption of a generator or coroutine is an entry (``f() {`` or a
+leaf) and every suspension an exit, so each segment nests where it runs.
+trace_marker text shows as ``/* text */`` in the function column, indented at
+the writing thread's current nesting level.
+
+Options: funcgraph-args (``f(a=1, b='x') {``), funcgraph-retval,
+funcgraph-tail, funcgraph-proc (TASK-PID column), funcgraph-abstime (the
+timestamp column), funcgraph-duration (0 drops the duration column),
+funcgraph-overhead (0 drops the marks).  args and retval are captured when the
+event is written; the others apply when the trace is read, as in the kernel.
+
+Selection, per thread, depth counted from the first recorded level of that
+thread: ``max_graph_depth`` (0 = no limit) records calls at levels
+0..max-1 only; ``set_graph_function`` (empty = all) records only graph
+functions and what runs below them; ``set_graph_notrace`` records neither
+those functions nor anything below them.  Both only see functions the
+instance's set_ftrace_filter/notrace trace (as in the kernel, where the graph
+filters refine what the function filter lets through).
+
+``tracing_thresh`` (µs, 0 = off): entries are not written at all; an exit is
+written only when its segment lasted at least the threshold, and renders as
+the kernel renders such orphan returns: ``} /* f */`` with its duration, at
+its nesting level.  Parents therefore follow their children.
+
+trace_pipe renders each batch of consumed events on its own: a leaf whose
+entry and exit land in two batches shows as ``f() {`` then ``} /* f */``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from fntrace.core import accel as _accel
+from fntrace.core.flags import Event
+from fntrace.core.ops import Ops
+from fntrace.core.oscaps import native_id
+from fntrace.tracing import ftrace_text
+from fntrace.tracing.ftrace_text import MARKER
+from fntrace.tracing.ring_buffer import EVENT_OVERHEAD
+from fntrace.tracing.tracers.base import Tracer
+
+if TYPE_CHECKING:
+    import types
+
+    from fntrace.core.regs import FtraceRegs
+    from fntrace.core.symbols import Function
+    from fntrace.tracing.instance import Instance
+    from fntrace.tracing.ring_buffer import ThreadBuffer
+
+__all__ = ["ENTRY", "EXIT", "FunctionGraphTracer", "duration_text", "overhead_mark"]
+
+ENTRY = "E"  # (ts, size, "E", fn, depth, args text or None, entry event)
+EXIT = "X"   # (ts, size, "X", fn, depth, duration ns, exit event, value text or None)
+
+# Per-thread selection state carried by each stack entry (for what runs below it).
+_OUTSIDE = 0  # set_graph_function is set and no graph function is running
+_INSIDE = 1   # recording allowed (subject to max_graph_depth)
+_BLOCKED = 2  # below a set_graph_notrace function
+
+_UNWIND = Event.UNWIND
+_YIELD = Event.YIELD
+_MARKS = ((1_000_000_000, "$"), (100_000_000, "@"), (10_000_000, "*"), (1_000_000, "#"),
+          (100_000, "!"), (10_000, "+"))
+_FILL = "              |  "  # the duration column of an entry or comment line
+#: The exception of an unwinding frame, where the interpreter hides it (3.11's
+#: profile events): said, rather than an exit that looks complete.
+UNKNOWN_TYPE = "(type unknown on 3.11)"
+
+# A stack entry: (frame key, entry timestamp or None when not recorded,
+#                 recorded depth below it, selection state below it).
+_Entry = tuple[Any, "int | None", int, int]
+
+
+def overhead_mark(ns: int) -> str:
+    """The kernel's trace_find_mark: one character for a duration."""
+    for limit, mark in _MARKS:
+        if ns > limit:
+            return mark
+    return " "
+
+
+def duration_text(ns: int) -> str:
+    """``1.382 us    ``: µs with at most 7 digits, then padding to the kernel's width."""
+    text = str(ns // 1000)
+    if len(text) < 7:
+        text += "." + f"{ns % 1000:03d}"[: 7 - len(text)]
+    return f"{text} us " + " " * (8 - len(text))
+
+
+class FunctionGraphTracer(Tracer):
+    """Writes an entry and an exit event per recorded call segment."""
+
+    name = "function_graph"
+
+    def __init__(self, inst: Instance) -> None:
+        super().__init__(inst)
+        self._tls = threading.local()
+        # By name (all a graph filter reads), and only while a graph filter is set
+        # (else every function is _OUTSIDE): code made and dropped adds nothing.
+        self._kinds: dict[str, int] | None = None
+        self._base = _INSIDE
+        # A frame's key on the stacks: the frame itself, or (with the C hot path)
+        # its interpreter frame's address, which the C recorder uses too, so the
+        # two paths pair each other's entries and exits.
+        self._key: Callable[[types.FrameType], Any] | None = None
+        self._stack_type: Callable[[], Any] = _PyGraphStack
+
+    # -- life ----------------------------------------------------------------
+    def make_ops(self) -> list[Ops]:
+        self._graph_filters_changed()
+        inst = self.inst
+        ops = Ops(self.entry, ret=self.exit, filter=inst.filter, notrace=inst.notrace)
+        speedups: Any = _accel.speedups
+        self._key = getattr(speedups, "frame_key", None)
+        self._stack_type = _PyGraphStack if self._key is None else speedups.GraphStack
+        if self._key is not None:  # the C recorder needs its frame keys (3.11-3.13)
+            self.attach(speedups.GraphRecorder(inst.rb, self._tls, _UNWIND), ops)
+        return [ops]
+
+    def fast_ok(self) -> bool:
+        # The C recorder keeps the same per-thread stacks and writes the events
+        # with no graph filters or threshold (max_graph_depth, tracing_on, the pid
+        # filters, funcgraph-retval and, where it reads frames (3.11-3.13),
+        # funcgraph-args it applies itself).
+        inst = self.inst
+        speedups: Any = _accel.speedups
+        return not (inst.graph_function.lines or inst.graph_notrace.lines
+                    or inst.tracing_thresh_us
+                    or (inst.options["funcgraph-args"]
+                        and not getattr(speedups, "FRAME_ARGS", 0)))
+
+    def fast_refresh(self) -> None:
+        inst = self.inst
+        ok = self.fast_ok()
+        for rec in self.recorders:
+            rec.max_depth = inst.max_graph_depth
+            if ok:
+                rec.reprs(inst.options["funcgraph-args"], inst.options["funcgraph-retval"],
+                          inst.safe_repr)
+        super().fast_refresh()
+
+    def stop(self) -> None:
+        super().stop()
+        self._tls = threading.local()  # frames of calls still running are let go
+
+    def filters_changed(self) -> None:
+        self._graph_filters_changed()
+        super().filters_changed()
+
+    def reset(self) -> None:
+        """Clearing the trace keeps the stacks: calls still running keep their depth."""
+
+    def _graph_filters_changed(self) -> None:
+        inst = self.inst
+        self._kinds = {} if inst.graph_function.lines or inst.graph_notrace.lines else None
+        self._base = _OUTSIDE if inst.graph_function.lines else _INSIDE
+
+    def _classify(self, fn: Function) -> int:
+        inst = self.inst
+        if inst.graph_notrace.lines and inst.graph_notrace.excludes(fn.module, fn.qualname):
+            kind = _BLOCKED
+        elif inst.graph_function.lines and inst.graph_function.selects(fn.module, fn.qualname):
+            kind = _INSIDE
+        else:
+            kind = _OUTSIDE
+        if self._kinds is not None:
+            self._kinds[fn.name] = kind
+        return kind
+
+    def _stack(self) -> Any:
+        stack = self._stack_type()
+        self._tls.stack = stack
+        return stack
+
+    # -- the hot path ----------------------------------------------------------
+    def entry(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
+        inst = self.inst
+        if inst.pid_filtered and not inst.pid_allowed(native_id()):
+            return
+        try:
+            stack = self._tls.stack
+        except AttributeError:
+            stack = self._stack()
+        last = stack.last()
+        if last is not None:
+            depth, state = last
+        else:
+            depth, state = 0, self._base
+        kinds = self._kinds
+        kind = kinds.get(ip.name) if kinds is not None else _OUTSIDE
+        if kind is None:
+            kind = self._classify(ip)
+        frame = fregs.frame if self._key is None else self._key(fregs.frame)
+        if state == _BLOCKED or kind == _BLOCKED:
+            stack.push(frame, None, depth, _BLOCKED)
+            return
+        if state == _OUTSIDE and kind == _OUTSIDE:
+            stack.push(frame, None, depth, _OUTSIDE)
+            return
+        limit = inst.max_graph_depth
+        if (limit and depth >= limit) or not inst.tracing_on:
+            stack.push(frame, None, depth, _INSIDE)
+            return
+        rb = inst.rb
+        if inst.tracing_thresh_us:
+            stack.push(frame, rb.clock(), depth + 1, _INSIDE)
+            return
+        args = None
+        size = EVENT_OVERHEAD
+        if inst.options["funcgraph-args"]:
+            args = inst.safe_repr.arguments(fregs.arguments)
+            size += len(args)
+        ts = rb.clock()
+        stack.push(frame, ts, depth + 1, _INSIDE)
+        rb.write((ts, size, ENTRY, ip, depth, args, fregs.event))
+
+    def exit(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
+        try:
+            stack = self._tls.stack
+        except AttributeError:
+            return
+        if not stack:
+            return
+        frame = fregs.frame if self._key is None else self._key(fregs.frame)
+        top = stack.pop_to(frame)
+        if top is None:  # its entry was not seen (pid filter changed, registration)
+            return
+        start = top[1]
+        if start is None:
+            return
+        inst = self.inst
+        if not inst.tracing_on:
+            return
+        rb = inst.rb
+        ts = rb.clock()
+        duration = ts - start
+        thresh = inst.tracing_thresh_us
+        if thresh and duration < thresh * 1000:
+            return
+        event = fregs.event
+        value = None
+        size = EVENT_OVERHEAD
+        if event == _UNWIND:
+            exc = fregs.exception
+            if exc is not None:
+                value = type(exc).__name__
+                size += len(value)
+        elif inst.options["funcgraph-retval"]:
+            value = inst.safe_repr(fregs.return_value)
+            size += len(value)
+        rb.write((ts, size, EXIT, ip, top[2] - 1, duration, event, value))
+
+    # -- output ----------------------------------------------------------------
+    def render_events(self, events: Iterable[tuple[ThreadBuffer, tuple[Any, ...]]],
+                      ) -> Iterator[str]:
+        return _Renderer(self.inst).lines(list(events))
+
+
+class _PyGraphStack(list):  # type: ignore[type-arg]
+    """The per-thread stack of calls (pure Python; fntrace/_speedups.c has GraphStack)."""
+
+    def push(self, key: Any, ts: int | None, depth: int, state: int) -> None:
+        self.append((key, ts, depth, state))
+
+    def last(self) -> tuple[int, int] | None:
+        """(depth, state) of the newest entry, or None."""
+        if not self:
+            return None
+        _, _, depth, state = self[-1]
+        return depth, state
+
+    def pop_to(self, key: Any) -> _Entry | None:
+        """The newest entry of ``key``; entries above it (exits never seen) are dropped."""
+        for i in range(len(self) - 1, -1, -1):
+            if self[i][0] is key:
+                entry: _Entry = self[i]
+                del self[i:]
+                return entry
+        return None
+
+
+class _Renderer:
+    """One read's worth of rendering state: per-thread open blocks and level."""
+
+    def __init__(self, inst: Instance) -> None:
+        opts = inst.options
+        self.inst = inst
+        self.abstime = opts["funcgraph-abstime"]
+        self.proc = opts["funcgraph-proc"]
+        self.duration = opts["funcgraph-duration"]
+        self.overhead = opts["funcgraph-overhead"]
+        self.tail = opts["funcgraph-tail"]
+        self.cpu_width = len(str(max(len(inst.rb.live.by_tid) - 1, 0)))
+        self.open: dict[ThreadBuffer, list[tuple[Function, int]]] = {}
+        self.level: dict[ThreadBuffer, int] = {}
+
+    def lines(self, events: list[tuple[ThreadBuffer, tuple[Any, ...]]]) -> Iterator[str]:
+        following = _next_in_thread(events)
+        skip: set[int] = set()
+        for i, (buf, ev) in enumerate(events):
+            if i in skip:
+                continue
+            kind = ev[2]
+            if kind == ENTRY:
+                j = following[i]
+                if j >= 0:
+                    nxt = events[j][1]
+                    if nxt[2] == EXIT and nxt[3] is ev[3] and nxt[4] == ev[4]:
+                        skip.add(j)
+                        yield self.leaf(buf, ev, nxt)
+                        continue
+                yield self.enter(buf, ev)
+            elif kind == EXIT:
+                yield self.close(buf, ev)
+            elif kind == MARKER:
+                yield self.comment(buf, ev)
+            else:
+                other = ftrace_text.RENDERERS.get(kind)
+                if other is not None:
+                    yield other(self.inst, buf, ev)
+
+    def prefix(self, buf: ThreadBuffer, ts: int) -> str:
+        out = ""
+        if self.abstime:
+            secs, ns = divmod(ts, 1_000_000_000)
+            out = f"{secs:5d}.{ns // 1000:06d} |  "
+        out += f" {buf.cpu:{self.cpu_width}d}) "
+        if self.proc:
+            out += f"{buf.name[-16:]}-{buf.tid}".center(14) + " | "
+        return out
+
+    def column(self, ns: int | None) -> str:
+        if not self.duration:
+            return ""
+        if ns is None:
+            return _FILL
+        mark = overhead_mark(ns) if self.overhead else " "
+        return f"{mark} {duration_text(ns)}|  "
+
+    def enter(self, buf: ThreadBuffer, ev: tuple[Any, ...]) -> str:
+        ts, _, _, fn, depth, args, _ = ev
+        self.open.setdefault(buf, []).append((fn, depth))
+        self.level[buf] = depth + 1
+        return (f"{self.prefix(buf, ts)}{self.column(None)}{'  ' * depth}"
+                f"{_call(fn, args)} {{\n")
+
+    def leaf(self, buf: ThreadBuffer, ev: tuple[Any, ...], ex: tuple[Any, ...]) -> str:
+        ts, _, _, fn, depth, args, _ = ev
+        self.level[buf] = depth
+        notes = _notes(ex[6], ex[7])
+        comment = f" /* {notes} */" if notes else ""
+        return (f"{self.prefix(buf, ts)}{self.column(ex[5])}{'  ' * depth}"
+                f"{_call(fn, args)};{comment}\n")
+
+    def close(self, buf: ThreadBuffer, ev: tuple[Any, ...]) -> str:
+        ts, _, _, fn, depth, duration, event, value = ev
+        opened = self.open.get(buf)
+        matched = False
+        while opened and opened[-1][1] >= depth:
+            ofn, odepth = opened.pop()
+            if odepth == depth:
+                matched = ofn is fn
+                break
+        self.level[buf] = depth
+        notes = _notes(event, value)
+        if notes or self.tail or not matched:
+            text = f"}} /* {fn.name} {notes} */" if notes else f"}} /* {fn.name} */"
+        else:
+            text = "}"
+        return f"{self.prefix(buf, ts)}{self.column(duration)}{'  ' * depth}{text}\n"
+
+    def comment(self, buf: ThreadBuffer, ev: tuple[Any, ...]) -> str:
+        level = self.level.get(buf, 0)
+        return f"{self.prefix(buf, ev[0])}{self.column(None)}{'  ' * level}/* {ev[3]} */\n"
+
+
+def _call(fn: Function, args: str | None) -> str:
+    return f"{fn.name}()" if args is None else f"{fn.name}({args})"
+
+
+def _notes(event: str, value: str | None) -> str:
+    """The comment of an exit, without the function name ('' for a plain return)."""
+    if event == _UNWIND:
+        return f"raised {value}" if value else f"raised {UNKNOWN_TYPE}"
+    if event == _YIELD:
+        return "yield" if value is None else f"yield ret={value}"
+    return "" if value is None else f"ret={value}"
+
+
+def _next_in_thread(events: list[tuple[ThreadBuffer, tuple[Any, ...]]]) -> list[int]:
+    """For each event, the index of the next event of the same thread (-1 if none)."""
+    following = [-1] * len(events)
+    last: dict[ThreadBuffer, int] = {}
+    for i in range(len(events) - 1, -1, -1):
+        buf = events[i][0]
+        following[i] = last.get(buf, -1)
+        last[buf] = i
+    return following
+
+
+def header(inst: Instance) -> str:
+    """The two column-title lines, as print_graph_headers_flags writes them."""
+    opts = inst.options
+    first, second = "#", "#"
+    if opts["funcgraph-abstime"]:
+        first += "     TIME       "
+        second += "      |         "
+    first += " CPU"
+    second += " |  "
+    if opts["funcgraph-proc"]:
+        first += "  TASK/PID       "
+        second += "   |    |        "
+    if opts["funcgraph-duration"]:
+        first += "  DURATION   "
+        second += "   |   |      "
+    return f"{first}               FUNCTION CALLS\n{second}               |   |   |   |\n"
+
+
+def _render_one(inst: Instance, buf: ThreadBuffer, ev: tuple[Any, ...]) -> str:
+    """One event on its own (another tracer is reading a buffer this one wrote)."""
+    return "".join(_Renderer(inst).lines([(buf, ev)]))
+
+
+ftrace_text.RENDERERS[ENTRY] = _render_one
+ftrace_text.RENDERERS[EXIT] = _render_one
+ftrace_text.HEADERS[FunctionGraphTracer.name] = header
