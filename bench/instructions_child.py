@@ -11,8 +11,8 @@ set-up removed (instructions.py does that subtraction).  The warm-up is a
 small run of the same workload inside the region at every size: the tool's
 first look at each code object it meets (and caches such as ``re``'s) falls
 in both runs and drops out, so the difference is the steady per-call cost.
-The ``generated`` workload has no warm-up: its first looks are what it
-measures.
+(The ``generated`` workload's warm-up imports a module of one function: its
+N new code objects and their first looks are what it measures.)
 
 The last line printed is JSON: the workload's digest (every run must give the
 untraced digest) and the tool's own counts where it has them (fntrace's ring
@@ -81,7 +81,7 @@ WORKLOADS: dict[str, tuple[tuple[str, ...], Callable[[Any], str], float]] = {
     "fib": (("workloads.callheavy",), lambda size: fib_run(int(size)), 5),
     "objects": (("workloads.objects",), _module_run("workloads.objects"), 2),
     "mixed": (("workloads.mixed",), mixed_run, 0.002),
-    "generated": (("workloads.generated",), _module_run("workloads.generated"), 0),
+    "generated": (("workloads.generated",), _module_run("workloads.generated"), 1),
     "sympy": ((), sympy_run, 0),
 }
 
