@@ -445,10 +445,11 @@ def figures(data: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
                         "calls": calls, "untraced_per_call": (u_n - u_0) / calls,
                         "untraced_n": u_n, "untraced_0": u_0})
 
-            def figure(tool: str, pure: bool = False) -> float | None:
-                t_n, t_0 = count(tool, cfg.workload, size, pure), count(tool, cfg.workload, 0,
-                                                                       pure)
-                if t_n is None or t_0 is None or u_n is None or u_0 is None:
+            def figure(tool: str, pure: bool = False, cfg: Config = cfg, size: float = size,
+                       calls: int = calls, u_n: int = u_n, u_0: int = u_0) -> float | None:
+                t_n = count(tool, cfg.workload, size, pure)
+                t_0 = count(tool, cfg.workload, 0, pure)
+                if t_n is None or t_0 is None:
                     return None
                 if cfg.kind == "percent":
                     return percent_over(t_n, t_0, u_n, u_0)
@@ -485,7 +486,9 @@ def fmt(value: float | None, kind: str) -> str:
 
 def table(doc: dict[str, Any]) -> str:
     """One interpreter's markdown table."""
+    fntrace_at = doc.get("fntrace_commit")
     out = [f"#### Python {doc['python']} (commit {doc['commit']}"
+           f"{f', fntrace/ as of {fntrace_at}' if fntrace_at else ''}"
            f"{', quick sizes' if doc['quick'] else ''})", "",
            "| configuration | workload | fntrace C | fntrace pure | peer | peer's figure |"
            " untraced per call |",
@@ -500,11 +503,7 @@ def table(doc: dict[str, Any]) -> str:
                        f"{fmt(row.get('peer'), kind)} | {row['untraced_per_call']:,.0f} |")
             continue
         if kind == "process":
-            where = ("over `python trivial.py`: C "
-                     f"{fmt(row['c_total'] - row['base_total'], kind)}, pure "
-                     f"{fmt(row['pure_total'] - row['base_total'], kind)}"
-                     if "base_total" in row else f"bare {fmt(row['bare'], kind)}")
-            workload = f"whole process, over `python -c pass` ({where})"
+            workload = f"whole process, less `python -c pass` ({fmt(row['bare'], kind)})"
             untraced = "—"
         else:
             unit = row["unit"]
@@ -534,7 +533,7 @@ SECTION_TEXT = """\
 ## Instructions per traced call (valgrind): `bench/instructions.py`
 
 Each figure is the **extra instructions per traced call over the untraced
-run**, ((T_N − T_0) − (U_N − U_0)) / calls: T traced, U untraced, N the
+run**, ((T_N - T_0) - (U_N - U_0)) / calls: T traced, U untraced, N the
 workload's size, 0 the same script at size 0 (start-up, imports, the tool's
 set-up and a warm-up removed), calls the Python entries in between (a
 `sys.setprofile` oracle). Counted by valgrind's cachegrind with
@@ -586,9 +585,11 @@ def write_section(section: str, path: Path = RESULTS_MD) -> None:
     path.write_text(text)
 
 
-def git_commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                         text=True, cwd=ROOT)
+def git_commit(path: str = "") -> str:
+    """HEAD's short hash, or that of the last commit that changed ``path``."""
+    cmd = ["git", "log", "-1", "--format=%h", "--", path] if path else [
+        "git", "rev-parse", "--short", "HEAD"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     return out.stdout.strip() or "unknown"
 
 
@@ -623,6 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     vg = valgrind_version()
     configs = [c for c in CONFIGS if not ns.only or c.name in ns.only]
     commit = git_commit()
+    fntrace_commit = git_commit("fntrace")
     RESULTS_DIR.mkdir(exist_ok=True)
     written: list[Path] = []
     for python in ns.python or DEFAULT_PYTHONS:
@@ -638,6 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     interp.floor_reason = str(exc)
             data = campaign(interp, configs, ns.quick, ns.jobs)
         doc = {"python": interp.full_version, "executable": interp.path, "commit": commit,
+               "fntrace_commit": fntrace_commit,
                "date": datetime.datetime.now().isoformat(timespec="seconds"),
                "valgrind": vg, "quick": ns.quick, "sizes": {
                    k: (w.quick if ns.quick else w.size) for k, w in WORKLOADS.items()},

@@ -40,7 +40,8 @@ def run(n: int) -> str:
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
-        saved, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no .pyc: every run compiles
+        # no .pyc: every run compiles the same way
+        saved, sys.dont_write_bytecode = sys.dont_write_bytecode, True
         try:
             spec.loader.exec_module(module)
         finally:
