@@ -138,7 +138,10 @@ def sh_drive() -> list[int]:
     a, b = sh_gen(2), sh_gen(1)
     out = [next(a), next(b), next(a)]
     out.extend(b)  # b ends (its last resume returns)
-    a.close()  # a is closed while suspended: a throw, then an unwind
+    try:
+        a.throw(KeyError(0))  # thrown into while suspended: a throw, then an unwind
+    except KeyError:
+        pass
     return out
 
 
