@@ -14,7 +14,7 @@ Which backend, and why -- decided here only (:func:`choose`):
 * ``sys.setprofile`` (Python 3.11, ``profile.py``): the only hook 3.11 has
   for every call and return; every call of every thread reaches it, and
   untraced code is dismissed with one dict lookup.  What 3.11 cannot tell
-  (the exception of an unwinding frame) is listed in docs/backends.md.
+  (the exception of an unwinding frame) is listed in docs/design.md.
 
 :func:`status` says the choice in one line, for ``fntrace --version`` and
 bug reports, as ``accel.status`` says whether the C hot path runs.

@@ -6,7 +6,7 @@ once when it is no site (a negative cache keeps that to one dict lookup).
 Cost: measured in bench/, roughly the interpreter's profile-hook overhead on
 every call whether traced or not.
 
-What 3.11 cannot give (docs/backends.md):
+What 3.11 cannot give (docs/design.md, "sys.setprofile (3.11)"):
 * the exception object of an unwinding frame (the interpreter hides it from
   profile functions): ``fregs.exception`` is None on UNWIND exits, the event
   itself is exact;
