@@ -59,7 +59,7 @@ def _no_leaks() -> Iterator[None]:
     assert leaked == []
     assert enabled
     assert ipmodify is None or ipmodify._held == {}
-    assert engine._backend is None
+    assert engine.backend() is None
     assert engine.sites == {}
 
 

@@ -97,7 +97,7 @@ def test_cprofile_and_fntrace_together(order: str) -> None:
         fntrace.register(ops)
         prof.enable()
     try:
-        backend: Any = engine._backend
+        backend: Any = engine.backend()
         tool = backend.tool
         assert mon.get_tool(tool) == "fntrace"
         assert mon.get_tool(2) == "cProfile"
@@ -131,7 +131,7 @@ def test_takes_the_only_free_tool_id(keep: int) -> None:
     try:
         fntrace.register(ops)
         try:
-            backend: Any = engine._backend
+            backend: Any = engine.backend()
             assert backend.tool == keep
             assert mon.get_tool(keep) == "fntrace"
             cp_target(1)
@@ -160,7 +160,7 @@ def test_all_tool_ids_in_use() -> None:
             fntrace.register(ops)
         assert not ops.registered
         assert engine.registered_ops() == []
-        assert engine._backend is None
+        assert engine.backend() is None
         assert engine.sites == {}
         assert all(mon.get_tool(t) == "occupier" for t in taken)
         cp_target(1)
@@ -216,7 +216,7 @@ def test_profile_hook_released_after_last_unregister() -> None:
         assert probe() is None
         fntrace.register(one)
         fntrace.register(two)
-        backend: Any = engine._backend
+        backend: Any = engine.backend()
         hook = backend.hook
         assert sys.getprofile() is hook
         assert probe() is hook

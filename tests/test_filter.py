@@ -7,7 +7,6 @@ any change in what a line means should show up here as a failing test.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import fnmatch
 import pickle
 import re
@@ -555,7 +554,7 @@ def test_text_roundtrips_through_parse() -> None:
 @pytest.mark.parametrize("attr", ["text", "negate", "glob", "command", "params"])
 def test_filter_line_frozen(attr: str) -> None:
     line = parse_line("foo:traceoff:3")
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError, match="cannot assign to field"):
         setattr(line, attr, "x")
     assert line == parse_line("foo:traceoff:3")
 

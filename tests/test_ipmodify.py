@@ -1168,20 +1168,20 @@ def test_ftrace_enabled_switch_and_permanent() -> None:
 
 
 def test_reregistration_leaves_nothing_behind() -> None:
-    internal_before = len(engine._internal_codes)
+    internal_before = len(engine.state.internal_codes)
     orig = ip_add.__code__
     ops = ipm(overriding(0), filter=full("ip_add"))
     for _ in range(3):
         with registered(ops):
             stub = ip_add.__code__
-            assert id(stub) in engine._internal_codes
+            assert id(stub) in engine.state.internal_codes
             assert symbols._cache[id(stub)].code is orig  # the stub is named as the original
             assert ip_add(1) == 0
-        assert id(stub) not in engine._internal_codes
+        assert id(stub) not in engine.state.internal_codes
         assert id(stub) not in symbols._cache
         assert ip_add(1) == 11
     del stub
-    assert len(engine._internal_codes) == internal_before
+    assert len(engine.state.internal_codes) == internal_before
     ref = weakref.ref(ops)
     del ops
     gc.collect()

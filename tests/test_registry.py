@@ -477,7 +477,7 @@ def test_unselected_code_is_not_instrumented() -> None:
     with_ret = Ops(rec.func, ret=rec.ret, filter=full("t_c"))
     fntrace.register(ops)
     try:
-        backend: Any = engine._backend
+        backend: Any = engine.backend()
         tool = backend.tool
         assert mon.get_tool(tool) == "fntrace"
         call_abc()
@@ -499,7 +499,7 @@ def test_unselected_code_is_not_instrumented() -> None:
     finally:
         fntrace.unregister(ops)
     assert mon.get_tool(tool) is None
-    assert engine._backend is None
+    assert engine.backend() is None
 
 
 def test_exits_are_patched_before_the_site_is_published(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -513,7 +513,7 @@ def test_exits_are_patched_before_the_site_is_published(monkeypatch: pytest.Monk
     seen: list[tuple[str, bool, bool]] = []
     fntrace.register(func_only)
     try:
-        backend: Any = engine._backend
+        backend: Any = engine.backend()
         real_patch = backend.patch
 
         def patch(site: engine.Site) -> None:

@@ -363,7 +363,7 @@ def test_first_calls_leave_no_frame_behind() -> None:
         del payload
         gc.collect()
         assert ref() is None
-        assert getattr(engine._tls, "stack", []) == []
+        assert engine.thread_shadow_stack() == []
         names = [ev[3].qualname for buf in inst.rb.live.buffers() for ev in buf.events]
     assert names == ["sp_hold", "sp_hold"]
 

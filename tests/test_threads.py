@@ -231,7 +231,7 @@ def _child(write_fd: int, rec_f: list[str], ops: Ops) -> None:
         report = {"inherited": inherited, "seen_f": seen_f,
                   "after_unregister": after_unregister, "rec_g": rec_g,
                   "registered": len(engine.registered_ops()),
-                  "backend": engine._backend is not None}
+                  "backend": engine.backend() is not None}
         os.write(write_fd, json.dumps(report).encode())
         code = 0
     except BaseException as exc:  # report anything to the parent

@@ -11,14 +11,20 @@ target patched into a call site:
 
 A site is replaced whole (one dict store) when its ops change, so a thread
 running the trampoline sees either the old or the new configuration, never a
-mix.  Backends (``backends/``) turn interpreter events into calls of
-:func:`Site.enter` and :func:`exit_call`; code no ops wants is never a site
-and, with sys.monitoring, gets no events at all after its first call.
+mix.  Backends (``backends/``, chosen there) turn interpreter events into
+calls of :func:`Site.enter` and :func:`exit_call`; they see the engine only
+through the :class:`~fntrace.core.backends.Registry` it hands them.  Code no
+ops wants is never a site and, with sys.monitoring, gets no events at all
+after its first call.
 
-Returns are paired with entries through a per-thread shadow stack (the
-kernel's function-graph return stack): ``ret`` reaches exactly the ops that
-saw the matching entry, so exits of calls that started before an ops was
-registered are never reported to it.
+Returns are paired with entries through a per-thread shadow stack
+(``shadow.py``, the kernel's function-graph return stack): ``ret`` reaches
+exactly the ops that saw the matching entry, so exits of calls that started
+before an ops was registered are never reported to it.
+
+IPMODIFY ops are served by ``ipmodify.py`` (imported only once one
+registers); the state both modules read (lock, global switch, fntrace's own
+code) is in ``state.py``, below both.
 """
 
 from __future__ import annotations
@@ -27,15 +33,19 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
-from fntrace.core import symbols, sync
+from fntrace.core import backends, state, symbols, sync
+from fntrace.core import ops as _ops_module
+from fntrace.core.backends import Backend
 from fntrace.core.flags import Flags
-from fntrace.core.forklock import ForkSafeLock
 from fntrace.core.ops import Ops
 from fntrace.core.regs import FtraceRegs, FullRegs
+from fntrace.core.shadow import FrameStack
+from fntrace.core.state import BusyError, is_marked_internal, mark_internal, unmark_internal
 from fntrace.core.symbols import (
     Function,
+    caller,
     function_for_frame,
     is_internal,
     is_internal_module,
@@ -54,38 +64,30 @@ _PERMANENT = int(Flags.PERMANENT)
 __all__ = [
     "BusyError",
     "Site",
+    "backend",
     "enabled_functions",
     "exit_call",
     "ftrace_enabled",
+    "is_marked_internal",
+    "mark_internal",
     "register",
+    "registered_ops",
     "set_ftrace_enabled",
+    "thread_shadow_stack",
+    "unmark_internal",
     "unregister",
 ]
-
-
-class BusyError(RuntimeError):
-    """The kernel's EBUSY: the request conflicts with what is registered."""
-
-
-class Backend(Protocol):
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
-    def patch(self, site: Site) -> None: ...
-    def unpatch(self, code: types.CodeType) -> None: ...
-    def rediscover(self, grow: bool) -> None: ...
-    def sites_changed(self) -> None: ...
 
 
 Trampoline = Callable[["Site", types.FrameType, str, int], None]
 
 # -- registry state (changed only under _lock) --------------------------------
-_lock = ForkSafeLock(reentrant=True)  # forklock.py: a child's first look takes it
+_lock = state.lock  # shared with ipmodify (state.py)
 _ops: list[Ops] = []
-_enabled = True
 # Keyed by id(code): hashing a code object hashes its whole content, far too
 # slow for the hot path; each Site keeps its code alive, so ids stay unique.
 sites: dict[int, Site] = {}
-_internal_codes: dict[int, types.CodeType] = {}  # stubs and other code fntrace makes
+_internal_codes = state.internal_codes  # stubs and other code fntrace makes
 _backend: Backend | None = None
 _tls = threading.local()
 # Bumped by every _rebuild: a backend that decided about a code object outside
@@ -150,26 +152,25 @@ class Site:
 # as the kernel's stack-allocated ftrace_regs).
 
 
-def _stack() -> list[FtraceRegs]:
+def _stack() -> FrameStack[FtraceRegs]:
     try:
         return _tls.stack  # type: ignore[no-any-return]
     except AttributeError:
-        stack: list[FtraceRegs] = []
+        stack: FrameStack[FtraceRegs] = FrameStack()
         _tls.stack = stack
         return stack
 
 
-def _parent(frame: types.FrameType) -> Function | None:
-    back = frame.f_back
-    if back is None:
-        return None
-    return _fn_cache.get(id(back.f_code)) or parent_for_frame(back)
+def thread_shadow_stack() -> list[FtraceRegs]:
+    """A copy of this thread's shadow stack (entries awaiting their exit), oldest first."""
+    return list(getattr(_tls, "stack", ()))
 
 
 # -- trampolines (the hot path) -----------------------------------------------
-# Local names `op` and `targets` are read by sync.wait_quiescent(): keep them.
+# sync.holder: the locals `op` and `targets` are what unregister() waits on.
 
 
+@sync.holder
 def _enter_one(site: Site, frame: types.FrameType, event: str, offset: int) -> None:
     op = site.entry_op
     back = frame.f_back
@@ -192,6 +193,7 @@ def _enter_one(site: Site, frame: types.FrameType, event: str, offset: int) -> N
         op._callback_failed(exc)  # type: ignore[union-attr]
 
 
+@sync.holder
 def _enter_list(site: Site, frame: types.FrameType, event: str, offset: int) -> None:
     targets = site.entry_ops
     back = frame.f_back
@@ -219,20 +221,21 @@ def _enter_list(site: Site, frame: types.FrameType, event: str, offset: int) -> 
 def _enter_none(site: Site, frame: types.FrameType, event: str, offset: int) -> None:
     fregs = FtraceRegs(site.fn, frame, event, offset, None, None, site.regs)
     fregs._targets = site.ret_ops
-    fregs._parent = _parent(frame)
+    fregs._parent = caller(frame)
     _stack().append(fregs)
 
 
+@sync.holder
 def exit_call(site: Site, frame: types.FrameType, event: str, offset: int, value: Any,
               exc: BaseException | None) -> None:
     """Deliver an exit to the ops that saw this call's entry."""
-    stack: list[FtraceRegs] | None = getattr(_tls, "stack", None)
+    stack: FrameStack[FtraceRegs] | None = getattr(_tls, "stack", None)
     fregs: FtraceRegs | None = None
     if stack:
         fregs = stack.pop()
         if fregs.frame is not frame:
             stack.append(fregs)
-            fregs = _pop_to(stack, frame)
+            fregs = stack.pop_to(frame)
     if fregs is None:
         if site.fast is None:
             return
@@ -241,7 +244,7 @@ def exit_call(site: Site, frame: types.FrameType, event: str, offset: int, value
         # tracer keeps its own stack of entries and knows whether it saw this one.
         fregs = FtraceRegs(site.fn, frame, event, offset, value, exc, site.regs)
         fregs._targets = site.ret_ops
-        fregs._parent = _parent(frame)
+        fregs._parent = caller(frame)
     else:
         fregs.event = event
         fregs.offset = offset
@@ -264,26 +267,12 @@ def exit_call(site: Site, frame: types.FrameType, event: str, offset: int, value
         raise KeyboardInterrupt from None
 
 
-def _pop_to(stack: list[FtraceRegs], frame: types.FrameType) -> FtraceRegs | None:
-    """Drop entries whose exits were never seen (their site was unpatched meanwhile)."""
-    for i in range(len(stack) - 1, -1, -1):
-        if stack[i].frame is frame:
-            entry = stack[i]
-            del stack[i:]
-            return entry
-    return None
-
-
-TRAMPOLINE_CODES = {_enter_one.__code__, _enter_list.__code__, _enter_none.__code__,
-                    exit_call.__code__}
-
-
 # -- discovery and (re)patching -------------------------------------------------
 
 
 def _active() -> list[Ops]:
     return [op for op in _ops
-            if not op._flags & _IPMODIFY and (_enabled or op._flags & _PERMANENT)]
+            if not op._flags & _IPMODIFY and (state.enabled or op._flags & _PERMANENT)]
 
 
 def discover(code: types.CodeType, frame: types.FrameType) -> Site | None:
@@ -342,20 +331,14 @@ def _rebuild(grow: bool = True) -> None:
         _backend.rediscover(grow)
 
 
-def _make_backend() -> Backend:
-    if sys.version_info >= (3, 12):
-        from fntrace.core.backends.monitoring import MonitoringBackend
-
-        return MonitoringBackend()
-    from fntrace.core.backends.profile import ProfileBackend
-
-    return ProfileBackend()
+def _generation() -> int:
+    return generation
 
 
 def _ensure_backend() -> None:
     global _backend
     if _backend is None:
-        backend = _make_backend()
+        backend = backends.create(backends.Registry(sites, discover, exit_call, _generation))
         backend.start()
         _backend = backend
 
@@ -398,7 +381,7 @@ def register(ops: Ops) -> None:
     with _lock:
         if ops._live or ops in _ops:
             raise BusyError(f"{ops!r} is already registered")
-        if ops._flags & _PERMANENT and not _enabled:
+        if ops._flags & _PERMANENT and not state.enabled:
             raise BusyError("ftrace is disabled: a PERMANENT ops cannot be registered")
         if ops._flags & _IPMODIFY:
             ipmodify.check(ops, ops.filter, ops.notrace)
@@ -428,8 +411,7 @@ def unregister(ops: Ops) -> None:
         _rebuild(grow=False)
         _release_backend()
     # Outside the lock: a thread inside a callback may need the lock to finish.
-    codes = TRAMPOLINE_CODES | (ipmodify.TRAMPOLINE_CODES if ipmodify else set())
-    sync.wait_quiescent(ops, codes)
+    sync.wait_quiescent(ops)
 
 
 def update_filters(ops: Ops, filt: Any, notrace: Any) -> None:
@@ -447,23 +429,23 @@ def update_filters(ops: Ops, filt: Any, notrace: Any) -> None:
 
 
 def registered_ops() -> list[Ops]:
+    """The ops registered now, in registration order."""
     with _lock:
         return list(_ops)
 
 
 def ftrace_enabled() -> bool:
     """The global switch (the kernel's ``ftrace_enabled`` sysctl)."""
-    return _enabled
+    return state.enabled
 
 
 def set_ftrace_enabled(enabled: bool) -> None:
     """Turn all non-PERMANENT ops on or off; refused while a PERMANENT one is registered."""
-    global _enabled
     with _lock:
         if not enabled and any(op._flags & _PERMANENT for op in _ops):
             raise BusyError("a PERMANENT ops is registered: ftrace cannot be disabled")
-        _enabled = bool(enabled)
-        _rebuild(grow=_enabled)
+        state.enabled = bool(enabled)
+        _rebuild(grow=state.enabled)
 
 
 def iter_sites() -> Iterator[tuple[Function, int, str, str]]:
@@ -498,9 +480,9 @@ def enabled_functions() -> str:
                    for fn, n, flags, tramp in iter_sites())
 
 
-def mark_internal(code: types.CodeType) -> None:
-    """Code fntrace generates (stubs) is never a site."""
-    _internal_codes[id(code)] = code
+def backend() -> Backend | None:
+    """The running backend (None while no ops is registered)."""
+    return _backend
 
 
 def _code_gone(key: int) -> None:
@@ -520,3 +502,7 @@ def _code_gone(key: int) -> None:
 symbols.on_code_gone(_code_gone)
 
 
+
+
+# An ops' new filters, set while it is registered, are applied by the registry.
+_ops_module.set_filters_applier(update_filters)

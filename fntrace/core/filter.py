@@ -32,7 +32,6 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import ClassVar, NoReturn
 
 __all__ = [
@@ -185,40 +184,70 @@ def _compile_module(glob: str) -> re.Pattern[str]:
     return _compile(glob)
 
 
-@dataclass(frozen=True)
 class FilterLine:
     """One parsed pattern line, validated and compiled on construction.
 
     Validation lives here (not only in :func:`parse_line`) so that every
     FilterLine in existence is well-formed, however it was built; the compiled
-    regexes are hidden fields so equality and hashing see only the parsed form.
+    regexes are hidden attributes so equality and hashing see only the parsed
+    form.  Immutable (a frozen value: filters share their lines).  A plain
+    class rather than a dataclass: ``dataclasses`` imports ``inspect`` and
+    ``ast``, which ``import fntrace`` would otherwise pay for.
     """
 
     text: str
     negate: bool
     glob: str
-    command: str | None = None
-    params: tuple[str, ...] = ()
+    command: str | None
+    params: tuple[str, ...]
+    _regex: re.Pattern[str]
+    _module_regex: re.Pattern[str] | None
+    _side_regex: re.Pattern[str] | None
 
-    _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
-    _module_regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
-    _side_regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
+    def __init__(self, text: str, negate: bool, glob: str, command: str | None = None,
+                 params: tuple[str, ...] = ()) -> None:
+        setattr_ = object.__setattr__
+        setattr_(self, "text", text)
+        setattr_(self, "negate", negate)
+        setattr_(self, "glob", glob)
+        setattr_(self, "command", command)
+        setattr_(self, "params", params)
         try:
-            _check_glob(self.glob)
-            _check_params(self.command, self.params)
+            _check_glob(glob)
+            _check_params(command, params)
         except _Malformed as exc:
-            raise _error(self.text, str(exc)) from None
-        module_regex = _compile_module(self.params[0]) if self.command == "mod" else None
-        if ":" in self.glob:  # module-glob:qual-glob, each side on its own (neither has ':')
-            module_side, qual_side = self.glob.split(":")
+            raise _error(text, str(exc)) from None
+        module_regex = _compile_module(params[0]) if command == "mod" else None
+        if ":" in glob:  # module-glob:qual-glob, each side on its own (neither has ':')
+            module_side, qual_side = glob.split(":")
             regex, side = _compile(qual_side), _compile_module(module_side)
         else:
-            regex, side = _compile(self.glob), None
-        object.__setattr__(self, "_regex", regex)
-        object.__setattr__(self, "_module_regex", module_regex)
-        object.__setattr__(self, "_side_regex", side)
+            regex, side = _compile(glob), None
+        setattr_(self, "_regex", regex)
+        setattr_(self, "_module_regex", module_regex)
+        setattr_(self, "_side_regex", side)
+
+    def _key(self) -> tuple[str, bool, str, str | None, tuple[str, ...]]:
+        return (self.text, self.negate, self.glob, self.command, self.params)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, FilterLine)
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"FilterLine(text={self.text!r}, negate={self.negate!r}, glob={self.glob!r}, "
+                f"command={self.command!r}, params={self.params!r})")
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise AttributeError(f"cannot delete field {name!r}")
 
     @property
     def count(self) -> int | None:

@@ -19,9 +19,9 @@ both the naming of generated code (``naming``) and the arguments view
 
 from __future__ import annotations
 
-import ctypes
 import sys
 import types
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["first_local", "read_locals", "write_back"]
@@ -55,7 +55,8 @@ def first_local(frame: types.FrameType) -> Any:
 
 def write_back(frame: types.FrameType) -> None:
     """Copy a pre-3.13 ``f_locals`` snapshot back into the frame's fast locals."""
-    _locals_to_fast(ctypes.py_object(frame), ctypes.c_int(0))
+    call = _locals_to_fast or _bind()
+    call(frame)
 
 
 def _release(frame: types.FrameType, values: dict[str, Any]) -> None:
@@ -65,10 +66,25 @@ def _release(frame: types.FrameType, values: dict[str, Any]) -> None:
         values.clear()
 
 
-if sys.version_info < (3, 13):
-    _locals_to_fast = ctypes.pythonapi.PyFrame_LocalsToFast
-    _locals_to_fast.argtypes = [ctypes.py_object, ctypes.c_int]
-    _locals_to_fast.restype = None
-else:  # pragma: no cover - not needed where f_locals writes through
-    def _locals_to_fast(*_: object) -> None:
-        return None
+#: PyFrame_LocalsToFast(frame, 0) through ctypes, bound at first use: ctypes costs
+#: as much to import as the rest of the core, and most programs never need it.
+_locals_to_fast: Callable[[types.FrameType], None] | None = None
+
+
+def _bind() -> Callable[[types.FrameType], None]:
+    global _locals_to_fast
+    if sys.version_info >= (3, 13):  # pragma: no cover - f_locals writes through there
+        def call(frame: types.FrameType) -> None:
+            return None
+    else:
+        import ctypes
+
+        c_func = ctypes.pythonapi.PyFrame_LocalsToFast
+        c_func.argtypes = [ctypes.py_object, ctypes.c_int]
+        c_func.restype = None
+        py_object, c_int = ctypes.py_object, ctypes.c_int
+
+        def call(frame: types.FrameType) -> None:
+            c_func(py_object(frame), c_int(0))
+    _locals_to_fast = call
+    return call

@@ -48,13 +48,14 @@ import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from fntrace.core import engine, symbols
+from fntrace.core import state, symbols, sync
 from fntrace.core.filter import Filter
 from fntrace.core.flags import Event, Flags
 from fntrace.core.ops import Ops
 from fntrace.core.regs import FtraceRegs
 from fntrace.core.symbols import (
     Function,
+    caller,
     function_for_code,
     is_internal,
     is_internal_module,
@@ -62,13 +63,13 @@ from fntrace.core.symbols import (
 )
 
 __all__ = [
-    "TRAMPOLINE_CODES",
     "StubRegs",
     "attach",
     "check",
     "detach",
     "holdings",
     "make_stub",
+    "one_line_table",
     "retarget",
 ]
 
@@ -219,24 +220,25 @@ class _Handle:
             kw.update(args[self.varkw])
         return pos, kw
 
+    @sync.holder
     def enter(self, cells: tuple[Any, ...] | None, args: dict[str, Any]
               ) -> tuple[Any, Any, dict[str, Any], _Token | None]:
         """Run the ops' entry callback; return (callee, positional, keywords, ret token).
 
-        The local ``op`` is what sync.wait_quiescent looks for: unregister
-        waits while another thread is in here with the ops.  The body itself
+        The local ``op`` is what sync.wait_quiescent looks for (sync.holder):
+        unregister waits while another thread is in here with the ops.  The body itself
         runs after this returns, in the stub, so a long body never holds it up.
         """
         op = self.holder
         frame = sys._getframe(1)  # the stub's frame
         fregs: StubRegs | None = None
         token: _Token | None = None
-        if op._live and (engine._enabled or self.permanent):
+        if op._live and (state.enabled or self.permanent):
             guard = self.guard
             if guard and _inside(op):
                 op.nmissed += 1
             else:
-                parent = engine._parent(frame)
+                parent = caller(frame)
                 if op.func is not None:
                     fregs = StubRegs(self.fn, frame, args, self.regs)
                     if guard:
@@ -267,6 +269,7 @@ class _Handle:
     def unwind(self, token: _Token, exc: BaseException) -> None:
         self._deliver(token, Event.UNWIND, None, exc, sys._getframe(1))
 
+    @sync.holder
     def _deliver(self, token: _Token, event: str, value: Any, exc: BaseException | None,
                  frame: types.FrameType) -> None:
         """The ops' ``ret`` callback for a call whose entry it saw.
@@ -315,9 +318,6 @@ def _leave_guard(op: Ops) -> None:
     _guard.ops.discard(op)
 
 
-TRAMPOLINE_CODES = {_Handle.enter.__code__, _Handle._deliver.__code__}
-
-
 # -- stub generation ---------------------------------------------------------------
 
 
@@ -336,7 +336,7 @@ def modifiable(code: types.CodeType) -> bool:
     code whose names the stub source could not spell, or whose free variables
     are not in the compiler's sorted order (the stub's would then differ).
     """
-    if id(code) in engine._internal_codes or is_internal(code):
+    if state.is_marked_internal(code) or is_internal(code):
         return False
     flags = code.co_flags
     if flags & _CO_ASYNC_GENERATOR or (flags & (_CO_OPTIMIZED | _CO_NEWLOCALS)
@@ -375,7 +375,7 @@ def _signature_source(code: types.CodeType) -> tuple[str, list[str]]:
     return ", ".join(parts), ordered
 
 
-def _one_line_table(code: types.CodeType) -> bytes:
+def one_line_table(code: types.CodeType) -> bytes:
     """A location table putting every instruction on ``co_firstlineno``, without columns.
 
     The stub is compiled from generated source, so its own line numbers and
@@ -441,7 +441,7 @@ def make_stub(code: types.CodeType, handle: _Handle) -> types.CodeType:
     stub = stub.replace(co_consts=consts)
     return stub.replace(
         co_name=code.co_name, co_qualname=code.co_qualname, co_filename=code.co_filename,
-        co_firstlineno=code.co_firstlineno, co_linetable=_one_line_table(stub),
+        co_firstlineno=code.co_firstlineno, co_linetable=one_line_table(stub),
         co_flags=stub.co_flags | (code.co_flags & _CO_ITERABLE_COROUTINE))
 
 
@@ -476,7 +476,7 @@ class _Redirect:
         callbacks see the function itself as parent instead of a stub.
         """
         for code in self.internal:
-            engine.mark_internal(code)
+            state.mark_internal(code)
         symbols.cache()[id(self.stub)] = self.fn
 
     def patch(self, func: types.FunctionType) -> None:
@@ -492,12 +492,14 @@ class _Redirect:
                 func.__code__ = self.code
         self.patched.clear()
         for code in self.internal:
-            engine._internal_codes.pop(id(code), None)
+            state.unmark_internal(code)
         if symbols.cache().get(id(self.stub)) is self.fn:
             del symbols.cache()[id(self.stub)]
 
 
 _held: dict[int, _Redirect] = {}  # id(original code) -> its redirect
+# The IPMODIFY ops attached (registered), in order: the import hook serves them.
+_holders: list[Ops] = []
 # Targets computed by check() for the attach()/retarget() that follows it under
 # the same lock hold: (ops, filter, targets); saves a second walk of the heap.
 _plan: tuple[Ops, Filter, dict[int, Function]] | None = None
@@ -541,7 +543,7 @@ def check(ops: Ops, filt: Filter, notrace: Filter) -> None:
     for key in targets:
         other = _held.get(key)
         if other is not None and other.holder is not ops:
-            raise engine.BusyError(f"{other.fn.name} is already modified by {other.holder!r}")
+            raise state.BusyError(f"{other.fn.name} is already modified by {other.holder!r}")
     _plan = (ops, filt, targets)
 
 
@@ -577,6 +579,8 @@ def _apply(redirects: dict[int, _Redirect]) -> None:
 def attach(ops: Ops, filt: Filter) -> None:
     """Patch what ``filt`` selects (``check`` has passed), and watch later imports."""
     _apply(_build(ops, _take_plan(ops, filt)))
+    if ops not in _holders:
+        _holders.append(ops)
     _ImportWatcher.install()
 
 
@@ -584,7 +588,9 @@ def detach(ops: Ops) -> None:
     """Restore every function ``ops`` modified; drop the import hook when no IPMODIFY is left."""
     for key in [k for k, r in _held.items() if r.holder is ops]:
         _held.pop(key).restore()
-    if not any(op.flags & Flags.IPMODIFY for op in engine.registered_ops()):
+    if ops in _holders:
+        _holders.remove(ops)
+    if not _holders:
         _ImportWatcher.remove()
 
 
@@ -643,13 +649,13 @@ def _module_functions(module: types.ModuleType) -> list[types.FunctionType]:
 def _on_module_loaded(module: types.ModuleType) -> None:
     if is_internal_module(module.__name__):
         # Never modifiable, and fntrace imports its own modules while holding
-        # engine._lock: taking it here from another thread could deadlock.
+        # the registry lock: taking it here from another thread could deadlock.
         return
     funcs = _module_functions(module)
     if not funcs:
         return
-    with engine._lock:
-        holders = [op for op in engine.registered_ops() if op.flags & Flags.IPMODIFY and op._live]
+    with state.lock:
+        holders = [op for op in _holders if op._live]
         if not holders:
             return
         fns: list[Function] = []

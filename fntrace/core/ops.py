@@ -20,7 +20,21 @@ if TYPE_CHECKING:
 
 Callback = Callable[["Function", "Function | None", "Ops", "FtraceRegs"], Any]
 
-__all__ = ["Callback", "Ops"]
+__all__ = ["Callback", "Ops", "set_filters_applier"]
+
+FiltersApplier = Callable[["Ops", Filter, Filter], None]
+
+#: Who swaps a *registered* ops' filters, so that its sites follow at once: the
+#: registry (engine.py) installs itself here when it loads.  This module sits
+#: below the registry and never imports it; an ops nobody registered yet just
+#: takes its new filters.
+_apply_filters: FiltersApplier | None = None
+
+
+def set_filters_applier(apply: FiltersApplier) -> None:
+    """Called once by the registry: ``apply(ops, filter, notrace)`` swaps both in one step."""
+    global _apply_filters
+    _apply_filters = apply
 
 
 def _as_filter(patterns: str | Iterable[str] | Filter) -> Filter:
@@ -85,9 +99,11 @@ class Ops:
         self._swap(self.filter, new)
 
     def _swap(self, filt: Filter, notrace: Filter) -> None:
-        from fntrace.core import engine
-
-        engine.update_filters(self, filt, notrace)
+        apply = _apply_filters
+        if apply is None:  # no registry loaded: this ops cannot be registered
+            self.filter, self.notrace = filt, notrace
+        else:
+            apply(self, filt, notrace)
 
     def wants(self, fn: Function) -> bool:
         """Whether this ops traces ``fn``: (filter empty or selects) and not notrace."""

@@ -26,6 +26,7 @@ __all__ = [
     "RootFunction",
     "available_filter_functions",
     "cache",
+    "caller",
     "clear",
     "function_for_code",
     "function_for_frame",
@@ -273,6 +274,18 @@ def parent_for_frame(frame: types.FrameType) -> Function | None:
     """The Function of a caller frame, None when it is a root (fntrace's runner)."""
     fn = function_for_frame(frame)
     return fn if fn else None
+
+
+def caller(frame: types.FrameType) -> Function | None:
+    """The Function that called ``frame`` (the kernel's ``parent_ip``), None at a root.
+
+    The trampolines inline the cache lookup; this is the same for the others
+    (IPMODIFY stubs, entries without an entry callback).
+    """
+    back = frame.f_back
+    if back is None:
+        return None
+    return _cache.get(id(back.f_code)) or parent_for_frame(back)
 
 
 def function_for_frame(frame: types.FrameType) -> Function:

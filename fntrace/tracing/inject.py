@@ -72,7 +72,7 @@ from fntrace.core import engine, forksafe
 from fntrace.core.engine import BusyError
 from fntrace.core.filter import Filter, parse
 from fntrace.core.flags import Flags
-from fntrace.core.ipmodify import _one_line_table
+from fntrace.core.ipmodify import one_line_table
 from fntrace.core.ops import Ops
 from fntrace.core.oscaps import native_id
 from fntrace.core.symbols import iter_loaded_code
@@ -241,7 +241,7 @@ def _relabelled(target: types.CodeType) -> types.CodeType:
     return _RAISER.replace(co_name=target.co_name, co_qualname=target.co_qualname,
                            co_filename=target.co_filename,
                            co_firstlineno=target.co_firstlineno,
-                           co_linetable=_one_line_table(_RAISER))
+                           co_linetable=one_line_table(_RAISER))
 
 
 # -- the injection ------------------------------------------------------------------------
@@ -325,7 +325,7 @@ class Injection:
 
     def _forget_raisers(self) -> None:
         for code in self._raisers.values():
-            engine._internal_codes.pop(id(code), None)
+            engine.unmark_internal(code)
         self._raisers = {}
 
     def _action(self, ip: Function) -> Action | None:

@@ -86,7 +86,7 @@ def _original_code(func: types.FunctionType) -> types.CodeType:
     """``func``'s original code, also while a stub stands in for it."""
     fn = symbols.cache().get(id(func.__code__))
     code = func.__code__
-    return fn.code if fn is not None and id(code) in engine._internal_codes else code
+    return fn.code if fn is not None and engine.is_marked_internal(code) else code
 
 
 def _name_of(obj: Any) -> str:

@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fntrace.core import accel as _accel
-from fntrace.core import engine
 from fntrace.core.flags import Event
 from fntrace.core.interrupts import interrupt_token
+
+if TYPE_CHECKING:
+    from fntrace.core.backends import Registry
+    from fntrace.core.engine import Site
 
 __all__ = ["MonitoringBackend", "choose_tool_id"]
 
@@ -48,7 +51,8 @@ def choose_tool_id() -> int:
 class MonitoringBackend:
     """Turns sys.monitoring events into trampoline calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
         self.tool = -1
         self.dispatcher: Any = None  # the C callbacks, when fntrace._speedups is there
 
@@ -56,12 +60,14 @@ class MonitoringBackend:
         tool = choose_tool_id()
         mon.use_tool_id(tool, TOOL_NAME)
         self.tool = tool
-        sites = engine.sites
+        registry = self.registry
+        sites = registry.sites
         sites_get = sites.get
         getframe = sys._getframe
         is_finalizing = sys.is_finalizing
-        discover = engine.discover
-        exit_call = engine.exit_call
+        discover = registry.discover
+        exit_call = registry.exit_call
+        generation = registry.generation
         disable = mon.DISABLE
         START, RESUME, THROW = Event.START, Event.RESUME, Event.THROW
         RETURN, YIELD, UNWIND = Event.RETURN, Event.YIELD, Event.UNWIND
@@ -73,10 +79,10 @@ class MonitoringBackend:
             callers return at once), so a filter widened meanwhile (restart_events)
             is never undone."""
             try:
-                gen = engine.generation
+                gen = generation()
                 site = discover(code, frame)
                 if site is None:
-                    return disable if gen == engine.generation else None
+                    return disable if gen == generation() else None
                 return site
             except Exception:
                 # At interpreter exit, code run by finalizers (a code object's
@@ -171,8 +177,6 @@ class MonitoringBackend:
 
         callbacks = {E.PY_START: py_start, E.PY_RESUME: py_resume, E.PY_THROW: py_throw,
                      E.PY_RETURN: py_return, E.PY_YIELD: py_yield, E.PY_UNWIND: py_unwind}
-        engine.TRAMPOLINE_CODES.update(cb.__code__ for cb in callbacks.values())
-        engine.TRAMPOLINE_CODES.add(first_look.__code__)
         speedups = _accel.speedups
         if speedups is not None:
             def discover_at(code: types.CodeType, offset: int) -> Any:
@@ -184,7 +188,6 @@ class MonitoringBackend:
             # The same callbacks in C: a known site costs no Python frame before its
             # trampoline (or none at all when its recorder writes the event); unknown
             # code goes to discover_at above.
-            engine.TRAMPOLINE_CODES.add(discover_at.__code__)
             fast = speedups.Dispatcher(sites, discover_at, discover_at, exit_call,
                                        (START, RESUME, THROW, RETURN, YIELD, UNWIND),
                                        disable)
@@ -212,7 +215,7 @@ class MonitoringBackend:
         if self.dispatcher is not None:
             self.dispatcher.sites_changed()
 
-    def patch(self, site: engine.Site) -> None:
+    def patch(self, site: Site) -> None:
         events = E.PY_RESUME
         if site.has_ret:
             events |= E.PY_RETURN | E.PY_YIELD

@@ -6,7 +6,7 @@ once when it is no site (a negative cache keeps that to one dict lookup).
 Cost: measured in bench/, roughly the interpreter's profile-hook overhead on
 every call whether traced or not.
 
-What 3.11 cannot give, documented in docs/backends.md:
+What 3.11 cannot give (docs/design.md, "sys.setprofile (3.11)"):
 * the exception object of an unwinding frame (the interpreter hides it from
   profile functions): ``fregs.exception`` is None on UNWIND exits, the event
   itself is exact;
@@ -25,12 +25,16 @@ import dis
 import sys
 import threading
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fntrace.core import accel as _accel
-from fntrace.core import engine, symbols
+from fntrace.core import symbols
 from fntrace.core.flags import Event
 from fntrace.core.interrupts import interrupt_token
+
+if TYPE_CHECKING:
+    from fntrace.core.backends import Registry
+    from fntrace.core.engine import Site
 
 __all__ = ["ProfileBackend"]
 
@@ -51,7 +55,8 @@ class ProfileBackend:
     the program drops leaves nothing here.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
         self.decided: dict[int, Any] = {}
         self.hook: Any = None
         self.native: Any = None  # the C profile function, when fntrace._speedups is there
@@ -70,7 +75,8 @@ class ProfileBackend:
             # The same hook in C (fntrace/_speedups.c): untraced code is dismissed
             # and recorded sites written with no Python frame.  Threads that start
             # later call it through threading.setprofile once, then directly.
-            fast = native(engine.sites, engine.discover, engine.exit_call, {},
+            registry = self.registry
+            fast = native(registry.sites, registry.discover, registry.exit_call, {},
                           (Event.START, Event.RESUME, Event.THROW, Event.RETURN,
                            Event.YIELD, Event.UNWIND),
                           (_RESUME, _RETURN_VALUE, _YIELD_VALUE), symbols.cache())
@@ -80,8 +86,11 @@ class ProfileBackend:
             return
         decided = self.decided
         decided_get = decided.get
-        discover = engine.discover
-        exit_call = engine.exit_call
+        registry = self.registry
+        sites_get = registry.sites.get
+        discover = registry.discover
+        exit_call = registry.exit_call
+        generation = registry.generation
         START, RESUME, THROW = Event.START, Event.RESUME, Event.THROW
         RETURN, YIELD, UNWIND = Event.RETURN, Event.YIELD, Event.UNWIND
         throws: dict[types.FrameType, int] = {}
@@ -99,9 +108,9 @@ class ProfileBackend:
                     return None
                 if event == "call":
                     if site is None:
-                        gen = engine.generation
+                        gen = generation()
                         site = discover(code, frame)
-                        if gen == engine.generation:  # else a rebuild cleared decided meanwhile
+                        if gen == generation():  # else a rebuild cleared decided meanwhile
                             if site is not None:
                                 decided[id(code)] = site
                             else:
@@ -121,7 +130,7 @@ class ProfileBackend:
                     if site is None:
                         # decided is cleared by every rebuild; a call that entered
                         # before it must still get its exit: ask the engine.
-                        site = engine.sites.get(id(code))
+                        site = sites_get(id(code))
                     if site is None or not site.has_ret:
                         return None
                     lasti = frame.f_lasti
@@ -141,7 +150,6 @@ class ProfileBackend:
 
         self.hook = hook
         symbols.on_code_gone(self._code_gone)
-        engine.TRAMPOLINE_CODES.add(hook.__code__)
         threading.setprofile(hook)
         sys.setprofile(hook)
         _hook_other_threads(hook)
@@ -160,7 +168,7 @@ class ProfileBackend:
         symbols.off_code_gone(self._code_gone)
         self.decided.clear()
 
-    def patch(self, site: engine.Site) -> None:
+    def patch(self, site: Site) -> None:
         code = site.code
         if code is None:
             return

@@ -71,6 +71,7 @@ from fntrace.core import accel as _accel
 from fntrace.core.flags import Event
 from fntrace.core.ops import Ops
 from fntrace.core.oscaps import native_id
+from fntrace.core.shadow import ShadowStack
 from fntrace.tracing import ftrace_text
 from fntrace.tracing.ftrace_text import MARKER
 from fntrace.tracing.ring_buffer import EVENT_OVERHEAD
@@ -293,8 +294,11 @@ class FunctionGraphTracer(Tracer):
         return _Renderer(self.inst).lines(list(events))
 
 
-class _PyGraphStack(list):  # type: ignore[type-arg]
-    """The per-thread stack of calls (pure Python; fntrace/_speedups.c has GraphStack)."""
+class _PyGraphStack(ShadowStack[_Entry]):
+    """The per-thread stack of calls (pure Python; fntrace/_speedups.c has GraphStack);
+    ``pop_to`` is the shadow stack's."""
+
+    __slots__ = ()
 
     def push(self, key: Any, ts: int | None, depth: int, state: int) -> None:
         self.append((key, ts, depth, state))
@@ -305,15 +309,6 @@ class _PyGraphStack(list):  # type: ignore[type-arg]
             return None
         _, _, depth, state = self[-1]
         return depth, state
-
-    def pop_to(self, key: Any) -> _Entry | None:
-        """The newest entry of ``key``; entries above it (exits never seen) are dropped."""
-        for i in range(len(self) - 1, -1, -1):
-            if self[i][0] is key:
-                entry: _Entry = self[i]
-                del self[i:]
-                return entry
-        return None
 
 
 class _Renderer:

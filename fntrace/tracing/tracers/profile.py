@@ -50,6 +50,7 @@ from fntrace.core import accel as _accel
 from fntrace.core import forksafe
 from fntrace.core.flags import Event
 from fntrace.core.ops import Ops
+from fntrace.core.shadow import ShadowStack
 from fntrace.tracing.tracers.base import Tracer
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ class _PyProfThread:
     __slots__ = ("stack", "table")
 
     def __init__(self) -> None:
-        self.stack: list[Segment] = []
+        self.stack: ShadowStack[Segment] = ShadowStack()
         self.table: dict[Any, list[int]] = {}  # fn -> [hits, time ns, sum of t^2]
 
     def hit(self, fn: Any) -> None:
@@ -111,15 +112,13 @@ class _PyProfThread:
         came, is dropped): (duration, children, generation); the duration goes
         to the caller's children."""
         stack = self.stack
-        for i in range(len(stack) - 1, -1, -1):
-            seg = stack[i]
-            if seg[0] == key:  # frames (pure path) compare by identity
-                del stack[i:]
-                duration = now - seg[1]
-                if stack:
-                    stack[-1][2] += duration
-                return duration, seg[2], seg[3]
-        return None
+        seg = stack.pop_to(key)  # keys are frames here (the C ProfThread keys addresses)
+        if seg is None:
+            return None
+        duration = now - seg[1]
+        if stack:
+            stack[-1][2] += duration
+        return duration, seg[2], seg[3]
 
     def records(self) -> list[tuple[Any, int, int, int]]:
         return [(fn, h, t, s) for fn, (h, t, s) in list(self.table.items())]

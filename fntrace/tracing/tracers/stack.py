@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 
 from fntrace.core import forksafe, symbols
 from fntrace.core.ops import Ops
+from fntrace.core.shadow import ShadowStack
 from fntrace.core.symbols import function_for_frame
 from fntrace.tracing.tracers.base import Tracer
 
@@ -88,9 +89,9 @@ class StackTracer(Tracer):
     # -- hot path ------------------------------------------------------------
     def _entry(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
         try:
-            stack: list[tuple[types.FrameType, int]] = self._tls.stack
+            stack: ShadowStack[tuple[types.FrameType, int]] = self._tls.stack
         except AttributeError:
-            stack = self._tls.stack = []
+            stack = self._tls.stack = ShadowStack()
         frame = fregs.frame
         depth = 1
         back = frame.f_back
@@ -117,17 +118,11 @@ class StackTracer(Tracer):
 
     def _exit(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
         try:
-            stack: list[tuple[types.FrameType, int]] = self._tls.stack
+            stack: ShadowStack[tuple[types.FrameType, int]] = self._tls.stack
         except AttributeError:
             return
         frame = fregs.frame
-        if stack and stack[-1][0] is frame:
-            stack.pop()
-        else:
-            for i in range(len(stack) - 1, -1, -1):
-                if stack[i][0] is frame:
-                    del stack[i:]
-                    break
+        stack.pop_to(frame)
         pending = self._pending
         if pending is not None and pending[0] is frame:
             with self._lock:

@@ -1,0 +1,65 @@
+"""``import fntrace`` loads the core API only; features load on first use (PEP 562)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import fntrace
+
+FEATURES = ("fntrace.tracing", "fntrace.recording", "fntrace.analysis", "fntrace.control",
+            "fntrace.integrations", "fntrace.formats", "fntrace.cli", "fntrace.core.ipmodify",
+            "fntrace.core.hints")
+HEAVY = ("inspect", "ast", "dataclasses", "ctypes", "difflib")
+
+
+def _child(code: str) -> dict[str, object]:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def test_import_fntrace_loads_no_feature_and_no_heavy_stdlib() -> None:
+    got = _child("import sys, json; before = set(sys.modules); import fntrace; "
+                 "print(json.dumps(sorted(set(sys.modules) - before)))")
+    assert isinstance(got, list)
+    loaded = [m for m in got if any(m == f or m.startswith(f + ".") for f in FEATURES)]
+    assert loaded == []
+    assert [m for m in HEAVY if m in got] == []
+    assert "fntrace.core.engine" in got
+
+
+def test_a_feature_name_loads_its_module_on_first_use() -> None:
+    got = _child("import sys, json, fntrace; a = 'fntrace.tracing.instance' in sys.modules; "
+                 "inst = fntrace.Instance; b = 'fntrace.tracing.instance' in sys.modules; "
+                 "print(json.dumps([a, b, inst.__module__]))")
+    assert got == [False, True, "fntrace.tracing.instance"]
+
+
+def test_every_public_name_resolves_and_is_listed() -> None:
+    from fntrace.core.hints import check
+    from fntrace.tracing import livepatch
+    from fntrace.tracing.inject import Injection, inject, parse_inject_spec
+    from fntrace.tracing.instance import Instance, instances, marker, trace
+
+    expected = {"Injection": Injection, "Instance": Instance, "check_filter": check,
+                "inject": inject, "instances": instances, "livepatch": livepatch,
+                "marker": marker, "parse_inject_spec": parse_inject_spec, "trace": trace}
+    for name, value in expected.items():
+        assert getattr(fntrace, name) is value
+    for name in fntrace.__all__:
+        assert getattr(fntrace, name) is not None
+        assert name in dir(fntrace)
+    ns: dict[str, object] = {}
+    exec("from fntrace import *", ns)
+    assert set(fntrace.__all__) <= set(ns)
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    try:
+        fntrace.no_such_name  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as exc:
+        assert "no_such_name" in str(exc)
+    else:
+        raise AssertionError("no AttributeError")
