@@ -418,6 +418,7 @@ graph_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObj
             unsigned long long tsid)
 {
     GraphRecorder *self = (GraphRecorder *)rec;
+    (void)code;  /* the vtable's: this recorder needs no code */
     int allowed = fnt_recorder_pid_ok((fnt_recorder *)self, tsid);
     if (allowed <= 0)
         return allowed;
@@ -473,6 +474,7 @@ graph_exit(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObje
            PyObject *retval, PyObject *exc, unsigned long long tsid)
 {
     GraphRecorder *self = (GraphRecorder *)rec;
+    (void)code;
     PyObject *obj = graph_stack(self, 0, tsid);
     if (obj == NULL)
         return -1;

@@ -535,6 +535,8 @@ prof_exit(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObjec
           PyObject *value, PyObject *exc, unsigned long long tsid)
 {
     ProfRecorder *self = (ProfRecorder *)rec;
+    (void)value;  /* the vtable's: the profiler needs no values */
+    (void)exc;
     long long now = fnt_mono_ns();
     PyObject *obj = prof_state(self, 0, tsid);
     if (obj == NULL)
