@@ -1,0 +1,162 @@
+"""Types of fntrace._speedups, the optional C hot path (sources: fntrace/csrc/).
+
+The module is the C twin of pure-Python pieces (ring_buffer._PyRingCore,
+tracers' recorders, the backends' callbacks); fntrace.core.accel decides whether
+it is used.  tests/test_speedups_stub.py checks that this stub names exactly
+what the built module has.
+"""
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from types import CodeType, FrameType
+from typing import Any, final
+
+#: 1 when funcgraph-args is read in C (from the frame's fast locals).
+FRAME_ARGS: int
+
+def local_clock() -> int:
+    """The "local" trace clock in ns (never goes backwards)."""
+
+def check_frame(frame: FrameType, function: object, first_locals: tuple[object, ...],
+                owner: int, /) -> str | None:
+    """None when the C frame mirror reads this running frame as CPython does."""
+
+def frame_key(frame: FrameType, /) -> int:
+    """function_graph's stack key of a running frame."""
+
+def code_gone(code_id: int, /) -> None:
+    """symbols' report that the code object with this id is being freed."""
+
+def holds_code(code_id: int, /) -> bool:
+    """Whether a per-code table has this address."""
+
+def forget_codes() -> None:
+    """Every per-code table forgets every code."""
+
+def take_all(buffers: Sequence[RingCore], /) -> list[tuple[RingCore, tuple[Any, ...]]]:
+    """Consume every event of these buffers, merged in time order."""
+
+def encode_buffers(
+    buffers: Sequence[RingCore],
+    other: Callable[[RingCore, tuple[Any, ...]], tuple[int, str]],
+    event_codes: dict[str, int], /,
+) -> tuple[bytes, int, list[int]]:
+    """Consume these buffers into one trace-file event chunk: (payload, n, tids)."""
+
+@final
+class EventQueue:
+    """A thread buffer's events, oldest first (reads like a deque of tuples)."""
+
+    def append(self, event: tuple[Any, ...], /) -> None: ...
+    def popleft(self) -> tuple[Any, ...]: ...
+    def clear(self) -> None: ...
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int, /) -> tuple[Any, ...]: ...
+    def __iter__(self) -> Iterator[tuple[Any, ...]]: ...
+
+class RingCore:
+    """A thread's ring buffer: events and counters, write() in C."""
+
+    capacity: int
+    written: int
+    in_bytes: int
+    overrun: int
+    overrun_bytes: int
+    dropped: int
+    read: int
+    read_bytes: int
+    overwrite: bool
+    on_full: Callable[[], object] | None
+    def __init__(self, capacity: int = 0, overwrite: bool = True) -> None: ...
+    @property
+    def events(self) -> EventQueue: ...
+    def write(self, event: tuple[Any, ...], /) -> bool: ...
+
+@final
+class GraphStack:
+    """function_graph's stack of calls for one thread: (key, ts, depth, state)."""
+
+    def push(self, key: int, ts: int | None, depth: int, state: int, /) -> None: ...
+    def last(self) -> tuple[int, int] | None: ...
+    def pop_to(self, key: int, /) -> tuple[int, int | None, int, int] | None: ...
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int, /) -> tuple[int, int | None, int, int]: ...
+
+@final
+class FuncRecorder:
+    """The function tracer's entry event, written in C."""
+
+    ok: bool
+    report: Callable[[BaseException], object] | None
+    pid_check: Callable[[], object] | None
+    tracing: bool
+    def __init__(self, rb: Any, fn_cache: dict[int, Any],
+                 function_for_frame: Callable[[FrameType], Any]) -> None: ...
+    def ring_changed(self) -> None: ...
+
+@final
+class GraphRecorder:
+    """function_graph's entry and exit events, written in C."""
+
+    ok: bool
+    report: Callable[[BaseException], object] | None
+    pid_check: Callable[[], object] | None
+    tracing: bool
+    max_depth: int
+    def __init__(self, rb: Any, tls: Any, unwind: str) -> None: ...
+    def ring_changed(self) -> None: ...
+    def reprs(self, args: bool, retval: bool, safe_repr: Callable[[object], str], /) -> None: ...
+
+@final
+class ProfThread:
+    """One thread's profile: its call segments and its records, packed."""
+
+    def hit(self, fn: object, /) -> None: ...
+    def add(self, fn: object, spent_ns: int, /) -> None: ...
+    def push(self, key: int, start_ns: int, generation: int, /) -> None: ...
+    def pop_to(self, key: int, now_ns: int, /) -> tuple[int, int, int] | None: ...
+    def records(self) -> list[tuple[Any, int, int, int]]: ...
+    def clear_table(self) -> None: ...
+    def __len__(self) -> int: ...
+
+@final
+class ProfRecorder:
+    """The function profiler's entries and exits of plain functions, in C."""
+
+    ok: bool
+    report: Callable[[BaseException], object] | None
+    generation: int
+    graph_time: bool
+    def __init__(self, tls: Any, make_state: Callable[[], ProfThread], start: str, yield_: str,
+                 open: dict[int, list[Any]], open_limit: int) -> None: ...
+
+@final
+class Dispatcher:
+    """The sys.monitoring callbacks of the monitoring backend, in C."""
+
+    def __init__(self, sites: dict[int, Any], slow_start: Callable[..., Any],
+                 slow_resume: Callable[..., Any], exit_call: Callable[..., Any],
+                 events: tuple[str, str, str, str, str, str], disable: object) -> None: ...
+    def py_start(self, code: CodeType, offset: int, /) -> Any: ...
+    def py_resume(self, code: CodeType, offset: int, /) -> Any: ...
+    def py_throw(self, code: CodeType, offset: int, exc: BaseException, /) -> Any: ...
+    def py_return(self, code: CodeType, offset: int, value: object, /) -> Any: ...
+    def py_yield(self, code: CodeType, offset: int, value: object, /) -> Any: ...
+    def py_unwind(self, code: CodeType, offset: int, exc: BaseException, /) -> Any: ...
+    def sites_changed(self) -> None: ...
+
+if sys.version_info < (3, 12):
+    @final
+    class ProfileHook:
+        """The profile function of the 3.11 backend, in C."""
+
+        def __init__(self, sites: dict[int, Any], discover: Callable[..., Any],
+                     exit_call: Callable[..., Any], throws: dict[FrameType, int],
+                     events: tuple[str, str, str, str, str, str],
+                     opcodes: tuple[int, int, int],
+                     fn_cache: dict[int, Any] = ...) -> None: ...
+        def __call__(self, frame: FrameType, event: str, arg: object, /) -> None: ...
+        def forget(self, code: CodeType, /) -> None: ...
+        def clear(self) -> None: ...
+        def install_all(self) -> None: ...
+        def uninstall_all(self) -> None: ...

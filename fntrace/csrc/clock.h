@@ -1,0 +1,84 @@
+/* clock.h: the trace clocks the recorders read on every event.
+ *
+ * Why a header of inline functions: a clock is read once or twice per traced
+ * call; inlined, it costs the read itself and no call.  clock.c has the
+ * one-off part (deciding whether the TSC may be used) and local_clock().
+ */
+#ifndef FNT_CLOCK_H
+#define FNT_CLOCK_H
+
+#include "fnt.h"
+#include <time.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <x86intrin.h>
+#define FNT_TSC 1
+#endif
+
+static inline long long
+fnt_mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static inline long long
+fnt_real_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* The "local" clock's state.  Process-wide on purpose: it is one clock for
+ * every ring and recorder (it must never go backwards between them), read on
+ * every event under the GIL (never by two threads at once). */
+typedef struct {
+    int tsc_state;  /* 0: not yet decided, 1: in use, -1: not used */
+    unsigned long long tsc_first, tsc_anchor;
+    long long ns_first, ns_anchor;
+    double ns_per_tick;
+    long long last;  /* the last value given: the clock never goes backwards */
+} fnt_clock_state;
+
+extern FNT_HIDDEN fnt_clock_state fnt_clock;
+FNT_HIDDEN void fnt_tsc_decide(void);
+
+#define FNT_REANCHOR_NS 20000000LL
+
+/* The "local" clock now (see clock.c). */
+static inline long long
+fnt_local_ns(void)
+{
+    fnt_clock_state *c = &fnt_clock;
+#ifdef FNT_TSC
+    if (c->tsc_state == 0)
+        fnt_tsc_decide();
+    if (c->tsc_state == 1) {
+        unsigned long long t = __rdtsc();
+        long long v = c->ns_anchor +
+                      (long long)((double)(long long)(t - c->tsc_anchor) * c->ns_per_tick);
+        if (v - c->ns_anchor > FNT_REANCHOR_NS) {
+            long long n = fnt_mono_ns();
+            unsigned long long t2 = __rdtsc();
+            if (t2 > c->tsc_first)
+                c->ns_per_tick = (double)(n - c->ns_first) / (double)(t2 - c->tsc_first);
+            c->tsc_anchor = t2;
+            c->ns_anchor = n;
+            v = n;
+        }
+        if (v < c->last)
+            v = c->last;
+        c->last = v;
+        return v;
+    }
+#endif
+    long long v = fnt_mono_ns();
+    if (v < c->last)
+        v = c->last;
+    c->last = v;
+    return v;
+}
+
+#endif  /* FNT_CLOCK_H */

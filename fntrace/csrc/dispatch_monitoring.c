@@ -1,0 +1,354 @@
+/* dispatch_monitoring.c: the sys.monitoring callbacks of the monitoring
+ * backend (3.12+), in C.
+ *
+ * Why: every PY_START/RESUME/THROW/RETURN/YIELD/UNWIND event of traced code
+ * reaches these callbacks.  A site whose only ops carries an enabled recorder
+ * (Site.fast) is recorded here without any Python frame; every other site
+ * goes to its Python trampoline, unknown code to the Python discovery
+ * callback (core/backends/monitoring.py).
+ */
+#include "recorder.h"
+#include "sitecache.h"
+
+#ifdef FNT_HOT_PATH
+
+typedef fnt_site_slot SiteSlot;
+typedef fnt_site_refs SiteRefs;
+typedef fnt_where Where;
+
+/* Sites seen: code -> (Site, its recorder, its Function), direct-mapped and
+ * cleared by sites_changed() whenever the engine replaces or removes a site
+ * (adding one needs nothing: misses are never cached).  Saves the PyLong key
+ * and the dict lookup, and the Site's attribute reads, on every event. */
+#define SITE_SLOTS 4096
+
+typedef struct {
+    PyObject_HEAD
+    SiteSlot *slots;
+    PyObject *sites;        /* engine.sites: id(code) -> Site */
+    PyObject *slow_start;   /* the Python PY_START callback (discovery) */
+    PyObject *slow_resume;  /* the Python PY_RESUME callback */
+    PyObject *exit_call;    /* engine.exit_call */
+    PyObject *disable;      /* sys.monitoring.DISABLE */
+    PyObject *ev_start, *ev_resume, *ev_throw, *ev_return, *ev_yield, *ev_unwind;
+    int borrow;             /* slots is listed in code_tables */
+} Dispatcher;
+
+static int
+Dispatcher_init(Dispatcher *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"sites", "slow_start", "slow_resume", "exit_call", "events",
+                             "disable", NULL};
+    PyObject *sites, *ss, *sr, *ec, *events, *disable;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOO!O", kwlist, &PyDict_Type, &sites,
+                                     &ss, &sr, &ec, &PyTuple_Type, &events, &disable))
+        return -1;
+    PyObject **ev[6] = {&self->ev_start, &self->ev_resume, &self->ev_throw,
+                        &self->ev_return, &self->ev_yield, &self->ev_unwind};
+    if (fnt_events_take(events, ev) < 0)
+        return -1;
+    if (self->slots == NULL) {
+        self->slots = PyMem_Calloc(SITE_SLOTS, sizeof(SiteSlot));
+        if (self->slots == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->borrow = fnt_code_table_add(self->slots, SITE_SLOTS, 0);
+    }
+    Py_XSETREF(self->sites, Py_NewRef(sites));
+    Py_XSETREF(self->slow_start, Py_NewRef(ss));
+    Py_XSETREF(self->slow_resume, Py_NewRef(sr));
+    Py_XSETREF(self->exit_call, Py_NewRef(ec));
+    Py_XSETREF(self->disable, Py_NewRef(disable));
+    return 0;
+}
+
+static int
+Dispatcher_traverse(Dispatcher *self, visitproc visit, void *arg)
+{
+    int r = fnt_slots_traverse(self->slots, SITE_SLOTS, visit, arg);
+    if (r)
+        return r;
+    Py_VISIT(self->sites);
+    Py_VISIT(self->slow_start);
+    Py_VISIT(self->slow_resume);
+    Py_VISIT(self->exit_call);
+    return 0;
+}
+
+static int
+Dispatcher_clear(Dispatcher *self)
+{
+    fnt_slots_free(self->slots, SITE_SLOTS);
+    Py_CLEAR(self->sites);
+    Py_CLEAR(self->slow_start);
+    Py_CLEAR(self->slow_resume);
+    Py_CLEAR(self->exit_call);
+    Py_CLEAR(self->disable);
+    Py_CLEAR(self->ev_start);
+    Py_CLEAR(self->ev_resume);
+    Py_CLEAR(self->ev_throw);
+    Py_CLEAR(self->ev_return);
+    Py_CLEAR(self->ev_yield);
+    Py_CLEAR(self->ev_unwind);
+    return 0;
+}
+
+static void
+Dispatcher_dealloc(Dispatcher *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Dispatcher_clear(self);
+    if (self->slots != NULL)
+        fnt_code_table_remove(self->slots);
+    PyMem_Free(self->slots);
+    tp->tp_free((PyObject *)self);
+}
+
+/* Strong references to what a slot holds, for one event (the slot itself may
+ * be refilled while Python code runs). */
+/* The site of `code` with its recorder and Function, as new references in
+ * *refs: 1 found, 0 no site, -1 error. */
+static int
+site_of(Dispatcher *self, PyObject *code, SiteRefs *refs)
+{
+    SiteSlot *slot = &self->slots[fnt_ptr_slot(code, SITE_SLOTS)];
+    if (slot->code != code) {
+        PyObject *key = PyLong_FromVoidPtr(code);
+        if (key == NULL)
+            return -1;
+        PyObject *site = PyDict_GetItemWithError(self->sites, key);
+        Py_DECREF(key);
+        if (site == NULL)
+            return PyErr_Occurred() ? -1 : 0;
+        if (fnt_slot_fill(slot, code, site, NULL, self->borrow) < 0)
+            return -1;
+    }
+    fnt_refs_take(slot, refs);
+    return 1;
+}
+
+/* Where the traced code runs, for a recorder: its interpreter frame when that
+ * is the running one (checked against the callback's code), else its frame
+ * object.  0 when there is no frame at all. */
+static int
+where_for(Where *w, PyObject *code, unsigned long long *tsid)
+{
+    PyThreadState *ts = PyThreadState_Get();
+    *tsid = (unsigned long long)PyThreadState_GetID(ts);
+    w->frame = NULL;
+    w->iframe = NULL;
+#ifdef FNT_IFRAME
+    fnt_iframe *f = fnt_iframe_current(ts);
+    if (f != NULL && f->code == code) {
+        w->iframe = f;
+        return 1;
+    }
+#endif
+    w->frame = PyEval_GetFrame();
+    return w->frame != NULL;
+}
+
+/* What a monitoring callback returns: NULL only for fntrace's own failures. */
+static PyObject *
+to_program(PyObject *r)
+{
+    if (r == NULL && fnt_interrupt_later())
+        Py_RETURN_NONE;
+    return r;
+}
+
+static PyObject *
+dispatch_enter(SiteRefs *refs, PyObject *code, PyObject *event, PyObject *offset)
+{
+    PyObject *fast = refs->fast;
+    if (fast != NULL && ((fnt_recorder *)fast)->ok) {
+        Where w;
+        unsigned long long tsid;
+        if (!where_for(&w, code, &tsid))
+            Py_RETURN_NONE;
+        int r = fnt_recorder_entry(fast, refs->fn, code, &w, event, tsid);
+        if (r < 0 && fnt_recorder_failed((fnt_recorder *)fast) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyFrameObject *frame = PyEval_GetFrame();  /* borrowed: the traced frame */
+    if (frame == NULL)
+        Py_RETURN_NONE;
+    PyObject *args[4] = {refs->site, (PyObject *)frame, event, offset};
+    return PyObject_Vectorcall(refs->enter, args, 4, NULL);
+}
+
+static PyObject *
+dispatch_exit(Dispatcher *self, SiteRefs *refs, PyObject *code, PyObject *event,
+              PyObject *offset, PyObject *value, PyObject *exc)
+{
+    PyObject *fast = refs->fast;
+    if (fnt_recorder_has_exit(fast)) {
+        Where w;
+        unsigned long long tsid;
+        if (!where_for(&w, code, &tsid))
+            Py_RETURN_NONE;
+        int r = fnt_recorder_exit(fast, refs->fn, code, &w, event, value, exc, tsid);
+        if (r < 0 && fnt_recorder_failed((fnt_recorder *)fast) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (!refs->has_ret)
+        Py_RETURN_NONE;
+    PyFrameObject *frame = PyEval_GetFrame();
+    if (frame == NULL)
+        Py_RETURN_NONE;
+    PyObject *args[6] = {refs->site, (PyObject *)frame, event, offset, value, exc};
+    return PyObject_Vectorcall(self->exit_call, args, 6, NULL);
+}
+
+/* First look at unknown code (monitoring.py's discover_at): DISABLE or None
+ * when it is no site, else its new site, whose entry is then dispatched here
+ * as any other, so that a recorder writes it when it may (the Python
+ * trampoline would leave an entry on the engine's shadow stack that the
+ * recorder's exit never pops).  The site serves this event only: engine.sites
+ * is the truth for the next one. */
+static PyObject *
+enter_first(Dispatcher *self, PyObject *const *args, PyObject *event, PyObject *slow)
+{
+    PyObject *site = PyObject_Vectorcall(slow, args, 2, NULL);
+    if (site == NULL || site == Py_None || site == self->disable)
+        return site;
+    SiteSlot one = {0};
+    SiteRefs refs;
+    PyObject *r = NULL;
+    if (fnt_slot_fill(&one, args[0], site, NULL, 0) == 0) {
+        fnt_refs_take(&one, &refs);
+        r = dispatch_enter(&refs, args[0], event, args[1]);
+        fnt_refs_release(&refs);
+    }
+    fnt_slots_free(&one, 1);
+    Py_DECREF(site);
+    return r;
+}
+
+static PyObject *
+enter_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want,
+            PyObject *event, PyObject *slow)
+{
+    if (nargs != want) {
+        PyErr_SetString(PyExc_TypeError, "wrong number of arguments for a monitoring event");
+        return NULL;
+    }
+    SiteRefs refs;
+    int found = site_of(self, args[0], &refs);
+    if (found < 0)
+        return NULL;
+    if (found > 0) {
+        PyObject *r = dispatch_enter(&refs, args[0], event, args[1]);
+        fnt_refs_release(&refs);
+        return r;
+    }
+    if (slow == NULL)
+        Py_RETURN_NONE;
+    /* sys.monitoring holds no reference to a callback while it runs: another
+     * thread may stop the backend (and free this dispatcher) while discover_at
+     * runs Python code, so the dispatcher is held until it is done with. */
+    Py_INCREF(self);
+    PyObject *r = enter_first(self, args, event, slow);
+    Py_DECREF(self);
+    return r;
+}
+
+static PyObject *
+Dispatcher_py_start(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return to_program(enter_event(self, args, nargs, 2, self->ev_start, self->slow_start));
+}
+
+static PyObject *
+Dispatcher_py_resume(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return to_program(enter_event(self, args, nargs, 2, self->ev_resume, self->slow_resume));
+}
+
+static PyObject *
+Dispatcher_py_throw(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return to_program(enter_event(self, args, nargs, 3, self->ev_throw, NULL));
+}
+
+static PyObject *
+exit_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, PyObject *event,
+           int is_unwind)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "callback(code, offset, value)");
+        return NULL;
+    }
+    SiteRefs refs;
+    int found = site_of(self, args[0], &refs);
+    if (found <= 0)
+        return found < 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *r = is_unwind
+        ? dispatch_exit(self, &refs, args[0], event, args[1], Py_None, args[2])
+        : dispatch_exit(self, &refs, args[0], event, args[1], args[2], Py_None);
+    fnt_refs_release(&refs);
+    return r;
+}
+
+static PyObject *
+Dispatcher_py_return(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return to_program(exit_event(self, args, nargs, self->ev_return, 0));
+}
+
+static PyObject *
+Dispatcher_py_yield(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return to_program(exit_event(self, args, nargs, self->ev_yield, 0));
+}
+
+static PyObject *
+Dispatcher_py_unwind(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return to_program(exit_event(self, args, nargs, self->ev_unwind, 1));
+}
+
+static PyObject *
+Dispatcher_sites_changed(Dispatcher *self, PyObject *unused)
+{
+    fnt_slots_free(self->slots, SITE_SLOTS);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef Dispatcher_methods[] = {
+    {"py_start", (PyCFunction)(void (*)(void))Dispatcher_py_start, METH_FASTCALL, NULL},
+    {"py_resume", (PyCFunction)(void (*)(void))Dispatcher_py_resume, METH_FASTCALL, NULL},
+    {"py_throw", (PyCFunction)(void (*)(void))Dispatcher_py_throw, METH_FASTCALL, NULL},
+    {"py_return", (PyCFunction)(void (*)(void))Dispatcher_py_return, METH_FASTCALL, NULL},
+    {"py_yield", (PyCFunction)(void (*)(void))Dispatcher_py_yield, METH_FASTCALL, NULL},
+    {"py_unwind", (PyCFunction)(void (*)(void))Dispatcher_py_unwind, METH_FASTCALL, NULL},
+    {"sites_changed", (PyCFunction)Dispatcher_sites_changed, METH_NOARGS,
+     "A site was replaced or removed: forget the sites seen."},
+    {NULL}
+};
+
+static PyTypeObject Dispatcher_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "fntrace._speedups.Dispatcher",
+    .tp_basicsize = sizeof(Dispatcher),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The sys.monitoring callbacks of the monitoring backend, in C.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Dispatcher_init,
+    .tp_dealloc = (destructor)Dispatcher_dealloc,
+    .tp_traverse = (traverseproc)Dispatcher_traverse,
+    .tp_clear = (inquiry)Dispatcher_clear,
+    .tp_methods = Dispatcher_methods,
+};
+
+int
+fnt_dispatcher_add_types(PyObject *m)
+{
+    return fnt_add_type(m, &Dispatcher_Type, "Dispatcher");
+}
+
+#endif  /* FNT_HOT_PATH */

@@ -1,0 +1,810 @@
+/* drain.c: taking the events out of the rings - merged in time order
+ * (take_all) or straight into one trace-file event chunk (encode_buffers).
+ *
+ * Why: a reader of a busy trace consumes hundreds of thousands of events a
+ * second.  take_all() does BufferSet.consume()'s merge in C; encode_buffers()
+ * encodes a recorder's packed events without ever building their tuples,
+ * byte for byte what formats/tracefile.py's TraceWriter makes of them.
+ */
+#include "ring.h"
+
+#ifdef FNT_HOT_PATH
+
+typedef fnt_EventQueue EventQueue;
+typedef fnt_RingCore RingCore;
+typedef fnt_slot Slot;
+
+typedef struct {
+    PyObject *buf;
+    PyObject **evs;
+    long long *ts;
+    Py_ssize_t n, pos;
+} Taken;
+
+static long long
+event_ts(PyObject *ev, int *bad)
+{
+    PyObject *item = PyTuple_CheckExact(ev) && PyTuple_GET_SIZE(ev) > 0
+        ? Py_NewRef(PyTuple_GET_ITEM(ev, EVENT_TS)) : PySequence_GetItem(ev, EVENT_TS);
+    if (item == NULL) {
+        *bad = 1;
+        return 0;
+    }
+    long long ts = PyLong_AsLongLong(item);
+    Py_DECREF(item);
+    if (ts == -1 && PyErr_Occurred())
+        *bad = 1;
+    return ts;
+}
+
+/* take_all(buffers) -> [(buf, event), ...]: every event now in these RingCore
+ * buffers (in cpu order), consumed (read counters updated), in the order of
+ * BufferSet.consume(): by timestamp, then buffer, then position. */
+PyObject *
+fnt_take_all(PyObject *module, PyObject *buffers)
+{
+    PyObject *seq = PySequence_Fast(buffers, "take_all() needs a sequence of buffers");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t k = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t j = 0; j < k; j++) {
+        if (!PyObject_TypeCheck(PySequence_Fast_GET_ITEM(seq, j), &fnt_RingCore_Type)) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_TypeError, "take_all() needs RingCore buffers");
+            return NULL;
+        }
+    }
+    Taken *t = PyMem_Calloc((size_t)(k ? k : 1), sizeof(Taken));
+    PyObject *out = NULL;
+    if (t == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t total = 0;
+    int bad = 0;
+    for (Py_ssize_t j = 0; j < k && !bad; j++) {
+        RingCore *rc = (RingCore *)PySequence_Fast_GET_ITEM(seq, j);
+        EventQueue *q = rc->events;
+        t[j].buf = (PyObject *)rc;
+        Py_ssize_t n = q ? q->len : 0;
+        if (n == 0)
+            continue;
+        t[j].evs = PyMem_Calloc((size_t)n, sizeof(PyObject *));
+        t[j].ts = PyMem_Calloc((size_t)n, sizeof(long long));
+        if (t[j].evs == NULL || t[j].ts == NULL) {
+            PyErr_NoMemory();
+            bad = 1;
+            break;
+        }
+        for (Py_ssize_t i = 0; i < n && q->len > 0; i++) {
+            Slot sl;
+            fnt_queue_take(q, &sl);
+            long long size = 0;
+            PyObject *ev = NULL;
+            if (fnt_slot_size(&sl, &size) == 0)
+                ev = fnt_slot_event(&sl);
+            long long ts = sl.kind != 0 ? sl.ts : 0;
+            fnt_slot_release(&sl);
+            if (ev == NULL) {
+                bad = 1;
+                break;
+            }
+            if (sl.kind == 0)
+                ts = event_ts(ev, &bad);
+            else if (PyObject_GC_IsTracked(ev))
+                /* built here from names, ints and Functions: no cycle goes through
+                 * it, and a batch holds many thousands the collector would walk */
+                PyObject_GC_UnTrack(ev);
+            rc->read++;
+            rc->read_bytes += size;
+            t[j].evs[t[j].n] = ev;
+            t[j].ts[t[j].n] = ts;
+            t[j].n++;
+            total++;
+            if (bad)
+                break;
+        }
+    }
+    int monotonic = 1;
+    for (Py_ssize_t j = 0; j < k && !bad; j++)
+        for (Py_ssize_t i = 1; i < t[j].n; i++)
+            if (t[j].ts[i] < t[j].ts[i - 1])
+                monotonic = 0;
+    if (!bad && !monotonic) {
+        /* a clock that went back (realtime): sort as consume() does, by
+         * (ts, buffer, position) */
+        PyObject *keyed = PyList_New(0);
+        for (Py_ssize_t j = 0; keyed != NULL && j < k; j++) {
+            for (Py_ssize_t i = 0; i < t[j].n; i++) {
+                PyObject *item = Py_BuildValue("(LnnOO)", t[j].ts[i], j, i, t[j].buf,
+                                               t[j].evs[i]);
+                if (item == NULL || PyList_Append(keyed, item) < 0) {
+                    Py_XDECREF(item);
+                    Py_CLEAR(keyed);
+                    break;
+                }
+                Py_DECREF(item);
+            }
+        }
+        if (keyed != NULL && PyList_Sort(keyed) == 0) {
+            out = PyList_New(total);
+            for (Py_ssize_t m = 0; out != NULL && m < total; m++) {
+                PyObject *item = PyList_GET_ITEM(keyed, m);
+                PyObject *pair = PyTuple_Pack(2, PyTuple_GET_ITEM(item, 3),
+                                              PyTuple_GET_ITEM(item, 4));
+                if (pair == NULL) {
+                    Py_CLEAR(out);
+                    break;
+                }
+                PyList_SET_ITEM(out, m, pair);
+            }
+        }
+        Py_XDECREF(keyed);
+        bad = 1;  /* done: skip the merge below */
+    }
+    if (!bad) {
+        out = PyList_New(total);
+        for (Py_ssize_t m = 0; out != NULL && m < total; m++) {
+            Py_ssize_t best = -1;
+            for (Py_ssize_t j = 0; j < k; j++) {
+                if (t[j].pos < t[j].n &&
+                    (best < 0 || t[j].ts[t[j].pos] < t[best].ts[t[best].pos]))
+                    best = j;
+            }
+            PyObject *pair = PyTuple_Pack(2, t[best].buf, t[best].evs[t[best].pos]);
+            if (pair == NULL) {
+                Py_CLEAR(out);
+                break;
+            }
+            PyObject_GC_UnTrack(pair);  /* (buffer, event): no cycle either */
+            PyList_SET_ITEM(out, m, pair);
+            t[best].pos++;
+        }
+    }
+    for (Py_ssize_t j = 0; j < k; j++) {
+        for (Py_ssize_t i = 0; i < t[j].n; i++)
+            Py_XDECREF(t[j].evs[i]);
+        PyMem_Free(t[j].evs);
+        PyMem_Free(t[j].ts);
+    }
+    PyMem_Free(t);
+    Py_DECREF(seq);
+    return out;
+}
+
+/* ------------------------------------------------------------------------- */
+/* encode_buffers: one event chunk of the trace file (formats/tracefile.py)   */
+/* ------------------------------------------------------------------------- */
+
+typedef struct {
+    unsigned char *data;
+    Py_ssize_t len, cap;
+} Bytes;
+
+static int
+bytes_room(Bytes *b, Py_ssize_t more)
+{
+    if (b->len + more <= b->cap)
+        return 0;
+    Py_ssize_t ncap = b->cap ? b->cap : 4096;
+    while (ncap < b->len + more)
+        ncap *= 2;
+    unsigned char *n = PyMem_Realloc(b->data, (size_t)ncap);
+    if (n == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = n;
+    b->cap = ncap;
+    return 0;
+}
+
+static int
+put_uvarint(Bytes *b, unsigned long long n)
+{
+    if (bytes_room(b, 10) < 0)
+        return -1;
+    while (n >= 0x80) {
+        b->data[b->len++] = (unsigned char)((n & 0x7F) | 0x80);
+        n >>= 7;
+    }
+    b->data[b->len++] = (unsigned char)n;
+    return 0;
+}
+
+static int
+put_raw(Bytes *b, const char *p, Py_ssize_t n)
+{
+    if (bytes_room(b, n) < 0)
+        return -1;
+    memcpy(b->data + b->len, p, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+/* A Python int written as the writer's _uvarint (non-negative, 64 bits here). */
+static int
+put_pyuvarint(Bytes *b, PyObject *v)
+{
+    unsigned long long n = PyLong_AsUnsignedLongLong(v);
+    if (n == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    return put_uvarint(b, n);
+}
+
+#define FID_SLOTS 512
+typedef struct {
+    PyObject *strings;  /* str -> index (insertion ordered) */
+    PyObject *funcs;    /* (name, flags) -> index */
+    PyObject *threads;  /* tid -> index */
+    PyObject *rows;     /* [(tid, name, cpu, flags, lost)] */
+    PyObject *fn_fid;   /* Function -> fid (per chunk) */
+    PyObject *par_fid;  /* Function -> fid of (name, 0) */
+    PyObject *buf_idx;  /* buffer -> thread index */
+    long long *last_ts;
+    Py_ssize_t n_last;
+    /* The packed path's per-event lookups, without a dict: the fid of the
+     * functions seen (direct-mapped; every Function stays alive in fn_fid and
+     * in the slots until the chunk is done) and the file's code of each event
+     * name (-1: not looked up yet). */
+    struct { PyObject *fn; Py_ssize_t fid; } fid_cache[FID_SLOTS];
+    long evmap[FNT_MAX_EVENT_NAMES];
+} Tables;
+
+/* The index of `key` in `dict`, adding it (next index) when new: -1 error. */
+static Py_ssize_t
+intern_index(PyObject *dict, PyObject *key, int *added)
+{
+    PyObject *v = PyDict_GetItemWithError(dict, key);
+    if (v != NULL) {
+        *added = 0;
+        return PyLong_AsSsize_t(v);
+    }
+    if (PyErr_Occurred())
+        return -1;
+    Py_ssize_t idx = PyDict_GET_SIZE(dict);
+    PyObject *iv = PyLong_FromSsize_t(idx);
+    if (iv == NULL || PyDict_SetItem(dict, key, iv) < 0) {
+        Py_XDECREF(iv);
+        return -1;
+    }
+    Py_DECREF(iv);
+    *added = 1;
+    return idx;
+}
+
+static Py_ssize_t
+tab_sid(Tables *t, PyObject *text)
+{
+    int added;
+    return intern_index(t->strings, text, &added);
+}
+
+static Py_ssize_t
+tab_fid(Tables *t, PyObject *name, PyObject *flags)
+{
+    PyObject *key = PyTuple_Pack(2, name, flags);
+    if (key == NULL)
+        return -1;
+    int added;
+    Py_ssize_t fid = intern_index(t->funcs, key, &added);
+    Py_DECREF(key);
+    if (fid >= 0 && added && tab_sid(t, name) < 0)
+        return -1;
+    return fid;
+}
+
+/* fid of a Function: (fn.name, fn.code.co_flags), or (fn.name, 0) for parents. */
+static Py_ssize_t
+fn_fid(Tables *t, PyObject *fn, int as_parent)
+{
+    PyObject *cache = as_parent ? t->par_fid : t->fn_fid;
+    PyObject *v = PyDict_GetItemWithError(cache, fn);
+    if (v != NULL)
+        return PyLong_AsSsize_t(v);
+    if (PyErr_Occurred())
+        return -1;
+    PyObject *name = PyObject_GetAttr(fn, fnt_st->str_name);
+    if (name == NULL)
+        return -1;
+    PyObject *flags;
+    if (as_parent) {
+        flags = PyLong_FromLong(0);
+    } else {
+        PyObject *code = PyObject_GetAttr(fn, fnt_st->str_code);
+        flags = code ? PyObject_GetAttr(code, fnt_st->str_co_flags) : NULL;
+        Py_XDECREF(code);
+    }
+    Py_ssize_t fid = flags ? tab_fid(t, name, flags) : -1;
+    Py_DECREF(name);
+    Py_XDECREF(flags);
+    if (fid < 0)
+        return -1;
+    PyObject *iv = PyLong_FromSsize_t(fid);
+    if (iv == NULL || PyDict_SetItem(cache, fn, iv) < 0) {
+        Py_XDECREF(iv);
+        return -1;
+    }
+    Py_DECREF(iv);
+    return fid;
+}
+
+/* The chunk's index of a buffer's thread (its row added at first sight). */
+static Py_ssize_t
+tab_thread(Tables *t, PyObject *buf)
+{
+    PyObject *v = PyDict_GetItemWithError(t->buf_idx, buf);
+    if (v != NULL)
+        return PyLong_AsSsize_t(v);
+    if (PyErr_Occurred())
+        return -1;
+    PyObject *tid = PyObject_GetAttr(buf, fnt_st->str_tid);
+    PyObject *name = tid ? PyObject_GetAttr(buf, fnt_st->str_name) : NULL;
+    PyObject *cpu = name ? PyObject_GetAttr(buf, fnt_st->str_cpu) : NULL;
+    PyObject *flags = cpu ? PyObject_GetAttr(buf, fnt_st->str_thread_flags) : NULL;
+    Py_ssize_t idx = -1;
+    if (flags != NULL) {
+        PyObject *known = PyDict_GetItemWithError(t->threads, tid);
+        if (known != NULL) {
+            idx = PyLong_AsSsize_t(known);
+        } else if (!PyErr_Occurred()) {
+            if (tab_sid(t, name) >= 0 && tab_sid(t, flags) >= 0) {
+                RingCore *rc = (RingCore *)buf;
+                long long lost = rc->overrun + rc->dropped;
+                PyObject *lostv = PyLong_FromLongLong(lost);
+                PyObject *row = lostv ? PyTuple_Pack(5, tid, name, cpu, flags, lostv) : NULL;
+                Py_XDECREF(lostv);
+                idx = PyList_GET_SIZE(t->rows);
+                PyObject *iv = row ? PyLong_FromSsize_t(idx) : NULL;
+                if (iv == NULL || PyList_Append(t->rows, row) < 0 ||
+                    PyDict_SetItem(t->threads, tid, iv) < 0)
+                    idx = -1;
+                Py_XDECREF(iv);
+                Py_XDECREF(row);
+            }
+        }
+    }
+    Py_XDECREF(tid);
+    Py_XDECREF(name);
+    Py_XDECREF(cpu);
+    Py_XDECREF(flags);
+    if (idx < 0)
+        return -1;
+    if (idx >= t->n_last) {
+        Py_ssize_t nn = (idx + 1) * 2;
+        long long *nl = PyMem_Realloc(t->last_ts, (size_t)nn * sizeof(long long));
+        if (nl == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = t->n_last; i < nn; i++)
+            nl[i] = 0;
+        t->last_ts = nl;
+        t->n_last = nn;
+    }
+    PyObject *iv = PyLong_FromSsize_t(idx);
+    if (iv == NULL || PyDict_SetItem(t->buf_idx, buf, iv) < 0) {
+        Py_XDECREF(iv);
+        return -1;
+    }
+    Py_DECREF(iv);
+    return idx;
+}
+
+static int
+put_opt(Bytes *b, Tables *t, PyObject *text)
+{
+    if (text == Py_None)
+        return put_uvarint(b, 0);
+    Py_ssize_t sid = tab_sid(t, text);
+    return sid < 0 ? -1 : put_uvarint(b, (unsigned long long)sid + 1);
+}
+
+static int
+kind_is(PyObject *kind, PyObject *want)
+{
+    return kind == want || (PyUnicode_Check(kind) && PyUnicode_Compare(kind, want) == 0);
+}
+
+static int
+encode_one(Bytes *body, Tables *t, PyObject *buf, PyObject *ev, PyObject *other,
+           PyObject *event_codes)
+{
+    if (!PyTuple_Check(ev) || PyTuple_GET_SIZE(ev) < 3 || !PyObject_TypeCheck(buf, &fnt_RingCore_Type)) {
+        PyErr_SetString(PyExc_TypeError, "encode_buffers: RingCore buffers holding event tuples");
+        return -1;
+    }
+    PyObject *kind = PyTuple_GET_ITEM(ev, EVENT_KIND);
+    Py_ssize_t nev = PyTuple_GET_SIZE(ev);
+    int code;
+    PyObject *text = NULL;
+    if (kind_is(kind, fnt_st->str_F) && nev == CALL_LEN)
+        code = FILE_KIND_CALL;
+    else if (kind_is(kind, fnt_st->str_E) && nev == ENTRY_LEN)
+        code = FILE_KIND_ENTRY;
+    else if (kind_is(kind, fnt_st->str_X) && nev == EXIT_LEN)
+        code = FILE_KIND_EXIT;
+    else {
+        /* markers and events other tracers render: Python says (kind code, text) */
+        PyObject *r = PyObject_CallFunctionObjArgs(other, buf, ev, NULL);
+        if (r == NULL)
+            return -1;
+        if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 2) {
+            Py_DECREF(r);
+            PyErr_SetString(PyExc_TypeError, "encode_buffers: other() must give (code, text)");
+            return -1;
+        }
+        code = (int)PyLong_AsLong(PyTuple_GET_ITEM(r, 0));
+        text = Py_NewRef(PyTuple_GET_ITEM(r, 1));
+        Py_DECREF(r);
+        if (code == -1 && PyErr_Occurred()) {
+            Py_DECREF(text);
+            return -1;
+        }
+    }
+    int rc = -1;
+    Py_ssize_t ti = tab_thread(t, buf);
+    if (ti < 0)
+        goto done;
+    long evcode = 0;
+    if (text == NULL) {
+        int at = code == FILE_KIND_CALL ? CALL_EVENT : code == FILE_KIND_ENTRY ? ENTRY_EVENT
+                                                                             : EXIT_EVENT;
+        PyObject *event = PyTuple_GET_ITEM(ev, at);
+        PyObject *c = PyDict_GetItemWithError(event_codes, event);
+        if (c != NULL)
+            evcode = PyLong_AsLong(c);
+        else if (PyErr_Occurred())
+            goto done;
+    }
+    if (bytes_room(body, 1) < 0)
+        goto done;
+    body->data[body->len++] = (unsigned char)(code | (evcode << FILE_EVENT_SHIFT));
+    if (put_uvarint(body, (unsigned long long)ti) < 0)
+        goto done;
+    int bad = 0;
+    long long ts = event_ts(ev, &bad);
+    if (bad)
+        goto done;
+    long long delta = ts - t->last_ts[ti];
+    t->last_ts[ti] = ts;
+    if (put_uvarint(body, ((unsigned long long)delta << 1) ^ (unsigned long long)(delta >> 63)) < 0)
+        goto done;
+    if (text != NULL) {
+        Py_ssize_t sid = tab_sid(t, text);
+        rc = sid < 0 ? -1 : put_uvarint(body, (unsigned long long)sid);
+        goto done;
+    }
+    Py_ssize_t fid = fn_fid(t, PyTuple_GET_ITEM(ev, EVENT_FN), 0);
+    if (fid < 0 || put_uvarint(body, (unsigned long long)fid) < 0)
+        goto done;
+    if (code == FILE_KIND_CALL) {
+        PyObject *parent = PyTuple_GET_ITEM(ev, CALL_PARENT);
+        if (parent == Py_None) {
+            if (put_uvarint(body, 0) < 0)
+                goto done;
+        } else {
+            Py_ssize_t pf = fn_fid(t, parent, 1);
+            if (pf < 0 || put_uvarint(body, (unsigned long long)pf + 1) < 0)
+                goto done;
+        }
+        rc = put_opt(body, t, PyTuple_GET_ITEM(ev, CALL_ARGS));
+    } else if (code == FILE_KIND_ENTRY) {
+        if (put_pyuvarint(body, PyTuple_GET_ITEM(ev, ENTRY_DEPTH)) < 0)
+            goto done;
+        rc = put_opt(body, t, PyTuple_GET_ITEM(ev, ENTRY_ARGS));
+    } else {
+        if (put_pyuvarint(body, PyTuple_GET_ITEM(ev, EXIT_DEPTH)) < 0)
+            goto done;
+        long long dur = PyLong_AsLongLong(PyTuple_GET_ITEM(ev, EXIT_DURATION));
+        if (dur == -1 && PyErr_Occurred())
+            goto done;
+        if (put_uvarint(body, (unsigned long long)(dur > 0 ? dur : 0)) < 0)
+            goto done;
+        rc = put_opt(body, t, PyTuple_GET_ITEM(ev, EXIT_VALUE));
+    }
+done:
+    Py_XDECREF(text);
+    return rc;
+}
+
+static int
+tables_init(Tables *t)
+{
+    memset(t, 0, sizeof *t);
+    for (int i = 0; i < FNT_MAX_EVENT_NAMES; i++)
+        t->evmap[i] = -1;
+    t->strings = PyDict_New();
+    t->funcs = PyDict_New();
+    t->threads = PyDict_New();
+    t->rows = PyList_New(0);
+    t->fn_fid = PyDict_New();
+    t->par_fid = PyDict_New();
+    t->buf_idx = PyDict_New();
+    return (t->strings && t->funcs && t->threads && t->rows && t->fn_fid && t->par_fid &&
+            t->buf_idx) ? 0 : -1;
+}
+
+static void
+tables_free(Tables *t)
+{
+    Py_XDECREF(t->strings);
+    Py_XDECREF(t->funcs);
+    Py_XDECREF(t->threads);
+    Py_XDECREF(t->rows);
+    Py_XDECREF(t->fn_fid);
+    Py_XDECREF(t->par_fid);
+    Py_XDECREF(t->buf_idx);
+    PyMem_Free(t->last_ts);
+}
+
+/* The chunk's payload: the tables, then the count, then the events
+ * (TraceWriter.write_table_chunk).  Returns (payload, n, rows) or NULL. */
+static PyObject *
+chunk_payload(Tables *t, Bytes *body, Py_ssize_t n)
+{
+    Bytes out = {0};
+    PyObject *result = NULL;
+    if (put_uvarint(&out, (unsigned long long)PyDict_GET_SIZE(t->strings)) < 0)
+        goto done;
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(t->strings, &pos, &key, &value)) {
+        PyObject *raw = PyUnicode_AsEncodedString(key, "utf-8", "surrogatepass");
+        if (raw == NULL)
+            goto done;
+        int bad = put_uvarint(&out, (unsigned long long)PyBytes_GET_SIZE(raw)) < 0 ||
+                  put_raw(&out, PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw)) < 0;
+        Py_DECREF(raw);
+        if (bad)
+            goto done;
+    }
+    if (put_uvarint(&out, (unsigned long long)PyDict_GET_SIZE(t->funcs)) < 0)
+        goto done;
+    pos = 0;
+    while (PyDict_Next(t->funcs, &pos, &key, &value)) {
+        PyObject *sid = PyDict_GetItemWithError(t->strings, PyTuple_GET_ITEM(key, 0));
+        if (sid == NULL || put_pyuvarint(&out, sid) < 0 ||
+            put_pyuvarint(&out, PyTuple_GET_ITEM(key, 1)) < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_KeyError, "function name not in the string table");
+            goto done;
+        }
+    }
+    Py_ssize_t nrows = PyList_GET_SIZE(t->rows);
+    if (put_uvarint(&out, (unsigned long long)nrows) < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < nrows; i++) {
+        PyObject *row = PyList_GET_ITEM(t->rows, i);
+        PyObject *s1 = PyDict_GetItemWithError(t->strings, PyTuple_GET_ITEM(row, 1));
+        PyObject *s3 = s1 ? PyDict_GetItemWithError(t->strings, PyTuple_GET_ITEM(row, 3)) : NULL;
+        if (s3 == NULL || put_pyuvarint(&out, PyTuple_GET_ITEM(row, 0)) < 0 ||
+            put_pyuvarint(&out, s1) < 0 || put_pyuvarint(&out, PyTuple_GET_ITEM(row, 2)) < 0 ||
+            put_pyuvarint(&out, s3) < 0 || put_pyuvarint(&out, PyTuple_GET_ITEM(row, 4)) < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_KeyError, "thread strings not in the string table");
+            goto done;
+        }
+    }
+    if (put_uvarint(&out, (unsigned long long)n) < 0 ||
+        put_raw(&out, (char *)body->data, body->len) < 0)
+        goto done;
+    PyObject *payload = PyBytes_FromStringAndSize((char *)out.data, out.len);
+    if (payload != NULL)
+        result = Py_BuildValue("(Nnn)", payload, n, nrows);
+done:
+    PyMem_Free(out.data);
+    return result;
+}
+
+/* One packed event (a recorder's slot) into the chunk: what encode_one does with
+ * the tuple the slot stands for, without building it. */
+static int
+encode_slot(Bytes *body, Tables *t, Py_ssize_t ti, Slot *sl, PyObject *event_codes)
+{
+    int code = sl->kind == EVENT_TAG_CALL    ? FILE_KIND_CALL
+             : sl->kind == EVENT_TAG_ENTRY ? FILE_KIND_ENTRY
+                                           : FILE_KIND_EXIT;
+    long evcode = t->evmap[sl->evcode];
+    if (evcode < 0) {
+        PyObject *c = PyDict_GetItemWithError(event_codes, fnt_event_names[sl->evcode]);
+        evcode = c != NULL ? PyLong_AsLong(c) : 0;
+        if (PyErr_Occurred())
+            return -1;
+        t->evmap[sl->evcode] = evcode;
+    }
+    if (bytes_room(body, 1) < 0)
+        return -1;
+    body->data[body->len++] = (unsigned char)(code | (evcode << FILE_EVENT_SHIFT));
+    if (put_uvarint(body, (unsigned long long)ti) < 0)
+        return -1;
+    long long delta = sl->ts - t->last_ts[ti];
+    t->last_ts[ti] = sl->ts;
+    if (put_uvarint(body, ((unsigned long long)delta << 1) ^ (unsigned long long)(delta >> 63)) < 0)
+        return -1;
+    size_t fs = fnt_ptr_slot(sl->obj, FID_SLOTS);
+    Py_ssize_t fid;
+    if (t->fid_cache[fs].fn == sl->obj) {
+        fid = t->fid_cache[fs].fid;
+    } else {
+        fid = fn_fid(t, sl->obj, 0);
+        if (fid < 0)
+            return -1;
+        t->fid_cache[fs].fn = sl->obj;
+        t->fid_cache[fs].fid = fid;
+    }
+    if (put_uvarint(body, (unsigned long long)fid) < 0)
+        return -1;
+    if (code == FILE_KIND_CALL) {
+        if (sl->aux == NULL || sl->aux == Py_None)
+            return put_uvarint(body, 0) < 0 || put_uvarint(body, 0) < 0 ? -1 : 0;
+        Py_ssize_t pf = fn_fid(t, sl->aux, 1);
+        if (pf < 0 || put_uvarint(body, (unsigned long long)pf + 1) < 0)
+            return -1;
+        return put_uvarint(body, 0);  /* no args: the recorder writes none */
+    }
+    if (put_uvarint(body, (unsigned long long)(sl->depth > 0 ? sl->depth : 0)) < 0)
+        return -1;
+    if (code == FILE_KIND_ENTRY)
+        return put_opt(body, t, sl->aux ? sl->aux : Py_None);  /* funcgraph-args */
+    if (put_uvarint(body, (unsigned long long)(sl->duration > 0 ? sl->duration : 0)) < 0)
+        return -1;
+    return put_opt(body, t, sl->aux ? sl->aux : Py_None);
+}
+
+typedef struct {
+    PyObject *buf;
+    Slot *slots;
+    Py_ssize_t n, pos;
+    Py_ssize_t ti;  /* its thread's index in the chunk, once its first event is encoded */
+} TakenSlots;
+
+/* encode_buffers(buffers, other, event_codes) -> (payload, n, tids): take every
+ * event now in these RingCore buffers (as take_all does) and make the payload
+ * of one trace-file event chunk, byte for byte what TraceWriter.write_events
+ * makes of to_wevent() of take_all's pairs, without building the pairs (a
+ * recorder's packed event is encoded from its slot); tids are the threads
+ * that had events. */
+PyObject *
+fnt_encode_buffers(PyObject *module, PyObject *args)
+{
+    PyObject *buffers, *other, *event_codes;
+    if (!PyArg_ParseTuple(args, "OOO!", &buffers, &other, &PyDict_Type, &event_codes))
+        return NULL;
+    PyObject *seq = PySequence_Fast(buffers, "encode_buffers() needs a sequence of buffers");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t k = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t j = 0; j < k; j++) {
+        if (!PyObject_TypeCheck(PySequence_Fast_GET_ITEM(seq, j), &fnt_RingCore_Type)) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_TypeError, "encode_buffers() needs RingCore buffers");
+            return NULL;
+        }
+    }
+    TakenSlots *tk = PyMem_Calloc((size_t)(k ? k : 1), sizeof(TakenSlots));
+    Tables t;
+    Bytes body = {0};
+    PyObject *result = NULL, *tids = NULL;
+    int ok = tables_init(&t) == 0 && tk != NULL;
+    if (tk == NULL)
+        PyErr_NoMemory();
+    Py_ssize_t total = 0;
+    int monotonic = 1;
+    for (Py_ssize_t j = 0; ok && j < k; j++) {
+        RingCore *rc = (RingCore *)PySequence_Fast_GET_ITEM(seq, j);
+        EventQueue *q = rc->events;
+        tk[j].buf = (PyObject *)rc;
+        tk[j].ti = -1;
+        Py_ssize_t n = q ? q->len : 0;
+        if (n == 0)
+            continue;
+        tk[j].slots = PyMem_Calloc((size_t)n, sizeof(Slot));
+        if (tk[j].slots == NULL) {
+            PyErr_NoMemory();
+            ok = 0;
+            break;
+        }
+        for (Py_ssize_t i = 0; i < n && q->len > 0; i++) {
+            Slot *sl = &tk[j].slots[tk[j].n];
+            fnt_queue_take(q, sl);
+            long long size = 0;
+            if (fnt_slot_size(sl, &size) < 0) {
+                fnt_slot_release(sl);
+                ok = 0;
+                break;
+            }
+            if (sl->kind == 0) {  /* its timestamp, for the merge */
+                int bad = 0;
+                sl->ts = event_ts(sl->obj, &bad);
+                if (bad) {
+                    fnt_slot_release(sl);
+                    ok = 0;
+                    break;
+                }
+            }
+            rc->read++;
+            rc->read_bytes += size;
+            if (tk[j].n > 0 && sl->ts < tk[j].slots[tk[j].n - 1].ts)
+                monotonic = 0;
+            tk[j].n++;
+            total++;
+        }
+    }
+    if (ok && !monotonic) {
+        /* a clock that went back: the pairs, sorted as consume() sorts them */
+        PyObject *keyed = PyList_New(0);
+        for (Py_ssize_t j = 0; keyed != NULL && j < k; j++) {
+            for (Py_ssize_t i = 0; i < tk[j].n; i++) {
+                PyObject *ev = fnt_slot_event(&tk[j].slots[i]);
+                PyObject *item = ev ? Py_BuildValue("(LnnOO)", tk[j].slots[i].ts, j, i,
+                                                    tk[j].buf, ev) : NULL;
+                Py_XDECREF(ev);
+                if (item == NULL || PyList_Append(keyed, item) < 0) {
+                    Py_XDECREF(item);
+                    Py_CLEAR(keyed);
+                    break;
+                }
+                Py_DECREF(item);
+            }
+        }
+        ok = keyed != NULL && PyList_Sort(keyed) == 0;
+        for (Py_ssize_t m = 0; ok && m < total; m++) {
+            PyObject *item = PyList_GET_ITEM(keyed, m);
+            ok = encode_one(&body, &t, PyTuple_GET_ITEM(item, 3), PyTuple_GET_ITEM(item, 4),
+                            other, event_codes) == 0;
+        }
+        Py_XDECREF(keyed);
+    } else {
+        for (Py_ssize_t m = 0; ok && m < total; m++) {
+            Py_ssize_t best = -1;
+            for (Py_ssize_t j = 0; j < k; j++) {
+                if (tk[j].pos < tk[j].n &&
+                    (best < 0 || tk[j].slots[tk[j].pos].ts < tk[best].slots[tk[best].pos].ts))
+                    best = j;
+            }
+            Slot *sl = &tk[best].slots[tk[best].pos++];
+            if (sl->kind != 0) {
+                /* threads enter the chunk's table in the order of their first event */
+                if (tk[best].ti < 0)
+                    tk[best].ti = tab_thread(&t, tk[best].buf);
+                ok = tk[best].ti >= 0 &&
+                    encode_slot(&body, &t, tk[best].ti, sl, event_codes) == 0;
+            } else {
+                ok = encode_one(&body, &t, tk[best].buf, sl->obj, other, event_codes) == 0;
+            }
+        }
+    }
+    if (ok) {
+        tids = PyList_New(0);
+        for (Py_ssize_t j = 0; tids != NULL && j < k; j++) {
+            if (tk[j].n == 0)
+                continue;
+            PyObject *tid = PyObject_GetAttr(tk[j].buf, fnt_st->str_tid);
+            if (tid == NULL || PyList_Append(tids, tid) < 0) {
+                Py_XDECREF(tid);
+                Py_CLEAR(tids);
+                break;
+            }
+            Py_DECREF(tid);
+        }
+        PyObject *chunk = tids ? chunk_payload(&t, &body, total) : NULL;
+        if (chunk != NULL) {
+            result = Py_BuildValue("(OnO)", PyTuple_GET_ITEM(chunk, 0), total, tids);
+            Py_DECREF(chunk);
+        }
+    }
+    for (Py_ssize_t j = 0; tk != NULL && j < k; j++) {
+        for (Py_ssize_t i = 0; i < tk[j].n; i++)
+            fnt_slot_release(&tk[j].slots[i]);
+        PyMem_Free(tk[j].slots);
+    }
+    PyMem_Free(tk);
+    Py_XDECREF(tids);
+    tables_free(&t);
+    PyMem_Free(body.data);
+    Py_DECREF(seq);
+    return result;
+}
+
+#endif  /* FNT_HOT_PATH */

@@ -1,0 +1,77 @@
+/* ring.h: a thread's ring buffer as the recorders and the drain see it.
+ *
+ * Why: the recorders write packed events (Slot) into a RingCore's
+ * EventQueue; the drain (drain.c) takes them out and encodes them.  Both
+ * need the layouts; the writing itself is ring.c's.
+ */
+#ifndef FNT_RING_H
+#define FNT_RING_H
+
+#include "fnt.h"
+
+/* One event.  Events the recorders write are stored packed, as C fields: no
+ * tuple, no int objects, nothing to free when the ring overwrites them; a
+ * tuple equal to the one the Python path writes (events.h) is built only
+ * when a reader asks for the event. */
+typedef struct {
+    PyObject *obj;       /* kind 0: the event (a tuple written from Python); else the Function */
+    PyObject *aux;       /* F: parent (or None); E: args text (or NULL); X: value text (or None) */
+    long long ts;
+    long long duration;  /* X */
+    int32_t depth;       /* E, X */
+    int32_t size;
+    char kind;           /* 0, EVENT_TAG_CALL, EVENT_TAG_ENTRY, EVENT_TAG_EXIT */
+    unsigned char evcode;  /* the Event string: fnt_event_names[evcode] */
+} fnt_slot;              /* 48 bytes: a 1408 KiB ring of 64-byte events is ~1 MiB */
+
+/* The Event strings the recorders were given (pointer-compared; six in
+ * practice).  Process-wide: a slot holds an index into this table, and slots
+ * live in rings that outlive any one module object. */
+#define FNT_MAX_EVENT_NAMES 64
+extern FNT_HIDDEN PyObject *fnt_event_names[FNT_MAX_EVENT_NAMES];
+extern FNT_HIDDEN int fnt_n_event_names;
+FNT_HIDDEN int fnt_event_code_add(PyObject *event);
+
+/* The code of an Event string (added when new); -1 with an error when full. */
+static inline int
+fnt_event_code(PyObject *event)
+{
+    for (int i = 0; i < fnt_n_event_names; i++)
+        if (fnt_event_names[i] == event)
+            return i;
+    return fnt_event_code_add(event);
+}
+
+typedef struct {
+    PyObject_HEAD
+    fnt_slot *slots;
+    Py_ssize_t cap;
+    Py_ssize_t head;  /* the oldest */
+    Py_ssize_t len;
+    Py_ssize_t hint;  /* the first allocation: as many events as the ring can hold */
+} fnt_EventQueue;
+
+typedef struct {
+    PyObject_HEAD
+    fnt_EventQueue *events;
+    PyObject *on_full;  /* no-loss hook or None */
+    long long capacity, written, in_bytes, overrun, overrun_bytes, dropped, read, read_bytes;
+    char overwrite;
+} fnt_RingCore;
+
+extern FNT_HIDDEN PyTypeObject fnt_RingCore_Type;
+
+/* The slot's references dropped (the caller has taken it out of its queue). */
+static inline void
+fnt_slot_release(fnt_slot *s)
+{
+    Py_XDECREF(s->obj);
+    Py_XDECREF(s->aux);
+}
+
+FNT_HIDDEN int fnt_slot_size(fnt_slot *s, long long *size);
+FNT_HIDDEN PyObject *fnt_slot_event(fnt_slot *s);
+FNT_HIDDEN int fnt_queue_take(fnt_EventQueue *q, fnt_slot *out);
+FNT_HIDDEN int fnt_ring_write_slot(fnt_RingCore *self, fnt_slot *s);
+
+#endif  /* FNT_RING_H */

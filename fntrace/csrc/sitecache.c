@@ -1,0 +1,266 @@
+/* sitecache.c: the per-code tables' slots, and the end of a code object.
+ *
+ * Why: the direct-mapped tables (the dispatcher's and the 3.11 hook's sites,
+ * the function recorder's callers) are keyed by a code object's address.
+ * Holding every code they saw would keep code the program dropped alive (up
+ * to a table's size: thousands of exec'd or generated functions), so a table
+ * keeps only the address when the Function it holds guards the code: its
+ * weak reference (`code_ref`) calls symbols._code_gone when the code is
+ * freed, which calls fnt_code_gone() below before the address can be reused.
+ * Each table is listed here while it exists; a table that finds the list
+ * full holds its codes (the old way: bounded, never wrong).
+ */
+#include "sitecache.h"
+#include "recorder.h"
+
+#ifdef FNT_HOT_PATH
+
+typedef fnt_site_slot SiteSlot;
+typedef fnt_parent_slot ParentSlot;
+
+#define MAX_CODE_TABLES 256
+typedef struct {
+    void *slots;
+    size_t n;
+    char parents;  /* ParentSlot (1) or SiteSlot (0) */
+} CodeTable;
+
+/* The list of live tables.  Process-wide: symbols reports a code's end once,
+ * for every table of every dispatcher, hook and recorder. */
+static CodeTable code_tables[MAX_CODE_TABLES];
+static int n_code_tables;
+
+/* 1 when the table is listed (it may borrow), 0 when the list is full. */
+int
+fnt_code_table_add(void *slots, size_t n, char parents)
+{
+    if (n_code_tables == MAX_CODE_TABLES)
+        return 0;
+    code_tables[n_code_tables].slots = slots;
+    code_tables[n_code_tables].n = n;
+    code_tables[n_code_tables].parents = parents;
+    n_code_tables++;
+    return 1;
+}
+
+/* Bumped by every removal: a walk of the list that dropped references (which
+ * may free a table's owner) starts again rather than trust its index. */
+static unsigned long code_tables_gen;
+
+void
+fnt_code_table_remove(void *slots)
+{
+    for (int i = 0; i < n_code_tables; i++) {
+        if (code_tables[i].slots == slots) {
+            code_tables[i] = code_tables[--n_code_tables];
+            code_tables_gen++;
+            return;
+        }
+    }
+}
+
+/* Whether `fn` (a symbols.Function) has a live weak reference to `code`.
+ * Reads a __slots__ member and a weakref: runs no Python code. */
+int
+fnt_fn_guards(PyObject *fn, PyObject *code)
+{
+    PyObject *ref = PyObject_GetAttr(fn, fnt_st->str_code_ref);
+    if (ref == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int ok = PyWeakref_Check(ref) && fnt_weakref_is(ref, code);
+    Py_DECREF(ref);
+    return ok;
+}
+
+void
+fnt_parent_slots_free(ParentSlot *slots, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        ParentSlot *p = &slots[i];
+        PyObject *c = p->strong ? p->code : NULL, *fn = p->fn;
+        p->code = p->fn = NULL;
+        p->strong = 0;
+        Py_XDECREF(c);
+        Py_XDECREF(fn);
+    }
+}
+
+/* symbols._code_gone: the code object at this address is being freed.  The
+ * slots are emptied first and their references dropped after (dropping one may
+ * free a table, which changes the list). */
+PyObject *
+fnt_code_gone(PyObject *module, PyObject *arg)
+{
+    void *code = PyLong_AsVoidPtr(arg);
+    if (code == NULL && PyErr_Occurred())
+        return NULL;
+    PyObject *drop[MAX_CODE_TABLES * 4];
+    int n = 0;
+    for (int i = 0; i < n_code_tables; i++) {
+        CodeTable *t = &code_tables[i];
+        size_t k = fnt_ptr_slot(code, t->n);
+        if (t->parents) {
+            ParentSlot *p = &((ParentSlot *)t->slots)[k];
+            if (p->code == code && !p->strong) {
+                drop[n++] = p->fn;
+                p->code = p->fn = NULL;
+            }
+        } else {
+            SiteSlot *p = &((SiteSlot *)t->slots)[k];
+            if (p->code == code && !p->strong) {
+                drop[n++] = p->site;
+                drop[n++] = p->fast;
+                drop[n++] = p->fn;
+                drop[n++] = p->enter;
+                p->code = p->site = p->fast = p->fn = p->enter = NULL;
+            }
+        }
+    }
+    for (int i = 0; i < n; i++)
+        Py_XDECREF(drop[i]);
+    Py_RETURN_NONE;
+}
+
+/* Whether some table still has this address (for tests: a freed code's must be gone). */
+PyObject *
+fnt_holds_code(PyObject *module, PyObject *arg)
+{
+    void *code = PyLong_AsVoidPtr(arg);
+    if (code == NULL && PyErr_Occurred())
+        return NULL;
+    for (int i = 0; i < n_code_tables; i++) {
+        CodeTable *t = &code_tables[i];
+        size_t k = fnt_ptr_slot(code, t->n);
+        void *held = t->parents ? (void *)((ParentSlot *)t->slots)[k].code
+                                : (void *)((SiteSlot *)t->slots)[k].code;
+        if (held == code)
+            Py_RETURN_TRUE;
+    }
+    Py_RETURN_FALSE;
+}
+
+/* symbols.clear: every table forgets every code (nothing is traced any more).
+ * Slot by slot; when dropping references freed a table, the walk starts again. */
+PyObject *
+fnt_forget_codes(PyObject *module, PyObject *unused)
+{
+again:
+    for (int i = 0; i < n_code_tables; i++) {
+        CodeTable *t = &code_tables[i];
+        for (size_t k = 0; k < t->n; k++) {
+            unsigned long gen = code_tables_gen;
+            if (t->parents)
+                fnt_parent_slots_free(&((ParentSlot *)t->slots)[k], 1);
+            else
+                fnt_slots_free(&((SiteSlot *)t->slots)[k], 1);
+            if (gen != code_tables_gen)
+                goto again;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* Fill `slot` with `code` and what the callbacks need of `site` (borrowed), or
+ * with `code` alone when `site` is NULL (a code known to be no site).  A Site
+ * never changes (it is replaced whole), so its attributes are read once, here.
+ * Attribute reads of a Site run no Python code: the slot is still ours to fill
+ * when they are done. */
+int
+fnt_slot_fill(SiteSlot *slot, PyObject *code, PyObject *site, PyObject *guard, int borrow)
+{
+    PyObject *fast = NULL, *fn = NULL, *enter = NULL;
+    int ret = 0;
+    if (site == NULL && guard != NULL)
+        fn = Py_NewRef(guard);
+    if (site != NULL) {
+        fast = PyObject_GetAttr(site, fnt_st->str_fast);
+        fn = fast ? PyObject_GetAttr(site, fnt_st->str_fn) : NULL;
+        enter = fn ? PyObject_GetAttr(site, fnt_st->str_enter) : NULL;
+        PyObject *has_ret = enter ? PyObject_GetAttr(site, fnt_st->str_has_ret) : NULL;
+        ret = has_ret ? PyObject_IsTrue(has_ret) : -1;
+        Py_XDECREF(has_ret);
+        if (ret < 0) {
+            Py_XDECREF(enter);
+            Py_XDECREF(fn);
+            Py_XDECREF(fast);
+            return -1;
+        }
+        if (fast == Py_None || !fnt_is_recorder(fast))
+            Py_CLEAR(fast);
+    }
+    /* The address alone is kept when the Function held here reports the code's
+     * end (fnt_code_gone clears the slot before the address can be reused). */
+    int strong = !(borrow && fn != NULL && fnt_fn_guards(fn, code));
+    PyObject *oc = slot->strong ? slot->code : NULL, *os = slot->site, *of = slot->fast,
+             *ofn = slot->fn, *oe = slot->enter;
+    slot->code = strong ? Py_NewRef(code) : code;
+    slot->strong = strong;
+    slot->site = Py_XNewRef(site);
+    slot->fast = fast;
+    slot->fn = fn;
+    slot->enter = enter;
+    slot->has_ret = ret;
+    Py_XDECREF(oc);
+    Py_XDECREF(os);
+    Py_XDECREF(of);
+    Py_XDECREF(ofn);
+    Py_XDECREF(oe);
+    return 0;
+}
+
+/* Empty every slot of a table of `n`. */
+void
+fnt_slots_free(SiteSlot *slots, size_t n)
+{
+    if (slots == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        SiteSlot *s = &slots[i];
+        if (s->code == NULL)
+            continue;
+        PyObject *c = s->strong ? s->code : NULL, *site = s->site, *f = s->fast, *fn = s->fn,
+                 *e = s->enter;
+        s->code = s->site = s->fast = s->fn = s->enter = NULL;
+        s->strong = 0;
+        Py_XDECREF(c);
+        Py_XDECREF(site);
+        Py_XDECREF(f);
+        Py_XDECREF(fn);
+        Py_XDECREF(e);
+    }
+}
+
+int
+fnt_slots_traverse(SiteSlot *slots, size_t n, visitproc visit, void *arg)
+{
+    if (slots != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            if (slots[i].strong)
+                Py_VISIT(slots[i].code);
+            Py_VISIT(slots[i].site);
+            Py_VISIT(slots[i].fast);
+            Py_VISIT(slots[i].fn);
+            Py_VISIT(slots[i].enter);
+        }
+    }
+    return 0;
+}
+
+/* The six event names a backend passes (start, resume, throw, return, yield,
+ * unwind), held in `slots`. */
+int
+fnt_events_take(PyObject *events, PyObject **slots[6])
+{
+    if (!PyTuple_Check(events) || PyTuple_GET_SIZE(events) != 6) {
+        PyErr_SetString(PyExc_ValueError,
+                        "events: (start, resume, throw, return, yield, unwind)");
+        return -1;
+    }
+    for (int i = 0; i < 6; i++)
+        Py_XSETREF(*slots[i], Py_NewRef(PyTuple_GET_ITEM(events, i)));
+    return 0;
+}
+
+#endif  /* FNT_HOT_PATH */
