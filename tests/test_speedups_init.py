@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-import fntrace._accel
+import fntrace.core.accel
 
-built = fntrace._accel.built
+built = fntrace.core.accel.built
 pytestmark = pytest.mark.skipif(built is None, reason="the C extension is not built")
 
 

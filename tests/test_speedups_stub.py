@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-import fntrace._accel
+import fntrace.core.accel
 
-built = fntrace._accel.built
+built = fntrace.core.accel.built
 pytestmark = pytest.mark.skipif(built is None, reason="the C extension is not built")
 
-STUB = Path(fntrace._accel.__file__).with_name("_speedups.pyi")
+STUB = Path(fntrace.core.accel.__file__).with_name("_speedups.pyi")
 #: Special methods the stub declares because the type implements them in C.
 SPECIAL = {"__call__", "__len__", "__getitem__", "__iter__"}
 
