@@ -17,7 +17,7 @@ import fntrace.core.accel
 built = fntrace.core.accel.built
 pytestmark = pytest.mark.skipif(built is None, reason="the C extension is not built")
 
-STUB = Path(fntrace.core.accel.__file__).with_name("_speedups.pyi")
+STUB = Path(fntrace.__file__).with_name("_speedups.pyi")
 #: Special methods the stub declares because the type implements them in C.
 SPECIAL = {"__call__", "__len__", "__getitem__", "__iter__"}
 
