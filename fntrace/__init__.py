@@ -26,11 +26,10 @@ from fntrace.core.hints import check as check_filter
 from fntrace.core.ops import Ops
 from fntrace.core.regs import CallSite, FtraceRegs, FullRegs, get_regs
 from fntrace.core.symbols import Function, available_filter_functions
+from fntrace.core.version import __version__
 from fntrace.tracing import livepatch
 from fntrace.tracing.inject import Injection, inject, parse_inject_spec
 from fntrace.tracing.instance import Instance, instances, marker, trace
-
-__version__ = "0.1.0"
 
 
 def load_ipython_extension(ipython: object) -> None:
