@@ -83,7 +83,3 @@ def _main(argv: Sequence[str] | None) -> int:
     if ns.command not in ("record", "run"):
         startup.release()  # record and run release it just before the program starts
     return int(ns.handler(ns))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

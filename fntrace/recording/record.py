@@ -279,13 +279,12 @@ def run(config: RecordConfig, serve_live: ServeLive | None = None) -> int:
         config = dataclasses.replace(config, tracer="function")
     from fntrace.recording.recorder import TextSink
 
-    to_file = config.output not in (None, "-")
+    path = config.output if config.output not in (None, "-") else None
     try:
-        out = open(config.output or "", "w", encoding="utf-8") if to_file else _own_stdout()
+        out = open(path, "w", encoding="utf-8") if path is not None else _own_stdout()
     except OSError as exc:
-        _fail(f"{config.output}: {exc.strerror}")
-    return _main(config, config.output or "" if to_file else "<stdout>", TextSink(out),
-                 serve_live)
+        _fail(f"{path}: {exc.strerror}")
+    return _main(config, path if path is not None else "<stdout>", TextSink(out), serve_live)
 
 
 def _own_stdout() -> Any:
