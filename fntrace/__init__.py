@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from fntrace.tracing.inject import Injection, inject, parse_inject_spec
     from fntrace.tracing.instance import Instance, instances, marker, trace
 
-__version__ = "0.1.0"
+from fntrace.core.version import __version__
 
 #: Public name -> (module, attribute in it; None for the module itself), loaded on
 #: first use by __getattr__ and then kept in the package's namespace.

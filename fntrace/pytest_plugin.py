@@ -109,7 +109,7 @@ class FlightRecorder:
     """One trace instance for the session, cleared at each test's start."""
 
     def __init__(self, config: pytest.Config) -> None:
-        import fntrace
+        from fntrace.tracing.instance import trace
 
         self.config = config
         self.filters: list[str] = config.getoption("fntrace")
@@ -123,8 +123,8 @@ class FlightRecorder:
         args = not config.getoption("fntrace_no_args")
         retval = not config.getoption("fntrace_no_retval")
         try:
-            inst = fntrace.trace("function_graph", filter=self.filters, notrace=self.notrace,
-                                 funcgraph_args=int(args), funcgraph_retval=int(retval))
+            inst = trace("function_graph", filter=self.filters, notrace=self.notrace,
+                         funcgraph_args=int(args), funcgraph_retval=int(retval))
         except ValueError as exc:
             raise pytest.UsageError(f"--fntrace: {exc}") from None
         size = config.getoption("fntrace_buffer_size")
@@ -181,7 +181,7 @@ class FlightRecorder:
 
     def _add_section(self, item: pytest.Item, report: pytest.TestReport,
                      tb: types.TracebackType | None) -> None:
-        from fntrace.integrations import failure_graph
+        from fntrace.analysis import failure_graph
 
         inst = self.inst
         was_on = inst.tracing_on
@@ -229,10 +229,10 @@ class FlightRecorder:
 
     # -- session ------------------------------------------------------------------
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        import fntrace
+        from fntrace.core.hints import check
 
         try:
-            messages = fntrace.check_filter(self.filters)
+            messages = check(self.filters)
         except Exception:  # advice never changes the run's outcome
             return
         for msg in messages:

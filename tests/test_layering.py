@@ -36,20 +36,6 @@ LAYERS: list[tuple[str, int]] = [
     ("fntrace", 7),                  # the package's public facade
 ]
 
-#: Known breaches being removed by the redesign (issue 13); must end empty.  An
-#: entry that no longer occurs fails too, so the list only shrinks.
-KNOWN: set[str] = {
-    'cycle: fntrace.analysis.dump <-> fntrace.analysis.report',
-    'cycle: fntrace.recording.follow <-> fntrace.recording.record',
-    'private: fntrace.analysis.report imports fntrace.analysis.dump._quiet_stdout',
-    'up: fntrace.analysis.info -> fntrace.recording.recorder',
-    'up: fntrace.cli -> fntrace',
-    'up: fntrace.control.server -> fntrace',
-    'up: fntrace.pytest_plugin -> fntrace',
-    'up: fntrace.pytest_plugin -> fntrace.integrations.failure_graph',
-    'up: fntrace.recording._follow.sitecustomize -> fntrace',
-    'up: fntrace.recording.record -> fntrace.control',
-}
 
 
 def layer(mod: str) -> tuple[str, int]:
@@ -226,11 +212,7 @@ def test_every_module_has_a_layer() -> None:
 
 
 def test_layers_cycles_and_private_names() -> None:
-    found = breaches() | private_attributes() | cycles()
-    new = sorted(found - KNOWN)
-    gone = sorted(KNOWN - found)
-    assert (new, gone) == ([], []), "\n".join(["new breaches:", *new, "fixed (remove from KNOWN):",
-                                               *gone])
+    assert sorted(breaches() | private_attributes() | cycles()) == []
 
 
 @pytest.mark.parametrize("case", ["up", "cycle", "private"])

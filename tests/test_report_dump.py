@@ -494,7 +494,7 @@ class _Tty(io.StringIO):
 
 
 def test_progress_only_on_a_terminal() -> None:
-    from fntrace.analysis.report import progress
+    from fntrace.analysis.reading import progress
 
     tty, pipe = _Tty(), io.StringIO()
     assert list(progress(range(5), "fntrace report", tty, every=2)) == [0, 1, 2, 3, 4]

@@ -24,13 +24,12 @@ stack with its thread, ``name-tid``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
-from fntrace.analysis.report import open_files, progress
+from fntrace.analysis.reading import open_files, progress, quiet_stdout
 from fntrace.analysis.segments import RecordLike, Segment, Unfinished, walk
 
 if TYPE_CHECKING:
@@ -215,43 +214,36 @@ def _open_out(path: str) -> IO[str]:
     return sys.stdout if path == "-" else open(path, "w", encoding="utf-8")
 
 
-def run(ns: argparse.Namespace) -> int:
+def dump(file: str = "fntrace.dat", chrome: str | None = None, folded: str | None = None,
+         threads: bool = False) -> int:
+    """What ``fntrace dump`` writes (see its help): ``file`` as Chrome JSON into
+    ``chrome`` and/or folded stacks into ``folded`` ("-": stdout); the exit status."""
     from fntrace.formats.tracefile import TraceFileError, exit_status, merged_records
 
-    if not ns.chrome and not ns.folded:
+    if not chrome and not folded:
         print("fntrace dump: say what to write: --chrome OUT.json and/or --folded OUT.txt",
               file=sys.stderr)
         return 2
     files: list[TraceFile] = []
     try:
-        files = open_files(ns.file)
-        processes, threads = _names(files)
-        if ns.chrome:
+        files = open_files(file)
+        processes, names = _names(files)
+        if chrome:
             t0 = _t0(files)
-            with _ManagedOut(ns.chrome) as out:
+            with _ManagedOut(chrome) as out:
                 write_chrome(progress(merged_records(files), "fntrace dump"), out,
-                             processes, threads, t0)
-        if ns.folded:
+                             processes, names, t0)
+        if folded:
             stacks = folded_stacks(progress(merged_records(files), "fntrace dump"),
-                                   ns.threads, threads)
-            with _ManagedOut(ns.folded) as out:
+                                   threads, names)
+            with _ManagedOut(folded) as out:
                 write_folded(stacks, out)
     except BrokenPipeError:
-        _quiet_stdout()
+        quiet_stdout()
     except (OSError, TraceFileError) as exc:
         print(f"fntrace dump: {exc}", file=sys.stderr)
         return 1
     return exit_status(files)
-
-
-def _quiet_stdout() -> None:
-    """After a closed pipe (``| head``), keep the interpreter's final flush quiet."""
-    import os
-
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 class _ManagedOut:
@@ -268,31 +260,3 @@ class _ManagedOut:
             self.out.close()
         elif self.out is not None:
             self.out.flush()
-
-
-EXAMPLES = """\
-examples:
-  fntrace record -t function_graph --args --retval -- app.py
-  fntrace dump --chrome trace.json          open trace.json in https://ui.perfetto.dev
-                                            or chrome://tracing
-  fntrace dump fntrace.dat --folded out.folded && flamegraph.pl out.folded > fg.svg
-  fntrace dump --folded - --threads | inferno-flamegraph > fg.svg
-                                            one flame per thread, to stdout (-)
-"""
-
-
-def add_parser(sub: Any) -> None:
-    """Add the ``dump`` subcommand to the fntrace command's subparsers."""
-    p = sub.add_parser("dump", help="write a trace as Chrome JSON (Perfetto) or folded stacks",
-                       description=__doc__, epilog=EXAMPLES,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("file", nargs="?", default="fntrace.dat",
-                   help="trace file (default fntrace.dat); files of children "
-                        "recorded with --follow are merged")
-    p.add_argument("--chrome", metavar="OUT.json",
-                   help="write the Trace Event Format to OUT.json (- for stdout)")
-    p.add_argument("--folded", metavar="OUT.txt",
-                   help="write folded stacks (self ns per stack) to OUT.txt (- for stdout)")
-    p.add_argument("--threads", action="store_true",
-                   help="folded: start each stack with its thread (name-tid)")
-    p.set_defaults(handler=run)

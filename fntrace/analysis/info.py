@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 from collections import Counter
-from typing import Any
 
+from fntrace.formats.flush import FLUSH_INTERVAL
 from fntrace.formats.tracefile import TraceFile, exit_status
-from fntrace.recording.recorder import FLUSH_INTERVAL
 
-__all__ = ["add_parser", "describe"]
-
-
-def add_parser(sub: Any) -> None:
-    info = sub.add_parser(
-        "info", help="describe a trace file: program, threads, events, lost events",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  fntrace info fntrace.dat\n")
-    info.add_argument("file", help="trace file written by fntrace record")
-    info.set_defaults(handler=info_main)
+__all__ = ["describe", "info"]
 
 
 def _when(ns: int) -> str:
@@ -101,9 +90,10 @@ def _cuts(files: list[TraceFile], last_by_file: dict[str, int]) -> list[str]:
     return out
 
 
-def info_main(ns: argparse.Namespace) -> int:
-    from fntrace.analysis.replay import open_or_exit
+def info(file: str) -> int:
+    """What ``fntrace info FILE`` prints; the exit status."""
+    from fntrace.analysis.reading import open_files
 
-    files = open_or_exit(ns.file, "info")
+    files = open_files(file, "info")
     print(describe(files), end="")
     return exit_status(files)

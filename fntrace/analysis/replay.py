@@ -11,43 +11,49 @@ labelled with its pid.
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import types
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from fntrace.analysis.reading import open_files, progress
 from fntrace.core.filter import Filter, parse
 from fntrace.formats.tracefile import (
     Record,
     TraceFile,
-    TraceFileError,
     exit_status,
     merged_records,
-    open_traces,
 )
 from fntrace.tracing import ftrace_text
 from fntrace.tracing.ring_buffer import BufferSet, ThreadBuffer
 
-__all__ = ["add_parser", "render"]
+__all__ = ["ReplayOptions", "render", "replay"]
 
 TEXT = "~"  # (ts, size, "~", rendered line): a line recorded already rendered
-
-EXAMPLES = """\
-examples:
-  fntrace replay fntrace.dat                        the whole trace
-  fntrace replay fntrace.dat -F '__main__:*' -N '*:_*'
-                                                    the script's functions, no private ones
-  fntrace replay fntrace.dat --depth 2 --since 0.5 --until 1.5 --thread 4242
-"""
-
 
 def _render_text(inst: Any, buf: ThreadBuffer, ev: tuple[Any, ...]) -> str:
     return str(ev[3]) + "\n"
 
 
 ftrace_text.RENDERERS[TEXT] = _render_text
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """What ``fntrace replay`` is asked for: the file, the read-time selection
+    (set_ftrace_filter patterns, nesting depth, seconds from the start, thread
+    ids) and where the text goes (None: stdout)."""
+
+    file: str
+    filter: tuple[str, ...] = ()
+    notrace: tuple[str, ...] = ()
+    depth: int | None = None
+    since: float | None = None
+    until: float | None = None
+    thread: tuple[int, ...] = ()
+    output: str | None = None
 
 
 class StandIn:
@@ -61,37 +67,7 @@ class StandIn:
         self.code = types.SimpleNamespace(co_flags=flags)
 
 
-def add_parser(sub: Any) -> None:
-    rep = sub.add_parser("replay", help="print a recorded trace as text",
-                         description=__doc__, epilog=EXAMPLES,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    rep.add_argument("file", help="trace file written by fntrace record")
-    rep.add_argument("-F", "--filter", action="append", metavar="PATTERN",
-                     help="show only functions matching (repeatable, set_ftrace_filter syntax)")
-    rep.add_argument("-N", "--notrace", action="append", metavar="PATTERN",
-                     help="hide functions matching (repeatable)")
-    rep.add_argument("--depth", type=int, metavar="N",
-                     help="function_graph: show nesting levels 0..N-1 only")
-    rep.add_argument("--since", type=float, metavar="SECS", help="from SECS after the start")
-    rep.add_argument("--until", type=float, metavar="SECS", help="up to SECS after the start")
-    rep.add_argument("--thread", action="append", type=int, metavar="TID",
-                     help="only this thread (repeatable)")
-    rep.add_argument("-o", "--output", metavar="FILE", help="write the text to FILE")
-    rep.set_defaults(handler=replay_main)
-
-
-def open_or_exit(path: str, command: str) -> list[TraceFile]:
-    try:
-        files = open_traces(path)
-    except TraceFileError as exc:
-        raise SystemExit(f"fntrace {command}: {exc}") from None
-    for tf in files:
-        for problem in tf.problems:
-            print(f"fntrace {command}: warning: {tf.path}: {problem}", file=sys.stderr)
-    return files
-
-
-def select(records: Iterable[Record], ns: argparse.Namespace, start: int) -> Iterator[Record]:
+def select(records: Iterable[Record], ns: ReplayOptions, start: int) -> Iterator[Record]:
     """The records the read-time options keep."""
     filt = Filter(parse(ns.filter or ()))
     notrace = Filter(parse(ns.notrace or ()))
@@ -199,7 +175,8 @@ def label_pids(text: str, cpu_pid: dict[int, int]) -> Iterator[str]:
         yield f"{current} {line}"
 
 
-def replay_main(ns: argparse.Namespace) -> int:
+def replay(ns: ReplayOptions) -> int:
+    """What ``fntrace replay`` prints; the exit status."""
     if ns.since is not None and ns.until is not None and ns.until < ns.since:
         raise SystemExit("fntrace replay: --until is before --since")
     try:
@@ -207,10 +184,8 @@ def replay_main(ns: argparse.Namespace) -> int:
         Filter(parse(ns.notrace or ()))
     except ValueError as exc:
         raise SystemExit(f"fntrace replay: {exc}") from None
-    files = open_or_exit(ns.file, "replay")
+    files = open_files(ns.file, "replay")
     start = min(tf.start_ts for tf in files)
-    from fntrace.analysis.report import progress
-
     records = progress(merged_records(files), "fntrace replay")
     text, cpu_pid = render(files, select(records, ns, start))
     out = open(ns.output, "w", encoding="utf-8") if ns.output else sys.stdout

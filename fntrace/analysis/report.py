@@ -25,18 +25,16 @@ then has calls alone, and says that durations need function_graph.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from fntrace.analysis.segments import FINAL_EXITS, RecordLike, Segment, Unfinished, walk
 
 if TYPE_CHECKING:
     from fntrace.formats.tracefile import TraceFile
 
-T = TypeVar("T")
 ThreadKey = tuple[int, int] | None  # (pid, tid), or None for all threads merged
 
 SORT_KEYS = ("calls", "total", "self", "avg", "min", "max", "name")
@@ -355,31 +353,6 @@ def _fitted(header: list[str], rows: list[list[str]], width: int) -> list[str]:
 
 # -- command line ----------------------------------------------------------------
 
-def progress(items: Iterable[T], label: str, stream: IO[str] | None = None,
-             every: int = 1 << 16) -> Iterator[T]:
-    """Pass items through, counting them on a terminal's stderr (and nothing elsewhere)."""
-    out = sys.stderr if stream is None else stream
-    try:
-        tty = out.isatty()
-    except (AttributeError, ValueError):
-        tty = False
-    if not tty:
-        yield from items
-        return
-    n = 0
-    try:
-        for item in items:
-            n += 1
-            if n % every == 0:
-                out.write(f"\r{label}: {n:,} records")
-                out.flush()
-            yield item
-    finally:
-        if n >= every:
-            out.write("\r" + " " * (len(label) + 24) + "\r")
-            out.flush()
-
-
 def thread_label(files: list[TraceFile], key: tuple[int, int]) -> str:
     for f in files:
         info = f.threads.get(key)
@@ -388,18 +361,8 @@ def thread_label(files: list[TraceFile], key: tuple[int, int]) -> str:
     return f"{key[1]} (pid {key[0]})"
 
 
-def open_files(path: str) -> list[TraceFile]:
-    """open_traces, with what it found wrong said on stderr (the readable part is used)."""
-    from fntrace.formats.tracefile import open_traces
-
-    files = open_traces(path)
-    for f in files:
-        for problem in f.problems:
-            print(f"fntrace: {f.path}: {problem}", file=sys.stderr)
-    return files
-
-
 def read_report(path: str, per_thread: bool, label: str) -> tuple[Report, list[TraceFile]]:
+    from fntrace.analysis.reading import open_files, progress
     from fntrace.formats.tracefile import merged_records
 
     files = open_files(path)
@@ -418,31 +381,35 @@ def terminal_width() -> int:
     return max(80, shutil.get_terminal_size((120, 24)).columns)
 
 
-def run(ns: argparse.Namespace) -> int:
+def report(file: str = "fntrace.dat", sort: str = "total", limit: int | None = None,
+           threads: bool = False, diff: str | None = None, wide: bool = False) -> int:
+    """What ``fntrace report`` prints (see its help): the table of ``file`` (one per
+    thread with ``threads``), or its comparison with ``diff``; the exit status."""
+    from fntrace.analysis.reading import quiet_stdout
     from fntrace.formats.tracefile import TraceFileError, exit_status
 
     out: list[str] = []
     read: list[TraceFile] = []
     try:
-        rep, files = read_report(ns.file, ns.threads and not ns.diff, "fntrace report")
+        rep, files = read_report(file, threads and not diff, "fntrace report")
         read += files
-        if ns.diff:
-            other, other_files = read_report(ns.diff, False, "fntrace report")
+        if diff:
+            other, other_files = read_report(diff, False, "fntrace report")
             read += other_files
             durations = rep.has_durations and other.has_durations
-            out += [f"# base: {ns.file}", f"# new:  {ns.diff}", "#"]
-            out += format_diff(rep.tables.get(None, {}), other.tables.get(None, {}), ns.sort,
-                               ns.limit, durations, None if ns.wide else terminal_width())
-        elif ns.threads:
+            out += [f"# base: {file}", f"# new:  {diff}", "#"]
+            out += format_diff(rep.tables.get(None, {}), other.tables.get(None, {}), sort,
+                               limit, durations, None if wide else terminal_width())
+        elif threads:
             for key in sorted(rep.tables, key=lambda k: k or (0, 0)):
                 if key is None:
                     continue
                 if out:
                     out.append("")
                 out.append(f"# thread {thread_label(files, key)}")
-                out += format_table(rep.tables[key], ns.sort, ns.limit, rep.has_durations)
+                out += format_table(rep.tables[key], sort, limit, rep.has_durations)
         else:
-            out += format_table(rep.tables.get(None, {}), ns.sort, ns.limit, rep.has_durations)
+            out += format_table(rep.tables.get(None, {}), sort, limit, rep.has_durations)
     except (OSError, TraceFileError) as exc:
         print(f"fntrace report: {exc}", file=sys.stderr)
         return 1
@@ -450,57 +417,5 @@ def run(ns: argparse.Namespace) -> int:
         sys.stdout.write("".join(line + "\n" for line in out))
         sys.stdout.flush()
     except BrokenPipeError:
-        from fntrace.analysis.dump import _quiet_stdout
-
-        _quiet_stdout()
+        quiet_stdout()
     return exit_status(read)
-
-
-EXAMPLES = """\
-Calls are counted at their start (a generator's resumptions are not calls);
-total is inclusive time summed over calls (a recursive function's nested calls
-count again, as in uftrace), self excludes the functions called; avg, min and
-max are per call.  Needs a function_graph recording for times.
-
-examples:
-  fntrace record -t function_graph -- app.py && fntrace report
-                                            record, then the table by total time
-  fntrace report -s self --limit 20 fntrace.dat
-                                            the 20 functions with most self time
-  fntrace report --threads trace.dat        one table per thread
-  fntrace report old.dat --diff new.dat     compare two runs (old.dat is the base),
-                                            fitted to the terminal ($COLUMNS)
-  fntrace report old.dat --diff new.dat --wide
-                                            every column, whole names
-"""
-
-
-def add_parser(sub: Any) -> None:
-    """Add the ``report`` subcommand to the fntrace command's subparsers."""
-    p = sub.add_parser("report", help="per-function table (calls, total, self, avg, min, max)",
-                       description="Per-function numbers of a recorded trace.",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
-    p.add_argument("file", nargs="?", default="fntrace.dat",
-                   help="trace file (default fntrace.dat); files of children "
-                        "recorded with --follow are merged")
-    p.add_argument("-s", "--sort", choices=SORT_KEYS, default="total",
-                   help="sort by this column, largest first (name: A-Z); default total")
-    p.add_argument("--limit", type=_positive, metavar="N", help="show the first N functions")
-    p.add_argument("--threads", action="store_true", help="one table per thread")
-    p.add_argument("--diff", metavar="OTHER",
-                   help="compare with OTHER (the new run; FILE is the base)")
-    p.add_argument("--wide", action="store_true",
-                   help="--diff: every column (base, new, diff, %% of total, self and calls) "
-                        "and whole names, whatever the terminal's width")
-    p.set_defaults(handler=run)
-
-
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return n
-

@@ -2,7 +2,7 @@
 
 ``fntrace.control.listen()`` starts the server (``server.py``) on a Unix
 socket in a per-user runtime directory (``runtime.py``); ``Client(pid)``
-(``client.py``) and ``fntrace ctl`` speak the protocol of ``protocol.py``
+(``client.py``) and ``fntrace ctl`` (fntrace/cli/ctl.py) speak the protocol of ``protocol.py``
 (docs/control.md).  Nothing is traced until a client sets a tracer.
 """
 

@@ -28,7 +28,6 @@ import threading
 from collections import deque
 from typing import Any
 
-from fntrace import __version__
 from fntrace.control.protocol import (
     MAX_REQUEST,
     VERSION,
@@ -41,6 +40,7 @@ from fntrace.control.protocol import (
 )
 from fntrace.control.runtime import ensure_dir, socket_path, unsupported
 from fntrace.control.tree import Tree
+from fntrace.core.version import __version__
 from fntrace.tracing import ftrace_text
 from fntrace.tracing.instance import Instance
 

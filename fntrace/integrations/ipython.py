@@ -20,7 +20,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from fntrace.integrations import failure_graph
+from fntrace.analysis import failure_graph
 from fntrace.tracing.instance import Instance, trace
 
 __all__ = ["FntraceMagics", "load_ipython_extension", "unload_ipython_extension"]

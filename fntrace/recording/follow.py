@@ -1,50 +1,42 @@
-"""``fntrace record --follow`` across new interpreters.
+"""``fntrace record --follow`` across new interpreters: the recipe in the environment.
 
 Forked children keep the parent's recorder (``record`` restarts it into
 ``PATH.<pid>`` after a fork).  A child that is a new Python process
 (``subprocess`` running ``sys.executable``, multiprocessing's spawn and
 forkserver) knows nothing of it, so the parent leaves the recipe in the
-environment: ``FNTRACE_FOLLOW`` holds the output path and the record options,
-and ``fntrace/recording/_follow`` (first on PYTHONPATH) holds a ``sitecustomize`` that
-calls :func:`start_child` before the child's program runs.  The environment is
-inherited, so children of children are followed too.  Children started with
-``-S``, ``-I`` or ``-E`` are not.
+environment: ``FNTRACE_FOLLOW`` holds the root's pid and the child's
+RecordConfig (config.py: the inherited options, the output path) as JSON,
+and ``fntrace/recording/_follow`` (first on PYTHONPATH) holds a
+``sitecustomize`` that calls ``record.start_followed_child`` before the
+child's program runs.  The environment is inherited, so children of children
+are followed too.  Children started with ``-S``, ``-I`` or ``-E`` are not.
+
+This module only writes and reads the recipe; it imports nothing of the
+recording itself, which imports it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
-__all__ = ["ENV", "OPTIONS", "export", "start_child"]
+from fntrace.recording.config import RecordConfig
+
+__all__ = ["ENV", "FOLDER", "export", "recipe"]
 
 ENV = "FNTRACE_FOLLOW"
 FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_follow")
-# The record options a child is configured with (``--thread`` ids, ``--live`` and
-# ``--inject`` belong to the parent's process only).
-OPTIONS = ("tracer", "filter", "notrace", "graph_function", "graph_notrace", "max_depth",
-           "thresh", "args", "retval", "buffer_size", "no_overwrite", "trigger", "clock")
 
 
-def export(ns: argparse.Namespace) -> None:
-    """Make every Python child of this process record with ``ns``'s options."""
-    recipe = {"output": os.path.abspath(ns.output), "root_pid": os.getpid(),
-              "options": {key: getattr(ns, key) for key in OPTIONS}}
-    os.environ[ENV] = json.dumps(recipe)
+def export(config: RecordConfig) -> None:
+    """Make every Python child of this process record as ``config`` says."""
+    child = config.for_child(os.path.abspath(config.output or ""))
+    os.environ[ENV] = json.dumps({"root_pid": os.getpid(), "config": child.to_json()})
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = FOLDER + (os.pathsep + old if old else "")
 
 
-def start_child() -> None:
-    """In a new child interpreter: record into ``PATH.<pid>`` as the root records."""
-    import sys
-
-    from fntrace.recording.record import start_recording
-
-    recipe = json.loads(os.environ[ENV])
-    ns = argparse.Namespace(**recipe["options"], thread=None, follow=True,
-                            output=recipe["output"])
-    rec = start_recording(ns, list(sys.argv), f"{ns.output}.{os.getpid()}",
-                          root_pid=recipe["root_pid"])
-    rec.inst.tracing_on = True
+def recipe() -> tuple[RecordConfig, int]:
+    """In a new child interpreter: its configuration and the root's pid."""
+    data = json.loads(os.environ[ENV])
+    return RecordConfig.from_json(data["config"]), int(data["root_pid"])

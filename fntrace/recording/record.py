@@ -11,9 +11,9 @@ follow.py) records its own file ``PATH.<pid>`` with the same options.
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import builtins
+import dataclasses
 import os
 import runpy
 import signal
@@ -21,176 +21,24 @@ import sys
 import threading
 import time
 import types
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from fntrace.core import symbols
 from fntrace.core.oscaps import native_id
-from fntrace.recording import forkwarning, startup, wakeup
+from fntrace.recording import follow, forkwarning, startup, wakeup
+from fntrace.recording.config import RecordConfig
 from fntrace.recording.recorder import Recorder, header_for, mute, unmute
 
-__all__ = ["add_parser", "add_run_parser", "split_command"]
+if TYPE_CHECKING:
+    from fntrace.tracing.instance import Instance
 
-#: The option strings of record and run that take a value (filled as the parsers are
-#: built): what :func:`split_command` must skip to find where the program starts.
-VALUED: set[str] = set()
-#: Those that take none.
-FLAGS: set[str] = {"-h", "--help"}
+__all__ = ["ServeLive", "configure", "record", "run", "start_followed_child", "start_recording"]
 
-EXAMPLES = """\
-examples:
-  fntrace record -- examples/shop.py                 function_graph trace into fntrace.dat
-  fntrace record -t function -F '__main__:*' -o shop.dat examples/shop.py --fast
-                                                     the script's own functions (it runs as
-                                                     __main__); --fast is the script's
-  fntrace record --args --retval -D 3 -m json.tool --sort-keys f.json
-                                                     everything after -m MODULE is the
-                                                     program's, as with python
-  fntrace record -T '__main__:checkout:traceoff' -- examples/shop.py
-                                                     stop recording at checkout
-  fntrace info fntrace.dat                           what was recorded
-  fntrace replay fntrace.dat -F '__main__:*' --until 0.5
-                                                     the script's calls in the first 0.5 s
-"""
-
-
-class _Noting:
-    """An ArgumentParser's add_argument that also notes which options take a value."""
-
-    def __init__(self, parser: argparse.ArgumentParser) -> None:
-        self.parser = parser
-
-    def add_argument(self, *names: str, **kw: Any) -> argparse.Action:
-        action = self.parser.add_argument(*names, **kw)
-        (FLAGS if action.nargs == 0 else VALUED).update(action.option_strings)
-        return action
-
-
-def add_trace_options(parser: argparse.ArgumentParser, default_tracer: str | None) -> None:
-    """The options record and run share; they mirror the instance files."""
-    p = _Noting(parser)
-    p.add_argument("-t", "--tracer", default=default_tracer,
-                   choices=("function", "function_graph"),
-                   help=f"default {default_tracer or 'function (nop with --live alone)'}")
-    p.add_argument("-F", "--filter", action="append", metavar="PATTERN",
-                   help="set_ftrace_filter pattern (repeatable)")
-    p.add_argument("-N", "--notrace", action="append", metavar="PATTERN",
-                   help="set_ftrace_notrace pattern (repeatable)")
-    p.add_argument("-G", "--graph-function", action="append", metavar="PATTERN",
-                   help="set_graph_function pattern (repeatable)")
-    p.add_argument("--graph-notrace", action="append", metavar="PATTERN",
-                   help="set_graph_notrace pattern (repeatable)")
-    p.add_argument("-D", "--max-depth", type=int, metavar="N", help="max_graph_depth")
-    p.add_argument("--thresh", type=int, metavar="USECS", help="tracing_thresh (µs)")
-    p.add_argument("--args", action="store_true", help="arguments (func-args, funcgraph-args)")
-    p.add_argument("--retval", action="store_true",
-                   help="return values (function_graph)")
-    p.add_argument("--buffer-size", type=int, metavar="KIB", help="buffer_size_kb per thread")
-    p.add_argument("--no-overwrite", action="store_true",
-                   help="drop new events when a buffer is full (default: drop oldest)")
-    p.add_argument("-T", "--trigger", action="append", metavar="FUNC:CMD[:N]",
-                   help="function trigger, e.g. 'mod:f:traceoff' (repeatable)")
-    p.add_argument("--thread", action="append", type=int, metavar="TID",
-                   help="trace only this thread id (set_ftrace_pid; repeatable)")
-    p.add_argument("--clock", default="mono", help="trace_clock (default mono, which "
-                   "several processes share)")
-    p.add_argument("--live", action="store_true", help="also serve fntrace ctl PID")
-    p.add_argument("--inject", action="append", metavar="SPEC",
-                   help="fail a function: 'FUNC:raise=OSError(\"disk full\"):probability=10' "
-                   "or 'FUNC:retval=0:times=3' (repeatable)")
-    # Where the program starts is found by split_command, as python finds it: these
-    # two only document it (and receive it from cli.main).
-    parser.add_argument("-m", dest="module", metavar="MODULE",
-                        help="run a module, as python -m; every later argument is the "
-                        "program's (a -- right after MODULE is skipped)")
-    parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="script.py [args...]",
-                        help="the program and its arguments (a leading -- is optional; every "
-                        "argument after the script is the program's)")
-
-
-def _unique_long(token: str) -> str | None:
-    """The long option ``token`` abbreviates (argparse accepts unique prefixes)."""
-    name = token.split("=", 1)[0]
-    if name in VALUED or name in FLAGS:
-        return name
-    hits = [o for o in VALUED | FLAGS if o.startswith("--") and o.startswith(name)]
-    return hits[0] if len(hits) == 1 else None
-
-
-def split_command(args: list[str]) -> tuple[list[str], tuple[str | None, list[str]] | None]:
-    """Split ``record``/``run``'s arguments where the program starts, as python does.
-
-    Returns fntrace's own arguments and, if a program was named, ``(module,
-    argv)``: after ``-m MODULE`` or the script path every argument is the
-    program's (``fntrace record -m black -q -`` as ``python -m black -q -``).
-    A ``--`` before the program, or right after ``-m MODULE``, is fntrace's end
-    of options (``-m black -- -q -`` also works); any later one is the
-    program's.  An option that takes a value skips it (``-o x.dat``,
-    ``-ox.dat``, ``--output=x.dat``, ``--outp x.dat`` as argparse abbreviates).
-    """
-    i = 0
-    while i < len(args):
-        tok = args[i]
-        if tok == "--":
-            rest = args[i + 1:]
-            return args[:i], ((None, rest) if rest else None)
-        if tok == "-m" or (tok.startswith("-m") and not tok.startswith("--")):
-            module = tok[2:] or (args[i + 1] if i + 1 < len(args) else None)
-            if module is None:
-                return args, None  # argparse says "-m: expected one argument"
-            start = i + 1 if tok[2:] else i + 2
-            if args[start:start + 1] == ["--"]:
-                start += 1  # `-m black -- -q -`: fntrace's end of options, as it always was
-            return args[:i], (module, args[start:])
-        if tok == "-" or not tok.startswith("-"):
-            return args[:i], (None, args[i:])
-        if tok.startswith("--"):
-            name = _unique_long(tok)
-            takes = name in VALUED and "=" not in tok
-        else:
-            takes = tok[:2] in VALUED and len(tok) == 2
-        i += 2 if takes else 1
-    return args, None
-
-
-def add_parser(sub: Any) -> None:
-    rec = sub.add_parser(
-        "record", help="run a program traced, writing a trace file",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=EXAMPLES)
-    noting = _Noting(rec)
-    noting.add_argument("-o", "--output", default="fntrace.dat", metavar="PATH",
-                        help="trace file to write (default fntrace.dat)")
-    noting.add_argument("--follow", action="store_true",
-                        help="trace child processes too (fork, multiprocessing, Python "
-                        "subprocesses), each into PATH.<pid>")
-    add_trace_options(rec, "function_graph")
-    rec.set_defaults(handler=record_main, command_name="record")
-
-
-RUN_EXAMPLES = """\
-examples:
-  fntrace run -- examples/shop.py                    every call, live (function tracer)
-  fntrace run -t function_graph -F '*:mod:__main__' --args --retval -- examples/shop.py
-  fntrace run -F 'json.*:*' -o trace.txt -m json.tool f.json
-                                                     the json package into trace.txt
-  fntrace run -o - -m json.tool f.json               the trace reaches the terminal even
-                                                     though json.tool closes sys.stdout
-  fntrace run --inject 'store:save:raise=OSError("disk full"):interval=2' -- app.py
-  fntrace run --live -- server.py                    untraced until steered with fntrace ctl
-"""
-
-
-def add_run_parser(sub: Any) -> None:
-    run = sub.add_parser(
-        "run", help="run a program traced, printing the trace live (trace_pipe)",
-        description="Run a program as record does, printing the trace as it is made "
-        "(the instance's trace_pipe) to stdout or -o FILE.",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EXAMPLES)
-    _Noting(run).add_argument("-o", "--output", metavar="FILE",
-                              help="write the trace to FILE (- or none: the terminal)")
-    add_trace_options(run, None)
-    run.set_defaults(handler=run_main, command_name="run", follow=False)
-
+#: What ``live`` serves: given the recording instance before the program starts,
+#: makes it the top level of a live control server (the cli passes the control
+#: layer's; the recording side does not import it).  OSError: it could not.
+ServeLive = Callable[["Instance"], object]
 
 _command = "record"
 
@@ -199,43 +47,39 @@ def _fail(text: str) -> NoReturn:
     raise SystemExit(f"fntrace {_command}: {text}")
 
 
-def configure(ns: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+def configure(config: RecordConfig) -> tuple[Any, dict[str, Any]]:
     """A new instance set up from the options (not yet tracing) and the options' record."""
     from fntrace.tracing.instance import Instance
 
     inst = Instance("record")
-    opts: dict[str, Any] = {"tracer": ns.tracer}
     try:
-        inst.write("trace_clock", ns.clock)
-        if ns.buffer_size is not None:
-            inst.write("buffer_size_kb", str(ns.buffer_size))
-        if ns.no_overwrite:
+        inst.write("trace_clock", config.clock)
+        if config.buffer_size is not None:
+            inst.write("buffer_size_kb", str(config.buffer_size))
+        if config.no_overwrite:
             inst.write("options/overwrite", "0")
-        if ns.args:
+        if config.args:
             inst.write("options/func-args", "1")
             inst.write("options/funcgraph-args", "1")
-        if ns.retval:
+        if config.retval:
             inst.write("options/funcgraph-retval", "1")
-        for path, values in (("set_ftrace_filter", ns.filter),
-                             ("set_ftrace_notrace", ns.notrace),
-                             ("set_graph_function", ns.graph_function),
-                             ("set_graph_notrace", ns.graph_notrace),
-                             ("set_ftrace_filter", ns.trigger)):
+        for path, values in (("set_ftrace_filter", config.filter),
+                             ("set_ftrace_notrace", config.notrace),
+                             ("set_graph_function", config.graph_function),
+                             ("set_graph_notrace", config.graph_notrace),
+                             ("set_ftrace_filter", config.trigger)):
             for value in values or ():
                 inst.write(path, value, append=True)
-        if ns.max_depth is not None:
-            inst.write("max_graph_depth", str(ns.max_depth))
-        if ns.thresh is not None:
-            inst.write("tracing_thresh", str(ns.thresh))
-        if ns.thread:
-            inst.write("set_ftrace_pid", " ".join(map(str, ns.thread)))
+        if config.max_depth is not None:
+            inst.write("max_graph_depth", str(config.max_depth))
+        if config.thresh is not None:
+            inst.write("tracing_thresh", str(config.thresh))
+        if config.thread:
+            inst.write("set_ftrace_pid", " ".join(map(str, config.thread)))
     except (ValueError, OSError) as exc:
         inst.close()
         _fail(str(exc))
-    for key in ("filter", "notrace", "graph_function", "graph_notrace", "max_depth", "thresh",
-                "args", "retval", "buffer_size", "no_overwrite", "trigger", "thread", "clock",
-                "follow"):
-        opts[key] = getattr(ns, key)
+    opts = config.header_options()
     opts["instance_options"] = dict(inst.options)
     return inst, opts
 
@@ -341,7 +185,8 @@ def _hear_signals(rec: Recorder, on_term: Any, running: list[bool]) -> None:
     rec.on_signal = on_signal
 
 
-def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> None:
+def _install_exit_paths(rec: Recorder, config: RecordConfig) -> None:
+    following = config.follow
     real_exit = os._exit
 
     def finish_and_die(signum: int) -> None:
@@ -370,13 +215,13 @@ def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> 
         signal.signal(signal.SIGTERM, on_term)
         _hear_signals(rec, on_term, running)
 
-    base = os.path.abspath(ns.output) if follow else ""  # before the program may chdir
+    base = os.path.abspath(config.output or "") if following else ""  # before the program may chdir
 
     def after_fork() -> None:
         # fntrace/core/forksafe.py has renewed every lock of fntrace already.
         forkwarning.after_fork_in_child()
         try:
-            if not follow:
+            if not following:
                 rec.abandon()
                 wakeup.move_to(-1)  # before the pipe is closed: no signal writes to it
                 rec.close_wake_pipe()
@@ -411,28 +256,35 @@ def _install_exit_paths(rec: Recorder, follow: bool, ns: argparse.Namespace) -> 
                             after_in_child=after_fork)
 
 
-def record_main(ns: argparse.Namespace) -> int:
-    return _main(ns, ns.output, None)
+def record(config: RecordConfig, serve_live: ServeLive | None = None) -> int:
+    """fntrace record: run ``config``'s program traced into the trace file
+    ``config.output``; the program's exit status (or this process dies of the
+    program's signal).  ``serve_live`` is needed with ``config.live``."""
+    global _command
+    _command = "record"
+    return _main(config, config.output or "fntrace.dat", None, serve_live)
 
 
-def run_main(ns: argparse.Namespace) -> int:
+def run(config: RecordConfig, serve_live: ServeLive | None = None) -> int:
     """fntrace run: record's machinery with a text sink instead of a file."""
     global _command
     _command = "run"
-    steering = (ns.tracer, ns.filter, ns.notrace, ns.graph_function, ns.graph_notrace,
-                ns.args, ns.retval, ns.trigger, ns.thread)
-    if ns.live and not any(steering):
-        ns.tracer = "nop"  # --live alone: untraced until steered through fntrace ctl
-    elif ns.tracer is None:
-        ns.tracer = "function"
+    steering = (config.tracer, config.filter, config.notrace, config.graph_function,
+                config.graph_notrace, config.args, config.retval, config.trigger,
+                config.thread)
+    if config.live and not any(steering):
+        # --live alone: untraced until steered through fntrace ctl
+        config = dataclasses.replace(config, tracer="nop")
+    elif config.tracer is None:
+        config = dataclasses.replace(config, tracer="function")
     from fntrace.recording.recorder import TextSink
 
-    to_file = ns.output not in (None, "-")
+    path = config.output if config.output not in (None, "-") else None
     try:
-        out = open(ns.output, "w", encoding="utf-8") if to_file else _own_stdout()
+        out = open(path, "w", encoding="utf-8") if path is not None else _own_stdout()
     except OSError as exc:
-        _fail(f"{ns.output}: {exc.strerror}")
-    return _main(ns, ns.output if to_file else "<stdout>", TextSink(out))
+        _fail(f"{path}: {exc.strerror}")
+    return _main(config, path if path is not None else "<stdout>", TextSink(out), serve_live)
 
 
 def _own_stdout() -> Any:
@@ -454,36 +306,34 @@ def _own_stdout() -> Any:
     return os.fdopen(os.dup(fd), "w", encoding=encoding, errors="backslashreplace")
 
 
-def _main(ns: argparse.Namespace, path: str, sink: Any) -> int:
-    if not ns.module and not ns.argv:
+def _main(config: RecordConfig, path: str, sink: Any, serve_live: ServeLive | None) -> int:
+    if not config.module and not config.argv:
         _fail("nothing to run: give -- script.py [args] or -m module")
-    if ns.module is None and not os.path.exists(ns.argv[0]):
-        _fail(f"{ns.argv[0]}: no such file")
+    if config.module is None and not os.path.exists(config.argv[0]):
+        _fail(f"{config.argv[0]}: no such file")
     specs: list[dict[str, Any]] = []
-    if ns.inject:
+    if config.inject:
         from fntrace.tracing.inject import parse_inject_spec
 
         try:
-            specs = [parse_inject_spec(s) for s in ns.inject]
+            specs = [parse_inject_spec(s) for s in config.inject]
         except ValueError as exc:
             _fail(str(exc))
-    argv = [ns.module, *ns.argv] if ns.module is not None else list(ns.argv)
+    argv = [config.module, *config.argv] if config.module is not None else list(config.argv)
     # Registered before the recorder's own exit hook, so it runs after it (atexit is
     # last in, first out): the advice comes after the last of the trace.
     atexit.register(_print_unmatched, os.getpid())
-    rec = start_recording(ns, argv, path, writer=sink)
-    if ns.follow:
-        from fntrace.recording.follow import export
-
-        export(ns)
-    if ns.live:
-        from fntrace import control
-
+    rec = start_recording(config, argv, path, writer=sink)
+    if config.follow:
+        follow.export(config)
+    if config.live:
         try:
+            if serve_live is None:
+                raise OSError("nothing serves live control here")
             # The instance that records is the one ctl sees at the top level (as
             # tracefs's top level is the kernel's main buffer): ctl's filter and
             # tracer changes are what lands in the file or the live text.
-            control.listen().tree.adopt_top(rec.inst)
+            serve_live(rec.inst)
         except OSError as exc:  # FileExistsError included
             _fail(f"--live: {exc}")
     stop_injections = None
@@ -492,12 +342,12 @@ def _main(ns: argparse.Namespace, path: str, sink: Any) -> int:
 
         stop_injections = start_specs(specs)
     startup.checkpoint("start")
-    return _run(ns, argv, rec, stop_injections)
+    return _run(config, argv, rec, stop_injections)
 
 
-def start_recording(ns: argparse.Namespace, argv: list[str], path: str,
+def start_recording(config: RecordConfig, argv: list[str], path: str,
                     root_pid: int | None = None, writer: Any = None) -> Recorder:
-    """This process recording into ``path`` with ``ns``'s options (tracing still off),
+    """This process recording into ``path`` with ``config``'s options (tracing still off),
     finished on every way out; the root's and every followed child's.
 
     SIGTERM and SIGINT are held meanwhile: one that comes between the file's
@@ -506,16 +356,16 @@ def start_recording(ns: argparse.Namespace, argv: list[str], path: str,
     """
     _hold_signals()
     try:
-        return _start_recording(ns, argv, path, root_pid, writer)
+        return _start_recording(config, argv, path, root_pid, writer)
     finally:
         _release_signals()
 
 
-def _start_recording(ns: argparse.Namespace, argv: list[str], path: str,
+def _start_recording(config: RecordConfig, argv: list[str], path: str,
                      root_pid: int | None, writer: Any) -> Recorder:
-    inst, opts = configure(ns)
+    inst, opts = configure(config)
     try:
-        inst.write("current_tracer", ns.tracer)
+        inst.write("current_tracer", config.tracer)
         inst.tracing_on = False  # on once the program starts
         header = header_for(inst, argv, opts)
         if root_pid is not None:
@@ -526,18 +376,18 @@ def _start_recording(ns: argparse.Namespace, argv: list[str], path: str,
         _fail(f"{path}: {exc}" if isinstance(exc, OSError) else str(exc))
     rec.command = _command
     rec.start()
-    _install_exit_paths(rec, ns.follow, ns)
+    _install_exit_paths(rec, config)
     return rec
 
 
-def _main_module(ns: argparse.Namespace, argv: list[str],
+def _main_module(config: RecordConfig, argv: list[str],
                  ) -> tuple[types.CodeType, types.ModuleType]:
     """The program's code and a fresh ``__main__`` for it, as the interpreter prepares them."""
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = builtins
-    if ns.module is not None:
+    if config.module is not None:
         try:
-            _, spec, code = runpy._get_module_details(ns.module)  # type: ignore[attr-defined]
+            _, spec, code = runpy._get_module_details(config.module)  # type: ignore[attr-defined]
         except ImportError as exc:
             _fail(str(exc))
         main.__dict__.update(__file__=spec.origin, __spec__=spec, __loader__=spec.loader,
@@ -588,13 +438,13 @@ def _print_unmatched(root_pid: int) -> None:
             pass
 
 
-def _run(ns: argparse.Namespace, argv: list[str], rec: Recorder, stop: Any) -> int:
+def _run(config: RecordConfig, argv: list[str], rec: Recorder, stop: Any) -> int:
     inst = rec.inst
-    if ns.module is not None:
+    if config.module is not None:
         sys.path[0] = os.getcwd()
     else:
         sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
-    code_obj, main = _main_module(ns, argv)
+    code_obj, main = _main_module(config, argv)
     sys.argv = list(argv)
     sys.modules["__main__"] = main
     code = 0
@@ -617,7 +467,7 @@ def _run(ns: argparse.Namespace, argv: list[str], rec: Recorder, stop: Any) -> i
         mute(inst, native_id())  # the program's main is over
         if stop is not None:
             stop()
-    _say_unmatched(inst, ns.live)
+    _say_unmatched(inst, config.live)
     # Non-daemon threads of the program still run until the interpreter joins them;
     # the atexit hook finishes the file after that, as late as Python allows.
     return code
@@ -625,3 +475,12 @@ def _run(ns: argparse.Namespace, argv: list[str], rec: Recorder, stop: Any) -> i
 
 # The program's top frame is the root of its stacks (no parent, no fntrace frames).
 symbols.mark_root(_run.__code__, __name__)
+
+
+def start_followed_child() -> None:
+    """In a new child interpreter of ``record --follow`` (its sitecustomize calls this):
+    record into ``PATH.<pid>`` as the root records."""
+    config, root_pid = follow.recipe()
+    rec = start_recording(config, list(sys.argv), f"{config.output}.{os.getpid()}",
+                          root_pid=root_pid)
+    rec.inst.tracing_on = True

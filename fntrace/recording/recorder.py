@@ -25,6 +25,7 @@ from fntrace.core import accel as _accel
 from fntrace.core import forksafe
 from fntrace.core.oscaps import native_id, thread_native_id
 from fntrace.formats import tracefile
+from fntrace.formats.flush import FLUSH_INTERVAL
 from fntrace.formats.tracefile import TraceWriter, WEvent
 from fntrace.tracing import ftrace_text
 from fntrace.tracing.ring_buffer import UNKNOWN_NAME, BufferSet
@@ -35,9 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FLUSH_INTERVAL", "Recorder", "fix_names", "mute", "to_wevent", "unmute"]
 
-#: Seconds between two writes of the buffers to the file: what a SIGKILL (which
-#: nothing can catch) loses at most, besides the chunk being written.
-FLUSH_INTERVAL = 0.1
 
 
 def mute(inst: Instance, tid: int) -> None:

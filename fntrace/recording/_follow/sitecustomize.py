@@ -29,14 +29,14 @@ def _start() -> None:
     root = os.path.dirname(os.path.dirname(os.path.dirname(_HERE)))
     added = False
     try:
-        import fntrace  # noqa: F401
+        from fntrace.recording import record
     except ImportError:
         sys.path.insert(0, root)
         added = True
     try:
-        from fntrace.recording.follow import start_child
+        from fntrace.recording import record
 
-        start_child()
+        record.start_followed_child()
     except (Exception, SystemExit) as exc:  # the program runs, untraced, whatever failed
         print(f"fntrace record --follow: not tracing pid {os.getpid()}: {exc}",
               file=sys.stderr)

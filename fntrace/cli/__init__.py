@@ -1,24 +1,32 @@
 """The ``fntrace`` command (also ``python -m fntrace``): one module per subcommand.
 
-``run`` and ``record`` (record.py) run a program traced, printing the trace
-live or writing a trace file; ``replay``, ``report``, ``dump`` and ``info``
-read trace files; ``ctl`` and ``attach`` (control/cli.py) steer a running
-process; ``funcs`` here lists available_filter_functions (optionally after
-importing modules, filtered like set_ftrace_filter).
+This package is the only place that knows argparse.  Each subcommand's module
+holds its parser and turns the parsed options into typed calls of the layer
+that does the work: ``record`` and ``run`` (record.py, run.py) build a
+RecordConfig for fntrace/recording/; ``replay``, ``report``, ``dump`` and
+``info`` call fntrace/analysis/, which reads trace files; ``ctl`` and
+``attach`` (ctl.py, attach.py) steer a running process through
+fntrace/control/'s client; ``funcs`` (funcs.py) lists
+available_filter_functions.  A subcommand's module imports the work it calls
+only when it runs, so ``fntrace --version`` or ``--help`` loads little.
 """
 
 from __future__ import annotations
 
+# First: in the fntrace command, Ctrl-C while the rest imports is one line (startup.py).
+from fntrace.recording import startup
+
+# isort: split
 import argparse
 import signal
 import sys
 from collections.abc import Sequence
 
-from fntrace import __version__
-from fntrace.core import accel as _accel
-from fntrace.core.filter import Filter, parse
-from fntrace.core.symbols import available_filter_functions
-from fntrace.recording import startup
+from fntrace.cli import attach, ctl, dump, funcs, info, record, replay, report, run
+from fntrace.core import accel
+from fntrace.core.version import __version__
+
+__all__ = ["build_parser", "main"]
 
 EXAMPLES = """\
 examples:
@@ -37,59 +45,16 @@ examples:
 """
 
 
-def _funcs(ns: argparse.Namespace) -> int:
-    import importlib
-
-    for name in ns.module or ():
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise SystemExit(f"fntrace funcs: cannot import {name}: {exc}") from None
-    try:
-        filt = Filter(parse(ns.filter or ()))
-    except ValueError as exc:
-        raise SystemExit(f"fntrace funcs: {exc}") from None
-    for full in available_filter_functions():
-        module, _, qualname = full.partition(":")
-        if filt.selects(module, qualname):
-            print(full)
-    if filt.lines:
-        from fntrace.core import hints
-
-        for msg in hints.report(filt.lines, hints.loaded(), "-F"):
-            print(f"fntrace funcs: {msg}", file=sys.stderr)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fntrace", description="Function tracing for Python, after the kernel's ftrace.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     parser.add_argument("--version", action="version",
-                        version=f"fntrace {__version__} ({_accel.status()})")
+                        version=f"fntrace {__version__} ({accel.status()})")
     sub = parser.add_subparsers(dest="command", required=True)
-    funcs = sub.add_parser(
-        "funcs", help="list available_filter_functions",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  fntrace funcs -m json -F 'json.decoder:*'\n"
-               "  fntrace funcs -m myapp -F '*:mod:myapp.*'\n")
-    funcs.add_argument("-m", "--module", action="append", help="import MODULE first")
-    funcs.add_argument("-F", "--filter", action="append", metavar="PATTERN")
-    funcs.set_defaults(handler=_funcs)
-    from fntrace.control.cli import add_parsers
-
-    add_parsers(sub)
-    from fntrace.analysis import info, replay
-    from fntrace.recording import record
-
-    record.add_run_parser(sub)
-    record.add_parser(sub)
-    replay.add_parser(sub)
-    info.add_parser(sub)
-    from fntrace.analysis import dump, report
-
-    report.add_parser(sub)
-    dump.add_parser(sub)
+    # The order of `fntrace --help`'s list.
+    for command in (funcs, ctl, attach, run, record, replay, info, report, dump):
+        command.add_parser(sub)
     return parser
 
 
@@ -102,15 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from fntrace.recording.record import split_command
-
     parser = build_parser()
     args = list(sys.argv[1:] if argv is None else argv)
     program = None
     if args and args[0] in ("record", "run"):
         # argparse would take the program's own options (-q, -o...) as fntrace's:
         # the program and its arguments are cut off first, where python would.
-        own, program = split_command(args[1:])
+        own, program = record.split_command(args[1:])
         args = [args[0], *own]
     ns = parser.parse_args(args)
     if program is not None:
@@ -120,7 +83,3 @@ def _main(argv: Sequence[str] | None) -> int:
     if ns.command not in ("record", "run"):
         startup.release()  # record and run release it just before the program starts
     return int(ns.handler(ns))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

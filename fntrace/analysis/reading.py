@@ -1,0 +1,74 @@
+"""What every reader of trace files shares (uftrace's utils/): opening the files of a
+recording with their problems said, a progress count, a quiet end after a closed pipe.
+
+replay, report, dump and info each used their own copy of some of these;
+they import them from here, and nothing here imports them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import IO, TypeVar
+
+from fntrace.formats.tracefile import TraceFile, TraceFileError, open_traces
+
+__all__ = ["open_files", "progress", "quiet_stdout"]
+
+T = TypeVar("T")
+
+
+def open_files(path: str, command: str | None = None) -> list[TraceFile]:
+    """The trace file ``path`` and its followed children's, what is wrong with them said
+    on stderr (the readable part is used).
+
+    With ``command`` (replay, info) a problem is ``fntrace COMMAND: warning: FILE:
+    PROBLEM`` and a file that cannot be read at all ends the command (``fntrace
+    COMMAND: why``, exit status 1); without it (report, dump, which say their own
+    error) a problem is ``fntrace: FILE: PROBLEM`` and TraceFileError is raised.
+    """
+    try:
+        files = open_traces(path)
+    except TraceFileError as exc:
+        if command is None:
+            raise
+        raise SystemExit(f"fntrace {command}: {exc}") from None
+    prefix = "fntrace: " if command is None else f"fntrace {command}: warning: "
+    for tf in files:
+        for problem in tf.problems:
+            print(f"{prefix}{tf.path}: {problem}", file=sys.stderr)
+    return files
+
+
+def progress(items: Iterable[T], label: str, stream: IO[str] | None = None,
+             every: int = 1 << 16) -> Iterator[T]:
+    """Pass items through, counting them on a terminal's stderr (and nothing elsewhere)."""
+    out = sys.stderr if stream is None else stream
+    try:
+        tty = out.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if not tty:
+        yield from items
+        return
+    n = 0
+    try:
+        for item in items:
+            n += 1
+            if n % every == 0:
+                out.write(f"\r{label}: {n:,} records")
+                out.flush()
+            yield item
+    finally:
+        if n >= every:
+            out.write("\r" + " " * (len(label) + 24) + "\r")
+            out.flush()
+
+
+def quiet_stdout() -> None:
+    """After a closed pipe (``| head``), keep the interpreter's final flush quiet."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

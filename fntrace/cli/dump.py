@@ -1,0 +1,66 @@
+"""``fntrace dump``: its options; the writers are fntrace/analysis/dump.py's."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_parser", "main"]
+
+#: ``fntrace dump --help``'s description.
+DESCRIPTION = """``fntrace dump``: a recorded trace for other tools — Chrome JSON and folded stacks.
+
+``--chrome OUT.json`` writes the Trace Event Format (a JSON object with
+``traceEvents``) that Perfetto UI and chrome://tracing open: a process track
+per pid and a thread track per thread, named by metadata events (``ph: M``);
+each function segment is a ``B``/``E`` pair written as its entry and exit come
+(so the file streams, and nesting is the recorded order), with the arguments
+in the ``B`` event's ``args`` and the return value, yielded value or exception
+in the ``E`` event's (both viewers merge them into the slice).  A generator's
+runs are separate slices.  An exit whose entry is not in the file (tracing_thresh)
+becomes a complete ``X`` event; an entry still open at the end of the trace is
+closed at the trace's last timestamp with ``unfinished`` in its args.  Trace
+markers are thread-scoped instant events (``ph: i``), and so are the calls of
+a function-tracer recording, which has no durations.  Timestamps are µs from
+the earliest record (from the recording's start with tracing_thresh, where a
+slice may begin before the first record).
+
+``--folded OUT.txt`` writes folded stacks for flamegraph.pl, inferno or
+speedscope: ``outer;inner;leaf NS``, one line per unique stack, the value being
+the self time in ns summed over every run of that stack (a function-tracer
+recording gives ``caller;callee CALLS`` instead).  ``--threads`` prefixes each
+stack with its thread, ``name-tid``.
+"""
+
+EXAMPLES = """\
+examples:
+  fntrace record -t function_graph --args --retval -- app.py
+  fntrace dump --chrome trace.json          open trace.json in https://ui.perfetto.dev
+                                            or chrome://tracing
+  fntrace dump fntrace.dat --folded out.folded && flamegraph.pl out.folded > fg.svg
+  fntrace dump --folded - --threads | inferno-flamegraph > fg.svg
+                                            one flame per thread, to stdout (-)
+"""
+
+
+def add_parser(sub: Any) -> None:
+    """Add the ``dump`` subcommand to the fntrace command's subparsers."""
+    p = sub.add_parser("dump", help="write a trace as Chrome JSON (Perfetto) or folded stacks",
+                       description=DESCRIPTION, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", nargs="?", default="fntrace.dat",
+                   help="trace file (default fntrace.dat); files of children "
+                        "recorded with --follow are merged")
+    p.add_argument("--chrome", metavar="OUT.json",
+                   help="write the Trace Event Format to OUT.json (- for stdout)")
+    p.add_argument("--folded", metavar="OUT.txt",
+                   help="write folded stacks (self ns per stack) to OUT.txt (- for stdout)")
+    p.add_argument("--threads", action="store_true",
+                   help="folded: start each stack with its thread (name-tid)")
+    p.set_defaults(handler=main)
+
+
+def main(ns: argparse.Namespace) -> int:
+    from fntrace.analysis.dump import dump
+
+    return dump(ns.file, ns.chrome, ns.folded, ns.threads)

@@ -1,0 +1,55 @@
+"""``fntrace replay``: its options, made into fntrace/analysis/replay.py's ReplayOptions."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_parser", "main"]
+
+#: ``fntrace replay --help``'s description.
+DESCRIPTION = """``fntrace replay FILE``: a recorded trace as the live ``trace`` file shows it.
+
+Records are turned back into ring-buffer events (with light stand-ins for
+Function objects) and rendered by the recorded tracer's own renderer through
+a throwaway instance carrying the recorded options, so the text is the live
+format by construction.  Filters (-F/-N, with set_ftrace_filter semantics:
+only matching functions), depth, time range and threads apply at read time.
+Several processes (files of ``--follow``) are merged and each line is
+labelled with its pid.
+"""
+
+EXAMPLES = """\
+examples:
+  fntrace replay fntrace.dat                        the whole trace
+  fntrace replay fntrace.dat -F '__main__:*' -N '*:_*'
+                                                    the script's functions, no private ones
+  fntrace replay fntrace.dat --depth 2 --since 0.5 --until 1.5 --thread 4242
+"""
+
+
+def add_parser(sub: Any) -> None:
+    rep = sub.add_parser("replay", help="print a recorded trace as text",
+                         description=DESCRIPTION, epilog=EXAMPLES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    rep.add_argument("file", help="trace file written by fntrace record")
+    rep.add_argument("-F", "--filter", action="append", metavar="PATTERN",
+                     help="show only functions matching (repeatable, set_ftrace_filter syntax)")
+    rep.add_argument("-N", "--notrace", action="append", metavar="PATTERN",
+                     help="hide functions matching (repeatable)")
+    rep.add_argument("--depth", type=int, metavar="N",
+                     help="function_graph: show nesting levels 0..N-1 only")
+    rep.add_argument("--since", type=float, metavar="SECS", help="from SECS after the start")
+    rep.add_argument("--until", type=float, metavar="SECS", help="up to SECS after the start")
+    rep.add_argument("--thread", action="append", type=int, metavar="TID",
+                     help="only this thread (repeatable)")
+    rep.add_argument("-o", "--output", metavar="FILE", help="write the text to FILE")
+    rep.set_defaults(handler=main)
+
+
+def main(ns: argparse.Namespace) -> int:
+    from fntrace.analysis.replay import ReplayOptions, replay
+
+    return replay(ReplayOptions(ns.file, tuple(ns.filter or ()), tuple(ns.notrace or ()),
+                                ns.depth, ns.since, ns.until, tuple(ns.thread or ()),
+                                ns.output))
