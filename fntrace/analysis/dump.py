@@ -218,8 +218,9 @@ def _open_out(path: str) -> IO[str]:
 def run(ns: argparse.Namespace) -> int:
     from fntrace.formats.tracefile import TraceFileError, exit_status, merged_records
 
-    if not ns.chrome and not ns.folded:
-        print("fntrace dump: say what to write: --chrome OUT.json and/or --folded OUT.txt",
+    if not (ns.chrome or ns.folded or ns.speedscope or ns.perfetto or ns.pstats):
+        print("fntrace dump: say what to write: --chrome OUT.json, --folded OUT.txt, "
+              "--speedscope OUT.json, --perfetto OUT.pftrace and/or --pstats OUT.prof",
               file=sys.stderr)
         return 2
     files: list[TraceFile] = []
@@ -236,6 +237,12 @@ def run(ns: argparse.Namespace) -> int:
                                    ns.threads, threads)
             with _ManagedOut(ns.folded) as out:
                 write_folded(stacks, out)
+        if ns.speedscope or ns.perfetto or ns.pstats:
+            from fntrace.analysis.export import write_exports
+            from fntrace.analysis.traceset import TraceSet
+
+            write_exports(TraceSet(files), speedscope=ns.speedscope, perfetto=ns.perfetto,
+                          pstats=ns.pstats)
     except BrokenPipeError:
         _quiet_stdout()
     except (OSError, TraceFileError) as exc:
@@ -278,6 +285,9 @@ examples:
   fntrace dump fntrace.dat --folded out.folded && flamegraph.pl out.folded > fg.svg
   fntrace dump --folded - --threads | inferno-flamegraph > fg.svg
                                             one flame per thread, to stdout (-)
+  fntrace dump --perfetto trace.pftrace     Perfetto's own format (large traces load)
+  fntrace dump --speedscope out.json --pstats out.prof
+                                            speedscope; snakeviz or python -m pstats
 """
 
 
@@ -293,6 +303,12 @@ def add_parser(sub: Any) -> None:
                    help="write the Trace Event Format to OUT.json (- for stdout)")
     p.add_argument("--folded", metavar="OUT.txt",
                    help="write folded stacks (self ns per stack) to OUT.txt (- for stdout)")
+    p.add_argument("--speedscope", metavar="OUT.json",
+                   help="write a speedscope profile, one per thread (- for stdout)")
+    p.add_argument("--perfetto", metavar="OUT.pftrace",
+                   help="write Perfetto's native protobuf trace (- for stdout)")
+    p.add_argument("--pstats", metavar="OUT.prof",
+                   help="write a pstats file (cProfile's) for snakeviz and pstats (- for stdout)")
     p.add_argument("--threads", action="store_true",
                    help="folded: start each stack with its thread (name-tid)")
     p.set_defaults(handler=run)
