@@ -49,7 +49,7 @@ def write_exports(traces: TraceSet, speedscope: str | None = None,
     processes = traces.process_names()
     threads = traces.thread_names()
     if speedscope:
-        name = ", ".join(f.path for f in traces.files[:1])
+        name = traces.files[0].path if traces.files else "fntrace"
         with _text(speedscope) as out:
             write_speedscope(traces.records(), out, processes, threads, name=name)
     if perfetto:
