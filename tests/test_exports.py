@@ -512,3 +512,62 @@ def test_dump_command_writes_the_three_formats(recording: Path, tmp_path: Path) 
                          env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and bad.stderr.startswith("fntrace dump: ")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+# -- damaged streams: whatever is lost, the output nests ------------------------------
+
+def random_trace(seed: int, calls: int = 300) -> list[Record]:
+    """A random call tree on two threads, entries and exits with exact durations."""
+    import random
+
+    rng = random.Random(seed)
+    out: list[Record] = []
+    for tid in (1, 2):
+        ts = tid
+        stack: list[tuple[str, int]] = []
+        made = 0
+        while made < calls or stack:
+            if made < calls and (not stack or rng.random() < 0.55) and len(stack) < 12:
+                func = f"m:f{rng.randrange(8)}"
+                out.append(entry(func, ts, len(stack), tid=tid))
+                stack.append((func, ts))
+                made += 1
+            else:
+                func, start = stack.pop()
+                out.append(exit_(func, ts, len(stack), ts - start, tid=tid))
+            ts += rng.randrange(1, 4) * 2
+    return sorted(out, key=lambda r: r.ts)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_damaged_streams_still_nest(seed: int) -> None:
+    import random
+
+    recs = random_trace(seed)
+    rng = random.Random(seed + 100)
+    # Lose a fifth of the records (entries and exits alike), as lost events would;
+    # with seed 0 lose every entry, as tracing_thresh does.
+    damaged = ([r for r in recs if r.kind == "exit"] if seed == 0
+               else [r for r in recs if rng.random() > 0.2])
+    per_thread: dict[int, list[tuple[str, str, int]]] = {}
+    for item in balanced(damaged):
+        assert isinstance(item, Begin | End)
+        per_thread.setdefault(item.tid, []).append(
+            ("O" if isinstance(item, Begin) else "C", item.func, item.ts))
+    for evs in per_thread.values():
+        check_nesting(evs)
+    exits = Counter(r.tid for r in damaged if r.kind == "exit")
+    for tid, evs in per_thread.items():
+        assert sum(k == "C" for k, _, _ in evs) >= exits[tid]  # no recorded exit dropped
+    doc = speedscope_doc(damaged, {(100, 1): "Main", (100, 2): "t"})
+    for p in range(len(doc["profiles"])):
+        check_nesting(events(doc, p))
+    dec = perfetto_of(damaged, threads={(100, 1): "Main", (100, 2): "t"})
+    for track in dec.threads:
+        dec.slices(track)  # balanced, in order
+
+
+def test_undamaged_stream_is_the_records_in_order() -> None:
+    recs = random_trace(7)
+    got = [("B" if isinstance(i, Begin) else "E", i.tid, i.func, i.ts) for i in balanced(recs)]
+    assert got == [("B" if r.kind == "entry" else "E", r.tid, r.func, r.ts) for r in recs]
