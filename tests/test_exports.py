@@ -35,7 +35,11 @@ from fntrace.formats.tracefile import Record
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((DIST / "file-format-schema.json").read_text())
 
-jsonschema = pytest.importorskip("jsonschema")
+
+
+def validate(doc: dict[str, Any]) -> None:
+    """Against speedscope's own schema (skipped where jsonschema is not installed)."""
+    pytest.importorskip("jsonschema").validate(doc, SCHEMA)
 
 
 def perfetto_pb2() -> Any:
@@ -84,7 +88,7 @@ def speedscope_doc(records: list[Record], threads: dict[tuple[int, int], str] | 
     out = io.StringIO()
     write_speedscope(records, out, {100: "prog (pid 100)"}, threads or {(100, 1): "Main"})
     doc = json.loads(out.getvalue())
-    jsonschema.validate(doc, SCHEMA)
+    validate(doc)
     return doc
 
 
@@ -158,7 +162,7 @@ def test_speedscope_profile_per_thread_and_process() -> None:
     write_speedscope(recs, out, {100: "p (pid 100)", 200: "q (pid 200)"},
                      {(100, 1): "Main", (100, 2): "worker", (200, 7): "Main"})
     doc = json.loads(out.getvalue())
-    jsonschema.validate(doc, SCHEMA)
+    validate(doc)
     assert [p["name"] for p in doc["profiles"]] == [
         "Main-1 \u00b7 p (pid 100)", "worker-2 \u00b7 p (pid 100)", "Main-7 \u00b7 q (pid 200)"]
     assert events(doc, 1) == [("O", "m:b", 2), ("C", "m:b", 20)]
@@ -423,7 +427,7 @@ def test_real_speedscope_matches_the_records(recording: Path) -> None:
     out = io.StringIO()
     counts = write_speedscope(recs, out, traces.process_names(), traces.thread_names())
     doc = json.loads(out.getvalue())
-    jsonschema.validate(doc, SCHEMA)
+    validate(doc)
     by_thread: dict[int, list[Record]] = {}
     for r in recs:
         by_thread.setdefault(r.tid, []).append(r)
