@@ -215,13 +215,16 @@ def _open_out(path: str) -> IO[str]:
 
 
 def dump(file: str = "fntrace.dat", chrome: str | None = None, folded: str | None = None,
-         threads: bool = False) -> int:
+         threads: bool = False, speedscope: str | None = None, perfetto: str | None = None,
+         pstats: str | None = None) -> int:
     """What ``fntrace dump`` writes (see its help): ``file`` as Chrome JSON into
-    ``chrome`` and/or folded stacks into ``folded`` ("-": stdout); the exit status."""
+    ``chrome``, folded stacks into ``folded``, a speedscope profile, a Perfetto
+    trace and/or a pstats file ("-": stdout); the exit status."""
     from fntrace.formats.tracefile import TraceFileError, exit_status, merged_records
 
-    if not chrome and not folded:
-        print("fntrace dump: say what to write: --chrome OUT.json and/or --folded OUT.txt",
+    if not (chrome or folded or speedscope or perfetto or pstats):
+        print("fntrace dump: say what to write: --chrome OUT.json, --folded OUT.txt, "
+              "--speedscope OUT.json, --perfetto OUT.pftrace and/or --pstats OUT.prof",
               file=sys.stderr)
         return 2
     files: list[TraceFile] = []
@@ -238,6 +241,12 @@ def dump(file: str = "fntrace.dat", chrome: str | None = None, folded: str | Non
                                    threads, names)
             with _ManagedOut(folded) as out:
                 write_folded(stacks, out)
+        if speedscope or perfetto or pstats:
+            from fntrace.analysis.export import write_exports
+            from fntrace.analysis.traceset import TraceSet
+
+            write_exports(TraceSet(files), speedscope=speedscope, perfetto=perfetto,
+                          pstats=pstats)
     except BrokenPipeError:
         quiet_stdout()
     except (OSError, TraceFileError) as exc:

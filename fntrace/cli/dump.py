@@ -40,6 +40,9 @@ examples:
   fntrace dump fntrace.dat --folded out.folded && flamegraph.pl out.folded > fg.svg
   fntrace dump --folded - --threads | inferno-flamegraph > fg.svg
                                             one flame per thread, to stdout (-)
+  fntrace dump --perfetto trace.pftrace     Perfetto's own format (large traces load)
+  fntrace dump --speedscope out.json --pstats out.prof
+                                            speedscope; snakeviz or python -m pstats
 """
 
 
@@ -55,6 +58,12 @@ def add_parser(sub: Any) -> None:
                    help="write the Trace Event Format to OUT.json (- for stdout)")
     p.add_argument("--folded", metavar="OUT.txt",
                    help="write folded stacks (self ns per stack) to OUT.txt (- for stdout)")
+    p.add_argument("--speedscope", metavar="OUT.json",
+                   help="write a speedscope profile, one per thread (- for stdout)")
+    p.add_argument("--perfetto", metavar="OUT.pftrace",
+                   help="write Perfetto's native protobuf trace (- for stdout)")
+    p.add_argument("--pstats", metavar="OUT.prof",
+                   help="write a pstats file (cProfile's) for snakeviz and pstats (- for stdout)")
     p.add_argument("--threads", action="store_true",
                    help="folded: start each stack with its thread (name-tid)")
     p.set_defaults(handler=main)
@@ -63,4 +72,5 @@ def add_parser(sub: Any) -> None:
 def main(ns: argparse.Namespace) -> int:
     from fntrace.analysis.dump import dump
 
-    return dump(ns.file, ns.chrome, ns.folded, ns.threads)
+    return dump(ns.file, ns.chrome, ns.folded, ns.threads, ns.speedscope, ns.perfetto,
+                ns.pstats)

@@ -1,0 +1,246 @@
+"""A recording as Perfetto's native trace: protobuf TracePackets, written streaming.
+
+Perfetto (ui.perfetto.dev, trace_processor) calls JSON traces legacy and loads
+them best-effort; large ones do not load at all.  Its own format is a
+``Trace`` message: a stream of length-delimited ``TracePacket`` fields.  This
+module encodes the few messages it needs by hand (the protobuf wire format is
+small: varints and length-delimited fields), so fntrace needs no protobuf
+library; the tests decode the output with Perfetto's official protos.
+
+What is written (field numbers are those of perfetto/trace/*.proto):
+
+* a ``TrackDescriptor`` per process (pid, program name, argv) and one per
+  thread (pid, tid, ``name-tid``, the process track as parent);
+* one packet sequence per thread (``trusted_packet_sequence_id``), whose first
+  packet clears its incremental state and sets ``TracePacketDefaults`` so every
+  event lands on the thread's track without naming it;
+* a ``TrackEvent`` per begin and end (``TYPE_SLICE_BEGIN``/``TYPE_SLICE_END``)
+  from ``timeline.balanced`` (so every slice is balanced, a generator's runs are
+  separate slices), the function's name interned (``InternedData.event_names``,
+  an iid per name per sequence);
+* debug annotations (names interned): ``args`` on a begin, ``retval``,
+  ``yielded`` or ``raised`` on an end, ``entry`` when a run began by resume or
+  throw, ``exit`` when it ended by yield or unwind, or why it has no recorded
+  exit (``exit lost``, ``unfinished``);
+* markers and text as ``TYPE_INSTANT`` events named by their text; the function
+  tracer's calls (no durations) as instants named by the function, with a
+  ``parent`` annotation.
+
+Packets are batched into ``TracePacket.compressed_packets`` (zlib, as Perfetto's
+own recorder writes them): a trace's events repeat a few byte patterns, so the
+output stays near the size of the fntrace file it came from.  Memory holds one
+batch and the interning tables (one entry per function name per thread).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import IO
+
+from fntrace.analysis.segments import RecordLike
+from fntrace.analysis.timeline import Begin, End, balanced
+
+__all__ = ["BATCH_BYTES", "Counts", "write_perfetto"]
+
+#: Uncompressed bytes of packets per compressed_packets batch.
+BATCH_BYTES = 1 << 20
+
+# TracePacket fields, as (field number << 3 | wire type) tag bytes.
+_T_PACKET = b"\x0a"          # Trace.packet = 1, length-delimited
+_P_TIMESTAMP = b"\x40"       # 8 varint
+_P_SEQ_ID = b"\x50"          # trusted_packet_sequence_id = 10 varint
+_P_TRACK_EVENT = b"\x5a"     # 11 length-delimited
+_P_INTERNED = b"\x62"        # interned_data = 12
+_P_SEQ_FLAGS = b"\x68"       # sequence_flags = 13
+_P_COMPRESSED = b"\x92\x03"  # compressed_packets = 50
+_P_DEFAULTS = b"\xda\x03"    # trace_packet_defaults = 59
+_P_DESCRIPTOR = b"\xe2\x03"  # track_descriptor = 60
+SEQ_INCREMENTAL_STATE_CLEARED = 1
+SEQ_NEEDS_INCREMENTAL_STATE = 2
+TYPE_SLICE_BEGIN, TYPE_SLICE_END, TYPE_INSTANT = 1, 2, 3
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_SMALL = [_varint(i) for i in range(1 << 14)]
+
+
+def _v(n: int) -> bytes:
+    return _SMALL[n] if n < 16384 else _varint(n)
+
+
+def _ld(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field."""
+    return tag + _v(len(payload)) + payload
+
+
+def _str(tag: bytes, text: str) -> bytes:
+    return _ld(tag, text.encode("utf-8", "backslashreplace"))
+
+
+@dataclass
+class Counts:
+    """What was written: tracks, slices begun and ended, instants, packets."""
+
+    processes: int = 0
+    threads: int = 0
+    begins: int = 0
+    ends: int = 0
+    instants: int = 0
+    packets: int = 0
+
+
+@dataclass
+class _Sequence:
+    seq_id: int
+    uuid: int
+    names: dict[str, int] = field(default_factory=dict)     # event name -> iid
+    keys: dict[str, int] = field(default_factory=dict)      # annotation name -> iid
+
+
+class _Writer:
+    def __init__(self, out: IO[bytes], processes: dict[int, str],
+                 threads: dict[tuple[int, int], str], argv: dict[int, list[str]]) -> None:
+        self.out = out
+        self.processes = processes
+        self.threads = threads
+        self.argv = argv
+        self.batch = bytearray()
+        self.counts = Counts()
+        self.process_uuid: dict[int, int] = {}
+        self.sequences: dict[tuple[int, int], _Sequence] = {}
+        self.next_uuid = 1
+
+    # -- packets ---------------------------------------------------------------
+    def packet(self, body: bytes) -> None:
+        self.batch += _T_PACKET + _v(len(body)) + body
+        self.counts.packets += 1
+        if len(self.batch) >= BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.batch:
+            body = _ld(_P_COMPRESSED, zlib.compress(bytes(self.batch), 6))
+            self.out.write(_T_PACKET + _v(len(body)) + body)
+            self.batch.clear()
+
+    # -- tracks ----------------------------------------------------------------
+    def process(self, pid: int) -> int:
+        uuid = self.process_uuid.get(pid)
+        if uuid is None:
+            uuid = self.process_uuid[pid] = self.next_uuid
+            self.next_uuid += 1
+            desc = b"\x08" + _v(pid)  # ProcessDescriptor.pid = 1
+            for arg in self.argv.get(pid, []):
+                desc += _str(b"\x12", arg)  # cmdline = 2
+            desc += _str(b"\x32", self.processes.get(pid, f"pid {pid}"))  # process_name = 6
+            # TrackDescriptor: uuid = 1, process = 3
+            self.packet(_ld(_P_DESCRIPTOR, b"\x08" + _v(uuid) + _ld(b"\x1a", desc)))
+            self.counts.processes += 1
+        return uuid
+
+    def sequence(self, pid: int, tid: int) -> _Sequence:
+        seq = self.sequences.get((pid, tid))
+        if seq is not None:
+            return seq
+        parent = self.process(pid)
+        uuid = self.next_uuid
+        self.next_uuid += 1
+        seq = self.sequences[(pid, tid)] = _Sequence(len(self.sequences) + 1, uuid)
+        name = f"{self.threads.get((pid, tid), 'thread')}-{tid}"
+        thread = b"\x08" + _v(pid) + b"\x10" + _v(tid) + _str(b"\x2a", name)
+        # TrackDescriptor: uuid = 1, parent_uuid = 5, thread = 4
+        self.packet(_ld(_P_DESCRIPTOR, b"\x08" + _v(uuid) + b"\x28" + _v(parent)
+                        + _ld(b"\x22", thread)))
+        # TracePacketDefaults.track_event_defaults (11) .track_uuid (11)
+        defaults = _ld(b"\x5a", b"\x58" + _v(uuid))
+        self.packet(_P_SEQ_ID + _v(seq.seq_id) + _P_SEQ_FLAGS
+                    + _v(SEQ_INCREMENTAL_STATE_CLEARED) + _ld(_P_DEFAULTS, defaults))
+        self.counts.threads += 1
+        return seq
+
+    # -- events ----------------------------------------------------------------
+    def event(self, seq: _Sequence, ts: int, kind: int, name: str | None,
+              inline_name: str | None, notes: list[tuple[str, str | bool]]) -> None:
+        interned = bytearray()
+        body = bytearray(b"\x48" + _SMALL[kind])  # TrackEvent.type = 9
+        if name is not None:
+            iid = seq.names.get(name)
+            if iid is None:
+                iid = seq.names[name] = len(seq.names) + 1
+                # InternedData.event_names = 2: EventName {iid = 1, name = 2}
+                interned += _ld(b"\x12", b"\x08" + _v(iid) + _str(b"\x12", name))
+            body += b"\x50" + _v(iid)  # name_iid = 10
+        elif inline_name is not None:
+            body += _str(b"\xba\x01", inline_name)  # name = 23
+        for key, value in notes:
+            kid = seq.keys.get(key)
+            if kid is None:
+                kid = seq.keys[key] = len(seq.keys) + 1
+                # InternedData.debug_annotation_names = 3: {iid = 1, name = 2}
+                interned += _ld(b"\x1a", b"\x08" + _v(kid) + _str(b"\x12", key))
+            if value is True:
+                note = b"\x08" + _v(kid) + b"\x10\x01"  # name_iid = 1, bool_value = 2
+            else:
+                note = b"\x08" + _v(kid) + _str(b"\x32", str(value))  # string_value = 6
+            body += _ld(b"\x22", note)  # debug_annotations = 4
+        pkt = bytearray(_P_TIMESTAMP + _v(ts) + _P_SEQ_ID + _v(seq.seq_id)
+                        + _P_SEQ_FLAGS + _SMALL[SEQ_NEEDS_INCREMENTAL_STATE])
+        if interned:
+            pkt += _ld(_P_INTERNED, bytes(interned))
+        pkt += _ld(_P_TRACK_EVENT, bytes(body))
+        self.packet(bytes(pkt))
+
+
+def write_perfetto(records: Iterable[RecordLike], out: IO[bytes], processes: dict[int, str],
+                   threads: dict[tuple[int, int], str],
+                   argv: dict[int, list[str]] | None = None) -> Counts:
+    """Write the Perfetto trace of ``records`` (in time order) to the binary ``out``."""
+    w = _Writer(out, processes, threads, argv or {})
+    for pid in sorted(processes):
+        w.process(pid)
+    counts = w.counts
+    for item in balanced(records):
+        seq = w.sequence(item.pid, item.tid)
+        if isinstance(item, Begin):
+            notes: list[tuple[str, str | bool]] = []
+            if item.event not in ("start", ""):
+                notes.append(("entry", item.event))
+            if item.args is not None:
+                notes.append(("args", item.args))
+            w.event(seq, item.ts, TYPE_SLICE_BEGIN, item.func, None, notes)
+            counts.begins += 1
+        elif isinstance(item, End):
+            notes = []
+            if item.why:
+                notes.append((item.why, True))
+            elif item.event not in ("return", ""):
+                notes.append(("exit", item.event))
+            if item.value is not None:
+                key = ("raised" if item.event == "unwind" else
+                       "yielded" if item.event == "yield" else "retval")
+                notes.append((key, item.value))
+            w.event(seq, item.ts, TYPE_SLICE_END, None, None, notes)
+            counts.ends += 1
+        elif item.kind == "call":
+            notes = []
+            if item.parent is not None:
+                notes.append(("parent", item.parent))
+            if item.args is not None:
+                notes.append(("args", item.args))
+            w.event(seq, item.ts, TYPE_INSTANT, item.func, None, notes)
+            counts.instants += 1
+        elif item.kind in ("marker", "text"):
+            w.event(seq, item.ts, TYPE_INSTANT, None, item.text or "", [(item.kind, True)])
+            counts.instants += 1
+    w.flush()
+    return counts
