@@ -37,7 +37,7 @@ def test_kinds_are_distinct_and_their_records_are_the_files() -> None:
     assert all(len(k.tag) == 1 for k in KINDS)
     for k in KINDS:
         assert k.fields[:3] == ("ts", "size", "kind")
-        assert list(k.at) == list(range(len(k.fields)))
+        assert [getattr(k.at, f) for f in k.fields] == list(range(len(k.fields)))
         assert events.RECORD_KINDS[k.code] == k.record
     assert {k.record for k in KINDS} == set(events.RECORD_KINDS)
     assert tracefile.KINDS is events.RECORD_KINDS
@@ -310,3 +310,12 @@ def test_replay_labels_each_line_with_its_events_pid(tmp_path: Path) -> None:
     assert body[2].endswith("=> m:f (x.py:1)") and body[6].endswith("=> m:f (x.py:1)")
     assert text.startswith("#      tracer: function\n#\n"
                            "#      entries-in-buffer/entries-written: 4/4")
+
+
+def test_a_layout_whose_indexes_skip_is_refused() -> None:
+    class Gap(events.Layout):
+        a = 3
+        b = 5
+
+    with pytest.raises(TypeError, match=r"not 0\.\.n-1"):
+        Gap.fields()

@@ -9,9 +9,9 @@ the ring buffer, the tracers, the trace-file format and the test that checks
 the C extension's constants (tests/test_event_schema.py) all read it:
 
 * the ring tuple of each kind, field by field: ``(ts, size, tag, *payload)``.
-  Readers index it by name through the kind's ``at`` (``ev[CALL.at.ip]``):
-  a NamedTuple of indices, read by a C-level attribute getter, so no reader
-  counts positions and no writer pays anything;
+  Readers index it by name through the kind's ``at`` (``ev[CALL.at.ip]``, a
+  class whose attributes are the indexes), so no reader counts positions and
+  no writer pays anything;
 * the kind's file record (``call``, ``entry``, ``exit``, ``marker``, or
   ``text``: a kind the file does not store field by field is stored as the
   line its renderer makes of it when it is recorded) and that record's code;
@@ -24,8 +24,7 @@ here too: they are ``fntrace.core.flags.Event``'s values, numbered.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = [
     "BY_TAG",
@@ -52,127 +51,120 @@ __all__ = [
 EVENT_OVERHEAD = 64
 
 
-# The ring tuple of each kind, as a NamedTuple of its field names (the instance
-# kept in ``EventKind.at`` holds each field's index).
-class CallAt(NamedTuple):
+class Layout:
+    """A ring tuple's fields: each class attribute is a field's index, in order.
+
+    Class attributes, not a NamedTuple: reading ``CALL.at.ip`` is one attribute
+    lookup, and defining them costs nothing at import."""
+
+    ts = 0
+    size = 1
+    kind = 2
+
+    @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        found = {name: value for c in reversed(cls.__mro__) for name, value in vars(c).items()
+                 if type(value) is int}
+        ordered = tuple(sorted(found, key=found.__getitem__))
+        if [found[n] for n in ordered] != list(range(len(ordered))):
+            raise TypeError(f"{cls.__name__}: field indexes are not 0..n-1")
+        return ordered
+
+
+# The ring tuple of each kind: its fields after (ts, size, kind), by index.
+class CallAt(Layout):
     """function tracer: one call (or resumption) and its caller."""
 
-    ts: int
-    size: int
-    kind: int
-    ip: int        # the Function called
-    parent: int    # its caller's Function, or None
-    args: int      # the arguments' text (func-args), or None
-    event: int     # start / resume / throw
+    ip = 3        # the Function called
+    parent = 4    # its caller's Function, or None
+    args = 5      # the arguments' text (func-args), or None
+    event = 6     # start / resume / throw
 
 
-class EntryAt(NamedTuple):
+class EntryAt(Layout):
     """function_graph: a call segment starts."""
 
-    ts: int
-    size: int
-    kind: int
-    fn: int        # the Function
-    depth: int     # its nesting level in its thread
-    args: int      # the arguments' text (funcgraph-args), or None
-    event: int     # start / resume / throw
+    fn = 3        # the Function
+    depth = 4     # its nesting level in its thread
+    args = 5      # the arguments' text (funcgraph-args), or None
+    event = 6     # start / resume / throw
 
 
-class ExitAt(NamedTuple):
+class ExitAt(Layout):
     """function_graph: a call segment ends."""
 
-    ts: int
-    size: int
-    kind: int
-    fn: int
-    depth: int
-    duration: int  # ns since its entry
-    event: int     # return / yield / unwind
-    value: int     # the return value's text (funcgraph-retval), the exception's type, or None
+    fn = 3
+    depth = 4
+    duration = 5  # ns since its entry
+    event = 6     # return / yield / unwind
+    value = 7     # the return value's text (funcgraph-retval), the exception's type, or None
 
 
-class MarkerAt(NamedTuple):
+class MarkerAt(Layout):
     """A trace_marker write (or a note of fntrace's own)."""
 
-    ts: int
-    size: int
-    kind: int
-    text: int
+    text = 3
 
 
-class StackAt(NamedTuple):
+class StackAt(Layout):
     """func_stack_trace / a stacktrace trigger: the Python stack, innermost first."""
 
-    ts: int
-    size: int
-    kind: int
-    lines: int     # a tuple of ``module:qualname (file:line)`` strings
+    lines = 3     # a tuple of ``module:qualname (file:line)`` strings
 
 
-class FailAt(NamedTuple):
+class FailAt(Layout):
     """fail_function: one injected failure."""
 
-    ts: int
-    size: int
-    kind: int
-    ip: int        # the Function that failed
-    text: int      # what it was made to do
+    ip = 3        # the Function that failed
+    text = 4      # what it was made to do
 
 
-class ProbeAt(NamedTuple):
+class ProbeAt(Layout):
     """A dynamic (probe) event's hit."""
 
-    ts: int
-    size: int
-    kind: int
-    name: int      # the event's name
-    fn: int        # the Function probed
-    text: int      # its fields, ``name=value ...``
-    event: int
+    name = 3      # the event's name
+    fn = 4        # the Function probed
+    text = 5      # its fields, ``name=value ...``
+    event = 6
 
 
-class TextAt(NamedTuple):
+class TextAt(Layout):
     """A line recorded already rendered (a text record read back from a file)."""
 
-    ts: int
-    size: int
-    kind: int
-    text: int
+    text = 3
 
 
-A = TypeVar("A", bound=tuple[Any, ...])
+L = TypeVar("L", bound=Layout)
 
 
-@dataclass(frozen=True)
-class EventKind(Generic[A]):
+class EventKind(Generic[L]):
     """One kind of event: its ring tuple and its file record."""
 
-    name: str          # the kind's name (renderers are registered by it)
-    tag: str           # the ring tuple's third field
-    at: A              # field name -> index in the ring tuple
-    record: str        # the file record kind it is stored as
-    code: int          # that record kind's code in the file (3 low bits of a record's head)
+    __slots__ = ("at", "code", "fields", "name", "record", "tag")
 
-    @property
-    def fields(self) -> tuple[str, ...]:
-        return self.at._fields  # type: ignore[attr-defined, no-any-return]
+    def __init__(self, name: str, tag: str, at: type[L], record: str, code: int) -> None:
+        self.name = name        # the kind's name (renderers are registered by it)
+        self.tag = tag          # the ring tuple's third field
+        self.at = at            # field name -> index in the ring tuple
+        self.fields = at.fields()  # the ring tuple's field names, in order
+        self.record = record    # the file record kind it is stored as
+        self.code = code        # that record kind's code (3 low bits of a record's head)
 
-
-def _at(cls: type[A]) -> A:
-    return cls(*range(len(cls._fields)))  # type: ignore[attr-defined]
+    def __repr__(self) -> str:
+        return f"<event kind {self.name} {self.tag!r}: {', '.join(self.fields)}>"
 
 
 # File record codes: each stored kind's number (readers of old files depend on them).
 _CALL, _ENTRY, _EXIT, _MARKER, _TEXT = range(5)
 
-CALL = EventKind("call", "F", _at(CallAt), "call", _CALL)
-ENTRY = EventKind("entry", "E", _at(EntryAt), "entry", _ENTRY)
-EXIT = EventKind("exit", "X", _at(ExitAt), "exit", _EXIT)
-MARKER = EventKind("marker", "M", _at(MarkerAt), "marker", _MARKER)
-STACK = EventKind("stack", "K", _at(StackAt), "text", _TEXT)
-FAIL = EventKind("fail", "J", _at(FailAt), "text", _TEXT)
-PROBE = EventKind("probe", "P", _at(ProbeAt), "text", _TEXT)
-TEXT = EventKind("text", "~", _at(TextAt), "text", _TEXT)
+CALL = EventKind("call", "F", CallAt, "call", _CALL)
+ENTRY = EventKind("entry", "E", EntryAt, "entry", _ENTRY)
+EXIT = EventKind("exit", "X", ExitAt, "exit", _EXIT)
+MARKER = EventKind("marker", "M", MarkerAt, "marker", _MARKER)
+STACK = EventKind("stack", "K", StackAt, "text", _TEXT)
+FAIL = EventKind("fail", "J", FailAt, "text", _TEXT)
+PROBE = EventKind("probe", "P", ProbeAt, "text", _TEXT)
+TEXT = EventKind("text", "~", TextAt, "text", _TEXT)
 
 #: Every kind, and each by its ring tag.
 KINDS: tuple[EventKind[Any], ...] = (CALL, ENTRY, EXIT, MARKER, STACK, FAIL, PROBE, TEXT)

@@ -176,6 +176,7 @@ _C = CALL.at
 _E = ENTRY.at
 _X = EXIT.at
 _M = MARKER.at
+_NC, _NE, _NX = len(CALL.fields), len(ENTRY.fields), len(EXIT.fields)
 
 
 def stored_text(buf: Any, ev: tuple[Any, ...], text_of: TextOf) -> tuple[int, str]:
@@ -232,11 +233,11 @@ class TraceWriter:
                               buf.overrun + buf.dropped)
             tag = ev[2]
             kind = BY_TAG.get(tag)
-            if kind is CALL and len(ev) == len(_C):
+            if kind is CALL and len(ev) == _NC:
                 code, event = _CALL, ev[_C.event]
-            elif kind is ENTRY and len(ev) == len(_E):
+            elif kind is ENTRY and len(ev) == _NE:
                 code, event = _ENTRY, ev[_E.event]
-            elif kind is EXIT and len(ev) == len(_X):
+            elif kind is EXIT and len(ev) == _NX:
                 code, event = _EXIT, ev[_X.event]
             else:
                 code, text = stored_text(buf, ev, text_of)
