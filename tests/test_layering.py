@@ -51,7 +51,6 @@ KNOWN: set[str] = {
     'private: fntrace.tracing.inject imports fntrace.core.ipmodify._one_line_table',
     'private: fntrace.tracing.inject uses fntrace.core.engine._internal_codes',
     'private: fntrace.tracing.livepatch uses fntrace.core.engine._internal_codes',
-    'up: fntrace.analysis.info -> fntrace.recording.recorder',
     'up: fntrace.cli -> fntrace',
     'up: fntrace.control.server -> fntrace',
     'up: fntrace.pytest_plugin -> fntrace',

@@ -8,8 +8,7 @@ import os
 from collections import Counter
 from typing import Any
 
-from fntrace.formats.tracefile import TraceFile, exit_status
-from fntrace.recording.recorder import FLUSH_INTERVAL
+from fntrace.formats.tracefile import FLUSH_INTERVAL, TraceFile, exit_status
 
 __all__ = ["add_parser", "describe"]
 

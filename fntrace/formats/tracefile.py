@@ -38,7 +38,7 @@ from fntrace.core.events import (
 )
 from fntrace.formats.nesting import too_deep
 
-__all__ = ["SUPPORTED_VERSIONS", "VERSION", "Record", "ThreadInfo", "TraceFile",
+__all__ = ["FLUSH_INTERVAL", "SUPPORTED_VERSIONS", "VERSION", "Record", "ThreadInfo", "TraceFile",
            "TraceFileError", "TraceWriter", "exit_status", "merged_records", "open_trace",
            "open_traces"]
 
@@ -51,6 +51,10 @@ _CHUNK = struct.Struct("<4scII")      # sync, type, payload length, payload crc3
 EVENTS = b"E"       # an event chunk, payload zlib-compressed
 FOOTER = b"Z"       # the clean end: JSON {end_ts, events, lost}
 MAX_CHUNK = 1 << 28
+#: Seconds between two chunks a recording writes (fntrace/recording/recorder.py):
+#: what a SIGKILL (which nothing can catch) loses at most, besides the chunk
+#: being written.
+FLUSH_INTERVAL = 0.1
 
 # Record kinds as stored (3 low bits of an event's first byte) and the entry/exit
 # events (the next 3 bits): fntrace/core/events.py declares both.

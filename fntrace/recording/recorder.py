@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fntrace.core import forksafe
 from fntrace.core.oscaps import native_id, thread_native_id
-from fntrace.formats.tracefile import Render, TraceWriter
+from fntrace.formats.tracefile import FLUSH_INTERVAL, Render, TraceWriter
 from fntrace.tracing import ftrace_text
 from fntrace.tracing.ring_buffer import UNKNOWN_NAME, BufferSet
 
@@ -33,9 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["FLUSH_INTERVAL", "InstanceText", "Recorder", "Sink", "TextSink", "fix_names",
            "mute", "unmute"]
 
-#: Seconds between two writes of the buffers to the file: what a SIGKILL (which
-#: nothing can catch) loses at most, besides the chunk being written.
-FLUSH_INTERVAL = 0.1
 
 
 def mute(inst: Instance, tid: int) -> None:
