@@ -64,7 +64,7 @@ class Layout:
     @classmethod
     def fields(cls) -> tuple[str, ...]:
         found = {name: value for c in reversed(cls.__mro__) for name, value in vars(c).items()
-                 if type(value) is int}
+                 if type(value) is int and not name.startswith("_")}  # 3.13: __firstlineno__
         ordered = tuple(sorted(found, key=found.__getitem__))
         if [found[n] for n in ordered] != list(range(len(ordered))):
             raise TypeError(f"{cls.__name__}: field indexes are not 0..n-1")
