@@ -112,3 +112,24 @@ def default_sigint() -> None:
     ignored, so neither KeyboardInterrupt nor fntrace's start-up guard would ever
     see a Ctrl-C the test sends."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class FakeThread:
+    """What the trace writer and the renderers read of a thread (a ThreadBuffer's
+    fields), for tests that write events of made-up threads."""
+
+    def __init__(self, tid: int, name: str, cpu: int, flags: str = "..") -> None:
+        self.tid = tid
+        self.name = name
+        self.cpu = cpu
+        self.thread_flags = flags
+        self.overrun = 0
+        self.dropped = 0
+
+
+def event_text(buf: object, ev: tuple[object, ...]) -> str:
+    """An event's text as the renderer of its kind makes it (default options)."""
+    from fntrace.tracing import ftrace_text
+    from fntrace.tracing.instance import OPTIONS
+
+    return ftrace_text.render_one(buf, ev, ftrace_text.Context(OPTIONS, 1))  # type: ignore[arg-type]

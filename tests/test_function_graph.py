@@ -36,7 +36,6 @@ from fntrace.tracing.ring_buffer import ThreadBuffer
 from fntrace.tracing.tracers.function_graph import (
     ENTRY,
     EXIT,
-    FunctionGraphTracer,
     duration_text,
     overhead_mark,
 )
@@ -875,7 +874,8 @@ def test_pairing_survives_lost_events() -> None:
     ]
     inst = Instance()
     try:
-        text = "".join(FunctionGraphTracer(inst).render_events([(buf, ev) for ev in stream]))
+        inst.write("current_tracer", "function_graph")
+        text = "".join(ftrace_text.render_events(inst, [(buf, ev) for ev in stream]))
         assert shapes(parse(text)) == [
             (0, "wl_fact() {"),
             (0, "} /* wl_leaf */"),
@@ -884,7 +884,7 @@ def test_pairing_survives_lost_events() -> None:
             (0, "}"),
         ]
         # another tracer reading these events renders each one on its own
-        alone = [ftrace_text.RENDERERS[ev[2]](inst, buf, ev) for ev in stream[:2]]
+        alone = [ftrace_text.render_one(buf, ev, ftrace_text.context(inst)) for ev in stream[:2]]
         assert [ln.shape for ln in parse("".join(alone))] == [
             (0, "wl_fact() {"), (0, "} /* wl_leaf */")]
     finally:

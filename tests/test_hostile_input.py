@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import FakeThread, event_text
 
 from fntrace import cli
+from fntrace.analysis.replay import RecordedFunction
 from fntrace.formats import tracefile
 from fntrace.formats.tracefile import (
     MAX_DEPTH,
@@ -37,19 +39,20 @@ COMMANDS = (["info"], ["replay"], ["report"], ["dump", "--chrome", "-"],
 
 # -- a known file, and the tools to rewrite it with correct checksums --------------
 
-def _events(chunk: int) -> list[tuple[Any, ...]]:
-    """One chunk's events: two threads, every kind, nesting two deep."""
-    out: list[tuple[Any, ...]] = []
+def _events(chunk: int) -> list[tuple[Any, tuple[Any, ...]]]:
+    """One chunk's (thread, ring event) pairs: two threads, every kind, nesting two deep."""
+    out: list[tuple[Any, tuple[Any, ...]]] = []
     ts = 1_000 + chunk * 1_000
+    outer, inner, leaf = (RecordedFunction(n, 0) for n in ("m:outer", "m:inner", "m:leaf"))
     for tid, name in ((11, "MainThread"), (12, "worker-0")):
-        row = (tid, name, tid - 11, "M." if tid == 11 else "..", 0)
-        out.append((*row, "entry", ts, "start", "m:outer", 0, 0, "x=1"))
-        out.append((*row, "entry", ts + 10, "start", "m:inner", 0, 1, None))
-        out.append((*row, "exit", ts + 20, "return", "m:inner", 0, 1, 10, "2"))
-        out.append((*row, "exit", ts + 30, "return", "m:outer", 0, 0, 30, None))
-        out.append((*row, "marker", ts + 40, "", f"mark {chunk}"))
-        out.append((*row, "call", ts + 50, "start", "m:leaf", 0, "m:outer", "y=3"))
-        out.append((*row, "text", ts + 60, "", "a probe line"))
+        t = FakeThread(tid, name, tid - 11, "M." if tid == 11 else "..")
+        out.append((t, (ts, 0, "E", outer, 0, "x=1", "start")))
+        out.append((t, (ts + 10, 0, "E", inner, 1, None, "start")))
+        out.append((t, (ts + 20, 0, "X", inner, 1, 10, "return", "2")))
+        out.append((t, (ts + 30, 0, "X", outer, 0, 30, "return", None)))
+        out.append((t, (ts + 40, 0, "M", f"mark {chunk}")))
+        out.append((t, (ts + 50, 0, "F", leaf, outer, "y=3", "start")))
+        out.append((t, (ts + 60, 0, "~", "a probe line")))
     return out
 
 
@@ -65,7 +68,7 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     path = tmp_path_factory.mktemp("hostile") / "good.dat"
     writer = TraceWriter(str(path), HEADER)
     for chunk in range(3):
-        writer.write_events(_events(chunk))
+        writer.write_events(_events(chunk), event_text)
     writer.finish(9_000, {"lost": {}})
     return path.read_bytes()
 

@@ -12,11 +12,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import default_sigint, needs_subprocess
+from helpers import FakeThread, default_sigint, event_text, needs_subprocess
 
-from fntrace.analysis.replay import render
+from fntrace.analysis.replay import RecordedFunction, lines
 from fntrace.formats.tracefile import TraceWriter, open_trace
-from fntrace.recording.recorder import to_wevent
+from fntrace.recording.recorder import InstanceText
 from fntrace.tracing.instance import Instance
 
 ROOT = str(Path(__file__).resolve().parent.parent)
@@ -249,6 +249,11 @@ def test_truncated_file_replays_with_warning(tmp_path: Path) -> None:
     assert "status:      truncated or corrupt" in info.stdout
 
 
+MAIN = FakeThread(7, "MainThread", 0, "M.")
+LEAF = RecordedFunction("__main__:leaf", 0)
+MODULE = RecordedFunction("__main__:<module>", 0)
+
+
 @needs_subprocess
 def test_corrupt_chunk_is_reported_and_skipped(tmp_path: Path) -> None:
     # Three chunks of ten calls, written directly: how a recording splits into chunks
@@ -256,9 +261,8 @@ def test_corrupt_chunk_is_reported_and_skipped(tmp_path: Path) -> None:
     out = tmp_path / "t.dat"
     writer = TraceWriter(str(out), {"pid": 1, "tracer": "function", "start_ts": 0})
     for chunk in range(3):
-        writer.write_events([(7, "MainThread", 0, "M.", 0, "call", chunk * 100 + i, "start",
-                              "__main__:leaf", 0, "__main__:<module>", None)
-                             for i in range(10)])
+        writer.write_events([(MAIN, (chunk * 100 + i, 0, "F", LEAF, MODULE, None, "start"))
+                             for i in range(10)], event_text)
     writer.finish(1000)
     good = open_trace(str(out))
     assert good.problems == [] and len(good._chunks) == 3 and good.events == 30
@@ -352,12 +356,12 @@ def test_replay_matches_live_trace(tmp_path: Path, tracer: str, opts: dict[str, 
         path = tmp_path / "t.dat"
         writer = TraceWriter(str(path), {"pid": os.getpid(), "tracer": tracer,
                                          "options": {"instance_options": dict(inst.options)}})
-        writer.write_events(to_wevent(inst, buf, ev) for buf, ev in inst.rb.live.merged())
+        writer.write_events(inst.rb.live.merged(), InstanceText(inst).one)
         writer.finish(0)
     finally:
         inst.close()
     tf = open_trace(str(path))
-    text, _ = render([tf], tf.records())
+    text = "".join(lines([tf], tf.records(), tf.events))
     assert text == live
     assert "leaf" in live and "hello" in live
 

@@ -674,10 +674,12 @@ def test_encoded_chunk_is_byte_identical(monkeypatch: pytest.MonkeyPatch,
         pb = b._consume_py()
         wa = tracefile.TraceWriter(str(tmp_path / f"a{i}.dat"), header, compress=False)
         wb = tracefile.TraceWriter(str(tmp_path / f"b{i}.dat"), header, compress=False)
-        payload, n, _ = built.encode_buffers(a.buffers(), functools.partial(recorder._other, inst),
-                                             tracefile.EVENT_CODES)
+        text = recorder.InstanceText(inst)
+        payload, n, _ = built.encode_buffers(
+            a.buffers(), functools.partial(tracefile.stored_text, text_of=text.one),
+            tracefile.EVENT_CODES)
         assert wa.write_payload(payload, n) == len(pb)
-        assert wb.write_events(recorder.to_wevent(inst, buf, ev) for buf, ev in pb) == len(pb)
+        assert wb.write_events(pb, text.one) == len(pb)
         wa.close()
         wb.close()
         assert (tmp_path / f"a{i}.dat").read_bytes() == (tmp_path / f"b{i}.dat").read_bytes()
@@ -739,7 +741,7 @@ def test_default_clock_is_local() -> None:
 def test_encode_buffers_matches_the_python_writer(tmp_path: Any, tracer: str,
                                                   options: dict[str, int]) -> None:
     """The one-pass writer (packed events encoded without tuples) against
-    write_events(to_wevent(...)) of the same events in consume() order."""
+    write_events(...) of the same events in consume() order."""
     from fntrace.formats import tracefile
     from fntrace.recording import recorder
 
@@ -752,11 +754,11 @@ def test_encode_buffers_matches_the_python_writer(tmp_path: Any, tracer: str,
         n_events = sum(len(b.events) for b in bufs.buffers())
         wa = tracefile.TraceWriter(str(tmp_path / "a.dat"), {"p": 1}, compress=False)
         wb = tracefile.TraceWriter(str(tmp_path / "b.dat"), {"p": 1}, compress=False)
-        assert wb.write_events(recorder.to_wevent(inst, buf, ev) for buf, ev in expected) \
-            == n_events
-        payload, n, tids = built.encode_buffers(bufs.buffers(),
-                                                functools.partial(recorder._other, inst),
-                                                tracefile.EVENT_CODES)
+        text = recorder.InstanceText(inst)
+        assert wb.write_events(expected, text.one) == n_events
+        payload, n, tids = built.encode_buffers(
+            bufs.buffers(), functools.partial(tracefile.stored_text, text_of=text.one),
+            tracefile.EVENT_CODES)
         assert n == n_events > 100
         wa.write_payload(payload, n)
         wa.close()

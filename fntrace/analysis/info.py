@@ -6,8 +6,7 @@ import datetime
 import os
 from collections import Counter
 
-from fntrace.formats.flush import FLUSH_INTERVAL
-from fntrace.formats.tracefile import TraceFile, exit_status
+from fntrace.formats.tracefile import FLUSH_INTERVAL, TraceFile, exit_status
 
 __all__ = ["describe", "info"]
 

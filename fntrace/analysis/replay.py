@@ -1,24 +1,26 @@
 """``fntrace replay FILE``: a recorded trace as the live ``trace`` file shows it.
 
-Records are turned back into ring-buffer events (with light stand-ins for
-Function objects) and rendered by the recorded tracer's own renderer through
-a throwaway instance carrying the recorded options, so the text is the live
-format by construction.  Filters (-F/-N, with set_ftrace_filter semantics:
-only matching functions), depth, time range and threads apply at read time.
-Several processes (files of ``--follow``) are merged and each line is
-labelled with its pid.
+Records are turned back into the ring events they were recorded from (each
+function a ``RecordedFunction``: its name and flags) and rendered by the
+renderers of their kinds (fntrace/tracing/ftrace_text.py) with the recorded
+options, so the text is the live format by construction; no instance and no
+tracer are involved.  Lines are written as they are rendered: the output
+starts before the last record is read.  Filters (-F/-N, with
+set_ftrace_filter semantics: only matching functions), depth, time range and
+threads apply at read time.  Several processes (files of ``--follow``) are
+merged and each line is labelled with the pid of the process that wrote its
+event.
 """
 
 from __future__ import annotations
 
-import re
 import sys
-import types
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from fntrace.analysis.reading import open_files, progress
+from fntrace.core.events import CALL, ENTRY, EXIT, MARKER, TEXT
 from fntrace.core.filter import Filter, parse
 from fntrace.formats.tracefile import (
     Record,
@@ -27,17 +29,10 @@ from fntrace.formats.tracefile import (
     merged_records,
 )
 from fntrace.tracing import ftrace_text
-from fntrace.tracing.ring_buffer import BufferSet, ThreadBuffer
+from fntrace.tracing.instance import OPTIONS
 
-__all__ = ["ReplayOptions", "render", "replay"]
-
-TEXT = "~"  # (ts, size, "~", rendered line): a line recorded already rendered
-
-def _render_text(inst: Any, buf: ThreadBuffer, ev: tuple[Any, ...]) -> str:
-    return str(ev[3]) + "\n"
-
-
-ftrace_text.RENDERERS[TEXT] = _render_text
+__all__ = ["RecordedFunction", "RecordedThread", "ReplayOptions", "count", "event_of", "lines",
+           "replay", "select"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +51,7 @@ class ReplayOptions:
     output: str | None = None
 
 
-class StandIn:
+class RecordedFunction:
     """What the renderers read of a Function: ``name``, ``module``, ``qualname``, flags."""
 
     __slots__ = ("code", "module", "name", "qualname")
@@ -64,7 +59,43 @@ class StandIn:
     def __init__(self, name: str, flags: int) -> None:
         self.name = name
         self.module, _, self.qualname = name.partition(":")
-        self.code = types.SimpleNamespace(co_flags=flags)
+        self.code = _Code(flags)
+
+
+class _Code:
+    __slots__ = ("co_flags",)
+
+    def __init__(self, flags: int) -> None:
+        self.co_flags = flags
+
+
+class RecordedThread:
+    """What the renderers read of a thread (as of a ThreadBuffer), and its process."""
+
+    __slots__ = ("cpu", "name", "pid", "thread_flags", "tid")
+
+    def __init__(self, pid: int, tid: int, name: str, cpu: int, flags: str) -> None:
+        self.pid = pid
+        self.tid = tid
+        self.name = name
+        self.cpu = cpu
+        self.thread_flags = flags
+
+
+def _isatty(out: Any) -> bool:
+    try:
+        return bool(out.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def count(files: list[TraceFile], ns: ReplayOptions, start: int) -> int:
+    """How many records the read-time options keep (the header's count, written
+    before them): every record when no option selects, else a pass of its own."""
+    if not (ns.filter or ns.notrace or ns.thread or ns.depth is not None
+            or ns.since is not None or ns.until is not None):
+        return sum(tf.events for tf in files)
+    return sum(1 for _ in select(merged_records(files), ns, start))
 
 
 def select(records: Iterable[Record], ns: ReplayOptions, start: int) -> Iterator[Record]:
@@ -91,88 +122,72 @@ def select(records: Iterable[Record], ns: ReplayOptions, start: int) -> Iterator
         yield rec
 
 
-def render(files: list[TraceFile], records: Iterable[Record]) -> tuple[str, dict[int, int]]:
-    """The trace text of ``records`` and, when several processes, cpu -> pid."""
-    from fntrace.tracing import tracers
-    from fntrace.tracing.instance import Instance
+class Functions(dict[tuple[str, int], RecordedFunction]):
+    """One RecordedFunction per (name, flags): the renderers pair an exit with its
+    entry by identity, as the live ones pair Function objects."""
 
-    first = files[0]
-    header = first.header
+    def __missing__(self, key: tuple[str, int]) -> RecordedFunction:
+        fn = self[key] = RecordedFunction(*key)
+        return fn
+
+
+def event_of(rec: Record, funcs: Functions) -> tuple[Any, ...]:
+    """The ring event ``rec`` was recorded from (the tuple fntrace/core/events.py
+    declares for its kind; a size of 0: nothing accounts it any more)."""
+    kind = rec.kind
+    if kind == CALL.record:
+        return (rec.ts, 0, CALL.tag, funcs[rec.func, rec.code_flags],
+                funcs[rec.parent, 0] if rec.parent is not None else None, rec.args, rec.event)
+    if kind == ENTRY.record:
+        return (rec.ts, 0, ENTRY.tag, funcs[rec.func, rec.code_flags], rec.depth, rec.args,
+                rec.event)
+    if kind == EXIT.record:
+        return (rec.ts, 0, EXIT.tag, funcs[rec.func, rec.code_flags], rec.depth,
+                rec.duration or 0, rec.event, rec.value)
+    if kind == MARKER.record:
+        return (rec.ts, 0, MARKER.tag, rec.text)
+    return (rec.ts, 0, TEXT.tag, rec.text)
+
+
+def threads(files: list[TraceFile]) -> dict[tuple[int, int], RecordedThread]:
+    """Every thread of the files by (pid, tid); several files number their CPUs anew."""
     many = len(files) > 1
-    bufs = BufferSet(1, True)
-    by_key: dict[tuple[int, int], ThreadBuffer] = {}
-    cpu_pid: dict[int, int] = {}
+    out: dict[tuple[int, int], RecordedThread] = {}
     for tf in files:
         for key, info in sorted(tf.threads.items(), key=lambda kv: kv[1].cpu):
-            cpu = len(by_key) if many else info.cpu
-            buf = ThreadBuffer(info.tid, info.name, cpu, 0, True, info.flags)
-            buf.overrun = tf.lost.get(key, 0)
-            by_key[key] = buf
-            bufs.by_tid[len(by_key) if many else info.tid] = buf
-            cpu_pid[cpu] = info.pid
-    funcs: dict[tuple[str, int], StandIn] = {}
-
-    def fn(name: str, flags: int) -> StandIn:
-        key = (name, flags)
-        found = funcs.get(key)
-        if found is None:
-            found = funcs[key] = StandIn(name, flags)
-        return found
-
-    for rec in records:
-        found = by_key.get((rec.pid, rec.tid))
-        if found is None:
-            continue
-        buf = found
-        ev: tuple[Any, ...]
-        if rec.kind == "call":
-            ev = (rec.ts, 0, "F", fn(rec.func, rec.code_flags),
-                  fn(rec.parent, 0) if rec.parent is not None else None, rec.args, rec.event)
-        elif rec.kind == "entry":
-            ev = (rec.ts, 0, "E", fn(rec.func, rec.code_flags), rec.depth, rec.args,
-                  rec.event)
-        elif rec.kind == "exit":
-            ev = (rec.ts, 0, "X", fn(rec.func, rec.code_flags), rec.depth, rec.duration or 0,
-                  rec.event, rec.value)
-        elif rec.kind == "marker":
-            ev = (rec.ts, 0, ftrace_text.MARKER, rec.text)
-        else:
-            ev = (rec.ts, 0, TEXT, rec.text)
-        buf.events.append(ev)
-    for buf in by_key.values():
-        buf.written = len(buf.events) + buf.overrun
-    inst = Instance("replay")
-    try:
-        saved = header.get("options", {}).get("instance_options", {})
-        for name, value in saved.items():
-            if name in inst.options:
-                inst.options[name] = int(value)
-        inst.rb.live = bufs
-        cls = tracers.get(str(header.get("tracer", "function")))
-        inst.tracer = cls(inst) if cls is not None else None  # rendering only, never started
-        text = ftrace_text.render_trace(inst, bufs)
-    finally:
-        inst.tracer = None
-        inst.close()
-    return text, (cpu_pid if many else {})
+            cpu = len(out) if many else info.cpu
+            out[key] = RecordedThread(info.pid, info.tid, info.name, cpu, info.flags)
+    return out
 
 
-_GRAPH_CPU = re.compile(r"^(?:\s*\d+\.\d+ \|  )?\s*(\d+)\) ")
-_FUNC_CPU = re.compile(r"^.{16}-\d+\s*\[(\d+)\]")
-
-
-def label_pids(text: str, cpu_pid: dict[int, int]) -> Iterator[str]:
-    """Each line prefixed by its process id (header lines and continuations follow)."""
-    width = max(len(str(p)) for p in cpu_pid.values())
-    current = " " * width
-    for line in text.splitlines(keepends=True):
-        if line.startswith("#"):
-            yield f"#{' ' * width} {line[1:]}" if line.strip() != "#" else line
-            continue
-        m = _FUNC_CPU.match(line) or _GRAPH_CPU.match(line)
-        if m is not None and int(m.group(1)) in cpu_pid:
-            current = f"{cpu_pid[int(m.group(1))]:>{width}}"
-        yield f"{current} {line}"
+def lines(files: list[TraceFile], records: Iterable[Record], entries: int) -> Iterator[str]:
+    """The trace text of ``records`` (``entries`` of them, the header's count), line
+    by line as the records are read; each line labelled with its pid when the
+    files are several processes'."""
+    header = files[0].header
+    by_key = threads(files)
+    lost = sum(tf.lost.get(key, 0) for tf in files for key in tf.threads)
+    options = dict(OPTIONS)
+    saved = header.get("options", {}).get("instance_options", {})
+    for name, value in saved.items():
+        if name in options:
+            options[name] = int(value)
+    tracer = str(header.get("tracer", "function"))
+    ctx = ftrace_text.Context(options, len(by_key))
+    head = ftrace_text.trace_header(tracer, options, entries, entries + lost, len(by_key))
+    funcs = Functions()
+    pairs = ((by_key[rec.pid, rec.tid], event_of(rec, funcs)) for rec in records)
+    if len(files) == 1:
+        yield head
+        yield from ftrace_text.lines(tracer, pairs, ctx)
+        return
+    width = max(len(str(t.pid)) for t in by_key.values())
+    for line in head.splitlines(keepends=True):
+        yield f"#{' ' * width} {line[1:]}" if line.strip() != "#" else line
+    for thread, text in ftrace_text.thread_lines(tracer, pairs, ctx):
+        label = f"{thread.pid:>{width}} "
+        for line in text.splitlines(keepends=True):
+            yield label + line
 
 
 def replay(ns: ReplayOptions) -> int:
@@ -186,14 +201,13 @@ def replay(ns: ReplayOptions) -> int:
         raise SystemExit(f"fntrace replay: {exc}") from None
     files = open_files(ns.file, "replay")
     start = min(tf.start_ts for tf in files)
-    records = progress(merged_records(files), "fntrace replay")
-    text, cpu_pid = render(files, select(records, ns, start))
     out = open(ns.output, "w", encoding="utf-8") if ns.output else sys.stdout
     try:
-        if cpu_pid:
-            out.writelines(label_pids(text, cpu_pid))
-        else:
-            out.write(text)
+        entries = count(files, ns, start)
+        records: Iterable[Record] = merged_records(files)
+        if not _isatty(out):  # on a terminal the lines themselves show the progress
+            records = progress(records, "fntrace replay")
+        out.writelines(lines(files, select(records, ns, start), entries))
         out.flush()
     except BrokenPipeError:
         return 0

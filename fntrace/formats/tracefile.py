@@ -19,13 +19,26 @@ import os
 import re
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
+from fntrace.core import accel as _accel
+from fntrace.core.events import (
+    BY_TAG,
+    CALL,
+    ENTRY,
+    EVENT_CODES,
+    EVENT_NAMES,
+    EXIT,
+    MARKER,
+    RECORD_CODES,
+    RECORD_KINDS,
+    TEXT,
+)
 from fntrace.formats.nesting import too_deep
 
-__all__ = ["SUPPORTED_VERSIONS", "VERSION", "Record", "ThreadInfo", "TraceFile",
+__all__ = ["FLUSH_INTERVAL", "SUPPORTED_VERSIONS", "VERSION", "Record", "ThreadInfo", "TraceFile",
            "TraceFileError", "TraceWriter", "exit_status", "merged_records", "open_trace",
            "open_traces"]
 
@@ -38,16 +51,19 @@ _CHUNK = struct.Struct("<4scII")      # sync, type, payload length, payload crc3
 EVENTS = b"E"       # an event chunk, payload zlib-compressed
 FOOTER = b"Z"       # the clean end: JSON {end_ts, events, lost}
 MAX_CHUNK = 1 << 28
+#: Seconds between two chunks a recording writes (fntrace/recording/recorder.py):
+#: what a SIGKILL (which nothing can catch) loses at most, besides the chunk
+#: being written.
+FLUSH_INTERVAL = 0.1
 
-# Record kinds as stored (3 low bits of an event's first byte).
-KINDS = ("call", "entry", "exit", "marker", "text")
-_KIND_CODE = {k: i for i, k in enumerate(KINDS)}
-# fntrace.Event values (the next 3 bits).
-EVENTS_NAMES = ("", "start", "resume", "throw", "return", "yield", "unwind")
-_EVENT_CODE = {e: i for i, e in enumerate(EVENTS_NAMES)}
+# Record kinds as stored (3 low bits of an event's first byte) and the entry/exit
+# events (the next 3 bits): fntrace/core/events.py declares both.
+KINDS = RECORD_KINDS
+EVENTS_NAMES = EVENT_NAMES
+_EVENT_CODE = EVENT_CODES
 #: The codes, for the C encoder (fntrace/_speedups.c encode_buffers).
-KIND_CODES = _KIND_CODE
-EVENT_CODES = _EVENT_CODE
+KIND_CODES = RECORD_CODES
+_CALL, _ENTRY, _EXIT, _MARKER = CALL.code, ENTRY.code, EXIT.code, MARKER.code
 
 
 class TraceFileError(Exception):
@@ -135,9 +151,46 @@ class _ChunkTables:
         return idx
 
 
-#: One event to write: (tid, thread name, cpu, thread flags, lost so far, kind, ts, ...)
-#: where the rest is per kind, as TraceWriter.write_events documents.
-WEvent = tuple[Any, ...]
+class Thread(Protocol):
+    """What the writer reads of the thread an event came from (a ring's ThreadBuffer)."""
+
+    tid: int
+    name: str
+    cpu: int
+    thread_flags: str
+    overrun: int
+    dropped: int
+
+
+#: The text a kind stored as a line is recorded as: its renderer's, given the
+#: thread and the ring event.
+TextOf = Callable[[Any, tuple[Any, ...]], str]
+
+
+class Render(Protocol):
+    """How the events' text is made (the tracing layer's renderers, by kind)."""
+
+    def one(self, buf: Any, ev: tuple[Any, ...]) -> str:
+        """One event's text."""
+
+    def lines(self, pairs: list[tuple[Any, tuple[Any, ...]]]) -> Iterable[str]:
+        """A batch's lines, as trace_pipe shows them."""
+
+_C = CALL.at
+_E = ENTRY.at
+_X = EXIT.at
+_M = MARKER.at
+_NC, _NE, _NX = len(CALL.fields), len(ENTRY.fields), len(EXIT.fields)
+
+
+def stored_text(buf: Any, ev: tuple[Any, ...], text_of: TextOf) -> tuple[int, str]:
+    """(record code, text) of a ring event the file stores as a line: a marker's
+    text, or what the renderer of its kind makes of it (one line per line)."""
+    kind = BY_TAG.get(ev[2])
+    if kind is MARKER:
+        return _MARKER, str(ev[_M.text])
+    text = text_of(buf, ev) if kind is not None else f"<event {ev[2]}>\n"
+    return TEXT.code, text.rstrip("\n")
 
 
 class TraceWriter:
@@ -165,44 +218,89 @@ class TraceWriter:
     def _chunk(self, kind: bytes, payload: bytes) -> None:
         self._write(_CHUNK.pack(SYNC, kind, len(payload), zlib.crc32(payload)) + payload)
 
-    def write_events(self, events: Iterable[WEvent]) -> int:
-        """Encode and write one chunk; returns the number of events in it.
+    def write_events(self, pairs: Iterable[tuple[Thread, tuple[Any, ...]]],
+                     text_of: TextOf) -> int:
+        """Encode (thread, ring event) pairs as one chunk and write it; returns the
+        number of events in it.
 
-        Each event is ``(tid, tname, cpu, tflags, lost, kind, ts, event, *rest)``
-        with rest, per kind: call ``(func, flags, parent or None, args)``; entry
-        ``(func, flags, depth, args)``; exit ``(func, flags, depth, duration,
-        value)``; marker and text ``(text,)``.
+        The ring events are read by the schema's field names; calls, entries,
+        exits and markers are stored field by field, every other kind as the
+        line ``text_of`` renders (fntrace/_speedups.c encode_buffers makes the
+        same bytes from the same events).
         """
         tables = _ChunkTables()
         body = bytearray()
         last_ts: dict[int, int] = {}
         n = 0
-        for ev in events:
-            tid, tname, cpu, tflags, lost, kind, ts, event = ev[:8]
-            rest = ev[8:]
-            t = tables.thread(tid, tname, cpu, tflags, lost)
-            code = _KIND_CODE[kind]
+        for buf, ev in pairs:
+            t = tables.thread(buf.tid, buf.name, buf.cpu, buf.thread_flags,
+                              buf.overrun + buf.dropped)
+            tag = ev[2]
+            kind = BY_TAG.get(tag)
+            if kind is CALL and len(ev) == _NC:
+                code, event = _CALL, ev[_C.event]
+            elif kind is ENTRY and len(ev) == _NE:
+                code, event = _ENTRY, ev[_E.event]
+            elif kind is EXIT and len(ev) == _NX:
+                code, event = _EXIT, ev[_X.event]
+            else:
+                code, text = stored_text(buf, ev, text_of)
+                event = ""
             body.append(code | (_EVENT_CODE.get(event, 0) << 3))
             _uvarint(body, t)
+            ts = ev[0]
             _uvarint(body, _zigzag(ts - last_ts.get(t, 0)))
             last_ts[t] = ts
-            if code == 0:    # call
-                _uvarint(body, tables.fid(rest[0], rest[1]))
-                _uvarint(body, 0 if rest[2] is None else tables.fid(rest[2], 0) + 1)
-                _uvarint(body, tables.opt(rest[3]))
-            elif code == 1:  # entry
-                _uvarint(body, tables.fid(rest[0], rest[1]))
-                _uvarint(body, rest[2])
-                _uvarint(body, tables.opt(rest[3]))
-            elif code == 2:  # exit
-                _uvarint(body, tables.fid(rest[0], rest[1]))
-                _uvarint(body, rest[2])
-                _uvarint(body, max(rest[3], 0))
-                _uvarint(body, tables.opt(rest[4]))
+            if code == _CALL:
+                ip = ev[_C.ip]
+                parent = ev[_C.parent]
+                _uvarint(body, tables.fid(ip.name, ip.code.co_flags))
+                _uvarint(body, 0 if parent is None else tables.fid(parent.name, 0) + 1)
+                _uvarint(body, tables.opt(ev[_C.args]))
+            elif code == _ENTRY:
+                fn = ev[_E.fn]
+                _uvarint(body, tables.fid(fn.name, fn.code.co_flags))
+                _uvarint(body, ev[_E.depth])
+                _uvarint(body, tables.opt(ev[_E.args]))
+            elif code == _EXIT:
+                fn = ev[_X.fn]
+                _uvarint(body, tables.fid(fn.name, fn.code.co_flags))
+                _uvarint(body, ev[_X.depth])
+                _uvarint(body, max(ev[_X.duration], 0))
+                _uvarint(body, tables.opt(ev[_X.value]))
             else:
-                _uvarint(body, tables.sid(rest[0]))
+                _uvarint(body, tables.sid(text))
             n += 1
         return self.write_table_chunk(tables, body, n)
+
+    def take(self, bufs: Any, render: Render) -> tuple[int, set[int]]:
+        """Consume every event now in ``bufs`` (a ring's BufferSet) into one chunk:
+        (events written, tids of the threads they came from).
+
+        With the C extension the buffers are consumed and encoded in one pass,
+        without a tuple per event (fntrace/_speedups.c encode_buffers: the same
+        bytes as write_events); a kind it does not store field by field comes
+        back here for its text (``stored_text``).
+        """
+        speedups = _accel.speedups
+        if speedups is not None:
+            with bufs.lock:
+                payload, n, tids = speedups.encode_buffers(
+                    bufs.buffers(), lambda buf, ev: stored_text(buf, ev, render.one),
+                    EVENT_CODES)
+            if n:
+                self.write_payload(payload, n)
+            return n, set(tids)
+        pairs = bufs.consume()
+        return self.write_events(pairs, render.one), {buf.tid for buf, _ in pairs}
+
+    def let_go(self) -> None:
+        """In a forked child: the parent's file is the parent's.  Nothing more is
+        written to it from here; this process's copy of its descriptor is closed
+        (unbuffered: closing writes nothing), so no ResourceWarning or stray fd."""
+        if not self.closed:
+            self.closed = True
+            self.f.close()
 
     def write_lost(self, threads: Iterable[tuple[int, str, int, str, int]]) -> None:
         """A chunk with thread rows only (lost counters changed, no events)."""
@@ -403,7 +501,7 @@ def _decode(chunk: _Chunk, pid: int, out: list[Record]) -> None:
             ts = last_ts[t] + _unzigzag(delta)
             last_ts[t] = ts
             tid = threads[t][0]
-            if code == 0:
+            if code == _CALL:
                 f, pos = rd(data, pos)
                 p, pos = rd(data, pos)
                 a, pos = rd(data, pos)
@@ -411,7 +509,7 @@ def _decode(chunk: _Chunk, pid: int, out: list[Record]) -> None:
                 out.append(Record("call", pid, tid, ts, name,
                                   funcs[p - 1][0] if p else None, 0, event,
                                   strings[a - 1] if a else None, None, None, None, flags))
-            elif code == 1:
+            elif code == _ENTRY:
                 f, pos = rd(data, pos)
                 depth, pos = rd(data, pos)
                 a, pos = rd(data, pos)
@@ -420,7 +518,7 @@ def _decode(chunk: _Chunk, pid: int, out: list[Record]) -> None:
                 name, flags = funcs[f]
                 out.append(Record("entry", pid, tid, ts, name, None, depth, event,
                                   strings[a - 1] if a else None, None, None, None, flags))
-            elif code == 2:
+            elif code == _EXIT:
                 f, pos = rd(data, pos)
                 depth, pos = rd(data, pos)
                 dur, pos = rd(data, pos)

@@ -18,23 +18,20 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
-from fntrace.core import accel as _accel
 from fntrace.core import forksafe
 from fntrace.core.oscaps import native_id, thread_native_id
-from fntrace.formats import tracefile
-from fntrace.formats.flush import FLUSH_INTERVAL
-from fntrace.formats.tracefile import TraceWriter, WEvent
+from fntrace.formats.tracefile import FLUSH_INTERVAL, Render, TraceWriter
 from fntrace.tracing import ftrace_text
 from fntrace.tracing.ring_buffer import UNKNOWN_NAME, BufferSet
 
 if TYPE_CHECKING:
     from fntrace.tracing.instance import Instance
-    from fntrace.tracing.ring_buffer import ThreadBuffer
 
-__all__ = ["FLUSH_INTERVAL", "Recorder", "fix_names", "mute", "to_wevent", "unmute"]
+__all__ = ["FLUSH_INTERVAL", "InstanceText", "Recorder", "Sink", "TextSink", "fix_names",
+           "mute", "unmute"]
 
 
 
@@ -47,33 +44,36 @@ def unmute(inst: Instance, tid: int) -> None:
     inst.write("set_ftrace_notrace_pid", " ".join(str(t) for t in inst.notrace_pids if t != tid))
 
 
-def to_wevent(inst: Instance, buf: ThreadBuffer, ev: tuple[Any, ...]) -> WEvent:
-    """A ring-buffer event as the writer's tuple (other kinds rendered to text now)."""
-    lost = buf.overrun + buf.dropped
-    head = (buf.tid, buf.name, buf.cpu, buf.thread_flags, lost)
-    kind = ev[2]
-    ts = ev[0]
-    if kind == "F":
-        _, _, _, ip, parent, args, event = ev
-        return (*head, "call", ts, event, ip.name, ip.code.co_flags,
-                parent.name if parent is not None else None, args)
-    if kind == "E":
-        _, _, _, fn, depth, args, event = ev
-        return (*head, "entry", ts, event, fn.name, fn.code.co_flags, depth, args)
-    if kind == "X":
-        _, _, _, fn, depth, duration, event, value = ev
-        return (*head, "exit", ts, event, fn.name, fn.code.co_flags, depth, duration, value)
-    if kind == ftrace_text.MARKER:
-        return (*head, "marker", ts, "", str(ev[3]))
-    render = ftrace_text.RENDERERS.get(kind)
-    text = render(inst, buf, ev) if render is not None else f"<event {kind}>\n"
-    return (*head, "text", ts, "", text.rstrip("\n"))
+class Sink(Protocol):
+    """Where a recording goes: the trace file (``TraceWriter``, fntrace record) or
+    text (``TextSink``, fntrace run).  The recorder calls these and nothing else."""
+
+    closed: bool
+
+    def take(self, bufs: BufferSet, render: Render) -> tuple[int, set[int]]:
+        """Consume the events now in ``bufs`` and write them: (events, tids seen)."""
+
+    def write_lost(self, rows: Iterable[tuple[int, str, int, str, int]]) -> None:
+        """Threads (tid, name, cpu, flags, lost) whose lost count changed, no event."""
+
+    def finish(self, end_ts: int, extra: dict[str, Any]) -> None:
+        """The end: what the sink says of a complete recording."""
+
+    def let_go(self) -> None:
+        """In a forked child: write nothing more, release what is the parent's."""
 
 
-def _other(inst: Instance, buf: ThreadBuffer, ev: tuple[Any, ...]) -> tuple[int, str]:
-    """(kind code, text) of an event the C encoder does not know (markers, text)."""
-    w = to_wevent(inst, buf, ev)
-    return tracefile.KIND_CODES[w[5]], w[8]
+class InstanceText:
+    """An instance's renderers, as the sinks ask for text (``Render``)."""
+
+    def __init__(self, inst: Instance) -> None:
+        self.inst = inst
+
+    def one(self, buf: Any, ev: tuple[Any, ...]) -> str:
+        return ftrace_text.render_one(buf, ev, ftrace_text.context(self.inst))
+
+    def lines(self, pairs: list[tuple[Any, tuple[Any, ...]]]) -> Iterable[str]:
+        return ftrace_text.render_events(self.inst, pairs)
 
 
 def header_for(inst: Instance, argv: list[str], options: dict[str, Any]) -> dict[str, Any]:
@@ -118,13 +118,17 @@ class TextSink:
         self.out = out
         self.closed = False
 
-    def write_pairs(self, inst: Instance, pairs: list[tuple[ThreadBuffer, Any]]) -> int:
+    def take(self, bufs: BufferSet, render: Render) -> tuple[int, set[int]]:
+        pairs = bufs.consume()
         if pairs:
-            self._write("".join(ftrace_text.render_events(inst, pairs)))
-        return len(pairs)
+            self._write("".join(render.lines(pairs)))
+        return len(pairs), {buf.tid for buf, _ in pairs}
 
-    def write_lost(self, rows: Any) -> None:
-        return None
+    def write_lost(self, rows: Iterable[tuple[int, str, int, str, int]]) -> None:
+        return None  # the text says what was lost at the end (finish)
+
+    def let_go(self) -> None:
+        self.closed = True  # the program's stream, not ours to close
 
     def _write(self, text: str) -> None:
         """Write and flush; a reader that went away (``fntrace run ... | head``) ends
@@ -141,8 +145,8 @@ class TextSink:
             except (AttributeError, OSError, ValueError):
                 pass
 
-    def finish(self, end_ts: int, stats: dict[str, Any]) -> None:
-        lost = sum(stats.get("lost", {}).values())
+    def finish(self, end_ts: int, extra: dict[str, Any]) -> None:
+        lost = sum(extra.get("lost", {}).values())
         if not self.closed:
             self._write(f"# fntrace: {lost} events lost (buffers overwritten)\n" if lost else "")
         self.closed = True
@@ -158,13 +162,14 @@ class Recorder:
     """
 
     def __init__(self, inst: Instance, path: str, header: dict[str, Any],
-                 interval: float = FLUSH_INTERVAL, writer: Any = None) -> None:
+                 interval: float = FLUSH_INTERVAL, writer: Sink | None = None) -> None:
         self.inst = inst
         self.path = path
         self.interval = interval
         self.header = header
         # The sink: a TraceWriter (record), or a TextSink (run: the trace as text).
-        self.writer = writer if writer is not None else TraceWriter(path, header)
+        self.writer: Sink = writer if writer is not None else TraceWriter(path, header)
+        self.render = InstanceText(inst)
         self.lost_seen: dict[int, int] = {}
         self.writer_tid = -1
         # Why the file stopped growing (a full disk...): said once, then nothing
@@ -308,35 +313,13 @@ class Recorder:
     def _write_batch(self) -> int:
         if self.writer.closed:
             return 0
-        inst = self.inst
-        bufs = inst.rb.live
+        bufs = self.inst.rb.live
         fix_names(bufs)
-        speedups = _accel.speedups
-        if speedups is not None and not isinstance(self.writer, TextSink):
-            # The same chunk in one pass in C: the buffers consumed and their
-            # events encoded without a tuple each (to_wevent only for markers
-            # and the events other tracers render as text).
-            with bufs.lock:
-                payload, n, tids = speedups.encode_buffers(
-                    bufs.buffers(), lambda buf, ev: _other(inst, buf, ev),
-                    tracefile.EVENT_CODES)
-            if n:
-                try:
-                    self.writer.write_payload(payload, n)
-                except OSError as exc:
-                    self._failure(exc)
-                    return 0
-            seen = set(tids)
-        else:
-            pairs = bufs.consume()
-            if isinstance(self.writer, TextSink):
-                return self.writer.write_pairs(inst, pairs)
-            try:
-                n = self.writer.write_events(to_wevent(inst, buf, ev) for buf, ev in pairs)
-            except OSError as exc:
-                self._failure(exc)
-                return 0
-            seen = {buf.tid for buf, _ in pairs}
+        try:
+            n, seen = self.writer.take(bufs, self.render)
+        except OSError as exc:
+            self._failure(exc)
+            return 0
         changed = []
         for buf in bufs.buffers():
             lost = buf.overrun + buf.dropped
@@ -421,12 +404,7 @@ class Recorder:
         """In a forked child: the parent's file is the parent's.  Nothing more is
         written to it from here; this process's copy of its descriptor is closed
         (unbuffered: closing writes nothing), so no ResourceWarning or stray fd."""
-        writer = self.writer
-        if isinstance(writer, TraceWriter) and not writer.closed:
-            writer.closed = True
-            writer.f.close()
-        else:
-            writer.closed = True  # run's text sink: the program's stream, not ours to close
+        self.writer.let_go()
 
     def restart_in_child(self, path: str, header: dict[str, Any]) -> None:
         """In a followed forked child: a fresh buffer, file and writer thread.

@@ -1,9 +1,13 @@
-"""The kernel's text formats for the trace and trace_pipe files.
+"""The kernel's text formats for the trace and trace_pipe files, by event kind.
 
-Events in the ring buffer are tuples ``(ts, size, kind, *payload)``; this
-module renders them.  Each tracer module registers a renderer for the kinds
-it writes (``RENDERERS[kind] = fn``) and the header of its trace file
-(``HEADERS[tracer_name] = fn``), as each kernel tracer has its print_line.
+Events are the ring tuples of fntrace/core/events.py.  Each kind of the schema
+has one renderer here, a function of (thread, event, context) where the
+context is the options and the number of threads: no instance and no tracer,
+so a recorded file renders exactly as the live buffer does.  The table
+``RENDERERS`` names every kind explicitly (a test checks none is missing), as
+``HEADERS`` names the tracers with a header of their own.  function_graph
+renders a stream, not single events (a call whose exit follows its entry is
+one leaf line): fntrace/tracing/graph_text.py.
 
 The common line prefix is the kernel's ``TASK-PID [CPU] FLAGS TIMESTAMP:``
 with TASK the thread name, PID the thread's native id and CPU a stable small
@@ -21,24 +25,39 @@ characters, replace the kernel's irq/preempt flags (meaningless here):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from fntrace.core import events
 from fntrace.core.flags import Event
+from fntrace.tracing.graph_text import GraphText, Thread
+from fntrace.tracing.graph_text import header as graph_header
 
 if TYPE_CHECKING:
     from fntrace.tracing.instance import Instance
-    from fntrace.tracing.ring_buffer import BufferSet, ThreadBuffer
+    from fntrace.tracing.ring_buffer import BufferSet
 
-__all__ = ["HEADERS", "MARKER", "RENDERERS", "STACK", "code_flag", "prefix", "render_events",
-           "render_trace"]
+__all__ = ["HEADERS", "MARKER", "RENDERERS", "STACK", "Context", "code_flag", "context", "lines",
+           "prefix", "render_events", "render_one", "render_trace", "thread_lines",
+           "trace_header"]
 
-MARKER = "M"   # (ts, size, "M", text)
-STACK = "K"    # (ts, size, "K", (frame line, ...))
+MARKER = events.MARKER.tag
+STACK = events.STACK.tag
 
-Renderer = Callable[["Instance", "ThreadBuffer", tuple[Any, ...]], str]
-RENDERERS: dict[str, Renderer] = {}
-HEADERS: dict[str, Callable[[Instance], str]] = {}
+Ev = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What rendering reads besides the events: the options, and the number of
+    threads (function_graph's CPU column is as wide as the largest index)."""
+
+    options: Mapping[str, int]
+    nthreads: int
+
+
+Renderer = Callable[[Thread, Ev, Context], str]
 
 _RESUME_FLAG = {Event.START: ".", Event.RESUME: "r", Event.THROW: "t"}
 
@@ -53,31 +72,120 @@ def code_flag(flags: int) -> str:
     return "."
 
 
-def prefix(buf: ThreadBuffer, ts: int, code_flags: int = 0, event: str = Event.START) -> str:
+def prefix(buf: Thread, ts: int, code_flags: int = 0, event: str = Event.START) -> str:
     flags = f"{buf.thread_flags}{code_flag(code_flags)}{_RESUME_FLAG.get(event, '.')}."
     return f"{buf.name[-16:]:>16}-{buf.tid:<7} [{buf.cpu:03d}] {flags} {ts / 1e9:12.6f}: "
 
 
-def _marker(inst: Instance, buf: ThreadBuffer, ev: tuple[Any, ...]) -> str:
-    return f"{prefix(buf, ev[0])}tracing_mark_write: {ev[3]}\n"
+# -- one renderer per kind ---------------------------------------------------------
+_C = events.CALL.at
+_MK = events.MARKER.at
+_K = events.STACK.at
+_J = events.FAIL.at
+_P = events.PROBE.at
+_T = events.TEXT.at
 
 
-def _stack(inst: Instance, buf: ThreadBuffer, ev: tuple[Any, ...]) -> str:
-    head = f"{prefix(buf, ev[0])}<stack trace>\n"
-    return head + "".join(f" => {line}\n" for line in ev[3])
+def _call(buf: Thread, ev: Ev, ctx: Context) -> str:
+    """``func <-parent``; ``func(args)`` with func-args; no parent with print-parent 0."""
+    ip = ev[_C.ip]
+    args = ev[_C.args]
+    parent = ev[_C.parent]
+    name = ip.name if args is None else f"{ip.name}({args})"
+    tail = f" <-{parent.name}" if parent is not None and ctx.options["print-parent"] else ""
+    return f"{prefix(buf, ev[_C.ts], ip.code.co_flags, ev[_C.event])}{name}{tail}\n"
 
 
-RENDERERS[MARKER] = _marker
-RENDERERS[STACK] = _stack
+def _graph_one(buf: Thread, ev: Ev, ctx: Context) -> str:
+    """A function_graph entry or exit on its own (another tracer reads a buffer
+    function_graph wrote)."""
+    return "".join(text for _, text in
+                   GraphText(ctx.options, ctx.nthreads, _unknown).lines([(buf, ev)]))
 
 
-def function_header(inst: Instance, bufs: BufferSet) -> str:
-    entries, written = bufs.totals()
-    name = inst.tracer.name if inst.tracer is not None else "nop"
-    return (f"# tracer: {name}\n#\n"
-            f"# entries-in-buffer/entries-written: {entries}/{written}   "
-            f"#P:{len(bufs.by_tid)}\n#\n"
-            "#                                _-----=> main thread\n"
+def _marker(buf: Thread, ev: Ev, ctx: Context) -> str:
+    return f"{prefix(buf, ev[_MK.ts])}tracing_mark_write: {ev[_MK.text]}\n"
+
+
+def _stack(buf: Thread, ev: Ev, ctx: Context) -> str:
+    head = f"{prefix(buf, ev[_K.ts])}<stack trace>\n"
+    return head + "".join(f" => {line}\n" for line in ev[_K.lines])
+
+
+def _fail(buf: Thread, ev: Ev, ctx: Context) -> str:
+    ip = ev[_J.ip]
+    return f"{prefix(buf, ev[_J.ts], ip.code.co_flags)}fail_function: {ip.name} {ev[_J.text]}\n"
+
+
+def _probe(buf: Thread, ev: Ev, ctx: Context) -> str:
+    fn = ev[_P.fn]
+    text = ev[_P.text]
+    tail = f" {text}" if text else ""
+    return (f"{prefix(buf, ev[_P.ts], fn.code.co_flags, ev[_P.event])}"
+            f"{ev[_P.name]}: ({fn.name}){tail}\n")
+
+
+def _text(buf: Thread, ev: Ev, ctx: Context) -> str:
+    return f"{ev[_T.text]}\n"
+
+
+def _unknown(buf: Thread, ev: Ev) -> str:
+    return ""
+
+
+#: Every kind of the schema, by name -> its renderer (tests/test_event_schema.py
+#: checks the table covers the schema).
+RENDERERS: dict[str, Renderer] = {
+    events.CALL.name: _call,
+    events.ENTRY.name: _graph_one,
+    events.EXIT.name: _graph_one,
+    events.MARKER.name: _marker,
+    events.STACK.name: _stack,
+    events.FAIL.name: _fail,
+    events.PROBE.name: _probe,
+    events.TEXT.name: _text,
+}
+_BY_TAG: dict[str, Renderer] = {k.tag: RENDERERS[k.name] for k in events.KINDS}
+
+
+def render_one(buf: Thread, ev: Ev, ctx: Context) -> str:
+    """One event's text ('' for a tag no kind of the schema has)."""
+    fn = _BY_TAG.get(ev[2])
+    return fn(buf, ev, ctx) if fn is not None else ""
+
+
+def lines(tracer: str, pairs: Iterable[tuple[Thread, Ev]], ctx: Context) -> Iterator[str]:
+    """The text of (thread, event) pairs in the order given, as ``tracer`` shows
+    them, one event's text at a time (the stream is read as it is rendered)."""
+    if tracer == "function_graph":
+        for _, text in thread_lines(tracer, pairs, ctx):
+            yield text
+        return
+    by_tag = _BY_TAG
+    for buf, ev in pairs:
+        fn = by_tag.get(ev[2])
+        if fn is not None:
+            yield fn(buf, ev, ctx)
+
+
+def thread_lines(tracer: str, pairs: Iterable[tuple[Thread, Ev]], ctx: Context,
+                 ) -> Iterator[tuple[Any, str]]:
+    """``lines`` with the thread each text was made of (the pid of a replayed
+    line is its thread's)."""
+    if tracer == "function_graph":
+        yield from GraphText(ctx.options, ctx.nthreads,
+                             lambda buf, ev: render_one(buf, ev, ctx)).lines(pairs)
+        return
+    by_tag = _BY_TAG
+    for buf, ev in pairs:
+        fn = by_tag.get(ev[2])
+        if fn is not None:
+            yield buf, fn(buf, ev, ctx)
+
+
+# -- headers -----------------------------------------------------------------------
+def _function_header(options: Mapping[str, int]) -> str:
+    return ("#                                _-----=> main thread\n"
             "#                               / _----=> daemon thread\n"
             "#                              | / _---=> generator/coroutine/async gen\n"
             "#                              || / _--=> resumed / thrown into\n"
@@ -87,27 +195,34 @@ def function_header(inst: Instance, bufs: BufferSet) -> str:
             "#              | |         |   |||||     |         |\n")
 
 
-def render_events(inst: Instance, events: Iterable[tuple[ThreadBuffer, tuple[Any, ...]]],
-                  ) -> Iterable[str]:
-    """Lines for (buffer, event) pairs, in the order given."""
-    tracer = inst.tracer
-    custom = getattr(tracer, "render_events", None)
-    if custom is not None:
-        yield from custom(events)
-        return
-    for buf, ev in events:
-        fn = RENDERERS.get(ev[2])
-        if fn is not None:
-            yield fn(inst, buf, ev)
+#: The tracers whose column titles are not the function tracer's.
+HEADERS: dict[str, Callable[[Mapping[str, int]], str]] = {"function_graph": graph_header}
+
+
+def trace_header(tracer: str, options: Mapping[str, int], entries: int, written: int,
+                 nbuffers: int) -> str:
+    """The ``trace`` file's header: tracer, counts, column titles."""
+    titles = HEADERS.get(tracer, _function_header)
+    return (f"# tracer: {tracer}\n#\n# entries-in-buffer/entries-written: "
+            f"{entries}/{written}   #P:{nbuffers}\n#\n") + titles(options)
+
+
+# -- an instance's buffers -----------------------------------------------------------
+def context(inst: Instance) -> Context:
+    return Context(inst.options, len(inst.rb.live.by_tid))
+
+
+def _tracer(inst: Instance) -> str:
+    return inst.tracer.name if inst.tracer is not None else "nop"
+
+
+def render_events(inst: Instance, pairs: Iterable[tuple[Thread, Ev]]) -> Iterator[str]:
+    """Lines for (buffer, event) pairs of ``inst``, in the order given."""
+    return lines(_tracer(inst), pairs, context(inst))
 
 
 def render_trace(inst: Instance, bufs: BufferSet) -> str:
     """The whole ``trace`` file: header, then every event in time order."""
-    name = inst.tracer.name if inst.tracer is not None else "nop"
-    header = HEADERS.get(name)
-    head = header(inst) if header is not None else function_header(inst, bufs)
-    if header is not None:
-        entries, written = bufs.totals()
-        head = (f"# tracer: {name}\n#\n# entries-in-buffer/entries-written: "
-                f"{entries}/{written}   #P:{len(bufs.by_tid)}\n#\n") + head
+    entries, written = bufs.totals()
+    head = trace_header(_tracer(inst), inst.options, entries, written, len(bufs.by_tid))
     return head + "".join(render_events(inst, bufs.merged()))

@@ -70,28 +70,26 @@ from typing import TYPE_CHECKING, Any
 
 from fntrace.core import engine, forksafe
 from fntrace.core.engine import BusyError
+from fntrace.core.events import EVENT_OVERHEAD
+from fntrace.core.events import FAIL as _FAIL_KIND
 from fntrace.core.filter import Filter, parse
 from fntrace.core.flags import Flags
 from fntrace.core.ipmodify import one_line_table
 from fntrace.core.ops import Ops
 from fntrace.core.oscaps import native_id
 from fntrace.core.symbols import iter_loaded_code
-from fntrace.tracing import ftrace_text
-from fntrace.tracing.ftrace_text import prefix
 from fntrace.tracing.instance import SUBTREES, instances
 from fntrace.tracing.reprs import SafeRepr
-from fntrace.tracing.ring_buffer import EVENT_OVERHEAD
 
 if TYPE_CHECKING:
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
     from fntrace.tracing.instance import Instance
-    from fntrace.tracing.ring_buffer import ThreadBuffer
 
 __all__ = ["FAIL", "Action", "FaultAttr", "Injection", "inject", "parse_inject_spec",
            "target_name"]
 
-FAIL = "J"  # (ts, size, "J", ip, text): one injected failure
+FAIL = _FAIL_KIND.tag  # (ts, size, "J", ip, text): one injected failure (events.FailAt)
 Condition = Callable[[dict[str, Any]], object]
 ExceptionSpec = type[BaseException] | BaseException
 
@@ -388,13 +386,6 @@ def _emit(ip: Function, text: str) -> None:
     for listener in list(LISTENERS):
         listener(ip, text)
 
-
-def _render(inst: Instance, buf: ThreadBuffer, ev: tuple[Any, ...]) -> str:
-    ts, _, _, ip, text = ev
-    return f"{prefix(buf, ts, ip.code.co_flags)}fail_function: {ip.name} {text}\n"
-
-
-ftrace_text.RENDERERS[FAIL] = _render
 
 
 def inject(target: Any, raise_: ExceptionSpec | None = None, retval: Any = None, *,

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from fntrace.core import engine, forksafe
+from fntrace.core.events import EVENT_OVERHEAD, MARKER
 from fntrace.core.filter import Filter, FilterLine, parse
 from fntrace.core.symbols import available_filter_functions
 from fntrace.tracing.reprs import SafeRepr
@@ -437,20 +438,16 @@ class Instance:
             self.tracer.reset()
 
     def _marker(self, text: str) -> None:
-        from fntrace.tracing.ftrace_text import MARKER
-
         if not self.options["markers"]:
             raise ValueError("trace_marker: writes are disabled (options/markers is 0)")
         text = text.rstrip("\n")
         rb = self.rb
-        rb.write((rb.clock(), 64 + len(text), MARKER, text))
+        rb.write((rb.clock(), EVENT_OVERHEAD + len(text), MARKER.tag, text))
 
     def _note(self, text: str) -> None:
         """A line of fntrace's own in the trace (written whatever options/markers says)."""
-        from fntrace.tracing.ftrace_text import MARKER
-
         rb = self.rb
-        rb.write((rb.clock(), 64 + len(text), MARKER, text))
+        rb.write((rb.clock(), EVENT_OVERHEAD + len(text), MARKER.tag, text))
 
     def _read_snapshot(self) -> str:
         from fntrace.tracing import ftrace_text

@@ -13,8 +13,8 @@ thread (the owner, or the readers under their own lock), so no update is
 lost.  ``snapshot`` swaps the whole set of buffers for a spare one.
 
 An event is a tuple ``(ts, size, kind, *payload)``: ``ts`` in clock
-nanoseconds, ``size`` its accounted bytes, ``kind`` a one-letter tag the
-tracers and formatters agree on (see fntrace/tracing/ftrace_text.py).
+nanoseconds, ``size`` its accounted bytes, ``kind`` the one-letter tag of its
+kind; fntrace/core/events.py declares every kind's fields.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any
 
 from fntrace.core import accel as _accel
 from fntrace.core import forksafe
+from fntrace.core.events import EVENT_OVERHEAD
 from fntrace.core.framelocals import first_local
 from fntrace.core.oscaps import native_id
 
@@ -36,9 +37,6 @@ __all__ = ["CLOCKS", "EVENT_OVERHEAD", "UNKNOWN_NAME", "BufferSet", "RingBuffer"
            "thread_identity"]
 
 Event = tuple[Any, ...]
-
-#: Bytes accounted for an event before its text fields (a tuple and its ints).
-EVENT_OVERHEAD = 64
 
 
 def _clock(name: str) -> Callable[[], int]:

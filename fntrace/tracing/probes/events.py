@@ -24,26 +24,24 @@ import types
 from typing import TYPE_CHECKING, Any
 
 from fntrace.core import engine
+from fntrace.core.events import EVENT_OVERHEAD
+from fntrace.core.events import PROBE as _PROBE_KIND
 from fntrace.core.filter import Filter
 from fntrace.core.flags import Event
 from fntrace.core.ops import Ops
 from fntrace.core.oscaps import native_id
-from fntrace.tracing import ftrace_text
-from fntrace.tracing.ftrace_text import prefix
 from fntrace.tracing.probes.condition import Condition, parse_condition
 from fntrace.tracing.probes.fetch import Field, fetch_all
 from fntrace.tracing.probes.parser import ProbeSpec, RemoveSpec, SpecError, parse_spec
-from fntrace.tracing.ring_buffer import EVENT_OVERHEAD
 
 if TYPE_CHECKING:
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
     from fntrace.tracing.instance import Instance
-    from fntrace.tracing.ring_buffer import ThreadBuffer
 
 __all__ = ["MAX_PENDING", "PROBE", "ProbeEvent", "ProbeEvents"]
 
-PROBE = "P"  # (ts, size, "P", event name, fn, fields text, fregs event)
+PROBE = _PROBE_KIND.tag  # (ts, size, "P", event name, fn, fields text, event): events.ProbeAt
 MAX_PENDING = 4096
 
 
@@ -243,11 +241,3 @@ def _numbered(exc: SpecError, number: int, nlines: int) -> SpecError:
         exc.args = (f"line {number}: {exc.args[0]}",)
     return exc
 
-
-def _render(inst: Instance, buf: ThreadBuffer, ev: tuple[Any, ...]) -> str:
-    ts, _, _, name, fn, text, event = ev
-    tail = f" {text}" if text else ""
-    return f"{prefix(buf, ts, fn.code.co_flags, event)}{name}: ({fn.name}){tail}\n"
-
-
-ftrace_text.RENDERERS[PROBE] = _render

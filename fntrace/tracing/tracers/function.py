@@ -10,26 +10,24 @@ flagged ``r`` (``t`` when thrown into) in the FLAGS column.
 from __future__ import annotations
 
 import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fntrace.core import accel as _accel
 from fntrace.core import symbols
+from fntrace.core.events import CALL, EVENT_OVERHEAD, STACK
 from fntrace.core.ops import Ops
 from fntrace.core.oscaps import native_id
-from fntrace.tracing import ftrace_text
-from fntrace.tracing.ftrace_text import STACK, prefix
-from fntrace.tracing.ring_buffer import EVENT_OVERHEAD
 from fntrace.tracing.tracers.base import Tracer
 
 if TYPE_CHECKING:
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
     from fntrace.tracing.instance import Instance
-    from fntrace.tracing.ring_buffer import ThreadBuffer
 
 __all__ = ["FunctionTracer", "stack_lines"]
 
-FUNC = "F"  # (ts, size, "F", ip, parent, args text or None, event)
+FUNC = CALL.tag  # (ts, size, "F", ip, parent, args text or None, event): events.CallAt
+_STACK = STACK.tag  # (ts, size, "K", lines): events.StackAt
 MAX_STACK = 64
 
 
@@ -52,7 +50,7 @@ def stack_lines(frame: types.FrameType | None, limit: int = MAX_STACK) -> tuple[
 def write_stack(inst: Instance, frame: types.FrameType | None) -> None:
     lines = stack_lines(frame)
     rb = inst.rb
-    rb.write((rb.clock(), EVENT_OVERHEAD + sum(len(s) for s in lines), STACK, lines))
+    rb.write((rb.clock(), EVENT_OVERHEAD + sum(len(s) for s in lines), _STACK, lines))
 
 
 class FunctionTracer(Tracer):
@@ -89,13 +87,3 @@ class FunctionTracer(Tracer):
         rb.write((rb.clock(), size, FUNC, ip, parent, args, fregs.event))
         if inst.options["func_stack_trace"]:
             write_stack(inst, fregs.frame)
-
-
-def _render(inst: Instance, buf: ThreadBuffer, ev: tuple[Any, ...]) -> str:
-    ts, _, _, ip, parent, args, event = ev
-    name = ip.name if args is None else f"{ip.name}({args})"
-    tail = f" <-{parent.name}" if parent is not None and inst.options["print-parent"] else ""
-    return f"{prefix(buf, ts, ip.code.co_flags, event)}{name}{tail}\n"
-
-
-ftrace_text.RENDERERS[FUNC] = _render

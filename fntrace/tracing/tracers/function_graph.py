@@ -64,17 +64,18 @@ entry and exit land in two batches shows as ``f() {`` then ``} /* f */``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fntrace.core import accel as _accel
+from fntrace.core.events import ENTRY as _ENTRY_KIND
+from fntrace.core.events import EVENT_OVERHEAD
+from fntrace.core.events import EXIT as _EXIT_KIND
 from fntrace.core.flags import Event
 from fntrace.core.ops import Ops
 from fntrace.core.oscaps import native_id
 from fntrace.core.shadow import ShadowStack
-from fntrace.tracing import ftrace_text
-from fntrace.tracing.ftrace_text import MARKER
-from fntrace.tracing.ring_buffer import EVENT_OVERHEAD
+from fntrace.tracing.graph_text import UNKNOWN_TYPE, duration_text, overhead_mark
 from fntrace.tracing.tracers.base import Tracer
 
 if TYPE_CHECKING:
@@ -83,12 +84,12 @@ if TYPE_CHECKING:
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
     from fntrace.tracing.instance import Instance
-    from fntrace.tracing.ring_buffer import ThreadBuffer
 
-__all__ = ["ENTRY", "EXIT", "FunctionGraphTracer", "duration_text", "overhead_mark"]
+__all__ = ["ENTRY", "EXIT", "UNKNOWN_TYPE", "FunctionGraphTracer", "duration_text",
+           "overhead_mark"]
 
-ENTRY = "E"  # (ts, size, "E", fn, depth, args text or None, entry event)
-EXIT = "X"   # (ts, size, "X", fn, depth, duration ns, exit event, value text or None)
+ENTRY = _ENTRY_KIND.tag  # (ts, size, "E", fn, depth, args or None, event): events.EntryAt
+EXIT = _EXIT_KIND.tag    # (ts, size, "X", fn, depth, ns, event, value or None): events.ExitAt
 
 # Per-thread selection state carried by each stack entry (for what runs below it).
 _OUTSIDE = 0  # set_graph_function is set and no graph function is running
@@ -96,33 +97,10 @@ _INSIDE = 1   # recording allowed (subject to max_graph_depth)
 _BLOCKED = 2  # below a set_graph_notrace function
 
 _UNWIND = Event.UNWIND
-_YIELD = Event.YIELD
-_MARKS = ((1_000_000_000, "$"), (100_000_000, "@"), (10_000_000, "*"), (1_000_000, "#"),
-          (100_000, "!"), (10_000, "+"))
-_FILL = "              |  "  # the duration column of an entry or comment line
-#: The exception of an unwinding frame, where the interpreter hides it (3.11's
-#: profile events): said, rather than an exit that looks complete.
-UNKNOWN_TYPE = "(type unknown on 3.11)"
 
 # A stack entry: (frame key, entry timestamp or None when not recorded,
 #                 recorded depth below it, selection state below it).
 _Entry = tuple[Any, "int | None", int, int]
-
-
-def overhead_mark(ns: int) -> str:
-    """The kernel's trace_find_mark: one character for a duration."""
-    for limit, mark in _MARKS:
-        if ns > limit:
-            return mark
-    return " "
-
-
-def duration_text(ns: int) -> str:
-    """``1.382 us    ``: µs with at most 7 digits, then padding to the kernel's width."""
-    text = str(ns // 1000)
-    if len(text) < 7:
-        text += "." + f"{ns % 1000:03d}"[: 7 - len(text)]
-    return f"{text} us " + " " * (8 - len(text))
 
 
 class FunctionGraphTracer(Tracer):
@@ -288,11 +266,6 @@ class FunctionGraphTracer(Tracer):
             size += len(value)
         rb.write((ts, size, EXIT, ip, top[2] - 1, duration, event, value))
 
-    # -- output ----------------------------------------------------------------
-    def render_events(self, events: Iterable[tuple[ThreadBuffer, tuple[Any, ...]]],
-                      ) -> Iterator[str]:
-        return _Renderer(self.inst).lines(list(events))
-
 
 class _PyGraphStack(ShadowStack[_Entry]):
     """The per-thread stack of calls (pure Python; fntrace/_speedups.c has GraphStack);
@@ -310,149 +283,3 @@ class _PyGraphStack(ShadowStack[_Entry]):
         _, _, depth, state = self[-1]
         return depth, state
 
-
-class _Renderer:
-    """One read's worth of rendering state: per-thread open blocks and level."""
-
-    def __init__(self, inst: Instance) -> None:
-        opts = inst.options
-        self.inst = inst
-        self.abstime = opts["funcgraph-abstime"]
-        self.proc = opts["funcgraph-proc"]
-        self.duration = opts["funcgraph-duration"]
-        self.overhead = opts["funcgraph-overhead"]
-        self.tail = opts["funcgraph-tail"]
-        self.cpu_width = len(str(max(len(inst.rb.live.by_tid) - 1, 0)))
-        self.open: dict[ThreadBuffer, list[tuple[Function, int]]] = {}
-        self.level: dict[ThreadBuffer, int] = {}
-
-    def lines(self, events: list[tuple[ThreadBuffer, tuple[Any, ...]]]) -> Iterator[str]:
-        following = _next_in_thread(events)
-        skip: set[int] = set()
-        for i, (buf, ev) in enumerate(events):
-            if i in skip:
-                continue
-            kind = ev[2]
-            if kind == ENTRY:
-                j = following[i]
-                if j >= 0:
-                    nxt = events[j][1]
-                    if nxt[2] == EXIT and nxt[3] is ev[3] and nxt[4] == ev[4]:
-                        skip.add(j)
-                        yield self.leaf(buf, ev, nxt)
-                        continue
-                yield self.enter(buf, ev)
-            elif kind == EXIT:
-                yield self.close(buf, ev)
-            elif kind == MARKER:
-                yield self.comment(buf, ev)
-            else:
-                other = ftrace_text.RENDERERS.get(kind)
-                if other is not None:
-                    yield other(self.inst, buf, ev)
-
-    def prefix(self, buf: ThreadBuffer, ts: int) -> str:
-        out = ""
-        if self.abstime:
-            secs, ns = divmod(ts, 1_000_000_000)
-            out = f"{secs:5d}.{ns // 1000:06d} |  "
-        out += f" {buf.cpu:{self.cpu_width}d}) "
-        if self.proc:
-            out += f"{buf.name[-16:]}-{buf.tid}".center(14) + " | "
-        return out
-
-    def column(self, ns: int | None) -> str:
-        if not self.duration:
-            return ""
-        if ns is None:
-            return _FILL
-        mark = overhead_mark(ns) if self.overhead else " "
-        return f"{mark} {duration_text(ns)}|  "
-
-    def enter(self, buf: ThreadBuffer, ev: tuple[Any, ...]) -> str:
-        ts, _, _, fn, depth, args, _ = ev
-        self.open.setdefault(buf, []).append((fn, depth))
-        self.level[buf] = depth + 1
-        return (f"{self.prefix(buf, ts)}{self.column(None)}{'  ' * depth}"
-                f"{_call(fn, args)} {{\n")
-
-    def leaf(self, buf: ThreadBuffer, ev: tuple[Any, ...], ex: tuple[Any, ...]) -> str:
-        ts, _, _, fn, depth, args, _ = ev
-        self.level[buf] = depth
-        notes = _notes(ex[6], ex[7])
-        comment = f" /* {notes} */" if notes else ""
-        return (f"{self.prefix(buf, ts)}{self.column(ex[5])}{'  ' * depth}"
-                f"{_call(fn, args)};{comment}\n")
-
-    def close(self, buf: ThreadBuffer, ev: tuple[Any, ...]) -> str:
-        ts, _, _, fn, depth, duration, event, value = ev
-        opened = self.open.get(buf)
-        matched = False
-        while opened and opened[-1][1] >= depth:
-            ofn, odepth = opened.pop()
-            if odepth == depth:
-                matched = ofn is fn
-                break
-        self.level[buf] = depth
-        notes = _notes(event, value)
-        if notes or self.tail or not matched:
-            text = f"}} /* {fn.name} {notes} */" if notes else f"}} /* {fn.name} */"
-        else:
-            text = "}"
-        return f"{self.prefix(buf, ts)}{self.column(duration)}{'  ' * depth}{text}\n"
-
-    def comment(self, buf: ThreadBuffer, ev: tuple[Any, ...]) -> str:
-        level = self.level.get(buf, 0)
-        return f"{self.prefix(buf, ev[0])}{self.column(None)}{'  ' * level}/* {ev[3]} */\n"
-
-
-def _call(fn: Function, args: str | None) -> str:
-    return f"{fn.name}()" if args is None else f"{fn.name}({args})"
-
-
-def _notes(event: str, value: str | None) -> str:
-    """The comment of an exit, without the function name ('' for a plain return)."""
-    if event == _UNWIND:
-        return f"raised {value}" if value else f"raised {UNKNOWN_TYPE}"
-    if event == _YIELD:
-        return "yield" if value is None else f"yield ret={value}"
-    return "" if value is None else f"ret={value}"
-
-
-def _next_in_thread(events: list[tuple[ThreadBuffer, tuple[Any, ...]]]) -> list[int]:
-    """For each event, the index of the next event of the same thread (-1 if none)."""
-    following = [-1] * len(events)
-    last: dict[ThreadBuffer, int] = {}
-    for i in range(len(events) - 1, -1, -1):
-        buf = events[i][0]
-        following[i] = last.get(buf, -1)
-        last[buf] = i
-    return following
-
-
-def header(inst: Instance) -> str:
-    """The two column-title lines, as print_graph_headers_flags writes them."""
-    opts = inst.options
-    first, second = "#", "#"
-    if opts["funcgraph-abstime"]:
-        first += "     TIME       "
-        second += "      |         "
-    first += " CPU"
-    second += " |  "
-    if opts["funcgraph-proc"]:
-        first += "  TASK/PID       "
-        second += "   |    |        "
-    if opts["funcgraph-duration"]:
-        first += "  DURATION   "
-        second += "   |   |      "
-    return f"{first}               FUNCTION CALLS\n{second}               |   |   |   |\n"
-
-
-def _render_one(inst: Instance, buf: ThreadBuffer, ev: tuple[Any, ...]) -> str:
-    """One event on its own (another tracer is reading a buffer this one wrote)."""
-    return "".join(_Renderer(inst).lines([(buf, ev)]))
-
-
-ftrace_text.RENDERERS[ENTRY] = _render_one
-ftrace_text.RENDERERS[EXIT] = _render_one
-ftrace_text.HEADERS[FunctionGraphTracer.name] = header

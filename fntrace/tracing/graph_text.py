@@ -1,0 +1,216 @@
+"""function_graph's text: calls as nested blocks, rendered from events alone.
+
+The layout is the kernel's trace_functions_graph.c (the forms are listed in
+fntrace/tracing/tracers/function_graph.py).  Rendering needs no tracer and no
+instance: the events, the options (``funcgraph-*``) and the number of threads
+(the CPU column's width), so ``fntrace replay`` renders a file exactly as the
+live ``trace`` file renders the ring buffer.
+
+It streams: an entry is written as a leaf ``f();`` when its own thread's next
+event is its own exit, so a line waits only until its thread's next event
+arrives (lines of other threads queue behind it, in order); nothing else is
+held back, and the first line comes out before the last event is read.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+from fntrace.core.events import ENTRY, EXIT, MARKER
+from fntrace.core.flags import Event
+
+__all__ = ["UNKNOWN_TYPE", "GraphText", "Thread", "duration_text", "header", "overhead_mark"]
+
+_E = ENTRY.at
+_X = EXIT.at
+_M = MARKER.at
+_ENTRY = ENTRY.tag
+_EXIT = EXIT.tag
+_MARKER = MARKER.tag
+_UNWIND = Event.UNWIND
+_YIELD = Event.YIELD
+_MARKS = ((1_000_000_000, "$"), (100_000_000, "@"), (10_000_000, "*"), (1_000_000, "#"),
+          (100_000, "!"), (10_000, "+"))
+_FILL = "              |  "  # the duration column of an entry or comment line
+#: The exception of an unwinding frame, where the interpreter hides it (3.11's
+#: profile events): said, rather than an exit that looks complete.
+UNKNOWN_TYPE = "(type unknown on 3.11)"
+
+Ev = tuple[Any, ...]
+
+
+class Thread(Protocol):
+    """What a line's prefix reads of the thread that wrote the event (a ThreadBuffer)."""
+
+    name: str
+    tid: int
+    cpu: int
+    thread_flags: str
+
+
+#: Renders one event of another kind (a probe, a stack...) in the graph's stream.
+Other = Callable[[Any, Ev], str]
+
+
+def overhead_mark(ns: int) -> str:
+    """The kernel's trace_find_mark: one character for a duration."""
+    for limit, mark in _MARKS:
+        if ns > limit:
+            return mark
+    return " "
+
+
+def duration_text(ns: int) -> str:
+    """``1.382 us    ``: µs with at most 7 digits, then padding to the kernel's width."""
+    text = str(ns // 1000)
+    if len(text) < 7:
+        text += "." + f"{ns % 1000:03d}"[: 7 - len(text)]
+    return f"{text} us " + " " * (8 - len(text))
+
+
+def header(options: Mapping[str, int]) -> str:
+    """The two column-title lines, as print_graph_headers_flags writes them."""
+    first, second = "#", "#"
+    if options["funcgraph-abstime"]:
+        first += "     TIME       "
+        second += "      |         "
+    first += " CPU"
+    second += " |  "
+    if options["funcgraph-proc"]:
+        first += "  TASK/PID       "
+        second += "   |    |        "
+    if options["funcgraph-duration"]:
+        first += "  DURATION   "
+        second += "   |   |      "
+    return f"{first}               FUNCTION CALLS\n{second}               |   |   |   |\n"
+
+
+class GraphText:
+    """One read's worth of rendering state: per-thread open blocks and level."""
+
+    def __init__(self, options: Mapping[str, int], nthreads: int, other: Other) -> None:
+        self.abstime = options["funcgraph-abstime"]
+        self.proc = options["funcgraph-proc"]
+        self.duration = options["funcgraph-duration"]
+        self.overhead = options["funcgraph-overhead"]
+        self.tail = options["funcgraph-tail"]
+        self.cpu_width = len(str(max(nthreads - 1, 0)))
+        self.other = other
+        self.open: dict[Any, list[tuple[Any, int]]] = {}
+        self.level: dict[Any, int] = {}
+
+    def lines(self, events: Iterable[tuple[Any, Ev]]) -> Iterator[tuple[Any, str]]:
+        """(thread, text) of (thread, event) pairs, in their order, as each text
+        becomes final."""
+        # [thread, text or None while its entry waits for its thread's next event]
+        queue: deque[list[Any]] = deque()
+        # thread -> (its entry's place in the queue, the entry) while a leaf is possible
+        waiting: dict[Any, tuple[list[Any], Ev]] = {}
+        for buf, ev in events:
+            held = waiting.pop(buf, None)
+            if held is not None:
+                place, entry = held
+                if (ev[2] == _EXIT and ev[_X.fn] is entry[_E.fn]
+                        and ev[_X.depth] == entry[_E.depth]):
+                    place[1] = self.leaf(buf, entry, ev)
+                    while queue and queue[0][1] is not None:
+                        first = queue.popleft()
+                        yield first[0], first[1]
+                    continue
+                place[1] = self.enter(buf, entry)
+            kind = ev[2]
+            if kind == _ENTRY:
+                place = [buf, None]
+                queue.append(place)
+                waiting[buf] = (place, ev)
+                continue
+            if kind == _EXIT:
+                text = self.close(buf, ev)
+            elif kind == _MARKER:
+                text = self.comment(buf, ev)
+            else:
+                text = self.other(buf, ev)
+            if queue:
+                queue.append([buf, text])
+                while queue and queue[0][1] is not None:
+                    first = queue.popleft()
+                    yield first[0], first[1]
+            else:
+                yield buf, text
+        for buf, (place, entry) in waiting.items():
+            place[1] = self.enter(buf, entry)
+        for place in queue:
+            yield place[0], place[1]
+
+    def prefix(self, buf: Thread, ts: int) -> str:
+        out = ""
+        if self.abstime:
+            secs, ns = divmod(ts, 1_000_000_000)
+            out = f"{secs:5d}.{ns // 1000:06d} |  "
+        out += f" {buf.cpu:{self.cpu_width}d}) "
+        if self.proc:
+            out += f"{buf.name[-16:]}-{buf.tid}".center(14) + " | "
+        return out
+
+    def column(self, ns: int | None) -> str:
+        if not self.duration:
+            return ""
+        if ns is None:
+            return _FILL
+        mark = overhead_mark(ns) if self.overhead else " "
+        return f"{mark} {duration_text(ns)}|  "
+
+    def enter(self, buf: Thread, ev: Ev) -> str:
+        fn = ev[_E.fn]
+        depth = ev[_E.depth]
+        self.open.setdefault(buf, []).append((fn, depth))
+        self.level[buf] = depth + 1
+        return (f"{self.prefix(buf, ev[_E.ts])}{self.column(None)}{'  ' * depth}"
+                f"{_call(fn, ev[_E.args])} {{\n")
+
+    def leaf(self, buf: Thread, ev: Ev, ex: Ev) -> str:
+        depth = ev[_E.depth]
+        self.level[buf] = depth
+        notes = _notes(ex[_X.event], ex[_X.value])
+        comment = f" /* {notes} */" if notes else ""
+        return (f"{self.prefix(buf, ev[_E.ts])}{self.column(ex[_X.duration])}{'  ' * depth}"
+                f"{_call(ev[_E.fn], ev[_E.args])};{comment}\n")
+
+    def close(self, buf: Thread, ev: Ev) -> str:
+        fn = ev[_X.fn]
+        depth = ev[_X.depth]
+        opened = self.open.get(buf)
+        matched = False
+        while opened and opened[-1][1] >= depth:
+            ofn, odepth = opened.pop()
+            if odepth == depth:
+                matched = ofn is fn
+                break
+        self.level[buf] = depth
+        notes = _notes(ev[_X.event], ev[_X.value])
+        if notes or self.tail or not matched:
+            text = f"}} /* {fn.name} {notes} */" if notes else f"}} /* {fn.name} */"
+        else:
+            text = "}"
+        return (f"{self.prefix(buf, ev[_X.ts])}{self.column(ev[_X.duration])}{'  ' * depth}"
+                f"{text}\n")
+
+    def comment(self, buf: Thread, ev: Ev) -> str:
+        level = self.level.get(buf, 0)
+        return (f"{self.prefix(buf, ev[_M.ts])}{self.column(None)}{'  ' * level}"
+                f"/* {ev[_M.text]} */\n")
+
+
+def _call(fn: Any, args: str | None) -> str:
+    return f"{fn.name}()" if args is None else f"{fn.name}({args})"
+
+
+def _notes(event: str, value: str | None) -> str:
+    """The comment of an exit, without the function name ('' for a plain return)."""
+    if event == _UNWIND:
+        return f"raised {value}" if value else f"raised {UNKNOWN_TYPE}"
+    if event == _YIELD:
+        return "yield" if value is None else f"yield ret={value}"
+    return "" if value is None else f"ret={value}"
