@@ -14,7 +14,7 @@ import pytest
 from helpers import FakeThread, event_text
 
 import fntrace.core.accel
-from fntrace.analysis import replay
+from fntrace.analysis.reading import open_files
 from fntrace.analysis.replay import Functions, RecordedFunction, event_of, lines
 from fntrace.core import events
 from fntrace.core.events import BY_TAG, EVENT_OVERHEAD, KINDS
@@ -303,7 +303,7 @@ def test_replay_labels_each_line_with_its_events_pid(tmp_path: Path) -> None:
             (thread, (pid * 10 + 1, 0, "K", ("m:f (x.py:1)", "m:<module> (x.py:2)"))),
         ], event_text)
         writer.finish(0)
-    files = replay.open_or_exit(str(tmp_path / "t.dat"), "replay")
+    files = open_files(str(tmp_path / "t.dat"), "replay")
     text = "".join(lines(files, tracefile.merged_records(files), 4))
     body = [ln for ln in text.splitlines() if not ln.startswith("#")]
     assert [ln[:5] for ln in body] == ["  22 "] * 4 + ["1000 "] * 4
