@@ -34,6 +34,7 @@ __all__ = [
     "EVENT_CODES",
     "EVENT_NAMES",
     "EVENT_OVERHEAD",
+    "EVENT_SHIFT",
     "EXIT",
     "FAIL",
     "KINDS",
@@ -178,12 +179,23 @@ RECORD_CODES: dict[str, int] = {name: i for i, name in enumerate(RECORD_KINDS)}
 #: file (the next 3 bits of a record's head; 0: none, a marker or a text line).
 EVENT_NAMES: tuple[str, ...] = ("", "start", "resume", "throw", "return", "yield", "unwind")
 EVENT_CODES: dict[str, int] = {e: i for i, e in enumerate(EVENT_NAMES)}
+#: A record's head byte: record code in the low bits, event code shifted by this.
+EVENT_SHIFT = 3
 
-#: What the C extension may ``#define`` of this schema, by name: a test reads the
-#: C sources and checks every one it defines (EVENT_OVERHEAD must be defined).
+#: What the C extension ``#define``s of this schema (fntrace/csrc/events.h), by
+#: name: tests/test_event_schema.py reads the C sources and checks that each is
+#: defined there once, with this value (CALL's ip and ENTRY's fn share index 3).
 C_CONSTANTS: dict[str, int | str] = {
     "EVENT_OVERHEAD": EVENT_OVERHEAD,
-    **{f"FNT_RECORD_{name.upper()}": code for code, name in enumerate(RECORD_KINDS)},
-    **{f"FNT_TAG_{k.name.upper()}": k.tag for k in (CALL, ENTRY, EXIT)},
-    **{f"FNT_EVENT_{name.upper()}": code for code, name in enumerate(EVENT_NAMES) if name},
+    **{f"EVENT_TAG_{k.name.upper()}": k.tag for k in (CALL, ENTRY, EXIT)},
+    "EVENT_TS": Layout.ts, "EVENT_SIZE": Layout.size, "EVENT_KIND": Layout.kind,
+    "EVENT_FN": EntryAt.fn,
+    "CALL_PARENT": CallAt.parent, "CALL_ARGS": CallAt.args, "CALL_EVENT": CallAt.event,
+    "CALL_LEN": len(CALL.fields),
+    "ENTRY_DEPTH": EntryAt.depth, "ENTRY_ARGS": EntryAt.args, "ENTRY_EVENT": EntryAt.event,
+    "ENTRY_LEN": len(ENTRY.fields),
+    "EXIT_DEPTH": ExitAt.depth, "EXIT_DURATION": ExitAt.duration, "EXIT_EVENT": ExitAt.event,
+    "EXIT_VALUE": ExitAt.value, "EXIT_LEN": len(EXIT.fields),
+    **{f"FILE_KIND_{k.name.upper()}": k.code for k in (CALL, ENTRY, EXIT)},
+    "FILE_EVENT_SHIFT": EVENT_SHIFT,
 }

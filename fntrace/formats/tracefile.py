@@ -30,6 +30,7 @@ from fntrace.core.events import (
     ENTRY,
     EVENT_CODES,
     EVENT_NAMES,
+    EVENT_SHIFT,
     EXIT,
     MARKER,
     RECORD_CODES,
@@ -246,7 +247,7 @@ class TraceWriter:
             else:
                 code, text = stored_text(buf, ev, text_of)
                 event = ""
-            body.append(code | (_EVENT_CODE.get(event, 0) << 3))
+            body.append(code | (_EVENT_CODE.get(event, 0) << EVENT_SHIFT))
             _uvarint(body, t)
             ts = ev[0]
             _uvarint(body, _zigzag(ts - last_ts.get(t, 0)))
@@ -477,7 +478,8 @@ def _parse_tables(payload: bytes) -> _Chunk:
 
 #: An event's first byte -> (kind code, event name); None: no such kind or event.
 _HEADS: tuple[tuple[int, str] | None, ...] = tuple(
-    (b & 7, EVENTS_NAMES[b >> 3]) if (b & 7) < len(KINDS) and (b >> 3) < len(EVENTS_NAMES)
+    (b & 7, EVENTS_NAMES[b >> EVENT_SHIFT])
+    if (b & 7) < len(KINDS) and (b >> EVENT_SHIFT) < len(EVENTS_NAMES)
     else None for b in range(256))
 
 
