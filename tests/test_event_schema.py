@@ -61,10 +61,8 @@ def test_every_kind_has_a_renderer() -> None:
 # -- the C extension's constants ---------------------------------------------------------
 
 def c_sources() -> list[Path]:
-    """The extension's sources: one file today, fntrace/csrc/*.c|h once split."""
-    found = sorted((ROOT / "fntrace").glob("_speedups.c")) + \
-        sorted((ROOT / "fntrace" / "csrc").glob("*.[ch]"))
-    return found
+    """The extension's sources, fntrace/csrc/*.c|h."""
+    return sorted((ROOT / "fntrace" / "csrc").glob("*.[ch]"))
 
 
 _DEFINE = re.compile(r"^\s*#\s*define\s+(\w+)\s+(.+?)\s*(?:/\*.*)?$", re.M)

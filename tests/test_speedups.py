@@ -1,4 +1,4 @@
-"""The optional C hot path (fntrace/_speedups.c) against the pure-Python one.
+"""The optional C hot path (fntrace/csrc/) against the pure-Python one.
 
 Every test here runs the same program through both paths and compares what
 was recorded, field by field (timestamps and durations aside), or checks the

@@ -130,7 +130,7 @@ class Site:
             enter, kind = _enter_list, "list"
         self.enter = enter
         self.trampoline = f"{flavour}_{kind}"
-        # The C hot path (fntrace/_speedups.c) records this site itself when its
+        # The C hot path (fntrace/csrc/) records this site itself when its
         # one ops carries a recorder (and the recorder says it may, recorder.ok).
         self.fast = ops[0].fast if len(ops) == 1 and not self.regs else None
 

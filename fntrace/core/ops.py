@@ -76,7 +76,7 @@ class Ops:
         # True from register() until unregister(); the exit path checks it so
         # a return delivered after unregister() never reaches the callback.
         self._live = False
-        # fntrace's own tracers: a C recorder (fntrace/_speedups.c) that writes this
+        # fntrace's own tracers: a C recorder (fntrace/csrc/) that writes this
         # ops' events without the trampoline when it is the only ops at a site.
         self.fast: Any = None
 

@@ -20,7 +20,7 @@ as long as its entry holds it, so two live entries never share a key.  Every
 exit event of a frame (return, yield, unwind) pops; every entry event (start,
 resume, throw) pushes, so a generator is one segment per resumption.
 
-The C hot path (fntrace/_speedups.c) keeps the same rule in its own stacks
+The C hot path (fntrace/csrc/) keeps the same rule in its own stacks
 (``GraphStack``, ``ProfThread``), keyed by interpreter frame address.
 """
 

@@ -62,7 +62,7 @@ FLUSH_INTERVAL = 0.1
 KINDS = RECORD_KINDS
 EVENTS_NAMES = EVENT_NAMES
 _EVENT_CODE = EVENT_CODES
-#: The codes, for the C encoder (fntrace/_speedups.c encode_buffers).
+#: The codes, for the C encoder (fntrace/csrc/drain.c encode_buffers).
 KIND_CODES = RECORD_CODES
 _CALL, _ENTRY, _EXIT, _MARKER = CALL.code, ENTRY.code, EXIT.code, MARKER.code
 
@@ -226,7 +226,7 @@ class TraceWriter:
 
         The ring events are read by the schema's field names; calls, entries,
         exits and markers are stored field by field, every other kind as the
-        line ``text_of`` renders (fntrace/_speedups.c encode_buffers makes the
+        line ``text_of`` renders (fntrace/csrc/drain.c encode_buffers makes the
         same bytes from the same events).
         """
         tables = _ChunkTables()
@@ -279,7 +279,7 @@ class TraceWriter:
         (events written, tids of the threads they came from).
 
         With the C extension the buffers are consumed and encoded in one pass,
-        without a tuple per event (fntrace/_speedups.c encode_buffers: the same
+        without a tuple per event (fntrace/csrc/drain.c encode_buffers: the same
         bytes as write_events); a kind it does not store field by field comes
         back here for its text (``stored_text``).
         """

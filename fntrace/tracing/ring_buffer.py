@@ -46,7 +46,7 @@ def _clock(name: str) -> Callable[[], int]:
 _counter = iter(range(1, 1 << 62))
 
 #: trace_clock choices; the first is the default.  "local" is the cheapest clock
-#: (fntrace/_speedups.c local_clock: the TSC anchored on CLOCK_MONOTONIC, as the
+#: (fntrace/csrc/clock.c local_clock: the TSC anchored on CLOCK_MONOTONIC, as the
 #: kernel's local clock is the TSC), "global" always time.perf_counter_ns.
 CLOCKS: dict[str, Callable[[], int]] = {
     "local": _accel.built.local_clock if _accel.built is not None else time.perf_counter_ns,
@@ -64,7 +64,7 @@ CLOCKS: dict[str, Callable[[], int]] = {
 class _PyRingCore:
     """A thread's events, counters and write(): the pure-Python twin of the C RingCore.
 
-    fntrace/_speedups.c has the same class in C (same attributes, same write()),
+    fntrace/csrc/ has the same class in C (same attributes, same write()),
     which the C recorders call without a Python frame; ThreadBuffer derives from
     whichever is available.
     """
@@ -293,7 +293,7 @@ class RingBuffer:
     """An instance's buffer: the live BufferSet, an optional snapshot, a clock."""
 
     def __init__(self, size_kb: int = 1408, overwrite: bool = True) -> None:
-        # C recorders (fntrace/_speedups.c) that cache the clock and the live set:
+        # C recorders (fntrace/csrc/) that cache the clock and the live set:
         # told by __setattr__ when either changes.
         self.watchers: list[Any] = []
         self.size_kb = size_kb

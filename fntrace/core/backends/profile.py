@@ -72,7 +72,7 @@ class ProfileBackend:
         speedups = _accel.speedups
         native = getattr(speedups, "ProfileHook", None)
         if native is not None:
-            # The same hook in C (fntrace/_speedups.c): untraced code is dismissed
+            # The same hook in C (fntrace/csrc/): untraced code is dismissed
             # and recorded sites written with no Python frame.  Threads that start
             # later call it through threading.setprofile once, then directly.
             registry = self.registry

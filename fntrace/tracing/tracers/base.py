@@ -28,7 +28,7 @@ class Tracer:
     def __init__(self, inst: Instance) -> None:
         self.inst = inst
         self.ops: list[Ops] = []
-        # C recorders (fntrace/_speedups.c) of this tracer's ops, when the extension
+        # C recorders (fntrace/csrc/) of this tracer's ops, when the extension
         # is there: they write the events of the commonest configuration themselves.
         self.recorders: list[Any] = []
 

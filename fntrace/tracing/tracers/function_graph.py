@@ -268,7 +268,7 @@ class FunctionGraphTracer(Tracer):
 
 
 class _PyGraphStack(ShadowStack[_Entry]):
-    """The per-thread stack of calls (pure Python; fntrace/_speedups.c has GraphStack);
+    """The per-thread stack of calls (pure Python; fntrace/csrc/graph_recorder.c has GraphStack);
     ``pop_to`` is the shadow stack's."""
 
     __slots__ = ()
