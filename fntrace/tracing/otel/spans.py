@@ -54,6 +54,7 @@ __all__ = ["DEFAULT_NOTRACE", "SpanSink", "code_attributes"]
 DEFAULT_NOTRACE = ("*:mod:opentelemetry.*",)
 _INSTRUMENTATION = "fntrace"
 NAMES_CACHE = 4096
+FAILED_STR = "<str() failed>"
 UNKNOWN_311 = "exception (type unknown on 3.11: the interpreter hides it from profile hooks)"
 
 
@@ -182,9 +183,10 @@ class SpanSink:
         try:
             text = str(exc)
         except Exception:
-            text = "<str() failed>"
+            text = FAILED_STR
         limit = self.safe_repr.max_len
         if len(text) > limit:
             text = text[:max(limit - 3, 1)] + "..."
         span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {text}"))
-        span.record_exception(exc)
+        if text != FAILED_STR:
+            span.record_exception(exc)  # it reads str(exc) again, which worked once
