@@ -97,6 +97,9 @@ def add_trace_options(parser: argparse.ArgumentParser, default_tracer: str | Non
     p.add_argument("--inject", action="append", metavar="SPEC",
                    help="fail a function: 'FUNC:raise=OSError(\"disk full\"):probability=10' "
                    "or 'FUNC:retval=0:times=3' (repeatable)")
+    p.add_argument("--otel", action="append", metavar="SPEC",
+                   help="OpenTelemetry spans for the functions of 'PATTERN... [KEY=EXPR...]' "
+                   "(docs/otel.md; repeatable)")
     # Where the program starts is found by split_command, as python finds it: these
     # two only document it (and receive it from cli.main).
     parser.add_argument("-m", dest="module", metavar="MODULE",
@@ -421,7 +424,7 @@ def run_main(ns: argparse.Namespace) -> int:
     _command = "run"
     steering = (ns.tracer, ns.filter, ns.notrace, ns.graph_function, ns.graph_notrace,
                 ns.args, ns.retval, ns.trigger, ns.thread)
-    if ns.live and not any(steering):
+    if (ns.live or ns.otel) and not any(steering):
         ns.tracer = "nop"  # --live alone: untraced until steered through fntrace ctl
     elif ns.tracer is None:
         ns.tracer = "function"
@@ -491,6 +494,13 @@ def _main(ns: argparse.Namespace, path: str, sink: Any) -> int:
         from fntrace.tracing.inject import start_specs
 
         stop_injections = start_specs(specs)
+    if ns.otel:
+        from fntrace.tracing.otel.setup import start as start_otel
+
+        try:
+            start_otel(ns.otel)
+        except (ValueError, ImportError) as exc:
+            _fail(f"--otel: {exc}")
     startup.checkpoint("start")
     return _run(ns, argv, rec, stop_injections)
 

@@ -13,8 +13,8 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["MISSING", "Handle", "add_logpoint", "add_spans", "available", "handles",
-           "remove", "remove_all"]
+__all__ = ["MISSING", "Handle", "add_line", "add_logpoint", "add_spans", "available",
+           "check_line", "handles", "remove", "remove_all", "split_spans_line"]
 
 MISSING = ("OpenTelemetry is not installed in this Python: pip install 'fntrace[otel]' "
            "(the API), plus an SDK and exporter of your choice")
@@ -123,6 +123,42 @@ def add_logpoint(definition: str, limit: int | None = None, to: str | None = Non
     sink = LogpointSink(parsed, tracer_provider=tracer_provider,
                         logger_provider=logger_provider, max_len=max_len, **kw)
     return _add(Handle("logpoint", sink, parsed.text()))
+
+
+def split_spans_line(line: str) -> tuple[list[str], list[str]]:
+    """(patterns, attributes) of a spans definition line (``otel/spans``, ``--otel``):
+    words that are ``KEY=EXPR`` or start with ``$`` are attributes, the others
+    set_ftrace_filter patterns."""
+    patterns: list[str] = []
+    attrs: list[str] = []
+    for word in line.split():
+        (attrs if "=" in word or word.startswith("$") else patterns).append(word)
+    if not patterns:
+        raise ValueError(f"otel spans: {line!r}: no function pattern")
+    return patterns, attrs
+
+
+def check_line(kind: str, line: str) -> None:
+    """Parse a definition line of ``kind`` ("spans", "logpoint"); ValueError if malformed."""
+    if kind == "spans":
+        from fntrace.core.filter import parse
+        from fntrace.tracing.otel.attributes import parse_attributes
+
+        patterns, attrs = split_spans_line(line)
+        parse(patterns)
+        parse_attributes(attrs)
+    else:
+        from fntrace.tracing.otel.logpoints import parse_logpoint
+
+        parse_logpoint(line)
+
+
+def add_line(kind: str, line: str) -> Handle:
+    """Add the instrumentation a definition line describes."""
+    if kind == "spans":
+        patterns, attrs = split_spans_line(line)
+        return add_spans(patterns, attrs)
+    return add_logpoint(line)
 
 
 def handles(kind: str | None = None) -> list[Handle]:
