@@ -47,7 +47,9 @@ class LineExporter(SpanExporter):
             events = "".join(
                 f" event {e.name} "
                 + json.dumps({k: v for k, v in (e.attributes or {}).items()
-                              if not k.startswith("code.")}) for e in s.events)
+                              if not k.startswith("code.")
+                              and k not in ("exception.stacktrace", "exception.escaped")})
+                for e in s.events)
             status = f" {s.status.status_code.name}: {s.status.description}" if (
                 s.status.status_code == StatusCode.ERROR) else ""
             print(f"span {s.context.trace_id:032x} {s.context.span_id:016x} <- {parent} "
