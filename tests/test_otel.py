@@ -598,3 +598,19 @@ def test_malformed_logpoint_refused(bad: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):
         fntrace.otel.logpoint(bad)
     assert fntrace.otel.instrumentations() == []
+
+
+def test_without_opentelemetry_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fntrace.control import otel_files
+    from fntrace.control.protocol import ControlError
+
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    monkeypatch.setitem(sys.modules, "opentelemetry.trace", None)
+    assert not fntrace.otel.available()
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'fntrace\[otel\]'"):
+        fntrace.otel.instrument(f"{MOD}:leaf")
+    with pytest.raises(ControlError, match="OpenTelemetry is not installed") as info:
+        otel_files.write(["otel", "spans"], f"{MOD}:leaf", append=True)
+    assert info.value.errno == "ENOSYS"
+    assert otel_files.read(["otel", "spans"]) == ""
+    assert fntrace.enabled_functions() == ""
