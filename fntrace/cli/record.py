@@ -100,6 +100,9 @@ def add_trace_options(parser: argparse.ArgumentParser, default_tracer: str | Non
     p.add_argument("--inject", action="append", metavar="SPEC",
                    help="fail a function: 'FUNC:raise=OSError(\"disk full\"):probability=10' "
                    "or 'FUNC:retval=0:times=3' (repeatable)")
+    p.add_argument("--otel", action="append", metavar="SPEC",
+                   help="OpenTelemetry spans for the functions of 'PATTERN... [KEY=EXPR...]' "
+                   "(docs/otel.md; repeatable)")
     # Where the program starts is found by split_command, as python finds it: these
     # two only document it (and receive it from fntrace.cli.main).
     parser.add_argument("-m", dest="module", metavar="MODULE",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 from fntrace.control.protocol import ControlError
 from fntrace.tracing.instance import Instance
@@ -30,6 +31,13 @@ def _parts(path: str) -> list[str]:
     if any(p in (".", "..") for p in parts):
         raise ValueError(f"{path}: '.' and '..' are not allowed in paths")
     return parts
+
+
+def otel_files() -> Any:
+    """The ``otel/`` subtree (control/otel_files.py), imported when first used."""
+    from fntrace.control import otel_files as files
+
+    return files
 
 
 class Tree:
@@ -81,6 +89,8 @@ class Tree:
             if parts == ["control", "unmatched"]:
                 return self.unmatched()
             raise FileNotFoundError(f"no such file: {path}")
+        if parts[:1] == ["otel"]:
+            return otel_files().read(parts)
         inst, rest = self.resolve(path)
         return inst.read(rest)
 
@@ -100,13 +110,18 @@ class Tree:
     def write(self, path: str, value: str, append: bool) -> None:
         if _parts(path)[:1] == ["control"]:
             raise PermissionError(f"{path}: read-only")
+        if _parts(path)[:1] == ["otel"]:
+            otel_files().write(_parts(path), value, append)
+            return
         inst, rest = self.resolve(path)
         inst.write(rest, value, append=append)
 
     def ls(self, path: str) -> list[str]:
         parts = _parts(path)
         if not parts:
-            return sorted([*self.top.listdir(""), "control", "instances"])
+            return sorted([*self.top.listdir(""), "control", "instances", "otel"])
+        if parts[:1] == ["otel"]:
+            return otel_files().ls(parts)
         if parts == ["control"]:
             return ["stats", "unmatched"]
         if parts == ["instances"]:

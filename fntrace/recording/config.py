@@ -57,6 +57,8 @@ class RecordConfig:
     # Serving fntrace ctl and injecting failures belong to the parent's process.
     live: bool = _opt(False, header=False, inherited=False)
     inject: tuple[str, ...] = _opt((), header=False, inherited=False)
+    # OpenTelemetry spans (docs/otel.md): the parent's process only, as --inject.
+    otel: tuple[str, ...] = _opt((), header=False, inherited=False)
     output: str | None = _opt("fntrace.dat", header=False, inherited=False)
     module: str | None = _opt(None, header=False, inherited=False)
     argv: tuple[str, ...] = _opt((), header=False, inherited=False)

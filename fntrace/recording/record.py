@@ -272,7 +272,7 @@ def run(config: RecordConfig, serve_live: ServeLive | None = None) -> int:
     steering = (config.tracer, config.filter, config.notrace, config.graph_function,
                 config.graph_notrace, config.args, config.retval, config.trigger,
                 config.thread)
-    if config.live and not any(steering):
+    if (config.live or config.otel) and not any(steering):
         # --live alone: untraced until steered through fntrace ctl
         config = dataclasses.replace(config, tracer="nop")
     elif config.tracer is None:
@@ -341,6 +341,13 @@ def _main(config: RecordConfig, path: str, sink: Any, serve_live: ServeLive | No
         from fntrace.tracing.inject import start_specs
 
         stop_injections = start_specs(specs)
+    if config.otel:
+        from fntrace.tracing.otel.setup import start as start_otel
+
+        try:
+            start_otel(list(config.otel))
+        except (ValueError, ImportError) as exc:
+            _fail(f"--otel: {exc}")
     startup.checkpoint("start")
     return _run(config, argv, rec, stop_injections)
 
