@@ -26,8 +26,8 @@ FULL = RecordConfig(
     tracer="function", filter=("a:*", "b:f"), notrace=("a:_*",), graph_function=("m:g",),
     graph_notrace=("m:h",), max_depth=3, thresh=7, args=True, retval=True, buffer_size=64,
     no_overwrite=True, trigger=("m:f:traceoff",), thread=(11, 12), clock="global",
-    follow=True, live=True, inject=("m:f:retval=0",), output="out.dat", module="json.tool",
-    argv=("x.json", "-q"))
+    follow=True, live=True, inject=("m:f:retval=0",), otel=("m:f",), output="out.dat",
+    module="json.tool", argv=("x.json", "-q"))
 
 
 def test_every_field_is_set_in_full() -> None:
@@ -97,7 +97,7 @@ def test_the_command_line_makes_the_config() -> None:
                     "--args", "--retval", "--buffer-size", "64", "--no-overwrite",
                     "-T", "m:f:traceoff", "--thread", "11", "--thread", "12",
                     "--clock", "global", "--follow", "--live", "--inject", "m:f:retval=0",
-                    "-o", "out.dat", "-m", "json.tool", "x.json", "-q"]) == FULL
+                    "--otel", "m:f", "-o", "out.dat", "-m", "json.tool", "x.json", "-q"]) == FULL
     assert _parsed(["record", "--", "p.py", "-o", "x"]) == RecordConfig(argv=("p.py", "-o", "x"))
     # run: the tracer is chosen later (function, or nop with --live alone), no file.
     assert _parsed(["run", "p.py"]) == RecordConfig(tracer=None, output=None, argv=("p.py",))
