@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from fntrace.core.symbols import Function
     from fntrace.tracing.instance import Instance
     from fntrace.tracing.ring_buffer import ThreadBuffer
+    from fntrace.tracing.tracers import TracerRegistry
 
-__all__ = ["FunctionTracer", "stack_lines"]
+__all__ = ["FunctionTracer", "register_tracer", "stack_lines"]
 
 FUNC = "F"  # (ts, size, "F", ip, parent, args text or None, event)
 MAX_STACK = 64
@@ -52,7 +53,7 @@ def stack_lines(frame: types.FrameType | None, limit: int = MAX_STACK) -> tuple[
 def write_stack(inst: Instance, frame: types.FrameType | None) -> None:
     lines = stack_lines(frame)
     rb = inst.rb
-    rb.write((rb.clock(), EVENT_OVERHEAD + sum(len(s) for s in lines), STACK, lines))
+    rb.write((rb.now(), EVENT_OVERHEAD + sum(len(s) for s in lines), STACK, lines))
 
 
 class FunctionTracer(Tracer):
@@ -76,7 +77,7 @@ class FunctionTracer(Tracer):
 
     def entry(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
         inst = self.inst
-        if not inst.tracing_on:
+        if not inst.tracing:
             return
         if inst.pid_filtered and not inst.pid_allowed(native_id()):
             return
@@ -86,7 +87,7 @@ class FunctionTracer(Tracer):
         if inst.options["func-args"]:
             args = inst.safe_repr.arguments(fregs.arguments)
             size += len(args)
-        rb.write((rb.clock(), size, FUNC, ip, parent, args, fregs.event))
+        rb.write((rb.now(), size, FUNC, ip, parent, args, fregs.event))
         if inst.options["func_stack_trace"]:
             write_stack(inst, fregs.frame)
 
@@ -99,3 +100,8 @@ def _render(inst: Instance, buf: ThreadBuffer, ev: tuple[Any, ...]) -> str:
 
 
 ftrace_text.RENDERERS[FUNC] = _render
+
+
+def register_tracer(registry: TracerRegistry) -> None:
+    """The plugin: current_tracer ``function``."""
+    registry.register(FunctionTracer.name, FunctionTracer)

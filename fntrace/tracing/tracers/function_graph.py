@@ -83,8 +83,10 @@ if TYPE_CHECKING:
     from fntrace.core.symbols import Function
     from fntrace.tracing.instance import Instance
     from fntrace.tracing.ring_buffer import ThreadBuffer
+    from fntrace.tracing.tracers import TracerRegistry
 
-__all__ = ["ENTRY", "EXIT", "FunctionGraphTracer", "duration_text", "overhead_mark"]
+__all__ = ["ENTRY", "EXIT", "FunctionGraphTracer", "duration_text", "overhead_mark",
+           "register_tracer"]
 
 ENTRY = "E"  # (ts, size, "E", fn, depth, args text or None, entry event)
 EXIT = "X"   # (ts, size, "X", fn, depth, duration ns, exit event, value text or None)
@@ -235,19 +237,19 @@ class FunctionGraphTracer(Tracer):
             stack.push(frame, None, depth, _OUTSIDE)
             return
         limit = inst.max_graph_depth
-        if (limit and depth >= limit) or not inst.tracing_on:
+        if (limit and depth >= limit) or not inst.tracing:
             stack.push(frame, None, depth, _INSIDE)
             return
         rb = inst.rb
         if inst.tracing_thresh_us:
-            stack.push(frame, rb.clock(), depth + 1, _INSIDE)
+            stack.push(frame, rb.now(), depth + 1, _INSIDE)
             return
         args = None
         size = EVENT_OVERHEAD
         if inst.options["funcgraph-args"]:
             args = inst.safe_repr.arguments(fregs.arguments)
             size += len(args)
-        ts = rb.clock()
+        ts = rb.now()
         stack.push(frame, ts, depth + 1, _INSIDE)
         rb.write((ts, size, ENTRY, ip, depth, args, fregs.event))
 
@@ -266,10 +268,10 @@ class FunctionGraphTracer(Tracer):
         if start is None:
             return
         inst = self.inst
-        if not inst.tracing_on:
+        if not inst.tracing:
             return
         rb = inst.rb
-        ts = rb.clock()
+        ts = rb.now()
         duration = ts - start
         thresh = inst.tracing_thresh_us
         if thresh and duration < thresh * 1000:
@@ -461,3 +463,8 @@ def _render_one(inst: Instance, buf: ThreadBuffer, ev: tuple[Any, ...]) -> str:
 ftrace_text.RENDERERS[ENTRY] = _render_one
 ftrace_text.RENDERERS[EXIT] = _render_one
 ftrace_text.HEADERS[FunctionGraphTracer.name] = header
+
+
+def register_tracer(registry: TracerRegistry) -> None:
+    """The plugin: current_tracer ``function_graph``."""
+    registry.register(FunctionGraphTracer.name, FunctionGraphTracer)
