@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 
 from fntrace.tracing import ftrace_text
 from fntrace.tracing.files import FileTable, parse_bool, parse_uint
-from fntrace.tracing.ftrace_text import MARKER
-from fntrace.tracing.ring_buffer import CLOCKS, EVENT_OVERHEAD
+from fntrace.tracing.ring_buffer import CLOCKS
 
 if TYPE_CHECKING:
     from fntrace.tracing.instance import Instance
@@ -27,9 +26,7 @@ def write_marker(inst: Instance, text: str) -> None:
     """A trace_marker line (ValueError while options/markers is 0)."""
     if not inst.options["markers"]:
         raise ValueError("trace_marker: writes are disabled (options/markers is 0)")
-    text = text.rstrip("\n")
-    rb = inst.rb
-    rb.write((rb.now(), EVENT_OVERHEAD + len(text), MARKER, text))
+    inst.note(text.rstrip("\n"))
 
 
 def _write_tracing_on(inst: Instance, text: str, append: bool) -> None:
