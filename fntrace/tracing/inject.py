@@ -78,16 +78,17 @@ from fntrace.core.ipmodify import one_line_table
 from fntrace.core.ops import Ops
 from fntrace.core.oscaps import native_id
 from fntrace.core.symbols import iter_loaded_code
-from fntrace.tracing.instance import SUBTREES, instances
+from fntrace.tracing.alive import instances
 from fntrace.tracing.reprs import SafeRepr
 
 if TYPE_CHECKING:
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
+    from fntrace.tracing.files import FileTable
     from fntrace.tracing.instance import Instance
 
 __all__ = ["FAIL", "Action", "FaultAttr", "Injection", "inject", "parse_inject_spec",
-           "target_name"]
+           "register_files", "target_name"]
 
 FAIL = _FAIL_KIND.tag  # (ts, size, "J", ip, text): one injected failure (events.FailAt)
 Condition = Callable[[dict[str, Any]], object]
@@ -380,9 +381,9 @@ def _emit(ip: Function, text: str) -> None:
     tid = native_id()
     size = EVENT_OVERHEAD + len(text)
     for inst in instances():
-        if inst.tracing_on and (not inst.pid_filtered or inst.pid_allowed(tid)):
+        if inst.tracing and (not inst.pid_filtered or inst.pid_allowed(tid)):
             rb = inst.rb
-            rb.write((rb.clock(), size, FAIL, ip, text))
+            rb.write((rb.now(), size, FAIL, ip, text))
     for listener in list(LISTENERS):
         listener(ip, text)
 
@@ -672,7 +673,7 @@ class FailFunctionFiles:
             return action.text() + "\n"
         return None
 
-    def write(self, inst: Instance, path: str, text: str, append: bool) -> None:
+    def write(self, inst: Instance, path: str, text: str, append: bool) -> bool:
         state = _of(inst)
         if path == "inject":
             self._inject(inst, state, text.strip())
@@ -688,6 +689,7 @@ class FailFunctionFiles:
             if leaf != "retval" or name not in state.injection.targets:
                 raise FileNotFoundError(f"{inst.name}: no such file: fail_function/{path}")
             state.injection.add(name, parse_retval(text))
+        return True
 
     def _inject(self, inst: Instance, state: _FailFunction, name: str) -> None:
         injection = state.injection
@@ -711,4 +713,7 @@ class FailFunctionFiles:
             state.injection.remove()
 
 
-SUBTREES["fail_function"] = FailFunctionFiles()
+def register_files(table: FileTable) -> None:
+    files = FailFunctionFiles()
+    table.directory("fail_function", files)
+    table.on_close(files.close)

@@ -52,14 +52,14 @@ from fntrace.core.flags import Flags
 from fntrace.core.ops import Ops
 from fntrace.tracing.inject import function_of as _function_of
 from fntrace.tracing.inject import target_name
-from fntrace.tracing.instance import SUBTREES
 
 if TYPE_CHECKING:
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
+    from fntrace.tracing.files import FileTable
     from fntrace.tracing.instance import Instance
 
-__all__ = ["Patch", "patch", "patches", "unpatch"]
+__all__ = ["Patch", "patch", "patches", "register_files", "unpatch"]
 
 _lock = threading.RLock()
 
@@ -282,7 +282,7 @@ class LivepatchFiles:
             return f"{p.target_name}\n"
         return None
 
-    def write(self, inst: Instance, path: str, text: str, append: bool) -> None:
+    def write(self, inst: Instance, path: str, text: str, append: bool) -> bool:
         name, _, leaf = path.rpartition("/")
         p = _by_name.get(name)
         if p is None or leaf not in ("enabled", "transition", "target"):
@@ -293,9 +293,9 @@ class LivepatchFiles:
         if value not in ("0", "1"):
             raise ValueError(f"livepatch/{path}: expected 0 or 1, got {text!r}")
         p.set_enabled(value == "1")
-
-    def close(self, inst: Instance) -> None:
-        """Patches belong to the process, not to an instance: nothing to undo."""
+        return True
 
 
-SUBTREES["livepatch"] = LivepatchFiles()
+def register_files(table: FileTable) -> None:
+    """Patches belong to the process, not to an instance: closing one undoes nothing."""
+    table.directory("livepatch", LivepatchFiles())

@@ -290,37 +290,61 @@ class BufferSet:
 
 
 class RingBuffer:
-    """An instance's buffer: the live BufferSet, an optional snapshot, a clock."""
+    """An instance's buffer: the live BufferSet, an optional snapshot, a clock.
+
+    ``live`` and ``clock`` are properties because C recorders (fntrace/_speedups.c)
+    cache both: their setters tell every recorder in ``watchers`` (ring_changed),
+    so the next event goes to the new set, stamped by the new clock.
+    """
 
     def __init__(self, size_kb: int = 1408, overwrite: bool = True) -> None:
-        # C recorders (fntrace/csrc/) that cache the clock and the live set:
-        # told by __setattr__ when either changes.
         self.watchers: list[Any] = []
         self.size_kb = size_kb
         self.overwrite = overwrite
         self.on_full: Callable[[], object] | None = None
-        self.live = BufferSet(size_kb, overwrite)
+        self._live = BufferSet(size_kb, overwrite)
         self.snapshot: BufferSet | None = None
         self.clock_name = "local"
-        self.clock = CLOCKS["local"]
+        #: The clock as a plain attribute, for the pure-Python writers, which stamp
+        #: every event (a property read costs a Python call per event: ~600
+        #: instructions on 3.11).  Read it; set the clock through ``clock``.
+        self.now: Callable[[], int] = CLOCKS["local"]
         self.data_ready = threading.Condition(threading.Lock())
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        object.__setattr__(self, name, value)
-        if name == "live" or name == "clock":
-            for rec in self.__dict__.get("watchers", ()):
-                rec.ring_changed()
+    @property
+    def live(self) -> BufferSet:
+        """The buffers being written (``trace``, ``trace_pipe``)."""
+        return self._live
+
+    @live.setter
+    def live(self, bufs: BufferSet) -> None:
+        self._live = bufs
+        self._ring_changed()
+
+    @property
+    def clock(self) -> Callable[[], int]:
+        """The timestamp clock (nanoseconds); ``set_clock`` picks one by its trace_clock name."""
+        return self.now
+
+    @clock.setter
+    def clock(self, fn: Callable[[], int]) -> None:
+        self.now = fn
+        self._ring_changed()
+
+    def _ring_changed(self) -> None:
+        for rec in self.watchers:
+            rec.ring_changed()
 
     def buffer(self) -> ThreadBuffer:
         """The calling thread's buffer in the live set (created on first use)."""
-        live = self.live
+        live = self._live
         try:
             return live.local.buf  # type: ignore[no-any-return]
         except AttributeError:
             return live.new_buffer()
 
     def write(self, event: Event) -> bool:
-        live = self.live
+        live = self._live
         try:
             buf: ThreadBuffer = live.local.buf
         except AttributeError:

@@ -41,9 +41,10 @@ from fntrace.core.ops import Ops
 if TYPE_CHECKING:
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
+    from fntrace.tracing.files import FileTable
     from fntrace.tracing.instance import Instance
 
-__all__ = ["Trigger", "Triggers", "apply", "text"]
+__all__ = ["Trigger", "Triggers", "apply", "register_files", "text"]
 
 
 class Trigger:
@@ -123,12 +124,12 @@ class Triggers:
                 inst.tracing_on = on
                 return
             with self.lock:
-                if trig.remaining <= 0 or inst.tracing_on == on:
+                if trig.remaining <= 0 or inst.tracing == on:
                     return
                 inst.tracing_on = on
                 trig.remaining -= 1
             return
-        if command == "stacktrace" and not inst.tracing_on:
+        if command == "stacktrace" and not inst.tracing:
             return
         if not self.use(trig):
             return
@@ -189,3 +190,13 @@ def text(inst: Instance) -> str:
     if current is None:
         return ""
     return "".join(t.text() for t in current.active)
+
+
+def _close(inst: Instance) -> None:
+    if inst.triggers is not None:
+        apply(inst, [])
+
+
+def register_files(table: FileTable) -> None:
+    """Triggers are lines of set_ftrace_filter (filter_files.py); closing removes them."""
+    table.on_close(_close)

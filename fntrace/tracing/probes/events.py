@@ -37,9 +37,10 @@ from fntrace.tracing.probes.parser import ProbeSpec, RemoveSpec, SpecError, pars
 if TYPE_CHECKING:
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
+    from fntrace.tracing.files import FileTable
     from fntrace.tracing.instance import Instance
 
-__all__ = ["MAX_PENDING", "PROBE", "ProbeEvent", "ProbeEvents"]
+__all__ = ["MAX_PENDING", "PROBE", "ProbeEvent", "ProbeEvents", "register_files"]
 
 PROBE = _PROBE_KIND.tag  # (ts, size, "P", event name, fn, fields text, event): events.ProbeAt
 MAX_PENDING = 4096
@@ -95,7 +96,7 @@ class ProbeEvent:
 
     def _entry(self, ip: Function, parent: Function | None, ops: Ops,
                fregs: FtraceRegs) -> None:
-        if fregs.event != Event.START or not self.inst.tracing_on or not self._allowed():
+        if fregs.event != Event.START or not self.inst.tracing or not self._allowed():
             return
         self._record(ip, fregs, fetch_all(self.spec.args, fregs, self.inst.safe_repr))
 
@@ -118,7 +119,7 @@ class ProbeEvent:
                 return
         else:
             saved = []
-        if not self.inst.tracing_on or not self._allowed():
+        if not self.inst.tracing or not self._allowed():
             return
         late = iter(fetch_all(self.exit_args, fregs, self.inst.safe_repr))
         early = iter(saved)
@@ -133,7 +134,7 @@ class ProbeEvent:
                 return
         text = " ".join(f"{n}={t}" for group in groups for n, _, t in group)
         rb = self.inst.rb
-        rb.write((rb.clock(), EVENT_OVERHEAD + len(text), PROBE, self.spec.event, ip, text,
+        rb.write((rb.now(), EVENT_OVERHEAD + len(text), PROBE, self.spec.event, ip, text,
                   fregs.event))
 
 
@@ -241,3 +242,25 @@ def _numbered(exc: SpecError, number: int, nlines: int) -> SpecError:
         exc.args = (f"line {number}: {exc.args[0]}",)
     return exc
 
+
+# -- the instance files ------------------------------------------------------------------
+
+
+class EventFiles:
+    """``events/GRP/EVENT/enable`` and ``filter`` of the instance's probe events."""
+
+    def names(self, inst: Instance) -> list[str]:
+        return [path.partition("/")[2] for path in inst.probes.files()]
+
+    def read(self, inst: Instance, path: str) -> str | None:
+        return inst.probes.read_file(f"events/{path}")
+
+    def write(self, inst: Instance, path: str, text: str, append: bool) -> bool:
+        return inst.probes.write_file(f"events/{path}", text)
+
+
+def register_files(table: FileTable) -> None:
+    table.file("dynamic_events", lambda inst: inst.probes.read(),
+               lambda inst, text, append: inst.probes.write(text, append))
+    table.directory("events", EventFiles())
+    table.on_close(lambda inst: inst.probes.close())

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
     from fntrace.tracing.instance import Instance
+    from fntrace.tracing.tracers import TracerRegistry
 
-__all__ = ["FunctionTracer", "stack_lines"]
+__all__ = ["FunctionTracer", "register_tracer", "stack_lines"]
 
 FUNC = CALL.tag  # (ts, size, "F", ip, parent, args text or None, event): events.CallAt
 _STACK = STACK.tag  # (ts, size, "K", lines): events.StackAt
@@ -50,7 +51,7 @@ def stack_lines(frame: types.FrameType | None, limit: int = MAX_STACK) -> tuple[
 def write_stack(inst: Instance, frame: types.FrameType | None) -> None:
     lines = stack_lines(frame)
     rb = inst.rb
-    rb.write((rb.clock(), EVENT_OVERHEAD + sum(len(s) for s in lines), _STACK, lines))
+    rb.write((rb.now(), EVENT_OVERHEAD + sum(len(s) for s in lines), _STACK, lines))
 
 
 class FunctionTracer(Tracer):
@@ -74,7 +75,7 @@ class FunctionTracer(Tracer):
 
     def entry(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
         inst = self.inst
-        if not inst.tracing_on:
+        if not inst.tracing:
             return
         if inst.pid_filtered and not inst.pid_allowed(native_id()):
             return
@@ -84,6 +85,11 @@ class FunctionTracer(Tracer):
         if inst.options["func-args"]:
             args = inst.safe_repr.arguments(fregs.arguments)
             size += len(args)
-        rb.write((rb.clock(), size, FUNC, ip, parent, args, fregs.event))
+        rb.write((rb.now(), size, FUNC, ip, parent, args, fregs.event))
         if inst.options["func_stack_trace"]:
             write_stack(inst, fregs.frame)
+
+
+def register_tracer(registry: TracerRegistry) -> None:
+    """The plugin: current_tracer ``function``."""
+    registry.register(FunctionTracer.name, FunctionTracer)

@@ -84,9 +84,10 @@ if TYPE_CHECKING:
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
     from fntrace.tracing.instance import Instance
+    from fntrace.tracing.tracers import TracerRegistry
 
 __all__ = ["ENTRY", "EXIT", "UNKNOWN_TYPE", "FunctionGraphTracer", "duration_text",
-           "overhead_mark"]
+           "overhead_mark", "register_tracer"]
 
 ENTRY = _ENTRY_KIND.tag  # (ts, size, "E", fn, depth, args or None, event): events.EntryAt
 EXIT = _EXIT_KIND.tag    # (ts, size, "X", fn, depth, ns, event, value or None): events.ExitAt
@@ -214,19 +215,19 @@ class FunctionGraphTracer(Tracer):
             stack.push(frame, None, depth, _OUTSIDE)
             return
         limit = inst.max_graph_depth
-        if (limit and depth >= limit) or not inst.tracing_on:
+        if (limit and depth >= limit) or not inst.tracing:
             stack.push(frame, None, depth, _INSIDE)
             return
         rb = inst.rb
         if inst.tracing_thresh_us:
-            stack.push(frame, rb.clock(), depth + 1, _INSIDE)
+            stack.push(frame, rb.now(), depth + 1, _INSIDE)
             return
         args = None
         size = EVENT_OVERHEAD
         if inst.options["funcgraph-args"]:
             args = inst.safe_repr.arguments(fregs.arguments)
             size += len(args)
-        ts = rb.clock()
+        ts = rb.now()
         stack.push(frame, ts, depth + 1, _INSIDE)
         rb.write((ts, size, ENTRY, ip, depth, args, fregs.event))
 
@@ -245,10 +246,10 @@ class FunctionGraphTracer(Tracer):
         if start is None:
             return
         inst = self.inst
-        if not inst.tracing_on:
+        if not inst.tracing:
             return
         rb = inst.rb
-        ts = rb.clock()
+        ts = rb.now()
         duration = ts - start
         thresh = inst.tracing_thresh_us
         if thresh and duration < thresh * 1000:
@@ -283,3 +284,8 @@ class _PyGraphStack(ShadowStack[_Entry]):
         _, _, depth, state = self[-1]
         return depth, state
 
+
+
+def register_tracer(registry: TracerRegistry) -> None:
+    """The plugin: current_tracer ``function_graph``."""
+    registry.register(FunctionGraphTracer.name, FunctionGraphTracer)

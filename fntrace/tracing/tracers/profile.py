@@ -51,14 +51,16 @@ from fntrace.core import forksafe
 from fntrace.core.flags import Event
 from fntrace.core.ops import Ops
 from fntrace.core.shadow import ShadowStack
+from fntrace.tracing.files import parse_bool
 from fntrace.tracing.tracers.base import Tracer
 
 if TYPE_CHECKING:
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
+    from fntrace.tracing.files import FileTable
     from fntrace.tracing.instance import Instance
 
-__all__ = ["OPEN_LIMIT", "FunctionProfiler", "format_duration"]
+__all__ = ["OPEN_LIMIT", "FunctionProfiler", "enable", "format_duration", "register_files"]
 
 _GEN_FLAGS = 0x20 | 0x80 | 0x200  # CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR
 _NAME_WIDTH = 30
@@ -307,3 +309,32 @@ class FunctionProfiler(Tracer):
             out.append(f"  {fn.name:<{width}}  {hits:>10}    {format_duration(total)}    "
                        f"{format_duration(avg)}    {format_duration(var)}\n")
         return "".join(out)
+
+
+# -- the instance files ------------------------------------------------------------------
+
+
+def enable(inst: Instance, on: bool) -> None:
+    """function_profile_enabled.  The profile stays readable after it is disabled, as
+    in the kernel; enabling the profiler again starts a fresh table."""
+    if on and not inst.profile_on:
+        prof = FunctionProfiler(inst)
+        prof.start()
+        inst.profile, inst.profile_on = prof, True
+    elif not on and inst.profile_on and inst.profile is not None:
+        inst.profile.stop()
+        inst.profile_on = False
+
+
+def _reset(inst: Instance, text: str, append: bool) -> None:
+    if inst.profile is not None:
+        inst.profile.reset()
+
+
+def register_files(table: FileTable) -> None:
+    table.file("function_profile_enabled", lambda inst: f"{int(inst.profile_on)}\n",
+               lambda inst, text, append: enable(
+                   inst, parse_bool(text, "function_profile_enabled")))
+    table.file("trace_stat/function0",
+               lambda inst: inst.profile.render() if inst.profile is not None else "", _reset)
+    table.on_close(lambda inst: enable(inst, False))

@@ -48,14 +48,16 @@ from fntrace.core import forksafe, symbols
 from fntrace.core.ops import Ops
 from fntrace.core.shadow import ShadowStack
 from fntrace.core.symbols import function_for_frame
+from fntrace.tracing.files import parse_bool, parse_uint
 from fntrace.tracing.tracers.base import Tracer
 
 if TYPE_CHECKING:
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
+    from fntrace.tracing.files import FileTable
     from fntrace.tracing.instance import Instance
 
-__all__ = ["MAX_ENTRIES", "StackTracer"]
+__all__ = ["MAX_ENTRIES", "StackTracer", "enable", "register_files"]
 
 #: Rows kept of the deepest stack (the kernel keeps STACK_TRACE_ENTRIES = 500).
 MAX_ENTRIES = 500
@@ -173,3 +175,35 @@ class StackTracer(Tracer):
             size = depth if i == len(rows) - 1 else 1
             out.append(f"{i:3d}) {depth:8d}   {size:5d}   {name}+{offset} ({filename}:{lineno})\n")
         return "".join(out)
+
+
+# -- the instance files ------------------------------------------------------------------
+
+
+def enable(inst: Instance, on: bool) -> None:
+    """stack_tracer_enabled.  The deepest stack stays readable after it is disabled
+    and is kept when it is enabled again, as in the kernel."""
+    if on and not inst.stack_on:
+        if inst.stack is None:
+            inst.stack = StackTracer(inst)
+        inst.stack.start()
+        inst.stack_on = True
+    elif not on and inst.stack_on and inst.stack is not None:
+        inst.stack.stop()
+        inst.stack_on = False
+
+
+def _write_max_size(inst: Instance, text: str, append: bool) -> None:
+    value = parse_uint(text, "stack_max_size")
+    if inst.stack is not None:
+        inst.stack.reset(value)
+
+
+def register_files(table: FileTable) -> None:
+    table.file("stack_tracer_enabled", lambda inst: f"{int(inst.stack_on)}\n",
+               lambda inst, text, append: enable(inst, parse_bool(text, "stack_tracer_enabled")))
+    table.file("stack_max_size",
+               lambda inst: f"{inst.stack.max_size if inst.stack is not None else 0}\n",
+               _write_max_size)
+    table.file("stack_trace", lambda inst: inst.stack.render() if inst.stack is not None else "")
+    table.on_close(lambda inst: enable(inst, False))
