@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 
 ThreadKey = tuple[int, int] | None  # (pid, tid), or None for all threads merged
 
-SORT_KEYS = ("calls", "total", "self", "avg", "min", "max", "name")
-TIME_KEYS = ("total", "self", "avg", "min", "max")
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from fntrace.analysis.report import SORT_KEYS
+from fntrace.analysis.sort_keys import SORT_KEYS
 
 __all__ = ["add_parser", "main", "positive"]
 
