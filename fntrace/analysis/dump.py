@@ -1,25 +1,10 @@
-"""``fntrace dump``: a recorded trace for other tools — Chrome JSON and folded stacks.
+"""The writers behind ``fntrace dump``: Chrome's Trace Event Format and folded stacks.
 
-``--chrome OUT.json`` writes the Trace Event Format (a JSON object with
-``traceEvents``) that Perfetto UI and chrome://tracing open: a process track
-per pid and a thread track per thread, named by metadata events (``ph: M``);
-each function segment is a ``B``/``E`` pair written as its entry and exit come
-(so the file streams, and nesting is the recorded order), with the arguments
-in the ``B`` event's ``args`` and the return value, yielded value or exception
-in the ``E`` event's (both viewers merge them into the slice).  A generator's
-runs are separate slices.  An exit whose entry is not in the file (tracing_thresh)
-becomes a complete ``X`` event; an entry still open at the end of the trace is
-closed at the trace's last timestamp with ``unfinished`` in its args.  Trace
-markers are thread-scoped instant events (``ph: i``), and so are the calls of
-a function-tracer recording, which has no durations.  Timestamps are µs from
-the earliest record (from the recording's start with tracing_thresh, where a
-slice may begin before the first record).
-
-``--folded OUT.txt`` writes folded stacks for flamegraph.pl, inferno or
-speedscope: ``outer;inner;leaf NS``, one line per unique stack, the value being
-the self time in ns summed over every run of that stack (a function-tracer
-recording gives ``caller;callee CALLS`` instead).  ``--threads`` prefixes each
-stack with its thread, ``name-tid``.
+Both stream from the merged records of a recording's files (a process track per
+pid, a thread track per thread; segments paired as ``analysis/segments.py``
+pairs them), so a large trace converts without being held in memory.  What
+each output contains, as the user reads it, is the command's help
+(``fntrace/cli/dump.py``); the other exports are ``export.py``'s.
 """
 
 from __future__ import annotations

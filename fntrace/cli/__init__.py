@@ -21,7 +21,6 @@ import argparse
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from fntrace.cli import attach, ctl, dump, funcs, info, record, replay, report, run, view
 from fntrace.core import accel
@@ -57,34 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (funcs, ctl, attach, run, record, replay, info, report, dump, view):
         command.add_parser(sub)
     return parser
-
-
-def _view(ns: argparse.Namespace) -> int:
-    from fntrace.analysis.view import view
-    from fntrace.formats.tracefile import TraceFileError
-
-    try:
-        return view(ns.file, port=ns.port, open_browser=not ns.no_browser)
-    except (OSError, TraceFileError) as exc:
-        print(f"fntrace view: {exc}", file=sys.stderr)
-        return 1
-
-
-def _add_view_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "view", help="open a trace in the bundled speedscope viewer (local, no internet)",
-        description="Convert trace files to a speedscope profile (one per thread) and serve "
-                    "the viewer and the profile on 127.0.0.1 until Ctrl-C.",
-        epilog="examples:\n  fntrace view shop.dat\n  fntrace view --no-browser --port 8000 "
-               "fntrace.dat\n", formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("file", nargs="*", default=["fntrace.dat"],
-                   help="trace files (default fntrace.dat); files of children recorded "
-                        "with --follow are added")
-    p.add_argument("--port", type=int, default=0,
-                   help="port on 127.0.0.1 (default: a free one)")
-    p.add_argument("--no-browser", action="store_true",
-                   help="print the address instead of opening a browser")
-    p.set_defaults(handler=_view)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,12 +1,11 @@
-"""``fntrace record``: run a program traced, streaming the trace to a file.
+"""The record/run session: the program run as python would run it, traced.
 
-The program runs as ``python script.py args`` (or ``python -m module``)
-would: its argv, ``__main__``, sys.path[0], standard streams, exit code, and
-the way it dies (an uncaught exception prints the program's traceback without
-fntrace's frames and exits 1; SIGINT and SIGTERM kill it with the same signal
-once the file is finished).  Options mirror the instance files.  With
-``--follow`` every child process (forked, or a new Python interpreter: see
-follow.py) records its own file ``PATH.<pid>`` with the same options.
+Everything a traced program must keep of its untraced behaviour lives here:
+its argv, ``__main__``, sys.path[0], standard streams and exit status, the way
+it dies (its own traceback without fntrace's frames; SIGINT and SIGTERM after
+the file is finished), and each exit path (``os._exit``, signals, fork)
+finishing the trace.  It takes a :class:`~fntrace.recording.config.RecordConfig`;
+the command's options and help are ``fntrace/cli/record.py``'s.
 """
 
 from __future__ import annotations
