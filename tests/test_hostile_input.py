@@ -4,11 +4,13 @@ traceback, and still reads every event that can be read (docs/tracefile.md)."""
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import struct
 import subprocess
 import sys
+import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -583,3 +585,25 @@ def test_json_nesting_is_measured_before_parsing() -> None:
     # Brackets inside strings, escaped quotes included, are text, not nesting.
     assert not too_deep('{"k": "' + "[" * 100 + '\\"' + "{" * 100 + '"}')
     assert not too_deep('["]' + "]" * 50 + '"]')
+
+
+@pytest.mark.parametrize("where", ["header", "footer"])
+def test_view_says_a_corrupt_header_or_footer_in_its_status(good: bytes, where: str,
+                                                          tmp_path: Path) -> None:
+    """``fntrace view`` serves what it could read, one warning line, and then exits 1 as
+    replay and dump do (0 for the same events without the damage)."""
+    from fntrace.analysis.view import view
+
+    bad = b'{"pid": true}'
+    damaged = (_bad_header if where == "header" else _bad_footer)(good, bad)
+    head, chunks = split(good)
+    same = build(b"{}", chunks) if where == "header" else build(head, chunks[:-1])
+    codes = []
+    for name, data in (("bad.dat", damaged), ("same.dat", same)):
+        (tmp_path / name).write_bytes(data)
+        out = io.StringIO()
+        codes.append(view([str(tmp_path / name)], port=0, open_browser=False, out=out,
+                          started=lambda server, url: threading.Thread(
+                              target=server.shutdown, daemon=True).start()))
+        assert "serving speedscope" in out.getvalue()
+    assert codes == [1, 0]

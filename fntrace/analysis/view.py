@@ -27,6 +27,7 @@ from urllib.parse import quote, urlsplit
 
 from fntrace.analysis.speedscope import Counts, write_speedscope
 from fntrace.analysis.traceset import open_set
+from fntrace.formats.tracefile import exit_status
 
 __all__ = ["DIST", "PROFILE_NAME", "ViewServer", "convert", "page_url", "view"]
 
@@ -41,13 +42,17 @@ _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=
           ".md": "text/plain; charset=utf-8"}
 
 
-def convert(paths: Sequence[str], out_path: str, warn: IO[str] | None = None) -> Counts:
-    """Write the speedscope profile of the trace files ``paths`` to ``out_path``."""
+def convert(paths: Sequence[str], out_path: str, warn: IO[str] | None = None,
+            ) -> tuple[Counts, int]:
+    """Write the speedscope profile of the trace files ``paths`` to ``out_path``;
+    what was written, and the reading commands' exit status (1: a file's header
+    or footer was corrupt, though every event it could read is in the profile)."""
     traces = open_set(paths, warn)
     name = ", ".join(os.path.basename(p) for p in paths)
     with open(out_path, "w", encoding="utf-8") as out:
-        return write_speedscope(traces.records(), out, traces.process_names(),
-                                traces.thread_names(), name=name)
+        counts = write_speedscope(traces.records(), out, traces.process_names(),
+                                  traces.thread_names(), name=name)
+    return counts, exit_status(traces.files)
 
 
 def page_url(host: str, port: int, title: str) -> str:
@@ -117,7 +122,8 @@ class _Handler(BaseHTTPRequestHandler):
 def view(paths: Sequence[str], host: str = "127.0.0.1", port: int = 0,
          open_browser: bool = True, out: IO[str] | None = None,
          started: Callable[[ViewServer, str], None] | None = None) -> int:
-    """Convert ``paths``, serve viewer and profile until Ctrl-C; the exit status.
+    """Convert ``paths``, serve viewer and profile until Ctrl-C; the exit status
+    (1 when a file's header or footer was corrupt, as replay and dump say).
 
     ``started`` (for tests and embedding) is called with the server and the
     page's address once it listens; it may call ``server.shutdown()`` from
@@ -126,7 +132,7 @@ def view(paths: Sequence[str], host: str = "127.0.0.1", port: int = 0,
     stream = sys.stdout if out is None else out
     with tempfile.TemporaryDirectory(prefix="fntrace-view-") as tmp:
         profile = os.path.join(tmp, PROFILE_NAME)
-        counts = convert(paths, profile)
+        counts, status = convert(paths, profile)
         server = ViewServer(profile, host, port)
         try:
             title = " ".join(os.path.basename(p) for p in paths)
@@ -148,7 +154,7 @@ def view(paths: Sequence[str], host: str = "127.0.0.1", port: int = 0,
                     signal.signal(signal.SIGTERM, previous)
         finally:
             server.server_close()
-    return 0
+    return status
 
 
 def _stop_on_sigterm() -> signal.Handlers | Callable[..., object] | int | None:
