@@ -133,3 +133,26 @@ def event_text(buf: object, ev: tuple[object, ...]) -> str:
     from fntrace.tracing.instance import OPTIONS
 
     return ftrace_text.render_one(buf, ev, ftrace_text.Context(OPTIONS, 1))  # type: ignore[arg-type]
+
+
+#: The module ``ctlwork`` that live-control target processes import and call in a
+#: loop (test_control, test_otel_live): step() calls alpha (which calls gamma)
+#: every time and beta every other time, so filters select known call counts.
+CTL_WORK = '''\
+def step(n):
+    alpha(n)
+    if n % 2 == 0:
+        beta(n)
+
+
+def alpha(n):
+    return gamma(n) + 1
+
+
+def beta(n):
+    return n * 2
+
+
+def gamma(n):
+    return n
+'''

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import default_sigint, needs_unix_sockets
+from helpers import CTL_WORK, default_sigint, needs_unix_sockets
 
 import fntrace
 from fntrace.control import Client, ControlError, ProtocolError, listen
@@ -46,24 +46,6 @@ ROOT = str(Path(fntrace.__file__).resolve().parent.parent)
 
 
 
-WORK = '''\
-def step(n):
-    alpha(n)
-    if n % 2 == 0:
-        beta(n)
-
-
-def alpha(n):
-    return gamma(n) + 1
-
-
-def beta(n):
-    return n * 2
-
-
-def gamma(n):
-    return n
-'''
 
 TARGET = '''\
 import os, sys, time
@@ -140,7 +122,7 @@ def wait_for(pred: Callable[[], bool], within: float = 60.0, what: str = "condit
 
 def start_target(workdir: str, argv_head: list[str] | None = None, listen_code: str = LISTEN,
                  queue_bytes: int = 1 << 20) -> Target:
-    Path(workdir, "ctlwork.py").write_text(WORK)
+    Path(workdir, "ctlwork.py").write_text(CTL_WORK)
     Path(workdir, "target.py").write_text(TARGET.format(listen=listen_code))
     progress = os.path.join(workdir, "progress")
     Path(progress).write_bytes(b"")

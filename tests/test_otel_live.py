@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import needs_unix_sockets
+from helpers import CTL_WORK, needs_unix_sockets
 
 pytest.importorskip("opentelemetry.sdk", reason="needs opentelemetry-sdk (the test extra)")
 
@@ -33,24 +33,6 @@ from fntrace.control import Client, ControlError
 pytestmark = needs_unix_sockets
 ROOT = str(Path(fntrace.__file__).resolve().parent.parent)
 
-WORK = '''\
-def step(n):
-    alpha(n)
-    if n % 2 == 0:
-        beta(n)
-
-
-def alpha(n):
-    return gamma(n) + 1
-
-
-def beta(n):
-    return n * 2
-
-
-def gamma(n):
-    return n
-'''
 
 TARGET = '''\
 import json, os, sys, time
@@ -94,7 +76,7 @@ while True:
 
 class Target:
     def __init__(self, work: str) -> None:
-        Path(work, "ctlwork.py").write_text(WORK)
+        Path(work, "ctlwork.py").write_text(CTL_WORK)
         Path(work, "target.py").write_text(TARGET)
         self.progress_file = os.path.join(work, "progress")
         self.spans_file = os.path.join(work, "spans.jsonl")
