@@ -72,8 +72,10 @@ def caller(x: Any) -> list[str]:
 
 @pytest.fixture
 def graph_args() -> Iterator[fntrace.Instance]:
+    # repr_call: these tests are about the program's own reprs, which fntrace
+    # calls only when asked (options/repr-call).
     with fntrace.trace("function_graph", filter=f"*:mod:{HERE}", funcgraph_args=1,
-                       funcgraph_retval=1) as inst:
+                       funcgraph_retval=1, repr_call=1) as inst:
         yield inst
 
 
@@ -181,7 +183,7 @@ def _record(tmp: Path, program: str, *opts: str, pure: bool) -> subprocess.Compl
 @pytest.mark.parametrize("tracer", ["function", "function_graph"])
 def test_record_with_a_repr_raising_system_exit(tmp_path: Path, hot_path: str,
                                                 tracer: str) -> None:
-    proc = _record(tmp_path, _EXIT_PROGRAM, "-t", tracer, "--args", "--retval"
+    proc = _record(tmp_path, _EXIT_PROGRAM, "-t", tracer, "--args", "--repr-call", "--retval"
                    if tracer == "function_graph" else "--args", pure=hot_path == "pure")
     assert (proc.returncode, proc.stdout) == (0, "1 done\n"), proc.stderr
     replay = subprocess.run([sys.executable, "-m", "fntrace", "replay", str(tmp_path / "t.dat")],
@@ -240,7 +242,8 @@ def test_slow_repr_cutoff_is_said_once(hot_path: str, monkeypatch: pytest.Monkey
     from fntrace.tracing import reprs
 
     monkeypatch.setattr(reprs, "time", SlowClock)
-    with fntrace.trace("function_graph", filter=f"{HERE}:slow_takes", funcgraph_args=1) as inst:
+    with fntrace.trace("function_graph", filter=f"{HERE}:slow_takes", funcgraph_args=1,
+                       repr_call=1) as inst:
         for _ in range(3):
             slow_takes(Slow())
         slow_takes(1)
@@ -274,7 +277,7 @@ _SLOW_PROGRAM = textwrap.dedent("""
 
 
 def test_recorded_slow_repr_marker_and_unknown_raise(tmp_path: Path, hot_path: str) -> None:
-    proc = _record(tmp_path, _SLOW_PROGRAM, "-F", "f", "-F", "g", "--args",
+    proc = _record(tmp_path, _SLOW_PROGRAM, "-F", "f", "-F", "g", "--args", "--repr-call",
                    pure=hot_path == "pure")
     assert proc.returncode == 0, proc.stderr
     replay = subprocess.run([sys.executable, "-m", "fntrace", "replay", str(tmp_path / "t.dat")],

@@ -469,7 +469,7 @@ def test_str_and_bytes_are_never_timed(monkeypatch: pytest.MonkeyPatch) -> None:
         FakeReprClock.now += 1000
         return real(self, x)
     monkeypatch.setattr(reprlib.Repr, "repr", ticking)
-    reprs = SafeRepr(max_len=10, max_us=0)  # any timed repr is "slow"
+    reprs = SafeRepr(max_len=10, max_us=0, call=True)  # any timed repr is "slow"
     assert reprs("a" * 50) == "'aaaaaa..." and reprs(b"b" * 50) == "b'bbbbb..."
     assert reprs([1]) == "[1]"  # timed, and now slow
     assert reprs("short") == "'short'" and reprs([2]) == "<list object>"
@@ -480,7 +480,7 @@ def test_func_args_reprs(inst: Instance, monkeypatch: pytest.MonkeyPatch) -> Non
     from fntrace.tracing import reprs
 
     monkeypatch.setattr(reprs, "time", FakeReprClock)
-    function_tracer(inst, "fa", func_args=1, repr_max_len=40, repr_max_us=5000)
+    function_tracer(inst, "fa", func_args=1, repr_max_len=40, repr_max_us=5000, repr_call=1)
     Slow.calls = 0
     fa(1, "y", 3, k=4)
     fa(Boom())

@@ -435,7 +435,8 @@ def test_span_in_flight_at_remove_is_ended_and_marked(otel: Otel) -> None:
 
 def test_selected_arguments_and_retval(otel: Otel) -> None:
     otel.instrument("login", attributes=["user.id=user.id", "user.name=user.name:str",
-                                         "ntags=len(tags)", "flag", "$retval", "who=user",
+                                         "ntags=len(tags)", "flag", "$retval", "who=user:repr",
+                                         "anon=user",
                                          "bad=user.broken", "first=tags[0]"], max_len=8)
     login(User(42, "a-very-long-name"), ["x", "y"], flag=False)
     (span,) = otel.spans()
@@ -443,7 +444,7 @@ def test_selected_arguments_and_retval(otel: Otel) -> None:
     for key in ("code.function.name", "code.file.path", "code.line.number"):
         attrs.pop(key)
     assert attrs == {"user.id": 42, "user.name": "a-ver...", "ntags": 2, "flag": False,
-                     "retval": "{'n': 2}", "who": "User(42)",
+                     "retval": "{'n': 2}", "who": "User(42)", "anon": "<test...",
                      "bad": "<error: RuntimeError>", "first": "x"}
 
 

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import gc
 import random
+import re
 import sys
 import threading
 import time
@@ -104,6 +105,15 @@ def sp_main(hook: Callable[[int], None] | None = None) -> int:
     return total
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+")
+
+
+def _same_objects(text: Any) -> Any:
+    """An event's text without object addresses (``<T object at 0x...>``: the two
+    paths run on different objects)."""
+    return _ADDRESS.sub(" at 0x?", text) if isinstance(text, str) else text
+
+
 def _shape(inst: Instance) -> list[tuple[str, list[tuple[Any, ...]]]]:
     """Per thread (in buffer order), the events without timestamps or durations."""
     out = []
@@ -112,11 +122,12 @@ def _shape(inst: Instance) -> list[tuple[str, list[tuple[Any, ...]]]]:
         for ev in buf.events:
             kind = ev[2]
             if kind == "F":    # (ts, size, F, ip, parent, args, event)
-                events.append((kind, ev[1], ev[3].name, ev[4] and ev[4].name, ev[5], ev[6]))
+                events.append((kind, ev[1], ev[3].name, ev[4] and ev[4].name,
+                               _same_objects(ev[5]), ev[6]))
             elif kind == "E":  # (ts, size, E, fn, depth, args, event)
-                events.append((kind, ev[1], ev[3].name, ev[4], ev[5], ev[6]))
+                events.append((kind, ev[1], ev[3].name, ev[4], _same_objects(ev[5]), ev[6]))
             elif kind == "X":  # (ts, size, X, fn, depth, duration, event, value)
-                events.append((kind, ev[1], ev[3].name, ev[4], ev[6], ev[7]))
+                events.append((kind, ev[1], ev[3].name, ev[4], ev[6], _same_objects(ev[7])))
             else:
                 events.append((kind, *ev[1:]))
         out.append((buf.thread_flags, events))
@@ -159,6 +170,9 @@ CONFIGS = [
     ("function_graph", {"funcgraph_retval": 1}),
     ("function_graph", {"funcgraph_args": 1, "funcgraph_retval": 1}),
     ("function_graph", {"funcgraph_args": 1, "repr_max_len": 8}),
+    # the program's own reprs (SpBadRepr's raises)
+    ("function", {"func_args": 1, "repr_call": 1}),
+    ("function_graph", {"funcgraph_args": 1, "funcgraph_retval": 1, "repr_call": 1}),
 ]
 
 

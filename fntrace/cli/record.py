@@ -87,6 +87,9 @@ def add_trace_options(parser: argparse.ArgumentParser, default_tracer: str | Non
     p.add_argument("--args", action="store_true", help="arguments (func-args, funcgraph-args)")
     p.add_argument("--retval", action="store_true",
                    help="return values (function_graph)")
+    p.add_argument("--repr-call", action="store_true",
+                   help="show --args/--retval values with the program's own __repr__ "
+                   "(it runs the program's code; by default values are shown without)")
     p.add_argument("--buffer-size", type=int, metavar="KIB", help="buffer_size_kb per thread")
     p.add_argument("--no-overwrite", action="store_true",
                    help="drop new events when a buffer is full (default: drop oldest)")

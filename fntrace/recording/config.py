@@ -54,6 +54,8 @@ class RecordConfig:
     thread: tuple[int, ...] = _opt((), inherited=False)
     clock: str = _opt("mono")
     follow: bool = _opt(False, inherited=False)
+    # Newer than the fields above: last, so the header's keys keep their order.
+    repr_call: bool = _opt(False)
     # Serving fntrace ctl and injecting failures belong to the parent's process.
     live: bool = _opt(False, header=False, inherited=False)
     inject: tuple[str, ...] = _opt((), header=False, inherited=False)

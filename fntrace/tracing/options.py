@@ -2,7 +2,9 @@
 
 Each instance has its own copy of OPTIONS (``inst.options``), which the tracers
 read on their hot paths as a plain dict.  Booleans are 0/1 files; the two repr
-limits take positive integers.  ``trace_options`` reads every boolean option as
+limits take positive integers.  ``repr-call`` 1 lets the tracers call the
+program's own ``__repr__`` (off by default: that call can change the program,
+see fntrace/tracing/value_text.py).  ``trace_options`` reads every boolean option as
 ``name`` or ``noname`` and takes one such word per write.
 """
 
@@ -34,6 +36,7 @@ OPTIONS: dict[str, int] = {
     "funcgraph-overhead": 1,
     "markers": 1,
     "graph-time": 1,
+    "repr-call": 0,
     "repr-max-len": 64,
     "repr-max-us": 1000,
 }
@@ -52,10 +55,10 @@ def set_option(inst: Instance, name: str, text: str) -> None:
         inst.options[name] = value
         if name == "overwrite":
             inst.rb.set_overwrite(bool(value))
-        elif name == "repr-max-len":
-            inst.safe_repr = SafeRepr(value, inst.options["repr-max-us"], inst.note)
-        elif name == "repr-max-us":
-            inst.safe_repr = SafeRepr(inst.options["repr-max-len"], value, inst.note)
+        elif name.startswith("repr-"):
+            opts = inst.options
+            inst.safe_repr = SafeRepr(opts["repr-max-len"], opts["repr-max-us"], inst.note,
+                                      call=bool(opts["repr-call"]))
         inst.settings_changed()
 
 

@@ -1,7 +1,10 @@
 """Bounded, safe reprs of traced values.
 
-A tracer that shows arguments calls ``repr`` on objects of the traced
-program, whose ``__repr__`` may raise, be slow, or be huge.  None of that may
+By default (``options/repr-call`` 0) a value's text is made without running
+any code of the program's (value_text.py): a traced program's objects never
+learn they were looked at.  With ``repr-call`` 1 the tracer calls the
+program's own ``__repr__``, which may raise, be slow, be huge, or change the
+program's state (that last one cannot be undone).  None of the rest may
 break or stall the program: exceptions (SystemExit included) become
 ``<repr of T failed: E>`` (KeyboardInterrupt goes on to the program, see
 docs/exceptions.md),
@@ -20,6 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from fntrace.tracing.value_text import value_text
+
 __all__ = ["SafeRepr", "slow_note"]
 
 _CHEAP = (int, float, bool, type(None), complex)
@@ -36,9 +41,11 @@ class SafeRepr:
     """repr() with limits; one per trace instance (options set the limits)."""
 
     def __init__(self, max_len: int = 64, max_us: int = 1000,
-                 on_slow: Callable[[str], None] | None = None) -> None:
+                 on_slow: Callable[[str], None] | None = None, call: bool = False) -> None:
         self.max_len = max_len
         self.max_us = max_us
+        #: options/repr-call: the program's own __repr__ is called (else value_text).
+        self.call = call
         self.slow_types: set[type] = set()
         #: Told once per type, when its reprs stop: the text of a marker line, so a
         #: reader of the trace knows why an argument's text changed mid-trace.
@@ -51,6 +58,16 @@ class SafeRepr:
         self._reprlib.maxset = self._reprlib.maxfrozenset = 6
 
     def __call__(self, value: Any) -> str:
+        """``value``'s text, by value_text or (``call``) the program's repr."""
+        return self._text(value, self.call)
+
+    def called(self, value: Any) -> str:
+        """``value``'s text by the program's own repr, whatever ``call`` says: for
+        a spec that asks for it by name (a probe's or a span's ``:repr``, as
+        ``:str`` asks for ``str()``)."""
+        return self._text(value, True)
+
+    def _text(self, value: Any, call: bool) -> str:
         cls = type(value)
         if cls in _CHEAP:
             text = repr(value)
@@ -58,23 +75,34 @@ class SafeRepr:
             # Cut before repr: bounded work, so never timed (a pause of the process
             # would otherwise mark str "slow" for the rest of the trace).
             text = repr(value[: self.max_len + 1])
+        elif not call:
+            try:
+                text = value_text(value, self.max_len)
+            except KeyboardInterrupt:
+                raise  # a Ctrl-C that landed in here: the program's (docs/exceptions.md)
+            except Exception as exc:  # MemoryError, RecursionError: fntrace's own
+                text = f"<repr of {cls.__name__} failed: {type(exc).__name__}>"
         elif cls in self.slow_types:
             return f"<{cls.__name__} object>"
         else:
-            t0 = time.perf_counter_ns()
-            try:
-                text = self._reprlib.repr(value)
-            except KeyboardInterrupt:
-                raise  # the program's: see docs/exceptions.md
-            except BaseException as exc:  # SystemExit too: a failed repr ends no program
-                text = f"<repr of {cls.__name__} failed: {type(exc).__name__}>"
-            spent = time.perf_counter_ns() - t0
-            if spent > self.max_us * 1000:
-                self.slow_types.add(cls)
-                if self.on_slow is not None:
-                    self.on_slow(slow_note(cls, spent, self.max_us))
+            text = self._program_repr(value, cls)
         if len(text) > self.max_len:
             text = text[: max(self.max_len - 3, 1)] + "..."
+        return text
+
+    def _program_repr(self, value: Any, cls: type) -> str:
+        t0 = time.perf_counter_ns()
+        try:
+            text = self._reprlib.repr(value)
+        except KeyboardInterrupt:
+            raise  # the program's: see docs/exceptions.md
+        except BaseException as exc:  # SystemExit too: a failed repr ends no program
+            text = f"<repr of {cls.__name__} failed: {type(exc).__name__}>"
+        spent = time.perf_counter_ns() - t0
+        if spent > self.max_us * 1000:
+            self.slow_types.add(cls)
+            if self.on_slow is not None:
+                self.on_slow(slow_note(cls, spent, self.max_us))
         return text
 
     def arguments(self, args: dict[str, Any]) -> str:

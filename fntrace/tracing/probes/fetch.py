@@ -110,7 +110,7 @@ def _render(arg: FetchArg, value: Any, safe_repr: SafeRepr) -> tuple[Any, str]:
             return value, value
         return value, safe_repr(value)
     if typ == "repr":
-        text = safe_repr(value)
+        text = safe_repr.called(value)
         return text, text
     if typ == "str":
         s = str(value)

@@ -1,0 +1,307 @@
+"""The text of a traced value, made without running any of the program's code.
+
+Calling a program's ``__repr__`` is observable: a dataclass's repr reads its
+fields through their descriptors, a ``Mock`` counts the call, an ORM's lazy
+query set runs its query, a proxy takes a lock.  CPython's own test of
+dataclasses (``test_getting_field_calls_get``) sees a traced program count
+50 ``__get__`` calls where the untraced one counts 1.  So by default
+(``options/repr-call`` 0) fntrace shows a value only through code it knows
+runs nothing of the program's:
+
+* None, bool, int, float, complex, str, bytes (and subclasses that keep the
+  base type's repr): the base type's repr, str and bytes cut first;
+* list, tuple, dict, set, frozenset: walked here, at most :data:`MAX_ITEMS`
+  items and :data:`MAX_LEVEL` levels deep, each item by these same rules;
+* namedtuples, dataclasses, exceptions, enum members, bound methods and
+  modules whose repr is the standard library's own: rebuilt here from what
+  the object holds (instance dicts, slots, ``args``), never through a
+  property or a descriptor of the program's (such a field shows as
+  ``<descriptor>``);
+* the C-level reprs that read nothing but the object's type and identity
+  (functions, builtins, code objects, types, ranges, descriptors): called;
+* anything else: ``<module.Class object at 0x...>``, what ``object.__repr__``
+  gives, which names the type and the identity and runs nothing.
+
+Each read here is a dict lookup, a C getter or a C slot, and each
+container is read in one C call (a slice, or a list of its first items), so
+a thread changing it meanwhile cannot make the read fail.
+``repr-call`` 1 calls the program's reprs
+instead (reprs.py), with the guards that needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import sys
+import types
+from collections.abc import Callable
+from itertools import islice
+from typing import Any
+
+__all__ = ["MAX_ITEMS", "MAX_LEVEL", "value_text"]
+
+#: Items shown of a container (then ``...``), as reprlib's default of 6.
+MAX_ITEMS = 6
+#: Containers nested deeper than this show as ``[...]``, ``(...)``, ``{...}``.
+MAX_LEVEL = 2
+
+_GETSET = types.GetSetDescriptorType
+_MEMBER = types.MemberDescriptorType
+_FUNCTION = types.FunctionType
+# type's own getters, called directly: a metaclass's __getattribute__, or a
+# property of the same name, cannot put program code in front of them.
+_TYPE_MODULE = type.__dict__["__module__"]
+_MRO = type.__dict__["__mro__"].__get__
+_DICT = type.__dict__["__dict__"].__get__
+_NAME = type.__dict__["__name__"].__get__
+_QUALNAME = type.__dict__["__qualname__"].__get__
+
+#: Types whose repr is C code reading only the object's own fields, its type's
+#: name and its address: called as they are.
+_C_REPRS: frozenset[type] = frozenset({
+    types.FunctionType, types.BuiltinFunctionType, types.MethodWrapperType,
+    types.WrapperDescriptorType, types.MethodDescriptorType,
+    types.ClassMethodDescriptorType, types.GetSetDescriptorType,
+    types.MemberDescriptorType, types.CodeType, types.CellType, types.FrameType,
+    types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType, range,
+    type(None), type(NotImplemented), type(Ellipsis), bytearray,
+})
+
+#: Standard library value types whose repr reads only the value's own fields
+#: (named, so that none of their modules is imported here): module -> names.
+#: A datetime or time with a tzinfo other than a ``timezone`` is not one.
+_PURE_NAMED: dict[str, frozenset[str]] = {
+    "decimal": frozenset({"Decimal"}),
+    "fractions": frozenset({"Fraction"}),
+    "datetime": frozenset({"date", "time", "datetime", "timedelta", "timezone"}),
+    "uuid": frozenset({"UUID"}),
+    "pathlib": frozenset({"PurePath", "PurePosixPath", "PureWindowsPath", "Path",
+                          "PosixPath", "WindowsPath"}),
+    "pathlib._local": frozenset({"PurePath", "PurePosixPath", "PureWindowsPath", "Path",
+                                 "PosixPath", "WindowsPath"}),
+}
+
+#: Base types whose repr of a subclass instance is the base repr of its value.
+_SCALARS: tuple[type, ...] = (bool, int, float, complex)
+
+
+def _owner(cls: type) -> type | None:
+    """The class whose own dict defines ``cls``'s ``__repr__`` (dict lookups only)."""
+    for klass in _MRO(cls):
+        if "__repr__" in _DICT(klass):
+            return klass
+    return None
+
+
+def _class_attr(cls: type, name: str) -> Any:
+    """``name`` as ``cls``'s MRO holds it (no descriptor called), or None."""
+    for klass in _MRO(cls):
+        value = _DICT(klass).get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def _instance_dict(value: Any) -> dict[str, Any] | None:
+    """``value.__dict__`` through the interpreter's own getter, or None."""
+    getter = _class_attr(type(value), "__dict__")
+    if type(getter) is not _GETSET and type(getter) is not _MEMBER:
+        return None
+    got = getter.__get__(value)
+    return got if type(got) is dict else None
+
+
+def _pure_named(value: Any, cls: type) -> bool:
+    """Whether ``cls`` is one of :data:`_PURE_NAMED` (itself, not a subclass)."""
+    module = _TYPE_MODULE.__get__(cls)
+    names = _PURE_NAMED.get(module) if type(module) is str else None
+    if names is None or _NAME(cls) not in names:
+        return False
+    home = sys.modules.get(module)  # type: ignore[arg-type]
+    space = _instance_dict(home) if home is not None else None
+    if space is None or space.get(_NAME(cls)) is not cls:
+        return False
+    tz = _class_attr(cls, "tzinfo")
+    if tz is None:
+        return True
+    if type(tz) is not _GETSET:  # the pure-Python datetime: not worth the care
+        return False
+    zone = tz.__get__(value)
+    return zone is None or type(zone) is space.get("timezone")
+
+
+def _plain_metaclass(cls: type) -> bool:
+    """Whether looking an attribute up on ``cls`` runs only type's own code (no
+    ``__getattribute__`` or ``__getattr__`` of a metaclass's)."""
+    for meta in _MRO(type(cls)):
+        if meta is not type and meta is not object:
+            space = _DICT(meta)
+            if "__getattribute__" in space or "__getattr__" in space:
+                return False
+    return True
+
+
+def _is_data_descriptor(attr: Any) -> bool:
+    kind = type(attr)
+    return _class_attr(kind, "__set__") is not None or _class_attr(kind, "__delete__") is not None
+
+
+class _Walk:
+    """One value's text: ``text(value, level)`` by the rules of the module doc."""
+
+    def __init__(self, max_len: int) -> None:
+        self.max_len = max_len
+
+    def text(self, value: Any, level: int) -> str:
+        cls = type(value)
+        if cls is str or cls is bytes:
+            return repr(value[: self.max_len + 1])
+        if cls in _C_REPRS or cls is type:
+            return repr(value)
+        if issubclass(cls, type):  # a class whose metaclass has its own repr: type's
+            return type.__repr__(value)
+        owner = _owner(cls)
+        if owner is None or owner is object:
+            return object.__repr__(value)
+        if owner in _SCALARS:
+            return owner.__repr__(value)  # type: ignore[call-arg]
+        if owner is str or owner is bytes:
+            return repr(owner.__getitem__(value, slice(0, self.max_len + 1)))
+        container = _CONTAINERS.get(owner)
+        if container is not None:
+            return container(self, value, level)
+        if owner is type:
+            return type.__repr__(value)
+        if _pure_named(value, cls):
+            return repr(value)
+        return self.rebuilt(value, cls, owner, level)
+
+    def rebuilt(self, value: Any, cls: type, owner: type, level: int) -> str:
+        """A standard library repr redone from the object's fields, else the
+        identity form."""
+        if owner is BaseException:
+            args = BaseException.args.__get__(value)  # type: ignore[attr-defined]
+            if type(args) is tuple and len(args) == 1:
+                return f"{_NAME(cls)}({self.text(args[0], level + 1)})"
+            return _NAME(cls) + self.sequence(args, len(args), "(", ")", level)
+        space = _DICT(owner)
+        func = space["__repr__"]
+        home = func.__module__ if type(func) is _FUNCTION else None
+        if cls is types.MethodType:
+            return self.method(value, level)
+        if cls is types.ModuleType or (owner is types.ModuleType):
+            return self.module(value)
+        if home == "enum" and issubclass(cls, enum.Enum):
+            return self.enum_member(value, cls, level)
+        if home == "collections" and "_fields" in space and issubclass(cls, tuple):
+            names = space["_fields"]
+            items = tuple.__getitem__(value, slice(0, MAX_ITEMS))
+            return self.fields(_NAME(cls), zip(names, items, strict=False), len(names), level)
+        if "__dataclass_fields__" in space and _plain_metaclass(owner):
+            return self.dataclass(value, cls, owner, level)
+        return object.__repr__(value)
+
+    def sequence(self, head: Any, n: int, left: str, right: str, level: int) -> str:
+        """Up to MAX_ITEMS items of a container of ``n`` (``head``: its first ones)."""
+        if level >= MAX_LEVEL:
+            return f"{left}...{right}" if n else f"{left}{right}"
+        shown = [self.text(v, level + 1) for v in islice(head, MAX_ITEMS)]
+        if n > MAX_ITEMS:
+            shown.append("...")
+        if left == "(" and n == 1:
+            return f"({shown[0]},)"
+        return left + ", ".join(shown) + right
+
+    def fields(self, name: str, pairs: Any, n: int, level: int) -> str:
+        if level >= MAX_LEVEL:
+            return f"{name}(...)"
+        shown = [f"{k}={self.text(v, level + 1)}" for k, v in islice(pairs, MAX_ITEMS)]
+        if n > MAX_ITEMS:
+            shown.append("...")
+        return f"{name}({', '.join(shown)})"
+
+    def method(self, value: Any, level: int) -> str:
+        func = types.MethodType.__func__.__get__(value)  # type: ignore[attr-defined]
+        owner = types.MethodType.__self__.__get__(value)  # type: ignore[attr-defined]
+        name = func.__qualname__ if type(func) is _FUNCTION else "?"
+        return f"<bound method {name} of {self.text(owner, MAX_LEVEL)}>"
+
+    def module(self, value: Any) -> str:
+        names = _instance_dict(value) or {}
+        name = names.get("__name__")
+        return f"<module {name!r}>" if type(name) is str else object.__repr__(value)
+
+    def enum_member(self, value: Any, cls: type, level: int) -> str:
+        fields = _instance_dict(value) or {}
+        name, raw = fields.get("_name_"), fields.get("_value_")
+        if type(name) is not str:
+            return object.__repr__(value)
+        return f"<{_NAME(cls)}.{name}: {self.text(raw, level + 1)}>"
+
+    def dataclass(self, value: Any, cls: type, owner: type, level: int) -> str:
+        own = _instance_dict(value) or {}
+        pairs = []
+        for f in dataclasses.fields(owner):
+            if f.repr:
+                pairs.append((f.name, self.attribute(value, cls, own, f.name, level + 1)))
+        if level >= MAX_LEVEL:
+            return f"{_QUALNAME(cls)}(...)"
+        shown = [f"{k}={v}" for k, v in pairs[:MAX_ITEMS]]
+        if len(pairs) > MAX_ITEMS:
+            shown.append("...")
+        return f"{_QUALNAME(cls)}({', '.join(shown)})"
+
+    def attribute(self, value: Any, cls: type, own: dict[str, Any], name: str,
+                  level: int) -> str:
+        """One field's text: from a slot or the instance dict, never a descriptor
+        of the program's."""
+        attr = _class_attr(cls, name)
+        if type(attr) is _MEMBER:
+            try:
+                return self.text(attr.__get__(value, cls), level)
+            except AttributeError:
+                return "<unset>"
+        if attr is not None and _is_data_descriptor(attr):
+            return "<descriptor>"
+        if name in own:
+            return self.text(own[name], level)
+        return "<unset>" if attr is None else self.text(attr, level)
+
+
+def _seq(base: Any, left: str, right: str) -> Callable[[_Walk, Any, int], str]:
+    def render(w: _Walk, value: Any, level: int) -> str:
+        n = base.__len__(value)
+        return w.sequence(base.__getitem__(value, slice(0, MAX_ITEMS)), n, left, right, level)
+    return render
+
+
+def _dict(w: _Walk, value: Any, level: int) -> str:
+    n = dict.__len__(value)
+    if level >= MAX_LEVEL:
+        return "{...}" if n else "{}"
+    items = list(islice(dict.items(value), MAX_ITEMS))
+    shown = [f"{w.text(k, level + 1)}: {w.text(v, level + 1)}" for k, v in items]
+    if n > MAX_ITEMS:
+        shown.append("...")
+    return "{" + ", ".join(shown) + "}"
+
+
+def _set(w: _Walk, value: Any, level: int) -> str:
+    base = set if issubclass(type(value), set) else frozenset
+    n = base.__len__(value)
+    if n == 0:
+        return "set()" if base is set else "frozenset()"
+    shown = w.sequence(list(islice(base.__iter__(value), MAX_ITEMS)), n, "{", "}", level)
+    return shown if base is set else f"frozenset({shown})"
+
+
+_CONTAINERS: dict[type, Callable[[_Walk, Any, int], str]] = {
+    list: _seq(list, "[", "]"), tuple: _seq(tuple, "(", ")"), dict: _dict, set: _set,
+    frozenset: _set,
+}
+
+
+def value_text(value: Any, max_len: int) -> str:
+    """``value``'s text by the rules above, before the caller's cut to ``max_len``."""
+    return _Walk(max_len).text(value, 0)
