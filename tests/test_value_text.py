@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import errno
 import fractions
 import os
 import pathlib
@@ -208,7 +209,7 @@ def test_fields_behind_descriptors_are_not_read() -> None:
     (Number(7), "7"),
     (OSError("disk full"), "OSError('disk full')"),
     (KeyError(), "KeyError()"),
-    (OSError(2, "gone"), "FileNotFoundError(2, 'gone')"),
+    (OSError(errno.ENOENT, "gone"), f"FileNotFoundError({errno.ENOENT}, 'gone')"),
     (os, "<module 'os'>"),
     (len, "<built-in function len>"),
     (range(3), "range(0, 3)"),
@@ -252,7 +253,10 @@ def mocked_field_read(c: Any) -> Any:
     return c.i
 
 
-@pytest.mark.parametrize("repr_call", [0, 1])
+@pytest.mark.parametrize("repr_call", [
+    0, pytest.param(1, marks=pytest.mark.skipif(
+        sys.platform == "emscripten", reason="the program's repr recursing through the traced "
+        "Mock exhausts WebAssembly's stack before Python's recursion limit"))])
 def test_a_traced_descriptor_is_called_as_often_as_untraced(hot_path: str,
                                                             repr_call: int) -> None:
     """CPython's test_dataclasses.test_getting_field_calls_get, traced with
