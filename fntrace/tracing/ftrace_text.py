@@ -129,6 +129,11 @@ def _text(buf: Thread, ev: Ev, ctx: Context) -> str:
     return f"{ev[_T.text]}\n"
 
 
+def _task(buf: Thread, ev: Ev, ctx: Context) -> str:
+    """An asyncio task note is no line: function_graph's task column reads it."""
+    return ""
+
+
 def _unknown(buf: Thread, ev: Ev) -> str:
     return ""
 
@@ -144,6 +149,7 @@ RENDERERS: dict[str, Renderer] = {
     events.FAIL.name: _fail,
     events.PROBE.name: _probe,
     events.TEXT.name: _text,
+    events.TASK.name: _task,
 }
 _BY_TAG: dict[str, Renderer] = {k.tag: RENDERERS[k.name] for k in events.KINDS}
 

@@ -1,0 +1,126 @@
+"""asyncio tasks as their own tracks (fntrace/tracing/tasks.py): every traced
+event is attributed to the task that ran it.
+
+The program (tests/tasks_program.py) logs, at the start of each of its
+functions, ``asyncio.current_task()``'s name: the independent oracle.  The
+trace must give each task exactly the calls the oracle gives it, in order, on
+both hot paths and under both tracers; tasks, creators and end states must be
+exactly the program's.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from typing import Any
+
+import pytest
+import tasks_program as prog
+
+import fntrace
+from fntrace.core.events import CALL, ENTRY, TASK
+from fntrace.tracing.tasks import TaskTable
+
+MODULE = prog.__name__
+FILTER = f"{MODULE}:*"
+NOTRACE = [f"{MODULE}:_task", f"{MODULE}:log", f"{MODULE}:run"]
+
+
+def traced_run(tracer: str, **options: int) -> tuple[Any, list[tuple[Any, tuple[Any, ...]]]]:
+    with fntrace.trace(tracer, filter=FILTER, notrace=NOTRACE, **options) as inst:
+        result = prog.run()
+    return result, list(inst.rb.live.merged())
+
+
+def by_task(pairs: list[tuple[Any, tuple[Any, ...]]], kind: str,
+            ) -> tuple[dict[str | None, list[str]], TaskTable]:
+    """Each task's calls (first segments only, as the oracle logs them), by the
+    task's name at the end."""
+    table = TaskTable()
+    by_number: dict[int, list[str]] = defaultdict(list)
+    for buf, ev in pairs:
+        if ev[2] == TASK.tag:
+            table.note(buf, ev[TASK.at.info])
+        elif ev[2] == kind and ev[-1 if kind == CALL.tag else ENTRY.at.event] == "start":
+            by_number[table.running(buf)].append(ev[3].qualname)
+    return {table.info(n).name if n else None: calls for n, calls in by_number.items()}, table
+
+
+def oracle() -> dict[str | None, list[str]]:
+    out: dict[str | None, list[str]] = defaultdict(list)
+    for task, fn in prog.LOG:
+        out[task.get_name() if task is not None else None].append(fn)
+    return dict(out)
+
+
+def expected_result() -> list[object]:
+    out: list[object] = [7, "boom", "cancelled", 6, 6, [2, 3], 4, "timeout"]
+    if sys.version_info >= (3, 12):
+        out.append((True, 11, 21))
+    return out
+
+
+@pytest.mark.parametrize("tracer", ["function_graph", "function"])
+def test_each_task_has_exactly_its_calls(hot_path: str, tracer: str) -> None:
+    result, pairs = traced_run(tracer)
+    assert result == expected_result()
+    kind = ENTRY.tag if tracer == "function_graph" else CALL.tag
+    calls, table = by_task(pairs, kind)
+    assert calls == oracle()
+    # The oracle's own shape, so the comparison above cannot pass vacuously.
+    want = oracle()
+    assert want["parent"] == ["parent"]
+    assert want["child-a"] == ["child", "leaf", "helper", "helper"]
+    assert want["sleeper"] == ["sleeper", "cleanup"]
+    assert want[None] == ["blocking", "helper"]  # asyncio.to_thread: a worker thread
+    assert want["consumer"] == ["consumer", "numbers", "helper", "helper", "helper"]
+    if sys.version_info >= (3, 12):
+        assert want["eager-quick"] == ["eager_quick", "helper"]
+
+
+def test_tasks_creators_and_end_states(hot_path: str) -> None:
+    _, pairs = traced_run("function_graph")
+    _, table = by_task(pairs, ENTRY.tag)
+    named = {t.name: t for t in table.tasks.values()}
+    main = next(t for t in table.tasks.values() if t.func == f"{MODULE}:run")
+    assert main.creator == 0 and main.state == "done"
+    for name, creator, func, state in [
+            ("parent", main, "main", "done"),
+            ("child-a", named["parent"], "parent", "done"),
+            ("child-b", named["parent"], "parent", "done"),
+            ("boom", main, "main", "raised ValueError"),
+            ("sleeper", main, "main", "cancelled"),
+            ("consumer", main, "main", "done")]:
+        task = named[name]
+        assert (task.creator, task.func, task.state) == (creator.number, f"{MODULE}:{func}",
+                                                         state), name
+    if sys.version_info >= (3, 12):
+        assert named["eager-quick"].state == "done"
+        assert named["eager-slow"].state == "done"
+        assert named["eager-quick"].creator == main.number
+    # gather's two tasks: made by main, unnamed (Task-N), done.
+    gathered = [t for t in table.tasks.values()
+                if t.func == f"{MODULE}:main" and t.name and t.name.startswith("Task-")]
+    assert len(gathered) >= 2 and all(t.state == "done" for t in gathered)
+    # Numbers are 1.. in the order the tasks were first noted, each once.
+    assert sorted(table.tasks) == list(range(1, len(table.tasks) + 1))
+
+
+def test_no_task_notes_without_asyncio_or_with_the_option_off(hot_path: str) -> None:
+    def plain() -> int:
+        return sum(range(3))
+
+    with fntrace.trace("function_graph", filter=f"{__name__}:*") as inst:
+        plain()
+    assert not [ev for _, ev in inst.rb.live.merged() if ev[2] == TASK.tag]
+    assert any(ev[2] == ENTRY.tag for _, ev in inst.rb.live.merged())
+    _, pairs = traced_run("function_graph", tasks=0)
+    assert not [ev for _, ev in pairs if ev[2] == TASK.tag]
+    assert [ev for _, ev in pairs if ev[2] == ENTRY.tag]
+
+
+def test_trace_marker_refuses_the_task_note_prefix() -> None:
+    with fntrace.trace("nop") as inst:
+        with pytest.raises(ValueError, match="x1f"):
+            inst.write("trace_marker", "\x1ftask run 3")
+        inst.write("trace_marker", "task run 3")
