@@ -65,7 +65,7 @@ def test_each_task_has_exactly_its_calls(hot_path: str, tracer: str) -> None:
     result, pairs = traced_run(tracer)
     assert result == expected_result()
     kind = ENTRY.tag if tracer == "function_graph" else CALL.tag
-    calls, table = by_task(pairs, kind)
+    calls, _ = by_task(pairs, kind)
     assert calls == oracle()
     # The oracle's own shape, so the comparison above cannot pass vacuously.
     want = oracle()
