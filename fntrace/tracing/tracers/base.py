@@ -42,6 +42,9 @@ class Tracer:
 
     def start(self) -> None:
         self.ops = self.make_ops()
+        # Made before any ops registers: making it runs library code (weakref,
+        # threading) the tracer must not record as the program's.
+        tracker = TaskTracker(self.inst) if self.wants_tasks() else None
         done: list[Ops] = []
         try:
             for ops in self.ops:
@@ -51,11 +54,16 @@ class Tracer:
             for ops in done:
                 engine.unregister(ops)
             raise
-        self.tasks_changed()
+        if tracker is not None:
+            engine.register(tracker.ops)
+            self.tasks = tracker
+
+    def wants_tasks(self) -> bool:
+        return self.notes_tasks and bool(self.inst.options["tasks"])
 
     def tasks_changed(self) -> None:
         """Start or stop the task notes as options/tasks says (a tracer that runs)."""
-        want = self.notes_tasks and bool(self.inst.options["tasks"]) and bool(self.ops)
+        want = self.wants_tasks() and bool(self.ops)
         if want and self.tasks is None:
             tracker = TaskTracker(self.inst)
             engine.register(tracker.ops)
