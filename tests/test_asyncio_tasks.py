@@ -10,15 +10,20 @@ exactly the program's.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
 import tasks_program as prog
+from helpers import needs_subprocess
 
 import fntrace
-from fntrace.core.events import CALL, ENTRY, TASK
+from fntrace.core.events import CALL, ENTRY, MARKER, TASK, TASK_PREFIX
+from fntrace.formats.tracefile import open_trace, stored_text
 from fntrace.tracing.tasks import TaskTable
 
 MODULE = prog.__name__
@@ -124,3 +129,96 @@ def test_trace_marker_refuses_the_task_note_prefix() -> None:
         with pytest.raises(ValueError, match="x1f"):
             inst.write("trace_marker", "\x1ftask run 3")
         inst.write("trace_marker", "task run 3")
+
+
+# -- the task column and the trace file ---------------------------------------------
+def column_calls(text: str) -> list[tuple[str, str]]:
+    """(task column, function column) of each function_graph line that opens a call."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("#") or "|" not in line:
+            continue
+        head, _, rest = line.partition("|")
+        func = rest.rpartition("|")[2].strip()
+        if func.startswith(("}", "/*")):
+            continue
+        out.append((head.partition(")")[2].strip(), func.partition("(")[0]))
+    return out
+
+
+def task_name(label: str) -> str | None:
+    return None if label == "-" else label.rpartition("-")[0]
+
+
+def test_task_column_live(hot_path: str) -> None:
+    with fntrace.trace("function_graph", filter=FILTER, notrace=NOTRACE,
+                       funcgraph_task=1) as inst:
+        prog.run()
+        text = inst.read("trace")
+    assert "ASYNCIO TASK" in text.splitlines()[4]
+    seen: dict[str, set[str | None]] = defaultdict(set)
+    for label, func in column_calls(text):
+        seen[func.partition(":")[2]].add(task_name(label))
+    want: dict[str, set[str | None]] = defaultdict(set)
+    for task, fn in prog.LOG:
+        want[fn].add(task.get_name() if task is not None else None)
+    # An eager task (3.12+) is named after its first step: live, that step
+    # shows its number (#N); the replay test reads its name ahead.
+    eager = {"eager_quick", "eager_slow", "helper"}
+    assert {f: v for f, v in seen.items() if f not in eager} == \
+        {f: v for f, v in want.items() if f not in eager}
+    assert seen["child"] == {"child-a", "child-b"}
+
+
+def test_task_notes_are_marker_records() -> None:
+    """A reader that knows no tasks reads a note as a marker: no new record code."""
+    code, text = stored_text(None, (0, 0, TASK.tag, "run 3"), lambda b, e: "")
+    assert (code, text) == (MARKER.code, TASK_PREFIX + "run 3")
+
+
+ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+@needs_subprocess
+@pytest.mark.parametrize("pure", ["0", "1"])
+def test_recorded_tasks_replay_one_task(tmp_path: Path, pure: str) -> None:
+    app = tmp_path / "app.py"
+    app.write_text(f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+                   "import tasks_program\nprint(tasks_program.run())\n")
+    env = {**os.environ, "PYTHONPATH": ROOT, "FNTRACE_PURE": pure}
+    dat = tmp_path / "t.dat"
+    rec = subprocess.run([sys.executable, "-m", "fntrace", "record", "-t", "function_graph",
+                          "-F", FILTER, *[a for n in NOTRACE for a in ("-N", n)],
+                          "-o", str(dat), str(app)],
+                         env=env, text=True, capture_output=True, timeout=120)
+    assert rec.returncode == 0, rec.stderr
+    assert rec.stdout.strip() == str(expected_result())
+    tasks = [r for r in open_trace(str(dat)).records() if r.kind == "task"]
+    assert tasks and all(not r.text.startswith(TASK_PREFIX) for r in tasks)
+
+    def replay(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "fntrace", "replay", str(dat), *args],
+                              env=env, text=True, capture_output=True, timeout=120)
+
+    out = replay("--task", "child-a", "--task-column")
+    assert out.returncode == 0, out.stderr
+    body = [line for line in out.stdout.splitlines() if not line.startswith("#")]
+    labels = {line.partition(")")[2].partition("|")[0].strip() for line in body}
+    assert len(labels) == 1 and labels.pop().startswith("child-a-")
+    funcs = [line.rpartition("|")[2].rstrip() for line in body]
+    m = MODULE
+    assert funcs == [
+        f"  {m}:child() {{", f"    {m}:leaf(); /* yield */", f"  }} /* {m}:child yield */",
+        f"  {m}:child() {{", f"    {m}:leaf() {{", f"      {m}:helper();", "    }",
+        f"  }} /* {m}:child yield */",
+        f"  {m}:child() {{", f"    {m}:helper();", "  }"]
+    if sys.version_info >= (3, 12):  # the eager task's first step, named ahead
+        out = replay("--task", "eager-quick", "--task-column")
+        body = [line for line in out.stdout.splitlines() if not line.startswith("#")]
+        assert [line.rpartition("|")[2].strip() for line in body] == [
+            f"{m}:eager_quick() {{", f"{m}:helper();", "}"]
+        assert all("eager-quick-" in line for line in body)
+    missing = replay("--task", "no-such-task")
+    assert missing.returncode != 0
+    assert missing.stderr.startswith("fntrace replay: no asyncio task 'no-such-task'")
+    assert len(missing.stderr.splitlines()) == 1
