@@ -10,6 +10,7 @@ exactly the program's.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -222,3 +223,78 @@ def test_recorded_tasks_replay_one_task(tmp_path: Path, pure: str) -> None:
     assert missing.returncode != 0
     assert missing.stderr.startswith("fntrace replay: no asyncio task 'no-such-task'")
     assert len(missing.stderr.splitlines()) == 1
+
+
+# -- a real asyncio application: aiohttp ----------------------------------------------
+SERVED: dict[int, Any] = {}
+
+
+def step(i: int) -> int:
+    return i * 2
+
+
+async def work(i: int) -> int:
+    await asyncio.sleep(0)
+    return step(i)
+
+
+async def serve_and_fetch(n: int) -> list[int]:
+    from aiohttp import ClientSession, TCPConnector, web
+
+    async def handle(request: web.Request) -> web.Response:
+        i = int(request.query["i"])
+        SERVED[i] = asyncio.current_task()
+        return web.Response(text=str(await work(i)))
+
+    app = web.Application()
+    app.router.add_get("/", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        async with ClientSession(connector=TCPConnector(limit=n)) as session:
+            async def get(i: int) -> int:
+                async with session.get(f"http://{host}:{port}/", params={"i": str(i)}) as r:
+                    return int(await r.text())
+            return await asyncio.wait_for(asyncio.gather(*(get(i) for i in range(n))), 120)
+    finally:
+        await runner.cleanup()
+
+
+def test_aiohttp_handlers_land_on_their_tasks(hot_path: str) -> None:
+    pytest.importorskip("aiohttp", reason="aiohttp (the test extra) is not installed")
+    n = 200
+    SERVED.clear()
+    inst = fntrace.trace("function_graph", filter=[f"{__name__}:work", f"{__name__}:step"],
+                         funcgraph_args=1)
+    with inst:
+        inst.write("buffer_size_kb", "16384")
+        got = asyncio.run(serve_and_fetch(n))
+        pairs = list(inst.rb.live.merged())
+    assert got == [2 * i for i in range(n)]
+    assert sorted(SERVED) == list(range(n))
+    assert len({id(t) for t in SERVED.values()}) == n  # each request its own task
+    table = TaskTable()
+    seen: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for buf, ev in pairs:
+        if ev[2] == TASK.tag:
+            table.note(buf, ev[TASK.at.info])
+        elif ev[2] == ENTRY.tag:
+            i = int(ev[ENTRY.at.args].partition("=")[2])
+            seen[i].append((ev[3].qualname, table.running(buf)))
+    assert sorted(seen) == list(range(n))
+    for i, calls in seen.items():
+        # work starts, suspends at sleep(0), resumes and calls step: all on one task,
+        # and that task is the one the handler ran in (its name, unique: Task-N).
+        assert [fn for fn, _ in calls] == ["work", "work", "step"], i
+        if sys.version_info >= (3, 12):
+            # aiohttp makes its handler task with asyncio.Task(..., eager_start=True):
+            # that first step runs inside the C constructor, which nothing in Python
+            # sees (tasks.py, limits), so it is noted as its creator's.  Every later
+            # step (from the resumption after sleep(0) on) is the handler task's own.
+            calls = calls[1:]
+        numbers = {t for _, t in calls}
+        assert len(numbers) == 1 and 0 not in numbers, i
+        assert table.info(numbers.pop()).name == SERVED[i].get_name(), i

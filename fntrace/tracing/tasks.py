@@ -28,6 +28,13 @@ it.  Notes: ``run N`` (0: no task), ``new {"task", "name", "creator",
 factory's exit, its creator at create_task's), ``end {"task", "state"}``
 (``done``, ``cancelled`` or ``raised E``).  A program that never imports
 asyncio never reaches these functions: it pays nothing.
+
+Limits: a task constructed directly as ``asyncio.Task(coro, eager_start=True)``
+(3.12+; aiohttp does so for its connection and request tasks) runs its first
+step inside the C constructor, where no Python function of asyncio runs: that
+step is noted as its creator's; its later steps are its own.  Event loops that
+do not run callbacks through ``asyncio.events.Handle`` (uvloop) get no notes.
+Task numbers are per process.
 """
 
 from __future__ import annotations
