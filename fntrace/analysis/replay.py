@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fntrace.analysis.reading import open_files, progress
-from fntrace.core.events import CALL, ENTRY, EXIT, MARKER, TEXT
+from fntrace.core.events import CALL, ENTRY, EXIT, MARKER, TASK, TEXT
 from fntrace.core.filter import Filter, parse
 from fntrace.formats.tracefile import (
     Record,
@@ -30,6 +30,7 @@ from fntrace.formats.tracefile import (
 )
 from fntrace.tracing import ftrace_text
 from fntrace.tracing.instance import OPTIONS
+from fntrace.tracing.tasks import TaskTable
 
 __all__ = ["RecordedFunction", "RecordedThread", "ReplayOptions", "count", "event_of", "lines",
            "replay", "select"]
@@ -49,6 +50,10 @@ class ReplayOptions:
     until: float | None = None
     thread: tuple[int, ...] = ()
     output: str | None = None
+    #: ``--task``: only the events of the asyncio task of this number or name.
+    task: str | None = None
+    #: ``--task-column``: funcgraph-task on, whatever the recording said.
+    task_column: bool = False
 
 
 class RecordedFunction:
@@ -89,24 +94,58 @@ def _isatty(out: Any) -> bool:
         return False
 
 
-def count(files: list[TraceFile], ns: ReplayOptions, start: int) -> int:
+def count(files: list[TraceFile], ns: ReplayOptions, start: int,
+          files_tasks: TaskTable | None = None) -> int:
     """How many records the read-time options keep (the header's count, written
     before them): every record when no option selects, else a pass of its own."""
     if not (ns.filter or ns.notrace or ns.thread or ns.depth is not None
-            or ns.since is not None or ns.until is not None):
+            or ns.since is not None or ns.until is not None or ns.task is not None):
         return sum(tf.events for tf in files)
-    return sum(1 for _ in select(merged_records(files), ns, start))
+    return sum(1 for _ in select(merged_records(files), ns, start, files_tasks))
 
 
-def select(records: Iterable[Record], ns: ReplayOptions, start: int) -> Iterator[Record]:
-    """The records the read-time options keep."""
+def tasks_of(files: list[TraceFile]) -> TaskTable:
+    """Every asyncio task the files' notes name (by pid, number: one table per
+    file would do, the numbers being per process; the pids keep them apart)."""
+    table = TaskTable()
+    for rec in merged_records(files):
+        if rec.kind == TASK.name:
+            table.note((rec.pid, rec.tid), rec.text or "")
+    table.current.clear()
+    return table
+
+
+def task_numbers(table: TaskTable, which: str) -> set[int]:
+    """The task numbers ``--task`` names; SystemExit when none."""
+    found = table.select(which)
+    if not found:
+        known = ", ".join(sorted({t.label for t in table.tasks.values()})[:10]) or "none"
+        raise SystemExit(f"fntrace replay: no asyncio task {which!r} in the trace "
+                         f"(tasks: {known})")
+    return found
+
+
+def select(records: Iterable[Record], ns: ReplayOptions, start: int,
+           files_tasks: TaskTable | None = None) -> Iterator[Record]:
+    """The records the read-time options keep (``files_tasks``: the trace's tasks,
+    needed for ``--task``)."""
+    files_tasks = files_tasks if files_tasks is not None else TaskTable()
     filt = Filter(parse(ns.filter or ()))
     notrace = Filter(parse(ns.notrace or ()))
     check_names = bool(filt.lines or notrace.lines)
     since = start + int(ns.since * 1e9) if ns.since is not None else None
     until = start + int(ns.until * 1e9) if ns.until is not None else None
     threads = set(ns.thread or ())
+    # --task: each thread's running task, from the task notes as they come
+    # (the notes themselves are kept: the renderers read them too).
+    wanted = task_numbers(files_tasks, ns.task) if ns.task is not None else None
+    running = TaskTable()
     for rec in records:
+        if wanted is not None:
+            if rec.kind == TASK.name:
+                running.note((rec.pid, rec.tid), rec.text or "")
+            elif running.running((rec.pid, rec.tid)) not in wanted:
+                continue
         if since is not None and rec.ts < since:
             continue
         if until is not None and rec.ts > until:
@@ -146,6 +185,8 @@ def event_of(rec: Record, funcs: Functions) -> tuple[Any, ...]:
                 rec.duration or 0, rec.event, rec.value)
     if kind == MARKER.record:
         return (rec.ts, 0, MARKER.tag, rec.text)
+    if kind == TASK.name:
+        return (rec.ts, 0, TASK.tag, rec.text)
     return (rec.ts, 0, TEXT.tag, rec.text)
 
 
@@ -160,7 +201,8 @@ def threads(files: list[TraceFile]) -> dict[tuple[int, int], RecordedThread]:
     return out
 
 
-def lines(files: list[TraceFile], records: Iterable[Record], entries: int) -> Iterator[str]:
+def lines(files: list[TraceFile], records: Iterable[Record], entries: int,
+          tasks: TaskTable | None = None, task_column: bool = False) -> Iterator[str]:
     """The trace text of ``records`` (``entries`` of them, the header's count), line
     by line as the records are read; each line labelled with its pid when the
     files are several processes'."""
@@ -172,8 +214,10 @@ def lines(files: list[TraceFile], records: Iterable[Record], entries: int) -> It
     for name, value in saved.items():
         if name in options:
             options[name] = int(value)
+    if task_column:
+        options["funcgraph-task"] = 1
     tracer = str(header.get("tracer", "function"))
-    ctx = ftrace_text.Context(options, len(by_key))
+    ctx = ftrace_text.Context(options, len(by_key), tasks)
     head = ftrace_text.trace_header(tracer, options, entries, entries + lost, len(by_key))
     funcs = Functions()
     pairs = ((by_key[rec.pid, rec.tid], event_of(rec, funcs)) for rec in records)
@@ -201,13 +245,17 @@ def replay(ns: ReplayOptions) -> int:
         raise SystemExit(f"fntrace replay: {exc}") from None
     files = open_files(ns.file, "replay")
     start = min(tf.start_ts for tf in files)
+    tasks = tasks_of(files)
+    if ns.task is not None:
+        task_numbers(tasks, ns.task)  # the error before any output
     out = open(ns.output, "w", encoding="utf-8") if ns.output else sys.stdout
     try:
-        entries = count(files, ns, start)
+        entries = count(files, ns, start, tasks)
         records: Iterable[Record] = merged_records(files)
         if not _isatty(out):  # on a terminal the lines themselves show the progress
             records = progress(records, "fntrace replay")
-        out.writelines(lines(files, select(records, ns, start), entries))
+        out.writelines(lines(files, select(records, ns, start, tasks), entries,
+                             tasks, ns.task_column))
         out.flush()
     except BrokenPipeError:
         return 0

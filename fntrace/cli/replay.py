@@ -25,6 +25,8 @@ examples:
   fntrace replay fntrace.dat -F '__main__:*' -N '*:_*'
                                                     the script's functions, no private ones
   fntrace replay fntrace.dat --depth 2 --since 0.5 --until 1.5 --thread 4242
+  fntrace replay fntrace.dat --task worker-1 --task-column
+                                                    one asyncio task, and its column
 """
 
 
@@ -43,6 +45,10 @@ def add_parser(sub: Any) -> None:
     rep.add_argument("--until", type=float, metavar="SECS", help="up to SECS after the start")
     rep.add_argument("--thread", action="append", type=int, metavar="TID",
                      help="only this thread (repeatable)")
+    rep.add_argument("--task", metavar="NAME|N",
+                     help="only the events of this asyncio task (its name or number)")
+    rep.add_argument("--task-column", action="store_true",
+                     help="function_graph: the asyncio task column (options/funcgraph-task)")
     rep.add_argument("-o", "--output", metavar="FILE", help="write the text to FILE")
     rep.set_defaults(handler=main)
 
@@ -52,4 +58,4 @@ def main(ns: argparse.Namespace) -> int:
 
     return replay(ReplayOptions(ns.file, tuple(ns.filter or ()), tuple(ns.notrace or ()),
                                 ns.depth, ns.since, ns.until, tuple(ns.thread or ()),
-                                ns.output))
+                                ns.output, ns.task, ns.task_column))

@@ -43,6 +43,8 @@ __all__ = [
     "RECORD_CODES",
     "RECORD_KINDS",
     "STACK",
+    "TASK",
+    "TASK_PREFIX",
     "TEXT",
     "EventKind",
 ]
@@ -129,6 +131,13 @@ class ProbeAt(Layout):
     event = 6
 
 
+class TaskAt(Layout):
+    """An asyncio task note (fntrace/tracing/tasks.py): the thread's running task
+    changed (``run N``), a task was made (``new {json}``) or ended (``end {json}``)."""
+
+    info = 3      # the note's text
+
+
 class TextAt(Layout):
     """A line recorded already rendered (a text record read back from a file)."""
 
@@ -166,9 +175,15 @@ STACK = EventKind("stack", "K", StackAt, "text", _TEXT)
 FAIL = EventKind("fail", "J", FailAt, "text", _TEXT)
 PROBE = EventKind("probe", "P", ProbeAt, "text", _TEXT)
 TEXT = EventKind("text", "~", TextAt, "text", _TEXT)
+#: Stored as a marker record whose text starts with TASK_PREFIX, so a reader that
+#: knows no tasks still reads the file (it shows the note as a marker line).
+TASK = EventKind("task", "T", TaskAt, "marker", _MARKER)
+#: A task note's marker text begins with this (a control character no trace_marker
+#: write may start with: fntrace/tracing/trace_files.py refuses it).
+TASK_PREFIX = "\x1ftask "
 
 #: Every kind, and each by its ring tag.
-KINDS: tuple[EventKind[Any], ...] = (CALL, ENTRY, EXIT, MARKER, STACK, FAIL, PROBE, TEXT)
+KINDS: tuple[EventKind[Any], ...] = (CALL, ENTRY, EXIT, MARKER, STACK, FAIL, PROBE, TEXT, TASK)
 BY_TAG: dict[str, EventKind[Any]] = {k.tag: k for k in KINDS}
 
 #: The file's record kinds, by code (the index).

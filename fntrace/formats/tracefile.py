@@ -35,6 +35,8 @@ from fntrace.core.events import (
     MARKER,
     RECORD_CODES,
     RECORD_KINDS,
+    TASK,
+    TASK_PREFIX,
     TEXT,
 )
 from fntrace.formats.nesting import too_deep
@@ -190,6 +192,8 @@ def stored_text(buf: Any, ev: tuple[Any, ...], text_of: TextOf) -> tuple[int, st
     kind = BY_TAG.get(ev[2])
     if kind is MARKER:
         return _MARKER, str(ev[_M.text])
+    if kind is TASK:
+        return _MARKER, TASK_PREFIX + str(ev[TASK.at.info])
     text = text_of(buf, ev) if kind is not None else f"<event {ev[2]}>\n"
     return TEXT.code, text.rstrip("\n")
 
@@ -532,8 +536,12 @@ def _decode(chunk: _Chunk, pid: int, out: list[Record]) -> None:
                                   strings[v - 1] if v else None, dur, None, flags))
             else:
                 s, pos = rd(data, pos)
-                out.append(Record(KINDS[code], pid, tid, ts, "", None, 0, "", None, None,
-                                  None, strings[s]))
+                text = strings[s]
+                kind = KINDS[code]
+                if code == _MARKER and text.startswith(TASK_PREFIX):
+                    kind, text = TASK.name, text[len(TASK_PREFIX):]
+                out.append(Record(kind, pid, tid, ts, "", None, 0, "", None, None,
+                                  None, text))
     except IndexError:
         # Every index above is a varint (never negative): out of range is a lie.
         raise ChunkError(f"event {i}: a thread, function or string index out of range, "

@@ -33,6 +33,7 @@ from fntrace.core import events
 from fntrace.core.flags import Event
 from fntrace.tracing.graph_text import GraphText, Thread
 from fntrace.tracing.graph_text import header as graph_header
+from fntrace.tracing.tasks import TaskTable
 
 if TYPE_CHECKING:
     from fntrace.tracing.instance import Instance
@@ -55,6 +56,8 @@ class Context:
 
     options: Mapping[str, int]
     nthreads: int
+    #: The asyncio tasks a reader already knows (names read ahead), or None.
+    tasks: TaskTable | None = None
 
 
 Renderer = Callable[[Thread, Ev, Context], str]
@@ -129,6 +132,11 @@ def _text(buf: Thread, ev: Ev, ctx: Context) -> str:
     return f"{ev[_T.text]}\n"
 
 
+def _task(buf: Thread, ev: Ev, ctx: Context) -> str:
+    """An asyncio task note is no line: function_graph's task column reads it."""
+    return ""
+
+
 def _unknown(buf: Thread, ev: Ev) -> str:
     return ""
 
@@ -144,6 +152,7 @@ RENDERERS: dict[str, Renderer] = {
     events.FAIL.name: _fail,
     events.PROBE.name: _probe,
     events.TEXT.name: _text,
+    events.TASK.name: _task,
 }
 _BY_TAG: dict[str, Renderer] = {k.tag: RENDERERS[k.name] for k in events.KINDS}
 
@@ -174,7 +183,7 @@ def thread_lines(tracer: str, pairs: Iterable[tuple[Thread, Ev]], ctx: Context,
     line is its thread's)."""
     if tracer == "function_graph":
         yield from GraphText(ctx.options, ctx.nthreads,
-                             lambda buf, ev: render_one(buf, ev, ctx)).lines(pairs)
+                             lambda buf, ev: render_one(buf, ev, ctx), ctx.tasks).lines(pairs)
         return
     by_tag = _BY_TAG
     for buf, ev in pairs:

@@ -18,8 +18,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
-from fntrace.core.events import ENTRY, EXIT, MARKER
+from fntrace.core.events import ENTRY, EXIT, MARKER, TASK
 from fntrace.core.flags import Event
+from fntrace.tracing.tasks import TaskTable
 
 __all__ = ["UNKNOWN_TYPE", "GraphText", "Thread", "duration_text", "header", "overhead_mark"]
 
@@ -29,6 +30,8 @@ _M = MARKER.at
 _ENTRY = ENTRY.tag
 _EXIT = EXIT.tag
 _MARKER = MARKER.tag
+_TASK = TASK.tag
+_TASK_INFO = TASK.at.info
 _UNWIND = Event.UNWIND
 _YIELD = Event.YIELD
 _MARKS = ((1_000_000_000, "$"), (100_000_000, "@"), (10_000_000, "*"), (1_000_000, "#"),
@@ -75,12 +78,15 @@ def header(options: Mapping[str, int]) -> str:
     first, second = "#", "#"
     if options["funcgraph-abstime"]:
         first += "     TIME       "
-        second += "      |         "
+        second += "      |          "
     first += " CPU"
     second += " |  "
     if options["funcgraph-proc"]:
         first += "  TASK/PID       "
         second += "   |    |        "
+    if options.get("funcgraph-task", 0):
+        first += "  ASYNCIO TASK   "
+        second += "      |          "
     if options["funcgraph-duration"]:
         first += "  DURATION   "
         second += "   |   |      "
@@ -90,9 +96,15 @@ def header(options: Mapping[str, int]) -> str:
 class GraphText:
     """One read's worth of rendering state: per-thread open blocks and level."""
 
-    def __init__(self, options: Mapping[str, int], nthreads: int, other: Other) -> None:
+    def __init__(self, options: Mapping[str, int], nthreads: int, other: Other,
+                 tasks: TaskTable | None = None) -> None:
         self.abstime = options["funcgraph-abstime"]
         self.proc = options["funcgraph-proc"]
+        self.task = options.get("funcgraph-task", 0)
+        # The asyncio task notes (fntrace/tracing/tasks.py) read so far: each
+        # thread's running task.  A reader that read the whole trace first passes
+        # its table, so a task named after its first events shows its name there.
+        self.tasks = tasks if tasks is not None else TaskTable()
         self.duration = options["funcgraph-duration"]
         self.overhead = options["funcgraph-overhead"]
         self.tail = options["funcgraph-tail"]
@@ -107,24 +119,28 @@ class GraphText:
         # [thread, text or None while its entry waits for its thread's next event]
         queue: deque[list[Any]] = deque()
         # thread -> (its entry's place in the queue, the entry) while a leaf is possible
-        waiting: dict[Any, tuple[list[Any], Ev]] = {}
+        waiting: dict[Any, tuple[list[Any], Ev, int]] = {}
+        tasks = self.tasks
         for buf, ev in events:
+            kind = ev[2]
+            if kind == _TASK:  # no line; an entry waiting for its exit waits on
+                tasks.note(buf, ev[_TASK_INFO])
+                continue
             held = waiting.pop(buf, None)
             if held is not None:
-                place, entry = held
-                if (ev[2] == _EXIT and ev[_X.fn] is entry[_E.fn]
+                place, entry, task = held
+                if (kind == _EXIT and ev[_X.fn] is entry[_E.fn]
                         and ev[_X.depth] == entry[_E.depth]):
-                    place[1] = self.leaf(buf, entry, ev)
+                    place[1] = self.leaf(buf, entry, ev, task)
                     while queue and queue[0][1] is not None:
                         first = queue.popleft()
                         yield first[0], first[1]
                     continue
-                place[1] = self.enter(buf, entry)
-            kind = ev[2]
+                place[1] = self.enter(buf, entry, task)
             if kind == _ENTRY:
                 place = [buf, None]
                 queue.append(place)
-                waiting[buf] = (place, ev)
+                waiting[buf] = (place, ev, tasks.running(buf))
                 continue
             if kind == _EXIT:
                 text = self.close(buf, ev)
@@ -139,12 +155,14 @@ class GraphText:
                     yield first[0], first[1]
             else:
                 yield buf, text
-        for buf, (place, entry) in waiting.items():
-            place[1] = self.enter(buf, entry)
+        for buf, (place, entry, task) in waiting.items():
+            place[1] = self.enter(buf, entry, task)
         for place in queue:
             yield place[0], place[1]
 
-    def prefix(self, buf: Thread, ts: int) -> str:
+    def prefix(self, buf: Thread, ts: int, task: int | None = None) -> str:
+        """The columns before the duration; ``task``: the asyncio task the event
+        ran in (None: the thread's running task now)."""
         out = ""
         if self.abstime:
             secs, ns = divmod(ts, 1_000_000_000)
@@ -152,6 +170,9 @@ class GraphText:
         out += f" {buf.cpu:{self.cpu_width}d}) "
         if self.proc:
             out += f"{buf.name[-16:]}-{buf.tid}".center(14) + " | "
+        if self.task:
+            n = self.tasks.running(buf) if task is None else task
+            out += self.tasks.label(n)[-16:].center(14) + " | "
         return out
 
     def column(self, ns: int | None) -> str:
@@ -162,20 +183,20 @@ class GraphText:
         mark = overhead_mark(ns) if self.overhead else " "
         return f"{mark} {duration_text(ns)}|  "
 
-    def enter(self, buf: Thread, ev: Ev) -> str:
+    def enter(self, buf: Thread, ev: Ev, task: int | None = None) -> str:
         fn = ev[_E.fn]
         depth = ev[_E.depth]
         self.open.setdefault(buf, []).append((fn, depth))
         self.level[buf] = depth + 1
-        return (f"{self.prefix(buf, ev[_E.ts])}{self.column(None)}{'  ' * depth}"
+        return (f"{self.prefix(buf, ev[_E.ts], task)}{self.column(None)}{'  ' * depth}"
                 f"{_call(fn, ev[_E.args])} {{\n")
 
-    def leaf(self, buf: Thread, ev: Ev, ex: Ev) -> str:
+    def leaf(self, buf: Thread, ev: Ev, ex: Ev, task: int | None = None) -> str:
         depth = ev[_E.depth]
         self.level[buf] = depth
         notes = _notes(ex[_X.event], ex[_X.value])
         comment = f" /* {notes} */" if notes else ""
-        return (f"{self.prefix(buf, ev[_E.ts])}{self.column(ex[_X.duration])}{'  ' * depth}"
+        return (f"{self.prefix(buf, ev[_E.ts], task)}{self.column(ex[_X.duration])}{'  ' * depth}"
                 f"{_call(ev[_E.fn], ev[_E.args])};{comment}\n")
 
     def close(self, buf: Thread, ev: Ev) -> str:

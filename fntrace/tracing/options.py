@@ -31,11 +31,13 @@ OPTIONS: dict[str, int] = {
     "funcgraph-retval": 0,
     "funcgraph-tail": 0,
     "funcgraph-proc": 0,
+    "funcgraph-task": 0,
     "funcgraph-abstime": 0,
     "funcgraph-duration": 1,
     "funcgraph-overhead": 1,
     "markers": 1,
     "graph-time": 1,
+    "tasks": 1,
     "repr-call": 0,
     "repr-max-len": 64,
     "repr-max-us": 1000,
@@ -60,6 +62,8 @@ def set_option(inst: Instance, name: str, text: str) -> None:
             inst.safe_repr = SafeRepr(opts["repr-max-len"], opts["repr-max-us"], inst.note,
                                       call=bool(opts["repr-call"]))
         inst.settings_changed()
+        if name == "tasks" and inst.tracer is not None:
+            inst.tracer.tasks_changed()
 
 
 class OptionFiles:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from fntrace.core.events import TASK_PREFIX
 from fntrace.tracing import ftrace_text
 from fntrace.tracing.files import FileTable, parse_bool, parse_uint
 from fntrace.tracing.ring_buffer import CLOCKS
@@ -26,6 +27,9 @@ def write_marker(inst: Instance, text: str) -> None:
     """A trace_marker line (ValueError while options/markers is 0)."""
     if not inst.options["markers"]:
         raise ValueError("trace_marker: writes are disabled (options/markers is 0)")
+    if text.startswith(TASK_PREFIX[0]):
+        raise ValueError("trace_marker: a line may not start with the control character "
+                         "\\x1f (fntrace's asyncio task notes are stored so)")
     inst.note(text.rstrip("\n"))
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from fntrace.core import engine
 from fntrace.core.ops import Ops
 from fntrace.core.oscaps import native_id
+from fntrace.tracing.tasks import TaskTracker
 
 if TYPE_CHECKING:
     from fntrace.tracing.instance import Instance
@@ -24,6 +25,8 @@ class Tracer:
     """Base class: register/unregister the tracer's ops with the instance's filters."""
 
     name: ClassVar[str] = "nop"
+    #: Whether the tracer notes asyncio task switches (options/tasks; tasks.py).
+    notes_tasks: ClassVar[bool] = False
 
     def __init__(self, inst: Instance) -> None:
         self.inst = inst
@@ -31,12 +34,17 @@ class Tracer:
         # C recorders (fntrace/csrc/) of this tracer's ops, when the extension
         # is there: they write the events of the commonest configuration themselves.
         self.recorders: list[Any] = []
+        # The asyncio task notes (fntrace/tracing/tasks.py) while options/tasks is on.
+        self.tasks: TaskTracker | None = None
 
     def make_ops(self) -> list[Ops]:
         raise NotImplementedError
 
     def start(self) -> None:
         self.ops = self.make_ops()
+        # Made before any ops registers: making it runs library code (weakref,
+        # threading) the tracer must not record as the program's.
+        tracker = TaskTracker(self.inst) if self.wants_tasks() else None
         done: list[Ops] = []
         try:
             for ops in self.ops:
@@ -46,6 +54,24 @@ class Tracer:
             for ops in done:
                 engine.unregister(ops)
             raise
+        if tracker is not None:
+            engine.register(tracker.ops)
+            self.tasks = tracker
+
+    def wants_tasks(self) -> bool:
+        return self.notes_tasks and bool(self.inst.options["tasks"])
+
+    def tasks_changed(self) -> None:
+        """Start or stop the task notes as options/tasks says (a tracer that runs)."""
+        want = self.wants_tasks() and bool(self.ops)
+        if want and self.tasks is None:
+            tracker = TaskTracker(self.inst)
+            engine.register(tracker.ops)
+            self.tasks = tracker
+        elif not want and self.tasks is not None:
+            tracker, self.tasks = self.tasks, None
+            if tracker.ops.registered:
+                engine.unregister(tracker.ops)
 
     def attach(self, rec: Any, ops: Ops, ring: bool = True) -> None:
         """Give ``ops`` the C recorder ``rec`` (see fast_refresh for when it may write);
@@ -58,6 +84,10 @@ class Tracer:
         self.fast_refresh()
 
     def stop(self) -> None:
+        if self.tasks is not None:
+            tracker, self.tasks = self.tasks, None
+            if tracker.ops.registered:
+                engine.unregister(tracker.ops)
         watchers = self.inst.rb.watchers
         for rec in self.recorders:
             rec.ok = False  # before unregister: no event after the tracer stopped

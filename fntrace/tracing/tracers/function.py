@@ -56,6 +56,7 @@ def write_stack(inst: Instance, frame: types.FrameType | None) -> None:
 
 class FunctionTracer(Tracer):
     name = "function"
+    notes_tasks = True
 
     def make_ops(self) -> list[Ops]:
         inst = self.inst

@@ -108,6 +108,7 @@ class FunctionGraphTracer(Tracer):
     """Writes an entry and an exit event per recorded call segment."""
 
     name = "function_graph"
+    notes_tasks = True
 
     def __init__(self, inst: Instance) -> None:
         super().__init__(inst)

@@ -1,0 +1,292 @@
+"""asyncio tasks: which task runs each traced event, noted where the task changes.
+
+Asking ``asyncio.current_task()`` at every event would cost every call.  A
+thread's running task changes only at the boundaries of a task's steps, and
+every step runs through one of three places of asyncio, which an ops of its
+own watches (the tracers' C recorders write the calls as before):
+
+* ``Handle._run``: the event loop runs each callback there; a task's step
+  is the bound method ``task.__step`` (or ``__wakeup``) of the task.  Its entry
+  switches the thread to that task (or to no task, 0, for any other callback),
+  its exit back to what ran before, and notes the task's end if the step
+  ended it;
+* ``BaseEventLoop.create_task``: its return value is the new task, numbered
+  there, with its name, the task that created it and the first function outside
+  asyncio that asked for it (``asyncio.create_task``, ``TaskGroup.create_task``,
+  ``gather`` and ``asyncio.run`` all come here);
+* ``asyncio.tasks._set_task_name`` (3.11): where 3.11's ``create_task`` and
+  ``TaskGroup.create_task`` name the task, after create_task returned it;
+* the eager task factory (3.12+): an eager task's first step runs inside
+  the factory call, before the task exists, so the number is taken at its
+  entry and given to the task the factory returns.
+
+Each change is one ring event of the kind ``TASK`` (fntrace/core/events.py)
+in the thread's own buffer, so it sits exactly between the events it
+separates, and a thread's task at any event is the last ``run`` note before
+it.  Notes: ``run N`` (0: no task), ``new {"task", "name", "creator",
+"func"}`` (later fields complete earlier ones: an eager task is named at the
+factory's exit, its creator at create_task's), ``end {"task", "state"}``
+(``done``, ``cancelled`` or ``raised E``).  A program that never imports
+asyncio never reaches these functions: it pays nothing.
+
+Limits: a task constructed directly as ``asyncio.Task(coro, eager_start=True)``
+(3.12+; aiohttp does so for its connection and request tasks) runs its first
+step inside the C constructor, where no Python function of asyncio runs: that
+step is noted as its creator's; its later steps are its own.  Event loops that
+do not run callbacks through ``asyncio.events.Handle`` (uvloop) get no notes.
+Task numbers are per process.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from fntrace.core.events import EVENT_OVERHEAD, TASK
+from fntrace.core.flags import Event
+from fntrace.core.ops import Ops
+from fntrace.core.oscaps import native_id
+
+if TYPE_CHECKING:
+    from fntrace.core.regs import FtraceRegs
+    from fntrace.core.symbols import Function
+    from fntrace.tracing.instance import Instance
+
+__all__ = ["WATCHED", "TaskInfo", "TaskTable", "TaskTracker", "end_state", "parse_note"]
+
+_TAG = TASK.tag
+_RUN, _CREATE, _EAGER, _NAME = range(4)
+#: The functions the tracker's ops watches, by name, and what each is.
+WATCHED = {
+    "asyncio.events:Handle._run": _RUN,
+    "asyncio.base_events:BaseEventLoop.create_task": _CREATE,
+    "asyncio.tasks:create_eager_task_factory.<locals>.factory": _EAGER,
+    "asyncio.tasks:_set_task_name": _NAME,
+}
+_RETURN = Event.RETURN
+
+
+def end_state(task: Any) -> str:
+    """``done``, ``cancelled`` or ``raised E`` of a finished task, read without
+    marking its exception retrieved (``task.exception()`` would: asyncio would
+    then no longer log an exception nobody awaited)."""
+    if task.cancelled():
+        return "cancelled"
+    exc = getattr(task, "_exception", None)
+    return "done" if exc is None else f"raised {type(exc).__name__}"
+
+
+def parse_note(info: str) -> tuple[str, Any]:
+    """A note's verb and value: ("run", N), ("new", dict), ("end", dict);
+    ("", None) for text that is no note (a newer writer's, or damage)."""
+    verb, _, rest = info.partition(" ")
+    try:
+        if verb == "run":
+            return verb, int(rest)
+        if verb in ("new", "end"):
+            value = json.loads(rest)
+            if type(value) is dict and type(value.get("task")) is int:
+                return verb, value
+    except ValueError:
+        pass
+    return "", None
+
+
+class TaskInfo:
+    """What the notes say of one task."""
+
+    __slots__ = ("creator", "func", "name", "number", "state")
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.name: str | None = None
+        self.creator: int | None = None  # 0: created outside any task
+        self.func: str | None = None
+        self.state: str | None = None    # None while it runs (or the trace ends first)
+
+    @property
+    def label(self) -> str:
+        """``name-N`` (``#N`` while the notes have not named it)."""
+        return f"{self.name}-{self.number}" if self.name is not None else f"#{self.number}"
+
+
+class TaskTable:
+    """The tasks of a stream of notes and each thread's running task (readers:
+    the task column, ``replay --task``, ``report --by-task``, the exports)."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[int, TaskInfo] = {}
+        self.current: dict[Any, int] = {}
+
+    def info(self, n: int) -> TaskInfo:
+        found = self.tasks.get(n)
+        if found is None:
+            found = self.tasks[n] = TaskInfo(n)
+        return found
+
+    def note(self, thread: Any, text: str) -> None:
+        """Read one note written by ``thread`` (any key that tells threads apart)."""
+        verb, value = parse_note(text)
+        if verb == "run":
+            self.current[thread] = value
+            if value:
+                self.info(value)
+        elif verb == "new":
+            info = self.info(value["task"])
+            for field in ("name", "func"):
+                if type(value.get(field)) is str:
+                    setattr(info, field, value[field])
+            if type(value.get("creator")) is int:
+                info.creator = value["creator"]
+        elif verb == "end" and type(value.get("state")) is str:
+            self.info(value["task"]).state = value["state"]
+
+    def running(self, thread: Any) -> int:
+        """The task ``thread`` runs now (0: none, or no note of it yet)."""
+        return self.current.get(thread, 0)
+
+    def label(self, n: int) -> str:
+        return self.info(n).label if n else "-"
+
+    def select(self, which: str) -> set[int]:
+        """The numbers ``replay --task`` means by ``which``: a number, or a name."""
+        if which.isdigit():
+            return {int(which)} if int(which) in self.tasks else set()
+        return {n for n, t in self.tasks.items() if t.name == which}
+
+
+def _creating_function(frame: Any) -> str | None:
+    """The first function outside asyncio on the stack below ``frame``."""
+    f = frame.f_back
+    while f is not None:
+        module = f.f_globals.get("__name__", "?")
+        if not (module == "asyncio" or module.startswith("asyncio.")):
+            return f"{module}:{f.f_code.co_qualname}"
+        f = f.f_back
+    return None
+
+
+class TaskTracker:
+    """One instance's task notes: an ops on the WATCHED functions, per-thread state."""
+
+    def __init__(self, inst: Instance) -> None:
+        self.inst = inst
+        self.numbers: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self.ended: set[int] = set()
+        self.next = 1
+        self.lock = threading.Lock()
+        self.tls = threading.local()
+        self.ops = Ops(self.entry, ret=self.exit, filter=list(WATCHED))
+
+    # -- notes ----------------------------------------------------------------
+    def write(self, info: str) -> bool:
+        inst = self.inst
+        if not inst.tracing or (inst.pid_filtered and not inst.pid_allowed(native_id())):
+            return False
+        rb = inst.rb
+        rb.write((rb.now(), EVENT_OVERHEAD + len(info), _TAG, info))
+        return True
+
+    def state(self) -> Any:
+        tls = self.tls
+        if not hasattr(tls, "cur"):
+            tls.cur = 0
+            tls.written = None  # the last run note this thread wrote (None: none)
+            tls.stack = []
+        return tls
+
+    def switch(self, tls: Any, n: int) -> None:
+        tls.cur = n
+        if tls.written != n:
+            tls.written = n if self.write(f"run {n}") else None
+
+    def take_number(self) -> int:
+        with self.lock:
+            n = self.next
+            self.next += 1
+        return n
+
+    def note_new(self, n: int, task: Any, creator: int | None, func: str | None) -> None:
+        info: dict[str, Any] = {"task": n, "name": task.get_name() if task is not None else None}
+        if creator is not None:
+            info["creator"] = creator
+        if func is not None:
+            info["func"] = func
+        self.write("new " + json.dumps(info, sort_keys=True))
+
+    def number(self, task: Any) -> int:
+        """The task's number; one taken (and noted) for a task first seen here."""
+        n = self.numbers.get(task)
+        if n is None:
+            n = self.numbers[task] = self.take_number()
+            self.note_new(n, task, None, None)
+        return n
+
+    def note_end(self, n: int, task: Any) -> None:
+        if n not in self.ended and task.done():
+            self.ended.add(n)
+            self.write("end " + json.dumps({"task": n, "state": end_state(task)},
+                                           sort_keys=True))
+
+    # -- the ops --------------------------------------------------------------
+    def entry(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
+        what = WATCHED.get(ip.name)
+        tls = self.state()
+        if what == _RUN:
+            task = None
+            handle = fregs.frame.f_locals.get("self")
+            owner = getattr(getattr(handle, "_callback", None), "__self__", None)
+            if owner is not None and _is_task(owner):
+                task = owner
+            tls.stack.append((tls.cur, task))
+            self.switch(tls, 0 if task is None else self.number(task))
+        elif what == _EAGER:
+            tls.stack.append((tls.cur, None))
+            n = self.take_number()
+            tls.stack.append((n, None))  # the number the factory's task gets
+            self.switch(tls, n)
+
+    def exit(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
+        what = WATCHED.get(ip.name)
+        tls = self.state()
+        if what == _CREATE:
+            task = fregs.return_value
+            if fregs.event == _RETURN and task is not None and _is_task(task):
+                n = self.numbers.get(task)
+                if n is None:
+                    n = self.numbers[task] = self.take_number()
+                self.note_new(n, task, tls.cur, _creating_function(fregs.frame))
+            return
+        if what == _NAME:
+            task = fregs.frame.f_locals.get("task")
+            n = self.numbers.get(task) if task is not None else None
+            if n is not None and fregs.frame.f_locals.get("name") is not None:
+                self.note_new(n, task, None, None)
+            return
+        if not tls.stack:
+            return
+        if what == _RUN:
+            prev, task = tls.stack.pop()
+            if task is not None:
+                self.note_end(tls.cur, task)
+            self.switch(tls, prev)
+        elif what == _EAGER and len(tls.stack) >= 2:
+            n, _ = tls.stack.pop()
+            prev, _ = tls.stack.pop()
+            task = fregs.return_value
+            if fregs.event == _RETURN and task is not None and _is_task(task):
+                self.numbers[task] = n
+                self.note_new(n, task, None, None)
+                self.note_end(n, task)
+            self.switch(tls, prev)
+
+
+def _is_task(obj: Any) -> bool:
+    """An asyncio Task (C or pure), without importing asyncio (loaded: it called us)."""
+    mod = sys.modules.get("asyncio")
+    if mod is None:
+        return False
+    return isinstance(obj, mod.Task) or isinstance(obj, getattr(mod.tasks, "_PyTask", mod.Task))

@@ -1,0 +1,300 @@
+"""asyncio tasks as their own tracks (fntrace/tracing/tasks.py): every traced
+event is attributed to the task that ran it.
+
+The program (tests/tasks_program.py) logs, at the start of each of its
+functions, ``asyncio.current_task()``'s name: the independent oracle.  The
+trace must give each task exactly the calls the oracle gives it, in order, on
+both hot paths and under both tracers; tasks, creators and end states must be
+exactly the program's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tasks_program as prog
+from helpers import needs_subprocess
+
+import fntrace
+from fntrace.core.events import CALL, ENTRY, MARKER, TASK, TASK_PREFIX
+from fntrace.formats.tracefile import open_trace, stored_text
+from fntrace.tracing.tasks import TaskTable
+
+MODULE = prog.__name__
+FILTER = f"{MODULE}:*"
+NOTRACE = [f"{MODULE}:_task", f"{MODULE}:log", f"{MODULE}:run"]
+
+
+def traced_run(tracer: str, **options: int) -> tuple[Any, list[tuple[Any, tuple[Any, ...]]]]:
+    with fntrace.trace(tracer, filter=FILTER, notrace=NOTRACE, **options) as inst:
+        result = prog.run()
+    return result, list(inst.rb.live.merged())
+
+
+def by_task(pairs: list[tuple[Any, tuple[Any, ...]]], kind: str,
+            ) -> tuple[dict[str | None, list[str]], TaskTable]:
+    """Each task's calls (first segments only, as the oracle logs them), by the
+    task's name at the end."""
+    table = TaskTable()
+    by_number: dict[int, list[str]] = defaultdict(list)
+    for buf, ev in pairs:
+        if ev[2] == TASK.tag:
+            table.note(buf, ev[TASK.at.info])
+        elif ev[2] == kind and ev[-1 if kind == CALL.tag else ENTRY.at.event] == "start":
+            by_number[table.running(buf)].append(ev[3].qualname)
+    return {table.info(n).name if n else None: calls for n, calls in by_number.items()}, table
+
+
+def oracle() -> dict[str | None, list[str]]:
+    out: dict[str | None, list[str]] = defaultdict(list)
+    for task, fn in prog.LOG:
+        out[task.get_name() if task is not None else None].append(fn)
+    return dict(out)
+
+
+def expected_result() -> list[object]:
+    out: list[object] = [7, "boom", "cancelled", 6, 6, [2, 3], 4, "timeout"]
+    if sys.version_info >= (3, 12):
+        out.append((True, 11, 21))
+    return out
+
+
+@pytest.mark.parametrize("tracer", ["function_graph", "function"])
+def test_each_task_has_exactly_its_calls(hot_path: str, tracer: str) -> None:
+    result, pairs = traced_run(tracer)
+    assert result == expected_result()
+    kind = ENTRY.tag if tracer == "function_graph" else CALL.tag
+    calls, _ = by_task(pairs, kind)
+    assert calls == oracle()
+    # The oracle's own shape, so the comparison above cannot pass vacuously.
+    want = oracle()
+    assert want["parent"] == ["parent"]
+    assert want["child-a"] == ["child", "leaf", "helper", "helper"]
+    assert want["sleeper"] == ["sleeper", "cleanup"]
+    assert want[None] == ["blocking", "helper"]  # asyncio.to_thread: a worker thread
+    assert want["consumer"] == ["consumer", "numbers", "helper", "helper", "helper"]
+    if sys.version_info >= (3, 12):
+        assert want["eager-quick"] == ["eager_quick", "helper"]
+
+
+def test_tasks_creators_and_end_states(hot_path: str) -> None:
+    _, pairs = traced_run("function_graph")
+    _, table = by_task(pairs, ENTRY.tag)
+    named = {t.name: t for t in table.tasks.values()}
+    main = next(t for t in table.tasks.values() if t.func == f"{MODULE}:run")
+    assert main.creator == 0 and main.state == "done"
+    for name, creator, func, state in [
+            ("parent", main, "main", "done"),
+            ("child-a", named["parent"], "parent", "done"),
+            ("child-b", named["parent"], "parent", "done"),
+            ("boom", main, "main", "raised ValueError"),
+            ("sleeper", main, "main", "cancelled"),
+            ("consumer", main, "main", "done")]:
+        task = named[name]
+        assert (task.creator, task.func, task.state) == (creator.number, f"{MODULE}:{func}",
+                                                         state), name
+    if sys.version_info >= (3, 12):
+        assert named["eager-quick"].state == "done"
+        assert named["eager-slow"].state == "done"
+        assert named["eager-quick"].creator == main.number
+    # gather's two tasks: made by main, unnamed (Task-N), done.
+    gathered = [t for t in table.tasks.values()
+                if t.func == f"{MODULE}:main" and t.name and t.name.startswith("Task-")]
+    assert len(gathered) >= 2 and all(t.state == "done" for t in gathered)
+    # Numbers are 1.. in the order the tasks were first noted, each once.
+    assert sorted(table.tasks) == list(range(1, len(table.tasks) + 1))
+
+
+def test_no_task_notes_without_asyncio_or_with_the_option_off(hot_path: str) -> None:
+    def plain() -> int:
+        return sum(range(3))
+
+    with fntrace.trace("function_graph", filter=f"{__name__}:*") as inst:
+        plain()
+    assert not [ev for _, ev in inst.rb.live.merged() if ev[2] == TASK.tag]
+    assert any(ev[2] == ENTRY.tag for _, ev in inst.rb.live.merged())
+    _, pairs = traced_run("function_graph", tasks=0)
+    assert not [ev for _, ev in pairs if ev[2] == TASK.tag]
+    assert [ev for _, ev in pairs if ev[2] == ENTRY.tag]
+
+
+def test_trace_marker_refuses_the_task_note_prefix() -> None:
+    with fntrace.trace("nop") as inst:
+        with pytest.raises(ValueError, match="x1f"):
+            inst.write("trace_marker", "\x1ftask run 3")
+        inst.write("trace_marker", "task run 3")
+
+
+# -- the task column and the trace file ---------------------------------------------
+def column_calls(text: str) -> list[tuple[str, str]]:
+    """(task column, function column) of each function_graph line that opens a call."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("#") or "|" not in line:
+            continue
+        head, _, rest = line.partition("|")
+        func = rest.rpartition("|")[2].strip()
+        if func.startswith(("}", "/*")):
+            continue
+        out.append((head.partition(")")[2].strip(), func.partition("(")[0]))
+    return out
+
+
+def task_name(label: str) -> str | None:
+    return None if label == "-" else label.rpartition("-")[0]
+
+
+def test_task_column_live(hot_path: str) -> None:
+    with fntrace.trace("function_graph", filter=FILTER, notrace=NOTRACE,
+                       funcgraph_task=1) as inst:
+        prog.run()
+        text = inst.read("trace")
+    assert "ASYNCIO TASK" in text.splitlines()[4]
+    seen: dict[str, set[str | None]] = defaultdict(set)
+    for label, func in column_calls(text):
+        seen[func.partition(":")[2]].add(task_name(label))
+    want: dict[str, set[str | None]] = defaultdict(set)
+    for task, fn in prog.LOG:
+        want[fn].add(task.get_name() if task is not None else None)
+    # An eager task (3.12+) is named after its first step: live, that step
+    # shows its number (#N); the replay test reads its name ahead.
+    eager = {"eager_quick", "eager_slow", "helper"}
+    assert {f: v for f, v in seen.items() if f not in eager} == \
+        {f: v for f, v in want.items() if f not in eager}
+    assert seen["child"] == {"child-a", "child-b"}
+
+
+def test_task_notes_are_marker_records() -> None:
+    """A reader that knows no tasks reads a note as a marker: no new record code."""
+    code, text = stored_text(None, (0, 0, TASK.tag, "run 3"), lambda b, e: "")
+    assert (code, text) == (MARKER.code, TASK_PREFIX + "run 3")
+
+
+ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+@needs_subprocess
+@pytest.mark.parametrize("pure", ["0", "1"])
+def test_recorded_tasks_replay_one_task(tmp_path: Path, pure: str) -> None:
+    app = tmp_path / "app.py"
+    app.write_text(f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+                   "import tasks_program\nprint(tasks_program.run())\n")
+    env = {**os.environ, "PYTHONPATH": ROOT, "FNTRACE_PURE": pure}
+    dat = tmp_path / "t.dat"
+    rec = subprocess.run([sys.executable, "-m", "fntrace", "record", "-t", "function_graph",
+                          "-F", FILTER, *[a for n in NOTRACE for a in ("-N", n)],
+                          "-o", str(dat), str(app)],
+                         env=env, text=True, capture_output=True, timeout=120)
+    assert rec.returncode == 0, rec.stderr
+    assert rec.stdout.strip() == str(expected_result())
+    tasks = [r for r in open_trace(str(dat)).records() if r.kind == "task"]
+    assert tasks and all(not r.text.startswith(TASK_PREFIX) for r in tasks)
+
+    def replay(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "fntrace", "replay", str(dat), *args],
+                              env=env, text=True, capture_output=True, timeout=120)
+
+    out = replay("--task", "child-a", "--task-column")
+    assert out.returncode == 0, out.stderr
+    body = [line for line in out.stdout.splitlines() if not line.startswith("#")]
+    labels = {line.partition(")")[2].partition("|")[0].strip() for line in body}
+    assert len(labels) == 1 and labels.pop().startswith("child-a-")
+    funcs = [line.rpartition("|")[2].rstrip() for line in body]
+    m = MODULE
+    assert funcs == [
+        f"  {m}:child() {{", f"    {m}:leaf(); /* yield */", f"  }} /* {m}:child yield */",
+        f"  {m}:child() {{", f"    {m}:leaf() {{", f"      {m}:helper();", "    }",
+        f"  }} /* {m}:child yield */",
+        f"  {m}:child() {{", f"    {m}:helper();", "  }"]
+    if sys.version_info >= (3, 12):  # the eager task's first step, named ahead
+        out = replay("--task", "eager-quick", "--task-column")
+        body = [line for line in out.stdout.splitlines() if not line.startswith("#")]
+        assert [line.rpartition("|")[2].strip() for line in body] == [
+            f"{m}:eager_quick() {{", f"{m}:helper();", "}"]
+        assert all("eager-quick-" in line for line in body)
+    missing = replay("--task", "no-such-task")
+    assert missing.returncode != 0
+    assert missing.stderr.startswith("fntrace replay: no asyncio task 'no-such-task'")
+    assert len(missing.stderr.splitlines()) == 1
+
+
+# -- a real asyncio application: aiohttp ----------------------------------------------
+SERVED: dict[int, Any] = {}
+
+
+def step(i: int) -> int:
+    return i * 2
+
+
+async def work(i: int) -> int:
+    await asyncio.sleep(0)
+    return step(i)
+
+
+async def serve_and_fetch(n: int) -> list[int]:
+    from aiohttp import ClientSession, TCPConnector, web
+
+    async def handle(request: web.Request) -> web.Response:
+        i = int(request.query["i"])
+        SERVED[i] = asyncio.current_task()
+        return web.Response(text=str(await work(i)))
+
+    app = web.Application()
+    app.router.add_get("/", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        async with ClientSession(connector=TCPConnector(limit=n)) as session:
+            async def get(i: int) -> int:
+                async with session.get(f"http://{host}:{port}/", params={"i": str(i)}) as r:
+                    return int(await r.text())
+            return await asyncio.wait_for(asyncio.gather(*(get(i) for i in range(n))), 120)
+    finally:
+        await runner.cleanup()
+
+
+def test_aiohttp_handlers_land_on_their_tasks(hot_path: str) -> None:
+    pytest.importorskip("aiohttp", reason="aiohttp (the test extra) is not installed")
+    n = 200
+    SERVED.clear()
+    inst = fntrace.trace("function_graph", filter=[f"{__name__}:work", f"{__name__}:step"],
+                         funcgraph_args=1)
+    with inst:
+        inst.write("buffer_size_kb", "16384")
+        got = asyncio.run(serve_and_fetch(n))
+        pairs = list(inst.rb.live.merged())
+    assert got == [2 * i for i in range(n)]
+    assert sorted(SERVED) == list(range(n))
+    assert len({id(t) for t in SERVED.values()}) == n  # each request its own task
+    table = TaskTable()
+    seen: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for buf, ev in pairs:
+        if ev[2] == TASK.tag:
+            table.note(buf, ev[TASK.at.info])
+        elif ev[2] == ENTRY.tag:
+            i = int(ev[ENTRY.at.args].partition("=")[2])
+            seen[i].append((ev[3].qualname, table.running(buf)))
+    assert sorted(seen) == list(range(n))
+    for i, calls in seen.items():
+        # work starts, suspends at sleep(0), resumes and calls step: all on one task,
+        # and that task is the one the handler ran in (its name, unique: Task-N).
+        assert [fn for fn, _ in calls] == ["work", "work", "step"], i
+        if sys.version_info >= (3, 12):
+            # aiohttp makes its handler task with asyncio.Task(..., eager_start=True):
+            # that first step runs inside the C constructor, which nothing in Python
+            # sees (tasks.py, limits), so it is noted as its creator's.  Every later
+            # step (from the resumption after sleep(0) on) is the handler task's own.
+            calls = calls[1:]
+        numbers = {t for _, t in calls}
+        assert len(numbers) == 1 and 0 not in numbers, i
+        assert table.info(numbers.pop()).name == SERVED[i].get_name(), i
