@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from helpers import needs_subprocess
@@ -149,5 +148,90 @@ def test_version_1_file_replays_the_same_text(name: str, tmp_path: Path) -> None
     assert res.stdout == (DATA / f"{name}.replay.txt").read_text()
 
 
-def _unused(_: Any) -> None:
-    """(keeps Any imported for the parts below)"""
+# -- replay --srcline -----------------------------------------------------------------
+
+def _body(text: str) -> list[str]:
+    return [line for line in text.splitlines() if not line.startswith("#")]
+
+
+@needs_subprocess
+def test_replay_srcline_function_graph(graph: Path) -> None:
+    tmp = graph.parent
+    plain = fntrace("replay", str(graph), cwd=tmp)
+    res = fntrace("replay", "--srcline", str(graph), cwd=tmp)
+    assert res.returncode == plain.returncode == 0 and res.stderr == ""
+    lines, bare = _body(res.stdout), _body(plain.stdout)
+    assert len(lines) == len(bare)
+    located = 0
+    for line, base in zip(lines, bare, strict=True):
+        if base.rstrip().endswith("{") or ");" in base:   # an entry or a leaf: names a call
+            name = base.split("|", 1)[1].split("(", 1)[0].strip()
+            file, lineno = where(tmp, name)
+            assert line == f"{base} /* {file}:{lineno} */"
+            located += 1
+        else:   # a closing brace: the entry's line said where
+            assert line == base
+    # every call's first line: <module>s, Box, main once, get/twice 3, gen 4 runs
+    assert located == 14
+
+
+@needs_subprocess
+def test_replay_srcline_function_tracer(flat: Path) -> None:
+    tmp = flat.parent
+    plain = _body(fntrace("replay", str(flat), cwd=tmp).stdout)
+    res = fntrace("replay", "--srcline", str(flat), cwd=tmp)
+    assert res.returncode == 0 and res.stderr == ""
+    lines = _body(res.stdout)
+    assert len(lines) == len(plain) == 14
+    for line, base in zip(lines, plain, strict=True):
+        name = base.split(": ", 1)[1].split(" <-")[0]
+        file, lineno = where(tmp, name)
+        assert line == f"{base} /* {file}:{lineno} */"
+
+
+@needs_subprocess
+def test_replay_srcline_of_a_version_1_file_is_the_plain_text(tmp_path: Path) -> None:
+    res = fntrace("replay", "--srcline", str(DATA / "v1_graph.dat"), cwd=tmp_path)
+    assert res.returncode == 0
+    assert res.stdout == (DATA / "v1_graph.replay.txt").read_text()
+
+
+# -- report --srcline -----------------------------------------------------------------
+
+@needs_subprocess
+@pytest.mark.parametrize("extra", [(), ("--threads",), ("-s", "name")])
+def test_report_srcline(graph: Path, extra: tuple[str, ...]) -> None:
+    tmp = graph.parent
+    plain = fntrace("report", *extra, str(graph), cwd=tmp)
+    res = fntrace("report", "--srcline", *extra, str(graph), cwd=tmp)
+    assert res.returncode == plain.returncode == 0
+    want = plain.stdout.replace("  Function\n", "  Function [Source]\n")
+    for name in WHERE:
+        file, line = where(tmp, name)
+        want = want.replace(f"  {name}\n", f"  {name} [{file}:{line}]\n")
+    assert res.stdout == want
+    # every row of every table was given its place (not one left as in the plain text)
+    rows = [ln for ln in res.stdout.splitlines()
+            if ln and not ln.startswith(("#", "  =")) and "Function" not in ln]
+    assert rows and all(ln.endswith("]") for ln in rows)
+    assert len(rows) == len(WHERE) * res.stdout.count("Function [Source]")
+
+
+@needs_subprocess
+def test_report_srcline_calls_only_and_diff(flat: Path, graph: Path) -> None:
+    tmp = flat.parent
+    res = fntrace("report", "--srcline", str(flat), cwd=tmp)
+    assert res.returncode == 0
+    rows = res.stdout.splitlines()[3:]
+    assert sorted(rows) == sorted(
+        f"  {calls:>10}  {name} [{where(tmp, name)[0]}:{where(tmp, name)[1]}]"
+        for name, calls in (("__main__:gen", 4), ("__main__:Box.get", 3),
+                            ("helpermod:twice", 3), ("__main__:<module>", 1),
+                            ("helpermod:<module>", 1), ("__main__:Box", 1),
+                            ("__main__:main", 1)))
+    diff = fntrace("report", "--srcline", "--wide", str(flat), "--diff", str(graph), cwd=tmp)
+    assert diff.returncode == 0
+    # The runs are of the same program in different folders: each name shows both places.
+    line = next(ln for ln in diff.stdout.splitlines() if "helpermod:twice" in ln)
+    assert line.endswith(f"helpermod:twice [{where(tmp, 'helpermod:twice')[0]}:1, "
+                         f"{where(graph.parent, 'helpermod:twice')[0]}:1]")

@@ -25,6 +25,7 @@ examples:
   fntrace replay fntrace.dat -F '__main__:*' -N '*:_*'
                                                     the script's functions, no private ones
   fntrace replay fntrace.dat --depth 2 --since 0.5 --until 1.5 --thread 4242
+  fntrace replay fntrace.dat --srcline              each call with /* FILE:LINE */
 """
 
 
@@ -44,6 +45,11 @@ def add_parser(sub: Any) -> None:
     rep.add_argument("--thread", action="append", type=int, metavar="TID",
                      help="only this thread (repeatable)")
     rep.add_argument("-o", "--output", metavar="FILE", help="write the text to FILE")
+    rep.add_argument("--srcline", action="store_true",
+                     help="end each line that names a called function with its source "
+                          "location, /* FILE:LINE */ (the file as the code object names "
+                          "it, the line its def; nothing for files recorded before "
+                          "fntrace kept locations)")
     rep.set_defaults(handler=main)
 
 
@@ -52,4 +58,4 @@ def main(ns: argparse.Namespace) -> int:
 
     return replay(ReplayOptions(ns.file, tuple(ns.filter or ()), tuple(ns.notrace or ()),
                                 ns.depth, ns.since, ns.until, tuple(ns.thread or ()),
-                                ns.output))
+                                ns.output, ns.srcline))
