@@ -87,14 +87,34 @@ def where(tmp: Path, name: str) -> tuple[str, int]:
     return str(tmp / file), line
 
 
-@pytest.fixture(scope="module", params=["c", "pure"])
+_RECORDED: dict[tuple[str, str], Path] = {}
+
+
+def recorded(tracer: str, path: str, factory: pytest.TempPathFactory) -> Path:
+    """The program recorded with ``tracer`` through the C or the pure hot path
+    (each once per session)."""
+    key = (tracer, path)
+    if key not in _RECORDED:
+        _RECORDED[key] = record(factory.mktemp(tracer), tracer, path == "pure")
+    return _RECORDED[key]
+
+
+@pytest.fixture(params=["c", "pure"])
 def graph(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return record(tmp_path_factory.mktemp("graph"), "function_graph", request.param == "pure")
+    return recorded("function_graph", request.param, tmp_path_factory)
 
 
-@pytest.fixture(scope="module", params=["c", "pure"])
+@pytest.fixture(params=["c", "pure"])
 def flat(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return record(tmp_path_factory.mktemp("flat"), "function", request.param == "pure")
+    return recorded("function", request.param, tmp_path_factory)
+
+
+@pytest.fixture(params=[(t, p) for t in ("function_graph", "function") for p in ("c", "pure")],
+                ids=lambda tp: f"{tp[0]}-{tp[1]}")
+def either(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> tuple[str, Path]:
+    tracer, path = request.param
+    return tracer, recorded(tracer, path, tmp_path_factory)
 
 
 # -- the file -------------------------------------------------------------------------
@@ -235,3 +255,108 @@ def test_report_srcline_calls_only_and_diff(flat: Path, graph: Path) -> None:
     line = next(ln for ln in diff.stdout.splitlines() if "helpermod:twice" in ln)
     assert line.endswith(f"helpermod:twice [{where(tmp, 'helpermod:twice')[0]}:1, "
                          f"{where(graph.parent, 'helpermod:twice')[0]}:1]")
+
+
+# -- exports --------------------------------------------------------------------------
+
+def dump(dat: Path, *args: str) -> None:
+    res = fntrace("dump", str(dat), *args, cwd=dat.parent)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+
+
+@needs_subprocess
+def test_chrome_args_carry_file_and_line(either: tuple[str, Path]) -> None:
+    tracer, dat = either
+    out = dat.parent / "t.json"
+    dump(dat, "--chrome", str(out))
+    events = json.loads(out.read_text())["traceEvents"]
+    named = [e for e in events if e.get("cat") in ("function", "call")]
+    # an entry is a B event (function_graph), a call an instant (function tracer)
+    assert len(named) == 14 and {e["ph"] for e in named} == ({"B"} if tracer == "function_graph"
+                                                             else {"i"})
+    for e in named:
+        file, line = where(dat.parent, e["name"])
+        assert (e["args"]["file"], e["args"]["line"]) == (file, line), e
+    # ends say nothing more than before
+    assert all("file" not in e.get("args", {}) for e in events if e["ph"] == "E")
+
+
+@needs_subprocess
+def test_speedscope_frames_carry_file_and_line(either: tuple[str, Path]) -> None:
+    _, dat = either
+    out = dat.parent / "t.speedscope.json"
+    dump(dat, "--speedscope", str(out))
+    doc = json.loads(out.read_text())
+    from test_exports import validate
+    validate(doc)
+    frames = doc["shared"]["frames"]
+    assert {f["name"] for f in frames} >= set(WHERE)
+    for f in frames:
+        if f["name"] in WHERE:
+            file, line = where(dat.parent, f["name"])
+            assert f == {"name": f["name"], "file": file, "line": line}
+        else:
+            # the function tracer's caller of helpermod's import, not traced itself:
+            # a parent is a name in the file, its location is not kept
+            assert f == {"name": "importlib._bootstrap:_call_with_frames_removed"}
+
+
+@needs_subprocess
+def test_perfetto_source_locations(either: tuple[str, Path]) -> None:
+    from test_exports import decode_perfetto
+    _, dat = either
+    out = dat.parent / "t.pftrace"
+    dump(dat, "--perfetto", str(out))
+    places: dict[int, dict[int, tuple[str, str, int]]] = {}   # seq -> iid -> location
+    names: dict[int, dict[int, str]] = {}
+    seen = 0
+    for p in decode_perfetto(out.read_bytes()):
+        seq = p.trusted_packet_sequence_id
+        if p.HasField("interned_data"):
+            for n in p.interned_data.event_names:
+                names.setdefault(seq, {})[n.iid] = n.name
+            for loc in p.interned_data.source_locations:
+                places.setdefault(seq, {})[loc.iid] = (loc.file_name, loc.function_name,
+                                                       loc.line_number)
+        if not p.HasField("track_event"):
+            continue
+        ev = p.track_event
+        if ev.type in (ev.TYPE_SLICE_BEGIN, ev.TYPE_INSTANT) and ev.HasField("name_iid"):
+            name = names[seq][ev.name_iid]
+            assert ev.HasField("source_location_iid"), name
+            file, line = where(dat.parent, name)
+            assert places[seq][ev.source_location_iid] == (file, name, line)
+            seen += 1
+        else:
+            assert not ev.HasField("source_location_iid")
+    assert seen == 14
+    # interned: one location per function per sequence (one thread here)
+    assert sorted(v[1] for v in places[1].values()) == sorted(WHERE)
+
+
+@needs_subprocess
+def test_pstats_keys_are_file_line_name(either: tuple[str, Path]) -> None:
+    import pstats
+    _, dat = either
+    out = dat.parent / "t.prof"
+    dump(dat, "--pstats", str(out))
+    stats = pstats.Stats(str(out)).stats  # type: ignore[attr-defined]
+    want = {(*where(dat.parent, name), name) for name in WHERE}
+    assert set(stats) == want
+    twice = stats[(*where(dat.parent, "helpermod:twice"), "helpermod:twice")]
+    assert twice[1] == 3
+    assert set(twice[4]) == {(*where(dat.parent, "__main__:Box.get"), "__main__:Box.get")}
+
+
+@needs_subprocess
+def test_exports_of_a_version_1_file_have_no_locations(tmp_path: Path) -> None:
+    dat = tmp_path / "v1.dat"
+    dat.write_bytes((DATA / "v1_graph.dat").read_bytes())
+    dump(dat, "--chrome", str(tmp_path / "c.json"), "--speedscope", str(tmp_path / "s.json"),
+         "--pstats", str(tmp_path / "p.prof"))
+    assert "file" not in (tmp_path / "c.json").read_text()
+    frames = json.loads((tmp_path / "s.json").read_text())["shared"]["frames"]
+    assert frames and all(set(f) == {"name"} for f in frames)
+    import pstats
+    stats = pstats.Stats(str(tmp_path / "p.prof")).stats  # type: ignore[attr-defined]
+    assert stats and all(key[:2] == ("~", 0) for key in stats)
