@@ -486,9 +486,12 @@ def test_real_pstats_loads_with_exact_calls(recording: Path, tmp_path: Path) -> 
     got = {key[2]: row[1] for key, row in stats.stats.items()}  # type: ignore[attr-defined]
     assert got == dict(starts)
     assert got["__main__:fact"] == 5 and got["__main__:leaf"] == 7
-    fact = stats.stats[func_key("__main__:fact")]  # type: ignore[attr-defined]
+    # keyed by their source locations (tests/test_srcline.py checks the values)
+    where = {r.func: (r.src_file, r.src_line) for r in recs if r.src_file is not None}
+    fact = stats.stats[func_key("__main__:fact", where["__main__:fact"])]  # type: ignore[attr-defined]
     assert fact[0] == 1  # one primitive call, four recursive
-    assert set(fact[4]) == {func_key("__main__:<module>"), func_key("__main__:fact")}
+    assert set(fact[4]) == {func_key("__main__:<module>", where["__main__:<module>"]),
+                            func_key("__main__:fact", where["__main__:fact"])}
 
 
 @needs_subprocess

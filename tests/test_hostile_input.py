@@ -25,6 +25,7 @@ from fntrace.formats import tracefile
 from fntrace.formats.tracefile import (
     MAX_DEPTH,
     MAX_HEADER,
+    VERSION,
     Record,
     TraceFileError,
     TraceWriter,
@@ -91,7 +92,7 @@ def split(data: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
 
 def build(head: bytes, chunks: list[tuple[bytes, bytes]]) -> bytes:
     """A file of these parts, every checksum right."""
-    out = PREAMBLE.pack(b"FNTRACE\x00", 1, len(head), zlib.crc32(head)) + head
+    out = PREAMBLE.pack(b"FNTRACE\x00", VERSION, len(head), zlib.crc32(head)) + head
     for kind, payload in chunks:
         out += CHUNK.pack(b"\xf7FNC", kind, len(payload), zlib.crc32(payload)) + payload
     return out
@@ -106,19 +107,19 @@ def uvarint(n: int) -> bytes:
     return bytes(out)
 
 
-def raw_chunk(strings: list[bytes], funcs: list[tuple[int, int]],
+def raw_chunk(strings: list[bytes], funcs: list[tuple[int, int, int, int]],
               threads: list[tuple[int, int, int, int, int]], count: int, body: bytes) -> bytes:
     """An uncompressed event chunk payload, field by field (so any field can lie)."""
     out = b"\x00" + uvarint(len(strings))
     for s in strings:
         out += uvarint(len(s)) + s
-    out += uvarint(len(funcs)) + b"".join(uvarint(a) + uvarint(b) for a, b in funcs)
+    out += uvarint(len(funcs)) + b"".join(b"".join(map(uvarint, row)) for row in funcs)
     out += uvarint(len(threads)) + b"".join(b"".join(map(uvarint, row)) for row in threads)
     return out + uvarint(count) + body
 
 
 STRINGS = [b"m:f", b"T", b"..", b"arg", b"ret"]
-FUNCS = [(0, 0)]
+FUNCS = [(0, 0, 0, 0)]   # name-sid, co_flags, file-sid+1, line (format version 2)
 THREADS = [(7, 1, 0, 2, 0)]
 
 
@@ -256,8 +257,13 @@ def _chunk_cases() -> Iterator[tuple[str, bytes, int, str]]:
     yield "huge event count", raw_chunk(STRINGS, FUNCS, THREADS, 1 << 40, entry()), 0, \
         "cannot fit"
     yield "string past end", b"\x00\x01" + uvarint(1000) + b"abc", 0, "runs past"
-    yield "function string id", raw_chunk(STRINGS, [(99, 0)], THREADS, 0, b""), 0, \
+    yield "function string id", raw_chunk(STRINGS, [(99, 0, 0, 0)], THREADS, 0, b""), 0, \
         "names string 99"
+    yield "function file id", raw_chunk(STRINGS, [(0, 0, 99, 3)], THREADS, 0, b""), 0, \
+        "a function's file names string 98"
+    yield "function line", raw_chunk(STRINGS, [(0, 0, 1, 1 << 40)], THREADS, 0, b""), 0, \
+        f"line {1 << 40} is over"
+    yield "located", raw_chunk(STRINGS, [(0, 0, 4, 12)], THREADS, 1, entry()), 1, ""
     yield "thread string id", raw_chunk(STRINGS, FUNCS, [(7, 1, 0, 99, 0)], 0, b""), 0, \
         "names string 99"
     yield "11-byte varint", b"\x00" + b"\xff" * 10 + b"\x01", 0, "longer than 10 bytes"

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
+from fntrace.analysis.locations import Location, Locations
 from fntrace.analysis.reading import open_files, progress, quiet_stdout
 from fntrace.analysis.segments import RecordLike, Segment, Unfinished, walk
 
@@ -25,8 +26,18 @@ def _us(ns: int) -> float:
     return ns / 1000
 
 
+def _located(args: dict[str, Any], where: Location | None) -> dict[str, Any]:
+    """``args`` with the function's ``file`` and ``line`` where they are known."""
+    if where is not None:
+        args["file"], args["line"] = where
+    return args
+
+
 class ChromeWriter:
-    """Turns records into Trace Event Format events, one JSON object per line."""
+    """Turns records into Trace Event Format events, one JSON object per line.
+
+    A function's begin (``B``), complete (``X``) and call (``i``) events carry its
+    source ``file`` and ``line`` in ``args`` where the trace file keeps them."""
 
     def __init__(self, processes: dict[int, str], threads: dict[tuple[int, int], str],
                  t0: int | None = None) -> None:
@@ -37,6 +48,7 @@ class ChromeWriter:
         self.last = self.t0
         self.named: set[tuple[int, int]] = set()
         self.unfinished: list[Unfinished] = []
+        self.locations = Locations()
 
     def metadata(self) -> Iterator[dict[str, Any]]:
         for pid, name in sorted(self.processes.items()):
@@ -55,7 +67,7 @@ class ChromeWriter:
 
     def events(self, records: Iterable[RecordLike]) -> Iterator[dict[str, Any]]:
         yield from self.metadata()
-        for item in walk(records, entries=True):
+        for item in walk(self.locations.watch(records), entries=True):
             pid, tid = item.pid, item.tid
             if not self.t0_known:  # the earliest record: the stream is in time order
                 self.t0 = item.start if isinstance(item, Segment | Unfinished) else item.ts
@@ -95,7 +107,8 @@ class ChromeWriter:
                     "tid": seg.tid, "args": args}
         start = max(seg.start, self.t0)
         return {"name": seg.func, "cat": "function", "ph": "X", "ts": self._ts(start),
-                "dur": _us(seg.end - start), "pid": seg.pid, "tid": seg.tid, "args": args}
+                "dur": _us(seg.end - start), "pid": seg.pid, "tid": seg.tid,
+                "args": _located(args, self.locations.get(seg.func))}
 
     def _record(self, rec: RecordLike) -> dict[str, Any] | None:
         base = {"pid": rec.pid, "tid": rec.tid, "ts": self._ts(rec.ts)}
@@ -103,14 +116,16 @@ class ChromeWriter:
             args: dict[str, Any] = {"entry": rec.event}
             if rec.args is not None:
                 args["args"] = rec.args
-            return {"name": rec.func, "cat": "function", "ph": "B", **base, "args": args}
+            return {"name": rec.func, "cat": "function", "ph": "B", **base,
+                    "args": _located(args, self.locations.get(rec.func))}
         if rec.kind == "call":
             args = {}
             if rec.parent is not None:
                 args["parent"] = rec.parent
             if rec.args is not None:
                 args["args"] = rec.args
-            return {"name": rec.func, "cat": "call", "ph": "i", "s": "t", **base, "args": args}
+            return {"name": rec.func, "cat": "call", "ph": "i", "s": "t", **base,
+                    "args": _located(args, self.locations.get(rec.func))}
         if rec.kind in ("marker", "text"):
             return {"name": rec.text or "", "cat": rec.kind, "ph": "i", "s": "t", **base}
         return None

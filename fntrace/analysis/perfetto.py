@@ -17,7 +17,11 @@ What is written (field numbers are those of perfetto/trace/*.proto):
 * a ``TrackEvent`` per begin and end (``TYPE_SLICE_BEGIN``/``TYPE_SLICE_END``)
   from ``timeline.balanced`` (so every slice is balanced, a generator's runs are
   separate slices), the function's name interned (``InternedData.event_names``,
-  an iid per name per sequence);
+  an iid per name per sequence), and on a begin (and a call instant) the
+  function's source file and first line where the trace file keeps them, as
+  an interned ``SourceLocation`` (``InternedData.source_locations``, the
+  event's ``source_location_iid``; the location's function_name is the
+  function's name);
 * debug annotations (names interned): ``args`` on a begin, ``retval``,
   ``yielded`` or ``raised`` on an end, ``entry`` when a run began by resume or
   throw, ``exit`` when it ended by yield or unwind, or why it has no recorded
@@ -39,6 +43,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import IO
 
+from fntrace.analysis.locations import Location, Locations
 from fntrace.analysis.segments import RecordLike
 from fntrace.analysis.timeline import Begin, End, balanced
 
@@ -104,6 +109,8 @@ class _Sequence:
     seq_id: int
     uuid: int
     names: dict[str, int] = field(default_factory=dict)     # event name -> iid
+    #: (function name, file, line) -> source location iid
+    places: dict[tuple[str, str, int], int] = field(default_factory=dict)
     keys: dict[str, int] = field(default_factory=dict)      # annotation name -> iid
 
 
@@ -170,7 +177,8 @@ class _Writer:
 
     # -- events ----------------------------------------------------------------
     def event(self, seq: _Sequence, ts: int, kind: int, name: str | None,
-              inline_name: str | None, notes: list[tuple[str, str | bool]]) -> None:
+              inline_name: str | None, notes: list[tuple[str, str | bool]],
+              where: Location | None = None) -> None:
         interned = bytearray()
         body = bytearray(b"\x48" + _SMALL[kind])  # TrackEvent.type = 9
         if name is not None:
@@ -180,6 +188,18 @@ class _Writer:
                 # InternedData.event_names = 2: EventName {iid = 1, name = 2}
                 interned += _ld(b"\x12", b"\x08" + _v(iid) + _str(b"\x12", name))
             body += b"\x50" + _v(iid)  # name_iid = 10
+            if where is not None:
+                place = (name, *where)
+                lid = seq.places.get(place)
+                if lid is None:
+                    lid = seq.places[place] = len(seq.places) + 1
+                    # InternedData.source_locations = 4: SourceLocation {iid = 1,
+                    # file_name = 2, function_name = 3, line_number = 4}
+                    loc = b"\x08" + _v(lid) + _str(b"\x12", where[0]) + _str(b"\x1a", name)
+                    if where[1]:
+                        loc += b"\x20" + _v(where[1])
+                    interned += _ld(b"\x22", loc)
+                body += b"\x90\x02" + _v(lid)  # source_location_iid = 34
         elif inline_name is not None:
             body += _str(b"\xba\x01", inline_name)  # name = 23
         for key, value in notes:
@@ -209,7 +229,8 @@ def write_perfetto(records: Iterable[RecordLike], out: IO[bytes], processes: dic
     for pid in sorted(processes):
         w.process(pid)
     counts = w.counts
-    for item in balanced(records):
+    locations = Locations()
+    for item in balanced(locations.watch(records)):
         seq = w.sequence(item.pid, item.tid)
         if isinstance(item, Begin):
             notes: list[tuple[str, str | bool]] = []
@@ -217,7 +238,8 @@ def write_perfetto(records: Iterable[RecordLike], out: IO[bytes], processes: dic
                 notes.append(("entry", item.event))
             if item.args is not None:
                 notes.append(("args", item.args))
-            w.event(seq, item.ts, TYPE_SLICE_BEGIN, item.func, None, notes)
+            w.event(seq, item.ts, TYPE_SLICE_BEGIN, item.func, None, notes,
+                    locations.get(item.func))
             counts.begins += 1
         elif isinstance(item, End):
             notes = []
@@ -237,7 +259,8 @@ def write_perfetto(records: Iterable[RecordLike], out: IO[bytes], processes: dic
                 notes.append(("parent", item.parent))
             if item.args is not None:
                 notes.append(("args", item.args))
-            w.event(seq, item.ts, TYPE_INSTANT, item.func, None, notes)
+            w.event(seq, item.ts, TYPE_INSTANT, item.func, None, notes,
+                    locations.get(item.func))
             counts.instants += 1
         elif item.kind in ("marker", "text"):
             w.event(seq, item.ts, TYPE_INSTANT, None, item.text or "", [(item.kind, True)])

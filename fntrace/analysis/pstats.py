@@ -23,10 +23,12 @@ for the calls it made.  The numbers here are the trace's, exact, counted as
 A function-tracer recording (calls with their caller, no durations) gives the
 calls and callers with zero times.
 
-A function is keyed ``("~", 0, "module:qualname")``: the form cProfile uses
-for a function with no source file, which ``pstats`` prints as the name alone.
-Where the trace file keeps each function's file and first line (not yet),
-they take the place of ``~`` and ``0``.
+A function is keyed ``(file, first line, "module:qualname")``, its source
+file and first line as the trace file keeps them (``pstats`` prints
+``file:line(module:qualname)``); where they are not kept (a version-1 file)
+``("~", 0, "module:qualname")``, the form cProfile uses for a function with
+no source file, which ``pstats`` prints as the name alone.  A caller's key is
+the same as its own row's.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO
 
+from fntrace.analysis.locations import Location, Locations
 from fntrace.analysis.segments import FINAL_EXITS, RecordLike, Segment, Unfinished, walk
 
 __all__ = ["FuncKey", "Row", "pstats_dict", "write_pstats"]
@@ -43,9 +46,10 @@ __all__ = ["FuncKey", "Row", "pstats_dict", "write_pstats"]
 FuncKey = tuple[str, int, str]
 
 
-def func_key(func: str) -> FuncKey:
-    """The pstats key of a function named ``module:qualname``."""
-    return ("~", 0, func)
+def func_key(func: str, where: Location | None = None) -> FuncKey:
+    """The pstats key of a function named ``module:qualname`` (at ``where``:
+    its source file and first line, when known)."""
+    return ("~", 0, func) if where is None else (where[0], where[1], func)
 
 
 @dataclass
@@ -88,7 +92,8 @@ def pstats_dict(records: Iterable[RecordLike]) -> dict[FuncKey, tuple[
                 edge = by[caller] = Row()
             _add(edge, calls, primitive, self_ns, cum_ns)
 
-    for item in walk(records):
+    locations = Locations()
+    for item in walk(locations.watch(records)):
         if isinstance(item, Segment):
             stack = item.stack
             calls = 1 if item.entry_event == "start" or (
@@ -103,9 +108,10 @@ def pstats_dict(records: Iterable[RecordLike]) -> dict[FuncKey, tuple[
         elif item.kind == "call":
             account(item.func, item.parent, 1, item.func != item.parent, 0, 0)
     out = {}
+    where = locations.get
     for func, row in rows.items():
-        callers = {func_key(c): e.as_tuple() for c, e in edges.get(func, {}).items()}
-        out[func_key(func)] = (*row.as_tuple(), callers)
+        callers = {func_key(c, where(c)): e.as_tuple() for c, e in edges.get(func, {}).items()}
+        out[func_key(func, where(func))] = (*row.as_tuple(), callers)
     return out
 
 

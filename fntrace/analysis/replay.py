@@ -1,13 +1,15 @@
 """``fntrace replay FILE``: a recorded trace as the live ``trace`` file shows it.
 
 Records are turned back into the ring events they were recorded from (each
-function a ``RecordedFunction``: its name and flags) and rendered by the
+function a ``RecordedFunction``: its name, flags and source location) and rendered by the
 renderers of their kinds (fntrace/tracing/ftrace_text.py) with the recorded
 options, so the text is the live format by construction; no instance and no
 tracer are involved.  Lines are written as they are rendered: the output
 starts before the last record is read.  Filters (-F/-N, with
 set_ftrace_filter semantics: only matching functions), depth, time range and
-threads apply at read time.  Several processes (files of ``--follow``) are
+threads apply at read time; ``--srcline`` ends each line that names a called
+function with its ``/* FILE:LINE */`` (the renderers' ``srcline`` option).
+Several processes (files of ``--follow``) are
 merged and each line is labelled with the pid of the process that wrote its
 event.
 """
@@ -29,6 +31,7 @@ from fntrace.formats.tracefile import (
     merged_records,
 )
 from fntrace.tracing import ftrace_text
+from fntrace.tracing.graph_text import SRCLINE
 from fntrace.tracing.instance import OPTIONS
 from fntrace.tracing.tasks import TaskTable
 
@@ -54,17 +57,24 @@ class ReplayOptions:
     task: str | None = None
     #: ``--task-column``: funcgraph-task on, whatever the recording said.
     task_column: bool = False
+    #: Each line naming a called function ends with ``/* FILE:LINE */``.
+    srcline: bool = False
 
 
 class RecordedFunction:
-    """What the renderers read of a Function: ``name``, ``module``, ``qualname``, flags."""
+    """What the renderers read of a Function: ``name``, ``module``, ``qualname``,
+    flags, and its source ``filename`` and first line ``lineno`` (None and 0:
+    unknown)."""
 
-    __slots__ = ("code", "module", "name", "qualname")
+    __slots__ = ("code", "filename", "lineno", "module", "name", "qualname")
 
-    def __init__(self, name: str, flags: int) -> None:
+    def __init__(self, name: str, flags: int, filename: str | None = None,
+                 lineno: int = 0) -> None:
         self.name = name
         self.module, _, self.qualname = name.partition(":")
         self.code = _Code(flags)
+        self.filename = filename
+        self.lineno = lineno
 
 
 class _Code:
@@ -161,11 +171,15 @@ def select(records: Iterable[Record], ns: ReplayOptions, start: int,
         yield rec
 
 
-class Functions(dict[tuple[str, int], RecordedFunction]):
-    """One RecordedFunction per (name, flags): the renderers pair an exit with its
-    entry by identity, as the live ones pair Function objects."""
+#: A replayed function's identity: name, flags, source file, first line.
+FunctionKey = tuple[str, int, str | None, int]
 
-    def __missing__(self, key: tuple[str, int]) -> RecordedFunction:
+
+class Functions(dict[FunctionKey, RecordedFunction]):
+    """One RecordedFunction per (name, flags, file, line): the renderers pair an
+    exit with its entry by identity, as the live ones pair Function objects."""
+
+    def __missing__(self, key: FunctionKey) -> RecordedFunction:
         fn = self[key] = RecordedFunction(*key)
         return fn
 
@@ -175,14 +189,15 @@ def event_of(rec: Record, funcs: Functions) -> tuple[Any, ...]:
     declares for its kind; a size of 0: nothing accounts it any more)."""
     kind = rec.kind
     if kind == CALL.record:
-        return (rec.ts, 0, CALL.tag, funcs[rec.func, rec.code_flags],
-                funcs[rec.parent, 0] if rec.parent is not None else None, rec.args, rec.event)
-    if kind == ENTRY.record:
-        return (rec.ts, 0, ENTRY.tag, funcs[rec.func, rec.code_flags], rec.depth, rec.args,
+        return (rec.ts, 0, CALL.tag, funcs[rec.func, rec.code_flags, rec.src_file, rec.src_line],
+                funcs[rec.parent, 0, None, 0] if rec.parent is not None else None, rec.args,
                 rec.event)
+    if kind == ENTRY.record:
+        return (rec.ts, 0, ENTRY.tag, funcs[rec.func, rec.code_flags, rec.src_file, rec.src_line],
+                rec.depth, rec.args, rec.event)
     if kind == EXIT.record:
-        return (rec.ts, 0, EXIT.tag, funcs[rec.func, rec.code_flags], rec.depth,
-                rec.duration or 0, rec.event, rec.value)
+        return (rec.ts, 0, EXIT.tag, funcs[rec.func, rec.code_flags, rec.src_file, rec.src_line],
+                rec.depth, rec.duration or 0, rec.event, rec.value)
     if kind == MARKER.record:
         return (rec.ts, 0, MARKER.tag, rec.text)
     if kind == TASK.name:
@@ -202,10 +217,12 @@ def threads(files: list[TraceFile]) -> dict[tuple[int, int], RecordedThread]:
 
 
 def lines(files: list[TraceFile], records: Iterable[Record], entries: int,
-          tasks: TaskTable | None = None, task_column: bool = False) -> Iterator[str]:
+          tasks: TaskTable | None = None, task_column: bool = False,
+          srcline: bool = False) -> Iterator[str]:
     """The trace text of ``records`` (``entries`` of them, the header's count), line
     by line as the records are read; each line labelled with its pid when the
-    files are several processes'."""
+    files are several processes'; with ``srcline`` each line naming a called
+    function ends with its ``/* FILE:LINE */``."""
     header = files[0].header
     by_key = threads(files)
     lost = sum(tf.lost.get(key, 0) for tf in files for key in tf.threads)
@@ -217,6 +234,8 @@ def lines(files: list[TraceFile], records: Iterable[Record], entries: int,
     if task_column:
         options["funcgraph-task"] = 1
     tracer = str(header.get("tracer", "function"))
+    if srcline:
+        options[SRCLINE] = 1
     ctx = ftrace_text.Context(options, len(by_key), tasks)
     head = ftrace_text.trace_header(tracer, options, entries, entries + lost, len(by_key))
     funcs = Functions()
@@ -255,7 +274,7 @@ def replay(ns: ReplayOptions) -> int:
         if not _isatty(out):  # on a terminal the lines themselves show the progress
             records = progress(records, "fntrace replay")
         out.writelines(lines(files, select(records, ns, start, tasks), entries,
-                             tasks, ns.task_column))
+                             tasks, ns.task_column, ns.srcline))
         out.flush()
     except BrokenPipeError:
         return 0

@@ -21,12 +21,18 @@ except self time):
 
 A trace of the function tracer has entries only ("call" records): the table
 then has calls alone, and says that durations need function_graph.
+
+With ``srcline`` (``report --srcline``) each function is shown with its source
+location, ``name [FILE:LINE]`` under the heading ``Function [Source]``; a
+function the file has no location for (a version-1 file) is shown bare, one
+recorded at several places (a name defined twice) with each, comma-separated.
+The default table is unchanged.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,6 +42,9 @@ if TYPE_CHECKING:
     from fntrace.formats.tracefile import TraceFile
 
 ThreadKey = tuple[int, int] | None  # (pid, tid), or None for all threads merged
+#: A function's name -> its source locations as shown (``FILE:LINE``), in the
+#: order first seen (``report --srcline``).
+Sources = dict[str, dict[str, None]]
 
 
 
@@ -141,6 +150,24 @@ class _Builder:
         return Report(self.tables, self.has_durations)
 
 
+def collect_sources(records: Iterable[RecordLike], into: Sources) -> Iterator[RecordLike]:
+    """``records`` as they are, noting each function's source location in ``into``
+    as they pass (records without one, such as markers, add nothing)."""
+    for rec in records:
+        file = getattr(rec, "src_file", None)
+        if file is not None and rec.func:
+            into.setdefault(rec.func, {})[f"{file}:{getattr(rec, 'src_line', 0)}"] = None
+        yield rec
+
+
+def shown(name: str, sources: Mapping[str, Mapping[str, None]] | None) -> str:
+    """A function's cell: its name, with ``[FILE:LINE]`` when sources are asked for
+    and known."""
+    if sources is None or not sources.get(name):
+        return name
+    return f"{name} [{', '.join(sources[name])}]"
+
+
 def build(records: Iterable[RecordLike], per_thread: bool = False) -> Report:
     """Aggregate records (in time order per thread) into per-function numbers."""
     b = _Builder(per_thread)
@@ -240,17 +267,20 @@ def _rows(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def format_table(table: dict[str, FuncStats], key: str = "total", limit: int | None = None,
-                 has_durations: bool = True) -> list[str]:
-    """The report's lines (without newlines) for one table."""
+                 has_durations: bool = True, sources: Sources | None = None) -> list[str]:
+    """The report's lines (without newlines) for one table; with ``sources`` each
+    function shows its ``[FILE:LINE]``."""
     funcs = sorted_funcs(table, "calls" if not has_durations and key != "name" else key)
     if limit is not None:
         funcs = funcs[:limit]
+    heading = "Function" if sources is None else "Function [Source]"
     if not has_durations:
-        rows = [[str(st.calls), name] for name, st in funcs]
+        rows = [[str(st.calls), shown(name, sources)] for name, st in funcs]
         return ["# calls only: durations need the function_graph tracer "
-                "(fntrace record -t function_graph)", *_rows(["Calls", "Function"], rows)]
-    rows = [[_fmt_metric(k, st.metric(k)) for k, _ in COLUMNS] + [name] for name, st in funcs]
-    return _rows([title for _, title in COLUMNS] + ["Function"], rows)
+                "(fntrace record -t function_graph)", *_rows(["Calls", heading], rows)]
+    rows = [[_fmt_metric(k, st.metric(k)) for k, _ in COLUMNS] + [shown(name, sources)]
+            for name, st in funcs]
+    return _rows([title for _, title in COLUMNS] + [heading], rows)
 
 
 #: The narrowest name column a width-limited diff leaves (names are cut from the left).
@@ -267,7 +297,7 @@ def cut_left(name: str, width: int) -> str:
 
 def format_diff(base: dict[str, FuncStats], new: dict[str, FuncStats], key: str = "total",
                 limit: int | None = None, has_durations: bool = True,
-                width: int | None = None) -> list[str]:
+                width: int | None = None, sources: Sources | None = None) -> list[str]:
     """Two runs side by side: base, new, difference and percentage per metric.
 
     Functions seen in one run only are marked ``[base only]`` / ``[new only]``;
@@ -276,7 +306,8 @@ def format_diff(base: dict[str, FuncStats], new: dict[str, FuncStats], key: str 
     percentage of the sort metric, the difference alone of the others, figures
     in three significant digits, and the names cut from the left to what is left
     (at least :data:`MIN_NAME`).  Without, every column with exact figures
-    (``report --diff --wide``).
+    (``report --diff --wide``).  With ``sources`` each function shows its
+    ``[FILE:LINE]`` (of either run).
     """
     metrics = ["total", "self", "calls"] if has_durations else ["calls"]
     if key in ("avg", "min", "max") and has_durations:
@@ -300,7 +331,7 @@ def format_diff(base: dict[str, FuncStats], new: dict[str, FuncStats], key: str 
     if width is None:
         for m in metrics:
             header += [f"{titles[m]} base", f"{titles[m]} new", f"{titles[m]} diff", "%"]
-        header.append("Function")
+        header.append("Function" if sources is None else "Function [Source]")
         for name in names:
             a, b = base.get(name), new.get(name)
             row = []
@@ -309,10 +340,11 @@ def format_diff(base: dict[str, FuncStats], new: dict[str, FuncStats], key: str 
                 vb = b.metric(m) if b else 0
                 row += [_fmt_metric(m, va) if a else "-", _fmt_metric(m, vb) if b else "-",
                         fmt_delta(m, vb - va), fmt_pct(va, vb)]
-            rows.append([*row, name + _only_mark(a, b)])
+            rows.append([*row, shown(name, sources) + _only_mark(a, b)])
         return _rows(header, rows)
     others = [m for m in ("total", "self", "calls") if m in metrics and m != sort_metric]
-    header = ["base", "new", "diff", "%", *(f"{titles[m]} diff" for m in others), "Function"]
+    header = ["base", "new", "diff", "%", *(f"{titles[m]} diff" for m in others),
+              "Function" if sources is None else "Function [Source]"]
     m = sort_metric
     for name in names:
         a, b = base.get(name), new.get(name)
@@ -322,7 +354,7 @@ def format_diff(base: dict[str, FuncStats], new: dict[str, FuncStats], key: str 
                _short_delta(m, vb - va), _short_pct(va, vb)]
         for o in others:
             row.append(_short_delta(o, (b.metric(o) if b else 0) - (a.metric(o) if a else 0)))
-        rows.append([*row, name + _only_mark(a, b)])
+        rows.append([*row, shown(name, sources) + _only_mark(a, b)])
     said = f"{titles[m].lower()}: base, new, diff, %"
     if others:
         said += "; " + " and ".join(titles[o].lower() for o in others) + ": diff"
@@ -359,12 +391,18 @@ def thread_label(files: list[TraceFile], key: tuple[int, int]) -> str:
     return f"{key[1]} (pid {key[0]})"
 
 
-def read_report(path: str, per_thread: bool, label: str) -> tuple[Report, list[TraceFile]]:
+def read_report(path: str, per_thread: bool, label: str, sources: Sources | None = None,
+                ) -> tuple[Report, list[TraceFile]]:
+    """The report of the file at ``path`` (and its followed children's), noting the
+    functions' source locations in ``sources`` when given."""
     from fntrace.analysis.reading import open_files, progress
     from fntrace.formats.tracefile import merged_records
 
     files = open_files(path)
-    report = build(progress(merged_records(files), label), per_thread)
+    records: Iterable[RecordLike] = progress(merged_records(files), label)
+    if sources is not None:
+        records = collect_sources(records, sources)
+    report = build(records, per_thread)
     if not report.has_durations:
         report.has_durations = any(
             f.header.get("tracer") == "function_graph" for f in files)
@@ -380,24 +418,27 @@ def terminal_width() -> int:
 
 
 def report(file: str = "fntrace.dat", sort: str = "total", limit: int | None = None,
-           threads: bool = False, diff: str | None = None, wide: bool = False) -> int:
+           threads: bool = False, diff: str | None = None, wide: bool = False,
+           srcline: bool = False) -> int:
     """What ``fntrace report`` prints (see its help): the table of ``file`` (one per
-    thread with ``threads``), or its comparison with ``diff``; the exit status."""
+    thread with ``threads``), or its comparison with ``diff``; with ``srcline``
+    each function's source location; the exit status."""
     from fntrace.analysis.reading import quiet_stdout
     from fntrace.formats.tracefile import TraceFileError, exit_status
 
     out: list[str] = []
     read: list[TraceFile] = []
+    sources: Sources | None = {} if srcline else None
     try:
-        rep, files = read_report(file, threads and not diff, "fntrace report")
+        rep, files = read_report(file, threads and not diff, "fntrace report", sources)
         read += files
         if diff:
-            other, other_files = read_report(diff, False, "fntrace report")
+            other, other_files = read_report(diff, False, "fntrace report", sources)
             read += other_files
             durations = rep.has_durations and other.has_durations
             out += [f"# base: {file}", f"# new:  {diff}", "#"]
             out += format_diff(rep.tables.get(None, {}), other.tables.get(None, {}), sort,
-                               limit, durations, None if wide else terminal_width())
+                               limit, durations, None if wide else terminal_width(), sources)
         elif threads:
             for key in sorted(rep.tables, key=lambda k: k or (0, 0)):
                 if key is None:
@@ -405,9 +446,10 @@ def report(file: str = "fntrace.dat", sort: str = "total", limit: int | None = N
                 if out:
                     out.append("")
                 out.append(f"# thread {thread_label(files, key)}")
-                out += format_table(rep.tables[key], sort, limit, rep.has_durations)
+                out += format_table(rep.tables[key], sort, limit, rep.has_durations, sources)
         else:
-            out += format_table(rep.tables.get(None, {}), sort, limit, rep.has_durations)
+            out += format_table(rep.tables.get(None, {}), sort, limit, rep.has_durations,
+                                sources)
     except (OSError, TraceFileError) as exc:
         print(f"fntrace report: {exc}", file=sys.stderr)
         return 1

@@ -15,8 +15,9 @@ a *sampled* profile instead, one sample ``caller;callee`` weighing one per call
 (unit ``none``), which the left-heavy view shows as call counts.  Markers have
 no place in the format and are left out.
 
-Frames are ``{"name": "module:qualname"}``, shared by all profiles; a frame's
-``file`` and ``line`` are added where the trace file keeps them (not yet).
+Frames are ``{"name": "module:qualname", "file": ..., "line": ...}``, shared by
+all profiles; ``file`` and ``line`` (the function's source file and first
+line, from ``locations.Locations``) where the trace file keeps them.
 
 The file is written streaming: each thread's events go to a spool file as they
 come and are copied into the document at the end, so memory holds the frame
@@ -32,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from fntrace.analysis.locations import Locations
 from fntrace.analysis.segments import RecordLike
 from fntrace.analysis.timeline import Begin, End, balanced
 
@@ -81,6 +83,7 @@ class _Profile:
 class _Frames:
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
+        self.locations = Locations()
 
     def __call__(self, func: str) -> int:
         i = self.index.get(func)
@@ -89,7 +92,16 @@ class _Frames:
         return i
 
     def table(self) -> list[dict[str, Any]]:
-        return [{"name": func} for func in self.index]
+        out: list[dict[str, Any]] = []
+        for func in self.index:
+            frame: dict[str, Any] = {"name": func}
+            where = self.locations.get(func)
+            if where is not None:
+                frame["file"] = where[0]
+                if where[1]:
+                    frame["line"] = where[1]
+            out.append(frame)
+        return out
 
 
 def write_speedscope(records: Iterable[RecordLike], out: IO[str], processes: dict[int, str],
@@ -108,7 +120,7 @@ def write_speedscope(records: Iterable[RecordLike], out: IO[str], processes: dic
                 p = profiles[key] = _Profile(pid, tid, os.path.join(spool, f"{len(profiles)}"))
             return p
 
-        for item in balanced(records):
+        for item in balanced(frames.locations.watch(records)):
             if t0 is None:
                 t0 = item.ts
             if isinstance(item, Begin):

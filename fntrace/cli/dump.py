@@ -23,7 +23,13 @@ closed at the trace's last timestamp with ``unfinished`` in its args.  Trace
 markers are thread-scoped instant events (``ph: i``), and so are the calls of
 a function-tracer recording, which has no durations.  Timestamps are µs from
 the earliest record (from the recording's start with tracing_thresh, where a
-slice may begin before the first record).
+slice may begin before the first record).  Each function's ``B``, ``X`` and call
+event has its source ``file`` and first ``line`` in ``args`` (where the trace
+file keeps them: not in files written before fntrace kept locations).
+
+Source locations in the other formats: speedscope frames' ``file``/``line``,
+Perfetto's interned ``SourceLocation`` on each slice begin, pstats keys
+``(file, line, "module:qualname")``.
 
 ``--folded OUT.txt`` writes folded stacks for flamegraph.pl, inferno or
 speedscope: ``outer;inner;leaf NS``, one line per unique stack, the value being

@@ -27,6 +27,7 @@ examples:
   fntrace replay fntrace.dat --depth 2 --since 0.5 --until 1.5 --thread 4242
   fntrace replay fntrace.dat --task worker-1 --task-column
                                                     one asyncio task, and its column
+  fntrace replay fntrace.dat --srcline              each call with /* FILE:LINE */
 """
 
 
@@ -50,6 +51,11 @@ def add_parser(sub: Any) -> None:
     rep.add_argument("--task-column", action="store_true",
                      help="function_graph: the asyncio task column (options/funcgraph-task)")
     rep.add_argument("-o", "--output", metavar="FILE", help="write the text to FILE")
+    rep.add_argument("--srcline", action="store_true",
+                     help="end each line that names a called function with its source "
+                          "location, /* FILE:LINE */ (the file as the code object names "
+                          "it, the line its def; nothing for files recorded before "
+                          "fntrace kept locations)")
     rep.set_defaults(handler=main)
 
 
@@ -58,4 +64,4 @@ def main(ns: argparse.Namespace) -> int:
 
     return replay(ReplayOptions(ns.file, tuple(ns.filter or ()), tuple(ns.notrace or ()),
                                 ns.depth, ns.since, ns.until, tuple(ns.thread or ()),
-                                ns.output, ns.task, ns.task_column))
+                                ns.output, ns.task, ns.task_column, ns.srcline))

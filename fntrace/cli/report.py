@@ -21,6 +21,7 @@ examples:
   fntrace report -s self --limit 20 fntrace.dat
                                             the 20 functions with most self time
   fntrace report --threads trace.dat        one table per thread
+  fntrace report --srcline                  each function with its [FILE:LINE]
   fntrace report old.dat --diff new.dat     compare two runs (old.dat is the base),
                                             fitted to the terminal ($COLUMNS)
   fntrace report old.dat --diff new.dat --wide
@@ -45,6 +46,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--wide", action="store_true",
                    help="--diff: every column (base, new, diff, %% of total, self and calls) "
                         "and whole names, whatever the terminal's width")
+    p.add_argument("--srcline", action="store_true",
+                   help="show each function's source location: name [FILE:LINE] "
+                        "(files recorded before fntrace kept locations: the name alone)")
     p.set_defaults(handler=main)
 
 
@@ -62,4 +66,4 @@ def positive(text: str) -> int:
 def main(ns: argparse.Namespace) -> int:
     from fntrace.analysis.report import report
 
-    return report(ns.file, ns.sort, ns.limit, ns.threads, ns.diff, ns.wide)
+    return report(ns.file, ns.sort, ns.limit, ns.threads, ns.diff, ns.wide, ns.srcline)

@@ -235,11 +235,11 @@ put_pyuvarint(Bytes *b, PyObject *v)
 #define FID_SLOTS 512
 typedef struct {
     PyObject *strings;  /* str -> index (insertion ordered) */
-    PyObject *funcs;    /* (name, flags) -> index */
+    PyObject *funcs;    /* (name, flags, file or None, line) -> index */
     PyObject *threads;  /* tid -> index */
     PyObject *rows;     /* [(tid, name, cpu, flags, lost)] */
     PyObject *fn_fid;   /* Function -> fid (per chunk) */
-    PyObject *par_fid;  /* Function -> fid of (name, 0) */
+    PyObject *par_fid;  /* Function -> fid of (name, 0, file, line) */
     PyObject *buf_idx;  /* buffer -> thread index */
     long long *last_ts;
     Py_ssize_t n_last;
@@ -281,20 +281,71 @@ tab_sid(Tables *t, PyObject *text)
 }
 
 static Py_ssize_t
-tab_fid(Tables *t, PyObject *name, PyObject *flags)
+tab_fid(Tables *t, PyObject *name, PyObject *flags, PyObject *file, PyObject *line)
 {
-    PyObject *key = PyTuple_Pack(2, name, flags);
+    PyObject *key = PyTuple_Pack(4, name, flags, file, line);
     if (key == NULL)
         return -1;
     int added;
     Py_ssize_t fid = intern_index(t->funcs, key, &added);
     Py_DECREF(key);
-    if (fid >= 0 && added && tab_sid(t, name) < 0)
+    if (fid >= 0 && added && (tab_sid(t, name) < 0 || (file != Py_None && tab_sid(t, file) < 0)))
         return -1;
     return fid;
 }
 
-/* fid of a Function: (fn.name, fn.code.co_flags), or (fn.name, 0) for parents. */
+/* An attribute of fn, or NULL without an error when it has none. */
+static PyObject *
+attr_or_null(PyObject *fn, const char *attr)
+{
+    PyObject *v = PyObject_GetAttrString(fn, attr);
+    if (v == NULL && PyErr_ExceptionMatches(PyExc_AttributeError))
+        PyErr_Clear();
+    return v;
+}
+
+/* (file, line) of a Function as tracefile.location() gives them: its filename
+ * if a str (else None) and its lineno if an int in 1..2**31-1 (else 0).  Read
+ * once per function per chunk (fn_fid caches the fid), never per event.
+ * 0 with both set (new references), -1 on error. */
+static int
+fn_location(PyObject *fn, PyObject **file, PyObject **line)
+{
+    *file = *line = NULL;
+    PyObject *f = attr_or_null(fn, "filename");
+    if (f == NULL && PyErr_Occurred())
+        return -1;
+    *file = f != NULL && PyUnicode_Check(f) ? f : Py_NewRef(Py_None);
+    if (f != NULL && *file != f)
+        Py_DECREF(f);
+    PyObject *l = attr_or_null(fn, "lineno");
+    if (l == NULL && PyErr_Occurred()) {
+        Py_CLEAR(*file);
+        return -1;
+    }
+    long long n = 0;
+    if (l != NULL && PyLong_Check(l)) {
+        int overflow = 0;
+        n = PyLong_AsLongLongAndOverflow(l, &overflow);
+        if (n == -1 && PyErr_Occurred()) {
+            Py_DECREF(l);
+            Py_CLEAR(*file);
+            return -1;
+        }
+        if (overflow || n < 1 || n > 0x7fffffffLL)
+            n = 0;
+    }
+    Py_XDECREF(l);
+    *line = PyLong_FromLongLong(n);
+    if (*line == NULL) {
+        Py_CLEAR(*file);
+        return -1;
+    }
+    return 0;
+}
+
+/* fid of a Function: (fn.name, fn.code.co_flags, file, line), or with flags 0
+ * for parents. */
 static Py_ssize_t
 fn_fid(Tables *t, PyObject *fn, int as_parent)
 {
@@ -315,9 +366,14 @@ fn_fid(Tables *t, PyObject *fn, int as_parent)
         flags = code ? PyObject_GetAttr(code, fnt_st->str_co_flags) : NULL;
         Py_XDECREF(code);
     }
-    Py_ssize_t fid = flags ? tab_fid(t, name, flags) : -1;
+    PyObject *file = NULL, *line = NULL;
+    Py_ssize_t fid = -1;
+    if (flags != NULL && fn_location(fn, &file, &line) == 0)
+        fid = tab_fid(t, name, flags, file, line);
     Py_DECREF(name);
     Py_XDECREF(flags);
+    Py_XDECREF(file);
+    Py_XDECREF(line);
     if (fid < 0)
         return -1;
     PyObject *iv = PyLong_FromSsize_t(fid);
@@ -564,10 +620,16 @@ chunk_payload(Tables *t, Bytes *body, Py_ssize_t n)
     pos = 0;
     while (PyDict_Next(t->funcs, &pos, &key, &value)) {
         PyObject *sid = PyDict_GetItemWithError(t->strings, PyTuple_GET_ITEM(key, 0));
-        if (sid == NULL || put_pyuvarint(&out, sid) < 0 ||
-            put_pyuvarint(&out, PyTuple_GET_ITEM(key, 1)) < 0) {
+        PyObject *file = PyTuple_GET_ITEM(key, 2);
+        PyObject *fsid = file == Py_None || sid == NULL ? NULL
+                                                         : PyDict_GetItemWithError(t->strings, file);
+        if (sid == NULL || (file != Py_None && fsid == NULL) || put_pyuvarint(&out, sid) < 0 ||
+            put_pyuvarint(&out, PyTuple_GET_ITEM(key, 1)) < 0 ||
+            put_uvarint(&out, fsid == NULL ? 0
+                                           : (unsigned long long)PyLong_AsSsize_t(fsid) + 1) < 0 ||
+            put_pyuvarint(&out, PyTuple_GET_ITEM(key, 3)) < 0) {
             if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_KeyError, "function name not in the string table");
+                PyErr_SetString(PyExc_KeyError, "function strings not in the string table");
             goto done;
         }
     }

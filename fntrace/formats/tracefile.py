@@ -42,11 +42,13 @@ from fntrace.core.events import (
 from fntrace.formats.nesting import too_deep
 
 __all__ = ["FLUSH_INTERVAL", "SUPPORTED_VERSIONS", "VERSION", "Record", "ThreadInfo", "TraceFile",
-           "TraceFileError", "TraceWriter", "exit_status", "merged_records", "open_trace",
-           "open_traces"]
+           "TraceFileError", "TraceWriter", "exit_status", "location", "merged_records",
+           "open_trace", "open_traces"]
 
-VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+#: Version 2 added each function's source file and first line to the chunks'
+#: function tables; version 1 files are read with no locations.
+VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 MAGIC = b"FNTRACE\x00"
 SYNC = b"\xf7FNC"
 _PREAMBLE = struct.Struct("<8sHII")   # magic, version, header length, header crc32
@@ -91,6 +93,10 @@ class Record:
     text: str | None
     #: co_flags of the function's code (generator/coroutine marks in the FLAGS column).
     code_flags: int = 0
+    #: The function's source file (its code's co_filename) and first line
+    #: (co_firstlineno): None and 0 where unknown (a version-1 file, a marker).
+    src_file: str | None = None
+    src_line: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,10 +126,29 @@ def _unzigzag(n: int) -> int:
 
 
 # -- writing --------------------------------------------------------------------------
+#: A source line number over this is not a line (it is stored as 0, unknown).
+MAX_LINE = (1 << 31) - 1
+
+
+def location(fn: Any) -> tuple[str | None, int]:
+    """(source file, first line) of a traced function as the file stores it:
+    a Function's ``filename`` and ``lineno`` (its code's co_filename and
+    co_firstlineno); (None, 0) for anything without them.  The C encoder
+    (fntrace/csrc/drain.c fn_location) reads the same attributes the same way."""
+    file = getattr(fn, "filename", None)
+    line = getattr(fn, "lineno", 0)
+    return (file if isinstance(file, str) else None,
+            line if isinstance(line, int) and 0 < line <= MAX_LINE else 0)
+
+
+#: A function table's key: (name, co_flags, source file, first line).
+FuncKey = tuple[str, int, str | None, int]
+
+
 @dataclass
 class _ChunkTables:
     strings: dict[str, int] = field(default_factory=dict)
-    funcs: dict[tuple[str, int], int] = field(default_factory=dict)
+    funcs: dict[FuncKey, int] = field(default_factory=dict)
     threads: dict[int, int] = field(default_factory=dict)
     thread_rows: list[tuple[int, str, int, str, int]] = field(default_factory=list)
 
@@ -136,13 +161,19 @@ class _ChunkTables:
     def opt(self, text: str | None) -> int:
         return 0 if text is None else self.sid(text) + 1
 
-    def fid(self, name: str, flags: int) -> int:
-        key = (name, flags)
+    def fid(self, name: str, flags: int, file: str | None = None, line: int = 0) -> int:
+        key = (name, flags, file, line)
         fid = self.funcs.get(key)
         if fid is None:
             self.sid(name)
+            if file is not None:
+                self.sid(file)
             fid = self.funcs[key] = len(self.funcs)
         return fid
+
+    def fn_fid(self, fn: Any, flags: int) -> int:
+        """The fid of a traced function (a Function, as a ring event holds it)."""
+        return self.fid(fn.name, flags, *location(fn))
 
     def thread(self, tid: int, name: str, cpu: int, flags: str, lost: int) -> int:
         idx = self.threads.get(tid)
@@ -259,17 +290,17 @@ class TraceWriter:
             if code == _CALL:
                 ip = ev[_C.ip]
                 parent = ev[_C.parent]
-                _uvarint(body, tables.fid(ip.name, ip.code.co_flags))
-                _uvarint(body, 0 if parent is None else tables.fid(parent.name, 0) + 1)
+                _uvarint(body, tables.fn_fid(ip, ip.code.co_flags))
+                _uvarint(body, 0 if parent is None else tables.fn_fid(parent, 0) + 1)
                 _uvarint(body, tables.opt(ev[_C.args]))
             elif code == _ENTRY:
                 fn = ev[_E.fn]
-                _uvarint(body, tables.fid(fn.name, fn.code.co_flags))
+                _uvarint(body, tables.fn_fid(fn, fn.code.co_flags))
                 _uvarint(body, ev[_E.depth])
                 _uvarint(body, tables.opt(ev[_E.args]))
             elif code == _EXIT:
                 fn = ev[_X.fn]
-                _uvarint(body, tables.fid(fn.name, fn.code.co_flags))
+                _uvarint(body, tables.fn_fid(fn, fn.code.co_flags))
                 _uvarint(body, ev[_X.depth])
                 _uvarint(body, max(ev[_X.duration], 0))
                 _uvarint(body, tables.opt(ev[_X.value]))
@@ -324,9 +355,11 @@ class TraceWriter:
             _uvarint(out, len(raw))
             out += raw
         _uvarint(out, len(tables.funcs))
-        for name, flags in tables.funcs:
+        for name, flags, file, line in tables.funcs:
             _uvarint(out, tables.strings[name])
             _uvarint(out, flags)
+            _uvarint(out, 0 if file is None else tables.strings[file] + 1)
+            _uvarint(out, line)
         _uvarint(out, len(tables.thread_rows))
         for tid, tname, cpu, tflags, lost in tables.thread_rows:
             _uvarint(out, tid)
@@ -392,10 +425,14 @@ def _read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
                              f"{MAX_VARINT_BYTES} bytes")
 
 
+#: A function as a chunk's table gives it: name, co_flags, source file, first line.
+FuncRow = tuple[str, int, str | None, int]
+
+
 @dataclass
 class _Chunk:
     strings: list[str]
-    funcs: list[tuple[str, int]]
+    funcs: list[FuncRow]
     threads: list[tuple[int, str, int, str, int]]
     count: int
     data: bytes
@@ -446,9 +483,10 @@ def _sid(strings: list[str], sid: int, what: str) -> str:
     return strings[sid]
 
 
-def _parse_tables(payload: bytes) -> _Chunk:
+def _parse_tables(payload: bytes, version: int = VERSION) -> _Chunk:
     data = _inflate(payload)
     rd = _read_uvarint
+    located = version >= 2  # version 1: name and flags only
     try:
         n, pos = _count(data, 0, 1, "strings")
         strings = []
@@ -458,12 +496,21 @@ def _parse_tables(payload: bytes) -> _Chunk:
                 raise ChunkError(f"a string of {size} bytes runs past the chunk's end")
             strings.append(_text(data[pos:pos + size]))
             pos += size
-        n, pos = _count(data, pos, 2, "functions")
-        funcs = []
+        n, pos = _count(data, pos, 4 if located else 2, "functions")
+        funcs: list[FuncRow] = []
         for _ in range(n):
             sid, pos = rd(data, pos)
             flags, pos = rd(data, pos)
-            funcs.append((_sid(strings, sid, "a function"), flags))
+            file: str | None = None
+            line = 0
+            if located:
+                fsid, pos = rd(data, pos)
+                line, pos = rd(data, pos)
+                if fsid:
+                    file = _sid(strings, fsid - 1, "a function's file")
+                if line > MAX_LINE:
+                    raise ChunkError(f"a function's line {line} is over {MAX_LINE}")
+            funcs.append((_sid(strings, sid, "a function"), flags, file, line))
         n, pos = _count(data, pos, 5, "threads")
         threads = []
         for _ in range(n):
@@ -511,19 +558,21 @@ def _decode(chunk: _Chunk, pid: int, out: list[Record]) -> None:
                 f, pos = rd(data, pos)
                 p, pos = rd(data, pos)
                 a, pos = rd(data, pos)
-                name, flags = funcs[f]
+                name, flags, file, line = funcs[f]
                 out.append(Record("call", pid, tid, ts, name,
                                   funcs[p - 1][0] if p else None, 0, event,
-                                  strings[a - 1] if a else None, None, None, None, flags))
+                                  strings[a - 1] if a else None, None, None, None, flags,
+                                  file, line))
             elif code == _ENTRY:
                 f, pos = rd(data, pos)
                 depth, pos = rd(data, pos)
                 a, pos = rd(data, pos)
                 if depth > MAX_DEPTH:
                     raise ChunkError(f"event {i}: depth {depth} over {MAX_DEPTH}")
-                name, flags = funcs[f]
+                name, flags, file, line = funcs[f]
                 out.append(Record("entry", pid, tid, ts, name, None, depth, event,
-                                  strings[a - 1] if a else None, None, None, None, flags))
+                                  strings[a - 1] if a else None, None, None, None, flags,
+                                  file, line))
             elif code == _EXIT:
                 f, pos = rd(data, pos)
                 depth, pos = rd(data, pos)
@@ -531,9 +580,10 @@ def _decode(chunk: _Chunk, pid: int, out: list[Record]) -> None:
                 v, pos = rd(data, pos)
                 if depth > MAX_DEPTH:
                     raise ChunkError(f"event {i}: depth {depth} over {MAX_DEPTH}")
-                name, flags = funcs[f]
+                name, flags, file, line = funcs[f]
                 out.append(Record("exit", pid, tid, ts, name, None, depth, event, None,
-                                  strings[v - 1] if v else None, dur, None, flags))
+                                  strings[v - 1] if v else None, dur, None, flags,
+                                  file, line))
             else:
                 s, pos = rd(data, pos)
                 text = strings[s]
@@ -650,6 +700,8 @@ class TraceFile:
         self.end_ts: int | None = None
         self.events = 0
         self.footer: dict[str, Any] | None = None
+        #: The format version the file was written in (SUPPORTED_VERSIONS).
+        self.version = VERSION
         self._footer_seen = False
         self._chunks: list[list[Record]] = []
         if len(data) < _PREAMBLE.size or data[:8] != MAGIC:
@@ -658,6 +710,7 @@ class TraceFile:
         if version not in SUPPORTED_VERSIONS:
             raise TraceFileError(f"{path}: trace file version {version} is not supported; "
                                  f"supported: {', '.join(map(str, SUPPORTED_VERSIONS))}")
+        self.version = version
         head = data[_PREAMBLE.size:_PREAMBLE.size + hlen]
         if len(head) < hlen or zlib.crc32(head) != hcrc:
             raise TraceFileError(f"{path}: trace file header is truncated or corrupt")
@@ -727,7 +780,7 @@ class TraceFile:
             self.problems.append(f"unknown chunk type {kind!r} at offset {offset}; skipped")
             return
         try:
-            chunk = _parse_tables(payload)
+            chunk = _parse_tables(payload, self.version)
         except (ChunkError, zlib.error) as exc:
             self.problems.append(f"unreadable chunk at offset {offset}: {exc}; skipped")
             return

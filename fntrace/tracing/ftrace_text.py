@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from fntrace.core import events
 from fntrace.core.flags import Event
-from fntrace.tracing.graph_text import GraphText, Thread
+from fntrace.tracing.graph_text import SRCLINE, GraphText, Thread, srcline_comment
 from fntrace.tracing.graph_text import header as graph_header
 from fntrace.tracing.tasks import TaskTable
 
@@ -96,6 +96,8 @@ def _call(buf: Thread, ev: Ev, ctx: Context) -> str:
     parent = ev[_C.parent]
     name = ip.name if args is None else f"{ip.name}({args})"
     tail = f" <-{parent.name}" if parent is not None and ctx.options["print-parent"] else ""
+    if ctx.options.get(SRCLINE, 0):
+        tail += srcline_comment(ip)
     return f"{prefix(buf, ev[_C.ts], ip.code.co_flags, ev[_C.event])}{name}{tail}\n"
 
 

@@ -22,7 +22,8 @@ from fntrace.core.events import ENTRY, EXIT, MARKER, TASK
 from fntrace.core.flags import Event
 from fntrace.tracing.tasks import TaskTable
 
-__all__ = ["UNKNOWN_TYPE", "GraphText", "Thread", "duration_text", "header", "overhead_mark"]
+__all__ = ["SRCLINE", "UNKNOWN_TYPE", "GraphText", "Thread", "duration_text", "header",
+           "overhead_mark", "srcline_comment"]
 
 _E = ENTRY.at
 _X = EXIT.at
@@ -42,6 +43,19 @@ _FILL = "              |  "  # the duration column of an entry or comment line
 UNKNOWN_TYPE = "(type unknown on 3.11)"
 
 Ev = tuple[Any, ...]
+
+#: The rendering option (not an instance option: ``fntrace replay --srcline``
+#: sets it in its rendering context) that ends each line naming a called
+#: function with its source location, ``/* FILE:LINE */``.
+SRCLINE = "srcline"
+
+
+def srcline_comment(fn: Any) -> str:
+    """`` /* FILE:LINE */`` of a function (a Function or a replayed stand-in:
+    ``filename``, ``lineno``), or '' where it is unknown (a version-1 file)."""
+    file = getattr(fn, "filename", None)
+    line = getattr(fn, "lineno", 0)
+    return f" /* {file}:{line} */" if file and line else ""
 
 
 class Thread(Protocol):
@@ -108,6 +122,7 @@ class GraphText:
         self.duration = options["funcgraph-duration"]
         self.overhead = options["funcgraph-overhead"]
         self.tail = options["funcgraph-tail"]
+        self.srcline = bool(options.get(SRCLINE, 0))
         self.cpu_width = len(str(max(nthreads - 1, 0)))
         self.other = other
         self.open: dict[Any, list[tuple[Any, int]]] = {}
@@ -188,14 +203,17 @@ class GraphText:
         depth = ev[_E.depth]
         self.open.setdefault(buf, []).append((fn, depth))
         self.level[buf] = depth + 1
+        where = srcline_comment(fn) if self.srcline else ""
         return (f"{self.prefix(buf, ev[_E.ts], task)}{self.column(None)}{'  ' * depth}"
-                f"{_call(fn, ev[_E.args])} {{\n")
+                f"{_call(fn, ev[_E.args])} {{{where}\n")
 
     def leaf(self, buf: Thread, ev: Ev, ex: Ev, task: int | None = None) -> str:
         depth = ev[_E.depth]
         self.level[buf] = depth
         notes = _notes(ex[_X.event], ex[_X.value])
         comment = f" /* {notes} */" if notes else ""
+        if self.srcline:
+            comment += srcline_comment(ev[_E.fn])
         return (f"{self.prefix(buf, ev[_E.ts], task)}{self.column(ex[_X.duration])}{'  ' * depth}"
                 f"{_call(ev[_E.fn], ev[_E.args])};{comment}\n")
 
