@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from fntrace.analysis.reading import open_files, progress, quiet_stdout
 from fntrace.analysis.segments import RecordLike, Segment, Unfinished, walk
+from fntrace.analysis.window import Selection, SelectionError, narrow, thread_keys
 
 if TYPE_CHECKING:
     from fntrace.formats.tracefile import TraceFile
@@ -201,10 +202,10 @@ def _open_out(path: str) -> IO[str]:
 
 def dump(file: str = "fntrace.dat", chrome: str | None = None, folded: str | None = None,
          threads: bool = False, speedscope: str | None = None, perfetto: str | None = None,
-         pstats: str | None = None) -> int:
+         pstats: str | None = None, sel: Selection | None = None) -> int:
     """What ``fntrace dump`` writes (see its help): ``file`` as Chrome JSON into
     ``chrome``, folded stacks into ``folded``, a speedscope profile, a Perfetto
-    trace and/or a pstats file ("-": stdout); the exit status."""
+    trace and/or a pstats file ("-": stdout), of the slice ``sel``; the exit status."""
     from fntrace.formats.tracefile import TraceFileError, exit_status, merged_records
 
     if not (chrome or folded or speedscope or perfetto or pstats):
@@ -213,28 +214,35 @@ def dump(file: str = "fntrace.dat", chrome: str | None = None, folded: str | Non
               file=sys.stderr)
         return 2
     files: list[TraceFile] = []
+    sel = sel or Selection()
     try:
         files = open_files(file)
         processes, names = _names(files)
+        if sel.threads:
+            thread_keys(files, sel.threads)  # said before any output is made
+
+        def records() -> Iterator[RecordLike]:
+            return narrow(progress(merged_records(files), "fntrace dump"), files, sel)
+
         if chrome:
             t0 = _t0(files)
+            if sel.start is not None:  # a slice keeps the recording's time axis
+                t0 = min(f.start_ts for f in files)
             with _ManagedOut(chrome) as out:
-                write_chrome(progress(merged_records(files), "fntrace dump"), out,
-                             processes, names, t0)
+                write_chrome(records(), out, processes, names, t0)
         if folded:
-            stacks = folded_stacks(progress(merged_records(files), "fntrace dump"),
-                                   threads, names)
+            stacks = folded_stacks(records(), threads, names)
             with _ManagedOut(folded) as out:
                 write_folded(stacks, out)
         if speedscope or perfetto or pstats:
             from fntrace.analysis.export import write_exports
             from fntrace.analysis.traceset import TraceSet
 
-            write_exports(TraceSet(files), speedscope=speedscope, perfetto=perfetto,
+            write_exports(TraceSet(files, sel), speedscope=speedscope, perfetto=perfetto,
                           pstats=pstats)
     except BrokenPipeError:
         quiet_stdout()
-    except (OSError, TraceFileError) as exc:
+    except (OSError, TraceFileError, SelectionError) as exc:
         print(f"fntrace dump: {exc}", file=sys.stderr)
         return 1
     return exit_status(files)

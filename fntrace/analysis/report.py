@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from fntrace.analysis.segments import FINAL_EXITS, RecordLike, Segment, Unfinished, walk
 
 if TYPE_CHECKING:
+    from fntrace.analysis.window import Selection
     from fntrace.formats.tracefile import TraceFile
 
 ThreadKey = tuple[int, int] | None  # (pid, tid), or None for all threads merged
@@ -359,12 +360,15 @@ def thread_label(files: list[TraceFile], key: tuple[int, int]) -> str:
     return f"{key[1]} (pid {key[0]})"
 
 
-def read_report(path: str, per_thread: bool, label: str) -> tuple[Report, list[TraceFile]]:
+def read_report(path: str, per_thread: bool, label: str,
+                sel: Selection | None = None) -> tuple[Report, list[TraceFile]]:
     from fntrace.analysis.reading import open_files, progress
+    from fntrace.analysis.window import Selection, narrow
     from fntrace.formats.tracefile import merged_records
 
     files = open_files(path)
-    report = build(progress(merged_records(files), label), per_thread)
+    records = narrow(progress(merged_records(files), label), files, sel or Selection())
+    report = build(records, per_thread)
     if not report.has_durations:
         report.has_durations = any(
             f.header.get("tracer") == "function_graph" for f in files)
@@ -380,19 +384,22 @@ def terminal_width() -> int:
 
 
 def report(file: str = "fntrace.dat", sort: str = "total", limit: int | None = None,
-           threads: bool = False, diff: str | None = None, wide: bool = False) -> int:
+           threads: bool = False, diff: str | None = None, wide: bool = False,
+           sel: Selection | None = None) -> int:
     """What ``fntrace report`` prints (see its help): the table of ``file`` (one per
-    thread with ``threads``), or its comparison with ``diff``; the exit status."""
+    thread with ``threads``), or its comparison with ``diff`` (both files narrowed to
+    ``sel``, each from its own start); the exit status."""
     from fntrace.analysis.reading import quiet_stdout
+    from fntrace.analysis.window import SelectionError
     from fntrace.formats.tracefile import TraceFileError, exit_status
 
     out: list[str] = []
     read: list[TraceFile] = []
     try:
-        rep, files = read_report(file, threads and not diff, "fntrace report")
+        rep, files = read_report(file, threads and not diff, "fntrace report", sel)
         read += files
         if diff:
-            other, other_files = read_report(diff, False, "fntrace report")
+            other, other_files = read_report(diff, False, "fntrace report", sel)
             read += other_files
             durations = rep.has_durations and other.has_durations
             out += [f"# base: {file}", f"# new:  {diff}", "#"]
@@ -408,7 +415,7 @@ def report(file: str = "fntrace.dat", sort: str = "total", limit: int | None = N
                 out += format_table(rep.tables[key], sort, limit, rep.has_durations)
         else:
             out += format_table(rep.tables.get(None, {}), sort, limit, rep.has_durations)
-    except (OSError, TraceFileError) as exc:
+    except (OSError, TraceFileError, SelectionError) as exc:
         print(f"fntrace report: {exc}", file=sys.stderr)
         return 1
     try:

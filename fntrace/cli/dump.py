@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from fntrace.cli import selection
+
 __all__ = ["add_parser", "main"]
 
 #: ``fntrace dump --help``'s description.
@@ -43,6 +45,12 @@ examples:
   fntrace dump --perfetto trace.pftrace     Perfetto's own format (large traces load)
   fntrace dump --speedscope out.json --pstats out.prof
                                             speedscope; snakeviz or python -m pstats
+  fntrace dump --chrome slice.json --from 1.5s --to 2s --thread MainThread
+                                            half a second of one thread, for a viewer
+
+With --from/--to a call running at --from begins there (its entry is not in
+the slice: a complete X event from --from), one running at --to ends there,
+so slices still nest; Chrome timestamps then count from the recording's start.
 """
 
 
@@ -66,11 +74,11 @@ def add_parser(sub: Any) -> None:
                    help="write a pstats file (cProfile's) for snakeviz and pstats (- for stdout)")
     p.add_argument("--threads", action="store_true",
                    help="folded: start each stack with its thread (name-tid)")
+    selection.add_options(p, "the calls")
     p.set_defaults(handler=main)
 
 
 def main(ns: argparse.Namespace) -> int:
     from fntrace.analysis.dump import dump
-
     return dump(ns.file, ns.chrome, ns.folded, ns.threads, ns.speedscope, ns.perfetto,
-                ns.pstats)
+                ns.pstats, selection.selected(ns, "dump"))
