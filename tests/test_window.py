@@ -8,6 +8,7 @@ Thread 1 (MainThread): outer [1000, 9000] calls inner [2000, 3000] and leaf
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,27 @@ def test_dump_folded_of_a_window(trace: str, capsys: pytest.CaptureFixture[str])
     assert (code, err) == (0, "")
     # inner and outer's callers are not in the window: their stacks start at them.
     assert out == "m:inner 500\nm:leaf 500\nm:outer 2000\nm:work 500\n"
+
+
+def test_chrome_gz_complete_events(trace: str, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """``OUT.json.gz`` is gzip; every call is one ``X`` event with its exact duration
+    (no B/E pairs), and a window's cut calls nest inside it."""
+    import gzip
+
+    out = tmp_path / "t.json.gz"
+    code, _, err = _cli(["dump", trace, "--chrome", str(out)], capsys)
+    assert (code, err) == (0, "")
+    doc = json.loads(gzip.decompress(out.read_bytes()))
+    calls = sorted((e["name"], e["tid"], e["ts"], e["dur"], e["args"].get("args"),
+                    e["args"].get("retval")) for e in doc["traceEvents"] if e["ph"] == "X")
+    assert calls == [("m:inner", 1, 1.0, 1.0, None, "2"), ("m:leaf", 1, 4.0, 1.0, None, None),
+                     ("m:outer", 1, 0.0, 8.0, "a=1", None), ("m:work", 2, 3.0, 0.5, None, None)]
+    assert {e["ph"] for e in doc["traceEvents"]} == {"M", "X", "i"}
+    code, _, err = _cli(["dump", trace, "--chrome", str(out), "--from", "2.5us", "--to",
+                         "5.5us"], capsys)
+    doc = json.loads(gzip.decompress(out.read_bytes()))
+    calls = sorted((e["name"], e["ts"], e["dur"]) for e in doc["traceEvents"] if e["ph"] == "X")
+    # the recording's time axis (ts from its start), each call cut to the window
+    assert calls == [("m:inner", 2.5, 0.5), ("m:leaf", 5.0, 0.5), ("m:outer", 2.5, 3.0),
+                     ("m:work", 4.0, 0.5)]

@@ -15,17 +15,18 @@ DESCRIPTION = """``fntrace dump``: a recorded trace for other tools — Chrome J
 ``--chrome OUT.json`` writes the Trace Event Format (a JSON object with
 ``traceEvents``) that Perfetto UI and chrome://tracing open: a process track
 per pid and a thread track per thread, named by metadata events (``ph: M``);
-each function segment is a ``B``/``E`` pair written as its entry and exit come
-(so the file streams, and nesting is the recorded order), with the arguments
-in the ``B`` event's ``args`` and the return value, yielded value or exception
-in the ``E`` event's (both viewers merge them into the slice).  A generator's
-runs are separate slices.  An exit whose entry is not in the file (tracing_thresh)
-becomes a complete ``X`` event; an entry still open at the end of the trace is
-closed at the trace's last timestamp with ``unfinished`` in its args.  Trace
-markers are thread-scoped instant events (``ph: i``), and so are the calls of
-a function-tracer recording, which has no durations.  Timestamps are µs from
+each function segment is one complete ``X`` event (begin and duration),
+written when its exit is read (so the file streams; events are in the order
+calls end, which both viewers sort), with the arguments, the return value,
+yielded value or exception in its ``args``.  A generator's runs are separate
+slices.  An exit whose entry is not in the file (tracing_thresh) begins at
+its exit minus its duration; an entry still open at the end of the trace ends
+at the trace's last timestamp with ``unfinished`` in its args.  Trace markers
+are thread-scoped instant events (``ph: i``), and so are the calls of a
+function-tracer recording, which has no durations.  Timestamps are µs from
 the earliest record (from the recording's start with tracing_thresh, where a
-slice may begin before the first record).
+slice may begin before the first record, or with --from).  A name ending in
+``.gz`` (``OUT.json.gz``, which both viewers open) is written gzip-compressed.
 
 ``--folded OUT.txt`` writes folded stacks for flamegraph.pl, inferno or
 speedscope: ``outer;inner;leaf NS``, one line per unique stack, the value being
