@@ -36,7 +36,9 @@ ROOT = str(Path(__file__).resolve().parent.parent)
 ENV = {**os.environ, "PYTHONPATH": ROOT}
 PREAMBLE = struct.Struct("<8sHII")
 CHUNK = struct.Struct("<4scII")
-COMMANDS = (["info"], ["replay"], ["report"], ["dump", "--chrome", "-"],
+# info --scan checks every chunk; plain info trusts an intact footer's summary
+# (test_fast_info_on_mutations).
+COMMANDS = (["info", "--scan"], ["replay"], ["report"], ["dump", "--chrome", "-"],
             ["dump", "--folded", "-"])
 
 
@@ -395,6 +397,40 @@ def test_random_mutations_never_escape(good: bytes, tmp_path: Path,
             assert err.count("\n") == len(tf.problems), (n, argv, err)
     # The mutations reached every outcome, so each branch was exercised.
     assert set(outcomes) >= {"corrupt", "problems", "clean"}, outcomes
+
+
+def test_fast_info_on_mutations(good: bytes, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Plain info reads the footer when the file ends with an intact one, else the
+    whole file: never a traceback, and what it says of a file is either the
+    footer's summary (what the writer counted) or the full read's."""
+    rng = random.Random(20261207)
+    path = tmp_path / "t.dat"
+    path.write_bytes(good)
+    _, want, _ = run_cli(["info", str(path)], capsys)
+    good_head, good_chunks = split(good)
+    fast = 0
+    for _ in range(200):
+        data = _mutate(rng, good)
+        path.write_bytes(data)
+        code, out, err = run_cli(["info", str(path)], capsys)
+        try:
+            tf = open_trace(str(path))
+        except TraceFileError:
+            assert code == 1 and err.count("\n") == 1 and not out
+            continue
+        scan = run_cli(["info", "--scan", str(path)], capsys)
+        if tracefile.read_finished(str(path)) is not None:
+            fast += 1
+            assert (code, err) == (0, "") and tf.corrupt == []
+            head, chunks = split(data)
+            if head == good_head and chunks[-1] == good_chunks[-1]:
+                # an event chunk changed: the footer still says the file (its size aside)
+                assert out.split("\n")[1:] == want.split("\n")[1:]
+        else:
+            assert (code, out, err) == scan
+        assert code == (1 if tf.corrupt else 0)
+    assert fast > 0
 
 
 def test_header_tracers_are_the_tracers() -> None:

@@ -60,7 +60,7 @@ def test_program_top_frame_is_the_root(tmp_path: Path, tracer: str, pure: bool) 
     assert dump.returncode == 0, dump.stderr
     events = json.loads(out.read_text())["traceEvents"]
     module = [ev for ev in events if ev.get("name") == "__main__:<module>"
-              and ev.get("ph") in ("i", "B")]
+              and ev.get("ph") in ("i", "X")]  # a call: one X event (graph), an i (function)
     assert len(module) == 1
     assert "parent" not in module[0].get("args", {})
     assert not any("fntrace" in json.dumps(ev.get("args", {})) for ev in events)

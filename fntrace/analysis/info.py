@@ -4,11 +4,71 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
 
-from fntrace.formats.tracefile import FLUSH_INTERVAL, TraceFile, exit_status
+from fntrace.analysis.reading import ChunkProgress
+from fntrace.formats.tracefile import (
+    FLUSH_INTERVAL,
+    Finished,
+    ThreadInfo,
+    TraceFile,
+    TraceFileError,
+    child_paths,
+    open_trace,
+    read_finished,
+)
 
-__all__ = ["describe", "info"]
+__all__ = ["Facts", "describe", "facts_of_file", "facts_of_footer", "info", "read_facts"]
+
+Key = tuple[int, int]
+
+
+@dataclass
+class Facts:
+    """What info shows of one file (one process), from its footer or from reading it."""
+
+    path: str
+    header: dict[str, Any]
+    end_ts: int | None
+    threads: dict[Key, ThreadInfo]
+    counts: dict[Key, int]
+    lost: dict[Key, int]
+    problems: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)
+    #: The last event's time, when the events were read (None: not read, or none).
+    last_ts: int | None = None
+
+    @property
+    def start_ts(self) -> int:
+        value = self.header.get("start_ts", 0)
+        return value if isinstance(value, int) else 0
+
+    @property
+    def events(self) -> int:
+        return sum(self.counts.values())
+
+
+def facts_of_footer(fin: Finished) -> Facts:
+    """A finished file's facts from its footer's summary (no event read)."""
+    pid = fin.header.get("pid", 0)
+    threads = {(pid, r.tid): ThreadInfo(pid, r.tid, r.name, r.cpu, r.flags) for r in fin.threads}
+    return Facts(fin.path, fin.header, fin.footer["end_ts"], threads,
+                 {(pid, r.tid): r.events for r in fin.threads},
+                 {(pid, r.tid): r.lost for r in fin.threads})
+
+
+def facts_of_file(tf: TraceFile) -> Facts:
+    """A file's facts from every record in it (the file was read whole)."""
+    counts: Counter[Key] = Counter()
+    last: int | None = None
+    for rec in tf.records():
+        counts[(rec.pid, rec.tid)] += 1
+        last = rec.ts if last is None else max(last, rec.ts)
+    return Facts(tf.path, tf.header, tf.end_ts, dict(tf.threads), dict(counts), dict(tf.lost),
+                 list(tf.problems), list(tf.corrupt), last)
 
 
 def _when(ns: int) -> str:
@@ -16,21 +76,14 @@ def _when(ns: int) -> str:
     return stamp.isoformat(timespec="milliseconds")
 
 
-def describe(files: list[TraceFile]) -> str:
+def describe(files: list[Facts]) -> str:
     """The info text for a file and its followed children."""
     first = files[0]
     head = first.header
-    counts: Counter[tuple[int, int]] = Counter()
-    last_ts = first.start_ts
-    last_by_file: dict[str, int] = {}
-    for tf in files:
-        for rec in tf.records():
-            counts[(rec.pid, rec.tid)] += 1
-            last_ts = max(last_ts, rec.ts)
-            last_by_file[tf.path] = max(last_by_file.get(tf.path, rec.ts), rec.ts)
-    ends = [tf.end_ts for tf in files if tf.end_ts is not None]
+    last_ts = max([first.start_ts, *(f.last_ts for f in files if f.last_ts is not None)])
+    ends = [f.end_ts for f in files if f.end_ts is not None]
     end = max([*ends, last_ts])
-    lost_total = sum(sum(tf.lost.values()) for tf in files)
+    lost_total = sum(sum(f.lost.values()) for f in files)
     options = head.get("options", {})
     shown = {k: v for k, v in options.items()
              if k not in ("instance_options", "tracer") and v not in (None, False, [])}
@@ -48,27 +101,27 @@ def describe(files: list[TraceFile]) -> str:
         f"options:     {' '.join(f'{k}={v}' for k, v in sorted(shown.items())) or '-'}",
         f"processes:   {len(files)}",
     ]
-    for tf in files:
-        h = tf.header
+    for f in files:
+        h = f.header
         lines.append(f"  pid {h.get('pid')} (parent {h.get('ppid')}): "
-                     f"{len(tf.threads)} threads, {tf.events} events, "
-                     f"{sum(tf.lost.values())} lost  {tf.path}")
-    nthreads = sum(len(tf.threads) for tf in files)
+                     f"{len(f.threads)} threads, {f.events} events, "
+                     f"{sum(f.lost.values())} lost  {f.path}")
+    nthreads = sum(len(f.threads) for f in files)
     lines.append(f"threads:     {nthreads}")
-    for tf in files:
-        for key, t in sorted(tf.threads.items(), key=lambda kv: (kv[0][0], kv[1].cpu)):
+    for f in files:
+        for key, t in sorted(f.threads.items(), key=lambda kv: (kv[0][0], kv[1].cpu)):
             lines.append(f"  {t.name}-{t.tid} [{t.cpu:03d}] pid {t.pid}: "
-                         f"{counts[key]} events, {tf.lost.get(key, 0)} lost")
-    lines.append(f"events:      {sum(counts.values())}")
+                         f"{f.counts.get(key, 0)} events, {f.lost.get(key, 0)} lost")
+    lines.append(f"events:      {sum(f.events for f in files)}")
     lines.append(f"lost:        {lost_total}")
-    problems = [f"{tf.path}: {p}" for tf in files for p in tf.problems]
+    problems = [f"{f.path}: {p}" for f in files for p in f.problems]
     lines.append("status:      " + ("complete" if not problems else "truncated or corrupt"))
     lines.extend(f"  {p}" for p in problems)
-    lines.extend(_cuts(files, last_by_file))
+    lines.extend(_cuts(files))
     return "\n".join(lines) + "\n"
 
 
-def _cuts(files: list[TraceFile], last_by_file: dict[str, int]) -> list[str]:
+def _cuts(files: list[Facts]) -> list[str]:
     """Where each file without its footer stops, and what that can have cost.
 
     The recorder writes the buffers to the file every FLUSH_INTERVAL seconds
@@ -78,9 +131,9 @@ def _cuts(files: list[TraceFile], last_by_file: dict[str, int]) -> list[str]:
     """
     out = []
     for tf in files:
-        if tf.footer is not None:
+        if tf.end_ts is not None:
             continue
-        last = last_by_file.get(tf.path)
+        last = tf.last_ts
         when = (f"the last event read is at +{(last - tf.start_ts) / 1e9:.6f} s"
                 if last is not None else "no event was read")
         out.append(f"  {tf.path}: cut at byte {os.path.getsize(tf.path)}, {tf.events} events "
@@ -89,10 +142,31 @@ def _cuts(files: list[TraceFile], last_by_file: dict[str, int]) -> list[str]:
     return out
 
 
-def info(file: str) -> int:
-    """What ``fntrace info FILE`` prints; the exit status."""
-    from fntrace.analysis.reading import open_files
+def read_facts(path: str, scan: bool = False) -> Facts:
+    """One file's facts: from its footer when it has a summary (and ``scan`` is not
+    asked), else by reading it whole, with the percentage read on a terminal.
+    Its problems are said on stderr; SystemExit when it is no trace at all."""
+    fin = None if scan else read_finished(path)
+    if fin is not None:
+        return facts_of_footer(fin)
+    shown = ChunkProgress(f"fntrace info: reading {path}")
+    try:
+        tf = open_trace(path, shown.on_chunk)
+    except TraceFileError as exc:
+        raise SystemExit(f"fntrace info: {exc}") from None
+    finally:
+        shown.done()
+    for problem in tf.problems:
+        print(f"fntrace info: warning: {tf.path}: {problem}", file=sys.stderr)
+    return facts_of_file(tf)
 
-    files = open_files(file, "info")
+
+def info(file: str, scan: bool = False) -> int:
+    """What ``fntrace info FILE`` prints; the exit status (1: a corrupt header or footer).
+
+    A cleanly finished file is described from its preamble and footer alone
+    (constant time); ``scan`` reads every chunk instead, checking each one.
+    """
+    files = [read_facts(path, scan) for path in [file, *child_paths(file)]]
     print(describe(files), end="")
-    return exit_status(files)
+    return 1 if any(f.corrupt for f in files) else 0

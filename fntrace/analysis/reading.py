@@ -14,7 +14,7 @@ from typing import IO, TypeVar
 
 from fntrace.formats.tracefile import TraceFile, TraceFileError, open_traces
 
-__all__ = ["open_files", "progress", "quiet_stdout"]
+__all__ = ["ChunkProgress", "open_files", "progress", "quiet_stdout"]
 
 T = TypeVar("T")
 
@@ -64,6 +64,38 @@ def progress(items: Iterable[T], label: str, stream: IO[str] | None = None,
         if n >= every:
             out.write("\r" + " " * (len(label) + 24) + "\r")
             out.flush()
+
+
+class ChunkProgress:
+    """How far a file's reading is, as a percentage on a terminal's stderr (nothing
+    elsewhere): ``on_chunk`` is what ``open_trace`` calls after each chunk."""
+
+    def __init__(self, label: str, stream: IO[str] | None = None) -> None:
+        self.out = sys.stderr if stream is None else stream
+        self.label = label
+        self.shown = -1
+        self.width = 0
+        try:
+            self.tty = bool(self.out.isatty())
+        except (AttributeError, ValueError):
+            self.tty = False
+
+    def on_chunk(self, offset: int, size: int) -> None:
+        percent = offset * 100 // size if size else 100
+        if not self.tty or percent == self.shown:
+            return
+        self.shown = percent
+        text = f"\r{self.label}: {percent}%"
+        self.width = max(self.width, len(text))
+        self.out.write(text)
+        self.out.flush()
+
+    def done(self) -> None:
+        """Erase the count (the command's own output follows)."""
+        if self.tty and self.width:
+            self.out.write("\r" + " " * self.width + "\r")
+            self.out.flush()
+            self.width = 0
 
 
 def quiet_stdout() -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fntrace.analysis.reading import open_files, progress
+from fntrace.analysis.window import SelectionError, thread_keys
 from fntrace.core.events import CALL, ENTRY, EXIT, MARKER, TASK, TEXT
 from fntrace.core.filter import Filter, parse
 from fntrace.formats.tracefile import (
@@ -42,16 +43,16 @@ __all__ = ["RecordedFunction", "RecordedThread", "ReplayOptions", "count", "even
 @dataclass(frozen=True)
 class ReplayOptions:
     """What ``fntrace replay`` is asked for: the file, the read-time selection
-    (set_ftrace_filter patterns, nesting depth, seconds from the start, thread
-    ids) and where the text goes (None: stdout)."""
+    (set_ftrace_filter patterns, nesting depth, ns from the start, threads by tid
+    or name) and where the text goes (None: stdout)."""
 
     file: str
     filter: tuple[str, ...] = ()
     notrace: tuple[str, ...] = ()
     depth: int | None = None
-    since: float | None = None
-    until: float | None = None
-    thread: tuple[int, ...] = ()
+    since: int | None = None
+    until: int | None = None
+    thread: tuple[str, ...] = ()
     output: str | None = None
     #: ``--task``: only the events of the asyncio task of this number or name.
     task: str | None = None
@@ -105,13 +106,14 @@ def _isatty(out: Any) -> bool:
 
 
 def count(files: list[TraceFile], ns: ReplayOptions, start: int,
+          keys: set[tuple[int, int]] | None = None,
           files_tasks: TaskTable | None = None) -> int:
     """How many records the read-time options keep (the header's count, written
     before them): every record when no option selects, else a pass of its own."""
     if not (ns.filter or ns.notrace or ns.thread or ns.depth is not None
             or ns.since is not None or ns.until is not None or ns.task is not None):
         return sum(tf.events for tf in files)
-    return sum(1 for _ in select(merged_records(files), ns, start, files_tasks))
+    return sum(1 for _ in select(merged_records(files), ns, start, keys, files_tasks))
 
 
 def tasks_of(files: list[TraceFile]) -> TaskTable:
@@ -136,16 +138,17 @@ def task_numbers(table: TaskTable, which: str) -> set[int]:
 
 
 def select(records: Iterable[Record], ns: ReplayOptions, start: int,
+           keys: set[tuple[int, int]] | None = None,
            files_tasks: TaskTable | None = None) -> Iterator[Record]:
-    """The records the read-time options keep (``files_tasks``: the trace's tasks,
-    needed for ``--task``)."""
+    """The records the read-time options keep (``keys``: the threads of
+    ``ns.thread``, as window.thread_keys finds them; ``files_tasks``: the trace's
+    tasks, needed for ``--task``)."""
     files_tasks = files_tasks if files_tasks is not None else TaskTable()
     filt = Filter(parse(ns.filter or ()))
     notrace = Filter(parse(ns.notrace or ()))
     check_names = bool(filt.lines or notrace.lines)
-    since = start + int(ns.since * 1e9) if ns.since is not None else None
-    until = start + int(ns.until * 1e9) if ns.until is not None else None
-    threads = set(ns.thread or ())
+    since = start + ns.since if ns.since is not None else None
+    until = start + ns.until if ns.until is not None else None
     # --task: each thread's running task, from the task notes as they come
     # (the notes themselves are kept: the renderers read them too).
     wanted = task_numbers(files_tasks, ns.task) if ns.task is not None else None
@@ -159,8 +162,8 @@ def select(records: Iterable[Record], ns: ReplayOptions, start: int,
         if since is not None and rec.ts < since:
             continue
         if until is not None and rec.ts > until:
-            continue
-        if threads and rec.tid not in threads:
+            break  # in time order: nothing after it is in the window
+        if keys is not None and (rec.pid, rec.tid) not in keys:
             continue
         if rec.func and check_names:
             module, _, qualname = rec.func.partition(":")
@@ -256,7 +259,7 @@ def lines(files: list[TraceFile], records: Iterable[Record], entries: int,
 def replay(ns: ReplayOptions) -> int:
     """What ``fntrace replay`` prints; the exit status."""
     if ns.since is not None and ns.until is not None and ns.until < ns.since:
-        raise SystemExit("fntrace replay: --until is before --since")
+        raise SystemExit("fntrace replay: --to is before --from")
     try:
         Filter(parse(ns.filter or ()))
         Filter(parse(ns.notrace or ()))
@@ -264,16 +267,22 @@ def replay(ns: ReplayOptions) -> int:
         raise SystemExit(f"fntrace replay: {exc}") from None
     files = open_files(ns.file, "replay")
     start = min(tf.start_ts for tf in files)
+    keys = None
+    if ns.thread:
+        try:
+            keys = thread_keys(files, ns.thread)
+        except SelectionError as exc:
+            raise SystemExit(f"fntrace replay: {exc}") from None
     tasks = tasks_of(files)
     if ns.task is not None:
         task_numbers(tasks, ns.task)  # the error before any output
     out = open(ns.output, "w", encoding="utf-8") if ns.output else sys.stdout
     try:
-        entries = count(files, ns, start, tasks)
+        entries = count(files, ns, start, keys, tasks)
         records: Iterable[Record] = merged_records(files)
         if not _isatty(out):  # on a terminal the lines themselves show the progress
             records = progress(records, "fntrace replay")
-        out.writelines(lines(files, select(records, ns, start, tasks), entries,
+        out.writelines(lines(files, select(records, ns, start, keys, tasks), entries,
                              tasks, ns.task_column, ns.srcline))
         out.flush()
     except BrokenPipeError:

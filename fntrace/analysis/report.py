@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 from fntrace.analysis.segments import FINAL_EXITS, RecordLike, Segment, Unfinished, walk
 
 if TYPE_CHECKING:
+    from fntrace.analysis.window import Selection
     from fntrace.formats.tracefile import TraceFile
 
 ThreadKey = tuple[int, int] | None  # (pid, tid), or None for all threads merged
@@ -392,14 +393,16 @@ def thread_label(files: list[TraceFile], key: tuple[int, int]) -> str:
 
 
 def read_report(path: str, per_thread: bool, label: str, sources: Sources | None = None,
-                ) -> tuple[Report, list[TraceFile]]:
-    """The report of the file at ``path`` (and its followed children's), noting the
-    functions' source locations in ``sources`` when given."""
+                sel: Selection | None = None) -> tuple[Report, list[TraceFile]]:
+    """The report of the file at ``path`` (and its followed children's), narrowed to
+    ``sel``, noting the functions' source locations in ``sources`` when given."""
     from fntrace.analysis.reading import open_files, progress
+    from fntrace.analysis.window import Selection, narrow
     from fntrace.formats.tracefile import merged_records
 
     files = open_files(path)
-    records: Iterable[RecordLike] = progress(merged_records(files), label)
+    records: Iterable[RecordLike] = narrow(progress(merged_records(files), label), files,
+                                           sel or Selection())
     if sources is not None:
         records = collect_sources(records, sources)
     report = build(records, per_thread)
@@ -419,21 +422,23 @@ def terminal_width() -> int:
 
 def report(file: str = "fntrace.dat", sort: str = "total", limit: int | None = None,
            threads: bool = False, diff: str | None = None, wide: bool = False,
-           srcline: bool = False) -> int:
+           srcline: bool = False, sel: Selection | None = None) -> int:
     """What ``fntrace report`` prints (see its help): the table of ``file`` (one per
-    thread with ``threads``), or its comparison with ``diff``; with ``srcline``
-    each function's source location; the exit status."""
+    thread with ``threads``), or its comparison with ``diff`` (both files narrowed to
+    ``sel``, each from its own start); with ``srcline`` each function's source
+    location; the exit status."""
     from fntrace.analysis.reading import quiet_stdout
+    from fntrace.analysis.window import SelectionError
     from fntrace.formats.tracefile import TraceFileError, exit_status
 
     out: list[str] = []
     read: list[TraceFile] = []
     sources: Sources | None = {} if srcline else None
     try:
-        rep, files = read_report(file, threads and not diff, "fntrace report", sources)
+        rep, files = read_report(file, threads and not diff, "fntrace report", sources, sel)
         read += files
         if diff:
-            other, other_files = read_report(diff, False, "fntrace report", sources)
+            other, other_files = read_report(diff, False, "fntrace report", sources, sel)
             read += other_files
             durations = rep.has_durations and other.has_durations
             out += [f"# base: {file}", f"# new:  {diff}", "#"]
@@ -450,7 +455,7 @@ def report(file: str = "fntrace.dat", sort: str = "total", limit: int | None = N
         else:
             out += format_table(rep.tables.get(None, {}), sort, limit, rep.has_durations,
                                 sources)
-    except (OSError, TraceFileError) as exc:
+    except (OSError, TraceFileError, SelectionError) as exc:
         print(f"fntrace report: {exc}", file=sys.stderr)
         return 1
     try:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO
 
+from fntrace.analysis.window import Selection, narrow
 from fntrace.formats.tracefile import Record, TraceFile, exit_status, merged_records, open_traces
 
 __all__ = ["TraceSet", "open_set"]
@@ -24,10 +25,13 @@ class TraceSet:
     """Trace files read together (a recording and its --follow children, or several)."""
 
     files: list[TraceFile]
+    #: The slice asked for (--from/--to/--thread); everything by default.
+    selection: Selection = field(default_factory=Selection)
 
     def records(self) -> Iterator[Record]:
-        """Every record of every file, in time order (the files share one clock)."""
-        return merged_records(self.files)
+        """Every record of every file (of the selection), in time order (the files
+        share one clock)."""
+        return narrow(merged_records(self.files), self.files, self.selection)
 
     def process_names(self) -> dict[int, str]:
         """pid -> ``program (pid N)``."""

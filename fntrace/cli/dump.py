@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from fntrace.cli import selection
+
 __all__ = ["add_parser", "main"]
 
 #: ``fntrace dump --help``'s description.
@@ -13,19 +15,21 @@ DESCRIPTION = """``fntrace dump``: a recorded trace for other tools — Chrome J
 ``--chrome OUT.json`` writes the Trace Event Format (a JSON object with
 ``traceEvents``) that Perfetto UI and chrome://tracing open: a process track
 per pid and a thread track per thread, named by metadata events (``ph: M``);
-each function segment is a ``B``/``E`` pair written as its entry and exit come
-(so the file streams, and nesting is the recorded order), with the arguments
-in the ``B`` event's ``args`` and the return value, yielded value or exception
-in the ``E`` event's (both viewers merge them into the slice).  A generator's
-runs are separate slices.  An exit whose entry is not in the file (tracing_thresh)
-becomes a complete ``X`` event; an entry still open at the end of the trace is
-closed at the trace's last timestamp with ``unfinished`` in its args.  Trace
-markers are thread-scoped instant events (``ph: i``), and so are the calls of
-a function-tracer recording, which has no durations.  Timestamps are µs from
+each function segment is one complete ``X`` event (begin and duration),
+written when its exit is read (so the file streams; events are in the order
+calls end, which both viewers sort), with the arguments, the return value,
+yielded value or exception in its ``args``.  A generator's runs are separate
+slices.  An exit whose entry is not in the file (tracing_thresh) begins at
+its exit minus its duration; an entry still open at the end of the trace ends
+at the trace's last timestamp with ``unfinished`` in its args.  Trace markers
+are thread-scoped instant events (``ph: i``), and so are the calls of a
+function-tracer recording, which has no durations.  Timestamps are µs from
 the earliest record (from the recording's start with tracing_thresh, where a
-slice may begin before the first record).  Each function's ``B``, ``X`` and call
-event has its source ``file`` and first ``line`` in ``args`` (where the trace
-file keeps them: not in files written before fntrace kept locations).
+slice may begin before the first record, or with --from).  A name ending in
+``.gz`` (``OUT.json.gz``, which both viewers open) is written gzip-compressed.
+Each function's ``X`` and call event has its source ``file`` and first ``line``
+in ``args`` (where the trace file keeps them: not in files written before
+fntrace kept locations).
 
 Source locations in the other formats: speedscope frames' ``file``/``line``,
 Perfetto's interned ``SourceLocation`` on each slice begin, pstats keys
@@ -49,6 +53,12 @@ examples:
   fntrace dump --perfetto trace.pftrace     Perfetto's own format (large traces load)
   fntrace dump --speedscope out.json --pstats out.prof
                                             speedscope; snakeviz or python -m pstats
+  fntrace dump --chrome slice.json --from 1.5s --to 2s --thread MainThread
+                                            half a second of one thread, for a viewer
+
+With --from/--to a call running at --from begins there (its entry is not in
+the slice: a complete X event from --from), one running at --to ends there,
+so slices still nest; Chrome timestamps then count from the recording's start.
 """
 
 
@@ -72,11 +82,11 @@ def add_parser(sub: Any) -> None:
                    help="write a pstats file (cProfile's) for snakeviz and pstats (- for stdout)")
     p.add_argument("--threads", action="store_true",
                    help="folded: start each stack with its thread (name-tid)")
+    selection.add_options(p, "the calls")
     p.set_defaults(handler=main)
 
 
 def main(ns: argparse.Namespace) -> int:
     from fntrace.analysis.dump import dump
-
     return dump(ns.file, ns.chrome, ns.folded, ns.threads, ns.speedscope, ns.perfetto,
-                ns.pstats)
+                ns.pstats, selection.selected(ns, "dump"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from fntrace.cli.selection import add_options
+
 __all__ = ["add_parser", "main"]
 
 #: ``fntrace replay --help``'s description.
@@ -24,10 +26,13 @@ examples:
   fntrace replay fntrace.dat                        the whole trace
   fntrace replay fntrace.dat -F '__main__:*' -N '*:_*'
                                                     the script's functions, no private ones
-  fntrace replay fntrace.dat --depth 2 --since 0.5 --until 1.5 --thread 4242
+  fntrace replay fntrace.dat --depth 2 --from 0.5s --to 1.5s --thread 4242
   fntrace replay fntrace.dat --task worker-1 --task-column
                                                     one asyncio task, and its column
   fntrace replay fntrace.dat --srcline              each call with /* FILE:LINE */
+
+The window selects events: those recorded between --from and --to (an exit
+whose entry came before --from is shown alone).
 """
 
 
@@ -42,10 +47,7 @@ def add_parser(sub: Any) -> None:
                      help="hide functions matching (repeatable)")
     rep.add_argument("--depth", type=int, metavar="N",
                      help="function_graph: show nesting levels 0..N-1 only")
-    rep.add_argument("--since", type=float, metavar="SECS", help="from SECS after the start")
-    rep.add_argument("--until", type=float, metavar="SECS", help="up to SECS after the start")
-    rep.add_argument("--thread", action="append", type=int, metavar="TID",
-                     help="only this thread (repeatable)")
+    add_options(rep, "events")
     rep.add_argument("--task", metavar="NAME|N",
                      help="only the events of this asyncio task (its name or number)")
     rep.add_argument("--task-column", action="store_true",
@@ -63,5 +65,5 @@ def main(ns: argparse.Namespace) -> int:
     from fntrace.analysis.replay import ReplayOptions, replay
 
     return replay(ReplayOptions(ns.file, tuple(ns.filter or ()), tuple(ns.notrace or ()),
-                                ns.depth, ns.since, ns.until, tuple(ns.thread or ()),
+                                ns.depth, ns.start, ns.end, tuple(ns.thread or ()),
                                 ns.output, ns.task, ns.task_column, ns.srcline))

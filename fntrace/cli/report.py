@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from fntrace.analysis.sort_keys import SORT_KEYS
+from fntrace.cli import selection
 
 __all__ = ["add_parser", "main", "positive"]
 
@@ -26,6 +27,12 @@ examples:
                                             fitted to the terminal ($COLUMNS)
   fntrace report old.dat --diff new.dat --wide
                                             every column, whole names
+  fntrace report --from 1.5s --to 2s --thread MainThread
+                                            the calls of one thread in that half second
+
+With --from/--to a call running at --from counts its time from --from, one
+running at --to its time up to --to (as if it returned then); calls are the
+calls started in the window, plus those whose entry came before it that end in it.
 """
 
 
@@ -49,6 +56,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--srcline", action="store_true",
                    help="show each function's source location: name [FILE:LINE] "
                         "(files recorded before fntrace kept locations: the name alone)")
+    selection.add_options(p, "the calls")
     p.set_defaults(handler=main)
 
 
@@ -66,4 +74,5 @@ def positive(text: str) -> int:
 def main(ns: argparse.Namespace) -> int:
     from fntrace.analysis.report import report
 
-    return report(ns.file, ns.sort, ns.limit, ns.threads, ns.diff, ns.wide, ns.srcline)
+    return report(ns.file, ns.sort, ns.limit, ns.threads, ns.diff, ns.wide, ns.srcline,
+                  selection.selected(ns, "report"))

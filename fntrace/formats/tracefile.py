@@ -39,11 +39,12 @@ from fntrace.core.events import (
     TASK_PREFIX,
     TEXT,
 )
+from fntrace.formats import footer as summary
 from fntrace.formats.nesting import too_deep
 
-__all__ = ["FLUSH_INTERVAL", "SUPPORTED_VERSIONS", "VERSION", "Record", "ThreadInfo", "TraceFile",
-           "TraceFileError", "TraceWriter", "exit_status", "location", "merged_records",
-           "open_trace", "open_traces"]
+__all__ = ["FLUSH_INTERVAL", "SUPPORTED_VERSIONS", "VERSION", "Finished", "Record", "ThreadInfo",
+           "TraceFile", "TraceFileError", "TraceWriter", "exit_status", "location",
+           "merged_records", "open_trace", "open_traces", "read_finished"]
 
 #: Version 2 added each function's source file and first line to the chunks'
 #: function tables; version 1 files are read with no locations.
@@ -238,13 +239,23 @@ class TraceWriter:
         self.events = 0
         self.bytes = 0
         self.closed = False
+        #: Per thread, what is written: the footer's summary (fntrace/formats/footer.py).
+        self.tally = summary.Tally()
         # Unbuffered: a forked child that keeps this object (its parent's file) must
         # never flush a buffer or take the buffer's lock another thread held at fork.
         self.f: IO[bytes] = open(path, "wb", buffering=0)  # lives as long as the writer
+        self.pid = os.getpid()
         head = json.dumps({"version": VERSION, **header}, sort_keys=True).encode()
         self._write(_PREAMBLE.pack(MAGIC, VERSION, len(head), zlib.crc32(head)) + head)
 
     def _write(self, data: bytes) -> None:
+        if os.getpid() != self.pid:
+            # A forked child's copy of this writer (its recording restarts on a file
+            # of its own, or stops): whatever it would append, the parent's events
+            # copied at fork and the child's first calls (threading's at-fork
+            # hooks), is not the parent's file's to hold.
+            self.let_go()
+            return
         view = memoryview(data)
         while view:  # a raw write may take only part (a full disk: the next one fails)
             n = self.f.write(view) or 0
@@ -267,10 +278,12 @@ class TraceWriter:
         tables = _ChunkTables()
         body = bytearray()
         last_ts: dict[int, int] = {}
+        per_thread: dict[int, int] = {}
         n = 0
         for buf, ev in pairs:
             t = tables.thread(buf.tid, buf.name, buf.cpu, buf.thread_flags,
                               buf.overrun + buf.dropped)
+            per_thread[t] = per_thread.get(t, 0) + 1
             tag = ev[2]
             kind = BY_TAG.get(tag)
             if kind is CALL and len(ev) == _NC:
@@ -307,7 +320,11 @@ class TraceWriter:
             else:
                 _uvarint(body, tables.sid(text))
             n += 1
-        return self.write_table_chunk(tables, body, n)
+        written = self.write_table_chunk(tables, body, n)
+        self.tally.rows_written(tables.thread_rows)
+        for t, count in per_thread.items():
+            self.tally.events_written(tables.thread_rows[t][0], count)
+        return written
 
     def take(self, bufs: Any, render: Render) -> tuple[int, set[int]]:
         """Consume every event now in ``bufs`` (a ring's BufferSet) into one chunk:
@@ -320,15 +337,37 @@ class TraceWriter:
         """
         speedups = _accel.speedups
         if speedups is not None:
-            with bufs.lock:
+            with bufs.lock:  # every consumer takes it: the read counters are this chunk's
+                buffers = bufs.buffers()
+                before = [(buf.read, buf.overrun + buf.dropped) for buf in buffers]
                 payload, n, tids = speedups.encode_buffers(
-                    bufs.buffers(), lambda buf, ev: stored_text(buf, ev, render.one),
-                    EVENT_CODES)
+                    buffers, lambda buf, ev: stored_text(buf, ev, render.one), EVENT_CODES)
             if n:
                 self.write_payload(payload, n)
+                self._tally_taken(buffers, before)
             return n, set(tids)
         pairs = bufs.consume()
         return self.write_events(pairs, render.one), {buf.tid for buf, _ in pairs}
+
+    def _tally_taken(self, buffers: list[Any], before: list[tuple[int, int]]) -> None:
+        """Count a chunk the C encoder made: each buffer's events are its read counter's
+        growth, its row the buffer's fields.  The row's lost count was read by the
+        encoder between ``before`` and now; when a thread lost events meanwhile, a
+        row with the count as it is now follows, so the file's largest (what
+        readers keep) is the one tallied."""
+        late = []
+        for buf, (read, lost) in zip(buffers, before, strict=True):
+            taken = buf.read - read
+            if taken <= 0:
+                continue
+            now = buf.overrun + buf.dropped
+            row = (buf.tid, buf.name, buf.cpu, buf.thread_flags, now)
+            if now != lost:
+                late.append(row)
+            self.tally.rows_written([row])
+            self.tally.events_written(buf.tid, taken)
+        if late:
+            self.write_lost(late)
 
     def let_go(self) -> None:
         """In a forked child: the parent's file is the parent's.  Nothing more is
@@ -344,6 +383,7 @@ class TraceWriter:
         for row in threads:
             tables.thread(*row)
         self.write_table_chunk(tables, bytearray(), 0)
+        self.tally.rows_written(tables.thread_rows)
 
     def write_table_chunk(self, tables: _ChunkTables, body: bytearray, n: int) -> int:
         if n == 0 and not tables.thread_rows:
@@ -384,7 +424,10 @@ class TraceWriter:
         """The footer: the file ends cleanly here."""
         if self.closed:
             return
-        data = {"end_ts": end_ts, "events": self.events, **(extra or {})}
+        # A summary only when it counts every event written (not when raw payloads
+        # were handed to write_payload, whose threads are not known here).
+        data = {"end_ts": end_ts, "events": self.events, **(extra or {}),
+                **self.tally.fields(self.events)}
         self._chunk(FOOTER, json.dumps(data, sort_keys=True).encode())
         self.close()
 
@@ -681,6 +724,96 @@ def _checked(raw: bytes, limit: int, fields: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _footer(payload: bytes) -> dict[str, Any]:
+    """The footer's JSON object, checked; ValueError (why, one line) when it is corrupt."""
+    footer = _checked(payload, MAX_FOOTER, FOOTER_FIELDS)
+    if "end_ts" not in footer:
+        raise ValueError("no end_ts")
+    summary.check(footer)
+    return footer
+
+
+def _preamble(path: str, data: bytes) -> tuple[bytes, int, int]:
+    """(header bytes, offset of the first chunk, format version) of a file starting
+    with ``data``; TraceFileError when it is no trace file at all, or one of a
+    version this reader does not know."""
+    if len(data) < _PREAMBLE.size or data[:8] != MAGIC:
+        raise TraceFileError(f"{path}: not an fntrace trace file")
+    _, version, hlen, hcrc = _PREAMBLE.unpack_from(data)
+    if version not in SUPPORTED_VERSIONS:
+        raise TraceFileError(f"{path}: trace file version {version} is not supported; "
+                             f"supported: {', '.join(map(str, SUPPORTED_VERSIONS))}")
+    head = data[_PREAMBLE.size:_PREAMBLE.size + hlen]
+    if len(head) < hlen or zlib.crc32(head) != hcrc:
+        raise TraceFileError(f"{path}: trace file header is truncated or corrupt")
+    return head, _PREAMBLE.size + hlen, version
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A cleanly finished file as its preamble and footer say it, nothing else read."""
+
+    path: str
+    size: int
+    header: dict[str, Any]
+    footer: dict[str, Any]
+    threads: list[summary.ThreadRow]
+
+
+#: How much of a file's end is read first to find its footer (most footers are
+#: far smaller; a larger one is read whole, up to MAX_FOOTER).
+_TAIL = 1 << 16
+
+
+def read_finished(path: str) -> Finished | None:
+    """The file's header and its footer's summary, reading only the preamble and
+    the tail; None when that cannot be had so (no footer as the last chunk: a
+    crashed or cut recording; a footer without the summary: an older writer; a
+    header or footer that is not right: the full read says what is wrong).
+
+    The footer is the chunk that ends the file: its JSON is UTF-8, where the
+    byte 0xf7 cannot occur, so the last SYNC in the tail is its chunk header,
+    which is checked (type, length reaching exactly the end, CRC).  The event
+    chunks before it are not read: their checksums are checked by the readers
+    that decode them (``fntrace info --scan`` does).
+    """
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            first = f.read(_PREAMBLE.size)
+            if len(first) == _PREAMBLE.size and first[:8] == MAGIC:
+                first += f.read(_PREAMBLE.unpack_from(first)[2])
+            try:
+                head, start, _ = _preamble(path, first)
+                header = _checked(head, MAX_HEADER, HEADER_FIELDS)
+            except (TraceFileError, ValueError):
+                return None
+            tail, at = b"", -1
+            for want in (_TAIL, MAX_FOOTER + _CHUNK.size):
+                want = min(want, size - start)
+                f.seek(size - want)
+                tail = f.read(want)
+                at = tail.rfind(SYNC)
+                if at >= 0 or want == size - start:
+                    break
+    except OSError:
+        return None
+    if at < 0 or len(tail) - at < _CHUNK.size:
+        return None
+    _, kind, length, crc = _CHUNK.unpack_from(tail, at)
+    payload = tail[at + _CHUNK.size:]
+    if kind != FOOTER or len(payload) != length or zlib.crc32(payload) != crc:
+        return None
+    try:
+        footer = _footer(payload)
+    except ValueError:
+        return None
+    rows = summary.thread_rows(footer)
+    if rows is None:
+        return None
+    return Finished(path, size, header, footer, rows)
+
+
 class TraceFile:
     """A trace file opened for reading: header, threads, lost counts, records.
 
@@ -690,8 +823,10 @@ class TraceFile:
     still read, and the commands exit non-zero after printing what they could.
     """
 
-    def __init__(self, path: str, data: bytes) -> None:
+    def __init__(self, path: str, data: bytes,
+                 on_chunk: Callable[[int, int], None] | None = None) -> None:
         self.path = path
+        self.on_chunk = on_chunk
         self.problems: list[str] = []
         #: The problems that are corruption of the header or footer (also in problems).
         self.corrupt: list[str] = []
@@ -704,23 +839,14 @@ class TraceFile:
         self.version = VERSION
         self._footer_seen = False
         self._chunks: list[list[Record]] = []
-        if len(data) < _PREAMBLE.size or data[:8] != MAGIC:
-            raise TraceFileError(f"{path}: not an fntrace trace file")
-        _, version, hlen, hcrc = _PREAMBLE.unpack_from(data)
-        if version not in SUPPORTED_VERSIONS:
-            raise TraceFileError(f"{path}: trace file version {version} is not supported; "
-                                 f"supported: {', '.join(map(str, SUPPORTED_VERSIONS))}")
-        self.version = version
-        head = data[_PREAMBLE.size:_PREAMBLE.size + hlen]
-        if len(head) < hlen or zlib.crc32(head) != hcrc:
-            raise TraceFileError(f"{path}: trace file header is truncated or corrupt")
+        head, start, self.version = _preamble(path, data)
         self.header: dict[str, Any] = {}
         try:
             self.header = _checked(head, MAX_HEADER, HEADER_FIELDS)
         except ValueError as exc:
             self._corrupt(f"corrupt header: {exc}; read with defaults (pid 0, start 0)")
         self.pid: int = self.header.get("pid", 0)
-        self._scan(data, _PREAMBLE.size + hlen)
+        self._scan(data, start)
 
     def _corrupt(self, why: str) -> None:
         self.problems.append(why)
@@ -753,6 +879,8 @@ class TraceFile:
                 continue
             self._take(kind, payload, pos)
             pos = start + length
+            if self.on_chunk is not None:
+                self.on_chunk(pos, size)
         if not self._footer_seen:
             self.problems.append("truncated: no end-of-trace footer (the program died before "
                                  "fntrace could finish the file)")
@@ -766,9 +894,7 @@ class TraceFile:
         if kind == FOOTER:
             self._footer_seen = True
             try:
-                footer = _checked(payload, MAX_FOOTER, FOOTER_FIELDS)
-                if "end_ts" not in footer:
-                    raise ValueError("no end_ts")
+                footer = _footer(payload)
             except ValueError as exc:
                 self._corrupt(f"corrupt footer at offset {offset}: {exc}; "
                               f"the trace's end is taken from its last event")
@@ -819,8 +945,9 @@ def exit_status(files: Iterable[TraceFile]) -> int:
     return 1 if any(tf.corrupt for tf in files) else 0
 
 
-def open_trace(path: str) -> TraceFile:
-    """Open one file; TraceFileError when it is no trace at all."""
+def open_trace(path: str, on_chunk: Callable[[int, int], None] | None = None) -> TraceFile:
+    """Open one file; TraceFileError when it is no trace at all.  ``on_chunk(offset,
+    size)`` is called after each chunk is read (a progress display)."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -828,7 +955,7 @@ def open_trace(path: str) -> TraceFile:
         raise TraceFileError(f"{path}: no such file") from None
     except OSError as exc:
         raise TraceFileError(f"{path}: {exc.strerror or exc}") from None
-    return TraceFile(path, data)
+    return TraceFile(path, data, on_chunk)
 
 
 def child_paths(path: str) -> list[str]:
