@@ -33,12 +33,9 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Iterator
-from typing import Any
 
-from fntrace.core import backends, state, symbols, sync
+from fntrace.core import backends, flagbits, state, symbols, sync
 from fntrace.core import ops as _ops_module
-from fntrace.core.backends import Backend
-from fntrace.core.flags import Flags
 from fntrace.core.ops import Ops
 from fntrace.core.regs import FtraceRegs, FullRegs
 from fntrace.core.shadow import FrameStack
@@ -53,13 +50,21 @@ from fntrace.core.symbols import (
 )
 from fntrace.core.symbols import cache as _symbol_cache
 
+# typing is imported for the type checker only: at run time it (with re, contextlib,
+# functools' extras) costs more than the whole core, and `import fntrace` should be cheap.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from fntrace.core.backends import Backend
+
 _fn_cache = _symbol_cache()  # the dict itself: read per parent lookup, never replaced
 
 # The flags as plain ints: enum.Flag's `&` runs Python code (enum.py), which would
 # be traced when register/unregister run in a traced thread with a catch-all filter.
-_REGS = int(Flags.SAVE_REGS | Flags.SAVE_REGS_IF_SUPPORTED)
-_IPMODIFY = int(Flags.IPMODIFY)
-_PERMANENT = int(Flags.PERMANENT)
+_REGS = flagbits.SAVE_REGS | flagbits.SAVE_REGS_IF_SUPPORTED
+_IPMODIFY = flagbits.IPMODIFY
+_PERMANENT = flagbits.PERMANENT
 
 __all__ = [
     "BusyError",
