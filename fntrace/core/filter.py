@@ -318,6 +318,13 @@ class FilterLine:
         dot = qualname.rfind(".")
         return dot >= 0 and bool(regex(qualname[dot + 1:]))
 
+    def never_in(self, module: str) -> bool:
+        """True when this line matches no function of ``module``: it names modules
+        (``:mod:`` or a ``module-glob:``) and not this one."""
+        if self._module_regex is not None and not self._module_regex(module):
+            return True
+        return self._side_regex is not None and not self._side_regex(module)
+
     def __str__(self) -> str:
         return self.text
 
@@ -431,6 +438,20 @@ class Filter:
             if rule.matches(module, qualname):
                 return not rule.negate
         return not self._has_positive
+
+    def selects_nothing_in(self, module: str) -> bool:
+        """True when :meth:`selects` is false for every function of ``module``:
+        every positive rule names modules (``:mod:``, ``module-glob:qual-glob``)
+        and none of them this one.  False when unsure.  A first look refuses a
+        whole module on it, so that its other code objects cost no Python."""
+        if not self._has_positive:
+            return False
+        for rule in self.lines:
+            if rule.negate:
+                continue
+            if not rule.never_in(module):
+                return False
+        return True
 
     def excludes(self, module: str, qualname: str) -> bool:
         """Whether the function is in this notrace set (set_ftrace_notrace).

@@ -69,7 +69,11 @@ class Ops:
             raise ValueError("an ops needs a func or a ret callback")
         self.func = func
         self.ret = ret
-        self.flags = flags  # type: ignore[assignment]  # the setter takes Flags or an int
+        if not isinstance(flags, int):
+            from fntrace.core.flags import Flags
+
+            Flags(flags)  # the error the enum gives to anything but an int
+        self._flags = int(flags)  # what the core tests (see engine._REGS)
         self.private = private
         self.filter = _as_filter(filter)
         self.notrace = _as_filter(notrace)
@@ -114,6 +118,11 @@ class Ops:
         return (self.filter.selects(fn.module, fn.qualname)
                 and not self.notrace.excludes(fn.module, fn.qualname))
 
+    def wants_name(self, module: str, qualname: str) -> bool:
+        """:meth:`wants` for a function known by name only (a first look decides
+        before any :class:`Function` is made)."""
+        return self.filter.selects(module, qualname) and not self.notrace.excludes(module, qualname)
+
     # -- errors ------------------------------------------------------------
     def _callback_failed(self, exc: BaseException) -> None:
         self.nerrors += 1
@@ -139,14 +148,6 @@ class Ops:
         from fntrace.core.flags import Flags  # enum only when someone looks (flagbits.py)
 
         return Flags(self._flags)
-
-    @flags.setter
-    def flags(self, flags: Flags | int) -> None:
-        if not isinstance(flags, int):
-            from fntrace.core.flags import Flags
-
-            Flags(flags)  # the error an enum gives to anything but an int
-        self._flags = int(flags)  # what the core tests (see engine._REGS)
 
     @property
     def registered(self) -> bool:

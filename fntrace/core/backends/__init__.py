@@ -71,17 +71,22 @@ class Registry:
     seen for the first time, or returns None; ``exit_call`` delivers an exit;
     ``generation()`` changes with every rebuild of the sites, so that a
     decision taken outside the lock ("no site": DISABLE, a cache entry) is
-    dropped if a rebuild came in between.
+    dropped if a rebuild came in between.  ``refused`` holds one dict, the
+    modules none of whose code any ops can select (module name -> True), which
+    a backend may refuse by name without calling ``discover``; the engine puts
+    a new dict there before each rebuild.
     """
 
-    __slots__ = ("discover", "exit_call", "generation", "sites")
+    __slots__ = ("discover", "exit_call", "generation", "refused", "sites")
 
     def __init__(self, sites: dict[int, Any], discover: Callable[..., Any],
-                 exit_call: Callable[..., None], generation: Callable[[], int]) -> None:
+                 exit_call: Callable[..., None], generation: Callable[[], int],
+                 refused: list[dict[str, bool]] | None = None) -> None:
         self.sites = sites
         self.discover = discover
         self.exit_call = exit_call
         self.generation = generation
+        self.refused = refused if refused is not None else [{}]
 
 
 def choose() -> tuple[str, str]:
