@@ -24,8 +24,6 @@ if _sys.argv and (_sys.argv[0] == "-m" or _os.path.basename(_sys.argv[0]) == "fn
     from fntrace.recording import startup  # noqa: F401
 
 # isort: split
-from typing import TYPE_CHECKING, Any
-
 from fntrace.core.engine import (
     BusyError,
     enabled_functions,
@@ -35,22 +33,29 @@ from fntrace.core.engine import (
     unregister,
 )
 from fntrace.core.filter import Filter
-from fntrace.core.flags import Event, Flags
+from fntrace.core.flagbits import Event
 from fntrace.core.ops import Ops
 from fntrace.core.regs import CallSite, FtraceRegs, FullRegs, get_regs
 from fntrace.core.symbols import Function, available_filter_functions
+from fntrace.core.version import __version__
 
+# typing is imported for the type checker only: at run time it (with re, contextlib,
+# functools' extras) costs more than the whole core, and `import fntrace` should be cheap.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    from fntrace.core.flags import Flags
     from fntrace.core.hints import check as check_filter
     from fntrace.tracing import livepatch
     from fntrace.tracing.inject import Injection, inject, parse_inject_spec
     from fntrace.tracing.instance import Instance, instances, marker, trace
 
-from fntrace.core.version import __version__
 
 #: Public name -> (module, attribute in it; None for the module itself), loaded on
 #: first use by __getattr__ and then kept in the package's namespace.
 _LAZY: dict[str, tuple[str, str | None]] = {
+    "Flags": ("fntrace.core.flags", "Flags"),
     "Injection": ("fntrace.tracing.inject", "Injection"),
     "Instance": ("fntrace.tracing.instance", "Instance"),
     "check_filter": ("fntrace.core.hints", "check"),

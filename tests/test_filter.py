@@ -597,3 +597,34 @@ def test_filter_copy_and_pickle(clone: Callable[[Filter], object]) -> None:
 def test_module_all_exports_exist() -> None:
     for name in flt.__all__:
         assert hasattr(flt, name)
+
+
+# --------------------------------------------------------------------------- compiled globs
+
+
+def test_compiled_globs_match_as_fnmatch_does() -> None:
+    # _compile turns the common shapes into string tests and the rest into a regex:
+    # every shape must answer exactly as fnmatch.fnmatchcase on every name.
+    globs = ["abc", "*", "a*", "*c", "*b*", "a*c", "ab*ba", "*.<locals>.*", "a?c", "[ab]*",
+             "*a*b*", "", "x]y", "!", "a.b", "**", "*[!a]", "a*b*c"]
+    names = ["", "a", "b", "c", "abc", "abcabc", "aba", "abba", "abxba", "ac", "ca", "f.<locals>.g",
+             "a.b", "x]y", "!", "bc", "a\nc", "acb", "aXbYc", "*", "ab*ba"]
+    from fntrace.core import filter as filter_module
+
+    for glob in globs:
+        if not glob:
+            continue
+        match = filter_module._compile(glob)
+        for name in names:
+            assert bool(match(name)) == fnmatch.fnmatchcase(name, glob), (glob, name)
+        module_match = filter_module._compile_module(glob + ".*")
+        for name in names + [n + ".x" for n in names]:
+            want = (fnmatch.fnmatchcase(name, glob + ".*")
+                    or ("*" not in glob and "?" not in glob and "[" not in glob and name == glob))
+            assert bool(module_match(name)) == want, (glob, name)
+
+
+@pytest.mark.parametrize("count", ["0", "-1", "", "1.5", "\u00b2", "\u0663", "x"])
+def test_a_count_must_be_ascii_digits(count: str) -> None:
+    with pytest.raises(ValueError, match="not a positive integer"):
+        parse_line(f"f:traceoff:{count}" if count else "f:traceoff:")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import fntrace
 
@@ -28,6 +29,22 @@ def test_import_fntrace_loads_no_feature_and_no_heavy_stdlib() -> None:
     assert loaded == []
     assert [m for m in HEAVY if m in got] == []
     assert "fntrace.core.engine" in got
+
+
+def test_import_fntrace_imports_neither_typing_nor_re_nor_enum() -> None:
+    # These three were most of `import fntrace`'s instructions on 3.12/3.13 (issue 15):
+    # the child runs without site (-S -I), which on some installs imports them itself.
+    code = ("import sys, json; before = set(sys.modules); import fntrace; "
+            "print(json.dumps(sorted(set(sys.modules) - before)))")
+    root = str(Path(fntrace.__file__).parent.parent)
+    out = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {root!r}); "
+                          + code], capture_output=True, text=True, check=True, timeout=120)
+    got = json.loads(out.stdout)
+    assert [m for m in ("typing", "re", "enum", "fnmatch", "dataclasses") if m in got] == []
+    # and what was deferred still works on first use
+    flags = _child("import fntrace, json; op = fntrace.Ops(print, flags=fntrace.Flags.RECURSION); "
+                   "print(json.dumps([repr(op.flags), op._flags, str(op)]))")
+    assert flags == ["<Flags.RECURSION: 4>", 4, "<Ops print flags=4>"]
 
 
 def test_a_feature_name_loads_its_module_on_first_use() -> None:

@@ -74,6 +74,12 @@ def sp_args(i: int, text: str = "t" * 100, *rest: Any, raw: bytes = b"r" * 100,
     return f"{i}:{inner()}:{len(rest)}:{sorted(kw)}" * 10
 
 
+def sp_ints(ñ: int, n: int, big: int) -> int:
+    """Ints the C recorder writes itself and keeps texts of by (name, value): a
+    non-ASCII parameter name, negatives, the machine-size limits, one past them."""
+    return -ñ if n % 2 else n
+
+
 def sp_thread_body(out: list[int]) -> None:
     """Each worker gets its own list: its argument's repr is ``out=[]`` whatever the
     other workers have done (one shared list was shown as [38] or [38, 38] depending
@@ -89,6 +95,8 @@ def sp_main(hook: Callable[[int], None] | None = None) -> int:
         total += sp_rec(i % 7) + sum(sp_gen(3)) + sp_catch()
         # called from C (map, sorted): the caller is the Python frame below the C call
         total += sum(map(sp_leaf, range(2))) + sorted(range(3), key=sp_leaf)[0]
+        total += sp_ints(i - 15, -(2 ** 63) if i % 3 == 0 else i % 4,
+                         2 ** 63 if i % 2 else 2 ** 63 - 1) % 1000
         total += len(sp_args(i, "s" * i, 10 ** (i + 40), None, True, 1.5 + 2j, b"x",
                              raw=b"b" * i, cell=i / 3, bad=SpBadRepr(), lst=[1, "a"] * i))
     outs: list[list[int]] = []

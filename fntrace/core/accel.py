@@ -16,7 +16,12 @@ import warnings
 from collections.abc import Iterator
 from importlib.machinery import EXTENSION_SUFFIXES as _SUFFIXES
 from types import ModuleType
-from typing import Any
+
+# typing is imported for the type checker only: at run time it (with re, contextlib,
+# functools' extras) costs more than the whole core, and `import fntrace` should be cheap.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 EXTENSION_SUFFIXES = tuple(_SUFFIXES)
 

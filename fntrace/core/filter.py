@@ -29,10 +29,13 @@ a batch is all-or-nothing so that a typo never leaves a half-applied filter.
 
 from __future__ import annotations
 
-import fnmatch
-import re
-from collections.abc import Iterable, Sequence
-from typing import ClassVar, NoReturn
+from collections.abc import Callable, Iterable, Sequence
+from operator import methodcaller
+
+# typing is imported for the type checker only (see fntrace/core/engine.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar, NoReturn
 
 __all__ = [
     "COUNT_COMMANDS",
@@ -54,7 +57,10 @@ KNOWN_COMMANDS: frozenset[str] = frozenset({"mod", "dump"}) | COUNT_COMMANDS | E
 #: Commands that fire actions when a function is hit; a :class:`Filter` rejects them.
 TRIGGER_COMMANDS: frozenset[str] = KNOWN_COMMANDS - {"mod"}
 
-_COUNT_RE = re.compile(r"[0-9]+")
+#: A compiled glob: the name -> whether it matches (truthy or falsy, never an exception).
+Matcher = Callable[[str], object]
+
+_WILDCARDS = "*?["
 
 
 class _Malformed(Exception):
@@ -130,7 +136,7 @@ def _check_glob(glob: str) -> None:
 
 
 def _check_count(param: str, command: str) -> None:
-    if _COUNT_RE.fullmatch(param) is None or int(param) <= 0:
+    if not (param.isascii() and param.isdigit()) or int(param) <= 0:
         _fail(f"{command} count {param!r} is not a positive integer")
 
 
@@ -164,13 +170,45 @@ def _check_params(command: str | None, params: tuple[str, ...]) -> None:
         _fail(f"unknown command {command!r}")
 
 
-def _compile(glob: str) -> re.Pattern[str]:
-    # fnmatch.translate adds no IGNORECASE, so matching is case-sensitive on every OS
-    # (fnmatch.fnmatch would normcase on Windows).
-    return re.compile(fnmatch.translate(glob))
+def _literal(text: str) -> bool:
+    return not any(ch in text for ch in _WILDCARDS)
 
 
-def _compile_module(glob: str) -> re.Pattern[str]:
+def _always(name: str) -> bool:
+    return True
+
+
+def _compile(glob: str) -> Matcher:
+    """The glob as a test on a whole name, case-sensitive on every OS.
+
+    Most globs are a literal, ``*``, ``prefix*``, ``*suffix`` or ``*part*``: those
+    become a string method, which matches in a fraction of a regex's cost and
+    needs no ``re`` (whose import is most of ``import fntrace``'s cost when the
+    program does not use it).  Any other glob is translated by fnmatch (with no
+    IGNORECASE: fnmatch.fnmatch would normcase on Windows) and compiled once.
+    """
+    if _literal(glob):
+        return glob.__eq__
+    if glob == "*":
+        return _always
+    if glob.count("*") == 1 and _literal(glob.replace("*", "")):
+        head, tail = glob.split("*")
+        if not tail:
+            return methodcaller("startswith", head)
+        if not head:
+            return methodcaller("endswith", tail)
+        least = len(head) + len(tail)  # "ab*ba" must not match "aba"
+        return lambda name: len(name) >= least and name.startswith(head) and name.endswith(tail)
+    if (len(glob) > 2 and glob[0] == "*" and glob[-1] == "*"
+            and _literal(glob[1:-1])):
+        return methodcaller("__contains__", glob[1:-1])
+    import fnmatch
+    import re
+
+    return re.compile(fnmatch.translate(glob)).fullmatch
+
+
+def _compile_module(glob: str) -> Matcher:
     """A module glob, where ``PKG.*`` (PKG without wildcards) also names PKG itself.
 
     ``*:mod:json.*`` is how one says "the json package", and a package's own
@@ -179,8 +217,9 @@ def _compile_module(glob: str) -> re.Pattern[str]:
     says (it also takes ``jsonschema``).
     """
     package = glob[:-2]
-    if glob.endswith(".*") and package and not any(ch in package for ch in "*?["):
-        return re.compile(f"{fnmatch.translate(glob)}|{fnmatch.translate(package)}")
+    if glob.endswith(".*") and package and _literal(package):
+        inside = package + "."
+        return lambda name: name == package or name.startswith(inside)
     return _compile(glob)
 
 
@@ -189,7 +228,7 @@ class FilterLine:
 
     Validation lives here (not only in :func:`parse_line`) so that every
     FilterLine in existence is well-formed, however it was built; the compiled
-    regexes are hidden attributes so equality and hashing see only the parsed
+    globs (see _compile) are hidden attributes so equality and hashing see only the parsed
     form.  Immutable (a frozen value: filters share their lines).  A plain
     class rather than a dataclass: ``dataclasses`` imports ``inspect`` and
     ``ast``, which ``import fntrace`` would otherwise pay for.
@@ -200,9 +239,9 @@ class FilterLine:
     glob: str
     command: str | None
     params: tuple[str, ...]
-    _regex: re.Pattern[str]
-    _module_regex: re.Pattern[str] | None
-    _side_regex: re.Pattern[str] | None
+    _regex: Matcher
+    _module_regex: Matcher | None
+    _side_regex: Matcher | None
 
     def __init__(self, text: str, negate: bool, glob: str, command: str | None = None,
                  params: tuple[str, ...] = ()) -> None:
@@ -269,16 +308,22 @@ class FilterLine:
         called ``gettext``.  Use ``json.*:*`` or ``*:mod:json.*`` for modules
         (a module glob ``PKG.*`` also names the package PKG itself).
         """
-        if self._module_regex is not None and self._module_regex.fullmatch(module) is None:
+        if self._module_regex is not None and not self._module_regex(module):
             return False
         regex = self._regex
         if self._side_regex is not None:
-            return (self._side_regex.fullmatch(module) is not None
-                    and regex.fullmatch(qualname) is not None)
-        if regex.fullmatch(qualname) is not None:
+            return bool(self._side_regex(module)) and bool(regex(qualname))
+        if regex(qualname):
             return True
         dot = qualname.rfind(".")
-        return dot >= 0 and regex.fullmatch(qualname[dot + 1:]) is not None
+        return dot >= 0 and bool(regex(qualname[dot + 1:]))
+
+    def never_in(self, module: str) -> bool:
+        """True when this line matches no function of ``module``: it names modules
+        (``:mod:`` or a ``module-glob:``) and not this one."""
+        if self._module_regex is not None and not self._module_regex(module):
+            return True
+        return self._side_regex is not None and not self._side_regex(module)
 
     def __str__(self) -> str:
         return self.text
@@ -393,6 +438,20 @@ class Filter:
             if rule.matches(module, qualname):
                 return not rule.negate
         return not self._has_positive
+
+    def selects_nothing_in(self, module: str) -> bool:
+        """True when :meth:`selects` is false for every function of ``module``:
+        every positive rule names modules (``:mod:``, ``module-glob:qual-glob``)
+        and none of them this one.  False when unsure.  A first look refuses a
+        whole module on it, so that its other code objects cost no Python."""
+        if not self._has_positive:
+            return False
+        for rule in self.lines:
+            if rule.negate:
+                continue
+            if not rule.never_in(module):
+                return False
+        return True
 
     def excludes(self, module: str, qualname: str) -> bool:
         """Whether the function is in this notrace set (set_ftrace_notrace).

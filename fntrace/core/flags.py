@@ -1,8 +1,16 @@
-"""Ops flags, as the kernel's FTRACE_OPS_FL_* (only those that mean something here)."""
+"""Ops flags, as the kernel's FTRACE_OPS_FL_* (only those that mean something here).
+
+The enum is for the user (``Flags.SAVE_REGS | Flags.RECURSION``, a readable
+repr); the core tests the plain ints of :mod:`fntrace.core.flagbits`, so that
+``import fntrace`` does not import ``enum`` (which costs more than the core).
+"""
 
 from __future__ import annotations
 
 import enum
+
+from fntrace.core import flagbits
+from fntrace.core.flagbits import Event
 
 __all__ = ["Event", "Flags"]
 
@@ -23,26 +31,8 @@ class Flags(enum.IntFlag):
         turning ftrace off is refused while one is registered.
     """
 
-    SAVE_REGS = 1
-    SAVE_REGS_IF_SUPPORTED = 2
-    RECURSION = 4
-    IPMODIFY = 8
-    PERMANENT = 16
-
-
-class Event:
-    """The ``fregs.event`` values: what brought a callback in.
-
-    Entry side (``func``): START (a call, or a generator's first run),
-    RESUME (a generator/coroutine continued after a yield or await),
-    THROW (continued by ``throw()``/``close()``, an exception delivered into it).
-    Exit side (``ret``): RETURN (final return), YIELD (suspension: ``yield``
-    or ``await`` that suspends), UNWIND (left by an exception).
-    """
-
-    START = "start"
-    RESUME = "resume"
-    THROW = "throw"
-    RETURN = "return"
-    YIELD = "yield"
-    UNWIND = "unwind"
+    SAVE_REGS = flagbits.SAVE_REGS
+    SAVE_REGS_IF_SUPPORTED = flagbits.SAVE_REGS_IF_SUPPORTED
+    RECURSION = flagbits.RECURSION
+    IPMODIFY = flagbits.IPMODIFY
+    PERMANENT = flagbits.PERMANENT

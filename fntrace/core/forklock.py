@@ -18,7 +18,12 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+
+# typing is imported for the type checker only: at run time it (with re, contextlib,
+# functools' extras) costs more than the whole core, and `import fntrace` should be cheap.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["ForkSafeLock"]
 

@@ -22,7 +22,12 @@ from __future__ import annotations
 import sys
 import types
 from collections.abc import Callable
-from typing import Any
+
+# typing is imported for the type checker only: at run time it (with re, contextlib,
+# functools' extras) costs more than the whole core, and `import fntrace` should be cheap.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["first_local", "read_locals", "write_back"]
 

@@ -35,9 +35,14 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import Any
 
 from fntrace.core.framelocals import first_local
+
+# typing is imported for the type checker only: at run time it (with re, contextlib,
+# functools' extras) costs more than the whole core, and `import fntrace` should be cheap.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["generated", "user_name"]
 

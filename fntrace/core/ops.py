@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
 
 from fntrace.core.filter import Filter, parse
-from fntrace.core.flags import Flags
 
+# typing is imported for the type checker only: at run time it (with re, contextlib,
+# functools' extras) costs more than the whole core, and `import fntrace` should be cheap.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    from fntrace.core.flags import Flags
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
 
-Callback = Callable[["Function", "Function | None", "Ops", "FtraceRegs"], Any]
+#: A callback's return value is ignored (object, not typing.Any: no typing at run time).
+Callback = Callable[["Function", "Function | None", "Ops", "FtraceRegs"], object]
 
 __all__ = ["Callback", "Ops", "set_filters_applier"]
 
@@ -58,14 +63,17 @@ class Ops:
     """
 
     def __init__(self, func: Callback | None = None, *, ret: Callback | None = None,
-                 flags: Flags = Flags(0), filter: str | Iterable[str] | Filter = (),
+                 flags: Flags | int = 0, filter: str | Iterable[str] | Filter = (),
                  notrace: str | Iterable[str] | Filter = (), private: Any = None) -> None:
         if func is None and ret is None:
             raise ValueError("an ops needs a func or a ret callback")
         self.func = func
         self.ret = ret
-        self.flags = Flags(flags)
-        self._flags = int(self.flags)  # what the core tests (see engine._REGS)
+        if not isinstance(flags, int):
+            from fntrace.core.flags import Flags
+
+            Flags(flags)  # the error the enum gives to anything but an int
+        self._flags = int(flags)  # what the core tests (see engine._REGS)
         self.private = private
         self.filter = _as_filter(filter)
         self.notrace = _as_filter(notrace)
@@ -110,6 +118,11 @@ class Ops:
         return (self.filter.selects(fn.module, fn.qualname)
                 and not self.notrace.excludes(fn.module, fn.qualname))
 
+    def wants_name(self, module: str, qualname: str) -> bool:
+        """:meth:`wants` for a function known by name only (a first look decides
+        before any :class:`Function` is made)."""
+        return self.filter.selects(module, qualname) and not self.notrace.excludes(module, qualname)
+
     # -- errors ------------------------------------------------------------
     def _callback_failed(self, exc: BaseException) -> None:
         self.nerrors += 1
@@ -128,6 +141,13 @@ class Ops:
                               RuntimeWarning, stacklevel=2)
             except Exception:  # warnings turned into errors must not reach the program
                 pass
+
+    @property
+    def flags(self) -> Flags:
+        """The ops' flags, as :class:`fntrace.Flags` (the core tests the int ``_flags``)."""
+        from fntrace.core.flags import Flags  # enum only when someone looks (flagbits.py)
+
+        return Flags(self._flags)
 
     @property
     def registered(self) -> bool:

@@ -16,23 +16,37 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import Any, NamedTuple
+from collections import namedtuple
 
-from fntrace.core.flags import Event
+from fntrace.core.flagbits import Event
 from fntrace.core.framelocals import read_locals, write_back
 from fntrace.core.symbols import Function, function_for_frame
+
+# typing is imported for the type checker only: at run time it (with re, contextlib,
+# functools' extras) costs more than the whole core, and `import fntrace` should be cheap.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple
 
 __all__ = ["CallSite", "FtraceRegs", "FullRegs", "get_regs"]
 
 _PY313 = sys.version_info >= (3, 13)
 
 
-class CallSite(NamedTuple):
-    """Where the traced function was called (or resumed) from."""
+if TYPE_CHECKING:
 
-    filename: str
-    lineno: int
-    function: Function
+    class CallSite(NamedTuple):
+        """Where the traced function was called (or resumed) from."""
+
+        filename: str
+        lineno: int
+        function: Function
+
+else:
+    # The same tuple type built by collections (already imported by threading), so
+    # that typing is not imported at run time.
+    CallSite = namedtuple("CallSite", ["filename", "lineno", "function"], module=__name__)
+    CallSite.__doc__ = "Where the traced function was called (or resumed) from."
 
 
 class FullRegs:

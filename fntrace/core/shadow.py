@@ -27,11 +27,19 @@ The C hot path (fntrace/csrc/) keeps the same rule in its own stacks
 from __future__ import annotations
 
 from operator import attrgetter, itemgetter
-from typing import Any, ClassVar, TypeVar
+
+# typing is imported for the type checker only: at run time it (with re, contextlib,
+# functools' extras) costs more than the whole core, and `import fntrace` should be cheap.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar, TypeVar
 
 __all__ = ["FrameStack", "ShadowStack"]
 
-E = TypeVar("E")
+if TYPE_CHECKING:
+    E = TypeVar("E")
+else:
+    E = object  # list[object] at run time: the element type matters to the type checker only
 
 
 class ShadowStack(list[E]):

@@ -35,6 +35,7 @@ __all__ = [
     "iter_loaded_code",
     "off_code_gone",
     "on_code_gone",
+    "plain_name",
 ]
 
 _PKG_DIR = __file__.rsplit("/", 2)[0] + "/"  # .../fntrace/ (this file is fntrace/core/symbols.py)
@@ -298,6 +299,21 @@ def function_for_frame(frame: types.FrameType) -> Function:
             frame, name if isinstance(name, str) else _guess_module(code))
         fn = function_for_code(code, module, qualname)
     return fn
+
+
+def plain_name(frame: types.FrameType) -> tuple[str, str] | None:
+    """(module, qualname) of the code running in ``frame`` when that is simply its
+    globals' ``__name__`` and its ``co_qualname`` (most code: not generated, not
+    nested in a function), as :func:`function_for_frame` would name it; None
+    otherwise.  A first look decides on it without making a Function, which an
+    unselected code object then never gets."""
+    code = frame.f_code
+    qualname = code.co_qualname
+    module = frame.f_globals.get("__name__")
+    if (type(module) is not str or ".<locals>." in qualname
+            or (code.co_filename[:1] == "<" and naming.generated(code, frame.f_globals))):
+        return None
+    return module, qualname
 
 
 def _guess_module(code: types.CodeType) -> str:

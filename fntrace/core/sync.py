@@ -28,14 +28,20 @@ import threading
 import time
 import types
 from collections.abc import Callable
-from typing import Any, TypeVar
+
+# typing is imported for the type checker only: at run time it (with re, contextlib,
+# functools' extras) costs more than the whole core, and `import fntrace` should be cheap.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
 
 __all__ = ["HOLDER_LOCALS", "holder", "holder_codes", "wait_quiescent"]
 
 #: The local names a holder keeps its ops in (see the module docstring).
 HOLDER_LOCALS = ("op", "targets")
 
-F = TypeVar("F", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    F = TypeVar("F", bound=Callable[..., Any])
 
 _codes: set[types.CodeType] = set()
 

@@ -31,6 +31,8 @@ typedef struct {
     PyObject *exit_call;    /* engine.exit_call */
     PyObject *disable;      /* sys.monitoring.DISABLE */
     PyObject *ev_start, *ev_resume, *ev_throw, *ev_return, *ev_yield, *ev_unwind;
+    PyObject *refused;      /* engine.refused_modules: [ {module name: True} ] or NULL */
+    PyObject *name_key;     /* "__name__" */
     int borrow;             /* slots is listed in code_tables */
 } Dispatcher;
 
@@ -38,10 +40,17 @@ static int
 Dispatcher_init(Dispatcher *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"sites", "slow_start", "slow_resume", "exit_call", "events",
-                             "disable", NULL};
-    PyObject *sites, *ss, *sr, *ec, *events, *disable;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOO!O", kwlist, &PyDict_Type, &sites,
-                                     &ss, &sr, &ec, &PyTuple_Type, &events, &disable))
+                             "disable", "refused", NULL};
+    PyObject *sites, *ss, *sr, *ec, *events, *disable, *refused = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOO!O|O!", kwlist, &PyDict_Type, &sites,
+                                     &ss, &sr, &ec, &PyTuple_Type, &events, &disable,
+                                     &PyList_Type, &refused))
+        return -1;
+    if (refused != NULL && PyList_GET_SIZE(refused) != 1) {
+        PyErr_SetString(PyExc_ValueError, "refused: a list of one dict");
+        return -1;
+    }
+    if (self->name_key == NULL && (self->name_key = PyUnicode_InternFromString("__name__")) == NULL)
         return -1;
     PyObject **ev[6] = {&self->ev_start, &self->ev_resume, &self->ev_throw,
                         &self->ev_return, &self->ev_yield, &self->ev_unwind};
@@ -60,6 +69,7 @@ Dispatcher_init(Dispatcher *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->slow_resume, Py_NewRef(sr));
     Py_XSETREF(self->exit_call, Py_NewRef(ec));
     Py_XSETREF(self->disable, Py_NewRef(disable));
+    Py_XSETREF(self->refused, Py_XNewRef(refused));
     return 0;
 }
 
@@ -73,6 +83,7 @@ Dispatcher_traverse(Dispatcher *self, visitproc visit, void *arg)
     Py_VISIT(self->slow_start);
     Py_VISIT(self->slow_resume);
     Py_VISIT(self->exit_call);
+    Py_VISIT(self->refused);
     return 0;
 }
 
@@ -91,6 +102,8 @@ Dispatcher_clear(Dispatcher *self)
     Py_CLEAR(self->ev_return);
     Py_CLEAR(self->ev_yield);
     Py_CLEAR(self->ev_unwind);
+    Py_CLEAR(self->refused);
+    Py_CLEAR(self->name_key);
     return 0;
 }
 
@@ -229,6 +242,41 @@ enter_first(Dispatcher *self, PyObject *const *args, PyObject *event, PyObject *
     return r;
 }
 
+/* 1 when `code`'s module is one the engine refused as a whole (no ops can select
+ * any of its functions: engine.discover), so that its code is DISABLEd here
+ * without Python.  Only for code the engine names by its globals' __name__
+ * (a file name not in <...>: never generated code, which naming.py may name
+ * after its caller's module).  No Python code runs between this test and the
+ * DISABLE taking effect, and the engine replaces the dict before any rebuild,
+ * so a refusal is never one of older filters. */
+static int
+refused_module(Dispatcher *self, PyObject *code)
+{
+    if (self->refused == NULL)
+        return 0;
+    PyObject *refused = PyList_GET_ITEM(self->refused, 0);
+    if (!PyDict_CheckExact(refused) || PyDict_GET_SIZE(refused) == 0 || !PyCode_Check(code))
+        return 0;
+    PyObject *filename = ((PyCodeObject *)code)->co_filename;
+    if (!PyUnicode_Check(filename) || PyUnicode_GET_LENGTH(filename) == 0
+            || PyUnicode_READ_CHAR(filename, 0) == '<')
+        return 0;
+    PyObject *globals = PyEval_GetGlobals();  /* borrowed: the traced frame's */
+    if (globals == NULL || !PyDict_CheckExact(globals))
+        return 0;
+    PyObject *name = PyDict_GetItemWithError(globals, self->name_key);
+    if (name == NULL || !PyUnicode_CheckExact(name)) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *hit = PyDict_GetItemWithError(refused, name);
+    if (hit == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
 static PyObject *
 enter_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want,
             PyObject *event, PyObject *slow)
@@ -248,6 +296,8 @@ enter_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, Py_ssize_
     }
     if (slow == NULL)
         Py_RETURN_NONE;
+    if (refused_module(self, args[0]))
+        return Py_NewRef(self->disable);
     /* sys.monitoring holds no reference to a callback while it runs: another
      * thread may stop the backend (and free this dispatcher) while discover_at
      * runs Python code, so the dispatcher is held until it is done with. */

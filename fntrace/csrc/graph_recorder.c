@@ -197,12 +197,26 @@ static PyTypeObject GraphStack_Type = {
 /* GraphRecorder                                                              */
 /* ------------------------------------------------------------------------- */
 
+/* The text of a small int argument or value, "name=digits" or "digits" (name
+ * NULL): direct-mapped by (name, value), since the same small ints come back
+ * call after call (counters, indexes, sizes, flags) and a hit costs a
+ * reference instead of an allocation and its later free.  Holds its name and
+ * text. */
+#define INT_TEXTS 256
+typedef struct {
+    PyObject *name;
+    PyObject *text;
+    long n;
+} IntText;
+
 typedef struct {
     FNT_RECORDER_HEAD
+    IntText *ints;                /* INT_TEXTS entries, or NULL until the first */
     PyObject *tls;                /* the tracer's threading.local (its .stack) */
     long long max_depth;
     TlsCache s_stack;
     PyObject *ev_unwind;
+    PyObject *ev_other;           /* the last event found not to be an unwind */
     /* funcgraph-args / funcgraph-retval, and the instance's SafeRepr (whose
      * text limit the common values are rendered with, in C) */
     int args, retval;
@@ -220,6 +234,7 @@ GraphRecorder_init(GraphRecorder *self, PyObject *args, PyObject *kwds)
     fnt_recorder_bind((fnt_recorder *)self, rb);
     Py_XSETREF(self->tls, Py_NewRef(tls));
     Py_XSETREF(self->ev_unwind, Py_NewRef(unwind));
+    Py_CLEAR(self->ev_other);
     self->max_depth = 0;
     return 0;
 }
@@ -230,7 +245,14 @@ GraphRecorder_traverse(GraphRecorder *self, visitproc visit, void *arg)
     Py_VISIT(self->tls);
     Py_VISIT(self->s_stack.obj);
     Py_VISIT(self->ev_unwind);
+    Py_VISIT(self->ev_other);
     Py_VISIT(self->safe_repr);
+    if (self->ints != NULL) {
+        for (int i = 0; i < INT_TEXTS; i++) {
+            Py_VISIT(self->ints[i].name);
+            Py_VISIT(self->ints[i].text);
+        }
+    }
     return fnt_recorder_traverse_common((fnt_recorder *)self, visit, arg);
 }
 
@@ -240,7 +262,17 @@ GraphRecorder_clear(GraphRecorder *self)
     Py_CLEAR(self->tls);
     Py_CLEAR(self->s_stack.obj);
     Py_CLEAR(self->ev_unwind);
+    Py_CLEAR(self->ev_other);
     Py_CLEAR(self->safe_repr);
+    if (self->ints != NULL) {
+        IntText *ints = self->ints;
+        self->ints = NULL;
+        for (int i = 0; i < INT_TEXTS; i++) {
+            Py_CLEAR(ints[i].name);
+            Py_CLEAR(ints[i].text);
+        }
+        PyMem_Free(ints);
+    }
     fnt_recorder_clear_common((fnt_recorder *)self);
     return 0;
 }
@@ -270,6 +302,44 @@ graph_stack(GraphRecorder *self, int create, unsigned long long tsid)
  * Anything else is the instance's SafeRepr's to render. */
 static PyObject *graph_repr(GraphRecorder *self, PyObject *v);
 
+/* "prefix=tail" (or "tail" when prefix is NULL) as one str, written in place:
+ * PyUnicode_FromFormat parses its format and builds through a writer, most of
+ * an argument's cost.  NULL without an error when prefix is not ASCII (the
+ * caller formats it the general way); tail is ASCII. */
+static PyObject *
+ascii_join(PyObject *prefix, const char *tail, Py_ssize_t ntail)
+{
+    Py_ssize_t np = 0;
+    if (prefix != NULL) {
+        if (!PyUnicode_Check(prefix) || !PyUnicode_IS_ASCII(prefix))
+            return NULL;
+        np = PyUnicode_GET_LENGTH(prefix) + 1;
+    }
+    PyObject *s = PyUnicode_New(np + ntail, 127);
+    if (s == NULL)
+        return NULL;
+    Py_UCS1 *d = PyUnicode_1BYTE_DATA(s);
+    if (prefix != NULL) {
+        memcpy(d, PyUnicode_1BYTE_DATA(prefix), (size_t)(np - 1));
+        d[np - 1] = '=';
+    }
+    memcpy(d + np, tail, (size_t)ntail);
+    return s;
+}
+
+/* "name=text" for two str: in place when both are ASCII, else by PyUnicode_FromFormat. */
+static PyObject *
+name_equals(PyObject *name, PyObject *text)
+{
+    if (PyUnicode_IS_ASCII(text)) {
+        PyObject *s = ascii_join(name, (const char *)PyUnicode_1BYTE_DATA(text),
+                                 PyUnicode_GET_LENGTH(text));
+        if (s != NULL || PyErr_Occurred())
+            return s;
+    }
+    return PyUnicode_FromFormat("%U=%U", name, text);
+}
+
 /* A machine-size int (the commonest argument and value) as "prefix=digits" or
  * "digits" in one allocation; NULL without an error when `v` is no such int or
  * its text would pass the limit (graph_repr then cuts it). */
@@ -286,7 +356,32 @@ graph_small_int(GraphRecorder *self, PyObject *prefix, PyObject *v)
     }
     if (self->max_len < 20)
         return NULL;
-    return prefix ? PyUnicode_FromFormat("%U=%ld", prefix, n) : PyUnicode_FromFormat("%ld", n);
+    if (self->ints == NULL && (self->ints = PyMem_Calloc(INT_TEXTS, sizeof(IntText))) == NULL)
+        return PyErr_NoMemory();
+    IntText *e = &self->ints[(((uintptr_t)prefix >> 4) ^ ((unsigned long)n * 2654435761UL))
+                             & (INT_TEXTS - 1)];
+    if (e->text != NULL && e->name == prefix && e->n == n)
+        return Py_NewRef(e->text);
+    char buf[24], *end = buf + sizeof(buf), *p = end;  /* "%ld", written backwards */
+    unsigned long u = n < 0 ? 0UL - (unsigned long)n : (unsigned long)n;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (n < 0)
+        *--p = '-';
+    PyObject *s = ascii_join(prefix, p, end - p);
+    if (s == NULL && !PyErr_Occurred())
+        s = PyUnicode_FromFormat("%U=%ld", prefix, n);  /* a non-ASCII name */
+    if (s != NULL) {
+        PyObject *old_name = e->name, *old_text = e->text;
+        e->name = Py_XNewRef(prefix);
+        e->text = Py_NewRef(s);
+        e->n = n;
+        Py_XDECREF(old_name);  /* after the entry is whole: a dealloc may run code */
+        Py_XDECREF(old_text);
+    }
+    return s;
 }
 
 static PyObject *
@@ -386,7 +481,7 @@ graph_args_text(GraphRecorder *self, Where *w)
             Py_INCREF(v);
             PyObject *r = graph_repr(self, v);
             Py_DECREF(v);
-            part = r ? PyUnicode_FromFormat("%U=%U", name, r) : NULL;
+            part = r ? name_equals(name, r) : NULL;
             Py_XDECREF(r);
         }
         if (part != NULL && one != NULL) {  /* a second part: from here on a list */
@@ -490,10 +585,16 @@ graph_exit(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObje
         return -1;
     PyObject *value = Py_None;
     long long size = EVENT_OVERHEAD;
-    /* whether this exit is an unwind, asked only when it matters (a string compare) */
-    int unwind = ((exc != NULL && exc != Py_None) || self->retval) &&
-        (event == self->ev_unwind ||
-         (PyUnicode_Check(event) && PyUnicode_Compare(event, self->ev_unwind) == 0));
+    /* whether this exit is an unwind, asked only when it matters: by identity with
+     * the unwind event or the last event that was not one (held), so that the
+     * string compare runs once per distinct event object, not per exit */
+    int unwind = 0;
+    if (((exc != NULL && exc != Py_None) || self->retval) && event != self->ev_other) {
+        unwind = event == self->ev_unwind ||
+                 (PyUnicode_Check(event) && PyUnicode_Compare(event, self->ev_unwind) == 0);
+        if (!unwind && !PyErr_Occurred())
+            Py_XSETREF(self->ev_other, Py_NewRef(event));
+    }
     if (unwind && exc != NULL && exc != Py_None) {
         value = PyType_GetName(Py_TYPE(exc));
         if (value == NULL)

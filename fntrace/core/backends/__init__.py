@@ -25,34 +25,42 @@ from __future__ import annotations
 import sys
 import types
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
 
+# typing is imported for the type checker only: at run time it (with re, contextlib,
+# functools' extras) costs more than the whole core, and `import fntrace` should be cheap.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Protocol
+
     from fntrace.core.engine import Site
 
 __all__ = ["Backend", "Registry", "choose", "create", "status"]
 
 
-class Backend(Protocol):
-    """What the engine asks of a backend (all under the registry lock)."""
+if TYPE_CHECKING:
+    # What the engine asks of a backend: a Protocol for the type checker only (the
+    # backends do not subclass it), so typing is not imported at run time.
 
-    def start(self) -> None:
-        """Begin delivering events (the first ops was registered)."""
+    class Backend(Protocol):
+        """What the engine asks of a backend (all under the registry lock)."""
 
-    def stop(self) -> None:
-        """Deliver no event any more (the last ops went)."""
+        def start(self) -> None:
+            """Begin delivering events (the first ops was registered)."""
 
-    def patch(self, site: Site) -> None:
-        """Arm ``site.code`` for the events its site needs (exits when ``site.has_ret``)."""
+        def stop(self) -> None:
+            """Deliver no event any more (the last ops went)."""
 
-    def unpatch(self, code: types.CodeType) -> None:
-        """``code`` is no site any more: disarm it."""
+        def patch(self, site: Site) -> None:
+            """Arm ``site.code`` for the events its site needs (exits when ``site.has_ret``)."""
 
-    def rediscover(self, grow: bool) -> None:
-        """Sites were recomputed; ``grow``: code already dismissed may be wanted now."""
+        def unpatch(self, code: types.CodeType) -> None:
+            """``code`` is no site any more: disarm it."""
 
-    def sites_changed(self) -> None:
-        """Sites were replaced or removed: drop anything cached from the old ones."""
+        def rediscover(self, grow: bool) -> None:
+            """Sites were recomputed; ``grow``: code already dismissed may be wanted now."""
+
+        def sites_changed(self) -> None:
+            """Sites were replaced or removed: drop anything cached from the old ones."""
 
 
 class Registry:
@@ -63,17 +71,22 @@ class Registry:
     seen for the first time, or returns None; ``exit_call`` delivers an exit;
     ``generation()`` changes with every rebuild of the sites, so that a
     decision taken outside the lock ("no site": DISABLE, a cache entry) is
-    dropped if a rebuild came in between.
+    dropped if a rebuild came in between.  ``refused`` holds one dict, the
+    modules none of whose code any ops can select (module name -> True), which
+    a backend may refuse by name without calling ``discover``; the engine puts
+    a new dict there before each rebuild.
     """
 
-    __slots__ = ("discover", "exit_call", "generation", "sites")
+    __slots__ = ("discover", "exit_call", "generation", "refused", "sites")
 
     def __init__(self, sites: dict[int, Any], discover: Callable[..., Any],
-                 exit_call: Callable[..., None], generation: Callable[[], int]) -> None:
+                 exit_call: Callable[..., None], generation: Callable[[], int],
+                 refused: list[dict[str, bool]] | None = None) -> None:
         self.sites = sites
         self.discover = discover
         self.exit_call = exit_call
         self.generation = generation
+        self.refused = refused if refused is not None else [{}]
 
 
 def choose() -> tuple[str, str]:

@@ -26,7 +26,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 from fntrace.core import accel as _accel
-from fntrace.core.flags import Event
+from fntrace.core.flagbits import Event
 from fntrace.core.interrupts import interrupt_token
 
 if TYPE_CHECKING:
@@ -190,7 +190,7 @@ class MonitoringBackend:
             # code goes to discover_at above.
             fast = speedups.Dispatcher(sites, discover_at, discover_at, exit_call,
                                        (START, RESUME, THROW, RETURN, YIELD, UNWIND),
-                                       disable)
+                                       disable, registry.refused)
             self.dispatcher = fast
             callbacks = {E.PY_START: fast.py_start, E.PY_RESUME: fast.py_resume,
                          E.PY_THROW: fast.py_throw, E.PY_RETURN: fast.py_return,

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from fntrace.core import accel as _accel
 from fntrace.core import symbols
-from fntrace.core.flags import Event
+from fntrace.core.flagbits import Event
 from fntrace.core.interrupts import interrupt_token
 
 if TYPE_CHECKING:
