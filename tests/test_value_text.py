@@ -309,3 +309,30 @@ def test_record_command_line_repr_call(tmp_path: Any) -> None:
         out[bool(flag)] = [ln for ln in replay.stdout.splitlines() if "f(x=" in ln]
     assert len(out[False]) == 1 and "f(x=<__main__.R object at 0x" in out[False][0]
     assert len(out[True]) == 1 and "f(x=mine)" in out[True][0]
+
+
+def takes_plain(x: Any) -> None:
+    return None
+
+
+def test_a_class_that_gains_a_repr_later_is_still_not_called(hot_path: str) -> None:
+    """Both paths decide a plain class fast (C: its tp_repr at each call; Python:
+    a per-class cache): a ``__repr__`` given to the class afterwards is not run."""
+    class Late:
+        pass
+
+    first, second = Late(), Late()
+    with fntrace.trace("function_graph", filter=f"{HERE}:takes_plain",
+                       funcgraph_args=1, repr_max_len=400) as inst:
+        takes_plain(first)
+        Late.__repr__ = lambda self: LOG.append("late repr") or "late"  # type: ignore
+        takes_plain(second)
+    shown = [ln.split("|", 1)[1].strip() for ln in inst.read("trace").splitlines()
+             if not ln.startswith("#")]
+    late = f"{HERE}.test_a_class_that_gains_a_repr_later_is_still_not_called.<locals>.Late"
+    assert shown == [f"{HERE}:takes_plain(x=<{late} object at {id(obj):#x}>);"
+                     for obj in (first, second)]
+
+
+def test_bytearray_is_cut_before_repr() -> None:
+    assert value_text(bytearray(b"x" * 100_000), 8) == "bytearray(b'xxxxxxxxx')"

@@ -222,6 +222,7 @@ typedef struct {
     int args, retval;
     PyObject *safe_repr;
     Py_ssize_t max_len;
+    int repr_call;                /* safe_repr.call: the program's reprs are called */
 } GraphRecorder;
 
 static int
@@ -301,6 +302,7 @@ graph_stack(GraphRecorder *self, int create, unsigned long long tsid)
  * bytes (cut before repr, so bounded and never timed), with its text limit.
  * Anything else is the instance's SafeRepr's to render. */
 static PyObject *graph_repr(GraphRecorder *self, PyObject *v);
+static int graph_repr_is_plain(PyTypeObject *t);
 
 /* "prefix=tail" (or "tail" when prefix is NULL) as one str, written in place:
  * PyUnicode_FromFormat parses its format and builds through a writer, most of
@@ -406,6 +408,8 @@ graph_repr(GraphRecorder *self, PyObject *v)
                                              : Py_NewRef(v);
         text = cut ? PyObject_Repr(cut) : NULL;
         Py_XDECREF(cut);
+    } else if (!self->repr_call && graph_repr_is_plain(t)) {
+        text = PyObject_Repr(v);
     } else {
         return PyObject_CallOneArg(self->safe_repr, v);
     }
@@ -422,6 +426,21 @@ graph_repr(GraphRecorder *self, PyObject *v)
         Py_DECREF(head);
     }
     return text;
+}
+
+/* Whether v's repr is C code that runs nothing of the program's and reads only
+ * v's type and address, or fields of v's own that are no program objects
+ * (value_text.py's identity form and the C reprs it calls as they are): checked
+ * at each call, since a class that gains a __repr__ gets another tp_repr. */
+static int
+graph_repr_is_plain(PyTypeObject *t)
+{
+    return t->tp_repr == PyBaseObject_Type.tp_repr || t == &PyFunction_Type ||
+           t == &PyCFunction_Type || t == &PyGen_Type || t == &PyCoro_Type ||
+           t == &PyAsyncGen_Type || t == &PyCode_Type || t == &PyRange_Type ||
+           t == &PyType_Type || t == &PyMethodDescr_Type || t == &PyWrapperDescr_Type ||
+           t == &PyGetSetDescr_Type || t == &PyMemberDescr_Type ||
+           t == &PyClassMethodDescr_Type || t == &PyCell_Type;
 }
 
 /* The code and fast locals of the frame a callback runs for (0: none). */
@@ -669,9 +688,15 @@ GraphRecorder_reprs(GraphRecorder *self, PyObject *const *a, Py_ssize_t nargs)
             PyErr_SetString(PyExc_ValueError, "safe_repr.max_len < 0");
         return NULL;
     }
+    PyObject *call = PyObject_GetAttrString(a[2], "call");
+    int repr_call = call ? PyObject_IsTrue(call) : -1;
+    Py_XDECREF(call);
+    if (repr_call < 0)
+        return NULL;
     self->args = args;
     self->retval = retval;
     self->max_len = ml;
+    self->repr_call = repr_call;
     Py_XSETREF(self->safe_repr, Py_NewRef(a[2]));
     Py_RETURN_NONE;
 }

@@ -23,11 +23,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fntrace.tracing.value_text import value_text
+from fntrace.tracing.value_text import text_maker
 
 __all__ = ["SafeRepr", "slow_note"]
 
-_CHEAP = (int, float, bool, type(None), complex)
+_CHEAP = frozenset({int, float, bool, type(None), complex})
 
 
 class _Repr(reprlib.Repr):
@@ -46,6 +46,7 @@ class SafeRepr:
         self.max_us = max_us
         #: options/repr-call: the program's own __repr__ is called (else value_text).
         self.call = call
+        self._value_text = text_maker(max_len)
         self.slow_types: set[type] = set()
         #: Told once per type, when its reprs stop: the text of a marker line, so a
         #: reader of the trace knows why an argument's text changed mid-trace.
@@ -57,17 +58,9 @@ class SafeRepr:
         self._reprlib.maxlist = self._reprlib.maxtuple = self._reprlib.maxdict = 6
         self._reprlib.maxset = self._reprlib.maxfrozenset = 6
 
-    def __call__(self, value: Any) -> str:
-        """``value``'s text, by value_text or (``call``) the program's repr."""
-        return self._text(value, self.call)
-
-    def called(self, value: Any) -> str:
-        """``value``'s text by the program's own repr, whatever ``call`` says: for
-        a spec that asks for it by name (a probe's or a span's ``:repr``, as
-        ``:str`` asks for ``str()``)."""
-        return self._text(value, True)
-
-    def _text(self, value: Any, call: bool) -> str:
+    def __call__(self, value: Any, call: bool | None = None) -> str:
+        """``value``'s text, by value_text or (``call``; default: the option's)
+        the program's repr."""
         cls = type(value)
         if cls in _CHEAP:
             text = repr(value)
@@ -75,9 +68,9 @@ class SafeRepr:
             # Cut before repr: bounded work, so never timed (a pause of the process
             # would otherwise mark str "slow" for the rest of the trace).
             text = repr(value[: self.max_len + 1])
-        elif not call:
+        elif not (self.call if call is None else call):
             try:
-                text = value_text(value, self.max_len)
+                text = self._value_text(value)
             except KeyboardInterrupt:
                 raise  # a Ctrl-C that landed in here: the program's (docs/exceptions.md)
             except Exception as exc:  # MemoryError, RecursionError: fntrace's own
@@ -89,6 +82,12 @@ class SafeRepr:
         if len(text) > self.max_len:
             text = text[: max(self.max_len - 3, 1)] + "..."
         return text
+
+    def called(self, value: Any) -> str:
+        """``value``'s text by the program's own repr, whatever ``call`` says: for
+        a spec that asks for it by name (a probe's or a span's ``:repr``, as
+        ``:str`` asks for ``str()``)."""
+        return self(value, True)
 
     def _program_repr(self, value: Any, cls: type) -> str:
         t0 = time.perf_counter_ns()

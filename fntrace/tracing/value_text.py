@@ -35,11 +35,12 @@ import dataclasses
 import enum
 import sys
 import types
+import weakref
 from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
-__all__ = ["MAX_ITEMS", "MAX_LEVEL", "value_text"]
+__all__ = ["MAX_ITEMS", "MAX_LEVEL", "text_maker", "value_text"]
 
 #: Items shown of a container (then ``...``), as reprlib's default of 6.
 MAX_ITEMS = 6
@@ -65,7 +66,7 @@ _C_REPRS: frozenset[type] = frozenset({
     types.ClassMethodDescriptorType, types.GetSetDescriptorType,
     types.MemberDescriptorType, types.CodeType, types.CellType, types.FrameType,
     types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType, range,
-    type(None), type(NotImplemented), type(Ellipsis), bytearray,
+    type(None), type(NotImplemented), type(Ellipsis),
 })
 
 #: Standard library value types whose repr reads only the value's own fields
@@ -155,14 +156,25 @@ class _Walk:
 
     def text(self, value: Any, level: int) -> str:
         cls = type(value)
-        if cls is str or cls is bytes:
-            return repr(value[: self.max_len + 1])
-        if cls in _C_REPRS or cls is type:
-            return repr(value)
+        rule = _FAST.get(cls)
+        if rule is not None:
+            if rule is _REPR:
+                return repr(value)
+            if rule is _CUT:
+                return repr(value[: self.max_len + 1])
+            return rule(self, value, level)  # type: ignore[operator]
+        known = _PLAIN.get(id(cls))
+        if known is not None and known() is cls:
+            return object.__repr__(value)
+        return self.slow(value, cls, level)
+
+    def slow(self, value: Any, cls: type, level: int) -> str:
+        """A type :data:`_FAST` and :data:`_PLAIN` do not know yet."""
         if issubclass(cls, type):  # a class whose metaclass has its own repr: type's
             return type.__repr__(value)
         owner = _owner(cls)
         if owner is None or owner is object:
+            _remember_plain(cls)
             return object.__repr__(value)
         if owner in _SCALARS:
             return owner.__repr__(value)  # type: ignore[call-arg]
@@ -300,6 +312,56 @@ _CONTAINERS: dict[type, Callable[[_Walk, Any, int], str]] = {
     list: _seq(list, "[", "]"), tuple: _seq(tuple, "(", ")"), dict: _dict, set: _set,
     frozenset: _set,
 }
+
+
+#: Markers of :data:`_FAST`: call repr() (a C repr of the closed set above, or
+#: an exact scalar); cut then repr() (exact str, bytes and bytearray).
+_REPR = object()
+_CUT = object()
+#: Exact types and what their text is: a marker, or a container's walk.  A
+#: dict lookup by type decides the commonest values at once.
+_FAST: dict[type, Any] = {
+    **dict.fromkeys(_C_REPRS, _REPR), **dict.fromkeys((bool, int, float, complex, type), _REPR),
+    str: _CUT, bytes: _CUT, bytearray: _CUT, **_CONTAINERS,
+}
+#: Classes (by id, with a weak reference to tell a reused id) whose repr is
+#: object's own: shown at once as ``<module.Class object at 0x...>``.  An entry
+#: goes with its class; a class that gains a ``__repr__`` later still shows the
+#: identity form, which runs nothing either.
+_PLAIN: dict[int, weakref.ref[type]] = {}
+
+
+def _remember_plain(cls: type) -> None:
+    key = id(cls)
+    try:
+        _PLAIN[key] = weakref.ref(cls, lambda _ref: _PLAIN.pop(key, None))
+    except TypeError:  # a type that takes no weak reference: decided every time
+        pass
+
+
+def text_maker(max_len: int) -> Callable[[Any], str]:
+    """``value_text`` with ``max_len`` fixed: what a SafeRepr keeps for its values.
+
+    The commonest values are decided here without a call of the walker: an
+    exact type of :data:`_FAST`, or a class :data:`_PLAIN` knows."""
+    walk = _Walk(max_len)
+    fast, plain, as_is, cut, identity = _FAST, _PLAIN, _REPR, _CUT, object.__repr__
+
+    def text(value: Any) -> str:
+        cls = type(value)
+        rule = fast.get(cls)
+        if rule is as_is:
+            return repr(value)
+        if rule is None:
+            known = plain.get(id(cls))
+            if known is not None and known() is cls:
+                return identity(value)
+            return walk.slow(value, cls, 0)
+        if rule is cut:
+            return repr(value[: max_len + 1])
+        return rule(walk, value, 0)  # type: ignore[no-any-return]
+
+    return text
 
 
 def value_text(value: Any, max_len: int) -> str:
