@@ -163,18 +163,18 @@ class _Walk:
             if rule is _CUT:
                 return repr(value[: self.max_len + 1])
             return rule(self, value, level)  # type: ignore[operator]
-        known = _PLAIN.get(id(cls))
-        if known is not None and known() is cls:
-            return object.__repr__(value)
+        known = _KNOWN.get(id(cls))
+        if known is not None and known[0]() is cls:
+            return known[1](self, value, level)
         return self.slow(value, cls, level)
 
     def slow(self, value: Any, cls: type, level: int) -> str:
-        """A type :data:`_FAST` and :data:`_PLAIN` do not know yet."""
+        """A type :data:`_FAST` and :data:`_KNOWN` do not know (yet)."""
         if issubclass(cls, type):  # a class whose metaclass has its own repr: type's
             return type.__repr__(value)
         owner = _owner(cls)
         if owner is None or owner is object:
-            _remember_plain(cls)
+            _remember(cls, _identity)
             return object.__repr__(value)
         if owner in _SCALARS:
             return owner.__repr__(value)  # type: ignore[call-arg]
@@ -211,7 +211,10 @@ class _Walk:
             items = tuple.__getitem__(value, slice(0, MAX_ITEMS))
             return self.fields(_NAME(cls), zip(names, items, strict=False), len(names), level)
         if "__dataclass_fields__" in space and _plain_metaclass(owner):
-            return self.dataclass(value, cls, owner, level)
+            plan = _DataclassText(cls, owner)
+            _remember(cls, plan)
+            return plan(self, value, level)
+        _remember(cls, _identity)  # a repr of the program's (or one not rebuilt here)
         return object.__repr__(value)
 
     def sequence(self, head: Any, n: int, left: str, right: str, level: int) -> str:
@@ -251,34 +254,54 @@ class _Walk:
             return object.__repr__(value)
         return f"<{_NAME(cls)}.{name}: {self.text(raw, level + 1)}>"
 
-    def dataclass(self, value: Any, cls: type, owner: type, level: int) -> str:
-        own = _instance_dict(value) or {}
-        pairs = []
+
+class _DataclassText:
+    """A dataclass's text, as its generated repr shows it, from the fields it
+    lists (``repr=True``), planned once per class: each field read from a slot
+    or the instance dict, never through a property or descriptor of the
+    program's.  Holds no reference to the class (a class that goes away takes
+    its plan with it, see :func:`_remember`)."""
+
+    def __init__(self, cls: type, owner: type) -> None:
+        self.name = _QUALNAME(cls)
+        fields = []
         for f in dataclasses.fields(owner):
             if f.repr:
-                pairs.append((f.name, self.attribute(value, cls, own, f.name, level + 1)))
-        if level >= MAX_LEVEL:
-            return f"{_QUALNAME(cls)}(...)"
-        shown = [f"{k}={v}" for k, v in pairs[:MAX_ITEMS]]
-        if len(pairs) > MAX_ITEMS:
-            shown.append("...")
-        return f"{_QUALNAME(cls)}({', '.join(shown)})"
+                attr = _class_attr(cls, f.name)
+                kind = (_SLOT if type(attr) is _MEMBER else
+                        _HIDDEN if attr is not None and _is_data_descriptor(attr) else _OWN)
+                fields.append((f.name, kind))
+        self.fields = tuple(fields)
 
-    def attribute(self, value: Any, cls: type, own: dict[str, Any], name: str,
-                  level: int) -> str:
-        """One field's text: from a slot or the instance dict, never a descriptor
-        of the program's."""
-        attr = _class_attr(cls, name)
-        if type(attr) is _MEMBER:
-            try:
-                return self.text(attr.__get__(value, cls), level)
-            except AttributeError:
-                return "<unset>"
-        if attr is not None and _is_data_descriptor(attr):
-            return "<descriptor>"
-        if name in own:
-            return self.text(own[name], level)
-        return "<unset>" if attr is None else self.text(attr, level)
+    def __call__(self, walk: _Walk, value: Any, level: int) -> str:
+        if level >= MAX_LEVEL:
+            return f"{self.name}(...)"
+        own = _instance_dict(value) or {}
+        cls = type(value)
+        shown = []
+        for name, kind in self.fields[:MAX_ITEMS]:
+            if kind is _HIDDEN:
+                text = "<descriptor>"
+            elif kind is _SLOT:
+                slot = _class_attr(cls, name)
+                try:
+                    text = walk.text(slot.__get__(value, cls), level + 1)
+                except AttributeError:
+                    text = "<unset>"
+            elif name in own:
+                text = walk.text(own[name], level + 1)
+            else:
+                default = _class_attr(cls, name)
+                text = "<unset>" if default is None else walk.text(default, level + 1)
+            shown.append(f"{name}={text}")
+        if len(self.fields) > MAX_ITEMS:
+            shown.append("...")
+        return f"{self.name}({', '.join(shown)})"
+
+
+#: How a dataclass field is read: from a slot, from the instance dict (or the
+#: class default), or not at all (a data descriptor of the program's).
+_SLOT, _OWN, _HIDDEN = "slot", "own", "hidden"
 
 
 def _seq(base: Any, left: str, right: str) -> Callable[[_Walk, Any, int], str]:
@@ -324,17 +347,21 @@ _FAST: dict[type, Any] = {
     **dict.fromkeys(_C_REPRS, _REPR), **dict.fromkeys((bool, int, float, complex, type), _REPR),
     str: _CUT, bytes: _CUT, bytearray: _CUT, **_CONTAINERS,
 }
-#: Classes (by id, with a weak reference to tell a reused id) whose repr is
-#: object's own: shown at once as ``<module.Class object at 0x...>``.  An entry
-#: goes with its class; a class that gains a ``__repr__`` later still shows the
-#: identity form, which runs nothing either.
-_PLAIN: dict[int, weakref.ref[type]] = {}
+#: What the walker decided for a class (by id, with a weak reference to tell a
+#: reused id): the identity form, or a dataclass's plan.  An entry goes with its
+#: class.  A decision made once stays: a class that gains a ``__repr__`` later
+#: still shows as decided, which runs nothing of the program's either.
+_KNOWN: dict[int, tuple[weakref.ref[type], Callable[[_Walk, Any, int], str]]] = {}
 
 
-def _remember_plain(cls: type) -> None:
+def _identity(walk: _Walk, value: Any, level: int) -> str:
+    return object.__repr__(value)
+
+
+def _remember(cls: type, how: Callable[[_Walk, Any, int], str]) -> None:
     key = id(cls)
     try:
-        _PLAIN[key] = weakref.ref(cls, lambda _ref: _PLAIN.pop(key, None))
+        _KNOWN[key] = (weakref.ref(cls, lambda _ref: _KNOWN.pop(key, None)), how)
     except TypeError:  # a type that takes no weak reference: decided every time
         pass
 
@@ -343,9 +370,9 @@ def text_maker(max_len: int) -> Callable[[Any], str]:
     """``value_text`` with ``max_len`` fixed: what a SafeRepr keeps for its values.
 
     The commonest values are decided here without a call of the walker: an
-    exact type of :data:`_FAST`, or a class :data:`_PLAIN` knows."""
+    exact type of :data:`_FAST`, or a class :data:`_KNOWN` knows."""
     walk = _Walk(max_len)
-    fast, plain, as_is, cut, identity = _FAST, _PLAIN, _REPR, _CUT, object.__repr__
+    fast, known, as_is, cut = _FAST, _KNOWN, _REPR, _CUT
 
     def text(value: Any) -> str:
         cls = type(value)
@@ -353,9 +380,9 @@ def text_maker(max_len: int) -> Callable[[Any], str]:
         if rule is as_is:
             return repr(value)
         if rule is None:
-            known = plain.get(id(cls))
-            if known is not None and known() is cls:
-                return identity(value)
+            how = known.get(id(cls))
+            if how is not None and how[0]() is cls:
+                return how[1](walk, value, 0)
             return walk.slow(value, cls, 0)
         if rule is cut:
             return repr(value[: max_len + 1])
