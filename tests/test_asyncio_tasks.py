@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -123,6 +124,49 @@ def test_no_task_notes_without_asyncio_or_with_the_option_off(hot_path: str) -> 
     _, pairs = traced_run("function_graph", tasks=0)
     assert not [ev for _, ev in pairs if ev[2] == TASK.tag]
     assert [ev for _, ev in pairs if ev[2] == ENTRY.tag]
+
+
+def test_task_steps_are_noted_in_c_where_the_extension_reads_frames(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every step passes Handle._run: on the C path its notes are the
+    TaskRecorder's, with no Python callback (the cost of the notes was two
+    Python callbacks per step); the notes are the pure path's, note for note."""
+    from fntrace.core import accel
+    from fntrace.tracing import tasks as tasks_mod
+
+    speedups = accel.speedups
+    if speedups is None or getattr(speedups, "frame_key", None) is None:
+        pytest.skip("the C hot path does not read frames here")
+    calls: list[str] = []
+    entry = tasks_mod.TaskTracker.entry
+
+    def spy(self: Any, ip: Any, parent: Any, ops: Any, fregs: Any) -> None:
+        calls.append(ip.name)
+        entry(self, ip, parent, ops, fregs)
+
+    monkeypatch.setattr(tasks_mod.TaskTracker, "entry", spy)
+    prog.LOG.clear()
+    _, fast = traced_run("function_graph")
+    assert tasks_mod.RUN not in calls
+    notes_fast = [ev[TASK.at.info] for _, ev in fast if ev[2] == TASK.tag]
+    assert sum(1 for n in notes_fast if n.startswith("run ")) > 10
+    monkeypatch.setattr(accel, "speedups", None)
+    prog.LOG.clear()
+    _, pure = traced_run("function_graph")
+    assert tasks_mod.RUN in calls
+    notes_pure = [ev[TASK.at.info] for _, ev in pure if ev[2] == TASK.tag]
+
+    def unnamed(notes: list[str]) -> list[str]:  # asyncio's Task-N counter goes on
+        return [re.sub(r'"Task-[0-9]+"', '"Task"', n) for n in notes]
+
+    assert unnamed(notes_fast) == unnamed(notes_pure)
+
+
+def test_no_run_notes_while_tracing_is_off(hot_path: str) -> None:
+    with fntrace.trace("function_graph", filter=FILTER, notrace=NOTRACE) as inst:
+        inst.write("tracing_on", "0")
+        prog.run()
+    assert not [ev for _, ev in inst.rb.live.merged() if ev[2] == TASK.tag]
 
 
 def test_trace_marker_refuses_the_task_note_prefix() -> None:
