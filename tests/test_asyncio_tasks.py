@@ -34,6 +34,7 @@ NOTRACE = [f"{MODULE}:_task", f"{MODULE}:log", f"{MODULE}:run"]
 
 
 def traced_run(tracer: str, **options: int) -> tuple[Any, list[tuple[Any, tuple[Any, ...]]]]:
+    options.setdefault("tasks", 1)  # off by default (its cost: README)
     with fntrace.trace(tracer, filter=FILTER, notrace=NOTRACE, **options) as inst:
         result = prog.run()
     return result, list(inst.rb.live.merged())
@@ -117,13 +118,18 @@ def test_no_task_notes_without_asyncio_or_with_the_option_off(hot_path: str) -> 
     def plain() -> int:
         return sum(range(3))
 
-    with fntrace.trace("function_graph", filter=f"{__name__}:*") as inst:
+    with fntrace.trace("function_graph", filter=f"{__name__}:*", tasks=1) as inst:
         plain()
     assert not [ev for _, ev in inst.rb.live.merged() if ev[2] == TASK.tag]
     assert any(ev[2] == ENTRY.tag for _, ev in inst.rb.live.merged())
     _, pairs = traced_run("function_graph", tasks=0)
     assert not [ev for _, ev in pairs if ev[2] == TASK.tag]
     assert [ev for _, ev in pairs if ev[2] == ENTRY.tag]
+    # Off by default: the notes cost each task a few Python calls (README).
+    with fntrace.trace("function_graph", filter=FILTER, notrace=NOTRACE) as inst:
+        prog.run()
+    assert inst.read("options/tasks").strip() == "0"
+    assert not [ev for _, ev in inst.rb.live.merged() if ev[2] == TASK.tag]
 
 
 def test_task_steps_are_noted_in_c_where_the_extension_reads_frames(
@@ -163,7 +169,7 @@ def test_task_steps_are_noted_in_c_where_the_extension_reads_frames(
 
 
 def test_no_run_notes_while_tracing_is_off(hot_path: str) -> None:
-    with fntrace.trace("function_graph", filter=FILTER, notrace=NOTRACE) as inst:
+    with fntrace.trace("function_graph", filter=FILTER, notrace=NOTRACE, tasks=1) as inst:
         inst.write("tracing_on", "0")
         prog.run()
     assert not [ev for _, ev in inst.rb.live.merged() if ev[2] == TASK.tag]
@@ -197,7 +203,7 @@ def task_name(label: str) -> str | None:
 
 def test_task_column_live(hot_path: str) -> None:
     with fntrace.trace("function_graph", filter=FILTER, notrace=NOTRACE,
-                       funcgraph_task=1) as inst:
+                       funcgraph_task=1, tasks=1) as inst:
         prog.run()
         text = inst.read("trace")
     assert "ASYNCIO TASK" in text.splitlines()[4]
@@ -233,7 +239,7 @@ def test_recorded_tasks_replay_one_task(tmp_path: Path, pure: str) -> None:
     env = {**os.environ, "PYTHONPATH": ROOT, "FNTRACE_PURE": pure}
     dat = tmp_path / "t.dat"
     rec = subprocess.run([sys.executable, "-m", "fntrace", "record", "-t", "function_graph",
-                          "-F", FILTER, *[a for n in NOTRACE for a in ("-N", n)],
+                          "--tasks", "-F", FILTER, *[a for n in NOTRACE for a in ("-N", n)],
                           "-o", str(dat), str(app)],
                          env=env, text=True, capture_output=True, timeout=120)
     assert rec.returncode == 0, rec.stderr
@@ -245,7 +251,7 @@ def test_recorded_tasks_replay_one_task(tmp_path: Path, pure: str) -> None:
         return subprocess.run([sys.executable, "-m", "fntrace", "replay", str(dat), *args],
                               env=env, text=True, capture_output=True, timeout=120)
 
-    out = replay("--task", "child-a", "--task-column")
+    out = replay("--task", "child-a")  # the column is shown: the file has task notes
     assert out.returncode == 0, out.stderr
     body = [line for line in out.stdout.splitlines() if not line.startswith("#")]
     labels = {line.partition(")")[2].partition("|")[0].strip() for line in body}
@@ -312,7 +318,7 @@ def test_aiohttp_handlers_land_on_their_tasks(hot_path: str) -> None:
     n = 200
     SERVED.clear()
     inst = fntrace.trace("function_graph", filter=[f"{__name__}:work", f"{__name__}:step"],
-                         funcgraph_args=1)
+                         funcgraph_args=1, tasks=1)
     with inst:
         inst.write("buffer_size_kb", "16384")
         got = asyncio.run(serve_and_fetch(n))
