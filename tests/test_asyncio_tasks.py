@@ -251,18 +251,31 @@ def test_recorded_tasks_replay_one_task(tmp_path: Path, pure: str) -> None:
         return subprocess.run([sys.executable, "-m", "fntrace", "replay", str(dat), *args],
                               env=env, text=True, capture_output=True, timeout=120)
 
+    rep = subprocess.run([sys.executable, "-m", "fntrace", "report", "--by-task", str(dat)],
+                         env=env, text=True, capture_output=True, timeout=120)
+    assert rep.returncode == 0, rep.stderr
+    rows = {line.split()[0]: line.split() for line in rep.stdout.splitlines()[1:]}
+    child_a = next(v for k, v in rows.items() if k.startswith("child-a-"))
+    parent = next(k for k in rows if k.startswith("parent-"))
+    # TASK STATE CREATOR CALLS WALL(2) RUN(2) WAIT(2) FUNCTION: child() suspended twice.
+    assert (child_a[1], child_a[2], child_a[3], child_a[-1]) == (
+        "done", parent, "4", f"{MODULE}:child")
+    assert all(c != "-" for c in child_a[4:10])
     out = replay("--task", "child-a")  # the column is shown: the file has task notes
     assert out.returncode == 0, out.stderr
     body = [line for line in out.stdout.splitlines() if not line.startswith("#")]
     labels = {line.partition(")")[2].partition("|")[0].strip() for line in body}
     assert len(labels) == 1 and labels.pop().startswith("child-a-")
-    funcs = [line.rpartition("|")[2].rstrip() for line in body]
+    # A coroutine call that suspended ends with its wall and running times.
+    split = re.compile(r"[0-9.]+ [mun]?s \(run [0-9.]+ [mun]?s\)")
+    funcs = [split.sub("W (run R)", line.rpartition("|")[2].rstrip()) for line in body]
     m = MODULE
     assert funcs == [
         f"  {m}:child() {{", f"    {m}:leaf(); /* yield */", f"  }} /* {m}:child yield */",
-        f"  {m}:child() {{", f"    {m}:leaf() {{", f"      {m}:helper();", "    }",
+        f"  {m}:child() {{", f"    {m}:leaf() {{", f"      {m}:helper();",
+        f"    }} /* {m}:leaf W (run R) */",
         f"  }} /* {m}:child yield */",
-        f"  {m}:child() {{", f"    {m}:helper();", "  }"]
+        f"  {m}:child() {{", f"    {m}:helper();", f"  }} /* {m}:child W (run R) */"]
     if sys.version_info >= (3, 12):  # the eager task's first step, named ahead
         out = replay("--task", "eager-quick", "--task-column")
         body = [line for line in out.stdout.splitlines() if not line.startswith("#")]

@@ -45,6 +45,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--wide", action="store_true",
                    help="--diff: every column (base, new, diff, %% of total, self and calls) "
                         "and whole names, whatever the terminal's width")
+    p.add_argument("--by-task", action="store_true",
+                   help="one row per asyncio task (recorded with --tasks): state, creator, "
+                        "calls, and its coroutine's wall time, time run and time waited")
     p.set_defaults(handler=main)
 
 
@@ -61,5 +64,10 @@ def positive(text: str) -> int:
 
 def main(ns: argparse.Namespace) -> int:
     from fntrace.analysis.report import report
+
+    if ns.by_task:
+        from fntrace.analysis.task_report import by_task
+
+        return by_task(ns.file)
 
     return report(ns.file, ns.sort, ns.limit, ns.threads, ns.diff, ns.wide)
