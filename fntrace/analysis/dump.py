@@ -218,9 +218,11 @@ def dump(file: str = "fntrace.dat", chrome: str | None = None, folded: str | Non
         processes, names = _names(files)
         if chrome:
             t0 = _t0(files)
+            from fntrace.analysis.chrome_tasks import write_chrome_tasks  # a track per task
+
             with _ManagedOut(chrome) as out:
-                write_chrome(progress(merged_records(files), "fntrace dump"), out,
-                             processes, names, t0)
+                write_chrome_tasks(ChromeWriter(processes, names, t0),
+                                   progress(merged_records(files), "fntrace dump"), out)
         if folded:
             stacks = folded_stacks(progress(merged_records(files), "fntrace dump"),
                                    threads, names)
