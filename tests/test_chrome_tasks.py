@@ -30,7 +30,8 @@ def test_each_task_on_its_own_track_with_creation_arrows() -> None:
     recs = records()
     # main creates a and b inside its first segment (the notes at 210 are after
     # main yielded in the shared script: move them into main's segment).
-    recs = [r if r.text is None or '"name": "a"' not in r.text and '"name": "b"' not in r.text
+    moved = ('"name": "a"', '"name": "b"')
+    recs = [r if r.text is None or not any(m in r.text for m in moved)
             else Record(r.kind, r.pid, r.tid, 160, r.func, r.parent, r.depth, r.event, r.args,
                         r.value, r.duration, r.text) for r in recs]
     recs.sort(key=lambda r: r.ts)
