@@ -131,6 +131,30 @@ class ProfRecorder:
                  open: dict[int, list[Any]], open_limit: int) -> None: ...
 
 @final
+class TaskThread:
+    """One thread's asyncio task state: cur, written, and a stack of open steps."""
+
+    cur: int
+    written: int
+    def push(self, prev: int, task: object, /) -> None: ...
+    def pop(self) -> tuple[int, Any] | None: ...
+    def __len__(self) -> int: ...
+
+@final
+class TaskRecorder:
+    """The asyncio task notes of Handle._run (tracing/tasks.py), written in C."""
+
+    ok: bool
+    report: Callable[[BaseException], object] | None
+    pid_check: Callable[[], object] | None
+    tracing: bool
+    def __init__(self, rb: Any, tls: Any, numbers: dict[Any, int],
+                 task_types: Callable[[], tuple[type, ...] | None],
+                 first_seen: Callable[[Any], int], note_end: Callable[[int, Any], object],
+                 tag: str) -> None: ...
+    def ring_changed(self) -> None: ...
+
+@final
 class Dispatcher:
     """The sys.monitoring callbacks of the monitoring backend, in C."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -33,6 +34,7 @@ NOTRACE = [f"{MODULE}:_task", f"{MODULE}:log", f"{MODULE}:run"]
 
 
 def traced_run(tracer: str, **options: int) -> tuple[Any, list[tuple[Any, tuple[Any, ...]]]]:
+    options.setdefault("tasks", 1)  # off by default (its cost: README)
     with fntrace.trace(tracer, filter=FILTER, notrace=NOTRACE, **options) as inst:
         result = prog.run()
     return result, list(inst.rb.live.merged())
@@ -116,13 +118,61 @@ def test_no_task_notes_without_asyncio_or_with_the_option_off(hot_path: str) -> 
     def plain() -> int:
         return sum(range(3))
 
-    with fntrace.trace("function_graph", filter=f"{__name__}:*") as inst:
+    with fntrace.trace("function_graph", filter=f"{__name__}:*", tasks=1) as inst:
         plain()
     assert not [ev for _, ev in inst.rb.live.merged() if ev[2] == TASK.tag]
     assert any(ev[2] == ENTRY.tag for _, ev in inst.rb.live.merged())
     _, pairs = traced_run("function_graph", tasks=0)
     assert not [ev for _, ev in pairs if ev[2] == TASK.tag]
     assert [ev for _, ev in pairs if ev[2] == ENTRY.tag]
+    # Off by default: the notes cost each task a few Python calls (README).
+    with fntrace.trace("function_graph", filter=FILTER, notrace=NOTRACE) as inst:
+        prog.run()
+    assert inst.read("options/tasks").strip() == "0"
+    assert not [ev for _, ev in inst.rb.live.merged() if ev[2] == TASK.tag]
+
+
+def test_task_steps_are_noted_in_c_where_the_extension_reads_frames(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every step passes Handle._run: on the C path its notes are the
+    TaskRecorder's, with no Python callback (the cost of the notes was two
+    Python callbacks per step); the notes are the pure path's, note for note."""
+    from fntrace.core import accel
+    from fntrace.tracing import tasks as tasks_mod
+
+    speedups = accel.speedups
+    if speedups is None or getattr(speedups, "frame_key", None) is None:
+        pytest.skip("the C hot path does not read frames here")
+    calls: list[str] = []
+    entry = tasks_mod.TaskTracker.entry
+
+    def spy(self: Any, ip: Any, parent: Any, ops: Any, fregs: Any) -> None:
+        calls.append(ip.name)
+        entry(self, ip, parent, ops, fregs)
+
+    monkeypatch.setattr(tasks_mod.TaskTracker, "entry", spy)
+    prog.LOG.clear()
+    _, fast = traced_run("function_graph")
+    assert tasks_mod.RUN not in calls
+    notes_fast = [ev[TASK.at.info] for _, ev in fast if ev[2] == TASK.tag]
+    assert sum(1 for n in notes_fast if n.startswith("run ")) > 10
+    monkeypatch.setattr(accel, "speedups", None)
+    prog.LOG.clear()
+    _, pure = traced_run("function_graph")
+    assert tasks_mod.RUN in calls
+    notes_pure = [ev[TASK.at.info] for _, ev in pure if ev[2] == TASK.tag]
+
+    def unnamed(notes: list[str]) -> list[str]:  # asyncio's Task-N counter goes on
+        return [re.sub(r'"Task-[0-9]+"', '"Task"', n) for n in notes]
+
+    assert unnamed(notes_fast) == unnamed(notes_pure)
+
+
+def test_no_run_notes_while_tracing_is_off(hot_path: str) -> None:
+    with fntrace.trace("function_graph", filter=FILTER, notrace=NOTRACE, tasks=1) as inst:
+        inst.write("tracing_on", "0")
+        prog.run()
+    assert not [ev for _, ev in inst.rb.live.merged() if ev[2] == TASK.tag]
 
 
 def test_trace_marker_refuses_the_task_note_prefix() -> None:
@@ -153,7 +203,7 @@ def task_name(label: str) -> str | None:
 
 def test_task_column_live(hot_path: str) -> None:
     with fntrace.trace("function_graph", filter=FILTER, notrace=NOTRACE,
-                       funcgraph_task=1) as inst:
+                       funcgraph_task=1, tasks=1) as inst:
         prog.run()
         text = inst.read("trace")
     assert "ASYNCIO TASK" in text.splitlines()[4]
@@ -189,7 +239,7 @@ def test_recorded_tasks_replay_one_task(tmp_path: Path, pure: str) -> None:
     env = {**os.environ, "PYTHONPATH": ROOT, "FNTRACE_PURE": pure}
     dat = tmp_path / "t.dat"
     rec = subprocess.run([sys.executable, "-m", "fntrace", "record", "-t", "function_graph",
-                          "-F", FILTER, *[a for n in NOTRACE for a in ("-N", n)],
+                          "--tasks", "-F", FILTER, *[a for n in NOTRACE for a in ("-N", n)],
                           "-o", str(dat), str(app)],
                          env=env, text=True, capture_output=True, timeout=120)
     assert rec.returncode == 0, rec.stderr
@@ -201,18 +251,31 @@ def test_recorded_tasks_replay_one_task(tmp_path: Path, pure: str) -> None:
         return subprocess.run([sys.executable, "-m", "fntrace", "replay", str(dat), *args],
                               env=env, text=True, capture_output=True, timeout=120)
 
-    out = replay("--task", "child-a", "--task-column")
+    rep = subprocess.run([sys.executable, "-m", "fntrace", "report", "--by-task", str(dat)],
+                         env=env, text=True, capture_output=True, timeout=120)
+    assert rep.returncode == 0, rep.stderr
+    rows = {line.split()[0]: line.split() for line in rep.stdout.splitlines()[1:]}
+    child_a = next(v for k, v in rows.items() if k.startswith("child-a-"))
+    parent = next(k for k in rows if k.startswith("parent-"))
+    # TASK STATE CREATOR CALLS WALL(2) RUN(2) WAIT(2) FUNCTION: child() suspended twice.
+    assert (child_a[1], child_a[2], child_a[3], child_a[-1]) == (
+        "done", parent, "4", f"{MODULE}:child")
+    assert all(c != "-" for c in child_a[4:10])
+    out = replay("--task", "child-a")  # the column is shown: the file has task notes
     assert out.returncode == 0, out.stderr
     body = [line for line in out.stdout.splitlines() if not line.startswith("#")]
     labels = {line.partition(")")[2].partition("|")[0].strip() for line in body}
     assert len(labels) == 1 and labels.pop().startswith("child-a-")
-    funcs = [line.rpartition("|")[2].rstrip() for line in body]
+    # A coroutine call that suspended ends with its wall and running times.
+    split = re.compile(r"[0-9.]+ [mun]?s \(run [0-9.]+ [mun]?s\)")
+    funcs = [split.sub("W (run R)", line.rpartition("|")[2].rstrip()) for line in body]
     m = MODULE
     assert funcs == [
         f"  {m}:child() {{", f"    {m}:leaf(); /* yield */", f"  }} /* {m}:child yield */",
-        f"  {m}:child() {{", f"    {m}:leaf() {{", f"      {m}:helper();", "    }",
+        f"  {m}:child() {{", f"    {m}:leaf() {{", f"      {m}:helper();",
+        f"    }} /* {m}:leaf W (run R) */",
         f"  }} /* {m}:child yield */",
-        f"  {m}:child() {{", f"    {m}:helper();", "  }"]
+        f"  {m}:child() {{", f"    {m}:helper();", f"  }} /* {m}:child W (run R) */"]
     if sys.version_info >= (3, 12):  # the eager task's first step, named ahead
         out = replay("--task", "eager-quick", "--task-column")
         body = [line for line in out.stdout.splitlines() if not line.startswith("#")]
@@ -268,7 +331,7 @@ def test_aiohttp_handlers_land_on_their_tasks(hot_path: str) -> None:
     n = 200
     SERVED.clear()
     inst = fntrace.trace("function_graph", filter=[f"{__name__}:work", f"{__name__}:step"],
-                         funcgraph_args=1)
+                         funcgraph_args=1, tasks=1)
     with inst:
         inst.write("buffer_size_kb", "16384")
         got = asyncio.run(serve_and_fetch(n))

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FULL = RecordConfig(
     tracer="function", filter=("a:*", "b:f"), notrace=("a:_*",), graph_function=("m:g",),
     graph_notrace=("m:h",), max_depth=3, thresh=7, args=True, retval=True,
-    repr_call=True, buffer_size=64,
+    repr_call=True, tasks=True, buffer_size=64,
     no_overwrite=True, trigger=("m:f:traceoff",), thread=(11, 12), clock="global",
     follow=True, live=True, inject=("m:f:retval=0",), otel=("m:f",), output="out.dat",
     module="json.tool", argv=("x.json", "-q"))
@@ -64,21 +64,22 @@ def test_follow_environment_round_trip(monkeypatch: pytest.MonkeyPatch,
     assert child == RecordConfig(
         tracer="function", filter=("a:*", "b:f"), notrace=("a:_*",), graph_function=("m:g",),
         graph_notrace=("m:h",), max_depth=3, thresh=7, args=True, retval=True,
-        repr_call=True, buffer_size=64, no_overwrite=True, trigger=("m:f:traceoff",),
-        clock="global", follow=True, output=str(tmp_path / "out.dat"))
+        repr_call=True, tasks=True, buffer_size=64, no_overwrite=True,
+        trigger=("m:f:traceoff",), clock="global", follow=True, output=str(tmp_path / "out.dat"))
 
 
 def test_header_options_as_the_file_always_had_them() -> None:
     """The header's "options": these keys in this order, an option not given null."""
     keys = ["tracer", "filter", "notrace", "graph_function", "graph_notrace", "max_depth",
             "thresh", "args", "retval", "buffer_size", "no_overwrite", "trigger", "thread",
-            "clock", "follow", "repr_call"]
+            "clock", "follow", "repr_call", "tasks"]
     assert list(RecordConfig().header_options()) == keys
     assert RecordConfig().header_options() == {
         "tracer": "function_graph", "filter": None, "notrace": None, "graph_function": None,
         "graph_notrace": None, "max_depth": None, "thresh": None, "args": False,
         "retval": False, "buffer_size": None, "no_overwrite": False, "trigger": None,
-        "thread": None, "clock": "mono", "follow": False, "repr_call": False}
+        "thread": None, "clock": "mono", "follow": False, "repr_call": False,
+        "tasks": False}
     got = FULL.header_options()
     assert (got["filter"], got["thread"], got["max_depth"]) == (["a:*", "b:f"], [11, 12], 3)
 
@@ -95,7 +96,8 @@ def _parsed(args: list[str]) -> RecordConfig:
 def test_the_command_line_makes_the_config() -> None:
     assert _parsed(["record", "-t", "function", "-F", "a:*", "-F", "b:f", "-N", "a:_*",
                     "-G", "m:g", "--graph-notrace", "m:h", "-D", "3", "--thresh", "7",
-                    "--args", "--retval", "--repr-call", "--buffer-size", "64", "--no-overwrite",
+                    "--args", "--retval", "--repr-call", "--tasks", "--buffer-size", "64",
+                    "--no-overwrite",
                     "-T", "m:f:traceoff", "--thread", "11", "--thread", "12",
                     "--clock", "global", "--follow", "--live", "--inject", "m:f:retval=0",
                     "--otel", "m:f", "-o", "out.dat", "-m", "json.tool", "x.json", "-q"]) == FULL

@@ -263,8 +263,10 @@ def dump(file: str = "fntrace.dat", chrome: str | None = None, folded: str | Non
             t0 = _t0(files)
             if sel.start is not None:  # a slice keeps the recording's time axis
                 t0 = min(f.start_ts for f in files)
+            from fntrace.analysis.chrome_tasks import write_chrome_tasks  # a track per task
+
             with _ManagedOut(chrome) as out:
-                write_chrome(records(), out, processes, names, t0)
+                write_chrome_tasks(ChromeWriter(processes, names, t0), records(), out)
         if folded:
             stacks = folded_stacks(records(), threads, names)
             with _ManagedOut(folded) as out:

@@ -56,7 +56,8 @@ class ReplayOptions:
     output: str | None = None
     #: ``--task``: only the events of the asyncio task of this number or name.
     task: str | None = None
-    #: ``--task-column``: funcgraph-task on, whatever the recording said.
+    #: ``--task-column``: funcgraph-task on, whatever the recording said (it is
+    #: on anyway when the files have task notes: recorded with ``--tasks``).
     task_column: bool = False
     #: Each line naming a called function ends with ``/* FILE:LINE */``.
     srcline: bool = False
@@ -283,7 +284,7 @@ def replay(ns: ReplayOptions) -> int:
         if not _isatty(out):  # on a terminal the lines themselves show the progress
             records = progress(records, "fntrace replay")
         out.writelines(lines(files, select(records, ns, start, keys, tasks), entries,
-                             tasks, ns.task_column, ns.srcline))
+                             tasks, ns.task_column or bool(tasks.tasks), ns.srcline))
         out.flush()
     except BrokenPipeError:
         return 0

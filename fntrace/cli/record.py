@@ -90,6 +90,10 @@ def add_trace_options(parser: argparse.ArgumentParser, default_tracer: str | Non
     p.add_argument("--repr-call", action="store_true",
                    help="show --args/--retval values with the program's own __repr__ "
                    "(it runs the program's code; by default values are shown without)")
+    p.add_argument("--tasks", action="store_true",
+                   help="note which asyncio task runs each call (the task column, replay "
+                   "--task); costs each task step a few hundred instructions, each task "
+                   "a few Python calls")
     p.add_argument("--buffer-size", type=int, metavar="KIB", help="buffer_size_kb per thread")
     p.add_argument("--no-overwrite", action="store_true",
                    help="drop new events when a buffer is full (default: drop oldest)")

@@ -51,7 +51,8 @@ def add_parser(sub: Any) -> None:
     rep.add_argument("--task", metavar="NAME|N",
                      help="only the events of this asyncio task (its name or number)")
     rep.add_argument("--task-column", action="store_true",
-                     help="function_graph: the asyncio task column (options/funcgraph-task)")
+                     help="function_graph: the asyncio task column (options/funcgraph-task; "
+                     "shown anyway when the file has task notes, recorded with --tasks)")
     rep.add_argument("-o", "--output", metavar="FILE", help="write the text to FILE")
     rep.add_argument("--srcline", action="store_true",
                      help="end each line that names a called function with its source "

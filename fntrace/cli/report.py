@@ -56,6 +56,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--srcline", action="store_true",
                    help="show each function's source location: name [FILE:LINE] "
                         "(files recorded before fntrace kept locations: the name alone)")
+    p.add_argument("--by-task", action="store_true",
+                   help="one row per asyncio task (recorded with --tasks): state, creator, "
+                        "calls, and its coroutine's wall time, time run and time waited")
     selection.add_options(p, "the calls")
     p.set_defaults(handler=main)
 
@@ -73,6 +76,11 @@ def positive(text: str) -> int:
 
 def main(ns: argparse.Namespace) -> int:
     from fntrace.analysis.report import report
+
+    if ns.by_task:
+        from fntrace.analysis.task_report import by_task
+
+        return by_task(ns.file)
 
     return report(ns.file, ns.sort, ns.limit, ns.threads, ns.diff, ns.wide, ns.srcline,
                   selection.selected(ns, "report"))

@@ -70,6 +70,7 @@ FNT_HIDDEN int fnt_func_recorder_add_types(PyObject *m);
 FNT_HIDDEN int fnt_graph_recorder_add_types(PyObject *m);
 FNT_HIDDEN int fnt_prof_recorder_add_types(PyObject *m);
 FNT_HIDDEN int fnt_dispatcher_add_types(PyObject *m);
+FNT_HIDDEN int fnt_task_recorder_add_types(PyObject *m);  /* task_recorder.c */
 #ifdef FNT_PROFILE_HOOK
 FNT_HIDDEN int fnt_profile_hook_add_types(PyObject *m);
 #endif

@@ -165,7 +165,7 @@ speedups_exec(PyObject *m)
         return -1;
     if (fnt_ring_add_types(m) < 0 || fnt_graph_recorder_add_types(m) < 0 ||
         fnt_func_recorder_add_types(m) < 0 || fnt_dispatcher_add_types(m) < 0 ||
-        fnt_prof_recorder_add_types(m) < 0)
+        fnt_prof_recorder_add_types(m) < 0 || fnt_task_recorder_add_types(m) < 0)
         return -1;
 #ifdef FNT_PROFILE_HOOK
     if (fnt_profile_hook_add_types(m) < 0)

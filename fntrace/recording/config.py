@@ -56,6 +56,7 @@ class RecordConfig:
     follow: bool = _opt(False, inherited=False)
     # Newer than the fields above: last, so the header's keys keep their order.
     repr_call: bool = _opt(False)
+    tasks: bool = _opt(False)  # options/tasks: asyncio task notes (tracing/tasks.py)
     # Serving fntrace ctl and injecting failures belong to the parent's process.
     live: bool = _opt(False, header=False, inherited=False)
     inject: tuple[str, ...] = _opt((), header=False, inherited=False)

@@ -62,6 +62,8 @@ def configure(config: RecordConfig) -> tuple[Any, dict[str, Any]]:
             inst.write("options/funcgraph-args", "1")
         if config.repr_call:
             inst.write("options/repr-call", "1")
+        if config.tasks:
+            inst.write("options/tasks", "1")
         if config.retval:
             inst.write("options/funcgraph-retval", "1")
         for path, values in (("set_ftrace_filter", config.filter),

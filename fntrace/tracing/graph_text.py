@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from fntrace.core.events import ENTRY, EXIT, MARKER, TASK
 from fntrace.core.flags import Event
+from fntrace.tracing.coro_time import CoroutineClock, split_text
 from fntrace.tracing.tasks import TaskTable
 
 __all__ = ["SRCLINE", "UNKNOWN_TYPE", "GraphText", "Thread", "duration_text", "header",
@@ -127,6 +128,9 @@ class GraphText:
         self.other = other
         self.open: dict[Any, list[tuple[Any, int]]] = {}
         self.level: dict[Any, int] = {}
+        # Each coroutine call's wall and running time, told by its task: only
+        # while the trace has task notes (coro_time.py says why).
+        self.clock = CoroutineClock()
 
     def lines(self, events: Iterable[tuple[Any, Ev]]) -> Iterator[tuple[Any, str]]:
         """(thread, text) of (thread, event) pairs, in their order, as each text
@@ -155,7 +159,11 @@ class GraphText:
             if kind == _ENTRY:
                 place = [buf, None]
                 queue.append(place)
-                waiting[buf] = (place, ev, tasks.running(buf))
+                task = tasks.running(buf)
+                waiting[buf] = (place, ev, task)
+                if tasks.tasks:
+                    self.clock.entry((buf, task, ev[_E.depth], ev[_E.fn]), ev[_E.event],
+                                     ev[_E.ts])
                 continue
             if kind == _EXIT:
                 text = self.close(buf, ev)
@@ -210,7 +218,7 @@ class GraphText:
     def leaf(self, buf: Thread, ev: Ev, ex: Ev, task: int | None = None) -> str:
         depth = ev[_E.depth]
         self.level[buf] = depth
-        notes = _notes(ex[_X.event], ex[_X.value])
+        notes = _joined(_notes(ex[_X.event], ex[_X.value]), self.split(buf, ex))
         comment = f" /* {notes} */" if notes else ""
         if self.srcline:
             comment += srcline_comment(ev[_E.fn])
@@ -228,7 +236,7 @@ class GraphText:
                 matched = ofn is fn
                 break
         self.level[buf] = depth
-        notes = _notes(ev[_X.event], ev[_X.value])
+        notes = _joined(_notes(ev[_X.event], ev[_X.value]), self.split(buf, ev))
         if notes or self.tail or not matched:
             text = f"}} /* {fn.name} {notes} */" if notes else f"}} /* {fn.name} */"
         else:
@@ -236,10 +244,25 @@ class GraphText:
         return (f"{self.prefix(buf, ev[_X.ts])}{self.column(ev[_X.duration])}{'  ' * depth}"
                 f"{text}\n")
 
+    def split(self, buf: Thread, ex: Ev) -> str:
+        """``12.4 ms (run 1.10 ms)`` at the end of a coroutine call that suspended
+        (its wall time, then the time it ran); '' for any other exit."""
+        if not self.tasks.tasks:
+            return ""
+        key = (buf, self.tasks.running(buf), ex[_X.depth], ex[_X.fn])
+        done = self.clock.exit(key, ex[_X.event], ex[_X.ts], ex[_X.duration] or 0)
+        if done is None or done[2] < 2:
+            return ""
+        return split_text(done[0], done[1])
+
     def comment(self, buf: Thread, ev: Ev) -> str:
         level = self.level.get(buf, 0)
         return (f"{self.prefix(buf, ev[_M.ts])}{self.column(None)}{'  ' * level}"
                 f"/* {ev[_M.text]} */\n")
+
+
+def _joined(notes: str, split: str) -> str:
+    return f"{notes}; {split}" if notes and split else notes or split
 
 
 def _call(fn: Any, args: str | None) -> str:

@@ -37,7 +37,7 @@ OPTIONS: dict[str, int] = {
     "funcgraph-overhead": 1,
     "markers": 1,
     "graph-time": 1,
-    "tasks": 1,
+    "tasks": 0,  # asyncio task notes (tracing/tasks.py): opt-in, see README for the cost
     "repr-call": 0,
     "repr-max-len": 64,
     "repr-max-us": 1000,

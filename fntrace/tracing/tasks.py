@@ -43,8 +43,10 @@ import json
 import sys
 import threading
 import weakref
+from json.encoder import encode_basestring_ascii as _quote
 from typing import TYPE_CHECKING, Any
 
+from fntrace.core import accel as _accel
 from fntrace.core.events import EVENT_OVERHEAD, TASK
 from fntrace.core.flags import Event
 from fntrace.core.ops import Ops
@@ -60,13 +62,18 @@ __all__ = ["WATCHED", "TaskInfo", "TaskTable", "TaskTracker", "end_state", "pars
 _TAG = TASK.tag
 _RUN, _CREATE, _EAGER, _NAME = range(4)
 #: The functions the tracker's ops watches, by name, and what each is.
+RUN = "asyncio.events:Handle._run"
+EAGER = "asyncio.tasks:create_eager_task_factory.<locals>.factory"
 WATCHED = {
-    "asyncio.events:Handle._run": _RUN,
+    RUN: _RUN,
     "asyncio.base_events:BaseEventLoop.create_task": _CREATE,
-    "asyncio.tasks:create_eager_task_factory.<locals>.factory": _EAGER,
+    EAGER: _EAGER,
     "asyncio.tasks:_set_task_name": _NAME,
 }
 _RETURN = Event.RETURN
+#: Steps nest only through an event loop run inside a callback; a bound far
+#: above what programs nest (the C path's too).
+MAX_STEPS = 4096
 
 
 def end_state(task: Any) -> str:
@@ -169,8 +176,33 @@ def _creating_function(frame: Any) -> str | None:
     return None
 
 
+class _PyTaskThread:
+    """One thread's task state in pure Python (the C path's ``TaskThread``):
+    the running task, the last run note written (-1: none) and the open steps,
+    each (the task before the step, the step's task or None)."""
+
+    __slots__ = ("cur", "stack", "written")
+
+    def __init__(self) -> None:
+        self.cur = 0
+        self.written = -1
+        self.stack: list[tuple[int, Any]] = []
+
+    def push(self, prev: int, task: Any) -> None:
+        if len(self.stack) >= MAX_STEPS:
+            raise RecursionError("asyncio task steps nested too deeply")
+        self.stack.append((prev, task))
+
+    def pop(self) -> tuple[int, Any] | None:
+        return self.stack.pop() if self.stack else None
+
+    def __len__(self) -> int:
+        return len(self.stack)
+
+
 class TaskTracker:
-    """One instance's task notes: an ops on the WATCHED functions, per-thread state."""
+    """One instance's task notes: two ops on the WATCHED functions (Handle._run's
+    with a C recorder where the extension reads frames), per-thread state."""
 
     def __init__(self, inst: Instance) -> None:
         self.inst = inst
@@ -179,7 +211,29 @@ class TaskTracker:
         self.next = 1
         self.lock = threading.Lock()
         self.tls = threading.local()
-        self.ops = Ops(self.entry, ret=self.exit, filter=list(WATCHED))
+        speedups: Any = _accel.speedups
+        fast = speedups is not None and getattr(speedups, "frame_key", None) is not None
+        self.thread_type: Any = speedups.TaskThread if fast else _PyTaskThread
+        # Every step passes Handle._run: its ops is the one a C recorder serves;
+        # the rest (once per task) stay in Python.
+        self.run_ops = Ops(self.entry, ret=self.exit, filter=[RUN])
+        # create_task and _set_task_name need their exits only (no entry callback).
+        self.ops = Ops(ret=self.exit,
+                       filter=[n for n, w in WATCHED.items() if w in (_CREATE, _NAME)])
+        self.eager_ops = Ops(self.entry, ret=self.exit, filter=[EAGER])
+        self.all_ops = [self.run_ops, self.ops, self.eager_ops]
+        self.recorder: Any = None
+        if fast:
+            # The C recorder reads the dictionary behind the WeakKeyDictionary
+            # (weak reference -> number) as its own lookups do, by a task's
+            # weak reference; only Python code writes it.
+            data = self.numbers.data  # type: ignore[attr-defined]
+            rec = speedups.TaskRecorder(inst.rb, self.tls, data, _task_types,
+                                        self.first_seen, self.note_end, _TAG)
+            rec.report = self.run_ops._callback_failed
+            rec.ok = True
+            self.run_ops.fast = rec
+            self.recorder = rec
 
     # -- notes ----------------------------------------------------------------
     def write(self, info: str) -> bool:
@@ -191,17 +245,16 @@ class TaskTracker:
         return True
 
     def state(self) -> Any:
-        tls = self.tls
-        if not hasattr(tls, "cur"):
-            tls.cur = 0
-            tls.written = None  # the last run note this thread wrote (None: none)
-            tls.stack = []
-        return tls
+        try:
+            return self.tls.thread
+        except AttributeError:
+            tls = self.tls.thread = self.thread_type()
+            return tls
 
     def switch(self, tls: Any, n: int) -> None:
         tls.cur = n
         if tls.written != n:
-            tls.written = n if self.write(f"run {n}") else None
+            tls.written = n if self.write(f"run {n}") else -1
 
     def take_number(self) -> int:
         with self.lock:
@@ -210,14 +263,18 @@ class TaskTracker:
         return n
 
     def note_new(self, n: int, task: Any, creator: int | None, func: str | None) -> None:
-        info: dict[str, Any] = {"task": n, "name": task.get_name() if task is not None else None}
+        # The JSON json.dumps(sort_keys=True) makes, put together by hand: this
+        # runs once per task, where json.dumps' own frames cost as much as the rest.
+        name = task.get_name() if task is not None else None
+        text = "new {"
         if creator is not None:
-            info["creator"] = creator
+            text += f'"creator": {int(creator)}, '
         if func is not None:
-            info["func"] = func
-        self.write("new " + json.dumps(info, sort_keys=True))
+            text += f'"func": {_quote(func)}, '
+        text += f'"name": {"null" if name is None else _quote(str(name))}, "task": {int(n)}}}'
+        self.write(text)
 
-    def number(self, task: Any) -> int:
+    def first_seen(self, task: Any) -> int:
         """The task's number; one taken (and noted) for a task first seen here."""
         n = self.numbers.get(task)
         if n is None:
@@ -228,8 +285,7 @@ class TaskTracker:
     def note_end(self, n: int, task: Any) -> None:
         if n not in self.ended and task.done():
             self.ended.add(n)
-            self.write("end " + json.dumps({"task": n, "state": end_state(task)},
-                                           sort_keys=True))
+            self.write(f'end {{"state": {_quote(end_state(task))}, "task": {int(n)}}}')
 
     # -- the ops --------------------------------------------------------------
     def entry(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
@@ -237,16 +293,17 @@ class TaskTracker:
         tls = self.state()
         if what == _RUN:
             task = None
-            handle = fregs.frame.f_locals.get("self")
+            handle = fregs.get_argument(0)
             owner = getattr(getattr(handle, "_callback", None), "__self__", None)
             if owner is not None and _is_task(owner):
                 task = owner
-            tls.stack.append((tls.cur, task))
-            self.switch(tls, 0 if task is None else self.number(task))
+            n = 0 if task is None else self.first_seen(task)
+            tls.push(tls.cur, task)
+            self.switch(tls, n)
         elif what == _EAGER:
-            tls.stack.append((tls.cur, None))
+            tls.push(tls.cur, None)
             n = self.take_number()
-            tls.stack.append((n, None))  # the number the factory's task gets
+            tls.push(n, None)  # the number the factory's task gets
             self.switch(tls, n)
 
     def exit(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
@@ -261,27 +318,38 @@ class TaskTracker:
                 self.note_new(n, task, tls.cur, _creating_function(fregs.frame))
             return
         if what == _NAME:
-            task = fregs.frame.f_locals.get("task")
+            if fregs.get_argument(1) is None:  # no name given: nothing to note
+                return
+            task = fregs.get_argument(0)
             n = self.numbers.get(task) if task is not None else None
-            if n is not None and fregs.frame.f_locals.get("name") is not None:
+            if n is not None:
                 self.note_new(n, task, None, None)
             return
-        if not tls.stack:
-            return
         if what == _RUN:
-            prev, task = tls.stack.pop()
+            top = tls.pop()
+            if top is None:
+                return
+            prev, task = top
             if task is not None:
                 self.note_end(tls.cur, task)
             self.switch(tls, prev)
-        elif what == _EAGER and len(tls.stack) >= 2:
-            n, _ = tls.stack.pop()
-            prev, _ = tls.stack.pop()
+        elif what == _EAGER and len(tls) >= 2:
+            n, _ = tls.pop()
+            prev, _ = tls.pop()
             task = fregs.return_value
             if fregs.event == _RETURN and task is not None and _is_task(task):
                 self.numbers[task] = n
                 self.note_new(n, task, None, None)
                 self.note_end(n, task)
             self.switch(tls, prev)
+
+
+def _task_types() -> tuple[type, ...] | None:
+    """asyncio's Task classes (C and pure), None while asyncio is not loaded."""
+    mod = sys.modules.get("asyncio")
+    if mod is None:
+        return None
+    return (mod.Task, getattr(mod.tasks, "_PyTask", mod.Task))
 
 
 def _is_task(obj: Any) -> bool:

@@ -55,8 +55,7 @@ class Tracer:
                 engine.unregister(ops)
             raise
         if tracker is not None:
-            engine.register(tracker.ops)
-            self.tasks = tracker
+            self.start_tasks(tracker)
 
     def wants_tasks(self) -> bool:
         return self.notes_tasks and bool(self.inst.options["tasks"])
@@ -65,13 +64,44 @@ class Tracer:
         """Start or stop the task notes as options/tasks says (a tracer that runs)."""
         want = self.wants_tasks() and bool(self.ops)
         if want and self.tasks is None:
-            tracker = TaskTracker(self.inst)
-            engine.register(tracker.ops)
-            self.tasks = tracker
+            self.start_tasks(TaskTracker(self.inst))
         elif not want and self.tasks is not None:
-            tracker, self.tasks = self.tasks, None
-            if tracker.ops.registered:
-                engine.unregister(tracker.ops)
+            self.stop_tasks()
+
+    def start_tasks(self, tracker: TaskTracker) -> None:
+        """Register the tracker's ops; its C recorder (if any) is told of
+        tracing_on, the pid filters and the ring as the tracer's own are."""
+        rec = tracker.recorder
+        if rec is not None:
+            self.recorders.append(rec)
+            self.inst.rb.watchers.append(rec)
+        self.tasks = tracker
+        self.fast_refresh()
+        done: list[Ops] = []
+        try:
+            for ops in tracker.all_ops:
+                engine.register(ops)
+                done.append(ops)
+        except BaseException:
+            for ops in done:
+                engine.unregister(ops)
+            self.stop_tasks()
+            raise
+
+    def stop_tasks(self) -> None:
+        tracker, self.tasks = self.tasks, None
+        if tracker is None:
+            return
+        rec = tracker.recorder
+        if rec is not None:
+            rec.ok = False  # before unregister: no note after the tracker stopped
+            if rec in self.recorders:
+                self.recorders.remove(rec)
+            if rec in self.inst.rb.watchers:
+                self.inst.rb.watchers.remove(rec)
+        for ops in tracker.all_ops:
+            if ops.registered:
+                engine.unregister(ops)
 
     def attach(self, rec: Any, ops: Ops, ring: bool = True) -> None:
         """Give ``ops`` the C recorder ``rec`` (see fast_refresh for when it may write);
@@ -84,10 +114,7 @@ class Tracer:
         self.fast_refresh()
 
     def stop(self) -> None:
-        if self.tasks is not None:
-            tracker, self.tasks = self.tasks, None
-            if tracker.ops.registered:
-                engine.unregister(tracker.ops)
+        self.stop_tasks()
         watchers = self.inst.rb.watchers
         for rec in self.recorders:
             rec.ok = False  # before unregister: no event after the tracer stopped
@@ -114,10 +141,11 @@ class Tracer:
         inst = self.inst
         check = (lambda: inst.pid_allowed(native_id())) \
             if inst.pid_filtered else None
+        tasks = self.tasks.recorder if self.tasks is not None else None
         for rec in self.recorders:
             rec.pid_check = check  # each thread decided once, again after every change
             rec.tracing = inst.tracing_on
-            rec.ok = ok
+            rec.ok = ok or rec is tasks  # the task notes need no tracer option
 
     def reset(self) -> None:
         """The trace was cleared (``echo > trace``): drop per-thread state if any."""

@@ -150,7 +150,10 @@ class FunctionGraphTracer(Tracer):
     def fast_refresh(self) -> None:
         inst = self.inst
         ok = self.fast_ok()
+        tasks = self.tasks.recorder if self.tasks is not None else None
         for rec in self.recorders:
+            if rec is tasks:  # the task notes' recorder has no graph settings
+                continue
             rec.max_depth = inst.max_graph_depth
             if ok:
                 rec.reprs(inst.options["funcgraph-args"], inst.options["funcgraph-retval"],
