@@ -80,7 +80,8 @@ def test_each_task_has_exactly_its_calls(hot_path: str, tracer: str) -> None:
     assert want["parent"] == ["parent"]
     assert want["child-a"] == ["child", "leaf", "helper", "helper"]
     assert want["sleeper"] == ["sleeper", "cleanup"]
-    assert want[None] == ["blocking", "helper"]  # asyncio.to_thread: a worker thread
+    if sys.platform != "emscripten":  # Pyodide's loop runs to_thread's function inline
+        assert want[None] == ["blocking", "helper"]  # asyncio.to_thread: a worker thread
     assert want["consumer"] == ["consumer", "numbers", "helper", "helper", "helper"]
     if sys.version_info >= (3, 12):
         assert want["eager-quick"] == ["eager_quick", "helper"]

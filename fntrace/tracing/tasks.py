@@ -67,6 +67,8 @@ EAGER = "asyncio.tasks:create_eager_task_factory.<locals>.factory"
 WATCHED = {
     RUN: _RUN,
     "asyncio.base_events:BaseEventLoop.create_task": _CREATE,
+    # Pyodide's event loop (3.14 in WebAssembly) makes its tasks in a copy of its own.
+    "pyodide.webloop:WebLoop.create_task": _CREATE,
     EAGER: _EAGER,
     "asyncio.tasks:_set_task_name": _NAME,
 }
@@ -166,11 +168,13 @@ class TaskTable:
 
 
 def _creating_function(frame: Any) -> str | None:
-    """The first function outside asyncio on the stack below ``frame``."""
+    """The first function outside the event loop's code (asyncio, and Pyodide's
+    own loop) on the stack below ``frame``."""
     f = frame.f_back
     while f is not None:
         module = f.f_globals.get("__name__", "?")
-        if not (module == "asyncio" or module.startswith("asyncio.")):
+        if not (module == "asyncio" or module.startswith("asyncio.")
+                or module == "pyodide.webloop"):
             return f"{module}:{f.f_code.co_qualname}"
         f = f.f_back
     return None
