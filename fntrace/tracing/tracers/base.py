@@ -45,15 +45,7 @@ class Tracer:
         # Made before any ops registers: making it runs library code (weakref,
         # threading) the tracer must not record as the program's.
         tracker = TaskTracker(self.inst) if self.wants_tasks() else None
-        done: list[Ops] = []
-        try:
-            for ops in self.ops:
-                engine.register(ops)
-                done.append(ops)
-        except BaseException:
-            for ops in done:
-                engine.unregister(ops)
-            raise
+        _register_all(self.ops)
         if tracker is not None:
             self.start_tasks(tracker)
 
@@ -77,14 +69,9 @@ class Tracer:
             self.inst.rb.watchers.append(rec)
         self.tasks = tracker
         self.fast_refresh()
-        done: list[Ops] = []
         try:
-            for ops in tracker.all_ops:
-                engine.register(ops)
-                done.append(ops)
+            _register_all(tracker.all_ops)
         except BaseException:
-            for ops in done:
-                engine.unregister(ops)
             self.stop_tasks()
             raise
 
@@ -149,3 +136,16 @@ class Tracer:
 
     def reset(self) -> None:
         """The trace was cleared (``echo > trace``): drop per-thread state if any."""
+
+
+def _register_all(opses: list[Ops]) -> None:
+    """Register each ops, or none: those registered are unregistered if one fails."""
+    done: list[Ops] = []
+    try:
+        for ops in opses:
+            engine.register(ops)
+            done.append(ops)
+    except BaseException:
+        for ops in done:
+            engine.unregister(ops)
+        raise
