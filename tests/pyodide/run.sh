@@ -26,4 +26,18 @@ flags=()
 if node --experimental-wasm-stack-switching -e 0 >/dev/null 2>&1; then
   flags+=(--experimental-wasm-stack-switching)
 fi
-node "${flags[@]}" "$here/run.mjs" "$wheels" "$@"
+# Given test paths, one run.  Given none (the whole suite), two runs of half the
+# test files each, in one Pyodide process apiece: a whole-suite run in one
+# process has ended in a fatal WebAssembly trap ("null function or function
+# signature mismatch") inside gc.collect() near its end, which no half of the
+# suite reproduces on its own (the cause is not yet found; see README).
+for arg in "$@"; do
+  case "$arg" in tests*|*.py|*::*) exec node "${flags[@]}" "$here/run.mjs" "$wheels" "$@" ;; esac
+done
+repo=$(cd "$here/../.." && pwd)
+mapfile -t files < <(cd "$repo" && ls tests/test_*.py)
+half=$(( (${#files[@]} + 1) / 2 ))
+status=0
+node "${flags[@]}" "$here/run.mjs" "$wheels" "$@" "${files[@]:0:$half}" || status=1
+node "${flags[@]}" "$here/run.mjs" "$wheels" "$@" "${files[@]:$half}" || status=1
+exit $status
