@@ -179,41 +179,57 @@ static PyTypeObject TaskThread_Type = {
 /* TaskRecorder                                                               */
 /* ------------------------------------------------------------------------- */
 
+/* The watched functions a TaskRecorder serves, told apart by their code's name. */
+enum { ROLE_NONE, ROLE_RUN, ROLE_CREATE, ROLE_NAME };
+
+/* Creating functions named (code -> (module, quoted "module:qualname")) at most. */
+#define MAX_FUNCS 4096
+
 typedef struct {
     FNT_RECORDER_HEAD
     PyObject *tls;         /* threading.local: .thread is the TaskThread */
-    PyObject *numbers;     /* task weak reference -> number (the tracker's) */
+    PyObject *numbers;     /* task weak reference -> number (the tracker's WeakKeyDictionary's) */
+    PyObject *remove;      /* that dictionary's weak reference callback */
+    PyObject *ended;       /* set of the numbers whose end is noted */
     PyObject *types_fn;    /* () -> the Task classes (a tuple), or None while asyncio is not loaded */
     PyObject *task_types;  /* its answer, once it had one (NULL before) */
-    PyObject *first_seen;  /* task -> number, for a task no create_task numbered */
-    PyObject *note_end;    /* (number, task): a step ended its task */
+    PyObject *quote;       /* str -> its JSON text (json's encode_basestring_ascii) */
     PyObject *tag;         /* the TASK event's kind */
     PyObject *runs;        /* "run N" strings already made, N -> str */
+    PyObject *funcs;       /* creating functions already named (MAX_FUNCS) */
+    long long next;        /* the next task number (the tracker's take_number too) */
     fnt_tls_cache cache;
 } TaskRecorder;
 
-static PyObject *str_thread, *str_callback, *str_self, *str_done;
+static PyObject *str_thread, *str_callback, *str_self, *str_done, *str_cancelled,
+    *str_exception, *str_get_name, *str_name, *str_run, *str_create_task, *str_set_task_name,
+    *str_asyncio, *str_asyncio_dot, *str_webloop, *str_state_done, *str_state_cancelled,
+    *str_unknown;
 
 static int
 TaskRecorder_init(TaskRecorder *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"rb", "tls", "numbers", "task_types", "first_seen", "note_end",
+    static char *kwlist[] = {"rb", "tls", "numbers", "remove", "ended", "task_types", "quote",
                              "tag", NULL};
-    PyObject *rb, *tls, *numbers, *types, *first, *end, *tag;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!OOOU", kwlist, &rb, &tls, &PyDict_Type,
-                                     &numbers, &types, &first, &end, &tag))
+    PyObject *rb, *tls, *numbers, *remove, *ended, *types, *quote, *tag;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!OO!OOU", kwlist, &rb, &tls, &PyDict_Type,
+                                     &numbers, &remove, &PySet_Type, &ended, &types, &quote,
+                                     &tag))
         return -1;
     fnt_recorder_bind((fnt_recorder *)self, rb);
     Py_XSETREF(self->tls, Py_NewRef(tls));
     Py_XSETREF(self->numbers, Py_NewRef(numbers));
+    Py_XSETREF(self->remove, Py_NewRef(remove));
+    Py_XSETREF(self->ended, Py_NewRef(ended));
     Py_XSETREF(self->types_fn, Py_NewRef(types));
     Py_CLEAR(self->task_types);
-    Py_XSETREF(self->first_seen, Py_NewRef(first));
-    Py_XSETREF(self->note_end, Py_NewRef(end));
+    Py_XSETREF(self->quote, Py_NewRef(quote));
     Py_XSETREF(self->tag, Py_NewRef(tag));
     Py_XSETREF(self->runs, PyDict_New());
+    Py_XSETREF(self->funcs, PyDict_New());
     Py_CLEAR(self->cache.obj);
-    return self->runs == NULL ? -1 : 0;
+    self->next = 1;
+    return self->runs == NULL || self->funcs == NULL ? -1 : 0;
 }
 
 static int
@@ -221,12 +237,14 @@ TaskRecorder_traverse(TaskRecorder *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->tls);
     Py_VISIT(self->numbers);
+    Py_VISIT(self->remove);
+    Py_VISIT(self->ended);
     Py_VISIT(self->types_fn);
     Py_VISIT(self->task_types);
-    Py_VISIT(self->first_seen);
-    Py_VISIT(self->note_end);
+    Py_VISIT(self->quote);
     Py_VISIT(self->tag);
     Py_VISIT(self->runs);
+    Py_VISIT(self->funcs);
     Py_VISIT(self->cache.obj);
     return fnt_recorder_traverse_common((fnt_recorder *)self, visit, arg);
 }
@@ -236,12 +254,14 @@ TaskRecorder_clear(TaskRecorder *self)
 {
     Py_CLEAR(self->tls);
     Py_CLEAR(self->numbers);
+    Py_CLEAR(self->remove);
+    Py_CLEAR(self->ended);
     Py_CLEAR(self->types_fn);
     Py_CLEAR(self->task_types);
-    Py_CLEAR(self->first_seen);
-    Py_CLEAR(self->note_end);
+    Py_CLEAR(self->quote);
     Py_CLEAR(self->tag);
     Py_CLEAR(self->runs);
+    Py_CLEAR(self->funcs);
     Py_CLEAR(self->cache.obj);
     fnt_recorder_clear_common((fnt_recorder *)self);
     return 0;
@@ -264,20 +284,68 @@ thread_state(TaskRecorder *self, unsigned long long tsid)
                                         tsid);
 }
 
-/* The first fast local of the running frame (Handle._run's `self`), borrowed, or NULL. */
-static PyObject *
-first_local(Where *w)
+static int
+same_str(PyObject *a, PyObject *b)
 {
-    fnt_anyframe *f = w->iframe;
-    if (f == NULL) {
-        PyFrameObject *fo = fnt_where_frame(w);
-        if (fo == NULL)
-            return NULL;
-        f = fnt_frame_iframe(fo);
-    }
-    if (f->code == NULL || !PyCode_Check(f->code) || ((PyCodeObject *)f->code)->co_argcount < 1)
+    return a == b || (PyUnicode_Check(a) && PyUnicode_Compare(a, b) == 0);
+}
+
+/* Which watched function `code` is (by its name: the ops's filter chose the functions). */
+static int
+role_of(PyObject *code)
+{
+    if (!PyCode_Check(code))
+        return ROLE_NONE;
+    PyObject *name = ((PyCodeObject *)code)->co_name;
+    if (same_str(name, str_run))
+        return ROLE_RUN;
+    if (same_str(name, str_create_task))
+        return ROLE_CREATE;
+    if (same_str(name, str_set_task_name))
+        return ROLE_NAME;
+    return ROLE_NONE;
+}
+
+/* The running interpreter frame of a callback, or NULL. */
+static fnt_anyframe *
+running_iframe(Where *w)
+{
+    if (w->iframe != NULL)
+        return w->iframe;
+    PyFrameObject *fo = fnt_where_frame(w);
+    return fo == NULL ? NULL : fnt_frame_iframe(fo);
+}
+
+/* The i-th fast local of the running frame (an argument of the watched function), borrowed, or NULL. */
+static PyObject *
+local_at(Where *w, int i)
+{
+    fnt_anyframe *f = running_iframe(w);
+    if (f == NULL || f->code == NULL || !PyCode_Check(f->code) ||
+        ((PyCodeObject *)f->code)->co_argcount <= i)
         return NULL;
-    return f->localsplus[0];
+    return f->localsplus[i];
+}
+
+/* Whether `obj` is an asyncio Task (C or pure): 1, 0, never an error. */
+static int
+is_task(TaskRecorder *self, PyObject *obj)
+{
+    if (self->task_types == NULL) {  /* asyncio is loaded: one of its functions runs */
+        PyObject *types = PyObject_CallNoArgs(self->types_fn);
+        if (types != NULL && PyTuple_Check(types))
+            self->task_types = types;
+        else
+            Py_XDECREF(types);
+        if (self->task_types == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    int is = PyObject_IsInstance(obj, self->task_types);
+    if (is < 0)
+        PyErr_Clear();
+    return is > 0;
 }
 
 /* The task whose step the Handle runs (new reference), or NULL (none; no error). */
@@ -301,58 +369,54 @@ step_task(TaskRecorder *self, PyObject *handle)
         PyErr_Clear();
         return NULL;
     }
-    if (self->task_types == NULL) {  /* asyncio is loaded: a Handle runs */
-        PyObject *types = PyObject_CallNoArgs(self->types_fn);
-        if (types != NULL && PyTuple_Check(types))
-            self->task_types = types;
-        else
-            Py_XDECREF(types);
-        if (self->task_types == NULL) {
-            PyErr_Clear();
-            Py_DECREF(owner);
-            return NULL;
-        }
-    }
-    int is = PyObject_IsInstance(owner, self->task_types);
-    if (is <= 0) {
-        PyErr_Clear();
+    if (!is_task(self, owner)) {
         Py_DECREF(owner);
         return NULL;
     }
     return owner;
 }
 
-/* The task's number (taken and noted by the tracker when it has none): -1 error. */
-static long long
-task_number(TaskRecorder *self, PyObject *task)
-{
-    PyObject *ref = PyWeakref_NewRef(task, NULL);
-    if (ref == NULL)
-        return -1;
-    PyObject *n = PyDict_GetItemWithError(self->numbers, ref);  /* borrowed */
-    Py_DECREF(ref);
-    if (n != NULL)
-        return PyLong_AsLongLong(n);
-    if (PyErr_Occurred())
-        return -1;
-    PyObject *r = PyObject_CallOneArg(self->first_seen, task);
-    if (r == NULL)
-        return -1;
-    long long v = PyLong_AsLongLong(r);
-    Py_DECREF(r);
-    return v;
-}
-
-/* Write "run n": 1 written, 0 not (tracing off, a thread the pid filter
- * leaves out, or a full ring that drops), -1 error. */
+/* Write one note (a str, stolen): 1 written, 0 not (tracing off, a thread the
+ * pid filter leaves out, or a full ring that drops), -1 error. */
 static int
-write_run(TaskRecorder *self, long long n, unsigned long long tsid)
+write_note(TaskRecorder *self, PyObject *info, unsigned long long tsid)
 {
     int on = self->tracing;
     if (on > 0)
         on = fnt_recorder_pid_ok((fnt_recorder *)self, tsid);
-    if (on <= 0)
-        return on;
+    long long ts;
+    if (on <= 0 || fnt_recorder_now((fnt_recorder *)self, &ts) < 0) {
+        Py_DECREF(info);
+        return on <= 0 ? on : -1;
+    }
+    Py_ssize_t size = EVENT_OVERHEAD + PyUnicode_GET_LENGTH(info);
+    PyObject *event = PyTuple_New(4);
+    PyObject *t = PyLong_FromLongLong(ts), *s = PyLong_FromSsize_t(size);
+    if (event == NULL || t == NULL || s == NULL) {
+        Py_XDECREF(event);
+        Py_XDECREF(t);
+        Py_XDECREF(s);
+        Py_DECREF(info);
+        return -1;
+    }
+    PyTuple_SET_ITEM(event, 0, t);
+    PyTuple_SET_ITEM(event, 1, s);
+    PyTuple_SET_ITEM(event, 2, Py_NewRef(self->tag));
+    PyTuple_SET_ITEM(event, 3, info);
+    fnt_slot slot = {0};
+    slot.kind = 0;
+    slot.ts = ts;
+    slot.size = (int32_t)size;
+    slot.obj = event;
+    return fnt_recorder_write((fnt_recorder *)self, &slot, tsid) < 0 ? -1 : 1;
+}
+
+/* Write "run n" (made once per n): as write_note. */
+static int
+write_run(TaskRecorder *self, long long n, unsigned long long tsid)
+{
+    if (self->tracing <= 0)
+        return 0;
     PyObject *key = PyLong_FromLongLong(n);
     if (key == NULL)
         return -1;
@@ -367,23 +431,7 @@ write_run(TaskRecorder *self, long long n, unsigned long long tsid)
         return -1;
     }
     Py_DECREF(key);
-    long long ts;
-    if (fnt_recorder_now((fnt_recorder *)self, &ts) < 0) {
-        Py_DECREF(info);
-        return -1;
-    }
-    Py_ssize_t size = EVENT_OVERHEAD + PyUnicode_GET_LENGTH(info);
-    PyObject *event = Py_BuildValue("(LnON)", ts, size, self->tag, info);
-    if (event == NULL)
-        return -1;
-    fnt_slot slot = {0};
-    slot.kind = 0;
-    slot.ts = ts;
-    slot.size = (int32_t)size;
-    slot.obj = event;
-    if (fnt_recorder_write((fnt_recorder *)self, &slot, tsid) < 0)
-        return -1;
-    return 1;
+    return write_note(self, info, tsid);
 }
 
 /* The thread now runs task n (as TaskTracker.switch). */
@@ -398,22 +446,273 @@ thread_switch(TaskRecorder *self, TaskThread *tt, long long n, unsigned long lon
     return r < 0 ? -1 : 0;
 }
 
+/* The JSON text of str(obj) (new reference), or NULL with an error. */
+static PyObject *
+quoted(TaskRecorder *self, PyObject *obj)
+{
+    PyObject *s = PyObject_Str(obj);
+    if (s == NULL)
+        return NULL;
+    PyObject *q = PyObject_CallOneArg(self->quote, s);
+    Py_DECREF(s);
+    if (q != NULL && !PyUnicode_Check(q)) {
+        Py_SETREF(q, NULL);
+        PyErr_SetString(PyExc_TypeError, "quote: not a str");
+    }
+    return q;
+}
+
+/* Note "new {...}" of task n as TaskTracker.note_new: creator < 0 and func
+ * NULL leave those fields out.  func: its JSON text already. */
+static int
+note_new(TaskRecorder *self, long long n, PyObject *task, long long creator, PyObject *func,
+         unsigned long long tsid)
+{
+    if (self->tracing <= 0)
+        return 0;
+    PyObject *name = PyObject_CallMethodNoArgs(task, str_get_name);
+    if (name == NULL)
+        return -1;
+    PyObject *qname = name == Py_None ? PyUnicode_FromString("null") : quoted(self, name);
+    Py_DECREF(name);
+    if (qname == NULL)
+        return -1;
+    PyObject *text;
+    if (creator >= 0 && func != NULL)
+        text = PyUnicode_FromFormat("new {\"creator\": %lld, \"func\": %U, \"name\": %U, "
+                                    "\"task\": %lld}", creator, func, qname, n);
+    else if (creator >= 0)
+        text = PyUnicode_FromFormat("new {\"creator\": %lld, \"name\": %U, \"task\": %lld}",
+                                    creator, qname, n);
+    else
+        text = PyUnicode_FromFormat("new {\"name\": %U, \"task\": %lld}", qname, n);
+    Py_DECREF(qname);
+    if (text == NULL)
+        return -1;
+    return write_note(self, text, tsid) < 0 ? -1 : 0;
+}
+
+/* The task's number, borrowed from the table (0: none yet), or -1 with an error. */
+static long long
+known_number(TaskRecorder *self, PyObject *task)
+{
+    PyObject *ref = PyWeakref_NewRef(task, NULL);
+    if (ref == NULL)
+        return -1;
+    PyObject *n = PyDict_GetItemWithError(self->numbers, ref);  /* borrowed */
+    Py_DECREF(ref);
+    if (n != NULL)
+        return PyLong_AsLongLong(n);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* A new number given to `task` in the table (as TaskTracker's numbers[task] = n): -1 error. */
+static long long
+number_task(TaskRecorder *self, PyObject *task)
+{
+    long long n = self->next++;
+    PyObject *ref = PyWeakref_NewRef(task, self->remove);
+    PyObject *value = ref == NULL ? NULL : PyLong_FromLongLong(n);
+    int r = value == NULL ? -1 : PyDict_SetItem(self->numbers, ref, value);
+    Py_XDECREF(ref);
+    Py_XDECREF(value);
+    return r < 0 ? -1 : n;
+}
+
+/* The task's number (taken and noted when it has none, as TaskTracker.first_seen): -1 error. */
+static long long
+task_number(TaskRecorder *self, PyObject *task, unsigned long long tsid)
+{
+    long long n = known_number(self, task);
+    if (n != 0)
+        return n;
+    if ((n = number_task(self, task)) < 0 || note_new(self, n, task, -1, NULL, tsid) < 0)
+        return -1;
+    return n;
+}
+
+/* "done", "cancelled" or "raised E" of a finished task as tasks.end_state, or NULL. */
+static PyObject *
+end_state(TaskRecorder *self, PyObject *task)
+{
+    PyObject *c = PyObject_CallMethodNoArgs(task, str_cancelled);
+    int is = c == NULL ? -1 : PyObject_IsTrue(c);
+    Py_XDECREF(c);
+    if (is < 0)
+        return NULL;
+    if (is)
+        return Py_NewRef(str_state_cancelled);
+    PyObject *exc = PyObject_GetAttr(task, str_exception);  /* getattr(task, "_exception", None) */
+    if (exc == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear();
+    }
+    if (exc == NULL || exc == Py_None) {
+        Py_XDECREF(exc);
+        return Py_NewRef(str_state_done);
+    }
+    PyObject *type_name = PyType_GetName(Py_TYPE(exc));
+    Py_DECREF(exc);
+    if (type_name == NULL)
+        return NULL;
+    PyObject *r = PyUnicode_FromFormat("raised %U", type_name);
+    Py_DECREF(type_name);
+    return r;
+}
+
+/* Note the end of task n if it is done and not noted yet (TaskTracker.note_end). */
+static int
+note_end(TaskRecorder *self, long long n, PyObject *task, unsigned long long tsid)
+{
+    PyObject *key = PyLong_FromLongLong(n);
+    if (key == NULL)
+        return -1;
+    int seen = PySet_Contains(self->ended, key);
+    PyObject *done = seen == 0 ? PyObject_CallMethodNoArgs(task, str_done) : NULL;
+    int is = done == NULL ? -1 : PyObject_IsTrue(done);
+    Py_XDECREF(done);
+    if (seen != 0 || is <= 0) {
+        Py_DECREF(key);
+        return seen < 0 || (seen == 0 && is < 0) ? -1 : 0;
+    }
+    int r = PySet_Add(self->ended, key);
+    Py_DECREF(key);
+    PyObject *state = r < 0 ? NULL : end_state(self, task);
+    PyObject *qstate = state == NULL ? NULL : PyObject_CallOneArg(self->quote, state);
+    Py_XDECREF(state);
+    if (qstate == NULL)
+        return -1;
+    PyObject *text = PyUnicode_FromFormat("end {\"state\": %S, \"task\": %lld}", qstate, n);
+    Py_DECREF(qstate);
+    if (text == NULL)
+        return -1;
+    return write_note(self, text, tsid) < 0 ? -1 : 0;
+}
+
+/* Whether code of the module `name` is the event loop's own (asyncio, Pyodide's loop). */
+static int
+loop_module(PyObject *name)
+{
+    if (!PyUnicode_Check(name))
+        return 0;
+    if (PyUnicode_Compare(name, str_asyncio) == 0 || PyUnicode_Compare(name, str_webloop) == 0)
+        return 1;
+    return PyUnicode_Tailmatch(name, str_asyncio_dot, 0, PY_SSIZE_T_MAX, -1) == 1;
+}
+
+/* The JSON text of "module:qualname" of `code` run with `globals` (cached by
+ * code, checked against the module's name), new reference or NULL with an error. */
+static PyObject *
+func_text(TaskRecorder *self, PyObject *code, PyObject *module)
+{
+    PyObject *hit = PyDict_GetItemWithError(self->funcs, code);  /* (module, text) */
+    if (hit != NULL && PyTuple_GET_ITEM(hit, 0) == module)
+        return Py_NewRef(PyTuple_GET_ITEM(hit, 1));
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *plain = PyUnicode_FromFormat("%S:%S", module, ((PyCodeObject *)code)->co_qualname);
+    PyObject *text = plain == NULL ? NULL : PyObject_CallOneArg(self->quote, plain);
+    Py_XDECREF(plain);
+    if (text == NULL)
+        return NULL;
+    if (PyDict_GET_SIZE(self->funcs) < MAX_FUNCS) {
+        PyObject *pair = PyTuple_Pack(2, module, text);
+        if (pair == NULL || PyDict_SetItem(self->funcs, code, pair) < 0) {
+            Py_XDECREF(pair);
+            Py_DECREF(text);
+            return NULL;
+        }
+        Py_DECREF(pair);
+    }
+    return text;
+}
+
+/* The JSON text of the first function outside the event loop's code below the
+ * running frame (as tasks._creating_function): new reference, Py_None when
+ * there is none, NULL with an error. */
+static PyObject *
+creating_function(TaskRecorder *self, Where *w)
+{
+#ifdef FNT_IFRAME
+    fnt_iframe *f = running_iframe(w);
+    for (f = f != NULL ? fnt_iframe_caller(f) : NULL; f != NULL; f = fnt_iframe_caller(f)) {
+        if (f->code == NULL || !PyCode_Check(f->code) || f->globals == NULL)
+            continue;
+        PyObject *module = PyDict_GetItemWithError(f->globals, str_name);  /* borrowed */
+        if (module == NULL && PyErr_Occurred())
+            return NULL;
+        if (module != NULL && loop_module(module))
+            continue;
+        return func_text(self, f->code, module != NULL ? module : str_unknown);
+    }
+    Py_RETURN_NONE;
+#else
+    PyFrameObject *fo = fnt_where_frame(w);
+    PyFrameObject *f = fo == NULL ? NULL : PyFrame_GetBack(fo);
+    while (f != NULL) {
+        PyObject *globals = PyFrame_GetGlobals(f);
+        PyObject *module = PyDict_GetItemWithError(globals, str_name);
+        Py_XINCREF(module);
+        Py_DECREF(globals);
+        if (module == NULL && PyErr_Occurred()) {
+            Py_DECREF(f);
+            return NULL;
+        }
+        if (module == NULL || !loop_module(module)) {
+            if (module == NULL)
+                module = Py_NewRef(str_unknown);
+            PyCodeObject *code = PyFrame_GetCode(f);
+            PyObject *r = func_text(self, (PyObject *)code, module);
+            Py_DECREF(code);
+            Py_DECREF(module);
+            Py_DECREF(f);
+            return r;
+        }
+        Py_DECREF(module);
+        Py_SETREF(f, PyFrame_GetBack(f));
+    }
+    Py_RETURN_NONE;
+#endif
+}
+
+/* create_task returned `task`: number it (unless a step already did) and note
+ * it with its creator, the running task, and its creating function. */
+static int
+created(TaskRecorder *self, TaskThread *tt, PyObject *task, Where *w, unsigned long long tsid)
+{
+    long long n = known_number(self, task);
+    if (n == 0)
+        n = number_task(self, task);
+    if (n < 0)
+        return -1;
+    if (self->tracing <= 0)
+        return 0;
+    PyObject *func = creating_function(self, w);
+    if (func == NULL)
+        return -1;
+    int r = note_new(self, n, task, tt->cur, func == Py_None ? NULL : func, tsid);
+    Py_DECREF(func);
+    return r;
+}
+
 static int
 task_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObject *event,
            unsigned long long tsid)
 {
     TaskRecorder *self = (TaskRecorder *)rec;
     (void)fn;
-    (void)code;
     (void)event;
+    if (role_of(code) != ROLE_RUN)
+        return 0;  /* create_task and _set_task_name: their exits only */
     TaskThread *tt = thread_state(self, tsid);
     if (tt == NULL)
         return -1;
-    Py_INCREF(tt);  /* Python code (first_seen, a clock) may replace the cache's */
-    PyObject *handle = first_local(where);
+    Py_INCREF(tt);  /* Python code (a task's name, a clock) may replace the cache's */
+    PyObject *handle = local_at(where, 0);
     PyObject *task = handle != NULL ? step_task(self, handle) : NULL;
     long long n = 0;
-    if (task != NULL && (n = task_number(self, task)) < 0) {
+    if (task != NULL && (n = task_number(self, task, tsid)) < 0) {
         Py_DECREF(task);
         Py_DECREF(tt);
         return -1;
@@ -427,49 +726,69 @@ task_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObje
 }
 
 static int
+step_exit(TaskRecorder *self, TaskThread *tt, unsigned long long tsid)
+{
+    if (tt->len == 0)
+        return 0;
+    StepEntry e = tt->stack[--tt->len];  /* the task's reference is ours now */
+    int r = 0;
+    if (e.task != NULL) {
+        r = note_end(self, tt->cur, e.task, tsid);
+        Py_DECREF(e.task);
+    }
+    if (thread_switch(self, tt, e.prev, tsid) < 0)
+        r = -1;
+    return r;
+}
+
+static int
 task_exit(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObject *event,
           PyObject *value, PyObject *exc, unsigned long long tsid)
 {
     TaskRecorder *self = (TaskRecorder *)rec;
     (void)fn;
-    (void)code;
-    (void)where;
     (void)event;
-    (void)value;
-    (void)exc;
+    int role = role_of(code);
+    if (role == ROLE_NONE)
+        return 0;
+    if (role == ROLE_CREATE && (exc != Py_None || value == NULL || !is_task(self, value)))
+        return 0;  /* raised: no task */
+    PyObject *task = NULL;
+    if (role == ROLE_NAME) {
+        PyObject *name = local_at(where, 1);
+        task = local_at(where, 0);
+        if (name == NULL || name == Py_None || task == NULL)
+            return 0;  /* no name given: nothing to note */
+    }
     TaskThread *tt = thread_state(self, tsid);
     if (tt == NULL)
         return -1;
-    if (tt->len == 0)
-        return 0;
-    Py_INCREF(tt);  /* Python code (done, note_end) may replace the cache's */
-    StepEntry e = tt->stack[--tt->len];  /* the task's reference is ours now */
-    int r = 0;
-    if (e.task != NULL) {
-        PyObject *done = PyObject_CallMethodNoArgs(e.task, str_done);
-        int is = done == NULL ? -1 : PyObject_IsTrue(done);
-        Py_XDECREF(done);
-        if (is > 0) {
-            PyObject *cur = PyLong_FromLongLong(tt->cur);
-            PyObject *res = cur == NULL ? NULL
-                                        : PyObject_CallFunctionObjArgs(self->note_end, cur,
-                                                                       e.task, NULL);
-            Py_XDECREF(cur);
-            if (res == NULL)
-                is = -1;
-            Py_XDECREF(res);
-        }
-        Py_DECREF(e.task);
-        r = is < 0 ? -1 : 0;
+    Py_INCREF(tt);  /* Python code (done, a name) may replace the cache's */
+    int r;
+    if (role == ROLE_RUN) {
+        r = step_exit(self, tt, tsid);
+    } else if (role == ROLE_CREATE) {
+        r = created(self, tt, value, where, tsid);
+    } else {
+        Py_INCREF(task);
+        long long n = known_number(self, task);
+        r = n < 0 ? -1 : n == 0 ? 0 : note_new(self, n, task, -1, NULL, tsid);
+        Py_DECREF(task);
     }
-    if (thread_switch(self, tt, e.prev, tsid) < 0)
-        r = -1;
     Py_DECREF(tt);
     return r;
 }
 
+static PyObject *
+TaskRecorder_take_number(TaskRecorder *self, PyObject *unused)
+{
+    return PyLong_FromLongLong(self->next++);
+}
+
 static PyMethodDef TaskRecorder_methods[] = {
     FNT_RECORDER_RING_CHANGED,
+    {"take_number", (PyCFunction)TaskRecorder_take_number, METH_NOARGS,
+     "The next task number (the one counter of the C and Python paths)."},
     {NULL}
 };
 
@@ -485,7 +804,8 @@ static fnt_recorder_type TaskRecorder_Type = {{
     .tp_name = "fntrace._speedups.TaskRecorder",
     .tp_basicsize = sizeof(TaskRecorder),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "The asyncio task notes of Handle._run (tracing/tasks.py), written in C.",
+    .tp_doc = "The asyncio task notes of Handle._run, create_task and _set_task_name "
+              "(tracing/tasks.py), written in C.",
     .tp_new = fnt_recorder_new,
     .tp_init = (initproc)TaskRecorder_init,
     .tp_dealloc = (destructor)TaskRecorder_dealloc,
@@ -495,16 +815,29 @@ static fnt_recorder_type TaskRecorder_Type = {{
     .tp_getset = TaskRecorder_getset,
 }, &task_ops};
 
+static int
+intern_all(void)
+{
+    struct { PyObject **at; const char *s; } names[] = {
+        {&str_thread, "thread"}, {&str_callback, "_callback"}, {&str_self, "__self__"},
+        {&str_done, "done"}, {&str_cancelled, "cancelled"}, {&str_exception, "_exception"},
+        {&str_get_name, "get_name"}, {&str_name, "__name__"}, {&str_run, "_run"},
+        {&str_create_task, "create_task"}, {&str_set_task_name, "_set_task_name"},
+        {&str_asyncio, "asyncio"}, {&str_asyncio_dot, "asyncio."},
+        {&str_webloop, "pyodide.webloop"}, {&str_state_done, "done"},
+        {&str_state_cancelled, "cancelled"}, {&str_unknown, "?"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if ((*names[i].at = PyUnicode_InternFromString(names[i].s)) == NULL)
+            return -1;
+    return 0;
+}
+
 int
 fnt_task_recorder_add_types(PyObject *m)
 {
-    if (str_thread == NULL) {
-        if ((str_thread = PyUnicode_InternFromString("thread")) == NULL ||
-            (str_callback = PyUnicode_InternFromString("_callback")) == NULL ||
-            (str_self = PyUnicode_InternFromString("__self__")) == NULL ||
-            (str_done = PyUnicode_InternFromString("done")) == NULL)
-            return -1;
-    }
+    if (str_thread == NULL && intern_all() < 0)
+        return -1;
     if (fnt_add_type(m, &TaskThread_Type, "TaskThread") < 0)
         return -1;
     return fnt_add_type(m, &TaskRecorder_Type.type, "TaskRecorder");

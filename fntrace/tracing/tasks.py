@@ -228,15 +228,19 @@ class TaskTracker:
         self.all_ops = [self.run_ops, self.ops, self.eager_ops]
         self.recorder: Any = None
         if fast:
-            # The C recorder reads the dictionary behind the WeakKeyDictionary
-            # (weak reference -> number) as its own lookups do, by a task's
-            # weak reference; only Python code writes it.
+            # The C recorder serves the three ops of every task (a step, create_task,
+            # _set_task_name) when it is the only ops at their site.  It reads and
+            # writes the dictionary behind the WeakKeyDictionary (weak reference ->
+            # number) as that dictionary's own methods do, and the ended set; the
+            # task numbers come from its counter on both paths (take_number).
             data = self.numbers.data  # type: ignore[attr-defined]
-            rec = speedups.TaskRecorder(inst.rb, self.tls, data, _task_types,
-                                        self.first_seen, self.note_end, _TAG)
+            remove = self.numbers._remove  # type: ignore[attr-defined]
+            rec = speedups.TaskRecorder(inst.rb, self.tls, data, remove, self.ended,
+                                        _task_types, _quote, _TAG)
             rec.report = self.run_ops._callback_failed
             rec.ok = True
             self.run_ops.fast = rec
+            self.ops.fast = rec
             self.recorder = rec
 
     # -- notes ----------------------------------------------------------------
@@ -261,6 +265,8 @@ class TaskTracker:
             tls.written = n if self.write(f"run {n}") else -1
 
     def take_number(self) -> int:
+        if self.recorder is not None:
+            return int(self.recorder.take_number())
         with self.lock:
             n = self.next
             self.next += 1
