@@ -182,8 +182,20 @@ static PyTypeObject TaskThread_Type = {
 /* The watched functions a TaskRecorder serves, told apart by their code's name. */
 enum { ROLE_NONE, ROLE_RUN, ROLE_CREATE, ROLE_NAME };
 
-/* Creating functions named (code -> (module, quoted "module:qualname")) at most. */
-#define MAX_FUNCS 4096
+/* Direct-mapped caches (their size a power of two): tasks' numbers, the
+ * "run N" strings of the first task numbers, creating functions' names. */
+#define KNOWN_SLOTS 256
+#define RUN_STRS 1024
+#define FUNC_SLOTS 64
+
+typedef struct {
+    PyObject *ref;  /* a weak reference to the task (strong), or NULL */
+    long long n;
+} KnownTask;
+
+typedef struct {
+    PyObject *code, *module, *text;  /* strong, or NULL: text is code's name run in module */
+} FuncName;
 
 typedef struct {
     FNT_RECORDER_HEAD
@@ -195,11 +207,27 @@ typedef struct {
     PyObject *task_types;  /* its answer, once it had one (NULL before) */
     PyObject *quote;       /* str -> its JSON text (json's encode_basestring_ascii) */
     PyObject *tag;         /* the TASK event's kind */
-    PyObject *runs;        /* "run N" strings already made, N -> str */
-    PyObject *funcs;       /* creating functions already named (MAX_FUNCS) */
     long long next;        /* the next task number (the tracker's take_number too) */
     fnt_tls_cache cache;
+    KnownTask known[KNOWN_SLOTS];  /* numbers looked up lately (the table has them all) */
+    PyObject *runs[RUN_STRS];      /* "run N" made (N < RUN_STRS), or NULL */
+    FuncName funcs[FUNC_SLOTS];
 } TaskRecorder;
+
+/* Drop the caches' references (init and clear). */
+static void
+caches_clear(TaskRecorder *self)
+{
+    for (int i = 0; i < KNOWN_SLOTS; i++)
+        Py_CLEAR(self->known[i].ref);
+    for (int i = 0; i < RUN_STRS; i++)
+        Py_CLEAR(self->runs[i]);
+    for (int i = 0; i < FUNC_SLOTS; i++) {
+        Py_CLEAR(self->funcs[i].code);
+        Py_CLEAR(self->funcs[i].module);
+        Py_CLEAR(self->funcs[i].text);
+    }
+}
 
 static PyObject *str_thread, *str_callback, *str_self, *str_done, *str_cancelled,
     *str_exception, *str_get_name, *str_name, *str_run, *str_create_task, *str_set_task_name,
@@ -225,11 +253,10 @@ TaskRecorder_init(TaskRecorder *self, PyObject *args, PyObject *kwds)
     Py_CLEAR(self->task_types);
     Py_XSETREF(self->quote, Py_NewRef(quote));
     Py_XSETREF(self->tag, Py_NewRef(tag));
-    Py_XSETREF(self->runs, PyDict_New());
-    Py_XSETREF(self->funcs, PyDict_New());
     Py_CLEAR(self->cache.obj);
+    caches_clear(self);
     self->next = 1;
-    return self->runs == NULL || self->funcs == NULL ? -1 : 0;
+    return 0;
 }
 
 static int
@@ -243,9 +270,13 @@ TaskRecorder_traverse(TaskRecorder *self, visitproc visit, void *arg)
     Py_VISIT(self->task_types);
     Py_VISIT(self->quote);
     Py_VISIT(self->tag);
-    Py_VISIT(self->runs);
-    Py_VISIT(self->funcs);
     Py_VISIT(self->cache.obj);
+    for (int i = 0; i < KNOWN_SLOTS; i++)
+        Py_VISIT(self->known[i].ref);
+    for (int i = 0; i < FUNC_SLOTS; i++) {
+        Py_VISIT(self->funcs[i].code);
+        Py_VISIT(self->funcs[i].module);
+    }
     return fnt_recorder_traverse_common((fnt_recorder *)self, visit, arg);
 }
 
@@ -260,9 +291,8 @@ TaskRecorder_clear(TaskRecorder *self)
     Py_CLEAR(self->task_types);
     Py_CLEAR(self->quote);
     Py_CLEAR(self->tag);
-    Py_CLEAR(self->runs);
-    Py_CLEAR(self->funcs);
     Py_CLEAR(self->cache.obj);
+    caches_clear(self);
     fnt_recorder_clear_common((fnt_recorder *)self);
     return 0;
 }
@@ -333,7 +363,7 @@ is_task(TaskRecorder *self, PyObject *obj)
 {
     if (self->task_types == NULL) {  /* asyncio is loaded: one of its functions runs */
         PyObject *types = PyObject_CallNoArgs(self->types_fn);
-        if (types != NULL && PyTuple_Check(types))
+        if (types != NULL && PyTuple_Check(types) && PyTuple_GET_SIZE(types) > 0)
             self->task_types = types;
         else
             Py_XDECREF(types);
@@ -342,6 +372,8 @@ is_task(TaskRecorder *self, PyObject *obj)
             return 0;
         }
     }
+    if ((PyObject *)Py_TYPE(obj) == PyTuple_GET_ITEM(self->task_types, 0))
+        return 1;  /* the commonest: asyncio.Task itself */
     int is = PyObject_IsInstance(obj, self->task_types);
     if (is < 0)
         PyErr_Clear();
@@ -376,11 +408,122 @@ step_task(TaskRecorder *self, PyObject *handle)
     return owner;
 }
 
+/* ------------------------------------------------------------------------- */
+/* The notes' text                                                            */
+/* ------------------------------------------------------------------------- */
+
+/* A note's text put together in C: every part is ASCII (JSON text from
+ * json's encode_basestring_ascii, or checked to need no escape), so the str is
+ * made once, from bytes, with no format string to parse (a note per task
+ * otherwise cost several PyUnicode_FromFormat and json calls). */
+typedef struct {
+    char *p;
+    size_t n, cap;
+    int failed;
+    char local[256];
+} Text;
+
+static void
+text_init(Text *t)
+{
+    t->p = t->local;
+    t->n = 0;
+    t->cap = sizeof t->local;
+    t->failed = 0;
+}
+
+static void
+text_put(Text *t, const char *s, size_t k)
+{
+    if (t->failed)
+        return;
+    if (t->n + k > t->cap) {
+        size_t cap = (t->n + k) * 2;
+        char *p = t->p == t->local ? PyMem_Malloc(cap) : PyMem_Realloc(t->p, cap);
+        if (p == NULL) {
+            PyErr_NoMemory();
+            t->failed = 1;
+            return;
+        }
+        if (t->p == t->local)
+            memcpy(p, t->local, t->n);
+        t->p = p;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->n, s, k);
+    t->n += k;
+}
+
+#define TEXT_LIT(t, s) text_put((t), (s), sizeof(s) - 1)
+
+static void
+text_int(Text *t, long long v)
+{
+    char d[24];
+    int i = sizeof d;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        d[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        d[--i] = '-';
+    text_put(t, d + i, sizeof d - (size_t)i);
+}
+
+/* An ASCII str's characters (`ascii` 1), or put through quote (the JSON text of
+ * it) when `json` and it needs escaping or is not ASCII. */
+static void
+text_str(TaskRecorder *self, Text *t, PyObject *s, int json)
+{
+    if (t->failed)
+        return;
+    if (PyUnicode_Check(s) && PyUnicode_IS_ASCII(s)) {
+        const char *c = (const char *)PyUnicode_1BYTE_DATA(s);
+        Py_ssize_t k = PyUnicode_GET_LENGTH(s), i = 0;
+        if (json)
+            while (i < k && c[i] >= ' ' && c[i] <= '~' && c[i] != '"' && c[i] != '\\')
+                i++;
+        if (!json || i == k) {
+            if (json)
+                TEXT_LIT(t, "\"");
+            text_put(t, c, (size_t)k);
+            if (json)
+                TEXT_LIT(t, "\"");
+            return;
+        }
+    }
+    PyObject *q = json ? PyObject_CallOneArg(self->quote, s) : NULL;
+    if (q == NULL || !PyUnicode_Check(q) || !PyUnicode_IS_ASCII(q)) {
+        if (q != NULL || !json)
+            PyErr_SetString(PyExc_TypeError, "a task note's text is not ASCII");
+        Py_XDECREF(q);
+        t->failed = 1;
+        return;
+    }
+    text_str(self, t, q, 0);
+    Py_DECREF(q);
+}
+
+/* The str made (new reference), or NULL with an error; the text's memory freed. */
+static PyObject *
+text_done(Text *t)
+{
+    PyObject *r = NULL;
+    if (!t->failed && (r = PyUnicode_New((Py_ssize_t)t->n, 127)) != NULL)
+        memcpy(PyUnicode_1BYTE_DATA(r), t->p, t->n);
+    if (t->p != t->local)
+        PyMem_Free(t->p);
+    return r;
+}
+
 /* Write one note (a str, stolen): 1 written, 0 not (tracing off, a thread the
  * pid filter leaves out, or a full ring that drops), -1 error. */
 static int
 write_note(TaskRecorder *self, PyObject *info, unsigned long long tsid)
 {
+    if (info == NULL)
+        return -1;
     int on = self->tracing;
     if (on > 0)
         on = fnt_recorder_pid_ok((fnt_recorder *)self, tsid);
@@ -403,6 +546,8 @@ write_note(TaskRecorder *self, PyObject *info, unsigned long long tsid)
     PyTuple_SET_ITEM(event, 1, s);
     PyTuple_SET_ITEM(event, 2, Py_NewRef(self->tag));
     PyTuple_SET_ITEM(event, 3, info);
+    /* ints and strs: no cycle through it, nothing for the collector to visit */
+    PyObject_GC_UnTrack(event);
     fnt_slot slot = {0};
     slot.kind = 0;
     slot.ts = ts;
@@ -411,27 +556,29 @@ write_note(TaskRecorder *self, PyObject *info, unsigned long long tsid)
     return fnt_recorder_write((fnt_recorder *)self, &slot, tsid) < 0 ? -1 : 1;
 }
 
-/* Write "run n" (made once per n): as write_note. */
+/* "run n" (new reference; made once for the first numbers), or NULL. */
+static PyObject *
+run_text(TaskRecorder *self, long long n)
+{
+    if (n >= 0 && n < RUN_STRS && self->runs[n] != NULL)
+        return Py_NewRef(self->runs[n]);
+    Text t;
+    text_init(&t);
+    TEXT_LIT(&t, "run ");
+    text_int(&t, n);
+    PyObject *r = text_done(&t);
+    if (r != NULL && n >= 0 && n < RUN_STRS)
+        self->runs[n] = Py_NewRef(r);
+    return r;
+}
+
+/* Write "run n": as write_note. */
 static int
 write_run(TaskRecorder *self, long long n, unsigned long long tsid)
 {
     if (self->tracing <= 0)
         return 0;
-    PyObject *key = PyLong_FromLongLong(n);
-    if (key == NULL)
-        return -1;
-    PyObject *info = PyDict_GetItemWithError(self->runs, key);
-    if (info != NULL) {
-        Py_INCREF(info);
-    } else if (PyErr_Occurred() ||
-               (info = PyUnicode_FromFormat("run %lld", n)) == NULL ||
-               (PyDict_GET_SIZE(self->runs) < 4096 && PyDict_SetItem(self->runs, key, info) < 0)) {
-        Py_XDECREF(info);
-        Py_DECREF(key);
-        return -1;
-    }
-    Py_DECREF(key);
-    return write_note(self, info, tsid);
+    return write_note(self, run_text(self, n), tsid);
 }
 
 /* The thread now runs task n (as TaskTracker.switch). */
@@ -446,24 +593,9 @@ thread_switch(TaskRecorder *self, TaskThread *tt, long long n, unsigned long lon
     return r < 0 ? -1 : 0;
 }
 
-/* The JSON text of str(obj) (new reference), or NULL with an error. */
-static PyObject *
-quoted(TaskRecorder *self, PyObject *obj)
-{
-    PyObject *s = PyObject_Str(obj);
-    if (s == NULL)
-        return NULL;
-    PyObject *q = PyObject_CallOneArg(self->quote, s);
-    Py_DECREF(s);
-    if (q != NULL && !PyUnicode_Check(q)) {
-        Py_SETREF(q, NULL);
-        PyErr_SetString(PyExc_TypeError, "quote: not a str");
-    }
-    return q;
-}
-
-/* Note "new {...}" of task n as TaskTracker.note_new: creator < 0 and func
- * NULL leave those fields out.  func: its JSON text already. */
+/* Note "new {...}" of task n as TaskTracker.note_new (the JSON
+ * json.dumps(sort_keys=True) makes): creator < 0 and func NULL leave those
+ * fields out.  func: its JSON text already. */
 static int
 note_new(TaskRecorder *self, long long n, PyObject *task, long long creator, PyObject *func,
          unsigned long long tsid)
@@ -473,37 +605,67 @@ note_new(TaskRecorder *self, long long n, PyObject *task, long long creator, PyO
     PyObject *name = PyObject_CallMethodNoArgs(task, str_get_name);
     if (name == NULL)
         return -1;
-    PyObject *qname = name == Py_None ? PyUnicode_FromString("null") : quoted(self, name);
+    Text t;
+    text_init(&t);
+    TEXT_LIT(&t, "new {");
+    if (creator >= 0) {
+        TEXT_LIT(&t, "\"creator\": ");
+        text_int(&t, creator);
+        TEXT_LIT(&t, ", ");
+    }
+    if (func != NULL) {
+        TEXT_LIT(&t, "\"func\": ");
+        text_str(self, &t, func, 0);
+        TEXT_LIT(&t, ", ");
+    }
+    TEXT_LIT(&t, "\"name\": ");
+    if (name == Py_None) {
+        TEXT_LIT(&t, "null");
+    } else {
+        PyObject *s = PyUnicode_CheckExact(name) ? Py_NewRef(name) : PyObject_Str(name);
+        if (s == NULL)
+            t.failed = 1;
+        else
+            text_str(self, &t, s, 1);
+        Py_XDECREF(s);
+    }
     Py_DECREF(name);
-    if (qname == NULL)
-        return -1;
-    PyObject *text;
-    if (creator >= 0 && func != NULL)
-        text = PyUnicode_FromFormat("new {\"creator\": %lld, \"func\": %U, \"name\": %U, "
-                                    "\"task\": %lld}", creator, func, qname, n);
-    else if (creator >= 0)
-        text = PyUnicode_FromFormat("new {\"creator\": %lld, \"name\": %U, \"task\": %lld}",
-                                    creator, qname, n);
-    else
-        text = PyUnicode_FromFormat("new {\"name\": %U, \"task\": %lld}", qname, n);
-    Py_DECREF(qname);
-    if (text == NULL)
-        return -1;
-    return write_note(self, text, tsid) < 0 ? -1 : 0;
+    TEXT_LIT(&t, ", \"task\": ");
+    text_int(&t, n);
+    TEXT_LIT(&t, "}");
+    return write_note(self, text_done(&t), tsid) < 0 ? -1 : 0;
 }
 
-/* The task's number, borrowed from the table (0: none yet), or -1 with an error. */
+static size_t
+ptr_slot(void *p, size_t slots)
+{
+    return ((uintptr_t)p >> 4) & (slots - 1);
+}
+
+/* The task's number (0: none yet), or -1 with an error.  The cache holds a
+ * weak reference: a slot is the task's only while that reference is to it. */
 static long long
 known_number(TaskRecorder *self, PyObject *task)
 {
+    KnownTask *k = &self->known[ptr_slot(task, KNOWN_SLOTS)];
+    if (k->ref != NULL && fnt_weakref_is(k->ref, task))
+        return k->n;
     PyObject *ref = PyWeakref_NewRef(task, NULL);
     if (ref == NULL)
         return -1;
     PyObject *n = PyDict_GetItemWithError(self->numbers, ref);  /* borrowed */
-    Py_DECREF(ref);
-    if (n != NULL)
-        return PyLong_AsLongLong(n);
-    return PyErr_Occurred() ? -1 : 0;
+    if (n == NULL) {
+        Py_DECREF(ref);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    long long v = PyLong_AsLongLong(n);
+    if (v == -1 && PyErr_Occurred()) {
+        Py_DECREF(ref);
+        return -1;
+    }
+    Py_XSETREF(k->ref, ref);
+    k->n = v;
+    return v;
 }
 
 /* A new number given to `task` in the table (as TaskTracker's numbers[task] = n): -1 error. */
@@ -514,9 +676,15 @@ number_task(TaskRecorder *self, PyObject *task)
     PyObject *ref = PyWeakref_NewRef(task, self->remove);
     PyObject *value = ref == NULL ? NULL : PyLong_FromLongLong(n);
     int r = value == NULL ? -1 : PyDict_SetItem(self->numbers, ref, value);
-    Py_XDECREF(ref);
     Py_XDECREF(value);
-    return r < 0 ? -1 : n;
+    if (r < 0) {
+        Py_XDECREF(ref);
+        return -1;
+    }
+    KnownTask *k = &self->known[ptr_slot(task, KNOWN_SLOTS)];
+    Py_XSETREF(k->ref, ref);
+    k->n = n;
+    return n;
 }
 
 /* The task's number (taken and noted when it has none, as TaskTracker.first_seen): -1 error. */
@@ -565,29 +733,32 @@ end_state(TaskRecorder *self, PyObject *task)
 static int
 note_end(TaskRecorder *self, long long n, PyObject *task, unsigned long long tsid)
 {
+    PyObject *done = PyObject_CallMethodNoArgs(task, str_done);
+    int is = done == NULL ? -1 : PyObject_IsTrue(done);
+    Py_XDECREF(done);
+    if (is <= 0)
+        return is;  /* the commonest: the step awaits */
     PyObject *key = PyLong_FromLongLong(n);
     if (key == NULL)
         return -1;
     int seen = PySet_Contains(self->ended, key);
-    PyObject *done = seen == 0 ? PyObject_CallMethodNoArgs(task, str_done) : NULL;
-    int is = done == NULL ? -1 : PyObject_IsTrue(done);
-    Py_XDECREF(done);
-    if (seen != 0 || is <= 0) {
-        Py_DECREF(key);
-        return seen < 0 || (seen == 0 && is < 0) ? -1 : 0;
-    }
-    int r = PySet_Add(self->ended, key);
+    if (seen == 0 && PySet_Add(self->ended, key) < 0)
+        seen = -1;
     Py_DECREF(key);
-    PyObject *state = r < 0 ? NULL : end_state(self, task);
-    PyObject *qstate = state == NULL ? NULL : PyObject_CallOneArg(self->quote, state);
-    Py_XDECREF(state);
-    if (qstate == NULL)
+    if (seen != 0)
+        return seen < 0 ? -1 : 0;
+    PyObject *state = end_state(self, task);
+    if (state == NULL)
         return -1;
-    PyObject *text = PyUnicode_FromFormat("end {\"state\": %S, \"task\": %lld}", qstate, n);
-    Py_DECREF(qstate);
-    if (text == NULL)
-        return -1;
-    return write_note(self, text, tsid) < 0 ? -1 : 0;
+    Text t;
+    text_init(&t);
+    TEXT_LIT(&t, "end {\"state\": ");
+    text_str(self, &t, state, 1);
+    Py_DECREF(state);
+    TEXT_LIT(&t, ", \"task\": ");
+    text_int(&t, n);
+    TEXT_LIT(&t, "}");
+    return write_note(self, text_done(&t), tsid) < 0 ? -1 : 0;
 }
 
 /* Whether code of the module `name` is the event loop's own (asyncio, Pyodide's loop). */
@@ -601,30 +772,32 @@ loop_module(PyObject *name)
     return PyUnicode_Tailmatch(name, str_asyncio_dot, 0, PY_SSIZE_T_MAX, -1) == 1;
 }
 
-/* The JSON text of "module:qualname" of `code` run with `globals` (cached by
- * code, checked against the module's name), new reference or NULL with an error. */
+/* The JSON text of "module:qualname" of `code` run in the module named
+ * `module` (cached by code, checked against the module's name), new
+ * reference or NULL with an error. */
 static PyObject *
 func_text(TaskRecorder *self, PyObject *code, PyObject *module)
 {
-    PyObject *hit = PyDict_GetItemWithError(self->funcs, code);  /* (module, text) */
-    if (hit != NULL && PyTuple_GET_ITEM(hit, 0) == module)
-        return Py_NewRef(PyTuple_GET_ITEM(hit, 1));
-    if (PyErr_Occurred())
+    FuncName *f = &self->funcs[ptr_slot(code, FUNC_SLOTS)];
+    if (f->code == code && f->module == module)
+        return Py_NewRef(f->text);
+    PyObject *mod = PyUnicode_Check(module) ? Py_NewRef(module) : PyObject_Str(module);
+    if (mod == NULL)
         return NULL;
-    PyObject *plain = PyUnicode_FromFormat("%S:%S", module, ((PyCodeObject *)code)->co_qualname);
-    PyObject *text = plain == NULL ? NULL : PyObject_CallOneArg(self->quote, plain);
-    Py_XDECREF(plain);
+    PyObject *plain = PyUnicode_FromFormat("%U:%S", mod, ((PyCodeObject *)code)->co_qualname);
+    Py_DECREF(mod);
+    if (plain == NULL)
+        return NULL;
+    Text t;
+    text_init(&t);
+    text_str(self, &t, plain, 1);
+    Py_DECREF(plain);
+    PyObject *text = text_done(&t);
     if (text == NULL)
         return NULL;
-    if (PyDict_GET_SIZE(self->funcs) < MAX_FUNCS) {
-        PyObject *pair = PyTuple_Pack(2, module, text);
-        if (pair == NULL || PyDict_SetItem(self->funcs, code, pair) < 0) {
-            Py_XDECREF(pair);
-            Py_DECREF(text);
-            return NULL;
-        }
-        Py_DECREF(pair);
-    }
+    Py_XSETREF(f->code, Py_NewRef(code));
+    Py_XSETREF(f->module, Py_NewRef(module));
+    Py_XSETREF(f->text, Py_NewRef(text));
     return text;
 }
 
