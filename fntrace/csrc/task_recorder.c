@@ -184,7 +184,7 @@ enum { ROLE_NONE, ROLE_RUN, ROLE_CREATE, ROLE_NAME };
 
 /* Direct-mapped caches (their size a power of two): tasks' numbers, the
  * "run N" strings of the first task numbers, creating functions' names. */
-#define KNOWN_SLOTS 256
+#define KNOWN_SLOTS 4096
 #define RUN_STRS 1024
 #define FUNC_SLOTS 64
 
@@ -636,10 +636,13 @@ note_new(TaskRecorder *self, long long n, PyObject *task, long long creator, PyO
     return write_note(self, text_done(&t), tsid) < 0 ? -1 : 0;
 }
 
+/* The slot of an object in a direct-mapped cache of `slots` (a power of two):
+ * Fibonacci hashing, since objects of one size class sit at regular strides
+ * that low address bits would map to a few slots. */
 static size_t
 ptr_slot(void *p, size_t slots)
 {
-    return ((uintptr_t)p >> 4) & (slots - 1);
+    return (size_t)(((uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ULL) >> 40) & (slots - 1);
 }
 
 /* The task's number (0: none yet), or -1 with an error.  The cache holds a
