@@ -28,7 +28,14 @@ What is written (field numbers are those of perfetto/trace/*.proto):
   exit (``exit lost``, ``unfinished``);
 * markers and text as ``TYPE_INSTANT`` events named by their text; the function
   tracer's calls (no durations) as instants named by the function, with a
-  ``parent`` annotation.
+  ``parent`` annotation;
+* with asyncio task notes (task_tracks.py): a track per task, named
+  ``name-N (thread-tid)`` with its process track as parent (Perfetto nests
+  such tracks under the process), its own packet sequence, the task's slices
+  on it; a creation arrow per task as a flow (``TrackEvent.flow_ids`` on an
+  instant ``create`` on the creator's track, ``terminating_flow_ids`` on an
+  instant ``first run`` on the task's).  A task named after its first step
+  (eager tasks) gets its descriptor again, with its final name, at the end.
 
 Packets are batched into ``TracePacket.compressed_packets`` (zlib, as Perfetto's
 own recorder writes them): a trace's events repeat a few byte patterns, so the
@@ -45,6 +52,7 @@ from typing import IO
 
 from fntrace.analysis.locations import Location, Locations
 from fntrace.analysis.segments import RecordLike
+from fntrace.analysis.task_tracks import TaskTracks
 from fntrace.analysis.timeline import Begin, End, balanced
 
 __all__ = ["BATCH_BYTES", "Counts", "write_perfetto"]
@@ -62,6 +70,8 @@ _P_SEQ_FLAGS = b"\x68"       # sequence_flags = 13
 _P_COMPRESSED = b"\x92\x03"  # compressed_packets = 50
 _P_DEFAULTS = b"\xda\x03"    # trace_packet_defaults = 59
 _P_DESCRIPTOR = b"\xe2\x03"  # track_descriptor = 60
+_E_FLOW = b"\xf9\x02"        # TrackEvent.flow_ids = 47, fixed64
+_E_FLOW_END = b"\x81\x03"    # TrackEvent.terminating_flow_ids = 48, fixed64
 SEQ_INCREMENTAL_STATE_CLEARED = 1
 SEQ_NEEDS_INCREMENTAL_STATE = 2
 TYPE_SLICE_BEGIN, TYPE_SLICE_END, TYPE_INSTANT = 1, 2, 3
@@ -102,6 +112,8 @@ class Counts:
     ends: int = 0
     instants: int = 0
     packets: int = 0
+    tasks: int = 0  # task tracks
+    flows: int = 0  # creation arrows
 
 
 @dataclass
@@ -116,8 +128,11 @@ class _Sequence:
 
 class _Writer:
     def __init__(self, out: IO[bytes], processes: dict[int, str],
-                 threads: dict[tuple[int, int], str], argv: dict[int, list[str]]) -> None:
+                 threads: dict[tuple[int, int], str], argv: dict[int, list[str]],
+                 tracks: TaskTracks) -> None:
         self.out = out
+        self.tracks = tracks
+        self.task_names: dict[tuple[int, int], str] = {}  # (pid, task tid) -> name written
         self.processes = processes
         self.threads = threads
         self.argv = argv
@@ -163,22 +178,53 @@ class _Writer:
         uuid = self.next_uuid
         self.next_uuid += 1
         seq = self.sequences[(pid, tid)] = _Sequence(len(self.sequences) + 1, uuid)
-        name = f"{self.threads.get((pid, tid), 'thread')}-{tid}"
-        thread = b"\x08" + _v(pid) + b"\x10" + _v(tid) + _str(b"\x2a", name)
-        # TrackDescriptor: uuid = 1, parent_uuid = 5, thread = 4
-        self.packet(_ld(_P_DESCRIPTOR, b"\x08" + _v(uuid) + b"\x28" + _v(parent)
-                        + _ld(b"\x22", thread)))
+        task = self.tracks.task_of(tid)
+        if task is not None:
+            self.task_descriptor(pid, tid, task, uuid, parent)
+            self.counts.tasks += 1
+        else:
+            name = f"{self.threads.get((pid, tid), 'thread')}-{tid}"
+            thread = b"\x08" + _v(pid) + b"\x10" + _v(tid) + _str(b"\x2a", name)
+            # TrackDescriptor: uuid = 1, parent_uuid = 5, thread = 4
+            self.packet(_ld(_P_DESCRIPTOR, b"\x08" + _v(uuid) + b"\x28" + _v(parent)
+                            + _ld(b"\x22", thread)))
         # TracePacketDefaults.track_event_defaults (11) .track_uuid (11)
         defaults = _ld(b"\x5a", b"\x58" + _v(uuid))
         self.packet(_P_SEQ_ID + _v(seq.seq_id) + _P_SEQ_FLAGS
                     + _v(SEQ_INCREMENTAL_STATE_CLEARED) + _ld(_P_DEFAULTS, defaults))
-        self.counts.threads += 1
+        if task is None:
+            self.counts.threads += 1
         return seq
+
+    def task_descriptor(self, pid: int, tid: int, task: int, uuid: int, parent: int) -> None:
+        """A task's track: named, under its process (TrackDescriptor: uuid = 1,
+        name = 2, parent_uuid = 5)."""
+        name = self.tracks.label(pid, task, self.threads)
+        self.task_names[(pid, tid)] = name
+        self.packet(_ld(_P_DESCRIPTOR, b"\x08" + _v(uuid) + _str(b"\x12", name)
+                        + b"\x28" + _v(parent)))
+
+    def finish_tasks(self) -> None:
+        """Names that changed since a track was described, and the creation arrows."""
+        for (pid, tid), written in list(self.task_names.items()):
+            task = self.tracks.task_of(tid)
+            if task is not None and self.tracks.label(pid, task, self.threads) != written:
+                self.task_descriptor(pid, tid, task, self.sequences[(pid, tid)].uuid,
+                                     self.process(pid))
+        for flow in self.tracks.flows:
+            fid = (flow.pid << 32) | flow.task
+            label = self.tracks.label(flow.pid, flow.task, self.threads)
+            self.event(self.sequence(flow.pid, flow.source), flow.created, TYPE_INSTANT, None,
+                       f"create {label}", [], extra=_E_FLOW + fid.to_bytes(8, "little"))
+            self.event(self.sequence(flow.pid, self.tracks.tid(flow.task)), flow.ran,
+                       TYPE_INSTANT, None, "first run", [],
+                       extra=_E_FLOW_END + fid.to_bytes(8, "little"))
+            self.counts.flows += 1
 
     # -- events ----------------------------------------------------------------
     def event(self, seq: _Sequence, ts: int, kind: int, name: str | None,
               inline_name: str | None, notes: list[tuple[str, str | bool]],
-              where: Location | None = None) -> None:
+              where: Location | None = None, extra: bytes = b"") -> None:
         interned = bytearray()
         body = bytearray(b"\x48" + _SMALL[kind])  # TrackEvent.type = 9
         if name is not None:
@@ -213,6 +259,7 @@ class _Writer:
             else:
                 note = b"\x08" + _v(kid) + _str(b"\x32", str(value))  # string_value = 6
             body += _ld(b"\x22", note)  # debug_annotations = 4
+        body += extra
         pkt = bytearray(_P_TIMESTAMP + _v(ts) + _P_SEQ_ID + _v(seq.seq_id)
                         + _P_SEQ_FLAGS + _SMALL[SEQ_NEEDS_INCREMENTAL_STATE])
         if interned:
@@ -225,12 +272,15 @@ def write_perfetto(records: Iterable[RecordLike], out: IO[bytes], processes: dic
                    threads: dict[tuple[int, int], str],
                    argv: dict[int, list[str]] | None = None) -> Counts:
     """Write the Perfetto trace of ``records`` (in time order) to the binary ``out``."""
-    w = _Writer(out, processes, threads, argv or {})
+    tracks = TaskTracks()
+    w = _Writer(out, processes, threads, argv or {}, tracks)
     for pid in sorted(processes):
         w.process(pid)
     counts = w.counts
     locations = Locations()
-    for item in balanced(locations.watch(records)):
+    for item in balanced(locations.watch(tracks.records(records))):
+        if not isinstance(item, (Begin, End)) and item.kind == "task":
+            continue  # read by tracks; not drawn
         seq = w.sequence(item.pid, item.tid)
         if isinstance(item, Begin):
             notes: list[tuple[str, str | bool]] = []
@@ -265,5 +315,6 @@ def write_perfetto(records: Iterable[RecordLike], out: IO[bytes], processes: dic
         elif item.kind in ("marker", "text"):
             w.event(seq, item.ts, TYPE_INSTANT, None, item.text or "", [(item.kind, True)])
             counts.instants += 1
+    w.finish_tasks()
     w.flush()
     return counts

@@ -15,6 +15,12 @@ a *sampled* profile instead, one sample ``caller;callee`` weighing one per call
 (unit ``none``), which the left-heavy view shows as call counts.  Markers have
 no place in the format and are left out.
 
+With asyncio task notes, each task's records are a profile of their own
+(task_tracks.py), named ``name-N (thread-tid) · program (pid N)`` after the
+task and the thread that ran it, after the threads' profiles; the thread's
+profile keeps what ran outside any task.  The format has no arrows: the
+creation arrows are the Chrome and Perfetto exports'.
+
 Frames are ``{"name": "module:qualname", "file": ..., "line": ...}``, shared by
 all profiles; ``file`` and ``line`` (the function's source file and first
 line, from ``locations.Locations``) where the trace file keeps them.
@@ -35,6 +41,7 @@ from typing import IO, Any
 
 from fntrace.analysis.locations import Locations
 from fntrace.analysis.segments import RecordLike
+from fntrace.analysis.task_tracks import TaskTracks
 from fntrace.analysis.timeline import Begin, End, balanced
 
 __all__ = ["SCHEMA_URL", "Counts", "write_speedscope"]
@@ -51,6 +58,7 @@ class Counts:
     opens: int = 0
     closes: int = 0
     frames: int = 0
+    tasks: int = 0  # of the profiles, those of asyncio tasks
 
 
 @dataclass
@@ -111,6 +119,7 @@ def write_speedscope(records: Iterable[RecordLike], out: IO[str], processes: dic
     frames = _Frames()
     profiles: dict[tuple[int, int], _Profile] = {}
     counts = Counts()
+    tracks = TaskTracks()
     t0: int | None = None
     with tempfile.TemporaryDirectory(prefix="fntrace-speedscope-") as spool:
         def profile(pid: int, tid: int) -> _Profile:
@@ -120,7 +129,7 @@ def write_speedscope(records: Iterable[RecordLike], out: IO[str], processes: dic
                 p = profiles[key] = _Profile(pid, tid, os.path.join(spool, f"{len(profiles)}"))
             return p
 
-        for item in balanced(frames.locations.watch(records)):
+        for item in balanced(frames.locations.watch(tracks.records(records))):
             if t0 is None:
                 t0 = item.ts
             if isinstance(item, Begin):
@@ -146,7 +155,12 @@ def write_speedscope(records: Iterable[RecordLike], out: IO[str], processes: dic
                   + ',"name":' + json.dumps(name) + f',"activeProfileIndex":{busiest}'
                   + ',"profiles":[')
         for i, p in enumerate(ordered):
-            label = f"{threads.get((p.pid, p.tid), 'thread')}-{p.tid}"
+            task = tracks.task_of(p.tid)
+            if task is None:
+                label = f"{threads.get((p.pid, p.tid), 'thread')}-{p.tid}"
+            else:
+                label = tracks.label(p.pid, task, threads)
+                counts.tasks += 1
             pname = json.dumps(f"{label} \u00b7 {processes.get(p.pid, f'pid {p.pid}')}")
             out.write("," if i else "")
             if p.events or not p.calls:
