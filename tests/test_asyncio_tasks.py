@@ -135,9 +135,11 @@ def test_no_task_notes_without_asyncio_or_with_the_option_off(hot_path: str) -> 
 
 def test_task_steps_are_noted_in_c_where_the_extension_reads_frames(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every step passes Handle._run: on the C path its notes are the
-    TaskRecorder's, with no Python callback (the cost of the notes was two
-    Python callbacks per step); the notes are the pure path's, note for note."""
+    """Every step passes Handle._run, every task create_task (and on 3.11/3.12
+    _set_task_name): on the C path their notes are the TaskRecorder's, with no
+    Python callback (the cost of the notes was two Python callbacks per step
+    and a Python trampoline per task); the notes are the pure path's, note for
+    note."""
     from fntrace.core import accel
     from fntrace.tracing import tasks as tasks_mod
 
@@ -151,16 +153,27 @@ def test_task_steps_are_noted_in_c_where_the_extension_reads_frames(
         calls.append(ip.name)
         entry(self, ip, parent, ops, fregs)
 
+    exits: list[str] = []
+    exit_ = tasks_mod.TaskTracker.exit
+
+    def exit_spy(self: Any, ip: Any, parent: Any, ops: Any, fregs: Any) -> None:
+        exits.append(ip.name)
+        exit_(self, ip, parent, ops, fregs)
+
     monkeypatch.setattr(tasks_mod.TaskTracker, "entry", spy)
+    monkeypatch.setattr(tasks_mod.TaskTracker, "exit", exit_spy)
     prog.LOG.clear()
     _, fast = traced_run("function_graph")
     assert tasks_mod.RUN not in calls
+    # Only the eager task factory (3.12+) still goes through Python.
+    assert set(exits) <= {tasks_mod.EAGER}
     notes_fast = [ev[TASK.at.info] for _, ev in fast if ev[2] == TASK.tag]
     assert sum(1 for n in notes_fast if n.startswith("run ")) > 10
     monkeypatch.setattr(accel, "speedups", None)
     prog.LOG.clear()
     _, pure = traced_run("function_graph")
     assert tasks_mod.RUN in calls
+    assert "asyncio.base_events:BaseEventLoop.create_task" in exits
     notes_pure = [ev[TASK.at.info] for _, ev in pure if ev[2] == TASK.tag]
 
     def unnamed(notes: list[str]) -> list[str]:  # asyncio's Task-N counter goes on
