@@ -1,15 +1,17 @@
-/* task_recorder.c: the asyncio task notes of a task step, written in C.
+/* task_recorder.c: the asyncio task notes, written in C.
  *
- * Why: every step of every asyncio task runs through Handle._run, and
- * tracing/tasks.py notes there which task the thread now runs.  Through the
- * Python trampoline and two Python callbacks that cost ~80,000 instructions
- * per step, many times function_graph's own cost of the few calls a step
- * makes.  TaskRecorder is that ops' recorder: it reads the Handle from the
- * frame's first fast local, its callback's owner, the task's number (the
- * tracker's WeakKeyDictionary read directly), and writes the `run N` note as
- * the Python path does.  The rare events (a task seen first at a step, a task
- * that ended) call back into the tracker.
- *
+ * Why: every step of every asyncio task runs through Handle._run, every task
+ * through create_task (and on 3.11/3.12 _set_task_name), and tracing/tasks.py
+ * notes there which task the thread runs, and each task's name, creator and
+ * end.  Through the Python trampoline and callbacks that cost ~80,000
+ * instructions per step and ~150,000 per task, many times function_graph's
+ * own cost of the few calls a step makes.  TaskRecorder is the recorder of
+ * the three ops (told apart by their code's name): it reads the Handle (or
+ * create_task's return value, or _set_task_name's arguments) from the frame,
+ * the callback's owner, the task's number (the tracker's WeakKeyDictionary
+ * read and written directly, behind a small cache), the creating function
+ * (the frames below create_task), and writes the notes as the Python path
+ * does, their text put together from ASCII parts without Python calls. *
  * TaskThread is one thread's state, shared with the Python path (which uses
  * it too while the extension is there, so the two hand over at any call):
  * the running task, the last `run` note written, and a stack of (task before

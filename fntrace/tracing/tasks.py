@@ -205,8 +205,12 @@ class _PyTaskThread:
 
 
 class TaskTracker:
-    """One instance's task notes: two ops on the WATCHED functions (Handle._run's
-    with a C recorder where the extension reads frames), per-thread state."""
+    """One instance's task notes: three ops on the WATCHED functions, per-thread
+    state.  Where the extension reads frames, one C recorder (TaskRecorder)
+    serves the ops of Handle._run, create_task and _set_task_name, so a step
+    and a task's creation and end are noted without Python code; the Python
+    callbacks here serve the eager task factory, the pure path, and any site
+    another ops shares (a trace of asyncio's own functions)."""
 
     def __init__(self, inst: Instance) -> None:
         self.inst = inst
