@@ -142,17 +142,19 @@ class TaskThread:
 
 @final
 class TaskRecorder:
-    """The asyncio task notes of Handle._run (tracing/tasks.py), written in C."""
+    """The asyncio task notes of Handle._run, create_task and _set_task_name
+    (tracing/tasks.py), written in C."""
 
     ok: bool
     report: Callable[[BaseException], object] | None
     pid_check: Callable[[], object] | None
     tracing: bool
     def __init__(self, rb: Any, tls: Any, numbers: dict[Any, int],
+                 remove: Callable[[Any], object], ended: set[int],
                  task_types: Callable[[], tuple[type, ...] | None],
-                 first_seen: Callable[[Any], int], note_end: Callable[[int, Any], object],
-                 tag: str) -> None: ...
+                 quote: Callable[[str], str], tag: str) -> None: ...
     def ring_changed(self) -> None: ...
+    def take_number(self) -> int: ...
 
 @final
 class Dispatcher:
