@@ -18,10 +18,15 @@ ratios compare runs made minutes apart at most) and the medians are reported:
 * ``traced``    ``--fntrace='*:mod:more_itertools.*'`` (arguments and return values on,
   the default)
 * ``lean``      the same filter, ``--fntrace-no-args --fntrace-no-retval``
+* ``floor``     the same filter, every call of it reaching the recorder and none
+  written (bench/pytest_fntrace_floor.py): the dispatch cost no recording option
+  can go under
 
-Byte code is cached as in any run (pytest rewrites the plugin's module once, then
-reads its cached form).  Times are the child's wall time and its CPU time (user + system, from
-``wait4``), which a loaded machine disturbs less.  ``--instructions`` also
+Byte code is cached as in any run: ``PYTHONDONTWRITEBYTECODE`` is dropped from the
+children's environment and one unmeasured run of each configuration comes first
+(without a cache every run compiles fntrace's ~50 modules, ~150 ms, and pytest
+rewrites the test module again).  Times are the child's wall time and its CPU
+time (user + system, from ``wait4``), which a loaded machine disturbs less.  ``--instructions`` also
 counts instructions (valgrind, /work/shared/tools/instructions) of one run per
 configuration over a smaller selection: deterministic where times are not.
 Results: a Markdown table on stdout (paste into bench/RESULTS_PYTEST.md).
@@ -57,6 +62,8 @@ CONFIGS: dict[str, list[str]] = {
     "traced": ["-p", "no:fntrace", "-p", "fntrace.pytest_plugin", f"--fntrace={FILTER}"],
     "lean": ["-p", "no:fntrace", "-p", "fntrace.pytest_plugin", f"--fntrace={FILTER}",
              "--fntrace-no-args", "--fntrace-no-retval"],
+    "floor": ["-p", "no:fntrace", "-p", "fntrace.pytest_plugin", f"--fntrace={FILTER}",
+              "-p", "pytest_fntrace_floor"],
 }
 
 
@@ -74,9 +81,17 @@ def suite(python: str) -> Path:
     return target
 
 
+def child_env() -> dict[str, str]:
+    """The environment of a measured run: fntrace and the floor plugin importable,
+    byte code written and read as in any run."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "bench")]))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def run_once(python: str, cwd: Path, tests: list[str], extra: list[str]) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one pytest process; its exit status must be 0."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = child_env()
     cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests, *extra]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
@@ -91,7 +106,7 @@ def run_once(python: str, cwd: Path, tests: list[str], extra: list[str]) -> tupl
 
 
 def count_instructions(python: str, cwd: Path, selection: str, extra: list[str]) -> int:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = child_env()
     cmd = [str(INSTRUCTIONS), python, "-m", "pytest", "-q", "-p", "no:cacheprovider",
            *shlex.split(selection), *extra]
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=True)
@@ -116,6 +131,8 @@ def main() -> None:
                              capture_output=True, text=True, check=True).stdout.strip()
     walls: dict[str, list[float]] = {c: [] for c in ns.configs}
     cpus: dict[str, list[float]] = {c: [] for c in ns.configs}
+    for name in ns.configs:  # warm-up: byte code cached, files in the page cache
+        run_once(ns.python, cwd, ns.tests, CONFIGS[name])
     for r in range(ns.rounds):
         for name in ns.configs:
             wall, cpu = run_once(ns.python, cwd, ns.tests, CONFIGS[name])
