@@ -112,8 +112,10 @@ def count_instructions(python: str, cwd: Path, selection: str, extra: list[str])
     cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--trace-children=yes",
            "--cachegrind-out-file=/dev/null", python, "-m", "pytest", "-q", "-p",
            "no:cacheprovider", *shlex.split(selection), *extra]
-    out = subprocess.run(cmd, cwd=cwd, env=child_env(), capture_output=True, text=True,
-                         check=True)
+    # A fixed hash seed: str hashing, and with it every dict's and set's probing,
+    # moves a run's count by tens of millions of instructions from seed to seed.
+    out = subprocess.run(cmd, cwd=cwd, env=dict(child_env(), PYTHONHASHSEED="0"),
+                         capture_output=True, text=True, check=True)
     counts = re.findall(r"I\s+refs:\s+([\d,]+)", out.stderr)
     if not counts:
         sys.exit(f"{shlex.join(cmd)}: no instruction count\n{out.stderr[-2000:]}")
