@@ -18,10 +18,15 @@ ratios compare runs made minutes apart at most) and the medians are reported:
 * ``traced``    ``--fntrace='*:mod:more_itertools.*'`` (arguments and return values on,
   the default)
 * ``lean``      the same filter, ``--fntrace-no-args --fntrace-no-retval``
+* ``floor``     the same filter, every call of it reaching the recorder and none
+  written (bench/pytest_fntrace_floor.py): the dispatch cost no recording option
+  can go under
 
-Byte code is cached as in any run (pytest rewrites the plugin's module once, then
-reads its cached form).  Times are the child's wall time and its CPU time (user + system, from
-``wait4``), which a loaded machine disturbs less.  ``--instructions`` also
+Byte code is cached as in any run: ``PYTHONDONTWRITEBYTECODE`` is dropped from the
+children's environment and one unmeasured run of each configuration comes first
+(without a cache every run compiles fntrace's ~50 modules, ~150 ms, and pytest
+rewrites the test module again).  Times are the child's wall time and its CPU
+time (user + system, from ``wait4``), which a loaded machine disturbs less.  ``--instructions`` also
 counts instructions (valgrind, /work/shared/tools/instructions) of one run per
 configuration over a smaller selection: deterministic where times are not.
 Results: a Markdown table on stdout (paste into bench/RESULTS_PYTEST.md).
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import statistics
 import subprocess
@@ -47,7 +53,6 @@ FILTER = "*:mod:more_itertools.*"
 #: Measures with tracemalloc what a loop allocates: it sees the trace's ring buffer
 #: (bounded, but beyond the test's 256 KiB limit) and fails when traced.
 MEMORY_TEST = "test_repeated_zero_cache_peek_has_bounded_memory"  # SeekableTest
-INSTRUCTIONS = Path("/work/shared/tools/instructions")
 
 CONFIGS: dict[str, list[str]] = {
     "untraced": ["-p", "no:fntrace"],
@@ -57,6 +62,8 @@ CONFIGS: dict[str, list[str]] = {
     "traced": ["-p", "no:fntrace", "-p", "fntrace.pytest_plugin", f"--fntrace={FILTER}"],
     "lean": ["-p", "no:fntrace", "-p", "fntrace.pytest_plugin", f"--fntrace={FILTER}",
              "--fntrace-no-args", "--fntrace-no-retval"],
+    "floor": ["-p", "no:fntrace", "-p", "fntrace.pytest_plugin", f"--fntrace={FILTER}",
+              "-p", "pytest_fntrace_floor"],
 }
 
 
@@ -74,9 +81,17 @@ def suite(python: str) -> Path:
     return target
 
 
+def child_env() -> dict[str, str]:
+    """The environment of a measured run: fntrace and the floor plugin importable,
+    byte code written and read as in any run."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "bench")]))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def run_once(python: str, cwd: Path, tests: list[str], extra: list[str]) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one pytest process; its exit status must be 0."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = child_env()
     cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests, *extra]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
@@ -91,31 +106,44 @@ def run_once(python: str, cwd: Path, tests: list[str], extra: list[str]) -> tupl
 
 
 def count_instructions(python: str, cwd: Path, selection: str, extra: list[str]) -> int:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [str(INSTRUCTIONS), python, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-           *shlex.split(selection), *extra]
-    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=True)
-    return int(out.stdout.split()[-1])
+    """Instructions of one run, as /work/shared/tools/instructions counts them (valgrind's
+    cachegrind, children included), summed here exactly: that script's awk prints
+    six significant digits once a count passes 2**31."""
+    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--trace-children=yes",
+           "--cachegrind-out-file=/dev/null", python, "-m", "pytest", "-q", "-p",
+           "no:cacheprovider", *shlex.split(selection), *extra]
+    # A fixed hash seed: str hashing, and with it every dict's and set's probing,
+    # moves a run's count by tens of millions of instructions from seed to seed.
+    out = subprocess.run(cmd, cwd=cwd, env=dict(child_env(), PYTHONHASHSEED="0"),
+                         capture_output=True, text=True, check=True)
+    counts = re.findall(r"I\s+refs:\s+([\d,]+)", out.stderr)
+    if not counts:
+        sys.exit(f"{shlex.join(cmd)}: no instruction count\n{out.stderr[-2000:]}")
+    return sum(int(n.replace(",", "")) for n in counts)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--tests", nargs="+",
-                    default=["tests/test_more.py", "-k", f"not {MEMORY_TEST}"],
-                    help="pytest arguments inside the sdist (default: tests/test_more.py "
-                         "without its tracemalloc test)")
+    ap.add_argument("--tests", nargs="+", default=["tests/test_more.py"],
+                    help="test files inside the sdist (default: tests/test_more.py)")
+    ap.add_argument("--skip", action="append", default=[MEMORY_TEST], metavar="NAME",
+                    help="a test left out (-k 'not ...'; repeatable; its tracemalloc "
+                         f"test, {MEMORY_TEST}, always)")
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--instructions", metavar="SELECTION",
                     help="also count instructions of one run per configuration over "
                          "SELECTION (pytest arguments, e.g. 'tests/test_more.py -k Chunked')")
     ns = ap.parse_args()
+    ns.tests = [*ns.tests, "-k", f"not ({' or '.join(dict.fromkeys(ns.skip))})"]
     cwd = suite(ns.python)
     version = subprocess.run([ns.python, "-c", "import sys; print(sys.version.split()[0])"],
                              capture_output=True, text=True, check=True).stdout.strip()
     walls: dict[str, list[float]] = {c: [] for c in ns.configs}
     cpus: dict[str, list[float]] = {c: [] for c in ns.configs}
+    for name in ns.configs:  # warm-up: byte code cached, files in the page cache
+        run_once(ns.python, cwd, ns.tests, CONFIGS[name])
     for r in range(ns.rounds):
         for name in ns.configs:
             wall, cpu = run_once(ns.python, cwd, ns.tests, CONFIGS[name])
@@ -126,15 +154,18 @@ def main() -> None:
     base = ns.configs[0]
     print(f"Python {version}, {PACKAGE} {VERSION}, tests: {' '.join(ns.tests)}, "
           f"{ns.rounds} rounds, load average at the end {os.getloadavg()[0]:.1f}\n")
+    # Each round's ratio compares runs made a minute apart: their median is what the
+    # machine's drift disturbs least.
     print("| configuration | wall median (s) | CPU median (s) | wall ratio | CPU ratio "
-          "| per-round CPU ratios |")
-    print("|---|---|---|---|---|---|")
+          "| median of per-round CPU ratios | per-round CPU ratios |")
+    print("|---|---|---|---|---|---|---|")
     for name in ns.configs:
         wm, cm = statistics.median(walls[name]), statistics.median(cpus[name])
-        per_round = ", ".join(f"{c / b:.3f}" for c, b in zip(cpus[name], cpus[base],
-                                                           strict=True))
+        ratios = [c / b for c, b in zip(cpus[name], cpus[base], strict=True)]
+        per_round = ", ".join(f"{r:.3f}" for r in ratios)
         print(f"| {name} | {wm:.2f} | {cm:.2f} | {wm / statistics.median(walls[base]):.3f}x "
-              f"| {cm / statistics.median(cpus[base]):.3f}x | {per_round} |")
+              f"| {cm / statistics.median(cpus[base]):.3f}x | {statistics.median(ratios):.3f}x "
+              f"| {per_round} |")
     if ns.instructions:
         print(f"\nInstructions, one run each: `{ns.instructions}`\n")
         print("| configuration | instructions | ratio |")

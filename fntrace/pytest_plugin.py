@@ -33,6 +33,19 @@ SECTION = "fntrace: calls"
 _PLUGIN_NAME = "fntrace-flight-recorder"
 
 
+def _new_style_wrappers() -> bool:
+    """Whether this pluggy takes ``wrapper=True`` (1.1 and later)."""
+    try:
+        pytest.hookimpl(wrapper=True)
+    except TypeError:
+        return False
+    return True
+
+
+#: pluggy's new-style hook wrappers are there (see FlightRecorder's makereport).
+NEW_STYLE_WRAPPERS = _new_style_wrappers()
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("fntrace", "fntrace: the calls before each failure")
     group.addoption(
@@ -169,15 +182,33 @@ class FlightRecorder:
                 self._finish_file(self._open_file(item, header))
             inst.write("trace", "")
 
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item,
-                                  call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    # pytest_runtest_makereport runs for each phase of each test and for each subtest
+    # (three times per test at least): as a new-style wrapper (pluggy >= 1.1, every
+    # pytest 8) it costs half an old one (~0.8 against ~1.5 us per call).
+    def _makereport_new(self, item: pytest.Item,
+                        call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+        report = yield
+        if report.failed:
+            self._failed(item, call, report)
+        return report
+
+    def _makereport_old(self, item: pytest.Item,
+                        call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
         outcome = yield
         report = outcome.get_result()
         if report.failed:
-            item.stash[_FAILED] = True
-            tb = call.excinfo.tb if call.excinfo is not None else None
-            self._add_section(item, report, tb)
+            self._failed(item, call, report)
+
+    if NEW_STYLE_WRAPPERS:
+        pytest_runtest_makereport = pytest.hookimpl(wrapper=True)(_makereport_new)
+    else:  # pytest 7 with pluggy 1.0
+        pytest_runtest_makereport = pytest.hookimpl(hookwrapper=True)(_makereport_old)
+
+    def _failed(self, item: pytest.Item, call: pytest.CallInfo[None],
+                report: pytest.TestReport) -> None:
+        item.stash[_FAILED] = True
+        tb = call.excinfo.tb if call.excinfo is not None else None
+        self._add_section(item, report, tb)
 
     def _add_section(self, item: pytest.Item, report: pytest.TestReport,
                      tb: types.TracebackType | None) -> None:

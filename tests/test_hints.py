@@ -3,6 +3,8 @@ hand-made set of loaded modules (an oracle independent of this interpreter)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import fntrace
 from fntrace.core.filter import parse
 from fntrace.core.hints import Loaded, report
@@ -87,3 +89,60 @@ def test_a_name_a_package_reexports_points_at_its_definition() -> None:
         "-F 'connect:mod:app' matched no function: no function of module app matches "
         "'connect', but 'app.db:connect' does (a function belongs to the module that defines "
         "it, not to one that re-exports it)"]
+
+
+def test_a_module_named_nowhere_walks_only_its_own_functions(monkeypatch: Any) -> None:
+    """A pattern on a module not loaded (the pytest plugin's filter, misspelt) is
+    answered from the module list and a walk kept to that module's functions, not
+    from a Function for every function of the process (~70 ms in a pytest run)."""
+    from fntrace.core import hints
+
+    asked: list[Any] = []
+    real = hints.loaded
+
+    def spy(names: Any = (), only: Any = None) -> Loaded:
+        asked.append(only)
+        return real(names, only)
+
+    monkeypatch.setattr(hints, "loaded", spy)
+    assert hints.check(["*:mod:no_such_module_here"]) == [
+        "filter '*:mod:no_such_module_here' matched no function: no loaded module matches "
+        "'no_such_module_here' (imported yet?)"]
+    assert hints.check(["no_such_module_here:f"])[0].startswith(
+        "filter 'no_such_module_here:f' matched no function: no loaded module matches")
+    only = asked[0]
+    assert only is not None and asked[1] is not None
+    assert only("no_such_module_here") and not only("no_such_module_here.sub")
+    assert not only("json") and not only("no_such_module_here_too")
+    walked = real(only=only)
+    assert set(walked.functions) == set() and "json" in walked.modules
+    # A bare glob's advice reads every function's name: the whole walk.
+    hints.check(["no_such_function_anywhere_xyz"])
+    assert asked[2] is None
+    # A loaded module's advice names functions in other modules: the whole walk.
+    hints.check(["nothing_like_this:mod:json"])
+    assert asked[3] is None
+
+
+def test_a_function_of_a_module_not_imported_still_counts() -> None:
+    """Code made by exec under a module name no import made: the narrowed walk
+    still finds it (the pattern matched a function, and nothing is said)."""
+    namespace: dict[str, Any] = {"__name__": "made_up_by_exec_mod"}
+    exec("def made_here(x):\n    return x\n", namespace)
+    assert fntrace.check_filter("*:mod:made_up_by_exec_mod") == []
+    assert fntrace.check_filter("made_up_by_exec_mod:made_here") == []
+    assert fntrace.check_filter("made_up_by_exec_mod:other")[0].startswith(
+        "filter 'made_up_by_exec_mod:other' matched no function: no loaded module")
+
+
+def test_advice_leaves_no_function_cached() -> None:
+    """The walk for advice makes Functions for the caller only: the symbol cache
+    (the tracer's, one entry per code seen running) does not grow by every
+    function of the process."""
+    from fntrace.core import symbols
+
+    namespace: dict[str, Any] = {"__name__": "advice_cache_probe_mod"}
+    exec("def never_run(x):\n    return x\n", namespace)
+    code = namespace["never_run"].__code__
+    assert fntrace.check_filter("no_such_function_anywhere_xyz") != []
+    assert id(code) not in symbols.cache()

@@ -535,3 +535,18 @@ def test_the_entry_point_loads_the_plugin(shop: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1, failed=1)
     assert section_of(result.stdout.str()) == [
         f" 0) DURATION |  {DISCOUNT} /* {raised('ValueError')} */  <-- raised here"]
+
+
+def test_the_report_hook_is_a_new_style_wrapper(shop: pytest.Pytester) -> None:
+    """pytest_runtest_makereport runs for every phase and subtest: the recorder's is
+    a new-style wrapper wherever pluggy has them (half the cost of an old one)."""
+    from fntrace import pytest_plugin
+
+    config = shop.parseconfigure(*PLUGIN, *QUIET, "--fntrace=*:mod:shop")
+    recorder = config.pluginmanager.get_plugin("fntrace-flight-recorder")
+    assert recorder is not None
+    impls = [impl for impl in config.hook.pytest_runtest_makereport.get_hookimpls()
+             if impl.plugin is recorder]
+    assert len(impls) == 1
+    assert pytest_plugin.NEW_STYLE_WRAPPERS  # every pytest 8 (pluggy >= 1.1)
+    assert impls[0].wrapper and not impls[0].hookwrapper

@@ -25,7 +25,7 @@ import difflib
 import importlib.machinery
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from fntrace.core.filter import Filter, FilterLine, parse, parse_line
@@ -62,17 +62,28 @@ class Loaded:
         return bool(path) and str(path).endswith(_COMPILED)
 
 
-def loaded(names: Iterable[str] = ()) -> Loaded:
+def loaded(names: Iterable[str] = (), only: Callable[[str], bool] | None = None) -> Loaded:
     """A snapshot of this process: every traceable function (plus ``names``,
-    ``module:qualname`` strings known otherwise, e.g. patched sites) and module."""
+    ``module:qualname`` strings known otherwise, e.g. patched sites) and module.
+
+    ``only``: the functions of the modules it accepts, not every function (the
+    modules are all listed either way).  No Function is left cached by the walk:
+    advice is asked once, and the cache is the tracer's, for code it sees run.
+    """
     from fntrace.core.symbols import iter_loaded_code
 
     functions: dict[str, set[str]] = {}
-    for fn in iter_loaded_code():
+    for fn in iter_loaded_code(keep=False, modules=only):
         functions.setdefault(fn.module, set()).add(fn.qualname)
     for name in names:
         module, _, qualname = name.partition(":")
-        functions.setdefault(module, set()).add(qualname)
+        if only is None or only(module):
+            functions.setdefault(module, set()).add(qualname)
+    return _with_modules(functions)
+
+
+def _with_modules(functions: dict[str, set[str]]) -> Loaded:
+    """A Loaded of ``functions`` and every module in sys.modules."""
     modules: dict[str, str | None] = {}
     for mod_name, mod in list(sys.modules.items()):
         path = getattr(mod, "__file__", None)
@@ -107,10 +118,38 @@ def report_unmatched(groups: Sequence[tuple[str, Sequence[FilterLine]]]) -> list
     if not any(lines for _, lines in groups):
         return []
     quick = patched()
-    if not any(unmatched(lines, quick) for _, lines in groups):
+    pending = [(what, unmatched(lines, quick)) for what, lines in groups]
+    if not any(lines for _, lines in pending):
         return []
-    found = loaded()
-    return [msg for what, lines in groups for msg in report(lines, found, what)]
+    found = loaded(only=_absent_modules_only([ln for _, lines in pending for ln in lines]))
+    return [msg for what, lines in pending for msg in report(lines, found, what)]
+
+
+def _absent_modules_only(lines: Sequence[FilterLine]) -> Callable[[str], bool] | None:
+    """When every line names modules (``F:mod:M``, ``M:F``) of which none is loaded
+    (the commonest mistake, and the pytest plugin's filter before its package is
+    imported), the walk over every loaded function can keep to the functions of
+    those modules: nothing else can match the lines, and their advice (no such
+    module, the names close to it) reads the module list only.  Otherwise None
+    (the whole walk: the advice may look at any function).  Walking everything
+    costs ~70 ms in a large process (a pytest run), at the end of every run."""
+    if not lines:
+        return None
+    modules = _with_modules({})
+    for line in lines:
+        glob = _module_glob(line)
+        if glob is None or _modules_named(glob, modules):
+            return None
+    return lambda module: not all(line.never_in(module) for line in lines)
+
+
+def _module_glob(line: FilterLine) -> str | None:
+    """The module glob of a line limited to modules, as :func:`advice` reads it."""
+    if line.command == "mod":
+        return line.params[0]
+    if ":" in line.glob:
+        return line.glob.split(":")[0]
+    return None
 
 
 def _matches_any(line: FilterLine, found: Loaded) -> bool:
