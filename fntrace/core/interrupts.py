@@ -16,10 +16,10 @@ to the thread), arms the interrupt with no Python frame left to take it.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import threading
 import weakref
+from typing import Any
 
 __all__ = ["interrupt_token"]
 
@@ -34,9 +34,6 @@ class _Ref(weakref.ref):  # type: ignore[type-arg]
     _as_parameter_ = 0
 
 
-_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
-_set_async_exc.argtypes = [ctypes.c_ulong, ctypes.py_object]
-_set_async_exc.restype = ctypes.c_int
 # Per thread: the weakref must outlive its referent for its callback to run.
 _armed: dict[int, _Ref] = {}
 
@@ -49,5 +46,21 @@ def interrupt_token() -> object:
     """
     tid = threading.get_ident()
     token = _Token()
-    _armed[tid] = _Ref(token, functools.partial(_set_async_exc, tid, KeyboardInterrupt))
+    _armed[tid] = _Ref(token, functools.partial(_set_async_exc(), tid, KeyboardInterrupt))
     return token
+
+
+@functools.cache
+def _set_async_exc() -> Any:
+    """ctypes' ``PyThreadState_SetAsyncExc``, made on the first interrupt.
+
+    Importing ctypes costs about 19M instructions, more than the rest of the
+    backend: a process that never sees a Ctrl-C inside fntrace's code (nearly
+    every one) should not pay it at start-up.
+    """
+    import ctypes
+
+    func = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    func.argtypes = [ctypes.c_ulong, ctypes.py_object]
+    func.restype = ctypes.c_int
+    return func
