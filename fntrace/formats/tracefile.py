@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import heapq
 import json
+import operator
 import os
 import re
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import IO, Any, Protocol
 
 from fntrace.core import accel as _accel
@@ -42,7 +43,8 @@ from fntrace.core.events import (
 from fntrace.formats import footer as summary
 from fntrace.formats.nesting import too_deep
 
-__all__ = ["FLUSH_INTERVAL", "SUPPORTED_VERSIONS", "VERSION", "Finished", "Record", "ThreadInfo",
+__all__ = ["FLUSH_INTERVAL", "SUPPORTED_VERSIONS", "VERSION", "Chunk", "Finished", "Record",
+           "ThreadInfo", "chunk_decoder",
            "TraceFile", "TraceFileError", "TraceWriter", "exit_status", "location",
            "merged_records", "open_trace", "open_traces", "read_finished"]
 
@@ -76,9 +78,12 @@ class TraceFileError(Exception):
     """The file cannot be read as a trace at all (one line, for the user)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
-    """One event of a trace file, in the terms of the reader API."""
+    """One event of a trace file, in the terms of the reader API.
+
+    Slotted: a trace has millions, and the C decoder (fntrace/csrc/decode.c)
+    makes them by filling the slots, as ``__init__`` would."""
 
     kind: str
     pid: int
@@ -147,7 +152,7 @@ FuncKey = tuple[str, int, str | None, int]
 
 
 @dataclass
-class _ChunkTables:
+class ChunkTables:
     strings: dict[str, int] = field(default_factory=dict)
     funcs: dict[FuncKey, int] = field(default_factory=dict)
     threads: dict[int, int] = field(default_factory=dict)
@@ -275,7 +280,7 @@ class TraceWriter:
         line ``text_of`` renders (fntrace/csrc/drain.c encode_buffers makes the
         same bytes from the same events).
         """
-        tables = _ChunkTables()
+        tables = ChunkTables()
         body = bytearray()
         last_ts: dict[int, int] = {}
         per_thread: dict[int, int] = {}
@@ -379,13 +384,13 @@ class TraceWriter:
 
     def write_lost(self, threads: Iterable[tuple[int, str, int, str, int]]) -> None:
         """A chunk with thread rows only (lost counters changed, no events)."""
-        tables = _ChunkTables()
+        tables = ChunkTables()
         for row in threads:
             tables.thread(*row)
         self.write_table_chunk(tables, bytearray(), 0)
         self.tally.rows_written(tables.thread_rows)
 
-    def write_table_chunk(self, tables: _ChunkTables, body: bytearray, n: int) -> int:
+    def write_table_chunk(self, tables: ChunkTables, body: bytearray, n: int) -> int:
         if n == 0 and not tables.thread_rows:
             return 0
         out = bytearray()
@@ -473,7 +478,10 @@ FuncRow = tuple[str, int, str | None, int]
 
 
 @dataclass
-class _Chunk:
+class Chunk:
+    """An event chunk's tables, parsed, and its events still encoded: ``count``
+    of them in ``data[pos:]`` (the decompressed payload)."""
+
     strings: list[str]
     funcs: list[FuncRow]
     threads: list[tuple[int, str, int, str, int]]
@@ -526,7 +534,7 @@ def _sid(strings: list[str], sid: int, what: str) -> str:
     return strings[sid]
 
 
-def _parse_tables(payload: bytes, version: int = VERSION) -> _Chunk:
+def _parse_tables(payload: bytes, version: int = VERSION) -> Chunk:
     data = _inflate(payload)
     rd = _read_uvarint
     located = version >= 2  # version 1: name and flags only
@@ -567,7 +575,7 @@ def _parse_tables(payload: bytes, version: int = VERSION) -> _Chunk:
         count, pos = _count(data, pos, 3, "events")
     except IndexError:
         raise ChunkError("its tables run past its end") from None
-    return _Chunk(strings, funcs, threads, count, data, pos)
+    return Chunk(strings, funcs, threads, count, data, pos)
 
 
 #: An event's first byte -> (kind code, event name); None: no such kind or event.
@@ -577,7 +585,7 @@ _HEADS: tuple[tuple[int, str] | None, ...] = tuple(
     else None for b in range(256))
 
 
-def _decode(chunk: _Chunk, pid: int, out: list[Record]) -> None:
+def _decode(chunk: Chunk, pid: int, out: list[Record]) -> None:
     """Append the chunk's events to ``out``; ChunkError at the first one that lies
     (those before it are kept)."""
     data, pos, strings, funcs, threads = (chunk.data, chunk.pos, chunk.strings, chunk.funcs,
@@ -641,6 +649,26 @@ def _decode(chunk: _Chunk, pid: int, out: list[Record]) -> None:
                          f"or the chunk ends inside it") from None
     if pos != len(data):
         raise ChunkError(f"{len(data) - pos} bytes after its {chunk.count} events")
+
+
+_TS = operator.attrgetter("ts")
+#: The C decoder, made once per extension module: [(module, decoder)].
+_C_DECODER: list[tuple[Any, Any]] = []
+#: Record's fields in order (the C decoder fills its slots by these names).
+RECORD_FIELDS = tuple(f.name for f in fields(Record))
+
+
+def chunk_decoder() -> Any:
+    """The C chunk decoder (fntrace/csrc/decode.c ChunkDecoder), or None on the pure
+    path.  It decodes a chunk's events into the Records ``_decode`` makes, or
+    says it leaves the chunk to ``_decode``."""
+    speedups = _accel.speedups
+    if speedups is None or not hasattr(speedups, "ChunkDecoder"):
+        return None
+    if not _C_DECODER or _C_DECODER[0][0] is not speedups:
+        _C_DECODER[:] = [(speedups, speedups.ChunkDecoder(
+            Record, RECORD_FIELDS, KINDS, EVENTS_NAMES, TASK_PREFIX, TASK.name, MAX_DEPTH))]
+    return _C_DECODER[0][1]
 
 
 def _json(raw: bytes, limit: int) -> Any:
@@ -838,7 +866,10 @@ class TraceFile:
         #: The format version the file was written in (SUPPORTED_VERSIONS).
         self.version = VERSION
         self._footer_seen = False
-        self._chunks: list[list[Record]] = []
+        self._chunks: list[Chunk | list[Record]] = []
+        #: The C decoder when the C path is on (chosen once: the chunks it
+        #: checked are the ones it decodes).
+        self._decoder = chunk_decoder()
         head, start, self.version = _preamble(path, data)
         self.header: dict[str, Any] = {}
         try:
@@ -916,6 +947,13 @@ class TraceFile:
             self.lost[key] = max(self.lost.get(key, 0), lost)
         if not chunk.count:
             return
+        dec = self._decoder
+        if dec is not None and dec.check(chunk.data, chunk.pos, chunk.count, len(chunk.strings),
+                                         len(chunk.funcs), len(chunk.threads)):
+            # The C decoder reads it exactly: kept encoded, decoded when read.
+            self.events += chunk.count
+            self._chunks.append(chunk)
+            return
         records: list[Record] = []
         try:
             _decode(chunk, self.pid, records)
@@ -927,10 +965,33 @@ class TraceFile:
         if records:
             self._chunks.append(records)
 
+    def chunks(self) -> list[Chunk | list[Record]]:
+        """The file's events chunk by chunk, in file order: a Chunk still encoded
+        (one the C decoder reads exactly), or the Records of one decoded in
+        Python (the pure path's, and any the C decoder leaves to it)."""
+        return list(self._chunks)
+
+    def chunk_records(self, chunk: Chunk | list[Record]) -> list[Record]:
+        """One of ``chunks()``'s chunks as Records, in file order."""
+        if isinstance(chunk, list):
+            return chunk
+        dec = self._decoder
+        if dec is not None:
+            decoded: list[Record] | None = dec.decode(
+                chunk.data, chunk.pos, chunk.count, chunk.strings, chunk.funcs,
+                [row[0] for row in chunk.threads], self.pid)
+            if decoded is not None:
+                return decoded
+        records: list[Record] = []
+        _decode(chunk, self.pid, records)
+        return records
+
     def records(self) -> Iterator[Record]:
         """Every record, in time order (stable: equal timestamps keep file order)."""
-        out = [rec for chunk in self._chunks for rec in chunk]
-        out.sort(key=lambda r: r.ts)
+        out: list[Record] = []
+        for chunk in self._chunks:
+            out += self.chunk_records(chunk)
+        out.sort(key=_TS)
         return iter(out)
 
     @property
