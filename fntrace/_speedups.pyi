@@ -170,6 +170,31 @@ class Dispatcher:
     def py_unwind(self, code: CodeType, offset: int, exc: BaseException, /) -> Any: ...
     def sites_changed(self) -> None: ...
 
+@final
+class ChunkDecoder:
+    """A trace file's event chunks into Records (csrc/decode.c), exactly as the
+    Python decoder (formats/tracefile._decode) or not at all."""
+
+    def __init__(self, record: type, fields: tuple[str, ...], kinds: tuple[str, ...],
+                 events: tuple[str, ...], task_prefix: str, task_kind: str, max_depth: int,
+                 /) -> None: ...
+    def check(self, data: bytes, pos: int, count: int, nstrings: int, nfuncs: int,
+              nthreads: int, /) -> bool: ...
+    def decode(self, data: bytes, pos: int, count: int, strings: list[str],
+               funcs: list[tuple[str, int, str | None, int]], tids: list[int], pid: int,
+               /) -> list[Any] | None: ...
+
+@final
+class ReportAggregator:
+    """report's per-function numbers from encoded event chunks (csrc/aggregate.c)."""
+
+    def __init__(self, per_thread: bool, max_depth: int, /) -> None: ...
+    def add(self, data: bytes, pos: int, count: int, nstrings: int, names: list[str],
+            tids: list[int], pid: int, /) -> bool: ...
+    def finish(self) -> tuple[bool, dict[tuple[int, int] | None,
+                                         dict[str, tuple[int, int, int, int, int, int]]]] | None:
+        ...
+
 if sys.version_info < (3, 12):
     @final
     class ProfileHook:

@@ -43,10 +43,25 @@ from fntrace.core.events import (
 from fntrace.formats import footer as summary
 from fntrace.formats.nesting import too_deep
 
-__all__ = ["FLUSH_INTERVAL", "SUPPORTED_VERSIONS", "VERSION", "Chunk", "Finished", "Record",
-           "ThreadInfo", "chunk_decoder",
-           "TraceFile", "TraceFileError", "TraceWriter", "exit_status", "location",
-           "merged_records", "open_trace", "open_traces", "read_finished"]
+__all__ = [
+    "FLUSH_INTERVAL",
+    "SUPPORTED_VERSIONS",
+    "VERSION",
+    "Chunk",
+    "Finished",
+    "Record",
+    "ThreadInfo",
+    "TraceFile",
+    "TraceFileError",
+    "TraceWriter",
+    "chunk_decoder",
+    "exit_status",
+    "location",
+    "merged_records",
+    "open_trace",
+    "open_traces",
+    "read_finished",
+]
 
 #: Version 2 added each function's source file and first line to the chunks'
 #: function tables; version 1 files are read with no locations.
