@@ -194,6 +194,8 @@ class ReportAggregator:
     def finish(self) -> tuple[bool, dict[tuple[int, int] | None,
                                          dict[str, tuple[int, int, int, int, int, int]]]] | None:
         ...
+    def folded(self) -> tuple[list[tuple[int, int, int | None]], list[str],
+                              list[tuple[int, int]]] | None: ...
 
 if sys.version_info < (3, 12):
     @final

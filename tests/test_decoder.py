@@ -26,7 +26,7 @@ import pytest
 from helpers import FakeThread, event_text, needs_subprocess
 
 import fntrace.core.accel
-from fntrace.analysis import report
+from fntrace.analysis import dump, report
 from fntrace.analysis.replay import RecordedFunction
 from fntrace.core.events import EVENT_NAMES, EVENT_SHIFT, RECORD_KINDS, TASK_PREFIX
 from fntrace.formats import tracefile
@@ -59,13 +59,18 @@ def same_file(c: TraceFile, p: TraceFile) -> None:
 
 
 def same_report(c: TraceFile, p: TraceFile) -> None:
-    """The C aggregator's report is report.build's, merged and per thread."""
+    """The C aggregator's report is report.build's, and its folded stacks are
+    dump.folded_stacks', merged and per thread."""
+    names = {key: info.name for key, info in p.threads.items()}
     for per_thread in (False, True):
         fast = report.build_from_chunks([c], per_thread)
         assert fast is not None
         slow = report.build(merged_records([p]), per_thread)
         assert fast.has_durations == slow.has_durations
         assert fast.tables == slow.tables
+        folded = dump.folded_from_chunks([c], per_thread, names)
+        assert folded is not None
+        assert folded == dump.folded_stacks(merged_records([p]), per_thread, names)
 
 
 # -- random traces -----------------------------------------------------------------------
@@ -197,6 +202,7 @@ def test_corrupt_chunks_are_read_the_same(tmp_path: Path, seed: int,
     same_file(c, p)
     if any(isinstance(ch, list) for ch in c.chunks()):
         assert report.build_from_chunks([c]) is None
+        assert dump.folded_from_chunks([c]) is None
     else:
         same_report(c, p)
 
@@ -272,6 +278,7 @@ def test_a_sum_over_64_bits_is_left_to_python(tmp_path: Path,
     c, p = both(path, monkeypatch)
     same_file(c, p)
     assert report.build_from_chunks([c]) is None
+    assert dump.folded_from_chunks([c]) is None
     slow = report.build(merged_records([p]))
     assert slow.tables[None]["m:f"].total == 2 * half
     rep, _ = report.read_report(str(path), False, "report")

@@ -431,20 +431,11 @@ def build_from_chunks(files: list[TraceFile], per_thread: bool = False) -> Repor
     chunks (fntrace/csrc/aggregate.c: one pass, no record objects); None where
     that cannot be (the pure path, a chunk the C decoder leaves to Python, a sum
     over 64 bits), and ``build`` is to make it."""
-    from fntrace.core import accel
-    from fntrace.formats.tracefile import MAX_DEPTH, Chunk
+    from fntrace.analysis.chunk_agg import aggregator
 
-    speedups = accel.speedups
-    if speedups is None or not hasattr(speedups, "ReportAggregator"):
+    agg = aggregator(files, per_thread)
+    if agg is None:
         return None
-    agg = speedups.ReportAggregator(per_thread, MAX_DEPTH)
-    for tf in files:
-        for chunk in tf.chunks():
-            if not isinstance(chunk, Chunk) or not agg.add(
-                    chunk.data, chunk.pos, chunk.count, len(chunk.strings),
-                    [row[0] for row in chunk.funcs], [row[0] for row in chunk.threads],
-                    tf.pid):
-                return None
     done = agg.finish()
     if done is None:
         return None

@@ -293,7 +293,23 @@ agg_add(ReportAggregator *self, PyObject *args)
         w->dur = ev.code == FNT_K_EXIT ? ev.dur : 0;
         w->thread = tmap[ev.thread];
         w->name = fmap[ev.func];
-        w->depth = ev.code == FNT_K_CALL ? 0 : ev.depth;
+        if (ev.code == FNT_K_CALL) {
+            /* a call's depth is 0; the row keeps its parent's name id + 1 (0: none,
+             * or an empty name, which folded_stacks takes for none) */
+            w->depth = 0;
+            if (ev.parent) {
+                PyObject *parent = PyList_GET_ITEM(names, ev.parent - 1);
+                if (PyUnicode_GET_LENGTH(parent)) {
+                    uint32_t g = global_id(self->name_ids, self->names, parent, parent);
+                    if (g == UINT32_MAX)
+                        goto done;
+                    w = &self->rows[self->nrows - 1];
+                    w->depth = g + 1;
+                }
+            }
+        }
+        else
+            w->depth = ev.depth;
         w->code = (uint8_t)ev.code;
         w->event = (uint8_t)ev.event;
     }
@@ -719,9 +735,191 @@ done:
     return result;
 }
 
+/* -- folded stacks ---------------------------------------------------------------
+ * dump --folded's numbers (analysis/dump.folded_stacks): per unique stack of a
+ * segment (its known callers, outermost first, then itself) the sum of the
+ * segments' self times, and per caller;callee of a call record the calls.  A
+ * stack is a node of a trie of (parent node, name): a frame's node is made when
+ * its entry comes, its callers being fixed while it is open. */
+
+#define NO_NODE UINT32_MAX
+#define THREAD_ROOT 0x80000000u   /* a node of a thread's label: THREAD_ROOT | thread */
+
+typedef struct {
+    uint32_t parent, ident;
+    int64_t value;
+    int hit;
+} node;
+
+typedef struct {
+    map ids;                  /* (parent, ident) -> node index */
+    node *nodes;
+    size_t n, cap;
+    uint32_t **frame_node;    /* per thread, per depth: the node of its open frame */
+    size_t *frame_cap;
+    int overflow;
+} trie;
+
+static uint32_t
+node_of(trie *t, uint32_t parent, uint32_t ident)
+{
+    uint64_t key = ((uint64_t)parent << 32) | ident;
+    if (t->ids.n * 2 >= t->ids.cap && map_grow(&t->ids) < 0)
+        return NO_NODE;
+    uint32_t *slot = map_slot(&t->ids, key);
+    if (*slot == UINT32_MAX) {
+        if (grow((void **)&t->nodes, &t->cap, t->n + 1, sizeof(node)) < 0)
+            return NO_NODE;
+        t->nodes[t->n] = (node){parent, ident, 0, 0};
+        *slot = (uint32_t)t->n++;
+        t->ids.n++;
+    }
+    return *slot;
+}
+
+static inline int
+hit(trie *t, uint32_t n, int64_t value)
+{
+    node *x = &t->nodes[n];
+    if (__builtin_add_overflow(x->value, value, &x->value))
+        t->overflow = 1;
+    x->hit = 1;
+    return 0;
+}
+
+/* The node a thread's stacks hang from: its label's, or none (merged). */
+static inline uint32_t
+base_of(run *r, trie *t, uint32_t thread)
+{
+    return r->agg->per_thread ? node_of(t, NO_NODE, THREAD_ROOT | thread) : NO_NODE;
+}
+
+static int
+fold_step(run *r, trie *t, row *x)
+{
+    walker *w = &r->walkers[x->thread];
+    size_t d = x->depth;
+    uint32_t base = base_of(r, t, x->thread);
+    if (r->agg->per_thread && base == NO_NODE)
+        return -1;
+    if (x->code == FNT_K_CALL) {
+        uint32_t n = base;
+        if (x->depth && (n = node_of(t, n, x->depth - 1)) == NO_NODE)
+            return -1;
+        if ((n = node_of(t, n, x->name)) == NO_NODE)
+            return -1;
+        return hit(t, n, 1);
+    }
+    if (walker_fit(w, d + 1) < 0
+        || grow((void **)&t->frame_node[x->thread], &t->frame_cap[x->thread], w->cap,
+                sizeof(uint32_t)) < 0)
+        return -1;
+    uint32_t *fn = t->frame_node[x->thread];
+    /* the callers: the innermost open frame below d */
+    uint32_t prefix = base;
+    for (size_t i = d < w->ftop ? d : w->ftop; i-- > 0;) {
+        if (w->open[i]) {
+            prefix = fn[i];
+            break;
+        }
+    }
+    if (x->code == FNT_K_ENTRY) {
+        drop_from(w, d);
+        w->open[d] = (uint8_t)(x->event + 1);
+        w->name[d] = x->name;
+        w->ftop = d + 1;
+        clear_children(w, d + 1);
+        if ((fn[d] = node_of(t, prefix, x->name)) == NO_NODE)
+            return -1;
+        return 0;
+    }
+    int matched = w->open[d] && w->name[d] == x->name;
+    int64_t duration = x->dur, below = w->children[d + 1], sum;
+    clear_children(w, d + 1);
+    if (__builtin_add_overflow(w->children[d], duration, &sum))
+        t->overflow = 1;
+    w->children[d] = sum;
+    if (w->ctop < d + 1)
+        w->ctop = d + 1;
+    if (matched)
+        drop_from(w, d);
+    uint32_t n = node_of(t, prefix, x->name);
+    if (n == NO_NODE)
+        return -1;
+    return hit(t, n, duration - below > 0 ? duration - below : 0);
+}
+
+PyDoc_STRVAR(folded_doc,
+"folded() -> tuple[list[tuple[int, int, int | None]], list[str], list[tuple[int, int]]] | None\n"
+"dump --folded's stacks of every chunk added: (nodes, names, threads).  A node is\n"
+"(parent node or -1, ident, value or None): ident a name's index, or -1 - a thread's\n"
+"index for the label a per-thread stack starts with; a node with a value is a stack\n"
+"folded_stacks counts.  Parents come before their children.  None as finish() says.");
+
+static PyObject *
+agg_folded(ReportAggregator *self, PyObject *unused)
+{
+    if (self->broken)
+        Py_RETURN_NONE;
+    if (sort_rows(self->rows, self->nrows) < 0)
+        return NULL;
+    run r;
+    memset(&r, 0, sizeof(r));
+    r.agg = self;
+    trie t;
+    memset(&t, 0, sizeof(t));
+    r.nwalkers = (size_t)PyList_GET_SIZE(self->threads);
+    size_t nw = r.nwalkers ? r.nwalkers : 1;
+    r.walkers = PyMem_Calloc(nw, sizeof(walker));
+    t.frame_node = PyMem_Calloc(nw, sizeof(uint32_t *));
+    t.frame_cap = PyMem_Calloc(nw, sizeof(size_t));
+    PyObject *result = NULL, *nodes = NULL;
+    if (r.walkers == NULL || t.frame_node == NULL || t.frame_cap == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (size_t i = 0; i < self->nrows; i++)
+        if (fold_step(&r, &t, &self->rows[i]) < 0)
+            goto done;
+    if (t.overflow) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    nodes = PyList_New((Py_ssize_t)t.n);
+    if (nodes == NULL)
+        goto done;
+    for (size_t i = 0; i < t.n; i++) {
+        node *x = &t.nodes[i];
+        long long ident = x->ident & THREAD_ROOT && x->parent == NO_NODE && self->per_thread
+            ? -1 - (long long)(x->ident & ~THREAD_ROOT) : (long long)x->ident;
+        PyObject *v = x->hit ? PyLong_FromLongLong(x->value) : Py_NewRef(Py_None);
+        PyObject *item = v == NULL ? NULL : Py_BuildValue(
+            "(LLN)", x->parent == NO_NODE ? -1LL : (long long)x->parent, ident, v);
+        if (item == NULL)
+            goto done;
+        PyList_SET_ITEM(nodes, (Py_ssize_t)i, item);
+    }
+    result = Py_BuildValue("(OOO)", nodes, self->names, self->threads);
+done:
+    Py_XDECREF(nodes);
+    for (size_t i = 0; i < nw && t.frame_node != NULL; i++)
+        PyMem_Free(t.frame_node[i]);
+    PyMem_Free(t.frame_node);
+    PyMem_Free(t.frame_cap);
+    PyMem_Free(t.nodes);
+    map_free(&t.ids);
+    run_free(&r);
+    PyMem_Free(self->rows);
+    self->rows = NULL;
+    self->nrows = self->rows_cap = 0;
+    self->broken = 1;  /* once only */
+    return result;
+}
+
 static PyMethodDef agg_methods[] = {
     {"add", (PyCFunction)agg_add, METH_VARARGS, add_doc},
     {"finish", (PyCFunction)agg_finish, METH_NOARGS, finish_doc},
+    {"folded", (PyCFunction)agg_folded, METH_NOARGS, folded_doc},
     {NULL}
 };
 
