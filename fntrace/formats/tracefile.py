@@ -986,6 +986,18 @@ class TraceFile:
         Python (the pure path's, and any the C decoder leaves to it)."""
         return list(self._chunks)
 
+    def has_notes(self, prefix: str) -> bool:
+        """Whether a marker's text may start with ``prefix`` (the task notes'): False
+        when no chunk holds such a string, so a reader looking for them need not
+        decode any event."""
+        for chunk in self._chunks:
+            if isinstance(chunk, list):
+                if any(rec.kind == TASK.name for rec in chunk):
+                    return True
+            elif any(text.startswith(prefix) for text in chunk.strings):
+                return True
+        return False
+
     def chunk_records(self, chunk: Chunk | list[Record]) -> list[Record]:
         """One of ``chunks()``'s chunks as Records, in file order."""
         if isinstance(chunk, list):
@@ -1054,4 +1066,6 @@ def open_traces(path: str) -> list[TraceFile]:
 
 def merged_records(files: list[TraceFile]) -> Iterator[Record]:
     """Every record of several files in time order (their clock is shared)."""
-    return heapq.merge(*(f.records() for f in files), key=lambda r: r.ts)
+    if len(files) == 1:
+        return files[0].records()
+    return heapq.merge(*(f.records() for f in files), key=_TS)
