@@ -183,6 +183,8 @@ class ChunkDecoder:
     def decode(self, data: bytes, pos: int, count: int, strings: list[str],
                funcs: list[tuple[str, int, str | None, int]], tids: list[int], pid: int,
                /) -> list[Any] | None: ...
+    def tally(self, data: bytes, pos: int, count: int, nstrings: int, nfuncs: int,
+              nthreads: int, /) -> tuple[list[int], int | None, int | None] | None: ...
 
 @final
 class ReportAggregator:

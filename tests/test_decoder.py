@@ -56,6 +56,15 @@ def same_file(c: TraceFile, p: TraceFile) -> None:
     assert c.threads == p.threads
     assert c.lost == p.lost
     assert list(c.records()) == list(p.records())
+    # The streamed merge of the chunks is one stable sort of all their records.
+    flat = [rec for chunk in p.chunks() for rec in p.chunk_records(chunk)]
+    assert list(p.records()) == sorted(flat, key=lambda rec: rec.ts)
+    assert c.tally() == p.tally()  # info --scan's counts
+    records = list(p.records())
+    counts: dict[tuple[int, int], int] = {}
+    for rec in records:
+        counts[rec.pid, rec.tid] = counts.get((rec.pid, rec.tid), 0) + 1
+    assert p.tally() == (counts, max((r.ts for r in records), default=None))
 
 
 def same_report(c: TraceFile, p: TraceFile) -> None:

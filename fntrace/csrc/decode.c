@@ -303,6 +303,67 @@ decoder_check(ChunkDecoder *self, PyObject *args)
     return PyBool_FromLong(r == FNT_DEC_END);
 }
 
+PyDoc_STRVAR(tally_doc,
+"tally(data, pos, count, nstrings, nfuncs, nthreads, /)\n"
+"    -> tuple[list[int], int | None, int | None] | None\n"
+"Per thread of the chunk's table its events, the earliest and the latest timestamp\n"
+"(None: no event): what `fntrace info --scan` counts and where a time-ordered read\n"
+"takes the chunk in, without a record; None as check() is False.");
+
+static PyObject *
+decoder_tally(ChunkDecoder *self, PyObject *args)
+{
+    Py_buffer buf;
+    Py_ssize_t pos, count, nstrings, nfuncs, nthreads;
+    if (!PyArg_ParseTuple(args, "y*nnnnn:tally", &buf, &pos, &count, &nstrings, &nfuncs,
+                          &nthreads))
+        return NULL;
+    fnt_cursor c;
+    if (open_cursor(self, &c, &buf, pos, count, nstrings, nfuncs, nthreads) < 0) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t *counts = PyMem_Calloc(nthreads ? (size_t)nthreads : 1, sizeof(Py_ssize_t));
+    if (counts == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    fnt_event ev;
+    int r, any = 0;
+    int64_t first = 0, last = 0;
+    while ((r = fnt_next(&c, &ev)) == FNT_DEC_OK) {
+        counts[ev.thread]++;
+        if (!any || ev.ts > last)
+            last = ev.ts;
+        if (!any || ev.ts < first)
+            first = ev.ts;
+        any = 1;
+    }
+    if (r != FNT_DEC_END) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    PyObject *list = PyList_New(nthreads);
+    if (list == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < nthreads; i++) {
+        PyObject *n = PyLong_FromSsize_t(counts[i]);
+        if (n == NULL) {
+            Py_DECREF(list);
+            goto done;
+        }
+        PyList_SET_ITEM(list, i, n);
+    }
+    result = any ? Py_BuildValue("(NLL)", list, (long long)first, (long long)last)
+                 : Py_BuildValue("(NOO)", list, Py_None, Py_None);
+done:
+    PyMem_Free(counts);
+    fnt_cursor_done(&c);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
 PyDoc_STRVAR(decode_doc,
 "decode(data, pos, count, strings, funcs, tids, pid, /) -> list[Record] | None\n"
 "The chunk's events as Records, or None where the Python decoder is to say what\n"
@@ -357,6 +418,7 @@ done:
 static PyMethodDef decoder_methods[] = {
     {"check", (PyCFunction)decoder_check, METH_VARARGS, check_doc},
     {"decode", (PyCFunction)decoder_decode, METH_VARARGS, decode_doc},
+    {"tally", (PyCFunction)decoder_tally, METH_VARARGS, tally_doc},
     {NULL}
 };
 

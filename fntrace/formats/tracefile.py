@@ -998,6 +998,40 @@ class TraceFile:
                 return True
         return False
 
+    def tally(self) -> tuple[dict[tuple[int, int], int], int | None]:
+        """Events per (pid, tid) and the latest timestamp (None: no event), as the
+        records count them; the C decoder counts an encoded chunk without a record."""
+        counts: dict[tuple[int, int], int] = {}
+        last: int | None = None
+        for chunk in self._chunks:
+            per_thread, _, latest = self._tally(chunk)
+            for key, n in per_thread.items():
+                counts[key] = counts.get(key, 0) + n
+            if latest is not None:
+                last = latest if last is None else max(last, latest)
+        return counts, last
+
+    def _tally(self, chunk: Chunk | list[Record],
+               ) -> tuple[dict[tuple[int, int], int], int | None, int | None]:
+        """One chunk's events per (pid, tid), earliest and latest timestamps."""
+        dec = self._decoder
+        if isinstance(chunk, Chunk) and dec is not None:
+            got = dec.tally(chunk.data, chunk.pos, chunk.count, len(chunk.strings),
+                            len(chunk.funcs), len(chunk.threads))
+            if got is not None:
+                per_thread, first, latest = got
+                counts: dict[tuple[int, int], int] = {}
+                for row, n in zip(chunk.threads, per_thread, strict=True):
+                    if n:
+                        counts[self.pid, row[0]] = counts.get((self.pid, row[0]), 0) + n
+                return counts, first, latest
+        counts = {}
+        records = self.chunk_records(chunk)
+        for rec in records:
+            counts[rec.pid, rec.tid] = counts.get((rec.pid, rec.tid), 0) + 1
+        stamps = [rec.ts for rec in records]
+        return counts, min(stamps, default=None), max(stamps, default=None)
+
     def chunk_records(self, chunk: Chunk | list[Record]) -> list[Record]:
         """One of ``chunks()``'s chunks as Records, in file order."""
         if isinstance(chunk, list):
@@ -1014,17 +1048,64 @@ class TraceFile:
         return records
 
     def records(self) -> Iterator[Record]:
-        """Every record, in time order (stable: equal timestamps keep file order)."""
-        out: list[Record] = []
-        for chunk in self._chunks:
-            out += self.chunk_records(chunk)
-        out.sort(key=_TS)
-        return iter(out)
+        """Every record, in time order (stable: equal timestamps keep file order).
+
+        Streamed: a chunk is decoded when the merge reaches its earliest
+        timestamp and let go when its last record is out, so only chunks whose
+        times overlap are held at once (a recording's chunks follow each other
+        in time).  The order is that of one stable sort of every record by
+        timestamp: each chunk is sorted alone, and the merge takes the lowest
+        (timestamp, chunk index) first."""
+        starts = []
+        for i, chunk in enumerate(self._chunks):
+            first = self._tally(chunk)[1]
+            if first is not None:
+                starts.append((first, i))
+        starts.sort()
+        return _merge_chunks(starts, self._sorted_chunk)
+
+    def _sorted_chunk(self, i: int) -> list[Record]:
+        records = list(self.chunk_records(self._chunks[i]))
+        records.sort(key=_TS)
+        return records
 
     @property
     def start_ts(self) -> int:
         value = self.header.get("start_ts", 0)
         return value if isinstance(value, int) else 0
+
+
+def _merge_chunks(starts: list[tuple[int, int]],
+                  load: Callable[[int], list[Record]]) -> Iterator[Record]:
+    """The records of chunks, each ``load``ed (sorted by time) when the merge reaches
+    its (earliest timestamp, chunk index) in ``starts`` (sorted), merged by
+    (timestamp, chunk index)."""
+    heap: list[tuple[int, int, int, list[Record]]] = []  # (ts, chunk, position, records)
+    nxt = 0
+    while True:
+        while nxt < len(starts) and (not heap or starts[nxt] < heap[0][:2]):
+            i = starts[nxt][1]
+            nxt += 1
+            records = load(i)
+            if records:
+                heapq.heappush(heap, (records[0].ts, i, 0, records))
+        if not heap:
+            return
+        _, i, pos, records = heapq.heappop(heap)
+        # The next record of another chunk, or the next chunk to load: this one's
+        # records go out until theirs come first.
+        rival = heap[0][:2] if heap else None
+        if nxt < len(starts) and (rival is None or starts[nxt] < rival):
+            rival = starts[nxt]
+        end = len(records)
+        while True:
+            yield records[pos]
+            pos += 1
+            if pos == end:
+                break
+            if rival is not None and (records[pos].ts, i) > rival:
+                heapq.heappush(heap, (records[pos].ts, i, pos, records))
+                break
 
 
 def exit_status(files: Iterable[TraceFile]) -> int:
