@@ -169,10 +169,34 @@ def test_random_traces_read_the_same(tmp_path: Path, seed: int,
     # The C path kept every chunk encoded (it read them all), the pure one decoded them.
     assert all(isinstance(ch, tracefile.Chunk) for ch in c.chunks())
     assert all(isinstance(ch, list) for ch in p.chunks())
+    # Kept as stored (compressed), decompressed when read.
+    assert all(ch.inflated is None and ch.stored[:1] == b"\x01"
+               for ch in c.chunks() if isinstance(ch, tracefile.Chunk))
     same_file(c, p)
     for cc, pc in zip(c.chunks(), p.chunks(), strict=True):
         assert c.chunk_records(cc) == pc  # record by record, in file order
     same_report(c, p)
+
+
+@needs_c
+@pytest.mark.parametrize("seed", range(6))
+def test_several_files_read_the_same(tmp_path: Path, seed: int,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process and its followed children: the aggregator walks their chunks in
+    merged_records' order (time, then file order on a tie)."""
+    paths = [tmp_path / f"r{i}.dat" for i in range(3)]
+    for i, path in enumerate(paths):
+        write_random(path, 500 + 3 * seed + i)
+    cs = [read(path, True, monkeypatch) for path in paths]
+    ps = [read(path, False, monkeypatch) for path in paths]
+    assert list(merged_records(cs)) == list(merged_records(ps))
+    names = {key: info.name for tf in ps for key, info in tf.threads.items()}
+    for per_thread in (False, True):
+        fast = report.build_from_chunks(cs, per_thread)
+        slow = report.build(merged_records(ps), per_thread)
+        assert fast is not None and fast.tables == slow.tables
+        assert dump.folded_from_chunks(cs, per_thread, names) == dump.folded_stacks(
+            merged_records(ps), per_thread, names)
 
 
 def chunk_spans(data: bytes) -> list[tuple[int, int]]:

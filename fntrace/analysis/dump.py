@@ -194,7 +194,7 @@ def folded_from_chunks(files: list[TraceFile], per_thread: bool = False,
     path, a chunk left to the Python decoder, a sum over 64 bits)."""
     from fntrace.analysis.chunk_agg import aggregator
 
-    agg = aggregator(files, per_thread)
+    agg = aggregator(files, per_thread, folded=True)
     done = agg.folded() if agg is not None else None
     if done is None:
         return None

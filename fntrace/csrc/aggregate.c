@@ -20,9 +20,17 @@
 
 typedef struct {
     int64_t ts, dur;
+    uint32_t chunk;           /* the chunk's place in the reader's order: ties go to the lower */
     uint32_t thread, name, depth;
     uint8_t code, event;
 } row;
+
+/* (ts, chunk) order: the order of one stable sort of every record by time. */
+static inline int
+row_before(const row *a, const row *b)
+{
+    return a->ts < b->ts || (a->ts == b->ts && a->chunk < b->chunk);
+}
 
 typedef struct {
     uint32_t tkey, name;
@@ -136,9 +144,15 @@ typedef struct {
     size_t ftop, ctop;    /* no frame at or above ftop, no child time at or above ctop */
 } walker;
 
+typedef struct run_s run;
+typedef struct trie_s trie;
+
 typedef struct {
     PyObject_HEAD
     int per_thread;
+    int folded;               /* what is made: folded stacks (else report's numbers) */
+    run *r;                   /* the walk so far (rows already taken in time order) */
+    trie *t;                  /* folded: the stacks so far */
     uint32_t max_depth;
     row *rows;
     size_t nrows, rows_cap;
@@ -152,9 +166,12 @@ typedef struct {
     int broken;               /* a chunk could not be added: finish() says None */
 } ReportAggregator;
 
+static void state_free(ReportAggregator *self);
+
 static void
 agg_dealloc(ReportAggregator *self)
 {
+    state_free(self);
     PyMem_Free(self->rows);
     PyMem_Free(self->thread_pid);
     Py_XDECREF(self->names);
@@ -168,15 +185,16 @@ agg_dealloc(ReportAggregator *self)
 static int
 agg_init(ReportAggregator *self, PyObject *args, PyObject *kwds)
 {
-    int per_thread;
+    int per_thread, folded = 0;
     unsigned int max_depth;
-    if (!PyArg_ParseTuple(args, "pI:ReportAggregator", &per_thread, &max_depth))
+    if (!PyArg_ParseTuple(args, "pI|p:ReportAggregator", &per_thread, &max_depth, &folded))
         return -1;
     if (self->names != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "ReportAggregator is initialised once");
         return -1;
     }
     self->per_thread = per_thread;
+    self->folded = folded;
     self->max_depth = max_depth;
     self->names = PyList_New(0);
     self->name_ids = PyDict_New();
@@ -228,11 +246,12 @@ thread_id(ReportAggregator *self, PyObject *pid, PyObject *tid)
 }
 
 PyDoc_STRVAR(add_doc,
-"add(data, pos, count, nstrings, names, tids, pid, /) -> bool\n"
+"add(data, pos, count, nstrings, names, tids, pid, order, /) -> bool\n"
 "Take a chunk's events (data[pos:], count of them; its string table's size, its\n"
-"functions' names, its threads' tids, the file's pid).  False when they are not\n"
-"decoded here exactly (decode.h): the aggregator is then of no use.  Chunks are\n"
-"added in the order the reader API reads them (files, then chunks in file order).");
+"functions' names, its threads' tids, the file's pid, and its place in the reader's\n"
+"order: files, then chunks in file order).  False when they are not decoded here\n"
+"exactly (decode.h): the aggregator is then of no use.  Chunks are added in the\n"
+"order of their first timestamps, advance() between them.");
 
 static PyObject *
 agg_add(ReportAggregator *self, PyObject *args)
@@ -240,8 +259,9 @@ agg_add(ReportAggregator *self, PyObject *args)
     Py_buffer buf;
     Py_ssize_t pos, count, nstrings;
     PyObject *names, *tids, *pid;
-    if (!PyArg_ParseTuple(args, "y*nnnO!O!O:add", &buf, &pos, &count, &nstrings,
-                          &PyList_Type, &names, &PyList_Type, &tids, &pid))
+    unsigned int order;
+    if (!PyArg_ParseTuple(args, "y*nnnO!O!OI:add", &buf, &pos, &count, &nstrings,
+                          &PyList_Type, &names, &PyList_Type, &tids, &pid, &order))
         return NULL;
     if (pos < 0 || pos > buf.len || count < 0) {
         PyBuffer_Release(&buf);
@@ -290,6 +310,7 @@ agg_add(ReportAggregator *self, PyObject *args)
         }
         row *w = &self->rows[self->nrows++];
         w->ts = ev.ts;
+        w->chunk = order;
         w->dur = ev.code == FNT_K_EXIT ? ev.dur : 0;
         w->thread = tmap[ev.thread];
         w->name = fmap[ev.func];
@@ -343,7 +364,7 @@ sort_rows(row *a, size_t n)
         }
         runs[nruns++] = i;
         i++;
-        while (i < n && a[i - 1].ts <= a[i].ts)
+        while (i < n && !row_before(&a[i], &a[i - 1]))
             i++;
     }
     runs[nruns] = n;
@@ -366,7 +387,7 @@ sort_rows(row *a, size_t n)
             size_t hi = r + 2 <= nruns ? runs[r + 2] : mid;
             size_t i = lo, j = mid, k = lo;
             while (i < mid && j < hi)
-                dst[k++] = src[j].ts < src[i].ts ? src[j++] : src[i++];
+                dst[k++] = row_before(&src[j], &src[i]) ? src[j++] : src[i++];
             while (i < mid)
                 dst[k++] = src[i++];
             while (j < hi)
@@ -386,7 +407,7 @@ sort_rows(row *a, size_t n)
     return 0;
 }
 
-typedef struct {
+struct run_s {
     ReportAggregator *agg;
     map stats_ids;            /* (tkey, name) -> index in st */
     stats *st;
@@ -398,7 +419,7 @@ typedef struct {
     size_t nwalkers;
     int overflow;
     int has_durations;
-} run;
+};
 
 static inline uint32_t
 tkey_of(run *r, uint32_t thread)
@@ -676,65 +697,6 @@ fail:
     return NULL;
 }
 
-PyDoc_STRVAR(finish_doc,
-"finish() -> tuple[bool, dict] | None\n"
-"(has_durations, {thread key or None: {function: (calls, total, self, timed, min,\n"
-"max)}}) of every chunk added; None when a chunk was not added or a sum is over\n"
-"what 64 bits hold (the Python path makes the report then).  Once only.");
-
-static PyObject *
-agg_finish(ReportAggregator *self, PyObject *unused)
-{
-    if (self->broken)
-        Py_RETURN_NONE;
-    if (sort_rows(self->rows, self->nrows) < 0)
-        return NULL;
-    run r;
-    memset(&r, 0, sizeof(r));
-    r.agg = self;
-    r.nwalkers = (size_t)PyList_GET_SIZE(self->threads);
-    r.walkers = PyMem_Calloc(r.nwalkers ? r.nwalkers : 1, sizeof(walker));
-    PyObject *result = NULL;
-    if (r.walkers == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (size_t i = 0; i < self->nrows; i++)
-        if (step(&r, &self->rows[i]) < 0)
-            goto done;
-    if (ends(&r) < 0)
-        goto done;
-    /* the suspended calls' time, each into the stats its segment made */
-    for (size_t i = 0; i < r.pending_ids.cap; i++) {
-        uint32_t v = r.pending_ids.values[i];
-        if (v == UINT32_MAX)
-            continue;
-        uint32_t name = (uint32_t)(r.pending_ids.keys[i] & 0xFFFFFFFFu);
-        pending_list *l = &r.pl[v];
-        for (size_t k = 0; k < l->n; k++) {
-            stats *s = stats_of(&r, l->items[k].thread, name);
-            if (s == NULL)
-                goto done;
-            add_call_time(s, l->items[k].ns);
-        }
-    }
-    if (r.overflow) {
-        result = Py_NewRef(Py_None);
-        goto done;
-    }
-    PyObject *t = tables(&r);
-    if (t != NULL) {
-        result = Py_BuildValue("(ON)", r.has_durations ? Py_True : Py_False, t);
-    }
-done:
-    run_free(&r);
-    PyMem_Free(self->rows);
-    self->rows = NULL;
-    self->nrows = self->rows_cap = 0;
-    self->broken = 1;  /* once only */
-    return result;
-}
-
 /* -- folded stacks ---------------------------------------------------------------
  * dump --folded's numbers (analysis/dump.folded_stacks): per unique stack of a
  * segment (its known callers, outermost first, then itself) the sum of the
@@ -751,14 +713,15 @@ typedef struct {
     int hit;
 } node;
 
-typedef struct {
+struct trie_s {
     map ids;                  /* (parent, ident) -> node index */
     node *nodes;
     size_t n, cap;
     uint32_t **frame_node;    /* per thread, per depth: the node of its open frame */
     size_t *frame_cap;
+    size_t nthreads;          /* of frame_node and frame_cap */
     int overflow;
-} trie;
+};
 
 static uint32_t
 node_of(trie *t, uint32_t parent, uint32_t ident)
@@ -849,47 +812,198 @@ fold_step(run *r, trie *t, row *x)
     return hit(t, n, duration - below > 0 ? duration - below : 0);
 }
 
+/* The walk's state, made with the first advance. */
+static int
+state_make(ReportAggregator *self)
+{
+    if (self->r != NULL)
+        return 0;
+    self->r = PyMem_Calloc(1, sizeof(run));
+    self->t = PyMem_Calloc(1, sizeof(trie));
+    if (self->r == NULL || self->t == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->r->agg = self;
+    return 0;
+}
+
+static void
+state_free(ReportAggregator *self)
+{
+    if (self->r != NULL) {
+        run_free(self->r);
+        PyMem_Free(self->r);
+        self->r = NULL;
+    }
+    trie *t = self->t;
+    if (t != NULL) {
+        for (size_t i = 0; i < t->nthreads; i++)
+            PyMem_Free(t->frame_node[i]);
+        PyMem_Free(t->frame_node);
+        PyMem_Free(t->frame_cap);
+        PyMem_Free(t->nodes);
+        map_free(&t->ids);
+        PyMem_Free(t);
+        self->t = NULL;
+    }
+}
+
+/* A walker (and a frame-node table) per thread known so far. */
+static int
+fit_threads(ReportAggregator *self)
+{
+    run *r = self->r;
+    trie *t = self->t;
+    size_t n = (size_t)PyList_GET_SIZE(self->threads);
+    if (n > r->nwalkers) {
+        walker *w = PyMem_Realloc(r->walkers, n * sizeof(walker));
+        if (w == NULL)
+            goto nomem;
+        memset(w + r->nwalkers, 0, (n - r->nwalkers) * sizeof(walker));
+        r->walkers = w;
+        r->nwalkers = n;
+    }
+    if (n > t->nthreads) {
+        uint32_t **fn = PyMem_Realloc(t->frame_node, n * sizeof(uint32_t *));
+        if (fn == NULL)
+            goto nomem;
+        t->frame_node = fn;
+        size_t *fc = PyMem_Realloc(t->frame_cap, n * sizeof(size_t));
+        if (fc == NULL)
+            goto nomem;
+        t->frame_cap = fc;
+        memset(fn + t->nthreads, 0, (n - t->nthreads) * sizeof(uint32_t *));
+        memset(fc + t->nthreads, 0, (n - t->nthreads) * sizeof(size_t));
+        t->nthreads = n;
+    }
+    return 0;
+nomem:
+    PyErr_NoMemory();
+    return -1;
+}
+
+/* Walk the rows before (ts, chunk) in time order (all of them when !limited)
+ * and let them go; the others wait for the chunks still to come.  0 or -1. */
+static int
+walk_rows(ReportAggregator *self, int limited, int64_t ts, uint32_t chunk)
+{
+    if (state_make(self) < 0 || fit_threads(self) < 0 || sort_rows(self->rows, self->nrows) < 0)
+        return -1;
+    row until = {0};
+    until.ts = ts;
+    until.chunk = chunk;
+    size_t i = 0;
+    for (; i < self->nrows; i++) {
+        row *x = &self->rows[i];
+        if (limited && !row_before(x, &until))
+            break;
+        if ((self->folded ? fold_step(self->r, self->t, x) : step(self->r, x)) < 0)
+            return -1;
+    }
+    memmove(self->rows, self->rows + i, (self->nrows - i) * sizeof(row));
+    self->nrows -= i;
+    return 0;
+}
+
+PyDoc_STRVAR(advance_doc,
+"advance(ts, order, /) -> None\n"
+"Take in every row added so far that comes before (ts, order): the first timestamp\n"
+"and the place of the next chunk to be added (which, added in the order of first\n"
+"timestamps, nothing still to come precedes).  What is taken in is let go.");
+
+static PyObject *
+agg_advance(ReportAggregator *self, PyObject *args)
+{
+    long long ts;
+    unsigned int order;
+    if (!PyArg_ParseTuple(args, "LI:advance", &ts, &order))
+        return NULL;
+    if (self->broken)
+        Py_RETURN_NONE;
+    if (walk_rows(self, 1, (int64_t)ts, order) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* The end of finish() and folded(): the state and the rows let go, once only. */
+static void
+done_with(ReportAggregator *self)
+{
+    state_free(self);
+    PyMem_Free(self->rows);
+    self->rows = NULL;
+    self->nrows = self->rows_cap = 0;
+    self->broken = 1;
+}
+
+PyDoc_STRVAR(finish_doc,
+"finish() -> tuple[bool, dict] | None\n"
+"(has_durations, {thread key or None: {function: (calls, total, self, timed, min,\n"
+"max)}}) of every chunk added; None when a chunk was not added or a sum is over\n"
+"what 64 bits hold (the Python path makes the report then).  Once only.");
+
+static PyObject *
+agg_finish(ReportAggregator *self, PyObject *unused)
+{
+    if (self->broken || self->folded)
+        Py_RETURN_NONE;
+    PyObject *result = NULL;
+    if (walk_rows(self, 0, 0, 0) < 0 || ends(self->r) < 0)
+        goto done;
+    run *r = self->r;
+    /* the suspended calls' time, each into the stats its segment made */
+    for (size_t i = 0; i < r->pending_ids.cap; i++) {
+        uint32_t v = r->pending_ids.values[i];
+        if (v == UINT32_MAX)
+            continue;
+        uint32_t name = (uint32_t)(r->pending_ids.keys[i] & 0xFFFFFFFFu);
+        pending_list *l = &r->pl[v];
+        for (size_t k = 0; k < l->n; k++) {
+            stats *st = stats_of(r, l->items[k].thread, name);
+            if (st == NULL)
+                goto done;
+            add_call_time(st, l->items[k].ns);
+        }
+    }
+    if (r->overflow) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    PyObject *t = tables(r);
+    if (t != NULL)
+        result = Py_BuildValue("(ON)", r->has_durations ? Py_True : Py_False, t);
+done:
+    done_with(self);
+    return result;
+}
+
 PyDoc_STRVAR(folded_doc,
 "folded() -> tuple[list[tuple[int, int, int | None]], list[str], list[tuple[int, int]]] | None\n"
-"dump --folded's stacks of every chunk added: (nodes, names, threads).  A node is\n"
-"(parent node or -1, ident, value or None): ident a name's index, or -1 - a thread's\n"
-"index for the label a per-thread stack starts with; a node with a value is a stack\n"
-"folded_stacks counts.  Parents come before their children.  None as finish() says.");
+"dump --folded's stacks of every chunk added (an aggregator made with folded=True):\n"
+"(nodes, names, threads).  A node is (parent node or -1, ident, value or None):\n"
+"ident a name's index, or -1 - a thread's index for the label a per-thread stack\n"
+"starts with; a node with a value is a stack folded_stacks counts.  Parents come\n"
+"before their children.  None as finish() says.");
 
 static PyObject *
 agg_folded(ReportAggregator *self, PyObject *unused)
 {
-    if (self->broken)
+    if (self->broken || !self->folded)
         Py_RETURN_NONE;
-    if (sort_rows(self->rows, self->nrows) < 0)
-        return NULL;
-    run r;
-    memset(&r, 0, sizeof(r));
-    r.agg = self;
-    trie t;
-    memset(&t, 0, sizeof(t));
-    r.nwalkers = (size_t)PyList_GET_SIZE(self->threads);
-    size_t nw = r.nwalkers ? r.nwalkers : 1;
-    r.walkers = PyMem_Calloc(nw, sizeof(walker));
-    t.frame_node = PyMem_Calloc(nw, sizeof(uint32_t *));
-    t.frame_cap = PyMem_Calloc(nw, sizeof(size_t));
     PyObject *result = NULL, *nodes = NULL;
-    if (r.walkers == NULL || t.frame_node == NULL || t.frame_cap == NULL) {
-        PyErr_NoMemory();
+    if (walk_rows(self, 0, 0, 0) < 0)
         goto done;
-    }
-    for (size_t i = 0; i < self->nrows; i++)
-        if (fold_step(&r, &t, &self->rows[i]) < 0)
-            goto done;
-    if (t.overflow) {
+    trie *t = self->t;
+    if (t->overflow) {
         result = Py_NewRef(Py_None);
         goto done;
     }
-    nodes = PyList_New((Py_ssize_t)t.n);
+    nodes = PyList_New((Py_ssize_t)t->n);
     if (nodes == NULL)
         goto done;
-    for (size_t i = 0; i < t.n; i++) {
-        node *x = &t.nodes[i];
+    for (size_t i = 0; i < t->n; i++) {
+        node *x = &t->nodes[i];
         long long ident = x->ident & THREAD_ROOT && x->parent == NO_NODE && self->per_thread
             ? -1 - (long long)(x->ident & ~THREAD_ROOT) : (long long)x->ident;
         PyObject *v = x->hit ? PyLong_FromLongLong(x->value) : Py_NewRef(Py_None);
@@ -902,17 +1016,7 @@ agg_folded(ReportAggregator *self, PyObject *unused)
     result = Py_BuildValue("(OOO)", nodes, self->names, self->threads);
 done:
     Py_XDECREF(nodes);
-    for (size_t i = 0; i < nw && t.frame_node != NULL; i++)
-        PyMem_Free(t.frame_node[i]);
-    PyMem_Free(t.frame_node);
-    PyMem_Free(t.frame_cap);
-    PyMem_Free(t.nodes);
-    map_free(&t.ids);
-    run_free(&r);
-    PyMem_Free(self->rows);
-    self->rows = NULL;
-    self->nrows = self->rows_cap = 0;
-    self->broken = 1;  /* once only */
+    done_with(self);
     return result;
 }
 
@@ -920,14 +1024,15 @@ static PyMethodDef agg_methods[] = {
     {"add", (PyCFunction)agg_add, METH_VARARGS, add_doc},
     {"finish", (PyCFunction)agg_finish, METH_NOARGS, finish_doc},
     {"folded", (PyCFunction)agg_folded, METH_NOARGS, folded_doc},
+    {"advance", (PyCFunction)agg_advance, METH_VARARGS, advance_doc},
     {NULL}
 };
 
 static PyTypeObject ReportAggregator_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "fntrace._speedups.ReportAggregator",
-    .tp_doc = "ReportAggregator(per_thread, max_depth): report's per-function numbers "
-              "from a recording's event chunks.",
+    .tp_doc = "ReportAggregator(per_thread, max_depth, folded=False): report's "
+              "per-function numbers (or dump --folded's stacks) from a recording's event chunks.",
     .tp_basicsize = sizeof(ReportAggregator),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,

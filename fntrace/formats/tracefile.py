@@ -13,6 +13,7 @@ to its last batch; a footer chunk marks a clean end.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import json
 import operator
@@ -167,7 +168,7 @@ FuncKey = tuple[str, int, str | None, int]
 
 
 @dataclass
-class ChunkTables:
+class _ChunkTables:
     strings: dict[str, int] = field(default_factory=dict)
     funcs: dict[FuncKey, int] = field(default_factory=dict)
     threads: dict[int, int] = field(default_factory=dict)
@@ -295,7 +296,7 @@ class TraceWriter:
         line ``text_of`` renders (fntrace/csrc/drain.c encode_buffers makes the
         same bytes from the same events).
         """
-        tables = ChunkTables()
+        tables = _ChunkTables()
         body = bytearray()
         last_ts: dict[int, int] = {}
         per_thread: dict[int, int] = {}
@@ -399,13 +400,13 @@ class TraceWriter:
 
     def write_lost(self, threads: Iterable[tuple[int, str, int, str, int]]) -> None:
         """A chunk with thread rows only (lost counters changed, no events)."""
-        tables = ChunkTables()
+        tables = _ChunkTables()
         for row in threads:
             tables.thread(*row)
         self.write_table_chunk(tables, bytearray(), 0)
         self.tally.rows_written(tables.thread_rows)
 
-    def write_table_chunk(self, tables: ChunkTables, body: bytearray, n: int) -> int:
+    def write_table_chunk(self, tables: _ChunkTables, body: bytearray, n: int) -> int:
         if n == 0 and not tables.thread_rows:
             return 0
         out = bytearray()
@@ -495,14 +496,28 @@ FuncRow = tuple[str, int, str | None, int]
 @dataclass
 class Chunk:
     """An event chunk's tables, parsed, and its events still encoded: ``count``
-    of them in ``data[pos:]`` (the decompressed payload)."""
+    of them in ``data[pos:]`` (the decompressed payload).
+
+    A chunk a reader keeps holds its payload as stored (``stored``: compressed,
+    a few bytes per event less than decompressed) and decompresses it each time
+    its events are read, so an open file's size in memory is about its size on
+    disk; ``inflated`` holds the decompressed bytes while the chunk is parsed."""
 
     strings: list[str]
     funcs: list[FuncRow]
     threads: list[tuple[int, str, int, str, int]]
     count: int
-    data: bytes
     pos: int
+    stored: bytes
+    inflated: bytes | None = None
+    #: (earliest, latest) timestamp and events per thread-table row, once counted.
+    span: tuple[int | None, int | None] = (None, None)
+    per_thread: list[int] = field(default_factory=list)
+
+    @property
+    def data(self) -> bytes:
+        """The decompressed payload (tables, count, events)."""
+        return self.inflated if self.inflated is not None else _inflate(self.stored)
 
 
 def _inflate(payload: bytes) -> bytes:
@@ -590,7 +605,7 @@ def _parse_tables(payload: bytes, version: int = VERSION) -> Chunk:
         count, pos = _count(data, pos, 3, "events")
     except IndexError:
         raise ChunkError("its tables run past its end") from None
-    return Chunk(strings, funcs, threads, count, data, pos)
+    return Chunk(strings, funcs, threads, count, pos, payload, data)
 
 
 #: An event's first byte -> (kind code, event name); None: no such kind or event.
@@ -963,9 +978,14 @@ class TraceFile:
         if not chunk.count:
             return
         dec = self._decoder
-        if dec is not None and dec.check(chunk.data, chunk.pos, chunk.count, len(chunk.strings),
-                                         len(chunk.funcs), len(chunk.threads)):
-            # The C decoder reads it exactly: kept encoded, decoded when read.
+        got = None if dec is None else dec.tally(
+            chunk.data, chunk.pos, chunk.count, len(chunk.strings), len(chunk.funcs),
+            len(chunk.threads))
+        if got is not None:
+            # The C decoder reads it exactly: kept as stored, decoded when read.
+            chunk.per_thread, first, last = got
+            chunk.span = (first, last)
+            chunk.inflated = None
             self.events += chunk.count
             self._chunks.append(chunk)
             return
@@ -1011,20 +1031,20 @@ class TraceFile:
                 last = latest if last is None else max(last, latest)
         return counts, last
 
+    def chunk_span(self, chunk: Chunk | list[Record]) -> tuple[int | None, int | None]:
+        """One of ``chunks()``'s earliest and latest timestamps (None: no event)."""
+        _, first, last = self._tally(chunk)
+        return first, last
+
     def _tally(self, chunk: Chunk | list[Record],
                ) -> tuple[dict[tuple[int, int], int], int | None, int | None]:
         """One chunk's events per (pid, tid), earliest and latest timestamps."""
-        dec = self._decoder
-        if isinstance(chunk, Chunk) and dec is not None:
-            got = dec.tally(chunk.data, chunk.pos, chunk.count, len(chunk.strings),
-                            len(chunk.funcs), len(chunk.threads))
-            if got is not None:
-                per_thread, first, latest = got
-                counts: dict[tuple[int, int], int] = {}
-                for row, n in zip(chunk.threads, per_thread, strict=True):
-                    if n:
-                        counts[self.pid, row[0]] = counts.get((self.pid, row[0]), 0) + n
-                return counts, first, latest
+        if isinstance(chunk, Chunk):  # counted in C when the file was opened
+            counts: dict[tuple[int, int], int] = {}
+            for row, n in zip(chunk.threads, chunk.per_thread, strict=True):
+                if n:
+                    counts[self.pid, row[0]] = counts.get((self.pid, row[0]), 0) + n
+            return counts, chunk.span[0], chunk.span[1]
         counts = {}
         records = self.chunk_records(chunk)
         for rec in records:
@@ -1037,12 +1057,14 @@ class TraceFile:
         if isinstance(chunk, list):
             return chunk
         dec = self._decoder
+        data = chunk.data
         if dec is not None:
             decoded: list[Record] | None = dec.decode(
-                chunk.data, chunk.pos, chunk.count, chunk.strings, chunk.funcs,
+                data, chunk.pos, chunk.count, chunk.strings, chunk.funcs,
                 [row[0] for row in chunk.threads], self.pid)
             if decoded is not None:
                 return decoded
+        chunk = dataclasses.replace(chunk, inflated=data)
         records: list[Record] = []
         _decode(chunk, self.pid, records)
         return records
