@@ -1,17 +1,26 @@
 """How fast the readers read a recording: info (footer and --scan), replay, report, dump.
 
 Records a pure-Python workload (``leaf``/``mid`` calls, function_graph) of about
-``--calls`` x 6 events, then times each reading command as a user runs it (a
-fresh process, output to /dev/null or a file) and prints seconds and events/s.
+``--calls`` x 6 events (or reads ``--file``), then times each reading command as
+a user runs it (a fresh process, output to /dev/null or a file) and prints wall
+seconds, CPU seconds (user + system: what a busy machine disturbs least),
+events per CPU second and peak RSS; and the time ``replay | head -50`` waits
+for its first line.
+
+With ``--roots A,B`` each command runs with each fntrace source tree (its own
+built extension) on the same file, in turns, so a before/after comparison is
+one run of the machine.
 
     python3 bench/read_speed.py --calls 41600        # ~250k events
     python3 bench/read_speed.py --calls 416000       # ~2.5M events (issue 14's size)
+    python3 bench/read_speed.py --file t.dat --roots /tmp/before,.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,24 +45,66 @@ main()
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def fntrace(args: list[str], cwd: str) -> float:
-    env = {**os.environ, "PYTHONPATH": ROOT}
+def run(args: list[str], cwd: str, root: str = ROOT) -> tuple[float, float, int]:
+    """(wall s, CPU s, peak RSS KiB) of ``python -m fntrace ARGS`` with fntrace from
+    ``root``, its output to /dev/null."""
+    env = {**os.environ, "PYTHONPATH": root}
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "fntrace", *args], cwd=cwd, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    proc = subprocess.Popen([sys.executable, "-m", "fntrace", *args], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"fntrace {' '.join(args)}: exit status {proc.returncode}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+
+
+def first_line(path: str, cwd: str, root: str = ROOT) -> float:
+    """Seconds until ``fntrace replay PATH`` has written its first line (then it is
+    stopped, as ``| head`` stops it)."""
+    env = {**os.environ, "PYTHONPATH": root}
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "fntrace", "replay", path], cwd=cwd,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    secs = time.perf_counter() - t
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    return secs
+
+
+RUNS = [("info (footer)", ["info", "t.dat"]),
+        ("info --scan", ["info", "--scan", "t.dat"]),
+        ("replay > /dev/null", ["replay", "t.dat"]),
+        ("report", ["report", "t.dat"]),
+        ("dump --folded", ["dump", "t.dat", "--folded", "out.txt"]),
+        ("dump --chrome out.json", ["dump", "t.dat", "--chrome", "out.json"]),
+        ("dump --chrome out.json.gz", ["dump", "t.dat", "--chrome", "out.json.gz"])]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=41_600)
     ap.add_argument("--args", action="store_true", help="record --args --retval")
+    ap.add_argument("--file", help="read this recording instead of making one")
+    ap.add_argument("--roots", default=ROOT,
+                    help="comma-separated fntrace source trees to compare (default: this one)")
+    ap.add_argument("--skip", default="", help="comma-separated labels not to run")
     ns = ap.parse_args()
+    roots = [os.path.abspath(r) for r in ns.roots.split(",")]
+    skip = {s.strip() for s in ns.skip.split(",") if s.strip()}
     with tempfile.TemporaryDirectory() as tmp:
-        with open(os.path.join(tmp, "work.py"), "w") as f:
-            f.write(WORK.format(calls=ns.calls))
-        extra = ["--args", "--retval"] if ns.args else []
-        fntrace(["record", "-t", "function_graph", *extra, "-o", "t.dat", "--", "work.py"], tmp)
+        if ns.file:
+            shutil.copy(ns.file, os.path.join(tmp, "t.dat"))
+        else:
+            with open(os.path.join(tmp, "work.py"), "w") as f:
+                f.write(WORK.format(calls=ns.calls))
+            extra = ["--args", "--retval"] if ns.args else []
+            run(["record", "-t", "function_graph", *extra, "-o", "t.dat", "--", "work.py"],
+                tmp)
         from_footer = subprocess.run(
             [sys.executable, "-m", "fntrace", "info", "t.dat"], cwd=tmp, text=True,
             env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, check=True).stdout
@@ -61,23 +112,29 @@ def main() -> None:
                           if line.startswith("events:")))
         size = os.path.getsize(os.path.join(tmp, "t.dat"))
         print(f"{events:,} events, {size:,} bytes ({size / events:.2f} B/event)")
-        startup = min(fntrace(["--version"], tmp) for _ in range(3))
-        print(f"{'fntrace --version (interpreter + import)':44} {startup:8.3f} s")
-        runs = [("info (footer)", ["info", "t.dat"]),
-                ("info --scan", ["info", "--scan", "t.dat"]),
-                ("replay > /dev/null", ["replay", "t.dat"]),
-                ("report", ["report", "t.dat"]),
-                ("dump --folded", ["dump", "t.dat", "--folded", "out.txt"]),
-                ("dump --chrome out.json", ["dump", "t.dat", "--chrome", "out.json"]),
-                ("dump --chrome out.json.gz", ["dump", "t.dat", "--chrome", "out.json.gz"])]
-        for label, args in runs:
-            secs = min(fntrace(args, tmp) for _ in range(1 if "scan" in label or "dump" in label
-                                                         or "re" in label else 3))
-            rate = "" if label == "info (footer)" else f"{events / secs:12,.0f} events/s"
-            print(f"{label:44} {secs:8.3f} s {rate}")
+        for root in roots:
+            startup = min(run(["--version"], tmp, root)[0] for _ in range(3))
+            print(f"[{root}] {'fntrace --version (interpreter + import)':40} {startup:8.3f} s")
+        print(f"{'':26} {'tree':>12} {'wall s':>8} {'CPU s':>8} {'events/CPU s':>14} "
+              f"{'peak RSS':>10}")
+        for label, args in RUNS:
+            if label in skip:
+                continue
+            for root in roots:
+                wall, cpu, rss = run(args, tmp, root)
+                rate = "" if label == "info (footer)" else f"{events / cpu:14,.0f}"
+                print(f"{label:26} {os.path.basename(root)[-12:]:>12} {wall:8.3f} {cpu:8.3f} "
+                      f"{rate:>14} {rss / 1024:8.0f} MB", flush=True)
+        if "first line" not in skip:
+            for root in roots:
+                secs = first_line("t.dat", tmp, root)
+                print(f"{'replay | head: 1st line':26} {os.path.basename(root)[-12:]:>12} "
+                      f"{secs:8.3f}", flush=True)
         for name in ("out.json", "out.json.gz"):
-            n = os.path.getsize(os.path.join(tmp, name))
-            print(f"{name:44} {n:,} bytes ({n / events:.1f} B/event)")
+            path = os.path.join(tmp, name)
+            if os.path.exists(path):
+                n = os.path.getsize(path)
+                print(f"{name:26} {n:,} bytes ({n / events:.1f} B/event)")
 
 
 if __name__ == "__main__":

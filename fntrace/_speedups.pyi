@@ -172,6 +172,36 @@ class Dispatcher:
     def py_unwind(self, code: CodeType, offset: int, exc: BaseException, /) -> Any: ...
     def sites_changed(self) -> None: ...
 
+@final
+class ChunkDecoder:
+    """A trace file's event chunks into Records (csrc/decode.c), exactly as the
+    Python decoder (formats/tracefile._decode) or not at all."""
+
+    def __init__(self, record: type, fields: tuple[str, ...], kinds: tuple[str, ...],
+                 events: tuple[str, ...], task_prefix: str, task_kind: str, max_depth: int,
+                 /) -> None: ...
+    def check(self, data: bytes, pos: int, count: int, nstrings: int, nfuncs: int,
+              nthreads: int, /) -> bool: ...
+    def decode(self, data: bytes, pos: int, count: int, strings: list[str],
+               funcs: list[tuple[str, int, str | None, int]], tids: list[int], pid: int,
+               /) -> list[Any] | None: ...
+    def tally(self, data: bytes, pos: int, count: int, nstrings: int, nfuncs: int,
+              nthreads: int, /) -> tuple[list[int], int | None, int | None] | None: ...
+
+@final
+class ReportAggregator:
+    """report's per-function numbers from encoded event chunks (csrc/aggregate.c)."""
+
+    def __init__(self, per_thread: bool, max_depth: int, folded: bool = False, /) -> None: ...
+    def add(self, data: bytes, pos: int, count: int, nstrings: int, names: list[str],
+            tids: list[int], pid: int, order: int, /) -> bool: ...
+    def advance(self, ts: int, order: int, /) -> None: ...
+    def finish(self) -> tuple[bool, dict[tuple[int, int] | None,
+                                         dict[str, tuple[int, int, int, int, int, int]]]] | None:
+        ...
+    def folded(self) -> tuple[list[tuple[int, int, int | None]], list[str],
+                              list[tuple[int, int]]] | None: ...
+
 if sys.version_info < (3, 12):
     @final
     class ProfileHook:

@@ -186,6 +186,36 @@ def folded_stacks(records: Iterable[RecordLike], per_thread: bool = False,
     return out
 
 
+def folded_from_chunks(files: list[TraceFile], per_thread: bool = False,
+                       thread_names: dict[tuple[int, int], str] | None = None,
+                       ) -> dict[str, int] | None:
+    """What ``folded_stacks`` makes of ``files``' records, made in C from their
+    encoded chunks (fntrace/csrc/aggregate.c); None where that cannot be (the pure
+    path, a chunk left to the Python decoder, a sum over 64 bits)."""
+    from fntrace.analysis.chunk_agg import aggregator
+
+    agg = aggregator(files, per_thread, folded=True)
+    done = agg.folded() if agg is not None else None
+    if done is None:
+        return None
+    nodes, names, threads = done
+    labels = thread_names or {}
+    frames = [_frame(name) for name in names]
+    keys: list[str] = []
+    out: dict[str, int] = {}
+    for parent, ident, value in nodes:  # parents before their children
+        if ident < 0:
+            pid, tid = threads[-1 - ident]
+            frame = _frame(f"{labels.get((pid, tid), 'thread')}-{tid}")
+        else:
+            frame = frames[ident]
+        key = frame if parent < 0 else f"{keys[parent]};{frame}"
+        keys.append(key)
+        if value is not None:
+            out[key] = value
+    return out
+
+
 def _frame(name: str) -> str:
     """A frame name that cannot break the format (';' separates, the last ' ' counts)."""
     return name.replace(";", ":").replace("\n", " ").replace("\r", " ")
@@ -268,7 +298,8 @@ def dump(file: str = "fntrace.dat", chrome: str | None = None, folded: str | Non
             with _ManagedOut(chrome) as out:
                 write_chrome_tasks(ChromeWriter(processes, names, t0), records(), out)
         if folded:
-            stacks = folded_stacks(records(), threads, names)
+            fast = folded_from_chunks(files, threads, names) if sel.everything else None
+            stacks = fast if fast is not None else folded_stacks(records(), threads, names)
             with _ManagedOut(folded) as out:
                 write_folded(stacks, out)
         if speedscope or perfetto or pstats:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import os
 import sys
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,12 +61,8 @@ def facts_of_footer(fin: Finished) -> Facts:
 
 def facts_of_file(tf: TraceFile) -> Facts:
     """A file's facts from every record in it (the file was read whole)."""
-    counts: Counter[Key] = Counter()
-    last: int | None = None
-    for rec in tf.records():
-        counts[(rec.pid, rec.tid)] += 1
-        last = rec.ts if last is None else max(last, rec.ts)
-    return Facts(tf.path, tf.header, tf.end_ts, dict(tf.threads), dict(counts), dict(tf.lost),
+    counts, last = tf.tally()
+    return Facts(tf.path, tf.header, tf.end_ts, dict(tf.threads), counts, dict(tf.lost),
                  list(tf.problems), list(tf.corrupt), last)
 
 

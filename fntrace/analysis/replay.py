@@ -23,7 +23,7 @@ from typing import Any
 
 from fntrace.analysis.reading import open_files, progress
 from fntrace.analysis.window import SelectionError, thread_keys
-from fntrace.core.events import CALL, ENTRY, EXIT, MARKER, TASK, TEXT
+from fntrace.core.events import CALL, ENTRY, EXIT, MARKER, TASK, TASK_PREFIX, TEXT
 from fntrace.core.filter import Filter, parse
 from fntrace.formats.tracefile import (
     Record,
@@ -37,7 +37,7 @@ from fntrace.tracing.instance import OPTIONS
 from fntrace.tracing.tasks import TaskTable
 
 __all__ = ["RecordedFunction", "RecordedThread", "ReplayOptions", "count", "event_of", "lines",
-           "replay", "select"]
+           "replay", "select", "selects"]
 
 
 @dataclass(frozen=True)
@@ -111,16 +111,23 @@ def count(files: list[TraceFile], ns: ReplayOptions, start: int,
           files_tasks: TaskTable | None = None) -> int:
     """How many records the read-time options keep (the header's count, written
     before them): every record when no option selects, else a pass of its own."""
-    if not (ns.filter or ns.notrace or ns.thread or ns.depth is not None
-            or ns.since is not None or ns.until is not None or ns.task is not None):
+    if not selects(ns):
         return sum(tf.events for tf in files)
     return sum(1 for _ in select(merged_records(files), ns, start, keys, files_tasks))
+
+
+def selects(ns: ReplayOptions) -> bool:
+    """Whether a read-time option leaves records out (else ``select`` keeps all)."""
+    return bool(ns.filter or ns.notrace or ns.thread or ns.depth is not None
+                or ns.since is not None or ns.until is not None or ns.task is not None)
 
 
 def tasks_of(files: list[TraceFile]) -> TaskTable:
     """Every asyncio task the files' notes name (by pid, number: one table per
     file would do, the numbers being per process; the pids keep them apart)."""
     table = TaskTable()
+    if not any(tf.has_notes(TASK_PREFIX) for tf in files):
+        return table  # no note anywhere: no pass over the events
     for rec in merged_records(files):
         if rec.kind == TASK.name:
             table.note((rec.pid, rec.tid), rec.text or "")
@@ -283,7 +290,9 @@ def replay(ns: ReplayOptions) -> int:
         records: Iterable[Record] = merged_records(files)
         if not _isatty(out):  # on a terminal the lines themselves show the progress
             records = progress(records, "fntrace replay")
-        out.writelines(lines(files, select(records, ns, start, keys, tasks), entries,
+        if selects(ns):
+            records = select(records, ns, start, keys, tasks)
+        out.writelines(lines(files, records, entries,
                              tasks, ns.task_column or bool(tasks.tasks), ns.srcline))
         out.flush()
     except BrokenPipeError:

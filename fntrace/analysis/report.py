@@ -396,20 +396,55 @@ def read_report(path: str, per_thread: bool, label: str, sources: Sources | None
                 sel: Selection | None = None) -> tuple[Report, list[TraceFile]]:
     """The report of the file at ``path`` (and its followed children's), narrowed to
     ``sel``, noting the functions' source locations in ``sources`` when given."""
-    from fntrace.analysis.reading import open_files, progress
-    from fntrace.analysis.window import Selection, narrow
-    from fntrace.formats.tracefile import merged_records
+    from fntrace.analysis.reading import open_files
 
     files = open_files(path)
-    records: Iterable[RecordLike] = narrow(progress(merged_records(files), label), files,
-                                           sel or Selection())
-    if sources is not None:
-        records = collect_sources(records, sources)
-    report = build(records, per_thread)
+    fast = None
+    if sources is None and (sel is None or sel.everything):
+        fast = build_from_chunks(files, per_thread)
+    if fast is not None:
+        report = fast
+    else:
+        report = build(_records(files, label, sources, sel), per_thread)
     if not report.has_durations:
         report.has_durations = any(
             f.header.get("tracer") == "function_graph" for f in files)
     return report, files
+
+
+def _records(files: list[TraceFile], label: str, sources: Sources | None,
+             sel: Selection | None) -> Iterable[RecordLike]:
+    """The records a report of ``files`` reads (the Python path)."""
+    from fntrace.analysis.reading import progress
+    from fntrace.analysis.window import Selection, narrow
+    from fntrace.formats.tracefile import merged_records
+
+    records: Iterable[RecordLike] = narrow(progress(merged_records(files), label), files,
+                                           sel or Selection())
+    if sources is not None:
+        records = collect_sources(records, sources)
+    return records
+
+
+def build_from_chunks(files: list[TraceFile], per_thread: bool = False) -> Report | None:
+    """The report ``build`` makes of ``files``' records, made in C from their encoded
+    chunks (fntrace/csrc/aggregate.c: one pass, no record objects); None where
+    that cannot be (the pure path, a chunk the C decoder leaves to Python, a sum
+    over 64 bits), and ``build`` is to make it."""
+    from fntrace.analysis.chunk_agg import aggregator
+
+    agg = aggregator(files, per_thread)
+    if agg is None:
+        return None
+    done = agg.finish()
+    if done is None:
+        return None
+    has_durations, raw = done
+    tables: dict[ThreadKey, dict[str, FuncStats]] = {
+        key: {name: FuncStats(calls, total, self_ns, timed, low, high)
+              for name, (calls, total, self_ns, timed, low, high) in table.items()}
+        for key, table in raw.items()}
+    return Report(tables, has_durations)
 
 
 def terminal_width() -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 FINAL_EXITS = frozenset({"return", "unwind"})
 
@@ -59,7 +59,7 @@ class RecordLike(Protocol):
     def src_line(self) -> int: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Segment:
     """One run of a function between an entry and the exit that closes it."""
 
@@ -82,7 +82,7 @@ class Segment:
         return self.start + self.duration
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unfinished:
     """An entry still open when the records end (program killed, file truncated)."""
 
@@ -106,15 +106,34 @@ class _Open:
 
 @dataclass
 class _Thread:
+    """A thread's open entries and children's time, each by depth.  Both dicts
+    are in ascending depth order at all times: a depth is only ever set after
+    every deeper one is deleted (an entry drops the frames at and below it, an
+    exit's time is added after the deeper children are cleared), so the
+    deepest are at the end and the stack is read in order without sorting."""
+
     frames: dict[int, _Open] = field(default_factory=dict)
     children: dict[int, int] = field(default_factory=dict)  # depth -> ns ended there
 
     def stack_above(self, depth: int) -> tuple[str, ...]:
-        return tuple(self.frames[d].func for d in sorted(self.frames) if d < depth)
+        out = []
+        for d, op in self.frames.items():
+            if d >= depth:
+                break
+            out.append(op.func)
+        return tuple(out)
 
     def drop_from(self, depth: int) -> None:
-        for d in [d for d in self.frames if d >= depth]:
-            del self.frames[d]
+        _drop_from(self.frames, depth)
+
+
+def _drop_from(table: dict[int, Any], depth: int) -> None:
+    """Delete the depths >= ``depth`` of a table in ascending depth order."""
+    while table:
+        last = next(reversed(table))
+        if last < depth:
+            return
+        del table[last]
 
 
 def walk(records: Iterable[RecordLike], entries: bool = False,
@@ -174,5 +193,4 @@ def walk(records: Iterable[RecordLike], entries: bool = False,
 
 
 def _clear_children(th: _Thread, depth: int) -> None:
-    for d in [d for d in th.children if d >= depth]:
-        del th.children[d]
+    _drop_from(th.children, depth)

@@ -21,6 +21,8 @@
  *   dispatch_monitoring.c  Dispatcher: the sys.monitoring callbacks (3.12+)
  *   dispatch_profile.c     ProfileHook: the 3.11 backend's profile function
  *   framecheck.c           check_frame() and frame_key(): the mirror's self-check
+ *   decode.c/.h            ChunkDecoder: a trace file's event chunks into Records
+ *   aggregate.c            ReportAggregator: report's per-function numbers from chunks
  *
  * The Python side decides when a recorder may be used (recorder.ok) and keeps
  * the same data structures (the events tuples, the stacks), so the two paths
@@ -165,7 +167,8 @@ speedups_exec(PyObject *m)
         return -1;
     if (fnt_ring_add_types(m) < 0 || fnt_graph_recorder_add_types(m) < 0 ||
         fnt_func_recorder_add_types(m) < 0 || fnt_dispatcher_add_types(m) < 0 ||
-        fnt_prof_recorder_add_types(m) < 0 || fnt_task_recorder_add_types(m) < 0)
+        fnt_prof_recorder_add_types(m) < 0 || fnt_task_recorder_add_types(m) < 0 ||
+        fnt_decode_add_types(m) < 0 || fnt_aggregate_add_types(m) < 0)
         return -1;
 #ifdef FNT_PROFILE_HOOK
     if (fnt_profile_hook_add_types(m) < 0)

@@ -13,14 +13,16 @@ to its last batch; a footer chunk marks a clean end.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import json
+import operator
 import os
 import re
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import IO, Any, Protocol
 
 from fntrace.core import accel as _accel
@@ -42,9 +44,25 @@ from fntrace.core.events import (
 from fntrace.formats import footer as summary
 from fntrace.formats.nesting import too_deep
 
-__all__ = ["FLUSH_INTERVAL", "SUPPORTED_VERSIONS", "VERSION", "Finished", "Record", "ThreadInfo",
-           "TraceFile", "TraceFileError", "TraceWriter", "exit_status", "location",
-           "merged_records", "open_trace", "open_traces", "read_finished"]
+__all__ = [
+    "FLUSH_INTERVAL",
+    "SUPPORTED_VERSIONS",
+    "VERSION",
+    "Chunk",
+    "Finished",
+    "Record",
+    "ThreadInfo",
+    "TraceFile",
+    "TraceFileError",
+    "TraceWriter",
+    "chunk_decoder",
+    "exit_status",
+    "location",
+    "merged_records",
+    "open_trace",
+    "open_traces",
+    "read_finished",
+]
 
 #: Version 2 added each function's source file and first line to the chunks'
 #: function tables; version 1 files are read with no locations.
@@ -76,9 +94,12 @@ class TraceFileError(Exception):
     """The file cannot be read as a trace at all (one line, for the user)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
-    """One event of a trace file, in the terms of the reader API."""
+    """One event of a trace file, in the terms of the reader API.
+
+    Slotted: a trace has millions, and the C decoder (fntrace/csrc/decode.c)
+    makes them by filling the slots, as ``__init__`` would."""
 
     kind: str
     pid: int
@@ -473,13 +494,30 @@ FuncRow = tuple[str, int, str | None, int]
 
 
 @dataclass
-class _Chunk:
+class Chunk:
+    """An event chunk's tables, parsed, and its events still encoded: ``count``
+    of them in ``data[pos:]`` (the decompressed payload).
+
+    A chunk a reader keeps holds its payload as stored (``stored``: compressed,
+    a few bytes per event less than decompressed) and decompresses it each time
+    its events are read, so an open file's size in memory is about its size on
+    disk; ``inflated`` holds the decompressed bytes while the chunk is parsed."""
+
     strings: list[str]
     funcs: list[FuncRow]
     threads: list[tuple[int, str, int, str, int]]
     count: int
-    data: bytes
     pos: int
+    stored: bytes
+    inflated: bytes | None = None
+    #: (earliest, latest) timestamp and events per thread-table row, once counted.
+    span: tuple[int | None, int | None] = (None, None)
+    per_thread: list[int] = field(default_factory=list)
+
+    @property
+    def data(self) -> bytes:
+        """The decompressed payload (tables, count, events)."""
+        return self.inflated if self.inflated is not None else _inflate(self.stored)
 
 
 def _inflate(payload: bytes) -> bytes:
@@ -526,7 +564,7 @@ def _sid(strings: list[str], sid: int, what: str) -> str:
     return strings[sid]
 
 
-def _parse_tables(payload: bytes, version: int = VERSION) -> _Chunk:
+def _parse_tables(payload: bytes, version: int = VERSION) -> Chunk:
     data = _inflate(payload)
     rd = _read_uvarint
     located = version >= 2  # version 1: name and flags only
@@ -567,7 +605,7 @@ def _parse_tables(payload: bytes, version: int = VERSION) -> _Chunk:
         count, pos = _count(data, pos, 3, "events")
     except IndexError:
         raise ChunkError("its tables run past its end") from None
-    return _Chunk(strings, funcs, threads, count, data, pos)
+    return Chunk(strings, funcs, threads, count, pos, payload, data)
 
 
 #: An event's first byte -> (kind code, event name); None: no such kind or event.
@@ -577,7 +615,7 @@ _HEADS: tuple[tuple[int, str] | None, ...] = tuple(
     else None for b in range(256))
 
 
-def _decode(chunk: _Chunk, pid: int, out: list[Record]) -> None:
+def _decode(chunk: Chunk, pid: int, out: list[Record]) -> None:
     """Append the chunk's events to ``out``; ChunkError at the first one that lies
     (those before it are kept)."""
     data, pos, strings, funcs, threads = (chunk.data, chunk.pos, chunk.strings, chunk.funcs,
@@ -641,6 +679,26 @@ def _decode(chunk: _Chunk, pid: int, out: list[Record]) -> None:
                          f"or the chunk ends inside it") from None
     if pos != len(data):
         raise ChunkError(f"{len(data) - pos} bytes after its {chunk.count} events")
+
+
+_TS = operator.attrgetter("ts")
+#: The C decoder, made once per extension module: [(module, decoder)].
+_C_DECODER: list[tuple[Any, Any]] = []
+#: Record's fields in order (the C decoder fills its slots by these names).
+RECORD_FIELDS = tuple(f.name for f in fields(Record))
+
+
+def chunk_decoder() -> Any:
+    """The C chunk decoder (fntrace/csrc/decode.c ChunkDecoder), or None on the pure
+    path.  It decodes a chunk's events into the Records ``_decode`` makes, or
+    says it leaves the chunk to ``_decode``."""
+    speedups = _accel.speedups
+    if speedups is None or not hasattr(speedups, "ChunkDecoder"):
+        return None
+    if not _C_DECODER or _C_DECODER[0][0] is not speedups:
+        _C_DECODER[:] = [(speedups, speedups.ChunkDecoder(
+            Record, RECORD_FIELDS, KINDS, EVENTS_NAMES, TASK_PREFIX, TASK.name, MAX_DEPTH))]
+    return _C_DECODER[0][1]
 
 
 def _json(raw: bytes, limit: int) -> Any:
@@ -838,7 +896,10 @@ class TraceFile:
         #: The format version the file was written in (SUPPORTED_VERSIONS).
         self.version = VERSION
         self._footer_seen = False
-        self._chunks: list[list[Record]] = []
+        self._chunks: list[Chunk | list[Record]] = []
+        #: The C decoder when the C path is on (chosen once: the chunks it
+        #: checked are the ones it decodes).
+        self._decoder = chunk_decoder()
         head, start, self.version = _preamble(path, data)
         self.header: dict[str, Any] = {}
         try:
@@ -916,6 +977,18 @@ class TraceFile:
             self.lost[key] = max(self.lost.get(key, 0), lost)
         if not chunk.count:
             return
+        dec = self._decoder
+        got = None if dec is None else dec.tally(
+            chunk.data, chunk.pos, chunk.count, len(chunk.strings), len(chunk.funcs),
+            len(chunk.threads))
+        if got is not None:
+            # The C decoder reads it exactly: kept as stored, decoded when read.
+            chunk.per_thread, first, last = got
+            chunk.span = (first, last)
+            chunk.inflated = None
+            self.events += chunk.count
+            self._chunks.append(chunk)
+            return
         records: list[Record] = []
         try:
             _decode(chunk, self.pid, records)
@@ -927,16 +1000,134 @@ class TraceFile:
         if records:
             self._chunks.append(records)
 
+    def chunks(self) -> list[Chunk | list[Record]]:
+        """The file's events chunk by chunk, in file order: a Chunk still encoded
+        (one the C decoder reads exactly), or the Records of one decoded in
+        Python (the pure path's, and any the C decoder leaves to it)."""
+        return list(self._chunks)
+
+    def has_notes(self, prefix: str) -> bool:
+        """Whether a marker's text may start with ``prefix`` (the task notes'): False
+        when no chunk holds such a string, so a reader looking for them need not
+        decode any event."""
+        for chunk in self._chunks:
+            if isinstance(chunk, list):
+                if any(rec.kind == TASK.name for rec in chunk):
+                    return True
+            elif any(text.startswith(prefix) for text in chunk.strings):
+                return True
+        return False
+
+    def tally(self) -> tuple[dict[tuple[int, int], int], int | None]:
+        """Events per (pid, tid) and the latest timestamp (None: no event), as the
+        records count them; the C decoder counts an encoded chunk without a record."""
+        counts: dict[tuple[int, int], int] = {}
+        last: int | None = None
+        for chunk in self._chunks:
+            per_thread, _, latest = self._tally(chunk)
+            for key, n in per_thread.items():
+                counts[key] = counts.get(key, 0) + n
+            if latest is not None:
+                last = latest if last is None else max(last, latest)
+        return counts, last
+
+    def chunk_span(self, chunk: Chunk | list[Record]) -> tuple[int | None, int | None]:
+        """One of ``chunks()``'s earliest and latest timestamps (None: no event)."""
+        _, first, last = self._tally(chunk)
+        return first, last
+
+    def _tally(self, chunk: Chunk | list[Record],
+               ) -> tuple[dict[tuple[int, int], int], int | None, int | None]:
+        """One chunk's events per (pid, tid), earliest and latest timestamps."""
+        if isinstance(chunk, Chunk):  # counted in C when the file was opened
+            counts: dict[tuple[int, int], int] = {}
+            for row, n in zip(chunk.threads, chunk.per_thread, strict=True):
+                if n:
+                    counts[self.pid, row[0]] = counts.get((self.pid, row[0]), 0) + n
+            return counts, chunk.span[0], chunk.span[1]
+        counts = {}
+        records = self.chunk_records(chunk)
+        for rec in records:
+            counts[rec.pid, rec.tid] = counts.get((rec.pid, rec.tid), 0) + 1
+        stamps = [rec.ts for rec in records]
+        return counts, min(stamps, default=None), max(stamps, default=None)
+
+    def chunk_records(self, chunk: Chunk | list[Record]) -> list[Record]:
+        """One of ``chunks()``'s chunks as Records, in file order."""
+        if isinstance(chunk, list):
+            return chunk
+        dec = self._decoder
+        data = chunk.data
+        if dec is not None:
+            decoded: list[Record] | None = dec.decode(
+                data, chunk.pos, chunk.count, chunk.strings, chunk.funcs,
+                [row[0] for row in chunk.threads], self.pid)
+            if decoded is not None:
+                return decoded
+        chunk = dataclasses.replace(chunk, inflated=data)
+        records: list[Record] = []
+        _decode(chunk, self.pid, records)
+        return records
+
     def records(self) -> Iterator[Record]:
-        """Every record, in time order (stable: equal timestamps keep file order)."""
-        out = [rec for chunk in self._chunks for rec in chunk]
-        out.sort(key=lambda r: r.ts)
-        return iter(out)
+        """Every record, in time order (stable: equal timestamps keep file order).
+
+        Streamed: a chunk is decoded when the merge reaches its earliest
+        timestamp and let go when its last record is out, so only chunks whose
+        times overlap are held at once (a recording's chunks follow each other
+        in time).  The order is that of one stable sort of every record by
+        timestamp: each chunk is sorted alone, and the merge takes the lowest
+        (timestamp, chunk index) first."""
+        starts = []
+        for i, chunk in enumerate(self._chunks):
+            first = self._tally(chunk)[1]
+            if first is not None:
+                starts.append((first, i))
+        starts.sort()
+        return _merge_chunks(starts, self._sorted_chunk)
+
+    def _sorted_chunk(self, i: int) -> list[Record]:
+        records = list(self.chunk_records(self._chunks[i]))
+        records.sort(key=_TS)
+        return records
 
     @property
     def start_ts(self) -> int:
         value = self.header.get("start_ts", 0)
         return value if isinstance(value, int) else 0
+
+
+def _merge_chunks(starts: list[tuple[int, int]],
+                  load: Callable[[int], list[Record]]) -> Iterator[Record]:
+    """The records of chunks, each ``load``ed (sorted by time) when the merge reaches
+    its (earliest timestamp, chunk index) in ``starts`` (sorted), merged by
+    (timestamp, chunk index)."""
+    heap: list[tuple[int, int, int, list[Record]]] = []  # (ts, chunk, position, records)
+    nxt = 0
+    while True:
+        while nxt < len(starts) and (not heap or starts[nxt] < heap[0][:2]):
+            i = starts[nxt][1]
+            nxt += 1
+            records = load(i)
+            if records:
+                heapq.heappush(heap, (records[0].ts, i, 0, records))
+        if not heap:
+            return
+        _, i, pos, records = heapq.heappop(heap)
+        # The next record of another chunk, or the next chunk to load: this one's
+        # records go out until theirs come first.
+        rival = heap[0][:2] if heap else None
+        if nxt < len(starts) and (rival is None or starts[nxt] < rival):
+            rival = starts[nxt]
+        end = len(records)
+        while True:
+            yield records[pos]
+            pos += 1
+            if pos == end:
+                break
+            if rival is not None and (records[pos].ts, i) > rival:
+                heapq.heappush(heap, (records[pos].ts, i, pos, records))
+                break
 
 
 def exit_status(files: Iterable[TraceFile]) -> int:
@@ -978,4 +1169,6 @@ def open_traces(path: str) -> list[TraceFile]:
 
 def merged_records(files: list[TraceFile]) -> Iterator[Record]:
     """Every record of several files in time order (their clock is shared)."""
-    return heapq.merge(*(f.records() for f in files), key=lambda r: r.ts)
+    if len(files) == 1:
+        return files[0].records()
+    return heapq.merge(*(f.records() for f in files), key=_TS)
