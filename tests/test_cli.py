@@ -5,6 +5,7 @@ and records (issue 12)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -36,6 +37,28 @@ ECHO_ARGV = """
         print(repr(args))
     show(sys.argv[1:])
 """
+
+
+# One line of ftrace's text format, as `fntrace run` prints it: TASK-PID [CPU] FLAGS TS: ...
+TRACE_LINE = re.compile(r" *[^\s\[]+-\d+ +\[\d+\] \S+ +\d+\.\d+: [^\n]*\n")
+
+
+def split_run(out: str) -> tuple[str, list[str]]:
+    """`fntrace run`'s stdout as the program's text and the trace's lines.
+
+    The two share the terminal. The writer thread writes its whole lines when it
+    wakes, which can fall between any two writes of the program (print writes its
+    text and its newline apart), even mid-line: so they are told apart by the trace
+    line's form, never by position, and each keeps its own order.
+    """
+    trace = [m.group(0).rstrip("\n") for m in TRACE_LINE.finditer(out)]
+    return TRACE_LINE.sub("", out), trace
+
+
+def test_split_run_takes_a_trace_line_out_of_the_middle_of_a_program_line() -> None:
+    line = "      MainThread-24910   [000] M.... 36771.611352: __main__:main <-__main__:<module>"
+    assert split_run("{" + line + "\n\n    \"a\": 1\n}\n" + line + "\n") == \
+        ('{\n    "a": 1\n}\n', [line, line])
 
 
 def called(path: Path) -> list[str]:
@@ -79,12 +102,14 @@ def test_arguments_after_dash_m_module_are_the_programs(tmp_path: Path) -> None:
     assert header["argv"][1:] == ["-q", "-", "--outp=z"]
     res = fntrace("run", "-F", "show", "-mechoargs", "-h", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines()[0] == "['-h']"
+    program, trace = split_run(res.stdout)
+    assert program == "['-h']\n" and len(trace) == 1
     # A -- right after the module is fntrace's (the form fntrace always took); later
     # ones are the program's.
     res = fntrace("run", "-F", "show", "-m", "echoargs", "--", "-q", "--", "x", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines()[0] == "['-q', '--', 'x']"
+    program, trace = split_run(res.stdout)
+    assert program == "['-q', '--', 'x']\n" and len(trace) == 1
 
 
 def test_json_tool_module_with_its_own_options(tmp_path: Path) -> None:
@@ -120,9 +145,9 @@ def test_run_writes_to_its_own_stdout_when_the_program_closes_it(tmp_path: Path)
     res = fntrace("run", "-F", "work", "closer.py", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stderr == ""
-    lines = res.stdout.splitlines()
-    assert lines[0] == "result 42"
-    assert [ln.split(": ", 1)[1] for ln in lines[1:]] == ["__main__:work <-__main__:<module>"] * 2
+    program, trace = split_run(res.stdout)
+    assert program == "result 42\n"
+    assert [ln.split(": ", 1)[1] for ln in trace] == ["__main__:work <-__main__:<module>"] * 2
 
 
 def test_run_json_tool_closing_stdout(tmp_path: Path) -> None:
@@ -131,12 +156,9 @@ def test_run_json_tool_closing_stdout(tmp_path: Path) -> None:
     res = fntrace("run", "-F", "__main__:main", "-m", "json.tool", "f.json", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "Exception ignored" not in res.stderr and res.stderr == ""
-    # The program and the trace share the terminal; the writer thread prints its
-    # lines when it wakes, so where they fall among the program's is timing: the
-    # two are told apart by content, each kept in its own order.
-    lines = res.stdout.splitlines()
-    trace = [ln for ln in lines if "__main__:" in ln]
-    assert [ln for ln in lines if ln not in trace] == ["{", '    "a": 1', "}"]
+    # json.tool writes its text in pieces: the trace's line may fall mid-line.
+    program, trace = split_run(res.stdout)
+    assert program == '{\n    "a": 1\n}\n'
     assert [ln.split(": ", 1)[1] for ln in trace] == ["__main__:main <-__main__:<module>"]
 
 
