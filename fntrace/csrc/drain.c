@@ -296,9 +296,9 @@ tab_fid(Tables *t, PyObject *name, PyObject *flags, PyObject *file, PyObject *li
 
 /* An attribute of fn, or NULL without an error when it has none. */
 static PyObject *
-attr_or_null(PyObject *fn, const char *attr)
+attr_or_null(PyObject *fn, PyObject *attr)
 {
-    PyObject *v = PyObject_GetAttrString(fn, attr);
+    PyObject *v = PyObject_GetAttr(fn, attr);
     if (v == NULL && PyErr_ExceptionMatches(PyExc_AttributeError))
         PyErr_Clear();
     return v;
@@ -312,13 +312,13 @@ static int
 fn_location(PyObject *fn, PyObject **file, PyObject **line)
 {
     *file = *line = NULL;
-    PyObject *f = attr_or_null(fn, "filename");
+    PyObject *f = attr_or_null(fn, fnt_st->str_filename);
     if (f == NULL && PyErr_Occurred())
         return -1;
     *file = f != NULL && PyUnicode_Check(f) ? f : Py_NewRef(Py_None);
     if (f != NULL && *file != f)
         Py_DECREF(f);
-    PyObject *l = attr_or_null(fn, "lineno");
+    PyObject *l = attr_or_null(fn, fnt_st->str_lineno);
     if (l == NULL && PyErr_Occurred()) {
         Py_CLEAR(*file);
         return -1;

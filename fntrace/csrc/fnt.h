@@ -39,7 +39,8 @@ typedef struct {
     PyObject *str_fast, *str_enter, *str_has_ret, *str_fn, *str_live, *str_local,
         *str_buf, *str_new_buffer, *str_stack, *str_clock, *str_write,
         *str_F, *str_E, *str_X, *str_name, *str_code, *str_co_flags, *str_tid, *str_cpu,
-        *str_thread_flags, *str_state, *str_max_len, *str_empty, *str_comma, *str_code_ref;
+        *str_thread_flags, *str_state, *str_max_len, *str_empty, *str_comma, *str_code_ref,
+        *str_call, *str_filename, *str_lineno;
     PyObject *perf_counter_ns;  /* time.perf_counter_ns: read natively */
     PyObject *monotonic_ns;     /* time.monotonic_ns: the same clock on Linux */
     PyObject *time_ns;          /* time.time_ns: CLOCK_REALTIME */

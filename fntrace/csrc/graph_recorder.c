@@ -688,7 +688,7 @@ GraphRecorder_reprs(GraphRecorder *self, PyObject *const *a, Py_ssize_t nargs)
             PyErr_SetString(PyExc_ValueError, "safe_repr.max_len < 0");
         return NULL;
     }
-    PyObject *call = PyObject_GetAttrString(a[2], "call");
+    PyObject *call = PyObject_GetAttr(a[2], fnt_st->str_call);
     int repr_call = call ? PyObject_IsTrue(call) : -1;
     Py_XDECREF(call);
     if (repr_call < 0)

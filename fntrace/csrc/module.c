@@ -146,6 +146,9 @@ state_fill(PyObject *m, fnt_state *st)
     INTERN(str_empty, "");
     INTERN(str_comma, ", ");
     INTERN(str_X, "X");
+    INTERN(str_call, "call");
+    INTERN(str_filename, "filename");
+    INTERN(str_lineno, "lineno");
     PyObject *time_mod = PyImport_ImportModule("time");
     if (time_mod == NULL)
         return -1;
