@@ -185,7 +185,7 @@ func_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObje
     slot.size = EVENT_OVERHEAD;
     slot.obj = Py_NewRef(fn);
     slot.aux = parent;
-    int evcode = fnt_event_code(event);
+    int evcode = fnt_where_evcode(where, event);
     if (evcode < 0) {
         fnt_slot_release(&slot);
         return -1;

@@ -574,7 +574,7 @@ graph_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObj
     slot.depth = (int32_t)depth;
     slot.obj = Py_NewRef(fn);
     slot.aux = args;
-    int evcode = fnt_event_code(event);
+    int evcode = fnt_where_evcode(where, event);
     if (evcode < 0) {
         fnt_slot_release(&slot);
         return -1;
@@ -635,7 +635,7 @@ graph_exit(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObje
     slot.duration = now - top.ts;
     slot.obj = Py_NewRef(fn);
     slot.aux = value;
-    int evcode = fnt_event_code(event);
+    int evcode = fnt_where_evcode(where, event);
     if (evcode < 0) {
         fnt_slot_release(&slot);
         return -1;

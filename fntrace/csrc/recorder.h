@@ -23,7 +23,17 @@
 typedef struct {
     PyFrameObject *frame;  /* borrowed; fetched only when needed if iframe is set */
     void *iframe;          /* the running interpreter frame, or NULL */
+    int ev1;               /* the event's code (fnt_event_code) + 1 when the
+                            * dispatcher knows it, else 0 */
 } fnt_where;
+
+/* The code of the callback's event: the dispatcher's when it gave one (its
+ * events are coded once), else looked up. */
+static inline int
+fnt_where_evcode(fnt_where *w, PyObject *event)
+{
+    return w->ev1 > 0 ? w->ev1 - 1 : fnt_event_code(event);
+}
 
 static inline PyFrameObject *
 fnt_where_frame(fnt_where *w)
@@ -207,6 +217,8 @@ static inline int
 fnt_recorder_write(fnt_recorder *self, fnt_slot *slot, unsigned long long tsid)
 {
     if (self->ring_valid && self->c_buf != NULL && self->c_tsid == tsid && self->c_is_ring) {
+        if (fnt_ring_put((fnt_RingCore *)self->c_buf, slot) == 1)
+            return 0;
         /* held: a full ring's hook runs Python code, which may drop the ring */
         PyObject *buf = Py_NewRef(self->c_buf);
         int r = fnt_ring_write_slot((fnt_RingCore *)buf, slot);

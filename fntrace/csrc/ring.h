@@ -69,6 +69,53 @@ fnt_slot_release(fnt_slot *s)
     Py_XDECREF(s->aux);
 }
 
+/* fnt_ring_put's answers besides 1 (written): the slow path must write it. */
+#define FNT_RING_SLOW 2
+
+/* Write one slot the cheap way, inline in the recorders: 1 written (its
+ * references are the ring's), FNT_RING_SLOW when this write needs
+ * fnt_ring_write_slot (nothing done).  The cheap ways: there is room; or the
+ * ring overwrites, has no no-loss hook and dropping its oldest event (a packed
+ * one) makes room, which is what ring_room() would do - the usual write once
+ * a ring has wrapped.  The oldest event's slot is reused without freeing or
+ * allocating anything, and its references are dropped last, when the ring is
+ * whole again (a finalizer they run may write into this ring, or drop it: the
+ * ring is not touched after). */
+static inline int
+fnt_ring_put(fnt_RingCore *r, fnt_slot *s)
+{
+    fnt_EventQueue *q = r->events;
+    if (q == NULL)
+        return FNT_RING_SLOW;
+    long long used = r->in_bytes - r->overrun_bytes - r->read_bytes;
+    if (used + s->size <= r->capacity) {
+        if (q->len == q->cap)
+            return FNT_RING_SLOW;  /* the queue grows */
+        Py_ssize_t tail = q->head + q->len;
+        q->slots[tail >= q->cap ? tail - q->cap : tail] = *s;
+        q->len++;
+        r->written++;
+        r->in_bytes += s->size;
+        return 1;
+    }
+    if (!r->overwrite || r->on_full != Py_None || q->len == 0)
+        return FNT_RING_SLOW;
+    fnt_slot *oldest = &q->slots[q->head];
+    if (oldest->kind == 0 || used - oldest->size + s->size > r->capacity)
+        return FNT_RING_SLOW;
+    fnt_slot gone = *oldest;
+    Py_ssize_t head = q->head + 1 == q->cap ? 0 : q->head + 1;
+    Py_ssize_t tail = head + q->len - 1;  /* the new length after the oldest left */
+    q->head = head;
+    q->slots[tail >= q->cap ? tail - q->cap : tail] = *s;
+    r->overrun++;
+    r->overrun_bytes += gone.size;
+    r->written++;
+    r->in_bytes += s->size;
+    fnt_slot_release(&gone);
+    return 1;
+}
+
 FNT_HIDDEN int fnt_slot_size(fnt_slot *s, long long *size);
 FNT_HIDDEN PyObject *fnt_slot_event(fnt_slot *s);
 FNT_HIDDEN int fnt_queue_take(fnt_EventQueue *q, fnt_slot *out);
