@@ -315,15 +315,69 @@ enter_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, Py_ssize_
     return r;
 }
 
+/* The site of a code seen before whose recorder writes its events itself, or
+ * NULL (then the general path decides).  The usual case of every event, so
+ * the callbacks below test it first and take no reference to the Site. */
+static inline SiteSlot *
+recorded_slot(Dispatcher *self, PyObject *code)
+{
+    SiteSlot *slot = &self->slots[fnt_ptr_slot(code, SITE_SLOTS)];
+    if (slot->code != code || slot->fast == NULL || !((fnt_recorder *)slot->fast)->ok)
+        return NULL;
+    return slot;
+}
+
+/* An entry event for a recorded_slot(): the recorder and the Function held for
+ * the call (Python code a recorder runs may empty the slot). */
+static PyObject *
+recorded_entry(SiteSlot *slot, PyObject *code, PyObject *event, int ev1)
+{
+    Where w;
+    unsigned long long tsid;
+    if (!where_for(&w, code, ev1, &tsid))
+        Py_RETURN_NONE;
+    PyObject *fast = Py_NewRef(slot->fast), *fn = Py_NewRef(slot->fn);
+    int r = fnt_recorder_entry(fast, fn, code, &w, event, tsid);
+    PyObject *res = r < 0 && fnt_recorder_failed((fnt_recorder *)fast) < 0 ? to_program(NULL)
+                                                                         : Py_NewRef(Py_None);
+    Py_DECREF(fn);
+    Py_DECREF(fast);
+    return res;
+}
+
+/* An exit event for a recorded_slot() whose recorder writes exits. */
+static PyObject *
+recorded_exit(SiteSlot *slot, PyObject *code, PyObject *event, int ev1, PyObject *value,
+              PyObject *exc)
+{
+    Where w;
+    unsigned long long tsid;
+    if (!where_for(&w, code, ev1, &tsid))
+        Py_RETURN_NONE;
+    PyObject *fast = Py_NewRef(slot->fast), *fn = Py_NewRef(slot->fn);
+    int r = fnt_recorder_exit(fast, fn, code, &w, event, value, exc, tsid);
+    PyObject *res = r < 0 && fnt_recorder_failed((fnt_recorder *)fast) < 0 ? to_program(NULL)
+                                                                         : Py_NewRef(Py_None);
+    Py_DECREF(fn);
+    Py_DECREF(fast);
+    return res;
+}
+
 static PyObject *
 Dispatcher_py_start(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    SiteSlot *slot = nargs == 2 ? recorded_slot(self, args[0]) : NULL;
+    if (slot != NULL)
+        return recorded_entry(slot, args[0], self->ev_start, self->ev1[0]);
     return to_program(enter_event(self, args, nargs, 2, self->ev_start, self->ev1[0], self->slow_start));
 }
 
 static PyObject *
 Dispatcher_py_resume(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    SiteSlot *slot = nargs == 2 ? recorded_slot(self, args[0]) : NULL;
+    if (slot != NULL)
+        return recorded_entry(slot, args[0], self->ev_resume, self->ev1[1]);
     return to_program(enter_event(self, args, nargs, 2, self->ev_resume, self->ev1[1], self->slow_resume));
 }
 
@@ -355,12 +409,18 @@ exit_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
 static PyObject *
 Dispatcher_py_return(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    SiteSlot *slot = nargs == 3 ? recorded_slot(self, args[0]) : NULL;
+    if (slot != NULL && ((fnt_recorder *)slot->fast)->ops->exit != NULL)
+        return recorded_exit(slot, args[0], self->ev_return, self->ev1[3], args[2], Py_None);
     return to_program(exit_event(self, args, nargs, self->ev_return, self->ev1[3], 0));
 }
 
 static PyObject *
 Dispatcher_py_yield(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    SiteSlot *slot = nargs == 3 ? recorded_slot(self, args[0]) : NULL;
+    if (slot != NULL && ((fnt_recorder *)slot->fast)->ops->exit != NULL)
+        return recorded_exit(slot, args[0], self->ev_yield, self->ev1[4], args[2], Py_None);
     return to_program(exit_event(self, args, nargs, self->ev_yield, self->ev1[4], 0));
 }
 

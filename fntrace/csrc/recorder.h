@@ -191,7 +191,7 @@ fnt_recorder_pid_ok(fnt_recorder *self, unsigned long long tsid)
 /* The ring's clock now: natively when it is perf_counter_ns or monotonic_ns
  * (on Linux all read CLOCK_MONOTONIC, so events of the two paths order
  * together), local_clock, or time_ns (CLOCK_REALTIME); else called. */
-static inline int
+FNT_ALWAYS_INLINE int
 fnt_recorder_now(fnt_recorder *self, long long *now)
 {
     if (!self->ring_valid && fnt_recorder_ring(self) < 0)

@@ -81,7 +81,7 @@ fnt_slot_release(fnt_slot *s)
  * allocating anything, and its references are dropped last, when the ring is
  * whole again (a finalizer they run may write into this ring, or drop it: the
  * ring is not touched after). */
-static inline int
+FNT_ALWAYS_INLINE int
 fnt_ring_put(fnt_RingCore *r, fnt_slot *s)
 {
     fnt_EventQueue *q = r->events;
