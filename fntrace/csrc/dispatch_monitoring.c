@@ -152,7 +152,7 @@ site_of(Dispatcher *self, PyObject *code, SiteRefs *refs)
 /* Where the traced code runs, for a recorder: its interpreter frame when that
  * is the running one (checked against the callback's code), else its frame
  * object.  0 when there is no frame at all. */
-static inline int
+FNT_ALWAYS_INLINE int
 where_for(Where *w, PyObject *code, int ev1, unsigned long long *tsid)
 {
     PyThreadState *ts = fnt_tstate();
@@ -318,7 +318,7 @@ enter_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, Py_ssize_
 /* The site of a code seen before whose recorder writes its events itself, or
  * NULL (then the general path decides).  The usual case of every event, so
  * the callbacks below test it first and take no reference to the Site. */
-static inline SiteSlot *
+FNT_ALWAYS_INLINE SiteSlot *
 recorded_slot(Dispatcher *self, PyObject *code)
 {
     SiteSlot *slot = &self->slots[fnt_ptr_slot(code, SITE_SLOTS)];
@@ -329,7 +329,7 @@ recorded_slot(Dispatcher *self, PyObject *code)
 
 /* An entry event for a recorded_slot(): the recorder and the Function held for
  * the call (Python code a recorder runs may empty the slot). */
-static PyObject *
+FNT_ALWAYS_INLINE PyObject *
 recorded_entry(SiteSlot *slot, PyObject *code, PyObject *event, int ev1)
 {
     Where w;
@@ -346,7 +346,7 @@ recorded_entry(SiteSlot *slot, PyObject *code, PyObject *event, int ev1)
 }
 
 /* An exit event for a recorded_slot() whose recorder writes exits. */
-static PyObject *
+FNT_ALWAYS_INLINE PyObject *
 recorded_exit(SiteSlot *slot, PyObject *code, PyObject *event, int ev1, PyObject *value,
               PyObject *exc)
 {

@@ -45,19 +45,26 @@ typedef struct {
 
 static PyTypeObject GraphStack_Type;
 
+/* Room for one more entry (the stack doubles). */
 static int
+gs_grow(GraphStack *s)
+{
+    Py_ssize_t ncap = s->cap ? s->cap * 2 : 64;
+    GEntry *ne = PyMem_Realloc(s->e, (size_t)ncap * sizeof(GEntry));
+    if (ne == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    s->e = ne;
+    s->cap = ncap;
+    return 0;
+}
+
+FNT_ALWAYS_INLINE int
 gs_push(GraphStack *s, void *key, long long ts, int has_ts, long long depth, int state)
 {
-    if (s->n == s->cap) {
-        Py_ssize_t ncap = s->cap ? s->cap * 2 : 64;
-        GEntry *ne = PyMem_Realloc(s->e, (size_t)ncap * sizeof(GEntry));
-        if (ne == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        s->e = ne;
-        s->cap = ncap;
-    }
+    if (s->n == s->cap && gs_grow(s) < 0)
+        return -1;
     GEntry *e = &s->e[s->n++];
     e->key = key;
     e->ts = ts;

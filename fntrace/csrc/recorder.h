@@ -213,7 +213,7 @@ fnt_recorder_now(fnt_recorder *self, long long *now)
 
 /* Write an event into this thread's buffer; the slot's references go to the
  * ring (or are released).  0 done, -1 error. */
-static inline int
+FNT_ALWAYS_INLINE int
 fnt_recorder_write(fnt_recorder *self, fnt_slot *slot, unsigned long long tsid)
 {
     if (self->ring_valid && self->c_buf != NULL && self->c_tsid == tsid && self->c_is_ring) {
