@@ -217,7 +217,7 @@ FNT_ALWAYS_INLINE int
 fnt_recorder_write(fnt_recorder *self, fnt_slot *slot, unsigned long long tsid)
 {
     if (self->ring_valid && self->c_buf != NULL && self->c_tsid == tsid && self->c_is_ring) {
-        if (fnt_ring_put((fnt_RingCore *)self->c_buf, slot) == 1)
+        if (fnt_ring_put((fnt_RingCore *)self->c_buf, slot))
             return 0;
         /* held: a full ring's hook runs Python code, which may drop the ring */
         PyObject *buf = Py_NewRef(self->c_buf);
@@ -226,6 +226,50 @@ fnt_recorder_write(fnt_recorder *self, fnt_slot *slot, unsigned long long tsid)
         return r < 0 ? -1 : 0;
     }
     return fnt_recorder_write_slow(self, slot, tsid);
+}
+
+/* The slot of this thread's ring that the event of `size` bytes goes into, when
+ * it is the cached ring and takes it the cheap way (fnt_ring_claim: fill it
+ * whole at once, then drop *gone's references), else NULL: then build the
+ * slot and fnt_recorder_write() it. */
+FNT_ALWAYS_INLINE fnt_slot *
+fnt_recorder_claim(fnt_recorder *self, unsigned long long tsid, int32_t size, fnt_slot *gone)
+{
+    if (self->ring_valid && self->c_buf != NULL && self->c_tsid == tsid && self->c_is_ring)
+        return fnt_ring_claim((fnt_RingCore *)self->c_buf, size, gone);
+    return NULL;
+}
+
+/* A packed event's fields, all of them (a claimed slot is filled at once). */
+FNT_ALWAYS_INLINE void
+fnt_slot_set(fnt_slot *d, char kind, unsigned char evcode, long long ts, int32_t size,
+             int32_t depth, long long duration, PyObject *obj, PyObject *aux)
+{
+    d->obj = obj;
+    d->aux = aux;
+    d->ts = ts;
+    d->duration = duration;
+    d->depth = depth;
+    d->size = size;
+    d->kind = kind;
+    d->evcode = evcode;
+}
+
+/* Write an event (its references given to the ring, or released): into the
+ * claimed slot, else through fnt_recorder_write.  0 done, -1 error. */
+FNT_ALWAYS_INLINE int
+fnt_recorder_emit(fnt_recorder *self, unsigned long long tsid, char kind, unsigned char evcode,
+                  long long ts, int32_t size, int32_t depth, long long duration, PyObject *obj,
+                  PyObject *aux)
+{
+    fnt_slot gone, built;
+    fnt_slot *d = fnt_recorder_claim(self, tsid, size, &gone);
+    fnt_slot_set(d != NULL ? d : &built, kind, evcode, ts, size, depth, duration, obj, aux);
+    if (d != NULL) {
+        fnt_slot_release(&gone);
+        return 0;
+    }
+    return fnt_recorder_write(self, &built, tsid);
 }
 
 /* A recorder's per-thread object, tls.<attr> (borrowed through a one-thread

@@ -87,7 +87,8 @@ fnt_slot_event(Slot *s)
             } else if (depth != NULL) {
                 PyObject *dur = PyLong_FromLongLong(s->duration);
                 if (dur != NULL)
-                    t = PyTuple_Pack(8, ts, size, kind, s->obj, depth, dur, event, s->aux);
+                    t = PyTuple_Pack(8, ts, size, kind, s->obj, depth, dur, event,
+                                     s->aux ? s->aux : Py_None);
                 Py_XDECREF(dur);
             }
             Py_XDECREF(depth);
