@@ -85,7 +85,8 @@ typedef struct {
     PyObject *clock_fn;                                            \
     unsigned long long c_tsid;                                     \
     PyObject *c_live;                                              \
-    PyObject *c_buf;
+    PyObject *c_buf;                                               \
+    unsigned long long hot_tsid;
 
 typedef struct fnt_recorder {
     FNT_RECORDER_HEAD
@@ -148,6 +149,7 @@ FNT_HIDDEN int fnt_recorder_pid_decide(fnt_recorder *self, unsigned long long ts
 FNT_HIDDEN int fnt_recorder_write_slow(fnt_recorder *self, fnt_slot *slot,
                                        unsigned long long tsid);
 FNT_HIDDEN int fnt_recorder_failed(fnt_recorder *self);
+FNT_HIDDEN void fnt_recorder_warm(fnt_recorder *self, unsigned long long tsid);
 FNT_HIDDEN int fnt_interrupt_later(void);
 FNT_HIDDEN PyObject *fnt_tls_object_slow(fnt_tls_cache *cache, PyObject *tls, PyObject *attr,
                                          PyObject *make, int store, PyTypeObject *type,
@@ -181,7 +183,7 @@ FNT_HIDDEN PyObject *fnt_recorder_ring_changed(PyObject *self, PyObject *unused)
 static inline int
 fnt_recorder_pid_ok(fnt_recorder *self, unsigned long long tsid)
 {
-    if (self->pid_check == NULL || self->pid_check == Py_None)
+    if (tsid == self->hot_tsid || self->pid_check == NULL || self->pid_check == Py_None)
         return 1;
     if (self->p_valid && self->p_tsid == tsid)
         return self->p_allowed;
@@ -217,8 +219,10 @@ FNT_ALWAYS_INLINE int
 fnt_recorder_write(fnt_recorder *self, fnt_slot *slot, unsigned long long tsid)
 {
     if (self->ring_valid && self->c_buf != NULL && self->c_tsid == tsid && self->c_is_ring) {
-        if (fnt_ring_put((fnt_RingCore *)self->c_buf, slot))
+        if (fnt_ring_put((fnt_RingCore *)self->c_buf, slot)) {
+            fnt_recorder_warm(self, tsid);
             return 0;
+        }
         /* held: a full ring's hook runs Python code, which may drop the ring */
         PyObject *buf = Py_NewRef(self->c_buf);
         int r = fnt_ring_write_slot((fnt_RingCore *)buf, slot);
@@ -229,13 +233,14 @@ fnt_recorder_write(fnt_recorder *self, fnt_slot *slot, unsigned long long tsid)
 }
 
 /* The slot of this thread's ring that the event of `size` bytes goes into, when
- * it is the cached ring and takes it the cheap way (fnt_ring_claim: fill it
+ * this is the hot thread (hot_tsid: the one test of the ring's state per
+ * event) and its ring takes it the cheap way (fnt_ring_claim: fill it
  * whole at once, then drop *gone's references), else NULL: then build the
  * slot and fnt_recorder_write() it. */
 FNT_ALWAYS_INLINE fnt_slot *
 fnt_recorder_claim(fnt_recorder *self, unsigned long long tsid, int32_t size, fnt_slot *gone)
 {
-    if (self->ring_valid && self->c_buf != NULL && self->c_tsid == tsid && self->c_is_ring)
+    if (tsid == self->hot_tsid)
         return fnt_ring_claim((fnt_RingCore *)self->c_buf, size, gone);
     return NULL;
 }
