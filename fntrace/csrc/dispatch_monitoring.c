@@ -327,8 +327,10 @@ recorded_slot(Dispatcher *self, PyObject *code)
     return slot;
 }
 
-/* An entry event for a recorded_slot(): the recorder and the Function held for
- * the call (Python code a recorder runs may empty the slot). */
+/* An entry event for a recorded_slot(): the slot's recorder and Function
+ * borrowed for the call, which counts as in flight (Python code a recorder
+ * runs may empty the slot, or free this dispatcher: what a slot gives up
+ * meanwhile is dropped after, see fnt_inflight). */
 FNT_ALWAYS_INLINE PyObject *
 recorded_entry(SiteSlot *slot, PyObject *code, PyObject *event, int ev1)
 {
@@ -336,12 +338,12 @@ recorded_entry(SiteSlot *slot, PyObject *code, PyObject *event, int ev1)
     unsigned long long tsid;
     if (!where_for(&w, code, ev1, &tsid))
         Py_RETURN_NONE;
-    PyObject *fast = Py_NewRef(slot->fast), *fn = Py_NewRef(slot->fn);
+    PyObject *fast = slot->fast, *fn = slot->fn;  /* borrowed while in flight */
+    fnt_inflight++;
     int r = fnt_recorder_entry(fast, fn, code, &w, event, tsid);
     PyObject *res = r < 0 && fnt_recorder_failed((fnt_recorder *)fast) < 0 ? to_program(NULL)
                                                                          : Py_NewRef(Py_None);
-    Py_DECREF(fn);
-    Py_DECREF(fast);
+    fnt_inflight_end();
     return res;
 }
 
@@ -354,12 +356,12 @@ recorded_exit(SiteSlot *slot, PyObject *code, PyObject *event, int ev1, PyObject
     unsigned long long tsid;
     if (!where_for(&w, code, ev1, &tsid))
         Py_RETURN_NONE;
-    PyObject *fast = Py_NewRef(slot->fast), *fn = Py_NewRef(slot->fn);
+    PyObject *fast = slot->fast, *fn = slot->fn;  /* borrowed while in flight */
+    fnt_inflight++;
     int r = fnt_recorder_exit(fast, fn, code, &w, event, value, exc, tsid);
     PyObject *res = r < 0 && fnt_recorder_failed((fnt_recorder *)fast) < 0 ? to_program(NULL)
                                                                          : Py_NewRef(Py_None);
-    Py_DECREF(fn);
-    Py_DECREF(fast);
+    fnt_inflight_end();
     return res;
 }
 
