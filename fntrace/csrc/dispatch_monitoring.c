@@ -341,10 +341,11 @@ recorded_entry(SiteSlot *slot, PyObject *code, PyObject *event, int ev1)
     PyObject *fast = slot->fast, *fn = slot->fn;  /* borrowed while in flight */
     fnt_inflight++;
     int r = fnt_recorder_entry(fast, fn, code, &w, event, tsid);
-    PyObject *res = r < 0 && fnt_recorder_failed((fnt_recorder *)fast) < 0 ? to_program(NULL)
-                                                                         : Py_NewRef(Py_None);
+    int interrupted = r < 0 && fnt_recorder_failed((fnt_recorder *)fast) < 0;
     fnt_inflight_end();
-    return res;
+    if (interrupted)
+        return to_program(NULL);
+    Py_RETURN_NONE;
 }
 
 /* An exit event for a recorded_slot() whose recorder writes exits. */
@@ -359,10 +360,11 @@ recorded_exit(SiteSlot *slot, PyObject *code, PyObject *event, int ev1, PyObject
     PyObject *fast = slot->fast, *fn = slot->fn;  /* borrowed while in flight */
     fnt_inflight++;
     int r = fnt_recorder_exit(fast, fn, code, &w, event, value, exc, tsid);
-    PyObject *res = r < 0 && fnt_recorder_failed((fnt_recorder *)fast) < 0 ? to_program(NULL)
-                                                                         : Py_NewRef(Py_None);
+    int interrupted = r < 0 && fnt_recorder_failed((fnt_recorder *)fast) < 0;
     fnt_inflight_end();
-    return res;
+    if (interrupted)
+        return to_program(NULL);
+    Py_RETURN_NONE;
 }
 
 static PyObject *

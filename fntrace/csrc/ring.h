@@ -57,6 +57,7 @@ typedef struct {
     PyObject *on_full;  /* no-loss hook or None */
     long long capacity, written, in_bytes, overrun, overrun_bytes, dropped, read, read_bytes;
     char overwrite;
+    char cheap_overwrite;  /* overwrite and no no-loss hook (fnt_ring_claim's one test) */
 } fnt_RingCore;
 
 extern FNT_HIDDEN PyTypeObject fnt_RingCore_Type;
@@ -94,7 +95,7 @@ fnt_ring_claim(fnt_RingCore *r, int32_t size, fnt_slot *gone)
         q->len++;
         gone->obj = gone->aux = NULL;
     } else {
-        if (!r->overwrite || r->on_full != Py_None || q->len == 0)
+        if (!r->cheap_overwrite || q->len == 0)
             return NULL;
         fnt_slot *oldest = &q->slots[q->head];
         if (oldest->kind == 0 || used - oldest->size + size > r->capacity)
