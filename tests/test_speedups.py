@@ -122,8 +122,10 @@ def _same_objects(text: Any) -> Any:
     return _ADDRESS.sub(" at 0x?", text) if isinstance(text, str) else text
 
 
-def _shape(inst: Instance) -> list[tuple[str, list[tuple[Any, ...]]]]:
-    """Per thread (in buffer order), the events without timestamps or durations."""
+def _shape(inst: Instance) -> list[tuple[str, list[tuple[Any, ...]], tuple[int, ...]]]:
+    """Per thread (in buffer order), the events without timestamps or durations, and
+    the ring's counters (the C recorders write into a full ring in place: the same
+    events overwritten, counted the same way)."""
     out = []
     for buf in inst.rb.live.buffers():
         events = []
@@ -138,7 +140,8 @@ def _shape(inst: Instance) -> list[tuple[str, list[tuple[Any, ...]]]]:
                 events.append((kind, ev[1], ev[3].name, ev[4], ev[6], _same_objects(ev[7])))
             else:
                 events.append((kind, *ev[1:]))
-        out.append((buf.thread_flags, events))
+        counters = (buf.written, buf.in_bytes, buf.overrun, buf.overrun_bytes, buf.dropped)
+        out.append((buf.thread_flags, events, counters))
     return out
 
 
@@ -160,7 +163,7 @@ def _run(path: str, monkeypatch: pytest.MonkeyPatch, tracer: str,
             errors = sum(op.nerrors for op in inst.tracer.ops)
             wrote = bool(inst.tracer.recorders) and all(rec.ok for rec in inst.tracer.recorders)
     # no comparison of two empty traces: a run records events unless told it cannot
-    assert any(events for _, events in shape) == expect_events
+    assert any(events for _, events, _ in shape) == expect_events
     return result, shape, errors, wrote  # wrote: the C recorders were writing at the end
 
 
@@ -207,7 +210,7 @@ def test_same_events_both_paths(monkeypatch: pytest.MonkeyPatch, tracer: str,
     assert c[1] == pure[1]
     assert c[2] == pure[2] == 0
     # 1 main thread + 3 workers, each with events
-    assert len(c[1]) == 4 and all(events for _, events in c[1])
+    assert len(c[1]) == 4 and all(events for _, events, _ in c[1])
 
 
 @needs_c
@@ -289,7 +292,7 @@ def test_exit_after_the_recorder_stepped_aside(monkeypatch: pytest.MonkeyPatch) 
                 shapes.append(_shape(inst))
     c, pure = shapes
     assert c == pure
-    ((_, events),) = c
+    ((_, events, _),) = c
     assert [e for e in events if e[0] == "X" and e[2].endswith("sp_toggle")] == [
         ("X", 64, "test_speedups:sp_toggle", 0, "return", None),
         ("X", 65, "test_speedups:sp_toggle", 0, "return", "1"),
@@ -460,6 +463,45 @@ def test_a_failing_clock_is_counted_not_raised(monkeypatch: pytest.MonkeyPatch,
         pure = _run("pure", monkeypatch, tracer, broken, expect_events=False)
     assert c[0] == pure[0] == sp_main()
     assert c[2] == pure[2] > 0
+
+
+@needs_c
+@pytest.mark.parametrize("tracer", ["function", "function_graph"])
+def test_trace_ended_inside_a_recorded_event(tracer: str) -> None:
+    """A ring's no-loss hook runs inside an event the C recorder is writing, for
+    which the dispatcher lends the recorder the site's recorder and Function
+    without holding them.  A hook that ends the trace frees the sites, the
+    dispatcher's slots and the tracer meanwhile: the event still completes, the
+    program goes on with its own result, and a new trace afterwards records as
+    usual (the references given up in flight were dropped after it)."""
+    untraced = sp_main()
+    inst = Instance()
+    ended: list[int] = []
+
+    def hook() -> None:
+        if not ended:
+            ended.append(len(inst.rb.live.buffers()))
+            inst.write("current_tracer", "nop")
+            gc.collect()
+
+    inst.write("buffer_size_kb", "1")
+    inst.write("set_ftrace_filter", "sp_*")
+    inst.rb.set_on_full(hook)
+    inst.write("current_tracer", tracer)
+    recorders = inst.tracer.recorders  # type: ignore[union-attr]
+    assert recorders and all(rec.ok for rec in recorders)
+    del recorders
+    assert sp_main() == untraced
+    assert ended == [1]
+    assert inst.tracer is None
+    written = sum(buf.written for buf in inst.rb.live.buffers())
+    assert written > 1024 // 64  # the ring filled before the hook ran
+    inst.rb.set_on_full(None)
+    with trace(tracer, filter="sp_leaf") as again:
+        assert sp_leaf(1) == 2
+        again.tracing_on = False
+        names = [ev[3].name for buf in again.rb.live.buffers() for ev in buf.events]
+    assert names == ["test_speedups:sp_leaf"] * (1 if tracer == "function" else 2)
 
 
 @needs_c

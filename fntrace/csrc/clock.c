@@ -62,6 +62,7 @@ fnt_tsc_decide(void)
     (void)sink;
     if (b - a >= d - b)
         return;
+    c->mult = (unsigned long long)(c->ns_per_tick * 4294967296.0);
     c->tsc_first = c->tsc_anchor = __rdtsc();
     c->ns_first = c->ns_anchor = fnt_mono_ns();
     c->tsc_state = 1;

@@ -39,6 +39,7 @@ typedef struct {
     unsigned long long tsc_first, tsc_anchor;
     long long ns_first, ns_anchor;
     double ns_per_tick;
+    unsigned long long mult;  /* ns_per_tick in 32.32 fixed point (the per-read scale) */
     long long last;  /* the last value given: the clock never goes backwards */
 } fnt_clock_state;
 
@@ -53,17 +54,21 @@ fnt_local_ns(void)
 {
     fnt_clock_state *c = &fnt_clock;
 #ifdef FNT_TSC
-    if (c->tsc_state == 0)
+    if (c->tsc_state != 1 && c->tsc_state == 0)
         fnt_tsc_decide();
     if (c->tsc_state == 1) {
+        /* ticks since the anchor scaled in fixed point: an integer multiply,
+         * exact to the ns for any gap (128-bit product) */
         unsigned long long t = __rdtsc();
         long long v = c->ns_anchor +
-                      (long long)((double)(long long)(t - c->tsc_anchor) * c->ns_per_tick);
+                      (long long)(((unsigned __int128)(t - c->tsc_anchor) * c->mult) >> 32);
         if (v - c->ns_anchor > FNT_REANCHOR_NS) {
             long long n = fnt_mono_ns();
             unsigned long long t2 = __rdtsc();
-            if (t2 > c->tsc_first)
+            if (t2 > c->tsc_first) {
                 c->ns_per_tick = (double)(n - c->ns_first) / (double)(t2 - c->tsc_first);
+                c->mult = (unsigned long long)(c->ns_per_tick * 4294967296.0);
+            }
             c->tsc_anchor = t2;
             c->ns_anchor = n;
             v = n;

@@ -30,6 +30,18 @@
 
 #ifdef FNT_HOT_PATH
 
+/* The running thread's state, in a callback (never NULL there): without
+ * PyThreadState_Get()'s check, one thread-local read. */
+static inline PyThreadState *
+fnt_tstate(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyThreadState_GetUnchecked();
+#else
+    return _PyThreadState_UncheckedGet();
+#endif
+}
+
 #if PY_VERSION_HEX >= 0x030C0000
 /* 3.12 and 3.13: _PyInterpreterFrame's first fields (the same in both) */
 #define FNT_IFRAME 1

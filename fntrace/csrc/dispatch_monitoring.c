@@ -31,6 +31,7 @@ typedef struct {
     PyObject *exit_call;    /* engine.exit_call */
     PyObject *disable;      /* sys.monitoring.DISABLE */
     PyObject *ev_start, *ev_resume, *ev_throw, *ev_return, *ev_yield, *ev_unwind;
+    int ev1[6];             /* their codes + 1 (fnt_where.ev1), in that order */
     PyObject *refused;      /* engine.refused_modules: [ {module name: True} ] or NULL */
     PyObject *name_key;     /* "__name__" */
     int borrow;             /* slots is listed in code_tables */
@@ -56,6 +57,12 @@ Dispatcher_init(Dispatcher *self, PyObject *args, PyObject *kwds)
                         &self->ev_return, &self->ev_yield, &self->ev_unwind};
     if (fnt_events_take(events, ev) < 0)
         return -1;
+    for (int i = 0; i < 6; i++) {
+        int code = fnt_event_code(*ev[i]);
+        if (code < 0)
+            return -1;
+        self->ev1[i] = code + 1;
+    }
     if (self->slots == NULL) {
         self->slots = PyMem_Calloc(SITE_SLOTS, sizeof(SiteSlot));
         if (self->slots == NULL) {
@@ -145,13 +152,14 @@ site_of(Dispatcher *self, PyObject *code, SiteRefs *refs)
 /* Where the traced code runs, for a recorder: its interpreter frame when that
  * is the running one (checked against the callback's code), else its frame
  * object.  0 when there is no frame at all. */
-static int
-where_for(Where *w, PyObject *code, unsigned long long *tsid)
+FNT_ALWAYS_INLINE int
+where_for(Where *w, PyObject *code, int ev1, unsigned long long *tsid)
 {
-    PyThreadState *ts = PyThreadState_Get();
-    *tsid = (unsigned long long)PyThreadState_GetID(ts);
+    PyThreadState *ts = fnt_tstate();
+    *tsid = (unsigned long long)ts->id;
     w->frame = NULL;
     w->iframe = NULL;
+    w->ev1 = ev1;
 #ifdef FNT_IFRAME
     fnt_iframe *f = fnt_iframe_current(ts);
     if (f != NULL && f->code == code) {
@@ -173,13 +181,13 @@ to_program(PyObject *r)
 }
 
 static PyObject *
-dispatch_enter(SiteRefs *refs, PyObject *code, PyObject *event, PyObject *offset)
+dispatch_enter(SiteRefs *refs, PyObject *code, PyObject *event, int ev1, PyObject *offset)
 {
     PyObject *fast = refs->fast;
     if (fast != NULL && ((fnt_recorder *)fast)->ok) {
         Where w;
         unsigned long long tsid;
-        if (!where_for(&w, code, &tsid))
+        if (!where_for(&w, code, ev1, &tsid))
             Py_RETURN_NONE;
         int r = fnt_recorder_entry(fast, refs->fn, code, &w, event, tsid);
         if (r < 0 && fnt_recorder_failed((fnt_recorder *)fast) < 0)
@@ -194,14 +202,14 @@ dispatch_enter(SiteRefs *refs, PyObject *code, PyObject *event, PyObject *offset
 }
 
 static PyObject *
-dispatch_exit(Dispatcher *self, SiteRefs *refs, PyObject *code, PyObject *event,
+dispatch_exit(Dispatcher *self, SiteRefs *refs, PyObject *code, PyObject *event, int ev1,
               PyObject *offset, PyObject *value, PyObject *exc)
 {
     PyObject *fast = refs->fast;
     if (fnt_recorder_has_exit(fast)) {
         Where w;
         unsigned long long tsid;
-        if (!where_for(&w, code, &tsid))
+        if (!where_for(&w, code, ev1, &tsid))
             Py_RETURN_NONE;
         int r = fnt_recorder_exit(fast, refs->fn, code, &w, event, value, exc, tsid);
         if (r < 0 && fnt_recorder_failed((fnt_recorder *)fast) < 0)
@@ -224,7 +232,7 @@ dispatch_exit(Dispatcher *self, SiteRefs *refs, PyObject *code, PyObject *event,
  * recorder's exit never pops).  The site serves this event only: engine.sites
  * is the truth for the next one. */
 static PyObject *
-enter_first(Dispatcher *self, PyObject *const *args, PyObject *event, PyObject *slow)
+enter_first(Dispatcher *self, PyObject *const *args, PyObject *event, int ev1, PyObject *slow)
 {
     PyObject *site = PyObject_Vectorcall(slow, args, 2, NULL);
     if (site == NULL || site == Py_None || site == self->disable)
@@ -234,7 +242,7 @@ enter_first(Dispatcher *self, PyObject *const *args, PyObject *event, PyObject *
     PyObject *r = NULL;
     if (fnt_slot_fill(&one, args[0], site, NULL, 0) == 0) {
         fnt_refs_take(&one, &refs);
-        r = dispatch_enter(&refs, args[0], event, args[1]);
+        r = dispatch_enter(&refs, args[0], event, ev1, args[1]);
         fnt_refs_release(&refs);
     }
     fnt_slots_free(&one, 1);
@@ -279,7 +287,7 @@ refused_module(Dispatcher *self, PyObject *code)
 
 static PyObject *
 enter_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want,
-            PyObject *event, PyObject *slow)
+            PyObject *event, int ev1, PyObject *slow)
 {
     if (nargs != want) {
         PyErr_SetString(PyExc_TypeError, "wrong number of arguments for a monitoring event");
@@ -290,7 +298,7 @@ enter_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, Py_ssize_
     if (found < 0)
         return NULL;
     if (found > 0) {
-        PyObject *r = dispatch_enter(&refs, args[0], event, args[1]);
+        PyObject *r = dispatch_enter(&refs, args[0], event, ev1, args[1]);
         fnt_refs_release(&refs);
         return r;
     }
@@ -302,32 +310,90 @@ enter_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, Py_ssize_
      * thread may stop the backend (and free this dispatcher) while discover_at
      * runs Python code, so the dispatcher is held until it is done with. */
     Py_INCREF(self);
-    PyObject *r = enter_first(self, args, event, slow);
+    PyObject *r = enter_first(self, args, event, ev1, slow);
     Py_DECREF(self);
     return r;
+}
+
+/* The site of a code seen before whose recorder writes its events itself, or
+ * NULL (then the general path decides).  The usual case of every event, so
+ * the callbacks below test it first and take no reference to the Site. */
+FNT_ALWAYS_INLINE SiteSlot *
+recorded_slot(Dispatcher *self, PyObject *code)
+{
+    SiteSlot *slot = &self->slots[fnt_ptr_slot(code, SITE_SLOTS)];
+    if (slot->code != code || slot->fast == NULL || !((fnt_recorder *)slot->fast)->ok)
+        return NULL;
+    return slot;
+}
+
+/* An entry event for a recorded_slot(): the slot's recorder and Function
+ * borrowed for the call, which counts as in flight (Python code a recorder
+ * runs may empty the slot, or free this dispatcher: what a slot gives up
+ * meanwhile is dropped after, see fnt_inflight). */
+FNT_ALWAYS_INLINE PyObject *
+recorded_entry(SiteSlot *slot, PyObject *code, PyObject *event, int ev1)
+{
+    Where w;
+    unsigned long long tsid;
+    if (!where_for(&w, code, ev1, &tsid))
+        Py_RETURN_NONE;
+    PyObject *fast = slot->fast, *fn = slot->fn;  /* borrowed while in flight */
+    fnt_inflight++;
+    int r = fnt_recorder_entry(fast, fn, code, &w, event, tsid);
+    int interrupted = r < 0 && fnt_recorder_failed((fnt_recorder *)fast) < 0;
+    fnt_inflight_end();
+    if (interrupted)
+        return to_program(NULL);
+    Py_RETURN_NONE;
+}
+
+/* An exit event for a recorded_slot() whose recorder writes exits. */
+FNT_ALWAYS_INLINE PyObject *
+recorded_exit(SiteSlot *slot, PyObject *code, PyObject *event, int ev1, PyObject *value,
+              PyObject *exc)
+{
+    Where w;
+    unsigned long long tsid;
+    if (!where_for(&w, code, ev1, &tsid))
+        Py_RETURN_NONE;
+    PyObject *fast = slot->fast, *fn = slot->fn;  /* borrowed while in flight */
+    fnt_inflight++;
+    int r = fnt_recorder_exit(fast, fn, code, &w, event, value, exc, tsid);
+    int interrupted = r < 0 && fnt_recorder_failed((fnt_recorder *)fast) < 0;
+    fnt_inflight_end();
+    if (interrupted)
+        return to_program(NULL);
+    Py_RETURN_NONE;
 }
 
 static PyObject *
 Dispatcher_py_start(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    return to_program(enter_event(self, args, nargs, 2, self->ev_start, self->slow_start));
+    SiteSlot *slot = nargs == 2 ? recorded_slot(self, args[0]) : NULL;
+    if (slot != NULL)
+        return recorded_entry(slot, args[0], self->ev_start, self->ev1[0]);
+    return to_program(enter_event(self, args, nargs, 2, self->ev_start, self->ev1[0], self->slow_start));
 }
 
 static PyObject *
 Dispatcher_py_resume(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    return to_program(enter_event(self, args, nargs, 2, self->ev_resume, self->slow_resume));
+    SiteSlot *slot = nargs == 2 ? recorded_slot(self, args[0]) : NULL;
+    if (slot != NULL)
+        return recorded_entry(slot, args[0], self->ev_resume, self->ev1[1]);
+    return to_program(enter_event(self, args, nargs, 2, self->ev_resume, self->ev1[1], self->slow_resume));
 }
 
 static PyObject *
 Dispatcher_py_throw(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    return to_program(enter_event(self, args, nargs, 3, self->ev_throw, NULL));
+    return to_program(enter_event(self, args, nargs, 3, self->ev_throw, self->ev1[2], NULL));
 }
 
 static PyObject *
 exit_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, PyObject *event,
-           int is_unwind)
+           int ev1, int is_unwind)
 {
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "callback(code, offset, value)");
@@ -338,8 +404,8 @@ exit_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
     if (found <= 0)
         return found < 0 ? NULL : Py_NewRef(Py_None);
     PyObject *r = is_unwind
-        ? dispatch_exit(self, &refs, args[0], event, args[1], Py_None, args[2])
-        : dispatch_exit(self, &refs, args[0], event, args[1], args[2], Py_None);
+        ? dispatch_exit(self, &refs, args[0], event, ev1, args[1], Py_None, args[2])
+        : dispatch_exit(self, &refs, args[0], event, ev1, args[1], args[2], Py_None);
     fnt_refs_release(&refs);
     return r;
 }
@@ -347,19 +413,25 @@ exit_event(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
 static PyObject *
 Dispatcher_py_return(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    return to_program(exit_event(self, args, nargs, self->ev_return, 0));
+    SiteSlot *slot = nargs == 3 ? recorded_slot(self, args[0]) : NULL;
+    if (slot != NULL && ((fnt_recorder *)slot->fast)->ops->exit != NULL)
+        return recorded_exit(slot, args[0], self->ev_return, self->ev1[3], args[2], Py_None);
+    return to_program(exit_event(self, args, nargs, self->ev_return, self->ev1[3], 0));
 }
 
 static PyObject *
 Dispatcher_py_yield(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    return to_program(exit_event(self, args, nargs, self->ev_yield, 0));
+    SiteSlot *slot = nargs == 3 ? recorded_slot(self, args[0]) : NULL;
+    if (slot != NULL && ((fnt_recorder *)slot->fast)->ops->exit != NULL)
+        return recorded_exit(slot, args[0], self->ev_yield, self->ev1[4], args[2], Py_None);
+    return to_program(exit_event(self, args, nargs, self->ev_yield, self->ev1[4], 0));
 }
 
 static PyObject *
 Dispatcher_py_unwind(Dispatcher *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    return to_program(exit_event(self, args, nargs, self->ev_unwind, 1));
+    return to_program(exit_event(self, args, nargs, self->ev_unwind, self->ev1[5], 1));
 }
 
 static PyObject *

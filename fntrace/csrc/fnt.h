@@ -25,6 +25,14 @@
 #define FNT_HIDDEN
 #endif
 
+/* For the few per-event helpers the compiler would otherwise keep out of line
+ * (a call and its prologue cost more than their bodies). */
+#if defined(__GNUC__)
+#define FNT_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define FNT_ALWAYS_INLINE static inline
+#endif
+
 /* The slot of a pointer in a direct-mapped table of n (a power of two) slots. */
 static inline size_t
 fnt_ptr_slot(void *p, size_t n)

@@ -179,19 +179,13 @@ func_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObje
         Py_DECREF(parent);
         return -1;
     }
-    Slot slot = {0};
-    slot.kind = EVENT_TAG_CALL;
-    slot.ts = ts;
-    slot.size = EVENT_OVERHEAD;
-    slot.obj = Py_NewRef(fn);
-    slot.aux = parent;
-    int evcode = fnt_event_code(event);
+    int evcode = fnt_where_evcode(where, event);
     if (evcode < 0) {
-        fnt_slot_release(&slot);
+        Py_DECREF(parent);
         return -1;
     }
-    slot.evcode = (unsigned char)evcode;
-    return fnt_recorder_write((fnt_recorder *)self, &slot, tsid);
+    return fnt_recorder_emit((fnt_recorder *)self, tsid, EVENT_TAG_CALL, (unsigned char)evcode,
+                             ts, EVENT_OVERHEAD, 0, 0, Py_NewRef(fn), parent);
 }
 
 static PyMethodDef FuncRecorder_methods[] = {

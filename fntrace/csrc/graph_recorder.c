@@ -45,19 +45,26 @@ typedef struct {
 
 static PyTypeObject GraphStack_Type;
 
+/* Room for one more entry (the stack doubles). */
 static int
+gs_grow(GraphStack *s)
+{
+    Py_ssize_t ncap = s->cap ? s->cap * 2 : 64;
+    GEntry *ne = PyMem_Realloc(s->e, (size_t)ncap * sizeof(GEntry));
+    if (ne == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    s->e = ne;
+    s->cap = ncap;
+    return 0;
+}
+
+FNT_ALWAYS_INLINE int
 gs_push(GraphStack *s, void *key, long long ts, int has_ts, long long depth, int state)
 {
-    if (s->n == s->cap) {
-        Py_ssize_t ncap = s->cap ? s->cap * 2 : 64;
-        GEntry *ne = PyMem_Realloc(s->e, (size_t)ncap * sizeof(GEntry));
-        if (ne == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        s->e = ne;
-        s->cap = ncap;
-    }
+    if (s->n == s->cap && gs_grow(s) < 0)
+        return -1;
     GEntry *e = &s->e[s->n++];
     e->key = key;
     e->ts = ts;
@@ -553,34 +560,23 @@ graph_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObj
         return gs_push(stack, key, 0, 0, depth, state);
     if ((self->max_depth && depth >= self->max_depth) || !self->tracing)
         return gs_push(stack, key, 0, 0, depth, GRAPH_INSIDE);
-    PyObject *args = Py_NewRef(Py_None);
+    PyObject *args = NULL;  /* a packed entry's NULL args read as None */
     long long size = EVENT_OVERHEAD;
     if (self->args) {
-        Py_SETREF(args, graph_args_text(self, where));
+        args = graph_args_text(self, where);
         if (args == NULL)
             return -1;
         size += PyUnicode_GET_LENGTH(args);
     }
     long long now;
-    if (fnt_recorder_now((fnt_recorder *)self, &now) < 0 ||
+    int evcode = fnt_where_evcode(where, event);
+    if (evcode < 0 || fnt_recorder_now((fnt_recorder *)self, &now) < 0 ||
         gs_push(stack, key, now, 1, depth + 1, GRAPH_INSIDE) < 0) {
-        Py_DECREF(args);
+        Py_XDECREF(args);
         return -1;
     }
-    Slot slot = {0};
-    slot.kind = EVENT_TAG_ENTRY;
-    slot.ts = now;
-    slot.size = (int32_t)size;
-    slot.depth = (int32_t)depth;
-    slot.obj = Py_NewRef(fn);
-    slot.aux = args;
-    int evcode = fnt_event_code(event);
-    if (evcode < 0) {
-        fnt_slot_release(&slot);
-        return -1;
-    }
-    slot.evcode = (unsigned char)evcode;
-    return fnt_recorder_write((fnt_recorder *)self, &slot, tsid);
+    return fnt_recorder_emit((fnt_recorder *)self, tsid, EVENT_TAG_ENTRY, (unsigned char)evcode,
+                             now, (int32_t)size, (int32_t)depth, 0, Py_NewRef(fn), args);
 }
 
 static int
@@ -602,7 +598,7 @@ graph_exit(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObje
     long long now;
     if (fnt_recorder_now((fnt_recorder *)self, &now) < 0)
         return -1;
-    PyObject *value = Py_None;
+    PyObject *value = NULL;  /* a packed exit's NULL value reads as None */
     long long size = EVENT_OVERHEAD;
     /* whether this exit is an unwind, asked only when it matters: by identity with
      * the unwind event or the last event that was not one (held), so that the
@@ -624,24 +620,15 @@ graph_exit(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObje
         if (value == NULL)
             return -1;
         size += PyUnicode_GET_LENGTH(value);
-    } else {
-        Py_INCREF(value);
     }
-    Slot slot = {0};
-    slot.kind = EVENT_TAG_EXIT;
-    slot.ts = now;
-    slot.size = (int32_t)size;
-    slot.depth = (int32_t)(top.depth - 1);
-    slot.duration = now - top.ts;
-    slot.obj = Py_NewRef(fn);
-    slot.aux = value;
-    int evcode = fnt_event_code(event);
+    int evcode = fnt_where_evcode(where, event);
     if (evcode < 0) {
-        fnt_slot_release(&slot);
+        Py_XDECREF(value);
         return -1;
     }
-    slot.evcode = (unsigned char)evcode;
-    return fnt_recorder_write((fnt_recorder *)self, &slot, tsid);
+    return fnt_recorder_emit((fnt_recorder *)self, tsid, EVENT_TAG_EXIT, (unsigned char)evcode,
+                             now, (int32_t)size, (int32_t)(top.depth - 1), now - top.ts,
+                             Py_NewRef(fn), value);
 }
 
 static PyObject *

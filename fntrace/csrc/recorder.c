@@ -42,6 +42,7 @@ fnt_recorder_clear_common(fnt_recorder *self)
     Py_CLEAR(self->clock_fn);
     Py_CLEAR(self->c_live);
     Py_CLEAR(self->c_buf);
+    self->hot_tsid = 0;
 }
 
 int
@@ -52,6 +53,7 @@ fnt_recorder_bind(fnt_recorder *self, PyObject *rb)
     self->ok = 0;
     self->tracing = 1;
     self->ring_valid = 0;
+    self->hot_tsid = 0;
     return 0;
 }
 
@@ -80,6 +82,7 @@ fnt_recorder_ring(fnt_recorder *self)
                                                          : 0;
     Py_XSETREF(self->clock_fn, clock);
     Py_CLEAR(self->c_buf);
+    self->hot_tsid = 0;
     Py_XSETREF(self->c_live, live);
     self->ring_valid = 1;
     return 0;
@@ -123,10 +126,26 @@ recorder_buffer(fnt_recorder *self, unsigned long long tsid)
         return NULL;
     }
     Py_XSETREF(self->c_live, live);  /* steals live */
+    self->hot_tsid = 0;
     Py_XSETREF(self->c_buf, Py_NewRef(buf));
     self->c_tsid = tsid;
     self->c_is_ring = PyObject_TypeCheck(buf, &fnt_RingCore_Type);
     return buf;
+}
+
+/* After a write by thread `tsid`: it becomes the hot thread (hot_tsid) when
+ * its events may take the fast path with no other test - the pid filter lets
+ * it be traced, the ring's state is read and its buffer is the cached ring.
+ * Every change to one of those sets hot_tsid to 0 (no thread: thread ids
+ * start at 1). */
+void
+fnt_recorder_warm(fnt_recorder *self, unsigned long long tsid)
+{
+    int pid_ok = self->pid_check == NULL || self->pid_check == Py_None ||
+                 (self->p_valid && self->p_tsid == tsid && self->p_allowed == 1);
+    if (tsid != 0 && pid_ok && self->ring_valid && self->c_buf != NULL &&
+        self->c_tsid == tsid && self->c_is_ring)
+        self->hot_tsid = tsid;
 }
 
 /* fnt_recorder_write when this thread's buffer is not the cached ring. */
@@ -141,6 +160,8 @@ fnt_recorder_write_slow(fnt_recorder *self, fnt_slot *slot, unsigned long long t
     int r;
     if (buf == self->c_buf ? self->c_is_ring : PyObject_TypeCheck(buf, &fnt_RingCore_Type)) {
         r = fnt_ring_write_slot((fnt_RingCore *)buf, slot);
+        if (r >= 0)
+            fnt_recorder_warm(self, tsid);
     } else {
         PyObject *event = fnt_slot_event(slot);
         fnt_slot_release(slot);
@@ -288,6 +309,7 @@ fnt_recorder_set_pid_check(PyObject *self, PyObject *value, void *closure)
     Py_XSETREF(REC(self)->pid_check, Py_NewRef(value ? value : Py_None));
     Py_CLEAR(REC(self)->pid_seen);
     REC(self)->p_valid = 0;
+    REC(self)->hot_tsid = 0;
     return 0;
 }
 
@@ -311,6 +333,7 @@ PyObject *
 fnt_recorder_ring_changed(PyObject *self, PyObject *unused)
 {
     REC(self)->ring_valid = 0;
+    REC(self)->hot_tsid = 0;
     Py_CLEAR(REC(self)->c_buf);
     Py_RETURN_NONE;
 }

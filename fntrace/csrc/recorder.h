@@ -23,7 +23,17 @@
 typedef struct {
     PyFrameObject *frame;  /* borrowed; fetched only when needed if iframe is set */
     void *iframe;          /* the running interpreter frame, or NULL */
+    int ev1;               /* the event's code (fnt_event_code) + 1 when the
+                            * dispatcher knows it, else 0 */
 } fnt_where;
+
+/* The code of the callback's event: the dispatcher's when it gave one (its
+ * events are coded once), else looked up. */
+static inline int
+fnt_where_evcode(fnt_where *w, PyObject *event)
+{
+    return w->ev1 > 0 ? w->ev1 - 1 : fnt_event_code(event);
+}
 
 static inline PyFrameObject *
 fnt_where_frame(fnt_where *w)
@@ -75,7 +85,8 @@ typedef struct {
     PyObject *clock_fn;                                            \
     unsigned long long c_tsid;                                     \
     PyObject *c_live;                                              \
-    PyObject *c_buf;
+    PyObject *c_buf;                                               \
+    unsigned long long hot_tsid;
 
 typedef struct fnt_recorder {
     FNT_RECORDER_HEAD
@@ -138,6 +149,7 @@ FNT_HIDDEN int fnt_recorder_pid_decide(fnt_recorder *self, unsigned long long ts
 FNT_HIDDEN int fnt_recorder_write_slow(fnt_recorder *self, fnt_slot *slot,
                                        unsigned long long tsid);
 FNT_HIDDEN int fnt_recorder_failed(fnt_recorder *self);
+FNT_HIDDEN void fnt_recorder_warm(fnt_recorder *self, unsigned long long tsid);
 FNT_HIDDEN int fnt_interrupt_later(void);
 FNT_HIDDEN PyObject *fnt_tls_object_slow(fnt_tls_cache *cache, PyObject *tls, PyObject *attr,
                                          PyObject *make, int store, PyTypeObject *type,
@@ -171,7 +183,7 @@ FNT_HIDDEN PyObject *fnt_recorder_ring_changed(PyObject *self, PyObject *unused)
 static inline int
 fnt_recorder_pid_ok(fnt_recorder *self, unsigned long long tsid)
 {
-    if (self->pid_check == NULL || self->pid_check == Py_None)
+    if (tsid == self->hot_tsid || self->pid_check == NULL || self->pid_check == Py_None)
         return 1;
     if (self->p_valid && self->p_tsid == tsid)
         return self->p_allowed;
@@ -181,11 +193,15 @@ fnt_recorder_pid_ok(fnt_recorder *self, unsigned long long tsid)
 /* The ring's clock now: natively when it is perf_counter_ns or monotonic_ns
  * (on Linux all read CLOCK_MONOTONIC, so events of the two paths order
  * together), local_clock, or time_ns (CLOCK_REALTIME); else called. */
-static inline int
+FNT_ALWAYS_INLINE int
 fnt_recorder_now(fnt_recorder *self, long long *now)
 {
     if (!self->ring_valid && fnt_recorder_ring(self) < 0)
         return -1;
+    if (self->clock_native == 2) {  /* the default: tested first */
+        *now = fnt_local_ns();
+        return 0;
+    }
     switch (self->clock_native) {
     case 2:
         *now = fnt_local_ns();
@@ -203,10 +219,14 @@ fnt_recorder_now(fnt_recorder *self, long long *now)
 
 /* Write an event into this thread's buffer; the slot's references go to the
  * ring (or are released).  0 done, -1 error. */
-static inline int
+FNT_ALWAYS_INLINE int
 fnt_recorder_write(fnt_recorder *self, fnt_slot *slot, unsigned long long tsid)
 {
     if (self->ring_valid && self->c_buf != NULL && self->c_tsid == tsid && self->c_is_ring) {
+        if (fnt_ring_put((fnt_RingCore *)self->c_buf, slot)) {
+            fnt_recorder_warm(self, tsid);
+            return 0;
+        }
         /* held: a full ring's hook runs Python code, which may drop the ring */
         PyObject *buf = Py_NewRef(self->c_buf);
         int r = fnt_ring_write_slot((fnt_RingCore *)buf, slot);
@@ -214,6 +234,51 @@ fnt_recorder_write(fnt_recorder *self, fnt_slot *slot, unsigned long long tsid)
         return r < 0 ? -1 : 0;
     }
     return fnt_recorder_write_slow(self, slot, tsid);
+}
+
+/* The slot of this thread's ring that the event of `size` bytes goes into, when
+ * this is the hot thread (hot_tsid: the one test of the ring's state per
+ * event) and its ring takes it the cheap way (fnt_ring_claim: fill it
+ * whole at once, then drop *gone's references), else NULL: then build the
+ * slot and fnt_recorder_write() it. */
+FNT_ALWAYS_INLINE fnt_slot *
+fnt_recorder_claim(fnt_recorder *self, unsigned long long tsid, int32_t size, fnt_slot *gone)
+{
+    if (tsid == self->hot_tsid)
+        return fnt_ring_claim((fnt_RingCore *)self->c_buf, size, gone);
+    return NULL;
+}
+
+/* A packed event's fields, all of them (a claimed slot is filled at once). */
+FNT_ALWAYS_INLINE void
+fnt_slot_set(fnt_slot *d, char kind, unsigned char evcode, long long ts, int32_t size,
+             int32_t depth, long long duration, PyObject *obj, PyObject *aux)
+{
+    d->obj = obj;
+    d->aux = aux;
+    d->ts = ts;
+    d->duration = duration;
+    d->depth = depth;
+    d->size = size;
+    d->kind = kind;
+    d->evcode = evcode;
+}
+
+/* Write an event (its references given to the ring, or released): into the
+ * claimed slot, else through fnt_recorder_write.  0 done, -1 error. */
+FNT_ALWAYS_INLINE int
+fnt_recorder_emit(fnt_recorder *self, unsigned long long tsid, char kind, unsigned char evcode,
+                  long long ts, int32_t size, int32_t depth, long long duration, PyObject *obj,
+                  PyObject *aux)
+{
+    fnt_slot gone, built;
+    fnt_slot *d = fnt_recorder_claim(self, tsid, size, &gone);
+    fnt_slot_set(d != NULL ? d : &built, kind, evcode, ts, size, depth, duration, obj, aux);
+    if (d != NULL) {
+        fnt_slot_release(&gone);
+        return 0;
+    }
+    return fnt_recorder_write(self, &built, tsid);
 }
 
 /* A recorder's per-thread object, tls.<attr> (borrowed through a one-thread

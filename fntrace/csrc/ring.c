@@ -87,7 +87,8 @@ fnt_slot_event(Slot *s)
             } else if (depth != NULL) {
                 PyObject *dur = PyLong_FromLongLong(s->duration);
                 if (dur != NULL)
-                    t = PyTuple_Pack(8, ts, size, kind, s->obj, depth, dur, event, s->aux);
+                    t = PyTuple_Pack(8, ts, size, kind, s->obj, depth, dur, event,
+                                     s->aux ? s->aux : Py_None);
                 Py_XDECREF(dur);
             }
             Py_XDECREF(depth);
@@ -295,6 +296,13 @@ static PyTypeObject EventQueue_Type = {
 
 typedef fnt_RingCore RingCore;
 
+/* After overwrite or on_full changed. */
+static void
+ring_cheap_update(RingCore *self)
+{
+    self->cheap_overwrite = (char)(self->overwrite && self->on_full == Py_None);
+}
+
 static int
 RingCore_init(RingCore *self, PyObject *args, PyObject *kwds)
 {
@@ -312,6 +320,7 @@ RingCore_init(RingCore *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->on_full, Py_NewRef(Py_None));
     self->capacity = capacity;
     self->overwrite = (char)overwrite;
+    ring_cheap_update(self);
     self->written = self->in_bytes = self->overrun = self->overrun_bytes = 0;
     self->dropped = self->read = self->read_bytes = 0;
     return 0;
@@ -330,6 +339,7 @@ RingCore_clear(RingCore *self)
 {
     Py_CLEAR(self->events);
     Py_CLEAR(self->on_full);
+    self->cheap_overwrite = 0;
     return 0;
 }
 
@@ -369,6 +379,7 @@ ring_room(RingCore *self, long long size)
             /* the consumer failed: fall back to the bounded ring */
             PyErr_Clear();
             Py_XSETREF(self->on_full, Py_NewRef(Py_None));
+            ring_cheap_update(self);
         } else {
             Py_DECREF(r);
         }
@@ -472,6 +483,7 @@ RingCore_set_overwrite(RingCore *self, PyObject *value, void *closure)
     if (t < 0)
         return -1;
     self->overwrite = (char)t;
+    ring_cheap_update(self);
     return 0;
 }
 
@@ -485,6 +497,7 @@ static int
 RingCore_set_on_full(RingCore *self, PyObject *value, void *closure)
 {
     Py_XSETREF(self->on_full, Py_NewRef(value ? value : Py_None));
+    ring_cheap_update(self);
     return 0;
 }
 

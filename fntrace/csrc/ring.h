@@ -57,6 +57,7 @@ typedef struct {
     PyObject *on_full;  /* no-loss hook or None */
     long long capacity, written, in_bytes, overrun, overrun_bytes, dropped, read, read_bytes;
     char overwrite;
+    char cheap_overwrite;  /* overwrite and no no-loss hook (fnt_ring_claim's one test) */
 } fnt_RingCore;
 
 extern FNT_HIDDEN PyTypeObject fnt_RingCore_Type;
@@ -67,6 +68,62 @@ fnt_slot_release(fnt_slot *s)
 {
     Py_XDECREF(s->obj);
     Py_XDECREF(s->aux);
+}
+
+/* The slot one event of `size` bytes goes into, claimed the cheap way, inline
+ * in the recorders; NULL when this write needs fnt_ring_write_slot (nothing
+ * done).  The caller fills every field of the slot before anything else runs
+ * (the counters already count it), then drops the references left in *gone.
+ * The cheap ways: there is room; or the ring overwrites, has no no-loss hook
+ * and dropping its oldest event (a packed one) makes room, which is what
+ * ring_room() would do - the usual write once a ring has wrapped.  The oldest
+ * event's slot is reused in place, nothing freed or allocated, and its
+ * references are left to drop when the ring is whole again (a finalizer they
+ * run may write into this ring, or drop it). */
+FNT_ALWAYS_INLINE fnt_slot *
+fnt_ring_claim(fnt_RingCore *r, int32_t size, fnt_slot *gone)
+{
+    fnt_EventQueue *q = r->events;
+    if (q == NULL)
+        return NULL;
+    long long used = r->in_bytes - r->overrun_bytes - r->read_bytes;
+    Py_ssize_t tail;
+    if (used + size <= r->capacity) {
+        if (q->len == q->cap)
+            return NULL;  /* the queue grows */
+        tail = q->head + q->len;
+        q->len++;
+        gone->obj = gone->aux = NULL;
+    } else {
+        if (!r->cheap_overwrite || q->len == 0)
+            return NULL;
+        fnt_slot *oldest = &q->slots[q->head];
+        if (oldest->kind == 0 || used - oldest->size + size > r->capacity)
+            return NULL;
+        gone->obj = oldest->obj;
+        gone->aux = oldest->aux;
+        r->overrun++;
+        r->overrun_bytes += oldest->size;
+        tail = q->head + q->len;  /* the oldest's slot when the queue is full */
+        q->head = q->head + 1 == q->cap ? 0 : q->head + 1;
+    }
+    r->written++;
+    r->in_bytes += size;
+    return &q->slots[tail >= q->cap ? tail - q->cap : tail];
+}
+
+/* Write one built slot the cheap way: 1 written (its references are the
+ * ring's), 0 when this write needs fnt_ring_write_slot (nothing done). */
+FNT_ALWAYS_INLINE int
+fnt_ring_put(fnt_RingCore *r, fnt_slot *s)
+{
+    fnt_slot gone;
+    fnt_slot *d = fnt_ring_claim(r, s->size, &gone);
+    if (d == NULL)
+        return 0;
+    *d = *s;
+    fnt_slot_release(&gone);
+    return 1;
 }
 
 FNT_HIDDEN int fnt_slot_size(fnt_slot *s, long long *size);

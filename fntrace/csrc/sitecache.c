@@ -18,6 +18,54 @@
 typedef fnt_site_slot SiteSlot;
 typedef fnt_parent_slot ParentSlot;
 
+/* References a site slot gave up while a callback borrowed from the slots
+ * (fnt_inflight > 0), dropped when none does any more (fnt_deferred_flush).
+ * The recorded path of the dispatcher calls its recorder with the slot's
+ * recorder and Function borrowed - two reference round trips fewer per event -
+ * and a recorder may run Python code (a repr, a hook) that empties or refills
+ * slots, or frees the dispatcher: their references stay alive until then.
+ * Process-wide and read under the GIL, like the tables.  Should the list not
+ * grow, a reference is kept for good rather than dropped early. */
+int fnt_inflight;
+Py_ssize_t fnt_n_deferred;
+static PyObject **deferred;
+static Py_ssize_t cap_deferred;
+
+static void
+slot_drop(PyObject *o)
+{
+    if (o == NULL)
+        return;
+    if (fnt_inflight == 0) {
+        Py_DECREF(o);
+        return;
+    }
+    if (fnt_n_deferred == cap_deferred) {
+        Py_ssize_t ncap = cap_deferred ? cap_deferred * 2 : 64;
+        PyObject **n = PyMem_Realloc(deferred, (size_t)ncap * sizeof(PyObject *));
+        if (n == NULL)
+            return;  /* kept: never dropped while borrowed */
+        deferred = n;
+        cap_deferred = ncap;
+    }
+    deferred[fnt_n_deferred++] = o;
+}
+
+void
+fnt_deferred_flush(void)
+{
+    while (fnt_n_deferred > 0 && fnt_inflight == 0) {
+        /* taken out first: a drop may run code that defers more */
+        PyObject **list = deferred;
+        Py_ssize_t n = fnt_n_deferred;
+        deferred = NULL;
+        fnt_n_deferred = cap_deferred = 0;
+        for (Py_ssize_t i = 0; i < n; i++)
+            Py_DECREF(list[i]);
+        PyMem_Free(list);
+    }
+}
+
 #define MAX_CODE_TABLES 256
 typedef struct {
     void *slots;
@@ -119,7 +167,7 @@ fnt_code_gone(PyObject *module, PyObject *arg)
         }
     }
     for (int i = 0; i < n; i++)
-        Py_XDECREF(drop[i]);
+        slot_drop(drop[i]);
     Py_RETURN_NONE;
 }
 
@@ -202,11 +250,11 @@ fnt_slot_fill(SiteSlot *slot, PyObject *code, PyObject *site, PyObject *guard, i
     slot->fn = fn;
     slot->enter = enter;
     slot->has_ret = ret;
-    Py_XDECREF(oc);
-    Py_XDECREF(os);
-    Py_XDECREF(of);
-    Py_XDECREF(ofn);
-    Py_XDECREF(oe);
+    slot_drop(oc);
+    slot_drop(os);
+    slot_drop(of);
+    slot_drop(ofn);
+    slot_drop(oe);
     return 0;
 }
 
@@ -224,11 +272,11 @@ fnt_slots_free(SiteSlot *slots, size_t n)
                  *e = s->enter;
         s->code = s->site = s->fast = s->fn = s->enter = NULL;
         s->strong = 0;
-        Py_XDECREF(c);
-        Py_XDECREF(site);
-        Py_XDECREF(f);
-        Py_XDECREF(fn);
-        Py_XDECREF(e);
+        slot_drop(c);
+        slot_drop(site);
+        slot_drop(f);
+        slot_drop(fn);
+        slot_drop(e);
     }
 }
 

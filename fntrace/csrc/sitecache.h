@@ -41,6 +41,20 @@ FNT_HIDDEN int fnt_slot_fill(fnt_site_slot *slot, PyObject *code, PyObject *site
 FNT_HIDDEN void fnt_slots_free(fnt_site_slot *slots, size_t n);
 FNT_HIDDEN int fnt_slots_traverse(fnt_site_slot *slots, size_t n, visitproc visit, void *arg);
 
+/* Callbacks now using references borrowed from site slots; while there are
+ * any, references the slots give up are deferred (sitecache.c). */
+extern FNT_HIDDEN int fnt_inflight;
+extern FNT_HIDDEN Py_ssize_t fnt_n_deferred;
+FNT_HIDDEN void fnt_deferred_flush(void);
+
+/* The end of a callback that borrowed from the slots. */
+static inline void
+fnt_inflight_end(void)
+{
+    if (--fnt_inflight == 0 && fnt_n_deferred > 0)
+        fnt_deferred_flush();
+}
+
 /* What one callback needs of a slot, held for the callback (the slot itself
  * may be refilled while Python code runs). */
 typedef struct {
