@@ -549,6 +549,26 @@ clear_children(walker *w, size_t d)
         w->ctop = d;
 }
 
+/* An exit at depth d closes a segment of duration dur: its time is added to the
+ * children of the frame below (overflow flagged, never wrapped), the deeper
+ * frames are let go and, when it closes the frame opened at d by the same
+ * function, that frame too.  Returns the segment's self time (never negative).
+ * What report and folded both do with an exit, as segments.walk does. */
+static int64_t
+close_segment(walker *w, size_t d, uint32_t name, int64_t dur, int *overflow)
+{
+    int64_t below = w->children[d + 1], sum;
+    clear_children(w, d + 1);
+    if (__builtin_add_overflow(w->children[d], dur, &sum))
+        *overflow = 1;
+    w->children[d] = sum;
+    if (w->ctop < d + 1)
+        w->ctop = d + 1;
+    if (w->open[d] && w->name[d] == name)
+        drop_from(w, d);
+    return dur - below > 0 ? dur - below : 0;
+}
+
 /* One row through segments.walk and report._Builder; -1 on error. */
 static int
 step(run *r, row *x)
@@ -575,16 +595,8 @@ step(run *r, row *x)
     /* an exit: one segment */
     int matched = w->open[d] && w->name[d] == x->name;
     int entry_event = matched ? w->open[d] - 1 : 0;
-    int64_t duration = x->dur, below = w->children[d + 1], sum;
-    clear_children(w, d + 1);
-    if (__builtin_add_overflow(w->children[d], duration, &sum))
-        r->overflow = 1;
-    w->children[d] = sum;
-    if (w->ctop < d + 1)
-        w->ctop = d + 1;
-    if (matched)
-        drop_from(w, d);
-    int64_t self_ns = duration - below > 0 ? duration - below : 0;
+    int64_t duration = x->dur;
+    int64_t self_ns = close_segment(w, d, x->name, duration, &r->overflow);
     r->has_durations = 1;
     stats *s = stats_of(r, x->thread, x->name);
     if (s == NULL)
@@ -796,20 +808,11 @@ fold_step(run *r, trie *t, row *x)
             return -1;
         return 0;
     }
-    int matched = w->open[d] && w->name[d] == x->name;
-    int64_t duration = x->dur, below = w->children[d + 1], sum;
-    clear_children(w, d + 1);
-    if (__builtin_add_overflow(w->children[d], duration, &sum))
-        t->overflow = 1;
-    w->children[d] = sum;
-    if (w->ctop < d + 1)
-        w->ctop = d + 1;
-    if (matched)
-        drop_from(w, d);
+    int64_t self_ns = close_segment(w, d, x->name, x->dur, &t->overflow);
     uint32_t n = node_of(t, prefix, x->name);
     if (n == NO_NODE)
         return -1;
-    return hit(t, n, duration - below > 0 ? duration - below : 0);
+    return hit(t, n, self_ns);
 }
 
 /* The walk's state, made with the first advance. */
