@@ -40,8 +40,9 @@ def encode_buffers(
     buffers: Sequence[RingCore],
     other: Callable[[RingCore, tuple[Any, ...]], tuple[int, str]],
     event_codes: dict[str, int], /,
-) -> tuple[bytes, int, list[int]]:
-    """Consume these buffers into one trace-file event chunk: (payload, n, tids)."""
+) -> tuple[bytes, int, list[int], int | None, int | None]:
+    """Consume these buffers into one trace-file event chunk: (payload, n, tids,
+    earliest timestamp, latest timestamp), the timestamps None without events."""
 
 @final
 class EventQueue:

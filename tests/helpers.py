@@ -6,14 +6,17 @@ import contextlib
 import os
 import signal
 import socket
+import struct
 import sys
 import threading
+import zlib
 from collections.abc import Iterator
 
 import pytest
 
 import fntrace
 from fntrace import Ops
+from fntrace.formats.tracefile import VERSION
 
 
 @contextlib.contextmanager
@@ -156,3 +159,30 @@ def beta(n):
 def gamma(n):
     return n
 '''
+
+
+#: A trace file's preamble and chunk header (docs/tracefile.md).
+PREAMBLE = struct.Struct("<8sHII")
+CHUNK = struct.Struct("<4scII")
+
+
+def split(data: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """(header JSON, [(chunk type, payload)]) of a well-formed file."""
+    _, _, hlen, _ = PREAMBLE.unpack_from(data)
+    pos = PREAMBLE.size + hlen
+    head = data[PREAMBLE.size:pos]
+    chunks = []
+    while pos < len(data):
+        _, kind, length, _ = CHUNK.unpack_from(data, pos)
+        pos += CHUNK.size
+        chunks.append((kind, data[pos:pos + length]))
+        pos += length
+    return head, chunks
+
+
+def build(head: bytes, chunks: list[tuple[bytes, bytes]]) -> bytes:
+    """A file of these parts, every checksum right."""
+    out = PREAMBLE.pack(b"FNTRACE\x00", VERSION, len(head), zlib.crc32(head)) + head
+    for kind, payload in chunks:
+        out += CHUNK.pack(b"\xf7FNC", kind, len(payload), zlib.crc32(payload)) + payload
+    return out

@@ -108,9 +108,10 @@ class _Spy:
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
 
-    def encode_buffers(self, buffers: Any, other: Any, codes: Any) -> tuple[bytes, int, list[int]]:
+    def encode_buffers(self, buffers: Any, other: Any, codes: Any,
+                       ) -> tuple[bytes, int, list[int], None, None]:
         self.calls.append((buffers, other, codes))
-        return b"", 0, []
+        return b"", 0, [], None, None
 
 
 def test_the_c_encoder_is_passed_the_schemas_codes(monkeypatch: pytest.MonkeyPatch,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import os
 import random
-import struct
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import FakeThread, event_text
+from helpers import PREAMBLE, FakeThread, build, event_text, split
 
 from fntrace import cli
 from fntrace.analysis.replay import RecordedFunction
@@ -25,7 +24,6 @@ from fntrace.formats import tracefile
 from fntrace.formats.tracefile import (
     MAX_DEPTH,
     MAX_HEADER,
-    VERSION,
     Record,
     TraceFileError,
     TraceWriter,
@@ -34,8 +32,6 @@ from fntrace.formats.tracefile import (
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 ENV = {**os.environ, "PYTHONPATH": ROOT}
-PREAMBLE = struct.Struct("<8sHII")
-CHUNK = struct.Struct("<4scII")
 # info --scan checks every chunk; plain info trusts an intact footer's summary
 # (test_fast_info_on_mutations).
 COMMANDS = (["info", "--scan"], ["replay"], ["report"], ["dump", "--chrome", "-"],
@@ -76,28 +72,6 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> bytes:
         writer.write_events(_events(chunk), event_text)
     writer.finish(9_000, {"lost": {}})
     return path.read_bytes()
-
-
-def split(data: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    """(header JSON, [(chunk type, payload)]) of a well-formed file."""
-    _, _, hlen, _ = PREAMBLE.unpack_from(data)
-    pos = PREAMBLE.size + hlen
-    head = data[PREAMBLE.size:pos]
-    chunks = []
-    while pos < len(data):
-        _, kind, length, _ = CHUNK.unpack_from(data, pos)
-        pos += CHUNK.size
-        chunks.append((kind, data[pos:pos + length]))
-        pos += length
-    return head, chunks
-
-
-def build(head: bytes, chunks: list[tuple[bytes, bytes]]) -> bytes:
-    """A file of these parts, every checksum right."""
-    out = PREAMBLE.pack(b"FNTRACE\x00", VERSION, len(head), zlib.crc32(head)) + head
-    for kind, payload in chunks:
-        out += CHUNK.pack(b"\xf7FNC", kind, len(payload), zlib.crc32(payload)) + payload
-    return out
 
 
 def uvarint(n: int) -> bytes:

@@ -743,10 +743,10 @@ def test_encoded_chunk_is_byte_identical(monkeypatch: pytest.MonkeyPatch,
         wa = tracefile.TraceWriter(str(tmp_path / f"a{i}.dat"), header, compress=False)
         wb = tracefile.TraceWriter(str(tmp_path / f"b{i}.dat"), header, compress=False)
         text = recorder.InstanceText(inst)
-        payload, n, _ = built.encode_buffers(
+        payload, n, _, first, last = built.encode_buffers(
             a.buffers(), functools.partial(tracefile.stored_text, text_of=text.one),
             tracefile.EVENT_CODES)
-        assert wa.write_payload(payload, n) == len(pb)
+        assert wa.write_payload(payload, n, (first, last)) == len(pb)
         assert wb.write_events(pb, text.one) == len(pb)
         wa.close()
         wb.close()
@@ -824,11 +824,13 @@ def test_encode_buffers_matches_the_python_writer(tmp_path: Any, tracer: str,
         wb = tracefile.TraceWriter(str(tmp_path / "b.dat"), {"p": 1}, compress=False)
         text = recorder.InstanceText(inst)
         assert wb.write_events(expected, text.one) == n_events
-        payload, n, tids = built.encode_buffers(
+        payload, n, tids, first, last = built.encode_buffers(
             bufs.buffers(), functools.partial(tracefile.stored_text, text_of=text.one),
             tracefile.EVENT_CODES)
         assert n == n_events > 100
-        wa.write_payload(payload, n)
+        stamps = [ev[0] for _, ev in expected]
+        assert (first, last) == (min(stamps), max(stamps))
+        wa.write_payload(payload, n, (first, last))
         wa.close()
         wb.close()
         assert sorted(tids) == sorted({buf.tid for buf, _ in expected})

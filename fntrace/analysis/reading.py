@@ -14,12 +14,13 @@ from typing import IO, TypeVar
 
 from fntrace.formats.tracefile import TraceFile, TraceFileError, open_traces
 
-__all__ = ["ChunkProgress", "open_files", "progress", "quiet_stdout"]
+__all__ = ["ChunkProgress", "open_files", "progress", "quiet_stdout", "say_problems"]
 
 T = TypeVar("T")
 
 
-def open_files(path: str, command: str | None = None) -> list[TraceFile]:
+def open_files(path: str, command: str | None = None, indexed: bool = False,
+               ) -> list[TraceFile]:
     """The trace file ``path`` and its followed children's, what is wrong with them said
     on stderr (the readable part is used).
 
@@ -27,18 +28,25 @@ def open_files(path: str, command: str | None = None) -> list[TraceFile]:
     PROBLEM`` and a file that cannot be read at all ends the command (``fntrace
     COMMAND: why``, exit status 1); without it (report, dump, which say their own
     error) a problem is ``fntrace: FILE: PROBLEM`` and TraceFileError is raised.
+    ``indexed``: a finished file is opened by its footer's chunk index (its chunks
+    read as they are reached: call ``say_problems`` after reading).
     """
     try:
-        files = open_traces(path)
+        files = open_traces(path, indexed)
     except TraceFileError as exc:
         if command is None:
             raise
         raise SystemExit(f"fntrace {command}: {exc}") from None
+    say_problems(files, command)
+    return files
+
+
+def say_problems(files: Iterable[TraceFile], command: str | None = None) -> None:
+    """Say on stderr the files' problems not said yet (as ``open_files`` does)."""
     prefix = "fntrace: " if command is None else f"fntrace {command}: warning: "
     for tf in files:
-        for problem in tf.problems:
+        for problem in tf.new_problems():
             print(f"{prefix}{tf.path}: {problem}", file=sys.stderr)
-    return files
 
 
 def progress(items: Iterable[T], label: str, stream: IO[str] | None = None,

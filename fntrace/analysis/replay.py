@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fntrace.analysis.reading import open_files, progress
+from fntrace.analysis.reading import open_files, progress, say_problems
 from fntrace.analysis.window import SelectionError, thread_keys
 from fntrace.core.events import CALL, ENTRY, EXIT, MARKER, TASK, TASK_PREFIX, TEXT
 from fntrace.core.filter import Filter, parse
@@ -273,7 +273,7 @@ def replay(ns: ReplayOptions) -> int:
         Filter(parse(ns.notrace or ()))
     except ValueError as exc:
         raise SystemExit(f"fntrace replay: {exc}") from None
-    files = open_files(ns.file, "replay")
+    files = open_files(ns.file, "replay", indexed=True)
     start = min(tf.start_ts for tf in files)
     keys = None
     if ns.thread:
@@ -300,4 +300,5 @@ def replay(ns: ReplayOptions) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
+    say_problems(files, "replay")  # a chunk found broken when the replay reached it
     return exit_status(files)

@@ -721,12 +721,14 @@ typedef struct {
     Py_ssize_t ti;  /* its thread's index in the chunk, once its first event is encoded */
 } TakenSlots;
 
-/* encode_buffers(buffers, other, event_codes) -> (payload, n, tids): take every
- * event now in these RingCore buffers (as take_all does) and make the payload
- * of one trace-file event chunk, byte for byte what TraceWriter.write_events
+/* encode_buffers(buffers, other, event_codes) -> (payload, n, tids, first, last):
+ * take every event now in these RingCore buffers (as take_all does) and make the
+ * payload of one trace-file event chunk, byte for byte what TraceWriter.write_events
  * makes of to_wevent() of take_all's pairs, without building the pairs (a
  * recorder's packed event is encoded from its slot); tids are the threads
- * that had events. */
+ * that had events, first and last the chunk's earliest and latest timestamps
+ * (None without events): the footer's chunk index, which lets a reader merge
+ * the chunks by time before it reads them. */
 PyObject *
 fnt_encode_buffers(PyObject *module, PyObject *args)
 {
@@ -753,6 +755,7 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
         PyErr_NoMemory();
     Py_ssize_t total = 0;
     int monotonic = 1;
+    long long first = 0, last = 0;
     for (Py_ssize_t j = 0; ok && j < k; j++) {
         RingCore *rc = (RingCore *)PySequence_Fast_GET_ITEM(seq, j);
         EventQueue *q = rc->events;
@@ -789,6 +792,10 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
             rc->read_bytes += size;
             if (tk[j].n > 0 && sl->ts < tk[j].slots[tk[j].n - 1].ts)
                 monotonic = 0;
+            if (total == 0 || sl->ts < first)
+                first = sl->ts;
+            if (total == 0 || sl->ts > last)
+                last = sl->ts;
             tk[j].n++;
             total++;
         }
@@ -852,7 +859,12 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
         }
         PyObject *chunk = tids ? chunk_payload(&t, &body, total) : NULL;
         if (chunk != NULL) {
-            result = Py_BuildValue("(OnO)", PyTuple_GET_ITEM(chunk, 0), total, tids);
+            if (total)
+                result = Py_BuildValue("(OnOLL)", PyTuple_GET_ITEM(chunk, 0), total, tids,
+                                       first, last);
+            else
+                result = Py_BuildValue("(OnOOO)", PyTuple_GET_ITEM(chunk, 0), total, tids,
+                                       Py_None, Py_None);
             Py_DECREF(chunk);
         }
     }

@@ -237,6 +237,8 @@ _E = ENTRY.at
 _X = EXIT.at
 _M = MARKER.at
 _NC, _NE, _NX = len(CALL.fields), len(ENTRY.fields), len(EXIT.fields)
+#: A task note's prefix as stored: a chunk whose bytes lack it holds no note.
+_NOTE_BYTES = TASK_PREFIX.encode()
 
 
 def stored_text(buf: Any, ev: tuple[Any, ...], text_of: TextOf) -> tuple[int, str]:
@@ -262,12 +264,15 @@ class TraceWriter:
         self.closed = False
         #: Per thread, what is written: the footer's summary (fntrace/formats/footer.py).
         self.tally = summary.Tally()
+        #: Per event chunk, where and when: the footer's index.
+        self.index = summary.ChunkIndex()
         # Unbuffered: a forked child that keeps this object (its parent's file) must
         # never flush a buffer or take the buffer's lock another thread held at fork.
         self.f: IO[bytes] = open(path, "wb", buffering=0)  # lives as long as the writer
         self.pid = os.getpid()
         head = json.dumps({"version": VERSION, **header}, sort_keys=True).encode()
         self._write(_PREAMBLE.pack(MAGIC, VERSION, len(head), zlib.crc32(head)) + head)
+        self._first_chunk = self.bytes  # the index's offsets count from here
 
     def _write(self, data: bytes) -> None:
         if os.getpid() != self.pid:
@@ -301,6 +306,7 @@ class TraceWriter:
         last_ts: dict[int, int] = {}
         per_thread: dict[int, int] = {}
         n = 0
+        earliest = latest = 0
         for buf, ev in pairs:
             t = tables.thread(buf.tid, buf.name, buf.cpu, buf.thread_flags,
                               buf.overrun + buf.dropped)
@@ -321,6 +327,10 @@ class TraceWriter:
             ts = ev[0]
             _uvarint(body, _zigzag(ts - last_ts.get(t, 0)))
             last_ts[t] = ts
+            if not n or ts < earliest:
+                earliest = ts
+            if not n or ts > latest:
+                latest = ts
             if code == _CALL:
                 ip = ev[_C.ip]
                 parent = ev[_C.parent]
@@ -341,7 +351,7 @@ class TraceWriter:
             else:
                 _uvarint(body, tables.sid(text))
             n += 1
-        written = self.write_table_chunk(tables, body, n)
+        written = self.write_table_chunk(tables, body, n, (earliest, latest))
         self.tally.rows_written(tables.thread_rows)
         for t, count in per_thread.items():
             self.tally.events_written(tables.thread_rows[t][0], count)
@@ -361,10 +371,10 @@ class TraceWriter:
             with bufs.lock:  # every consumer takes it: the read counters are this chunk's
                 buffers = bufs.buffers()
                 before = [(buf.read, buf.overrun + buf.dropped) for buf in buffers]
-                payload, n, tids = speedups.encode_buffers(
+                payload, n, tids, first, last = speedups.encode_buffers(
                     buffers, lambda buf, ev: stored_text(buf, ev, render.one), EVENT_CODES)
             if n:
-                self.write_payload(payload, n)
+                self.write_payload(payload, n, (first, last))
                 self._tally_taken(buffers, before)
             return n, set(tids)
         pairs = bufs.consume()
@@ -406,7 +416,10 @@ class TraceWriter:
         self.write_table_chunk(tables, bytearray(), 0)
         self.tally.rows_written(tables.thread_rows)
 
-    def write_table_chunk(self, tables: _ChunkTables, body: bytearray, n: int) -> int:
+    def write_table_chunk(self, tables: _ChunkTables, body: bytearray, n: int,
+                          span: tuple[int, int] | None = None) -> int:
+        """One event chunk of these tables and ``n`` encoded events (``span``: their
+        earliest and latest timestamps); nothing when it would hold nothing."""
         if n == 0 and not tables.thread_rows:
             return 0
         out = bytearray()
@@ -430,15 +443,24 @@ class TraceWriter:
             _uvarint(out, lost)
         _uvarint(out, n)
         out += body
-        return self.write_payload(bytes(out), n)
+        return self.write_payload(bytes(out), n, span)
 
-    def write_payload(self, payload: bytes, n: int) -> int:
-        """Write one event chunk from its encoded payload (tables, count, events)."""
+    def write_payload(self, payload: bytes, n: int,
+                      span: tuple[int | None, int | None] | None = None) -> int:
+        """Write one event chunk from its encoded payload (tables, count, events);
+        ``span``, the events' earliest and latest timestamps, goes to the footer's
+        index (a chunk of events without it leaves the file without an index)."""
+        offset = self.bytes - self._first_chunk
+        notes = _NOTE_BYTES in payload  # may hold a task note (a string or an event's bytes)
         flag = b"\x01" if self.compress else b"\x00"
         if self.compress:
             payload = zlib.compress(payload, 1)
         self._chunk(EVENTS, flag + payload)
         self.events += n
+        if n:
+            first, last = span if span is not None else (None, None)
+            self.index.chunk_written(
+                offset, None if first is None or last is None else (first, last), n, notes)
         return n
 
     def finish(self, end_ts: int, extra: dict[str, Any] | None = None) -> None:
@@ -448,7 +470,7 @@ class TraceWriter:
         # A summary only when it counts every event written (not when raw payloads
         # were handed to write_payload, whose threads are not known here).
         data = {"end_ts": end_ts, "events": self.events, **(extra or {}),
-                **self.tally.fields(self.events)}
+                **self.tally.fields(self.events), **self.index.fields(self.events)}
         self._chunk(FOOTER, json.dumps(data, sort_keys=True).encode())
         self.close()
 
@@ -816,6 +838,10 @@ class Finished:
     header: dict[str, Any]
     footer: dict[str, Any]
     threads: list[summary.ThreadRow]
+    #: The format version, the first chunk's offset and the footer chunk's.
+    version: int = VERSION
+    start: int = 0
+    footer_at: int = 0
 
 
 #: How much of a file's end is read first to find its footer (most footers are
@@ -842,7 +868,7 @@ def read_finished(path: str) -> Finished | None:
             if len(first) == _PREAMBLE.size and first[:8] == MAGIC:
                 first += f.read(_PREAMBLE.unpack_from(first)[2])
             try:
-                head, start, _ = _preamble(path, first)
+                head, start, version = _preamble(path, first)
                 header = _checked(head, MAX_HEADER, HEADER_FIELDS)
             except (TraceFileError, ValueError):
                 return None
@@ -869,7 +895,8 @@ def read_finished(path: str) -> Finished | None:
     rows = summary.thread_rows(footer)
     if rows is None:
         return None
-    return Finished(path, size, header, footer, rows)
+    return Finished(path, size, header, footer, rows, version, start,
+                    size - len(tail) + at)
 
 
 class TraceFile:
@@ -882,7 +909,12 @@ class TraceFile:
     """
 
     def __init__(self, path: str, data: bytes,
-                 on_chunk: Callable[[int, int], None] | None = None) -> None:
+                 on_chunk: Callable[[int, int], None] | None = None,
+                 finished: Finished | None = None) -> None:
+        """Read ``data`` (the whole file) chunk by chunk; or, given ``finished`` (a
+        cleanly finished file whose footer has a checked index), read nothing
+        more now: the footer says the threads and counts, its index where each
+        event chunk is and when, and a chunk is read when a reader reaches it."""
         self.path = path
         self.on_chunk = on_chunk
         self.problems: list[str] = []
@@ -896,10 +928,15 @@ class TraceFile:
         #: The format version the file was written in (SUPPORTED_VERSIONS).
         self.version = VERSION
         self._footer_seen = False
-        self._chunks: list[Chunk | list[Record]] = []
+        #: Chunks read (encoded or decoded), or still to read (the index's rows).
+        self._chunks: list[Chunk | list[Record] | summary.IndexRow] = []
+        self._said = 0  # problems already handed out (new_problems)
         #: The C decoder when the C path is on (chosen once: the chunks it
         #: checked are the ones it decodes).
         self._decoder = chunk_decoder()
+        if finished is not None:
+            self._from_footer(finished)
+            return
         head, start, self.version = _preamble(path, data)
         self.header: dict[str, Any] = {}
         try:
@@ -909,9 +946,30 @@ class TraceFile:
         self.pid: int = self.header.get("pid", 0)
         self._scan(data, start)
 
+    def _from_footer(self, fin: Finished) -> None:
+        self.version = fin.version
+        self.header = fin.header
+        self.pid = self.header.get("pid", 0)
+        self.footer = fin.footer
+        self._footer_seen = True
+        self.end_ts = fin.footer["end_ts"]
+        self.events = fin.footer["events"]
+        for row in fin.threads:
+            key = (self.pid, row.tid)
+            self.threads[key] = ThreadInfo(self.pid, row.tid, row.name, row.cpu, row.flags)
+            self.lost[key] = row.lost
+        self._chunks = list(summary.index_rows(fin.footer, fin.start) or ())
+
     def _corrupt(self, why: str) -> None:
         self.problems.append(why)
         self.corrupt.append(why)
+
+    def new_problems(self) -> list[str]:
+        """The problems found since the last call: a file opened by its index finds
+        a bad chunk only when a reader reaches it, after the first were said."""
+        new = self.problems[self._said:]
+        self._said = len(self.problems)
+        return new
 
     @property
     def truncated(self) -> bool:
@@ -966,17 +1024,28 @@ class TraceFile:
         if kind != EVENTS:
             self.problems.append(f"unknown chunk type {kind!r} at offset {offset}; skipped")
             return
+        got = self._event_chunk(payload, offset, True)
+        if got is not None:
+            self._chunks.append(got)
+
+    def _event_chunk(self, payload: bytes, offset: int,
+                     counted: bool) -> Chunk | list[Record] | None:
+        """An event chunk's payload as kept (None: nothing to keep, said why in
+        problems when it is broken).  ``counted``: the chunk's thread rows and
+        events count into the file's (a full scan); a file opened by its index
+        has them from its footer."""
         try:
             chunk = _parse_tables(payload, self.version)
         except (ChunkError, zlib.error) as exc:
             self.problems.append(f"unreadable chunk at offset {offset}: {exc}; skipped")
-            return
-        for tid, name, cpu, flags, lost in chunk.threads:
-            key = (self.pid, tid)
-            self.threads[key] = ThreadInfo(self.pid, tid, name, cpu, flags)
-            self.lost[key] = max(self.lost.get(key, 0), lost)
+            return None
+        if counted:
+            for tid, name, cpu, flags, lost in chunk.threads:
+                key = (self.pid, tid)
+                self.threads[key] = ThreadInfo(self.pid, tid, name, cpu, flags)
+                self.lost[key] = max(self.lost.get(key, 0), lost)
         if not chunk.count:
-            return
+            return None
         dec = self._decoder
         got = None if dec is None else dec.tally(
             chunk.data, chunk.pos, chunk.count, len(chunk.strings), len(chunk.funcs),
@@ -986,9 +1055,9 @@ class TraceFile:
             chunk.per_thread, first, last = got
             chunk.span = (first, last)
             chunk.inflated = None
-            self.events += chunk.count
-            self._chunks.append(chunk)
-            return
+            if counted:
+                self.events += chunk.count
+            return chunk
         records: list[Record] = []
         try:
             _decode(chunk, self.pid, records)
@@ -996,21 +1065,71 @@ class TraceFile:
             self.problems.append(f"chunk at offset {offset}: {exc}; its {len(records)} "
                                  f"events before it are kept, "
                                  f"{chunk.count - len(records)} lost")
-        self.events += len(records)
-        if records:
-            self._chunks.append(records)
+        if counted:
+            self.events += len(records)
+        return records or None
+
+    def _load(self, i: int, keep: bool) -> Chunk | list[Record]:
+        """Chunk ``i``, read now if the index only named it (kept in place when
+        ``keep``: a streaming read lets each chunk go once merged)."""
+        item = self._chunks[i]
+        if not isinstance(item, summary.IndexRow):
+            return item
+        got = self._read_indexed(item)
+        if keep:
+            self._chunks[i] = got
+        return got
+
+    def _read_indexed(self, row: summary.IndexRow) -> Chunk | list[Record]:
+        """The event chunk the index's ``row`` names, checked as a full scan checks
+        it; what is wrong goes to problems and its events are lost ([])."""
+        at = row.offset
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(at)
+                head = f.read(_CHUNK.size)
+                if len(head) < _CHUNK.size:
+                    raise EOFError
+                sync, kind, length, crc = _CHUNK.unpack(head)
+                if sync != SYNC or kind != EVENTS or length > MAX_CHUNK:
+                    self.problems.append(f"the footer's index names no event chunk at "
+                                         f"offset {at}; its {row.count} events are lost")
+                    return []
+                payload = f.read(length)
+        except EOFError:
+            payload, length, crc = b"", 1, 0
+        except OSError as exc:
+            self.problems.append(f"chunk at offset {at} unreadable ({exc.strerror or exc}); "
+                                 f"its {row.count} events are lost")
+            return []
+        if len(payload) != length or zlib.crc32(payload) != crc:
+            self.problems.append(f"corrupt chunk at offset {at} (cut short or checksum "
+                                 f"mismatch); its {row.count} events are lost")
+            return []
+        said = len(self.problems)
+        got = self._event_chunk(payload, at, False)
+        n = 0 if got is None else got.count if isinstance(got, Chunk) else len(got)
+        if n != row.count and len(self.problems) == said:  # (a broken chunk said why)
+            self.problems.append(f"chunk at offset {at} holds {n} events where the "
+                                 f"footer's index says {row.count}")
+        return [] if got is None else got
 
     def chunks(self) -> list[Chunk | list[Record]]:
         """The file's events chunk by chunk, in file order: a Chunk still encoded
         (one the C decoder reads exactly), or the Records of one decoded in
-        Python (the pure path's, and any the C decoder leaves to it)."""
-        return list(self._chunks)
+        Python (the pure path's, and any the C decoder leaves to it).  A file
+        opened by its index reads its chunks now."""
+        loaded = [self._load(i, True) for i in range(len(self._chunks))]
+        return [c for c in loaded if isinstance(c, Chunk) or c]
 
     def has_notes(self, prefix: str) -> bool:
         """Whether a marker's text may start with ``prefix`` (the task notes'): False
         when no chunk holds such a string, so a reader looking for them need not
         decode any event."""
-        for chunk in self._chunks:
+        for i, item in enumerate(self._chunks):
+            if isinstance(item, summary.IndexRow) and not item.notes:
+                continue  # the writer saw no note's prefix in its bytes
+            chunk = self._load(i, True)
             if isinstance(chunk, list):
                 if any(rec.kind == TASK.name for rec in chunk):
                     return True
@@ -1023,7 +1142,7 @@ class TraceFile:
         records count them; the C decoder counts an encoded chunk without a record."""
         counts: dict[tuple[int, int], int] = {}
         last: int | None = None
-        for chunk in self._chunks:
+        for chunk in self.chunks():
             per_thread, _, latest = self._tally(chunk)
             for key, n in per_thread.items():
                 counts[key] = counts.get(key, 0) + n
@@ -1080,14 +1199,14 @@ class TraceFile:
         (timestamp, chunk index) first."""
         starts = []
         for i, chunk in enumerate(self._chunks):
-            first = self._tally(chunk)[1]
+            first = chunk.first if isinstance(chunk, summary.IndexRow) else self._tally(chunk)[1]
             if first is not None:
                 starts.append((first, i))
         starts.sort()
         return _merge_chunks(starts, self._sorted_chunk)
 
     def _sorted_chunk(self, i: int) -> list[Record]:
-        records = list(self.chunk_records(self._chunks[i]))
+        records = list(self.chunk_records(self._load(i, False)))
         records.sort(key=_TS)
         return records
 
@@ -1136,9 +1255,26 @@ def exit_status(files: Iterable[TraceFile]) -> int:
     return 1 if any(tf.corrupt for tf in files) else 0
 
 
-def open_trace(path: str, on_chunk: Callable[[int, int], None] | None = None) -> TraceFile:
+def open_trace(path: str, on_chunk: Callable[[int, int], None] | None = None,
+               indexed: bool = False) -> TraceFile:
     """Open one file; TraceFileError when it is no trace at all.  ``on_chunk(offset,
-    size)`` is called after each chunk is read (a progress display)."""
+    size)`` is called after each chunk is read (a progress display).
+
+    ``indexed``: a cleanly finished file whose footer has the chunk index is
+    opened from its preamble and footer alone, its chunks read as a reader
+    reaches them (``replay`` prints its first lines at once, whatever the
+    size); any other file, or one whose index is not right, is read in full."""
+    bad_index = None
+    if indexed:
+        fin = read_finished(path)
+        if fin is not None and summary.INDEX_KEY in fin.footer:
+            try:
+                summary.check_index(fin.footer, fin.footer_at - fin.start)
+            except ValueError as exc:
+                bad_index = f"corrupt footer: {exc}; the file is read in full"
+            else:
+                if _chain_matches(fin):
+                    return TraceFile(path, b"", finished=fin)
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -1146,7 +1282,43 @@ def open_trace(path: str, on_chunk: Callable[[int, int], None] | None = None) ->
         raise TraceFileError(f"{path}: no such file") from None
     except OSError as exc:
         raise TraceFileError(f"{path}: {exc.strerror or exc}") from None
-    return TraceFile(path, data, on_chunk)
+    tf = TraceFile(path, data, on_chunk)
+    if bad_index is not None:
+        tf._corrupt(bad_index)
+    return tf
+
+
+def _chain_matches(fin: Finished) -> bool:
+    """Whether the file's chunk headers, followed from the first chunk to the footer
+    (a few bytes read per chunk, none inflated), are where the footer's index says
+    its event chunks are: every indexed offset an event chunk's header, every
+    length reaching the next.  A file rewritten after its footer (chunks cut,
+    grown or moved) fails, and is read in full: the index is a writer's word
+    for where things are, trusted only where the file agrees."""
+    rows = summary.index_rows(fin.footer, fin.start) or []
+    want = iter(r.offset for r in rows)
+    nxt = next(want, None)
+    pos = fin.start
+    try:
+        with open(fin.path, "rb") as f:
+            while pos < fin.footer_at:
+                f.seek(pos)
+                head = f.read(_CHUNK.size)
+                if len(head) < _CHUNK.size:
+                    return False
+                sync, kind, length, _ = _CHUNK.unpack(head)
+                if sync != SYNC or length > MAX_CHUNK:
+                    return False
+                if pos == nxt:
+                    if kind != EVENTS:
+                        return False
+                    nxt = next(want, None)
+                elif nxt is not None and pos > nxt:
+                    return False  # an indexed offset inside a chunk
+                pos += _CHUNK.size + length  # (an event chunk of thread rows only: no row)
+    except OSError:
+        return False
+    return pos == fin.footer_at and nxt is None
 
 
 def child_paths(path: str) -> list[str]:
@@ -1162,9 +1334,9 @@ def child_paths(path: str) -> list[str]:
     return [os.path.join(folder, name) for _, name in found]
 
 
-def open_traces(path: str) -> list[TraceFile]:
+def open_traces(path: str, indexed: bool = False) -> list[TraceFile]:
     """``path`` and the files of the children recorded with ``--follow``."""
-    return [open_trace(path)] + [open_trace(p) for p in child_paths(path)]
+    return [open_trace(p, indexed=indexed) for p in [path, *child_paths(path)]]
 
 
 def merged_records(files: list[TraceFile]) -> Iterator[Record]:
