@@ -269,3 +269,28 @@ def test_no_index_when_it_cannot_be_whole() -> None:
     for i in range(footer.MAX_INDEX_ROWS + 1):
         big.chunk_written(i * 10, (i, i), 1, False)
     assert big.fields(footer.MAX_INDEX_ROWS + 1) == {}
+
+
+@needs_subprocess
+def test_from_skips_the_chunks_that_end_before_it(tmp_path: Path) -> None:
+    """``replay --from T`` prints what the full read prints, and never reads a
+    chunk the index says ends before T: a corrupt one there goes unnoticed."""
+    path = _record(tmp_path)
+    fin = read_finished(str(path))
+    assert fin is not None
+    rows = footer.index_rows(fin.footer, fin.start) or []
+    start = fin.header["start_ts"]
+    since_ns = rows[len(rows) // 2].first - start  # the middle chunk's first event
+    since = f"{since_ns}ns"
+    by_index, full = _replays(path, "--from", since)
+    assert by_index.stdout.replace("t.dat", "plain.dat") == full.stdout
+    assert (by_index.returncode, by_index.stderr) == (0, "")
+    assert full.stdout.count("leaf") > 10
+    data = bytearray(path.read_bytes())
+    data[rows[1].offset + CHUNK.size + 5] ^= 0xFF  # ends well before the window
+    path.write_bytes(bytes(data))
+    res = _run("replay", "--from", since, "t.dat", cwd=tmp_path)
+    assert (res.returncode, res.stderr) == (0, "")
+    assert res.stdout == by_index.stdout
+    res = _run("replay", "t.dat", cwd=tmp_path)  # the whole replay reaches it
+    assert "corrupt chunk at offset" in res.stderr

@@ -113,7 +113,16 @@ def count(files: list[TraceFile], ns: ReplayOptions, start: int,
     before them): every record when no option selects, else a pass of its own."""
     if not selects(ns):
         return sum(tf.events for tf in files)
-    return sum(1 for _ in select(merged_records(files), ns, start, keys, files_tasks))
+    return sum(1 for _ in select(merged_records(files, skip_before(ns, start)), ns, start,
+                                 keys, files_tasks))
+
+
+def skip_before(ns: ReplayOptions, start: int) -> int | None:
+    """The time before which no record is kept, so whole chunks may go unread:
+    ``--from``'s, unless ``--task`` needs the task notes from the start."""
+    if ns.since is None or ns.task is not None:
+        return None
+    return start + ns.since
 
 
 def selects(ns: ReplayOptions) -> bool:
@@ -287,7 +296,7 @@ def replay(ns: ReplayOptions) -> int:
     out = open(ns.output, "w", encoding="utf-8") if ns.output else sys.stdout
     try:
         entries = count(files, ns, start, keys, tasks)
-        records: Iterable[Record] = merged_records(files)
+        records: Iterable[Record] = merged_records(files, skip_before(ns, start))
         if not _isatty(out):  # on a terminal the lines themselves show the progress
             records = progress(records, "fntrace replay")
         if selects(ns):

@@ -1188,8 +1188,10 @@ class TraceFile:
         _decode(chunk, self.pid, records)
         return records
 
-    def records(self) -> Iterator[Record]:
-        """Every record, in time order (stable: equal timestamps keep file order).
+    def records(self, since: int | None = None) -> Iterator[Record]:
+        """Every record, in time order (stable: equal timestamps keep file order);
+        ``since``: a chunk the index says ends before it is not read (its records
+        are earlier, which the caller drops: the others still come).
 
         Streamed: a chunk is decoded when the merge reaches its earliest
         timestamp and let go when its last record is out, so only chunks whose
@@ -1199,6 +1201,8 @@ class TraceFile:
         (timestamp, chunk index) first."""
         starts = []
         for i, chunk in enumerate(self._chunks):
+            if isinstance(chunk, summary.IndexRow) and since is not None and chunk.last < since:
+                continue
             first = chunk.first if isinstance(chunk, summary.IndexRow) else self._tally(chunk)[1]
             if first is not None:
                 starts.append((first, i))
@@ -1339,8 +1343,9 @@ def open_traces(path: str, indexed: bool = False) -> list[TraceFile]:
     return [open_trace(p, indexed=indexed) for p in [path, *child_paths(path)]]
 
 
-def merged_records(files: list[TraceFile]) -> Iterator[Record]:
-    """Every record of several files in time order (their clock is shared)."""
+def merged_records(files: list[TraceFile], since: int | None = None) -> Iterator[Record]:
+    """Every record of several files in time order (their clock is shared);
+    ``since``: chunks indexed as ending before it may be left out."""
     if len(files) == 1:
-        return files[0].records()
-    return heapq.merge(*(f.records() for f in files), key=_TS)
+        return files[0].records(since)
+    return heapq.merge(*(f.records(since) for f in files), key=_TS)
