@@ -25,7 +25,7 @@ from helpers import needs_subprocess
 
 import fntrace
 from fntrace.core.events import CALL, ENTRY, MARKER, TASK, TASK_PREFIX
-from fntrace.formats.tracefile import open_trace, stored_text
+from fntrace.formats.tracefile import TraceWriter, open_trace, stored_text
 from fntrace.tracing.tasks import TaskTable
 
 MODULE = prog.__name__
@@ -239,6 +239,34 @@ def test_task_notes_are_marker_records() -> None:
     """A reader that knows no tasks reads a note as a marker: no new record code."""
     code, text = stored_text(None, (0, 0, TASK.tag, "run 3"), lambda b, e: "")
     assert (code, text) == (MARKER.code, TASK_PREFIX + "run 3")
+
+
+def test_c_encoder_stores_task_notes_as_the_python_encoder(tmp_path: Path) -> None:
+    """The C path packs a note into its ring slot (no tuple); the C encoder makes
+    of it the marker record write_events makes of the note's tuple."""
+    from fntrace.core import accel
+    from fntrace.recording.recorder import InstanceText
+
+    if accel.speedups is None or getattr(accel.speedups, "frame_key", None) is None:
+        pytest.skip("the C hot path does not read frames here")
+    with fntrace.trace("function_graph", filter=FILTER, notrace=NOTRACE, tasks=1) as inst:
+        prog.run()
+        inst.write("tracing_on", "0")
+        pairs = list(inst.rb.live.merged())
+        header = {"pid": os.getpid(), "tracer": "function_graph"}
+        by_python, by_c = tmp_path / "py.dat", tmp_path / "c.dat"
+        writer = TraceWriter(str(by_python), header)
+        writer.write_events(pairs, InstanceText(inst).one)
+        writer.finish(0)
+        writer = TraceWriter(str(by_c), header)
+        n, _ = writer.take(inst.rb.live, InstanceText(inst))
+        writer.finish(0)
+    assert n == len(pairs)
+    notes = [ev[TASK.at.info] for _, ev in pairs if ev[2] == TASK.tag]
+    assert sum(1 for n in notes if n.startswith("run ")) > 10
+    records = [list(open_trace(str(f)).records()) for f in (by_python, by_c)]
+    assert records[0] == records[1]
+    assert [r.text for r in records[1] if r.kind == TASK.name] == notes
 
 
 ROOT = str(Path(__file__).resolve().parent.parent)

@@ -240,12 +240,16 @@ static int
 TaskRecorder_init(TaskRecorder *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"rb", "tls", "numbers", "remove", "ended", "task_types", "quote",
-                             "tag", NULL};
-    PyObject *rb, *tls, *numbers, *remove, *ended, *types, *quote, *tag;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!OO!OOU", kwlist, &rb, &tls, &PyDict_Type,
+                             "tag", "prefix", NULL};
+    PyObject *rb, *tls, *numbers, *remove, *ended, *types, *quote, *tag, *prefix;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!OO!OOUU", kwlist, &rb, &tls, &PyDict_Type,
                                      &numbers, &remove, &PySet_Type, &ended, &types, &quote,
-                                     &tag))
+                                     &tag, &prefix))
         return -1;
+    if (fnt_task_tag == NULL) {  /* the schema's strings: the same for every recorder */
+        fnt_task_tag = Py_NewRef(tag);
+        fnt_task_prefix = Py_NewRef(prefix);
+    }
     fnt_recorder_bind((fnt_recorder *)self, rb);
     Py_XSETREF(self->tls, Py_NewRef(tls));
     Py_XSETREF(self->numbers, Py_NewRef(numbers));
@@ -534,27 +538,14 @@ write_note(TaskRecorder *self, PyObject *info, unsigned long long tsid)
         Py_DECREF(info);
         return on <= 0 ? on : -1;
     }
-    Py_ssize_t size = EVENT_OVERHEAD + PyUnicode_GET_LENGTH(info);
-    PyObject *event = PyTuple_New(4);
-    PyObject *t = PyLong_FromLongLong(ts), *s = PyLong_FromSsize_t(size);
-    if (event == NULL || t == NULL || s == NULL) {
-        Py_XDECREF(event);
-        Py_XDECREF(t);
-        Py_XDECREF(s);
-        Py_DECREF(info);
-        return -1;
-    }
-    PyTuple_SET_ITEM(event, 0, t);
-    PyTuple_SET_ITEM(event, 1, s);
-    PyTuple_SET_ITEM(event, 2, Py_NewRef(self->tag));
-    PyTuple_SET_ITEM(event, 3, info);
-    /* ints and strs: no cycle through it, nothing for the collector to visit */
-    PyObject_GC_UnTrack(event);
+    /* packed: the text and two numbers, no tuple (one per note was half a
+     * note's cost, the collector's walks included); the ring builds the
+     * Python path's (ts, size, tag, info) when a reader asks */
     fnt_slot slot = {0};
-    slot.kind = 0;
+    slot.kind = EVENT_TAG_TASK;
     slot.ts = ts;
-    slot.size = (int32_t)size;
-    slot.obj = event;
+    slot.size = (int32_t)(EVENT_OVERHEAD + PyUnicode_GET_LENGTH(info));
+    slot.obj = info;
     return fnt_recorder_write((fnt_recorder *)self, &slot, tsid) < 0 ? -1 : 1;
 }
 

@@ -47,7 +47,7 @@ from json.encoder import encode_basestring_ascii as _quote
 from typing import TYPE_CHECKING, Any
 
 from fntrace.core import accel as _accel
-from fntrace.core.events import EVENT_OVERHEAD, TASK
+from fntrace.core.events import EVENT_OVERHEAD, TASK, TASK_PREFIX
 from fntrace.core.flags import Event
 from fntrace.core.ops import Ops
 from fntrace.core.oscaps import native_id
@@ -240,7 +240,7 @@ class TaskTracker:
             data = self.numbers.data  # type: ignore[attr-defined]
             remove = self.numbers._remove  # type: ignore[attr-defined]
             rec = speedups.TaskRecorder(inst.rb, self.tls, data, remove, self.ended,
-                                        _task_types, _quote, _TAG)
+                                        _task_types, _quote, _TAG, TASK_PREFIX)
             rec.report = self.run_ops._callback_failed
             rec.ok = True
             self.run_ops.fast = rec
