@@ -132,12 +132,15 @@ class ProfRecorder:
 
 @final
 class TaskThread:
-    """One thread's asyncio task state: cur, written, and a stack of open steps."""
+    """One thread's asyncio task state: cur, written, last, last_n, and a stack of
+    saved (cur, last, last_n)."""
 
     cur: int
     written: int
-    def push(self, prev: int, task: object, /) -> None: ...
-    def pop(self) -> tuple[int, Any] | None: ...
+    last: Any
+    last_n: int
+    def push(self, prev: int, task: object, n: int = 0, /) -> None: ...
+    def pop(self) -> tuple[int, Any, int] | None: ...
     def __len__(self) -> int: ...
 
 @final

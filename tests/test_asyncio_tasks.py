@@ -182,6 +182,72 @@ def test_task_steps_are_noted_in_c_where_the_extension_reads_frames(
     assert unnamed(notes_fast) == unnamed(notes_pure)
 
 
+def _leaf(x: int) -> int:
+    return x
+
+
+async def _step_a() -> None:
+    _leaf(1)
+    await asyncio.sleep(0)
+    _leaf(2)
+
+
+async def _step_b() -> None:
+    _leaf(3)
+    await asyncio.sleep(0)
+    _leaf(4)
+
+
+def _plain() -> None:
+    _leaf(5)
+
+
+async def _two_tasks() -> None:
+    asyncio.get_running_loop().call_soon(_plain)
+    a = asyncio.create_task(_step_a(), name="a")
+    b = asyncio.create_task(_step_b(), name="b")
+    await a
+    await b
+
+
+def test_notes_only_where_the_running_task_changes(hot_path: str) -> None:
+    """A step's end is not watched (an event per step): the thread runs a task
+    until its next callback begins (another task's step: one note, no ``run 0``
+    between) or the loop's iteration ends (``run 0``, the ends of the tasks the
+    last step finished); code after the loop runs in no task."""
+    names = ["_leaf", "_step_a", "_step_b", "_plain", "_two_tasks"]
+    with fntrace.trace("function_graph", filter=[f"{__name__}:{n}" for n in names],
+                       tasks=1) as inst:
+        asyncio.run(_two_tasks())
+        _plain()
+    table = TaskTable()
+    seen: list[str] = []
+    for buf, ev in inst.rb.live.merged():
+        if ev[2] == TASK.tag:
+            table.note(buf, ev[TASK.at.info])
+            if not ev[TASK.at.info].startswith("new"):
+                seen.append(ev[TASK.at.info])
+        elif ev[2] == ENTRY.tag:
+            n = table.running(buf)
+            seen.append(f"{ev[3].qualname}@{table.info(n).name if n else '-'}")
+    main = min(table.tasks)  # asyncio.run's task, the first made
+    a = next(n for n, t in table.tasks.items() if t.name == "a")
+    b = next(n for n, t in table.tasks.items() if t.name == "b")
+    m = table.info(main).name
+    shutdown = sorted(table.tasks)[-2:]  # asyncio.run's: cancel the rest, shut down asyncgens
+    assert seen == [
+        "run 0", f"run {main}", f"_two_tasks@{m}",
+        "run 0", "_plain@-", "_leaf@-",
+        f"run {a}", "_step_a@a", "_leaf@a",
+        f"run {b}", "_step_b@b", "_leaf@b",
+        "run 0", f"run {a}", "_step_a@a", "_leaf@a", f'end {{"state": "done", "task": {a}}}',
+        f"run {b}", "_step_b@b", "_leaf@b", f'end {{"state": "done", "task": {b}}}',
+        "run 0", f"run {main}", f"_two_tasks@{m}", f'end {{"state": "done", "task": {main}}}',
+        *[note for n in shutdown
+          for note in ("run 0", f"run {n}", f'end {{"state": "done", "task": {n}}}')],
+        "run 0", "_plain@-", "_leaf@-"]
+
+
 def test_no_run_notes_while_tracing_is_off(hot_path: str) -> None:
     with fntrace.trace("function_graph", filter=FILTER, notrace=NOTRACE, tasks=1) as inst:
         inst.write("tracing_on", "0")

@@ -14,8 +14,10 @@
  * does, their text put together from ASCII parts without Python calls. *
  * TaskThread is one thread's state, shared with the Python path (which uses
  * it too while the extension is there, so the two hand over at any call):
- * the running task, the last `run` note written, and a stack of (task before
- * the step, the step's task or None).
+ * the running task, the last `run` note written, the task of the step begun
+ * last (its end is noted when the next callback or the loop's iteration
+ * begins: Handle._run's exit is not watched, an event per step saved), and
+ * a stack of what an iteration (_run_once) or the eager factory saved.
  */
 #include "recorder.h"
 
@@ -29,7 +31,8 @@ typedef fnt_where Where;
 
 typedef struct {
     long long prev;
-    PyObject *task;  /* strong, or NULL: a callback that is no task step */
+    PyObject *task;  /* strong, or NULL: the step then running (none, or no task's) */
+    long long n;     /* that task's number */
 } StepEntry;
 
 /* Steps nest only through a loop run inside a callback: a bound far above
@@ -40,6 +43,8 @@ typedef struct {
     PyObject_HEAD
     long long cur;      /* the running task (0: none) */
     long long written;  /* the last run note written (-1: none) */
+    PyObject *last;     /* the task of the step begun last (strong), or NULL */
+    long long last_n;   /* its number */
     StepEntry *stack;
     Py_ssize_t len, cap;
 } TaskThread;
@@ -61,6 +66,7 @@ TaskThread_traverse(TaskThread *self, visitproc visit, void *arg)
 {
     for (Py_ssize_t i = 0; i < self->len; i++)
         Py_VISIT(self->stack[i].task);
+    Py_VISIT(self->last);
     return 0;
 }
 
@@ -71,6 +77,7 @@ TaskThread_clear(TaskThread *self)
     self->len = 0;
     for (Py_ssize_t i = 0; i < n; i++)
         Py_CLEAR(self->stack[i].task);
+    Py_CLEAR(self->last);
     return 0;
 }
 
@@ -83,9 +90,9 @@ TaskThread_dealloc(TaskThread *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* Push (prev, task); 0, or -1 with an error (the bound, or memory). */
+/* Push (prev, task, n); 0, or -1 with an error (the bound, or memory). */
 static int
-thread_push(TaskThread *self, long long prev, PyObject *task)
+thread_push(TaskThread *self, long long prev, PyObject *task, long long n)
 {
     if (self->len == self->cap) {
         if (self->cap >= MAX_STEPS) {
@@ -103,6 +110,7 @@ thread_push(TaskThread *self, long long prev, PyObject *task)
     }
     self->stack[self->len].prev = prev;
     self->stack[self->len].task = Py_XNewRef(task);
+    self->stack[self->len].n = n;
     self->len++;
     return 0;
 }
@@ -110,11 +118,11 @@ thread_push(TaskThread *self, long long prev, PyObject *task)
 static PyObject *
 TaskThread_push(TaskThread *self, PyObject *args)
 {
-    long long prev;
+    long long prev, n = 0;
     PyObject *task;
-    if (!PyArg_ParseTuple(args, "LO:push", &prev, &task))
+    if (!PyArg_ParseTuple(args, "LO|L:push", &prev, &task, &n))
         return NULL;
-    if (thread_push(self, prev, task == Py_None ? NULL : task) < 0)
+    if (thread_push(self, prev, task == Py_None ? NULL : task, n) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -127,15 +135,7 @@ TaskThread_pop(TaskThread *self, PyObject *unused)
     StepEntry *e = &self->stack[--self->len];
     PyObject *task = e->task ? e->task : Py_NewRef(Py_None);  /* the stack's reference */
     e->task = NULL;
-    PyObject *prev = PyLong_FromLongLong(e->prev);
-    if (prev == NULL) {
-        Py_DECREF(task);
-        return NULL;
-    }
-    PyObject *r = PyTuple_Pack(2, prev, task);
-    Py_DECREF(prev);
-    Py_DECREF(task);
-    return r;
+    return Py_BuildValue("(LNL)", e->prev, task, e->n);
 }
 
 static Py_ssize_t
@@ -146,9 +146,9 @@ TaskThread_len(TaskThread *self)
 
 static PyMethodDef TaskThread_methods[] = {
     {"push", (PyCFunction)TaskThread_push, METH_VARARGS,
-     "push(prev, task): a step starts (task None: a callback that is no task's step)"},
+     "push(prev, task, n=0): save the running task and the last step's task and number"},
     {"pop", (PyCFunction)TaskThread_pop, METH_NOARGS,
-     "pop() -> (prev, task), or None when no step is open"},
+     "pop() -> (prev, task, n), or None when nothing is saved"},
     {NULL}
 };
 
@@ -156,6 +156,9 @@ static PyMemberDef TaskThread_members[] = {
     {"cur", T_LONGLONG, offsetof(TaskThread, cur), 0, "the running task (0: none)"},
     {"written", T_LONGLONG, offsetof(TaskThread, written), 0,
      "the last run note this thread wrote (-1: none)"},
+    {"last", T_OBJECT, offsetof(TaskThread, last), 0,
+     "the task of the step begun last (None: none, or a callback that is no task's)"},
+    {"last_n", T_LONGLONG, offsetof(TaskThread, last_n), 0, "that task's number"},
     {NULL}
 };
 
@@ -166,7 +169,8 @@ static PyTypeObject TaskThread_Type = {
     .tp_name = "fntrace._speedups.TaskThread",
     .tp_basicsize = sizeof(TaskThread),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "One thread's asyncio task state: cur, written, and a stack of open steps.",
+    .tp_doc = "One thread's asyncio task state: cur, written, last, last_n, and a stack of "
+              "saved (cur, last, last_n).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)TaskThread_init,
     .tp_dealloc = (destructor)TaskThread_dealloc,
@@ -181,8 +185,9 @@ static PyTypeObject TaskThread_Type = {
 /* TaskRecorder                                                               */
 /* ------------------------------------------------------------------------- */
 
-/* The watched functions a TaskRecorder serves, told apart by their code's name. */
-enum { ROLE_NONE, ROLE_RUN, ROLE_CREATE, ROLE_NAME };
+/* The watched functions a TaskRecorder serves, told apart by their code's name
+ * (Handle._run, BaseEventLoop._run_once, create_task, _set_task_name). */
+enum { ROLE_NONE, ROLE_RUN, ROLE_LOOP, ROLE_CREATE, ROLE_NAME };
 
 /* Direct-mapped caches (their size a power of two): tasks' numbers, the
  * "run N" strings of the first task numbers, creating functions' names. */
@@ -234,7 +239,7 @@ caches_clear(TaskRecorder *self)
 static PyObject *str_thread, *str_callback, *str_self, *str_done, *str_cancelled,
     *str_exception, *str_get_name, *str_name, *str_run, *str_create_task, *str_set_task_name,
     *str_asyncio, *str_asyncio_dot, *str_webloop, *str_state_done, *str_state_cancelled,
-    *str_unknown;
+    *str_unknown, *str_run_once;
 
 static int
 TaskRecorder_init(TaskRecorder *self, PyObject *args, PyObject *kwds)
@@ -333,8 +338,19 @@ role_of(PyObject *code)
     if (!PyCode_Check(code))
         return ROLE_NONE;
     PyObject *name = ((PyCodeObject *)code)->co_name;
+    /* co_name is interned: the same object as ours, but for a copy's code */
+    if (name == str_run)
+        return ROLE_RUN;
+    if (name == str_run_once)
+        return ROLE_LOOP;
+    if (name == str_create_task)
+        return ROLE_CREATE;
+    if (name == str_set_task_name)
+        return ROLE_NAME;
     if (same_str(name, str_run))
         return ROLE_RUN;
+    if (same_str(name, str_run_once))
+        return ROLE_LOOP;
     if (same_str(name, str_create_task))
         return ROLE_CREATE;
     if (same_str(name, str_set_task_name))
@@ -865,6 +881,66 @@ created(TaskRecorder *self, TaskThread *tt, PyObject *task, Where *w, unsigned l
     return r;
 }
 
+/* The step begun last has ended (the thread begins another callback, or the
+ * loop's iteration ends): note its task's end if the step finished it. */
+static int
+close_step(TaskRecorder *self, TaskThread *tt, unsigned long long tsid)
+{
+    PyObject *task = tt->last;  /* its reference is ours now */
+    if (task == NULL)
+        return 0;
+    tt->last = NULL;
+    int r = note_end(self, tt->last_n, task, tsid);
+    Py_DECREF(task);
+    return r;
+}
+
+/* A step begins (Handle._run): the one before it has ended. */
+static int
+step_entry(TaskRecorder *self, TaskThread *tt, Where *where, unsigned long long tsid)
+{
+    if (close_step(self, tt, tsid) < 0)
+        return -1;
+    PyObject *handle = local_at(where, 0);
+    PyObject *task = handle != NULL ? step_task(self, handle) : NULL;
+    long long n = 0;
+    if (task != NULL && (n = task_number(self, task, tsid)) < 0) {
+        Py_DECREF(task);
+        return -1;
+    }
+    Py_XSETREF(tt->last, task);
+    tt->last_n = n;
+    return thread_switch(self, tt, n, tsid);
+}
+
+/* An iteration of the loop begins (_run_once): no task runs until its first
+ * step; what ran before (the step that runs this loop, if any) is saved. */
+static int
+loop_entry(TaskRecorder *self, TaskThread *tt, unsigned long long tsid)
+{
+    if (thread_push(tt, tt->cur, tt->last, tt->last_n) < 0)
+        return -1;
+    Py_CLEAR(tt->last);
+    return thread_switch(self, tt, 0, tsid);
+}
+
+/* The iteration ends: its last step has ended; what ran before it runs again. */
+static int
+loop_exit(TaskRecorder *self, TaskThread *tt, unsigned long long tsid)
+{
+    int r = close_step(self, tt, tsid);
+    long long prev = 0;
+    if (tt->len > 0) {
+        StepEntry e = tt->stack[--tt->len];  /* the task's reference is ours now */
+        prev = e.prev;
+        Py_XSETREF(tt->last, e.task);
+        tt->last_n = e.n;
+    }
+    if (thread_switch(self, tt, prev, tsid) < 0)
+        r = -1;
+    return r;
+}
+
 static int
 task_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObject *event,
            unsigned long long tsid)
@@ -872,41 +948,15 @@ task_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObje
     TaskRecorder *self = (TaskRecorder *)rec;
     (void)fn;
     (void)event;
-    if (role_of(code) != ROLE_RUN)
+    int role = role_of(code);
+    if (role != ROLE_RUN && role != ROLE_LOOP)
         return 0;  /* create_task and _set_task_name: their exits only */
     TaskThread *tt = thread_state(self, tsid);
     if (tt == NULL)
         return -1;
     Py_INCREF(tt);  /* Python code (a task's name, a clock) may replace the cache's */
-    PyObject *handle = local_at(where, 0);
-    PyObject *task = handle != NULL ? step_task(self, handle) : NULL;
-    long long n = 0;
-    if (task != NULL && (n = task_number(self, task, tsid)) < 0) {
-        Py_DECREF(task);
-        Py_DECREF(tt);
-        return -1;
-    }
-    int r = thread_push(tt, tt->cur, task);
-    Py_XDECREF(task);
-    if (r == 0)
-        r = thread_switch(self, tt, n, tsid);
+    int r = role == ROLE_RUN ? step_entry(self, tt, where, tsid) : loop_entry(self, tt, tsid);
     Py_DECREF(tt);
-    return r;
-}
-
-static int
-step_exit(TaskRecorder *self, TaskThread *tt, unsigned long long tsid)
-{
-    if (tt->len == 0)
-        return 0;
-    StepEntry e = tt->stack[--tt->len];  /* the task's reference is ours now */
-    int r = 0;
-    if (e.task != NULL) {
-        r = note_end(self, tt->cur, e.task, tsid);
-        Py_DECREF(e.task);
-    }
-    if (thread_switch(self, tt, e.prev, tsid) < 0)
-        r = -1;
     return r;
 }
 
@@ -918,8 +968,8 @@ task_exit(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObjec
     (void)fn;
     (void)event;
     int role = role_of(code);
-    if (role == ROLE_NONE)
-        return 0;
+    if (role == ROLE_NONE || role == ROLE_RUN)
+        return 0;  /* a step ends where the next callback or the iteration begins */
     if (role == ROLE_CREATE && (exc != Py_None || value == NULL || !is_task(self, value)))
         return 0;  /* raised: no task */
     PyObject *task = NULL;
@@ -934,8 +984,8 @@ task_exit(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObjec
         return -1;
     Py_INCREF(tt);  /* Python code (done, a name) may replace the cache's */
     int r;
-    if (role == ROLE_RUN) {
-        r = step_exit(self, tt, tsid);
+    if (role == ROLE_LOOP) {
+        r = loop_exit(self, tt, tsid);
     } else if (role == ROLE_CREATE) {
         r = created(self, tt, value, where, tsid);
     } else {
@@ -995,6 +1045,7 @@ intern_all(void)
         {&str_asyncio, "asyncio"}, {&str_asyncio_dot, "asyncio."},
         {&str_webloop, "pyodide.webloop"}, {&str_state_done, "done"},
         {&str_state_cancelled, "cancelled"}, {&str_unknown, "?"},
+        {&str_run_once, "_run_once"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if ((*names[i].at = PyUnicode_InternFromString(names[i].s)) == NULL)
