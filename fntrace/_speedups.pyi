@@ -153,7 +153,7 @@ class TaskRecorder:
     pid_check: Callable[[], object] | None
     tracing: bool
     def __init__(self, rb: Any, tls: Any, numbers: dict[Any, int],
-                 remove: Callable[[Any], object], ended: set[int],
+                 ended: set[int],
                  task_types: Callable[[], tuple[type, ...] | None],
                  quote: Callable[[str], str], tag: str, prefix: str) -> None: ...
     def ring_changed(self) -> None: ...

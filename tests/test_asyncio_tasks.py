@@ -248,6 +248,31 @@ def test_notes_only_where_the_running_task_changes(hot_path: str) -> None:
         "run 0", "_plain@-", "_leaf@-"]
 
 
+def test_a_dead_tasks_number_is_forgotten(hot_path: str) -> None:
+    """The numbers are held by weak reference: a task that is gone leaves no
+    entry (the C path's callback is its own, not WeakKeyDictionary's)."""
+    import gc
+
+    with fntrace.trace("function_graph", filter=FILTER, notrace=NOTRACE, tasks=1) as inst:
+        assert inst.tracer is not None and inst.tracer.tasks is not None
+        numbers = inst.tracer.tasks.numbers
+        prog.run()
+        assert len(numbers) > 8  # prog.LOG holds its tasks
+        prog.LOG.clear()
+        gc.collect()
+        assert len(numbers) == 0
+        held: list[Any] = []
+
+        async def keep() -> None:
+            held.append(asyncio.current_task())
+
+        asyncio.run(keep())
+        assert len(numbers) == 1 and numbers[held[0]] > 8
+        held.clear()
+        gc.collect()
+        assert len(numbers) == 0
+
+
 def test_no_run_notes_while_tracing_is_off(hot_path: str) -> None:
     with fntrace.trace("function_graph", filter=FILTER, notrace=NOTRACE, tasks=1) as inst:
         inst.write("tracing_on", "0")

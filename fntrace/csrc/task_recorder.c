@@ -208,7 +208,7 @@ typedef struct {
     FNT_RECORDER_HEAD
     PyObject *tls;         /* threading.local: .thread is the TaskThread */
     PyObject *numbers;     /* task weak reference -> number (the tracker's WeakKeyDictionary's) */
-    PyObject *remove;      /* that dictionary's weak reference callback */
+    PyObject *forget;      /* its weak references' callback: forget_task bound to it */
     PyObject *ended;       /* set of the numbers whose end is noted */
     PyObject *types_fn;    /* () -> the Task classes (a tuple), or None while asyncio is not loaded */
     PyObject *task_types;  /* its answer, once it had one (NULL before) */
@@ -241,15 +241,36 @@ static PyObject *str_thread, *str_callback, *str_self, *str_done, *str_cancelled
     *str_asyncio, *str_asyncio_dot, *str_webloop, *str_state_done, *str_state_cancelled,
     *str_unknown, *str_run_once;
 
+/* A dead task's entry out of the numbers: the weak reference's callback, as
+ * WeakKeyDictionary's own (a Python function, ~1,800 instructions a task,
+ * which that dictionary's deferral while it is iterated needs; nothing
+ * iterates this one).  A key already gone is no error. */
+static PyObject *
+forget_task(PyObject *numbers, PyObject *ref)
+{
+    if (PyDict_DelItem(numbers, ref) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_KeyError))
+            return NULL;
+        PyErr_Clear();
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef forget_def = {"forget_task", forget_task, METH_O,
+                                 "Drop a dead task's weak reference from the numbers."};
+
 static int
 TaskRecorder_init(TaskRecorder *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"rb", "tls", "numbers", "remove", "ended", "task_types", "quote",
-                             "tag", "prefix", NULL};
-    PyObject *rb, *tls, *numbers, *remove, *ended, *types, *quote, *tag, *prefix;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!OO!OOUU", kwlist, &rb, &tls, &PyDict_Type,
-                                     &numbers, &remove, &PySet_Type, &ended, &types, &quote,
-                                     &tag, &prefix))
+    static char *kwlist[] = {"rb", "tls", "numbers", "ended", "task_types", "quote", "tag",
+                             "prefix", NULL};
+    PyObject *rb, *tls, *numbers, *ended, *types, *quote, *tag, *prefix;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!O!OOUU", kwlist, &rb, &tls, &PyDict_Type,
+                                     &numbers, &PySet_Type, &ended, &types, &quote, &tag,
+                                     &prefix))
+        return -1;
+    PyObject *forget = PyCFunction_New(&forget_def, numbers);
+    if (forget == NULL)
         return -1;
     if (fnt_task_tag == NULL) {  /* the schema's strings: the same for every recorder */
         fnt_task_tag = Py_NewRef(tag);
@@ -258,7 +279,7 @@ TaskRecorder_init(TaskRecorder *self, PyObject *args, PyObject *kwds)
     fnt_recorder_bind((fnt_recorder *)self, rb);
     Py_XSETREF(self->tls, Py_NewRef(tls));
     Py_XSETREF(self->numbers, Py_NewRef(numbers));
-    Py_XSETREF(self->remove, Py_NewRef(remove));
+    Py_XSETREF(self->forget, forget);
     Py_XSETREF(self->ended, Py_NewRef(ended));
     Py_XSETREF(self->types_fn, Py_NewRef(types));
     Py_CLEAR(self->task_types);
@@ -275,7 +296,7 @@ TaskRecorder_traverse(TaskRecorder *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->tls);
     Py_VISIT(self->numbers);
-    Py_VISIT(self->remove);
+    Py_VISIT(self->forget);
     Py_VISIT(self->ended);
     Py_VISIT(self->types_fn);
     Py_VISIT(self->task_types);
@@ -296,7 +317,7 @@ TaskRecorder_clear(TaskRecorder *self)
 {
     Py_CLEAR(self->tls);
     Py_CLEAR(self->numbers);
-    Py_CLEAR(self->remove);
+    Py_CLEAR(self->forget);
     Py_CLEAR(self->ended);
     Py_CLEAR(self->types_fn);
     Py_CLEAR(self->task_types);
@@ -685,7 +706,7 @@ static long long
 number_task(TaskRecorder *self, PyObject *task)
 {
     long long n = self->next++;
-    PyObject *ref = PyWeakref_NewRef(task, self->remove);
+    PyObject *ref = PyWeakref_NewRef(task, self->forget);
     PyObject *value = ref == NULL ? NULL : PyLong_FromLongLong(n);
     int r = value == NULL ? -1 : PyDict_SetItem(self->numbers, ref, value);
     Py_XDECREF(value);

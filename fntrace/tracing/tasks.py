@@ -255,8 +255,7 @@ class TaskTracker:
             # number) as that dictionary's own methods do, and the ended set; the
             # task numbers come from its counter on both paths (take_number).
             data = self.numbers.data  # type: ignore[attr-defined]
-            remove = self.numbers._remove  # type: ignore[attr-defined]
-            rec = speedups.TaskRecorder(inst.rb, self.tls, data, remove, self.ended,
+            rec = speedups.TaskRecorder(inst.rb, self.tls, data, self.ended,
                                         _task_types, _quote, _TAG, TASK_PREFIX)
             rec.report = self.run_ops._callback_failed
             rec.ok = True
