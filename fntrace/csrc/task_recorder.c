@@ -204,6 +204,18 @@ typedef struct {
     PyObject *code, *module, *text;  /* strong, or NULL: text is code's name run in module */
 } FuncName;
 
+/* What a type's instances need looked up, found once per type (a step's
+ * Handle, its callback, its task), each read then as the type's descriptor
+ * reads it; every lookup through getattr was ~200 instructions a step. */
+#define TYPE_SLOTS 8
+typedef struct {
+    PyTypeObject *type;  /* strong, or NULL: a free entry */
+    int is_task;         /* an asyncio Task (C or pure, or a subclass) */
+    PyMemberDef *callback;  /* a Handle's _callback slot (NULL: looked up by name) */
+    PyGetSetDef *self_get;  /* a callback's __self__ getter (NULL: looked up by name) */
+    PyObject *done;      /* a task's unbound done (strong, or NULL) */
+} TypeCache;
+
 typedef struct {
     FNT_RECORDER_HEAD
     PyObject *tls;         /* threading.local: .thread is the TaskThread */
@@ -216,6 +228,8 @@ typedef struct {
     PyObject *tag;         /* the TASK event's kind */
     long long next;        /* the next task number (the tracker's take_number too) */
     fnt_tls_cache cache;
+    TypeCache types[TYPE_SLOTS];  /* per type: how a step's task and its state are read */
+    int type_next;                /* the entry replaced next */
     KnownTask known[KNOWN_SLOTS];  /* numbers looked up lately (the table has them all) */
     PyObject *runs[RUN_STRS];      /* "run N" made (N < RUN_STRS), or NULL */
     FuncName funcs[FUNC_SLOTS];
@@ -225,6 +239,10 @@ typedef struct {
 static void
 caches_clear(TaskRecorder *self)
 {
+    for (int i = 0; i < TYPE_SLOTS; i++) {
+        Py_CLEAR(self->types[i].type);
+        Py_CLEAR(self->types[i].done);
+    }
     for (int i = 0; i < KNOWN_SLOTS; i++)
         Py_CLEAR(self->known[i].ref);
     for (int i = 0; i < RUN_STRS; i++)
@@ -308,6 +326,10 @@ TaskRecorder_traverse(TaskRecorder *self, visitproc visit, void *arg)
     for (int i = 0; i < FUNC_SLOTS; i++) {
         Py_VISIT(self->funcs[i].code);
         Py_VISIT(self->funcs[i].module);
+    }
+    for (int i = 0; i < TYPE_SLOTS; i++) {
+        Py_VISIT(self->types[i].type);
+        Py_VISIT(self->types[i].done);
     }
     return fnt_recorder_traverse_common((fnt_recorder *)self, visit, arg);
 }
@@ -400,9 +422,9 @@ local_at(Where *w, int i)
     return f->localsplus[i];
 }
 
-/* Whether `obj` is an asyncio Task (C or pure): 1, 0, never an error. */
+/* Whether instances of `tp` are asyncio Tasks (C or pure): 1, 0, never an error. */
 static int
-is_task(TaskRecorder *self, PyObject *obj)
+type_is_task(TaskRecorder *self, PyTypeObject *tp)
 {
     if (self->task_types == NULL) {  /* asyncio is loaded: one of its functions runs */
         PyObject *types = PyObject_CallNoArgs(self->types_fn);
@@ -415,30 +437,104 @@ is_task(TaskRecorder *self, PyObject *obj)
             return 0;
         }
     }
-    if ((PyObject *)Py_TYPE(obj) == PyTuple_GET_ITEM(self->task_types, 0))
-        return 1;  /* the commonest: asyncio.Task itself */
-    int is = PyObject_IsInstance(obj, self->task_types);
-    if (is < 0)
-        PyErr_Clear();
-    return is > 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(self->task_types); i++) {
+        PyObject *t = PyTuple_GET_ITEM(self->task_types, i);
+        if (PyType_Check(t) && PyType_IsSubtype(tp, (PyTypeObject *)t))
+            return 1;
+    }
+    return 0;
+}
+
+/* The descriptor named `name` of type `tp` if it is of `kind` (borrowed from
+ * the type's dictionaries, as attribute lookup finds it: the type, which the
+ * cache holds, keeps it), or NULL; never an error. */
+static PyObject *
+type_descr(PyTypeObject *tp, PyObject *name, PyTypeObject *kind)
+{
+    PyObject *d = _PyType_Lookup(tp, name);
+    return d != NULL && Py_IS_TYPE(d, kind) ? d : NULL;
+}
+
+/* The cache entry of `tp` (filled on first sight; the entries are few types,
+ * the Handles, the step wrapper, the Tasks: all searched, one replaced in
+ * turn when full), or NULL with an error. */
+static TypeCache *
+type_cache(TaskRecorder *self, PyTypeObject *tp)
+{
+    for (int i = 0; i < TYPE_SLOTS; i++)
+        if (self->types[i].type == tp)
+            return &self->types[i];
+    TypeCache *c = &self->types[self->type_next];
+    self->type_next = (self->type_next + 1) % TYPE_SLOTS;
+    Py_CLEAR(c->done);
+    Py_XSETREF(c->type, (PyTypeObject *)Py_NewRef(tp));
+    c->is_task = type_is_task(self, tp);
+    c->callback = NULL;
+    c->self_get = NULL;
+    PyObject *d = type_descr(tp, str_callback, &PyMemberDescr_Type);
+    if (d != NULL) {
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type == T_OBJECT_EX || m->type == T_OBJECT)
+            c->callback = m;
+    }
+    d = type_descr(tp, str_self, &PyGetSetDescr_Type);
+    if (d != NULL && ((PyGetSetDescrObject *)d)->d_getset->get != NULL)
+        c->self_get = ((PyGetSetDescrObject *)d)->d_getset;
+    if (c->is_task) {  /* a method (C) or function (pure): called with the task first */
+        PyObject *d = _PyType_Lookup(tp, str_done);
+        if (d != NULL && (Py_IS_TYPE(d, &PyMethodDescr_Type) || PyFunction_Check(d)))
+            c->done = Py_NewRef(d);
+    }
+    return c;
+}
+
+/* Whether `obj` is an asyncio Task (C or pure): 1, 0, never an error. */
+static int
+is_task(TaskRecorder *self, PyObject *obj)
+{
+    TypeCache *c = type_cache(self, Py_TYPE(obj));
+    return c != NULL && c->is_task;
+}
+
+/* task.done(): 1, 0, or -1 with an error (its unbound method called, not looked up). */
+static int
+task_done(TaskRecorder *self, PyObject *task)
+{
+    TypeCache *c = type_cache(self, Py_TYPE(task));
+    PyObject *done = c != NULL && c->done != NULL
+                         ? PyObject_Vectorcall(c->done, &task, 1, NULL)
+                         : PyObject_CallMethodNoArgs(task, str_done);
+    int is = done == NULL ? -1 : PyObject_IsTrue(done);
+    Py_XDECREF(done);
+    return is;
 }
 
 /* The task whose step the Handle runs (new reference), or NULL (none; no error). */
 static PyObject *
 step_task(TaskRecorder *self, PyObject *handle)
 {
-    PyObject *cb = PyObject_GetAttr(handle, str_callback);
-    if (cb == NULL) {
+    TypeCache *c = type_cache(self, Py_TYPE(handle));
+    PyObject *cb;
+    if (c != NULL && c->callback != NULL) {
+        /* the slot, read as its member descriptor reads it */
+        cb = Py_XNewRef(*(PyObject **)((char *)handle + c->callback->offset));
+        if (cb == NULL)
+            return NULL;
+    } else if ((cb = PyObject_GetAttr(handle, str_callback)) == NULL) {
         PyErr_Clear();
         return NULL;
     }
     PyObject *owner;
-    if (PyMethod_Check(cb))
+    if (PyMethod_Check(cb)) {
         owner = Py_NewRef(PyMethod_GET_SELF(cb));
-    else if (PyCFunction_Check(cb))
+    } else if (PyCFunction_Check(cb)) {
         owner = Py_XNewRef(PyCFunction_GET_SELF(cb));
-    else
-        owner = PyObject_GetAttr(cb, str_self);  /* the C Task's step wrapper */
+    } else {  /* the C Task's step wrapper */
+        c = type_cache(self, Py_TYPE(cb));
+        owner = c != NULL && c->self_get != NULL
+                    ? c->self_get->get(cb, c->self_get->closure)
+                    : PyObject_GetAttr(cb, str_self);
+    }
     Py_DECREF(cb);
     if (owner == NULL) {
         PyErr_Clear();
@@ -766,9 +862,7 @@ end_state(TaskRecorder *self, PyObject *task)
 static int
 note_end(TaskRecorder *self, long long n, PyObject *task, unsigned long long tsid)
 {
-    PyObject *done = PyObject_CallMethodNoArgs(task, str_done);
-    int is = done == NULL ? -1 : PyObject_IsTrue(done);
-    Py_XDECREF(done);
+    int is = task_done(self, task);
     if (is <= 0)
         return is;  /* the commonest: the step awaits */
     PyObject *key = PyLong_FromLongLong(n);
