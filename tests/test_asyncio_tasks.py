@@ -273,6 +273,48 @@ def test_a_dead_tasks_number_is_forgotten(hot_path: str) -> None:
         assert len(numbers) == 0
 
 
+class _MyTask(asyncio.Task):  # type: ignore[type-arg]
+    """A Task subclass: found a task by its type's ancestry."""
+
+
+@pytest.mark.parametrize("factory", ["subclass", "pure"])
+def test_task_subclasses_and_the_pure_task_are_tasks(hot_path: str, factory: str) -> None:
+    """The C recorder reads a step's task through its types' descriptors: a
+    Task subclass (the C step wrapper) and asyncio's pure-Python Task (a bound
+    method) are each followed; the oracle is asyncio.current_task()."""
+    make = _MyTask if factory == "subclass" else asyncio.tasks._PyTask  # type: ignore[attr-defined]
+    seen: list[tuple[str, str]] = []
+
+    def leaf(where: str) -> None:
+        task = asyncio.current_task()
+        seen.append((where, task.get_name() if task is not None else "-"))
+
+    async def worker(i: int) -> None:
+        leaf(f"w{i}")
+        await asyncio.sleep(0)
+        leaf(f"w{i}")
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_task_factory(
+            lambda loop, coro, **kw: make(coro, loop=loop, **kw))
+        await asyncio.gather(*(asyncio.create_task(worker(i), name=f"n{i}") for i in range(3)))
+
+    with fntrace.trace("function_graph", filter=f"{__name__}:*", tasks=1) as inst:
+        asyncio.run(main())
+    table = TaskTable()
+    got: list[tuple[str, str]] = []
+    leaves = iter(seen)
+    for buf, ev in inst.rb.live.merged():
+        if ev[2] == TASK.tag:
+            table.note(buf, ev[TASK.at.info])
+        elif ev[2] == ENTRY.tag and ev[3].qualname.endswith("leaf"):
+            where, _ = next(leaves)
+            n = table.running(buf)
+            got.append((where, table.info(n).name or "?" if n else "-"))
+    assert got == seen
+    assert sorted(seen) == [(f"w{i}", f"n{i}") for i in range(3) for _ in range(2)]
+
+
 def test_no_run_notes_while_tracing_is_off(hot_path: str) -> None:
     with fntrace.trace("function_graph", filter=FILTER, notrace=NOTRACE, tasks=1) as inst:
         inst.write("tracing_on", "0")
