@@ -436,6 +436,18 @@ def test_recorded_tasks_replay_one_task(tmp_path: Path, pure: str) -> None:
     assert (child_a[1], child_a[2], child_a[3], child_a[-1]) == (
         "done", parent, "4", f"{MODULE}:child")
     assert all(c != "-" for c in child_a[4:10])
+    # The per-function report: Run and Wait of the coroutine calls that suspended.
+    plain = subprocess.run([sys.executable, "-m", "fntrace", "report", str(dat)],
+                           env=env, text=True, capture_output=True, timeout=120)
+    assert plain.returncode == 0, plain.stderr
+    head = plain.stdout.splitlines()
+    assert head[0].startswith("# Run, Wait:") and head[1].split()[-3:] == [
+        "Run", "Wait", "Function"]
+    cells = {line.split()[-1]: line.split() for line in head[3:]}
+    assert cells[f"{MODULE}:helper"][-3:-1] == ["-", "-"]  # a plain function
+    # child: two calls, each suspended; time units after each figure.
+    assert cells[f"{MODULE}:child"][-5:-1] != ["-", "-", "-", "-"]
+    assert cells[f"{MODULE}:child"][-5][0].isdigit() and cells[f"{MODULE}:child"][-3][0].isdigit()
     out = replay("--task", "child-a")  # the column is shown: the file has task notes
     assert out.returncode == 0, out.stderr
     body = [line for line in out.stdout.splitlines() if not line.startswith("#")]
