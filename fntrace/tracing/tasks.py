@@ -37,7 +37,10 @@ Limits: a task constructed directly as ``asyncio.Task(coro, eager_start=True)``
 (3.12+; aiohttp does so for its connection and request tasks) runs its first
 step inside the C constructor, where no Python function of asyncio runs: that
 step is noted as its creator's; its later steps are its own.  Event loops that
-do not run callbacks through ``asyncio.events.Handle`` (uvloop) get no notes;
+do not run callbacks through ``asyncio.events.Handle`` get no notes: uvloop runs
+its Handles, the tasks' steps and create_task in C, where no Python function
+of asyncio runs per step, so nothing is noted rather than a wrong task
+(following it would take a look at every traced coroutine resumed from C);
 a loop that runs Handles but not through ``BaseEventLoop._run_once`` (Pyodide's)
 leaves a thread in its last step's task until its next callback.  What runs
 between two callbacks of one iteration outside them (a finalizer, a signal
