@@ -496,14 +496,28 @@ is_task(TaskRecorder *self, PyObject *obj)
     return c != NULL && c->is_task;
 }
 
-/* task.done(): 1, 0, or -1 with an error (its unbound method called, not looked up). */
+/* task.done(): 1, 0, or -1 with an error (its unbound method called, not
+ * looked up; a C method without arguments called as its descriptor calls it,
+ * the task being of the class it was found on). */
 static int
 task_done(TaskRecorder *self, PyObject *task)
 {
     TypeCache *c = type_cache(self, Py_TYPE(task));
-    PyObject *done = c != NULL && c->done != NULL
-                         ? PyObject_Vectorcall(c->done, &task, 1, NULL)
-                         : PyObject_CallMethodNoArgs(task, str_done);
+    PyObject *done;
+    if (c != NULL && c->done != NULL && Py_IS_TYPE(c->done, &PyMethodDescr_Type) &&
+        (((PyMethodDescrObject *)c->done)->d_method->ml_flags &
+         (METH_VARARGS | METH_FASTCALL | METH_NOARGS | METH_O | METH_KEYWORDS | METH_METHOD)) ==
+            METH_NOARGS)
+        done = ((PyMethodDescrObject *)c->done)->d_method->ml_meth(task, NULL);
+    else if (c != NULL && c->done != NULL)
+        done = PyObject_Vectorcall(c->done, &task, 1, NULL);
+    else
+        done = PyObject_CallMethodNoArgs(task, str_done);
+    if (done == Py_True || done == Py_False) {
+        int is = done == Py_True;
+        Py_DECREF(done);
+        return is;
+    }
     int is = done == NULL ? -1 : PyObject_IsTrue(done);
     Py_XDECREF(done);
     return is;
