@@ -1,12 +1,13 @@
 /* task_recorder.c: the asyncio task notes, written in C.
  *
- * Why: every step of every asyncio task runs through Handle._run, every task
+ * Why: every step of every asyncio task runs through Handle._run (each
+ * iteration of the loop through BaseEventLoop._run_once), every task
  * through create_task (and on 3.11/3.12 _set_task_name), and tracing/tasks.py
  * notes there which task the thread runs, and each task's name, creator and
  * end.  Through the Python trampoline and callbacks that cost ~80,000
  * instructions per step and ~150,000 per task, many times function_graph's
  * own cost of the few calls a step makes.  TaskRecorder is the recorder of
- * the three ops (told apart by their code's name): it reads the Handle (or
+ * the ops (told apart by their code's name): it reads the Handle (or
  * create_task's return value, or _set_task_name's arguments) from the frame,
  * the callback's owner, the task's number (the tracker's WeakKeyDictionary
  * read and written directly, behind a small cache), the creating function

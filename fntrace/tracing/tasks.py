@@ -222,9 +222,9 @@ class _PyTaskThread:
 
 
 class TaskTracker:
-    """One instance's task notes: three ops on the WATCHED functions, per-thread
+    """One instance's task notes: four ops on the WATCHED functions, per-thread
     state.  Where the extension reads frames, one C recorder (TaskRecorder)
-    serves the ops of Handle._run, create_task and _set_task_name, so a step
+    serves the ops of Handle._run, _run_once, create_task and _set_task_name, so a step
     and a task's creation and end are noted without Python code; the Python
     callbacks here serve the eager task factory, the pure path, and any site
     another ops shares (a trace of asyncio's own functions)."""
@@ -252,8 +252,8 @@ class TaskTracker:
         self.all_ops = [self.run_ops, self.ops, self.loop_ops, self.eager_ops]
         self.recorder: Any = None
         if fast:
-            # The C recorder serves the three ops of every task (a step, create_task,
-            # _set_task_name) when it is the only ops at their site.  It reads and
+            # The C recorder serves the ops of a step, an iteration, create_task and
+            # _set_task_name when it is the only ops at their site.  It reads and
             # writes the dictionary behind the WeakKeyDictionary (weak reference ->
             # number) as that dictionary's own methods do, and the ended set; the
             # task numbers come from its counter on both paths (take_number).
