@@ -133,12 +133,15 @@ class ProfRecorder:
 
 @final
 class TaskThread:
-    """One thread's asyncio task state: cur, written, and a stack of open steps."""
+    """One thread's asyncio task state: cur, written, last, last_n, and a stack of
+    saved (cur, last, last_n)."""
 
     cur: int
     written: int
-    def push(self, prev: int, task: object, /) -> None: ...
-    def pop(self) -> tuple[int, Any] | None: ...
+    last: Any
+    last_n: int
+    def push(self, prev: int, task: object, n: int = 0, /) -> None: ...
+    def pop(self) -> tuple[int, Any, int] | None: ...
     def __len__(self) -> int: ...
 
 @final
@@ -151,9 +154,9 @@ class TaskRecorder:
     pid_check: Callable[[], object] | None
     tracing: bool
     def __init__(self, rb: Any, tls: Any, numbers: dict[Any, int],
-                 remove: Callable[[Any], object], ended: set[int],
+                 ended: set[int],
                  task_types: Callable[[], tuple[type, ...] | None],
-                 quote: Callable[[str], str], tag: str) -> None: ...
+                 quote: Callable[[str], str], tag: str, prefix: str) -> None: ...
     def ring_changed(self) -> None: ...
     def take_number(self) -> int: ...
 

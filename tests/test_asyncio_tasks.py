@@ -25,7 +25,7 @@ from helpers import needs_subprocess
 
 import fntrace
 from fntrace.core.events import CALL, ENTRY, MARKER, TASK, TASK_PREFIX
-from fntrace.formats.tracefile import open_trace, stored_text
+from fntrace.formats.tracefile import TraceWriter, open_trace, stored_text
 from fntrace.tracing.tasks import TaskTable
 
 MODULE = prog.__name__
@@ -182,6 +182,188 @@ def test_task_steps_are_noted_in_c_where_the_extension_reads_frames(
     assert unnamed(notes_fast) == unnamed(notes_pure)
 
 
+def _leaf(x: int) -> int:
+    return x
+
+
+async def _step_a() -> None:
+    _leaf(1)
+    await asyncio.sleep(0)
+    _leaf(2)
+
+
+async def _step_b() -> None:
+    _leaf(3)
+    await asyncio.sleep(0)
+    _leaf(4)
+
+
+def _plain() -> None:
+    _leaf(5)
+
+
+async def _two_tasks() -> None:
+    asyncio.get_running_loop().call_soon(_plain)
+    a = asyncio.create_task(_step_a(), name="a")
+    b = asyncio.create_task(_step_b(), name="b")
+    await a
+    await b
+
+
+def test_notes_only_where_the_running_task_changes(hot_path: str) -> None:
+    """A step's end is not watched (an event per step): the thread runs a task
+    until its next callback begins (another task's step: one note, no ``run 0``
+    between) or the loop's iteration ends (``run 0``, the ends of the tasks the
+    last step finished); code after the loop runs in no task."""
+    if sys.platform == "emscripten":
+        pytest.skip("Pyodide's loop runs each callback from JavaScript, with no "
+                    "_run_once iteration: its notes differ (README, asyncio: Limits)")
+    names = ["_leaf", "_step_a", "_step_b", "_plain", "_two_tasks"]
+    with fntrace.trace("function_graph", filter=[f"{__name__}:{n}" for n in names],
+                       tasks=1) as inst:
+        asyncio.run(_two_tasks())
+        _plain()
+    table = TaskTable()
+    seen: list[str] = []
+    for buf, ev in inst.rb.live.merged():
+        if ev[2] == TASK.tag:
+            table.note(buf, ev[TASK.at.info])
+            if not ev[TASK.at.info].startswith("new"):
+                seen.append(ev[TASK.at.info])
+        elif ev[2] == ENTRY.tag:
+            n = table.running(buf)
+            seen.append(f"{ev[3].qualname}@{table.info(n).name if n else '-'}")
+    main = min(table.tasks)  # asyncio.run's task, the first made
+    a = next(n for n, t in table.tasks.items() if t.name == "a")
+    b = next(n for n, t in table.tasks.items() if t.name == "b")
+    m = table.info(main).name
+    shutdown = sorted(table.tasks)[-2:]  # asyncio.run's: cancel the rest, shut down asyncgens
+    assert seen == [
+        "run 0", f"run {main}", f"_two_tasks@{m}",
+        "run 0", "_plain@-", "_leaf@-",
+        f"run {a}", "_step_a@a", "_leaf@a",
+        f"run {b}", "_step_b@b", "_leaf@b",
+        "run 0", f"run {a}", "_step_a@a", "_leaf@a", f'end {{"state": "done", "task": {a}}}',
+        f"run {b}", "_step_b@b", "_leaf@b", f'end {{"state": "done", "task": {b}}}',
+        "run 0", f"run {main}", f"_two_tasks@{m}", f'end {{"state": "done", "task": {main}}}',
+        *[note for n in shutdown
+          for note in ("run 0", f"run {n}", f'end {{"state": "done", "task": {n}}}')],
+        "run 0", "_plain@-", "_leaf@-"]
+
+
+def test_a_dead_tasks_number_is_forgotten(hot_path: str) -> None:
+    """The numbers are held by weak reference: a task that is gone leaves no
+    entry (the C path's callback is its own, not WeakKeyDictionary's)."""
+    import gc
+
+    with fntrace.trace("function_graph", filter=FILTER, notrace=NOTRACE, tasks=1) as inst:
+        assert inst.tracer is not None and inst.tracer.tasks is not None
+        numbers = inst.tracer.tasks.numbers
+        prog.run()
+        assert len(numbers) > 8  # prog.LOG holds its tasks
+        prog.LOG.clear()
+        gc.collect()
+        assert len(numbers) == 0
+        held: list[Any] = []
+
+        async def keep() -> None:
+            held.append(asyncio.current_task())
+
+        asyncio.run(keep())
+        assert len(numbers) == 1 and numbers[held[0]] > 8
+        held.clear()
+        gc.collect()
+        assert len(numbers) == 0
+
+
+class _MyTask(asyncio.Task):  # type: ignore[type-arg]
+    """A Task subclass: found a task by its type's ancestry."""
+
+
+@pytest.mark.parametrize("factory", ["subclass", "pure"])
+def test_task_subclasses_and_the_pure_task_are_tasks(hot_path: str, factory: str) -> None:
+    """The C recorder reads a step's task through its types' descriptors: a
+    Task subclass (the C step wrapper) and asyncio's pure-Python Task (a bound
+    method) are each followed; the oracle is asyncio.current_task()."""
+    if factory == "pure" and sys.platform == "emscripten":
+        pytest.skip("Pyodide's loop: asyncio.current_task(), the oracle, is None in a pure Task")
+    make = _MyTask if factory == "subclass" else asyncio.tasks._PyTask  # type: ignore[attr-defined]
+    seen: list[tuple[str, str]] = []
+
+    def leaf(where: str) -> None:
+        task = asyncio.current_task()
+        seen.append((where, task.get_name() if task is not None else "-"))
+
+    async def worker(i: int) -> None:
+        leaf(f"w{i}")
+        await asyncio.sleep(0)
+        leaf(f"w{i}")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(lambda loop, coro, **kw: make(coro, loop=loop, **kw))
+        try:
+            await asyncio.gather(*(asyncio.create_task(worker(i), name=f"n{i}")
+                                   for i in range(3)))
+        finally:  # Pyodide's loop is one for the whole process
+            loop.set_task_factory(None)
+
+    with fntrace.trace("function_graph", filter=f"{__name__}:*", tasks=1) as inst:
+        asyncio.run(main())
+    table = TaskTable()
+    got: list[tuple[str, str]] = []
+    leaves = iter(seen)
+    for buf, ev in inst.rb.live.merged():
+        if ev[2] == TASK.tag:
+            table.note(buf, ev[TASK.at.info])
+        elif ev[2] == ENTRY.tag and ev[3].qualname.endswith("leaf"):
+            where, _ = next(leaves)
+            n = table.running(buf)
+            got.append((where, table.info(n).name or "?" if n else "-"))
+    assert got == seen
+    assert sorted(seen) == [(f"w{i}", f"n{i}") for i in range(3) for _ in range(2)]
+
+
+def test_uvloop_runs_unchanged_and_is_not_followed(hot_path: str) -> None:
+    """uvloop's loop runs its callbacks (the tasks' steps) in C, in its own Handle
+    type: no Python function of asyncio runs per step, so there is nothing to
+    follow (README, asyncio: Limits).  The program runs as untraced, every call
+    is recorded, and no task is noted rather than a wrong one."""
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed here")
+    names: list[str | None] = []
+
+    def leaf(i: int) -> int:
+        task = asyncio.current_task()
+        names.append(task.get_name() if task is not None else None)
+        return i
+
+    async def work(i: int) -> int:
+        leaf(i)
+        await asyncio.sleep(0)
+        return leaf(i) * 2
+
+    async def main() -> list[int]:
+        tasks = [asyncio.create_task(work(i), name=f"w{i}") for i in range(3)]
+        return list(await asyncio.gather(*tasks))
+
+    def run() -> list[int]:
+        loop = uvloop.new_event_loop()
+        try:
+            return loop.run_until_complete(main())
+        finally:
+            loop.close()
+
+    untraced = run()
+    names.clear()
+    with fntrace.trace("function_graph", filter=f"{__name__}:*", tasks=1) as inst:
+        traced = run()
+    assert traced == untraced == [0, 2, 4]
+    assert sorted(names) == ["w0", "w0", "w1", "w1", "w2", "w2"]  # the tasks were there
+    events = [ev for _, ev in inst.rb.live.merged()]
+    assert sum(1 for ev in events if ev[2] == ENTRY.tag and ev[3].qualname.endswith("leaf")) == 6
+    assert [ev for ev in events if ev[2] == TASK.tag] == []
+
+
 def test_no_run_notes_while_tracing_is_off(hot_path: str) -> None:
     with fntrace.trace("function_graph", filter=FILTER, notrace=NOTRACE, tasks=1) as inst:
         inst.write("tracing_on", "0")
@@ -241,6 +423,34 @@ def test_task_notes_are_marker_records() -> None:
     assert (code, text) == (MARKER.code, TASK_PREFIX + "run 3")
 
 
+def test_c_encoder_stores_task_notes_as_the_python_encoder(tmp_path: Path) -> None:
+    """The C path packs a note into its ring slot (no tuple); the C encoder makes
+    of it the marker record write_events makes of the note's tuple."""
+    from fntrace.core import accel
+    from fntrace.recording.recorder import InstanceText
+
+    if accel.speedups is None or getattr(accel.speedups, "frame_key", None) is None:
+        pytest.skip("the C hot path does not read frames here")
+    with fntrace.trace("function_graph", filter=FILTER, notrace=NOTRACE, tasks=1) as inst:
+        prog.run()
+        inst.write("tracing_on", "0")
+        pairs = list(inst.rb.live.merged())
+        header = {"pid": os.getpid(), "tracer": "function_graph"}
+        by_python, by_c = tmp_path / "py.dat", tmp_path / "c.dat"
+        writer = TraceWriter(str(by_python), header)
+        writer.write_events(pairs, InstanceText(inst).one)
+        writer.finish(0)
+        writer = TraceWriter(str(by_c), header)
+        n, _ = writer.take(inst.rb.live, InstanceText(inst))
+        writer.finish(0)
+    assert n == len(pairs)
+    notes = [ev[TASK.at.info] for _, ev in pairs if ev[2] == TASK.tag]
+    assert sum(1 for n in notes if n.startswith("run ")) > 10
+    records = [list(open_trace(str(f)).records()) for f in (by_python, by_c)]
+    assert records[0] == records[1]
+    assert [r.text for r in records[1] if r.kind == TASK.name] == notes
+
+
 ROOT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -275,6 +485,18 @@ def test_recorded_tasks_replay_one_task(tmp_path: Path, pure: str) -> None:
     assert (child_a[1], child_a[2], child_a[3], child_a[-1]) == (
         "done", parent, "4", f"{MODULE}:child")
     assert all(c != "-" for c in child_a[4:10])
+    # The per-function report: Run and Wait of the coroutine calls that suspended.
+    plain = subprocess.run([sys.executable, "-m", "fntrace", "report", str(dat)],
+                           env=env, text=True, capture_output=True, timeout=120)
+    assert plain.returncode == 0, plain.stderr
+    head = plain.stdout.splitlines()
+    assert head[0].startswith("# Run, Wait:") and head[1].split()[-3:] == [
+        "Run", "Wait", "Function"]
+    cells = {line.split()[-1]: line.split() for line in head[3:]}
+    assert cells[f"{MODULE}:helper"][-3:-1] == ["-", "-"]  # a plain function
+    # child: two calls, each suspended; time units after each figure.
+    assert cells[f"{MODULE}:child"][-5:-1] != ["-", "-", "-", "-"]
+    assert cells[f"{MODULE}:child"][-5][0].isdigit() and cells[f"{MODULE}:child"][-3][0].isdigit()
     out = replay("--task", "child-a")  # the column is shown: the file has task notes
     assert out.returncode == 0, out.stderr
     body = [line for line in out.stdout.splitlines() if not line.startswith("#")]

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from fntrace.analysis.coro_report import Split, coroutine_splits
+from fntrace.analysis.report import build, format_table
 from fntrace.analysis.task_report import format_tasks, task_rows
 from fntrace.core.events import ENTRY, EXIT, TASK
 from fntrace.formats.tracefile import Record
@@ -163,3 +165,32 @@ def test_report_by_task_rows() -> None:
         "b-3     raised ValueError  main-1       1  1.90 us  150 ns  1.75 us  m:work",
     ]
     assert json.loads(SCRIPT[0][2][4:])["task"] == 1  # the notes are the writer's form
+
+
+def test_report_run_and_wait_per_function() -> None:
+    """The per-function report's Run and Wait: the sums, per function, of the
+    splits function_graph shows (main: 5.20 us wall, 400 ns run; work: a's 1.01
+    us / 110 ns and b's 1.90 us / 150 ns), exact to the ns; helper never
+    suspends: no split, its cells ``-``."""
+    splits = coroutine_splits(records())
+    assert splits == {None: {"m:main": Split(1, 400, 4800),
+                             "m:work": Split(2, 110 + 150, 900 + 1750)}}
+    per_thread = coroutine_splits(records(), per_thread=True)
+    assert per_thread == {(1, 7): splits[None]}
+    rep = build(records())
+    assert format_table(rep.tables[None], "name", splits=splits[None]) == [
+        "# Run, Wait: the coroutine calls that suspended, their wall time = time run + "
+        "time waited (by asyncio task)",
+        "  Total time   Self time       Calls     Average     Minimum     Maximum"
+        "         Run        Wait  Function",
+        "  ==========  ==========  ==========  ==========  ==========  ==========  "
+        "==========  ==========  ====================",
+        "       20 ns       20 ns           1       20 ns       20 ns       20 ns"
+        "           -           -  m:helper",
+        "      400 ns      380 ns           1      400 ns      400 ns      400 ns"
+        "      400 ns    4.800 us  m:main",
+        "      260 ns      260 ns           2      130 ns      110 ns      150 ns"
+        "      260 ns    2.650 us  m:work",
+    ]
+    # Without the notes two tasks' calls cannot be told apart: no columns.
+    assert coroutine_splits([r for r in records() if r.kind != TASK.name]) == {}

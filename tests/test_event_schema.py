@@ -92,7 +92,7 @@ def test_c_constants_are_the_schemas() -> None:
     for name, value in events.C_CONSTANTS.items():
         assert name in defines, f"{name}: not #defined in the C sources"
         assert [_c_value(v) for v in defines[name]] == [value], name
-    prefixes = ("EVENT_", "CALL_", "ENTRY_", "EXIT_", "FILE_KIND_", "FILE_EVENT_")
+    prefixes = ("EVENT_", "CALL_", "ENTRY_", "EXIT_", "TASK_", "FILE_KIND_", "FILE_EVENT_")
     strays = [n for n in defines if n.startswith(prefixes) and n not in events.C_CONSTANTS]
     assert strays == []
 

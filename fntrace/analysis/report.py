@@ -22,6 +22,12 @@ except self time):
 A trace of the function tracer has entries only ("call" records): the table
 then has calls alone, and says that durations need function_graph.
 
+With task notes in the trace (``record --tasks``), two more columns, Run and
+Wait: per function, its coroutine calls that suspended, their wall time split
+into the time they ran and the time they waited, the sums of what
+function_graph says at the end of each such call (``12.4 ms (run 1.10 ms)``;
+fntrace/analysis/coro_report.py); ``-`` for a function with no such call.
+
 With ``srcline`` (``report --srcline``) each function is shown with its source
 location, ``name [FILE:LINE]`` under the heading ``Function [Source]``; a
 function the file has no location for (a version-1 file) is shown bare, one
@@ -33,12 +39,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fntrace.analysis.segments import FINAL_EXITS, RecordLike, Segment, Unfinished, walk
 
 if TYPE_CHECKING:
+    from fntrace.analysis.coro_report import Split
     from fntrace.analysis.window import Selection
     from fntrace.formats.tracefile import TraceFile
 
@@ -83,6 +90,8 @@ class Report:
 
     tables: dict[ThreadKey, dict[str, FuncStats]]
     has_durations: bool
+    #: Coroutine calls' run/wait per function, keyed as ``tables`` (empty: no task notes).
+    splits: dict[ThreadKey, dict[str, Split]] = field(default_factory=dict)
 
 
 @dataclass
@@ -268,9 +277,11 @@ def _rows(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def format_table(table: dict[str, FuncStats], key: str = "total", limit: int | None = None,
-                 has_durations: bool = True, sources: Sources | None = None) -> list[str]:
+                 has_durations: bool = True, sources: Sources | None = None,
+                 splits: Mapping[str, Split] | None = None) -> list[str]:
     """The report's lines (without newlines) for one table; with ``sources`` each
-    function shows its ``[FILE:LINE]``."""
+    function shows its ``[FILE:LINE]``; with ``splits`` (a trace with task notes)
+    the Run and Wait columns."""
     funcs = sorted_funcs(table, "calls" if not has_durations and key != "name" else key)
     if limit is not None:
         funcs = funcs[:limit]
@@ -279,9 +290,20 @@ def format_table(table: dict[str, FuncStats], key: str = "total", limit: int | N
         rows = [[str(st.calls), shown(name, sources)] for name, st in funcs]
         return ["# calls only: durations need the function_graph tracer "
                 "(fntrace record -t function_graph)", *_rows(["Calls", heading], rows)]
+    titles = [title for _, title in COLUMNS]
+    if splits is not None:
+        def run_wait(name: str) -> list[str]:
+            sp = splits.get(name)
+            return ["-", "-"] if sp is None else [fmt_time(sp.run), fmt_time(sp.wait)]
+
+        rows = [[_fmt_metric(k, st.metric(k)) for k, _ in COLUMNS] + run_wait(name)
+                + [shown(name, sources)] for name, st in funcs]
+        return ["# Run, Wait: the coroutine calls that suspended, their wall time = "
+                "time run + time waited (by asyncio task)",
+                *_rows([*titles, "Run", "Wait", heading], rows)]
     rows = [[_fmt_metric(k, st.metric(k)) for k, _ in COLUMNS] + [shown(name, sources)]
             for name, st in funcs]
-    return _rows([title for _, title in COLUMNS] + [heading], rows)
+    return _rows([*titles, heading], rows)
 
 
 #: The narrowest name column a width-limited diff leaves (names are cut from the left).
@@ -393,10 +415,13 @@ def thread_label(files: list[TraceFile], key: tuple[int, int]) -> str:
 
 
 def read_report(path: str, per_thread: bool, label: str, sources: Sources | None = None,
-                sel: Selection | None = None) -> tuple[Report, list[TraceFile]]:
+                sel: Selection | None = None, splits: bool = False,
+                ) -> tuple[Report, list[TraceFile]]:
     """The report of the file at ``path`` (and its followed children's), narrowed to
-    ``sel``, noting the functions' source locations in ``sources`` when given."""
+    ``sel``, noting the functions' source locations in ``sources`` when given;
+    with ``splits``, its coroutine calls' run and wait when it has task notes."""
     from fntrace.analysis.reading import open_files
+    from fntrace.core.events import TASK_PREFIX
 
     files = open_files(path)
     fast = None
@@ -409,6 +434,10 @@ def read_report(path: str, per_thread: bool, label: str, sources: Sources | None
     if not report.has_durations:
         report.has_durations = any(
             f.header.get("tracer") == "function_graph" for f in files)
+    if splits and report.has_durations and any(f.has_notes(TASK_PREFIX) for f in files):
+        from fntrace.analysis.coro_report import coroutine_splits
+
+        report.splits = coroutine_splits(_records(files, label, None, sel), per_thread)
     return report, files
 
 
@@ -470,7 +499,8 @@ def report(file: str = "fntrace.dat", sort: str = "total", limit: int | None = N
     read: list[TraceFile] = []
     sources: Sources | None = {} if srcline else None
     try:
-        rep, files = read_report(file, threads and not diff, "fntrace report", sources, sel)
+        rep, files = read_report(file, threads and not diff, "fntrace report", sources, sel,
+                                 splits=not diff)
         read += files
         if diff:
             other, other_files = read_report(diff, False, "fntrace report", sources, sel)
@@ -486,10 +516,11 @@ def report(file: str = "fntrace.dat", sort: str = "total", limit: int | None = N
                 if out:
                     out.append("")
                 out.append(f"# thread {thread_label(files, key)}")
-                out += format_table(rep.tables[key], sort, limit, rep.has_durations, sources)
+                out += format_table(rep.tables[key], sort, limit, rep.has_durations, sources,
+                                    rep.splits.get(key, {}) if rep.splits else None)
         else:
             out += format_table(rep.tables.get(None, {}), sort, limit, rep.has_durations,
-                                sources)
+                                sources, rep.splits.get(None, {}) if rep.splits else None)
     except (OSError, TraceFileError, SelectionError) as exc:
         print(f"fntrace report: {exc}", file=sys.stderr)
         return 1

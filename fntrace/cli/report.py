@@ -14,7 +14,9 @@ EXAMPLES = """\
 Calls are counted at their start (a generator's resumptions are not calls);
 total is inclusive time summed over calls (a recursive function's nested calls
 count again, as in uftrace), self excludes the functions called; avg, min and
-max are per call.  Needs a function_graph recording for times.
+max are per call.  Needs a function_graph recording for times.  A recording
+with asyncio task notes (record --tasks) adds Run and Wait: the coroutine calls
+that suspended, their wall time split into time run and time waited.
 
 examples:
   fntrace record -t function_graph -- app.py && fntrace report

@@ -202,7 +202,7 @@ EVENT_SHIFT = 3
 #: defined there once, with this value (CALL's ip and ENTRY's fn share index 3).
 C_CONSTANTS: dict[str, int | str] = {
     "EVENT_OVERHEAD": EVENT_OVERHEAD,
-    **{f"EVENT_TAG_{k.name.upper()}": k.tag for k in (CALL, ENTRY, EXIT)},
+    **{f"EVENT_TAG_{k.name.upper()}": k.tag for k in (CALL, ENTRY, EXIT, TASK)},
     "EVENT_TS": Layout.ts, "EVENT_SIZE": Layout.size, "EVENT_KIND": Layout.kind,
     "EVENT_FN": EntryAt.fn,
     "CALL_PARENT": CallAt.parent, "CALL_ARGS": CallAt.args, "CALL_EVENT": CallAt.event,
@@ -211,6 +211,7 @@ C_CONSTANTS: dict[str, int | str] = {
     "ENTRY_LEN": len(ENTRY.fields),
     "EXIT_DEPTH": ExitAt.depth, "EXIT_DURATION": ExitAt.duration, "EXIT_EVENT": ExitAt.event,
     "EXIT_VALUE": ExitAt.value, "EXIT_LEN": len(EXIT.fields),
-    **{f"FILE_KIND_{k.name.upper()}": k.code for k in (CALL, ENTRY, EXIT)},
+    **{f"FILE_KIND_{k.name.upper()}": k.code for k in (CALL, ENTRY, EXIT, MARKER)},
+    "TASK_INFO": TaskAt.info, "TASK_LEN": len(TASK.fields),
     "FILE_EVENT_SHIFT": EVENT_SHIFT,
 }

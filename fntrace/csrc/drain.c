@@ -714,6 +714,29 @@ encode_slot(Bytes *body, Tables *t, Py_ssize_t ti, Slot *sl, PyObject *event_cod
     return put_opt(body, t, sl->aux ? sl->aux : Py_None);
 }
 
+/* A task note's slot into the chunk: the marker record the Python encoder
+ * makes of its tuple (tracefile.stored_text: the note's text behind the task
+ * prefix, no event code), without building the tuple or calling Python. */
+static int
+encode_task_slot(Bytes *body, Tables *t, Py_ssize_t ti, Slot *sl)
+{
+    if (bytes_room(body, 1) < 0)
+        return -1;
+    body->data[body->len++] = (unsigned char)FILE_KIND_MARKER;
+    if (put_uvarint(body, (unsigned long long)ti) < 0)
+        return -1;
+    long long delta = sl->ts - t->last_ts[ti];
+    t->last_ts[ti] = sl->ts;
+    if (put_uvarint(body, ((unsigned long long)delta << 1) ^ (unsigned long long)(delta >> 63)) < 0)
+        return -1;
+    PyObject *text = PyUnicode_Concat(fnt_task_prefix, sl->obj);
+    if (text == NULL)
+        return -1;
+    Py_ssize_t sid = tab_sid(t, text);
+    Py_DECREF(text);
+    return sid < 0 ? -1 : put_uvarint(body, (unsigned long long)sid);
+}
+
 typedef struct {
     PyObject *buf;
     Slot *slots;
@@ -838,7 +861,9 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
                 if (tk[best].ti < 0)
                     tk[best].ti = tab_thread(&t, tk[best].buf);
                 ok = tk[best].ti >= 0 &&
-                    encode_slot(&body, &t, tk[best].ti, sl, event_codes) == 0;
+                    (sl->kind == EVENT_TAG_TASK
+                         ? encode_task_slot(&body, &t, tk[best].ti, sl)
+                         : encode_slot(&body, &t, tk[best].ti, sl, event_codes)) == 0;
             } else {
                 ok = encode_one(&body, &t, tk[best].buf, sl->obj, other, event_codes) == 0;
             }

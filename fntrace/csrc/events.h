@@ -16,6 +16,7 @@
 #define EVENT_TAG_CALL 'F'
 #define EVENT_TAG_ENTRY 'E'
 #define EVENT_TAG_EXIT 'X'
+#define EVENT_TAG_TASK 'T'
 
 /* Fields of every ring event tuple. */
 #define EVENT_TS 0
@@ -35,6 +36,11 @@
 #define ENTRY_EVENT 6
 #define ENTRY_LEN 7
 
+/* An asyncio task note: (ts, size, "T", info), stored in the file as a marker
+ * whose text is the task prefix and the info. */
+#define TASK_INFO 3
+#define TASK_LEN 4
+
 /* function_graph's exit: (ts, size, "X", fn, depth, duration, event, value). */
 #define EXIT_DEPTH 4
 #define EXIT_DURATION 5
@@ -47,6 +53,7 @@
 #define FILE_KIND_CALL 0
 #define FILE_KIND_ENTRY 1
 #define FILE_KIND_EXIT 2
+#define FILE_KIND_MARKER 3
 #define FILE_EVENT_SHIFT 3
 
 #endif  /* FNT_EVENTS_H */

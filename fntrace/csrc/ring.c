@@ -13,6 +13,7 @@
 
 PyObject *fnt_event_names[FNT_MAX_EVENT_NAMES];
 int fnt_n_event_names;
+PyObject *fnt_task_tag, *fnt_task_prefix;
 
 int
 fnt_event_code_add(PyObject *event)
@@ -69,9 +70,15 @@ fnt_slot_event(Slot *s)
 {
     if (s->kind == 0)
         return Py_NewRef(s->obj);
-    PyObject *event = fnt_event_names[s->evcode];
     PyObject *ts = PyLong_FromLongLong(s->ts);
     PyObject *size = PyLong_FromLongLong(s->size);
+    if (s->kind == EVENT_TAG_TASK) {
+        PyObject *t = ts && size ? PyTuple_Pack(TASK_LEN, ts, size, fnt_task_tag, s->obj) : NULL;
+        Py_XDECREF(ts);
+        Py_XDECREF(size);
+        return t;
+    }
+    PyObject *event = fnt_event_names[s->evcode];
     PyObject *kind = s->kind == EVENT_TAG_CALL    ? fnt_st->str_F
                      : s->kind == EVENT_TAG_ENTRY ? fnt_st->str_E
                                                   : fnt_st->str_X;

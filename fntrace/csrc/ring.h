@@ -14,13 +14,14 @@
  * tuple equal to the one the Python path writes (events.h) is built only
  * when a reader asks for the event. */
 typedef struct {
-    PyObject *obj;       /* kind 0: the event (a tuple written from Python); else the Function */
+    PyObject *obj;       /* kind 0: the event (a tuple written from Python); T: the note's
+                          * text; else the Function */
     PyObject *aux;       /* F: parent (or None); E: args text (or NULL); X: value text (or None) */
     long long ts;
     long long duration;  /* X */
     int32_t depth;       /* E, X */
     int32_t size;
-    char kind;           /* 0, EVENT_TAG_CALL, EVENT_TAG_ENTRY, EVENT_TAG_EXIT */
+    char kind;           /* 0, EVENT_TAG_CALL, EVENT_TAG_ENTRY, EVENT_TAG_EXIT, EVENT_TAG_TASK */
     unsigned char evcode;  /* the Event string: fnt_event_names[evcode] */
 } fnt_slot;              /* 48 bytes: a 1408 KiB ring of 64-byte events is ~1 MiB */
 
@@ -31,6 +32,12 @@ typedef struct {
 extern FNT_HIDDEN PyObject *fnt_event_names[FNT_MAX_EVENT_NAMES];
 extern FNT_HIDDEN int fnt_n_event_names;
 FNT_HIDDEN int fnt_event_code_add(PyObject *event);
+
+/* A task note's ring tag ("T") and its file text's prefix (TASK_PREFIX):
+ * process-wide, set by the first TaskRecorder (the only writer of task slots)
+ * from the schema's strings, so the ring builds a note's tuple and the drain
+ * its marker text without asking Python. */
+extern FNT_HIDDEN PyObject *fnt_task_tag, *fnt_task_prefix;
 
 /* The code of an Event string (added when new); -1 with an error when full. */
 static inline int

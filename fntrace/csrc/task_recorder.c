@@ -1,12 +1,13 @@
 /* task_recorder.c: the asyncio task notes, written in C.
  *
- * Why: every step of every asyncio task runs through Handle._run, every task
+ * Why: every step of every asyncio task runs through Handle._run (each
+ * iteration of the loop through BaseEventLoop._run_once), every task
  * through create_task (and on 3.11/3.12 _set_task_name), and tracing/tasks.py
  * notes there which task the thread runs, and each task's name, creator and
  * end.  Through the Python trampoline and callbacks that cost ~80,000
  * instructions per step and ~150,000 per task, many times function_graph's
  * own cost of the few calls a step makes.  TaskRecorder is the recorder of
- * the three ops (told apart by their code's name): it reads the Handle (or
+ * the ops (told apart by their code's name): it reads the Handle (or
  * create_task's return value, or _set_task_name's arguments) from the frame,
  * the callback's owner, the task's number (the tracker's WeakKeyDictionary
  * read and written directly, behind a small cache), the creating function
@@ -14,8 +15,10 @@
  * does, their text put together from ASCII parts without Python calls. *
  * TaskThread is one thread's state, shared with the Python path (which uses
  * it too while the extension is there, so the two hand over at any call):
- * the running task, the last `run` note written, and a stack of (task before
- * the step, the step's task or None).
+ * the running task, the last `run` note written, the task of the step begun
+ * last (its end is noted when the next callback or the loop's iteration
+ * begins: Handle._run's exit is not watched, an event per step saved), and
+ * a stack of what an iteration (_run_once) or the eager factory saved.
  */
 #include "recorder.h"
 
@@ -29,7 +32,8 @@ typedef fnt_where Where;
 
 typedef struct {
     long long prev;
-    PyObject *task;  /* strong, or NULL: a callback that is no task step */
+    PyObject *task;  /* strong, or NULL: the step then running (none, or no task's) */
+    long long n;     /* that task's number */
 } StepEntry;
 
 /* Steps nest only through a loop run inside a callback: a bound far above
@@ -40,6 +44,8 @@ typedef struct {
     PyObject_HEAD
     long long cur;      /* the running task (0: none) */
     long long written;  /* the last run note written (-1: none) */
+    PyObject *last;     /* the task of the step begun last (strong), or NULL */
+    long long last_n;   /* its number */
     StepEntry *stack;
     Py_ssize_t len, cap;
 } TaskThread;
@@ -61,6 +67,7 @@ TaskThread_traverse(TaskThread *self, visitproc visit, void *arg)
 {
     for (Py_ssize_t i = 0; i < self->len; i++)
         Py_VISIT(self->stack[i].task);
+    Py_VISIT(self->last);
     return 0;
 }
 
@@ -71,6 +78,7 @@ TaskThread_clear(TaskThread *self)
     self->len = 0;
     for (Py_ssize_t i = 0; i < n; i++)
         Py_CLEAR(self->stack[i].task);
+    Py_CLEAR(self->last);
     return 0;
 }
 
@@ -83,9 +91,9 @@ TaskThread_dealloc(TaskThread *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* Push (prev, task); 0, or -1 with an error (the bound, or memory). */
+/* Push (prev, task, n); 0, or -1 with an error (the bound, or memory). */
 static int
-thread_push(TaskThread *self, long long prev, PyObject *task)
+thread_push(TaskThread *self, long long prev, PyObject *task, long long n)
 {
     if (self->len == self->cap) {
         if (self->cap >= MAX_STEPS) {
@@ -103,6 +111,7 @@ thread_push(TaskThread *self, long long prev, PyObject *task)
     }
     self->stack[self->len].prev = prev;
     self->stack[self->len].task = Py_XNewRef(task);
+    self->stack[self->len].n = n;
     self->len++;
     return 0;
 }
@@ -110,11 +119,11 @@ thread_push(TaskThread *self, long long prev, PyObject *task)
 static PyObject *
 TaskThread_push(TaskThread *self, PyObject *args)
 {
-    long long prev;
+    long long prev, n = 0;
     PyObject *task;
-    if (!PyArg_ParseTuple(args, "LO:push", &prev, &task))
+    if (!PyArg_ParseTuple(args, "LO|L:push", &prev, &task, &n))
         return NULL;
-    if (thread_push(self, prev, task == Py_None ? NULL : task) < 0)
+    if (thread_push(self, prev, task == Py_None ? NULL : task, n) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -127,15 +136,7 @@ TaskThread_pop(TaskThread *self, PyObject *unused)
     StepEntry *e = &self->stack[--self->len];
     PyObject *task = e->task ? e->task : Py_NewRef(Py_None);  /* the stack's reference */
     e->task = NULL;
-    PyObject *prev = PyLong_FromLongLong(e->prev);
-    if (prev == NULL) {
-        Py_DECREF(task);
-        return NULL;
-    }
-    PyObject *r = PyTuple_Pack(2, prev, task);
-    Py_DECREF(prev);
-    Py_DECREF(task);
-    return r;
+    return Py_BuildValue("(LNL)", e->prev, task, e->n);
 }
 
 static Py_ssize_t
@@ -146,9 +147,9 @@ TaskThread_len(TaskThread *self)
 
 static PyMethodDef TaskThread_methods[] = {
     {"push", (PyCFunction)TaskThread_push, METH_VARARGS,
-     "push(prev, task): a step starts (task None: a callback that is no task's step)"},
+     "push(prev, task, n=0): save the running task and the last step's task and number"},
     {"pop", (PyCFunction)TaskThread_pop, METH_NOARGS,
-     "pop() -> (prev, task), or None when no step is open"},
+     "pop() -> (prev, task, n), or None when nothing is saved"},
     {NULL}
 };
 
@@ -156,6 +157,9 @@ static PyMemberDef TaskThread_members[] = {
     {"cur", T_LONGLONG, offsetof(TaskThread, cur), 0, "the running task (0: none)"},
     {"written", T_LONGLONG, offsetof(TaskThread, written), 0,
      "the last run note this thread wrote (-1: none)"},
+    {"last", T_OBJECT, offsetof(TaskThread, last), 0,
+     "the task of the step begun last (None: none, or a callback that is no task's)"},
+    {"last_n", T_LONGLONG, offsetof(TaskThread, last_n), 0, "that task's number"},
     {NULL}
 };
 
@@ -166,7 +170,8 @@ static PyTypeObject TaskThread_Type = {
     .tp_name = "fntrace._speedups.TaskThread",
     .tp_basicsize = sizeof(TaskThread),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "One thread's asyncio task state: cur, written, and a stack of open steps.",
+    .tp_doc = "One thread's asyncio task state: cur, written, last, last_n, and a stack of "
+              "saved (cur, last, last_n).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)TaskThread_init,
     .tp_dealloc = (destructor)TaskThread_dealloc,
@@ -181,8 +186,9 @@ static PyTypeObject TaskThread_Type = {
 /* TaskRecorder                                                               */
 /* ------------------------------------------------------------------------- */
 
-/* The watched functions a TaskRecorder serves, told apart by their code's name. */
-enum { ROLE_NONE, ROLE_RUN, ROLE_CREATE, ROLE_NAME };
+/* The watched functions a TaskRecorder serves, told apart by their code's name
+ * (Handle._run, BaseEventLoop._run_once, create_task, _set_task_name). */
+enum { ROLE_NONE, ROLE_RUN, ROLE_LOOP, ROLE_CREATE, ROLE_NAME };
 
 /* Direct-mapped caches (their size a power of two): tasks' numbers, the
  * "run N" strings of the first task numbers, creating functions' names. */
@@ -199,11 +205,23 @@ typedef struct {
     PyObject *code, *module, *text;  /* strong, or NULL: text is code's name run in module */
 } FuncName;
 
+/* What a type's instances need looked up, found once per type (a step's
+ * Handle, its callback, its task), each read then as the type's descriptor
+ * reads it; every lookup through getattr was ~200 instructions a step. */
+#define TYPE_SLOTS 8
+typedef struct {
+    PyTypeObject *type;  /* strong, or NULL: a free entry */
+    int is_task;         /* an asyncio Task (C or pure, or a subclass) */
+    PyMemberDef *callback;  /* a Handle's _callback slot (NULL: looked up by name) */
+    PyGetSetDef *self_get;  /* a callback's __self__ getter (NULL: looked up by name) */
+    PyObject *done;      /* a task's unbound done (strong, or NULL) */
+} TypeCache;
+
 typedef struct {
     FNT_RECORDER_HEAD
     PyObject *tls;         /* threading.local: .thread is the TaskThread */
     PyObject *numbers;     /* task weak reference -> number (the tracker's WeakKeyDictionary's) */
-    PyObject *remove;      /* that dictionary's weak reference callback */
+    PyObject *forget;      /* its weak references' callback: forget_task bound to it */
     PyObject *ended;       /* set of the numbers whose end is noted */
     PyObject *types_fn;    /* () -> the Task classes (a tuple), or None while asyncio is not loaded */
     PyObject *task_types;  /* its answer, once it had one (NULL before) */
@@ -211,6 +229,8 @@ typedef struct {
     PyObject *tag;         /* the TASK event's kind */
     long long next;        /* the next task number (the tracker's take_number too) */
     fnt_tls_cache cache;
+    TypeCache types[TYPE_SLOTS];  /* per type: how a step's task and its state are read */
+    int type_next;                /* the entry replaced next */
     KnownTask known[KNOWN_SLOTS];  /* numbers looked up lately (the table has them all) */
     PyObject *runs[RUN_STRS];      /* "run N" made (N < RUN_STRS), or NULL */
     FuncName funcs[FUNC_SLOTS];
@@ -220,6 +240,10 @@ typedef struct {
 static void
 caches_clear(TaskRecorder *self)
 {
+    for (int i = 0; i < TYPE_SLOTS; i++) {
+        Py_CLEAR(self->types[i].type);
+        Py_CLEAR(self->types[i].done);
+    }
     for (int i = 0; i < KNOWN_SLOTS; i++)
         Py_CLEAR(self->known[i].ref);
     for (int i = 0; i < RUN_STRS; i++)
@@ -234,22 +258,47 @@ caches_clear(TaskRecorder *self)
 static PyObject *str_thread, *str_callback, *str_self, *str_done, *str_cancelled,
     *str_exception, *str_get_name, *str_name, *str_run, *str_create_task, *str_set_task_name,
     *str_asyncio, *str_asyncio_dot, *str_webloop, *str_state_done, *str_state_cancelled,
-    *str_unknown;
+    *str_unknown, *str_run_once;
+
+/* A dead task's entry out of the numbers: the weak reference's callback, as
+ * WeakKeyDictionary's own (a Python function, ~1,800 instructions a task,
+ * which that dictionary's deferral while it is iterated needs; nothing
+ * iterates this one).  A key already gone is no error. */
+static PyObject *
+forget_task(PyObject *numbers, PyObject *ref)
+{
+    if (PyDict_DelItem(numbers, ref) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_KeyError))
+            return NULL;
+        PyErr_Clear();
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef forget_def = {"forget_task", forget_task, METH_O,
+                                 "Drop a dead task's weak reference from the numbers."};
 
 static int
 TaskRecorder_init(TaskRecorder *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"rb", "tls", "numbers", "remove", "ended", "task_types", "quote",
-                             "tag", NULL};
-    PyObject *rb, *tls, *numbers, *remove, *ended, *types, *quote, *tag;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!OO!OOU", kwlist, &rb, &tls, &PyDict_Type,
-                                     &numbers, &remove, &PySet_Type, &ended, &types, &quote,
-                                     &tag))
+    static char *kwlist[] = {"rb", "tls", "numbers", "ended", "task_types", "quote", "tag",
+                             "prefix", NULL};
+    PyObject *rb, *tls, *numbers, *ended, *types, *quote, *tag, *prefix;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!O!OOUU", kwlist, &rb, &tls, &PyDict_Type,
+                                     &numbers, &PySet_Type, &ended, &types, &quote, &tag,
+                                     &prefix))
         return -1;
+    PyObject *forget = PyCFunction_New(&forget_def, numbers);
+    if (forget == NULL)
+        return -1;
+    if (fnt_task_tag == NULL) {  /* the schema's strings: the same for every recorder */
+        fnt_task_tag = Py_NewRef(tag);
+        fnt_task_prefix = Py_NewRef(prefix);
+    }
     fnt_recorder_bind((fnt_recorder *)self, rb);
     Py_XSETREF(self->tls, Py_NewRef(tls));
     Py_XSETREF(self->numbers, Py_NewRef(numbers));
-    Py_XSETREF(self->remove, Py_NewRef(remove));
+    Py_XSETREF(self->forget, forget);
     Py_XSETREF(self->ended, Py_NewRef(ended));
     Py_XSETREF(self->types_fn, Py_NewRef(types));
     Py_CLEAR(self->task_types);
@@ -266,7 +315,7 @@ TaskRecorder_traverse(TaskRecorder *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->tls);
     Py_VISIT(self->numbers);
-    Py_VISIT(self->remove);
+    Py_VISIT(self->forget);
     Py_VISIT(self->ended);
     Py_VISIT(self->types_fn);
     Py_VISIT(self->task_types);
@@ -279,6 +328,10 @@ TaskRecorder_traverse(TaskRecorder *self, visitproc visit, void *arg)
         Py_VISIT(self->funcs[i].code);
         Py_VISIT(self->funcs[i].module);
     }
+    for (int i = 0; i < TYPE_SLOTS; i++) {
+        Py_VISIT(self->types[i].type);
+        Py_VISIT(self->types[i].done);
+    }
     return fnt_recorder_traverse_common((fnt_recorder *)self, visit, arg);
 }
 
@@ -287,7 +340,7 @@ TaskRecorder_clear(TaskRecorder *self)
 {
     Py_CLEAR(self->tls);
     Py_CLEAR(self->numbers);
-    Py_CLEAR(self->remove);
+    Py_CLEAR(self->forget);
     Py_CLEAR(self->ended);
     Py_CLEAR(self->types_fn);
     Py_CLEAR(self->task_types);
@@ -329,8 +382,19 @@ role_of(PyObject *code)
     if (!PyCode_Check(code))
         return ROLE_NONE;
     PyObject *name = ((PyCodeObject *)code)->co_name;
+    /* co_name is interned: the same object as ours, but for a copy's code */
+    if (name == str_run)
+        return ROLE_RUN;
+    if (name == str_run_once)
+        return ROLE_LOOP;
+    if (name == str_create_task)
+        return ROLE_CREATE;
+    if (name == str_set_task_name)
+        return ROLE_NAME;
     if (same_str(name, str_run))
         return ROLE_RUN;
+    if (same_str(name, str_run_once))
+        return ROLE_LOOP;
     if (same_str(name, str_create_task))
         return ROLE_CREATE;
     if (same_str(name, str_set_task_name))
@@ -359,9 +423,9 @@ local_at(Where *w, int i)
     return f->localsplus[i];
 }
 
-/* Whether `obj` is an asyncio Task (C or pure): 1, 0, never an error. */
+/* Whether instances of `tp` are asyncio Tasks (C or pure): 1, 0, never an error. */
 static int
-is_task(TaskRecorder *self, PyObject *obj)
+type_is_task(TaskRecorder *self, PyTypeObject *tp)
 {
     if (self->task_types == NULL) {  /* asyncio is loaded: one of its functions runs */
         PyObject *types = PyObject_CallNoArgs(self->types_fn);
@@ -374,30 +438,118 @@ is_task(TaskRecorder *self, PyObject *obj)
             return 0;
         }
     }
-    if ((PyObject *)Py_TYPE(obj) == PyTuple_GET_ITEM(self->task_types, 0))
-        return 1;  /* the commonest: asyncio.Task itself */
-    int is = PyObject_IsInstance(obj, self->task_types);
-    if (is < 0)
-        PyErr_Clear();
-    return is > 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(self->task_types); i++) {
+        PyObject *t = PyTuple_GET_ITEM(self->task_types, i);
+        if (PyType_Check(t) && PyType_IsSubtype(tp, (PyTypeObject *)t))
+            return 1;
+    }
+    return 0;
+}
+
+/* The descriptor named `name` of type `tp` if it is of `kind` (borrowed from
+ * the type's dictionaries, as attribute lookup finds it: the type, which the
+ * cache holds, keeps it), or NULL; never an error. */
+static PyObject *
+type_descr(PyTypeObject *tp, PyObject *name, PyTypeObject *kind)
+{
+    PyObject *d = _PyType_Lookup(tp, name);
+    return d != NULL && Py_IS_TYPE(d, kind) ? d : NULL;
+}
+
+/* The cache entry of `tp` (filled on first sight; the entries are few types,
+ * the Handles, the step wrapper, the Tasks: all searched, one replaced in
+ * turn when full), or NULL with an error. */
+static TypeCache *
+type_cache(TaskRecorder *self, PyTypeObject *tp)
+{
+    for (int i = 0; i < TYPE_SLOTS; i++)
+        if (self->types[i].type == tp)
+            return &self->types[i];
+    TypeCache *c = &self->types[self->type_next];
+    self->type_next = (self->type_next + 1) % TYPE_SLOTS;
+    Py_CLEAR(c->done);
+    Py_XSETREF(c->type, (PyTypeObject *)Py_NewRef(tp));
+    c->is_task = type_is_task(self, tp);
+    c->callback = NULL;
+    c->self_get = NULL;
+    PyObject *d = type_descr(tp, str_callback, &PyMemberDescr_Type);
+    if (d != NULL) {
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type == T_OBJECT_EX || m->type == T_OBJECT)
+            c->callback = m;
+    }
+    d = type_descr(tp, str_self, &PyGetSetDescr_Type);
+    if (d != NULL && ((PyGetSetDescrObject *)d)->d_getset->get != NULL)
+        c->self_get = ((PyGetSetDescrObject *)d)->d_getset;
+    if (c->is_task) {  /* a method (C) or function (pure): called with the task first */
+        PyObject *d = _PyType_Lookup(tp, str_done);
+        if (d != NULL && (Py_IS_TYPE(d, &PyMethodDescr_Type) || PyFunction_Check(d)))
+            c->done = Py_NewRef(d);
+    }
+    return c;
+}
+
+/* Whether `obj` is an asyncio Task (C or pure): 1, 0, never an error. */
+static int
+is_task(TaskRecorder *self, PyObject *obj)
+{
+    TypeCache *c = type_cache(self, Py_TYPE(obj));
+    return c != NULL && c->is_task;
+}
+
+/* task.done(): 1, 0, or -1 with an error (its unbound method called, not
+ * looked up; a C method without arguments called as its descriptor calls it,
+ * the task being of the class it was found on). */
+static int
+task_done(TaskRecorder *self, PyObject *task)
+{
+    TypeCache *c = type_cache(self, Py_TYPE(task));
+    PyObject *done;
+    if (c != NULL && c->done != NULL && Py_IS_TYPE(c->done, &PyMethodDescr_Type) &&
+        (((PyMethodDescrObject *)c->done)->d_method->ml_flags &
+         (METH_VARARGS | METH_FASTCALL | METH_NOARGS | METH_O | METH_KEYWORDS | METH_METHOD)) ==
+            METH_NOARGS)
+        done = ((PyMethodDescrObject *)c->done)->d_method->ml_meth(task, NULL);
+    else if (c != NULL && c->done != NULL)
+        done = PyObject_Vectorcall(c->done, &task, 1, NULL);
+    else
+        done = PyObject_CallMethodNoArgs(task, str_done);
+    if (done == Py_True || done == Py_False) {
+        int is = done == Py_True;
+        Py_DECREF(done);
+        return is;
+    }
+    int is = done == NULL ? -1 : PyObject_IsTrue(done);
+    Py_XDECREF(done);
+    return is;
 }
 
 /* The task whose step the Handle runs (new reference), or NULL (none; no error). */
 static PyObject *
 step_task(TaskRecorder *self, PyObject *handle)
 {
-    PyObject *cb = PyObject_GetAttr(handle, str_callback);
-    if (cb == NULL) {
+    TypeCache *c = type_cache(self, Py_TYPE(handle));
+    PyObject *cb;
+    if (c != NULL && c->callback != NULL) {
+        /* the slot, read as its member descriptor reads it */
+        cb = Py_XNewRef(*(PyObject **)((char *)handle + c->callback->offset));
+        if (cb == NULL)
+            return NULL;
+    } else if ((cb = PyObject_GetAttr(handle, str_callback)) == NULL) {
         PyErr_Clear();
         return NULL;
     }
     PyObject *owner;
-    if (PyMethod_Check(cb))
+    if (PyMethod_Check(cb)) {
         owner = Py_NewRef(PyMethod_GET_SELF(cb));
-    else if (PyCFunction_Check(cb))
+    } else if (PyCFunction_Check(cb)) {
         owner = Py_XNewRef(PyCFunction_GET_SELF(cb));
-    else
-        owner = PyObject_GetAttr(cb, str_self);  /* the C Task's step wrapper */
+    } else {  /* the C Task's step wrapper */
+        c = type_cache(self, Py_TYPE(cb));
+        owner = c != NULL && c->self_get != NULL
+                    ? c->self_get->get(cb, c->self_get->closure)
+                    : PyObject_GetAttr(cb, str_self);
+    }
     Py_DECREF(cb);
     if (owner == NULL) {
         PyErr_Clear();
@@ -534,27 +686,14 @@ write_note(TaskRecorder *self, PyObject *info, unsigned long long tsid)
         Py_DECREF(info);
         return on <= 0 ? on : -1;
     }
-    Py_ssize_t size = EVENT_OVERHEAD + PyUnicode_GET_LENGTH(info);
-    PyObject *event = PyTuple_New(4);
-    PyObject *t = PyLong_FromLongLong(ts), *s = PyLong_FromSsize_t(size);
-    if (event == NULL || t == NULL || s == NULL) {
-        Py_XDECREF(event);
-        Py_XDECREF(t);
-        Py_XDECREF(s);
-        Py_DECREF(info);
-        return -1;
-    }
-    PyTuple_SET_ITEM(event, 0, t);
-    PyTuple_SET_ITEM(event, 1, s);
-    PyTuple_SET_ITEM(event, 2, Py_NewRef(self->tag));
-    PyTuple_SET_ITEM(event, 3, info);
-    /* ints and strs: no cycle through it, nothing for the collector to visit */
-    PyObject_GC_UnTrack(event);
+    /* packed: the text and two numbers, no tuple (one per note was half a
+     * note's cost, the collector's walks included); the ring builds the
+     * Python path's (ts, size, tag, info) when a reader asks */
     fnt_slot slot = {0};
-    slot.kind = 0;
+    slot.kind = EVENT_TAG_TASK;
     slot.ts = ts;
-    slot.size = (int32_t)size;
-    slot.obj = event;
+    slot.size = (int32_t)(EVENT_OVERHEAD + PyUnicode_GET_LENGTH(info));
+    slot.obj = info;
     return fnt_recorder_write((fnt_recorder *)self, &slot, tsid) < 0 ? -1 : 1;
 }
 
@@ -678,7 +817,7 @@ static long long
 number_task(TaskRecorder *self, PyObject *task)
 {
     long long n = self->next++;
-    PyObject *ref = PyWeakref_NewRef(task, self->remove);
+    PyObject *ref = PyWeakref_NewRef(task, self->forget);
     PyObject *value = ref == NULL ? NULL : PyLong_FromLongLong(n);
     int r = value == NULL ? -1 : PyDict_SetItem(self->numbers, ref, value);
     Py_XDECREF(value);
@@ -738,9 +877,7 @@ end_state(TaskRecorder *self, PyObject *task)
 static int
 note_end(TaskRecorder *self, long long n, PyObject *task, unsigned long long tsid)
 {
-    PyObject *done = PyObject_CallMethodNoArgs(task, str_done);
-    int is = done == NULL ? -1 : PyObject_IsTrue(done);
-    Py_XDECREF(done);
+    int is = task_done(self, task);
     if (is <= 0)
         return is;  /* the commonest: the step awaits */
     PyObject *key = PyLong_FromLongLong(n);
@@ -874,6 +1011,66 @@ created(TaskRecorder *self, TaskThread *tt, PyObject *task, Where *w, unsigned l
     return r;
 }
 
+/* The step begun last has ended (the thread begins another callback, or the
+ * loop's iteration ends): note its task's end if the step finished it. */
+static int
+close_step(TaskRecorder *self, TaskThread *tt, unsigned long long tsid)
+{
+    PyObject *task = tt->last;  /* its reference is ours now */
+    if (task == NULL)
+        return 0;
+    tt->last = NULL;
+    int r = note_end(self, tt->last_n, task, tsid);
+    Py_DECREF(task);
+    return r;
+}
+
+/* A step begins (Handle._run): the one before it has ended. */
+static int
+step_entry(TaskRecorder *self, TaskThread *tt, Where *where, unsigned long long tsid)
+{
+    if (close_step(self, tt, tsid) < 0)
+        return -1;
+    PyObject *handle = local_at(where, 0);
+    PyObject *task = handle != NULL ? step_task(self, handle) : NULL;
+    long long n = 0;
+    if (task != NULL && (n = task_number(self, task, tsid)) < 0) {
+        Py_DECREF(task);
+        return -1;
+    }
+    Py_XSETREF(tt->last, task);
+    tt->last_n = n;
+    return thread_switch(self, tt, n, tsid);
+}
+
+/* An iteration of the loop begins (_run_once): no task runs until its first
+ * step; what ran before (the step that runs this loop, if any) is saved. */
+static int
+loop_entry(TaskRecorder *self, TaskThread *tt, unsigned long long tsid)
+{
+    if (thread_push(tt, tt->cur, tt->last, tt->last_n) < 0)
+        return -1;
+    Py_CLEAR(tt->last);
+    return thread_switch(self, tt, 0, tsid);
+}
+
+/* The iteration ends: its last step has ended; what ran before it runs again. */
+static int
+loop_exit(TaskRecorder *self, TaskThread *tt, unsigned long long tsid)
+{
+    int r = close_step(self, tt, tsid);
+    long long prev = 0;
+    if (tt->len > 0) {
+        StepEntry e = tt->stack[--tt->len];  /* the task's reference is ours now */
+        prev = e.prev;
+        Py_XSETREF(tt->last, e.task);
+        tt->last_n = e.n;
+    }
+    if (thread_switch(self, tt, prev, tsid) < 0)
+        r = -1;
+    return r;
+}
+
 static int
 task_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObject *event,
            unsigned long long tsid)
@@ -881,41 +1078,15 @@ task_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObje
     TaskRecorder *self = (TaskRecorder *)rec;
     (void)fn;
     (void)event;
-    if (role_of(code) != ROLE_RUN)
+    int role = role_of(code);
+    if (role != ROLE_RUN && role != ROLE_LOOP)
         return 0;  /* create_task and _set_task_name: their exits only */
     TaskThread *tt = thread_state(self, tsid);
     if (tt == NULL)
         return -1;
     Py_INCREF(tt);  /* Python code (a task's name, a clock) may replace the cache's */
-    PyObject *handle = local_at(where, 0);
-    PyObject *task = handle != NULL ? step_task(self, handle) : NULL;
-    long long n = 0;
-    if (task != NULL && (n = task_number(self, task, tsid)) < 0) {
-        Py_DECREF(task);
-        Py_DECREF(tt);
-        return -1;
-    }
-    int r = thread_push(tt, tt->cur, task);
-    Py_XDECREF(task);
-    if (r == 0)
-        r = thread_switch(self, tt, n, tsid);
+    int r = role == ROLE_RUN ? step_entry(self, tt, where, tsid) : loop_entry(self, tt, tsid);
     Py_DECREF(tt);
-    return r;
-}
-
-static int
-step_exit(TaskRecorder *self, TaskThread *tt, unsigned long long tsid)
-{
-    if (tt->len == 0)
-        return 0;
-    StepEntry e = tt->stack[--tt->len];  /* the task's reference is ours now */
-    int r = 0;
-    if (e.task != NULL) {
-        r = note_end(self, tt->cur, e.task, tsid);
-        Py_DECREF(e.task);
-    }
-    if (thread_switch(self, tt, e.prev, tsid) < 0)
-        r = -1;
     return r;
 }
 
@@ -927,8 +1098,8 @@ task_exit(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObjec
     (void)fn;
     (void)event;
     int role = role_of(code);
-    if (role == ROLE_NONE)
-        return 0;
+    if (role == ROLE_NONE || role == ROLE_RUN)
+        return 0;  /* a step ends where the next callback or the iteration begins */
     if (role == ROLE_CREATE && (exc != Py_None || value == NULL || !is_task(self, value)))
         return 0;  /* raised: no task */
     PyObject *task = NULL;
@@ -943,8 +1114,8 @@ task_exit(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObjec
         return -1;
     Py_INCREF(tt);  /* Python code (done, a name) may replace the cache's */
     int r;
-    if (role == ROLE_RUN) {
-        r = step_exit(self, tt, tsid);
+    if (role == ROLE_LOOP) {
+        r = loop_exit(self, tt, tsid);
     } else if (role == ROLE_CREATE) {
         r = created(self, tt, value, where, tsid);
     } else {
@@ -1004,6 +1175,7 @@ intern_all(void)
         {&str_asyncio, "asyncio"}, {&str_asyncio_dot, "asyncio."},
         {&str_webloop, "pyodide.webloop"}, {&str_state_done, "done"},
         {&str_state_cancelled, "cancelled"}, {&str_unknown, "?"},
+        {&str_run_once, "_run_once"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if ((*names[i].at = PyUnicode_InternFromString(names[i].s)) == NULL)

@@ -7,9 +7,13 @@ own watches (the tracers' C recorders write the calls as before):
 
 * ``Handle._run``: the event loop runs each callback there; a task's step
   is the bound method ``task.__step`` (or ``__wakeup``) of the task.  Its entry
-  switches the thread to that task (or to no task, 0, for any other callback),
-  its exit back to what ran before, and notes the task's end if the step
-  ended it;
+  switches the thread to that task (or to no task, 0, for any other callback)
+  and ends the step begun before it (noting its task's end if that step
+  ended it).  Its exit is not watched: that was an event per step, and the
+  loop runs nothing traced between two callbacks of one iteration;
+* ``BaseEventLoop._run_once``: an iteration of the loop; its entry switches
+  to no task, its exit ends the iteration's last step and switches back to
+  what ran before (no task, or the step of a loop run inside a callback);
 * ``BaseEventLoop.create_task``: its return value is the new task, numbered
   there, with its name, the task that created it and the first function outside
   asyncio that asked for it (``asyncio.create_task``, ``TaskGroup.create_task``,
@@ -33,7 +37,14 @@ Limits: a task constructed directly as ``asyncio.Task(coro, eager_start=True)``
 (3.12+; aiohttp does so for its connection and request tasks) runs its first
 step inside the C constructor, where no Python function of asyncio runs: that
 step is noted as its creator's; its later steps are its own.  Event loops that
-do not run callbacks through ``asyncio.events.Handle`` (uvloop) get no notes.
+do not run callbacks through ``asyncio.events.Handle`` get no notes: uvloop runs
+its Handles, the tasks' steps and create_task in C, where no Python function
+of asyncio runs per step, so nothing is noted rather than a wrong task
+(following it would take a look at every traced coroutine resumed from C);
+a loop that runs Handles but not through ``BaseEventLoop._run_once`` (Pyodide's)
+leaves a thread in its last step's task until its next callback.  What runs
+between two callbacks of one iteration outside them (a finalizer, a signal
+handler) is noted as the earlier callback's.
 Task numbers are per process.
 """
 
@@ -47,7 +58,7 @@ from json.encoder import encode_basestring_ascii as _quote
 from typing import TYPE_CHECKING, Any
 
 from fntrace.core import accel as _accel
-from fntrace.core.events import EVENT_OVERHEAD, TASK
+from fntrace.core.events import EVENT_OVERHEAD, TASK, TASK_PREFIX
 from fntrace.core.flags import Event
 from fntrace.core.ops import Ops
 from fntrace.core.oscaps import native_id
@@ -60,9 +71,10 @@ if TYPE_CHECKING:
 __all__ = ["WATCHED", "TaskInfo", "TaskTable", "TaskTracker", "end_state", "parse_note"]
 
 _TAG = TASK.tag
-_RUN, _CREATE, _EAGER, _NAME = range(4)
+_RUN, _CREATE, _EAGER, _NAME, _LOOP = range(5)
 #: The functions the tracker's ops watches, by name, and what each is.
 RUN = "asyncio.events:Handle._run"
+LOOP = "asyncio.base_events:BaseEventLoop._run_once"
 EAGER = "asyncio.tasks:create_eager_task_factory.<locals>.factory"
 WATCHED = {
     RUN: _RUN,
@@ -71,6 +83,7 @@ WATCHED = {
     "pyodide.webloop:WebLoop.create_task": _CREATE,
     EAGER: _EAGER,
     "asyncio.tasks:_set_task_name": _NAME,
+    LOOP: _LOOP,
 }
 _RETURN = Event.RETURN
 #: Steps nest only through an event loop run inside a callback; a bound far
@@ -182,22 +195,26 @@ def _creating_function(frame: Any) -> str | None:
 
 class _PyTaskThread:
     """One thread's task state in pure Python (the C path's ``TaskThread``):
-    the running task, the last run note written (-1: none) and the open steps,
-    each (the task before the step, the step's task or None)."""
+    the running task, the last run note written (-1: none), the task of the
+    step begun last and its number, and what the loop's iterations and the
+    eager factory saved, each (running task, last step's task or None, its
+    number)."""
 
-    __slots__ = ("cur", "stack", "written")
+    __slots__ = ("cur", "last", "last_n", "stack", "written")
 
     def __init__(self) -> None:
         self.cur = 0
         self.written = -1
-        self.stack: list[tuple[int, Any]] = []
+        self.last: Any = None
+        self.last_n = 0
+        self.stack: list[tuple[int, Any, int]] = []
 
-    def push(self, prev: int, task: Any) -> None:
+    def push(self, prev: int, task: Any, n: int = 0) -> None:
         if len(self.stack) >= MAX_STEPS:
             raise RecursionError("asyncio task steps nested too deeply")
-        self.stack.append((prev, task))
+        self.stack.append((prev, task, n))
 
-    def pop(self) -> tuple[int, Any] | None:
+    def pop(self) -> tuple[int, Any, int] | None:
         return self.stack.pop() if self.stack else None
 
     def __len__(self) -> int:
@@ -205,9 +222,9 @@ class _PyTaskThread:
 
 
 class TaskTracker:
-    """One instance's task notes: three ops on the WATCHED functions, per-thread
+    """One instance's task notes: four ops on the WATCHED functions, per-thread
     state.  Where the extension reads frames, one C recorder (TaskRecorder)
-    serves the ops of Handle._run, create_task and _set_task_name, so a step
+    serves the ops of Handle._run, _run_once, create_task and _set_task_name, so a step
     and a task's creation and end are noted without Python code; the Python
     callbacks here serve the eager task factory, the pure path, and any site
     another ops shares (a trace of asyncio's own functions)."""
@@ -222,29 +239,32 @@ class TaskTracker:
         speedups: Any = _accel.speedups
         fast = speedups is not None and getattr(speedups, "frame_key", None) is not None
         self.thread_type: Any = speedups.TaskThread if fast else _PyTaskThread
-        # Every step passes Handle._run: its ops is the one a C recorder serves;
-        # the rest (once per task) stay in Python.
-        self.run_ops = Ops(self.entry, ret=self.exit, filter=[RUN])
-        # create_task and _set_task_name need their exits only (no entry callback).
+        # Every step passes Handle._run, whose entry is all the notes need: a
+        # step ends where the thread's next callback or the loop's iteration
+        # begins, so its exit (an event per step) is not watched.
+        self.run_ops = Ops(self.entry, filter=[RUN])
+        # create_task and _set_task_name need their exits only (no entry callback);
+        # an iteration of the loop both.
         self.ops = Ops(ret=self.exit,
                        filter=[n for n, w in WATCHED.items() if w in (_CREATE, _NAME)])
+        self.loop_ops = Ops(self.entry, ret=self.exit, filter=[LOOP])
         self.eager_ops = Ops(self.entry, ret=self.exit, filter=[EAGER])
-        self.all_ops = [self.run_ops, self.ops, self.eager_ops]
+        self.all_ops = [self.run_ops, self.ops, self.loop_ops, self.eager_ops]
         self.recorder: Any = None
         if fast:
-            # The C recorder serves the three ops of every task (a step, create_task,
-            # _set_task_name) when it is the only ops at their site.  It reads and
+            # The C recorder serves the ops of a step, an iteration, create_task and
+            # _set_task_name when it is the only ops at their site.  It reads and
             # writes the dictionary behind the WeakKeyDictionary (weak reference ->
             # number) as that dictionary's own methods do, and the ended set; the
             # task numbers come from its counter on both paths (take_number).
             data = self.numbers.data  # type: ignore[attr-defined]
-            remove = self.numbers._remove  # type: ignore[attr-defined]
-            rec = speedups.TaskRecorder(inst.rb, self.tls, data, remove, self.ended,
-                                        _task_types, _quote, _TAG)
+            rec = speedups.TaskRecorder(inst.rb, self.tls, data, self.ended,
+                                        _task_types, _quote, _TAG, TASK_PREFIX)
             rec.report = self.run_ops._callback_failed
             rec.ok = True
             self.run_ops.fast = rec
             self.ops.fast = rec
+            self.loop_ops.fast = rec
             self.recorder = rec
 
     # -- notes ----------------------------------------------------------------
@@ -301,19 +321,31 @@ class TaskTracker:
             self.ended.add(n)
             self.write(f'end {{"state": {_quote(end_state(task))}, "task": {int(n)}}}')
 
+    def close_step(self, tls: Any) -> None:
+        """The step begun last has ended: note its task's end if it finished."""
+        task = tls.last
+        if task is not None:
+            tls.last = None
+            self.note_end(tls.last_n, task)
+
     # -- the ops --------------------------------------------------------------
     def entry(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
         what = WATCHED.get(ip.name)
         tls = self.state()
         if what == _RUN:
+            self.close_step(tls)
             task = None
             handle = fregs.get_argument(0)
             owner = getattr(getattr(handle, "_callback", None), "__self__", None)
             if owner is not None and _is_task(owner):
                 task = owner
             n = 0 if task is None else self.first_seen(task)
-            tls.push(tls.cur, task)
+            tls.last, tls.last_n = task, n
             self.switch(tls, n)
+        elif what == _LOOP:
+            tls.push(tls.cur, tls.last, tls.last_n)
+            tls.last = None
+            self.switch(tls, 0)
         elif what == _EAGER:
             tls.push(tls.cur, None)
             n = self.take_number()
@@ -339,17 +371,16 @@ class TaskTracker:
             if n is not None:
                 self.note_new(n, task, None, None)
             return
-        if what == _RUN:
+        if what == _LOOP:
+            self.close_step(tls)
             top = tls.pop()
-            if top is None:
-                return
-            prev, task = top
-            if task is not None:
-                self.note_end(tls.cur, task)
+            prev = 0
+            if top is not None:
+                prev, tls.last, tls.last_n = top
             self.switch(tls, prev)
         elif what == _EAGER and len(tls) >= 2:
-            n, _ = tls.pop()
-            prev, _ = tls.pop()
+            n, _, _ = tls.pop()
+            prev, _, _ = tls.pop()
             task = fregs.return_value
             if fregs.event == _RETURN and task is not None and _is_task(task):
                 self.numbers[task] = n
