@@ -15,6 +15,13 @@ the time ratio tasks=1 / tasks=0 and the extra time per traced call.
 (``/work/shared/tools/instructions``, deterministic where times are not):
 extra per traced call = ((On_N - On_0) - (Off_N - Off_0)) / calls, where On/Off
 are tasks 1/0 and _0 the same process at size 0 (start-up removed).
+
+Beside it, where VizTracer is installed, the peer's own figure for the same
+feature: VizTracer (its C tracer, tracing every call: its ``include_files``
+keeps nothing of this workload) with ``log_async=True``, which gives each task
+its own track, over VizTracer without it, on the same workload, in time and in
+instructions (per fntrace's traced call segment; the percentage is the figure
+to compare).
 """
 
 from __future__ import annotations
@@ -62,6 +69,20 @@ def run(n: int, mode: str, count_calls: bool = True) -> tuple[float, int]:
         t0 = time.perf_counter()
         asyncio.run(workload(n))
         return time.perf_counter() - t0, 0
+    if mode in VIZ_MODES:
+        from viztracer import VizTracer
+
+        # Everything, asyncio's own calls too: its include_files kept nothing of
+        # this workload (1.1.1), so the two are compared by what log_async adds.
+        tracer = VizTracer(verbose=0, log_async=mode == "viz-async",
+                           tracer_entries=4_000_000)
+        tracer.start()
+        t0 = time.perf_counter()
+        asyncio.run(workload(n))
+        took = time.perf_counter() - t0
+        tracer.stop()
+        tracer.clear()
+        return took, 0
     import fntrace
 
     inst = fntrace.trace("function_graph", filter=f"{__name__}:*",
@@ -75,8 +96,21 @@ def run(n: int, mode: str, count_calls: bool = True) -> tuple[float, int]:
     return took, calls
 
 
+#: VizTracer without and with its per-task tracks (``log_async``).
+VIZ_MODES = ("viz", "viz-async")
+
+
+def has_viztracer() -> bool:
+    try:
+        import viztracer  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def times(n: int, repeat: int) -> None:
-    best = {m: float("inf") for m in ("untraced", "off", "on")}
+    modes = ("untraced", "off", "on") + (VIZ_MODES if has_viztracer() else ())
+    best = {m: float("inf") for m in modes}
     calls = 0
     for _ in range(repeat):
         for mode in best:
@@ -90,6 +124,8 @@ def times(n: int, repeat: int) -> None:
     ratio = best["on"] / best["off"]
     extra = (best["on"] - best["off"]) / calls * 1e9
     print(f"  tasks on / off: {ratio:.3f}  ({extra:+.0f} ns per traced call segment)")
+    if "viz" in best:
+        print(f"  VizTracer log_async / without: {best['viz-async'] / best['viz']:.3f}")
 
 
 def count(mode: str, n: int) -> int:
@@ -108,6 +144,13 @@ def instructions(n: int) -> None:
           f"{off / calls:.0f}/call with tasks 0, {on / calls:.0f}/call with tasks 1 "
           f"(over each run's size 0); task tracking adds {(on - off) / calls:.0f} "
           f"instructions per traced call segment ({(on / off - 1) * 100:.1f}%)")
+    if has_viztracer():
+        viz = count("viz", n) - count("viz", 0)
+        viz_async = count("viz-async", n) - count("viz-async", 0)
+        print(f"VizTracer: {viz / calls:.0f}/call without log_async, "
+              f"{viz_async / calls:.0f}/call with it; log_async adds "
+              f"{(viz_async - viz) / calls:.0f} per call segment "
+              f"({(viz_async / viz - 1) * 100:.1f}%)")
 
 
 def main() -> None:
