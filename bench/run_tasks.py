@@ -129,7 +129,9 @@ def times(n: int, repeat: int) -> None:
 
 
 def count(mode: str, n: int) -> int:
-    out = subprocess.run([INSTRUCTIONS, os.path.realpath(sys.executable), __file__,
+    # sys.executable as it is, not its realpath: a venv's python resolves to the
+    # base interpreter, which lacks the venv's packages (VizTracer).
+    out = subprocess.run([INSTRUCTIONS, sys.executable, __file__,
                           "--child", mode, str(n)],
                          env={**os.environ, "PYTHONPATH": ROOT, "PYTHONHASHSEED": "0"},
                          capture_output=True, text=True, check=True)
