@@ -14,7 +14,6 @@ byte for byte (tests/test_render_c.py).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from itertools import islice
 from typing import Any
 
 from fntrace.core import accel
@@ -24,10 +23,7 @@ from fntrace.formats.tracefile import RECORD_FIELDS, Record
 from fntrace.tracing import ftrace_text
 from fntrace.tracing.graph_text import SRCLINE, GraphText, Thread, abstime_text
 
-__all__ = ["BATCH", "graph_renderer", "render"]
-
-#: Records rendered by one call: one string written per batch.
-BATCH = 4096
+__all__ = ["graph_renderer", "render"]
 
 
 def graph_renderer(threads: Mapping[tuple[int, int], Thread], options: Mapping[str, int],
@@ -73,13 +69,9 @@ def graph_renderer(threads: Mapping[tuple[int, int], Thread], options: Mapping[s
         bool(options.get(SRCLINE, 0)), render_other, slow)
 
 
-def render(renderer: Any, records: Iterable[Record]) -> Iterator[str]:
-    """The text of ``records`` (in time order), a batch's worth per string."""
-    it = iter(records)
-    while True:
-        batch = list(islice(it, BATCH))
-        if not batch:
-            break
+def render(renderer: Any, batches: Iterable[list[Record]]) -> Iterator[str]:
+    """The text of records in lists (in time order), a list's worth per string."""
+    for batch in batches:
         text = renderer.render(batch)
         if text:
             yield text

@@ -13,8 +13,10 @@ to its last batch; a footer chunk marks a clean end.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import heapq
+import itertools
 import json
 import operator
 import os
@@ -58,6 +60,8 @@ __all__ = [
     "chunk_decoder",
     "exit_status",
     "location",
+    "batched",
+    "merged_batches",
     "merged_records",
     "open_trace",
     "open_traces",
@@ -1189,6 +1193,10 @@ class TraceFile:
         return records
 
     def records(self, since: int | None = None) -> Iterator[Record]:
+        """Every record, in time order: ``record_batches``, one record at a time."""
+        return itertools.chain.from_iterable(self.record_batches(since))
+
+    def record_batches(self, since: int | None = None) -> Iterator[list[Record]]:
         """Every record, in time order (stable: equal timestamps keep file order);
         ``since``: a chunk the index says ends before it is not read (its records
         are earlier, which the caller drops: the others still come).
@@ -1198,7 +1206,8 @@ class TraceFile:
         times overlap are held at once (a recording's chunks follow each other
         in time).  The order is that of one stable sort of every record by
         timestamp: each chunk is sorted alone, and the merge takes the lowest
-        (timestamp, chunk index) first."""
+        (timestamp, chunk index) first.  Each list is a run of one chunk's records
+        that no other record comes between (a reader in C takes a run at once)."""
         starts = []
         for i, chunk in enumerate(self._chunks):
             if isinstance(chunk, summary.IndexRow) and since is not None and chunk.last < since:
@@ -1221,10 +1230,10 @@ class TraceFile:
 
 
 def _merge_chunks(starts: list[tuple[int, int]],
-                  load: Callable[[int], list[Record]]) -> Iterator[Record]:
+                  load: Callable[[int], list[Record]]) -> Iterator[list[Record]]:
     """The records of chunks, each ``load``ed (sorted by time) when the merge reaches
     its (earliest timestamp, chunk index) in ``starts`` (sorted), merged by
-    (timestamp, chunk index)."""
+    (timestamp, chunk index): runs of one chunk's records, in order."""
     heap: list[tuple[int, int, int, list[Record]]] = []  # (ts, chunk, position, records)
     nxt = 0
     while True:
@@ -1243,14 +1252,13 @@ def _merge_chunks(starts: list[tuple[int, int]],
         if nxt < len(starts) and (rival is None or starts[nxt] < rival):
             rival = starts[nxt]
         end = len(records)
-        while True:
-            yield records[pos]
-            pos += 1
-            if pos == end:
-                break
-            if rival is not None and (records[pos].ts, i) > rival:
-                heapq.heappush(heap, (records[pos].ts, i, pos, records))
-                break
+        if rival is not None:
+            # up to the first record after the rival: (ts, i) > (rival ts, rival chunk)
+            cut = bisect.bisect_right if i < rival[1] else bisect.bisect_left
+            end = max(cut(records, rival[0], pos, end, key=_TS), pos + 1)
+        yield records if pos == 0 and end == len(records) else records[pos:end]
+        if end < len(records):
+            heapq.heappush(heap, (records[end].ts, i, end, records))
 
 
 def exit_status(files: Iterable[TraceFile]) -> int:
@@ -1349,3 +1357,21 @@ def merged_records(files: list[TraceFile], since: int | None = None) -> Iterator
     if len(files) == 1:
         return files[0].records(since)
     return heapq.merge(*(f.records(since) for f in files), key=_TS)
+
+
+#: Records in a list of ``batched`` (a run of ``record_batches`` may be longer).
+BATCH = 4096
+
+
+def batched(records: Iterable[Record], size: int = BATCH) -> Iterator[list[Record]]:
+    """Records in lists of ``size`` (the last one shorter), in their order."""
+    it = iter(records)
+    while batch := list(itertools.islice(it, size)):
+        yield batch
+
+
+def merged_batches(files: list[TraceFile], since: int | None = None) -> Iterator[list[Record]]:
+    """``merged_records`` in lists, for a reader that takes many at once."""
+    if len(files) == 1:
+        return files[0].record_batches(since)
+    return batched(merged_records(files, since))
