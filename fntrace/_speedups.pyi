@@ -206,6 +206,20 @@ class ReportAggregator:
     def folded(self) -> tuple[list[tuple[int, int, int | None]], list[str],
                               list[tuple[int, int]]] | None: ...
 
+@final
+class GraphRenderer:
+    """replay's function_graph text of Records, as graph_text.GraphText writes it
+    (csrc/render_graph.c)."""
+
+    def __init__(self, record: type, fields: tuple[str, ...],
+                 kinds: tuple[str, str, str, str], events: tuple[str, str],
+                 keys: dict[tuple[int, int], int], heads: list[str], labels: list[str] | None,
+                 abstime: bool, duration: bool, overhead: bool, tail: bool, srcline: bool,
+                 other: Callable[[int, Any], str], slow: Callable[[str, int], str],
+                 /) -> None: ...
+    def render(self, records: list[Any], /) -> str: ...
+    def finish(self) -> str: ...
+
 if sys.version_info < (3, 12):
     @final
     class ProfileHook:
