@@ -220,6 +220,18 @@ class GraphRenderer:
     def render(self, records: list[Any], /) -> str: ...
     def finish(self) -> str: ...
 
+@final
+class ChromeJSON:
+    """dump --chrome's JSON events of Records, as dump.ChromeWriter writes them
+    (csrc/render_chrome.c)."""
+
+    def __init__(self, record: type, fields: tuple[str, ...],
+                 kinds: tuple[str, str, str, str, str], events: tuple[str, str],
+                 t0: int | None, count: int,
+                 name_thread: Callable[[int, int], list[str]], /) -> None: ...
+    def write(self, records: list[Any], /) -> str: ...
+    def finish(self) -> tuple[str, int]: ...
+
 if sys.version_info < (3, 12):
     @final
     class ProfileHook:
