@@ -48,9 +48,11 @@ FUNCGRAPH = ("funcgraph-abstime", "funcgraph-proc", "funcgraph-duration", "funcg
 
 
 def write_trace(path: Path, seed: int, options: dict[str, int] | None = None,
-                notes: bool = False, pid: int | None = None, start: int = 0) -> list[int]:
+                notes: bool = False, pid: int | None = None, start: int = 0,
+                thresh: int = 0) -> list[int]:
     """A random function_graph trace (test_decoder's events, without the task
-    notes unless ``notes``) recorded with ``options``; its threads' tids."""
+    notes unless ``notes``) recorded with ``options`` (and a tracing_thresh of
+    ``thresh`` us); its threads' tids."""
     rng = random.Random(seed)
     fns = functions()
     threads = [FakeThread(tid, f"thread-name-{tid}", i, "M." if i == 0 else "..")
@@ -58,6 +60,8 @@ def write_trace(path: Path, seed: int, options: dict[str, int] | None = None,
     header: dict[str, Any] = {"pid": 40 + seed if pid is None else pid,
                               "tracer": "function_graph", "start_ts": start,
                               "options": {"instance_options": options or {}}}
+    if thresh:
+        header["options"]["thresh"] = thresh
     writer = TraceWriter(str(path), header)
     clock = {t.tid: start + rng.randint(0, 100) for t in threads}
     for _ in range(rng.randint(1, 5)):
