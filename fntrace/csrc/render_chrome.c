@@ -39,10 +39,20 @@ typedef struct {
     int named;               /* the writer was asked to name it */
 } cthread;
 
+/* A str's JSON, kept for the str object (held): names and event names repeat. */
+typedef struct {
+    PyObject *key;
+    char *json;
+    size_t n;
+} esc_entry;
+
+#define ESC_SLOTS 1024
+
 typedef struct {
     PyObject_HEAD
     fnt_rec_layout rl;
     PyObject *type_ref;
+    esc_entry esc[ESC_SLOTS];
     PyObject *k_entry, *k_exit, *k_call, *k_marker, *k_text;
     PyObject *e_unwind, *e_yield;
     PyObject *name_thread;     /* name_thread(pid, tid) -> list of JSON texts */
@@ -82,6 +92,10 @@ chrome_dealloc(ChromeJSON *self)
     PyMem_Free(self->threads);
     PyMem_Free(self->walk_order);
     fnt_tb_free(&self->out);
+    for (size_t i = 0; i < ESC_SLOTS; i++) {
+        Py_CLEAR(self->esc[i].key);
+        PyMem_Free(self->esc[i].json);
+    }
     Py_CLEAR(self->type_ref);
     Py_CLEAR(self->k_entry);
     Py_CLEAR(self->k_exit);
@@ -219,6 +233,27 @@ put_json_value(fnt_tbuf *b, PyObject *v)
         return fnt_tb_obj(b, v);
     PyErr_Format(PyExc_TypeError, "ChromeJSON: a field of type %.100s", Py_TYPE(v)->tp_name);
     return -1;
+}
+
+/* put_json_value of a str that recurs (a function's or an event's name). */
+static int
+put_json_name(ChromeJSON *self, fnt_tbuf *b, PyObject *s)
+{
+    if (!PyUnicode_Check(s))
+        return put_json_value(b, s);
+    esc_entry *e = &self->esc[fnt_ptr_slot(s, ESC_SLOTS)];
+    if (e->key != s) {
+        fnt_tbuf tmp = {0};
+        if (put_json_str(&tmp, s) < 0) {
+            fnt_tb_free(&tmp);
+            return -1;
+        }
+        Py_XSETREF(e->key, Py_NewRef(s));
+        PyMem_Free(e->json);
+        e->json = tmp.p;
+        e->n = tmp.n;
+    }
+    return fnt_tb_put(b, e->json, e->n);
 }
 
 /* repr(ns / 1000) of a Python int: json.dumps' float of a time in us. */
@@ -427,7 +462,7 @@ put_location(ChromeJSON *self, fnt_tbuf *b, PyObject *func, int first)
         return PyErr_Occurred() ? -1 : 0;
     if (!first && FNT_TB_LIT(b, ", ") < 0)
         return -1;
-    if (FNT_TB_LIT(b, "\"file\": ") < 0 || put_json_value(b, PyTuple_GET_ITEM(where, 0)) < 0
+    if (FNT_TB_LIT(b, "\"file\": ") < 0 || put_json_name(self, b, PyTuple_GET_ITEM(where, 0)) < 0
         || FNT_TB_LIT(b, ", \"line\": ") < 0 || put_json_value(b, PyTuple_GET_ITEM(where, 1)) < 0)
         return -1;
     return 0;
@@ -443,12 +478,27 @@ put_ids(fnt_tbuf *b, cthread *t)
     return 0;
 }
 
-/* A complete ``X`` event of a function: start and end are Python ints. */
+/* A complete ``X`` event of a function, up to its args: start and end in C
+ * numbers (start at or after t0), all of them small. */
+static int
+put_x_small(ChromeJSON *self, cthread *t, PyObject *func, long long start, long long end,
+            long long t0)
+{
+    fnt_tbuf *b = &self->out;
+    if (separator(self) < 0 || FNT_TB_LIT(b, "{\"name\": ") < 0 || put_json_name(self, b, func) < 0
+        || FNT_TB_LIT(b, ", \"cat\": \"function\", \"ph\": \"X\", \"ts\": ") < 0
+        || put_us(b, start - t0) < 0 || FNT_TB_LIT(b, ", \"dur\": ") < 0
+        || put_us(b, end - start) < 0)
+        return -1;
+    return FNT_TB_LIT(b, ", ") < 0 || put_ids(b, t) < 0 ? -1 : FNT_TB_LIT(b, ", \"args\": {");
+}
+
+/* The same of Python ints. */
 static int
 put_x(ChromeJSON *self, cthread *t, PyObject *func, PyObject *start, PyObject *end)
 {
     fnt_tbuf *b = &self->out;
-    if (separator(self) < 0 || FNT_TB_LIT(b, "{\"name\": ") < 0 || put_json_value(b, func) < 0
+    if (separator(self) < 0 || FNT_TB_LIT(b, "{\"name\": ") < 0 || put_json_name(self, b, func) < 0
         || FNT_TB_LIT(b, ", \"cat\": \"function\", \"ph\": \"X\", \"ts\": ") < 0
         || put_since(b, start, self->t0) < 0 || FNT_TB_LIT(b, ", \"dur\": ") < 0)
         return -1;
@@ -496,19 +546,31 @@ exit_record(ChromeJSON *self, cthread *t, PyObject *rec, long long depth)
         if (matched < 0)
             return -1;
     }
+    if (name_once(self, t) < 0)
+        return -1;
+    PyObject *duration = NULL, *zero = NULL, *start = NULL, *begin = NULL;
+    int r = -1;
     /* the duration: the exit's, else from the entry, else 0; never below 0 */
-    PyObject *duration;
+    long long tsv, durv = 0, t0v, lastv, ov = 0;
+    if (small(ts, &tsv) && small(self->t0, &t0v) && small(self->last, &lastv)
+        && (dur != Py_None ? small(dur, &durv) : !matched || small(opened->ts, &ov))) {
+        if (dur == Py_None)
+            durv = matched ? tsv - ov : 0;
+        if (durv < 0)
+            durv = 0;
+        if (tsv > lastv)
+            Py_SETREF(self->last, Py_NewRef(ts));
+        if (put_x_small(self, t, func, tsv - durv < t0v ? t0v : tsv - durv, tsv, t0v) < 0)
+            return -1;
+        goto args;
+    }
     if (dur != Py_None)
         duration = Py_NewRef(dur);
     else if (matched)
         duration = PyNumber_Subtract(ts, opened->ts);
     else
         duration = PyLong_FromLong(0);
-    if (duration == NULL)
-        return -1;
-    PyObject *zero = PyLong_FromLong(0), *start = NULL, *begin = NULL;
-    int r = -1;
-    if (zero == NULL)
+    if (duration == NULL || (zero = PyLong_FromLong(0)) == NULL)
         goto done;
     Py_SETREF(duration, num_max(duration, zero));
     if (duration == NULL)
@@ -516,17 +578,20 @@ exit_record(ChromeJSON *self, cthread *t, PyObject *rec, long long depth)
     if ((start = PyNumber_Subtract(ts, duration)) == NULL
         || (begin = num_max(start, self->t0)) == NULL)
         goto done;
-    if (name_once(self, t) < 0)
-        goto done;
     PyObject *last = num_max(self->last, ts);  /* the segment's end is the exit's time */
     if (last == NULL)
         goto done;
     Py_SETREF(self->last, last);
     if (put_x(self, t, func, begin, ts) < 0)
         goto done;
+    Py_CLEAR(zero);
+    Py_CLEAR(start);
+    Py_CLEAR(begin);
+    Py_CLEAR(duration);
+args:;
     fnt_tbuf *b = &self->out;
     if (matched) {
-        if (FNT_TB_LIT(b, "\"entry\": ") < 0 || put_json_value(b, opened->event) < 0)
+        if (FNT_TB_LIT(b, "\"entry\": ") < 0 || put_json_name(self, b, opened->event) < 0)
             goto done;
         if (opened->args != Py_None && (FNT_TB_LIT(b, ", \"args\": ") < 0
                                         || put_json_value(b, opened->args) < 0))
@@ -534,7 +599,7 @@ exit_record(ChromeJSON *self, cthread *t, PyObject *rec, long long depth)
         if (FNT_TB_LIT(b, ", ") < 0)
             goto done;
     }
-    if (FNT_TB_LIT(b, "\"exit\": ") < 0 || put_json_value(b, event) < 0)
+    if (FNT_TB_LIT(b, "\"exit\": ") < 0 || put_json_name(self, b, event) < 0)
         goto done;
     if (value != Py_None) {
         const char *key = fnt_same_str(event, self->e_unwind) ? ", \"raised\": "
@@ -607,7 +672,7 @@ other_record(ChromeJSON *self, cthread *t, PyObject *rec, PyObject *kind)
         return -1;
     PyObject *func = NULL;
     if (call) {
-        if ((func = GET(rec, FNT_R_FUNC)) == NULL || put_json_value(b, func) < 0
+        if ((func = GET(rec, FNT_R_FUNC)) == NULL || put_json_name(self, b, func) < 0
             || FNT_TB_LIT(b, ", \"cat\": \"call\"") < 0)
             return -1;
     }
@@ -619,7 +684,7 @@ other_record(ChromeJSON *self, cthread *t, PyObject *rec, PyObject *kind)
         if (truth < 0)
             return -1;
         if ((truth ? put_json_value(b, text) : FNT_TB_LIT(b, "\"\"")) < 0
-            || FNT_TB_LIT(b, ", \"cat\": ") < 0 || put_json_value(b, kind) < 0)
+            || FNT_TB_LIT(b, ", \"cat\": ") < 0 || put_json_name(self, b, kind) < 0)
             return -1;
     }
     if (FNT_TB_LIT(b, ", \"ph\": \"i\", \"s\": \"t\", ") < 0 || put_ids(b, t) < 0
@@ -632,7 +697,7 @@ other_record(ChromeJSON *self, cthread *t, PyObject *rec, PyObject *kind)
         return -1;
     int first = 1;
     if (parent != Py_None) {
-        if (FNT_TB_LIT(b, "\"parent\": ") < 0 || put_json_value(b, parent) < 0)
+        if (FNT_TB_LIT(b, "\"parent\": ") < 0 || put_json_name(self, b, parent) < 0)
             return -1;
         first = 0;
     }
@@ -792,7 +857,7 @@ chrome_finish(ChromeJSON *self, PyObject *unused)
         Py_XDECREF(end);
         Py_DECREF(start);
         fnt_tbuf *b = &self->out;
-        if (r < 0 || FNT_TB_LIT(b, "\"entry\": ") < 0 || put_json_value(b, f->event) < 0)
+        if (r < 0 || FNT_TB_LIT(b, "\"entry\": ") < 0 || put_json_name(self, b, f->event) < 0)
             goto fail;
         if (f->args != Py_None && (FNT_TB_LIT(b, ", \"args\": ") < 0
                                    || put_json_value(b, f->args) < 0))
