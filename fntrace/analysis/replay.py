@@ -117,7 +117,8 @@ def count(files: list[TraceFile], ns: ReplayOptions, start: int,
     before them): every record when no option selects, else a pass of its own."""
     if not selects(ns):
         return sum(tf.events for tf in files)
-    return sum(1 for _ in select(merged_records(files, skip_before(ns, start)), ns, start,
+    records = chain.from_iterable(merged_batches(files, skip_before(ns, start), keys))
+    return sum(1 for _ in select(records, ns, start,
                                  keys, files_tasks))
 
 
@@ -317,7 +318,8 @@ def replay(ns: ReplayOptions) -> int:
     out = open(ns.output, "w", encoding="utf-8") if ns.output else sys.stdout
     try:
         entries = count(files, ns, start, keys, tasks)
-        batches: Iterable[list[Record]] = merged_batches(files, skip_before(ns, start))
+        # --thread: only the chunks the index says hold those threads' events are read
+        batches: Iterable[list[Record]] = merged_batches(files, skip_before(ns, start), keys)
         if not _isatty(out):  # on a terminal the lines themselves show the progress
             batches = progress_batches(batches, "fntrace replay")
         if selects(ns):

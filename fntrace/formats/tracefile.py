@@ -355,7 +355,8 @@ class TraceWriter:
             else:
                 _uvarint(body, tables.sid(text))
             n += 1
-        written = self.write_table_chunk(tables, body, n, (earliest, latest))
+        written = self.write_table_chunk(tables, body, n, (earliest, latest),
+                                         [tables.thread_rows[t][0] for t in per_thread])
         self.tally.rows_written(tables.thread_rows)
         for t, count in per_thread.items():
             self.tally.events_written(tables.thread_rows[t][0], count)
@@ -378,7 +379,7 @@ class TraceWriter:
                 payload, n, tids, first, last = speedups.encode_buffers(
                     buffers, lambda buf, ev: stored_text(buf, ev, render.one), EVENT_CODES)
             if n:
-                self.write_payload(payload, n, (first, last))
+                self.write_payload(payload, n, (first, last), tids)
                 self._tally_taken(buffers, before)
             return n, set(tids)
         pairs = bufs.consume()
@@ -421,9 +422,11 @@ class TraceWriter:
         self.tally.rows_written(tables.thread_rows)
 
     def write_table_chunk(self, tables: _ChunkTables, body: bytearray, n: int,
-                          span: tuple[int, int] | None = None) -> int:
+                          span: tuple[int, int] | None = None,
+                          tids: Iterable[int] | None = None) -> int:
         """One event chunk of these tables and ``n`` encoded events (``span``: their
-        earliest and latest timestamps); nothing when it would hold nothing."""
+        earliest and latest timestamps; ``tids``: their threads'); nothing when it
+        would hold nothing."""
         if n == 0 and not tables.thread_rows:
             return 0
         out = bytearray()
@@ -447,13 +450,15 @@ class TraceWriter:
             _uvarint(out, lost)
         _uvarint(out, n)
         out += body
-        return self.write_payload(bytes(out), n, span)
+        return self.write_payload(bytes(out), n, span, tids)
 
     def write_payload(self, payload: bytes, n: int,
-                      span: tuple[int | None, int | None] | None = None) -> int:
+                      span: tuple[int | None, int | None] | None = None,
+                      tids: Iterable[int] | None = None) -> int:
         """Write one event chunk from its encoded payload (tables, count, events);
         ``span``, the events' earliest and latest timestamps, goes to the footer's
-        index (a chunk of events without it leaves the file without an index)."""
+        index (a chunk of events without it leaves the file without an index),
+        and so do ``tids``, its events' threads (None: not known)."""
         offset = self.bytes - self._first_chunk
         notes = _NOTE_BYTES in payload  # may hold a task note (a string or an event's bytes)
         flag = b"\x01" if self.compress else b"\x00"
@@ -464,7 +469,8 @@ class TraceWriter:
         if n:
             first, last = span if span is not None else (None, None)
             self.index.chunk_written(
-                offset, None if first is None or last is None else (first, last), n, notes)
+                offset, None if first is None or last is None else (first, last), n, notes,
+                tids)
         return n
 
     def finish(self, end_ts: int, extra: dict[str, Any] | None = None) -> None:
@@ -473,8 +479,10 @@ class TraceWriter:
             return
         # A summary only when it counts every event written (not when raw payloads
         # were handed to write_payload, whose threads are not known here).
+        threads = self.tally.fields(self.events)
+        tids = [row["tid"] for row in threads["threads"]] if threads else None
         data = {"end_ts": end_ts, "events": self.events, **(extra or {}),
-                **self.tally.fields(self.events), **self.index.fields(self.events)}
+                **threads, **self.index.fields(self.events, tids)}
         self._chunk(FOOTER, json.dumps(data, sort_keys=True).encode())
         self.close()
 
@@ -1196,7 +1204,8 @@ class TraceFile:
         """Every record, in time order: ``record_batches``, one record at a time."""
         return itertools.chain.from_iterable(self.record_batches(since))
 
-    def record_batches(self, since: int | None = None) -> Iterator[list[Record]]:
+    def record_batches(self, since: int | None = None,
+                       tids: set[int] | None = None) -> Iterator[list[Record]]:
         """Every record, in time order (stable: equal timestamps keep file order);
         ``since``: a chunk the index says ends before it is not read (its records
         are earlier, which the caller drops: the others still come).
@@ -1207,10 +1216,15 @@ class TraceFile:
         in time).  The order is that of one stable sort of every record by
         timestamp: each chunk is sorted alone, and the merge takes the lowest
         (timestamp, chunk index) first.  Each list is a run of one chunk's records
-        that no other record comes between (a reader in C takes a run at once)."""
+        that no other record comes between (a reader in C takes a run at once).
+        ``tids``: a chunk the index says holds none of these threads' events is
+        not read (the caller drops the others' records: the ones it wants come)."""
         starts = []
         for i, chunk in enumerate(self._chunks):
-            if isinstance(chunk, summary.IndexRow) and since is not None and chunk.last < since:
+            if isinstance(chunk, summary.IndexRow) and (
+                    (since is not None and chunk.last < since)
+                    or (tids is not None and chunk.tids is not None
+                        and chunk.tids.isdisjoint(tids))):
                 continue
             first = chunk.first if isinstance(chunk, summary.IndexRow) else self._tally(chunk)[1]
             if first is not None:
@@ -1370,8 +1384,15 @@ def batched(records: Iterable[Record], size: int = BATCH) -> Iterator[list[Recor
         yield batch
 
 
-def merged_batches(files: list[TraceFile], since: int | None = None) -> Iterator[list[Record]]:
-    """``merged_records`` in lists, for a reader that takes many at once."""
+def merged_batches(files: list[TraceFile], since: int | None = None,
+                   keys: set[tuple[int, int]] | None = None) -> Iterator[list[Record]]:
+    """``merged_records`` in lists, for a reader that takes many at once; ``keys``:
+    (pid, tid) of the only threads the reader keeps, whose chunks alone are read
+    where the index tells (the others' records may still come)."""
+    def tids(tf: TraceFile) -> set[int] | None:
+        return None if keys is None else {tid for pid, tid in keys if pid == tf.pid}
+
     if len(files) == 1:
-        return files[0].record_batches(since)
-    return batched(merged_records(files, since))
+        return files[0].record_batches(since, tids(files[0]))
+    streams = (itertools.chain.from_iterable(f.record_batches(since, tids(f))) for f in files)
+    return batched(heapq.merge(*streams, key=_TS))
