@@ -13,17 +13,21 @@ from __future__ import annotations
 import json
 import random
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import FakeThread, event_text
-from test_decoder import functions, random_events
+from helpers import FakeThread, event_text, needs_subprocess
+from test_decoder import PROGRAM, functions, random_events
 
 from fntrace.analysis.replay import ReplayOptions, replay
 from fntrace.formats import footer, tracefile
 from fntrace.formats.tracefile import TraceWriter, read_finished
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_threads(path: Path, seed: int, nthreads: int = 4) -> list[int]:
@@ -151,3 +155,27 @@ def test_a_malformed_key_is_said_and_the_file_read_in_full(
     err = capsys.readouterr().err
     assert "index_threads" in err and len(err.strip().splitlines()) == 1
     assert status == 1  # a corrupt footer, as for a malformed index
+
+
+@needs_subprocess
+@pytest.mark.parametrize("writer", ["c", "pure"])
+def test_recordings_by_both_writers(tmp_path: Path, writer: str,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C encoder (drain.c encode_buffers) and the Python writer index the same
+    threads: each thread's replay by the index is the full read's."""
+    (tmp_path / "prog.py").write_text(PROGRAM)
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    if writer == "pure":
+        env["FNTRACE_PURE"] = "1"
+    subprocess.run([sys.executable, "-m", "fntrace", "record", "-t", "function_graph",
+                    "-o", "t.dat", "--", "prog.py"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    path = tmp_path / "t.dat"
+    fin = read_finished(str(path))
+    assert fin is not None and footer.INDEX_THREADS_KEY in fin.footer
+    for row in fin.footer["threads"]:
+        by_index = text_of(path, tmp_path, thread=(str(row["tid"]),))
+        with monkeypatch.context() as m:
+            m.setattr(footer, "INDEX_THREADS_KEY", "not-in-this-file")
+            assert text_of(path, tmp_path, thread=(str(row["tid"]),)) == by_index
+        assert by_index.count("\n") > 100
