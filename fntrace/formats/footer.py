@@ -113,8 +113,6 @@ def check(footer: dict[str, Any]) -> None:
     ``ThreadRow``, each tid once, whose events add up to the footer's ``events``;
     ``index_threads`` a row of places in them per indexed chunk."""
     if "threads" not in footer:
-        if INDEX_THREADS_KEY in footer:
-            raise ValueError("field index_threads without its thread rows")
         return
     rows = footer["threads"]
     if type(rows) is not list:
@@ -135,7 +133,7 @@ def check(footer: dict[str, Any]) -> None:
     if total != footer.get("events"):
         raise ValueError(f"its threads' events ({total}) are not its events "
                          f"({footer.get('events')})")
-    _chunk_threads(footer)  # index_threads, where present
+    _chunk_threads(footer, False)  # index_threads' own form (check_index: its rows' number)
 
 
 def thread_rows(footer: dict[str, Any]) -> list[ThreadRow] | None:
@@ -244,17 +242,20 @@ def index_rows(footer: dict[str, Any], start: int) -> list[IndexRow] | None:
     return rows
 
 
-def _chunk_threads(footer: dict[str, Any]) -> list[frozenset[int] | None] | None:
+def _chunk_threads(footer: dict[str, Any], per_row: bool = True,
+                   ) -> list[frozenset[int] | None] | None:
     """Each indexed chunk's tids (None: any), or None when the footer has no
     ``index_threads`` (a file written before it existed: every chunk may hold
-    any thread).  ValueError (one line) when it is not what a writer writes."""
+    any thread) or not the index and thread rows it refers to.  ValueError (one
+    line) when it is not what a writer writes (``per_row``: nor a row per
+    indexed chunk; the index is checked first, by check_index)."""
     flat = footer.get(INDEX_THREADS_KEY)
-    if flat is None:
-        return None
     rows = footer.get("threads")
     index = footer.get(INDEX_KEY)
-    if type(flat) is not list or type(rows) is not list or type(index) is not list:
-        raise ValueError("field index_threads without its index and thread rows")
+    if flat is None or type(rows) is not list or type(index) is not list:
+        return None  # of use only with both (whose own checks say what is wrong with them)
+    if type(flat) is not list:
+        raise ValueError("field index_threads is not a list")
     if len(flat) > MAX_INDEX_THREADS + MAX_CHUNK_THREADS + 1:
         raise ValueError("field index_threads is over its size limit")
     tids: list[int] = []
@@ -278,7 +279,7 @@ def _chunk_threads(footer: dict[str, Any]) -> list[frozenset[int] | None] | None
             raise ValueError(f"index_threads[{i}]: a thread out of range")
         out.append(frozenset(tids[p] for p in places))
         i += 1 + n
-    if len(out) * 5 != len(index):
+    if per_row and len(out) * 5 != len(index):
         raise ValueError("field index_threads has not a row per indexed chunk")
     return out
 
