@@ -206,6 +206,32 @@ class ReportAggregator:
     def folded(self) -> tuple[list[tuple[int, int, int | None]], list[str],
                               list[tuple[int, int]]] | None: ...
 
+@final
+class GraphRenderer:
+    """replay's function_graph text of Records, as graph_text.GraphText writes it
+    (csrc/render_graph.c)."""
+
+    def __init__(self, record: type, fields: tuple[str, ...],
+                 kinds: tuple[str, str, str, str], events: tuple[str, str],
+                 keys: dict[tuple[int, int], int], heads: list[str], labels: list[str] | None,
+                 abstime: bool, duration: bool, overhead: bool, tail: bool, srcline: bool,
+                 other: Callable[[int, Any], str], slow: Callable[[str, int], str],
+                 /) -> None: ...
+    def render(self, records: list[Any], /) -> str: ...
+    def finish(self) -> str: ...
+
+@final
+class ChromeJSON:
+    """dump --chrome's JSON events of Records, as dump.ChromeWriter writes them
+    (csrc/render_chrome.c)."""
+
+    def __init__(self, record: type, fields: tuple[str, ...],
+                 kinds: tuple[str, str, str, str, str], events: tuple[str, str],
+                 t0: int | None, count: int,
+                 name_thread: Callable[[int, int], list[str]], /) -> None: ...
+    def write(self, records: list[Any], /) -> str: ...
+    def finish(self) -> tuple[str, int]: ...
+
 if sys.version_info < (3, 12):
     @final
     class ProfileHook:

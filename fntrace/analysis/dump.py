@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from fntrace.analysis.locations import Location, Locations
-from fntrace.analysis.reading import open_files, progress, quiet_stdout
+from fntrace.analysis.reading import open_files, progress, progress_batches, quiet_stdout
 from fntrace.analysis.segments import RecordLike, Segment, Unfinished, walk
 from fntrace.analysis.window import Selection, SelectionError, narrow, thread_keys
 
@@ -65,6 +65,17 @@ class ChromeWriter:
         yield {"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
                "args": {"name": f"{name}-{tid}"}}
 
+    def name_new(self, pid: int, tid: int) -> Iterator[dict[str, Any]]:
+        """The metadata of a thread met in the records but not named yet (and of
+        its process, when it is not named either); nothing when it is named."""
+        if (pid, tid) in self.named:
+            return
+        if pid not in self.processes:
+            self.processes[pid] = f"pid {pid}"
+            yield {"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
+                   "args": {"name": self.processes[pid]}}
+        yield from self._thread_name(pid, tid, "thread")
+
     def _ts(self, ns: int) -> float:
         return _us(max(ns - self.t0, 0))
 
@@ -83,11 +94,7 @@ class ChromeWriter:
         for item in walk(itertools.chain((first,), stream)):
             pid, tid = item.pid, item.tid
             if (pid, tid) not in self.named:
-                if pid not in self.processes:
-                    self.processes[pid] = f"pid {pid}"
-                    yield {"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
-                           "args": {"name": self.processes[pid]}}
-                yield from self._thread_name(pid, tid, "thread")
+                yield from self.name_new(pid, tid)
             if isinstance(item, Segment):
                 self.last = max(self.last, item.end)
                 yield self._segment(item)
@@ -271,7 +278,15 @@ def dump(file: str = "fntrace.dat", chrome: str | None = None, folded: str | Non
     """What ``fntrace dump`` writes (see its help): ``file`` as Chrome JSON into
     ``chrome``, folded stacks into ``folded``, a speedscope profile, a Perfetto
     trace and/or a pstats file ("-": stdout), of the slice ``sel``; the exit status."""
-    from fntrace.formats.tracefile import TraceFileError, exit_status, merged_records
+    from fntrace.core.events import TASK_PREFIX
+    from fntrace.formats.tracefile import (
+        Record,
+        TraceFileError,
+        batched,
+        exit_status,
+        merged_batches,
+        merged_records,
+    )
 
     if not (chrome or folded or speedscope or perfetto or pstats):
         print("fntrace dump: say what to write: --chrome OUT.json, --folded OUT.txt, "
@@ -289,14 +304,27 @@ def dump(file: str = "fntrace.dat", chrome: str | None = None, folded: str | Non
         def records() -> Iterator[RecordLike]:
             return narrow(progress(merged_records(files), "fntrace dump"), files, sel)
 
+        def batches() -> Iterator[list[Record]]:
+            """records() in lists, for the C writer."""
+            if sel.everything:
+                return progress_batches(merged_batches(files), "fntrace dump")
+            return batched(narrow(progress(merged_records(files), "fntrace dump"), files, sel))
+
         if chrome:
             t0 = _t0(files)
             if sel.start is not None:  # a slice keeps the recording's time axis
                 t0 = min(f.start_ts for f in files)
+            from fntrace.analysis import chrome_c
             from fntrace.analysis.chrome_tasks import write_chrome_tasks  # a track per task
 
+            # Task notes: a track per task, chrome_tasks' (Python); else in C.
+            in_c = chrome_c.available() and not any(tf.has_notes(TASK_PREFIX) for tf in files)
             with _ManagedOut(chrome) as out:
-                write_chrome_tasks(ChromeWriter(processes, names, t0), records(), out)
+                writer = ChromeWriter(processes, names, t0)
+                if in_c:
+                    chrome_c.write_chrome_c(writer, batches(), out)
+                else:
+                    write_chrome_tasks(writer, records(), out)
         if folded:
             fast = folded_from_chunks(files, threads, names) if sel.everything else None
             stacks = fast if fast is not None else folded_stacks(records(), threads, names)

@@ -74,6 +74,32 @@ def progress(items: Iterable[T], label: str, stream: IO[str] | None = None,
             out.flush()
 
 
+def progress_batches(batches: Iterable[list[T]], label: str, stream: IO[str] | None = None,
+                     every: int = 1 << 16) -> Iterator[list[T]]:
+    """``progress`` for items that come in lists (a reader in C takes a list at a time)."""
+    out = sys.stderr if stream is None else stream
+    try:
+        tty = out.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if not tty:
+        yield from batches
+        return
+    n = 0
+    try:
+        for batch in batches:
+            before = n
+            n += len(batch)
+            if n // every != before // every:
+                out.write(f"\r{label}: {n // every * every:,} records")
+                out.flush()
+            yield batch
+    finally:
+        if n >= every:
+            out.write("\r" + " " * (len(label) + 24) + "\r")
+            out.flush()
+
+
 class ChunkProgress:
     """How far a file's reading is, as a percentage on a terminal's stderr (nothing
     elsewhere): ``on_chunk`` is what ``open_trace`` calls after each chunk."""

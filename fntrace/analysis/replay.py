@@ -19,16 +19,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
-from fntrace.analysis.reading import open_files, progress, say_problems
+from fntrace.analysis import graph_render
+from fntrace.analysis.reading import open_files, progress_batches, say_problems
 from fntrace.analysis.window import SelectionError, thread_keys
 from fntrace.core.events import CALL, ENTRY, EXIT, MARKER, TASK, TASK_PREFIX, TEXT
 from fntrace.core.filter import Filter, parse
 from fntrace.formats.tracefile import (
     Record,
     TraceFile,
+    batched,
     exit_status,
+    merged_batches,
     merged_records,
 )
 from fntrace.tracing import ftrace_text
@@ -113,7 +117,8 @@ def count(files: list[TraceFile], ns: ReplayOptions, start: int,
     before them): every record when no option selects, else a pass of its own."""
     if not selects(ns):
         return sum(tf.events for tf in files)
-    return sum(1 for _ in select(merged_records(files, skip_before(ns, start)), ns, start,
+    records = chain.from_iterable(merged_batches(files, skip_before(ns, start), keys))
+    return sum(1 for _ in select(records, ns, start,
                                  keys, files_tasks))
 
 
@@ -238,11 +243,16 @@ def threads(files: list[TraceFile]) -> dict[tuple[int, int], RecordedThread]:
 
 def lines(files: list[TraceFile], records: Iterable[Record], entries: int,
           tasks: TaskTable | None = None, task_column: bool = False,
-          srcline: bool = False) -> Iterator[str]:
+          srcline: bool = False, no_notes: bool = False,
+          batches: Iterable[list[Record]] | None = None) -> Iterator[str]:
     """The trace text of ``records`` (``entries`` of them, the header's count), line
     by line as the records are read; each line labelled with its pid when the
     files are several processes'; with ``srcline`` each line naming a called
-    function ends with its ``/* FILE:LINE */``."""
+    function ends with its ``/* FILE:LINE */``.  ``no_notes``: the caller knows
+    the records hold no asyncio task note, so function_graph's text may be
+    written by the C renderer (graph_render.py), several lines per string;
+    ``batches``: the same records in lists (the renderer takes a list at once),
+    read instead of ``records`` when given."""
     header = files[0].header
     by_key = threads(files)
     lost = sum(tf.lost.get(key, 0) for tf in files for key in tf.threads)
@@ -259,14 +269,25 @@ def lines(files: list[TraceFile], records: Iterable[Record], entries: int,
     ctx = ftrace_text.Context(options, len(by_key), tasks)
     head = ftrace_text.trace_header(tracer, options, entries, entries + lost, len(by_key))
     funcs = Functions()
-    pairs = ((by_key[rec.pid, rec.tid], event_of(rec, funcs)) for rec in records)
+    width = max((len(str(t.pid)) for t in by_key.values()), default=1)
+    fast = None
+    if tracer == "function_graph" and no_notes:
+        labels = [f"{t.pid:>{width}} " for t in by_key.values()] if len(files) > 1 else None
+        fast = graph_render.graph_renderer(by_key, options, ctx, labels,
+                                           lambda rec: event_of(rec, funcs))
     if len(files) == 1:
         yield head
+    else:
+        for line in head.splitlines(keepends=True):
+            yield f"#{' ' * width} {line[1:]}" if line.strip() != "#" else line
+    if fast is not None:
+        yield from graph_render.render(fast, batches if batches is not None
+                                       else batched(records))
+        return
+    pairs = ((by_key[rec.pid, rec.tid], event_of(rec, funcs)) for rec in records)
+    if len(files) == 1:
         yield from ftrace_text.lines(tracer, pairs, ctx)
         return
-    width = max(len(str(t.pid)) for t in by_key.values())
-    for line in head.splitlines(keepends=True):
-        yield f"#{' ' * width} {line[1:]}" if line.strip() != "#" else line
     for thread, text in ftrace_text.thread_lines(tracer, pairs, ctx):
         label = f"{thread.pid:>{width}} "
         for line in text.splitlines(keepends=True):
@@ -290,19 +311,22 @@ def replay(ns: ReplayOptions) -> int:
             keys = thread_keys(files, ns.thread)
         except SelectionError as exc:
             raise SystemExit(f"fntrace replay: {exc}") from None
-    tasks = tasks_of(files)
+    no_notes = not any(tf.has_notes(TASK_PREFIX) for tf in files)
+    tasks = TaskTable() if no_notes else tasks_of(files)
     if ns.task is not None:
         task_numbers(tasks, ns.task)  # the error before any output
     out = open(ns.output, "w", encoding="utf-8") if ns.output else sys.stdout
     try:
         entries = count(files, ns, start, keys, tasks)
-        records: Iterable[Record] = merged_records(files, skip_before(ns, start))
+        # --thread: only the chunks the index says hold those threads' events are read
+        batches: Iterable[list[Record]] = merged_batches(files, skip_before(ns, start), keys)
         if not _isatty(out):  # on a terminal the lines themselves show the progress
-            records = progress(records, "fntrace replay")
+            batches = progress_batches(batches, "fntrace replay")
         if selects(ns):
-            records = select(records, ns, start, keys, tasks)
-        out.writelines(lines(files, records, entries,
-                             tasks, ns.task_column or bool(tasks.tasks), ns.srcline))
+            batches = batched(select(chain.from_iterable(batches), ns, start, keys, tasks))
+        out.writelines(lines(files, chain.from_iterable(batches), entries, tasks,
+                             ns.task_column or bool(tasks.tasks), ns.srcline, no_notes,
+                             batches))
         out.flush()
     except BrokenPipeError:
         return 0

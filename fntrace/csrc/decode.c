@@ -163,6 +163,14 @@ new_record(ChunkDecoder *self)
     PyObject *rec = self->record->tp_alloc(self->record, 0);
     if (rec == NULL)
         return NULL;
+    /* Untracked by the cyclic GC, as CPython untracks a tuple of atomic values:
+     * a record holds str, int and None only, so it is never part of a cycle,
+     * and a reader holding a chunk's thousands of records would otherwise make
+     * every collection walk them (it was half of a replay's time).  The GC
+     * stays right if a caller stores a container in a record: an untracked
+     * object's references count as outside ones, so nothing is freed early. */
+    if (PyObject_IS_GC(rec))
+        PyObject_GC_UnTrack(rec);
     for (int i = 0; i < R_NFIELDS; i++)
         SET(rec, i, Py_NewRef(Py_None));
     return rec;

@@ -82,6 +82,8 @@ FNT_HIDDEN int fnt_dispatcher_add_types(PyObject *m);
 FNT_HIDDEN int fnt_task_recorder_add_types(PyObject *m);  /* task_recorder.c */
 FNT_HIDDEN int fnt_decode_add_types(PyObject *m);  /* decode.c */
 FNT_HIDDEN int fnt_aggregate_add_types(PyObject *m);  /* aggregate.c */
+FNT_HIDDEN int fnt_render_graph_add_types(PyObject *m);  /* render_graph.c */
+FNT_HIDDEN int fnt_render_chrome_add_types(PyObject *m);  /* render_chrome.c */
 #ifdef FNT_PROFILE_HOOK
 FNT_HIDDEN int fnt_profile_hook_add_types(PyObject *m);
 #endif

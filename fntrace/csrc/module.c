@@ -23,6 +23,9 @@
  *   framecheck.c           check_frame() and frame_key(): the mirror's self-check
  *   decode.c/.h            ChunkDecoder: a trace file's event chunks into Records
  *   aggregate.c            ReportAggregator: report's per-function numbers from chunks
+ *   textbuf.h              the text writers' UTF-8 buffer and Record slot reading
+ *   render_graph.c         GraphRenderer: replay's function_graph text of Records
+ *   render_chrome.c        ChromeJSON: dump --chrome's JSON events of Records
  *
  * The Python side decides when a recorder may be used (recorder.ok) and keeps
  * the same data structures (the events tuples, the stacks), so the two paths
@@ -171,7 +174,8 @@ speedups_exec(PyObject *m)
     if (fnt_ring_add_types(m) < 0 || fnt_graph_recorder_add_types(m) < 0 ||
         fnt_func_recorder_add_types(m) < 0 || fnt_dispatcher_add_types(m) < 0 ||
         fnt_prof_recorder_add_types(m) < 0 || fnt_task_recorder_add_types(m) < 0 ||
-        fnt_decode_add_types(m) < 0 || fnt_aggregate_add_types(m) < 0)
+        fnt_decode_add_types(m) < 0 || fnt_aggregate_add_types(m) < 0 ||
+        fnt_render_graph_add_types(m) < 0 || fnt_render_chrome_add_types(m) < 0)
         return -1;
 #ifdef FNT_PROFILE_HOOK
     if (fnt_profile_hook_add_types(m) < 0)

@@ -20,17 +20,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["INDEX_KEY", "MAX_INDEX_ROWS", "SUMMARY_KEYS", "ChunkIndex", "IndexRow", "Tally",
-           "ThreadRow", "check", "check_index", "index_rows", "readable", "thread_rows"]
+__all__ = ["INDEX_KEY", "INDEX_THREADS_KEY", "MAX_CHUNK_THREADS", "MAX_INDEX_ROWS",
+           "MAX_INDEX_THREADS", "SUMMARY_KEYS", "ChunkIndex", "IndexRow", "Tally", "ThreadRow",
+           "check", "check_index", "index_rows", "readable", "thread_rows"]
 
 #: The footer keys this module writes and reads.
-SUMMARY_KEYS = ("threads", "index")
+SUMMARY_KEYS = ("threads", "index", "index_threads")
 #: The footer key of the event chunks' index.
 INDEX_KEY = "index"
 #: At most this many chunks are indexed (about 30 bytes of footer JSON each, well
 #: under its 1 MiB limit with the thread rows); a file with more has no index
 #: and is read by the full scan (at ~22,000 events a chunk: ~650M events).
 MAX_INDEX_ROWS = 25_000
+#: The footer key of each indexed chunk's threads (``replay --thread`` reads only
+#: the chunks of the threads it shows).
+INDEX_THREADS_KEY = "index_threads"
+#: A chunk of more threads than this is indexed as "any thread" (-1).
+MAX_CHUNK_THREADS = 8
+#: At most this many ints in ``index_threads`` (a few hundred KB of footer JSON
+#: at most); a file that would need more has none, and --thread reads every chunk.
+MAX_INDEX_THREADS = 60_000
 #: The fields of one row of ``threads``, each with the type it must have.
 _ROW_FIELDS: dict[str, type] = {"tid": int, "name": str, "cpu": int, "flags": str,
                                 "events": int, "lost": int}
@@ -101,7 +110,8 @@ def _is_count(v: Any) -> bool:
 def check(footer: dict[str, Any]) -> None:
     """ValueError (one line: why) when the footer's summary keys, where present, are
     not what a writer writes: ``threads`` a list of rows with exactly the fields of
-    ``ThreadRow``, each tid once, whose events add up to the footer's ``events``."""
+    ``ThreadRow``, each tid once, whose events add up to the footer's ``events``;
+    ``index_threads`` a row of places in them per indexed chunk."""
     if "threads" not in footer:
         return
     rows = footer["threads"]
@@ -123,6 +133,7 @@ def check(footer: dict[str, Any]) -> None:
     if total != footer.get("events"):
         raise ValueError(f"its threads' events ({total}) are not its events "
                          f"({footer.get('events')})")
+    _chunk_threads(footer, False)  # index_threads' own form (check_index: its rows' number)
 
 
 def thread_rows(footer: dict[str, Any]) -> list[ThreadRow] | None:
@@ -146,6 +157,8 @@ class IndexRow:
     last: int
     count: int
     notes: bool
+    #: The tids of its events' threads; None: not known (any thread may be there).
+    tids: frozenset[int] | None = None
 
 
 class ChunkIndex:
@@ -165,19 +178,24 @@ class ChunkIndex:
         self.rows: list[IndexRow] | None = []
 
     def chunk_written(self, offset: int, span: tuple[int, int] | None, count: int,
-                      notes: bool) -> None:
+                      notes: bool, tids: Iterable[int] | None = None) -> None:
         """An event chunk of ``count`` (> 0) events at ``offset`` (from the first
-        chunk's); ``span`` None when
+        chunk's) of the threads ``tids`` (None: not known); ``span`` None when
         its times are not known (raw payloads): then the file gets no index."""
         if self.rows is None:
             return
         if span is None or len(self.rows) >= MAX_INDEX_ROWS:
             self.rows = None
             return
-        self.rows.append(IndexRow(offset, span[0], span[1], count, notes))
+        self.rows.append(IndexRow(offset, span[0], span[1], count, notes,
+                                  None if tids is None else frozenset(tids)))
 
-    def fields(self, events: int) -> dict[str, Any]:
-        """``{"index": [...]}``; nothing unless the rows count all ``events``."""
+    def fields(self, events: int, tids: list[int] | None = None) -> dict[str, Any]:
+        """``{"index": [...], "index_threads": [...]}``; nothing unless the rows count
+        all ``events``.  ``tids``: the footer's thread rows' tids, in their order;
+        each chunk's threads are stored as places in it (small numbers): per
+        chunk their number then the places, or -1 for any thread (not known, or
+        more than MAX_CHUNK_THREADS)."""
         rows = self.rows
         if rows is None or sum(r.count for r in rows) != events:
             return {}
@@ -187,7 +205,19 @@ class ChunkIndex:
             flat += [r.offset - offset, r.first - first, r.last - r.first, r.count,
                      int(r.notes)]
             offset, first = r.offset, r.first
-        return {INDEX_KEY: flat}
+        out: dict[str, Any] = {INDEX_KEY: flat}
+        if tids is not None:
+            place = {tid: i for i, tid in enumerate(tids)}
+            threads: list[int] = []
+            for r in rows:
+                if r.tids is None or len(r.tids) > MAX_CHUNK_THREADS or not r.tids <= place.keys():
+                    threads.append(-1)
+                else:
+                    threads += [len(r.tids), *sorted(place[t] for t in r.tids)]
+                if len(threads) > MAX_INDEX_THREADS:
+                    return out
+            out[INDEX_THREADS_KEY] = threads
+        return out
 
 
 def _is_int64(v: Any) -> bool:
@@ -200,14 +230,58 @@ def index_rows(footer: dict[str, Any], start: int) -> list[IndexRow] | None:
     flat = footer.get(INDEX_KEY)
     if flat is None:
         return None
+    per_chunk = _chunk_threads(footer)
     rows = []
     offset, first = start, 0
     for i in range(0, len(flat), 5):
         doff, dfirst, span, count, notes = flat[i:i + 5]
         offset += doff
         first += dfirst
-        rows.append(IndexRow(offset, first, first + span, count, bool(notes)))
+        rows.append(IndexRow(offset, first, first + span, count, bool(notes),
+                             per_chunk[i // 5] if per_chunk is not None else None))
     return rows
+
+
+def _chunk_threads(footer: dict[str, Any], per_row: bool = True,
+                   ) -> list[frozenset[int] | None] | None:
+    """Each indexed chunk's tids (None: any), or None when the footer has no
+    ``index_threads`` (a file written before it existed: every chunk may hold
+    any thread) or not the index and thread rows it refers to.  ValueError (one
+    line) when it is not what a writer writes (``per_row``: nor a row per
+    indexed chunk; the index is checked first, by check_index)."""
+    flat = footer.get(INDEX_THREADS_KEY)
+    rows = footer.get("threads")
+    index = footer.get(INDEX_KEY)
+    if flat is None or type(rows) is not list or type(index) is not list:
+        return None  # of use only with both (whose own checks say what is wrong with them)
+    if type(flat) is not list:
+        raise ValueError("field index_threads is not a list")
+    if len(flat) > MAX_INDEX_THREADS + MAX_CHUNK_THREADS + 1:
+        raise ValueError("field index_threads is over its size limit")
+    tids: list[int] = []
+    for row in rows:
+        tid = row.get("tid") if type(row) is dict else None
+        if type(tid) is not int:
+            raise ValueError("field index_threads without its thread rows")
+        tids.append(tid)
+    out: list[frozenset[int] | None] = []
+    i = 0
+    while i < len(flat):
+        n = flat[i]
+        if type(n) is not int or not -1 <= n <= MAX_CHUNK_THREADS or n == 0:
+            raise ValueError(f"index_threads[{i}]: a count out of range")
+        if n == -1:
+            out.append(None)
+            i += 1
+            continue
+        places = flat[i + 1:i + 1 + n]
+        if len(places) != n or not all(type(p) is int and 0 <= p < len(tids) for p in places):
+            raise ValueError(f"index_threads[{i}]: a thread out of range")
+        out.append(frozenset(tids[p] for p in places))
+        i += 1 + n
+    if per_row and len(out) * 5 != len(index):
+        raise ValueError("field index_threads has not a row per indexed chunk")
+    return out
 
 
 def check_index(footer: dict[str, Any], end: int) -> None:
@@ -239,3 +313,4 @@ def check_index(footer: dict[str, Any], end: int) -> None:
     if total != footer.get("events"):
         raise ValueError(f"its index's events ({total}) are not its events "
                          f"({footer.get('events')})")
+    _chunk_threads(footer)

@@ -13,8 +13,10 @@ to its last batch; a footer chunk marks a clean end.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import heapq
+import itertools
 import json
 import operator
 import os
@@ -55,9 +57,11 @@ __all__ = [
     "TraceFile",
     "TraceFileError",
     "TraceWriter",
+    "batched",
     "chunk_decoder",
     "exit_status",
     "location",
+    "merged_batches",
     "merged_records",
     "open_trace",
     "open_traces",
@@ -351,7 +355,8 @@ class TraceWriter:
             else:
                 _uvarint(body, tables.sid(text))
             n += 1
-        written = self.write_table_chunk(tables, body, n, (earliest, latest))
+        written = self.write_table_chunk(tables, body, n, (earliest, latest),
+                                         [tables.thread_rows[t][0] for t in per_thread])
         self.tally.rows_written(tables.thread_rows)
         for t, count in per_thread.items():
             self.tally.events_written(tables.thread_rows[t][0], count)
@@ -374,7 +379,7 @@ class TraceWriter:
                 payload, n, tids, first, last = speedups.encode_buffers(
                     buffers, lambda buf, ev: stored_text(buf, ev, render.one), EVENT_CODES)
             if n:
-                self.write_payload(payload, n, (first, last))
+                self.write_payload(payload, n, (first, last), tids)
                 self._tally_taken(buffers, before)
             return n, set(tids)
         pairs = bufs.consume()
@@ -417,9 +422,11 @@ class TraceWriter:
         self.tally.rows_written(tables.thread_rows)
 
     def write_table_chunk(self, tables: _ChunkTables, body: bytearray, n: int,
-                          span: tuple[int, int] | None = None) -> int:
+                          span: tuple[int, int] | None = None,
+                          tids: Iterable[int] | None = None) -> int:
         """One event chunk of these tables and ``n`` encoded events (``span``: their
-        earliest and latest timestamps); nothing when it would hold nothing."""
+        earliest and latest timestamps; ``tids``: their threads'); nothing when it
+        would hold nothing."""
         if n == 0 and not tables.thread_rows:
             return 0
         out = bytearray()
@@ -443,13 +450,15 @@ class TraceWriter:
             _uvarint(out, lost)
         _uvarint(out, n)
         out += body
-        return self.write_payload(bytes(out), n, span)
+        return self.write_payload(bytes(out), n, span, tids)
 
     def write_payload(self, payload: bytes, n: int,
-                      span: tuple[int | None, int | None] | None = None) -> int:
+                      span: tuple[int | None, int | None] | None = None,
+                      tids: Iterable[int] | None = None) -> int:
         """Write one event chunk from its encoded payload (tables, count, events);
         ``span``, the events' earliest and latest timestamps, goes to the footer's
-        index (a chunk of events without it leaves the file without an index)."""
+        index (a chunk of events without it leaves the file without an index),
+        and so do ``tids``, its events' threads (None: not known)."""
         offset = self.bytes - self._first_chunk
         notes = _NOTE_BYTES in payload  # may hold a task note (a string or an event's bytes)
         flag = b"\x01" if self.compress else b"\x00"
@@ -460,7 +469,8 @@ class TraceWriter:
         if n:
             first, last = span if span is not None else (None, None)
             self.index.chunk_written(
-                offset, None if first is None or last is None else (first, last), n, notes)
+                offset, None if first is None or last is None else (first, last), n, notes,
+                tids)
         return n
 
     def finish(self, end_ts: int, extra: dict[str, Any] | None = None) -> None:
@@ -469,8 +479,10 @@ class TraceWriter:
             return
         # A summary only when it counts every event written (not when raw payloads
         # were handed to write_payload, whose threads are not known here).
+        threads = self.tally.fields(self.events)
+        tids = [row["tid"] for row in threads["threads"]] if threads else None
         data = {"end_ts": end_ts, "events": self.events, **(extra or {}),
-                **self.tally.fields(self.events), **self.index.fields(self.events)}
+                **threads, **self.index.fields(self.events, tids)}
         self._chunk(FOOTER, json.dumps(data, sort_keys=True).encode())
         self.close()
 
@@ -1189,6 +1201,11 @@ class TraceFile:
         return records
 
     def records(self, since: int | None = None) -> Iterator[Record]:
+        """Every record, in time order: ``record_batches``, one record at a time."""
+        return itertools.chain.from_iterable(self.record_batches(since))
+
+    def record_batches(self, since: int | None = None,
+                       tids: set[int] | None = None) -> Iterator[list[Record]]:
         """Every record, in time order (stable: equal timestamps keep file order);
         ``since``: a chunk the index says ends before it is not read (its records
         are earlier, which the caller drops: the others still come).
@@ -1198,10 +1215,16 @@ class TraceFile:
         times overlap are held at once (a recording's chunks follow each other
         in time).  The order is that of one stable sort of every record by
         timestamp: each chunk is sorted alone, and the merge takes the lowest
-        (timestamp, chunk index) first."""
+        (timestamp, chunk index) first.  Each list is a run of one chunk's records
+        that no other record comes between (a reader in C takes a run at once).
+        ``tids``: a chunk the index says holds none of these threads' events is
+        not read (the caller drops the others' records: the ones it wants come)."""
         starts = []
         for i, chunk in enumerate(self._chunks):
-            if isinstance(chunk, summary.IndexRow) and since is not None and chunk.last < since:
+            if isinstance(chunk, summary.IndexRow) and (
+                    (since is not None and chunk.last < since)
+                    or (tids is not None and chunk.tids is not None
+                        and chunk.tids.isdisjoint(tids))):
                 continue
             first = chunk.first if isinstance(chunk, summary.IndexRow) else self._tally(chunk)[1]
             if first is not None:
@@ -1221,10 +1244,10 @@ class TraceFile:
 
 
 def _merge_chunks(starts: list[tuple[int, int]],
-                  load: Callable[[int], list[Record]]) -> Iterator[Record]:
+                  load: Callable[[int], list[Record]]) -> Iterator[list[Record]]:
     """The records of chunks, each ``load``ed (sorted by time) when the merge reaches
     its (earliest timestamp, chunk index) in ``starts`` (sorted), merged by
-    (timestamp, chunk index)."""
+    (timestamp, chunk index): runs of one chunk's records, in order."""
     heap: list[tuple[int, int, int, list[Record]]] = []  # (ts, chunk, position, records)
     nxt = 0
     while True:
@@ -1243,14 +1266,13 @@ def _merge_chunks(starts: list[tuple[int, int]],
         if nxt < len(starts) and (rival is None or starts[nxt] < rival):
             rival = starts[nxt]
         end = len(records)
-        while True:
-            yield records[pos]
-            pos += 1
-            if pos == end:
-                break
-            if rival is not None and (records[pos].ts, i) > rival:
-                heapq.heappush(heap, (records[pos].ts, i, pos, records))
-                break
+        if rival is not None:
+            # up to the first record after the rival: (ts, i) > (rival ts, rival chunk)
+            cut = bisect.bisect_right if i < rival[1] else bisect.bisect_left
+            end = max(cut(records, rival[0], pos, end, key=_TS), pos + 1)
+        yield records if pos == 0 and end == len(records) else records[pos:end]
+        if end < len(records):
+            heapq.heappush(heap, (records[end].ts, i, end, records))
 
 
 def exit_status(files: Iterable[TraceFile]) -> int:
@@ -1349,3 +1371,28 @@ def merged_records(files: list[TraceFile], since: int | None = None) -> Iterator
     if len(files) == 1:
         return files[0].records(since)
     return heapq.merge(*(f.records(since) for f in files), key=_TS)
+
+
+#: Records in a list of ``batched`` (a run of ``record_batches`` may be longer).
+BATCH = 4096
+
+
+def batched(records: Iterable[Record], size: int = BATCH) -> Iterator[list[Record]]:
+    """Records in lists of ``size`` (the last one shorter), in their order."""
+    it = iter(records)
+    while batch := list(itertools.islice(it, size)):
+        yield batch
+
+
+def merged_batches(files: list[TraceFile], since: int | None = None,
+                   keys: set[tuple[int, int]] | None = None) -> Iterator[list[Record]]:
+    """``merged_records`` in lists, for a reader that takes many at once; ``keys``:
+    (pid, tid) of the only threads the reader keeps, whose chunks alone are read
+    where the index tells (the others' records may still come)."""
+    def tids(tf: TraceFile) -> set[int] | None:
+        return None if keys is None else {tid for pid, tid in keys if pid == tf.pid}
+
+    if len(files) == 1:
+        return files[0].record_batches(since, tids(files[0]))
+    streams = (itertools.chain.from_iterable(f.record_batches(since, tids(f))) for f in files)
+    return batched(heapq.merge(*streams, key=_TS))

@@ -23,8 +23,8 @@ from fntrace.core.flags import Event
 from fntrace.tracing.coro_time import CoroutineClock, split_text
 from fntrace.tracing.tasks import TaskTable
 
-__all__ = ["SRCLINE", "UNKNOWN_TYPE", "GraphText", "Thread", "duration_text", "header",
-           "overhead_mark", "srcline_comment"]
+__all__ = ["SRCLINE", "UNKNOWN_TYPE", "GraphText", "Thread", "abstime_text", "duration_text",
+           "header", "overhead_mark", "srcline_comment"]
 
 _E = ENTRY.at
 _X = EXIT.at
@@ -86,6 +86,12 @@ def duration_text(ns: int) -> str:
     if len(text) < 7:
         text += "." + f"{ns % 1000:03d}"[: 7 - len(text)]
     return f"{text} us " + " " * (8 - len(text))
+
+
+def abstime_text(ts: int) -> str:
+    """The funcgraph-abstime column: ``SECS.USECS |  `` of a ns timestamp."""
+    secs, ns = divmod(ts, 1_000_000_000)
+    return f"{secs:5d}.{ns // 1000:06d} |  "
 
 
 def header(options: Mapping[str, int]) -> str:
@@ -186,10 +192,7 @@ class GraphText:
     def prefix(self, buf: Thread, ts: int, task: int | None = None) -> str:
         """The columns before the duration; ``task``: the asyncio task the event
         ran in (None: the thread's running task now)."""
-        out = ""
-        if self.abstime:
-            secs, ns = divmod(ts, 1_000_000_000)
-            out = f"{secs:5d}.{ns // 1000:06d} |  "
+        out = abstime_text(ts) if self.abstime else ""
         out += f" {buf.cpu:{self.cpu_width}d}) "
         if self.proc:
             out += f"{buf.name[-16:]}-{buf.tid}".center(14) + " | "
