@@ -541,11 +541,13 @@ graph_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObj
     GraphRecorder *self = (GraphRecorder *)rec;
     (void)code;  /* the vtable's: this recorder needs no code */
     int allowed = fnt_recorder_pid_ok((fnt_recorder *)self, tsid);
-    if (allowed <= 0)
-        return allowed;
-    PyObject *obj = graph_stack(self, 1, tsid);
-    if (obj == NULL)
-        return -1;
+    /* A thread the pid filter refuses gets its (empty) stack all the same:
+     * its exits then find it in the per-thread cache and return at once,
+     * where a missing stack meant a failed attribute lookup (an
+     * AttributeError made and dropped) at every exit. */
+    PyObject *obj = allowed < 0 ? NULL : graph_stack(self, 1, tsid);
+    if (obj == NULL || allowed == 0)
+        return obj == NULL ? -1 : 0;
     GraphStack *stack = (GraphStack *)obj;
     long long depth = 0;
     int state = GRAPH_INSIDE;
@@ -588,8 +590,8 @@ graph_exit(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObje
     PyObject *obj = graph_stack(self, 0, tsid);
     if (obj == NULL)
         return -1;
-    if (obj == Py_None)
-        return 0;
+    if (obj == Py_None || ((GraphStack *)obj)->n == 0)
+        return 0;  /* no entry seen in this thread (a refused one's stack is empty) */
     GEntry top;
     if (!gs_pop_to((GraphStack *)obj, fnt_where_key(where), &top))
         return 0;  /* its entry was not seen */
