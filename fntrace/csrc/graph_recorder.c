@@ -9,6 +9,7 @@
  * frame's fast locals, cpython_internals.h).
  */
 #include "recorder.h"
+#include "identity.h"
 
 #ifdef FNT_HOT_PATH
 
@@ -219,6 +220,7 @@ typedef struct {
 typedef struct {
     FNT_RECORDER_HEAD
     IntText *ints;                /* INT_TEXTS entries, or NULL until the first */
+    fnt_idtext *idtexts;          /* the identity form's per-type prefixes (identity.h) */
     PyObject *tls;                /* the tracer's threading.local (its .stack) */
     long long max_depth;
     TlsCache s_stack;
@@ -281,6 +283,7 @@ GraphRecorder_clear(GraphRecorder *self)
         }
         PyMem_Free(ints);
     }
+    fnt_identity_clear(&self->idtexts);
     fnt_recorder_clear_common((fnt_recorder *)self);
     return 0;
 }
@@ -416,6 +419,11 @@ graph_repr(GraphRecorder *self, PyObject *v)
         text = cut ? PyObject_Repr(cut) : NULL;
         Py_XDECREF(cut);
     } else if (!self->repr_call && graph_repr_is_plain(t)) {
+        if (t->tp_repr == PyBaseObject_Type.tp_repr) {
+            text = fnt_identity_text(&self->idtexts, NULL, v, self->max_len);
+            if (text != NULL || PyErr_Occurred())
+                return text;
+        }
         text = PyObject_Repr(v);
     } else {
         return PyObject_CallOneArg(self->safe_repr, v);
@@ -503,6 +511,9 @@ graph_args_text(GraphRecorder *self, Where *w)
             continue;
         PyObject *name = PyTuple_GET_ITEM(co->co_localsplusnames, idx);
         PyObject *part = graph_small_int(self, name, v);
+        if (part == NULL && !PyErr_Occurred() && !self->repr_call &&
+            Py_TYPE(v)->tp_repr == PyBaseObject_Type.tp_repr)
+            part = fnt_identity_text(&self->idtexts, name, v, self->max_len);
         if (part == NULL && !PyErr_Occurred()) {
             Py_INCREF(v);
             PyObject *r = graph_repr(self, v);

@@ -145,6 +145,7 @@ state_fill(PyObject *m, fnt_state *st)
     INTERN(str_max_len, "max_len");
     INTERN(str_empty, "");
     INTERN(str_comma, ", ");
+    INTERN(str_module, "__module__");
     INTERN(str_X, "X");
     INTERN(str_call, "call");
     INTERN(str_filename, "filename");
