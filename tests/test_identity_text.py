@@ -86,7 +86,8 @@ def test_module_and_qualname_changed_between_calls(hot_path: str) -> None:
                    [ev[7] for ev in events if ev[2] == "X"], strict=True))
     assert got == want
     assert [w[1].split(" object at")[0] for w in want] == [
-        "<test_identity_text.Moving", "<test_identity_text.Renamed", "<elsewhere.mod.Renamed", "<Moving", "<Moving",
+        "<test_identity_text.Moving", "<test_identity_text.Renamed", "<elsewhere.mod.Renamed",
+        "<Moving", "<Moving",
         "<back.Renamed", "<back.Nœud", "<back." + "Q" * 55 + "..."]
 
 
