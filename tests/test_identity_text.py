@@ -127,3 +127,36 @@ def test_non_ascii_parameter_name(hot_path: str) -> None:
         inst.write("tracing_on", "0")
         events = [ev for buf in inst.rb.live.buffers() for ev in buf.events]
     assert [ev[5] for ev in events if ev[2] == "E"] == [f"été={object.__repr__(p)}"]
+
+
+def id_many(a: Any, b: Any, c: Any, d: Any, e: Any, f: Any, g: Any, h: Any, i: Any,
+            *rest: Any, k: Any = None, **more: Any) -> None:
+    return None
+
+
+def test_arguments_joined_past_eight_and_not_ascii(hot_path: str) -> None:
+    """The C recorder joins up to eight arguments' texts by hand, a list beyond."""
+    objs = [Plain() for _ in range(4)]
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        ((1, objs[0], "x", 2, objs[1], 3.5, None, objs[2], 7), {}),
+        ((1, objs[0], "é", 2, objs[1], 3.5, None, objs[2], 7, objs[3]), {"k": 9, "z": objs[3]}),
+        ((objs[0],) * 8 + (0,), {"k": "ü"}),
+    ]
+    with trace("function_graph", filter="id_many", funcgraph_args=1) as inst:
+        for args, kwargs in calls:
+            id_many(*args, **kwargs)
+        inst.write("tracing_on", "0")
+        got = [ev[5] for buf in inst.rb.live.buffers() for ev in buf.events if ev[2] == "E"]
+
+    def text(v: Any) -> str:
+        return object.__repr__(v) if isinstance(v, Plain) else repr(v)
+
+    want = []
+    for args, kwargs in calls:
+        names = "abcdefghi"
+        parts = [f"{n}={text(v)}" for n, v in zip(names, args, strict=False)]
+        parts.append(f"rest={text(tuple(args[9:]))}")
+        parts.append(f"k={text(kwargs.get('k'))}")
+        parts.append(f"more={text({n: v for n, v in kwargs.items() if n != 'k'})}")
+        want.append(", ".join(parts))
+    assert got == want
