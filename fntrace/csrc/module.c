@@ -16,6 +16,7 @@
  *   recorder.c/.h          the recorders' head and vtable, writing an event
  *   func_recorder.c        FuncRecorder: the function tracer's entry event
  *   graph_recorder.c       GraphStack, GraphRecorder: function_graph
+ *   identity.c/.h          the identity form <module.Qualname object at 0x...>, per-type prefix
  *   prof_recorder.c        ProfThread, ProfRecorder: the function profiler
  *   sitecache.c/.h         per-code direct-mapped tables and the end of a code
  *   dispatch_monitoring.c  Dispatcher: the sys.monitoring callbacks (3.12+)
