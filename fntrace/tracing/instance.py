@@ -143,6 +143,7 @@ class Instance:
         so that the recorder keeps its per-thread answers across other settings'
         changes (it decides again when given another)."""
         if not self.pid_filtered:
+            self._pid_check = None  # it refers back to the instance: kept only while used
             return None
         made = self._pid_check
         if made is None or made[0] != self.pid_gen:
