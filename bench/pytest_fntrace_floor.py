@@ -7,8 +7,8 @@ traced function still reaches the C recorder (the sys.monitoring event, the
 site lookup, the recorder's own tracing test), and none is written.  That is
 the floor of function_graph on a suite, under every recording option.
 
-(A pid filter would not do: a thread the filter refuses is asked about again
-through Python, which costs more than recording.)
+(A pid filter would not do: a thread the filter refuses keeps no graph stack
+at all, so it costs less than any recording can.)
 """
 
 from __future__ import annotations

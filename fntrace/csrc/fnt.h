@@ -48,7 +48,7 @@ typedef struct {
         *str_buf, *str_new_buffer, *str_stack, *str_clock, *str_write,
         *str_F, *str_E, *str_X, *str_name, *str_code, *str_co_flags, *str_tid, *str_cpu,
         *str_thread_flags, *str_state, *str_max_len, *str_empty, *str_comma, *str_code_ref,
-        *str_call, *str_filename, *str_lineno;
+        *str_call, *str_filename, *str_lineno, *str_module;
     PyObject *perf_counter_ns;  /* time.perf_counter_ns: read natively */
     PyObject *monotonic_ns;     /* time.monotonic_ns: the same clock on Linux */
     PyObject *time_ns;          /* time.time_ns: CLOCK_REALTIME */

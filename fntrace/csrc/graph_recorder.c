@@ -9,6 +9,7 @@
  * frame's fast locals, cpython_internals.h).
  */
 #include "recorder.h"
+#include "identity.h"
 
 #ifdef FNT_HOT_PATH
 
@@ -219,6 +220,7 @@ typedef struct {
 typedef struct {
     FNT_RECORDER_HEAD
     IntText *ints;                /* INT_TEXTS entries, or NULL until the first */
+    fnt_idtext *idtexts;          /* the identity form's per-type prefixes (identity.h) */
     PyObject *tls;                /* the tracer's threading.local (its .stack) */
     long long max_depth;
     TlsCache s_stack;
@@ -281,6 +283,7 @@ GraphRecorder_clear(GraphRecorder *self)
         }
         PyMem_Free(ints);
     }
+    fnt_identity_clear(&self->idtexts);
     fnt_recorder_clear_common((fnt_recorder *)self);
     return 0;
 }
@@ -416,6 +419,11 @@ graph_repr(GraphRecorder *self, PyObject *v)
         text = cut ? PyObject_Repr(cut) : NULL;
         Py_XDECREF(cut);
     } else if (!self->repr_call && graph_repr_is_plain(t)) {
+        if (t->tp_repr == PyBaseObject_Type.tp_repr) {
+            text = fnt_identity_text(&self->idtexts, NULL, v, self->max_len);
+            if (text != NULL || PyErr_Occurred())
+                return text;
+        }
         text = PyObject_Repr(v);
     } else {
         return PyObject_CallOneArg(self->safe_repr, v);
@@ -470,6 +478,45 @@ where_fast_locals(Where *w, PyCodeObject **co, PyObject ***localsplus)
     return 1;
 }
 
+/* Up to FEW_PARTS arguments' texts joined by ", ": by hand when all are ASCII
+ * (the common case; PyUnicode_Join wants a sequence, a list made and freed per
+ * call), else by PyUnicode_Join over a tuple.  The parts stay the caller's. */
+#define FEW_PARTS 8
+static PyObject *
+join_few(PyObject **few, int n)
+{
+    Py_ssize_t len = 2 * (Py_ssize_t)(n - 1);
+    int ascii = 1;
+    for (int k = 0; k < n; k++) {
+        ascii &= PyUnicode_IS_ASCII(few[k]) != 0;
+        len += PyUnicode_GET_LENGTH(few[k]);
+    }
+    if (!ascii) {
+        PyObject *t = PyTuple_New(n);
+        if (t == NULL)
+            return NULL;
+        for (int k = 0; k < n; k++)
+            PyTuple_SET_ITEM(t, k, Py_NewRef(few[k]));
+        PyObject *text = PyUnicode_Join(fnt_st->str_comma, t);
+        Py_DECREF(t);
+        return text;
+    }
+    PyObject *text = PyUnicode_New(len, 127);
+    if (text == NULL)
+        return NULL;
+    Py_UCS1 *d = PyUnicode_1BYTE_DATA(text);
+    for (int k = 0; k < n; k++) {
+        if (k > 0) {
+            *d++ = ',';
+            *d++ = ' ';
+        }
+        Py_ssize_t m = PyUnicode_GET_LENGTH(few[k]);
+        memcpy(d, PyUnicode_1BYTE_DATA(few[k]), (size_t)m);
+        d += m;
+    }
+    return text;
+}
+
 /* funcgraph-args' text: "name=repr, ..." over the parameters in signature
  * order (positional, *args, keyword-only, **kwargs), read from the frame's
  * fast locals as FtraceRegs.arguments reads them from f_locals: unbound ones
@@ -485,7 +532,9 @@ graph_args_text(GraphRecorder *self, Where *w)
     int var = (co->co_flags & CO_VARARGS) != 0, varkw = (co->co_flags & CO_VARKEYWORDS) != 0;
     int total = npos + nkw + var + varkw;
     const char *kinds = PyBytes_AS_STRING(co->co_localspluskinds);
-    PyObject *parts = NULL, *one = NULL;  /* the parts, or the only one so far */
+    /* the parts: the first FEW_PARTS in `few`, joined by hand; a list beyond */
+    PyObject *few[FEW_PARTS], *parts = NULL, *text = NULL;
+    int nfew = 0;
     for (int j = 0; j < total; j++) {
         int idx;
         if (j < npos)
@@ -503,6 +552,9 @@ graph_args_text(GraphRecorder *self, Where *w)
             continue;
         PyObject *name = PyTuple_GET_ITEM(co->co_localsplusnames, idx);
         PyObject *part = graph_small_int(self, name, v);
+        if (part == NULL && !PyErr_Occurred() && !self->repr_call &&
+            Py_TYPE(v)->tp_repr == PyBaseObject_Type.tp_repr)
+            part = fnt_identity_text(&self->idtexts, name, v, self->max_len);
         if (part == NULL && !PyErr_Occurred()) {
             Py_INCREF(v);
             PyObject *r = graph_repr(self, v);
@@ -510,27 +562,41 @@ graph_args_text(GraphRecorder *self, Where *w)
             part = r ? name_equals(name, r) : NULL;
             Py_XDECREF(r);
         }
-        if (part != NULL && one != NULL) {  /* a second part: from here on a list */
-            parts = PyList_New(0);
-            if (parts == NULL || PyList_Append(parts, one) < 0)
-                Py_CLEAR(part);
-            Py_CLEAR(one);
-        }
-        if (part != NULL && parts == NULL) {
-            one = part;
+        if (part == NULL)
+            goto fail;
+        if (nfew < FEW_PARTS && parts == NULL) {
+            few[nfew++] = part;
             continue;
         }
-        if (part == NULL || PyList_Append(parts, part) < 0) {
-            Py_XDECREF(part);
-            Py_XDECREF(parts);
-            return NULL;
+        if (parts == NULL) {  /* past FEW_PARTS: from here on a list */
+            if ((parts = PyList_New(0)) == NULL) {
+                Py_DECREF(part);
+                goto fail;
+            }
+            for (int k = 0; k < nfew; k++) {
+                if (PyList_Append(parts, few[k]) < 0) {
+                    Py_DECREF(part);
+                    goto fail;
+                }
+            }
         }
+        int r = PyList_Append(parts, part);
         Py_DECREF(part);
+        if (r < 0)
+            goto fail;
     }
-    if (parts == NULL)
-        return one != NULL ? one : Py_NewRef(fnt_st->str_empty);
-    PyObject *text = PyUnicode_Join(fnt_st->str_comma, parts);
-    Py_DECREF(parts);
+    if (parts != NULL)
+        text = PyUnicode_Join(fnt_st->str_comma, parts);
+    else if (nfew == 0)
+        text = Py_NewRef(fnt_st->str_empty);
+    else if (nfew == 1)
+        text = Py_NewRef(few[0]);
+    else
+        text = join_few(few, nfew);
+fail:  /* text is NULL when an error brought us here */
+    for (int k = 0; k < nfew; k++)
+        Py_DECREF(few[k]);
+    Py_XDECREF(parts);
     return text;
 }
 
@@ -541,11 +607,13 @@ graph_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObj
     GraphRecorder *self = (GraphRecorder *)rec;
     (void)code;  /* the vtable's: this recorder needs no code */
     int allowed = fnt_recorder_pid_ok((fnt_recorder *)self, tsid);
-    if (allowed <= 0)
-        return allowed;
-    PyObject *obj = graph_stack(self, 1, tsid);
-    if (obj == NULL)
-        return -1;
+    /* A thread the pid filter refuses gets its (empty) stack all the same:
+     * its exits then find it in the per-thread cache and return at once,
+     * where a missing stack meant a failed attribute lookup (an
+     * AttributeError made and dropped) at every exit. */
+    PyObject *obj = allowed < 0 ? NULL : graph_stack(self, 1, tsid);
+    if (obj == NULL || allowed == 0)
+        return obj == NULL ? -1 : 0;
     GraphStack *stack = (GraphStack *)obj;
     long long depth = 0;
     int state = GRAPH_INSIDE;
@@ -588,8 +656,8 @@ graph_exit(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObje
     PyObject *obj = graph_stack(self, 0, tsid);
     if (obj == NULL)
         return -1;
-    if (obj == Py_None)
-        return 0;
+    if (obj == Py_None || ((GraphStack *)obj)->n == 0)
+        return 0;  /* no entry seen in this thread (a refused one's stack is empty) */
     GEntry top;
     if (!gs_pop_to((GraphStack *)obj, fnt_where_key(where), &top))
         return 0;  /* its entry was not seen */

@@ -16,6 +16,7 @@
  *   recorder.c/.h          the recorders' head and vtable, writing an event
  *   func_recorder.c        FuncRecorder: the function tracer's entry event
  *   graph_recorder.c       GraphStack, GraphRecorder: function_graph
+ *   identity.c/.h          the identity form <module.Qualname object at 0x...>, per-type prefix
  *   prof_recorder.c        ProfThread, ProfRecorder: the function profiler
  *   sitecache.c/.h         per-code direct-mapped tables and the end of a code
  *   dispatch_monitoring.c  Dispatcher: the sys.monitoring callbacks (3.12+)
@@ -148,6 +149,7 @@ state_fill(PyObject *m, fnt_state *st)
     INTERN(str_max_len, "max_len");
     INTERN(str_empty, "");
     INTERN(str_comma, ", ");
+    INTERN(str_module, "__module__");
     INTERN(str_X, "X");
     INTERN(str_call, "call");
     INTERN(str_filename, "filename");

@@ -305,8 +305,14 @@ fnt_recorder_get_pid_check(PyObject *self, void *closure)
 int
 fnt_recorder_set_pid_check(PyObject *self, PyObject *value, void *closure)
 {
-    /* a new pid filter: every thread is decided again */
-    Py_XSETREF(REC(self)->pid_check, Py_NewRef(value ? value : Py_None));
+    /* The same callable again (the tracer refreshes every setting at once):
+     * the filter did not change, the threads' answers stand.  Another one is
+     * a new pid filter (Instance.pid_check makes one per generation, and a
+     * forked child a new generation): every thread is decided again. */
+    PyObject *check = value ? value : Py_None;
+    if (check == REC(self)->pid_check)
+        return 0;
+    Py_XSETREF(REC(self)->pid_check, Py_NewRef(check));
     Py_CLEAR(REC(self)->pid_seen);
     REC(self)->p_valid = 0;
     REC(self)->hot_tsid = 0;

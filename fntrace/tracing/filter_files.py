@@ -90,9 +90,7 @@ def _pid_file(attr: str) -> tuple[Reader, Writer]:
         if append:
             new |= getattr(inst, attr)
         setattr(inst, attr, new)
-        # Kept beside the sets so the tracers' hot path tests one attribute.
-        inst.pid_filtered = bool(inst.pids or inst.notrace_pids)
-        inst.settings_changed()
+        inst.pids_changed()
 
     return read, write
 

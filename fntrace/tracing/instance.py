@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from fntrace.core import forksafe
 from fntrace.core.events import EVENT_OVERHEAD, MARKER
 from fntrace.core.filter import Filter, FilterLine
+from fntrace.core.oscaps import native_id
 from fntrace.tracing import alive, ftrace_text, tracers
 from fntrace.tracing.alive import instances
 from fntrace.tracing.options import OPTIONS
@@ -55,8 +56,12 @@ def marker(text: str) -> None:
         inst.write("trace_marker", text)
 
 
-def _renew_lock(inst: Instance) -> None:
+def _renew_in_child(inst: Instance) -> None:
     inst.lock = threading.RLock()  # see fntrace/core/forksafe.py
+    # The child's thread has a thread id of its own: every thread's pid filter
+    # decision (kept per thread, C and pure path) is made again.
+    if inst.pid_filtered:
+        inst.pids_changed()
 
 
 class Instance:
@@ -83,10 +88,15 @@ class Instance:
         self.notrace_pids: set[int] = set()
         # Kept beside the sets so the tracers' hot path tests one attribute.
         self.pid_filtered = False
+        #: Bumped at every change of the pid filters (and in a forked child): the
+        #: tracers decide once per thread and keep the answer with this number,
+        #: the C recorders with the check callable made for it (pid_check()).
+        self.pid_gen = 0
+        self._pid_check: tuple[int, Callable[[], bool]] | None = None
         self.max_graph_depth = 0
         self.tracing_thresh_us = 0
         self.lock = threading.RLock()
-        forksafe.renew_in_child(self, _renew_lock)
+        forksafe.renew_in_child(self, _renew_in_child)
         # The profiler and stack tracer stay readable after they are disabled, as in
         # the kernel (tracers/profile.py and tracers/stack.py serve their files).
         self.profile: FunctionProfiler | None = None
@@ -119,6 +129,27 @@ class Instance:
         if tid in self.notrace_pids:
             return False
         return not self.pids or tid in self.pids
+
+    def pids_changed(self) -> None:
+        """set_ftrace_pid or set_ftrace_notrace_pid changed (or this is a forked
+        child): every thread is decided again, and the recorders are told."""
+        self.pid_filtered = bool(self.pids or self.notrace_pids)
+        self.pid_gen += 1
+        self.settings_changed()
+
+    def pid_check(self) -> Callable[[], bool] | None:
+        """None with no pid filter, else the callable a C recorder asks, in a
+        thread, whether it is traced: the same object until the filter changes,
+        so that the recorder keeps its per-thread answers across other settings'
+        changes (it decides again when given another)."""
+        if not self.pid_filtered:
+            self._pid_check = None  # it refers back to the instance: kept only while used
+            return None
+        made = self._pid_check
+        if made is None or made[0] != self.pid_gen:
+            made = (self.pid_gen, lambda: self.pid_allowed(native_id()))
+            self._pid_check = made
+        return made[1]
 
     # -- the file interface ------------------------------------------------
     def read(self, path: str) -> str:

@@ -8,6 +8,7 @@ re-registering, so no call is missed or doubled while filters change.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fntrace.core import engine
@@ -126,16 +127,25 @@ class Tracer:
         """An option, filter or setting changed: tell the recorders whether they may write."""
         ok = self.fast_ok()
         inst = self.inst
-        check = (lambda: inst.pid_allowed(native_id())) \
-            if inst.pid_filtered else None
+        check = inst.pid_check()
         tasks = self.tasks.recorder if self.tasks is not None else None
         for rec in self.recorders:
-            rec.pid_check = check  # each thread decided once, again after every change
+            rec.pid_check = check  # each thread decided once, again when the filter changes
             rec.tracing = inst.tracing_on
             rec.ok = ok or rec is tasks  # the task notes need no tracer option
 
     def reset(self) -> None:
         """The trace was cleared (``echo > trace``): drop per-thread state if any."""
+
+    def pid_decide(self, tls: threading.local) -> bool:
+        """The pid filters' answer for this thread, kept in ``tls.pid`` with the
+        filters' generation: the pure path's hot entries read it there and ask
+        again only when the filters changed (or in a forked child), where asking
+        is a thread id system call and a Python call per event."""
+        inst = self.inst
+        allowed = inst.pid_allowed(native_id())
+        tls.pid = (inst.pid_gen, allowed)
+        return allowed
 
 
 def _register_all(opses: list[Ops]) -> None:

@@ -9,6 +9,7 @@ flagged ``r`` (``t`` when thrown into) in the FLAGS column.
 
 from __future__ import annotations
 
+import threading
 import types
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,6 @@ from fntrace.core import accel as _accel
 from fntrace.core import symbols
 from fntrace.core.events import CALL, EVENT_OVERHEAD, STACK
 from fntrace.core.ops import Ops
-from fntrace.core.oscaps import native_id
 from fntrace.tracing.tracers.base import Tracer
 
 if TYPE_CHECKING:
@@ -58,6 +58,10 @@ class FunctionTracer(Tracer):
     name = "function"
     notes_tasks = True
 
+    def __init__(self, inst: Instance) -> None:
+        super().__init__(inst)
+        self._tls = threading.local()  # this thread's pid filter decision
+
     def make_ops(self) -> list[Ops]:
         inst = self.inst
         ops = Ops(self.entry, filter=inst.filter, notrace=inst.notrace)
@@ -78,8 +82,16 @@ class FunctionTracer(Tracer):
         inst = self.inst
         if not inst.tracing:
             return
-        if inst.pid_filtered and not inst.pid_allowed(native_id()):
-            return
+        if inst.pid_filtered:  # decided once per thread (Tracer.pid_decide)
+            tls = self._tls
+            try:
+                gen, allowed = tls.pid
+            except AttributeError:
+                gen = allowed = None
+            if gen != inst.pid_gen:
+                allowed = self.pid_decide(tls)
+            if not allowed:
+                return
         rb = inst.rb
         args = None
         size = EVENT_OVERHEAD

@@ -73,7 +73,6 @@ from fntrace.core.events import EVENT_OVERHEAD
 from fntrace.core.events import EXIT as _EXIT_KIND
 from fntrace.core.flags import Event
 from fntrace.core.ops import Ops
-from fntrace.core.oscaps import native_id
 from fntrace.core.shadow import ShadowStack
 from fntrace.tracing.graph_text import UNKNOWN_TYPE, duration_text, overhead_mark
 from fntrace.tracing.tracers.base import Tracer
@@ -196,12 +195,22 @@ class FunctionGraphTracer(Tracer):
     # -- the hot path ----------------------------------------------------------
     def entry(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
         inst = self.inst
-        if inst.pid_filtered and not inst.pid_allowed(native_id()):
-            return
+        tls = self._tls
         try:
-            stack = self._tls.stack
+            stack = tls.stack
         except AttributeError:
+            # made in a thread the pid filter refuses too: its exits find it
+            # empty and return at once, without a failed lookup each
             stack = self._stack()
+        if inst.pid_filtered:
+            try:
+                gen, allowed = tls.pid
+            except AttributeError:
+                gen = allowed = None
+            if gen != inst.pid_gen:
+                allowed = self.pid_decide(tls)
+            if not allowed:
+                return
         last = stack.last()
         if last is not None:
             depth, state = last
