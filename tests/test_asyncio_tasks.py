@@ -245,7 +245,9 @@ def test_notes_only_where_the_running_task_changes(hot_path: str) -> None:
         f"run {b}", "_step_b@b", "_leaf@b",
         "run 0", f"run {a}", "_step_a@a", "_leaf@a", f'end {{"state": "done", "task": {a}}}',
         f"run {b}", "_step_b@b", "_leaf@b", f'end {{"state": "done", "task": {b}}}',
-        "run 0", f"run {main}", f"_two_tasks@{m}", f'end {{"state": "done", "task": {main}}}',
+        # main awaited a, which ended: the wake (b had ended too: no await)
+        "run 0", f"run {main}", f'wake {{"by": [{a}], "task": {main}}}', f"_two_tasks@{m}",
+        f'end {{"state": "done", "task": {main}}}',
         *[note for n in shutdown
           for note in ("run 0", f"run {n}", f'end {{"state": "done", "task": {n}}}')],
         "run 0", "_plain@-", "_leaf@-"]

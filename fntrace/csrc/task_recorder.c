@@ -212,7 +212,9 @@ typedef struct {
 typedef struct {
     PyTypeObject *type;  /* strong, or NULL: a free entry */
     int is_task;         /* an asyncio Task (C or pure, or a subclass) */
+    int is_gather;       /* asyncio's _GatheringFuture (gather's outer future), or a subclass */
     PyMemberDef *callback;  /* a Handle's _callback slot (NULL: looked up by name) */
+    PyMemberDef *args;      /* a Handle's _args slot (NULL: looked up by name) */
     PyGetSetDef *self_get;  /* a callback's __self__ getter (NULL: looked up by name) */
     PyObject *done;      /* a task's unbound done (strong, or NULL) */
 } TypeCache;
@@ -223,8 +225,11 @@ typedef struct {
     PyObject *numbers;     /* task weak reference -> number (the tracker's WeakKeyDictionary's) */
     PyObject *forget;      /* its weak references' callback: forget_task bound to it */
     PyObject *ended;       /* set of the numbers whose end is noted */
-    PyObject *types_fn;    /* () -> the Task classes (a tuple), or None while asyncio is not loaded */
-    PyObject *task_types;  /* its answer, once it had one (NULL before) */
+    PyObject *types_fn;    /* () -> (the Task classes, gather's future class), or None while
+                              asyncio is not loaded */
+    PyObject *task_types;  /* its answer's Task classes (a tuple), once it had one (NULL before) */
+    PyObject *gather_type; /* its answer's gather future class (with task_types) */
+    PyMethodDef *wakeup_def;  /* the C Task's task_wakeup, once seen (NULL before) */
     PyObject *quote;       /* str -> its JSON text (json's encode_basestring_ascii) */
     PyObject *tag;         /* the TASK event's kind */
     long long next;        /* the next task number (the tracker's take_number too) */
@@ -258,7 +263,7 @@ caches_clear(TaskRecorder *self)
 static PyObject *str_thread, *str_callback, *str_self, *str_done, *str_cancelled,
     *str_exception, *str_get_name, *str_name, *str_run, *str_create_task, *str_set_task_name,
     *str_asyncio, *str_asyncio_dot, *str_webloop, *str_state_done, *str_state_cancelled,
-    *str_unknown, *str_run_once;
+    *str_unknown, *str_run_once, *str_args, *str_children, *str_wakeup;
 
 /* A dead task's entry out of the numbers: the weak reference's callback, as
  * WeakKeyDictionary's own (a Python function, ~1,800 instructions a task,
@@ -302,6 +307,8 @@ TaskRecorder_init(TaskRecorder *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->ended, Py_NewRef(ended));
     Py_XSETREF(self->types_fn, Py_NewRef(types));
     Py_CLEAR(self->task_types);
+    Py_CLEAR(self->gather_type);
+    self->wakeup_def = NULL;
     Py_XSETREF(self->quote, Py_NewRef(quote));
     Py_XSETREF(self->tag, Py_NewRef(tag));
     Py_CLEAR(self->cache.obj);
@@ -319,6 +326,7 @@ TaskRecorder_traverse(TaskRecorder *self, visitproc visit, void *arg)
     Py_VISIT(self->ended);
     Py_VISIT(self->types_fn);
     Py_VISIT(self->task_types);
+    Py_VISIT(self->gather_type);
     Py_VISIT(self->quote);
     Py_VISIT(self->tag);
     Py_VISIT(self->cache.obj);
@@ -344,6 +352,7 @@ TaskRecorder_clear(TaskRecorder *self)
     Py_CLEAR(self->ended);
     Py_CLEAR(self->types_fn);
     Py_CLEAR(self->task_types);
+    Py_CLEAR(self->gather_type);
     Py_CLEAR(self->quote);
     Py_CLEAR(self->tag);
     Py_CLEAR(self->cache.obj);
@@ -423,27 +432,44 @@ local_at(Where *w, int i)
     return f->localsplus[i];
 }
 
+/* asyncio's classes, asked for once asyncio is loaded (one of its functions
+ * runs): 1 known, 0 not (never an error). */
+static int
+load_types(TaskRecorder *self)
+{
+    if (self->task_types != NULL)
+        return 1;
+    PyObject *got = PyObject_CallNoArgs(self->types_fn);
+    if (got != NULL && PyTuple_Check(got) && PyTuple_GET_SIZE(got) == 2 &&
+        PyTuple_Check(PyTuple_GET_ITEM(got, 0)) && PyTuple_GET_SIZE(PyTuple_GET_ITEM(got, 0)) > 0) {
+        self->task_types = Py_NewRef(PyTuple_GET_ITEM(got, 0));
+        self->gather_type = Py_NewRef(PyTuple_GET_ITEM(got, 1));
+    }
+    Py_XDECREF(got);
+    PyErr_Clear();
+    return self->task_types != NULL;
+}
+
 /* Whether instances of `tp` are asyncio Tasks (C or pure): 1, 0, never an error. */
 static int
 type_is_task(TaskRecorder *self, PyTypeObject *tp)
 {
-    if (self->task_types == NULL) {  /* asyncio is loaded: one of its functions runs */
-        PyObject *types = PyObject_CallNoArgs(self->types_fn);
-        if (types != NULL && PyTuple_Check(types) && PyTuple_GET_SIZE(types) > 0)
-            self->task_types = types;
-        else
-            Py_XDECREF(types);
-        if (self->task_types == NULL) {
-            PyErr_Clear();
-            return 0;
-        }
-    }
+    if (!load_types(self))
+        return 0;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(self->task_types); i++) {
         PyObject *t = PyTuple_GET_ITEM(self->task_types, i);
         if (PyType_Check(t) && PyType_IsSubtype(tp, (PyTypeObject *)t))
             return 1;
     }
     return 0;
+}
+
+/* Whether instances of `tp` are gather's outer futures: 1, 0, never an error. */
+static int
+type_is_gather(TaskRecorder *self, PyTypeObject *tp)
+{
+    return load_types(self) && PyType_Check(self->gather_type) &&
+           PyType_IsSubtype(tp, (PyTypeObject *)self->gather_type);
 }
 
 /* The descriptor named `name` of type `tp` if it is of `kind` (borrowed from
@@ -470,13 +496,21 @@ type_cache(TaskRecorder *self, PyTypeObject *tp)
     Py_CLEAR(c->done);
     Py_XSETREF(c->type, (PyTypeObject *)Py_NewRef(tp));
     c->is_task = type_is_task(self, tp);
+    c->is_gather = !c->is_task && type_is_gather(self, tp);
     c->callback = NULL;
+    c->args = NULL;
     c->self_get = NULL;
     PyObject *d = type_descr(tp, str_callback, &PyMemberDescr_Type);
     if (d != NULL) {
         PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
         if (m->type == T_OBJECT_EX || m->type == T_OBJECT)
             c->callback = m;
+    }
+    d = type_descr(tp, str_args, &PyMemberDescr_Type);
+    if (d != NULL) {
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type == T_OBJECT_EX || m->type == T_OBJECT)
+            c->args = m;
     }
     d = type_descr(tp, str_self, &PyGetSetDescr_Type);
     if (d != NULL && ((PyGetSetDescrObject *)d)->d_getset->get != NULL)
@@ -524,10 +558,52 @@ task_done(TaskRecorder *self, PyObject *task)
     return is;
 }
 
-/* The task whose step the Handle runs (new reference), or NULL (none; no error). */
-static PyObject *
-step_task(TaskRecorder *self, PyObject *handle)
+/* Whether the callback `cb` wakes its task (the C Task's task_wakeup, the
+ * pure Task's __wakeup: a future it awaited is done) rather than steps it. */
+static int
+is_wakeup(TaskRecorder *self, PyObject *cb)
 {
+    if (PyCFunction_Check(cb)) {
+        PyMethodDef *def = ((PyCFunctionObject *)cb)->m_ml;
+        if (def == self->wakeup_def)
+            return 1;
+        if (def != NULL && def->ml_name != NULL && strcmp(def->ml_name, "task_wakeup") == 0) {
+            self->wakeup_def = def;
+            return 1;
+        }
+        return 0;
+    }
+    if (PyMethod_Check(cb) && PyFunction_Check(PyMethod_GET_FUNCTION(cb))) {
+        PyObject *name = ((PyFunctionObject *)PyMethod_GET_FUNCTION(cb))->func_name;
+        return name == str_wakeup || same_str(name, str_wakeup);
+    }
+    return 0;
+}
+
+/* The future a wakeup Handle passes its task (new reference), or NULL (none; no error). */
+static PyObject *
+wakeup_future(TaskRecorder *self, PyObject *handle)
+{
+    TypeCache *hc = type_cache(self, Py_TYPE(handle));  /* again: lookups since may replace it */
+    PyObject *args;
+    if (hc != NULL && hc->args != NULL) {
+        args = Py_XNewRef(*(PyObject **)((char *)handle + hc->args->offset));
+    } else if ((args = PyObject_GetAttr(handle, str_args)) == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *fut = args != NULL && PyTuple_Check(args) && PyTuple_GET_SIZE(args) >= 1
+                        ? Py_NewRef(PyTuple_GET_ITEM(args, 0)) : NULL;
+    Py_XDECREF(args);
+    return fut;
+}
+
+/* The task whose step the Handle runs (new reference), or NULL (none; no
+ * error); *woke: the future whose end wakes it (new reference), or NULL. */
+static PyObject *
+step_task(TaskRecorder *self, PyObject *handle, PyObject **woke)
+{
+    *woke = NULL;
     TypeCache *c = type_cache(self, Py_TYPE(handle));
     PyObject *cb;
     if (c != NULL && c->callback != NULL) {
@@ -550,15 +626,19 @@ step_task(TaskRecorder *self, PyObject *handle)
                     ? c->self_get->get(cb, c->self_get->closure)
                     : PyObject_GetAttr(cb, str_self);
     }
-    Py_DECREF(cb);
     if (owner == NULL) {
+        Py_DECREF(cb);
         PyErr_Clear();
         return NULL;
     }
     if (!is_task(self, owner)) {
+        Py_DECREF(cb);
         Py_DECREF(owner);
         return NULL;
     }
+    if (is_wakeup(self, cb))
+        *woke = wakeup_future(self, handle);
+    Py_DECREF(cb);
     return owner;
 }
 
@@ -903,6 +983,72 @@ note_end(TaskRecorder *self, long long n, PyObject *task, unsigned long long tsi
     return write_note(self, text_done(&t), tsid) < 0 ? -1 : 0;
 }
 
+/* Put `task`'s number in the text's list if it is a numbered task whose end
+ * is noted: the count put so far, or -1 with an error. */
+static int
+wake_source(TaskRecorder *self, Text *t, PyObject *task, int count)
+{
+    if (!is_task(self, task))
+        return count;
+    long long m = known_number(self, task);
+    if (m <= 0)
+        return m < 0 ? -1 : count;
+    PyObject *key = PyLong_FromLongLong(m);
+    int ended = key == NULL ? -1 : PySet_Contains(self->ended, key);
+    Py_XDECREF(key);
+    if (ended <= 0)
+        return ended < 0 ? -1 : count;
+    if (count > 0)
+        TEXT_LIT(t, ", ");
+    text_int(t, m);
+    return count + 1;
+}
+
+/* Task n resumes because `fut` is done (a wakeup step): note which tasks'
+ * ends woke it, as TaskTracker.note_wake, "wake {"by": [...], "task": n}":
+ * fut itself if it is a task, or gather's outer future's children that are
+ * tasks (those whose end is noted, each).  Any other future (a sleep's, a
+ * lock's, a TaskGroup's or asyncio.wait's own waiter) says no task: nothing
+ * is noted. */
+static int
+note_wake(TaskRecorder *self, long long n, PyObject *fut, unsigned long long tsid)
+{
+    if (self->tracing <= 0)
+        return 0;
+    TypeCache *c = type_cache(self, Py_TYPE(fut));
+    if (c == NULL || !(c->is_task || c->is_gather))
+        return 0;
+    Text t;
+    text_init(&t);
+    TEXT_LIT(&t, "wake {\"by\": [");
+    int count = 0;
+    if (c->is_task) {
+        count = wake_source(self, &t, fut, 0);
+    } else {
+        PyObject *children = PyObject_GetAttr(fut, str_children);
+        if (children == NULL)
+            PyErr_Clear();
+        else if (PyList_Check(children) || PyTuple_Check(children)) {
+            PyObject *seq = PySequence_Tuple(children);  /* callbacks cannot change it under us */
+            if (seq == NULL)
+                count = -1;
+            for (Py_ssize_t i = 0; seq != NULL && i < PyTuple_GET_SIZE(seq) && count >= 0; i++)
+                count = wake_source(self, &t, PyTuple_GET_ITEM(seq, i), count);
+            Py_XDECREF(seq);
+        }
+        Py_XDECREF(children);
+    }
+    TEXT_LIT(&t, "], \"task\": ");
+    text_int(&t, n);
+    TEXT_LIT(&t, "}");
+    PyObject *text = text_done(&t);
+    if (count <= 0) {
+        Py_XDECREF(text);
+        return count < 0 ? -1 : 0;
+    }
+    return write_note(self, text, tsid) < 0 ? -1 : 0;
+}
+
 /* Whether code of the module `name` is the event loop's own (asyncio, Pyodide's loop). */
 static int
 loop_module(PyObject *name)
@@ -1031,16 +1177,23 @@ step_entry(TaskRecorder *self, TaskThread *tt, Where *where, unsigned long long 
 {
     if (close_step(self, tt, tsid) < 0)
         return -1;
-    PyObject *handle = local_at(where, 0);
-    PyObject *task = handle != NULL ? step_task(self, handle) : NULL;
+    PyObject *handle = local_at(where, 0), *woke = NULL;
+    PyObject *task = handle != NULL ? step_task(self, handle, &woke) : NULL;
     long long n = 0;
     if (task != NULL && (n = task_number(self, task, tsid)) < 0) {
         Py_DECREF(task);
+        Py_XDECREF(woke);
         return -1;
     }
     Py_XSETREF(tt->last, task);
     tt->last_n = n;
-    return thread_switch(self, tt, n, tsid);
+    int r = thread_switch(self, tt, n, tsid);
+    if (woke != NULL) {
+        if (r == 0 && n > 0)
+            r = note_wake(self, n, woke, tsid);
+        Py_DECREF(woke);
+    }
+    return r;
 }
 
 /* An iteration of the loop begins (_run_once): no task runs until its first
@@ -1175,7 +1328,8 @@ intern_all(void)
         {&str_asyncio, "asyncio"}, {&str_asyncio_dot, "asyncio."},
         {&str_webloop, "pyodide.webloop"}, {&str_state_done, "done"},
         {&str_state_cancelled, "cancelled"}, {&str_unknown, "?"},
-        {&str_run_once, "_run_once"},
+        {&str_run_once, "_run_once"}, {&str_args, "_args"}, {&str_children, "_children"},
+        {&str_wakeup, "__wakeup"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if ((*names[i].at = PyUnicode_InternFromString(names[i].s)) == NULL)

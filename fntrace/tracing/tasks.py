@@ -30,7 +30,16 @@ separates, and a thread's task at any event is the last ``run`` note before
 it.  Notes: ``run N`` (0: no task), ``new {"task", "name", "creator",
 "func"}`` (later fields complete earlier ones: an eager task is named at the
 factory's exit, its creator at create_task's), ``end {"task", "state"}``
-(``done``, ``cancelled`` or ``raised E``).  A program that never imports
+(``done``, ``cancelled`` or ``raised E``), ``wake {"task", "by"}``: the step
+``Handle._run`` begins is the wakeup of task ``task`` (its callback is the
+task's ``task_wakeup``/``__wakeup``, not its ``__step``), and the future it was
+woken by (the Handle's argument) ended with tasks ``by``: that future itself
+when it is a task (``await task``, 3.12+ ``wait_for``), or gather's outer
+future's children that are tasks whose end is noted.  What the awaited
+future's end came from is not followed otherwise: a TaskGroup's or
+``asyncio.wait``'s (and 3.11 ``wait_for``'s) own waiter future, a nested
+gather, a sleep, a lock, are futures of no task (no note).  A reader that does
+not know a verb skips the note, so older readers read newer files.  A program that never imports
 asyncio never reaches these functions: it pays nothing.
 
 Limits: a task constructed directly as ``asyncio.Task(coro, eager_start=True)``
@@ -53,6 +62,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import types
 import weakref
 from json.encoder import encode_basestring_ascii as _quote
 from typing import TYPE_CHECKING, Any
@@ -102,13 +112,14 @@ def end_state(task: Any) -> str:
 
 
 def parse_note(info: str) -> tuple[str, Any]:
-    """A note's verb and value: ("run", N), ("new", dict), ("end", dict);
-    ("", None) for text that is no note (a newer writer's, or damage)."""
+    """A note's verb and value: ("run", N), ("new", dict), ("end", dict),
+    ("wake", dict); ("", None) for text that is no note (a newer writer's, or
+    damage: a reader older than a verb skips it, as this one skips newer ones)."""
     verb, _, rest = info.partition(" ")
     try:
         if verb == "run":
             return verb, int(rest)
-        if verb in ("new", "end"):
+        if verb in ("new", "end", "wake"):
             value = json.loads(rest)
             if type(value) is dict and type(value.get("task")) is int:
                 return verb, value
@@ -321,6 +332,31 @@ class TaskTracker:
             self.ended.add(n)
             self.write(f'end {{"state": {_quote(end_state(task))}, "task": {int(n)}}}')
 
+    def note_wake(self, n: int, fut: Any) -> None:
+        """Task n resumes because ``fut`` is done (a wakeup step): note the
+        tasks whose end woke it, ``wake {"by": [...], "task": n}``: ``fut`` if it is
+        a task, or gather's outer future's children that are tasks, those whose
+        end is noted.  Any other future (a sleep's, a lock's, a TaskGroup's or
+        asyncio.wait's own waiter) names no task: nothing is noted."""
+        if not self.inst.tracing:
+            return
+        if _is_task(fut):
+            sources: Any = (fut,)
+        elif _is_gather(fut):
+            sources = getattr(fut, "_children", None)
+            if not isinstance(sources, (list, tuple)):
+                return
+        else:
+            return
+        by = []
+        for task in tuple(sources):
+            if _is_task(task):
+                m = self.numbers.get(task)
+                if m is not None and m in self.ended:
+                    by.append(str(m))
+        if by:
+            self.write(f'wake {{"by": [{", ".join(by)}], "task": {int(n)}}}')
+
     def close_step(self, tls: Any) -> None:
         """The step begun last has ended: note its task's end if it finished."""
         task = tls.last
@@ -342,6 +378,10 @@ class TaskTracker:
             n = 0 if task is None else self.first_seen(task)
             tls.last, tls.last_n = task, n
             self.switch(tls, n)
+            if n and _is_wakeup(getattr(handle, "_callback", None)):
+                args = getattr(handle, "_args", None)
+                if isinstance(args, tuple) and args:
+                    self.note_wake(n, args[0])
         elif what == _LOOP:
             tls.push(tls.cur, tls.last, tls.last_n)
             tls.last = None
@@ -389,12 +429,31 @@ class TaskTracker:
             self.switch(tls, prev)
 
 
-def _task_types() -> tuple[type, ...] | None:
-    """asyncio's Task classes (C and pure), None while asyncio is not loaded."""
+def _task_types() -> tuple[tuple[type, ...], type | None] | None:
+    """asyncio's Task classes (C and pure) and gather's outer future class (the
+    C recorder's), None while asyncio is not loaded."""
     mod = sys.modules.get("asyncio")
     if mod is None:
         return None
-    return (mod.Task, getattr(mod.tasks, "_PyTask", mod.Task))
+    return ((mod.Task, getattr(mod.tasks, "_PyTask", mod.Task)),
+            getattr(mod.tasks, "_GatheringFuture", None))
+
+
+def _is_gather(obj: Any) -> bool:
+    """gather's outer future (its ``_children`` are what it waits for)."""
+    mod = sys.modules.get("asyncio")
+    kind = getattr(getattr(mod, "tasks", None), "_GatheringFuture", None)
+    return kind is not None and isinstance(obj, kind)
+
+
+def _is_wakeup(callback: Any) -> bool:
+    """A Handle's callback that wakes its task because a future it awaited is
+    done (the C Task's ``task_wakeup``, the pure Task's ``__wakeup``), not a step."""
+    if isinstance(callback, types.BuiltinMethodType):
+        return callback.__name__ == "task_wakeup"
+    return (isinstance(callback, types.MethodType)
+            and isinstance(callback.__func__, types.FunctionType)
+            and callback.__func__.__name__ == "__wakeup")
 
 
 def _is_task(obj: Any) -> bool:
