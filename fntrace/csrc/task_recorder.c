@@ -40,6 +40,18 @@ typedef struct {
  * what any program nests, so a runaway nesting costs no unbounded memory. */
 #define MAX_STEPS 4096
 
+/* A step not begun at Handle._run (3.12+: seen by asyncio's current-task
+ * dictionary changing): an eager task's first step, run inside its
+ * constructor, or a step of a loop that runs its callbacks in C (uvloop). */
+typedef struct {
+    PyObject *task;        /* strong */
+    PyObject *key;         /* the loop: the dictionary's key (strong) */
+    PyObject *prev_value;  /* the key's value before the step (strong), NULL: none */
+    long long prev;        /* the running task before (its number) */
+    long long n;           /* the task's number */
+    int unnamed;           /* numbered at this step: its `new` note is due at its end */
+} ForeignStep;
+
 typedef struct {
     PyObject_HEAD
     long long cur;      /* the running task (0: none) */
@@ -48,6 +60,8 @@ typedef struct {
     long long last_n;   /* its number */
     StepEntry *stack;
     Py_ssize_t len, cap;
+    ForeignStep *fstack;  /* the open steps not begun at Handle._run */
+    Py_ssize_t flen, fcap;
 } TaskThread;
 
 static PyTypeObject TaskThread_Type;
@@ -67,6 +81,11 @@ TaskThread_traverse(TaskThread *self, visitproc visit, void *arg)
 {
     for (Py_ssize_t i = 0; i < self->len; i++)
         Py_VISIT(self->stack[i].task);
+    for (Py_ssize_t i = 0; i < self->flen; i++) {
+        Py_VISIT(self->fstack[i].task);
+        Py_VISIT(self->fstack[i].key);
+        Py_VISIT(self->fstack[i].prev_value);
+    }
     Py_VISIT(self->last);
     return 0;
 }
@@ -78,6 +97,13 @@ TaskThread_clear(TaskThread *self)
     self->len = 0;
     for (Py_ssize_t i = 0; i < n; i++)
         Py_CLEAR(self->stack[i].task);
+    n = self->flen;
+    self->flen = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_CLEAR(self->fstack[i].task);
+        Py_CLEAR(self->fstack[i].key);
+        Py_CLEAR(self->fstack[i].prev_value);
+    }
     Py_CLEAR(self->last);
     return 0;
 }
@@ -88,6 +114,7 @@ TaskThread_dealloc(TaskThread *self)
     PyObject_GC_UnTrack(self);
     TaskThread_clear(self);
     PyMem_Free(self->stack);
+    PyMem_Free(self->fstack);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -230,6 +257,9 @@ typedef struct {
     PyObject *task_types;  /* its answer's Task classes (a tuple), once it had one (NULL before) */
     PyObject *gather_type; /* its answer's gather future class (with task_types) */
     PyMethodDef *wakeup_def;  /* the C Task's task_wakeup, once seen (NULL before) */
+    PyObject *current_tasks;  /* asyncio's loop -> running task dictionary, watched (3.12+) */
+    PyObject *stepping;    /* the task of the step Handle._run began last (borrowed: compared only) */
+    Py_ssize_t foreign;    /* open steps not begun at Handle._run, all threads (a hint: >= the truth) */
     PyObject *quote;       /* str -> its JSON text (json's encode_basestring_ascii) */
     PyObject *tag;         /* the TASK event's kind */
     long long next;        /* the next task number (the tracker's take_number too) */
@@ -327,6 +357,7 @@ TaskRecorder_traverse(TaskRecorder *self, visitproc visit, void *arg)
     Py_VISIT(self->types_fn);
     Py_VISIT(self->task_types);
     Py_VISIT(self->gather_type);
+    Py_VISIT(self->current_tasks);
     Py_VISIT(self->quote);
     Py_VISIT(self->tag);
     Py_VISIT(self->cache.obj);
@@ -343,9 +374,12 @@ TaskRecorder_traverse(TaskRecorder *self, visitproc visit, void *arg)
     return fnt_recorder_traverse_common((fnt_recorder *)self, visit, arg);
 }
 
+static void unwatch(TaskRecorder *self);
+
 static int
 TaskRecorder_clear(TaskRecorder *self)
 {
+    unwatch(self);
     Py_CLEAR(self->tls);
     Py_CLEAR(self->numbers);
     Py_CLEAR(self->forget);
@@ -1166,6 +1200,8 @@ close_step(TaskRecorder *self, TaskThread *tt, unsigned long long tsid)
     if (task == NULL)
         return 0;
     tt->last = NULL;
+    if (self->stepping == task)
+        self->stepping = NULL;  /* it may die: no other object may match it */
     int r = note_end(self, tt->last_n, task, tsid);
     Py_DECREF(task);
     return r;
@@ -1187,6 +1223,7 @@ step_entry(TaskRecorder *self, TaskThread *tt, Where *where, unsigned long long 
     }
     Py_XSETREF(tt->last, task);
     tt->last_n = n;
+    self->stepping = task;
     int r = thread_switch(self, tt, n, tsid);
     if (woke != NULL) {
         if (r == 0 && n > 0)
@@ -1223,6 +1260,208 @@ loop_exit(TaskRecorder *self, TaskThread *tt, unsigned long long tsid)
         r = -1;
     return r;
 }
+
+/* ------------------------------------------------------------------------- */
+/* Steps not begun at Handle._run (3.12+)                                     */
+/* ------------------------------------------------------------------------- */
+
+/* asyncio's C Task (and the pure one, through asyncio.tasks._enter_task and
+ * _leave_task) puts the task a step runs into its loop -> task dictionary
+ * (asyncio.tasks._current_tasks) as the step begins and takes it out as it
+ * ends; an eager task's first step (run inside its constructor, where no
+ * Python function of asyncio runs) swaps it in and back around that step,
+ * and so does a uvloop step.  A dictionary watcher (3.12+) sees those
+ * changes without a Python call: a task put in that Handle._run did not just
+ * begin the step of is such a step; the change that restores the key's value
+ * ends it.  The steps Handle._run began (nearly all, on asyncio's loops) cost
+ * a pointer comparison per change. */
+#if PY_VERSION_HEX >= 0x030C0000
+#define WATCHING_MAX 8
+static int watcher_id = -1;
+static TaskRecorder *watching[WATCHING_MAX];  /* borrowed: each removes itself (clear) */
+
+static int
+foreign_push(TaskThread *tt, ForeignStep *e)
+{
+    if (tt->flen == tt->fcap) {
+        if (tt->fcap >= MAX_STEPS) {
+            PyErr_SetString(PyExc_RecursionError, "asyncio task steps nested too deeply");
+            return -1;
+        }
+        Py_ssize_t cap = tt->fcap ? tt->fcap * 2 : 4;
+        ForeignStep *s = PyMem_Realloc(tt->fstack, cap * sizeof(ForeignStep));
+        if (s == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        tt->fstack = s;
+        tt->fcap = cap;
+    }
+    tt->fstack[tt->flen++] = *e;
+    return 0;
+}
+
+/* Task `task` begins a step Handle._run did not begin: number it (its `new`
+ * note waits for the step's end, when an eager task has its name and its
+ * creator's create_task has not yet noted it) and run it. */
+static int
+foreign_enter(TaskRecorder *self, TaskThread *tt, PyObject *key, PyObject *prev_value,
+              PyObject *task, unsigned long long tsid)
+{
+    long long n = known_number(self, task);
+    int unnamed = 0;
+    if (n == 0) {
+        n = number_task(self, task);
+        unnamed = 1;
+    }
+    if (n < 0)
+        return -1;
+    ForeignStep e = {Py_NewRef(task), Py_NewRef(key), Py_XNewRef(prev_value), tt->cur, n,
+                     unnamed};
+    if (foreign_push(tt, &e) < 0) {
+        Py_DECREF(e.task);
+        Py_DECREF(e.key);
+        Py_XDECREF(e.prev_value);
+        return -1;
+    }
+    self->foreign++;
+    return thread_switch(self, tt, n, tsid);
+}
+
+/* The step begun by foreign_enter has ended: name the task if it was numbered
+ * there, note its end if the step finished it, run what ran before. */
+static int
+foreign_leave(TaskRecorder *self, TaskThread *tt, unsigned long long tsid)
+{
+    ForeignStep e = tt->fstack[--tt->flen];  /* its references are ours now */
+    if (self->foreign > 0)
+        self->foreign--;
+    int r = e.unnamed ? note_new(self, e.n, e.task, -1, NULL, tsid) : 0;
+    if (r == 0)
+        r = note_end(self, e.n, e.task, tsid) < 0 ? -1 : 0;
+    if (thread_switch(self, tt, e.prev, tsid) < 0)
+        r = -1;
+    Py_DECREF(e.task);
+    Py_DECREF(e.key);
+    Py_XDECREF(e.prev_value);
+    return r;
+}
+
+/* The dictionary changes: a step begins or ends (see above), or neither. */
+static int
+current_task_changed(TaskRecorder *self, PyDict_WatchEvent event, PyObject *dict,
+                     PyObject *key, PyObject *new_value)
+{
+    unsigned long long tsid = (unsigned long long)PyThreadState_Get()->id;
+    TaskThread *tt = thread_state(self, tsid);
+    if (tt == NULL)
+        return -1;
+    Py_INCREF(tt);
+    int r = 0;
+    ForeignStep *top = tt->flen > 0 ? &tt->fstack[tt->flen - 1] : NULL;
+    if (top != NULL && key == top->key &&
+        ((event == PyDict_EVENT_DELETED && top->prev_value == NULL) ||
+         (event == PyDict_EVENT_MODIFIED && new_value == top->prev_value))) {
+        r = foreign_leave(self, tt, tsid);
+    } else if ((event == PyDict_EVENT_ADDED || event == PyDict_EVENT_MODIFIED) &&
+               new_value != NULL && new_value != tt->last && is_task(self, new_value)) {
+        PyObject *prev = NULL;
+        if (event == PyDict_EVENT_MODIFIED) {  /* the value it replaces (the callback runs first) */
+            prev = PyDict_GetItemWithError(dict, key);
+            if (prev == NULL && PyErr_Occurred())
+                r = -1;
+        }
+        if (r == 0)
+            r = foreign_enter(self, tt, key, prev, new_value, tsid);
+    }
+    Py_DECREF(tt);
+    return r;
+}
+
+/* The watcher: every change of a watched dictionary; never an error to the
+ * program (a failure is the recorder's report, as its other callbacks'). */
+static int
+dict_changed(PyDict_WatchEvent event, PyObject *dict, PyObject *key, PyObject *new_value)
+{
+    PyObject *pending = NULL;
+    for (int i = 0; i < WATCHING_MAX; i++) {
+        TaskRecorder *self = watching[i];
+        if (self == NULL || self->current_tasks != dict || !self->ok)
+            continue;
+        if (self->foreign == 0 &&
+            (event == PyDict_EVENT_DELETED || new_value == self->stepping ||
+             (event != PyDict_EVENT_ADDED && event != PyDict_EVENT_MODIFIED)))
+            continue;  /* the commonest: a step Handle._run began, or its end */
+        if (pending == NULL)
+            pending = PyErr_GetRaisedException();
+        if (current_task_changed(self, event, dict, key, new_value) < 0 &&
+            fnt_recorder_failed((fnt_recorder *)self) < 0)
+            fnt_interrupt_later();
+        PyErr_Clear();
+    }
+    if (pending != NULL)
+        PyErr_SetRaisedException(pending);
+    return 0;
+}
+
+static void
+unwatch(TaskRecorder *self)
+{
+    PyObject *dict = self->current_tasks;
+    if (dict == NULL)
+        return;
+    int others = 0;
+    for (int i = 0; i < WATCHING_MAX; i++) {
+        if (watching[i] == self)
+            watching[i] = NULL;
+        else if (watching[i] != NULL && watching[i]->current_tasks == dict)
+            others = 1;
+    }
+    self->current_tasks = NULL;
+    if (!others && watcher_id >= 0 && PyDict_Unwatch(watcher_id, dict) < 0)
+        PyErr_Clear();
+    Py_DECREF(dict);
+}
+
+static PyObject *
+TaskRecorder_watch(TaskRecorder *self, PyObject *dict)
+{
+    if (!PyDict_Check(dict)) {
+        PyErr_SetString(PyExc_TypeError, "watch() takes asyncio's current-task dict");
+        return NULL;
+    }
+    if (self->current_tasks == dict)
+        Py_RETURN_TRUE;
+    unwatch(self);
+    int slot = -1;
+    for (int i = 0; i < WATCHING_MAX && slot < 0; i++)
+        if (watching[i] == NULL)
+            slot = i;
+    if (slot < 0)
+        Py_RETURN_FALSE;  /* as many tracers watch already: this one does without */
+    if (watcher_id < 0 && (watcher_id = PyDict_AddWatcher(dict_changed)) < 0)
+        return NULL;
+    if (PyDict_Watch(watcher_id, dict) < 0)
+        return NULL;
+    self->current_tasks = Py_NewRef(dict);
+    watching[slot] = self;
+    Py_RETURN_TRUE;
+}
+#else
+static void
+unwatch(TaskRecorder *self)
+{
+    (void)self;
+}
+
+static PyObject *
+TaskRecorder_watch(TaskRecorder *self, PyObject *dict)
+{
+    (void)self;
+    (void)dict;
+    Py_RETURN_FALSE;  /* no dictionary watchers before 3.12 (and no eager tasks) */
+}
+#endif
 
 static int
 task_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObject *event,
@@ -1291,6 +1530,9 @@ static PyMethodDef TaskRecorder_methods[] = {
     FNT_RECORDER_RING_CHANGED,
     {"take_number", (PyCFunction)TaskRecorder_take_number, METH_NOARGS,
      "The next task number (the one counter of the C and Python paths)."},
+    {"watch", (PyCFunction)TaskRecorder_watch, METH_O,
+     "watch(asyncio.tasks._current_tasks) -> whether the steps not begun at Handle._run "
+     "(eager first steps, uvloop's) are followed from now (3.12+)."},
     {NULL}
 };
 

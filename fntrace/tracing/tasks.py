@@ -20,9 +20,19 @@ own watches (the tracers' C recorders write the calls as before):
   ``gather`` and ``asyncio.run`` all come here);
 * ``asyncio.tasks._set_task_name`` (3.11): where 3.11's ``create_task`` and
   ``TaskGroup.create_task`` name the task, after create_task returned it;
-* the eager task factory (3.12+): an eager task's first step runs inside
-  the factory call, before the task exists, so the number is taken at its
-  entry and given to the task the factory returns.
+* the eager task factory (3.12+, the pure path): an eager task's first step
+  runs inside the factory call, before the task exists, so the number is
+  taken at its entry and given to the task the factory returns;
+* asyncio's current-task dictionary (``asyncio.tasks._current_tasks``, 3.12+,
+  the C path, which watches it with a dictionary watcher instead of the
+  factory): every step puts its task there as it begins and takes it out as
+  it ends, in C.  A task put there that Handle._run did not just begin the step
+  of is a step no watched function sees, an eager task's first step (the
+  factory's or ``asyncio.Task(coro, eager_start=True)``'s, run inside the C
+  constructor) or a step of uvloop's loop: the thread runs that task until the
+  change that restores the dictionary (its ``new`` note, for a task first seen
+  there, is written then, as the factory's exit writes it).  Watched from the
+  start, or from ``asyncio.tasks``' import (its module code's exit).
 
 Each change is one ring event of the kind ``TASK`` (fntrace/core/events.py)
 in the thread's own buffer, so it sits exactly between the events it
@@ -42,15 +52,17 @@ gather, a sleep, a lock, are futures of no task (no note).  A reader that does
 not know a verb skips the note, so older readers read newer files.  A program that never imports
 asyncio never reaches these functions: it pays nothing.
 
-Limits: a task constructed directly as ``asyncio.Task(coro, eager_start=True)``
-(3.12+; aiohttp does so for its connection and request tasks) runs its first
-step inside the C constructor, where no Python function of asyncio runs: that
-step is noted as its creator's; its later steps are its own.  Event loops that
-do not run callbacks through ``asyncio.events.Handle`` get no notes: uvloop runs
-its Handles, the tasks' steps and create_task in C, where no Python function
-of asyncio runs per step, so nothing is noted rather than a wrong task
-(following it would take a look at every traced coroutine resumed from C);
-a loop that runs Handles but not through ``BaseEventLoop._run_once`` (Pyodide's)
+Limits: on the pure path (and on 3.11, which has neither eager tasks nor
+dictionary watchers) a task constructed directly as ``asyncio.Task(coro,
+eager_start=True)`` (3.12+; aiohttp does so for its connection and request
+tasks) has its first step, run inside the C constructor where no Python
+function of asyncio runs, noted as its creator's, and uvloop, which runs its
+Handles, the tasks' steps and create_task in C, is not followed: nothing is
+noted rather than a wrong task.  Under uvloop on the C path (3.12+) the steps
+are followed, but no task has a creator (uvloop's create_task is C) and no
+``wake`` is noted (its wakeups run in C, not through Handle._run).  At most
+eight tracers watch the dictionary at once (a ninth follows no such step).
+A loop that runs Handles but not through ``BaseEventLoop._run_once`` (Pyodide's)
 leaves a thread in its last step's task until its next callback.  What runs
 between two callbacks of one iteration outside them (a finalizer, a signal
 handler) is noted as the earlier callback's.
@@ -81,11 +93,13 @@ if TYPE_CHECKING:
 __all__ = ["WATCHED", "TaskInfo", "TaskTable", "TaskTracker", "end_state", "parse_note"]
 
 _TAG = TASK.tag
-_RUN, _CREATE, _EAGER, _NAME, _LOOP = range(5)
+_RUN, _CREATE, _EAGER, _NAME, _LOOP, _IMPORT = range(6)
 #: The functions the tracker's ops watches, by name, and what each is.
 RUN = "asyncio.events:Handle._run"
 LOOP = "asyncio.base_events:BaseEventLoop._run_once"
 EAGER = "asyncio.tasks:create_eager_task_factory.<locals>.factory"
+#: asyncio.tasks imported: its current-task dictionary exists (the C path watches it, 3.12+).
+IMPORTED = "asyncio.tasks:<module>"
 WATCHED = {
     RUN: _RUN,
     "asyncio.base_events:BaseEventLoop.create_task": _CREATE,
@@ -94,6 +108,7 @@ WATCHED = {
     EAGER: _EAGER,
     "asyncio.tasks:_set_task_name": _NAME,
     LOOP: _LOOP,
+    IMPORTED: _IMPORT,
 }
 _RETURN = Event.RETURN
 #: Steps nest only through an event loop run inside a callback; a bound far
@@ -260,6 +275,7 @@ class TaskTracker:
                        filter=[n for n, w in WATCHED.items() if w in (_CREATE, _NAME)])
         self.loop_ops = Ops(self.entry, ret=self.exit, filter=[LOOP])
         self.eager_ops = Ops(self.entry, ret=self.exit, filter=[EAGER])
+        self.import_ops = Ops(ret=self.exit, filter=[IMPORTED])
         self.all_ops = [self.run_ops, self.ops, self.loop_ops, self.eager_ops]
         self.recorder: Any = None
         if fast:
@@ -277,6 +293,21 @@ class TaskTracker:
             self.ops.fast = rec
             self.loop_ops.fast = rec
             self.recorder = rec
+            if sys.version_info >= (3, 12):
+                # The steps Handle._run does not begin (an eager task's first,
+                # the eager factory's included, and uvloop's) are seen in C by
+                # asyncio's current-task dictionary changing: watched from now,
+                # or from when asyncio.tasks is imported.
+                self.all_ops = [self.run_ops, self.ops, self.loop_ops]
+                if not self.watch_tasks():
+                    self.all_ops.append(self.import_ops)
+
+    def watch_tasks(self) -> bool:
+        """Have the C recorder watch asyncio's current-task dictionary (False:
+        asyncio.tasks is not imported yet, or the recorder cannot)."""
+        mod = sys.modules.get("asyncio.tasks")
+        current = getattr(mod, "_current_tasks", None)
+        return type(current) is dict and bool(self.recorder.watch(current))
 
     # -- notes ----------------------------------------------------------------
     def write(self, info: str) -> bool:
@@ -402,6 +433,10 @@ class TaskTracker:
                 if n is None:
                     n = self.numbers[task] = self.take_number()
                 self.note_new(n, task, tls.cur, _creating_function(fregs.frame))
+            return
+        if what == _IMPORT:
+            if self.recorder is not None and fregs.event == _RETURN:
+                self.watch_tasks()
             return
         if what == _NAME:
             if fregs.get_argument(1) is None:  # no name given: nothing to note
