@@ -10,7 +10,10 @@ The oracle is ``asyncio.current_task()``, logged by the traced functions."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +21,10 @@ import pytest
 import fntrace
 from fntrace.core import accel
 from fntrace.core.events import ENTRY, TASK
+from fntrace.formats.tracefile import open_trace
 from fntrace.tracing.tasks import TaskTable
+
+ROOT = str(Path(__file__).resolve().parent.parent)
 
 SEEN: list[tuple[str, str | None]] = []
 
@@ -80,8 +86,14 @@ def _calls(inst: Any) -> tuple[list[tuple[str, str | None]], TaskTable]:
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are 3.12+")
 def test_an_eager_tasks_first_step_is_its_own(hot_path: str) -> None:
     SEEN.clear()
+    uvloop_loaded = "uvloop" in sys.modules  # then the dict is watched for good
     with fntrace.trace("function_graph", filter=f"{__name__}:*", tasks=1) as inst:
         asyncio.run(_main())
+        rec = inst.tracer.tasks.recorder if inst.tracer and inst.tracer.tasks else None
+        if _watching():
+            # Watched from each eager start (is_running's True) to the next
+            # Handle._run only: asyncio's own steps pay nothing for it.
+            assert rec is not None and rec.wanted == (2 if uvloop_loaded else 0)
     assert [w for w, _ in SEEN] == ["e1", "q", "main", "e1", "e2", "e2"]
     assert {n for _, n in SEEN} >= {"E1", "Q", "E2"}  # the oracle saw the tasks
     got, table = _calls(inst)
@@ -134,3 +146,60 @@ def test_uvloop_runs_unchanged_and_its_tasks_are_followed_in_c(hot_path: str) ->
     else:
         assert got == [(w, None) for w, _ in SEEN]
         assert [ev for _, ev in inst.rb.live.merged() if ev[2] == TASK.tag] == []
+
+
+UVLOOP_APP = """
+import asyncio
+import uvloop
+
+def leaf(i):
+    task = asyncio.current_task()
+    print(i, task.get_name() if task is not None else None)
+
+async def work(i):
+    leaf(i)
+    await asyncio.sleep(0)
+    leaf(i)
+
+async def main():
+    await asyncio.gather(*(asyncio.create_task(work(i), name=f"w{i}") for i in range(3)))
+
+loop = uvloop.new_event_loop()
+loop.run_until_complete(main())
+loop.close()
+"""
+
+
+@pytest.mark.parametrize("pure", ["0", "1"])
+def test_uvloop_imported_after_tracing_starts(tmp_path: Path, pure: str) -> None:
+    """``fntrace record --tasks``: uvloop is imported by the program, after the
+    tracer started; its loop is made by uvloop.new_event_loop, which turns the
+    watch on (the C path, 3.12+)."""
+    pytest.importorskip("uvloop", reason="uvloop is not installed here")
+    if sys.platform == "emscripten":
+        pytest.skip("no subprocesses here")
+    app = tmp_path / "app.py"
+    app.write_text(UVLOOP_APP)
+    dat = tmp_path / "t.dat"
+    env = {**os.environ, "PYTHONPATH": ROOT, "FNTRACE_PURE": pure}
+    rec = subprocess.run([sys.executable, "-m", "fntrace", "record", "-t", "function_graph",
+                          "--tasks", "-F", "__main__:leaf", "-o", str(dat), str(app)],
+                         env=env, text=True, capture_output=True, timeout=120)
+    assert rec.returncode == 0, rec.stderr
+    oracle = [tuple(line.split()) for line in rec.stdout.splitlines()]
+    assert oracle == [(str(i), f"w{i}") for i in range(3)] * 2
+    records = list(open_trace(str(dat)).records())
+    names = TaskTable()  # read ahead: a task first seen at a step is named at its end
+    for r in records:
+        if r.kind == "task":
+            names.note(r.tid, r.text or "")
+    table = TaskTable()
+    got = []
+    for r in records:
+        if r.kind == "task":
+            table.note(r.tid, r.text or "")
+        elif r.kind == "entry":
+            n = table.running(r.tid)
+            got.append(names.info(n).name if n else None)
+    follows = pure == "0" and sys.version_info >= (3, 12) and accel.speedups is not None
+    assert got == ([name for _, name in oracle] if follows else [None] * 6)

@@ -215,7 +215,7 @@ static PyTypeObject TaskThread_Type = {
 
 /* The watched functions a TaskRecorder serves, told apart by their code's name
  * (Handle._run, BaseEventLoop._run_once, create_task, _set_task_name). */
-enum { ROLE_NONE, ROLE_RUN, ROLE_LOOP, ROLE_CREATE, ROLE_NAME };
+enum { ROLE_NONE, ROLE_RUN, ROLE_LOOP, ROLE_CREATE, ROLE_NAME, ROLE_RUNNING, ROLE_UVLOOP };
 
 /* Direct-mapped caches (their size a power of two): tasks' numbers, the
  * "run N" strings of the first task numbers, creating functions' names. */
@@ -260,6 +260,7 @@ typedef struct {
     PyObject *current_tasks;  /* asyncio's loop -> running task dictionary, watched (3.12+) */
     PyObject *stepping;    /* the task of the step Handle._run began last (borrowed: compared only) */
     Py_ssize_t foreign;    /* open steps not begun at Handle._run, all threads (a hint: >= the truth) */
+    int want;              /* the dictionary watched: 0 no, 1 until the next Handle._run, 2 always */
     PyObject *quote;       /* str -> its JSON text (json's encode_basestring_ascii) */
     PyObject *tag;         /* the TASK event's kind */
     long long next;        /* the next task number (the tracker's take_number too) */
@@ -293,7 +294,8 @@ caches_clear(TaskRecorder *self)
 static PyObject *str_thread, *str_callback, *str_self, *str_done, *str_cancelled,
     *str_exception, *str_get_name, *str_name, *str_run, *str_create_task, *str_set_task_name,
     *str_asyncio, *str_asyncio_dot, *str_webloop, *str_state_done, *str_state_cancelled,
-    *str_unknown, *str_run_once, *str_args, *str_children, *str_wakeup;
+    *str_unknown, *str_run_once, *str_args, *str_children, *str_wakeup, *str_is_running,
+    *str_new_event_loop;
 
 /* A dead task's entry out of the numbers: the weak reference's callback, as
  * WeakKeyDictionary's own (a Python function, ~1,800 instructions a task,
@@ -442,6 +444,10 @@ role_of(PyObject *code)
         return ROLE_CREATE;
     if (same_str(name, str_set_task_name))
         return ROLE_NAME;
+    if (same_str(name, str_is_running))
+        return ROLE_RUNNING;
+    if (same_str(name, str_new_event_loop))
+        return ROLE_UVLOOP;
     return ROLE_NONE;
 }
 
@@ -650,11 +656,13 @@ step_task(TaskRecorder *self, PyObject *handle, PyObject **woke)
         return NULL;
     }
     PyObject *owner;
+    int bound = 1;  /* a bound method or builtin: a wakeup is one of those */
     if (PyMethod_Check(cb)) {
         owner = Py_NewRef(PyMethod_GET_SELF(cb));
     } else if (PyCFunction_Check(cb)) {
         owner = Py_XNewRef(PyCFunction_GET_SELF(cb));
     } else {  /* the C Task's step wrapper */
+        bound = 0;
         c = type_cache(self, Py_TYPE(cb));
         owner = c != NULL && c->self_get != NULL
                     ? c->self_get->get(cb, c->self_get->closure)
@@ -670,7 +678,7 @@ step_task(TaskRecorder *self, PyObject *handle, PyObject **woke)
         Py_DECREF(owner);
         return NULL;
     }
-    if (is_wakeup(self, cb))
+    if (bound && is_wakeup(self, cb))
         *woke = wakeup_future(self, handle);
     Py_DECREF(cb);
     return owner;
@@ -1208,9 +1216,13 @@ close_step(TaskRecorder *self, TaskThread *tt, unsigned long long tsid)
 }
 
 /* A step begins (Handle._run): the one before it has ended. */
+static void watch_idle(TaskRecorder *self);
+
 static int
 step_entry(TaskRecorder *self, TaskThread *tt, Where *where, unsigned long long tsid)
 {
+    if (self->want == 1)
+        watch_idle(self);
     if (close_step(self, tt, tsid) < 0)
         return -1;
     PyObject *handle = local_at(where, 0), *woke = NULL;
@@ -1238,6 +1250,8 @@ step_entry(TaskRecorder *self, TaskThread *tt, Where *where, unsigned long long 
 static int
 loop_entry(TaskRecorder *self, TaskThread *tt, unsigned long long tsid)
 {
+    if (self->want == 1)
+        watch_idle(self);
     if (thread_push(tt, tt->cur, tt->last, tt->last_n) < 0)
         return -1;
     Py_CLEAR(tt->last);
@@ -1279,6 +1293,7 @@ loop_exit(TaskRecorder *self, TaskThread *tt, unsigned long long tsid)
 #define WATCHING_MAX 8
 static int watcher_id = -1;
 static TaskRecorder *watching[WATCHING_MAX];  /* borrowed: each removes itself (clear) */
+static int watching_top;  /* 1 + the highest entry in use: the watcher looks no further */
 
 static int
 foreign_push(TaskThread *tt, ForeignStep *e)
@@ -1384,14 +1399,16 @@ static int
 dict_changed(PyDict_WatchEvent event, PyObject *dict, PyObject *key, PyObject *new_value)
 {
     PyObject *pending = NULL;
-    for (int i = 0; i < WATCHING_MAX; i++) {
+    for (int i = 0; i < watching_top; i++) {
         TaskRecorder *self = watching[i];
-        if (self == NULL || self->current_tasks != dict || !self->ok)
+        if (self == NULL)
             continue;
         if (self->foreign == 0 &&
             (event == PyDict_EVENT_DELETED || new_value == self->stepping ||
              (event != PyDict_EVENT_ADDED && event != PyDict_EVENT_MODIFIED)))
             continue;  /* the commonest: a step Handle._run began, or its end */
+        if (self->current_tasks != dict || !self->ok)
+            continue;
         if (pending == NULL)
             pending = PyErr_GetRaisedException();
         if (current_task_changed(self, event, dict, key, new_value) < 0 &&
@@ -1402,6 +1419,44 @@ dict_changed(PyDict_WatchEvent event, PyObject *dict, PyObject *key, PyObject *n
     if (pending != NULL)
         PyErr_SetRaisedException(pending);
     return 0;
+}
+
+/* Watch `dict` while a recorder that registered it wants it watched: the
+ * watcher costs asyncio every step two calls (~1,500 instructions a task in
+ * bench/run_tasks.py), so it is on only while a step Handle._run does not
+ * begin may come: from BaseEventLoop.is_running's True (the C Task calls it
+ * right before an eager first step; run_forever once) until the next
+ * Handle._run with no such step open, and for good once a uvloop loop is made
+ * (uvloop.new_event_loop, or uvloop imported when tracing starts). */
+static void
+dict_refresh(PyObject *dict)
+{
+    int want = 0;
+    for (int i = 0; i < watching_top; i++)
+        if (watching[i] != NULL && watching[i]->current_tasks == dict && watching[i]->want)
+            want = 1;
+    if ((want ? PyDict_Watch(watcher_id, dict) : PyDict_Unwatch(watcher_id, dict)) < 0)
+        PyErr_Clear();
+}
+
+static void
+watch_want(TaskRecorder *self, int level)
+{
+    if (self->current_tasks == NULL || self->want >= level)
+        return;
+    int was = self->want;
+    self->want = level;
+    if (!was)
+        dict_refresh(self->current_tasks);
+}
+
+static void
+watch_idle(TaskRecorder *self)
+{
+    if (self->want == 1 && self->foreign == 0 && self->current_tasks != NULL) {
+        self->want = 0;
+        dict_refresh(self->current_tasks);
+    }
 }
 
 static void
@@ -1417,9 +1472,14 @@ unwatch(TaskRecorder *self)
         else if (watching[i] != NULL && watching[i]->current_tasks == dict)
             others = 1;
     }
+    while (watching_top > 0 && watching[watching_top - 1] == NULL)
+        watching_top--;
     self->current_tasks = NULL;
+    self->want = 0;
     if (!others && watcher_id >= 0 && PyDict_Unwatch(watcher_id, dict) < 0)
         PyErr_Clear();
+    else if (others && watcher_id >= 0)
+        dict_refresh(dict);
     Py_DECREF(dict);
 }
 
@@ -1441,17 +1501,51 @@ TaskRecorder_watch(TaskRecorder *self, PyObject *dict)
         Py_RETURN_FALSE;  /* as many tracers watch already: this one does without */
     if (watcher_id < 0 && (watcher_id = PyDict_AddWatcher(dict_changed)) < 0)
         return NULL;
-    if (PyDict_Watch(watcher_id, dict) < 0)
-        return NULL;
     self->current_tasks = Py_NewRef(dict);
     watching[slot] = self;
+    if (slot >= watching_top)
+        watching_top = slot + 1;
     Py_RETURN_TRUE;
+}
+
+static PyObject *
+TaskRecorder_want(TaskRecorder *self, PyObject *level)
+{
+    long v = PyLong_AsLong(level);
+    if (v == -1 && PyErr_Occurred())
+        return NULL;
+    if (v == 0)
+        watch_idle(self);
+    else
+        watch_want(self, v > 1 ? 2 : 1);
+    Py_RETURN_NONE;
 }
 #else
 static void
 unwatch(TaskRecorder *self)
 {
     (void)self;
+}
+
+static void
+watch_want(TaskRecorder *self, int level)
+{
+    (void)self;
+    (void)level;
+}
+
+static void
+watch_idle(TaskRecorder *self)
+{
+    (void)self;
+}
+
+static PyObject *
+TaskRecorder_want(TaskRecorder *self, PyObject *level)
+{
+    (void)self;
+    (void)level;
+    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -1492,6 +1586,11 @@ task_exit(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObjec
     int role = role_of(code);
     if (role == ROLE_NONE || role == ROLE_RUN)
         return 0;  /* a step ends where the next callback or the iteration begins */
+    if (role == ROLE_RUNNING || role == ROLE_UVLOOP) {
+        if (exc == Py_None && (role == ROLE_UVLOOP || value == Py_True))
+            watch_want(self, role == ROLE_UVLOOP ? 2 : 1);
+        return 0;
+    }
     if (role == ROLE_CREATE && (exc != Py_None || value == NULL || !is_task(self, value)))
         return 0;  /* raised: no task */
     PyObject *task = NULL;
@@ -1532,7 +1631,16 @@ static PyMethodDef TaskRecorder_methods[] = {
      "The next task number (the one counter of the C and Python paths)."},
     {"watch", (PyCFunction)TaskRecorder_watch, METH_O,
      "watch(asyncio.tasks._current_tasks) -> whether the steps not begun at Handle._run "
-     "(eager first steps, uvloop's) are followed from now (3.12+)."},
+     "(eager first steps, uvloop's) can be followed from now (3.12+)."},
+    {"want", (PyCFunction)TaskRecorder_want, METH_O,
+     "want(level): watch the current-task dict until the next Handle._run (1), for good (2), "
+     "or stop unless a step is open or it is wanted for good (0)."},
+    {NULL}
+};
+
+static PyMemberDef TaskRecorder_members[] = {
+    {"wanted", T_INT, offsetof(TaskRecorder, want), READONLY,
+     "whether asyncio's current-task dict is watched: 0 no, 1 until the next Handle._run, 2 always"},
     {NULL}
 };
 
@@ -1557,6 +1665,7 @@ static fnt_recorder_type TaskRecorder_Type = {{
     .tp_clear = (inquiry)TaskRecorder_clear,
     .tp_methods = TaskRecorder_methods,
     .tp_getset = TaskRecorder_getset,
+    .tp_members = TaskRecorder_members,
 }, &task_ops};
 
 static int
@@ -1571,7 +1680,8 @@ intern_all(void)
         {&str_webloop, "pyodide.webloop"}, {&str_state_done, "done"},
         {&str_state_cancelled, "cancelled"}, {&str_unknown, "?"},
         {&str_run_once, "_run_once"}, {&str_args, "_args"}, {&str_children, "_children"},
-        {&str_wakeup, "__wakeup"},
+        {&str_wakeup, "__wakeup"}, {&str_is_running, "is_running"},
+        {&str_new_event_loop, "new_event_loop"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if ((*names[i].at = PyUnicode_InternFromString(names[i].s)) == NULL)

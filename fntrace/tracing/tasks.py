@@ -31,8 +31,12 @@ own watches (the tracers' C recorders write the calls as before):
   factory's or ``asyncio.Task(coro, eager_start=True)``'s, run inside the C
   constructor) or a step of uvloop's loop: the thread runs that task until the
   change that restores the dictionary (its ``new`` note, for a task first seen
-  there, is written then, as the factory's exit writes it).  Watched from the
-  start, or from ``asyncio.tasks``' import (its module code's exit).
+  there, is written then, as the factory's exit writes it).  The watcher costs
+  every step two calls, so the dictionary is watched only while such a step
+  may come: from ``BaseEventLoop.is_running`` returning True (the C Task asks
+  it right before an eager first step) until the next ``Handle._run`` or
+  ``_run_once``, and for good once ``uvloop.new_event_loop`` made a loop (or
+  uvloop was imported when tracing started).
 
 Each change is one ring event of the kind ``TASK`` (fntrace/core/events.py)
 in the thread's own buffer, so it sits exactly between the events it
@@ -93,13 +97,17 @@ if TYPE_CHECKING:
 __all__ = ["WATCHED", "TaskInfo", "TaskTable", "TaskTracker", "end_state", "parse_note"]
 
 _TAG = TASK.tag
-_RUN, _CREATE, _EAGER, _NAME, _LOOP, _IMPORT = range(6)
+_RUN, _CREATE, _EAGER, _NAME, _LOOP, _IMPORT, _RUNNING, _UVLOOP = range(8)
 #: The functions the tracker's ops watches, by name, and what each is.
 RUN = "asyncio.events:Handle._run"
 LOOP = "asyncio.base_events:BaseEventLoop._run_once"
 EAGER = "asyncio.tasks:create_eager_task_factory.<locals>.factory"
 #: asyncio.tasks imported: its current-task dictionary exists (the C path watches it, 3.12+).
 IMPORTED = "asyncio.tasks:<module>"
+#: Called by the C Task right before an eager first step (True: the loop runs).
+RUNNING = "asyncio.base_events:BaseEventLoop.is_running"
+#: Every uvloop loop is made here (uvloop.run, its policy, by hand).
+UVLOOP = "uvloop:new_event_loop"
 WATCHED = {
     RUN: _RUN,
     "asyncio.base_events:BaseEventLoop.create_task": _CREATE,
@@ -109,6 +117,8 @@ WATCHED = {
     "asyncio.tasks:_set_task_name": _NAME,
     LOOP: _LOOP,
     IMPORTED: _IMPORT,
+    RUNNING: _RUNNING,
+    UVLOOP: _UVLOOP,
 }
 _RETURN = Event.RETURN
 #: Steps nest only through an event loop run inside a callback; a bound far
@@ -298,9 +308,16 @@ class TaskTracker:
                 # the eager factory's included, and uvloop's) are seen in C by
                 # asyncio's current-task dictionary changing: watched from now,
                 # or from when asyncio.tasks is imported.
-                self.all_ops = [self.run_ops, self.ops, self.loop_ops]
+                # Watched only while such a step may come (the watcher costs
+                # every step): from is_running's True until the next
+                # Handle._run, and for good once uvloop makes a loop.
+                self.watch_ops = Ops(ret=self.exit, filter=[RUNNING, UVLOOP])
+                self.watch_ops.fast = rec
+                self.all_ops = [self.run_ops, self.ops, self.loop_ops, self.watch_ops]
                 if not self.watch_tasks():
                     self.all_ops.append(self.import_ops)
+                if "uvloop" in sys.modules:  # a loop may be made (or run) already
+                    rec.want(2)
 
     def watch_tasks(self) -> bool:
         """Have the C recorder watch asyncio's current-task dictionary (False:
@@ -399,6 +416,8 @@ class TaskTracker:
     def entry(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
         what = WATCHED.get(ip.name)
         tls = self.state()
+        if self.recorder is not None and what in (_RUN, _LOOP):
+            self.recorder.want(0)  # the C recorder's, served in Python (shared site)
         if what == _RUN:
             self.close_step(tls)
             task = None
@@ -433,6 +452,11 @@ class TaskTracker:
                 if n is None:
                     n = self.numbers[task] = self.take_number()
                 self.note_new(n, task, tls.cur, _creating_function(fregs.frame))
+            return
+        if what in (_RUNNING, _UVLOOP):  # the C recorder's, served in Python (shared site)
+            if self.recorder is not None and fregs.event == _RETURN and (
+                    what == _UVLOOP or fregs.return_value is True):
+                self.recorder.want(2 if what == _UVLOOP else 1)
             return
         if what == _IMPORT:
             if self.recorder is not None and fregs.event == _RETURN:
