@@ -97,9 +97,10 @@ def test_wake_arrow_from_the_end_to_the_woken_tasks_next_slice() -> None:
                      ("create", "f", 1_000_001, a, 0.0, "e"),
                      ("create", "s", 1_000_002, a, 0.015, None),
                      ("create", "f", 1_000_002, b, 0.03, "e"),
-                     # b's end note, on b's track, to a's next slice (bound to it:
-                     # no "bp", the next slice that begins on a's track, at 0.07)
-                     ("wake", "s", WAKE_ID_BASE, b, 0.06, None),
+                     # from inside b's last call (1 ns before it ended at 0.05:
+                     # a flow's start binds to its enclosing slice) to a's next
+                     # slice (no "bp": the next slice begun on a's track, 0.07)
+                     ("wake", "s", WAKE_ID_BASE, b, 0.049, None),
                      ("wake", "f", WAKE_ID_BASE, a, 0.06, None)]
     assert [(e["tid"], e["ts"]) for e in events if e["ph"] == "X" and e["ts"] >= 0.06] == [
         (a, 0.07)]

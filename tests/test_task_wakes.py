@@ -106,6 +106,8 @@ def test_each_wake_is_one_arrow_from_the_end_to_the_next_segment(
         (end,) = [r for r in out if r.kind == "task" and parse_note(r.text or "") == (
             "end", {"state": named[table.info(w.by).name or ""].state, "task": w.by})]
         assert end.ts == w.ended
+        # (the Chrome arrow starts inside the waker's last call, which ended before)
+        assert w.last is not None and w.last <= w.ended
         # ...and ends where A's next segment begins: the first record on A's
         # track from then on is its coroutine resumed (awaiting no more; the
         # cancelled C's CancelledError thrown into it).
@@ -150,7 +152,7 @@ def test_tracks_draw_no_wake_without_the_wakers_end() -> None:
     list(tracks.records([note(0, "run 2"), note(5, 'end {"state": "done", "task": 2}'),
                          note(6, "run 1"), note(6, 'wake {"by": [2, 3], "task": 1}'),
                          entry(7)]))
-    assert [tuple(w) for w in tracks.wakes] == [(1, 2, 1, 5, 6)]
+    assert [tuple(w) for w in tracks.wakes] == [(1, 2, 1, 5, 6, None)]  # 2 made no call
     old = TaskTracks()
     list(old.records([note(0, "run 2"), note(5, 'end {"state": "done", "task": 2}'),
                       note(6, "run 1"), entry(7)]))

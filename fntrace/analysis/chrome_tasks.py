@@ -5,9 +5,12 @@ Each record made while a task ran moves to the task's own track
 (thread-tid)`` after the task and the thread that ran it.  Records made
 outside any task stay on their thread's track.  A flow arrow goes from the creating call (where the
 ``new`` note was written, on the creator's track) to the task's first run, and
-one from a task's end (its ``end`` note, on its track) to the next step of each
-task its end woke (``wake`` notes: an ``await`` of the task, or of gather over
-it); that arrow binds to the next slice on the woken task's track.
+one from a task's end to the next step of each task its end woke (``wake``
+notes: an ``await`` of the task, or of gather over it).  The format binds a
+flow's start to the slice that encloses it, so the wake arrow starts 1 ns
+before the end of the ending task's last call (its ``end`` note comes after
+that call ended; at the note itself when the task made no call), and ends
+bound to the next slice on the woken task's track (no ``bp``).
 A task whose first step ran before it was noted as new (an eager task, 3.12+)
 gets no arrow: its creation is not before its first run in the trace.
 
@@ -49,8 +52,9 @@ def _tail(writer: Any, tracks: TaskTracks) -> Iterator[dict[str, Any]]:
                "pid": flow.pid, "tid": tracks.tid(flow.task), "ts": us(flow.ran)}
     for k, wake in enumerate(tracks.wakes):
         fid = WAKE_ID_BASE + k  # apart from the creation arrows' pid * 10**6 + task
+        start = wake.ended if wake.last is None else wake.last - 1  # inside that call
         yield {"name": "wake", "cat": "task", "ph": "s", "id": fid, "pid": wake.pid,
-               "tid": tracks.tid(wake.by), "ts": us(wake.ended)}
+               "tid": tracks.tid(wake.by), "ts": us(start)}
         yield {"name": "wake", "cat": "task", "ph": "f", "id": fid, "pid": wake.pid,
                "tid": tracks.tid(wake.task), "ts": us(wake.woke)}
 

@@ -48,13 +48,15 @@ class Flow(NamedTuple):
 
 class Wake(NamedTuple):
     """A wake arrow: task ``by`` of ``pid`` ended at ``ended`` (ns), on its
-    track, and so task ``task``'s step begun at ``woke`` (ns) ran."""
+    track, and so task ``task``'s step begun at ``woke`` (ns) ran; ``last``:
+    when ``by``'s last call on its track before then ended (ns), or None."""
 
     pid: int
     by: int
     task: int
     ended: int
     woke: int
+    last: int | None = None
 
 
 class TaskTracks:
@@ -73,6 +75,7 @@ class TaskTracks:
         self.created: dict[tuple[int, int], tuple[int, int]] = {}  # -> (creator's track, ns)
         self.flows: list[Flow] = []
         self.ended: dict[tuple[int, int], int] = {}  # (pid, task) -> its end note's ns
+        self.last_exit: dict[tuple[int, int], int] = {}  # (pid, task) -> its last exit's ns
         self.wakes: list[Wake] = []
         self.notes = 0
 
@@ -107,6 +110,8 @@ class TaskTracks:
                 n = table.running(thread)
                 if n:
                     self.place(pid, n, rec.tid)
+                    if rec.kind == "exit":
+                        self.last_exit[(pid, n)] = rec.ts
                     rec = dataclasses.replace(rec, tid=self.tid(n))  # type: ignore[type-var]
             yield rec
 
@@ -139,4 +144,5 @@ class TaskTracks:
                 if ended is not None and ended <= rec.ts:
                     self.place(pid, by, rec.tid)  # both ends: tracks
                     self.place(pid, n, rec.tid)
-                    self.wakes.append(Wake(pid, by, n, ended, rec.ts))
+                    self.wakes.append(Wake(pid, by, n, ended, rec.ts,
+                                           self.last_exit.get((pid, by))))
