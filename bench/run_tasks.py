@@ -11,7 +11,8 @@ untraced, function_graph with ``tasks`` 0, and with ``tasks`` 1.  Printed:
 the traced calls per run (counted by function_graph itself), each best time,
 the time ratio tasks=1 / tasks=0 and the extra time per traced call.
 
-``--instructions``: the same comparison counted in instructions by valgrind
+``--instructions [--seed S] [--no-viztracer]``: the same comparison counted
+in instructions by valgrind
 (``/work/shared/tools/instructions``, deterministic where times are not):
 extra per traced call = ((On_N - On_0) - (Off_N - Off_0)) / calls, where On/Off
 are tasks 1/0 and _0 the same process at size 0 (start-up removed).
@@ -128,25 +129,31 @@ def times(n: int, repeat: int) -> None:
         print(f"  VizTracer log_async / without: {best['viz-async'] / best['viz']:.3f}")
 
 
+#: The children's hash seed (--seed): it changes object addresses and string
+#: hashes, and so the collisions in the task recorder's caches.
+SEED = "0"
+
+
 def count(mode: str, n: int) -> int:
     # sys.executable as it is, not its realpath: a venv's python resolves to the
     # base interpreter, which lacks the venv's packages (VizTracer).
     out = subprocess.run([INSTRUCTIONS, sys.executable, __file__,
                           "--child", mode, str(n)],
-                         env={**os.environ, "PYTHONPATH": ROOT, "PYTHONHASHSEED": "0"},
+                         env={**os.environ, "PYTHONPATH": ROOT, "PYTHONHASHSEED": SEED},
                          capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1])
 
 
-def instructions(n: int) -> None:
+def instructions(n: int, viz: bool = True) -> None:
     _, calls = run(n, "on")
     on = count("on", n) - count("on", 0)
     off = count("off", n) - count("off", 0)
     print(f"instructions, {n} tasks: {calls} traced call segments; function_graph "
           f"{off / calls:.0f}/call with tasks 0, {on / calls:.0f}/call with tasks 1 "
           f"(over each run's size 0); task tracking adds {(on - off) / calls:.0f} "
-          f"instructions per traced call segment ({(on / off - 1) * 100:.1f}%)")
-    if has_viztracer():
+          f"instructions per traced call segment ({(on / off - 1) * 100:.2f}%, "
+          f"PYTHONHASHSEED {SEED})")
+    if viz and has_viztracer():
         viz = count("viz", n) - count("viz", 0)
         viz_async = count("viz-async", n) - count("viz-async", 0)
         print(f"VizTracer: {viz / calls:.0f}/call without log_async, "
@@ -163,9 +170,14 @@ def main() -> None:
     p.add_argument("--tasks", type=int, default=2000)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--instructions", action="store_true")
+    p.add_argument("--seed", default="0", help="the children's PYTHONHASHSEED (--instructions)")
+    p.add_argument("--no-viztracer", action="store_true",
+                   help="--instructions without VizTracer's figures")
     ns = p.parse_args()
     if ns.instructions:
-        instructions(min(ns.tasks, 300))
+        global SEED
+        SEED = ns.seed
+        instructions(min(ns.tasks, 300), viz=not ns.no_viztracer)
     else:
         times(ns.tasks, ns.repeat)
 

@@ -65,3 +65,42 @@ def test_without_task_notes_the_file_is_as_before() -> None:
     tasks_out = io.StringIO()
     write_chrome_tasks(ChromeWriter(PROCESSES, THREADS, 0), recs, tasks_out)
     assert tasks_out.getvalue() == out.getvalue()
+
+
+def wake_script() -> list[Record]:
+    """Task a (1) awaits task b (2): b ends, a's next step is woken by it."""
+    def note(ts: int, text: str) -> Record:
+        return Record("task", 1, 7, ts, "", None, 0, "", None, None, None, text)
+
+    def call(kind: str, ts: int, func: str, event: str) -> Record:
+        return Record(kind, 1, 7, ts, func, None, 0, event, None, None,
+                      None if kind == "entry" else 10, None)
+
+    return [note(0, 'new {"creator": 0, "name": "a", "task": 1}'), note(0, "run 1"),
+            call("entry", 10, "m:a", "start"),
+            note(15, 'new {"creator": 1, "name": "b", "task": 2}'),
+            call("exit", 20, "m:a", "yield"),
+            note(30, "run 2"), call("entry", 40, "m:b", "start"), call("exit", 50, "m:b", "return"),
+            note(60, 'end {"state": "done", "task": 2}'), note(60, "run 1"),
+            note(60, 'wake {"by": [2], "task": 1}'),
+            call("entry", 70, "m:a", "resume"), call("exit", 80, "m:a", "return")]
+
+
+def test_wake_arrow_from_the_end_to_the_woken_tasks_next_slice() -> None:
+    from fntrace.analysis.chrome_tasks import WAKE_ID_BASE
+
+    events = chrome(wake_script())
+    a, b = TASK_TID_BASE + 1, TASK_TID_BASE + 2
+    flows = [(e["name"], e["ph"], e["id"], e["tid"], e["ts"], e.get("bp"))
+             for e in events if e["ph"] in "sf"]
+    assert flows == [("create", "s", 1_000_001, 7, 0.0, None),
+                     ("create", "f", 1_000_001, a, 0.0, "e"),
+                     ("create", "s", 1_000_002, a, 0.015, None),
+                     ("create", "f", 1_000_002, b, 0.03, "e"),
+                     # from inside b's last call (1 ns before it ended at 0.05:
+                     # a flow's start binds to its enclosing slice) to a's next
+                     # slice (no "bp": the next slice begun on a's track, 0.07)
+                     ("wake", "s", WAKE_ID_BASE, b, 0.049, None),
+                     ("wake", "f", WAKE_ID_BASE, a, 0.06, None)]
+    assert [(e["tid"], e["ts"]) for e in events if e["ph"] == "X" and e["ts"] >= 0.06] == [
+        (a, 0.07)]

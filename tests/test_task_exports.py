@@ -203,3 +203,18 @@ def test_speedscope_thread_keeps_what_ran_outside_tasks() -> None:
     assert first["name"] == "MainThread-7 \u00b7 app (pid 1)"
     assert [(e["type"], e["at"]) for e in first["events"]] == [("O", 6000), ("C", 6100)]
     assert (counts.profiles, counts.tasks) == (4, 3)
+
+
+def test_perfetto_wake_arrow_from_the_end_to_the_woken_task() -> None:
+    from test_chrome_tasks import wake_script
+
+    from fntrace.analysis.perfetto import WAKE_FLOW_BASE
+
+    dec, counts = perfetto(wake_script())
+    a, b = (dec.track(f"{n} (MainThread-7)") for n in ("a-1", "b-2"))
+    assert (counts.tasks, counts.flows, counts.wakes) == (2, 2, 1)
+    instants = [(t, ts, name, f, g) for t, ts, kind, name, f, g in dec.events
+                if kind == "I" and (f or g) and (f or g)[0] >= WAKE_FLOW_BASE]
+    assert instants == [(b, 60, "end, wakes a-1 (MainThread-7)", [WAKE_FLOW_BASE], []),
+                        (a, 60, "woken", [], [WAKE_FLOW_BASE])]
+    assert dec.slices(a)[-2:] == [("B", "m:a", 70), ("E", "m:a", 80)]

@@ -4,7 +4,13 @@ Each record made while a task ran moves to the task's own track
 (task_tracks.py): the same pid, a synthetic tid per task, named ``name-N
 (thread-tid)`` after the task and the thread that ran it.  Records made
 outside any task stay on their thread's track.  A flow arrow goes from the creating call (where the
-``new`` note was written, on the creator's track) to the task's first run.
+``new`` note was written, on the creator's track) to the task's first run, and
+one from a task's end to the next step of each task its end woke (``wake``
+notes: an ``await`` of the task, or of gather over it).  The format binds a
+flow's start to the slice that encloses it, so the wake arrow starts 1 ns
+before the end of the ending task's last call (its ``end`` note comes after
+that call ended; at the note itself when the task made no call), and ends
+bound to the next slice on the woken task's track (no ``bp``).
 A task whose first step ran before it was noted as new (an eager task, 3.12+)
 gets no arrow: its creation is not before its first run in the trace.
 
@@ -22,12 +28,16 @@ from typing import IO, Any
 from fntrace.analysis.segments import RecordLike
 from fntrace.analysis.task_tracks import TASK_TID_BASE, TaskTracks
 
-__all__ = ["TASK_TID_BASE", "write_chrome_tasks"]
+__all__ = ["TASK_TID_BASE", "WAKE_ID_BASE", "write_chrome_tasks"]
+
+#: The wake arrows' flow ids: this plus the arrow's index (JSON numbers stay
+#: exact below 2**53; the creation arrows' ids, pid * 10**6 + task, stay below).
+WAKE_ID_BASE = 1 << 50
 
 
 def _tail(writer: Any, tracks: TaskTracks) -> Iterator[dict[str, Any]]:
-    """The task tracks' names and the creation arrows (once the stream has
-    ended: a task named after its first step has its name by then)."""
+    """The task tracks' names, the creation and the wake arrows (once the
+    stream has ended: a task named after its first step has its name by then)."""
     def us(ns: int) -> float:
         return max(ns - writer.t0, 0) / 1000
 
@@ -40,6 +50,13 @@ def _tail(writer: Any, tracks: TaskTracks) -> Iterator[dict[str, Any]]:
                "tid": flow.source, "ts": us(flow.created)}
         yield {"name": "create", "cat": "task", "ph": "f", "bp": "e", "id": fid,
                "pid": flow.pid, "tid": tracks.tid(flow.task), "ts": us(flow.ran)}
+    for k, wake in enumerate(tracks.wakes):
+        fid = WAKE_ID_BASE + k  # apart from the creation arrows' pid * 10**6 + task
+        start = wake.ended if wake.last is None else wake.last - 1  # inside that call
+        yield {"name": "wake", "cat": "task", "ph": "s", "id": fid, "pid": wake.pid,
+               "tid": tracks.tid(wake.by), "ts": us(start)}
+        yield {"name": "wake", "cat": "task", "ph": "f", "id": fid, "pid": wake.pid,
+               "tid": tracks.tid(wake.task), "ts": us(wake.woke)}
 
 
 def write_chrome_tasks(writer: Any, records: Iterable[RecordLike], out: IO[str]) -> int:

@@ -34,7 +34,9 @@ What is written (field numbers are those of perfetto/trace/*.proto):
   such tracks under the process), its own packet sequence, the task's slices
   on it; a creation arrow per task as a flow (``TrackEvent.flow_ids`` on an
   instant ``create`` on the creator's track, ``terminating_flow_ids`` on an
-  instant ``first run`` on the task's).  A task named after its first step
+  instant ``first run`` on the task's), and a wake arrow per task whose end
+  woke another's step (``wake`` notes: an instant ``end`` on the ending task's
+  track, one ``woken`` on the woken task's).  A task named after its first step
   (eager tasks) gets its descriptor again, with its final name, at the end.
 
 Packets are batched into ``TracePacket.compressed_packets`` (zlib, as Perfetto's
@@ -72,6 +74,8 @@ _P_DEFAULTS = b"\xda\x03"    # trace_packet_defaults = 59
 _P_DESCRIPTOR = b"\xe2\x03"  # track_descriptor = 60
 _E_FLOW = b"\xf9\x02"        # TrackEvent.flow_ids = 47, fixed64
 _E_FLOW_END = b"\x81\x03"    # TrackEvent.terminating_flow_ids = 48, fixed64
+#: The wake arrows' flow ids: this | the arrow's index (creation arrows: pid << 32 | task).
+WAKE_FLOW_BASE = 1 << 63
 SEQ_INCREMENTAL_STATE_CLEARED = 1
 SEQ_NEEDS_INCREMENTAL_STATE = 2
 TYPE_SLICE_BEGIN, TYPE_SLICE_END, TYPE_INSTANT = 1, 2, 3
@@ -114,6 +118,7 @@ class Counts:
     packets: int = 0
     tasks: int = 0  # task tracks
     flows: int = 0  # creation arrows
+    wakes: int = 0  # wake arrows
 
 
 @dataclass
@@ -205,7 +210,7 @@ class _Writer:
                         + b"\x28" + _v(parent)))
 
     def finish_tasks(self) -> None:
-        """Names that changed since a track was described, and the creation arrows."""
+        """Names that changed since a track was described, the creation and the wake arrows."""
         for (pid, tid), written in list(self.task_names.items()):
             task = self.tracks.task_of(tid)
             if task is not None and self.tracks.label(pid, task, self.threads) != written:
@@ -220,6 +225,16 @@ class _Writer:
                        TYPE_INSTANT, None, "first run", [],
                        extra=_E_FLOW_END + fid.to_bytes(8, "little"))
             self.counts.flows += 1
+        for k, wake in enumerate(self.tracks.wakes):
+            fid = WAKE_FLOW_BASE | k  # apart from the creation arrows' pid << 32 | task
+            label = self.tracks.label(wake.pid, wake.task, self.threads)
+            self.event(self.sequence(wake.pid, self.tracks.tid(wake.by)), wake.ended,
+                       TYPE_INSTANT, None, f"end, wakes {label}", [],
+                       extra=_E_FLOW + fid.to_bytes(8, "little"))
+            self.event(self.sequence(wake.pid, self.tracks.tid(wake.task)), wake.woke,
+                       TYPE_INSTANT, None, "woken", [],
+                       extra=_E_FLOW_END + fid.to_bytes(8, "little"))
+            self.counts.wakes += 1
 
     # -- events ----------------------------------------------------------------
     def event(self, seq: _Sequence, ts: int, kind: int, name: str | None,

@@ -40,6 +40,18 @@ typedef struct {
  * what any program nests, so a runaway nesting costs no unbounded memory. */
 #define MAX_STEPS 4096
 
+/* A step not begun at Handle._run (3.12+: seen by asyncio's current-task
+ * dictionary changing): an eager task's first step, run inside its
+ * constructor, or a step of a loop that runs its callbacks in C (uvloop). */
+typedef struct {
+    PyObject *task;        /* strong */
+    PyObject *key;         /* the loop: the dictionary's key (strong) */
+    PyObject *prev_value;  /* the key's value before the step (strong), NULL: none */
+    long long prev;        /* the running task before (its number) */
+    long long n;           /* the task's number */
+    int unnamed;           /* numbered at this step: its `new` note is due at its end */
+} ForeignStep;
+
 typedef struct {
     PyObject_HEAD
     long long cur;      /* the running task (0: none) */
@@ -48,6 +60,8 @@ typedef struct {
     long long last_n;   /* its number */
     StepEntry *stack;
     Py_ssize_t len, cap;
+    ForeignStep *fstack;  /* the open steps not begun at Handle._run */
+    Py_ssize_t flen, fcap;
 } TaskThread;
 
 static PyTypeObject TaskThread_Type;
@@ -67,6 +81,11 @@ TaskThread_traverse(TaskThread *self, visitproc visit, void *arg)
 {
     for (Py_ssize_t i = 0; i < self->len; i++)
         Py_VISIT(self->stack[i].task);
+    for (Py_ssize_t i = 0; i < self->flen; i++) {
+        Py_VISIT(self->fstack[i].task);
+        Py_VISIT(self->fstack[i].key);
+        Py_VISIT(self->fstack[i].prev_value);
+    }
     Py_VISIT(self->last);
     return 0;
 }
@@ -78,6 +97,13 @@ TaskThread_clear(TaskThread *self)
     self->len = 0;
     for (Py_ssize_t i = 0; i < n; i++)
         Py_CLEAR(self->stack[i].task);
+    n = self->flen;
+    self->flen = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_CLEAR(self->fstack[i].task);
+        Py_CLEAR(self->fstack[i].key);
+        Py_CLEAR(self->fstack[i].prev_value);
+    }
     Py_CLEAR(self->last);
     return 0;
 }
@@ -88,6 +114,7 @@ TaskThread_dealloc(TaskThread *self)
     PyObject_GC_UnTrack(self);
     TaskThread_clear(self);
     PyMem_Free(self->stack);
+    PyMem_Free(self->fstack);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -188,7 +215,7 @@ static PyTypeObject TaskThread_Type = {
 
 /* The watched functions a TaskRecorder serves, told apart by their code's name
  * (Handle._run, BaseEventLoop._run_once, create_task, _set_task_name). */
-enum { ROLE_NONE, ROLE_RUN, ROLE_LOOP, ROLE_CREATE, ROLE_NAME };
+enum { ROLE_NONE, ROLE_RUN, ROLE_LOOP, ROLE_CREATE, ROLE_NAME, ROLE_RUNNING, ROLE_UVLOOP };
 
 /* Direct-mapped caches (their size a power of two): tasks' numbers, the
  * "run N" strings of the first task numbers, creating functions' names. */
@@ -212,7 +239,9 @@ typedef struct {
 typedef struct {
     PyTypeObject *type;  /* strong, or NULL: a free entry */
     int is_task;         /* an asyncio Task (C or pure, or a subclass) */
+    int is_gather;       /* asyncio's _GatheringFuture (gather's outer future), or a subclass */
     PyMemberDef *callback;  /* a Handle's _callback slot (NULL: looked up by name) */
+    PyMemberDef *args;      /* a Handle's _args slot (NULL: looked up by name) */
     PyGetSetDef *self_get;  /* a callback's __self__ getter (NULL: looked up by name) */
     PyObject *done;      /* a task's unbound done (strong, or NULL) */
 } TypeCache;
@@ -223,8 +252,15 @@ typedef struct {
     PyObject *numbers;     /* task weak reference -> number (the tracker's WeakKeyDictionary's) */
     PyObject *forget;      /* its weak references' callback: forget_task bound to it */
     PyObject *ended;       /* set of the numbers whose end is noted */
-    PyObject *types_fn;    /* () -> the Task classes (a tuple), or None while asyncio is not loaded */
-    PyObject *task_types;  /* its answer, once it had one (NULL before) */
+    PyObject *types_fn;    /* () -> (the Task classes, gather's future class), or None while
+                              asyncio is not loaded */
+    PyObject *task_types;  /* its answer's Task classes (a tuple), once it had one (NULL before) */
+    PyObject *gather_type; /* its answer's gather future class (with task_types) */
+    PyMethodDef *wakeup_def;  /* the C Task's task_wakeup, once seen (NULL before) */
+    PyObject *current_tasks;  /* asyncio's loop -> running task dictionary, watched (3.12+) */
+    PyObject *stepping;    /* the task of the step Handle._run began last (borrowed: compared only) */
+    Py_ssize_t foreign;    /* open steps not begun at Handle._run, all threads (a hint: >= the truth) */
+    int want;              /* the dictionary watched: 0 no, 1 until the next Handle._run, 2 always */
     PyObject *quote;       /* str -> its JSON text (json's encode_basestring_ascii) */
     PyObject *tag;         /* the TASK event's kind */
     long long next;        /* the next task number (the tracker's take_number too) */
@@ -258,7 +294,8 @@ caches_clear(TaskRecorder *self)
 static PyObject *str_thread, *str_callback, *str_self, *str_done, *str_cancelled,
     *str_exception, *str_get_name, *str_name, *str_run, *str_create_task, *str_set_task_name,
     *str_asyncio, *str_asyncio_dot, *str_webloop, *str_state_done, *str_state_cancelled,
-    *str_unknown, *str_run_once;
+    *str_unknown, *str_run_once, *str_args, *str_children, *str_wakeup, *str_is_running,
+    *str_new_event_loop;
 
 /* A dead task's entry out of the numbers: the weak reference's callback, as
  * WeakKeyDictionary's own (a Python function, ~1,800 instructions a task,
@@ -302,6 +339,8 @@ TaskRecorder_init(TaskRecorder *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->ended, Py_NewRef(ended));
     Py_XSETREF(self->types_fn, Py_NewRef(types));
     Py_CLEAR(self->task_types);
+    Py_CLEAR(self->gather_type);
+    self->wakeup_def = NULL;
     Py_XSETREF(self->quote, Py_NewRef(quote));
     Py_XSETREF(self->tag, Py_NewRef(tag));
     Py_CLEAR(self->cache.obj);
@@ -319,6 +358,8 @@ TaskRecorder_traverse(TaskRecorder *self, visitproc visit, void *arg)
     Py_VISIT(self->ended);
     Py_VISIT(self->types_fn);
     Py_VISIT(self->task_types);
+    Py_VISIT(self->gather_type);
+    Py_VISIT(self->current_tasks);
     Py_VISIT(self->quote);
     Py_VISIT(self->tag);
     Py_VISIT(self->cache.obj);
@@ -335,15 +376,19 @@ TaskRecorder_traverse(TaskRecorder *self, visitproc visit, void *arg)
     return fnt_recorder_traverse_common((fnt_recorder *)self, visit, arg);
 }
 
+static void unwatch(TaskRecorder *self);
+
 static int
 TaskRecorder_clear(TaskRecorder *self)
 {
+    unwatch(self);
     Py_CLEAR(self->tls);
     Py_CLEAR(self->numbers);
     Py_CLEAR(self->forget);
     Py_CLEAR(self->ended);
     Py_CLEAR(self->types_fn);
     Py_CLEAR(self->task_types);
+    Py_CLEAR(self->gather_type);
     Py_CLEAR(self->quote);
     Py_CLEAR(self->tag);
     Py_CLEAR(self->cache.obj);
@@ -399,6 +444,10 @@ role_of(PyObject *code)
         return ROLE_CREATE;
     if (same_str(name, str_set_task_name))
         return ROLE_NAME;
+    if (same_str(name, str_is_running))
+        return ROLE_RUNNING;
+    if (same_str(name, str_new_event_loop))
+        return ROLE_UVLOOP;
     return ROLE_NONE;
 }
 
@@ -423,27 +472,44 @@ local_at(Where *w, int i)
     return f->localsplus[i];
 }
 
+/* asyncio's classes, asked for once asyncio is loaded (one of its functions
+ * runs): 1 known, 0 not (never an error). */
+static int
+load_types(TaskRecorder *self)
+{
+    if (self->task_types != NULL)
+        return 1;
+    PyObject *got = PyObject_CallNoArgs(self->types_fn);
+    if (got != NULL && PyTuple_Check(got) && PyTuple_GET_SIZE(got) == 2 &&
+        PyTuple_Check(PyTuple_GET_ITEM(got, 0)) && PyTuple_GET_SIZE(PyTuple_GET_ITEM(got, 0)) > 0) {
+        self->task_types = Py_NewRef(PyTuple_GET_ITEM(got, 0));
+        self->gather_type = Py_NewRef(PyTuple_GET_ITEM(got, 1));
+    }
+    Py_XDECREF(got);
+    PyErr_Clear();
+    return self->task_types != NULL;
+}
+
 /* Whether instances of `tp` are asyncio Tasks (C or pure): 1, 0, never an error. */
 static int
 type_is_task(TaskRecorder *self, PyTypeObject *tp)
 {
-    if (self->task_types == NULL) {  /* asyncio is loaded: one of its functions runs */
-        PyObject *types = PyObject_CallNoArgs(self->types_fn);
-        if (types != NULL && PyTuple_Check(types) && PyTuple_GET_SIZE(types) > 0)
-            self->task_types = types;
-        else
-            Py_XDECREF(types);
-        if (self->task_types == NULL) {
-            PyErr_Clear();
-            return 0;
-        }
-    }
+    if (!load_types(self))
+        return 0;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(self->task_types); i++) {
         PyObject *t = PyTuple_GET_ITEM(self->task_types, i);
         if (PyType_Check(t) && PyType_IsSubtype(tp, (PyTypeObject *)t))
             return 1;
     }
     return 0;
+}
+
+/* Whether instances of `tp` are gather's outer futures: 1, 0, never an error. */
+static int
+type_is_gather(TaskRecorder *self, PyTypeObject *tp)
+{
+    return load_types(self) && PyType_Check(self->gather_type) &&
+           PyType_IsSubtype(tp, (PyTypeObject *)self->gather_type);
 }
 
 /* The descriptor named `name` of type `tp` if it is of `kind` (borrowed from
@@ -470,13 +536,21 @@ type_cache(TaskRecorder *self, PyTypeObject *tp)
     Py_CLEAR(c->done);
     Py_XSETREF(c->type, (PyTypeObject *)Py_NewRef(tp));
     c->is_task = type_is_task(self, tp);
+    c->is_gather = !c->is_task && type_is_gather(self, tp);
     c->callback = NULL;
+    c->args = NULL;
     c->self_get = NULL;
     PyObject *d = type_descr(tp, str_callback, &PyMemberDescr_Type);
     if (d != NULL) {
         PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
         if (m->type == T_OBJECT_EX || m->type == T_OBJECT)
             c->callback = m;
+    }
+    d = type_descr(tp, str_args, &PyMemberDescr_Type);
+    if (d != NULL) {
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type == T_OBJECT_EX || m->type == T_OBJECT)
+            c->args = m;
     }
     d = type_descr(tp, str_self, &PyGetSetDescr_Type);
     if (d != NULL && ((PyGetSetDescrObject *)d)->d_getset->get != NULL)
@@ -524,10 +598,52 @@ task_done(TaskRecorder *self, PyObject *task)
     return is;
 }
 
-/* The task whose step the Handle runs (new reference), or NULL (none; no error). */
-static PyObject *
-step_task(TaskRecorder *self, PyObject *handle)
+/* Whether the callback `cb` wakes its task (the C Task's task_wakeup, the
+ * pure Task's __wakeup: a future it awaited is done) rather than steps it. */
+static int
+is_wakeup(TaskRecorder *self, PyObject *cb)
 {
+    if (PyCFunction_Check(cb)) {
+        PyMethodDef *def = ((PyCFunctionObject *)cb)->m_ml;
+        if (def == self->wakeup_def)
+            return 1;
+        if (def != NULL && def->ml_name != NULL && strcmp(def->ml_name, "task_wakeup") == 0) {
+            self->wakeup_def = def;
+            return 1;
+        }
+        return 0;
+    }
+    if (PyMethod_Check(cb) && PyFunction_Check(PyMethod_GET_FUNCTION(cb))) {
+        PyObject *name = ((PyFunctionObject *)PyMethod_GET_FUNCTION(cb))->func_name;
+        return name == str_wakeup || same_str(name, str_wakeup);
+    }
+    return 0;
+}
+
+/* The future a wakeup Handle passes its task (new reference), or NULL (none; no error). */
+static PyObject *
+wakeup_future(TaskRecorder *self, PyObject *handle)
+{
+    TypeCache *hc = type_cache(self, Py_TYPE(handle));  /* again: lookups since may replace it */
+    PyObject *args;
+    if (hc != NULL && hc->args != NULL) {
+        args = Py_XNewRef(*(PyObject **)((char *)handle + hc->args->offset));
+    } else if ((args = PyObject_GetAttr(handle, str_args)) == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *fut = args != NULL && PyTuple_Check(args) && PyTuple_GET_SIZE(args) >= 1
+                        ? Py_NewRef(PyTuple_GET_ITEM(args, 0)) : NULL;
+    Py_XDECREF(args);
+    return fut;
+}
+
+/* The task whose step the Handle runs (new reference), or NULL (none; no
+ * error); *woke: the future whose end wakes it (new reference), or NULL. */
+static PyObject *
+step_task(TaskRecorder *self, PyObject *handle, PyObject **woke)
+{
+    *woke = NULL;
     TypeCache *c = type_cache(self, Py_TYPE(handle));
     PyObject *cb;
     if (c != NULL && c->callback != NULL) {
@@ -540,25 +656,31 @@ step_task(TaskRecorder *self, PyObject *handle)
         return NULL;
     }
     PyObject *owner;
+    int bound = 1;  /* a bound method or builtin: a wakeup is one of those */
     if (PyMethod_Check(cb)) {
         owner = Py_NewRef(PyMethod_GET_SELF(cb));
     } else if (PyCFunction_Check(cb)) {
         owner = Py_XNewRef(PyCFunction_GET_SELF(cb));
     } else {  /* the C Task's step wrapper */
+        bound = 0;
         c = type_cache(self, Py_TYPE(cb));
         owner = c != NULL && c->self_get != NULL
                     ? c->self_get->get(cb, c->self_get->closure)
                     : PyObject_GetAttr(cb, str_self);
     }
-    Py_DECREF(cb);
     if (owner == NULL) {
+        Py_DECREF(cb);
         PyErr_Clear();
         return NULL;
     }
     if (!is_task(self, owner)) {
+        Py_DECREF(cb);
         Py_DECREF(owner);
         return NULL;
     }
+    if (bound && is_wakeup(self, cb))
+        *woke = wakeup_future(self, handle);
+    Py_DECREF(cb);
     return owner;
 }
 
@@ -903,6 +1025,72 @@ note_end(TaskRecorder *self, long long n, PyObject *task, unsigned long long tsi
     return write_note(self, text_done(&t), tsid) < 0 ? -1 : 0;
 }
 
+/* Put `task`'s number in the text's list if it is a numbered task whose end
+ * is noted: the count put so far, or -1 with an error. */
+static int
+wake_source(TaskRecorder *self, Text *t, PyObject *task, int count)
+{
+    if (!is_task(self, task))
+        return count;
+    long long m = known_number(self, task);
+    if (m <= 0)
+        return m < 0 ? -1 : count;
+    PyObject *key = PyLong_FromLongLong(m);
+    int ended = key == NULL ? -1 : PySet_Contains(self->ended, key);
+    Py_XDECREF(key);
+    if (ended <= 0)
+        return ended < 0 ? -1 : count;
+    if (count > 0)
+        TEXT_LIT(t, ", ");
+    text_int(t, m);
+    return count + 1;
+}
+
+/* Task n resumes because `fut` is done (a wakeup step): note which tasks'
+ * ends woke it, as TaskTracker.note_wake, "wake {"by": [...], "task": n}":
+ * fut itself if it is a task, or gather's outer future's children that are
+ * tasks (those whose end is noted, each).  Any other future (a sleep's, a
+ * lock's, a TaskGroup's or asyncio.wait's own waiter) says no task: nothing
+ * is noted. */
+static int
+note_wake(TaskRecorder *self, long long n, PyObject *fut, unsigned long long tsid)
+{
+    if (self->tracing <= 0)
+        return 0;
+    TypeCache *c = type_cache(self, Py_TYPE(fut));
+    if (c == NULL || !(c->is_task || c->is_gather))
+        return 0;
+    Text t;
+    text_init(&t);
+    TEXT_LIT(&t, "wake {\"by\": [");
+    int count = 0;
+    if (c->is_task) {
+        count = wake_source(self, &t, fut, 0);
+    } else {
+        PyObject *children = PyObject_GetAttr(fut, str_children);
+        if (children == NULL)
+            PyErr_Clear();
+        else if (PyList_Check(children) || PyTuple_Check(children)) {
+            PyObject *seq = PySequence_Tuple(children);  /* callbacks cannot change it under us */
+            if (seq == NULL)
+                count = -1;
+            for (Py_ssize_t i = 0; seq != NULL && i < PyTuple_GET_SIZE(seq) && count >= 0; i++)
+                count = wake_source(self, &t, PyTuple_GET_ITEM(seq, i), count);
+            Py_XDECREF(seq);
+        }
+        Py_XDECREF(children);
+    }
+    TEXT_LIT(&t, "], \"task\": ");
+    text_int(&t, n);
+    TEXT_LIT(&t, "}");
+    PyObject *text = text_done(&t);
+    if (count <= 0) {
+        Py_XDECREF(text);
+        return count < 0 ? -1 : 0;
+    }
+    return write_note(self, text, tsid) < 0 ? -1 : 0;
+}
+
 /* Whether code of the module `name` is the event loop's own (asyncio, Pyodide's loop). */
 static int
 loop_module(PyObject *name)
@@ -1020,27 +1208,41 @@ close_step(TaskRecorder *self, TaskThread *tt, unsigned long long tsid)
     if (task == NULL)
         return 0;
     tt->last = NULL;
+    if (self->stepping == task)
+        self->stepping = NULL;  /* it may die: no other object may match it */
     int r = note_end(self, tt->last_n, task, tsid);
     Py_DECREF(task);
     return r;
 }
 
 /* A step begins (Handle._run): the one before it has ended. */
+static void watch_idle(TaskRecorder *self);
+
 static int
 step_entry(TaskRecorder *self, TaskThread *tt, Where *where, unsigned long long tsid)
 {
+    if (self->want == 1)
+        watch_idle(self);
     if (close_step(self, tt, tsid) < 0)
         return -1;
-    PyObject *handle = local_at(where, 0);
-    PyObject *task = handle != NULL ? step_task(self, handle) : NULL;
+    PyObject *handle = local_at(where, 0), *woke = NULL;
+    PyObject *task = handle != NULL ? step_task(self, handle, &woke) : NULL;
     long long n = 0;
     if (task != NULL && (n = task_number(self, task, tsid)) < 0) {
         Py_DECREF(task);
+        Py_XDECREF(woke);
         return -1;
     }
     Py_XSETREF(tt->last, task);
     tt->last_n = n;
-    return thread_switch(self, tt, n, tsid);
+    self->stepping = task;
+    int r = thread_switch(self, tt, n, tsid);
+    if (woke != NULL) {
+        if (r == 0 && n > 0)
+            r = note_wake(self, n, woke, tsid);
+        Py_DECREF(woke);
+    }
+    return r;
 }
 
 /* An iteration of the loop begins (_run_once): no task runs until its first
@@ -1048,6 +1250,8 @@ step_entry(TaskRecorder *self, TaskThread *tt, Where *where, unsigned long long 
 static int
 loop_entry(TaskRecorder *self, TaskThread *tt, unsigned long long tsid)
 {
+    if (self->want == 1)
+        watch_idle(self);
     if (thread_push(tt, tt->cur, tt->last, tt->last_n) < 0)
         return -1;
     Py_CLEAR(tt->last);
@@ -1070,6 +1274,288 @@ loop_exit(TaskRecorder *self, TaskThread *tt, unsigned long long tsid)
         r = -1;
     return r;
 }
+
+/* ------------------------------------------------------------------------- */
+/* Steps not begun at Handle._run (3.12+)                                     */
+/* ------------------------------------------------------------------------- */
+
+/* asyncio's C Task (and the pure one, through asyncio.tasks._enter_task and
+ * _leave_task) puts the task a step runs into its loop -> task dictionary
+ * (asyncio.tasks._current_tasks) as the step begins and takes it out as it
+ * ends; an eager task's first step (run inside its constructor, where no
+ * Python function of asyncio runs) swaps it in and back around that step,
+ * and so does a uvloop step.  A dictionary watcher (3.12+) sees those
+ * changes without a Python call: a task put in that Handle._run did not just
+ * begin the step of is such a step; the change that restores the key's value
+ * ends it.  The steps Handle._run began (nearly all, on asyncio's loops) cost
+ * a pointer comparison per change. */
+#if PY_VERSION_HEX >= 0x030C0000
+#define WATCHING_MAX 8
+static int watcher_id = -1;
+static TaskRecorder *watching[WATCHING_MAX];  /* borrowed: each removes itself (clear) */
+static int watching_top;  /* 1 + the highest entry in use: the watcher looks no further */
+
+static int
+foreign_push(TaskThread *tt, ForeignStep *e)
+{
+    if (tt->flen == tt->fcap) {
+        if (tt->fcap >= MAX_STEPS) {
+            PyErr_SetString(PyExc_RecursionError, "asyncio task steps nested too deeply");
+            return -1;
+        }
+        Py_ssize_t cap = tt->fcap ? tt->fcap * 2 : 4;
+        ForeignStep *s = PyMem_Realloc(tt->fstack, cap * sizeof(ForeignStep));
+        if (s == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        tt->fstack = s;
+        tt->fcap = cap;
+    }
+    tt->fstack[tt->flen++] = *e;
+    return 0;
+}
+
+/* Task `task` begins a step Handle._run did not begin: number it (its `new`
+ * note waits for the step's end, when an eager task has its name and its
+ * creator's create_task has not yet noted it) and run it. */
+static int
+foreign_enter(TaskRecorder *self, TaskThread *tt, PyObject *key, PyObject *prev_value,
+              PyObject *task, unsigned long long tsid)
+{
+    long long n = known_number(self, task);
+    int unnamed = 0;
+    if (n == 0) {
+        n = number_task(self, task);
+        unnamed = 1;
+    }
+    if (n < 0)
+        return -1;
+    ForeignStep e = {Py_NewRef(task), Py_NewRef(key), Py_XNewRef(prev_value), tt->cur, n,
+                     unnamed};
+    if (foreign_push(tt, &e) < 0) {
+        Py_DECREF(e.task);
+        Py_DECREF(e.key);
+        Py_XDECREF(e.prev_value);
+        return -1;
+    }
+    self->foreign++;
+    return thread_switch(self, tt, n, tsid);
+}
+
+/* The step begun by foreign_enter has ended: name the task if it was numbered
+ * there, note its end if the step finished it, run what ran before. */
+static int
+foreign_leave(TaskRecorder *self, TaskThread *tt, unsigned long long tsid)
+{
+    ForeignStep e = tt->fstack[--tt->flen];  /* its references are ours now */
+    if (self->foreign > 0)
+        self->foreign--;
+    int r = e.unnamed ? note_new(self, e.n, e.task, -1, NULL, tsid) : 0;
+    if (r == 0)
+        r = note_end(self, e.n, e.task, tsid) < 0 ? -1 : 0;
+    if (thread_switch(self, tt, e.prev, tsid) < 0)
+        r = -1;
+    Py_DECREF(e.task);
+    Py_DECREF(e.key);
+    Py_XDECREF(e.prev_value);
+    return r;
+}
+
+/* The dictionary changes: a step begins or ends (see above), or neither. */
+static int
+current_task_changed(TaskRecorder *self, PyDict_WatchEvent event, PyObject *dict,
+                     PyObject *key, PyObject *new_value)
+{
+    unsigned long long tsid = (unsigned long long)PyThreadState_Get()->id;
+    TaskThread *tt = thread_state(self, tsid);
+    if (tt == NULL)
+        return -1;
+    Py_INCREF(tt);
+    int r = 0;
+    ForeignStep *top = tt->flen > 0 ? &tt->fstack[tt->flen - 1] : NULL;
+    if (top != NULL && key == top->key &&
+        ((event == PyDict_EVENT_DELETED && top->prev_value == NULL) ||
+         (event == PyDict_EVENT_MODIFIED && new_value == top->prev_value))) {
+        r = foreign_leave(self, tt, tsid);
+    } else if ((event == PyDict_EVENT_ADDED || event == PyDict_EVENT_MODIFIED) &&
+               new_value != NULL && new_value != tt->last && is_task(self, new_value)) {
+        PyObject *prev = NULL;
+        if (event == PyDict_EVENT_MODIFIED) {  /* the value it replaces (the callback runs first) */
+            prev = PyDict_GetItemWithError(dict, key);
+            if (prev == NULL && PyErr_Occurred())
+                r = -1;
+        }
+        if (r == 0)
+            r = foreign_enter(self, tt, key, prev, new_value, tsid);
+    }
+    Py_DECREF(tt);
+    return r;
+}
+
+/* The watcher: every change of a watched dictionary; never an error to the
+ * program (a failure is the recorder's report, as its other callbacks'). */
+static int
+dict_changed(PyDict_WatchEvent event, PyObject *dict, PyObject *key, PyObject *new_value)
+{
+    PyObject *pending = NULL;
+    for (int i = 0; i < watching_top; i++) {
+        TaskRecorder *self = watching[i];
+        if (self == NULL)
+            continue;
+        if (self->foreign == 0 &&
+            (event == PyDict_EVENT_DELETED || new_value == self->stepping ||
+             (event != PyDict_EVENT_ADDED && event != PyDict_EVENT_MODIFIED)))
+            continue;  /* the commonest: a step Handle._run began, or its end */
+        if (self->current_tasks != dict || !self->ok)
+            continue;
+        if (pending == NULL)
+            pending = PyErr_GetRaisedException();
+        if (current_task_changed(self, event, dict, key, new_value) < 0 &&
+            fnt_recorder_failed((fnt_recorder *)self) < 0)
+            fnt_interrupt_later();
+        PyErr_Clear();
+    }
+    if (pending != NULL)
+        PyErr_SetRaisedException(pending);
+    return 0;
+}
+
+/* Watch `dict` while a recorder that registered it wants it watched: the
+ * watcher costs asyncio every step two calls (~1,500 instructions a task in
+ * bench/run_tasks.py), so it is on only while a step Handle._run does not
+ * begin may come: from BaseEventLoop.is_running's True (the C Task calls it
+ * right before an eager first step; run_forever once) until the next
+ * Handle._run with no such step open, and for good once a uvloop loop is made
+ * (uvloop.new_event_loop, or uvloop imported when tracing starts). */
+static void
+dict_refresh(PyObject *dict)
+{
+    int want = 0;
+    for (int i = 0; i < watching_top; i++)
+        if (watching[i] != NULL && watching[i]->current_tasks == dict && watching[i]->want)
+            want = 1;
+    if ((want ? PyDict_Watch(watcher_id, dict) : PyDict_Unwatch(watcher_id, dict)) < 0)
+        PyErr_Clear();
+}
+
+static void
+watch_want(TaskRecorder *self, int level)
+{
+    if (self->current_tasks == NULL || self->want >= level)
+        return;
+    int was = self->want;
+    self->want = level;
+    if (!was)
+        dict_refresh(self->current_tasks);
+}
+
+static void
+watch_idle(TaskRecorder *self)
+{
+    if (self->want == 1 && self->foreign == 0 && self->current_tasks != NULL) {
+        self->want = 0;
+        dict_refresh(self->current_tasks);
+    }
+}
+
+static void
+unwatch(TaskRecorder *self)
+{
+    PyObject *dict = self->current_tasks;
+    if (dict == NULL)
+        return;
+    int others = 0;
+    for (int i = 0; i < WATCHING_MAX; i++) {
+        if (watching[i] == self)
+            watching[i] = NULL;
+        else if (watching[i] != NULL && watching[i]->current_tasks == dict)
+            others = 1;
+    }
+    while (watching_top > 0 && watching[watching_top - 1] == NULL)
+        watching_top--;
+    self->current_tasks = NULL;
+    self->want = 0;
+    if (!others && watcher_id >= 0 && PyDict_Unwatch(watcher_id, dict) < 0)
+        PyErr_Clear();
+    else if (others && watcher_id >= 0)
+        dict_refresh(dict);
+    Py_DECREF(dict);
+}
+
+static PyObject *
+TaskRecorder_watch(TaskRecorder *self, PyObject *dict)
+{
+    if (!PyDict_Check(dict)) {
+        PyErr_SetString(PyExc_TypeError, "watch() takes asyncio's current-task dict");
+        return NULL;
+    }
+    if (self->current_tasks == dict)
+        Py_RETURN_TRUE;
+    unwatch(self);
+    int slot = -1;
+    for (int i = 0; i < WATCHING_MAX && slot < 0; i++)
+        if (watching[i] == NULL)
+            slot = i;
+    if (slot < 0)
+        Py_RETURN_FALSE;  /* as many tracers watch already: this one does without */
+    if (watcher_id < 0 && (watcher_id = PyDict_AddWatcher(dict_changed)) < 0)
+        return NULL;
+    self->current_tasks = Py_NewRef(dict);
+    watching[slot] = self;
+    if (slot >= watching_top)
+        watching_top = slot + 1;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+TaskRecorder_want(TaskRecorder *self, PyObject *level)
+{
+    long v = PyLong_AsLong(level);
+    if (v == -1 && PyErr_Occurred())
+        return NULL;
+    if (v == 0)
+        watch_idle(self);
+    else
+        watch_want(self, v > 1 ? 2 : 1);
+    Py_RETURN_NONE;
+}
+#else
+static void
+unwatch(TaskRecorder *self)
+{
+    (void)self;
+}
+
+static void
+watch_want(TaskRecorder *self, int level)
+{
+    (void)self;
+    (void)level;
+}
+
+static void
+watch_idle(TaskRecorder *self)
+{
+    (void)self;
+}
+
+static PyObject *
+TaskRecorder_want(TaskRecorder *self, PyObject *level)
+{
+    (void)self;
+    (void)level;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+TaskRecorder_watch(TaskRecorder *self, PyObject *dict)
+{
+    (void)self;
+    (void)dict;
+    Py_RETURN_FALSE;  /* no dictionary watchers before 3.12 (and no eager tasks) */
+}
+#endif
 
 static int
 task_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObject *event,
@@ -1100,6 +1586,11 @@ task_exit(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObjec
     int role = role_of(code);
     if (role == ROLE_NONE || role == ROLE_RUN)
         return 0;  /* a step ends where the next callback or the iteration begins */
+    if (role == ROLE_RUNNING || role == ROLE_UVLOOP) {
+        if (exc == Py_None && (role == ROLE_UVLOOP || value == Py_True))
+            watch_want(self, role == ROLE_UVLOOP ? 2 : 1);
+        return 0;
+    }
     if (role == ROLE_CREATE && (exc != Py_None || value == NULL || !is_task(self, value)))
         return 0;  /* raised: no task */
     PyObject *task = NULL;
@@ -1138,6 +1629,18 @@ static PyMethodDef TaskRecorder_methods[] = {
     FNT_RECORDER_RING_CHANGED,
     {"take_number", (PyCFunction)TaskRecorder_take_number, METH_NOARGS,
      "The next task number (the one counter of the C and Python paths)."},
+    {"watch", (PyCFunction)TaskRecorder_watch, METH_O,
+     "watch(asyncio.tasks._current_tasks) -> whether the steps not begun at Handle._run "
+     "(eager first steps, uvloop's) can be followed from now (3.12+)."},
+    {"want", (PyCFunction)TaskRecorder_want, METH_O,
+     "want(level): watch the current-task dict until the next Handle._run (1), for good (2), "
+     "or stop unless a step is open or it is wanted for good (0)."},
+    {NULL}
+};
+
+static PyMemberDef TaskRecorder_members[] = {
+    {"wanted", T_INT, offsetof(TaskRecorder, want), READONLY,
+     "whether asyncio's current-task dict is watched: 0 no, 1 until the next Handle._run, 2 always"},
     {NULL}
 };
 
@@ -1162,6 +1665,7 @@ static fnt_recorder_type TaskRecorder_Type = {{
     .tp_clear = (inquiry)TaskRecorder_clear,
     .tp_methods = TaskRecorder_methods,
     .tp_getset = TaskRecorder_getset,
+    .tp_members = TaskRecorder_members,
 }, &task_ops};
 
 static int
@@ -1175,7 +1679,9 @@ intern_all(void)
         {&str_asyncio, "asyncio"}, {&str_asyncio_dot, "asyncio."},
         {&str_webloop, "pyodide.webloop"}, {&str_state_done, "done"},
         {&str_state_cancelled, "cancelled"}, {&str_unknown, "?"},
-        {&str_run_once, "_run_once"},
+        {&str_run_once, "_run_once"}, {&str_args, "_args"}, {&str_children, "_children"},
+        {&str_wakeup, "__wakeup"}, {&str_is_running, "is_running"},
+        {&str_new_event_loop, "new_event_loop"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if ((*names[i].at = PyUnicode_InternFromString(names[i].s)) == NULL)

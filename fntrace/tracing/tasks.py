@@ -20,9 +20,23 @@ own watches (the tracers' C recorders write the calls as before):
   ``gather`` and ``asyncio.run`` all come here);
 * ``asyncio.tasks._set_task_name`` (3.11): where 3.11's ``create_task`` and
   ``TaskGroup.create_task`` name the task, after create_task returned it;
-* the eager task factory (3.12+): an eager task's first step runs inside
-  the factory call, before the task exists, so the number is taken at its
-  entry and given to the task the factory returns.
+* the eager task factory (3.12+, the pure path): an eager task's first step
+  runs inside the factory call, before the task exists, so the number is
+  taken at its entry and given to the task the factory returns;
+* asyncio's current-task dictionary (``asyncio.tasks._current_tasks``, 3.12+,
+  the C path, which watches it with a dictionary watcher instead of the
+  factory): every step puts its task there as it begins and takes it out as
+  it ends, in C.  A task put there that Handle._run did not just begin the step
+  of is a step no watched function sees, an eager task's first step (the
+  factory's or ``asyncio.Task(coro, eager_start=True)``'s, run inside the C
+  constructor) or a step of uvloop's loop: the thread runs that task until the
+  change that restores the dictionary (its ``new`` note, for a task first seen
+  there, is written then, as the factory's exit writes it).  The watcher costs
+  every step two calls, so the dictionary is watched only while such a step
+  may come: from ``BaseEventLoop.is_running`` returning True (the C Task asks
+  it right before an eager first step) until the next ``Handle._run`` or
+  ``_run_once``, and for good once ``uvloop.new_event_loop`` made a loop (or
+  uvloop was imported when tracing started).
 
 Each change is one ring event of the kind ``TASK`` (fntrace/core/events.py)
 in the thread's own buffer, so it sits exactly between the events it
@@ -30,18 +44,29 @@ separates, and a thread's task at any event is the last ``run`` note before
 it.  Notes: ``run N`` (0: no task), ``new {"task", "name", "creator",
 "func"}`` (later fields complete earlier ones: an eager task is named at the
 factory's exit, its creator at create_task's), ``end {"task", "state"}``
-(``done``, ``cancelled`` or ``raised E``).  A program that never imports
+(``done``, ``cancelled`` or ``raised E``), ``wake {"task", "by"}``: the step
+``Handle._run`` begins is the wakeup of task ``task`` (its callback is the
+task's ``task_wakeup``/``__wakeup``, not its ``__step``), and the future it was
+woken by (the Handle's argument) ended with tasks ``by``: that future itself
+when it is a task (``await task``, 3.12+ ``wait_for``), or gather's outer
+future's children that are tasks whose end is noted.  What the awaited
+future's end came from is not followed otherwise: a TaskGroup's or
+``asyncio.wait``'s (and 3.11 ``wait_for``'s) own waiter future, a nested
+gather, a sleep, a lock, are futures of no task (no note).  A reader that does
+not know a verb skips the note, so older readers read newer files.  A program that never imports
 asyncio never reaches these functions: it pays nothing.
 
-Limits: a task constructed directly as ``asyncio.Task(coro, eager_start=True)``
-(3.12+; aiohttp does so for its connection and request tasks) runs its first
-step inside the C constructor, where no Python function of asyncio runs: that
-step is noted as its creator's; its later steps are its own.  Event loops that
-do not run callbacks through ``asyncio.events.Handle`` get no notes: uvloop runs
-its Handles, the tasks' steps and create_task in C, where no Python function
-of asyncio runs per step, so nothing is noted rather than a wrong task
-(following it would take a look at every traced coroutine resumed from C);
-a loop that runs Handles but not through ``BaseEventLoop._run_once`` (Pyodide's)
+Limits: on the pure path (and on 3.11, which has neither eager tasks nor
+dictionary watchers) a task constructed directly as ``asyncio.Task(coro,
+eager_start=True)`` (3.12+; aiohttp does so for its connection and request
+tasks) has its first step, run inside the C constructor where no Python
+function of asyncio runs, noted as its creator's, and uvloop, which runs its
+Handles, the tasks' steps and create_task in C, is not followed: nothing is
+noted rather than a wrong task.  Under uvloop on the C path (3.12+) the steps
+are followed, but no task has a creator (uvloop's create_task is C) and no
+``wake`` is noted (its wakeups run in C, not through Handle._run).  At most
+eight tracers watch the dictionary at once (a ninth follows no such step).
+A loop that runs Handles but not through ``BaseEventLoop._run_once`` (Pyodide's)
 leaves a thread in its last step's task until its next callback.  What runs
 between two callbacks of one iteration outside them (a finalizer, a signal
 handler) is noted as the earlier callback's.
@@ -53,6 +78,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import types
 import weakref
 from json.encoder import encode_basestring_ascii as _quote
 from typing import TYPE_CHECKING, Any
@@ -71,11 +97,17 @@ if TYPE_CHECKING:
 __all__ = ["WATCHED", "TaskInfo", "TaskTable", "TaskTracker", "end_state", "parse_note"]
 
 _TAG = TASK.tag
-_RUN, _CREATE, _EAGER, _NAME, _LOOP = range(5)
+_RUN, _CREATE, _EAGER, _NAME, _LOOP, _IMPORT, _RUNNING, _UVLOOP = range(8)
 #: The functions the tracker's ops watches, by name, and what each is.
 RUN = "asyncio.events:Handle._run"
 LOOP = "asyncio.base_events:BaseEventLoop._run_once"
 EAGER = "asyncio.tasks:create_eager_task_factory.<locals>.factory"
+#: asyncio.tasks imported: its current-task dictionary exists (the C path watches it, 3.12+).
+IMPORTED = "asyncio.tasks:<module>"
+#: Called by the C Task right before an eager first step (True: the loop runs).
+RUNNING = "asyncio.base_events:BaseEventLoop.is_running"
+#: Every uvloop loop is made here (uvloop.run, its policy, by hand).
+UVLOOP = "uvloop:new_event_loop"
 WATCHED = {
     RUN: _RUN,
     "asyncio.base_events:BaseEventLoop.create_task": _CREATE,
@@ -84,6 +116,9 @@ WATCHED = {
     EAGER: _EAGER,
     "asyncio.tasks:_set_task_name": _NAME,
     LOOP: _LOOP,
+    IMPORTED: _IMPORT,
+    RUNNING: _RUNNING,
+    UVLOOP: _UVLOOP,
 }
 _RETURN = Event.RETURN
 #: Steps nest only through an event loop run inside a callback; a bound far
@@ -102,13 +137,14 @@ def end_state(task: Any) -> str:
 
 
 def parse_note(info: str) -> tuple[str, Any]:
-    """A note's verb and value: ("run", N), ("new", dict), ("end", dict);
-    ("", None) for text that is no note (a newer writer's, or damage)."""
+    """A note's verb and value: ("run", N), ("new", dict), ("end", dict),
+    ("wake", dict); ("", None) for text that is no note (a newer writer's, or
+    damage: a reader older than a verb skips it, as this one skips newer ones)."""
     verb, _, rest = info.partition(" ")
     try:
         if verb == "run":
             return verb, int(rest)
-        if verb in ("new", "end"):
+        if verb in ("new", "end", "wake"):
             value = json.loads(rest)
             if type(value) is dict and type(value.get("task")) is int:
                 return verb, value
@@ -249,6 +285,7 @@ class TaskTracker:
                        filter=[n for n, w in WATCHED.items() if w in (_CREATE, _NAME)])
         self.loop_ops = Ops(self.entry, ret=self.exit, filter=[LOOP])
         self.eager_ops = Ops(self.entry, ret=self.exit, filter=[EAGER])
+        self.import_ops = Ops(ret=self.exit, filter=[IMPORTED])
         self.all_ops = [self.run_ops, self.ops, self.loop_ops, self.eager_ops]
         self.recorder: Any = None
         if fast:
@@ -266,6 +303,28 @@ class TaskTracker:
             self.ops.fast = rec
             self.loop_ops.fast = rec
             self.recorder = rec
+            if sys.version_info >= (3, 12):
+                # The steps Handle._run does not begin (an eager task's first,
+                # the eager factory's included, and uvloop's) are seen in C by
+                # asyncio's current-task dictionary changing: watched from now,
+                # or from when asyncio.tasks is imported.
+                # Watched only while such a step may come (the watcher costs
+                # every step): from is_running's True until the next
+                # Handle._run, and for good once uvloop makes a loop.
+                self.watch_ops = Ops(ret=self.exit, filter=[RUNNING, UVLOOP])
+                self.watch_ops.fast = rec
+                self.all_ops = [self.run_ops, self.ops, self.loop_ops, self.watch_ops]
+                if not self.watch_tasks():
+                    self.all_ops.append(self.import_ops)
+                if "uvloop" in sys.modules:  # a loop may be made (or run) already
+                    rec.want(2)
+
+    def watch_tasks(self) -> bool:
+        """Have the C recorder watch asyncio's current-task dictionary (False:
+        asyncio.tasks is not imported yet, or the recorder cannot)."""
+        mod = sys.modules.get("asyncio.tasks")
+        current = getattr(mod, "_current_tasks", None)
+        return type(current) is dict and bool(self.recorder.watch(current))
 
     # -- notes ----------------------------------------------------------------
     def write(self, info: str) -> bool:
@@ -321,6 +380,31 @@ class TaskTracker:
             self.ended.add(n)
             self.write(f'end {{"state": {_quote(end_state(task))}, "task": {int(n)}}}')
 
+    def note_wake(self, n: int, fut: Any) -> None:
+        """Task n resumes because ``fut`` is done (a wakeup step): note the
+        tasks whose end woke it, ``wake {"by": [...], "task": n}``: ``fut`` if it is
+        a task, or gather's outer future's children that are tasks, those whose
+        end is noted.  Any other future (a sleep's, a lock's, a TaskGroup's or
+        asyncio.wait's own waiter) names no task: nothing is noted."""
+        if not self.inst.tracing:
+            return
+        if _is_task(fut):
+            sources: Any = (fut,)
+        elif _is_gather(fut):
+            sources = getattr(fut, "_children", None)
+            if not isinstance(sources, (list, tuple)):
+                return
+        else:
+            return
+        by = []
+        for task in tuple(sources):
+            if _is_task(task):
+                m = self.numbers.get(task)
+                if m is not None and m in self.ended:
+                    by.append(str(m))
+        if by:
+            self.write(f'wake {{"by": [{", ".join(by)}], "task": {int(n)}}}')
+
     def close_step(self, tls: Any) -> None:
         """The step begun last has ended: note its task's end if it finished."""
         task = tls.last
@@ -332,6 +416,8 @@ class TaskTracker:
     def entry(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
         what = WATCHED.get(ip.name)
         tls = self.state()
+        if self.recorder is not None and what in (_RUN, _LOOP):
+            self.recorder.want(0)  # the C recorder's, served in Python (shared site)
         if what == _RUN:
             self.close_step(tls)
             task = None
@@ -342,6 +428,10 @@ class TaskTracker:
             n = 0 if task is None else self.first_seen(task)
             tls.last, tls.last_n = task, n
             self.switch(tls, n)
+            if n and _is_wakeup(getattr(handle, "_callback", None)):
+                args = getattr(handle, "_args", None)
+                if isinstance(args, tuple) and args:
+                    self.note_wake(n, args[0])
         elif what == _LOOP:
             tls.push(tls.cur, tls.last, tls.last_n)
             tls.last = None
@@ -362,6 +452,15 @@ class TaskTracker:
                 if n is None:
                     n = self.numbers[task] = self.take_number()
                 self.note_new(n, task, tls.cur, _creating_function(fregs.frame))
+            return
+        if what in (_RUNNING, _UVLOOP):  # the C recorder's, served in Python (shared site)
+            if self.recorder is not None and fregs.event == _RETURN and (
+                    what == _UVLOOP or fregs.return_value is True):
+                self.recorder.want(2 if what == _UVLOOP else 1)
+            return
+        if what == _IMPORT:
+            if self.recorder is not None and fregs.event == _RETURN:
+                self.watch_tasks()
             return
         if what == _NAME:
             if fregs.get_argument(1) is None:  # no name given: nothing to note
@@ -389,12 +488,31 @@ class TaskTracker:
             self.switch(tls, prev)
 
 
-def _task_types() -> tuple[type, ...] | None:
-    """asyncio's Task classes (C and pure), None while asyncio is not loaded."""
+def _task_types() -> tuple[tuple[type, ...], type | None] | None:
+    """asyncio's Task classes (C and pure) and gather's outer future class (the
+    C recorder's), None while asyncio is not loaded."""
     mod = sys.modules.get("asyncio")
     if mod is None:
         return None
-    return (mod.Task, getattr(mod.tasks, "_PyTask", mod.Task))
+    return ((mod.Task, getattr(mod.tasks, "_PyTask", mod.Task)),
+            getattr(mod.tasks, "_GatheringFuture", None))
+
+
+def _is_gather(obj: Any) -> bool:
+    """gather's outer future (its ``_children`` are what it waits for)."""
+    mod = sys.modules.get("asyncio")
+    kind = getattr(getattr(mod, "tasks", None), "_GatheringFuture", None)
+    return kind is not None and isinstance(obj, kind)
+
+
+def _is_wakeup(callback: Any) -> bool:
+    """A Handle's callback that wakes its task because a future it awaited is
+    done (the C Task's ``task_wakeup``, the pure Task's ``__wakeup``), not a step."""
+    if isinstance(callback, types.BuiltinMethodType):
+        return callback.__name__ == "task_wakeup"
+    return (isinstance(callback, types.MethodType)
+            and isinstance(callback.__func__, types.FunctionType)
+            and callback.__func__.__name__ == "__wakeup")
 
 
 def _is_task(obj: Any) -> bool:

@@ -1,0 +1,205 @@
+"""Task steps that Handle._run does not begin (tracing/tasks.py, the C path on
+3.12+): an eager task's first step, run inside ``asyncio.Task(...,
+eager_start=True)``, and every step of uvloop's loop, which runs its callbacks
+in C.  The C recorder sees them by asyncio's current-task dictionary changing
+(a dictionary watcher); the pure path cannot watch a dictionary and does not
+follow them (the eager step stays its creator's, uvloop is not followed).
+
+The oracle is ``asyncio.current_task()``, logged by the traced functions."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fntrace
+from fntrace.core import accel
+from fntrace.core.events import ENTRY, TASK
+from fntrace.formats.tracefile import open_trace
+from fntrace.tracing.tasks import TaskTable
+
+ROOT = str(Path(__file__).resolve().parent.parent)
+
+SEEN: list[tuple[str, str | None]] = []
+
+
+def _watching() -> bool:
+    """Whether this run's recorder follows the steps (the C path, 3.12+)."""
+    speedups = accel.speedups
+    return (speedups is not None and getattr(speedups, "frame_key", None) is not None
+            and sys.version_info >= (3, 12))
+
+
+def _leaf(where: str) -> None:
+    task = asyncio.current_task()
+    SEEN.append((where, task.get_name() if task is not None else None))
+
+
+async def _eager(i: int) -> None:
+    _leaf(f"e{i}")
+    await asyncio.sleep(0)
+    _leaf(f"e{i}")
+
+
+async def _quick() -> None:
+    _leaf("q")  # ends in its eager step: never through Handle._run
+
+
+async def _main() -> None:
+    loop = asyncio.get_running_loop()
+    t = asyncio.Task(_eager(1), loop=loop, eager_start=True, name="E1")
+    asyncio.Task(_quick(), loop=loop, eager_start=True, name="Q")
+    _leaf("main")
+    await t
+    # made in a plain callback (outside any task), as aiohttp makes its handlers
+    loop.call_soon(lambda: asyncio.Task(_eager(2), loop=loop, eager_start=True, name="E2"))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
+def _calls(inst: Any) -> tuple[list[tuple[str, str | None]], TaskTable]:
+    """The leaf calls, each with the name of the task the notes give it."""
+    table = TaskTable()
+    pairs = list(inst.rb.live.merged())
+    for buf, ev in pairs:
+        if ev[2] == TASK.tag:
+            table.note(buf, ev[TASK.at.info])
+    got: list[tuple[str, str | None]] = []
+    table.current.clear()  # names are read ahead (all notes); the running task in order
+    leaves = iter(SEEN)
+    for buf, ev in pairs:
+        if ev[2] == TASK.tag:
+            table.note(buf, ev[TASK.at.info])
+        elif ev[2] == ENTRY.tag and ev[3].qualname == "_leaf":
+            where, _ = next(leaves)
+            n = table.running(buf)
+            got.append((where, table.info(n).name if n else None))
+    return got, table
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are 3.12+")
+def test_an_eager_tasks_first_step_is_its_own(hot_path: str) -> None:
+    SEEN.clear()
+    uvloop_loaded = "uvloop" in sys.modules  # then the dict is watched for good
+    with fntrace.trace("function_graph", filter=f"{__name__}:*", tasks=1) as inst:
+        asyncio.run(_main())
+        rec = inst.tracer.tasks.recorder if inst.tracer and inst.tracer.tasks else None
+        if _watching():
+            # Watched from each eager start (is_running's True) to the next
+            # Handle._run only: asyncio's own steps pay nothing for it.
+            assert rec is not None and rec.wanted == (2 if uvloop_loaded else 0)
+    assert [w for w, _ in SEEN] == ["e1", "q", "main", "e1", "e2", "e2"]
+    assert {n for _, n in SEEN} >= {"E1", "Q", "E2"}  # the oracle saw the tasks
+    got, table = _calls(inst)
+    named = {t.name: t for t in table.tasks.values()}
+    if _watching():
+        assert got == SEEN
+        # Q ended in its eager step: noted there; E1 and E2 when their last step did.
+        assert (named["Q"].state, named["E1"].state, named["E2"].state) == ("done",) * 3
+    else:  # the pure path: the eager steps are their creators' (E2's: no task's)
+        main = SEEN[2][1]
+        assert got == [("e1", main), ("q", main), ("main", main), ("e1", "E1"),
+                       ("e2", None), ("e2", "E2")]
+        assert "Q" not in named
+
+
+def test_uvloop_runs_unchanged_and_its_tasks_are_followed_in_c(hot_path: str) -> None:
+    """uvloop runs its callbacks (the tasks' steps) in C, in its own Handle type:
+    no Python function of asyncio runs per step.  The program runs as untraced,
+    every call is recorded; on the C path (3.12+) each call lands on its task,
+    elsewhere no task is noted rather than a wrong one."""
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed here")
+
+    async def work(i: int) -> int:
+        _leaf(f"w{i}")
+        await asyncio.sleep(0)
+        _leaf(f"w{i}")
+        return i * 2
+
+    async def main() -> list[int]:
+        tasks = [asyncio.create_task(work(i), name=f"w{i}") for i in range(3)]
+        return list(await asyncio.gather(*tasks))
+
+    def run() -> list[int]:
+        loop = uvloop.new_event_loop()
+        try:
+            return loop.run_until_complete(main())
+        finally:
+            loop.close()
+
+    untraced = run()
+    SEEN.clear()
+    with fntrace.trace("function_graph", filter=f"{__name__}:*", tasks=1) as inst:
+        traced = run()
+    assert traced == untraced == [0, 2, 4]
+    assert SEEN == [(f"w{i}", f"w{i}") for i in range(3)] * 2  # the tasks were there
+    got, table = _calls(inst)
+    if _watching():
+        assert got == SEEN
+        assert sorted(t.state or "" for t in table.tasks.values()) == ["done"] * 4
+    else:
+        assert got == [(w, None) for w, _ in SEEN]
+        assert [ev for _, ev in inst.rb.live.merged() if ev[2] == TASK.tag] == []
+
+
+UVLOOP_APP = """
+import asyncio
+import uvloop
+
+def leaf(i):
+    task = asyncio.current_task()
+    print(i, task.get_name() if task is not None else None)
+
+async def work(i):
+    leaf(i)
+    await asyncio.sleep(0)
+    leaf(i)
+
+async def main():
+    await asyncio.gather(*(asyncio.create_task(work(i), name=f"w{i}") for i in range(3)))
+
+loop = uvloop.new_event_loop()
+loop.run_until_complete(main())
+loop.close()
+"""
+
+
+@pytest.mark.parametrize("pure", ["0", "1"])
+def test_uvloop_imported_after_tracing_starts(tmp_path: Path, pure: str) -> None:
+    """``fntrace record --tasks``: uvloop is imported by the program, after the
+    tracer started; its loop is made by uvloop.new_event_loop, which turns the
+    watch on (the C path, 3.12+)."""
+    pytest.importorskip("uvloop", reason="uvloop is not installed here")
+    if sys.platform == "emscripten":
+        pytest.skip("no subprocesses here")
+    app = tmp_path / "app.py"
+    app.write_text(UVLOOP_APP)
+    dat = tmp_path / "t.dat"
+    env = {**os.environ, "PYTHONPATH": ROOT, "FNTRACE_PURE": pure}
+    rec = subprocess.run([sys.executable, "-m", "fntrace", "record", "-t", "function_graph",
+                          "--tasks", "-F", "__main__:leaf", "-o", str(dat), str(app)],
+                         env=env, text=True, capture_output=True, timeout=120)
+    assert rec.returncode == 0, rec.stderr
+    oracle = [tuple(line.split()) for line in rec.stdout.splitlines()]
+    assert oracle == [(str(i), f"w{i}") for i in range(3)] * 2
+    records = list(open_trace(str(dat)).records())
+    names = TaskTable()  # read ahead: a task first seen at a step is named at its end
+    for r in records:
+        if r.kind == "task":
+            names.note(r.tid, r.text or "")
+    table = TaskTable()
+    got = []
+    for r in records:
+        if r.kind == "task":
+            table.note(r.tid, r.text or "")
+        elif r.kind == "entry":
+            n = table.running(r.tid)
+            got.append(names.info(n).name if n else None)
+    follows = pure == "0" and sys.version_info >= (3, 12) and accel.speedups is not None
+    assert got == ([name for _, name in oracle] if follows else [None] * 6)
