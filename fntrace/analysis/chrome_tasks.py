@@ -4,7 +4,8 @@ Each record made while a task ran moves to the task's own track
 (task_tracks.py): the same pid, a synthetic tid per task, named ``name-N
 (thread-tid)`` after the task and the thread that ran it.  Records made
 outside any task stay on their thread's track.  A flow arrow goes from the creating call (where the
-``new`` note was written, on the creator's track) to the task's first run, and
+``new`` note was written, on the creator's track) to the task's first call (the
+next slice on its track: no ``bp``, since no slice encloses the ``run`` note), and
 one from a task's end to the next step of each task its end woke (``wake``
 notes: an ``await`` of the task, or of gather over it).  The format binds a
 flow's start to the slice that encloses it, so the wake arrow starts 1 ns
@@ -48,7 +49,9 @@ def _tail(writer: Any, tracks: TaskTracks) -> Iterator[dict[str, Any]]:
         fid = flow.pid * 1_000_000 + flow.task
         yield {"name": "create", "cat": "task", "ph": "s", "id": fid, "pid": flow.pid,
                "tid": flow.source, "ts": us(flow.created)}
-        yield {"name": "create", "cat": "task", "ph": "f", "bp": "e", "id": fid,
+        # No "bp": the end binds to the next slice begun on the task's track (its
+        # first call); the run note comes before that call, so no slice encloses it.
+        yield {"name": "create", "cat": "task", "ph": "f", "id": fid,
                "pid": flow.pid, "tid": tracks.tid(flow.task), "ts": us(flow.ran)}
     for k, wake in enumerate(tracks.wakes):
         fid = WAKE_ID_BASE + k  # apart from the creation arrows' pid * 10**6 + task
