@@ -14,7 +14,8 @@ from typing import IO, TypeVar
 
 from fntrace.formats.tracefile import TraceFile, TraceFileError, open_traces
 
-__all__ = ["ChunkProgress", "open_files", "progress", "quiet_stdout", "say_problems"]
+__all__ = ["ChunkProgress", "clear_line", "open_files", "progress", "progress_batches",
+           "quiet_stdout", "say_problems", "terminal"]
 
 T = TypeVar("T")
 
@@ -49,15 +50,27 @@ def say_problems(files: Iterable[TraceFile], command: str | None = None) -> None
             print(f"{prefix}{tf.path}: {problem}", file=sys.stderr)
 
 
+def terminal(stream: IO[str] | None = None) -> IO[str] | None:
+    """``stream`` (stderr by default) if it is a terminal, else None: progress is
+    drawn only where a person watches, never into a file or a pipe."""
+    out = sys.stderr if stream is None else stream
+    try:
+        return out if out.isatty() else None
+    except (AttributeError, ValueError):
+        return None
+
+
+def clear_line(out: IO[str], width: int) -> None:
+    """Blank the progress line (``width`` columns) and go back to its start."""
+    out.write("\r" + " " * width + "\r")
+    out.flush()
+
+
 def progress(items: Iterable[T], label: str, stream: IO[str] | None = None,
              every: int = 1 << 16) -> Iterator[T]:
     """Pass items through, counting them on a terminal's stderr (and nothing elsewhere)."""
-    out = sys.stderr if stream is None else stream
-    try:
-        tty = out.isatty()
-    except (AttributeError, ValueError):
-        tty = False
-    if not tty:
+    out = terminal(stream)
+    if out is None:
         yield from items
         return
     n = 0
@@ -70,19 +83,14 @@ def progress(items: Iterable[T], label: str, stream: IO[str] | None = None,
             yield item
     finally:
         if n >= every:
-            out.write("\r" + " " * (len(label) + 24) + "\r")
-            out.flush()
+            clear_line(out, len(label) + 24)
 
 
 def progress_batches(batches: Iterable[list[T]], label: str, stream: IO[str] | None = None,
                      every: int = 1 << 16) -> Iterator[list[T]]:
     """``progress`` for items that come in lists (a reader in C takes a list at a time)."""
-    out = sys.stderr if stream is None else stream
-    try:
-        tty = out.isatty()
-    except (AttributeError, ValueError):
-        tty = False
-    if not tty:
+    out = terminal(stream)
+    if out is None:
         yield from batches
         return
     n = 0
@@ -96,8 +104,7 @@ def progress_batches(batches: Iterable[list[T]], label: str, stream: IO[str] | N
             yield batch
     finally:
         if n >= every:
-            out.write("\r" + " " * (len(label) + 24) + "\r")
-            out.flush()
+            clear_line(out, len(label) + 24)
 
 
 class ChunkProgress:

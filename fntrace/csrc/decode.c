@@ -13,6 +13,7 @@
  * decoder has something to say, and the reader then asks it.
  */
 #include "decode.h"
+#include "textbuf.h"
 
 #ifdef FNT_HOT_PATH
 
@@ -49,28 +50,6 @@ decoder_dealloc(ChunkDecoder *self)
 {
     decoder_clear_refs(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-/* The offset of a writable object slot named name in type; -1 with an error. */
-static Py_ssize_t
-slot_offset(PyTypeObject *type, PyObject *name)
-{
-    PyObject *descr = PyDict_GetItemWithError(type->tp_dict, name);
-    if (descr == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_Format(PyExc_TypeError, "the record class has no slot %R", name);
-        return -1;
-    }
-    if (Py_TYPE(descr) != &PyMemberDescr_Type) {
-        PyErr_Format(PyExc_TypeError, "the record class's %R is not a slot", name);
-        return -1;
-    }
-    PyMemberDef *m = ((PyMemberDescrObject *)descr)->d_member;
-    if (m->type != T_OBJECT_EX || (m->flags & READONLY)) {
-        PyErr_Format(PyExc_TypeError, "the record class's %R is not an object slot", name);
-        return -1;
-    }
-    return m->offset;
 }
 
 static int
@@ -116,7 +95,7 @@ decoder_init(ChunkDecoder *self, PyObject *args, PyObject *kwds)
             PyErr_SetString(PyExc_TypeError, "ChunkDecoder: field names are strings");
             return -1;
         }
-        if ((self->offsets[i] = slot_offset(record, name)) < 0)
+        if ((self->offsets[i] = fnt_slot_offset(record, name)) < 0)
             return -1;
     }
     if (take_names(kinds, self->kinds, FNT_N_KINDS, "record kinds") < 0

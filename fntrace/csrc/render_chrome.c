@@ -785,6 +785,13 @@ write_one(ChromeJSON *self, PyObject *rec)
     return other_record(self, t, rec, kind);
 }
 
+/* write_one for fnt_tb_batch. */
+static int
+write_one_any(void *self, PyObject *rec)
+{
+    return write_one((ChromeJSON *)self, rec);
+}
+
 PyDoc_STRVAR(write_doc,
 "write(records, /) -> str\n"
 "The JSON events of these records (a list, in time order), each after ',\\n' but\n"
@@ -797,20 +804,7 @@ chrome_write(ChromeJSON *self, PyObject *records)
         PyErr_SetString(PyExc_RuntimeError, "ChromeJSON is not initialised");
         return NULL;
     }
-    if (!PyList_Check(records)) {
-        PyErr_SetString(PyExc_TypeError, "write: a list of records");
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records); i++) {
-        PyObject *rec = Py_NewRef(PyList_GET_ITEM(records, i));
-        int r = write_one(self, rec);
-        Py_DECREF(rec);
-        if (r < 0) {
-            self->out.n = 0;
-            return NULL;
-        }
-    }
-    return fnt_tb_take(&self->out);
+    return fnt_tb_batch(self, write_one_any, &self->out, records, "write");
 }
 
 PyDoc_STRVAR(finish_doc,

@@ -778,6 +778,13 @@ render_one(GraphRenderer *self, PyObject *rec)
     return emit(self, (uint32_t)ti, line->p, line->n);
 }
 
+/* render_one for fnt_tb_batch. */
+static int
+render_one_any(void *self, PyObject *rec)
+{
+    return render_one((GraphRenderer *)self, rec);
+}
+
 PyDoc_STRVAR(render_doc,
 "render(records, /) -> str\n"
 "The text of these records (a list, in time order) that is final once they are\n"
@@ -790,20 +797,7 @@ renderer_render(GraphRenderer *self, PyObject *records)
         PyErr_SetString(PyExc_RuntimeError, "GraphRenderer is not initialised");
         return NULL;
     }
-    if (!PyList_Check(records)) {
-        PyErr_SetString(PyExc_TypeError, "render: a list of records");
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records); i++) {
-        PyObject *rec = Py_NewRef(PyList_GET_ITEM(records, i));
-        int r = render_one(self, rec);
-        Py_DECREF(rec);
-        if (r < 0) {
-            self->out.n = 0;
-            return NULL;
-        }
-    }
-    return fnt_tb_take(&self->out);
+    return fnt_tb_batch(self, render_one_any, &self->out, records, "render");
 }
 
 PyDoc_STRVAR(finish_doc,

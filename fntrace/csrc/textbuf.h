@@ -148,6 +148,29 @@ fnt_slot_offset(PyTypeObject *type, PyObject *name)
     return m->offset;
 }
 
+/* A batch's text: one(self, rec) appends each record of the list records to out;
+ * the text as one str, or NULL with the error and out emptied (a failed batch
+ * leaves nothing half-written for the next).  Both writers' write/render. */
+static inline PyObject *
+fnt_tb_batch(void *self, int (*one)(void *, PyObject *), fnt_tbuf *out, PyObject *records,
+             const char *what)
+{
+    if (!PyList_Check(records)) {
+        PyErr_Format(PyExc_TypeError, "%s: a list of records", what);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records); i++) {
+        PyObject *rec = Py_NewRef(PyList_GET_ITEM(records, i));
+        int r = one(self, rec);
+        Py_DECREF(rec);
+        if (r < 0) {
+            out->n = 0;
+            return NULL;
+        }
+    }
+    return fnt_tb_take(out);
+}
+
 /* A Record's fields in the order of its dataclass (formats/tracefile.py). */
 enum { FNT_R_KIND, FNT_R_PID, FNT_R_TID, FNT_R_TS, FNT_R_FUNC, FNT_R_PARENT, FNT_R_DEPTH,
        FNT_R_EVENT, FNT_R_ARGS, FNT_R_VALUE, FNT_R_DURATION, FNT_R_TEXT, FNT_R_CODE_FLAGS,

@@ -137,11 +137,18 @@ class Tracer:
     def reset(self) -> None:
         """The trace was cleared (``echo > trace``): drop per-thread state if any."""
 
-    def pid_decide(self, tls: threading.local) -> bool:
-        """The pid filters' answer for this thread, kept in ``tls.pid`` with the
-        filters' generation: the pure path's hot entries read it there and ask
-        again only when the filters changed (or in a forked child), where asking
-        is a thread id system call and a Python call per event."""
+    def pid_allows(self, tls: threading.local) -> bool:
+        """Whether the pid filters let this thread be traced: the answer kept in
+        ``tls.pid`` with the filters' generation, asked again only when the
+        filters changed (or in a forked child), since asking is a thread id
+        system call and a Python call.  The pure path's entries call this only
+        while a pid filter is set."""
+        try:
+            gen, allowed = tls.pid
+        except AttributeError:
+            gen = allowed = None
+        if gen == self.inst.pid_gen:
+            return bool(allowed)
         inst = self.inst
         allowed = inst.pid_allowed(native_id())
         tls.pid = (inst.pid_gen, allowed)

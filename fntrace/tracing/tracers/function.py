@@ -82,16 +82,8 @@ class FunctionTracer(Tracer):
         inst = self.inst
         if not inst.tracing:
             return
-        if inst.pid_filtered:  # decided once per thread (Tracer.pid_decide)
-            tls = self._tls
-            try:
-                gen, allowed = tls.pid
-            except AttributeError:
-                gen = allowed = None
-            if gen != inst.pid_gen:
-                allowed = self.pid_decide(tls)
-            if not allowed:
-                return
+        if inst.pid_filtered and not self.pid_allows(self._tls):  # once per thread
+            return
         rb = inst.rb
         args = None
         size = EVENT_OVERHEAD

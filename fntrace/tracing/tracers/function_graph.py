@@ -202,15 +202,8 @@ class FunctionGraphTracer(Tracer):
             # made in a thread the pid filter refuses too: its exits find it
             # empty and return at once, without a failed lookup each
             stack = self._stack()
-        if inst.pid_filtered:
-            try:
-                gen, allowed = tls.pid
-            except AttributeError:
-                gen = allowed = None
-            if gen != inst.pid_gen:
-                allowed = self.pid_decide(tls)
-            if not allowed:
-                return
+        if inst.pid_filtered and not self.pid_allows(tls):  # once per thread
+            return
         last = stack.last()
         if last is not None:
             depth, state = last
