@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from helpers import needs_fork, needs_threads
 
+from fntrace.core.oscaps import native_id
 from fntrace.tracing.instance import Instance, trace
 
 TRACERS = ["function", "function_graph"]
@@ -65,7 +66,7 @@ class Worker:
         self.run(lambda: None)  # its tid known
 
     def _run(self) -> None:
-        self.tid = threading.get_native_id()
+        self.tid = native_id()
         while True:
             with self.cond:
                 self.cond.wait_for(lambda: bool(self.jobs))
@@ -99,7 +100,7 @@ def tags(tracer: str) -> tuple[str, ...]:
 @needs_threads
 @pytest.mark.parametrize("tracer", TRACERS)
 def test_filters_changed_during_the_run_exact_counts(hot_path: str, tracer: str) -> None:
-    main = threading.get_native_id()
+    main = native_id()
     worker = Worker()
     try:
         with trace(tracer, filter="pd_*") as inst:
@@ -144,7 +145,7 @@ def counting(inst: Instance) -> Counter[int]:
     real = inst.pid_allowed
 
     def pid_allowed(tid: int) -> bool:
-        asked[threading.get_native_id()] += 1
+        asked[native_id()] += 1
         return real(tid)
 
     inst.pid_allowed = pid_allowed  # type: ignore[method-assign]
@@ -154,7 +155,7 @@ def counting(inst: Instance) -> Counter[int]:
 @needs_threads
 @pytest.mark.parametrize("tracer", TRACERS)
 def test_each_thread_asked_once_per_filter(hot_path: str, tracer: str) -> None:
-    main = threading.get_native_id()
+    main = native_id()
     worker = Worker()
     try:
         with trace(tracer, filter="pd_*") as inst:
@@ -198,7 +199,7 @@ def test_refused_thread_looks_for_its_graph_stack_once(hot_path: str,
         m.setattr(threading, "local", CountingLocal)
         inst = trace("function_graph", filter="pd_*", funcgraph_args=1, funcgraph_retval=1)
     with inst:
-        inst.write("set_ftrace_pid", str(threading.get_native_id() + 1))
+        inst.write("set_ftrace_pid", str(native_id() + 1))
         calls(200)
         inst.write("tracing_on", "0")
         assert counts(inst) == {}
@@ -241,7 +242,7 @@ def test_forked_child_is_decided_again(hot_path: str, tracer: str, which: str,
     _single_os_thread()
     per_call = len(tags(tracer))
     with trace(tracer, filter="pd_*") as inst:
-        inst.write(which, str(threading.get_native_id()))
+        inst.write(which, str(native_id()))
         calls(2)  # the parent's decision made (and kept) before the fork
         read_fd, write_fd = os.pipe()
         pid = os.fork()
