@@ -550,13 +550,11 @@ def test_aiohttp_handlers_land_on_their_tasks(hot_path: str) -> None:
         # work starts, suspends at sleep(0), resumes and calls step: all on one task,
         # and that task is the one the handler ran in (its name, unique: Task-N).
         assert [fn for fn, _ in calls] == ["work", "work", "step"], i
-        if sys.version_info >= (3, 12) and hot_path == "pure":
-            # aiohttp makes its handler task with asyncio.Task(..., eager_start=True):
-            # that first step runs inside the C constructor, which no Python
-            # function of asyncio sees: the pure path notes it as its creator's
-            # (tasks.py, limits); the C path sees it by asyncio's current-task
-            # dictionary.  Every later step is the handler task's own on both.
-            calls = calls[1:]
+        # aiohttp makes its handler task with asyncio.Task(..., eager_start=True):
+        # that first step runs inside the C constructor, which no Python
+        # function of asyncio sees; the C path sees it by asyncio's current-task
+        # dictionary, the pure path by its probes (tasks.py): every step is the
+        # handler task's own on both.
         numbers = {t for _, t in calls}
         assert len(numbers) == 1 and 0 not in numbers, i
         assert table.info(numbers.pop()).name == SERVED[i].get_name(), i

@@ -234,9 +234,13 @@ class _PyTaskThread:
     the running task, the last run note written (-1: none), the task of the
     step begun last and its number, and what the loop's iterations and the
     eager factory saved, each (running task, last step's task or None, its
-    number)."""
+    number).  The probes (3.12+, see TaskTracker.probe): whether this thread
+    is probed until its next Handle._run (``armed``), whether an eager first
+    step may begin at its next probe (``pending``), and the steps Handle._run
+    did not begin that run now, innermost last, each (task, what ran before
+    it, that one's number, the task's number, whether it was numbered there)."""
 
-    __slots__ = ("cur", "last", "last_n", "stack", "written")
+    __slots__ = ("armed", "cur", "foreign", "last", "last_n", "pending", "stack", "written")
 
     def __init__(self) -> None:
         self.cur = 0
@@ -244,6 +248,9 @@ class _PyTaskThread:
         self.last: Any = None
         self.last_n = 0
         self.stack: list[tuple[int, Any, int]] = []
+        self.armed = False
+        self.pending = False
+        self.foreign: list[tuple[Any, Any, int, int, bool]] = []
 
     def push(self, prev: int, task: Any, n: int = 0) -> None:
         if len(self.stack) >= MAX_STEPS:
@@ -318,6 +325,20 @@ class TaskTracker:
                     self.all_ops.append(self.import_ops)
                 if "uvloop" in sys.modules:  # a loop may be made (or run) already
                     rec.want(2)
+        # The pure path (3.12+) has no dictionary watcher: it probes instead
+        # (see probe), from is_running's True until the thread's next
+        # Handle._run, and for good once uvloop makes a loop.  The eager
+        # factory's ops is then not needed: its first step is probed as well.
+        self.probing = not fast and sys.version_info >= (3, 12)
+        self.always = False  # probing every thread for good (uvloop)
+        self.armed = 0       # threads probed until their next Handle._run
+        self.hot = False     # always or armed: the tracker's own callbacks probe too
+        self.traced: list[tuple[Ops, Any, Any]] = []  # the tracer's ops and their callbacks
+        self.running_task: Any = None  # (the running loop's) current task, once asyncio runs
+        if self.probing:
+            self.watch_ops = Ops(ret=self.exit, filter=[RUNNING, UVLOOP])
+            self.all_ops = [self.run_ops, self.ops, self.loop_ops, self.watch_ops]
+            self.always = "uvloop" in sys.modules  # a loop may be made (or run) already
 
     def watch_tasks(self) -> bool:
         """Have the C recorder watch asyncio's current-task dictionary (False:
@@ -325,6 +346,152 @@ class TaskTracker:
         mod = sys.modules.get("asyncio.tasks")
         current = getattr(mod, "_current_tasks", None)
         return type(current) is dict and bool(self.recorder.watch(current))
+
+    # -- probes (the pure path, 3.12+) -----------------------------------------
+    # asyncio's C Task runs an eager first step inside its constructor, and
+    # uvloop every step in C: no Python function of asyncio begins or ends
+    # them, and pure Python cannot watch the current-task dictionary.  What it
+    # can do is ask ``asyncio.current_task()`` (C, cheap) at the thread's next
+    # traced event, and note the change there: a thread's task matters only at
+    # its events, so the notes put before each event give every event the
+    # task the C path gives it.  Asking costs every event, so it is done only
+    # while such a step may come, as the C path watches: the tracer's ops get
+    # probing callbacks (the core calls ``ops.func``/``ops.ret`` as they are at
+    # each call: nothing is asked of any event otherwise) from
+    # BaseEventLoop.is_running's True (the C Task asks it right before an eager
+    # first step) until the thread's next Handle._run or _run_once, and for
+    # good once uvloop makes a loop.
+    def follow(self, traced: list[Ops]) -> None:
+        """The tracer's ops, whose events the probes ask at (the pure path)."""
+        if not self.probing:
+            return
+        self.traced = [(op, op.func, op.ret) for op in traced]
+        if self.always:  # uvloop is imported: asyncio too
+            self.running_task = _running_task_getter()
+            self.install()
+
+    def install(self) -> None:
+        """The tracer's ops probe before each of their callbacks (self.lock held,
+        or before the ops registered)."""
+        if not self.hot:
+            self.hot = True
+            for op, func, ret in self.traced:
+                if func is not None:
+                    op.func = self.probing_callback(func)
+                if ret is not None:
+                    op.ret = self.probing_callback(ret)
+
+    def uninstall(self) -> None:
+        """The tracer's own callbacks again (self.lock held)."""
+        if self.hot:
+            self.hot = False
+            for op, func, ret in self.traced:
+                op.func, op.ret = func, ret
+
+    def probing_callback(self, callback: Any) -> Any:
+        probe = self.probe
+        report = self.run_ops._callback_failed
+
+        def probing(ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
+            try:
+                probe()
+            except Exception as exc:  # a failing probe costs no event of the tracer's
+                report(exc)
+            callback(ip, parent, ops, fregs)
+        return probing
+
+    def probe(self) -> None:
+        """A traced event of this thread: note the step it runs in first, if that
+        is a step Handle._run did not begin (or one such has ended)."""
+        tls = self.state()
+        if tls.armed or self.always:
+            self.resolve(tls)
+
+    def arm(self, tls: Any) -> None:
+        """is_running returned True on this thread: an eager first step may
+        begin before its next probe; probe until its next Handle._run."""
+        tls.pending = True  # (exit probed already: a step ended before is no outer step)
+        if self.running_task is None:
+            self.running_task = _running_task_getter()
+        if not tls.armed:
+            tls.armed = True
+            with self.lock:
+                self.armed += 1
+                self.install()
+
+    def disarm(self, tls: Any) -> None:
+        """Handle._run or _run_once begins: no eager first step of this thread
+        is open, so its probes stop (unless uvloop's keep every thread's)."""
+        if tls.armed and not tls.foreign:
+            tls.armed = False
+            with self.lock:
+                self.armed -= 1
+                if not self.armed and not self.always:
+                    self.uninstall()
+
+    def probe_for_good(self) -> None:
+        """uvloop made a loop: its steps are probed at every traced event."""
+        if self.running_task is None:
+            self.running_task = _running_task_getter()
+        with self.lock:
+            self.always = True
+            self.install()
+
+    def resolve(self, tls: Any) -> None:
+        """Note what changed since this thread's last probe: the steps that
+        ended (each its ``new`` note if numbered at its start, its ``end`` if
+        it finished, the switch back, as the C path's dictionary watcher
+        notes them) and the step begun (numbered if first seen)."""
+        pending, tls.pending = tls.pending, False
+        getter = self.running_task
+        if getter is None:
+            return
+        actual = getter()
+        steps = tls.foreign
+        if steps:
+            if actual is steps[-1][0]:
+                return
+            for i in range(len(steps) - 2, -1, -1):
+                if steps[i][0] is actual:  # the steps begun inside it have ended
+                    while len(steps) > i + 1:
+                        self.foreign_leave(tls)
+                    return
+            # Not one of them: they have all ended, unless an eager first step
+            # begins inside the innermost (is_running's True came just before).
+            if not pending or actual is None or actual is steps[0][1] or not _is_task(actual):
+                while steps:
+                    self.foreign_leave(tls)
+        if actual is None or (not steps and actual is tls.last) or not _is_task(actual):
+            return
+        if len(steps) >= MAX_STEPS:
+            raise RecursionError("asyncio task steps nested too deeply")
+        n = self.numbers.get(actual)
+        unnamed = n is None
+        if n is None:
+            n = self.numbers[actual] = self.take_number()
+        steps.append((actual, steps[-1][0] if steps else tls.last, tls.cur, n, unnamed))
+        self.switch(tls, n)
+
+    def foreign_leave(self, tls: Any) -> None:
+        task, _, prev, n, unnamed = tls.foreign.pop()
+        if unnamed:  # named now: an eager task's creator noted it no earlier
+            self.note_new(n, task, None, None)
+        self.note_end(n, task)
+        self.switch(tls, prev)
+
+    def close(self) -> None:
+        """Tracing of tasks stops: this thread's open steps are noted as ended
+        where they have, and the tracer's ops get their own callbacks back."""
+        if not self.probing:
+            return
+        try:
+            tls = self.tls.thread
+        except AttributeError:
+            tls = None
+        if tls is not None and (tls.armed or self.always):
+            self.resolve(tls)
+        with self.lock:
+            self.uninstall()
 
     # -- notes ----------------------------------------------------------------
     def write(self, info: str) -> bool:
@@ -418,6 +585,10 @@ class TaskTracker:
         tls = self.state()
         if self.recorder is not None and what in (_RUN, _LOOP):
             self.recorder.want(0)  # the C recorder's, served in Python (shared site)
+        if self.hot and (tls.armed or self.always):
+            self.resolve(tls)
+            if what in (_RUN, _LOOP):
+                self.disarm(tls)
         if what == _RUN:
             self.close_step(tls)
             task = None
@@ -445,6 +616,8 @@ class TaskTracker:
     def exit(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
         what = WATCHED.get(ip.name)
         tls = self.state()
+        if self.hot and (tls.armed or self.always):
+            self.resolve(tls)
         if what == _CREATE:
             task = fregs.return_value
             if fregs.event == _RETURN and task is not None and _is_task(task):
@@ -452,11 +625,19 @@ class TaskTracker:
                 if n is None:
                     n = self.numbers[task] = self.take_number()
                 self.note_new(n, task, tls.cur, _creating_function(fregs.frame))
+                if self.probing:  # an eager first step no event probed may have ended it
+                    self.note_end(n, task)
             return
         if what in (_RUNNING, _UVLOOP):  # the C recorder's, served in Python (shared site)
-            if self.recorder is not None and fregs.event == _RETURN and (
-                    what == _UVLOOP or fregs.return_value is True):
+            if fregs.event != _RETURN or (what == _RUNNING and fregs.return_value is not True):
+                return
+            if self.recorder is not None:
                 self.recorder.want(2 if what == _UVLOOP else 1)
+            elif self.probing:
+                if what == _UVLOOP:
+                    self.probe_for_good()
+                else:
+                    self.arm(tls)
             return
         if what == _IMPORT:
             if self.recorder is not None and fregs.event == _RETURN:
@@ -486,6 +667,19 @@ class TaskTracker:
                 self.note_new(n, task, None, None)
                 self.note_end(n, task)
             self.switch(tls, prev)
+
+
+def _running_task_getter() -> Any:
+    """A function giving the task the thread's running loop runs now (None: no
+    loop runs, or no task), made once asyncio is loaded: two C calls."""
+    mod = sys.modules["asyncio"]
+    running_loop = mod.events._get_running_loop
+    current = mod.current_task
+
+    def running_task() -> Any:
+        loop = running_loop()
+        return None if loop is None else current(loop)
+    return running_task
 
 
 def _task_types() -> tuple[tuple[type, ...], type | None] | None:
