@@ -165,8 +165,7 @@ def test_task_steps_are_noted_in_c_where_the_extension_reads_frames(
     prog.LOG.clear()
     _, fast = traced_run("function_graph")
     assert tasks_mod.RUN not in calls
-    # Only the eager task factory (3.12+) still goes through Python.
-    assert set(exits) <= {tasks_mod.EAGER}
+    assert exits == []
     notes_fast = [ev[TASK.at.info] for _, ev in fast if ev[2] == TASK.tag]
     assert sum(1 for n in notes_fast if n.startswith("run ")) > 10
     monkeypatch.setattr(accel, "speedups", None)

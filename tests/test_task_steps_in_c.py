@@ -71,6 +71,33 @@ async def _main() -> None:
     await asyncio.sleep(0)
 
 
+async def _outer() -> None:
+    _leaf("o")
+    inner = asyncio.Task(_eager(3), loop=asyncio.get_running_loop(), eager_start=True,
+                         name="E3")  # an eager first step inside an eager first step
+    _leaf("o")
+    await inner
+    _leaf("o")
+
+
+async def _nested_main() -> None:
+    outer = asyncio.Task(_outer(), loop=asyncio.get_running_loop(), eager_start=True,
+                         name="O")
+    _leaf("main")
+    await outer
+
+
+async def _silent() -> int:
+    return 1  # untraced (see test_a_silent_eager_task_still_ends)
+
+
+async def _factory_main() -> None:
+    asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)
+    task = asyncio.create_task(_silent(), name="S")
+    _leaf("f")
+    assert task.done()
+
+
 def _calls(inst: Any) -> tuple[list[tuple[str, str | None]], TaskTable]:
     """The leaf calls, each with the name of the task the notes give it."""
     table = TaskTable()
@@ -111,6 +138,8 @@ def test_an_eager_tasks_first_step_is_its_own(hot_path: str) -> None:
             if not uvloop_loaded:
                 assert inst.tracer.ops[0].func == inst.tracer.entry
                 assert inst.tracer.ops[0].ret == inst.tracer.exit
+                assert tracker.run_ops.func == tracker.entry
+                assert tracker.loop_ops.ret == tracker.exit
     assert [w for w, _ in SEEN] == ["e1", "q", "main", "e1", "e2", "e2"]
     assert {n for _, n in SEEN} >= {"E1", "Q", "E2"}  # the oracle saw the tasks
     got, table = _calls(inst)
@@ -118,6 +147,38 @@ def test_an_eager_tasks_first_step_is_its_own(hot_path: str) -> None:
     assert got == SEEN
     # Q ended in its eager step: noted there; E1 and E2 when their last step did.
     assert (named["Q"].state, named["E1"].state, named["E2"].state) == ("done",) * 3
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are 3.12+")
+def test_an_eager_first_step_inside_another(hot_path: str) -> None:
+    """Task O's eager first step makes task E3, whose eager first step runs
+    inside O's: each call lands on its task, and O runs again after it."""
+    SEEN.clear()
+    with fntrace.trace("function_graph", filter=f"{__name__}:*", tasks=1) as inst:
+        asyncio.run(_nested_main())
+    main = SEEN[3][1]
+    assert SEEN == [("o", "O"), ("e3", "E3"), ("o", "O"), ("main", main), ("e3", "E3"),
+                    ("o", "O")]
+    got, table = _calls(inst)
+    assert got == SEEN
+    named = {t.name: t for t in table.tasks.values()}
+    assert (named["O"].state, named["E3"].state) == ("done", "done")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are 3.12+")
+def test_a_silent_eager_task_still_ends(hot_path: str) -> None:
+    """An eager task (the factory's) that ends in a first step making no traced
+    call: the C path sees the step, the pure path no event of it; on both
+    the task is noted with its creator, and its end."""
+    SEEN.clear()
+    with fntrace.trace("function_graph", filter=f"{__name__}:_leaf", tasks=1) as inst:
+        asyncio.run(_factory_main())
+    got, table = _calls(inst)
+    main = next(t for t in table.tasks.values() if t.name == SEEN[0][1])
+    assert got == SEEN == [("f", main.name)]
+    silent = [t for t in table.tasks.values() if t.name == "S"]
+    assert len(silent) == 1
+    assert (silent[0].creator, silent[0].state) == (main.number, "done")
 
 
 def test_uvloop_runs_unchanged_and_its_tasks_are_followed(hot_path: str) -> None:
@@ -174,12 +235,12 @@ def _notes(monkeypatch: pytest.MonkeyPatch, pure: bool, run: Any) -> list[str]:
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are 3.12+")
-@pytest.mark.parametrize("program", ["eager", "uvloop"])
+@pytest.mark.parametrize("program", ["eager", "nested", "uvloop"])
 def test_the_notes_are_the_same_on_both_paths(monkeypatch: pytest.MonkeyPatch,
                                               program: str) -> None:
     """The pure path's probes write the C path's dictionary watcher's notes,
     note for note: the eager steps (one ending in its first step, one made
-    in a plain callback) and uvloop's."""
+    in a plain callback, one inside another's) and uvloop's."""
     if not _watching():
         pytest.skip("the C hot path does not read frames here")
     if program == "uvloop":
@@ -189,7 +250,7 @@ def test_the_notes_are_the_same_on_both_paths(monkeypatch: pytest.MonkeyPatch,
             _run_uvloop(uvloop)
     else:
         def run() -> None:
-            asyncio.run(_main())
+            asyncio.run(_main() if program == "eager" else _nested_main())
     fast = _notes(monkeypatch, False, run)
     pure = _notes(monkeypatch, True, run)
     # The notes' own shape, so the comparison cannot pass vacuously.
@@ -201,7 +262,7 @@ def test_the_notes_are_the_same_on_both_paths(monkeypatch: pytest.MonkeyPatch,
         assert sum(1 for n in news if '"name": "w' in n) == 3
         assert len(runs) >= 12
     else:
-        for name in ("E1", "Q", "E2"):
+        for name in ("E1", "Q", "E2") if program == "eager" else ("O", "E3"):
             assert sum(1 for n in news if f'"name": "{name}"' in n) == 1, name
     assert pure == fast
 
