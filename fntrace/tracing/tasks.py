@@ -249,7 +249,7 @@ class _PyTaskThread:
     next Handle._run (``armed``), whether an eager first step may begin at its
     next probe (``pending``), and the steps Handle._run did not begin that
     run now, innermost last, each (task, what ran before it, that one's
-    number, the task's number, whether it was numbered there)."""
+    number, the task's number, its name if it was numbered there)."""
 
     __slots__ = ("armed", "cur", "foreign", "last", "last_n", "pending", "stack", "written")
 
@@ -261,7 +261,7 @@ class _PyTaskThread:
         self.stack: list[tuple[int, Any, int]] = []
         self.armed = False
         self.pending = False
-        self.foreign: list[tuple[Any, Any, int, int, bool]] = []
+        self.foreign: list[tuple[Any, Any, int, int, str | None]] = []
 
     def push(self, prev: int, task: Any, n: int = 0) -> None:
         if len(self.stack) >= MAX_STEPS:
@@ -508,16 +508,20 @@ class TaskTracker:
         if len(steps) >= MAX_STEPS:
             raise RecursionError("asyncio task steps nested too deeply")
         n = self.numbers.get(actual)
-        unnamed = n is None
+        name = None
         if n is None:
             n = self.numbers[actual] = self.take_number()
-        steps.append((actual, steps[-1][0] if steps else tls.last, tls.cur, n, unnamed))
+            # Its name as the step runs: the watcher notes it at the step's
+            # end, before anything after the step (3.13's create_task names
+            # a factory's task after the factory returned) renames it.
+            name = str(actual.get_name())
+        steps.append((actual, steps[-1][0] if steps else tls.last, tls.cur, n, name))
         self.switch(tls, n)
 
     def foreign_leave(self, tls: Any) -> None:
-        task, _, prev, n, unnamed = tls.foreign.pop()
-        if unnamed:  # named now: an eager task's creator noted it no earlier
-            self.note_new(n, task, None, None)
+        task, _, prev, n, name = tls.foreign.pop()
+        if name is not None:  # numbered at the step: its creator noted it no earlier
+            self.note_new(n, task, None, None, name)
         self.note_end(n, task)
         self.switch(tls, prev)
 
@@ -564,10 +568,12 @@ class TaskTracker:
             self.next += 1
         return n
 
-    def note_new(self, n: int, task: Any, creator: int | None, func: str | None) -> None:
+    def note_new(self, n: int, task: Any, creator: int | None, func: str | None,
+                 name: str | None = None) -> None:
         # The JSON json.dumps(sort_keys=True) makes, put together by hand: this
         # runs once per task, where json.dumps' own frames cost as much as the rest.
-        name = task.get_name() if task is not None else None
+        if name is None and task is not None:
+            name = task.get_name()
         text = "new {"
         if creator is not None:
             text += f'"creator": {int(creator)}, '
