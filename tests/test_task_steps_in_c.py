@@ -181,6 +181,34 @@ def test_a_silent_eager_task_still_ends(hot_path: str) -> None:
     assert (silent[0].creator, silent[0].state) == (main.number, "done")
 
 
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are 3.12+")
+def test_the_probes_stop_with_the_iteration(hot_path: str) -> None:
+    """A callback makes an eager task and stops the loop: no Handle._run comes
+    after it on this thread, so the pure path's probes stop at the end of
+    the loop's iteration (a thread left probed would cost its every event)."""
+    SEEN.clear()
+    uvloop_loaded = "uvloop" in sys.modules
+    loop = asyncio.new_event_loop()
+
+    def callback() -> None:
+        asyncio.Task(_quick(), loop=loop, eager_start=True, name="Q")
+        loop.stop()
+
+    try:
+        with fntrace.trace("function_graph", filter=f"{__name__}:*", tasks=1) as inst:
+            loop.call_soon(callback)
+            loop.run_forever()
+            tracker = inst.tracer.tasks if inst.tracer else None
+            assert tracker is not None
+            if not _watching():
+                assert tracker.armed == 0 and tracker.hot == uvloop_loaded
+    finally:
+        loop.close()
+    got, table = _calls(inst)
+    assert got == SEEN == [("q", "Q")]
+    assert [t.state for t in table.tasks.values() if t.name == "Q"] == ["done"]
+
+
 def test_uvloop_runs_unchanged_and_its_tasks_are_followed(hot_path: str) -> None:
     """uvloop runs its callbacks (the tasks' steps) in C, in its own Handle type:
     no Python function of asyncio runs per step.  The program runs as untraced,

@@ -37,7 +37,7 @@ own watches (the tracers' C recorders write the calls as before):
   uvloop was imported when tracing started);
 * the same steps on the pure path (3.12+), which cannot watch a dictionary:
   over the same span (is_running's True to the thread's next Handle._run or
-  _run_once, for good under uvloop) the tracer's ops get probing callbacks,
+  _run_once, or its iteration's end; for good under uvloop) the tracer's ops get probing callbacks,
   which ask ``asyncio.current_task()`` before each traced event of a probed
   thread and note there what the watcher notes at the change: the step
   begun (``run N``, N numbered if first seen), the steps ended (their
@@ -416,13 +416,18 @@ class TaskTracker:
 
     def probed_exit(self, ip: Function, parent: Function | None, ops: Ops,
                     fregs: FtraceRegs) -> None:
-        """create_task's, _set_task_name's or _run_once's exit while probing."""
+        """create_task's, _set_task_name's or _run_once's exit while probing (the
+        iteration's end stops the thread's probes too: a thread whose loop
+        stops after it may run no Handle._run again)."""
         tls = self.state()
         probed = tls.armed or self.always
         if probed:
             self.resolve(tls)
         self.exit(ip, parent, ops, fregs)
-        if probed and WATCHED.get(ip.name) == _CREATE and fregs.event == _RETURN:
+        what = WATCHED.get(ip.name)
+        if what == _LOOP:
+            self.disarm(tls)
+        elif probed and what == _CREATE and fregs.event == _RETURN:
             # An eager first step that made no traced call was not probed:
             # the task create_task returns may have ended in it.
             task = fregs.return_value
