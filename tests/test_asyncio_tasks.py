@@ -165,8 +165,7 @@ def test_task_steps_are_noted_in_c_where_the_extension_reads_frames(
     prog.LOG.clear()
     _, fast = traced_run("function_graph")
     assert tasks_mod.RUN not in calls
-    # Only the eager task factory (3.12+) still goes through Python.
-    assert set(exits) <= {tasks_mod.EAGER}
+    assert exits == []
     notes_fast = [ev[TASK.at.info] for _, ev in fast if ev[2] == TASK.tag]
     assert sum(1 for n in notes_fast if n.startswith("run ")) > 10
     monkeypatch.setattr(accel, "speedups", None)
@@ -550,13 +549,11 @@ def test_aiohttp_handlers_land_on_their_tasks(hot_path: str) -> None:
         # work starts, suspends at sleep(0), resumes and calls step: all on one task,
         # and that task is the one the handler ran in (its name, unique: Task-N).
         assert [fn for fn, _ in calls] == ["work", "work", "step"], i
-        if sys.version_info >= (3, 12) and hot_path == "pure":
-            # aiohttp makes its handler task with asyncio.Task(..., eager_start=True):
-            # that first step runs inside the C constructor, which no Python
-            # function of asyncio sees: the pure path notes it as its creator's
-            # (tasks.py, limits); the C path sees it by asyncio's current-task
-            # dictionary.  Every later step is the handler task's own on both.
-            calls = calls[1:]
+        # aiohttp makes its handler task with asyncio.Task(..., eager_start=True):
+        # that first step runs inside the C constructor, which no Python
+        # function of asyncio sees; the C path sees it by asyncio's current-task
+        # dictionary, the pure path by its probes (tasks.py): every step is the
+        # handler task's own on both.
         numbers = {t for _, t in calls}
         assert len(numbers) == 1 and 0 not in numbers, i
         assert table.info(numbers.pop()).name == SERVED[i].get_name(), i

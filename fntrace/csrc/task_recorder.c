@@ -18,7 +18,7 @@
  * the running task, the last `run` note written, the task of the step begun
  * last (its end is noted when the next callback or the loop's iteration
  * begins: Handle._run's exit is not watched, an event per step saved), and
- * a stack of what an iteration (_run_once) or the eager factory saved.
+ * a stack of what an iteration (_run_once) saved.
  */
 #include "recorder.h"
 

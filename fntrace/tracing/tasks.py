@@ -20,30 +20,40 @@ own watches (the tracers' C recorders write the calls as before):
   ``gather`` and ``asyncio.run`` all come here);
 * ``asyncio.tasks._set_task_name`` (3.11): where 3.11's ``create_task`` and
   ``TaskGroup.create_task`` name the task, after create_task returned it;
-* the eager task factory (3.12+, the pure path): an eager task's first step
-  runs inside the factory call, before the task exists, so the number is
-  taken at its entry and given to the task the factory returns;
 * asyncio's current-task dictionary (``asyncio.tasks._current_tasks``, 3.12+,
-  the C path, which watches it with a dictionary watcher instead of the
-  factory): every step puts its task there as it begins and takes it out as
-  it ends, in C.  A task put there that Handle._run did not just begin the step
-  of is a step no watched function sees, an eager task's first step (the
-  factory's or ``asyncio.Task(coro, eager_start=True)``'s, run inside the C
-  constructor) or a step of uvloop's loop: the thread runs that task until the
-  change that restores the dictionary (its ``new`` note, for a task first seen
-  there, is written then, as the factory's exit writes it).  The watcher costs
-  every step two calls, so the dictionary is watched only while such a step
-  may come: from ``BaseEventLoop.is_running`` returning True (the C Task asks
-  it right before an eager first step) until the next ``Handle._run`` or
+  the C path, which watches it with a dictionary watcher): every step puts
+  its task there as it begins and takes it out as it ends, in C.  A task put
+  there that Handle._run did not just begin the step of is a step no watched
+  function sees, an eager task's first step (the eager factory's or
+  ``asyncio.Task(coro, eager_start=True)``'s, run inside the C constructor)
+  or a step of uvloop's loop: the thread runs that task until the change that
+  restores the dictionary (its ``new`` note, for a task first seen there, is
+  written then, when an eager task's name is known and before its creator's
+  create_task notes it).  The watcher costs every step two calls, so the
+  dictionary is watched only while such a step may come: from
+  ``BaseEventLoop.is_running`` returning True (the C Task asks it right
+  before an eager first step) until the next ``Handle._run`` or
   ``_run_once``, and for good once ``uvloop.new_event_loop`` made a loop (or
-  uvloop was imported when tracing started).
+  uvloop was imported when tracing started);
+* the same steps on the pure path (3.12+), which cannot watch a dictionary:
+  over the same span (is_running's True to the thread's next Handle._run or
+  _run_once, or its iteration's end; for good under uvloop) the tracer's ops get probing callbacks,
+  which ask ``asyncio.current_task()`` before each traced event of a probed
+  thread and note there what the watcher notes at the change: the step
+  begun (``run N``, N numbered if first seen), the steps ended (their
+  ``new``, ``end`` and the switch back).  A thread's task matters only at
+  its events, so every event gets the task the C path gives it, and the
+  notes are the watcher's, note for note, unless a step makes no traced call
+  (below).  Outside that span no event is probed: the core calls the ops'
+  callbacks as they are at each call, and they are the tracer's own.
 
 Each change is one ring event of the kind ``TASK`` (fntrace/core/events.py)
 in the thread's own buffer, so it sits exactly between the events it
 separates, and a thread's task at any event is the last ``run`` note before
 it.  Notes: ``run N`` (0: no task), ``new {"task", "name", "creator",
-"func"}`` (later fields complete earlier ones: an eager task is named at the
-factory's exit, its creator at create_task's), ``end {"task", "state"}``
+"func"}`` (later fields complete earlier ones: a task first seen at a step
+Handle._run did not begin is named at that step's end, its creator at
+create_task's exit), ``end {"task", "state"}``
 (``done``, ``cancelled`` or ``raised E``), ``wake {"task", "by"}``: the step
 ``Handle._run`` begins is the wakeup of task ``task`` (its callback is the
 task's ``task_wakeup``/``__wakeup``, not its ``__step``), and the future it was
@@ -56,16 +66,17 @@ gather, a sleep, a lock, are futures of no task (no note).  A reader that does
 not know a verb skips the note, so older readers read newer files.  A program that never imports
 asyncio never reaches these functions: it pays nothing.
 
-Limits: on the pure path (and on 3.11, which has neither eager tasks nor
-dictionary watchers) a task constructed directly as ``asyncio.Task(coro,
-eager_start=True)`` (3.12+; aiohttp does so for its connection and request
-tasks) has its first step, run inside the C constructor where no Python
-function of asyncio runs, noted as its creator's, and uvloop, which runs its
-Handles, the tasks' steps and create_task in C, is not followed: nothing is
-noted rather than a wrong task.  Under uvloop on the C path (3.12+) the steps
-are followed, but no task has a creator (uvloop's create_task is C) and no
-``wake`` is noted (its wakeups run in C, not through Handle._run).  At most
-eight tracers watch the dictionary at once (a ninth follows no such step).
+Limits: on 3.11 (no eager tasks, no dictionary watchers) uvloop, which runs
+its Handles, the tasks' steps and create_task in C, is not followed: nothing
+is noted rather than a wrong task.  Under uvloop (3.12+) no task has a
+creator (uvloop's create_task is C) and no ``wake`` is noted (its wakeups run
+in C, not through Handle._run).  On the pure path a step of that kind that
+makes no traced call is not seen at all (its task, if it ended there, has no
+``run``, ``new`` or ``end`` note, unless create_task returned it: then its
+``new`` and, if it ended, its ``end``), and a thread's last such step has
+its end noted at the thread's next traced event (or when the tracer stops,
+for the thread that stops it).  At most eight tracers watch the dictionary
+at once (a ninth follows no such step on the C path).
 A loop that runs Handles but not through ``BaseEventLoop._run_once`` (Pyodide's)
 leaves a thread in its last step's task until its next callback.  What runs
 between two callbacks of one iteration outside them (a finalizer, a signal
@@ -97,11 +108,10 @@ if TYPE_CHECKING:
 __all__ = ["WATCHED", "TaskInfo", "TaskTable", "TaskTracker", "end_state", "parse_note"]
 
 _TAG = TASK.tag
-_RUN, _CREATE, _EAGER, _NAME, _LOOP, _IMPORT, _RUNNING, _UVLOOP = range(8)
+_RUN, _CREATE, _NAME, _LOOP, _IMPORT, _RUNNING, _UVLOOP = range(7)
 #: The functions the tracker's ops watches, by name, and what each is.
 RUN = "asyncio.events:Handle._run"
 LOOP = "asyncio.base_events:BaseEventLoop._run_once"
-EAGER = "asyncio.tasks:create_eager_task_factory.<locals>.factory"
 #: asyncio.tasks imported: its current-task dictionary exists (the C path watches it, 3.12+).
 IMPORTED = "asyncio.tasks:<module>"
 #: Called by the C Task right before an eager first step (True: the loop runs).
@@ -113,11 +123,12 @@ WATCHED = {
     "asyncio.base_events:BaseEventLoop.create_task": _CREATE,
     # Pyodide's event loop (3.14 in WebAssembly) makes its tasks in a copy of its own.
     "pyodide.webloop:WebLoop.create_task": _CREATE,
-    EAGER: _EAGER,
     "asyncio.tasks:_set_task_name": _NAME,
     LOOP: _LOOP,
     IMPORTED: _IMPORT,
     RUNNING: _RUNNING,
+    # Pyodide's loop (3.14 in WebAssembly) says True always; it runs Handles.
+    "pyodide.webloop:WebLoop.is_running": _RUNNING,
     UVLOOP: _UVLOOP,
 }
 _RETURN = Event.RETURN
@@ -232,11 +243,15 @@ def _creating_function(frame: Any) -> str | None:
 class _PyTaskThread:
     """One thread's task state in pure Python (the C path's ``TaskThread``):
     the running task, the last run note written (-1: none), the task of the
-    step begun last and its number, and what the loop's iterations and the
-    eager factory saved, each (running task, last step's task or None, its
-    number)."""
+    step begun last and its number, and what the loop's iterations saved,
+    each (running task, last step's task or None, its number).  The probes
+    (3.12+, see TaskTracker.probe): whether this thread is probed until its
+    next Handle._run (``armed``), whether an eager first step may begin at its
+    next probe (``pending``), and the steps Handle._run did not begin that
+    run now, innermost last, each (task, what ran before it, that one's
+    number, the task's number, its name if it was numbered there)."""
 
-    __slots__ = ("cur", "last", "last_n", "stack", "written")
+    __slots__ = ("armed", "cur", "foreign", "last", "last_n", "pending", "stack", "written")
 
     def __init__(self) -> None:
         self.cur = 0
@@ -244,6 +259,9 @@ class _PyTaskThread:
         self.last: Any = None
         self.last_n = 0
         self.stack: list[tuple[int, Any, int]] = []
+        self.armed = False
+        self.pending = False
+        self.foreign: list[tuple[Any, Any, int, int, str | None]] = []
 
     def push(self, prev: int, task: Any, n: int = 0) -> None:
         if len(self.stack) >= MAX_STEPS:
@@ -260,10 +278,11 @@ class _PyTaskThread:
 class TaskTracker:
     """One instance's task notes: four ops on the WATCHED functions, per-thread
     state.  Where the extension reads frames, one C recorder (TaskRecorder)
-    serves the ops of Handle._run, _run_once, create_task and _set_task_name, so a step
-    and a task's creation and end are noted without Python code; the Python
-    callbacks here serve the eager task factory, the pure path, and any site
-    another ops shares (a trace of asyncio's own functions)."""
+    serves the ops of Handle._run, _run_once, create_task, _set_task_name and
+    is_running, so a step and a task's creation and end are noted without
+    Python code; the Python callbacks here serve the pure path (with its
+    probes, 3.12+) and any site another ops shares (a trace of asyncio's own
+    functions)."""
 
     def __init__(self, inst: Instance) -> None:
         self.inst = inst
@@ -284,9 +303,8 @@ class TaskTracker:
         self.ops = Ops(ret=self.exit,
                        filter=[n for n, w in WATCHED.items() if w in (_CREATE, _NAME)])
         self.loop_ops = Ops(self.entry, ret=self.exit, filter=[LOOP])
-        self.eager_ops = Ops(self.entry, ret=self.exit, filter=[EAGER])
         self.import_ops = Ops(ret=self.exit, filter=[IMPORTED])
-        self.all_ops = [self.run_ops, self.ops, self.loop_ops, self.eager_ops]
+        self.all_ops = [self.run_ops, self.ops, self.loop_ops]
         self.recorder: Any = None
         if fast:
             # The C recorder serves the ops of a step, an iteration, create_task and
@@ -318,6 +336,20 @@ class TaskTracker:
                     self.all_ops.append(self.import_ops)
                 if "uvloop" in sys.modules:  # a loop may be made (or run) already
                     rec.want(2)
+        # The pure path (3.12+) has no dictionary watcher: it probes instead
+        # (see probe), from is_running's True until the thread's next
+        # Handle._run, and for good once uvloop makes a loop.
+        self.probing = not fast and sys.version_info >= (3, 12)
+        self.always = False  # probing every thread for good (uvloop)
+        self.armed = 0       # threads probed until their next Handle._run
+        self.hot = False     # always or armed: the tracker's own callbacks probe too
+        self.traced: list[tuple[Ops, Any, Any]] = []  # the tracer's ops and their callbacks
+        self.running_task: Any = None  # (the running loop's) current task, once asyncio runs
+        if self.probing:
+            self.watch_ops = Ops(ret=self.exit,
+                                 filter=[n for n, w in WATCHED.items() if w in (_RUNNING, _UVLOOP)])
+            self.all_ops.append(self.watch_ops)
+            self.always = "uvloop" in sys.modules  # a loop may be made (or run) already
 
     def watch_tasks(self) -> bool:
         """Have the C recorder watch asyncio's current-task dictionary (False:
@@ -325,6 +357,192 @@ class TaskTracker:
         mod = sys.modules.get("asyncio.tasks")
         current = getattr(mod, "_current_tasks", None)
         return type(current) is dict and bool(self.recorder.watch(current))
+
+    # -- probes (the pure path, 3.12+) -----------------------------------------
+    # asyncio's C Task runs an eager first step inside its constructor, and
+    # uvloop every step in C: no Python function of asyncio begins or ends
+    # them, and pure Python cannot watch the current-task dictionary.  What it
+    # can do is ask ``asyncio.current_task()`` (C, cheap) at the thread's next
+    # traced event, and note the change there: a thread's task matters only at
+    # its events, so the notes put before each event give every event the
+    # task the C path gives it.  Asking costs every event, so it is done only
+    # while such a step may come, as the C path watches: the tracer's ops get
+    # probing callbacks (the core calls ``ops.func``/``ops.ret`` as they are at
+    # each call: nothing is asked of any event otherwise) from
+    # BaseEventLoop.is_running's True (the C Task asks it right before an eager
+    # first step) until the thread's next Handle._run or _run_once, and for
+    # good once uvloop makes a loop.
+    def follow(self, traced: list[Ops]) -> None:
+        """The tracer's ops, whose events the probes ask at (the pure path)."""
+        if not self.probing:
+            return
+        self.traced = [(op, op.func, op.ret) for op in traced]
+        if self.always:  # uvloop is imported: asyncio too
+            self.running_task = _running_task_getter()
+            self.install()
+
+    def install(self) -> None:
+        """The tracer's ops probe before each of their callbacks, and so do the
+        tracker's own (self.lock held, or before the ops registered)."""
+        if not self.hot:
+            self.hot = True
+            for op, func, ret in self.traced:
+                if func is not None:
+                    op.func = self.probing_callback(func)
+                if ret is not None:
+                    op.ret = self.probing_callback(ret)
+            self.run_ops.func = self.loop_ops.func = self.probed_entry
+            self.ops.ret = self.loop_ops.ret = self.probed_exit
+
+    def uninstall(self) -> None:
+        """The tracer's own callbacks again, and the tracker's (self.lock held)."""
+        if self.hot:
+            self.hot = False
+            for op, func, ret in self.traced:
+                op.func, op.ret = func, ret
+            self.run_ops.func = self.loop_ops.func = self.entry
+            self.ops.ret = self.loop_ops.ret = self.exit
+
+    def probed_entry(self, ip: Function, parent: Function | None, ops: Ops,
+                     fregs: FtraceRegs) -> None:
+        """Handle._run's or _run_once's entry while probing: the steps that
+        ended before it are noted first; no eager first step is open any more
+        (unless one runs this loop), so the thread's probes stop."""
+        tls = self.state()
+        if tls.armed or self.always:
+            self.resolve(tls)
+            self.disarm(tls)
+        self.entry(ip, parent, ops, fregs)
+
+    def probed_exit(self, ip: Function, parent: Function | None, ops: Ops,
+                    fregs: FtraceRegs) -> None:
+        """create_task's, _set_task_name's or _run_once's exit while probing (the
+        iteration's end stops the thread's probes too: a thread whose loop
+        stops after it may run no Handle._run again)."""
+        tls = self.state()
+        probed = tls.armed or self.always
+        if probed:
+            self.resolve(tls)
+        self.exit(ip, parent, ops, fregs)
+        what = WATCHED.get(ip.name)
+        if what == _LOOP:
+            self.disarm(tls)
+        elif probed and what == _CREATE and fregs.event == _RETURN:
+            # An eager first step that made no traced call was not probed:
+            # the task create_task returns may have ended in it.
+            task = fregs.return_value
+            n = self.numbers.get(task) if task is not None and _is_task(task) else None
+            if n is not None:
+                self.note_end(n, task)
+
+    def probing_callback(self, callback: Any) -> Any:
+        probe = self.probe
+        report = self.run_ops._callback_failed
+
+        def probing(ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
+            try:
+                probe()
+            except Exception as exc:  # a failing probe costs no event of the tracer's
+                report(exc)
+            callback(ip, parent, ops, fregs)
+        return probing
+
+    def probe(self) -> None:
+        """A traced event of this thread: note the step it runs in first, if that
+        is a step Handle._run did not begin (or one such has ended)."""
+        tls = self.state()
+        if tls.armed or self.always:
+            self.resolve(tls)
+
+    def arm(self, tls: Any) -> None:
+        """is_running returned True on this thread: an eager first step may
+        begin before its next probe; probe until its next Handle._run."""
+        tls.pending = True
+        if self.running_task is None:
+            self.running_task = _running_task_getter()
+        if not tls.armed:
+            tls.armed = True
+            with self.lock:
+                self.armed += 1
+                self.install()
+
+    def disarm(self, tls: Any) -> None:
+        """Handle._run or _run_once begins: no eager first step of this thread
+        is open, so its probes stop (unless uvloop's keep every thread's)."""
+        if tls.armed and not tls.foreign:
+            tls.armed = False
+            with self.lock:
+                self.armed -= 1
+                if not self.armed and not self.always:
+                    self.uninstall()
+
+    def probe_for_good(self) -> None:
+        """uvloop made a loop: its steps are probed at every traced event."""
+        if self.running_task is None:
+            self.running_task = _running_task_getter()
+        with self.lock:
+            self.always = True
+            self.install()
+
+    def resolve(self, tls: Any) -> None:
+        """Note what changed since this thread's last probe: the steps that
+        ended (each its ``new`` note if numbered at its start, its ``end`` if
+        it finished, the switch back, as the C path's dictionary watcher
+        notes them) and the step begun (numbered if first seen)."""
+        pending, tls.pending = tls.pending, False
+        getter = self.running_task
+        if getter is None:
+            return
+        actual = getter()
+        steps = tls.foreign
+        if steps:
+            if actual is steps[-1][0]:
+                return
+            for i in range(len(steps) - 2, -1, -1):
+                if steps[i][0] is actual:  # the steps begun inside it have ended
+                    while len(steps) > i + 1:
+                        self.foreign_leave(tls)
+                    return
+            # Not one of them: they have all ended, unless an eager first step
+            # begins inside the innermost (is_running's True came just before).
+            if not pending or actual is None or actual is steps[0][1] or not _is_task(actual):
+                while steps:
+                    self.foreign_leave(tls)
+        if actual is None or (not steps and actual is tls.last) or not _is_task(actual):
+            return
+        if len(steps) >= MAX_STEPS:
+            raise RecursionError("asyncio task steps nested too deeply")
+        n = self.numbers.get(actual)
+        name = None
+        if n is None:
+            n = self.numbers[actual] = self.take_number()
+            # Its name as the step runs: the watcher notes it at the step's
+            # end, before anything after the step (3.13's create_task names
+            # a factory's task after the factory returned) renames it.
+            name = str(actual.get_name())
+        steps.append((actual, steps[-1][0] if steps else tls.last, tls.cur, n, name))
+        self.switch(tls, n)
+
+    def foreign_leave(self, tls: Any) -> None:
+        task, _, prev, n, name = tls.foreign.pop()
+        if name is not None:  # numbered at the step: its creator noted it no earlier
+            self.note_new(n, task, None, None, name)
+        self.note_end(n, task)
+        self.switch(tls, prev)
+
+    def close(self) -> None:
+        """Tracing of tasks stops: this thread's open steps are noted as ended
+        where they have, and the tracer's ops get their own callbacks back."""
+        if not self.probing:
+            return
+        try:
+            tls = self.tls.thread
+        except AttributeError:
+            tls = None
+        if tls is not None and (tls.armed or self.always):
+            self.resolve(tls)
+        with self.lock:
+            self.uninstall()
 
     # -- notes ----------------------------------------------------------------
     def write(self, info: str) -> bool:
@@ -355,10 +573,12 @@ class TaskTracker:
             self.next += 1
         return n
 
-    def note_new(self, n: int, task: Any, creator: int | None, func: str | None) -> None:
+    def note_new(self, n: int, task: Any, creator: int | None, func: str | None,
+                 name: str | None = None) -> None:
         # The JSON json.dumps(sort_keys=True) makes, put together by hand: this
         # runs once per task, where json.dumps' own frames cost as much as the rest.
-        name = task.get_name() if task is not None else None
+        if name is None and task is not None:
+            name = task.get_name()
         text = "new {"
         if creator is not None:
             text += f'"creator": {int(creator)}, '
@@ -436,11 +656,6 @@ class TaskTracker:
             tls.push(tls.cur, tls.last, tls.last_n)
             tls.last = None
             self.switch(tls, 0)
-        elif what == _EAGER:
-            tls.push(tls.cur, None)
-            n = self.take_number()
-            tls.push(n, None)  # the number the factory's task gets
-            self.switch(tls, n)
 
     def exit(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
         what = WATCHED.get(ip.name)
@@ -454,9 +669,17 @@ class TaskTracker:
                 self.note_new(n, task, tls.cur, _creating_function(fregs.frame))
             return
         if what in (_RUNNING, _UVLOOP):  # the C recorder's, served in Python (shared site)
-            if self.recorder is not None and fregs.event == _RETURN and (
-                    what == _UVLOOP or fregs.return_value is True):
+            if fregs.event != _RETURN or (what == _RUNNING and fregs.return_value is not True):
+                return
+            if self.recorder is not None:
                 self.recorder.want(2 if what == _UVLOOP else 1)
+            elif self.probing:
+                if tls.armed or self.always:  # a step that ended before is no outer step
+                    self.resolve(tls)
+                if what == _UVLOOP:
+                    self.probe_for_good()
+                else:
+                    self.arm(tls)
             return
         if what == _IMPORT:
             if self.recorder is not None and fregs.event == _RETURN:
@@ -477,15 +700,19 @@ class TaskTracker:
             if top is not None:
                 prev, tls.last, tls.last_n = top
             self.switch(tls, prev)
-        elif what == _EAGER and len(tls) >= 2:
-            n, _, _ = tls.pop()
-            prev, _, _ = tls.pop()
-            task = fregs.return_value
-            if fregs.event == _RETURN and task is not None and _is_task(task):
-                self.numbers[task] = n
-                self.note_new(n, task, None, None)
-                self.note_end(n, task)
-            self.switch(tls, prev)
+
+
+def _running_task_getter() -> Any:
+    """A function giving the task the thread's running loop runs now (None: no
+    loop runs, or no task), made once asyncio is loaded: two C calls."""
+    mod = sys.modules["asyncio"]
+    running_loop = mod.events._get_running_loop
+    current = mod.current_task
+
+    def running_task() -> Any:
+        loop = running_loop()
+        return None if loop is None else current(loop)
+    return running_task
 
 
 def _task_types() -> tuple[tuple[type, ...], type | None] | None:

@@ -69,6 +69,7 @@ class Tracer:
             self.recorders.append(rec)
             self.inst.rb.watchers.append(rec)
         self.tasks = tracker
+        tracker.follow(self.ops)  # the pure path probes at this tracer's events (tasks.py)
         self.fast_refresh()
         try:
             _register_all(tracker.all_ops)
@@ -80,6 +81,7 @@ class Tracer:
         tracker, self.tasks = self.tasks, None
         if tracker is None:
             return
+        tracker.close()
         rec = tracker.recorder
         if rec is not None:
             rec.ok = False  # before unregister: no note after the tracker stopped
