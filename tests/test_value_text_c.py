@@ -19,11 +19,6 @@ import sys
 from typing import Any
 
 import pytest
-
-import fntrace
-from fntrace.tracing.instance import trace
-from fntrace.tracing.reprs import SafeRepr
-from fntrace.tracing.value_text import MAX_ITEMS, MAX_LEVEL, class_rule
 from test_value_text import (
     LOG,
     Number,
@@ -37,6 +32,10 @@ from test_value_text import (
     WithProperty,
     spy_at,
 )
+
+from fntrace.tracing.instance import trace
+from fntrace.tracing.reprs import SafeRepr
+from fntrace.tracing.value_text import MAX_ITEMS, MAX_LEVEL, class_rule
 
 speedups = pytest.importorskip("fntrace._speedups")
 
@@ -328,4 +327,3 @@ def test_object_repr_dataclass_shows_its_fields(hot_path: str) -> None:
     not by the C slot (object's): the fields, on both paths."""
     v = ObjectRepr(3)
     assert rendered([v, v]) == [("obj=ObjectRepr(v=3)", "ObjectRepr(v=3)")] * 2
-    assert fntrace  # (imported for the fixture's module)
