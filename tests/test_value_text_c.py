@@ -327,3 +327,39 @@ def test_object_repr_dataclass_shows_its_fields(hot_path: str) -> None:
     not by the C slot (object's): the fields, on both paths."""
     v = ObjectRepr(3)
     assert rendered([v, v]) == [("obj=ObjectRepr(v=3)", "ObjectRepr(v=3)")] * 2
+
+
+def test_recorder_renders_dataclasses_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the C path the walker sees a dataclass's class once (to plan it); the
+    recorder writes every later value itself, the same text."""
+    import fntrace.core.accel
+    from fntrace.tracing import reprs
+
+    if fntrace.core.accel.speedups is None:
+        pytest.skip("no C path here")
+    walked: list[str] = []
+    walker = reprs.SafeRepr.__call__
+
+    def counted(self: SafeRepr, value: Any, call: bool | None = None) -> str:
+        walked.append(type(value).__name__)
+        return walker(self, value, call)
+
+    monkeypatch.setattr(reprs.SafeRepr, "__call__", counted)
+
+    @dataclasses.dataclass(frozen=True)
+    class Line:
+        sku: str
+        n: int
+
+    @dataclasses.dataclass
+    class Basket:
+        lines: tuple[Line, ...]
+        tags: dict[str, int]
+
+    values = [Line("a", 1), Line("b", 2), Line("c", 3),
+              Basket((Line("d", 4),), {"x": 1}), Basket((Line("e", 5),) * 7, {}),
+              [Line("f", 6), {"k": Basket((), {})}]]
+    got = rendered(values)
+    walked_by_recorder = list(walked)
+    assert got == [oracle(v) for v in values]
+    assert walked_by_recorder == ["Line", "Basket"]

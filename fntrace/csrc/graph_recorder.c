@@ -542,8 +542,11 @@ graph_args_text(GraphRecorder *self, Where *w)
         if (part == NULL && !PyErr_Occurred() && !self->repr_call)
             part = fnt_value_text(&self->vt, name, v);
         if (part == NULL && !PyErr_Occurred()) {
+            /* the walker's (asked once: a second try in C would ask
+             * class_rule again before the walker has seen the class) */
             Py_INCREF(v);
-            PyObject *r = graph_repr(self, v);
+            PyObject *r = self->repr_call ? graph_repr(self, v)
+                                          : PyObject_CallOneArg(self->safe_repr, v);
             Py_DECREF(v);
             part = r ? name_equals(name, r) : NULL;
             Py_XDECREF(r);

@@ -15,7 +15,8 @@
 /* The rules (class_rule's answers). */
 enum {
     VT_WALKER = 0,  /* the Python walker's: not rendered here */
-    VT_RETRY,       /* the walker's for now; class_rule asked once more next time */
+    VT_RETRY,       /* the walker's for now; class_rule asked again next time (the
+                     * walker may have planned the class meanwhile), VT_ASKS times */
     VT_REPR,        /* repr() of a type whose repr is C code reading only the value */
     VT_TYPE,        /* type's repr */
     VT_CUT_STR, VT_CUT_BYTES, VT_CUT_BYTEARRAY,  /* the first max_len + 1, then repr() */
@@ -24,6 +25,8 @@ enum {
     VT_IDENTITY,    /* object's repr */
     VT_PLAN,        /* a dataclass's fields (arg: the plan, see make_plan) */
 };
+
+#define VT_ASKS 4
 
 /* A field's kind in a plan (value_text.py's _OWN, _SLOT, _HIDDEN). */
 #define FIELD_OWN 'o'
@@ -820,6 +823,7 @@ rule_clear(fnt_vtrule *e)
     e->type = NULL;
     e->version = 0;
     e->rule = VT_WALKER;
+    e->asked = 0;
     e->arg = NULL;
     Py_XDECREF(arg);
 }
@@ -841,7 +845,7 @@ rule_of(fnt_vtext *vt, PyTypeObject *t, PyObject **arg)
         *arg = Py_XNewRef(e->arg);
         return e->rule;
     }
-    int again = version != 0 && e->type == t && e->version == version;
+    int asked = version != 0 && e->type == t && e->version == version ? e->asked : 0;
     /* a class without a version tag gets one from a lookup (as the type cache
      * gives it); the answer is kept only if the tag is the same after it */
     if (version == 0) {
@@ -851,13 +855,14 @@ rule_of(fnt_vtext *vt, PyTypeObject *t, PyObject **arg)
     int rule = ask(vt, t, arg);
     if (rule < 0)
         return -1;
-    if (rule == VT_RETRY && again)
-        rule = VT_WALKER;  /* asked twice, the walker's both times: it stays so */
+    if (rule == VT_RETRY && asked >= VT_ASKS)
+        rule = VT_WALKER;  /* the walker's each time: it stays so */
     if (version != 0 && t->tp_version_tag == version) {
         PyObject *old = e->arg;
         e->type = t;
         e->version = version;
         e->rule = rule;
+        e->asked = asked + 1;
         e->arg = Py_XNewRef(*arg);
         Py_XDECREF(old);
     }

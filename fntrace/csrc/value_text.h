@@ -38,6 +38,7 @@ typedef struct {
     PyTypeObject *type;  /* compared by address only, never read */
     unsigned int version;
     int rule;
+    int asked;           /* how often class_rule was asked for this class and tag */
     PyObject *arg;       /* held: the base type, or the dataclass plan; or NULL */
 } fnt_vtrule;
 
