@@ -878,13 +878,25 @@ fnt_value_text(fnt_vtext *vt, PyObject *name, PyObject *v)
 {
     if (vt->class_rule == NULL || (name != NULL && !PyUnicode_Check(name)))
         return NULL;
+    /* a class already known to show by identity (user objects' commonest):
+     * the identity text at once, before any of the walk's set-up */
+    PyTypeObject *t = Py_TYPE(v);
+    if (vt->rules != NULL) {
+        fnt_vtrule *e = &vt->rules[fnt_ptr_slot(t, FNT_VT_RULES)];
+        if (e->type == t && e->version == t->tp_version_tag && e->version != 0 &&
+            e->rule == VT_IDENTITY) {
+            PyObject *text = fnt_identity_text(&vt->idtexts, name, v, vt->max_len);
+            if (text != NULL || PyErr_Occurred())
+                return text;
+        }
+    }
     vbuf b;
     vb_init(&b);
     Py_INCREF(v);
     int r = walk_builtin(vt, &b, v, 0);
     if (r == 2) {
         PyObject *arg;
-        int rule = rule_of(vt, Py_TYPE(v), &arg);
+        int rule = rule_of(vt, t, &arg);
         if (rule == VT_IDENTITY) {
             /* the identity form (user objects' commonest), without the buffer */
             PyObject *text = fnt_identity_text(&vt->idtexts, name, v, vt->max_len);
