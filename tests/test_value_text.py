@@ -316,8 +316,9 @@ def takes_plain(x: Any) -> None:
 
 
 def test_a_class_that_gains_a_repr_later_is_still_not_called(hot_path: str) -> None:
-    """Both paths decide a plain class fast (C: its tp_repr at each call; Python:
-    a per-class cache): a ``__repr__`` given to the class afterwards is not run."""
+    """Both paths decide a plain class once (Python: a per-class cache; C: that
+    decision, asked of value_text.class_rule and kept while the class's version
+    tag stays): a ``__repr__`` given to the class afterwards is not run."""
     class Late:
         pass
 

@@ -165,6 +165,30 @@ fnt_take_exception(void)
 #endif
 }
 
+/* A type's own dict (new reference; NULL without an error when it has none).
+ * 3.12 keeps a static builtin type's dict in the interpreter, not in tp_dict. */
+static inline PyObject *
+fnt_type_dict(PyTypeObject *t)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyType_GetDict(t);
+#else
+    return Py_XNewRef(t->tp_dict);
+#endif
+}
+
+/* getattr(obj, name, absent): 1 found (*out a new reference), 0 absent (*out
+ * NULL), -1 error. */
+static inline int
+fnt_optional_attr(PyObject *obj, PyObject *name, PyObject **out)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyObject_GetOptionalAttr(obj, name, out);
+#else
+    return _PyObject_LookupAttr(obj, name, out);
+#endif
+}
+
 /* Whether the weak reference `ref` refers to `obj` (runs no Python code). */
 static inline int
 fnt_weakref_is(PyObject *ref, PyObject *obj)

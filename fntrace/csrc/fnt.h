@@ -48,7 +48,7 @@ typedef struct {
         *str_buf, *str_new_buffer, *str_stack, *str_clock, *str_write,
         *str_F, *str_E, *str_X, *str_name, *str_code, *str_co_flags, *str_tid, *str_cpu,
         *str_thread_flags, *str_state, *str_max_len, *str_empty, *str_comma, *str_code_ref,
-        *str_call, *str_filename, *str_lineno, *str_module;
+        *str_call, *str_filename, *str_lineno, *str_module, *str_dunder_dict, *str_class_rule;
     PyObject *perf_counter_ns;  /* time.perf_counter_ns: read natively */
     PyObject *monotonic_ns;     /* time.monotonic_ns: the same clock on Linux */
     PyObject *time_ns;          /* time.time_ns: CLOCK_REALTIME */
@@ -72,6 +72,7 @@ FNT_HIDDEN PyObject *fnt_holds_code(PyObject *module, PyObject *arg);
 FNT_HIDDEN PyObject *fnt_forget_codes(PyObject *module, PyObject *unused);
 FNT_HIDDEN PyObject *fnt_take_all(PyObject *module, PyObject *buffers);
 FNT_HIDDEN PyObject *fnt_encode_buffers(PyObject *module, PyObject *args);
+FNT_HIDDEN PyObject *fnt_value_text_fn(PyObject *module, PyObject *args);  /* value_text.c */
 
 /* Each concern readies its types and adds them to the module (0, or -1). */
 FNT_HIDDEN int fnt_ring_add_types(PyObject *m);

@@ -9,7 +9,7 @@
  * frame's fast locals, cpython_internals.h).
  */
 #include "recorder.h"
-#include "identity.h"
+#include "value_text.h"
 
 #ifdef FNT_HOT_PATH
 
@@ -220,7 +220,7 @@ typedef struct {
 typedef struct {
     FNT_RECORDER_HEAD
     IntText *ints;                /* INT_TEXTS entries, or NULL until the first */
-    fnt_idtext *idtexts;          /* the identity form's per-type prefixes (identity.h) */
+    fnt_vtext vt;                 /* value_text.py's walk in C (value_text.h) */
     PyObject *tls;                /* the tracer's threading.local (its .stack) */
     long long max_depth;
     TlsCache s_stack;
@@ -257,6 +257,8 @@ GraphRecorder_traverse(GraphRecorder *self, visitproc visit, void *arg)
     Py_VISIT(self->ev_unwind);
     Py_VISIT(self->ev_other);
     Py_VISIT(self->safe_repr);
+    if (fnt_value_text_traverse(&self->vt, visit, arg) < 0)
+        return -1;
     if (self->ints != NULL) {
         for (int i = 0; i < INT_TEXTS; i++) {
             Py_VISIT(self->ints[i].name);
@@ -283,7 +285,7 @@ GraphRecorder_clear(GraphRecorder *self)
         }
         PyMem_Free(ints);
     }
-    fnt_identity_clear(&self->idtexts);
+    fnt_value_text_clear(&self->vt);
     fnt_recorder_clear_common((fnt_recorder *)self);
     return 0;
 }
@@ -307,12 +309,12 @@ graph_stack(GraphRecorder *self, int create, unsigned long long tsid)
                           (PyObject *)&GraphStack_Type, 1, &GraphStack_Type, create, tsid);
 }
 
-/* SafeRepr.__call__ (reprs.py) for the commonest values, in C: the types it
- * renders with repr() itself (None, bool, int, float, complex) and str and
- * bytes (cut before repr, so bounded and never timed), with its text limit.
- * Anything else is the instance's SafeRepr's to render. */
+/* SafeRepr.__call__ (reprs.py) in C where it can be: value_text.py's text by
+ * value_text.c (the default), or with repr-call the types SafeRepr renders
+ * with repr() itself (None, bool, int, float, complex) and str and bytes (cut
+ * before repr, so bounded and never timed), with its text limit.  Anything
+ * else is the instance's SafeRepr's to render. */
 static PyObject *graph_repr(GraphRecorder *self, PyObject *v);
-static int graph_repr_is_plain(PyTypeObject *t);
 
 /* "prefix=tail" (or "tail" when prefix is NULL) as one str, written in place:
  * PyUnicode_FromFormat parses its format and builds through a writer, most of
@@ -403,6 +405,13 @@ graph_repr(GraphRecorder *self, PyObject *v)
     PyObject *text = graph_small_int(self, NULL, v);
     if (text != NULL)
         return text;
+    if (!self->repr_call) {
+        /* value_text.py's text, in C where it can be (value_text.c) */
+        text = fnt_value_text(&self->vt, NULL, v);
+        if (text != NULL || PyErr_Occurred())
+            return text;
+        return PyObject_CallOneArg(self->safe_repr, v);
+    }
     if (v == Py_None || t == &PyLong_Type || t == &PyBool_Type || t == &PyFloat_Type ||
         t == &PyComplex_Type) {
         text = PyObject_Repr(v);
@@ -418,13 +427,6 @@ graph_repr(GraphRecorder *self, PyObject *v)
                                              : Py_NewRef(v);
         text = cut ? PyObject_Repr(cut) : NULL;
         Py_XDECREF(cut);
-    } else if (!self->repr_call && graph_repr_is_plain(t)) {
-        if (t->tp_repr == PyBaseObject_Type.tp_repr) {
-            text = fnt_identity_text(&self->idtexts, NULL, v, self->max_len);
-            if (text != NULL || PyErr_Occurred())
-                return text;
-        }
-        text = PyObject_Repr(v);
     } else {
         return PyObject_CallOneArg(self->safe_repr, v);
     }
@@ -441,21 +443,6 @@ graph_repr(GraphRecorder *self, PyObject *v)
         Py_DECREF(head);
     }
     return text;
-}
-
-/* Whether v's repr is C code that runs nothing of the program's and reads only
- * v's type and address, or fields of v's own that are no program objects
- * (value_text.py's identity form and the C reprs it calls as they are): checked
- * at each call, since a class that gains a __repr__ gets another tp_repr. */
-static int
-graph_repr_is_plain(PyTypeObject *t)
-{
-    return t->tp_repr == PyBaseObject_Type.tp_repr || t == &PyFunction_Type ||
-           t == &PyCFunction_Type || t == &PyGen_Type || t == &PyCoro_Type ||
-           t == &PyAsyncGen_Type || t == &PyCode_Type || t == &PyRange_Type ||
-           t == &PyType_Type || t == &PyMethodDescr_Type || t == &PyWrapperDescr_Type ||
-           t == &PyGetSetDescr_Type || t == &PyMemberDescr_Type ||
-           t == &PyClassMethodDescr_Type || t == &PyCell_Type;
 }
 
 /* The code and fast locals of the frame a callback runs for (0: none). */
@@ -552,12 +539,14 @@ graph_args_text(GraphRecorder *self, Where *w)
             continue;
         PyObject *name = PyTuple_GET_ITEM(co->co_localsplusnames, idx);
         PyObject *part = graph_small_int(self, name, v);
-        if (part == NULL && !PyErr_Occurred() && !self->repr_call &&
-            Py_TYPE(v)->tp_repr == PyBaseObject_Type.tp_repr)
-            part = fnt_identity_text(&self->idtexts, name, v, self->max_len);
+        if (part == NULL && !PyErr_Occurred() && !self->repr_call)
+            part = fnt_value_text(&self->vt, name, v);
         if (part == NULL && !PyErr_Occurred()) {
+            /* the walker's (asked once: a second try in C would ask
+             * class_rule again before the walker has seen the class) */
             Py_INCREF(v);
-            PyObject *r = graph_repr(self, v);
+            PyObject *r = self->repr_call ? graph_repr(self, v)
+                                          : PyObject_CallOneArg(self->safe_repr, v);
             Py_DECREF(v);
             part = r ? name_equals(name, r) : NULL;
             Py_XDECREF(r);
@@ -748,6 +737,15 @@ GraphRecorder_reprs(GraphRecorder *self, PyObject *const *a, Py_ssize_t nargs)
     Py_XDECREF(call);
     if (repr_call < 0)
         return NULL;
+    /* value_text.class_rule, for the C walk (none: every value not rendered
+     * above goes to safe_repr) */
+    PyObject *rule = NULL;
+    if (fnt_optional_attr(a[2], fnt_st->str_class_rule, &rule) < 0)
+        return NULL;
+    if (rule == Py_None)
+        Py_CLEAR(rule);
+    Py_XSETREF(self->vt.class_rule, rule);
+    self->vt.max_len = ml;
     self->args = args;
     self->retval = retval;
     self->max_len = ml;

@@ -97,12 +97,7 @@ fnt_identity_text(fnt_idtext **table, PyObject *name, PyObject *v, Py_ssize_t ma
             return NULL;
         nn = PyUnicode_GET_LENGTH(name) + 1;
     }
-    char hex[2 * sizeof(uintptr_t)], *end = hex + sizeof(hex), *p = end;
-    uintptr_t a = (uintptr_t)v;
-    do {
-        *--p = "0123456789abcdef"[a & 15];
-        a >>= 4;
-    } while (a != 0);
+    char hex[2 * sizeof(uintptr_t)], *end = hex + sizeof(hex), *p = fnt_identity_hex(end, v);
     Py_ssize_t np = PyUnicode_GET_LENGTH(prefix), nh = end - p;
     Py_ssize_t n = np + nh + 1;  /* the repr's own length: the limit is on it */
     if (n > max_len)
@@ -120,6 +115,24 @@ fnt_identity_text(fnt_idtext **table, PyObject *name, PyObject *v, Py_ssize_t ma
     memcpy(d + np, p, (size_t)nh);
     d[np + nh] = '>';
     return s;
+}
+
+char *
+fnt_identity_hex(char *end, const void *v)
+{
+    char *p = end;
+    uintptr_t a = (uintptr_t)v;
+    do {
+        *--p = "0123456789abcdef"[a & 15];
+        a >>= 4;
+    } while (a != 0);
+    return p;
+}
+
+PyObject *
+fnt_identity_prefix(fnt_idtext **table, PyTypeObject *t)
+{
+    return type_prefix(table, t);
 }
 
 void

@@ -35,6 +35,14 @@ typedef struct {
  * renders it the general way).  *table is allocated on first use. */
 FNT_HIDDEN PyObject *fnt_identity_text(fnt_idtext **table, PyObject *name, PyObject *v,
                                        Py_ssize_t max_len);
+/* The type's "<module.Qualname object at 0x" from the table (borrowed, valid
+ * until the table's next use); NULL without an error when it has none (no
+ * version tag, not ASCII: object's repr then makes the text). */
+FNT_HIDDEN PyObject *fnt_identity_prefix(fnt_idtext **table, PyTypeObject *t);
+/* The address as object_repr's "%p" writes it after "0x": lowercase hex
+ * digits, no leading zeros, at the end of buf[2 * sizeof(uintptr_t)]; returns
+ * the first digit. */
+FNT_HIDDEN char *fnt_identity_hex(char *end, const void *v);
 FNT_HIDDEN void fnt_identity_clear(fnt_idtext **table);
 
 #endif  /* FNT_IDENTITY_H */

@@ -35,6 +35,7 @@
  * trampolines' do.
  */
 #include "fnt.h"
+#include "value_text.h"
 
 #ifndef FNT_HOT_PATH
 /* Not verified on this version.  The recorders read interpreter frames and
@@ -73,6 +74,10 @@ static PyMethodDef speedups_functions[] = {
      "Consume every event of these buffers, merged in time order (BufferSet.consume)."},
     {"encode_buffers", fnt_encode_buffers, METH_VARARGS,
      "Consume these buffers and encode their events as one chunk, in one pass."},
+    {"value_text", fnt_value_text_fn, METH_VARARGS,
+     "value_text(value, max_len, class_rule): value_text.py's text of value, cut to "
+     "max_len, rendered by the C recorder's walk; None where that walk hands the value "
+     "to the Python walker (for tests)."},
     {"frame_key", fnt_frame_key, METH_O,
      "function_graph's stack key of a running frame (the address of its interpreter "
      "frame, or on 3.11 of its frame object)."},
@@ -150,6 +155,8 @@ state_fill(PyObject *m, fnt_state *st)
     INTERN(str_empty, "");
     INTERN(str_comma, ", ");
     INTERN(str_module, "__module__");
+    INTERN(str_dunder_dict, "__dict__");
+    INTERN(str_class_rule, "class_rule");
     INTERN(str_X, "X");
     INTERN(str_call, "call");
     INTERN(str_filename, "filename");
@@ -183,7 +190,9 @@ speedups_exec(PyObject *m)
     if (fnt_profile_hook_add_types(m) < 0)
         return -1;
 #endif
-    if (PyModule_AddIntConstant(m, "FRAME_ARGS", FNT_FRAME_ARGS) < 0)
+    if (PyModule_AddIntConstant(m, "FRAME_ARGS", FNT_FRAME_ARGS) < 0 ||
+        PyModule_AddIntConstant(m, "VALUE_TEXT_ITEMS", FNT_VT_ITEMS) < 0 ||
+        PyModule_AddIntConstant(m, "VALUE_TEXT_LEVEL", FNT_VT_LEVEL) < 0)
         return -1;
     /* The types serve the first module object (a second one, made by importing
      * again after a `del sys.modules[...]`, has its own state for its own

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fntrace.tracing.value_text import text_maker
+from fntrace.tracing.value_text import class_rule, text_maker
 
 __all__ = ["SafeRepr", "slow_note"]
 
@@ -47,6 +47,10 @@ class SafeRepr:
         #: options/repr-call: the program's own __repr__ is called (else value_text).
         self.call = call
         self._value_text = text_maker(max_len)
+        #: value_text's rules by class, for the C recorder's own walk of values
+        #: (fntrace/csrc/value_text.c), which renders what they let it, byte for
+        #: byte as value_text does, and hands the rest to this SafeRepr.
+        self.class_rule = class_rule
         self.slow_types: set[type] = set()
         #: Told once per type, when its reprs stop: the text of a marker line, so a
         #: reader of the trace knows why an argument's text changed mid-trace.

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
-__all__ = ["MAX_ITEMS", "MAX_LEVEL", "text_maker", "value_text"]
+__all__ = ["MAX_ITEMS", "MAX_LEVEL", "class_rule", "text_maker", "value_text"]
 
 #: Items shown of a container (then ``...``), as reprlib's default of 6.
 MAX_ITEMS = 6
@@ -364,6 +364,60 @@ def _remember(cls: type, how: Callable[[_Walk, Any, int], str]) -> None:
         _KNOWN[key] = (weakref.ref(cls, lambda _ref: _KNOWN.pop(key, None)), how)
     except TypeError:  # a type that takes no weak reference: decided every time
         pass
+
+
+#: class_rule's answer for the exact types of :data:`_FAST` whose rule is a
+#: container's walk: the container's name.
+_CONTAINER_NAMES: dict[type, str] = {list: "list", tuple: "tuple", dict: "dict", set: "set",
+                                     frozenset: "frozenset"}
+
+
+def class_rule(cls: type) -> tuple[str, Any] | None:
+    """How the walker shows *every* value of exactly ``cls``, when that depends
+    on the class alone: for the C recorder (fntrace/csrc/value_text.c), which
+    keeps the answer per class while the class stays unchanged (its version
+    tag) and renders the values itself, byte for byte as here.
+
+    The answer follows :meth:`_Walk.text`'s order: :data:`_FAST`, then
+    :data:`_KNOWN`, then the part of :meth:`_Walk.slow` that reads the class
+    alone (and remembers what ``slow`` remembers).  ``(rule, arg)``:
+    ``("repr", None)`` repr() as is; ``("type", None)`` type's repr;
+    ``("cut", base)`` the base str, bytes or bytearray's first ``max_len + 1``
+    items, then repr(); ``("scalar", base)`` the base's repr;
+    ``("list" | "tuple" | "dict" | "set" | "frozenset", None)`` walked;
+    ``("identity", None)`` object's repr; ``("plan", (name, fields))`` a
+    dataclass's plan (:class:`_DataclassText`).  None: it depends on the value
+    (or is rare), the walker decides each time."""
+    rule = _FAST.get(cls)
+    if rule is _REPR:
+        return ("repr", None)
+    if rule is _CUT:
+        return ("cut", cls)
+    if rule is not None:
+        return (_CONTAINER_NAMES[cls], None)
+    known = _KNOWN.get(id(cls))
+    if known is not None and known[0]() is cls:
+        how = known[1]
+        if how is _identity:
+            return ("identity", None)
+        if type(how) is _DataclassText:
+            return ("plan", (how.name, how.fields))
+        return None
+    if issubclass(cls, type):
+        return ("type", None)
+    owner = _owner(cls)
+    if owner is None or owner is object:
+        _remember(cls, _identity)
+        return ("identity", None)
+    if owner in _SCALARS:
+        return ("scalar", owner)
+    if owner is str or owner is bytes:
+        return ("cut", owner)
+    if owner in _CONTAINERS:
+        return (_CONTAINER_NAMES[owner], None)
+    if owner is type:
+        return ("type", None)
+    return None
 
 
 def text_maker(max_len: int) -> Callable[[Any], str]:
