@@ -14,6 +14,17 @@ from typing import Any, final
 #: 1 when funcgraph-args is read in C (from the frame's fast locals).
 FRAME_ARGS: int
 
+#: value_text's limits as the C walk applies them: items shown per container,
+#: and container levels walked.
+VALUE_TEXT_ITEMS: int
+VALUE_TEXT_LEVEL: int
+
+def value_text(value: object, max_len: int, class_rule: Callable[[type], object],
+               name: str | None = None, /) -> str | None:
+    """value_text.py's text of value (after ``name=`` when given), cut to max_len,
+    as the C recorder's walk renders it; None where that walk hands the value
+    to the Python walker (for tests)."""
+
 def local_clock() -> int:
     """The "local" trace clock in ns (never goes backwards)."""
 
