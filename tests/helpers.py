@@ -186,3 +186,21 @@ def build(head: bytes, chunks: list[tuple[bytes, bytes]]) -> bytes:
     for kind, payload in chunks:
         out += CHUNK.pack(b"\xf7FNC", kind, len(payload), zlib.crc32(payload)) + payload
     return out
+
+
+def record_program(cwd: os.PathLike[str], program: str, writer: str,
+                   options: tuple[str, ...] = ("-t", "function_graph", "--args", "--retval"),
+                   out: str = "t.dat") -> None:
+    """Record ``program`` (written to prog.py in ``cwd``) with ``options`` (by default
+    function_graph, arguments and return values) into ``out``, by the C writer or
+    the pure one."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    (Path(cwd) / "prog.py").write_text(program)
+    env = {"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}
+    if writer == "pure":
+        env["FNTRACE_PURE"] = "1"
+    subprocess.run([sys.executable, "-m", "fntrace", "record", *options, "-o", out, "--",
+                    "prog.py"], cwd=cwd, env=env, check=True, capture_output=True)

@@ -16,13 +16,11 @@ import gzip
 import io
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import needs_subprocess
+from helpers import needs_subprocess, record_program
 from test_decoder import PROGRAM
 from test_render_c import write_trace
 
@@ -125,18 +123,10 @@ def test_task_notes_are_written_by_python(tmp_path: Path, seed: int,
 @needs_subprocess
 @pytest.mark.parametrize("writer", ["c", "pure"])
 def test_recordings(tmp_path: Path, writer: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "prog.py").write_text(PROGRAM)
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    if writer == "pure":
-        env["FNTRACE_PURE"] = "1"
-    subprocess.run([sys.executable, "-m", "fntrace", "record", "-t", "function_graph",
-                    "--args", "--retval", "-o", "t.dat", "--", "prog.py"], cwd=tmp_path,
-                   env=env, check=True, capture_output=True)
+    record_program(tmp_path, PROGRAM, writer)
     data = dump_both(tmp_path / "t.dat", tmp_path, monkeypatch)
     assert b'"name": "done"' in data and b'"file": ' in data
-    subprocess.run([sys.executable, "-m", "fntrace", "record", "-t", "function", "--args",
-                    "-o", "f.dat", "--", "prog.py"], cwd=tmp_path, env=env, check=True,
-                   capture_output=True)
+    record_program(tmp_path, PROGRAM, writer, ("-t", "function", "--args"), "f.dat")
     data = dump_both(tmp_path / "f.dat", tmp_path, monkeypatch)
     assert b'"cat": "call"' in data
 

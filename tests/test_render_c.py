@@ -17,13 +17,11 @@ from __future__ import annotations
 import itertools
 import random
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import FakeThread, event_text, needs_subprocess
+from helpers import FakeThread, event_text, needs_subprocess, record_program
 from test_decoder import PROGRAM, functions, random_events
 
 import fntrace.core.accel
@@ -301,13 +299,7 @@ def test_an_unknown_thread_is_an_error() -> None:
 @pytest.mark.parametrize("writer", ["c", "pure"])
 def test_recordings(tmp_path: Path, writer: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Real recordings by both writers (threads, generators, exceptions, markers)."""
-    (tmp_path / "prog.py").write_text(PROGRAM)
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    if writer == "pure":
-        env["FNTRACE_PURE"] = "1"
-    subprocess.run([sys.executable, "-m", "fntrace", "record", "-t", "function_graph",
-                    "--args", "--retval", "-o", "t.dat", "--", "prog.py"], cwd=tmp_path,
-                   env=env, check=True, capture_output=True)
+    record_program(tmp_path, PROGRAM, writer)
     path = tmp_path / "t.dat"
     text = replay_both(path, tmp_path, monkeypatch)
     assert "/* done */" in text and "__main__:gen(n=3)" in text
