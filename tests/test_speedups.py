@@ -802,20 +802,36 @@ def test_default_clock_is_local() -> None:
         assert CLOCKS["local"] is built.local_clock
 
 
+def sp_one_thread() -> int:
+    """sp_main's calls without its threads: a chunk of one thread's events."""
+    total = 0
+    for i in range(20):
+        total += sp_rec(i % 7) + sum(sp_gen(3)) + sp_catch() + sp_leaf(i)
+    return total
+
+
+TRACERS = [("function", {}), ("function_graph", {}), ("function", {"func_args": 1}),
+           ("function_graph", {"funcgraph_retval": 1})]
+
+
 @needs_c
-@pytest.mark.parametrize(("tracer", "options"), [
-    ("function", {}), ("function_graph", {}), ("function", {"func_args": 1}),
-    ("function_graph", {"funcgraph_retval": 1})])
+@pytest.mark.parametrize("marker", [False, True])
+@pytest.mark.parametrize("threads", [True, False])
+@pytest.mark.parametrize(("tracer", "options"), TRACERS)
 def test_encode_buffers_matches_the_python_writer(tmp_path: Any, tracer: str,
-                                                  options: dict[str, int]) -> None:
+                                                  options: dict[str, int], threads: bool,
+                                                  marker: bool) -> None:
     """The one-pass writer (packed events encoded without tuples) against
-    write_events(...) of the same events in consume() order."""
+    write_events(...) of the same events in consume() order: several threads
+    (merged by time) or one (the writer's no-merge run, or, with a marker's
+    tuple among the events, the general path)."""
     from fntrace.formats import tracefile
     from fntrace.recording import recorder
 
     with trace(tracer, filter="sp_*", **options) as inst:
-        inst.write("trace_marker", "start")
-        sp_main()
+        if marker:
+            inst.write("trace_marker", "start")
+        sp_main() if threads else sp_one_thread()
         inst.tracing_on = False
         bufs = inst.rb.live
         expected = list(bufs.merged())

@@ -181,11 +181,10 @@ typedef struct {
     Py_ssize_t len, cap;
 } Bytes;
 
+/* Growing the buffer: the slow path of bytes_room, out of line. */
 static int
-bytes_room(Bytes *b, Py_ssize_t more)
+bytes_grow(Bytes *b, Py_ssize_t more)
 {
-    if (b->len + more <= b->cap)
-        return 0;
     Py_ssize_t ncap = b->cap ? b->cap : 4096;
     while (ncap < b->len + more)
         ncap *= 2;
@@ -199,16 +198,30 @@ bytes_room(Bytes *b, Py_ssize_t more)
     return 0;
 }
 
+FNT_ALWAYS_INLINE int
+bytes_room(Bytes *b, Py_ssize_t more)
+{
+    return b->len + more <= b->cap ? 0 : bytes_grow(b, more);
+}
+
+/* A uvarint written where there is room for it (at most 10 bytes): the end. */
+FNT_ALWAYS_INLINE unsigned char *
+uvarint_at(unsigned char *p, unsigned long long n)
+{
+    while (n >= 0x80) {
+        *p++ = (unsigned char)((n & 0x7F) | 0x80);
+        n >>= 7;
+    }
+    *p++ = (unsigned char)n;
+    return p;
+}
+
 static int
 put_uvarint(Bytes *b, unsigned long long n)
 {
     if (bytes_room(b, 10) < 0)
         return -1;
-    while (n >= 0x80) {
-        b->data[b->len++] = (unsigned char)((n & 0x7F) | 0x80);
-        n >>= 7;
-    }
-    b->data[b->len++] = (unsigned char)n;
+    b->len = uvarint_at(b->data + b->len, n) - b->data;
     return 0;
 }
 
@@ -648,10 +661,15 @@ chunk_payload(Tables *t, Bytes *body, Py_ssize_t n)
             goto done;
         }
     }
-    if (put_uvarint(&out, (unsigned long long)n) < 0 ||
-        put_raw(&out, (char *)body->data, body->len) < 0)
+    if (put_uvarint(&out, (unsigned long long)n) < 0)
         goto done;
-    PyObject *payload = PyBytes_FromStringAndSize((char *)out.data, out.len);
+    /* tables and events copied once, into the bytes object */
+    PyObject *payload = PyBytes_FromStringAndSize(NULL, out.len + body->len);
+    if (payload != NULL) {
+        memcpy(PyBytes_AS_STRING(payload), out.data, (size_t)out.len);
+        if (body->len)
+            memcpy(PyBytes_AS_STRING(payload) + out.len, body->data, (size_t)body->len);
+    }
     if (payload != NULL)
         result = Py_BuildValue("(Nnn)", payload, n, nrows);
 done:
@@ -659,9 +677,25 @@ done:
     return result;
 }
 
+/* The most bytes encode_slot writes for one event: the first byte and six
+ * uvarints of at most 10 bytes each. */
+#define SLOT_MAX_BYTES 64
+
+/* The string index + 1 of an optional text (0: none), the way put_opt writes it. */
+static inline Py_ssize_t
+opt_sid(Tables *t, PyObject *text)
+{
+    if (text == NULL || text == Py_None)
+        return 0;
+    Py_ssize_t sid = tab_sid(t, text);
+    return sid < 0 ? -1 : sid + 1;
+}
+
 /* One packed event (a recorder's slot) into the chunk: what encode_one does with
- * the tuple the slot stands for, without building it. */
-static int
+ * the tuple the slot stands for, without building it.  Every table lookup comes
+ * first (they may call Python); then the bytes are written with one room check,
+ * which is most of the writer's work per event. */
+FNT_ALWAYS_INLINE int
 encode_slot(Bytes *body, Tables *t, Py_ssize_t ti, Slot *sl, PyObject *event_codes)
 {
     int code = sl->kind == EVENT_TAG_CALL    ? FILE_KIND_CALL
@@ -675,15 +709,6 @@ encode_slot(Bytes *body, Tables *t, Py_ssize_t ti, Slot *sl, PyObject *event_cod
             return -1;
         t->evmap[sl->evcode] = evcode;
     }
-    if (bytes_room(body, 1) < 0)
-        return -1;
-    body->data[body->len++] = (unsigned char)(code | (evcode << FILE_EVENT_SHIFT));
-    if (put_uvarint(body, (unsigned long long)ti) < 0)
-        return -1;
-    long long delta = sl->ts - t->last_ts[ti];
-    t->last_ts[ti] = sl->ts;
-    if (put_uvarint(body, ((unsigned long long)delta << 1) ^ (unsigned long long)(delta >> 63)) < 0)
-        return -1;
     size_t fs = fnt_ptr_slot(sl->obj, FID_SLOTS);
     Py_ssize_t fid;
     if (t->fid_cache[fs].fn == sl->obj) {
@@ -695,23 +720,39 @@ encode_slot(Bytes *body, Tables *t, Py_ssize_t ti, Slot *sl, PyObject *event_cod
         t->fid_cache[fs].fn = sl->obj;
         t->fid_cache[fs].fid = fid;
     }
-    if (put_uvarint(body, (unsigned long long)fid) < 0)
-        return -1;
+    Py_ssize_t extra = 0;  /* F: the parent's fid + 1; E, X: the text's sid + 1 */
     if (code == FILE_KIND_CALL) {
-        if (sl->aux == NULL || sl->aux == Py_None)
-            return put_uvarint(body, 0) < 0 || put_uvarint(body, 0) < 0 ? -1 : 0;
-        Py_ssize_t pf = fn_fid(t, sl->aux, 1);
-        if (pf < 0 || put_uvarint(body, (unsigned long long)pf + 1) < 0)
+        if (sl->aux != NULL && sl->aux != Py_None) {
+            extra = fn_fid(t, sl->aux, 1);
+            if (extra < 0)
+                return -1;
+            extra++;
+        }
+    } else {
+        extra = opt_sid(t, sl->aux);
+        if (extra < 0)
             return -1;
-        return put_uvarint(body, 0);  /* no args: the recorder writes none */
     }
-    if (put_uvarint(body, (unsigned long long)(sl->depth > 0 ? sl->depth : 0)) < 0)
+    if (bytes_room(body, SLOT_MAX_BYTES) < 0)
         return -1;
-    if (code == FILE_KIND_ENTRY)
-        return put_opt(body, t, sl->aux ? sl->aux : Py_None);  /* funcgraph-args */
-    if (put_uvarint(body, (unsigned long long)(sl->duration > 0 ? sl->duration : 0)) < 0)
-        return -1;
-    return put_opt(body, t, sl->aux ? sl->aux : Py_None);
+    unsigned char *p = body->data + body->len;
+    *p++ = (unsigned char)(code | (evcode << FILE_EVENT_SHIFT));
+    p = uvarint_at(p, (unsigned long long)ti);
+    long long delta = sl->ts - t->last_ts[ti];
+    t->last_ts[ti] = sl->ts;
+    p = uvarint_at(p, ((unsigned long long)delta << 1) ^ (unsigned long long)(delta >> 63));
+    p = uvarint_at(p, (unsigned long long)fid);
+    if (code == FILE_KIND_CALL) {
+        p = uvarint_at(p, (unsigned long long)extra);
+        *p++ = 0;  /* no args: the recorder writes none */
+    } else {
+        p = uvarint_at(p, (unsigned long long)(sl->depth > 0 ? sl->depth : 0));
+        if (code == FILE_KIND_EXIT)
+            p = uvarint_at(p, (unsigned long long)(sl->duration > 0 ? sl->duration : 0));
+        p = uvarint_at(p, (unsigned long long)extra);
+    }
+    body->len = p - body->data;
+    return 0;
 }
 
 /* A task note's slot into the chunk: the marker record the Python encoder
@@ -743,6 +784,31 @@ typedef struct {
     Py_ssize_t n, pos;
     Py_ssize_t ti;  /* its thread's index in the chunk, once its first event is encoded */
 } TakenSlots;
+
+/* Whether any of these slots holds a tuple written from Python (encode_one's). */
+static int
+has_tuples(TakenSlots *tk)
+{
+    for (Py_ssize_t i = 0; i < tk->n; i++) {
+        if (tk->slots[i].kind == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Every slot of one thread, in order (packed events and task notes only). */
+static int
+encode_run(Bytes *body, Tables *t, TakenSlots *tk, PyObject *event_codes)
+{
+    Py_ssize_t ti = tk->ti;
+    for (Slot *sl = tk->slots, *end = tk->slots + tk->n; sl < end; sl++) {
+        if ((sl->kind == EVENT_TAG_TASK ? encode_task_slot(body, t, ti, sl)
+                                        : encode_slot(body, t, ti, sl, event_codes)) < 0)
+            return -1;
+    }
+    tk->pos = tk->n;
+    return 0;
+}
 
 /* encode_buffers(buffers, other, event_codes) -> (payload, n, tids, first, last):
  * take every event now in these RingCore buffers (as take_all does) and make the
@@ -787,42 +853,55 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
         Py_ssize_t n = q ? q->len : 0;
         if (n == 0)
             continue;
-        tk[j].slots = PyMem_Calloc((size_t)n, sizeof(Slot));
+        tk[j].slots = PyMem_Malloc((size_t)n * sizeof(Slot));
         if (tk[j].slots == NULL) {
             PyErr_NoMemory();
             ok = 0;
             break;
         }
-        for (Py_ssize_t i = 0; i < n && q->len > 0; i++) {
-            Slot *sl = &tk[j].slots[tk[j].n];
-            fnt_queue_take(q, sl);
-            long long size = 0;
-            if (fnt_slot_size(sl, &size) < 0) {
-                fnt_slot_release(sl);
-                ok = 0;
-                break;
-            }
-            if (sl->kind == 0) {  /* its timestamp, for the merge */
+        /* The queue's slots moved out at once (their references are ours now);
+         * a failure below releases the ones not yet counted in tk[j].n. */
+        fnt_queue_take_all(q, tk[j].slots);
+        Slot *ss = tk[j].slots;
+        long long bytes = 0, prev = LLONG_MIN;
+        long long lo = total ? first : LLONG_MAX, hi = total ? last : LLONG_MIN;
+        Py_ssize_t i = 0;
+        for (; i < n; i++) {
+            Slot *sl = &ss[i];
+            if (sl->kind != 0) {
+                bytes += sl->size;
+            } else {  /* a tuple written from Python: its size and timestamp, read */
+                long long size = 0;
                 int bad = 0;
-                sl->ts = event_ts(sl->obj, &bad);
-                if (bad) {
-                    fnt_slot_release(sl);
-                    ok = 0;
+                if (fnt_slot_size(sl, &size) < 0)
                     break;
-                }
+                sl->ts = event_ts(sl->obj, &bad);
+                if (bad)
+                    break;
+                bytes += size;
             }
-            rc->read++;
-            rc->read_bytes += size;
-            if (tk[j].n > 0 && sl->ts < tk[j].slots[tk[j].n - 1].ts)
+            if (sl->ts < prev)
                 monotonic = 0;
-            if (total == 0 || sl->ts < first)
-                first = sl->ts;
-            if (total == 0 || sl->ts > last)
-                last = sl->ts;
-            tk[j].n++;
-            total++;
+            prev = sl->ts;
+            if (sl->ts < lo)
+                lo = sl->ts;
+            if (sl->ts > hi)
+                hi = sl->ts;
         }
+        ok = i == n;
+        tk[j].n = i;
+        rc->read += i;
+        rc->read_bytes += bytes;
+        if (i > 0) {
+            first = lo;
+            last = hi;
+        }
+        total += i;
+        for (Py_ssize_t i = tk[j].n; !ok && i < n; i++)
+            fnt_slot_release(&tk[j].slots[i]);
     }
+    if (ok && total > 0 && bytes_room(&body, total * 12) < 0)
+        ok = 0;  /* room for the usual event (8 to 11 bytes); more grows as it comes */
     if (ok && !monotonic) {
         /* a clock that went back: the pairs, sorted as consume() sorts them */
         PyObject *keyed = PyList_New(0);
@@ -848,7 +927,21 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
         }
         Py_XDECREF(keyed);
     } else {
-        for (Py_ssize_t m = 0; ok && m < total; m++) {
+        /* One thread's events (the usual chunk): no merge, no choosing per event. */
+        Py_ssize_t only = -1, filled = 0;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            if (tk[j].n > 0) {
+                only = j;
+                filled++;
+            }
+        }
+        Py_ssize_t from = 0;
+        if (ok && filled == 1 && tk[only].ti < 0 && !has_tuples(&tk[only])) {
+            tk[only].ti = tab_thread(&t, tk[only].buf);
+            ok = tk[only].ti >= 0 && encode_run(&body, &t, &tk[only], event_codes) == 0;
+            from = total;
+        }
+        for (Py_ssize_t m = from; ok && m < total; m++) {
             Py_ssize_t best = -1;
             for (Py_ssize_t j = 0; j < k; j++) {
                 if (tk[j].pos < tk[j].n &&

@@ -133,6 +133,23 @@ fnt_ring_put(fnt_RingCore *r, fnt_slot *s)
     return 1;
 }
 
+/* Every slot of the queue moved into out (room for q->len slots), oldest
+ * first: their references are the caller's; the queue is empty after.  Slot by
+ * slot (a few moves each) rather than memcpy, whose large copies are byte loops
+ * (rep movsb); the vacated slots are not cleared: a slot is written whole
+ * before the queue counts it again (fnt_ring_claim, EventQueue's append). */
+static inline void
+fnt_queue_take_all(fnt_EventQueue *q, fnt_slot *out)
+{
+    Py_ssize_t at = q->head;
+    for (Py_ssize_t i = 0; i < q->len; i++) {
+        out[i] = q->slots[at];
+        at = at + 1 == q->cap ? 0 : at + 1;
+    }
+    q->head = 0;
+    q->len = 0;
+}
+
 FNT_HIDDEN int fnt_slot_size(fnt_slot *s, long long *size);
 FNT_HIDDEN PyObject *fnt_slot_event(fnt_slot *s);
 FNT_HIDDEN int fnt_queue_take(fnt_EventQueue *q, fnt_slot *out);

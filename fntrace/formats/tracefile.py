@@ -292,8 +292,16 @@ class TraceWriter:
             self.bytes += n
             view = view[n:]
 
-    def _chunk(self, kind: bytes, payload: bytes) -> None:
-        self._write(_CHUNK.pack(SYNC, kind, len(payload), zlib.crc32(payload)) + payload)
+    def _chunk(self, kind: bytes, *parts: bytes) -> None:
+        """One chunk whose payload is ``parts`` end to end, written without
+        joining them: an event chunk's payload is most of the file, and copying
+        it again per chunk would cost the writer as much as encoding it."""
+        crc = 0
+        for part in parts:
+            crc = zlib.crc32(part, crc)
+        self._write(_CHUNK.pack(SYNC, kind, sum(map(len, parts)), crc))
+        for part in parts:
+            self._write(part)
 
     def write_events(self, pairs: Iterable[tuple[Thread, tuple[Any, ...]]],
                      text_of: TextOf) -> int:
@@ -464,7 +472,7 @@ class TraceWriter:
         flag = b"\x01" if self.compress else b"\x00"
         if self.compress:
             payload = zlib.compress(payload, 1)
-        self._chunk(EVENTS, flag + payload)
+        self._chunk(EVENTS, flag, payload)
         self.events += n
         if n:
             first, last = span if span is not None else (None, None)
