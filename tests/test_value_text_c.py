@@ -322,6 +322,31 @@ def test_values_and_classes_changed_between_calls(hot_path: str) -> None:
     assert got[4][1].endswith("Moving(a=1, b=<unset>)")
 
 
+def test_a_slot_replaced_by_a_property_after_the_plan_is_not_called(hot_path: str) -> None:
+    """A slotted dataclass planned at its first value, then its slot's class
+    attribute replaced by a property of the program's: the property is never
+    called (on either path), the field shows as a descriptor's."""
+
+    @dataclasses.dataclass(slots=True)
+    class Cell:
+        a: int
+        b: int = 2
+
+    calls: list[str] = []
+    values = [Cell(1), Cell(3), Cell(5)]
+
+    def between(i: int) -> None:
+        if i == 1:
+            Cell.b = property(lambda self: calls.append("b") or 9)  # type: ignore[assignment]
+
+    got = rendered(values, between=between)
+    assert calls == []
+    name = "test_a_slot_replaced_by_a_property_after_the_plan_is_not_called.<locals>.Cell"
+    assert got == [(f"obj={name}(a=1, b=2)", f"{name}(a=1, b=2)"),
+                   (f"obj={name}(a=3, b=<descriptor>)", f"{name}(a=3, b=<descriptor>)"),
+                   (f"obj={name}(a=5, b=<descriptor>)", f"{name}(a=5, b=<descriptor>)")]
+
+
 def test_object_repr_dataclass_shows_its_fields(hot_path: str) -> None:
     """value_text decides by the class that names __repr__ (a dataclass here),
     not by the C slot (object's): the fields, on both paths."""

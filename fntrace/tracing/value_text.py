@@ -283,7 +283,13 @@ class _DataclassText:
             if kind is _HIDDEN:
                 text = "<descriptor>"
             elif kind is _SLOT:
+                # The plan is the class's at its first value: a slot since
+                # replaced by a property (or anything else) is not read.
                 slot = _class_attr(cls, name)
+                if type(slot) is not _MEMBER:
+                    text = "<descriptor>"
+                    shown.append(f"{name}={text}")
+                    continue
                 try:
                     text = walk.text(slot.__get__(value, cls), level + 1)
                 except AttributeError:
