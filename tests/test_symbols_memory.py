@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+import fntrace
 import fntrace.core.accel
 from fntrace.core import engine, symbols
 from fntrace.tracing.instance import Instance
@@ -182,3 +183,31 @@ def test_listing_available_functions_keeps_nothing() -> None:
     assert {f"gen:listed{i}" for i in range(50)} <= set(names)
     assert symbols.cache() == before
     del keep
+
+
+def test_sites_of_one_ops_set_share_their_tuples() -> None:
+    """A site per patched function, and the ops tuples in it shared by every
+    site with the same ops (issue 15, memory per patched site): N sites add
+    one tuple, not three per site; and the sharing holds no ops once it is
+    unregistered."""
+    import weakref
+
+    funcs = [make("share", i) for i in range(50)]
+    ops = fntrace.Ops(lambda *a: None, ret=lambda *a: None, filter="gen:share*")
+    fntrace.register(ops)
+    try:
+        for f in funcs:
+            f(1)
+        mine = [s for s in engine.sites.values() if s.fn.qualname.startswith("share")]
+        assert len(mine) == 50
+        first = mine[0]
+        assert first.ops == (ops,) and first.entry_ops is first.ops is first.ret_ops
+        assert all(s.ops is first.ops and s.entry_ops is first.ops and s.ret_ops is first.ops
+                   for s in mine)
+        assert len({id(s.trampoline) for s in mine}) == 1
+    finally:
+        fntrace.unregister(ops)
+    ref = weakref.ref(ops)
+    del ops, mine, first
+    gc.collect()
+    assert ref() is None

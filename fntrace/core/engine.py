@@ -107,6 +107,22 @@ _tls = threading.local()
 generation = 0
 
 
+#: The trampolines' names (enabled_functions shows them), one str each.
+_TRAMPOLINES = {(flavour, kind): f"{flavour}_{kind}"
+                for flavour in ("regs", "args") for kind in ("none", "one", "list")}
+#: Ops tuples as sites hold them: equal tuples are one object.  Emptied by
+#: every _rebuild (register, unregister, a filter set), so an unregistered
+#: ops is held by no entry here once the sites that held it are gone.
+_tuple_cache: dict[tuple[Ops, ...], tuple[Ops, ...]] = {}
+
+
+def _shared(ops: tuple[Ops, ...]) -> tuple[Ops, ...]:
+    """The one tuple equal to ``ops`` that sites share (``ops`` itself the first time)."""
+    if not ops:
+        return ()
+    return _tuple_cache.setdefault(ops, ops)
+
+
 class Site:
     """One patched code object and its immutable dispatch configuration."""
 
@@ -125,9 +141,11 @@ class Site:
 
     def __init__(self, fn: Function, ops: tuple[Ops, ...]) -> None:
         self.fn = fn
-        self.ops = ops
-        self.entry_ops = tuple(op for op in ops if op.func is not None)
-        self.ret_ops = tuple(op for op in ops if op.ret is not None)
+        self.ops = ops = _shared(ops)
+        # Most sites share one ops set: the same tuples for all of them (a site
+        # is kept per patched function, bench/site_memory.py).
+        self.entry_ops = _shared(tuple(op for op in ops if op.func is not None))
+        self.ret_ops = _shared(tuple(op for op in ops if op.ret is not None))
         self.has_ret = bool(self.ret_ops)
         self.regs = any(op._flags & _REGS
                         for op in ops)
@@ -141,7 +159,7 @@ class Site:
         else:
             enter, kind = _enter_list, "list"
         self.enter = enter
-        self.trampoline = f"{flavour}_{kind}"
+        self.trampoline = _TRAMPOLINES[flavour, kind]
         # The C hot path (fntrace/csrc/) records this site itself when its
         # one ops carries a recorder (and the recorder says it may, recorder.ok).
         self.fast = ops[0].fast if len(ops) == 1 and not self.regs else None
@@ -335,6 +353,7 @@ def _rebuild(grow: bool = True) -> None:
     dismissed, which the backend must then look at again.
     """
     refused_modules[0] = {}  # first: no refusal of the old filters is read after this
+    _tuple_cache.clear()
     active = _active()
     for key, old in list(sites.items()):
         selected = tuple(op for op in active if op.wants(old.fn))

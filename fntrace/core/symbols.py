@@ -254,7 +254,7 @@ def function_for_code(code: types.CodeType, module: str | None = None,
             if fn is None:
                 fn = Function(code, module if module is not None else _guess_module(code),
                               qualname)
-                _cache[id(code)] = fn
+                _cache[fn.code_ref.key] = fn  # the ref's int, not one more (id > 256)
     return fn
 
 
