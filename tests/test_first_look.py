@@ -59,6 +59,13 @@ def recorder(seen: list[str]) -> Ops:
     return Ops(entry)
 
 
+def c_dispatcher() -> bool:
+    """Whether first looks go through the C dispatcher (sys.monitoring, C path)."""
+    import fntrace.core.accel
+
+    return sys.version_info >= (3, 12) and fntrace.core.accel.speedups is not None
+
+
 def test_a_refused_module_is_traced_once_an_ops_names_it(other: ModuleType) -> None:
     name = other.__name__
     first: list[str] = []
@@ -68,13 +75,20 @@ def test_a_refused_module_is_traced_once_an_ops_names_it(other: ModuleType) -> N
     fntrace.register(nothing)
     try:
         assert other.a() == 1
-        assert name in engine.refused_modules[0]  # the whole module was refused
+        assert engine.allowed_modules[0] == (
+            frozenset({"no_such_module_for_first_look"}), ())
+        if c_dispatcher():  # outside the filters' bound: refused in C, discover never ran
+            assert name not in engine.refused_modules[0]
+        else:
+            assert name in engine.refused_modules[0]  # the whole module was refused
         assert other.b() == 2  # refused by name (C: without calling discover)
         named = recorder(second)
         named.set_filter([f"*:mod:{name}"])
         fntrace.register(named)
         try:
             assert name not in engine.refused_modules[0]  # the refusal went with the rebuild
+            assert engine.allowed_modules[0] == (
+                frozenset({"no_such_module_for_first_look", name}), ())
             assert other.a() == 1
             assert other.b() == 2
         finally:
@@ -113,7 +127,7 @@ def test_generated_code_of_a_refused_module_is_named_after_its_caller(
     fntrace.register(op)
     try:
         other.a()
-        assert name in engine.refused_modules[0]
+        assert name in engine.refused_modules[0] or c_dispatcher()
         # The module body runs with `other`'s globals, called from here.
         exec(compile("x = 1", "<generated>", "exec"), {"__name__": name})
     finally:
@@ -136,3 +150,130 @@ def test_selects_nothing_in_agrees_with_selects(patterns: list[str]) -> None:
     assert Filter(parse(["*:mod:json.*"])).selects_nothing_in("os")
     assert not Filter(parse(["*:mod:json.*"])).selects_nothing_in("json.decoder")
     assert not Filter(parse(["foo*"])).selects_nothing_in("os")
+
+
+@pytest.mark.parametrize("patterns", [
+    ["*:mod:json.*"], ["json.*:*"], ["json.decoder:*", "*:mod:os"], ["!*:mod:x"],
+    ["foo*"], ["*:mod:json", "bar"], ["json*:f?o"], ["!json.*:*", "*:mod:json.*"],
+    ["*:mod:j[st]on.*"], [], ["js*:*"], ["json.*:loads", "!json.decoder:*"],
+])
+def test_module_bound_holds_every_selected_function(patterns: list[str]) -> None:
+    """What the C first look refuses without Python (engine.allowed_modules):
+    every function the filter selects is in a module of its bound."""
+    flt = Filter(parse(patterns))
+    bound = flt.module_bound()
+    names = ["f", "foo", "fxo", "bar", "loads", "A.f", "A.<locals>.foo", "<exec>"]
+    modules = ["json", "json.decoder", "jsonx", "js", "os", "x", "jton.y", "fntrace", "json2"]
+    if bound is None:
+        return
+    exact, prefixes = bound
+    for module in modules:
+        inside = module in exact or module.startswith(prefixes)
+        if not inside:
+            assert [q for q in names if flt.selects(module, q)] == [], (module, patterns)
+
+
+def test_module_bound_is_given_where_the_rules_say_so() -> None:
+    def bound(*patterns: str) -> object:
+        return Filter(parse(list(patterns))).module_bound()
+
+    assert bound("*:mod:json.*") == (frozenset({"json"}), ("json.",))
+    assert bound("json.decoder:*", "*:mod:os") == (frozenset({"json.decoder", "os"}), ())
+    assert bound("js*:*") == (frozenset(), ("js",))
+    assert bound("json.*:loads", "!json.decoder:*") == (frozenset({"json"}), ("json.",))
+    assert bound("foo*") is None  # any module's foo*
+    assert bound("*:mod:json", "bar") is None
+    assert bound("!*:mod:x") is None  # no positive rule: all but x
+    assert bound() is None
+    assert bound("*:mod:j[st]on.*") is None  # a glob of another shape: not known
+
+
+@pytest.mark.parametrize("pattern", ["first_look_mod*:a", "*:mod:first_look_mod*"])
+def test_a_module_inside_a_prefix_bound_is_looked_at(other: ModuleType, pattern: str) -> None:
+    """A module named by a prefix of the bound (not exactly) still reaches discover
+    and its selected functions are traced; a module outside is refused in C."""
+    name = other.__name__
+    seen: list[str] = []
+    op = recorder(seen)
+    op.set_filter([pattern])
+    fntrace.register(op)
+    try:
+        assert engine.allowed_modules[0] == (frozenset(), ("first_look_mod",))
+        assert other.a() == 1
+        assert other.b() == 2
+        assert other.a() == 1
+    finally:
+        fntrace.unregister(op)
+    want = [f"{name}:a", f"{name}:a"] if pattern.endswith(":a") else [
+        f"{name}:a", f"{name}:b", f"{name}:a"]
+    assert seen == want
+
+
+def test_frozen_code_is_refused_by_its_module_name(other: ModuleType) -> None:
+    """importlib's frozen code (a real module's, named by its __name__) outside
+    the filters' bound is refused in C like any file's code, never looked at in
+    Python; the selected function is traced all the same."""
+    name = other.__name__
+    seen: list[str] = []
+    op = recorder(seen)
+    op.set_filter([f"{name}:a"])
+    fntrace.register(op)
+    try:
+        # a search through the path finders: importlib._bootstrap(_external)'s code
+        assert importlib.util.find_spec("no_such_module_for_first_look") is None
+        assert other.a() == 1
+        if c_dispatcher():
+            assert "importlib._bootstrap_external" not in engine.refused_modules[0]
+        else:
+            assert "importlib._bootstrap_external" in engine.refused_modules[0]
+    finally:
+        fntrace.unregister(op)
+    assert seen == [f"{name}:a"]
+
+
+def fl_raises() -> None:
+    raise KeyError("x")
+
+
+def fl_catches() -> str:
+    try:
+        fl_raises()
+    except KeyError:
+        return "caught"
+    return "not caught"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring's global events")
+def test_unwind_is_global_only_while_a_site_has_a_return_callback() -> None:
+    """PY_UNWIND (global only: every frame an exception crosses) is set while
+    some site has a return callback, and its exits through an exception are
+    all there; an entry-only ops leaves it off."""
+    mon = sys.monitoring
+    entries: list[str] = []
+    exits: list[tuple[str, object]] = []
+
+    def on_entry(ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
+        entries.append(ip.qualname)
+
+    def on_exit(ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:
+        exits.append((ip.qualname, type(fregs.exception).__name__))
+
+    entry_only = Ops(on_entry, filter=f"{MOD}:fl_*")
+    fntrace.register(entry_only)
+    try:
+        tool = engine.backend().tool  # type: ignore[union-attr]
+        assert fl_catches() == "caught"
+        assert not mon.get_events(tool) & mon.events.PY_UNWIND
+        with_exit = Ops(None, ret=on_exit, filter=f"{MOD}:fl_raises")
+        fntrace.register(with_exit)
+        try:
+            assert fl_catches() == "caught"
+            assert mon.get_events(tool) & mon.events.PY_UNWIND
+        finally:
+            fntrace.unregister(with_exit)
+        assert not mon.get_events(tool) & mon.events.PY_UNWIND
+        assert fl_catches() == "caught"
+    finally:
+        fntrace.unregister(entry_only)
+    assert entries == ["fl_catches", "fl_raises"] * 3
+    assert exits == [("fl_raises", "KeyError")]

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from fntrace.core.backends import Backend
+    from fntrace.core.filter import ModuleBound
 
 _fn_cache = _symbol_cache()  # the dict itself: read per parent lookup, never replaced
 
@@ -99,6 +100,11 @@ sites: dict[int, Site] = {}
 #: decided on older filters lands in the dict read when it began, read by no
 #: one any more.
 refused_modules: list[dict[str, bool]] = [{}]
+#: [the modules some active ops can select a function of, or None when not known
+#: (filter.Filter.module_bound, joined over the active ops)]: the C first look
+#: DISABLEs code of any other module without calling discover.  Recomputed by
+#: every rebuild, None while the ops change.
+allowed_modules: list[ModuleBound | None] = [None]
 _internal_codes = state.internal_codes  # stubs and other code fntrace makes
 _backend: Backend | None = None
 _tls = threading.local()
@@ -305,6 +311,21 @@ def _active() -> list[Ops]:
             if not op._flags & _IPMODIFY and (state.enabled or op._flags & _PERMANENT)]
 
 
+def _module_bound(active: list[Ops]) -> ModuleBound | None:
+    """The modules any of these ops can select a function of (None: not known)."""
+    if not active:
+        return None
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    for op in active:
+        bound = op.filter.module_bound()
+        if bound is None:
+            return None
+        exact |= bound[0]
+        prefixes.extend(p for p in bound[1] if p not in prefixes)
+    return (frozenset(exact), tuple(prefixes))
+
+
 def discover(code: types.CodeType, frame: types.FrameType) -> Site | None:
     """First look at a code object: make it a site if some ops wants it."""
     if id(code) in _internal_codes or is_internal(code):
@@ -353,6 +374,7 @@ def _rebuild(grow: bool = True) -> None:
     dismissed, which the backend must then look at again.
     """
     refused_modules[0] = {}  # first: no refusal of the old filters is read after this
+    allowed_modules[0] = None
     _tuple_cache.clear()
     active = _active()
     for key, old in list(sites.items()):
@@ -374,6 +396,7 @@ def _rebuild(grow: bool = True) -> None:
             sites[key] = site
             if backend is not None and not site.has_ret:
                 backend.patch(site)
+    allowed_modules[0] = _module_bound(active)
     global generation
     generation += 1
     if _backend is not None:
@@ -389,7 +412,7 @@ def _ensure_backend() -> None:
     global _backend
     if _backend is None:
         backend = backends.create(backends.Registry(sites, discover, exit_call, _generation,
-                                                    refused_modules))
+                                                    refused_modules, allowed_modules))
         backend.start()
         _backend = backend
 
@@ -548,6 +571,9 @@ def _code_gone(key: int) -> None:
     site = sites.get(key)
     if site is not None and site.code is None:
         sites.pop(key, None)
+        backend = _backend
+        if backend is not None:
+            backend.code_gone(key)
 
 
 symbols.on_code_gone(_code_gone)

@@ -44,6 +44,7 @@ __all__ = [
     "TRIGGER_COMMANDS",
     "Filter",
     "FilterLine",
+    "ModuleBound",
     "parse",
     "parse_line",
 ]
@@ -59,6 +60,8 @@ TRIGGER_COMMANDS: frozenset[str] = KNOWN_COMMANDS - {"mod"}
 
 #: A compiled glob: the name -> whether it matches (truthy or falsy, never an exception).
 Matcher = Callable[[str], object]
+#: The modules a filter can name: (exact module names, module name prefixes).
+ModuleBound = tuple[frozenset[str], tuple[str, ...]]
 
 _WILDCARDS = "*?["
 
@@ -318,6 +321,24 @@ class FilterLine:
         dot = qualname.rfind(".")
         return dot >= 0 and bool(regex(qualname[dot + 1:]))
 
+    def module_bound(self) -> ModuleBound | None:
+        """The modules this line can name, as (exact names, name prefixes), when its
+        module glob says so plainly: ``pkg.mod`` (that one), ``PKG.*`` (PKG and
+        what starts ``PKG.``), ``pre*`` (what starts ``pre``).  None when it can
+        name a function of any module (no module glob, or one of another shape)."""
+        glob = (self.glob.split(":")[0] if ":" in self.glob
+                else self.params[0] if self.command == "mod" else None)
+        if glob is None:
+            return None
+        if _literal(glob):
+            return (frozenset((glob,)), ())
+        package = glob[:-2]
+        if glob.endswith(".*") and package and _literal(package):
+            return (frozenset((package,)), (package + ".",))
+        if glob.endswith("*") and glob.count("*") == 1 and _literal(glob[:-1]):
+            return (frozenset(), (glob[:-1],))
+        return None
+
     def never_in(self, module: str) -> bool:
         """True when this line matches no function of ``module``: it names modules
         (``:mod:`` or a ``module-glob:``) and not this one."""
@@ -452,6 +473,26 @@ class Filter:
             if not rule.never_in(module):
                 return False
         return True
+
+    def module_bound(self) -> ModuleBound | None:
+        """Every module :meth:`selects` can pick a function of, as (exact names,
+        name prefixes); None when that is not known from the rules alone (a
+        rule that names functions in any module, or no positive rule: then
+        everything not negated is selected).  The C first look refuses other
+        modules' code with it, without calling Python."""
+        if not self._has_positive:
+            return None
+        exact: set[str] = set()
+        prefixes: list[str] = []
+        for rule in self.lines:
+            if rule.negate:
+                continue
+            bound = rule.module_bound()
+            if bound is None:
+                return None
+            exact |= bound[0]
+            prefixes.extend(p for p in bound[1] if p not in prefixes)
+        return (frozenset(exact), tuple(prefixes))
 
     def excludes(self, module: str, qualname: str) -> bool:
         """Whether the function is in this notrace set (set_ftrace_notrace).

@@ -33,7 +33,9 @@ typedef struct {
     PyObject *ev_start, *ev_resume, *ev_throw, *ev_return, *ev_yield, *ev_unwind;
     int ev1[6];             /* their codes + 1 (fnt_where.ev1), in that order */
     PyObject *refused;      /* engine.refused_modules: [ {module name: True} ] or NULL */
+    PyObject *allowed;      /* engine.allowed_modules: [ (exact frozenset, prefixes) | None ] */
     PyObject *name_key;     /* "__name__" */
+    PyObject *frozen_prefix;  /* "<frozen " */
     int borrow;             /* slots is listed in code_tables */
 } Dispatcher;
 
@@ -41,17 +43,24 @@ static int
 Dispatcher_init(Dispatcher *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"sites", "slow_start", "slow_resume", "exit_call", "events",
-                             "disable", "refused", NULL};
-    PyObject *sites, *ss, *sr, *ec, *events, *disable, *refused = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOO!O|O!", kwlist, &PyDict_Type, &sites,
+                             "disable", "refused", "allowed", NULL};
+    PyObject *sites, *ss, *sr, *ec, *events, *disable, *refused = NULL, *allowed = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOO!O|O!O!", kwlist, &PyDict_Type, &sites,
                                      &ss, &sr, &ec, &PyTuple_Type, &events, &disable,
-                                     &PyList_Type, &refused))
+                                     &PyList_Type, &refused, &PyList_Type, &allowed))
         return -1;
     if (refused != NULL && PyList_GET_SIZE(refused) != 1) {
         PyErr_SetString(PyExc_ValueError, "refused: a list of one dict");
         return -1;
     }
+    if (allowed != NULL && PyList_GET_SIZE(allowed) != 1) {
+        PyErr_SetString(PyExc_ValueError, "allowed: a list of one bound (or None)");
+        return -1;
+    }
     if (self->name_key == NULL && (self->name_key = PyUnicode_InternFromString("__name__")) == NULL)
+        return -1;
+    if (self->frozen_prefix == NULL &&
+            (self->frozen_prefix = PyUnicode_InternFromString("<frozen ")) == NULL)
         return -1;
     PyObject **ev[6] = {&self->ev_start, &self->ev_resume, &self->ev_throw,
                         &self->ev_return, &self->ev_yield, &self->ev_unwind};
@@ -77,6 +86,7 @@ Dispatcher_init(Dispatcher *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->exit_call, Py_NewRef(ec));
     Py_XSETREF(self->disable, Py_NewRef(disable));
     Py_XSETREF(self->refused, Py_XNewRef(refused));
+    Py_XSETREF(self->allowed, Py_XNewRef(allowed));
     return 0;
 }
 
@@ -91,6 +101,7 @@ Dispatcher_traverse(Dispatcher *self, visitproc visit, void *arg)
     Py_VISIT(self->slow_resume);
     Py_VISIT(self->exit_call);
     Py_VISIT(self->refused);
+    Py_VISIT(self->allowed);
     return 0;
 }
 
@@ -110,7 +121,9 @@ Dispatcher_clear(Dispatcher *self)
     Py_CLEAR(self->ev_yield);
     Py_CLEAR(self->ev_unwind);
     Py_CLEAR(self->refused);
+    Py_CLEAR(self->allowed);
     Py_CLEAR(self->name_key);
+    Py_CLEAR(self->frozen_prefix);
     return 0;
 }
 
@@ -250,25 +263,70 @@ enter_first(Dispatcher *self, PyObject *const *args, PyObject *event, int ev1, P
     return r;
 }
 
-/* 1 when `code`'s module is one the engine refused as a whole (no ops can select
- * any of its functions: engine.discover), so that its code is DISABLEd here
- * without Python.  Only for code the engine names by its globals' __name__
- * (a file name not in <...>: never generated code, which naming.py may name
- * after its caller's module).  No Python code runs between this test and the
- * DISABLE taking effect, and the engine replaces the dict before any rebuild,
- * so a refusal is never one of older filters. */
+/* 1 when the module `name` is outside the engine's bound of selectable
+ * modules (engine.allowed_modules: exact names and prefixes), 0 when inside
+ * it or when there is no bound. */
+static int
+outside_bound(Dispatcher *self, PyObject *name)
+{
+    if (self->allowed == NULL)
+        return 0;
+    PyObject *bound = PyList_GET_ITEM(self->allowed, 0);
+    if (!PyTuple_CheckExact(bound) || PyTuple_GET_SIZE(bound) != 2)
+        return 0;
+    PyObject *exact = PyTuple_GET_ITEM(bound, 0), *prefixes = PyTuple_GET_ITEM(bound, 1);
+    if (!PyFrozenSet_CheckExact(exact) || !PyTuple_CheckExact(prefixes))
+        return 0;
+    int in = PySet_Contains(exact, name);
+    if (in != 0) {
+        if (in < 0)
+            PyErr_Clear();
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(prefixes); i++) {
+        PyObject *prefix = PyTuple_GET_ITEM(prefixes, i);
+        if (!PyUnicode_Check(prefix))
+            return 0;
+        Py_ssize_t hit = PyUnicode_Tailmatch(name, prefix, 0, PY_SSIZE_T_MAX, -1);
+        if (hit != 0) {
+            if (hit < 0)
+                PyErr_Clear();
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* 1 when `code`'s module is one no ops can select a function of, so that its
+ * code is DISABLEd here without Python: a module the engine refused as a whole
+ * (engine.discover), or one outside the bound the active filters give
+ * (engine.allowed_modules).  Only for code the engine names by its globals'
+ * __name__ (a file name not in <...>: never generated code, which naming.py
+ * may name after its caller's module).  No Python code runs between this test
+ * and the DISABLE taking effect, and the engine replaces both before any
+ * rebuild, so a refusal is never one of older filters. */
 static int
 refused_module(Dispatcher *self, PyObject *code)
 {
-    if (self->refused == NULL)
+    if (self->refused == NULL || !PyCode_Check(code))
         return 0;
     PyObject *refused = PyList_GET_ITEM(self->refused, 0);
-    if (!PyDict_CheckExact(refused) || PyDict_GET_SIZE(refused) == 0 || !PyCode_Check(code))
+    int bounded = self->allowed != NULL && PyList_GET_ITEM(self->allowed, 0) != Py_None;
+    if (!PyDict_CheckExact(refused) || (PyDict_GET_SIZE(refused) == 0 && !bounded))
         return 0;
     PyObject *filename = ((PyCodeObject *)code)->co_filename;
-    if (!PyUnicode_Check(filename) || PyUnicode_GET_LENGTH(filename) == 0
-            || PyUnicode_READ_CHAR(filename, 0) == '<')
+    if (!PyUnicode_Check(filename) || PyUnicode_GET_LENGTH(filename) == 0)
         return 0;
+    if (PyUnicode_READ_CHAR(filename, 0) == '<') {
+        /* <frozen ...>: a real module's, named by its __name__ (naming.generated) */
+        Py_ssize_t frozen = PyUnicode_Tailmatch(filename, self->frozen_prefix, 0,
+                                                PY_SSIZE_T_MAX, -1);
+        if (frozen != 1) {
+            if (frozen < 0)
+                PyErr_Clear();
+            return 0;
+        }
+    }
     PyObject *globals = PyEval_GetGlobals();  /* borrowed: the traced frame's */
     if (globals == NULL || !PyDict_CheckExact(globals))
         return 0;
@@ -277,6 +335,8 @@ refused_module(Dispatcher *self, PyObject *code)
         PyErr_Clear();
         return 0;
     }
+    if (bounded && outside_bound(self, name))
+        return 1;
     PyObject *hit = PyDict_GetItemWithError(refused, name);
     if (hit == NULL) {
         PyErr_Clear();

@@ -62,6 +62,10 @@ if TYPE_CHECKING:
         def sites_changed(self) -> None:
             """Sites were replaced or removed: drop anything cached from the old ones."""
 
+        def code_gone(self, key: int) -> None:
+            """The code whose id was ``key`` was freed (inside its deallocation: no
+            lock, nothing that may run the program's code)."""
+
 
 class Registry:
     """The engine's side, as a backend sees it (given to the backend's constructor).
@@ -74,19 +78,23 @@ class Registry:
     dropped if a rebuild came in between.  ``refused`` holds one dict, the
     modules none of whose code any ops can select (module name -> True), which
     a backend may refuse by name without calling ``discover``; the engine puts
-    a new dict there before each rebuild.
+    a new dict there before each rebuild.  ``allowed`` holds the modules some
+    ops can select a function of, as (exact names, prefixes), or None when not
+    known: code of any other module may be refused without ``discover``.
     """
 
-    __slots__ = ("discover", "exit_call", "generation", "refused", "sites")
+    __slots__ = ("allowed", "discover", "exit_call", "generation", "refused", "sites")
 
     def __init__(self, sites: dict[int, Any], discover: Callable[..., Any],
                  exit_call: Callable[..., None], generation: Callable[[], int],
-                 refused: list[dict[str, bool]] | None = None) -> None:
+                 refused: list[dict[str, bool]] | None = None,
+                 allowed: list[Any] | None = None) -> None:
         self.sites = sites
         self.discover = discover
         self.exit_call = exit_call
         self.generation = generation
         self.refused = refused if refused is not None else [{}]
+        self.allowed = allowed if allowed is not None else [None]
 
 
 def choose() -> tuple[str, str]:

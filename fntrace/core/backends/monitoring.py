@@ -11,9 +11,12 @@ Every ops goes through it.
   before its ops was registered is discovered at its next resume.
 * A wanted code object becomes a *site*: local events PY_RESUME, and
   PY_RETURN/PY_YIELD while an ops there has a return callback.
-* PY_THROW and PY_UNWIND cannot be local; they are global while some ops
-  is registered (return callbacks need UNWIND), cost nothing until an
-  exception crosses a frame, and are dropped at once for code that is no site.
+* PY_THROW and PY_UNWIND cannot be local.  PY_THROW is global while some ops
+  is registered (a generator thrown into is discovered there, as at a resume).
+  PY_UNWIND is global only while some site has a return callback: an
+  exception crossing a frame (an import's ImportError, a module's
+  AttributeError caught by hasattr) otherwise costs a callback per frame for
+  nothing.  Both are dropped at once for code that is no site.
 * When the selection may grow (an ops registered, a filter widened),
   ``restart_events`` re-arms the DISABLEd locations so new filters apply to
   code already seen.
@@ -55,6 +58,10 @@ class MonitoringBackend:
         self.registry = registry
         self.tool = -1
         self.dispatcher: Any = None  # the C callbacks, when fntrace._speedups is there
+        #: ids of the codes whose site has a return callback (PY_UNWIND is global
+        #: while there is one), and the global events now set.
+        self.unwinding: set[int] = set()
+        self.global_events = 0
 
     def start(self) -> None:
         tool = choose_tool_id()
@@ -190,20 +197,32 @@ class MonitoringBackend:
             # code goes to discover_at above.
             fast = speedups.Dispatcher(sites, discover_at, discover_at, exit_call,
                                        (START, RESUME, THROW, RETURN, YIELD, UNWIND),
-                                       disable, registry.refused)
+                                       disable, registry.refused, registry.allowed)
             self.dispatcher = fast
             callbacks = {E.PY_START: fast.py_start, E.PY_RESUME: fast.py_resume,
                          E.PY_THROW: fast.py_throw, E.PY_RETURN: fast.py_return,
                          E.PY_YIELD: fast.py_yield, E.PY_UNWIND: fast.py_unwind}
         for event, cb in callbacks.items():
             mon.register_callback(tool, event, cb)
-        mon.set_events(tool, E.PY_START | E.PY_RESUME | E.PY_THROW | E.PY_UNWIND)
+        self.unwinding = set()
+        self._set_global_events()
+
+    def _set_global_events(self) -> None:
+        """The global events: PY_UNWIND only while a site has a return callback."""
+        events = E.PY_START | E.PY_RESUME | E.PY_THROW
+        if self.unwinding:
+            events |= E.PY_UNWIND
+        if events != self.global_events:
+            mon.set_events(self.tool, events)
+            self.global_events = events
 
     def stop(self) -> None:
         tool = self.tool
         if tool < 0:
             return
         mon.set_events(tool, 0)
+        self.global_events = 0
+        self.unwinding = set()
         for event in (E.PY_START, E.PY_RESUME, E.PY_THROW, E.PY_RETURN, E.PY_YIELD,
                       E.PY_UNWIND):
             mon.register_callback(tool, event, None)
@@ -217,12 +236,30 @@ class MonitoringBackend:
 
     def patch(self, site: Site) -> None:
         events = E.PY_RESUME
+        code = site.code
         if site.has_ret:
             events |= E.PY_RETURN | E.PY_YIELD
-        mon.set_local_events(self.tool, site.code, events)
+            if code is not None:
+                # before the site is published (engine.discover): no exit missed
+                self.unwinding.add(id(code))
+                self._set_global_events()
+        elif code is not None:
+            self.unwinding.discard(id(code))
+        mon.set_local_events(self.tool, code, events)
+        if not site.has_ret and not self.unwinding:
+            self._set_global_events()
 
     def unpatch(self, code: types.CodeType) -> None:
         mon.set_local_events(self.tool, code, 0)
+        self.unwinding.discard(id(code))
+        if not self.unwinding:
+            self._set_global_events()
+
+    def code_gone(self, key: int) -> None:
+        """A site's code object was freed: it unwinds no more.  The global events
+        are left as they are (no set_events inside a deallocation): the next
+        patch or unpatch sets them."""
+        self.unwinding.discard(key)
 
     def rediscover(self, grow: bool) -> None:
         if grow:

@@ -186,6 +186,9 @@ class ProfileBackend:
     def sites_changed(self) -> None:
         """Sites were replaced or removed (the decided cache is kept by generation)."""
 
+    def code_gone(self, key: int) -> None:
+        """Nothing kept per code here beyond what the generation drops."""
+
     def rediscover(self, grow: bool) -> None:
         # Sites may have been replaced: forget every decision, sites included.
         if self.native is not None:
