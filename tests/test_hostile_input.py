@@ -19,8 +19,8 @@ import pytest
 from helpers import PREAMBLE, FakeThread, build, event_text, split
 
 from fntrace import cli
-from fntrace.core import accel
 from fntrace.analysis.replay import RecordedFunction
+from fntrace.core import accel
 from fntrace.formats import tracefile
 from fntrace.formats.tracefile import (
     MAX_DEPTH,

@@ -627,12 +627,15 @@ def _lz_inflate(payload: bytes) -> bytes:
         raise ChunkError("its decompressed size is cut short") from None
     if size > MAX_PAYLOAD:
         raise ChunkError(f"it declares {size} bytes decompressed, more than {MAX_PAYLOAD}")
-    lz_decompress = getattr(_accel.speedups, "lz_decompress", None)
+    lz_decompress: Callable[[bytes, int], bytes] | None = getattr(
+        _accel.speedups, "lz_decompress", None)
     if lz_decompress is None:
         # Only a reader without the C extension needs the Python decompressor.
-        from fntrace.formats.lzblock import decompress as lz_decompress
+        from fntrace.formats import lzblock
+
+        lz_decompress = lzblock.decompress
     try:
-        data: bytes = lz_decompress(payload[pos:], size)
+        data = lz_decompress(payload[pos:], size)
     except ValueError as exc:
         raise ChunkError(f"its LZ4 data is corrupt ({exc})") from None
     return data
