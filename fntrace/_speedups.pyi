@@ -32,6 +32,13 @@ def check_frame(frame: FrameType, function: object, first_locals: tuple[object, 
                 owner: int, /) -> str | None:
     """None when the C frame mirror reads this running frame as CPython does."""
 
+def lz_compress(data: bytes, /) -> bytes:
+    """data as one LZ4 block (a trace file's event chunk compression, flag 2)."""
+
+def lz_decompress(block: bytes, size: int, /) -> bytes:
+    """The size bytes an LZ4 block holds; ValueError (why) when it is not a block
+    of exactly that many."""
+
 def frame_key(frame: FrameType, /) -> int:
     """function_graph's stack key of a running frame."""
 

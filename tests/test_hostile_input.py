@@ -20,6 +20,7 @@ from helpers import PREAMBLE, FakeThread, build, event_text, split
 
 from fntrace import cli
 from fntrace.analysis.replay import RecordedFunction
+from fntrace.core import accel
 from fntrace.formats import tracefile
 from fntrace.formats.tracefile import (
     MAX_DEPTH,
@@ -64,14 +65,44 @@ HEADER = {"program": "prog.py", "argv": ["prog.py"], "python": "3.11.0",
 PER_CHUNK = len(_events(0))
 
 
-@pytest.fixture(scope="module")
-def good(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    path = tmp_path_factory.mktemp("hostile") / "good.dat"
-    writer = TraceWriter(str(path), HEADER)
+def _good(path: Path, compress: str) -> bytes:
+    writer = TraceWriter(str(path), HEADER, compress)
     for chunk in range(3):
         writer.write_events(_events(chunk), event_text)
     writer.finish(9_000, {"lost": {}})
     return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return _good(tmp_path_factory.mktemp("hostile") / "good.dat", "zlib")
+
+
+@pytest.fixture(scope="module")
+def good_lz4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The same file as the C writer compresses it (LZ4 blocks)."""
+    if getattr(accel.speedups, "lz_compress", None) is None:
+        pytest.skip("the LZ4 compressor is the C extension's")
+    return _good(tmp_path_factory.mktemp("hostile") / "good.dat", "lz4")
+
+
+def lz_literals(data: bytes) -> bytes:
+    """``data`` as an LZ4 block of literals only (the format's simplest valid block),
+    made here so that no compressor is needed (Pyodide has none)."""
+    n = len(data)
+    if n < 15:
+        return bytes([n << 4]) + data
+    more, out = n - 15, bytearray([0xF0])
+    while more >= 255:
+        out.append(255)
+        more -= 255
+    return bytes(out) + bytes([more]) + data
+
+
+def lz4_chunk(payload: bytes, size: int | None = None) -> bytes:
+    """An LZ4 event chunk (flag 2) of an uncompressed one, declaring ``size``."""
+    body = payload[1:]
+    return b"\x02" + uvarint(len(body) if size is None else size) + lz_literals(body)
 
 
 def uvarint(n: int) -> bytes:
@@ -226,7 +257,20 @@ def _chunk_cases() -> Iterator[tuple[str, bytes, int, str]]:
     """(name, payload, events still readable from it, what the problem says)."""
     ok = raw_chunk(STRINGS, FUNCS, THREADS, 2, entry() + entry(depth=1))
     yield "well formed", ok, 2, ""
-    yield "compression flag", b"\x02" + ok[1:], 0, "unknown compression flag"
+    yield "compression flag", b"\x03" + ok[1:], 0, "unknown compression flag"
+    yield "lz4", lz4_chunk(ok), 2, ""
+    yield "lz4 size cut", b"\x02\xff", 0, "its decompressed size is cut short"
+    yield "lz4 size too small", lz4_chunk(ok, len(ok) - 2), 0, \
+        "LZ4 data is corrupt (a literal run goes past the declared size)"
+    yield "lz4 size too large", lz4_chunk(ok, len(ok)), 0, \
+        "LZ4 data is corrupt (the block ends before the declared size)"
+    yield "lz4 size over the limit", b"\x02" + uvarint(tracefile.MAX_PAYLOAD + 1) + b"\x00", 0, \
+        f"it declares {tracefile.MAX_PAYLOAD + 1} bytes decompressed, more than"
+    yield "lz4 cut", lz4_chunk(ok)[:-3], 0, "LZ4 data is corrupt (the block is cut short)"
+    # One literal "x", then a 5-byte match at offset 0, or 9 (before the start).
+    yield "lz4 offset 0", b"\x02\x06" + b"\x11x\x00\x00", 0, "(a match offset is 0)"
+    yield "lz4 offset before start", b"\x02\x06" + b"\x11x\x09\x00", 0, \
+        "(a match reaches before the start)"
     yield "bad zlib", b"\x01garbage", 0, "unreadable chunk"
     yield "cut zlib", b"\x01" + zlib.compress(ok[1:])[:-4], 0, "cut short"
     yield "huge string count", b"\x00" + uvarint(1 << 60), 0, "cannot fit"
@@ -325,7 +369,9 @@ def test_unknown_chunk_type_and_cut_preamble(good: bytes, tmp_path: Path) -> Non
 
 def _mutate(rng: random.Random, data: bytes) -> bytes:
     """Flip, insert or delete a few bytes of one part, then fix every checksum
-    (and recompress), so only the reader's own checks can catch it."""
+    (and recompress), so only the reader's own checks can catch it.  A zlib
+    chunk has its content changed; an LZ4 chunk (the C writer's) its block's
+    own bytes, which the block's checks must catch."""
     head, chunks = split(data)
     parts: list[bytes] = [head] + [
         zlib.decompress(p[1:]) if k == b"E" and p[:1] == b"\x01" else p for k, p in chunks]
@@ -350,12 +396,16 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
     return build(parts[0], new_chunks)
 
 
-def test_random_mutations_never_escape(good: bytes, tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
-    rng = random.Random(20261206)
+@pytest.mark.parametrize("compress,seed,runs", [("zlib", 20261206, 300), ("lz4", 20261208, 200)])
+def test_random_mutations_never_escape(compress: str, seed: int, runs: int, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str],
+                                       request: pytest.FixtureRequest) -> None:
+    """Content mutations (zlib's chunks), and LZ4 blocks' own bytes mutated."""
+    good = request.getfixturevalue("good" if compress == "zlib" else "good_lz4")
+    rng = random.Random(seed)
     path = tmp_path / "t.dat"
     outcomes: dict[str, int] = {}
-    for n in range(300):
+    for n in range(runs):
         path.write_bytes(_mutate(rng, good))
         try:
             tf = open_trace(str(path))

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FULL = RecordConfig(
     tracer="function", filter=("a:*", "b:f"), notrace=("a:_*",), graph_function=("m:g",),
     graph_notrace=("m:h",), max_depth=3, thresh=7, args=True, retval=True,
-    repr_call=True, tasks=True, buffer_size=64,
+    repr_call=True, tasks=True, compress="zlib", buffer_size=64,
     no_overwrite=True, trigger=("m:f:traceoff",), thread=(11, 12), clock="global",
     follow=True, live=True, inject=("m:f:retval=0",), otel=("m:f",), output="out.dat",
     module="json.tool", argv=("x.json", "-q"))
@@ -64,7 +64,7 @@ def test_follow_environment_round_trip(monkeypatch: pytest.MonkeyPatch,
     assert child == RecordConfig(
         tracer="function", filter=("a:*", "b:f"), notrace=("a:_*",), graph_function=("m:g",),
         graph_notrace=("m:h",), max_depth=3, thresh=7, args=True, retval=True,
-        repr_call=True, tasks=True, buffer_size=64, no_overwrite=True,
+        repr_call=True, tasks=True, compress="zlib", buffer_size=64, no_overwrite=True,
         trigger=("m:f:traceoff",), clock="global", follow=True, output=str(tmp_path / "out.dat"))
 
 
@@ -96,7 +96,8 @@ def _parsed(args: list[str]) -> RecordConfig:
 def test_the_command_line_makes_the_config() -> None:
     assert _parsed(["record", "-t", "function", "-F", "a:*", "-F", "b:f", "-N", "a:_*",
                     "-G", "m:g", "--graph-notrace", "m:h", "-D", "3", "--thresh", "7",
-                    "--args", "--retval", "--repr-call", "--tasks", "--buffer-size", "64",
+                    "--args", "--retval", "--repr-call", "--tasks", "--compress", "zlib",
+                    "--buffer-size", "64",
                     "--no-overwrite",
                     "-T", "m:f:traceoff", "--thread", "11", "--thread", "12",
                     "--clock", "global", "--follow", "--live", "--inject", "m:f:retval=0",

@@ -34,7 +34,7 @@ def add_parser(sub: Any) -> None:
     Noting(run).add_argument("-o", "--output", metavar="FILE",
                               help="write the trace to FILE (- or none: the terminal)")
     add_trace_options(run, None)
-    run.set_defaults(handler=main, command_name="run", follow=False)
+    run.set_defaults(handler=main, command_name="run", follow=False, compress=None)
 
 
 def main(ns: argparse.Namespace) -> int:

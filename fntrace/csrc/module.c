@@ -27,6 +27,7 @@
  *   textbuf.h              the text writers' UTF-8 buffer and Record slot reading
  *   render_graph.c         GraphRenderer: replay's function_graph text of Records
  *   render_chrome.c        ChromeJSON: dump --chrome's JSON events of Records
+ *   lzblock.c/.h           lz_compress/lz_decompress: the LZ4 block format (chunk flag 2)
  *
  * The Python side decides when a recorder may be used (recorder.ok) and keeps
  * the same data structures (the events tuples, the stacks), so the two paths
@@ -36,6 +37,7 @@
  */
 #include "fnt.h"
 #include "value_text.h"
+#include "lzblock.h"
 
 #ifndef FNT_HOT_PATH
 /* Not verified on this version.  The recorders read interpreter frames and
@@ -81,6 +83,11 @@ static PyMethodDef speedups_functions[] = {
     {"frame_key", fnt_frame_key, METH_O,
      "function_graph's stack key of a running frame (the address of its interpreter "
      "frame, or on 3.11 of its frame object)."},
+    {"lz_compress", fnt_lz_compress_fn, METH_O,
+     "lz_compress(data): data as one LZ4 block (the trace file's event chunk compression)."},
+    {"lz_decompress", fnt_lz_decompress_fn, METH_VARARGS,
+     "lz_decompress(block, size): the size bytes an LZ4 block holds; ValueError (why) "
+     "when it is not a block of exactly that many."},
     {NULL}
 };
 

@@ -57,6 +57,9 @@ class RecordConfig:
     # Newer than the fields above: last, so the header's keys keep their order.
     repr_call: bool = _opt(False)
     tasks: bool = _opt(False)  # options/tasks: asyncio task notes (tracing/tasks.py)
+    # The event chunks' compression (tracefile.compressor: None is lz4 where the C
+    # extension is on, else zlib); each chunk says its own, so not in the header.
+    compress: str | None = _opt(None, header=False)
     # Serving fntrace ctl and injecting failures belong to the parent's process.
     live: bool = _opt(False, header=False, inherited=False)
     inject: tuple[str, ...] = _opt((), header=False, inherited=False)

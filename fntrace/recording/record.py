@@ -380,7 +380,7 @@ def _start_recording(config: RecordConfig, argv: list[str], path: str,
         header = header_for(inst, argv, opts)
         if root_pid is not None:
             header["root_pid"] = root_pid
-        rec = Recorder(inst, path, header, writer=writer)
+        rec = Recorder(inst, path, header, writer=writer, compress=config.compress)
     except (ValueError, OSError) as exc:
         inst.close()
         _fail(f"{path}: {exc}" if isinstance(exc, OSError) else str(exc))

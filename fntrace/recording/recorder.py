@@ -162,13 +162,18 @@ class Recorder:
     """
 
     def __init__(self, inst: Instance, path: str, header: dict[str, Any],
-                 interval: float = FLUSH_INTERVAL, writer: Sink | None = None) -> None:
+                 interval: float = FLUSH_INTERVAL, writer: Sink | None = None,
+                 compress: str | None = None) -> None:
         self.inst = inst
+        # The event chunks' compression (tracefile.compressor), for every file this
+        # recording writes (a followed fork's too).
+        self.compress = compress
         self.path = path
         self.interval = interval
         self.header = header
         # The sink: a TraceWriter (record), or a TextSink (run: the trace as text).
-        self.writer: Sink = writer if writer is not None else TraceWriter(path, header)
+        self.writer: Sink = (writer if writer is not None
+                             else TraceWriter(path, header, compress))
         self.render = InstanceText(inst)
         self.lost_seen: dict[int, int] = {}
         self.writer_tid = -1
@@ -424,5 +429,5 @@ class Recorder:
         self.deferred = None
         self.new_wake_pipe()
         self._fresh_state()
-        self.writer = TraceWriter(path, header)
+        self.writer = TraceWriter(path, header, self.compress)
         self.start()
