@@ -673,3 +673,29 @@ def test_view_says_a_corrupt_header_or_footer_in_its_status(good: bytes, where: 
                               target=server.shutdown, daemon=True).start()))
         assert "serving speedscope" in out.getvalue()
     assert codes == [1, 0]
+
+
+def test_a_footer_missing_a_thread_of_the_chunks(good: bytes, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A footer (correct CRC) whose thread list names another tid than the
+    chunks hold: replay, which opens the file by its footer, says so in one
+    line and exits 1; the commands that read the chunks' own thread rows
+    show every event."""
+    import json
+
+    head, chunks = split(good)
+    footer = json.loads(chunks[-1][1])
+    assert [row["tid"] for row in footer["threads"]] == [11, 12]
+    footer["threads"][1]["tid"] = 13
+    path = tmp_path / "lying-footer.dat"
+    path.write_bytes(build(head, [*chunks[:-1],
+                                  (b"Z", json.dumps(footer, sort_keys=True).encode())]))
+    code, out, err = run_cli(["replay", str(path)], capsys)
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
+        "fntrace replay: corrupt footer: thread 12 of pid 4242 has events but is not in the "
+        "footer's thread list; `fntrace info --scan` reads the file in full")
+    (tmp_path / "good.dat").write_bytes(good)
+    code, want, err = run_cli(["report", str(tmp_path / "good.dat")], capsys)
+    code, out, err = run_cli(["report", str(path)], capsys)
+    assert (code, event_lines("report", out)) == (0, event_lines("report", want))

@@ -330,6 +330,17 @@ def replay(ns: ReplayOptions) -> int:
         out.flush()
     except BrokenPipeError:
         return 0
+    except KeyError as exc:
+        # A record of a thread the footer's thread list leaves out: the renderer
+        # took the threads from the footer before the chunks were read.
+        key = exc.args[0] if len(exc.args) == 1 else exc.args  # C raises the key as args
+        if not (isinstance(key, tuple) and len(key) == 2):
+            raise
+        pid, tid = key
+        out.flush()
+        raise SystemExit(f"fntrace replay: corrupt footer: thread {tid} of pid {pid} has "
+                         f"events but is not in the footer's thread list; "
+                         f"`fntrace info --scan` reads the file in full") from None
     finally:
         if out is not sys.stdout:
             out.close()

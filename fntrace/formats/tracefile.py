@@ -1131,6 +1131,14 @@ class TraceFile:
                 key = (self.pid, tid)
                 self.threads[key] = ThreadInfo(self.pid, tid, name, cpu, flags)
                 self.lost[key] = max(self.lost.get(key, 0), lost)
+        else:
+            # Opened by its footer: a thread the footer does not list (a footer
+            # that disagrees with its chunks) is known by the chunk's own row.
+            for tid, name, cpu, flags, lost in chunk.threads:
+                key = (self.pid, tid)
+                if key not in self.threads:
+                    self.threads[key] = ThreadInfo(self.pid, tid, name, cpu, flags)
+                    self.lost.setdefault(key, lost)
         if not chunk.count:
             return None
         dec = self._decoder
