@@ -6,9 +6,12 @@ The recording itself is fntrace/recording/record.py's ``run``.
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from fntrace.cli.record import Noting, add_trace_options, config_of, serve_live
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["add_parser", "main"]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import builtins
-import dataclasses
 import os
 import runpy
 import signal
@@ -277,9 +276,9 @@ def run(config: RecordConfig, serve_live: ServeLive | None = None) -> int:
                 config.thread)
     if (config.live or config.otel) and not any(steering):
         # --live alone: untraced until steered through fntrace ctl
-        config = dataclasses.replace(config, tracer="nop")
+        config = config.replace(tracer="nop")
     elif config.tracer is None:
-        config = dataclasses.replace(config, tracer="function")
+        config = config.replace(tracer="function")
     from fntrace.recording.recorder import TextSink
 
     path = config.output if config.output not in (None, "-") else None
