@@ -18,7 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["INDEX_KEY", "INDEX_THREADS_KEY", "MAX_CHUNK_THREADS", "MAX_INDEX_ROWS",
            "MAX_INDEX_THREADS", "SUMMARY_KEYS", "ChunkIndex", "IndexRow", "Tally", "ThreadRow",

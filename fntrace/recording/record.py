@@ -20,7 +20,6 @@ import threading
 import time
 import types
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn
 
 from fntrace.core import symbols
 from fntrace.core.oscaps import native_id
@@ -28,7 +27,10 @@ from fntrace.recording import follow, forkwarning, startup, wakeup
 from fntrace.recording.config import RecordConfig
 from fntrace.recording.recorder import Recorder, header_for, mute, unmute
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
     from fntrace.tracing.instance import Instance
 
 __all__ = ["ServeLive", "configure", "record", "run", "start_followed_child", "start_recording"]

@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
 
 from fntrace.core import forksafe
 from fntrace.core.oscaps import native_id, thread_native_id
@@ -27,8 +26,13 @@ from fntrace.formats.tracefile import FLUSH_INTERVAL, Render, TraceWriter
 from fntrace.tracing import ftrace_text
 from fntrace.tracing.ring_buffer import UNKNOWN_NAME, BufferSet
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Protocol
+
     from fntrace.tracing.instance import Instance
+else:
+    Protocol = object  # structural types are the type checker's: at run time, plain classes
 
 __all__ = ["FLUSH_INTERVAL", "InstanceText", "Recorder", "Sink", "TextSink", "fix_names",
            "mute", "unmute"]

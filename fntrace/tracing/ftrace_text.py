@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from fntrace.core import events
 from fntrace.core.flags import Event
@@ -35,7 +34,10 @@ from fntrace.tracing.graph_text import SRCLINE, GraphText, Thread, srcline_comme
 from fntrace.tracing.graph_text import header as graph_header
 from fntrace.tracing.tasks import TaskTable
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from fntrace.tracing.instance import Instance
     from fntrace.tracing.ring_buffer import BufferSet
 
@@ -46,7 +48,8 @@ __all__ = ["HEADERS", "MARKER", "RENDERERS", "STACK", "Context", "code_flag", "c
 MARKER = events.MARKER.tag
 STACK = events.STACK.tag
 
-Ev = tuple[Any, ...]
+if TYPE_CHECKING:
+    Ev = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,8 @@ class Context:
     tasks: TaskTable | None = None
 
 
-Renderer = Callable[[Thread, Ev, Context], str]
+if TYPE_CHECKING:
+    Renderer = Callable[[Thread, Ev, Context], str]
 
 _RESUME_FLAG = {Event.START: ".", Event.RESUME: "r", Event.THROW: "t"}
 

@@ -21,7 +21,6 @@ unregister) for callbacks in flight.
 from __future__ import annotations
 
 import types
-from typing import TYPE_CHECKING, Any
 
 from fntrace.core import engine
 from fntrace.core.events import EVENT_OVERHEAD
@@ -31,14 +30,18 @@ from fntrace.core.flags import Event
 from fntrace.core.ops import Ops
 from fntrace.core.oscaps import native_id
 from fntrace.tracing.probes.condition import Condition, parse_condition
-from fntrace.tracing.probes.fetch import Field, fetch_all
+from fntrace.tracing.probes.fetch import fetch_all
 from fntrace.tracing.probes.parser import ProbeSpec, RemoveSpec, SpecError, parse_spec
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
     from fntrace.tracing.files import FileTable
     from fntrace.tracing.instance import Instance
+    from fntrace.tracing.probes.fetch import Field
 
 __all__ = ["MAX_PENDING", "PROBE", "ProbeEvent", "ProbeEvents", "register_files"]
 
