@@ -25,7 +25,6 @@ import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
-from typing import IO, Any, Protocol
 
 from fntrace.core import accel as _accel
 from fntrace.core.events import (
@@ -45,6 +44,12 @@ from fntrace.core.events import (
 )
 from fntrace.formats import footer as summary
 from fntrace.formats.nesting import too_deep
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any, Protocol
+else:
+    Protocol = object  # structural types are the type checker's: at run time, plain classes
 
 __all__ = [
     "FLUSH_INTERVAL",
@@ -224,7 +229,8 @@ class Thread(Protocol):
 
 #: The text a kind stored as a line is recorded as: its renderer's, given the
 #: thread and the ring event.
-TextOf = Callable[[Any, tuple[Any, ...]], str]
+if TYPE_CHECKING:
+    TextOf = Callable[[Any, tuple[Any, ...]], str]
 
 
 class Render(Protocol):

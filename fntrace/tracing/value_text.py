@@ -38,7 +38,10 @@ import types
 import weakref
 from collections.abc import Callable
 from itertools import islice
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["MAX_ITEMS", "MAX_LEVEL", "class_rule", "text_maker", "value_text"]
 

@@ -25,14 +25,16 @@ import dis
 import sys
 import threading
 import types
-from typing import TYPE_CHECKING, Any
 
 from fntrace.core import accel as _accel
 from fntrace.core import symbols
 from fntrace.core.flagbits import Event
 from fntrace.core.interrupts import interrupt_token
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from fntrace.core.backends import Registry
     from fntrace.core.engine import Site
 
