@@ -19,9 +19,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Not imported by fntrace on the way to the program (typing and tempfile were
-#: ~20M and ~10M instructions each on 3.12; the other subcommands' modules
-#: brought tempfile, typing and the readers).
-ABSENT = ("typing", "tempfile", "fntrace.cli.ctl", "fntrace.cli.attach",
+#: ~20M and ~10M instructions each on 3.12, socket ~15M with its enums; the other
+#: subcommands' modules brought tempfile, typing and the readers).
+ABSENT = ("typing", "tempfile", "socket", "fntrace.cli.ctl", "fntrace.cli.attach",
           "fntrace.cli.dump", "fntrace.cli.replay", "fntrace.cli.report", "fntrace.cli.funcs",
           "fntrace.control", "fntrace.analysis")
 
@@ -57,3 +57,11 @@ def test_the_program_starts_without_what_fntrace_need_not_import(tmp_path: Path,
     assert "fntrace.recording.record" in loaded  # it did run under fntrace
     assert [m for m in ABSENT if m in loaded or any(n.startswith(m + ".") for n in loaded)] == []
     assert (out["any"], out["tmp"]) == ("typing.Any", True)
+
+
+def test_the_header_names_the_host_as_socket_does() -> None:
+    import socket
+
+    from fntrace.recording.recorder import hostname
+
+    assert hostname() == socket.gethostname()
