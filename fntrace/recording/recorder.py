@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 
 from fntrace.core import forksafe
 from fntrace.core.oscaps import native_id, thread_native_id
-from fntrace.formats.tracefile import FLUSH_INTERVAL, Render, TraceWriter
+from fntrace.formats.tracewriter import FLUSH_INTERVAL, Render, TraceWriter
 from fntrace.tracing import ftrace_text
 from fntrace.tracing.ring_buffer import UNKNOWN_NAME, BufferSet
 
