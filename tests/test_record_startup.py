@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -20,27 +21,49 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Not imported by fntrace on the way to the program (typing and tempfile were
 #: ~20M and ~10M instructions each on 3.12, socket ~15M with its enums; the other
-#: subcommands' modules brought tempfile, typing and the readers).
+#: subcommands' modules brought tempfile, typing and the readers).  The trace
+#: file's reader (its dataclasses, with inspect, dis and tokenize behind them),
+#: error injection and live patching (ast, copy, random) and the probe grammar
+#: were ~80M more on 3.12: the recorder imports only the writer
+#: (formats/tracewriter.py), the others load on first use.
 ABSENT = ("typing", "tempfile", "socket", "fntrace.cli.ctl", "fntrace.cli.attach",
           "fntrace.cli.dump", "fntrace.cli.replay", "fntrace.cli.report", "fntrace.cli.funcs",
-          "fntrace.control", "fntrace.analysis")
+          "fntrace.control", "fntrace.analysis", "dataclasses", "inspect", "dis", "tokenize",
+          "ast", "copy", "random", "fntrace.formats.tracefile", "fntrace.formats.footer",
+          "fntrace.tracing.inject", "fntrace.tracing.livepatch",
+          "fntrace.tracing.probes.parser", "fntrace.tracing.probes.condition")
 
 PROGRAM = """\
 import json, sys
 loaded = sorted(sys.modules)
 import typing, tempfile  # the program's own imports work as usual
+import dataclasses, inspect, random
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int = 2
+
+def area(p: Point) -> int:
+    return p.x * p.y
+
 print(json.dumps({"loaded": loaded, "any": repr(typing.Any),
-                  "tmp": callable(tempfile.mkdtemp)}))
+                  "tmp": callable(tempfile.mkdtemp),
+                  "dc": [repr(Point(1)), area(Point(3)), list(inspect.signature(area).parameters),
+                         random.Random(1).randrange(1000)]}))
 """
 
 
-def _run(tmp_path: Path, *args: str) -> dict[str, object]:
+def _run(tmp_path: Path, *args: str, pure: bool = False) -> dict[str, object]:
     script = tmp_path / "prog.py"
     script.write_text(PROGRAM)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("FNTRACE_PURE", None)
+    if pure:
+        env["FNTRACE_PURE"] = "1"
     # -S: site on some installs imports typing itself; fntrace needs only the stdlib.
     res = subprocess.run([sys.executable, "-S", "-m", "fntrace", *args, "--", str(script)],
-                         capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert res.returncode == 0, res.stderr
     line = [t for t in res.stdout.splitlines() if t.startswith("{")][-1]
     out = json.loads(line)
@@ -57,6 +80,19 @@ def test_the_program_starts_without_what_fntrace_need_not_import(tmp_path: Path,
     assert "fntrace.recording.record" in loaded  # it did run under fntrace
     assert [m for m in ABSENT if m in loaded or any(n.startswith(m + ".") for n in loaded)] == []
     assert (out["any"], out["tmp"]) == ("typing.Any", True)
+    assert out["dc"] == ["Point(x=1, y=2)", 6, ["p"], random.Random(1).randrange(1000)]
+
+
+@pytest.mark.parametrize("pure", [False, True])
+def test_a_dataclass_argument_is_shown_though_fntrace_did_not_import_dataclasses(
+        tmp_path: Path, pure: bool) -> None:
+    # The arguments' text imports dataclasses only once it meets one (tracing/value_text.py).
+    out = _run(tmp_path, "run", "-o", "t.txt", "--args", pure=pure)
+    loaded = out["loaded"]
+    assert isinstance(loaded, list) and "dataclasses" not in loaded
+    lines = [ln for ln in (tmp_path / "t.txt").read_text().splitlines() if ":area(" in ln]
+    assert len(lines) == 1 and lines[0].endswith(" __main__:area(p=Point(x=3, y=2)) "
+                                                 "<-__main__:<module>")
 
 
 def test_the_header_names_the_host_as_socket_does() -> None:

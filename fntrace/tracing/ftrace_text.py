@@ -26,7 +26,6 @@ characters, replace the kernel's irq/preempt flags (meaningless here):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 
 from fntrace.core import events
 from fntrace.core.flags import Event
@@ -52,15 +51,22 @@ if TYPE_CHECKING:
     Ev = tuple[Any, ...]
 
 
-@dataclass(frozen=True)
 class Context:
     """What rendering reads besides the events: the options, and the number of
-    threads (function_graph's CPU column is as wide as the largest index)."""
+    threads (function_graph's CPU column is as wide as the largest index).
 
-    options: Mapping[str, int]
-    nthreads: int
-    #: The asyncio tasks a reader already knows (names read ahead), or None.
-    tasks: TaskTable | None = None
+    A plain slotted class, not a dataclass: a recording makes one before the
+    program starts, and dataclasses (with inspect) would cost its start-up more
+    than all the rendering code."""
+
+    __slots__ = ("nthreads", "options", "tasks")
+
+    def __init__(self, options: Mapping[str, int], nthreads: int,
+                 tasks: TaskTable | None = None) -> None:
+        self.options = options
+        self.nthreads = nthreads
+        #: The asyncio tasks a reader already knows (names read ahead), or None.
+        self.tasks = tasks
 
 
 if TYPE_CHECKING:

@@ -31,7 +31,6 @@ instead (reprs.py), with the guards that needs.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import sys
 import types
@@ -266,6 +265,8 @@ class _DataclassText:
     its plan with it, see :func:`_remember`)."""
 
     def __init__(self, cls: type, owner: type) -> None:
+        import dataclasses  # a dataclass exists, so the program has imported it already
+
         self.name = _QUALNAME(cls)
         fields = []
         for f in dataclasses.fields(owner):

@@ -21,10 +21,10 @@ API (``PyEval_SetProfile`` is per thread), see ``_hook_other_threads``.
 from __future__ import annotations
 
 import ctypes
-import dis
 import sys
 import threading
 import types
+from opcode import opmap  # dis's table, without dis (its imports cost start-up)
 
 from fntrace.core import accel as _accel
 from fntrace.core import symbols
@@ -40,9 +40,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ProfileBackend"]
 
-_RESUME = dis.opmap["RESUME"]
-_RETURN_VALUE = dis.opmap["RETURN_VALUE"]
-_YIELD_VALUE = dis.opmap["YIELD_VALUE"]
+_RESUME = opmap["RESUME"]
+_RETURN_VALUE = opmap["RETURN_VALUE"]
+_YIELD_VALUE = opmap["YIELD_VALUE"]
 _NO_SITE = object()  # decided: no site, and the code's Function reports its end
 
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from fntrace.core.flags import Event
 from fntrace.core.symbols import function_for_frame
-from fntrace.tracing.probes.parser import FetchArg
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
     from fntrace.core.regs import FtraceRegs
+    from fntrace.tracing.probes.parser import FetchArg
     from fntrace.tracing.reprs import SafeRepr
 
 __all__ = ["STACK_DEPTH", "Failed", "Field", "fetch_all", "fetch_arg"]
