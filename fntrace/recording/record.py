@@ -10,6 +10,7 @@ the command's options and help are ``fntrace/cli/record.py``'s.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal.py's C half (see _sigmask)
 import atexit
 import builtins
 import os
@@ -142,16 +143,25 @@ _HELD = {signal.SIGTERM, signal.SIGINT}
 _fork_mask = threading.local()
 
 
+#: The C function itself (absent where there are no threads: WebAssembly).  The
+#: ``signal`` module's wrapper makes the old mask a set of enum members through a
+#: generator; run while the tracer is armed (the mask is released after it is),
+#: that is stdlib code to look at, and on 3.12 naming a generator's code reads
+#: its frame's locals, which binds ctypes (core/framelocals.py): ~20M
+#: instructions of a recording's start-up for a mask that is only put back.
+_sigmask = getattr(_signal, "pthread_sigmask", None)
+
+
 def _hold_signals() -> None:
-    if hasattr(signal, "pthread_sigmask"):  # absent where there are no threads (WebAssembly)
-        _fork_mask.old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    if _sigmask is not None:
+        _fork_mask.old = _sigmask(signal.SIG_BLOCK, _HELD)
 
 
 def _release_signals() -> None:
     old = getattr(_fork_mask, "old", None)
-    if old is not None:
+    if old is not None and _sigmask is not None:
         _fork_mask.old = None
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        _sigmask(signal.SIG_SETMASK, old)
 
 
 def _hear_signals(rec: Recorder, on_term: Any, running: list[bool]) -> None:
