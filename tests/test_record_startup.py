@@ -32,7 +32,8 @@ ABSENT = ("typing", "tempfile", "socket", "fntrace.cli.ctl", "fntrace.cli.attach
           "fntrace.control", "fntrace.analysis", "dataclasses", "inspect", "dis", "tokenize",
           "ast", "copy", "random", "fntrace.formats.tracefile", "fntrace.formats.footer",
           "fntrace.tracing.inject", "fntrace.tracing.livepatch",
-          "fntrace.tracing.probes.parser", "fntrace.tracing.probes.condition")
+          "fntrace.tracing.probes.parser", "fntrace.tracing.probes.condition",
+          "shutil", "bz2", "lzma")  # shutil: argparse's width (cli/formatter.py)
 #: ctypes: the 3.11 backend is built on it; from 3.12 fntrace's own start-up reached
 #: it through the signal module's wrapper (recording/record.py _sigmask).
 if sys.version_info >= (3, 12):

@@ -28,6 +28,7 @@ import importlib
 import signal
 import sys
 
+from fntrace.cli.formatter import Formatter
 from fntrace.core import accel
 from fntrace.core.version import __version__
 
@@ -64,7 +65,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     subcommand's (its module alone imported); otherwise every subcommand's."""
     parser = argparse.ArgumentParser(
         prog="fntrace", description="Function tracing for Python, after the kernel's ftrace.",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+        formatter_class=Formatter, epilog=EXAMPLES)
     parser.add_argument("--version", action="version",
                         version=f"fntrace {__version__} ({accel.status()})")
     names = (command,) if command in COMMANDS else COMMANDS

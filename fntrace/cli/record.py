@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from fntrace.cli.formatter import Formatter
 from fntrace.recording.config import RecordConfig
 
 TYPE_CHECKING = False
@@ -169,7 +170,7 @@ def split_command(args: list[str]) -> tuple[list[str], tuple[str | None, list[st
 def add_parser(sub: Any) -> None:
     rec = sub.add_parser(
         "record", help="run a program traced, writing a trace file",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION, formatter_class=Formatter,
         epilog=EXAMPLES)
     noting = Noting(rec)
     noting.add_argument("-o", "--output", default="fntrace.dat", metavar="PATH",
