@@ -80,3 +80,71 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
         assert "no_such_name" in str(exc)
     else:
         raise AssertionError("no AttributeError")
+
+
+#: What an Instance does not import until it is used (issue 15): error injection,
+#: live patching and the probe grammar, with the stdlib modules only they need.
+DEFERRED = ("fntrace.tracing.inject", "fntrace.tracing.livepatch", "fntrace.tracing.probes.parser",
+            "fntrace.tracing.probes.condition", "dataclasses", "inspect", "ast", "random",
+            "copy")
+
+
+def test_an_instance_loads_injection_livepatch_and_probes_on_first_use() -> None:
+    # -S: site on some installs imports some of these itself.
+    code = f"""
+import sys, json
+sys.path.insert(0, {str(Path(fntrace.__file__).parent.parent)!r})
+from fntrace.tracing.instance import Instance
+watch = {DEFERRED!r}
+def loaded():
+    return [m for m in watch if m in sys.modules]
+inst = Instance()
+inst.write("current_tracer", "function")
+inst.write("current_tracer", "nop")
+steps = [loaded()]
+inst.close()  # closing what was never used imports nothing
+steps.append(loaded())
+inst = Instance()
+steps.append(inst.read("fail_function/probability"))
+steps.append(loaded())
+steps.append(inst.read("livepatch"))
+steps.append(loaded())
+inst.write("dynamic_events", "f:lazy_probe json:dumps")
+steps.append(inst.read("dynamic_events"))
+steps.append(loaded())
+inst.close()
+print(json.dumps(steps))
+"""
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    steps = json.loads(out.stdout)
+    assert steps[0] == [] and steps[1] == []
+    assert steps[2] == "0\n"  # the kernel's default probability, read through the module
+    assert "fntrace.tracing.inject" in steps[3] and "fntrace.tracing.livepatch" not in steps[3]
+    assert steps[4] == ""  # no patches
+    assert "fntrace.tracing.livepatch" in steps[5]
+    assert "fntrace.tracing.probes.parser" not in steps[5]
+    assert steps[6] == "f:fprobes/lazy_probe json:dumps\n"
+    assert "fntrace.tracing.probes.parser" in steps[7]
+
+
+def test_the_probes_package_names_load_their_module_on_first_use() -> None:
+    got = _child("import sys, json; import fntrace.tracing.probes as p; "
+                 "a = 'fntrace.tracing.probes.parser' in sys.modules; spec = p.ProbeSpec; "
+                 "b = 'fntrace.tracing.probes.parser' in sys.modules; "
+                 "ns = {}; exec('from fntrace.tracing.probes import *', ns); "
+                 "print(json.dumps([a, b, spec.__module__, sorted(set(p.__all__) - set(ns)), "
+                 "sorted(set(p.__all__) - set(dir(p)))]))")
+    assert got == [False, True, "fntrace.tracing.probes.parser", [], []]
+    from fntrace.tracing import probes
+    from fntrace.tracing.probes import events, parser
+
+    assert (probes.ProbeEvents, probes.parse_spec, probes.PROBE) == (
+        events.ProbeEvents, parser.parse_spec, events.PROBE)
+    try:
+        probes.no_such_name  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as exc:
+        assert "no_such_name" in str(exc)
+    else:
+        raise AssertionError("no AttributeError")

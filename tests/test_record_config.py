@@ -5,7 +5,6 @@ parent's config through the environment, whole."""
 from __future__ import annotations
 
 import ast
-import dataclasses
 import json
 import os
 import subprocess
@@ -34,8 +33,8 @@ FULL = RecordConfig(
 def test_every_field_is_set_in_full() -> None:
     """FULL exercises each field (the tests below would miss a new one otherwise)."""
     default = RecordConfig()
-    assert [f.name for f in dataclasses.fields(RecordConfig)
-            if getattr(FULL, f.name) == getattr(default, f.name)] == []
+    assert [name for name in RecordConfig.FIELDS
+            if getattr(FULL, name) == getattr(default, name)] == []
 
 
 def test_json_round_trip() -> None:
@@ -133,3 +132,24 @@ def test_the_recording_side_loads_no_argparse() -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert (res.stdout, res.stderr) == ("False\n", "")
+
+
+def test_a_config_is_an_immutable_value() -> None:
+    """What the frozen dataclass it was gave: equality and hash by the fields, a repr
+    naming them, no assignment, replace() making a changed copy."""
+    assert RecordConfig(argv=("p.py",)) == RecordConfig(argv=("p.py",)) != RecordConfig()
+    assert hash(RecordConfig(argv=("p.py",))) == hash(RecordConfig(argv=("p.py",)))
+    assert RecordConfig() != ("function_graph",)
+    assert repr(RecordConfig()).startswith(
+        "RecordConfig(tracer='function_graph', filter=(), notrace=(), graph_function=(), ")
+    assert repr(RecordConfig()).endswith("output='fntrace.dat', module=None, argv=())")
+    with pytest.raises(AttributeError, match="immutable"):
+        FULL.tracer = "nop"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        FULL.colour = "red"  # type: ignore[attr-defined]
+    changed = FULL.replace(tracer="nop")
+    assert (changed.tracer, FULL.tracer) == ("nop", "function")
+    assert changed == RecordConfig(**{**FULL.values(), "tracer": "nop"})
+    with pytest.raises(TypeError):
+        FULL.replace(colour="red")
+    assert RecordConfig.FIELDS == tuple(RecordConfig.defaults()) == tuple(FULL.values())

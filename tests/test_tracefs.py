@@ -208,3 +208,67 @@ def test_a_tracer_registered_twice_is_refused() -> None:
     assert registry.names() == tracers.available()
     with pytest.raises(ValueError, match="'function' is registered twice"):
         tracers.PLUGINS[0](registry)
+
+
+class _Served:
+    """A feature's directory for the Deferred tests: one file, ``x``."""
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+
+    def names(self, inst: Instance) -> list[str]:
+        return ["x"]
+
+    def read(self, inst: Instance, path: str) -> str | None:
+        return "".join(self.written) if path == "x" else None
+
+    def write(self, inst: Instance, path: str, text: str, append: bool) -> bool:
+        self.written.append(text)
+        return path == "x"
+
+
+def test_a_deferred_feature_is_registered_when_first_used() -> None:
+    calls: list[str] = []
+    served = _Served()
+
+    def register(table: FileTable) -> None:
+        calls.append("register")
+        table.directory("feat", served)
+        table.on_close(lambda inst: calls.append(f"close {inst.name}"))
+
+    table = FileTable()
+    tracefs.Deferred("feat", "test_tracefs_no_such_module", register)(table)
+    assert list(table.directories) == ["feat"] and calls == []
+    with Instance() as inst:
+        for closer in table.closers:  # its module never loaded: nothing to close, no load
+            closer(inst)
+        assert calls == []
+        assert table.names(inst) == {"feat/x"} and calls == ["register"]
+        assert table.directories["feat"].write(inst, "x", "1", False)
+        assert table.directories["feat"].read(inst, "x") == "1"
+        assert table.directories["feat"].read(inst, "y") is None
+        for closer in table.closers:
+            closer(inst)
+        assert calls == ["register", f"close {inst.name}"]  # registered once
+
+
+def test_a_deferred_feature_declaring_more_than_its_directory_is_refused() -> None:
+    def register(table: FileTable) -> None:
+        table.directory("feat", _Served())
+        table.file("other", lambda inst: "")
+
+    table = FileTable()
+    tracefs.Deferred("feat", "test_tracefs_no_such_module", register)(table)
+    with Instance() as inst, pytest.raises(ValueError, match="declares more than feat/"):
+        table.names(inst)
+
+
+def test_the_deferred_features_close_what_they_hold() -> None:
+    # Closing an instance removes its fail_function/ injection through the deferred hook.
+    with Instance() as inst:
+        inst.write("fail_function/inject", LEAF)
+        inst.write("fail_function/probability", "100")
+        inst.write("fail_function/times", "-1")
+        inst.write(f"fail_function/{LEAF}/retval", "-7")
+        assert tf_leaf() == -7
+    assert tf_leaf() == 1

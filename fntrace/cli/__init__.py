@@ -9,6 +9,12 @@ RecordConfig for fntrace/recording/; ``replay``, ``report``, ``dump`` and
 fntrace/control/'s client; ``funcs`` (funcs.py) lists
 available_filter_functions.  A subcommand's module imports the work it calls
 only when it runs, so ``fntrace --version`` or ``--help`` loads little.
+
+``fntrace COMMAND ...`` builds (and imports) COMMAND's parser alone: the
+subcommands' modules import argparse helpers, option tables and sometimes the
+layers they call (tempfile, typing), which ``fntrace record`` would otherwise pay
+for before the program starts.  Without a known COMMAND (``--help``, nothing,
+a typo) every subcommand is built, so the list and the errors are the same.
 """
 
 from __future__ import annotations
@@ -18,15 +24,24 @@ from fntrace.recording import startup
 
 # isort: split
 import argparse
+import importlib
 import signal
 import sys
-from collections.abc import Sequence
 
-from fntrace.cli import attach, ctl, dump, funcs, info, record, replay, report, run, view
+from fntrace.cli.formatter import Formatter
 from fntrace.core import accel
 from fntrace.core.version import __version__
 
-__all__ = ["build_parser", "main"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: The subcommands, each the module of the same name in this package, in the order
+#: of `fntrace --help`'s list.
+COMMANDS = ("funcs", "ctl", "attach", "run", "record", "replay", "info", "report", "dump",
+            "view")
 
 EXAMPLES = """\
 examples:
@@ -45,16 +60,21 @@ examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The fntrace command's parser: with ``command`` one of COMMANDS, only that
+    subcommand's (its module alone imported); otherwise every subcommand's."""
     parser = argparse.ArgumentParser(
         prog="fntrace", description="Function tracing for Python, after the kernel's ftrace.",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+        formatter_class=Formatter, epilog=EXAMPLES)
     parser.add_argument("--version", action="version",
                         version=f"fntrace {__version__} ({accel.status()})")
-    sub = parser.add_subparsers(dest="command", required=True)
-    # The order of `fntrace --help`'s list.
-    for command in (funcs, ctl, attach, run, record, replay, info, report, dump, view):
-        command.add_parser(sub)
+    names = (command,) if command in COMMANDS else COMMANDS
+    # One subcommand alone still names them all in the usage line of an error
+    # (`fntrace record --bogus`), as argparse does when it has them all.
+    metavar = None if len(names) > 1 else "{" + ",".join(COMMANDS) + "}"
+    sub = parser.add_subparsers(dest="command", required=True, metavar=metavar)
+    for name in names:
+        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
     return parser
 
 
@@ -67,13 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
     args = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(args[0] if args else None)
     program = None
     if args and args[0] in ("record", "run"):
+        from fntrace.cli.record import split_command
+
         # argparse would take the program's own options (-q, -o...) as fntrace's:
         # the program and its arguments are cut off first, where python would.
-        own, program = record.split_command(args[1:])
+        own, program = split_command(args[1:])
         args = [args[0], *own]
     ns = parser.parse_args(args)
     if program is not None:

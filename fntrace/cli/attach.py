@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from fntrace.cli.ctl import parse_pid
+from fntrace.cli.formatter import Formatter
 
 __all__ = ["add_parser", "attach", "main"]
 
@@ -84,7 +85,7 @@ examples:
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "attach", help="start live control in a running process (Python 3.14+)",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=ATTACH_EXAMPLES,
+        formatter_class=Formatter, epilog=ATTACH_EXAMPLES,
         description="Run fntrace.control.listen() inside process PID through "
                     "sys.remote_exec (Python 3.14+; same uid and ptrace permission).")
     parser.add_argument("pid", metavar="PID")

@@ -12,6 +12,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from fntrace.cli.formatter import Formatter
+
 if TYPE_CHECKING:
     from fntrace.control.client import Client
 
@@ -113,7 +115,7 @@ examples:
 def add_parser(sub: Any) -> None:
     ctl = sub.add_parser(
         "ctl", help="read or write the trace files of a running process",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=CTL_EXAMPLES,
+        formatter_class=Formatter, epilog=CTL_EXAMPLES,
         description="Steer a process that serves live control (fntrace run --live, or "
                     "fntrace.control.listen()). FILE is a tracefs path (current_tracer, "
                     "set_ftrace_filter, instances/NAME/trace...); with VALUE it is written. "

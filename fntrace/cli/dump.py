@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from fntrace.cli import selection
+from fntrace.cli.formatter import Formatter
 
 __all__ = ["add_parser", "main"]
 
@@ -66,7 +67,7 @@ def add_parser(sub: Any) -> None:
     """Add the ``dump`` subcommand to the fntrace command's subparsers."""
     p = sub.add_parser("dump", help="write a trace as Chrome JSON (Perfetto) or folded stacks",
                        description=DESCRIPTION, epilog=EXAMPLES,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=Formatter)
     p.add_argument("file", nargs="?", default="fntrace.dat",
                    help="trace file (default fntrace.dat); files of children "
                         "recorded with --follow are merged")

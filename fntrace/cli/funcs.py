@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from fntrace.cli.formatter import Formatter
+
 __all__ = ["add_parser", "list_functions", "main"]
 
 
@@ -42,7 +44,7 @@ def list_functions(modules: Sequence[str], patterns: Sequence[str]) -> int:
 def add_parser(sub: Any) -> None:
     funcs = sub.add_parser(
         "funcs", help="list available_filter_functions",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=Formatter,
         epilog="examples:\n  fntrace funcs -m json -F 'json.decoder:*'\n"
                "  fntrace funcs -m myapp -F '*:mod:myapp.*'\n")
     funcs.add_argument("-m", "--module", action="append", help="import MODULE first")

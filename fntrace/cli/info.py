@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from fntrace.cli.formatter import Formatter
+
 __all__ = ["add_parser", "main"]
 
 
 def add_parser(sub: Any) -> None:
     info = sub.add_parser(
         "info", help="describe a trace file: program, threads, events, lost events",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=Formatter,
         description="What a trace file holds. A file whose recording finished cleanly is "
                     "described from its footer (its size does not matter); one without "
                     "(a crashed or cut recording, or an older fntrace's) is read whole, "

@@ -10,12 +10,14 @@ handled in one place, :func:`split_command`, before argparse sees anything.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-from typing import TYPE_CHECKING, Any
 
+from fntrace.cli.formatter import Formatter
 from fntrace.recording.config import RecordConfig
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from fntrace.tracing.instance import Instance
 
 __all__ = ["FLAGS", "VALUED", "add_parser", "add_trace_options", "config_of", "main",
@@ -168,7 +170,7 @@ def split_command(args: list[str]) -> tuple[list[str], tuple[str | None, list[st
 def add_parser(sub: Any) -> None:
     rec = sub.add_parser(
         "record", help="run a program traced, writing a trace file",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION, formatter_class=Formatter,
         epilog=EXAMPLES)
     noting = Noting(rec)
     noting.add_argument("-o", "--output", default="fntrace.dat", metavar="PATH",
@@ -188,9 +190,9 @@ def config_of(ns: argparse.Namespace) -> RecordConfig:
     """The RecordConfig of record's or run's parsed options (each field is the
     option of the same name; repeatable ones not given are empty)."""
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(RecordConfig):
-        value = getattr(ns, f.name)
-        values[f.name] = tuple(value or ()) if isinstance(f.default, tuple) else value
+    for name, default in RecordConfig.defaults().items():
+        value = getattr(ns, name)
+        values[name] = tuple(value or ()) if isinstance(default, tuple) else value
     return RecordConfig(**values)
 
 

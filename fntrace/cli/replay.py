@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from fntrace.cli.formatter import Formatter
 from fntrace.cli.selection import add_options
 
 __all__ = ["add_parser", "main"]
@@ -39,7 +40,7 @@ whose entry came before --from is shown alone).
 def add_parser(sub: Any) -> None:
     rep = sub.add_parser("replay", help="print a recorded trace as text",
                          description=DESCRIPTION, epilog=EXAMPLES,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+                         formatter_class=Formatter)
     rep.add_argument("file", help="trace file written by fntrace record")
     rep.add_argument("-F", "--filter", action="append", metavar="PATTERN",
                      help="show only functions matching (repeatable, set_ftrace_filter syntax)")

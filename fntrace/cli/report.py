@@ -7,6 +7,7 @@ from typing import Any
 
 from fntrace.analysis.sort_keys import SORT_KEYS
 from fntrace.cli import selection
+from fntrace.cli.formatter import Formatter
 
 __all__ = ["add_parser", "main", "positive"]
 
@@ -42,7 +43,7 @@ def add_parser(sub: Any) -> None:
     """Add the ``report`` subcommand to the fntrace command's subparsers."""
     p = sub.add_parser("report", help="per-function table (calls, total, self, avg, min, max)",
                        description="Per-function numbers of a recorded trace.",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+                       formatter_class=Formatter, epilog=EXAMPLES)
     p.add_argument("file", nargs="?", default="fntrace.dat",
                    help="trace file (default fntrace.dat); files of children "
                         "recorded with --follow are merged")

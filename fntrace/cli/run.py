@@ -6,9 +6,13 @@ The recording itself is fntrace/recording/record.py's ``run``.
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
+from fntrace.cli.formatter import Formatter
 from fntrace.cli.record import Noting, add_trace_options, config_of, serve_live
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["add_parser", "main"]
 
@@ -30,7 +34,7 @@ def add_parser(sub: Any) -> None:
         "run", help="run a program traced, printing the trace live (trace_pipe)",
         description="Run a program as record does, printing the trace as it is made "
         "(the instance's trace_pipe) to stdout or -o FILE.",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EXAMPLES)
+        formatter_class=Formatter, epilog=RUN_EXAMPLES)
     Noting(run).add_argument("-o", "--output", metavar="FILE",
                               help="write the trace to FILE (- or none: the terminal)")
     add_trace_options(run, None)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from fntrace.cli.formatter import Formatter
+
 __all__ = ["add_parser", "main"]
 
 
@@ -16,7 +18,7 @@ def add_parser(sub: Any) -> None:
         description="Convert trace files to a speedscope profile (one per thread) and serve "
                     "the viewer and the profile on 127.0.0.1 until Ctrl-C.",
         epilog="examples:\n  fntrace view shop.dat\n  fntrace view --no-browser --port 8000 "
-               "fntrace.dat\n", formatter_class=argparse.RawDescriptionHelpFormatter)
+               "fntrace.dat\n", formatter_class=Formatter)
     p.add_argument("file", nargs="*", default=["fntrace.dat"],
                    help="trace files (default fntrace.dat); files of children recorded "
                         "with --follow are added")

@@ -24,7 +24,19 @@ here too: they are ``fntrace.core.flags.Event``'s values, numbered.
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Generic, TypeVar
+else:
+    class Generic:
+        """typing.Generic's stand-in at run time (typing costs more than this whole
+        module): subscripting gives the class back, the parameter is the type
+        checker's."""
+
+        __slots__ = ()
+
+        def __class_getitem__(cls, item: object) -> type:
+            return cls
 
 __all__ = [
     "BY_TAG",
@@ -144,7 +156,10 @@ class TextAt(Layout):
     text = 3
 
 
-L = TypeVar("L", bound=Layout)
+if TYPE_CHECKING:
+    L = TypeVar("L", bound=Layout)
+else:
+    L = Layout
 
 
 class EventKind(Generic[L]):

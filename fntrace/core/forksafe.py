@@ -19,11 +19,14 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 __all__ = ["renew_in_child"]
-
-T = TypeVar("T")
 
 # id(owner) -> (weak reference to it, how to renew its locks).  Weak: an owner
 # that is gone needs nothing renewed and is not kept alive by this table.

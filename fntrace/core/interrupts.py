@@ -19,7 +19,10 @@ from __future__ import annotations
 import functools
 import threading
 import weakref
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["interrupt_token"]
 

@@ -46,7 +46,6 @@ import types
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from fntrace.core import state, symbols, sync
 from fntrace.core.filter import Filter
@@ -61,6 +60,10 @@ from fntrace.core.symbols import (
     is_internal_module,
     iter_loaded_code,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "StubRegs",
@@ -158,7 +161,8 @@ _OVERRIDE = {"plain": _return_value, "gen": _gen_return, "coro": _coro_return}
 _made: weakref.WeakSet[types.FunctionType] = weakref.WeakSet()
 
 # A ret token: the parent seen at entry and the bound arguments.
-_Token = tuple[Function | None, dict[str, Any]]
+if TYPE_CHECKING:
+    _Token = tuple[Function | None, dict[str, Any]]
 
 
 class _Handle:

@@ -4,7 +4,7 @@
  * Why: a reader of a busy trace consumes hundreds of thousands of events a
  * second.  take_all() does BufferSet.consume()'s merge in C; encode_buffers()
  * encodes a recorder's packed events without ever building their tuples,
- * byte for byte what formats/tracefile.py's TraceWriter makes of them.
+ * byte for byte what formats/tracewriter.py's TraceWriter makes of them.
  */
 #include "ring.h"
 
@@ -173,7 +173,7 @@ fnt_take_all(PyObject *module, PyObject *buffers)
 }
 
 /* ------------------------------------------------------------------------- */
-/* encode_buffers: one event chunk of the trace file (formats/tracefile.py)   */
+/* encode_buffers: one event chunk of the trace file (formats/tracewriter.py) */
 /* ------------------------------------------------------------------------- */
 
 typedef struct {

@@ -17,7 +17,6 @@ recording itself, which imports it.
 
 from __future__ import annotations
 
-import json
 import os
 
 from fntrace.recording.config import RecordConfig
@@ -30,6 +29,8 @@ FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_follow")
 
 def export(config: RecordConfig) -> None:
     """Make every Python child of this process record as ``config`` says."""
+    import json  # only --follow needs it
+
     child = config.for_child(os.path.abspath(config.output or ""))
     os.environ[ENV] = json.dumps({"root_pid": os.getpid(), "config": child.to_json()})
     old = os.environ.get("PYTHONPATH")
@@ -38,5 +39,7 @@ def export(config: RecordConfig) -> None:
 
 def recipe() -> tuple[RecordConfig, int]:
     """In a new child interpreter: its configuration and the root's pid."""
+    import json
+
     data = json.loads(os.environ[ENV])
     return RecordConfig.from_json(data["config"]), int(data["root_pid"])

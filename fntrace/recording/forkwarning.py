@@ -22,7 +22,10 @@ from __future__ import annotations
 import re
 import sys
 import warnings
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["after_fork_in_child", "after_fork_in_parent", "before_fork"]
 

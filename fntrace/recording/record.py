@@ -10,9 +10,9 @@ the command's options and help are ``fntrace/cli/record.py``'s.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal.py's C half (see _sigmask)
 import atexit
 import builtins
-import dataclasses
 import os
 import runpy
 import signal
@@ -21,7 +21,6 @@ import threading
 import time
 import types
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn
 
 from fntrace.core import symbols
 from fntrace.core.oscaps import native_id
@@ -29,7 +28,10 @@ from fntrace.recording import follow, forkwarning, startup, wakeup
 from fntrace.recording.config import RecordConfig
 from fntrace.recording.recorder import Recorder, header_for, mute, unmute
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
     from fntrace.tracing.instance import Instance
 
 __all__ = ["ServeLive", "configure", "record", "run", "start_followed_child", "start_recording"]
@@ -141,16 +143,25 @@ _HELD = {signal.SIGTERM, signal.SIGINT}
 _fork_mask = threading.local()
 
 
+#: The C function itself (absent where there are no threads: WebAssembly).  The
+#: ``signal`` module's wrapper makes the old mask a set of enum members through a
+#: generator; run while the tracer is armed (the mask is released after it is),
+#: that is stdlib code to look at, and on 3.12 naming a generator's code reads
+#: its frame's locals, which binds ctypes (core/framelocals.py): ~20M
+#: instructions of a recording's start-up for a mask that is only put back.
+_sigmask = getattr(_signal, "pthread_sigmask", None)
+
+
 def _hold_signals() -> None:
-    if hasattr(signal, "pthread_sigmask"):  # absent where there are no threads (WebAssembly)
-        _fork_mask.old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    if _sigmask is not None:
+        _fork_mask.old = _sigmask(signal.SIG_BLOCK, _HELD)
 
 
 def _release_signals() -> None:
     old = getattr(_fork_mask, "old", None)
-    if old is not None:
+    if old is not None and _sigmask is not None:
         _fork_mask.old = None
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        _sigmask(signal.SIG_SETMASK, old)
 
 
 def _hear_signals(rec: Recorder, on_term: Any, running: list[bool]) -> None:
@@ -277,9 +288,9 @@ def run(config: RecordConfig, serve_live: ServeLive | None = None) -> int:
                 config.thread)
     if (config.live or config.otel) and not any(steering):
         # --live alone: untraced until steered through fntrace ctl
-        config = dataclasses.replace(config, tracer="nop")
+        config = config.replace(tracer="nop")
     elif config.tracer is None:
-        config = dataclasses.replace(config, tracer="function")
+        config = config.replace(tracer="function")
     from fntrace.recording.recorder import TextSink
 
     path = config.output if config.output not in (None, "-") else None

@@ -14,24 +14,27 @@ from __future__ import annotations
 import _thread
 import os
 import select
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
 
 from fntrace.core import forksafe
 from fntrace.core.oscaps import native_id, thread_native_id
-from fntrace.formats.tracefile import FLUSH_INTERVAL, Render, TraceWriter
+from fntrace.formats.tracewriter import FLUSH_INTERVAL, Render, TraceWriter
 from fntrace.tracing import ftrace_text
 from fntrace.tracing.ring_buffer import UNKNOWN_NAME, BufferSet
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Protocol
+
     from fntrace.tracing.instance import Instance
+else:
+    Protocol = object  # structural types are the type checker's: at run time, plain classes
 
 __all__ = ["FLUSH_INTERVAL", "InstanceText", "Recorder", "Sink", "TextSink", "fix_names",
-           "mute", "unmute"]
+           "hostname", "mute", "unmute"]
 
 
 
@@ -89,8 +92,20 @@ def header_for(inst: Instance, argv: list[str], options: dict[str, Any]) -> dict
         "clock": inst.rb.clock_name,
         "tracer": inst.tracer.name if inst.tracer is not None else "nop",
         "options": options,
-        "hostname": socket.gethostname(),
+        "hostname": hostname(),
     }
+
+
+def hostname() -> str:
+    """This machine's name as ``socket.gethostname()`` gives it: uname's node name
+    where there is uname (the same value), since importing socket (its enums,
+    selectors) would cost every recording's start-up ~15M instructions."""
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        return str(uname().nodename)
+    import socket
+
+    return socket.gethostname()
 
 
 def _wake_pipe() -> tuple[int, int]:
@@ -165,7 +180,7 @@ class Recorder:
                  interval: float = FLUSH_INTERVAL, writer: Sink | None = None,
                  compress: str | None = None) -> None:
         self.inst = inst
-        # The event chunks' compression (tracefile.compressor), for every file this
+        # The event chunks' compression (tracewriter.compressor), for every file this
         # recording writes (a followed fork's too).
         self.compress = compress
         self.path = path

@@ -24,7 +24,10 @@ from __future__ import annotations
 import functools
 import operator
 import signal
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["installed", "move_to", "set_wakeup_fd", "take"]
 

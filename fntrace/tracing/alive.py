@@ -10,7 +10,8 @@ gone even if it was never closed.
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from fntrace.tracing.instance import Instance

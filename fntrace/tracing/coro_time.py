@@ -18,9 +18,11 @@ no different from a plain call: function_graph shows no split for it.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fntrace.core.flags import Event
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["CoroutineClock", "split_text", "time_text"]
 

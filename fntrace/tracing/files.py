@@ -20,10 +20,14 @@ the table is built, not a file silently shadowed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Protocol
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from fntrace.tracing.instance import Instance
+else:
+    Protocol = object  # structural types are the type checker's: at run time, plain classes
 
 __all__ = ["MAX_UINT", "Directory", "FileTable", "Reader", "Writer", "parse_bool",
            "parse_uint"]

@@ -13,14 +13,13 @@ their ops' filters (Instance.filters_changed) and the C recorders are told
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from fntrace.core import engine
 from fntrace.core.filter import Filter, parse
 from fntrace.core.symbols import available_filter_functions
 from fntrace.tracing import triggers
 from fntrace.tracing.files import FileTable, Reader, Writer, parse_uint
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from fntrace.tracing.instance import Instance
 

@@ -26,8 +26,6 @@ characters, replace the kernel's irq/preempt flags (meaningless here):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from fntrace.core import events
 from fntrace.core.flags import Event
@@ -35,7 +33,10 @@ from fntrace.tracing.graph_text import SRCLINE, GraphText, Thread, srcline_comme
 from fntrace.tracing.graph_text import header as graph_header
 from fntrace.tracing.tasks import TaskTable
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from fntrace.tracing.instance import Instance
     from fntrace.tracing.ring_buffer import BufferSet
 
@@ -46,21 +47,30 @@ __all__ = ["HEADERS", "MARKER", "RENDERERS", "STACK", "Context", "code_flag", "c
 MARKER = events.MARKER.tag
 STACK = events.STACK.tag
 
-Ev = tuple[Any, ...]
+if TYPE_CHECKING:
+    Ev = tuple[Any, ...]
 
 
-@dataclass(frozen=True)
 class Context:
     """What rendering reads besides the events: the options, and the number of
-    threads (function_graph's CPU column is as wide as the largest index)."""
+    threads (function_graph's CPU column is as wide as the largest index).
 
-    options: Mapping[str, int]
-    nthreads: int
-    #: The asyncio tasks a reader already knows (names read ahead), or None.
-    tasks: TaskTable | None = None
+    A plain slotted class, not a dataclass: a recording makes one before the
+    program starts, and dataclasses (with inspect) would cost its start-up more
+    than all the rendering code."""
+
+    __slots__ = ("nthreads", "options", "tasks")
+
+    def __init__(self, options: Mapping[str, int], nthreads: int,
+                 tasks: TaskTable | None = None) -> None:
+        self.options = options
+        self.nthreads = nthreads
+        #: The asyncio tasks a reader already knows (names read ahead), or None.
+        self.tasks = tasks
 
 
-Renderer = Callable[[Thread, Ev, Context], str]
+if TYPE_CHECKING:
+    Renderer = Callable[[Thread, Ev, Context], str]
 
 _RESUME_FLAG = {Event.START: ".", Event.RESUME: "r", Event.THROW: "t"}
 

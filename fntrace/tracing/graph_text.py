@@ -16,12 +16,17 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Protocol
 
 from fntrace.core.events import ENTRY, EXIT, MARKER, TASK
 from fntrace.core.flags import Event
 from fntrace.tracing.coro_time import CoroutineClock, split_text
 from fntrace.tracing.tasks import TaskTable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    Protocol = object  # structural types are the type checker's: at run time, plain classes
 
 __all__ = ["SRCLINE", "UNKNOWN_TYPE", "GraphText", "Thread", "abstime_text", "duration_text",
            "header", "overhead_mark", "srcline_comment"]
@@ -43,7 +48,8 @@ _FILL = "              |  "  # the duration column of an entry or comment line
 #: profile events): said, rather than an exit that looks complete.
 UNKNOWN_TYPE = "(type unknown on 3.11)"
 
-Ev = tuple[Any, ...]
+if TYPE_CHECKING:
+    Ev = tuple[Any, ...]
 
 #: The rendering option (not an instance option: ``fntrace replay --srcline``
 #: sets it in its rendering context) that ends each line naming a called
@@ -69,7 +75,8 @@ class Thread(Protocol):
 
 
 #: Renders one event of another kind (a probe, a stack...) in the graph's stream.
-Other = Callable[[Any, Ev], str]
+if TYPE_CHECKING:
+    Other = Callable[[Any, Ev], str]
 
 
 def overhead_mark(ns: int) -> str:

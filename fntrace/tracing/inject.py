@@ -66,7 +66,6 @@ import types
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from fntrace.core import engine, forksafe
 from fntrace.core.engine import BusyError
@@ -81,7 +80,10 @@ from fntrace.core.symbols import iter_loaded_code
 from fntrace.tracing.alive import instances
 from fntrace.tracing.reprs import SafeRepr
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
     from fntrace.tracing.files import FileTable
@@ -91,7 +93,8 @@ __all__ = ["FAIL", "Action", "FaultAttr", "Injection", "inject", "parse_inject_s
            "register_files", "target_name"]
 
 FAIL = _FAIL_KIND.tag  # (ts, size, "J", ip, text): one injected failure (events.FailAt)
-Condition = Callable[[dict[str, Any]], object]
+if TYPE_CHECKING:
+    Condition = Callable[[dict[str, Any]], object]
 ExceptionSpec = type[BaseException] | BaseException
 
 #: Renders an Action's value once, when the Action is made (never in a failing

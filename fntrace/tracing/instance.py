@@ -24,7 +24,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
 
 from fntrace.core import forksafe
 from fntrace.core.events import EVENT_OVERHEAD, MARKER
@@ -38,6 +37,7 @@ from fntrace.tracing.reprs import SafeRepr
 from fntrace.tracing.ring_buffer import RingBuffer
 from fntrace.tracing.tracefs import TABLE
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from fntrace.tracing.files import FileTable
     from fntrace.tracing.tracers.base import Tracer

@@ -45,7 +45,6 @@ import sys
 import threading
 import types
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from fntrace.core import engine, symbols
 from fntrace.core.flags import Flags
@@ -53,7 +52,10 @@ from fntrace.core.ops import Ops
 from fntrace.tracing.inject import function_of as _function_of
 from fntrace.tracing.inject import target_name
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
     from fntrace.tracing.files import FileTable

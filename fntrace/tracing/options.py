@@ -11,11 +11,11 @@ see fntrace/tracing/value_text.py).  ``trace_options`` reads every boolean optio
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from fntrace.tracing.files import FileTable, parse_bool, parse_uint
 from fntrace.tracing.reprs import SafeRepr
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from fntrace.tracing.instance import Instance
 

@@ -21,9 +21,12 @@ from __future__ import annotations
 import reprlib
 import time
 from collections.abc import Callable
-from typing import Any
 
 from fntrace.tracing.value_text import class_rule, text_maker
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["SafeRepr", "slow_note"]
 

@@ -25,7 +25,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from fntrace.core import accel as _accel
 from fntrace.core import forksafe
@@ -33,10 +32,15 @@ from fntrace.core.events import EVENT_OVERHEAD
 from fntrace.core.framelocals import first_local
 from fntrace.core.oscaps import native_id
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["CLOCKS", "EVENT_OVERHEAD", "UNKNOWN_NAME", "BufferSet", "RingBuffer", "ThreadBuffer",
            "thread_identity"]
 
-Event = tuple[Any, ...]
+if TYPE_CHECKING:
+    Event = tuple[Any, ...]
 
 
 def _clock(name: str) -> Callable[[], int]:

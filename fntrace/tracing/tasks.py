@@ -92,7 +92,6 @@ import threading
 import types
 import weakref
 from json.encoder import encode_basestring_ascii as _quote
-from typing import TYPE_CHECKING, Any
 
 from fntrace.core import accel as _accel
 from fntrace.core.events import EVENT_OVERHEAD, TASK, TASK_PREFIX
@@ -100,7 +99,10 @@ from fntrace.core.flags import Event
 from fntrace.core.ops import Ops
 from fntrace.core.oscaps import native_id
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
     from fntrace.tracing.instance import Instance

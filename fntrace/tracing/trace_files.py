@@ -10,13 +10,13 @@ buffers into the snapshot, another number clears the snapshot, 0 frees it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from fntrace.core.events import TASK_PREFIX
 from fntrace.tracing import ftrace_text
 from fntrace.tracing.files import FileTable, parse_bool, parse_uint
 from fntrace.tracing.ring_buffer import CLOCKS
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from fntrace.tracing.instance import Instance
 

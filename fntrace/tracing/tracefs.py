@@ -12,16 +12,21 @@ happened to be imported before.
 The order is the order of closing: Instance.close runs the features' close
 hooks as listed (the tracer stops first, then the profiler, the stack tracer,
 the probe events, the triggers, the injections).
+
+Error injection (``fail_function/``) and live patching (``livepatch/``) are
+registered *deferred*: their directory is claimed here, and their module (with
+ast, copy, random and dataclasses behind it: a fifth of ``fntrace record``'s
+start-up) is imported the first time the directory is listed, read or written.
+A feature with no state yet has nothing to close, so closing does not import it.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from fntrace.tracing import (
     filter_files,
-    inject,
-    livepatch,
     options,
     trace_files,
     tracers,
@@ -31,7 +36,74 @@ from fntrace.tracing.files import FileTable
 from fntrace.tracing.probes import events as probe_events
 from fntrace.tracing.tracers import profile, stack
 
-__all__ = ["FEATURES", "TABLE", "build"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from fntrace.tracing.files import Directory
+    from fntrace.tracing.instance import Instance
+
+__all__ = ["FEATURES", "TABLE", "Deferred", "build"]
+
+
+class Deferred:
+    """The directory ``name`` of a feature whose module ``module`` is imported when
+    the directory is first used; ``register`` imports it and declares its files
+    (that one directory and close hooks, nothing else: a ValueError otherwise).
+
+    Why: importing a feature should cost nothing until the feature is used, and
+    most instances never touch these directories."""
+
+    def __init__(self, name: str, module: str, register: Callable[[FileTable], None]) -> None:
+        self.name = name
+        self.module = module
+        self.register = register
+        self._table: FileTable | None = None
+
+    def __call__(self, table: FileTable) -> None:
+        """Register into ``table`` (an entry of FEATURES)."""
+        table.directory(self.name, self)
+        table.on_close(self.close)
+
+    def loaded(self) -> FileTable:
+        """The feature's own table (its module imported, its files declared, once)."""
+        table = self._table
+        if table is None:
+            table = FileTable()
+            self.register(table)
+            if list(table.directories) != [self.name] or table.readers or table.writers:
+                raise ValueError(f"tracefs: {self.module} declares more than {self.name}/")
+            self._table = table  # two threads racing here build two equal tables
+        return table
+
+    def _served(self) -> Directory:
+        return self.loaded().directories[self.name]
+
+    def names(self, inst: Instance) -> list[str]:
+        return list(self._served().names(inst))
+
+    def read(self, inst: Instance, path: str) -> str | None:
+        return self._served().read(inst, path)
+
+    def write(self, inst: Instance, path: str, text: str, append: bool) -> bool:
+        return self._served().write(inst, path, text, append)
+
+    def close(self, inst: Instance) -> None:
+        """The feature's close hooks, once its module is loaded (before, it holds nothing)."""
+        if self._table is None and self.module not in sys.modules:
+            return
+        for closer in self.loaded().closers:
+            closer(inst)
+
+
+def _register_inject(table: FileTable) -> None:
+    from fntrace.tracing import inject
+
+    inject.register_files(table)
+
+
+def _register_livepatch(table: FileTable) -> None:
+    from fntrace.tracing import livepatch
+
+    livepatch.register_files(table)
 
 #: Every feature with files, in registration (and closing) order.
 FEATURES: tuple[Callable[[FileTable], None], ...] = (
@@ -47,8 +119,8 @@ FEATURES: tuple[Callable[[FileTable], None], ...] = (
     stack.register_files,           # stack_tracer_enabled, stack_max_size, stack_trace
     probe_events.register_files,    # dynamic_events, events/
     triggers.register_files,        # (set_ftrace_filter's trigger lines: closing only)
-    inject.register_files,          # fail_function/
-    livepatch.register_files,       # livepatch/
+    Deferred("fail_function", "fntrace.tracing.inject", _register_inject),
+    Deferred("livepatch", "fntrace.tracing.livepatch", _register_livepatch),
 )
 
 

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import TYPE_CHECKING
 
 from fntrace.core import engine, forksafe
 from fntrace.core.filter import EVENT_COMMANDS, Filter, FilterLine, parse_line
 from fntrace.core.flags import Event
 from fntrace.core.ops import Ops
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function

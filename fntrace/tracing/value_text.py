@@ -31,14 +31,16 @@ instead (reprs.py), with the guards that needs.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import sys
 import types
 import weakref
 from collections.abc import Callable
 from itertools import islice
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["MAX_ITEMS", "MAX_LEVEL", "class_rule", "text_maker", "value_text"]
 
@@ -263,6 +265,8 @@ class _DataclassText:
     its plan with it, see :func:`_remember`)."""
 
     def __init__(self, cls: type, owner: type) -> None:
+        import dataclasses  # a dataclass exists, so the program has imported it already
+
         self.name = _QUALNAME(cls)
         fields = []
         for f in dataclasses.fields(owner):

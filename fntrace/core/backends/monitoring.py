@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import TYPE_CHECKING, Any
 
 from fntrace.core import accel as _accel
 from fntrace.core.flagbits import Event
 from fntrace.core.interrupts import interrupt_token
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from fntrace.core.backends import Registry
     from fntrace.core.engine import Site
 

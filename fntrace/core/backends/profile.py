@@ -21,26 +21,28 @@ API (``PyEval_SetProfile`` is per thread), see ``_hook_other_threads``.
 from __future__ import annotations
 
 import ctypes
-import dis
 import sys
 import threading
 import types
-from typing import TYPE_CHECKING, Any
+from opcode import opmap  # dis's table, without dis (its imports cost start-up)
 
 from fntrace.core import accel as _accel
 from fntrace.core import symbols
 from fntrace.core.flagbits import Event
 from fntrace.core.interrupts import interrupt_token
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from fntrace.core.backends import Registry
     from fntrace.core.engine import Site
 
 __all__ = ["ProfileBackend"]
 
-_RESUME = dis.opmap["RESUME"]
-_RETURN_VALUE = dis.opmap["RETURN_VALUE"]
-_YIELD_VALUE = dis.opmap["YIELD_VALUE"]
+_RESUME = opmap["RESUME"]
+_RETURN_VALUE = opmap["RETURN_VALUE"]
+_YIELD_VALUE = opmap["YIELD_VALUE"]
 _NO_SITE = object()  # decided: no site, and the code's Function reports its end
 
 

@@ -25,9 +25,12 @@ import fnmatch
 import operator
 import re
 from collections.abc import Callable, Collection
-from typing import Any
 
 from fntrace.tracing.probes.parser import SpecError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Condition", "parse_condition"]
 
@@ -41,7 +44,8 @@ _CMP: dict[str, Callable[[Any, Any], bool]] = {
     ">": operator.gt, ">=": operator.ge,
 }
 
-Node = Callable[[dict[str, Any]], bool]
+if TYPE_CHECKING:
+    Node = Callable[[dict[str, Any]], bool]
 
 MAX_FILTER = 4096      # characters
 MAX_DEPTH = 32         # '(' and '!' nested

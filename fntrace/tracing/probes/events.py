@@ -21,7 +21,6 @@ unregister) for callbacks in flight.
 from __future__ import annotations
 
 import types
-from typing import TYPE_CHECKING, Any
 
 from fntrace.core import engine
 from fntrace.core.events import EVENT_OVERHEAD
@@ -30,15 +29,19 @@ from fntrace.core.filter import Filter
 from fntrace.core.flags import Event
 from fntrace.core.ops import Ops
 from fntrace.core.oscaps import native_id
-from fntrace.tracing.probes.condition import Condition, parse_condition
-from fntrace.tracing.probes.fetch import Field, fetch_all
-from fntrace.tracing.probes.parser import ProbeSpec, RemoveSpec, SpecError, parse_spec
+from fntrace.tracing.probes.fetch import fetch_all
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
     from fntrace.tracing.files import FileTable
     from fntrace.tracing.instance import Instance
+    from fntrace.tracing.probes.condition import Condition
+    from fntrace.tracing.probes.fetch import Field
+    from fntrace.tracing.probes.parser import ProbeSpec, RemoveSpec, SpecError
 
 __all__ = ["MAX_PENDING", "PROBE", "ProbeEvent", "ProbeEvents", "register_files"]
 
@@ -87,6 +90,8 @@ class ProbeEvent:
         if text.strip() == "0":
             self.cond = None
         else:
+            from fntrace.tracing.probes.condition import parse_condition
+
             self.cond = parse_condition(text.strip("\n"), self.field_names)
 
     # -- callbacks (hot path) ------------------------------------------------
@@ -156,6 +161,10 @@ class ProbeEvents:
         O_TRUNC), which is refused while one of them is enabled (EBUSY), as is
         removing an enabled event with ``-:``.
         """
+        # The grammar is loaded by the first definition: an instance that never
+        # defines an event (every recording without probes) never imports it.
+        from fntrace.tracing.probes.parser import RemoveSpec, SpecError, parse_spec
+
         lines = text.splitlines()
         specs: list[tuple[int, str, ProbeSpec | RemoveSpec]] = []
         for number, line in enumerate(lines, start=1):

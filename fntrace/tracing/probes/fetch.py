@@ -16,14 +16,15 @@ time), ``:str`` as a double-quoted bounded ``str()``, ``:x`` as hexadecimal,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from fntrace.core.flags import Event
 from fntrace.core.symbols import function_for_frame
-from fntrace.tracing.probes.parser import FetchArg
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from fntrace.core.regs import FtraceRegs
+    from fntrace.tracing.probes.parser import FetchArg
     from fntrace.tracing.reprs import SafeRepr
 
 __all__ = ["STACK_DEPTH", "Failed", "Field", "fetch_all", "fetch_arg"]
@@ -32,7 +33,8 @@ __all__ = ["STACK_DEPTH", "Failed", "Field", "fetch_all", "fetch_arg"]
 STACK_DEPTH = 4
 
 #: (name, value seen by filters, rendered text)
-Field = tuple[str, Any, str]
+if TYPE_CHECKING:
+    Field = tuple[str, Any, str]
 
 
 class Failed:

@@ -16,10 +16,10 @@ they live in this package because they are clients of the core as tracers are.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from fntrace.tracing.tracers import function, function_graph
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from fntrace.tracing.files import FileTable
     from fntrace.tracing.instance import Instance

@@ -9,14 +9,16 @@ re-registering, so no call is missed or doubled while filters change.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, ClassVar
 
 from fntrace.core import engine
 from fntrace.core.ops import Ops
 from fntrace.core.oscaps import native_id
 from fntrace.tracing.tasks import TaskTracker
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, ClassVar
+
     from fntrace.tracing.instance import Instance
 
 __all__ = ["Tracer"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import types
-from typing import TYPE_CHECKING
 
 from fntrace.core import accel as _accel
 from fntrace.core import symbols
@@ -19,6 +18,7 @@ from fntrace.core.events import CALL, EVENT_OVERHEAD, STACK
 from fntrace.core.ops import Ops
 from fntrace.tracing.tracers.base import Tracer
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function

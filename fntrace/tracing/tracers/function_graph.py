@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from fntrace.core import accel as _accel
 from fntrace.core.events import ENTRY as _ENTRY_KIND
@@ -77,8 +76,10 @@ from fntrace.core.shadow import ShadowStack
 from fntrace.tracing.graph_text import UNKNOWN_TYPE, duration_text, overhead_mark
 from fntrace.tracing.tracers.base import Tracer
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import types
+    from typing import Any
 
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
@@ -100,7 +101,8 @@ _UNWIND = Event.UNWIND
 
 # A stack entry: (frame key, entry timestamp or None when not recorded,
 #                 recorded depth below it, selection state below it).
-_Entry = tuple[Any, "int | None", int, int]
+if TYPE_CHECKING:
+    _Entry = tuple[Any, "int | None", int, int]
 
 
 class FunctionGraphTracer(Tracer):
@@ -274,7 +276,7 @@ class FunctionGraphTracer(Tracer):
         rb.write((ts, size, EXIT, ip, top[2] - 1, duration, event, value))
 
 
-class _PyGraphStack(ShadowStack[_Entry]):
+class _PyGraphStack(ShadowStack["_Entry"]):
     """The per-thread stack of calls (pure Python; fntrace/csrc/graph_recorder.c has GraphStack);
     ``pop_to`` is the shadow stack's."""
 

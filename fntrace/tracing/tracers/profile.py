@@ -44,7 +44,6 @@ import threading
 import time
 import types
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from fntrace.core import accel as _accel
 from fntrace.core import forksafe
@@ -54,7 +53,10 @@ from fntrace.core.shadow import ShadowStack
 from fntrace.tracing.files import parse_bool
 from fntrace.tracing.tracers.base import Tracer
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
     from fntrace.tracing.files import FileTable
@@ -68,7 +70,8 @@ _NAME_WIDTH = 30
 OPEN_LIMIT = 1 << 16
 
 # A running segment: [frame key, start ns, children ns, reset generation].
-Segment = list[Any]
+if TYPE_CHECKING:
+    Segment = list[Any]
 
 
 def format_duration(ns: int) -> str:

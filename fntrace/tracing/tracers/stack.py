@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import threading
 import types
-from typing import TYPE_CHECKING
 
 from fntrace.core import forksafe, symbols
 from fntrace.core.ops import Ops
@@ -51,6 +50,7 @@ from fntrace.core.symbols import function_for_frame
 from fntrace.tracing.files import parse_bool, parse_uint
 from fntrace.tracing.tracers.base import Tracer
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from fntrace.core.regs import FtraceRegs
     from fntrace.core.symbols import Function
