@@ -13,7 +13,8 @@ Every ops goes through it.
   PY_RETURN/PY_YIELD while an ops there has a return callback.
 * PY_THROW and PY_UNWIND cannot be local.  PY_THROW is global while some ops
   is registered (a generator thrown into is discovered there, as at a resume).
-  PY_UNWIND is global only while some site has a return callback: an
+  With the C callbacks, PY_UNWIND is global only while some site has a return
+  callback (the Python callbacks keep it: see _set_global_events): an
   exception crossing a frame (an import's ImportError, a module's
   AttributeError caught by hasattr) otherwise costs a callback per frame for
   nothing.  Both are dropped at once for code that is no site.
@@ -210,9 +211,14 @@ class MonitoringBackend:
         self._set_global_events()
 
     def _set_global_events(self) -> None:
-        """The global events: PY_UNWIND only while a site has a return callback."""
+        """The global events: PY_UNWIND only while a site has a return callback,
+        with the C callbacks.  The Python callbacks keep it always: at the
+        recursion limit a PY_START callback cannot start, CPython raises the
+        RecursionError in the program's frame, and the PY_UNWIND callback that
+        cannot start either is what leaves that frame out of the traceback, as
+        untraced (CPython's test_traceback test_recursive_traceback_python)."""
         events = E.PY_START | E.PY_RESUME | E.PY_THROW
-        if self.unwinding:
+        if self.unwinding or self.dispatcher is None:
             events |= E.PY_UNWIND
         if events != self.global_events:
             mon.set_events(self.tool, events)
