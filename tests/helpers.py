@@ -204,3 +204,13 @@ def record_program(cwd: os.PathLike[str], program: str, writer: str,
         env["FNTRACE_PURE"] = "1"
     subprocess.run([sys.executable, "-m", "fntrace", "record", *options, "-o", out, "--",
                     "prog.py"], cwd=cwd, env=env, check=True, capture_output=True)
+
+
+def uvarint(n: int) -> bytes:
+    """``n`` as the trace file's LEB128 number, written independently of the writer."""
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import FakeThread, event_text, needs_subprocess
+from helpers import FakeThread, event_text, needs_subprocess, uvarint
 
 import fntrace.core.accel
 from fntrace.analysis import dump, report
@@ -256,15 +256,6 @@ def raw_chunk(events: bytes, count: int, funcs: int = 1) -> bytes:
         n >>= 7
     varint.append(n)
     return b"\x00" + bytes(out) + bytes(varint) + events
-
-
-def uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def write_raw(path: Path, payloads: list[bytes]) -> None:

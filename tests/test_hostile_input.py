@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import PREAMBLE, FakeThread, build, event_text, split
+from helpers import PREAMBLE, FakeThread, build, event_text, split, uvarint
 
 from fntrace import cli
 from fntrace.analysis.replay import RecordedFunction
@@ -103,15 +103,6 @@ def lz4_chunk(payload: bytes, size: int | None = None) -> bytes:
     """An LZ4 event chunk (flag 2) of an uncompressed one, declaring ``size``."""
     body = payload[1:]
     return b"\x02" + uvarint(len(body) if size is None else size) + lz_literals(body)
-
-
-def uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def raw_chunk(strings: list[bytes], funcs: list[tuple[int, int, int, int]],

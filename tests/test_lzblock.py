@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import FakeThread, build, event_text, needs_subprocess, split
+from helpers import FakeThread, build, event_text, needs_subprocess, split, uvarint
 
 import fntrace.core.accel
 from fntrace.analysis.replay import RecordedFunction
@@ -123,7 +123,7 @@ def test_a_declared_size_is_refused_before_it_is_allocated() -> None:
         assert peak < 1 << 20, (fn, peak)
     for size, why in ((MAX_PAYLOAD, "cannot hold"),
                       (MAX_PAYLOAD + 1, f"declares {MAX_PAYLOAD + 1} bytes decompressed")):
-        payload = b"\x02" + _uvarint(size) + block
+        payload = b"\x02" + uvarint(size) + block
         tracemalloc.start()
         try:
             with pytest.raises(tracefile.ChunkError, match=why):
@@ -145,15 +145,6 @@ def _read_size(payload: bytes) -> tuple[int, int]:
         shift += 7
         if b < 0x80:
             return size, at
-
-
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 # -- against the lz4 package ---------------------------------------------------------
@@ -256,7 +247,7 @@ def test_a_corrupt_lz4_chunk_is_one_line_and_the_rest_is_read(
     assert [p[:1] for k, p in chunks if k == b"E"] == [b"\x02"] * 3
     kind, payload = chunks[1]
     size, at = _read_size(payload)
-    lying = b"\x02" + _uvarint(size + 1) + payload[at:]
+    lying = b"\x02" + uvarint(size + 1) + payload[at:]
     path.write_bytes(build(head, [chunks[0], (kind, lying), *chunks[2:]]))
     offset = len(build(head, chunks[:1]))
     for speedups in (built, None):
