@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 
 from fntrace.core import backends, flagbits, state, symbols, sync
 from fntrace.core import ops as _ops_module
+from fntrace.core.filter import join_bounds
 from fntrace.core.ops import Ops
 from fntrace.core.regs import FtraceRegs, FullRegs
 from fntrace.core.shadow import FrameStack
@@ -315,15 +316,7 @@ def _module_bound(active: list[Ops]) -> ModuleBound | None:
     """The modules any of these ops can select a function of (None: not known)."""
     if not active:
         return None
-    exact: set[str] = set()
-    prefixes: list[str] = []
-    for op in active:
-        bound = op.filter.module_bound()
-        if bound is None:
-            return None
-        exact |= bound[0]
-        prefixes.extend(p for p in bound[1] if p not in prefixes)
-    return (frozenset(exact), tuple(prefixes))
+    return join_bounds(op.filter.module_bound() for op in active)
 
 
 def discover(code: types.CodeType, frame: types.FrameType) -> Site | None:

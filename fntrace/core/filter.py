@@ -45,6 +45,7 @@ __all__ = [
     "Filter",
     "FilterLine",
     "ModuleBound",
+    "join_bounds",
     "parse",
     "parse_line",
 ]
@@ -224,6 +225,18 @@ def _compile_module(glob: str) -> Matcher:
         inside = package + "."
         return lambda name: name == package or name.startswith(inside)
     return _compile(glob)
+
+
+def join_bounds(bounds: Iterable[ModuleBound | None]) -> ModuleBound | None:
+    """The modules any of ``bounds`` names (None when one of them is not known)."""
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    for bound in bounds:
+        if bound is None:
+            return None
+        exact |= bound[0]
+        prefixes.extend(p for p in bound[1] if p not in prefixes)
+    return (frozenset(exact), tuple(prefixes))
 
 
 class FilterLine:
@@ -482,17 +495,7 @@ class Filter:
         modules' code with it, without calling Python."""
         if not self._has_positive:
             return None
-        exact: set[str] = set()
-        prefixes: list[str] = []
-        for rule in self.lines:
-            if rule.negate:
-                continue
-            bound = rule.module_bound()
-            if bound is None:
-                return None
-            exact |= bound[0]
-            prefixes.extend(p for p in bound[1] if p not in prefixes)
-        return (frozenset(exact), tuple(prefixes))
+        return join_bounds(rule.module_bound() for rule in self.lines if not rule.negate)
 
     def excludes(self, module: str, qualname: str) -> bool:
         """Whether the function is in this notrace set (set_ftrace_notrace).

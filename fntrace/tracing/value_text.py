@@ -292,12 +292,11 @@ class _DataclassText:
                 slot = _class_attr(cls, name)
                 if type(slot) is not _MEMBER:
                     text = "<descriptor>"
-                    shown.append(f"{name}={text}")
-                    continue
-                try:
-                    text = walk.text(slot.__get__(value, cls), level + 1)
-                except AttributeError:
-                    text = "<unset>"
+                else:
+                    try:
+                        text = walk.text(slot.__get__(value, cls), level + 1)
+                    except AttributeError:
+                        text = "<unset>"
             elif name in own:
                 text = walk.text(own[name], level + 1)
             else:
