@@ -180,7 +180,7 @@ def add_parser(sub: Any) -> None:
                         "subprocesses), each into PATH.<pid>")
     noting.add_argument("--compress", choices=("lz4", "zlib", "none"),
                         help="the event chunks' compression (default: lz4 with fntrace's "
-                        "C extension, about a fifth of zlib's CPU for a fifth more bytes; "
+                        "C extension, about a sixth of zlib's CPU for 17-40%% more bytes; "
                         "zlib without it)")
     add_trace_options(rec, "function_graph")
     rec.set_defaults(handler=main, command_name="record")
