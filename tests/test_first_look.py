@@ -10,11 +10,13 @@ it was made under.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -279,3 +281,51 @@ def test_unwind_is_global_only_while_a_site_has_a_return_callback() -> None:
         fntrace.unregister(entry_only)
     assert entries == ["fl_catches", "fl_raises"] * 3
     assert exits == [("fl_raises", "KeyError")]
+
+
+def _generated(module: str, name: str) -> Callable[[], int]:
+    """A function of its own code object in module ``module``, freed with it."""
+    scope: dict[str, Any] = {"__name__": module}
+    exec(f"def {name}():\n    return 1\n", scope)
+    return scope[name]  # type: ignore[no-any-return]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring's global events")
+def test_unwind_goes_off_when_the_functions_with_exits_are_freed() -> None:
+    """The backend counts the patched functions with a return callback (no set
+    of ids: bench/site_memory.py); a function whose code the program frees
+    leaves the count, so PY_UNWIND goes off at the next patch once none is
+    left, on the C path (the Python callbacks keep it, as above)."""
+    mon = sys.monitoring
+    with_exit = Ops(None, ret=lambda *a: None, filter="gen_unwind:*")
+    entry_only = Ops(lambda *a: None, filter="gen_unwind_entry:*")
+    fntrace.register(entry_only)
+    fntrace.register(with_exit)
+    always = not c_dispatcher()
+    try:
+        backend: Any = engine.backend()
+        funcs = [_generated("gen_unwind", f"u{i}") for i in range(3)]
+        assert [f() for f in funcs] == [1, 1, 1]
+        assert backend.exits - len(backend.exits_gone) == 3
+        assert mon.get_events(backend.tool) & mon.events.PY_UNWIND
+        del funcs[:2]  # two codes freed: one function with exits is left
+        gc.collect()
+        assert _generated("gen_unwind_entry", "e1")() == 1  # a patch
+        assert backend.exits == 1 and backend.exits_gone == []
+        assert mon.get_events(backend.tool) & mon.events.PY_UNWIND
+        funcs.clear()
+        gc.collect()
+        assert _generated("gen_unwind_entry", "e2")() == 1
+        assert backend.exits == 0 and backend.exits_gone == []
+        assert bool(mon.get_events(backend.tool) & mon.events.PY_UNWIND) is always
+        again = _generated("gen_unwind", "u9")  # exits wanted again: on before its call
+        assert again() == 1
+        assert backend.exits == 1
+        assert mon.get_events(backend.tool) & mon.events.PY_UNWIND
+        fntrace.unregister(with_exit)  # unpatched: the count follows
+        assert backend.exits == 0
+        assert bool(mon.get_events(backend.tool) & mon.events.PY_UNWIND) is always
+    finally:
+        fntrace.unregister(entry_only)
+        if with_exit in engine.registered_ops():
+            fntrace.unregister(with_exit)

@@ -516,10 +516,10 @@ def test_exits_are_patched_before_the_site_is_published(monkeypatch: pytest.Monk
         backend: Any = engine.backend()
         real_patch = backend.patch
 
-        def patch(site: engine.Site) -> None:
-            published = engine.sites.get(id(site.code)) is site
-            seen.append((site.fn.qualname, site.has_ret, published))
-            real_patch(site)
+        def patch(fn: Any, site: engine.Site, had_ret: bool) -> None:
+            published = engine.sites.get(id(fn.live_code())) is fn and fn.site is site
+            seen.append((fn.qualname, site.has_ret, published))
+            real_patch(fn, site, had_ret)
 
         monkeypatch.setattr(backend, "patch", patch)
         call_abc()  # discovers t_a: no exits wanted

@@ -100,7 +100,7 @@ def test_dropped_code_leaves_nothing(filt: str, tracer: str) -> None:
         grown = blocks() - before
         assert grown <= SLACK, f"{grown / N:.2f} blocks per dropped function"
         assert not any(fn.module == "gen" for fn in list(symbols.cache().values()))
-        assert not any(site.fn.module == "gen" for site in list(engine.sites.values()))
+        assert not any(fn.module == "gen" for fn in list(engine.sites.values()))
     finally:
         inst.close()
 
@@ -185,29 +185,41 @@ def test_listing_available_functions_keeps_nothing() -> None:
     del keep
 
 
-def test_sites_of_one_ops_set_share_their_tuples() -> None:
-    """A site per patched function, and the ops tuples in it shared by every
-    site with the same ops (issue 15, memory per patched site): N sites add
-    one tuple, not three per site; and the sharing holds no ops once it is
-    unregistered."""
+def test_functions_of_one_ops_set_share_one_site() -> None:
+    """A patched function costs the engine no object of its own (issue 15,
+    memory per patched site): engine.sites holds the Functions themselves,
+    keyed by the int their weak reference already keeps, and every function
+    the same ops want has the same configuration (Function.site), through a
+    rebuild too.  Unregistering leaves no Function holding a configuration,
+    and the ops is freed."""
     import weakref
 
     funcs = [make("share", i) for i in range(50)]
     ops = fntrace.Ops(lambda *a: None, ret=lambda *a: None, filter="gen:share*")
+    other = fntrace.Ops(lambda *a: None, filter="gen:no_such_function")
     fntrace.register(ops)
     try:
         for f in funcs:
             f(1)
-        mine = [s for s in engine.sites.values() if s.fn.qualname.startswith("share")]
-        assert len(mine) == 50
-        first = mine[0]
-        assert first.ops == (ops,) and first.entry_ops is first.ops is first.ret_ops
-        assert all(s.ops is first.ops and s.entry_ops is first.ops and s.ret_ops is first.ops
-                   for s in mine)
-        assert len({id(s.trampoline) for s in mine}) == 1
+        mine = {key: fn for key, fn in engine.sites.items() if fn.qualname.startswith("share")}
+        assert sorted(fn.qualname for fn in mine.values()) == sorted(
+            f"share{i}" for i in range(50))
+        assert all(key is fn.key for key, fn in mine.items())
+        first = next(iter(mine.values())).site
+        assert first.ops == (ops,) and first.has_ret
+        assert all(fn.site is first for fn in mine.values())
+        fntrace.register(other)  # a rebuild: the configuration is kept, still shared
+        try:
+            assert all(fn.site is first for fn in mine.values())
+            late = make("share", 50)
+            late(1)
+            assert engine.sites[id(late.__code__)].site is first
+        finally:
+            fntrace.unregister(other)
     finally:
         fntrace.unregister(ops)
+    assert all(fn.site is None for fn in mine.values())
     ref = weakref.ref(ops)
-    del ops, mine, first
+    del ops, first
     gc.collect()
     assert ref() is None

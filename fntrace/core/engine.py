@@ -1,18 +1,21 @@
 """The ftrace core: registered ops, patched sites, trampolines.
 
-A *site* is one code object that some ops wants.  Each site holds an
-immutable configuration (which ops, whether any wants full regs, whether any
-wants returns) and the trampoline chosen for it, as the kernel picks the
-target patched into a call site:
+A *site* is one code object that some ops wants: its :class:`Function`, in
+``sites``.  The function's ``site`` is an immutable configuration (which
+ops, whether any wants full regs, whether any wants returns) and the
+trampoline chosen for it, as the kernel picks the target patched into a call
+site:
 
 * one ops with an entry callback → a trampoline that calls it directly;
 * several → a trampoline that walks the list;
 * either in the *regs* flavour while some ops at the site wants SAVE_REGS.
 
-A site is replaced whole (one dict store) when its ops change, so a thread
-running the trampoline sees either the old or the new configuration, never a
-mix.  Backends (``backends/``, chosen there) turn interpreter events into
-calls of :func:`Site.enter` and :func:`exit_call`; they see the engine only
+A configuration is replaced whole (one attribute store) when the function's
+ops change, so a thread running the trampoline sees either the old or the new
+one, never a mix; every function the same ops want shares one (a patched
+function costs the engine no object of its own).  Backends (``backends/``,
+chosen there) turn interpreter events into calls of :func:`Site.enter` and
+:func:`exit_call`; they see the engine only
 through the :class:`~fntrace.core.backends.Registry` it hands them.  Code no
 ops wants is never a site and, with sys.monitoring, gets no events at all
 after its first call.
@@ -87,14 +90,16 @@ __all__ = [
 ]
 
 
-Trampoline = Callable[["Site", types.FrameType, str, int], None]
+Trampoline = Callable[[Function, "Site", types.FrameType, str, int], None]
 
 # -- registry state (changed only under _lock) --------------------------------
 _lock = state.lock  # shared with ipmodify (state.py)
 _ops: list[Ops] = []
-# Keyed by id(code): hashing a code object hashes its whole content, far too
-# slow for the hot path; each Site keeps its code alive, so ids stay unique.
-sites: dict[int, Site] = {}
+# The patched functions, keyed by id(code) (the int their Function's weak
+# reference keeps: one int per function): hashing a code object hashes its
+# whole content, far too slow for the hot path.  A function's entry goes with
+# its code (_code_gone), before the id can be reused.
+sites: dict[int, Function] = {}
 #: [modules whose code no active ops can select: name -> True].  A first look
 #: refuses the rest of such a module by its name alone (the C dispatcher reads
 #: it before calling discover).  Every rebuild puts a new dict in: a refusal
@@ -117,28 +122,31 @@ generation = 0
 #: The trampolines' names (enabled_functions shows them), one str each.
 _TRAMPOLINES = {(flavour, kind): f"{flavour}_{kind}"
                 for flavour in ("regs", "args") for kind in ("none", "one", "list")}
-#: Ops tuples as sites hold them: equal tuples are one object.  Emptied by
-#: every _rebuild (register, unregister, a filter set), so an unregistered
-#: ops is held by no entry here once the sites that held it are gone.
-_tuple_cache: dict[tuple[Ops, ...], tuple[Ops, ...]] = {}
+#: The configuration of each set of ops some function is patched for: the
+#: functions the same ops want share one Site.  Emptied by every _rebuild
+#: (register, unregister, a filter set), which puts back the ones still in
+#: use, so an unregistered ops is held by no entry here.
+_site_cache: dict[tuple[Ops, ...], Site] = {}
 
 
-def _shared(ops: tuple[Ops, ...]) -> tuple[Ops, ...]:
-    """The one tuple equal to ``ops`` that sites share (``ops`` itself the first time)."""
-    if not ops:
-        return ()
-    return _tuple_cache.setdefault(ops, ops)
+def _site_for(ops: tuple[Ops, ...]) -> Site:
+    """The one Site of ``ops`` (made the first time)."""
+    site = _site_cache.get(ops)
+    if site is None:
+        site = _site_cache[ops] = Site(ops)
+    return site
 
 
 class Site:
-    """One patched code object and its immutable dispatch configuration."""
+    """The immutable dispatch configuration of the functions one set of ops
+    wants (``Function.site``): shared by all of them (_site_for), so that a
+    patched function costs no object of its own (bench/site_memory.py)."""
 
     __slots__ = (
         "enter",
         "entry_op",
         "entry_ops",
         "fast",
-        "fn",
         "has_ret",
         "ops",
         "regs",
@@ -146,13 +154,10 @@ class Site:
         "trampoline",
     )
 
-    def __init__(self, fn: Function, ops: tuple[Ops, ...]) -> None:
-        self.fn = fn
-        self.ops = ops = _shared(ops)
-        # Most sites share one ops set: the same tuples for all of them (a site
-        # is kept per patched function, bench/site_memory.py).
-        self.entry_ops = _shared(tuple(op for op in ops if op.func is not None))
-        self.ret_ops = _shared(tuple(op for op in ops if op.ret is not None))
+    def __init__(self, ops: tuple[Ops, ...]) -> None:
+        self.ops = ops
+        self.entry_ops = tuple(op for op in ops if op.func is not None)
+        self.ret_ops = tuple(op for op in ops if op.ret is not None)
         self.has_ret = bool(self.ret_ops)
         self.regs = any(op._flags & _REGS
                         for op in ops)
@@ -170,15 +175,6 @@ class Site:
         # The C hot path (fntrace/csrc/) records this site itself when its
         # one ops carries a recorder (and the recorder says it may, recorder.ok).
         self.fast = ops[0].fast if len(ops) == 1 and not self.regs else None
-
-    @property
-    def code(self) -> types.CodeType | None:
-        """The patched code object, None once the program freed it.
-
-        A site does not keep its code alive (its Function holds it weakly): the
-        site goes with the code (see _code_gone).
-        """
-        return self.fn.live_code()
 
 
 # -- per-thread shadow stack ----------------------------------------------------
@@ -208,12 +204,13 @@ def thread_shadow_stack() -> list[FtraceRegs]:
 
 
 @sync.holder
-def _enter_one(site: Site, frame: types.FrameType, event: str, offset: int) -> None:
+def _enter_one(fn: Function, site: Site, frame: types.FrameType, event: str,
+               offset: int) -> None:
     op = site.entry_op
     back = frame.f_back
     parent = None if back is None else (_fn_cache.get(id(back.f_code))
                                         or parent_for_frame(back))
-    fregs = FtraceRegs(site.fn, frame, event, offset, None, None, site.regs)
+    fregs = FtraceRegs(fn, frame, event, offset, None, None, site.regs)
     if site.has_ret:
         fregs._targets = site.ret_ops
         fregs._parent = parent
@@ -223,7 +220,7 @@ def _enter_one(site: Site, frame: types.FrameType, event: str, offset: int) -> N
     if not op._live:  # type: ignore[union-attr]
         return
     try:
-        op.func(site.fn, parent, op, fregs)  # type: ignore[union-attr,misc,arg-type]
+        op.func(fn, parent, op, fregs)  # type: ignore[union-attr,misc,arg-type]
     except KeyboardInterrupt:
         raise KeyboardInterrupt from None  # the program's (docs/exceptions.md)
     except BaseException as exc:  # SystemExit too: a callback failure is no program exit
@@ -231,12 +228,13 @@ def _enter_one(site: Site, frame: types.FrameType, event: str, offset: int) -> N
 
 
 @sync.holder
-def _enter_list(site: Site, frame: types.FrameType, event: str, offset: int) -> None:
+def _enter_list(fn: Function, site: Site, frame: types.FrameType, event: str,
+                offset: int) -> None:
     targets = site.entry_ops
     back = frame.f_back
     parent = None if back is None else (_fn_cache.get(id(back.f_code))
                                         or parent_for_frame(back))
-    fregs = FtraceRegs(site.fn, frame, event, offset, None, None, site.regs)
+    fregs = FtraceRegs(fn, frame, event, offset, None, None, site.regs)
     if site.has_ret:
         fregs._targets = site.ret_ops
         fregs._parent = parent
@@ -246,7 +244,7 @@ def _enter_list(site: Site, frame: types.FrameType, event: str, offset: int) -> 
         if not op._live:  # unregistered meanwhile (see _enter_one)
             continue
         try:
-            op.func(site.fn, parent, op, fregs)  # type: ignore[misc]
+            op.func(fn, parent, op, fregs)  # type: ignore[misc]
         except KeyboardInterrupt:
             interrupted = True  # every ops still sees the event, then the program gets it
         except BaseException as exc:
@@ -255,16 +253,17 @@ def _enter_list(site: Site, frame: types.FrameType, event: str, offset: int) -> 
         raise KeyboardInterrupt from None
 
 
-def _enter_none(site: Site, frame: types.FrameType, event: str, offset: int) -> None:
-    fregs = FtraceRegs(site.fn, frame, event, offset, None, None, site.regs)
+def _enter_none(fn: Function, site: Site, frame: types.FrameType, event: str,
+                offset: int) -> None:
+    fregs = FtraceRegs(fn, frame, event, offset, None, None, site.regs)
     fregs._targets = site.ret_ops
     fregs._parent = caller(frame)
     _stack().append(fregs)
 
 
 @sync.holder
-def exit_call(site: Site, frame: types.FrameType, event: str, offset: int, value: Any,
-              exc: BaseException | None) -> None:
+def exit_call(fn: Function, site: Site, frame: types.FrameType, event: str, offset: int,
+              value: Any, exc: BaseException | None) -> None:
     """Deliver an exit to the ops that saw this call's entry."""
     stack: FrameStack[FtraceRegs] | None = getattr(_tls, "stack", None)
     fregs: FtraceRegs | None = None
@@ -279,7 +278,7 @@ def exit_call(site: Site, frame: types.FrameType, event: str, offset: int, value
         # The entry may have been recorded by the site's C recorder, which has
         # stepped aside since (an option it lacks was set during the call): its
         # tracer keeps its own stack of entries and knows whether it saw this one.
-        fregs = FtraceRegs(site.fn, frame, event, offset, value, exc, site.regs)
+        fregs = FtraceRegs(fn, frame, event, offset, value, exc, site.regs)
         fregs._targets = site.ret_ops
         fregs._parent = caller(frame)
     else:
@@ -295,7 +294,7 @@ def exit_call(site: Site, frame: types.FrameType, event: str, offset: int, value
     for op in targets:
         if op._live:
             try:
-                op.ret(site.fn, parent, op, fregs)  # type: ignore[misc]
+                op.ret(fn, parent, op, fregs)  # type: ignore[misc]
             except KeyboardInterrupt:
                 interrupted = True
             except BaseException as error:
@@ -319,8 +318,9 @@ def _module_bound(active: list[Ops]) -> ModuleBound | None:
     return join_bounds(op.filter.module_bound() for op in active)
 
 
-def discover(code: types.CodeType, frame: types.FrameType) -> Site | None:
-    """First look at a code object: make it a site if some ops wants it."""
+def discover(code: types.CodeType, frame: types.FrameType) -> Function | None:
+    """First look at a code object: patch its function (and return it, its
+    ``site`` set) if some ops wants it."""
     if id(code) in _internal_codes or is_internal(code):
         return None
     if id(code) not in _fn_cache:
@@ -345,19 +345,20 @@ def discover(code: types.CodeType, frame: types.FrameType) -> Site | None:
     if is_internal_module(fn.module):  # code generated by fntrace (dataclass __init__...)
         return None
     with _lock:
-        site = sites.get(id(code))
-        if site is not None:
-            return site
+        found = sites.get(id(code))
+        if found is not None:
+            return found
         selected = tuple(op for op in _active() if op.wants(fn))
         if not selected:
             return None
-        site = Site(fn, selected)
+        site = _site_for(selected)
         # Patch before publishing: once another thread can find the site (and record
         # a call's entry through it), the code must already report that call's exit.
         if _backend is not None:
-            _backend.patch(site)
-        sites[id(code)] = site
-        return site
+            _backend.patch(fn, site, False)
+        fn.site = site
+        sites[fn.key] = fn
+        return fn
 
 
 def _rebuild(grow: bool = True) -> None:
@@ -368,27 +369,39 @@ def _rebuild(grow: bool = True) -> None:
     """
     refused_modules[0] = {}  # first: no refusal of the old filters is read after this
     allowed_modules[0] = None
-    _tuple_cache.clear()
+    _site_cache.clear()
     active = _active()
-    for key, old in list(sites.items()):
-        selected = tuple(op for op in active if op.wants(old.fn))
-        code = old.code
+    for key, fn in list(sites.items()):
+        old: Site | None = fn.site
+        if old is None:  # its code was freed since the list was made (_code_gone)
+            continue
+        selected = tuple(op for op in active if op.wants(fn))
+        code = fn.live_code()
         if not selected or code is None:
-            sites.pop(key, None)
-            if _backend is not None and code is not None:
-                _backend.unpatch(code)
+            # Whoever takes a function out of sites (here, or _code_gone when its
+            # code is freed meanwhile) tells the backend: one of them, once.
+            if sites.pop(key, None) is not fn:
+                continue
+            fn.site = None
+            if _backend is not None:
+                if code is not None:
+                    _backend.unpatch(code, old.has_ret)
+                else:
+                    _backend.code_gone(key, old.has_ret)
         elif selected != old.ops:
-            site = Site(old.fn, selected)
+            site = _site_for(selected)
             # Exits switched on before the site that wants them is published, off
             # after (as in discover): an entry is never recorded without its exit.
             backend = _backend if site.has_ret != old.has_ret else None
             if backend is not None and site.has_ret:
-                backend.patch(site)
+                backend.patch(fn, site, old.has_ret)
             # `code` (held here) keeps the code alive, so _code_gone cannot have
-            # removed this key meanwhile and will remove what is stored now.
-            sites[key] = site
+            # removed this function meanwhile.
+            fn.site = site
             if backend is not None and not site.has_ret:
-                backend.patch(site)
+                backend.patch(fn, site, old.has_ret)
+        else:
+            _site_cache.setdefault(old.ops, old)  # still in use: shared again
     allowed_modules[0] = _module_bound(active)
     global generation
     generation += 1
@@ -414,11 +427,13 @@ def _release_backend() -> None:
     global _backend
     if _backend is not None and not _ops:
         backend, _backend = _backend, None
-        for site in list(sites.values()):
-            code = site.code
+        for fn in list(sites.values()):
+            code = fn.live_code()
             if code is not None:
-                backend.unpatch(code)
+                backend.unpatch(code, fn.site.has_ret)
+            fn.site = None  # recorded events keep the Function, not its ops
         sites.clear()
+        _site_cache.clear()
         backend.stop()
         # Nothing is traced: every Function goes (events recorded keep theirs).
         symbols.clear()
@@ -521,15 +536,16 @@ def iter_sites() -> Iterator[tuple[Function, int, str, str]]:
     with _lock:
         held = ipmodify.holdings() if ipmodify is not None else {}
         rows: dict[types.CodeType, tuple[Function, int, str, str]] = {}
-        for site in sites.values():
-            code = site.code
-            if code is None:
+        for fn in sites.values():
+            code = fn.live_code()
+            site = fn.site
+            if code is None or site is None:
                 continue
             flags = "R" if site.regs else " "
             flags += "I" if code in held else " "
             tramp = site.trampoline
             n = len(site.ops) + (1 if code in held else 0)
-            rows[code] = (site.fn, n, flags, tramp)
+            rows[code] = (fn, n, flags, tramp)
         for code, (fn, holder) in held.items():
             if code not in rows:
                 wants = holder._flags & _REGS
@@ -561,12 +577,13 @@ def _code_gone(key: int) -> None:
     frame, _rebuild holds it through the store), so no site for this freed
     code can be stored after this runs.
     """
-    site = sites.get(key)
-    if site is not None and site.code is None:
-        sites.pop(key, None)
+    fn = sites.get(key)
+    if fn is not None and fn.live_code() is None and sites.pop(key, None) is fn:
+        old = fn.site  # this thread took it out of sites: it alone tells the backend
+        fn.site = None
         backend = _backend
         if backend is not None:
-            backend.code_gone(key)
+            backend.code_gone(key, old is not None and old.has_ret)
 
 
 symbols.on_code_gone(_code_gone)

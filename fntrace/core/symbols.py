@@ -20,6 +20,10 @@ from fntrace.core import accel as _accel
 from fntrace.core import naming
 from fntrace.core.forklock import ForkSafeLock
 
+TYPE_CHECKING = False  # typing for the type checker only (import fntrace stays cheap)
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = [
     "Function",
     "GoneCode",
@@ -62,18 +66,7 @@ class GoneCode:
         return f"<gone code {self.co_qualname} at {self.co_filename}:{self.co_firstlineno}>"
 
 
-class _CodeRef(weakref.ref[types.CodeType]):
-    """A Function's weak reference to its code; ``key`` is the code's id, which
-    the callback needs once the referent is gone."""
-
-    __slots__ = ("key",)
-
-    def __init__(self, code: types.CodeType, callback: Callable[[_CodeRef], None]) -> None:
-        super().__init__(code, callback)  # type: ignore[call-arg]
-        self.key = id(code)
-
-
-class Function:
+class Function(weakref.ref[types.CodeType]):
     """One traceable function: a code object and its ``module:qualname`` name.
 
     ``argnames`` lists the parameters in signature order (positional-only,
@@ -87,20 +80,40 @@ class Function:
     registered with :func:`on_code_gone`); a Function still held elsewhere (an
     event in a ring buffer) keeps its name, and its ``code`` is then a
     :class:`GoneCode` with the same flags.
+
+    A Function *is* its weak reference to the code (a ``weakref.ref`` whose
+    ``key`` is the code's id, which the callback needs once the code is gone):
+    one object per function, not two, and no name string kept (made when
+    asked): bench/site_memory.py.  It compares and hashes by identity, as any
+    object, not by its code's content as a plain weak reference would.
     """
 
-    __slots__ = ("__weakref__", "_argnames", "code_ref", "filename", "flags", "lineno", "module",
-                 "name", "qualname")
+    __slots__ = ("_argnames", "filename", "flags", "key", "lineno", "module", "qualname", "site")
+
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+
+    def __new__(cls, code: types.CodeType, module: str, qualname: str | None = None) -> Function:
+        return super().__new__(cls, code, _code_gone)
 
     def __init__(self, code: types.CodeType, module: str, qualname: str | None = None) -> None:
-        self.code_ref = _CodeRef(code, _code_gone)
+        super().__init__(code, _code_gone)  # type: ignore[call-arg]
+        self.key = id(code)
         self.module = module
         self.qualname: str = qualname if qualname is not None else code.co_qualname
-        self.name = f"{module}:{self.qualname}"
         self.filename = code.co_filename
         self.lineno = code.co_firstlineno
         self.flags = code.co_flags
         self._argnames: tuple[str, ...] | None = None
+        #: While the function is patched, its dispatch configuration (the engine's
+        #: Site, shared by the functions the same ops want); else None.
+        self.site: Any = None
+
+    @property
+    def name(self) -> str:
+        """``module:qualname``, as filters and traces show it."""
+        return f"{self.module}:{self.qualname}"
 
     @property
     def argnames(self) -> tuple[str, ...]:
@@ -108,19 +121,19 @@ class Function:
         keep a tuple on the code object, which untraced code must not pay for."""
         names = self._argnames
         if names is None:
-            code = self.code_ref()
+            code = self()
             names = self._argnames = signature_names(code) if code is not None else ()
         return names
 
     @property
     def code(self) -> types.CodeType:
         """The code object, or a :class:`GoneCode` stand-in once it is gone."""
-        code = self.code_ref()
+        code = self()
         return code if code is not None else GoneCode(self)  # type: ignore[return-value]
 
     def live_code(self) -> types.CodeType | None:
         """The code object, or None once it is gone."""
-        return self.code_ref()
+        return self()
 
     def __repr__(self) -> str:
         return f"<Function {self.name} at {self.filename}:{self.lineno}>"
@@ -172,7 +185,7 @@ _lock = ForkSafeLock()  # see forklock.py: a forked child's first look can take 
 _gone_hooks: list[Callable[[int], None]] = []
 
 
-def _code_gone(ref: _CodeRef, cache: dict[int, Function] | None = None,
+def _code_gone(ref: Function, cache: dict[int, Function] | None = None,
                hooks: list[Callable[[int], None]] | None = None,
                finalizing: Callable[[], bool] = sys.is_finalizing) -> None:
     """A code object some Function named has been freed (weakref callback).
@@ -186,7 +199,7 @@ def _code_gone(ref: _CodeRef, cache: dict[int, Function] | None = None,
         return
     key = ref.key
     fn = cache.get(key)
-    if fn is not None and fn.code_ref is ref:
+    if fn is ref:
         cache.pop(key, None)
     built = _accel.built
     if built is not None and hasattr(built, "code_gone"):
@@ -223,7 +236,7 @@ def guards(code: types.CodeType) -> Function | None:
     while it holds this Function (whose reference then outlives the code).
     """
     fn = _cache.get(id(code))
-    return fn if fn is not None and fn.code_ref() is code else None
+    return fn if fn is not None and fn() is code else None
 
 
 def cache() -> dict[int, Function]:
@@ -254,7 +267,7 @@ def function_for_code(code: types.CodeType, module: str | None = None,
             if fn is None:
                 fn = Function(code, module if module is not None else _guess_module(code),
                               qualname)
-                _cache[fn.code_ref.key] = fn  # the ref's int, not one more (id > 256)
+                _cache[fn.key] = fn  # the ref's int, not one more (id > 256)
     return fn
 
 

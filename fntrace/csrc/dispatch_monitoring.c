@@ -155,8 +155,9 @@ site_of(Dispatcher *self, PyObject *code, SiteRefs *refs)
         Py_DECREF(key);
         if (site == NULL)
             return PyErr_Occurred() ? -1 : 0;
-        if (fnt_slot_fill(slot, code, site, NULL, self->borrow) < 0)
-            return -1;
+        int r = fnt_slot_fill(slot, code, site, NULL, self->borrow);
+        if (r != 0)
+            return r < 0 ? -1 : 0;  /* > 0: unpatched meanwhile */
     }
     fnt_refs_take(slot, refs);
     return 1;
@@ -210,8 +211,8 @@ dispatch_enter(SiteRefs *refs, PyObject *code, PyObject *event, int ev1, PyObjec
     PyFrameObject *frame = PyEval_GetFrame();  /* borrowed: the traced frame */
     if (frame == NULL)
         Py_RETURN_NONE;
-    PyObject *args[4] = {refs->site, (PyObject *)frame, event, offset};
-    return PyObject_Vectorcall(refs->enter, args, 4, NULL);
+    PyObject *args[5] = {refs->fn, refs->site, (PyObject *)frame, event, offset};
+    return PyObject_Vectorcall(refs->enter, args, 5, NULL);
 }
 
 static PyObject *
@@ -234,12 +235,12 @@ dispatch_exit(Dispatcher *self, SiteRefs *refs, PyObject *code, PyObject *event,
     PyFrameObject *frame = PyEval_GetFrame();
     if (frame == NULL)
         Py_RETURN_NONE;
-    PyObject *args[6] = {refs->site, (PyObject *)frame, event, offset, value, exc};
-    return PyObject_Vectorcall(self->exit_call, args, 6, NULL);
+    PyObject *args[7] = {refs->fn, refs->site, (PyObject *)frame, event, offset, value, exc};
+    return PyObject_Vectorcall(self->exit_call, args, 7, NULL);
 }
 
 /* First look at unknown code (monitoring.py's discover_at): DISABLE or None
- * when it is no site, else its new site, whose entry is then dispatched here
+ * when it is no site, else its patched Function, whose entry is then dispatched here
  * as any other, so that a recorder writes it when it may (the Python
  * trampoline would leave an entry on the engine's shadow stack that the
  * recorder's exit never pops).  The site serves this event only: engine.sites
@@ -253,10 +254,13 @@ enter_first(Dispatcher *self, PyObject *const *args, PyObject *event, int ev1, P
     SiteSlot one = {0};
     SiteRefs refs;
     PyObject *r = NULL;
-    if (fnt_slot_fill(&one, args[0], site, NULL, 0) == 0) {
+    int filled = fnt_slot_fill(&one, args[0], site, NULL, 0);
+    if (filled == 0) {
         fnt_refs_take(&one, &refs);
         r = dispatch_enter(&refs, args[0], event, ev1, args[1]);
         fnt_refs_release(&refs);
+    } else if (filled > 0) {
+        r = Py_NewRef(Py_None);  /* unpatched meanwhile */
     }
     fnt_slots_free(&one, 1);
     Py_DECREF(site);

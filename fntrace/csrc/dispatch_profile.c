@@ -141,8 +141,9 @@ hook_site(ProfileHook *self, PyObject *code, PyFrameObject *frame, int discover,
     PyObject *site = PyDict_GetItemWithError(self->sites, key);
     Py_DECREF(key);
     if (site != NULL) {
-        if (fnt_slot_fill(slot, code, site, NULL, self->borrow) < 0)
-            return -1;
+        int r = fnt_slot_fill(slot, code, site, NULL, self->borrow);
+        if (r != 0)
+            return r < 0 ? -1 : 0;  /* > 0: unpatched meanwhile */
         fnt_refs_take(slot, refs);
         return 1;
     }
@@ -179,6 +180,8 @@ hook_site(ProfileHook *self, PyObject *code, PyFrameObject *frame, int discover,
     slot = epoch == self->epoch ? &self->slots[fnt_ptr_slot(code, HOOK_SLOTS)] : &one;
     int r = fnt_slot_fill(slot, code, found ? site : NULL, guard, slot == &one ? 0 : self->borrow);
     Py_DECREF(site);
+    if (r > 0)
+        found = r = 0;  /* unpatched meanwhile: no site for this event */
     if (r == 0 && found)
         fnt_refs_take(slot, refs);
     fnt_slots_free(&one, 1);
@@ -258,8 +261,8 @@ hook_call(ProfileHook *self, PyFrameObject *frame, PyObject *code)
     PyObject *at = PyLong_FromLong(lasti);
     if (at == NULL)
         goto fail;
-    PyObject *args[4] = {refs.site, (PyObject *)frame, event, at};
-    PyObject *res = PyObject_Vectorcall(refs.enter, args, 4, NULL);
+    PyObject *args[5] = {refs.fn, refs.site, (PyObject *)frame, event, at};
+    PyObject *res = PyObject_Vectorcall(refs.enter, args, 5, NULL);
     Py_DECREF(at);
     if (res == NULL)
         goto fail;
@@ -317,8 +320,8 @@ hook_return(ProfileHook *self, PyFrameObject *frame, PyObject *code, PyObject *v
     PyObject *at = PyLong_FromLong(lasti);
     if (at == NULL)
         goto fail;
-    PyObject *args[6] = {refs.site, (PyObject *)frame, event, at, value, Py_None};
-    PyObject *res = PyObject_Vectorcall(self->exit_call, args, 6, NULL);
+    PyObject *args[7] = {refs.fn, refs.site, (PyObject *)frame, event, at, value, Py_None};
+    PyObject *res = PyObject_Vectorcall(self->exit_call, args, 7, NULL);
     Py_DECREF(at);
     if (res == NULL)
         goto fail;

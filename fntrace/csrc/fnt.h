@@ -44,10 +44,10 @@ fnt_ptr_slot(void *p, size_t n)
 /* The module's state: the Python objects it looks up once (attribute names,
  * the time module's clocks, its own local_clock). */
 typedef struct {
-    PyObject *str_fast, *str_enter, *str_has_ret, *str_fn, *str_live, *str_local,
+    PyObject *str_fast, *str_enter, *str_has_ret, *str_site, *str_live, *str_local,
         *str_buf, *str_new_buffer, *str_stack, *str_clock, *str_write,
         *str_F, *str_E, *str_X, *str_name, *str_code, *str_co_flags, *str_tid, *str_cpu,
-        *str_thread_flags, *str_state, *str_max_len, *str_empty, *str_comma, *str_code_ref,
+        *str_thread_flags, *str_state, *str_max_len, *str_empty, *str_comma,
         *str_call, *str_filename, *str_lineno, *str_module, *str_dunder_dict, *str_class_rule;
     PyObject *perf_counter_ns;  /* time.perf_counter_ns: read natively */
     PyObject *monotonic_ns;     /* time.monotonic_ns: the same clock on Linux */

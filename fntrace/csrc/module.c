@@ -140,7 +140,7 @@ state_fill(PyObject *m, fnt_state *st)
     INTERN(str_fast, "fast");
     INTERN(str_enter, "enter");
     INTERN(str_has_ret, "has_ret");
-    INTERN(str_fn, "fn");
+    INTERN(str_site, "site");
     INTERN(str_live, "live");
     INTERN(str_local, "local");
     INTERN(str_buf, "buf");
@@ -151,7 +151,6 @@ state_fill(PyObject *m, fnt_state *st)
     INTERN(str_F, "F");
     INTERN(str_name, "name");
     INTERN(str_code, "code");
-    INTERN(str_code_ref, "code_ref");
     INTERN(str_co_flags, "co_flags");
     INTERN(str_tid, "tid");
     INTERN(str_cpu, "cpu");

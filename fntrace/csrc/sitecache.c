@@ -5,7 +5,7 @@
  * Holding every code they saw would keep code the program dropped alive (up
  * to a table's size: thousands of exec'd or generated functions), so a table
  * keeps only the address when the Function it holds guards the code: its
- * weak reference (`code_ref`) calls symbols._code_gone when the code is
+ * weak reference (the Function itself) calls symbols._code_gone when the code is
  * freed, which calls fnt_code_gone() below before the address can be reused.
  * Each table is listed here while it exists; a table that finds the list
  * full holds its codes (the old way: bounded, never wrong).
@@ -107,19 +107,12 @@ fnt_code_table_remove(void *slots)
     }
 }
 
-/* Whether `fn` (a symbols.Function) has a live weak reference to `code`.
- * Reads a __slots__ member and a weakref: runs no Python code. */
+/* Whether `fn` (a symbols.Function: itself the weak reference to its code) is
+ * a live weak reference to `code`.  Reads a weakref: runs no Python code. */
 int
 fnt_fn_guards(PyObject *fn, PyObject *code)
 {
-    PyObject *ref = PyObject_GetAttr(fn, fnt_st->str_code_ref);
-    if (ref == NULL) {
-        PyErr_Clear();
-        return 0;
-    }
-    int ok = PyWeakref_Check(ref) && fnt_weakref_is(ref, code);
-    Py_DECREF(ref);
-    return ok;
+    return PyWeakref_Check(fn) && fnt_weakref_is(fn, code);
 }
 
 void
@@ -210,22 +203,30 @@ again:
     Py_RETURN_NONE;
 }
 
-/* Fill `slot` with `code` and what the callbacks need of `site` (borrowed), or
- * with `code` alone when `site` is NULL (a code known to be no site).  A Site
- * never changes (it is replaced whole), so its attributes are read once, here.
- * Attribute reads of a Site run no Python code: the slot is still ours to fill
- * when they are done. */
+/* Fill `slot` with `code` and what the callbacks need of `patched` (borrowed:
+ * the code's Function in engine.sites) and its configuration (Function.site),
+ * or with `code` alone when `patched` is NULL (a code known to be no site).  A
+ * configuration never changes (a function's is replaced whole, and the
+ * backend's sites_changed follows), so its attributes are read once, here.
+ * Attribute reads of a Function and a Site run no Python code: the slot is
+ * still ours to fill when they are done.  1 (the slot untouched) when the
+ * function has no configuration any more (unpatched since it was found). */
 int
-fnt_slot_fill(SiteSlot *slot, PyObject *code, PyObject *site, PyObject *guard, int borrow)
+fnt_slot_fill(SiteSlot *slot, PyObject *code, PyObject *patched, PyObject *guard, int borrow)
 {
-    PyObject *fast = NULL, *fn = NULL, *enter = NULL;
+    PyObject *site = NULL, *fast = NULL, *fn = NULL, *enter = NULL;
     int ret = 0;
-    if (site == NULL && guard != NULL)
+    if (patched == NULL && guard != NULL)
         fn = Py_NewRef(guard);
-    if (site != NULL) {
-        fast = PyObject_GetAttr(site, fnt_st->str_fast);
-        fn = fast ? PyObject_GetAttr(site, fnt_st->str_fn) : NULL;
-        enter = fn ? PyObject_GetAttr(site, fnt_st->str_enter) : NULL;
+    if (patched != NULL) {
+        site = PyObject_GetAttr(patched, fnt_st->str_site);
+        if (site == Py_None) {
+            Py_DECREF(site);
+            return 1;
+        }
+        fn = site ? Py_NewRef(patched) : NULL;
+        fast = fn ? PyObject_GetAttr(site, fnt_st->str_fast) : NULL;
+        enter = fast ? PyObject_GetAttr(site, fnt_st->str_enter) : NULL;
         PyObject *has_ret = enter ? PyObject_GetAttr(site, fnt_st->str_has_ret) : NULL;
         ret = has_ret ? PyObject_IsTrue(has_ret) : -1;
         Py_XDECREF(has_ret);
@@ -233,6 +234,7 @@ fnt_slot_fill(SiteSlot *slot, PyObject *code, PyObject *site, PyObject *guard, i
             Py_XDECREF(enter);
             Py_XDECREF(fn);
             Py_XDECREF(fast);
+            Py_XDECREF(site);
             return -1;
         }
         if (fast == Py_None || !fnt_is_recorder(fast))
@@ -245,7 +247,7 @@ fnt_slot_fill(SiteSlot *slot, PyObject *code, PyObject *site, PyObject *guard, i
              *ofn = slot->fn, *oe = slot->enter;
     slot->code = strong ? Py_NewRef(code) : code;
     slot->strong = strong;
-    slot->site = Py_XNewRef(site);
+    slot->site = site;  /* the reference read above */
     slot->fast = fast;
     slot->fn = fn;
     slot->enter = enter;

@@ -15,9 +15,9 @@
 /* A site table's slot (the dispatcher's, the 3.11 hook's). */
 typedef struct {
     PyObject *code;   /* strong when `strong`, else borrowed (see sitecache.c) */
-    PyObject *site;
+    PyObject *site;   /* the Function's configuration (engine.Site) */
     PyObject *fast;   /* Site.fast, NULL when None (or not a recorder) */
-    PyObject *fn;     /* the site's Function; for a "no site" slot, the guard */
+    PyObject *fn;     /* the patched Function; for a "no site" slot, the guard */
     PyObject *enter;  /* Site.enter (the trampoline) */
     int has_ret;      /* Site.has_ret */
     int strong;
@@ -36,7 +36,7 @@ FNT_HIDDEN int fnt_code_table_add(void *slots, size_t n, char parents);
 FNT_HIDDEN void fnt_code_table_remove(void *slots);
 FNT_HIDDEN int fnt_fn_guards(PyObject *fn, PyObject *code);
 FNT_HIDDEN void fnt_parent_slots_free(fnt_parent_slot *slots, size_t n);
-FNT_HIDDEN int fnt_slot_fill(fnt_site_slot *slot, PyObject *code, PyObject *site,
+FNT_HIDDEN int fnt_slot_fill(fnt_site_slot *slot, PyObject *code, PyObject *patched,
                              PyObject *guard, int borrow);
 FNT_HIDDEN void fnt_slots_free(fnt_site_slot *slots, size_t n);
 FNT_HIDDEN int fnt_slots_traverse(fnt_site_slot *slots, size_t n, visitproc visit, void *arg);

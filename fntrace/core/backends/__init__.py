@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from typing import Any, Protocol
 
     from fntrace.core.engine import Site
+    from fntrace.core.symbols import Function
 
 __all__ = ["Backend", "Registry", "choose", "create", "status"]
 
@@ -50,11 +51,14 @@ if TYPE_CHECKING:
         def stop(self) -> None:
             """Deliver no event any more (the last ops went)."""
 
-        def patch(self, site: Site) -> None:
-            """Arm ``site.code`` for the events its site needs (exits when ``site.has_ret``)."""
+        def patch(self, fn: Function, site: Site, had_ret: bool) -> None:
+            """Arm ``fn``'s code for the events ``site`` (its configuration, not
+            necessarily ``fn.site`` yet) needs: exits when ``site.has_ret``;
+            ``had_ret``: whether its configuration until now had exits."""
 
-        def unpatch(self, code: types.CodeType) -> None:
-            """``code`` is no site any more: disarm it."""
+        def unpatch(self, code: types.CodeType, had_ret: bool) -> None:
+            """``code`` is no site any more (``had_ret``: its configuration had
+            exits): disarm it."""
 
         def rediscover(self, grow: bool) -> None:
             """Sites were recomputed; ``grow``: code already dismissed may be wanted now."""
@@ -62,17 +66,19 @@ if TYPE_CHECKING:
         def sites_changed(self) -> None:
             """Sites were replaced or removed: drop anything cached from the old ones."""
 
-        def code_gone(self, key: int) -> None:
-            """The code whose id was ``key`` was freed (inside its deallocation: no
-            lock, nothing that may run the program's code)."""
+        def code_gone(self, key: int, had_ret: bool) -> None:
+            """The code whose id was ``key``, patched (``had_ret``: with exits), was
+            freed (inside its deallocation: no lock, nothing that may run the
+            program's code)."""
 
 
 class Registry:
     """The engine's side, as a backend sees it (given to the backend's constructor).
 
-    ``sites`` is the engine's live dict of sites by id(code) (read, never
-    written, by the backend); ``discover(code, frame)`` makes a site of code
-    seen for the first time, or returns None; ``exit_call`` delivers an exit;
+    ``sites`` is the engine's live dict of patched Functions by id(code) (read,
+    never written, by the backend), each with its configuration in ``site``;
+    ``discover(code, frame)`` patches code seen for the first time and returns
+    its Function, or returns None; ``exit_call`` delivers an exit;
     ``generation()`` changes with every rebuild of the sites, so that a
     decision taken outside the lock ("no site": DISABLE, a cache entry) is
     dropped if a rebuild came in between.  ``refused`` holds one dict, the

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from fntrace.core.backends import Registry
     from fntrace.core.engine import Site
+    from fntrace.core.symbols import Function
 
 __all__ = ["MonitoringBackend", "choose_tool_id"]
 
@@ -61,9 +62,14 @@ class MonitoringBackend:
         self.registry = registry
         self.tool = -1
         self.dispatcher: Any = None  # the C callbacks, when fntrace._speedups is there
-        #: ids of the codes whose site has a return callback (PY_UNWIND is global
-        #: while there is one), and the global events now set.
-        self.unwinding: set[int] = set()
+        #: How many patched functions have a return callback (PY_UNWIND is global
+        #: while there is one): counted under the engine's lock, less the ones
+        #: whose code was freed since (code_gone appends to ``exits_gone``
+        #: without the lock; a list append is one step).  A count, not a set of
+        #: ids: a set would cost every patched function a table slot
+        #: (bench/site_memory.py).  And the global events now set.
+        self.exits = 0
+        self.exits_gone: list[bool] = []
         self.global_events = 0
 
     def start(self) -> None:
@@ -83,17 +89,18 @@ class MonitoringBackend:
         RETURN, YIELD, UNWIND = Event.RETURN, Event.YIELD, Event.UNWIND
 
         def first_look(code: types.CodeType, frame: types.FrameType) -> Any:
-            """The new site of `code`, or what the callback returns for no site:
+            """The Function of `code` once patched (its ``site`` set), or what the
+            callback returns for no site:
             DISABLE, or None when a rebuild happened meanwhile.  No switch point
             lies between the generation test and the DISABLE taking effect (the
             callers return at once), so a filter widened meanwhile (restart_events)
             is never undone."""
             try:
                 gen = generation()
-                site = discover(code, frame)
-                if site is None:
+                fn = discover(code, frame)
+                if fn is None:
                     return disable if gen == generation() else None
-                return site
+                return fn
             except Exception:
                 # At interpreter exit, code run by finalizers (a code object's
                 # weak-reference callback) can reach here after this module's
@@ -110,13 +117,15 @@ class MonitoringBackend:
 
         def py_start(code: types.CodeType, offset: int) -> Any:
             try:
-                site = sites_get(id(code))
+                fn = sites_get(id(code))
                 frame = getframe(1)
-                if site is None:
-                    site = first_look(code, frame)
-                    if site is None or site is disable:
-                        return site
-                site.enter(site, frame, START, offset)
+                if fn is None:
+                    fn = first_look(code, frame)
+                    if fn is None or fn is disable:
+                        return fn
+                site = fn.site
+                if site is not None:  # None: unpatched meanwhile
+                    site.enter(fn, site, frame, START, offset)
             except KeyboardInterrupt:
                 return interrupt_token()
             except RecursionError:
@@ -128,13 +137,15 @@ class MonitoringBackend:
             # registered has no PY_START left: it is discovered at its resume
             # (PY_RESUME is global for that, DISABLEd per location like PY_START).
             try:
-                site = sites_get(id(code))
+                fn = sites_get(id(code))
                 frame = getframe(1)
-                if site is None:
-                    site = first_look(code, frame)
-                    if site is None or site is disable:
-                        return site
-                site.enter(site, frame, RESUME, offset)
+                if fn is None:
+                    fn = first_look(code, frame)
+                    if fn is None or fn is disable:
+                        return fn
+                site = fn.site
+                if site is not None:  # None: unpatched meanwhile
+                    site.enter(fn, site, frame, RESUME, offset)
             except KeyboardInterrupt:
                 return interrupt_token()
             except RecursionError:
@@ -143,9 +154,10 @@ class MonitoringBackend:
 
         def py_throw(code: types.CodeType, offset: int, exc: BaseException) -> Any:
             try:
-                site = sites_get(id(code))
+                fn = sites_get(id(code))
+                site = None if fn is None else fn.site
                 if site is not None:
-                    site.enter(site, getframe(1), THROW, offset)
+                    site.enter(fn, site, getframe(1), THROW, offset)
             except KeyboardInterrupt:
                 return interrupt_token()
             except RecursionError:
@@ -154,9 +166,10 @@ class MonitoringBackend:
 
         def py_return(code: types.CodeType, offset: int, value: Any) -> Any:
             try:
-                site = sites_get(id(code))
+                fn = sites_get(id(code))
+                site = None if fn is None else fn.site
                 if site is not None and site.has_ret:
-                    exit_call(site, getframe(1), RETURN, offset, value, None)
+                    exit_call(fn, site, getframe(1), RETURN, offset, value, None)
             except KeyboardInterrupt:
                 return interrupt_token()
             except RecursionError:
@@ -165,9 +178,10 @@ class MonitoringBackend:
 
         def py_yield(code: types.CodeType, offset: int, value: Any) -> Any:
             try:
-                site = sites_get(id(code))
+                fn = sites_get(id(code))
+                site = None if fn is None else fn.site
                 if site is not None and site.has_ret:
-                    exit_call(site, getframe(1), YIELD, offset, value, None)
+                    exit_call(fn, site, getframe(1), YIELD, offset, value, None)
             except KeyboardInterrupt:
                 return interrupt_token()
             except RecursionError:
@@ -176,9 +190,10 @@ class MonitoringBackend:
 
         def py_unwind(code: types.CodeType, offset: int, exc: BaseException) -> Any:
             try:
-                site = sites_get(id(code))
+                fn = sites_get(id(code))
+                site = None if fn is None else fn.site
                 if site is not None and site.has_ret:
-                    exit_call(site, getframe(1), UNWIND, offset, None, exc)
+                    exit_call(fn, site, getframe(1), UNWIND, offset, None, exc)
             except KeyboardInterrupt:
                 return interrupt_token()
             except RecursionError:
@@ -192,8 +207,8 @@ class MonitoringBackend:
             def discover_at(code: types.CodeType, offset: int) -> Any:
                 """First look for the C callbacks: the new site (whose entry they
                 dispatch themselves), or what py_start returns for no site."""
-                site = sites_get(id(code))
-                return site if site is not None else first_look(code, getframe(1))
+                fn = sites_get(id(code))
+                return fn if fn is not None else first_look(code, getframe(1))
 
             # The same callbacks in C: a known site costs no Python frame before its
             # trampoline (or none at all when its recorder writes the event); unknown
@@ -207,7 +222,8 @@ class MonitoringBackend:
                          E.PY_YIELD: fast.py_yield, E.PY_UNWIND: fast.py_unwind}
         for event, cb in callbacks.items():
             mon.register_callback(tool, event, cb)
-        self.unwinding = set()
+        self.exits = 0
+        self.exits_gone = []
         self._set_global_events()
 
     def _set_global_events(self) -> None:
@@ -218,11 +234,20 @@ class MonitoringBackend:
         cannot start either is what leaves that frame out of the traceback, as
         untraced (CPython's test_traceback test_recursive_traceback_python)."""
         events = E.PY_START | E.PY_RESUME | E.PY_THROW
-        if self.unwinding or self.dispatcher is None:
+        if self._exits_now() > 0 or self.dispatcher is None:
             events |= E.PY_UNWIND
         if events != self.global_events:
             mon.set_events(self.tool, events)
             self.global_events = events
+
+    def _exits_now(self) -> int:
+        """The patched functions with a return callback (under the engine's lock)."""
+        gone = self.exits_gone
+        n = len(gone)
+        if n:
+            del gone[:n]  # only what was counted: an append meanwhile stays
+            self.exits -= n
+        return self.exits
 
     def stop(self) -> None:
         tool = self.tool
@@ -230,7 +255,8 @@ class MonitoringBackend:
             return
         mon.set_events(tool, 0)
         self.global_events = 0
-        self.unwinding = set()
+        self.exits = 0
+        self.exits_gone = []
         for event in (E.PY_START, E.PY_RESUME, E.PY_THROW, E.PY_RETURN, E.PY_YIELD,
                       E.PY_UNWIND):
             mon.register_callback(tool, event, None)
@@ -242,32 +268,32 @@ class MonitoringBackend:
         if self.dispatcher is not None:
             self.dispatcher.sites_changed()
 
-    def patch(self, site: Site) -> None:
+    def patch(self, fn: Function, site: Site, had_ret: bool) -> None:
         events = E.PY_RESUME
-        code = site.code
         if site.has_ret:
             events |= E.PY_RETURN | E.PY_YIELD
-            if code is not None:
+            if not had_ret:
                 # before the site is published (engine.discover): no exit missed
-                self.unwinding.add(id(code))
+                self.exits += 1
                 self._set_global_events()
-        elif code is not None:
-            self.unwinding.discard(id(code))
-        mon.set_local_events(self.tool, code, events)
-        if not site.has_ret and not self.unwinding:
+        elif had_ret:
+            self.exits -= 1
+        mon.set_local_events(self.tool, fn.live_code(), events)
+        if not site.has_ret:
             self._set_global_events()
 
-    def unpatch(self, code: types.CodeType) -> None:
+    def unpatch(self, code: types.CodeType, had_ret: bool) -> None:
         mon.set_local_events(self.tool, code, 0)
-        self.unwinding.discard(id(code))
-        if not self.unwinding:
-            self._set_global_events()
+        if had_ret:
+            self.exits -= 1
+        self._set_global_events()
 
-    def code_gone(self, key: int) -> None:
-        """A site's code object was freed: it unwinds no more.  The global events
-        are left as they are (no set_events inside a deallocation): the next
-        patch or unpatch sets them."""
-        self.unwinding.discard(key)
+    def code_gone(self, key: int, had_ret: bool) -> None:
+        """A patched function's code object was freed: it unwinds no more.  The
+        global events are left as they are (no set_events inside a
+        deallocation): the next patch or unpatch sets them."""
+        if had_ret:
+            self.exits_gone.append(True)
 
     def rediscover(self, grow: bool) -> None:
         if grow:

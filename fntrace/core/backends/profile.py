@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from fntrace.core.backends import Registry
     from fntrace.core.engine import Site
+    from fntrace.core.symbols import Function
 
 __all__ = ["ProfileBackend"]
 
@@ -49,7 +50,8 @@ _NO_SITE = object()  # decided: no site, and the code's Function reports its end
 class ProfileBackend:
     """Turns sys.setprofile events into trampoline calls.
 
-    ``decided`` maps id(code) to the code's Site, or, when it is no site, to
+    ``decided`` maps id(code) to the code's Function when it is patched (its
+    configuration in ``site``), or, when it is no site, to
     ``_NO_SITE`` (the code has a Function, whose weak reference removes the
     entry when the code is freed: see ``_code_gone``) or else to the code
     object itself (which keeps the id from being reused; fntrace's own code).
@@ -105,20 +107,23 @@ class ProfileBackend:
             # here would also make CPython drop this profile function.
             try:
                 code = frame.f_code
-                site = decided_get(id(code))
-                if site is no_site or site is code:
+                fn = decided_get(id(code))
+                if fn is no_site or fn is code:
                     return None
                 if event == "call":
-                    if site is None:
+                    if fn is None:
                         gen = generation()
-                        site = discover(code, frame)
+                        fn = discover(code, frame)
                         if gen == generation():  # else a rebuild cleared decided meanwhile
-                            if site is not None:
-                                decided[id(code)] = site
+                            if fn is not None:
+                                decided[id(code)] = fn
                             else:
                                 decided[id(code)] = no_site if guards(code) is not None else code
-                        if site is None:
+                        if fn is None:
                             return None
+                    site = fn.site
+                    if site is None:  # unpatched meanwhile
+                        return None
                     lasti = frame.f_lasti
                     raw = code.co_code
                     if raw[lasti] == _RESUME:
@@ -127,23 +132,24 @@ class ProfileBackend:
                         kind = THROW
                         if site.has_ret:  # else no exit pops it: it would keep the frame alive
                             throws[frame] = lasti
-                    site.enter(site, frame, kind, lasti)
+                    site.enter(fn, site, frame, kind, lasti)
                 elif event == "return":
-                    if site is None:
+                    if fn is None:
                         # decided is cleared by every rebuild; a call that entered
                         # before it must still get its exit: ask the engine.
-                        site = sites_get(id(code))
+                        fn = sites_get(id(code))
+                    site = None if fn is None else fn.site
                     if site is None or not site.has_ret:
                         return None
                     lasti = frame.f_lasti
                     op = code.co_code[lasti]
                     thrown = throws.pop(frame, -1) if throws else -1
                     if op == _RETURN_VALUE:
-                        exit_call(site, frame, RETURN, lasti, arg, None)
+                        exit_call(fn, site, frame, RETURN, lasti, arg, None)
                     elif op == _YIELD_VALUE and not (thrown == lasti and arg is None):
-                        exit_call(site, frame, YIELD, lasti, arg, None)
+                        exit_call(fn, site, frame, YIELD, lasti, arg, None)
                     else:
-                        exit_call(site, frame, UNWIND, lasti, None, None)
+                        exit_call(fn, site, frame, UNWIND, lasti, None, None)
             except KeyboardInterrupt:
                 return interrupt_token()
             except RecursionError:
@@ -170,16 +176,16 @@ class ProfileBackend:
         symbols.off_code_gone(self._code_gone)
         self.decided.clear()
 
-    def patch(self, site: Site) -> None:
-        code = site.code
+    def patch(self, fn: Function, site: Site, had_ret: bool) -> None:
+        code = fn.live_code()
         if code is None:
             return
         if self.native is not None:
             self.native.forget(code)  # decided again from engine.sites
         else:
-            self.decided[id(code)] = site
+            self.decided[fn.key] = fn
 
-    def unpatch(self, code: types.CodeType) -> None:
+    def unpatch(self, code: types.CodeType, had_ret: bool) -> None:
         if self.native is not None:
             self.native.forget(code)
         else:
@@ -188,7 +194,7 @@ class ProfileBackend:
     def sites_changed(self) -> None:
         """Sites were replaced or removed (the decided cache is kept by generation)."""
 
-    def code_gone(self, key: int) -> None:
+    def code_gone(self, key: int, had_ret: bool) -> None:
         """Nothing kept per code here beyond what the generation drops."""
 
     def rediscover(self, grow: bool) -> None:
