@@ -72,10 +72,12 @@ class Triggers:
     def __init__(self, inst: Instance) -> None:
         self.inst = inst
         self.active: tuple[Trigger, ...] = ()
-        # Function name -> the triggers matching it; replaced whole with ``active``.
-        # Keyed by name, which is all a match reads: code made and dropped over and
-        # over (exec, dataclasses) adds no entry per code object.
-        self.cache: dict[str, tuple[Trigger, ...]] = {}
+        # Module -> qualname -> the triggers matching it; replaced whole with
+        # ``active``.  Keyed by name, which is all a match reads: code made and
+        # dropped over and over (exec, dataclasses) adds no entry per code object;
+        # and by its two parts, whose strings keep their hash (nothing is made
+        # per event).
+        self.cache: dict[str, dict[str, tuple[Trigger, ...]]] = {}
         self.lock = threading.Lock()  # count check-and-decrement
         forksafe.renew_in_child(self, _renew_lock)
         self.ops = Ops(self.entry)  # filter set by set() before registering
@@ -102,11 +104,12 @@ class Triggers:
         self.active, self.cache = (), {}
 
     def matching(self, ip: Function) -> tuple[Trigger, ...]:
-        cache = self.cache
-        found = cache.get(ip.name)
+        cache = self.cache  # read once, before active (see set)
+        in_module = cache.get(ip.module)
+        found = in_module.get(ip.qualname) if in_module is not None else None
         if found is None:
             found = tuple(t for t in self.active if t.line.matches(ip.module, ip.qualname))
-            cache[ip.name] = found
+            cache.setdefault(ip.module, {})[ip.qualname] = found
         return found
 
     def entry(self, ip: Function, parent: Function | None, ops: Ops, fregs: FtraceRegs) -> None:

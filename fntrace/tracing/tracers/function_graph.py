@@ -116,7 +116,7 @@ class FunctionGraphTracer(Tracer):
         self._tls = threading.local()
         # By name (all a graph filter reads), and only while a graph filter is set
         # (else every function is _OUTSIDE): code made and dropped adds nothing.
-        self._kinds: dict[str, int] | None = None
+        self._kinds: dict[str, dict[str, int]] | None = None
         self._base = _INSIDE
         # A frame's key on the stacks: the frame itself, or (with the C hot path)
         # its interpreter frame's address, which the C recorder uses too, so the
@@ -186,7 +186,7 @@ class FunctionGraphTracer(Tracer):
         else:
             kind = _OUTSIDE
         if self._kinds is not None:
-            self._kinds[fn.name] = kind
+            self._kinds.setdefault(fn.module, {})[fn.qualname] = kind
         return kind
 
     def _stack(self) -> Any:
@@ -212,7 +212,10 @@ class FunctionGraphTracer(Tracer):
         else:
             depth, state = 0, self._base
         kinds = self._kinds
-        kind = kinds.get(ip.name) if kinds is not None else _OUTSIDE
+        kind: int | None = _OUTSIDE
+        if kinds is not None:  # by module, then qualname: strings with their hash kept
+            in_module = kinds.get(ip.module)
+            kind = in_module.get(ip.qualname) if in_module is not None else None
         if kind is None:
             kind = self._classify(ip)
         frame = fregs.frame if self._key is None else self._key(fregs.frame)
