@@ -57,10 +57,12 @@ def take_all(buffers: Sequence[RingCore], /) -> list[tuple[RingCore, tuple[Any, 
 def encode_buffers(
     buffers: Sequence[RingCore],
     other: Callable[[RingCore, tuple[Any, ...]], tuple[int, str]],
-    event_codes: dict[str, int], /,
-) -> tuple[bytes, int, list[int], int | None, int | None]:
+    event_codes: dict[str, int], note_prefix: bytes = ..., /,
+) -> tuple[bytes, int, list[int], int | None, int | None, bool]:
     """Consume these buffers into one trace-file event chunk: (payload, n, tids,
-    earliest timestamp, latest timestamp), the timestamps None without events."""
+    earliest timestamp, latest timestamp, notes), the timestamps None without
+    events; notes: whether a string of its table starts with note_prefix (True
+    when it is not given)."""
 
 @final
 class EventQueue:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 import fntrace.core.accel
+from fntrace.core.events import MARKER, TASK, TASK_PREFIX
 from fntrace.tracing.instance import Instance, trace
 from fntrace.tracing.ring_buffer import _PyRingCore
 from fntrace.tracing.tracers.profile import _PyProfThread
@@ -743,7 +744,7 @@ def test_encoded_chunk_is_byte_identical(monkeypatch: pytest.MonkeyPatch,
         wa = tracefile.TraceWriter(str(tmp_path / f"a{i}.dat"), header, compress=False)
         wb = tracefile.TraceWriter(str(tmp_path / f"b{i}.dat"), header, compress=False)
         text = recorder.InstanceText(inst)
-        payload, n, _, first, last = built.encode_buffers(
+        payload, n, _, first, last, _ = built.encode_buffers(
             a.buffers(), functools.partial(tracefile.stored_text, text_of=text.one),
             tracefile.EVENT_CODES)
         assert wa.write_payload(payload, n, (first, last)) == len(pb)
@@ -815,38 +816,49 @@ TRACERS = [("function", {}), ("function_graph", {}), ("function", {"func_args": 
 
 
 @needs_c
-@pytest.mark.parametrize("marker", [False, True])
+@pytest.mark.parametrize("marker", [None, "start", "task note"])
 @pytest.mark.parametrize("threads", [True, False])
 @pytest.mark.parametrize(("tracer", "options"), TRACERS)
 def test_encode_buffers_matches_the_python_writer(tmp_path: Any, tracer: str,
                                                   options: dict[str, int], threads: bool,
-                                                  marker: bool) -> None:
+                                                  marker: str | None) -> None:
     """The one-pass writer (packed events encoded without tuples) against
     write_events(...) of the same events in consume() order: several threads
     (merged by time) or one (the writer's no-merge run, or, with a marker's
-    tuple among the events, the general path)."""
+    or a task note's tuple among the events, the general path).  The encoder
+    also says whether the chunk may hold a task note (stored as a marker whose
+    text has the task prefix), which the Python writer finds by searching the
+    payload: the footers' indexes agree."""
     from fntrace.formats import tracefile
     from fntrace.recording import recorder
 
     with trace(tracer, filter="sp_*", **options) as inst:
-        if marker:
-            inst.write("trace_marker", "start")
+        if marker == "start":
+            inst.write("trace_marker", marker)
         sp_main() if threads else sp_one_thread()
         inst.tracing_on = False
         bufs = inst.rb.live
+        if marker == "task note":  # as the asyncio task tracker writes one
+            buf = bufs.buffers()[0]
+            buf.write((max(ev[0] for ev in buf.events) + 1, 64, TASK.tag, "7 running"))
         expected = list(bufs.merged())
         n_events = sum(len(b.events) for b in bufs.buffers())
         wa = tracefile.TraceWriter(str(tmp_path / "a.dat"), {"p": 1}, compress=False)
         wb = tracefile.TraceWriter(str(tmp_path / "b.dat"), {"p": 1}, compress=False)
         text = recorder.InstanceText(inst)
         assert wb.write_events(expected, text.one) == n_events
-        payload, n, tids, first, last = built.encode_buffers(
+        tags = [ev[2] for _, ev in expected]
+        assert tags.count(MARKER.tag) == (marker == "start")
+        assert tags.count(TASK.tag) == (marker == "task note")
+        payload, n, tids, first, last, notes = built.encode_buffers(
             bufs.buffers(), functools.partial(tracefile.stored_text, text_of=text.one),
-            tracefile.EVENT_CODES)
+            tracefile.EVENT_CODES, TASK_PREFIX.encode())
         assert n == n_events > 100
         stamps = [ev[0] for _, ev in expected]
         assert (first, last) == (min(stamps), max(stamps))
-        wa.write_payload(payload, n, (first, last))
+        assert notes is (marker == "task note")
+        assert notes is (TASK_PREFIX.encode() in payload)
+        wa.write_payload(payload, n, (first, last), None, notes)
         wa.close()
         wb.close()
         assert sorted(tids) == sorted({buf.tid for buf, _ in expected})

@@ -42,9 +42,9 @@ def test_a_second_module_object_works_beside_the_first() -> None:
         for ts in range(6):  # the ring overwrites the two oldest
             assert ring.write((ts, 64, "marker", "text")) is True
         assert [ev[0] for ev in ring.events] == [2, 3, 4, 5]
-        payload, n, tids, first, last = built.encode_buffers(
+        payload, n, tids, first, last, notes = built.encode_buffers(
             [ring], lambda buf, ev: (3, ev[3]), {})
-        assert (n, tids, first, last) == (4, [7], 2, 5)
+        assert (n, tids, first, last, notes) == (4, [7], 2, 5, True)  # notes: not asked
         assert isinstance(payload, bytes) and b"worker" in payload
         assert built.local_clock() <= built.local_clock()
     finally:

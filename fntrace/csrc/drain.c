@@ -608,9 +608,13 @@ tables_free(Tables *t)
 }
 
 /* The chunk's payload: the tables, then the count, then the events
- * (TraceWriter.write_table_chunk).  Returns (payload, n, rows) or NULL. */
+ * (TraceWriter.write_table_chunk).  Returns (payload, n, rows) or NULL.
+ * *notes is set when a string of the table starts with `prefix` (the task
+ * notes' UTF-8 bytes, plen of them; NULL: not asked): a text a marker may
+ * carry, so the writer need not search the payload for it. */
 static PyObject *
-chunk_payload(Tables *t, Bytes *body, Py_ssize_t n)
+chunk_payload(Tables *t, Bytes *body, Py_ssize_t n, const char *prefix, Py_ssize_t plen,
+              int *notes)
 {
     Bytes out = {0};
     PyObject *result = NULL;
@@ -622,6 +626,9 @@ chunk_payload(Tables *t, Bytes *body, Py_ssize_t n)
         PyObject *raw = PyUnicode_AsEncodedString(key, "utf-8", "surrogatepass");
         if (raw == NULL)
             goto done;
+        if (prefix != NULL && PyBytes_GET_SIZE(raw) >= plen &&
+            memcmp(PyBytes_AS_STRING(raw), prefix, (size_t)plen) == 0)
+            *notes = 1;
         int bad = put_uvarint(&out, (unsigned long long)PyBytes_GET_SIZE(raw)) < 0 ||
                   put_raw(&out, PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw)) < 0;
         Py_DECREF(raw);
@@ -810,7 +817,8 @@ encode_run(Bytes *body, Tables *t, TakenSlots *tk, PyObject *event_codes)
     return 0;
 }
 
-/* encode_buffers(buffers, other, event_codes) -> (payload, n, tids, first, last):
+/* encode_buffers(buffers, other, event_codes[, note_prefix]) -> (payload, n, tids,
+ * first, last, notes):
  * take every event now in these RingCore buffers (as take_all does) and make the
  * payload of one trace-file event chunk, byte for byte what TraceWriter.write_events
  * makes of to_wevent() of take_all's pairs, without building the pairs (a
@@ -822,7 +830,10 @@ PyObject *
 fnt_encode_buffers(PyObject *module, PyObject *args)
 {
     PyObject *buffers, *other, *event_codes;
-    if (!PyArg_ParseTuple(args, "OOO!", &buffers, &other, &PyDict_Type, &event_codes))
+    const char *prefix = NULL;  /* the task notes' prefix (UTF-8), when given */
+    Py_ssize_t plen = 0;
+    if (!PyArg_ParseTuple(args, "OOO!|y#", &buffers, &other, &PyDict_Type, &event_codes,
+                          &prefix, &plen))
         return NULL;
     PyObject *seq = PySequence_Fast(buffers, "encode_buffers() needs a sequence of buffers");
     if (seq == NULL)
@@ -975,14 +986,16 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
             }
             Py_DECREF(tid);
         }
-        PyObject *chunk = tids ? chunk_payload(&t, &body, total) : NULL;
+        int notes = prefix == NULL;  /* not asked: say it may hold one */
+        PyObject *chunk = tids ? chunk_payload(&t, &body, total, prefix, plen, &notes) : NULL;
         if (chunk != NULL) {
+            PyObject *has = notes ? Py_True : Py_False;
             if (total)
-                result = Py_BuildValue("(OnOLL)", PyTuple_GET_ITEM(chunk, 0), total, tids,
-                                       first, last);
+                result = Py_BuildValue("(OnOLLO)", PyTuple_GET_ITEM(chunk, 0), total, tids,
+                                       first, last, has);
             else
-                result = Py_BuildValue("(OnOOO)", PyTuple_GET_ITEM(chunk, 0), total, tids,
-                                       Py_None, Py_None);
+                result = Py_BuildValue("(OnOOOO)", PyTuple_GET_ITEM(chunk, 0), total, tids,
+                                       Py_None, Py_None, has);
             Py_DECREF(chunk);
         }
     }

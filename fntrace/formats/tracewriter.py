@@ -376,10 +376,11 @@ class TraceWriter:
             with bufs.lock:  # every consumer takes it: the read counters are this chunk's
                 buffers = bufs.buffers()
                 before = [(buf.read, buf.overrun + buf.dropped) for buf in buffers]
-                payload, n, tids, first, last = speedups.encode_buffers(
-                    buffers, lambda buf, ev: stored_text(buf, ev, render.one), EVENT_CODES)
+                payload, n, tids, first, last, notes = speedups.encode_buffers(
+                    buffers, lambda buf, ev: stored_text(buf, ev, render.one), EVENT_CODES,
+                    _NOTE_BYTES)
             if n:
-                self.write_payload(payload, n, (first, last), tids)
+                self.write_payload(payload, n, (first, last), tids, notes)
                 self._tally_taken(buffers, before)
             return n, set(tids)
         pairs = bufs.consume()
@@ -454,13 +455,15 @@ class TraceWriter:
 
     def write_payload(self, payload: bytes, n: int,
                       span: tuple[int | None, int | None] | None = None,
-                      tids: Iterable[int] | None = None) -> int:
+                      tids: Iterable[int] | None = None, notes: bool | None = None) -> int:
         """Write one event chunk from its encoded payload (tables, count, events);
         ``span``, the events' earliest and latest timestamps, goes to the footer's
         index (a chunk of events without it leaves the file without an index),
-        and so do ``tids``, its events' threads (None: not known)."""
+        and so do ``tids``, its events' threads (None: not known), and ``notes``,
+        whether it may hold a task note (None: searched for here)."""
         offset = self.bytes - self._first_chunk
-        notes = _NOTE_BYTES in payload  # may hold a task note (a string or an event's bytes)
+        if notes is None:  # a string of its table may start with the prefix
+            notes = _NOTE_BYTES in payload
         if self._lz is not None:
             head = bytearray(COMPRESSIONS["lz4"])
             _uvarint(head, len(payload))
