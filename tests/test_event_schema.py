@@ -108,10 +108,10 @@ class _Spy:
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
 
-    def encode_buffers(self, buffers: Any, other: Any, codes: Any,
-                       ) -> tuple[bytes, int, list[int], None, None]:
-        self.calls.append((buffers, other, codes))
-        return b"", 0, [], None, None
+    def encode_buffers(self, buffers: Any, other: Any, codes: Any, note_prefix: bytes,
+                       ) -> tuple[bytes, int, list[int], None, None, bool]:
+        self.calls.append((buffers, other, codes, note_prefix))
+        return b"", 0, [], None, None, False
 
 
 def test_the_c_encoder_is_passed_the_schemas_codes(monkeypatch: pytest.MonkeyPatch,
@@ -125,8 +125,9 @@ def test_the_c_encoder_is_passed_the_schemas_codes(monkeypatch: pytest.MonkeyPat
         writer = TraceWriter(str(tmp_path / "t.dat"), {})
         writer.take(inst.rb.live, InstanceText(inst))
         writer.close()
-        ((_, other, codes),) = spy.calls
+        ((_, other, codes, note_prefix),) = spy.calls
         assert codes is events.EVENT_CODES
+        assert note_prefix == events.TASK_PREFIX.encode()  # the notes' prefix, as stored
         buf = inst.rb.live.buffers()[0]
         # what Python gives the C encoder for kinds it does not store field by field
         assert other(buf, (5, 64, events.MARKER.tag, "m")) == (events.MARKER.code, "m")
