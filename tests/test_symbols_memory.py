@@ -223,3 +223,26 @@ def test_functions_of_one_ops_set_share_one_site() -> None:
     del ops, first
     gc.collect()
     assert ref() is None
+
+
+def test_a_function_is_its_code_s_one_weak_reference() -> None:
+    """A Function is the weak reference to its code (one object per function):
+    calling it gives the code while it lives; it hashes and compares by
+    identity, not by the code's content (two functions made from the same
+    source have equal code objects); and a copy of it is itself, as before
+    one Function per code object."""
+    import copy
+
+    a, b = make("twin", 0), make("twin", 0)
+    assert a.__code__ == b.__code__ and a.__code__ is not b.__code__
+    fa = symbols.function_for_code(a.__code__, "gen")
+    fb = symbols.function_for_code(b.__code__, "gen")
+    assert fa() is a.__code__ and fb() is b.__code__
+    assert fa != fb and len({fa, fb}) == 2 and hash(fa) != hash(fb)
+    assert fa.name == fb.name == "gen:twin0"
+    assert copy.copy(fa) is fa and copy.deepcopy({"f": fa})["f"] is fa
+    key = fa.key
+    del a
+    gc.collect()
+    assert fa() is None and fa.key == key and fa.code.co_qualname == "twin0"
+    assert key not in symbols.cache()

@@ -110,6 +110,14 @@ class Function(weakref.ref[types.CodeType]):
         #: Site, shared by the functions the same ops want); else None.
         self.site: Any = None
 
+    def __copy__(self) -> Function:
+        """Itself: one Function exists per code object (a weak reference would
+        not copy at all)."""
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Function:
+        return self
+
     @property
     def name(self) -> str:
         """``module:qualname``, as filters and traces show it."""
