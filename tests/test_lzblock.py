@@ -56,6 +56,9 @@ def samples() -> list[bytes]:
     out = [b"", bytes(1000), b"ab" * 5000, os.urandom(3000), bytes(range(256)) * 300,
            b"fntrace " * 2 + os.urandom(9) + b"fntrace " * 40]
     out += [bytes(rng.randrange(4) for _ in range(n)) for n in range(1, 21)]
+    # Short literal runs near both ends of the block (the compressor copies
+    # them 16 bytes at a time where both buffers have room).
+    out += [bytes(rng.randrange(3) for _ in range(n)) for n in range(21, 96)]
     out += [os.urandom(n) for n in range(1, 21)]
     out += [bytes(rng.choice(b"abcdefgh") for _ in range(rng.randrange(20_000)))
             for _ in range(20)]

@@ -790,18 +790,8 @@ typedef struct {
     Slot *slots;
     Py_ssize_t n, pos;
     Py_ssize_t ti;  /* its thread's index in the chunk, once its first event is encoded */
+    int tuples;     /* whether a slot holds a tuple written from Python (encode_one's) */
 } TakenSlots;
-
-/* Whether any of these slots holds a tuple written from Python (encode_one's). */
-static int
-has_tuples(TakenSlots *tk)
-{
-    for (Py_ssize_t i = 0; i < tk->n; i++) {
-        if (tk->slots[i].kind == 0)
-            return 1;
-    }
-    return 0;
-}
 
 /* Every slot of one thread, in order (packed events and task notes only). */
 static int
@@ -875,7 +865,7 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
         fnt_queue_take_all(q, tk[j].slots);
         Slot *ss = tk[j].slots;
         long long bytes = 0, prev = LLONG_MIN;
-        long long lo = total ? first : LLONG_MAX, hi = total ? last : LLONG_MIN;
+        int in_order = 1;
         Py_ssize_t i = 0;
         for (; i < n; i++) {
             Slot *sl = &ss[i];
@@ -884,6 +874,7 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
             } else {  /* a tuple written from Python: its size and timestamp, read */
                 long long size = 0;
                 int bad = 0;
+                tk[j].tuples = 1;
                 if (fnt_slot_size(sl, &size) < 0)
                     break;
                 sl->ts = event_ts(sl->obj, &bad);
@@ -891,21 +882,26 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
                     break;
                 bytes += size;
             }
-            if (sl->ts < prev)
-                monotonic = 0;
+            in_order &= sl->ts >= prev;
             prev = sl->ts;
-            if (sl->ts < lo)
-                lo = sl->ts;
-            if (sl->ts > hi)
-                hi = sl->ts;
         }
         ok = i == n;
         tk[j].n = i;
         rc->read += i;
         rc->read_bytes += bytes;
         if (i > 0) {
-            first = lo;
-            last = hi;
+            /* the thread's earliest and latest: its ends when in order (the usual
+             * case), else looked for */
+            long long lo = ss[0].ts, hi = ss[i - 1].ts;
+            if (!in_order) {
+                monotonic = 0;
+                for (Py_ssize_t m = 0; m < i; m++) {
+                    lo = ss[m].ts < lo ? ss[m].ts : lo;
+                    hi = ss[m].ts > hi ? ss[m].ts : hi;
+                }
+            }
+            first = total && first < lo ? first : lo;
+            last = total && last > hi ? last : hi;
         }
         total += i;
         for (Py_ssize_t i = tk[j].n; !ok && i < n; i++)
@@ -947,7 +943,7 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
             }
         }
         Py_ssize_t from = 0;
-        if (ok && filled == 1 && tk[only].ti < 0 && !has_tuples(&tk[only])) {
+        if (ok && filled == 1 && tk[only].ti < 0 && !tk[only].tuples) {
             tk[only].ti = tab_thread(&t, tk[only].buf);
             ok = tk[only].ti >= 0 && encode_run(&body, &t, &tk[only], event_codes) == 0;
             from = total;

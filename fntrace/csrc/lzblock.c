@@ -100,9 +100,14 @@ put_more_length(uint8_t *op, size_t more)
     return op;
 }
 
-/* A sequence's token and literals; returns where its offset goes. */
+/* A sequence's token and literals; returns where its offset goes.  A short
+ * run (most of them in a trace chunk: the bytes between two matches of one
+ * event) is copied as 16 bytes at once where both buffers have them: what
+ * lies past the run in dst is overwritten by what follows, and a call to
+ * memcpy for a few bytes cost more than the copy. */
 static inline uint8_t *
-put_literals(uint8_t *op, const uint8_t *from, size_t n, uint8_t **token)
+put_literals(uint8_t *op, const uint8_t *from, size_t n, uint8_t **token,
+             const uint8_t *src_end, const uint8_t *dst_end)
 {
     *token = op++;
     if (n >= 15) {
@@ -111,7 +116,10 @@ put_literals(uint8_t *op, const uint8_t *from, size_t n, uint8_t **token)
     }
     else
         **token = (uint8_t)(n << 4);
-    memcpy(op, from, n);
+    if (n <= 16 && from + 16 <= src_end && op + 16 <= dst_end)
+        memcpy(op, from, 16);
+    else
+        memcpy(op, from, n);
     return op + n;
 }
 
@@ -119,6 +127,7 @@ size_t
 fnt_lz_compress(const uint8_t *src, size_t n, uint8_t *dst)
 {
     uint8_t *op = dst, *token;
+    const uint8_t *src_end = src + n, *dst_end = dst + FNT_LZ_BOUND(n);
     size_t anchor = 0;  /* the first byte not yet in a sequence */
     if (n > LZ_MFLIMIT) {
         uint32_t table[1 << LZ_HASH_LOG];
@@ -143,7 +152,7 @@ fnt_lz_compress(const uint8_t *src, size_t n, uint8_t *dst)
             }
             size_t length = LZ_MINMATCH + common_length(src + ref + LZ_MINMATCH,
                                                         src + ip + LZ_MINMATCH, match_limit);
-            op = put_literals(op, src + anchor, ip - anchor, &token);
+            op = put_literals(op, src + anchor, ip - anchor, &token, src_end, dst_end);
             size_t offset = ip - ref;
             *op++ = (uint8_t)(offset & 0xFF);
             *op++ = (uint8_t)(offset >> 8);
@@ -161,7 +170,7 @@ fnt_lz_compress(const uint8_t *src, size_t n, uint8_t *dst)
                 table[hash_at(src + ip - 2)] = (uint32_t)(ip - 2);
         }
     }
-    op = put_literals(op, src + anchor, n - anchor, &token);
+    op = put_literals(op, src + anchor, n - anchor, &token, src_end, dst_end);
     return (size_t)(op - dst);
 }
 
