@@ -33,6 +33,14 @@
 #define FNT_ALWAYS_INLINE static inline
 #endif
 
+/* For the general way of an event whose short way is inline: kept out of line
+ * so that the short way pays none of its prologue. */
+#if defined(__GNUC__)
+#define FNT_NOINLINE __attribute__((noinline))
+#else
+#define FNT_NOINLINE
+#endif
+
 /* The slot of a pointer in a direct-mapped table of n (a power of two) slots. */
 static inline size_t
 fnt_ptr_slot(void *p, size_t n)

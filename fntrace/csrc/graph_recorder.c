@@ -589,12 +589,72 @@ fail:  /* text is NULL when an error brought us here */
     return text;
 }
 
+/* Whether this event takes the short way (graph_entry_hot, graph_exit_hot):
+ * the thread is the hot one (its pid filter passed, its ring is the cached
+ * one), its stack is the cached one, the clock is the local clock, and no
+ * option asks for more than the two packed events.  Everything else goes the
+ * general way, which writes the same events. */
+FNT_ALWAYS_INLINE GraphStack *
+graph_hot_stack(GraphRecorder *self, Where *where, unsigned long long tsid)
+{
+    GraphStack *stack = (GraphStack *)self->s_stack.obj;
+    if (tsid != self->hot_tsid || stack == NULL || self->s_stack.tsid != tsid ||
+        self->clock_native != 2 || where->ev1 <= 0 || !self->tracing)
+        return NULL;
+    return stack;
+}
+
+/* An entry the short way: 1 written, 0 when the general way must decide
+ * (nothing done).  The same steps as graph_entry_general, in the same order
+ * of effects: the slot claimed and filled at once, then the stack pushed. */
+FNT_ALWAYS_INLINE int
+graph_entry_hot(GraphRecorder *self, PyObject *fn, Where *where, unsigned long long tsid)
+{
+    GraphStack *stack = graph_hot_stack(self, where, tsid);
+    if (stack == NULL || self->args || self->max_depth || stack->n == stack->cap)
+        return 0;
+    long long depth = 0;
+    if (stack->n > 0) {
+        GEntry *top = &stack->e[stack->n - 1];
+        if (top->state != GRAPH_INSIDE)
+            return 0;
+        depth = top->depth;
+    }
+    fnt_slot gone;
+    fnt_slot *d = fnt_ring_claim((fnt_RingCore *)self->c_buf, EVENT_OVERHEAD, &gone);
+    if (d == NULL)
+        return 0;
+    long long now = fnt_local_ns();
+    fnt_slot_set(d, EVENT_TAG_ENTRY, (unsigned char)(where->ev1 - 1), now, EVENT_OVERHEAD,
+                 (int32_t)depth, 0, Py_NewRef(fn), NULL);
+    GEntry *e = &stack->e[stack->n++];
+    e->key = fnt_where_key(where);
+    e->ts = now;
+    e->has_ts = 1;
+    e->depth = depth + 1;
+    e->state = GRAPH_INSIDE;
+    fnt_slot_release(&gone);
+    return 1;
+}
+
+static int graph_entry_general(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
+                               unsigned long long tsid);
+
 static int
 graph_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObject *event,
             unsigned long long tsid)
 {
     GraphRecorder *self = (GraphRecorder *)rec;
     (void)code;  /* the vtable's: this recorder needs no code */
+    if (graph_entry_hot(self, fn, where, tsid))
+        return 0;
+    return graph_entry_general(self, fn, where, event, tsid);
+}
+
+static FNT_NOINLINE int
+graph_entry_general(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
+                    unsigned long long tsid)
+{
     int allowed = fnt_recorder_pid_ok((fnt_recorder *)self, tsid);
     /* A thread the pid filter refuses gets its (empty) stack all the same:
      * its exits then find it in the per-thread cache and return at once,
@@ -636,12 +696,49 @@ graph_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObj
                              now, (int32_t)size, (int32_t)depth, 0, Py_NewRef(fn), args);
 }
 
+/* An exit the short way: 1 written, 0 when the general way must decide
+ * (nothing done): a return (no exception) without funcgraph-retval, whose
+ * entry is the newest on the stack. */
+FNT_ALWAYS_INLINE int
+graph_exit_hot(GraphRecorder *self, PyObject *fn, Where *where, PyObject *exc,
+               unsigned long long tsid)
+{
+    GraphStack *stack = graph_hot_stack(self, where, tsid);
+    if (stack == NULL || self->retval || stack->n == 0 || (exc != NULL && exc != Py_None))
+        return 0;
+    GEntry *top = &stack->e[stack->n - 1];
+    if (top->key != fnt_where_key(where) || !top->has_ts)
+        return 0;
+    fnt_slot gone;
+    fnt_slot *d = fnt_ring_claim((fnt_RingCore *)self->c_buf, EVENT_OVERHEAD, &gone);
+    if (d == NULL)
+        return 0;
+    long long now = fnt_local_ns();
+    fnt_slot_set(d, EVENT_TAG_EXIT, (unsigned char)(where->ev1 - 1), now, EVENT_OVERHEAD,
+                 (int32_t)(top->depth - 1), now - top->ts, Py_NewRef(fn), NULL);
+    stack->n--;
+    fnt_slot_release(&gone);
+    return 1;
+}
+
+static int graph_exit_general(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
+                              PyObject *retval, PyObject *exc, unsigned long long tsid);
+
 static int
 graph_exit(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObject *event,
            PyObject *retval, PyObject *exc, unsigned long long tsid)
 {
     GraphRecorder *self = (GraphRecorder *)rec;
     (void)code;
+    if (graph_exit_hot(self, fn, where, exc, tsid))
+        return 0;
+    return graph_exit_general(self, fn, where, event, retval, exc, tsid);
+}
+
+static FNT_NOINLINE int
+graph_exit_general(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
+                   PyObject *retval, PyObject *exc, unsigned long long tsid)
+{
     PyObject *obj = graph_stack(self, 0, tsid);
     if (obj == NULL)
         return -1;
