@@ -7,7 +7,7 @@
  * goes to its Python trampoline, unknown code to the Python discovery
  * callback (core/backends/monitoring.py).
  */
-#include "recorder.h"
+#include "graph_hot.h"
 #include "sitecache.h"
 
 #ifdef FNT_HOT_PATH
@@ -403,6 +403,12 @@ recorded_entry(SiteSlot *slot, PyObject *code, PyObject *event, int ev1)
     if (!where_for(&w, code, ev1, &tsid))
         Py_RETURN_NONE;
     PyObject *fast = slot->fast, *fn = slot->fn;  /* borrowed while in flight */
+    /* function_graph's usual entry, inline (graph_hot.h): it runs no Python
+     * code before its last step, which drops an overwritten event and uses
+     * nothing borrowed after, so it needs no in-flight count */
+    if (((fnt_recorder *)fast)->ops == &fnt_graph_ops &&
+            graph_entry_hot((GraphRecorder *)fast, fn, &w, tsid))
+        Py_RETURN_NONE;
     fnt_inflight++;
     int r = fnt_recorder_entry(fast, fn, code, &w, event, tsid);
     int interrupted = r < 0 && fnt_recorder_failed((fnt_recorder *)fast) < 0;
@@ -422,6 +428,9 @@ recorded_exit(SiteSlot *slot, PyObject *code, PyObject *event, int ev1, PyObject
     if (!where_for(&w, code, ev1, &tsid))
         Py_RETURN_NONE;
     PyObject *fast = slot->fast, *fn = slot->fn;  /* borrowed while in flight */
+    if (((fnt_recorder *)fast)->ops == &fnt_graph_ops &&
+            graph_exit_hot((GraphRecorder *)fast, fn, &w, exc, tsid))
+        Py_RETURN_NONE;  /* as for an entry (recorded_entry) */
     fnt_inflight++;
     int r = fnt_recorder_exit(fast, fn, code, &w, event, value, exc, tsid);
     int interrupted = r < 0 && fnt_recorder_failed((fnt_recorder *)fast) < 0;

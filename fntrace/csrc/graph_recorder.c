@@ -8,8 +8,7 @@
  * funcgraph-retval and funcgraph-args included (the arguments read from the
  * frame's fast locals, cpython_internals.h).
  */
-#include "recorder.h"
-#include "value_text.h"
+#include "graph_hot.h"
 
 #ifdef FNT_HOT_PATH
 
@@ -17,32 +16,11 @@ typedef fnt_where Where;
 typedef fnt_slot Slot;
 typedef fnt_tls_cache TlsCache;
 
-/* The selection state below a call (FunctionGraphTracer's). */
-#define GRAPH_OUTSIDE 0
-#define GRAPH_INSIDE 1
-#define GRAPH_BLOCKED 2
 
 /* ------------------------------------------------------------------------- */
 /* GraphStack: function_graph's per-thread stack of calls                     */
 /* ------------------------------------------------------------------------- */
 
-/* Each entry: the frame's key (its interpreter frame's address, see
- * frame_key()), the entry timestamp when the entry was recorded, the depth
- * below it and the selection state below it.  Both paths of the tracer use
- * it through push/last/pop_to, the C recorder directly. */
-typedef struct {
-    void *key;
-    long long ts;
-    long long depth;
-    int state;
-    char has_ts;
-} GEntry;
-
-typedef struct {
-    PyObject_HEAD
-    GEntry *e;
-    Py_ssize_t n, cap;
-} GraphStack;
 
 static PyTypeObject GraphStack_Type;
 
@@ -205,34 +183,6 @@ static PyTypeObject GraphStack_Type = {
 /* GraphRecorder                                                              */
 /* ------------------------------------------------------------------------- */
 
-/* The text of a small int argument or value, "name=digits" or "digits" (name
- * NULL): direct-mapped by (name, value), since the same small ints come back
- * call after call (counters, indexes, sizes, flags) and a hit costs a
- * reference instead of an allocation and its later free.  Holds its name and
- * text. */
-#define INT_TEXTS 256
-typedef struct {
-    PyObject *name;
-    PyObject *text;
-    long n;
-} IntText;
-
-typedef struct {
-    FNT_RECORDER_HEAD
-    IntText *ints;                /* INT_TEXTS entries, or NULL until the first */
-    fnt_vtext vt;                 /* value_text.py's walk in C (value_text.h) */
-    PyObject *tls;                /* the tracer's threading.local (its .stack) */
-    long long max_depth;
-    TlsCache s_stack;
-    PyObject *ev_unwind;
-    PyObject *ev_other;           /* the last event found not to be an unwind */
-    /* funcgraph-args / funcgraph-retval, and the instance's SafeRepr (whose
-     * text limit the common values are rendered with, in C) */
-    int args, retval;
-    PyObject *safe_repr;
-    Py_ssize_t max_len;
-    int repr_call;                /* safe_repr.call: the program's reprs are called */
-} GraphRecorder;
 
 static int
 GraphRecorder_init(GraphRecorder *self, PyObject *args, PyObject *kwds)
@@ -589,72 +539,14 @@ fail:  /* text is NULL when an error brought us here */
     return text;
 }
 
-/* Whether this event takes the short way (graph_entry_hot, graph_exit_hot):
- * the thread is the hot one (its pid filter passed, its ring is the cached
- * one), its stack is the cached one, the clock is the local clock, and no
- * option asks for more than the two packed events.  Everything else goes the
- * general way, which writes the same events. */
-FNT_ALWAYS_INLINE GraphStack *
-graph_hot_stack(GraphRecorder *self, Where *where, unsigned long long tsid)
-{
-    GraphStack *stack = (GraphStack *)self->s_stack.obj;
-    if (tsid != self->hot_tsid || stack == NULL || self->s_stack.tsid != tsid ||
-        self->clock_native != 2 || where->ev1 <= 0 || !self->tracing)
-        return NULL;
-    return stack;
-}
 
-/* An entry the short way: 1 written, 0 when the general way must decide
- * (nothing done).  The same steps as graph_entry_general, in the same order
- * of effects: the slot claimed and filled at once, then the stack pushed. */
-FNT_ALWAYS_INLINE int
-graph_entry_hot(GraphRecorder *self, PyObject *fn, Where *where, unsigned long long tsid)
-{
-    GraphStack *stack = graph_hot_stack(self, where, tsid);
-    if (stack == NULL || self->args || self->max_depth || stack->n == stack->cap)
-        return 0;
-    long long depth = 0;
-    if (stack->n > 0) {
-        GEntry *top = &stack->e[stack->n - 1];
-        if (top->state != GRAPH_INSIDE)
-            return 0;
-        depth = top->depth;
-    }
-    fnt_slot gone;
-    fnt_slot *d = fnt_ring_claim((fnt_RingCore *)self->c_buf, EVENT_OVERHEAD, &gone);
-    if (d == NULL)
-        return 0;
-    long long now = fnt_local_ns();
-    fnt_slot_set(d, EVENT_TAG_ENTRY, (unsigned char)(where->ev1 - 1), now, EVENT_OVERHEAD,
-                 (int32_t)depth, 0, Py_NewRef(fn), NULL);
-    GEntry *e = &stack->e[stack->n++];
-    e->key = fnt_where_key(where);
-    e->ts = now;
-    e->has_ts = 1;
-    e->depth = depth + 1;
-    e->state = GRAPH_INSIDE;
-    fnt_slot_release(&gone);
-    return 1;
-}
-
-static int graph_entry_general(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
-                               unsigned long long tsid);
-
+/* An entry the general way (the dispatchers try graph_entry_hot first). */
 static int
 graph_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObject *event,
             unsigned long long tsid)
 {
     GraphRecorder *self = (GraphRecorder *)rec;
     (void)code;  /* the vtable's: this recorder needs no code */
-    if (graph_entry_hot(self, fn, where, tsid))
-        return 0;
-    return graph_entry_general(self, fn, where, event, tsid);
-}
-
-static FNT_NOINLINE int
-graph_entry_general(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
-                    unsigned long long tsid)
-{
     int allowed = fnt_recorder_pid_ok((fnt_recorder *)self, tsid);
     /* A thread the pid filter refuses gets its (empty) stack all the same:
      * its exits then find it in the per-thread cache and return at once,
@@ -696,49 +588,14 @@ graph_entry_general(GraphRecorder *self, PyObject *fn, Where *where, PyObject *e
                              now, (int32_t)size, (int32_t)depth, 0, Py_NewRef(fn), args);
 }
 
-/* An exit the short way: 1 written, 0 when the general way must decide
- * (nothing done): a return (no exception) without funcgraph-retval, whose
- * entry is the newest on the stack. */
-FNT_ALWAYS_INLINE int
-graph_exit_hot(GraphRecorder *self, PyObject *fn, Where *where, PyObject *exc,
-               unsigned long long tsid)
-{
-    GraphStack *stack = graph_hot_stack(self, where, tsid);
-    if (stack == NULL || self->retval || stack->n == 0 || (exc != NULL && exc != Py_None))
-        return 0;
-    GEntry *top = &stack->e[stack->n - 1];
-    if (top->key != fnt_where_key(where) || !top->has_ts)
-        return 0;
-    fnt_slot gone;
-    fnt_slot *d = fnt_ring_claim((fnt_RingCore *)self->c_buf, EVENT_OVERHEAD, &gone);
-    if (d == NULL)
-        return 0;
-    long long now = fnt_local_ns();
-    fnt_slot_set(d, EVENT_TAG_EXIT, (unsigned char)(where->ev1 - 1), now, EVENT_OVERHEAD,
-                 (int32_t)(top->depth - 1), now - top->ts, Py_NewRef(fn), NULL);
-    stack->n--;
-    fnt_slot_release(&gone);
-    return 1;
-}
 
-static int graph_exit_general(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
-                              PyObject *retval, PyObject *exc, unsigned long long tsid);
-
+/* An exit the general way (the dispatchers try graph_exit_hot first). */
 static int
 graph_exit(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObject *event,
            PyObject *retval, PyObject *exc, unsigned long long tsid)
 {
     GraphRecorder *self = (GraphRecorder *)rec;
     (void)code;
-    if (graph_exit_hot(self, fn, where, exc, tsid))
-        return 0;
-    return graph_exit_general(self, fn, where, event, retval, exc, tsid);
-}
-
-static FNT_NOINLINE int
-graph_exit_general(GraphRecorder *self, PyObject *fn, Where *where, PyObject *event,
-                   PyObject *retval, PyObject *exc, unsigned long long tsid)
-{
     PyObject *obj = graph_stack(self, 0, tsid);
     if (obj == NULL)
         return -1;
@@ -865,7 +722,7 @@ static PyGetSetDef GraphRecorder_getset[] = {
     {NULL}
 };
 
-static const fnt_recorder_ops graph_ops = {graph_entry, graph_exit};
+const fnt_recorder_ops fnt_graph_ops = {graph_entry, graph_exit};
 
 static fnt_recorder_type GraphRecorder_Type = {{
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -880,7 +737,7 @@ static fnt_recorder_type GraphRecorder_Type = {{
     .tp_clear = (inquiry)GraphRecorder_clear,
     .tp_methods = GraphRecorder_methods,
     .tp_getset = GraphRecorder_getset,
-}, &graph_ops};
+}, &fnt_graph_ops};
 
 int
 fnt_graph_recorder_add_types(PyObject *m)
