@@ -69,6 +69,46 @@ fnt_tsc_decide(void)
 #endif
 }
 
+/* Every read of the local clock fnt_local_ns() does not make inline: the
+ * first (which decides), one past the re-anchor interval (the TSC's rate is
+ * measured again against CLOCK_MONOTONIC, so that the two never drift apart
+ * by more than the rate's error over one interval), and every read without
+ * the TSC. */
+long long
+fnt_local_ns_slow(void)
+{
+    fnt_clock_state *c = &fnt_clock;
+#ifdef FNT_TSC
+    if (c->tsc_state == 0)
+        fnt_tsc_decide();
+    if (c->tsc_state == 1) {
+        unsigned long long t = __rdtsc();
+        long long v = c->ns_anchor +
+                      (long long)(((unsigned __int128)(t - c->tsc_anchor) * c->mult) >> 32);
+        if (v - c->ns_anchor > FNT_REANCHOR_NS) {
+            long long n = fnt_mono_ns();
+            unsigned long long t2 = __rdtsc();
+            if (t2 > c->tsc_first) {
+                c->ns_per_tick = (double)(n - c->ns_first) / (double)(t2 - c->tsc_first);
+                c->mult = (unsigned long long)(c->ns_per_tick * 4294967296.0);
+            }
+            c->tsc_anchor = t2;
+            c->ns_anchor = n;
+            v = n;
+        }
+        if (v < c->last)
+            v = c->last;
+        c->last = v;
+        return v;
+    }
+#endif
+    long long v = fnt_mono_ns();
+    if (v < c->last)
+        v = c->last;
+    c->last = v;
+    return v;
+}
+
 PyObject *
 fnt_local_clock(PyObject *module, PyObject *unused)
 {

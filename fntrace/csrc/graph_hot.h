@@ -74,17 +74,37 @@ extern FNT_HIDDEN const fnt_recorder_ops fnt_graph_ops;
 
 /* Whether this event takes the short way (graph_entry_hot, graph_exit_hot):
  * the thread is the hot one (its pid filter passed, its ring is the cached
- * one), its stack is the cached one, the clock is the local clock, and no
+ * one), its stack is the cached one, the clock is a native one, and no
  * option asks for more than the two packed events.  Everything else goes the
- * general way, which writes the same events. */
+ * general way, which writes the same events.  Only for a dispatcher that
+ * gives the event's code (where->ev1 > 0: the monitoring dispatcher's always
+ * do). */
 FNT_ALWAYS_INLINE GraphStack *
 graph_hot_stack(GraphRecorder *self, fnt_where *where, unsigned long long tsid)
 {
     GraphStack *stack = (GraphStack *)self->s_stack.obj;
     if (tsid != self->hot_tsid || stack == NULL || self->s_stack.tsid != tsid ||
-        self->clock_native != 2 || where->ev1 <= 0 || !self->tracing)
+        (unsigned)(self->clock_native - 1) > 2u || !self->tracing)
         return NULL;
     return stack;
+}
+
+/* CLOCK_MONOTONIC (1, what `record` uses) or CLOCK_REALTIME (3): a call to
+ * the vDSO either way, kept out of line. */
+static FNT_NOINLINE long long
+graph_system_now(int clock_native)
+{
+    return clock_native == 1 ? fnt_mono_ns() : fnt_real_ns();
+}
+
+/* The ring's clock now, for a short way (graph_hot_stack let only the native
+ * clocks through): the local clock, the default, inline. */
+FNT_ALWAYS_INLINE long long
+graph_hot_now(GraphRecorder *self)
+{
+    if (self->clock_native == 2)
+        return fnt_local_ns();
+    return graph_system_now(self->clock_native);
 }
 
 /* An entry the short way: 1 written, 0 when the general way must decide
@@ -109,7 +129,7 @@ graph_entry_hot(GraphRecorder *self, PyObject *fn, fnt_where *where, unsigned lo
     fnt_slot *d = fnt_ring_claim((fnt_RingCore *)self->c_buf, EVENT_OVERHEAD, &gone);
     if (d == NULL)
         return 0;
-    long long now = fnt_local_ns();
+    long long now = graph_hot_now(self);
     fnt_slot_set(d, EVENT_TAG_ENTRY, (unsigned char)(where->ev1 - 1), now, EVENT_OVERHEAD,
                  (int32_t)depth, 0, Py_NewRef(fn), NULL);
     GEntry *e = &stack->e[stack->n++];
@@ -141,7 +161,7 @@ graph_exit_hot(GraphRecorder *self, PyObject *fn, fnt_where *where, PyObject *ex
     fnt_slot *d = fnt_ring_claim((fnt_RingCore *)self->c_buf, EVENT_OVERHEAD, &gone);
     if (d == NULL)
         return 0;
-    long long now = fnt_local_ns();
+    long long now = graph_hot_now(self);
     fnt_slot_set(d, EVENT_TAG_EXIT, (unsigned char)(where->ev1 - 1), now, EVENT_OVERHEAD,
                  (int32_t)(top->depth - 1), now - top->ts, Py_NewRef(fn), NULL);
     stack->n--;
