@@ -16,6 +16,7 @@
  *   recorder.c/.h          the recorders' head and vtable, writing an event
  *   func_recorder.c        FuncRecorder: the function tracer's entry event
  *   graph_recorder.c       GraphStack, GraphRecorder: function_graph
+ *   graph_hot.h            their layouts and the short way of a plain event (dispatchers inline it)
  *   identity.c/.h          the identity form <module.Qualname object at 0x...>, per-type prefix
  *   prof_recorder.c        ProfThread, ProfRecorder: the function profiler
  *   sitecache.c/.h         per-code direct-mapped tables and the end of a code
