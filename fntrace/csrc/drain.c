@@ -788,6 +788,9 @@ encode_task_slot(Bytes *body, Tables *t, Py_ssize_t ti, Slot *sl)
 typedef struct {
     PyObject *buf;
     Slot *slots;
+    EventQueue *queue;   /* held when slots lie in its detached array (array) */
+    Slot *array;
+    Py_ssize_t array_cap;
     Py_ssize_t n, pos;
     Py_ssize_t ti;  /* its thread's index in the chunk, once its first event is encoded */
     int tuples;     /* whether a slot holds a tuple written from Python (encode_one's) */
@@ -854,15 +857,21 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
         Py_ssize_t n = q ? q->len : 0;
         if (n == 0)
             continue;
-        tk[j].slots = PyMem_Malloc((size_t)n * sizeof(Slot));
-        if (tk[j].slots == NULL) {
-            PyErr_NoMemory();
-            ok = 0;
-            break;
+        /* The queue's slots taken out at once (their references are ours now),
+         * by taking its array when they lie in one run, else moved into one of
+         * ours; a failure below releases the ones not yet counted in tk[j].n. */
+        if (fnt_queue_detach(q, &tk[j].slots, &tk[j].array, &tk[j].array_cap)) {
+            tk[j].queue = (EventQueue *)Py_NewRef(q);
+        } else {
+            tk[j].slots = PyMem_Malloc((size_t)n * sizeof(Slot));
+            if (tk[j].slots == NULL) {
+                PyErr_NoMemory();
+                ok = 0;
+                break;
+            }
+            fnt_queue_take_all(q, tk[j].slots);
+            tk[j].array = tk[j].slots;
         }
-        /* The queue's slots moved out at once (their references are ours now);
-         * a failure below releases the ones not yet counted in tk[j].n. */
-        fnt_queue_take_all(q, tk[j].slots);
         Slot *ss = tk[j].slots;
         long long bytes = 0, prev = LLONG_MIN;
         int in_order = 1;
@@ -998,7 +1007,12 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
     for (Py_ssize_t j = 0; tk != NULL && j < k; j++) {
         for (Py_ssize_t i = 0; i < tk[j].n; i++)
             fnt_slot_release(&tk[j].slots[i]);
-        PyMem_Free(tk[j].slots);
+        if (tk[j].queue != NULL) {
+            fnt_queue_give_back(tk[j].queue, tk[j].array, tk[j].array_cap);
+            Py_DECREF(tk[j].queue);
+        } else {
+            PyMem_Free(tk[j].array);
+        }
     }
     PyMem_Free(tk);
     Py_XDECREF(tids);

@@ -175,6 +175,7 @@ EventQueue_dealloc(EventQueue *q)
 {
     queue_clear_all(q);
     PyMem_Free(q->slots);
+    PyMem_Free(q->spare);
     Py_TYPE(q)->tp_free((PyObject *)q);
 }
 

@@ -56,6 +56,8 @@ typedef struct {
     Py_ssize_t head;  /* the oldest */
     Py_ssize_t len;
     Py_ssize_t hint;  /* the first allocation: as many events as the ring can hold */
+    fnt_slot *spare;  /* an array of spare_cap slots a drain gave back (fnt_queue_detach) */
+    Py_ssize_t spare_cap;
 } fnt_EventQueue;
 
 typedef struct {
@@ -148,6 +150,42 @@ fnt_queue_take_all(fnt_EventQueue *q, fnt_slot *out)
     }
     q->head = 0;
     q->len = 0;
+}
+
+/* The queue's events taken out whole by handing over its array, when they lie
+ * in one run (the usual case: a drained ring refills from its start): 1 with
+ * *slots (the oldest first, n = the old len) and *array (what to give back),
+ * the queue left empty on its spare array; 0 when they wrap (nothing done:
+ * fnt_queue_take_all them).  The caller owns the slots' references. */
+static inline int
+fnt_queue_detach(fnt_EventQueue *q, fnt_slot **slots, fnt_slot **array, Py_ssize_t *array_cap)
+{
+    if (q->head + q->len > q->cap)
+        return 0;
+    *array = q->slots;
+    *array_cap = q->cap;
+    *slots = q->slots + q->head;
+    q->slots = q->spare;
+    q->cap = q->spare_cap;
+    q->spare = NULL;
+    q->spare_cap = 0;
+    q->head = 0;
+    q->len = 0;
+    return 1;
+}
+
+/* An array fnt_queue_detach handed over, once its slots are released: kept as
+ * the queue's spare (the next detach uses it: no allocation per drain), or
+ * freed when the queue has one. */
+static inline void
+fnt_queue_give_back(fnt_EventQueue *q, fnt_slot *array, Py_ssize_t array_cap)
+{
+    if (q->spare == NULL && array_cap > 0) {
+        q->spare = array;
+        q->spare_cap = array_cap;
+    } else {
+        PyMem_Free(array);
+    }
 }
 
 FNT_HIDDEN int fnt_slot_size(fnt_slot *s, long long *size);
