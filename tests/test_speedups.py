@@ -815,8 +815,20 @@ TRACERS = [("function", {}), ("function_graph", {}), ("function", {"func_args": 
            ("function_graph", {"funcgraph_retval": 1})]
 
 
+class BackClock:
+    """perf_counter_ns, less 1 ms at every 50th read: packed events whose
+    timestamps go back now and then, as a clock stepped back would write them."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def __call__(self) -> int:
+        self.reads += 1
+        return time.perf_counter_ns() - (1_000_000 if self.reads % 50 == 0 else 0)
+
+
 @needs_c
-@pytest.mark.parametrize("marker", [None, "start", "task note"])
+@pytest.mark.parametrize("marker", [None, "start", "task note", "clock back"])
 @pytest.mark.parametrize("threads", [True, False])
 @pytest.mark.parametrize(("tracer", "options"), TRACERS)
 def test_encode_buffers_matches_the_python_writer(tmp_path: Any, tracer: str,
@@ -824,15 +836,19 @@ def test_encode_buffers_matches_the_python_writer(tmp_path: Any, tracer: str,
                                                   marker: str | None) -> None:
     """The one-pass writer (packed events encoded without tuples) against
     write_events(...) of the same events in consume() order: several threads
-    (merged by time) or one (the writer's no-merge run, or, with a marker's
-    or a task note's tuple among the events, the general path).  The encoder
-    also says whether the chunk may hold a task note (stored as a marker whose
-    text has the task prefix), which the Python writer finds by searching the
-    payload: the footers' indexes agree."""
+    (merged by time) or one (the writer's no-merge run, encoding as it reads;
+    with a marker's or a task note's tuple among the events, or a timestamp
+    that goes back, it starts again the general way, where a clock that went
+    back sorts the events as consume() does).  The encoder also says whether
+    the chunk may hold a task note (stored as a marker whose text has the task
+    prefix), which the Python writer finds by searching the payload: the
+    footers' indexes agree."""
     from fntrace.formats import tracefile
     from fntrace.recording import recorder
 
     with trace(tracer, filter="sp_*", **options) as inst:
+        if marker == "clock back":
+            inst.rb.clock = BackClock()
         if marker == "start":
             inst.write("trace_marker", marker)
         sp_main() if threads else sp_one_thread()
@@ -841,8 +857,15 @@ def test_encode_buffers_matches_the_python_writer(tmp_path: Any, tracer: str,
         if marker == "task note":  # as the asyncio task tracker writes one
             buf = bufs.buffers()[0]
             buf.write((max(ev[0] for ev in buf.events) + 1, 64, TASK.tag, "7 running"))
-        expected = list(bufs.merged())
+        # consume()'s order: by time, then cpu, then place in the buffer (merged()
+        # merges buffers each in time order, which a clock that went back breaks)
+        expected = [(buf, ev) for _, _, _, buf, ev in sorted(
+            ((ev[0], buf.cpu, i, buf, ev) for buf in bufs.buffers()
+             for i, ev in enumerate(list(buf.events))), key=lambda t: t[:3])]
         n_events = sum(len(b.events) for b in bufs.buffers())
+        went_back = any([ev[0] for ev in b.events] != sorted(ev[0] for ev in b.events)
+                        for b in bufs.buffers())
+        assert went_back is (marker == "clock back")
         wa = tracefile.TraceWriter(str(tmp_path / "a.dat"), {"p": 1}, compress=False)
         wb = tracefile.TraceWriter(str(tmp_path / "b.dat"), {"p": 1}, compress=False)
         text = recorder.InstanceText(inst)

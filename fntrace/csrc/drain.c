@@ -796,18 +796,81 @@ typedef struct {
     int tuples;     /* whether a slot holds a tuple written from Python (encode_one's) */
 } TakenSlots;
 
-/* Every slot of one thread, in order (packed events and task notes only). */
+/* Every slot of one thread, in order, the chunk's only thread (the usual
+ * chunk): no merge, no choosing per event, and no pass over the slots before
+ * this one.  0 done (*bytes: their accounted bytes); 1 when a slot holds a
+ * tuple written from Python or a timestamp goes back (the caller starts the
+ * chunk again the general way); -1 error. */
 static int
-encode_run(Bytes *body, Tables *t, TakenSlots *tk, PyObject *event_codes)
+encode_run(Bytes *body, Tables *t, TakenSlots *tk, PyObject *event_codes, long long *bytes)
 {
     Py_ssize_t ti = tk->ti;
+    long long sum = 0, prev = LLONG_MIN;
     for (Slot *sl = tk->slots, *end = tk->slots + tk->n; sl < end; sl++) {
+        if (sl->kind == 0 || sl->ts < prev)
+            return 1;
+        prev = sl->ts;
+        sum += sl->size;
         if ((sl->kind == EVENT_TAG_TASK ? encode_task_slot(body, t, ti, sl)
                                         : encode_slot(body, t, ti, sl, event_codes)) < 0)
             return -1;
     }
     tk->pos = tk->n;
+    *bytes = sum;
     return 0;
+}
+
+/* One thread's taken slots read for the general way: their accounted bytes
+ * (the ring's read counters), whether one holds a tuple written from Python
+ * (then its size and timestamp are read from it), and the chunk's time bounds
+ * so far (*first, *last over *total slots; *monotonic cleared when this
+ * thread's timestamps go back).  0, or -1 with tk->n cut to the slots read. */
+static int
+ring_stats(TakenSlots *tk, Py_ssize_t n, long long *first, long long *last, Py_ssize_t *total,
+           int *monotonic)
+{
+    RingCore *rc = (RingCore *)tk->buf;
+    Slot *ss = tk->slots;
+    long long bytes = 0, prev = LLONG_MIN;
+    int in_order = 1;
+    Py_ssize_t i = 0;
+    for (; i < n; i++) {
+        Slot *sl = &ss[i];
+        if (sl->kind != 0) {
+            bytes += sl->size;
+        } else {  /* a tuple written from Python: its size and timestamp, read */
+            long long size = 0;
+            int bad = 0;
+            tk->tuples = 1;
+            if (fnt_slot_size(sl, &size) < 0)
+                break;
+            sl->ts = event_ts(sl->obj, &bad);
+            if (bad)
+                break;
+            bytes += size;
+        }
+        in_order &= sl->ts >= prev;
+        prev = sl->ts;
+    }
+    tk->n = i;
+    rc->read += i;
+    rc->read_bytes += bytes;
+    if (i > 0) {
+        /* the thread's earliest and latest: its ends when in order (the usual
+         * case), else looked for */
+        long long lo = ss[0].ts, hi = ss[i - 1].ts;
+        if (!in_order) {
+            *monotonic = 0;
+            for (Py_ssize_t m = 0; m < i; m++) {
+                lo = ss[m].ts < lo ? ss[m].ts : lo;
+                hi = ss[m].ts > hi ? ss[m].ts : hi;
+            }
+        }
+        *first = *total && *first < lo ? *first : lo;
+        *last = *total && *last > hi ? *last : hi;
+    }
+    *total += i;
+    return i == n ? 0 : -1;
 }
 
 /* encode_buffers(buffers, other, event_codes[, note_prefix]) -> (payload, n, tids,
@@ -872,53 +935,55 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
             fnt_queue_take_all(q, tk[j].slots);
             tk[j].array = tk[j].slots;
         }
-        Slot *ss = tk[j].slots;
-        long long bytes = 0, prev = LLONG_MIN;
-        int in_order = 1;
-        Py_ssize_t i = 0;
-        for (; i < n; i++) {
-            Slot *sl = &ss[i];
-            if (sl->kind != 0) {
-                bytes += sl->size;
-            } else {  /* a tuple written from Python: its size and timestamp, read */
-                long long size = 0;
-                int bad = 0;
-                tk[j].tuples = 1;
-                if (fnt_slot_size(sl, &size) < 0)
-                    break;
-                sl->ts = event_ts(sl->obj, &bad);
-                if (bad)
-                    break;
-                bytes += size;
-            }
-            in_order &= sl->ts >= prev;
-            prev = sl->ts;
-        }
-        ok = i == n;
-        tk[j].n = i;
-        rc->read += i;
-        rc->read_bytes += bytes;
-        if (i > 0) {
-            /* the thread's earliest and latest: its ends when in order (the usual
-             * case), else looked for */
-            long long lo = ss[0].ts, hi = ss[i - 1].ts;
-            if (!in_order) {
-                monotonic = 0;
-                for (Py_ssize_t m = 0; m < i; m++) {
-                    lo = ss[m].ts < lo ? ss[m].ts : lo;
-                    hi = ss[m].ts > hi ? ss[m].ts : hi;
-                }
-            }
-            first = total && first < lo ? first : lo;
-            last = total && last > hi ? last : hi;
-        }
-        total += i;
-        for (Py_ssize_t i = tk[j].n; !ok && i < n; i++)
-            fnt_slot_release(&tk[j].slots[i]);
+        tk[j].n = n;
     }
-    if (ok && total > 0 && bytes_room(&body, total * 12) < 0)
+    /* The usual chunk, one thread's events: encoded as they are read.  A tuple
+     * or a clock that went back sends it the general way, from the start. */
+    Py_ssize_t only = -1, filled = 0;
+    for (Py_ssize_t j = 0; j < k; j++) {
+        if (tk[j].n > 0) {
+            only = j;
+            filled++;
+        }
+    }
+    int done = 0;
+    if (ok && filled == 1) {
+        TakenSlots *one = &tk[only];
+        long long bytes = 0;
+        int r = -1;
+        if (bytes_room(&body, one->n * 12) == 0 && (one->ti = tab_thread(&t, one->buf)) >= 0)
+            r = encode_run(&body, &t, one, event_codes, &bytes);
+        if (r == 0) {
+            RingCore *rc = (RingCore *)one->buf;
+            rc->read += one->n;
+            rc->read_bytes += bytes;
+            first = one->slots[0].ts;
+            last = one->slots[one->n - 1].ts;
+            total = one->n;
+            done = 1;
+        } else if (r > 0) {
+            body.len = 0;
+            tables_free(&t);
+            ok = tables_init(&t) == 0;
+            one->ti = -1;
+            one->pos = 0;
+        } else {
+            ok = 0;
+        }
+    }
+    for (Py_ssize_t j = 0; ok && !done && j < k; j++) {
+        Py_ssize_t n = tk[j].n;
+        if (n > 0 && ring_stats(&tk[j], n, &first, &last, &total, &monotonic) < 0) {
+            ok = 0;
+            for (Py_ssize_t i = tk[j].n; i < n; i++)
+                fnt_slot_release(&tk[j].slots[i]);
+        }
+    }
+    if (ok && !done && total > 0 && bytes_room(&body, total * 12) < 0)
         ok = 0;  /* room for the usual event (8 to 11 bytes); more grows as it comes */
-    if (ok && !monotonic) {
+    if (!ok || done) {
+        /* nothing more to encode */
+    } else if (!monotonic) {
         /* a clock that went back: the pairs, sorted as consume() sorts them */
         PyObject *keyed = PyList_New(0);
         for (Py_ssize_t j = 0; keyed != NULL && j < k; j++) {
@@ -943,21 +1008,8 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
         }
         Py_XDECREF(keyed);
     } else {
-        /* One thread's events (the usual chunk): no merge, no choosing per event. */
-        Py_ssize_t only = -1, filled = 0;
-        for (Py_ssize_t j = 0; j < k; j++) {
-            if (tk[j].n > 0) {
-                only = j;
-                filled++;
-            }
-        }
-        Py_ssize_t from = 0;
-        if (ok && filled == 1 && tk[only].ti < 0 && !tk[only].tuples) {
-            tk[only].ti = tab_thread(&t, tk[only].buf);
-            ok = tk[only].ti >= 0 && encode_run(&body, &t, &tk[only], event_codes) == 0;
-            from = total;
-        }
-        for (Py_ssize_t m = from; ok && m < total; m++) {
+        /* several threads' events, or tuples among them: merged by time */
+        for (Py_ssize_t m = 0; ok && m < total; m++) {
             Py_ssize_t best = -1;
             for (Py_ssize_t j = 0; j < k; j++) {
                 if (tk[j].pos < tk[j].n &&
