@@ -146,7 +146,7 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
     interps = find_interpreters(args.only)
     if not interps:
         raise SystemExit("no interpreter >= 3.11 found")
-    fg = os.path.join(FNTRACE_ROOT or ROOT, "fntrace", "tracers", "function_graph.py")
+    fg = os.path.join(FNTRACE_ROOT or ROOT, "fntrace", "tracing", "tracers", "function_graph.py")
     configs = {n: c for n, c in CONFIGS.items() if not args.configs or n in args.configs
                or n == "untraced"}
     graph_missing = not os.path.exists(fg)
