@@ -82,9 +82,7 @@ fnt_local_ns_slow(void)
     if (c->tsc_state == 0)
         fnt_tsc_decide();
     if (c->tsc_state == 1) {
-        unsigned long long t = __rdtsc();
-        long long v = c->ns_anchor +
-                      (long long)(((unsigned __int128)(t - c->tsc_anchor) * c->mult) >> 32);
+        long long v = fnt_tsc_ns(c);
         if (v - c->ns_anchor > FNT_REANCHOR_NS) {
             long long n = fnt_mono_ns();
             unsigned long long t2 = __rdtsc();
@@ -96,17 +94,10 @@ fnt_local_ns_slow(void)
             c->ns_anchor = n;
             v = n;
         }
-        if (v < c->last)
-            v = c->last;
-        c->last = v;
-        return v;
+        return fnt_clock_forward(c, v);
     }
 #endif
-    long long v = fnt_mono_ns();
-    if (v < c->last)
-        v = c->last;
-    c->last = v;
-    return v;
+    return fnt_clock_forward(c, fnt_mono_ns());
 }
 
 PyObject *

@@ -55,23 +55,36 @@ FNT_HIDDEN void fnt_tsc_decide(void);
  * twice per traced call, and a call to it cost a fifth of its body again. */
 FNT_HIDDEN long long fnt_local_ns_slow(void);
 
+/* A reading kept from going back (the last one given, across threads). */
+FNT_ALWAYS_INLINE long long
+fnt_clock_forward(fnt_clock_state *c, long long v)
+{
+    if (v < c->last)
+        v = c->last;
+    c->last = v;
+    return v;
+}
+
+#ifdef FNT_TSC
+/* The TSC now as ns: ticks since the anchor scaled in fixed point, an integer
+ * multiply exact to the ns for any gap (128-bit product). */
+FNT_ALWAYS_INLINE long long
+fnt_tsc_ns(fnt_clock_state *c)
+{
+    unsigned long long t = __rdtsc();
+    return c->ns_anchor + (long long)(((unsigned __int128)(t - c->tsc_anchor) * c->mult) >> 32);
+}
+#endif
+
 FNT_ALWAYS_INLINE long long
 fnt_local_ns(void)
 {
 #ifdef FNT_TSC
     fnt_clock_state *c = &fnt_clock;
     if (c->tsc_state == 1) {
-        /* ticks since the anchor scaled in fixed point: an integer multiply,
-         * exact to the ns for any gap (128-bit product) */
-        unsigned long long t = __rdtsc();
-        long long v = c->ns_anchor +
-                      (long long)(((unsigned __int128)(t - c->tsc_anchor) * c->mult) >> 32);
-        if (v - c->ns_anchor <= FNT_REANCHOR_NS) {
-            if (v < c->last)
-                v = c->last;
-            c->last = v;
-            return v;
-        }
+        long long v = fnt_tsc_ns(c);
+        if (v - c->ns_anchor <= FNT_REANCHOR_NS)
+            return fnt_clock_forward(c, v);
     }
 #endif
     return fnt_local_ns_slow();

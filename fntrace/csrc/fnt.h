@@ -33,8 +33,8 @@
 #define FNT_ALWAYS_INLINE static inline
 #endif
 
-/* For the general way of an event whose short way is inline: kept out of line
- * so that the short way pays none of its prologue. */
+/* For a rare branch of an inline short way (a call to the vDSO clock): kept
+ * out of line so that the short way pays none of its register saving. */
 #if defined(__GNUC__)
 #define FNT_NOINLINE __attribute__((noinline))
 #else

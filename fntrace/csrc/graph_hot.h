@@ -108,7 +108,7 @@ graph_hot_now(GraphRecorder *self)
 }
 
 /* An entry the short way: 1 written, 0 when the general way must decide
- * (nothing done).  The same steps as graph_entry_general, in the same order
+ * (nothing done).  The same steps as graph_entry (graph_recorder.c), in the same order
  * of effects: the slot claimed and filled at once, then the stack pushed. */
 FNT_ALWAYS_INLINE int
 graph_entry_hot(GraphRecorder *self, PyObject *fn, fnt_where *where, unsigned long long tsid)

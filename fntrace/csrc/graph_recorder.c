@@ -16,11 +16,9 @@ typedef fnt_where Where;
 typedef fnt_slot Slot;
 typedef fnt_tls_cache TlsCache;
 
-
 /* ------------------------------------------------------------------------- */
 /* GraphStack: function_graph's per-thread stack of calls                     */
 /* ------------------------------------------------------------------------- */
-
 
 static PyTypeObject GraphStack_Type;
 
@@ -183,7 +181,6 @@ static PyTypeObject GraphStack_Type = {
 /* GraphRecorder                                                              */
 /* ------------------------------------------------------------------------- */
 
-
 static int
 GraphRecorder_init(GraphRecorder *self, PyObject *args, PyObject *kwds)
 {
@@ -248,7 +245,6 @@ GraphRecorder_dealloc(GraphRecorder *self)
     GraphRecorder_clear(self);
     tp->tp_free((PyObject *)self);
 }
-
 
 /* This thread's graph stack: a GraphStack, the type the tracer's Python path
  * uses too. */
@@ -539,7 +535,6 @@ fail:  /* text is NULL when an error brought us here */
     return text;
 }
 
-
 /* An entry the general way (the dispatchers try graph_entry_hot first). */
 static int
 graph_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObject *event,
@@ -587,7 +582,6 @@ graph_entry(fnt_recorder *rec, PyObject *fn, PyObject *code, Where *where, PyObj
     return fnt_recorder_emit((fnt_recorder *)self, tsid, EVENT_TAG_ENTRY, (unsigned char)evcode,
                              now, (int32_t)size, (int32_t)depth, 0, Py_NewRef(fn), args);
 }
-
 
 /* An exit the general way (the dispatchers try graph_exit_hot first). */
 static int
