@@ -254,6 +254,11 @@ typedef struct {
     PyObject *fn_fid;   /* Function -> fid (per chunk) */
     PyObject *par_fid;  /* Function -> fid of (name, 0, file, line) */
     PyObject *buf_idx;  /* buffer -> thread index */
+    /* The writer's Function -> (name, flags, file, line), kept across chunks
+     * (NULL: not given): reading them runs Python properties, thousands of
+     * instructions per function, which a table per chunk would pay again in
+     * every chunk for every function it names. */
+    PyObject *keys;
     long long *last_ts;
     Py_ssize_t n_last;
     /* The packed path's per-event lookups, without a dict: the fid of the
@@ -357,8 +362,45 @@ fn_location(PyObject *fn, PyObject **file, PyObject **line)
     return 0;
 }
 
-/* fid of a Function: (fn.name, fn.code.co_flags, file, line), or with flags 0
- * for parents. */
+/* The function-table key of a Function: (fn.name, fn.code.co_flags, file,
+ * line), read from it (new reference, NULL on error). */
+static PyObject *
+fn_key_read(PyObject *fn)
+{
+    PyObject *name = PyObject_GetAttr(fn, fnt_st->str_name);
+    if (name == NULL)
+        return NULL;
+    PyObject *code = PyObject_GetAttr(fn, fnt_st->str_code);
+    PyObject *flags = code ? PyObject_GetAttr(code, fnt_st->str_co_flags) : NULL;
+    Py_XDECREF(code);
+    PyObject *file = NULL, *line = NULL, *key = NULL;
+    if (flags != NULL && fn_location(fn, &file, &line) == 0)
+        key = PyTuple_Pack(4, name, flags, file, line);
+    Py_DECREF(name);
+    Py_XDECREF(flags);
+    Py_XDECREF(file);
+    Py_XDECREF(line);
+    return key;
+}
+
+/* The key of fn: the writer's cached one, else read (and cached). */
+static PyObject *
+fn_key(Tables *t, PyObject *fn)
+{
+    if (t->keys != NULL) {
+        PyObject *key = PyDict_GetItemWithError(t->keys, fn);
+        if (key != NULL)
+            return Py_NewRef(key);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    PyObject *key = fn_key_read(fn);
+    if (key != NULL && t->keys != NULL && PyDict_SetItem(t->keys, fn, key) < 0)
+        Py_CLEAR(key);
+    return key;
+}
+
+/* fid of a Function: its key, or the key with flags 0 for parents. */
 static Py_ssize_t
 fn_fid(Tables *t, PyObject *fn, int as_parent)
 {
@@ -368,25 +410,15 @@ fn_fid(Tables *t, PyObject *fn, int as_parent)
         return PyLong_AsSsize_t(v);
     if (PyErr_Occurred())
         return -1;
-    PyObject *name = PyObject_GetAttr(fn, fnt_st->str_name);
-    if (name == NULL)
+    PyObject *key = fn_key(t, fn);
+    if (key == NULL)
         return -1;
-    PyObject *flags;
-    if (as_parent) {
-        flags = PyLong_FromLong(0);
-    } else {
-        PyObject *code = PyObject_GetAttr(fn, fnt_st->str_code);
-        flags = code ? PyObject_GetAttr(code, fnt_st->str_co_flags) : NULL;
-        Py_XDECREF(code);
-    }
-    PyObject *file = NULL, *line = NULL;
-    Py_ssize_t fid = -1;
-    if (flags != NULL && fn_location(fn, &file, &line) == 0)
-        fid = tab_fid(t, name, flags, file, line);
-    Py_DECREF(name);
-    Py_XDECREF(flags);
-    Py_XDECREF(file);
-    Py_XDECREF(line);
+    PyObject *zero = as_parent ? PyLong_FromLong(0) : NULL;
+    Py_ssize_t fid = as_parent && zero == NULL ? -1
+        : tab_fid(t, PyTuple_GET_ITEM(key, 0), as_parent ? zero : PyTuple_GET_ITEM(key, 1),
+                  PyTuple_GET_ITEM(key, 2), PyTuple_GET_ITEM(key, 3));
+    Py_XDECREF(zero);
+    Py_DECREF(key);
     if (fid < 0)
         return -1;
     PyObject *iv = PyLong_FromSsize_t(fid);
@@ -578,9 +610,10 @@ done:
 }
 
 static int
-tables_init(Tables *t)
+tables_init(Tables *t, PyObject *keys)
 {
     memset(t, 0, sizeof *t);
+    t->keys = keys;
     for (int i = 0; i < FNT_MAX_EVENT_NAMES; i++)
         t->evmap[i] = -1;
     t->strings = PyDict_New();
@@ -796,25 +829,65 @@ typedef struct {
     int tuples;     /* whether a slot holds a tuple written from Python (encode_one's) */
 } TakenSlots;
 
+/* How many events encode_run writes between two checks of the buffer's room. */
+#define RUN_BLOCK 256
+
 /* Every slot of one thread, in order, the chunk's only thread (the usual
  * chunk): no merge, no choosing per event, and no pass over the slots before
- * this one.  0 done (*bytes: their accounted bytes); 1 when a slot holds a
- * tuple written from Python or a timestamp goes back (the caller starts the
- * chunk again the general way); -1 error. */
+ * this one.  The usual event - an entry or an exit with no text, of a function
+ * the chunk's table already has - is written right here, with the buffer's
+ * room checked once per RUN_BLOCK events; any other goes through encode_slot.
+ * 0 done (*bytes: their accounted bytes); 1 when a slot holds a tuple written
+ * from Python or a timestamp goes back (the caller starts the chunk again the
+ * general way); -1 error. */
 static int
 encode_run(Bytes *body, Tables *t, TakenSlots *tk, PyObject *event_codes, long long *bytes)
 {
     Py_ssize_t ti = tk->ti;
-    long long sum = 0, prev = LLONG_MIN;
-    for (Slot *sl = tk->slots, *end = tk->slots + tk->n; sl < end; sl++) {
-        if (sl->kind == 0 || sl->ts < prev)
-            return 1;
-        prev = sl->ts;
-        sum += sl->size;
-        if ((sl->kind == EVENT_TAG_TASK ? encode_task_slot(body, t, ti, sl)
-                                        : encode_slot(body, t, ti, sl, event_codes)) < 0)
+    long long sum = 0, prev = LLONG_MIN, last = t->last_ts[ti];
+    Slot *sl = tk->slots, *end = tk->slots + tk->n;
+    while (sl < end) {
+        Slot *stop = end - sl > RUN_BLOCK ? sl + RUN_BLOCK : end;
+        if (bytes_room(body, (stop - sl) * SLOT_MAX_BYTES) < 0)
             return -1;
+        unsigned char *p = body->data + body->len;
+        for (; sl < stop; sl++) {
+            char kind = sl->kind;
+            if (kind == 0 || sl->ts < prev)
+                return 1;
+            prev = sl->ts;
+            sum += sl->size;
+            size_t fs = fnt_ptr_slot(sl->obj, FID_SLOTS);
+            long evcode = t->evmap[sl->evcode];
+            if ((kind == EVENT_TAG_ENTRY || kind == EVENT_TAG_EXIT) && evcode >= 0 &&
+                (sl->aux == NULL || sl->aux == Py_None) && t->fid_cache[fs].fn == sl->obj) {
+                int exit = kind == EVENT_TAG_EXIT;
+                *p++ = (unsigned char)((exit ? FILE_KIND_EXIT : FILE_KIND_ENTRY) |
+                                       (evcode << FILE_EVENT_SHIFT));
+                p = uvarint_at(p, (unsigned long long)ti);
+                long long delta = sl->ts - last;
+                last = sl->ts;
+                p = uvarint_at(p, ((unsigned long long)delta << 1) ^
+                                  (unsigned long long)(delta >> 63));
+                p = uvarint_at(p, (unsigned long long)t->fid_cache[fs].fid);
+                p = uvarint_at(p, (unsigned long long)(sl->depth > 0 ? sl->depth : 0));
+                if (exit)
+                    p = uvarint_at(p, (unsigned long long)(sl->duration > 0 ? sl->duration : 0));
+                *p++ = 0;  /* no text */
+                continue;
+            }
+            /* any other event: the general writers, which check the room themselves */
+            body->len = p - body->data;
+            t->last_ts[ti] = last;
+            if ((kind == EVENT_TAG_TASK ? encode_task_slot(body, t, ti, sl)
+                                        : encode_slot(body, t, ti, sl, event_codes)) < 0)
+                return -1;
+            last = t->last_ts[ti];
+            p = body->data + body->len;
+        }
+        body->len = p - body->data;
     }
+    t->last_ts[ti] = last;
     tk->pos = tk->n;
     *bytes = sum;
     return 0;
@@ -885,11 +958,11 @@ ring_stats(TakenSlots *tk, Py_ssize_t n, long long *first, long long *last, Py_s
 PyObject *
 fnt_encode_buffers(PyObject *module, PyObject *args)
 {
-    PyObject *buffers, *other, *event_codes;
+    PyObject *buffers, *other, *event_codes, *keys = NULL;
     const char *prefix = NULL;  /* the task notes' prefix (UTF-8), when given */
     Py_ssize_t plen = 0;
-    if (!PyArg_ParseTuple(args, "OOO!|y#", &buffers, &other, &PyDict_Type, &event_codes,
-                          &prefix, &plen))
+    if (!PyArg_ParseTuple(args, "OOO!|z#O!", &buffers, &other, &PyDict_Type, &event_codes,
+                          &prefix, &plen, &PyDict_Type, &keys))
         return NULL;
     PyObject *seq = PySequence_Fast(buffers, "encode_buffers() needs a sequence of buffers");
     if (seq == NULL)
@@ -906,7 +979,7 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
     Tables t;
     Bytes body = {0};
     PyObject *result = NULL, *tids = NULL;
-    int ok = tables_init(&t) == 0 && tk != NULL;
+    int ok = tables_init(&t, keys) == 0 && tk != NULL;
     if (tk == NULL)
         PyErr_NoMemory();
     Py_ssize_t total = 0;
@@ -964,7 +1037,7 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
         } else if (r > 0) {
             body.len = 0;
             tables_free(&t);
-            ok = tables_init(&t) == 0;
+            ok = tables_init(&t, keys) == 0;
             one->ti = -1;
             one->pos = 0;
         } else {

@@ -128,6 +128,11 @@ def location(fn: Any) -> tuple[str | None, int]:
 #: A function table's key: (name, co_flags, source file, first line).
 FuncKey = tuple[str, int, str | None, int]
 
+#: How many functions' keys a writer keeps between chunks at most (then it
+#: forgets them all and reads them again as they come): each keeps its
+#: Function (not its code) alive, ~300 bytes with the key.
+KEY_CACHE_LIMIT = 8192
+
 
 class _ChunkTables:
     """One chunk's string, function and thread tables, filled as its events are encoded."""
@@ -262,6 +267,10 @@ class TraceWriter:
         self.tally = summary.Tally()
         #: Per event chunk, where and when: the footer's index.
         self.index = summary.ChunkIndex()
+        #: The C encoder's Function -> function-table key, kept across chunks:
+        #: each chunk's table names its functions again, and reading a key
+        #: runs the Function's properties (KEY_CACHE_LIMIT bounds it).
+        self.function_keys: dict[Any, FuncKey] = {}
         # Unbuffered: a forked child that keeps this object (its parent's file) must
         # never flush a buffer or take the buffer's lock another thread held at fork.
         self.f: IO[bytes] = open(path, "wb", buffering=0)  # lives as long as the writer
@@ -373,12 +382,14 @@ class TraceWriter:
         """
         speedups = _accel.speedups
         if speedups is not None:
+            if len(self.function_keys) > KEY_CACHE_LIMIT:
+                self.function_keys.clear()
             with bufs.lock:  # every consumer takes it: the read counters are this chunk's
                 buffers = bufs.buffers()
                 before = [(buf.read, buf.overrun + buf.dropped) for buf in buffers]
                 payload, n, tids, first, last, notes = speedups.encode_buffers(
                     buffers, lambda buf, ev: stored_text(buf, ev, render.one), EVENT_CODES,
-                    _NOTE_BYTES)
+                    _NOTE_BYTES, self.function_keys)
             if n:
                 self.write_payload(payload, n, (first, last), tids, notes)
                 self._tally_taken(buffers, before)
