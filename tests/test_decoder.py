@@ -28,7 +28,7 @@ from helpers import FakeThread, event_text, needs_subprocess, uvarint
 import fntrace.core.accel
 from fntrace.analysis import dump, report
 from fntrace.analysis.replay import RecordedFunction
-from fntrace.core.events import EVENT_NAMES, EVENT_SHIFT, RECORD_KINDS, TASK_PREFIX
+from fntrace.core.events import EVENT_NAMES, EVENT_SHIFT, RECORD_KINDS, TASK_PREFIX, TEXT_FLAG
 from fntrace.formats import tracefile
 from fntrace.formats.tracefile import TraceFile, TraceWriter, merged_records
 
@@ -258,35 +258,74 @@ def raw_chunk(events: bytes, count: int, funcs: int = 1) -> bytes:
     return b"\x00" + bytes(out) + bytes(varint) + events
 
 
-def write_raw(path: Path, payloads: list[bytes]) -> None:
-    writer = TraceWriter(str(path), {"pid": 9, "tracer": "function_graph"}, compress=False)
+def write_raw(path: Path, payloads: list[bytes], version: int = tracefile.VERSION) -> None:
+    """A file of these event chunks' payloads, saying it is of format ``version``
+    (how its events are laid out: ``event``)."""
+    writer = TraceWriter(str(path), {"pid": 9, "tracer": "function_graph", "version": version},
+                         compress=False)
     for payload in payloads:
         writer._chunk(tracefile.EVENTS, payload)
     writer.finish(0)
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<H", data, 8, version)  # the preamble's version
+    path.write_bytes(bytes(data))
 
 
 EXIT = 2 | (EVENT_NAMES.index("return") << EVENT_SHIFT)
 ENTRY = 1 | (EVENT_NAMES.index("start") << EVENT_SHIFT)
 
 
+def event(version: int, head: int, *fields: bytes, text: int | None = None) -> bytes:
+    """One call, entry or exit of raw_chunk's one thread, as ``version`` lays it
+    out: before version 4 its thread index (0) after its head and its text's
+    string index + 1 (0: none) after its fields; from version 4 no thread
+    index (a chunk of one thread) and the text's index only when it has one,
+    which TEXT_FLAG in its head says."""
+    if version < 4:
+        return bytes([head]) + uvarint(0) + b"".join(fields) + uvarint(
+            0 if text is None else text + 1)
+    if text is None:
+        return bytes([head]) + b"".join(fields)
+    return bytes([head | TEXT_FLAG]) + b"".join(fields) + uvarint(text)
+
+
 @needs_c
-@pytest.mark.parametrize("events", [
+@pytest.mark.parametrize("version", [3, 4])
+@pytest.mark.parametrize("fields", [
     # a duration over 2**63: Python reads it, C leaves the chunk to Python
-    bytes([EXIT]) + uvarint(0) + uvarint(10) + uvarint(0) + uvarint(0) + uvarint(1 << 64)
-    + uvarint(0),
+    (EXIT, uvarint(10), uvarint(0), uvarint(0), uvarint(1 << 64)),
     # a timestamp delta over 2**64 (a 10-byte number)
-    bytes([EXIT]) + uvarint(0) + uvarint(1 << 66) + uvarint(0) + uvarint(0) + uvarint(5)
-    + uvarint(0),
+    (EXIT, uvarint(1 << 66), uvarint(0), uvarint(0), uvarint(5)),
     # a non-canonical number (0 in two bytes) is still 0
-    bytes([ENTRY]) + uvarint(0) + b"\x80\x00" + uvarint(0) + uvarint(0) + uvarint(0),
+    (ENTRY, b"\x80\x00", uvarint(0), uvarint(0)),
 ])
-def test_numbers_c_cannot_hold(tmp_path: Path, events: bytes,
+def test_numbers_c_cannot_hold(tmp_path: Path, fields: tuple[Any, ...], version: int,
                                monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "big.dat"
-    write_raw(path, [raw_chunk(events, 1)])
+    write_raw(path, [raw_chunk(event(version, *fields), 1)], version)
     c, p = both(path, monkeypatch)
+    assert c.version == version
     same_file(c, p)
     assert c.events == 1
+
+
+@needs_c
+@pytest.mark.parametrize("version", [3, 4])
+def test_texts_read_in_either_layout(tmp_path: Path, version: int,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry with arguments, an exit with a value and one without: the same
+    records from the version-3 layout and the version-4 one, on both paths."""
+    # timestamps 10, 15, 20 (zigzag deltas 20, 10, 10)
+    events = (event(version, ENTRY, uvarint(20), uvarint(0), uvarint(0), text=3)
+              + event(version, EXIT, uvarint(10), uvarint(0), uvarint(0), uvarint(5), text=1)
+              + event(version, EXIT, uvarint(10), uvarint(0), uvarint(0), uvarint(20)))
+    path = tmp_path / "t.dat"
+    write_raw(path, [raw_chunk(events, 3)], version)
+    c, p = both(path, monkeypatch)
+    same_file(c, p)
+    assert [(r.kind, r.ts, r.args, r.value, r.duration) for r in p.records()] == [
+        ("entry", 10, "v", None, None), ("exit", 15, None, "T", 5),
+        ("exit", 20, None, None, 20)]
 
 
 @needs_c
@@ -295,8 +334,7 @@ def test_a_sum_over_64_bits_is_left_to_python(tmp_path: Path,
     """Each duration fits in 63 bits, their total does not: report's Python path,
     whose integers have no limit, makes the report."""
     half = (1 << 62) + 5
-    one = bytes([EXIT]) + uvarint(0) + uvarint(10) + uvarint(0) + uvarint(0) + uvarint(half) \
-        + uvarint(0)
+    one = event(tracefile.VERSION, EXIT, uvarint(10), uvarint(0), uvarint(0), uvarint(half))
     path = tmp_path / "sum.dat"
     write_raw(path, [raw_chunk(one * 2, 2)])
     c, p = both(path, monkeypatch)
@@ -328,10 +366,11 @@ def test_the_c_codes_are_the_schema() -> None:
 # -- files made by fntrace -------------------------------------------------------------
 
 @needs_c
-@pytest.mark.parametrize("name", ["v1_function.dat", "v1_graph.dat"])
-def test_version_1_files_read_the_same(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("name", ["v1_function.dat", "v1_graph.dat", "v3_function.dat",
+                                  "v3_graph.dat", "v3_graph_plain.dat"])
+def test_older_versions_read_the_same(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     c, p = both(DATA / name, monkeypatch)
-    assert c.version == p.version == 1
+    assert c.version == p.version == int(name[1])
     assert c.events > 0
     same_file(c, p)
     same_report(c, p)

@@ -21,6 +21,7 @@ from helpers import PREAMBLE, FakeThread, build, event_text, split, uvarint
 from fntrace import cli
 from fntrace.analysis.replay import RecordedFunction
 from fntrace.core import accel
+from fntrace.core.events import TEXT_FLAG
 from fntrace.formats import tracefile
 from fntrace.formats.tracefile import (
     MAX_DEPTH,
@@ -119,11 +120,17 @@ def raw_chunk(strings: list[bytes], funcs: list[tuple[int, int, int, int]],
 STRINGS = [b"m:f", b"T", b"..", b"arg", b"ret"]
 FUNCS = [(0, 0, 0, 0)]   # name-sid, co_flags, file-sid+1, line (format version 2)
 THREADS = [(7, 1, 0, 2, 0)]
+TWO_THREADS = [*THREADS, (8, 1, 0, 2, 0)]
 
 
-def entry(depth: int = 0, thread: int = 0, func: int = 0, args: int = 4) -> bytes:
-    return bytes([1 | 1 << 3]) + uvarint(thread) + uvarint(20) + uvarint(func) + \
-        uvarint(depth) + uvarint(args)
+def entry(depth: int = 0, thread: int | None = None, func: int = 0,
+          args: int | None = 3) -> bytes:
+    """An entry as format version 4 stores it: its thread's index only in a
+    chunk of several threads (``thread`` given), its arguments' string index
+    only when it has them (TEXT_FLAG)."""
+    head = 1 | 1 << 3 | (0 if args is None else TEXT_FLAG)
+    return bytes([head]) + (b"" if thread is None else uvarint(thread)) + uvarint(20) + \
+        uvarint(func) + uvarint(depth) + (b"" if args is None else uvarint(args))
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -284,13 +291,17 @@ def _chunk_cases() -> Iterator[tuple[str, bytes, int, str]]:
         "unknown kind/event byte 0x07"
     yield "event 31", raw_chunk(STRINGS, FUNCS, THREADS, 2, entry() + b"\xf9" + entry()[1:]), \
         1, "unknown kind/event byte 0xf9"
-    yield "thread index", raw_chunk(STRINGS, FUNCS, THREADS, 2, entry() + entry(thread=5)), 1, \
-        "index out of range"
+    yield "thread index", raw_chunk(STRINGS, FUNCS, TWO_THREADS, 2,
+                                    entry(thread=0) + entry(thread=5)), 1, "index out of range"
+    yield "no thread row", raw_chunk(STRINGS, FUNCS, [], 1, entry()), 0, "index out of range"
+    yield "text flag on a marker", raw_chunk(STRINGS, FUNCS, THREADS, 2,
+                                             entry() + b"\x43\x00\x00"), 1, \
+        "unknown kind/event byte 0x43"
     yield "function index", raw_chunk(STRINGS, FUNCS, THREADS, 2, entry() + entry(func=3)), 1, \
         "index out of range"
     yield "string index", raw_chunk(STRINGS, FUNCS, THREADS, 2, entry() + entry(args=77)), 1, \
         "index out of range"
-    yield "marker string", raw_chunk(STRINGS, FUNCS, THREADS, 1, b"\x03\x00\x00\x63"), 0, \
+    yield "marker string", raw_chunk(STRINGS, FUNCS, THREADS, 1, b"\x03\x00\x63"), 0, \
         "index out of range"
     yield "depth", raw_chunk(STRINGS, FUNCS, THREADS, 2, entry() + entry(depth=1 << 62)), 1, \
         f"over {MAX_DEPTH}"

@@ -312,7 +312,7 @@ def test_lz4_zlib_and_none_recordings_hold_the_same_records(tmp_path: Path) -> N
 
     def records(path: Path) -> list[tuple[object, ...]]:
         tf = open_trace(str(path))
-        assert tf.problems == [] and tf.version == 3
+        assert tf.problems == [] and tf.version == tracefile.VERSION
         names = {key[1]: info.name for key, info in tf.threads.items()}
         return sorted((names[r.tid], r.kind, r.func, r.parent, r.depth, r.event, r.args,
                        r.value, r.text, r.code_flags, r.src_file, r.src_line)

@@ -288,7 +288,7 @@ def test_refuses_unknown_version_and_non_traces(tmp_path: Path) -> None:
     res = fntrace("replay", str(out))
     assert res.returncode != 0
     assert res.stderr == f"fntrace replay: {out}: trace file version 7 is not supported; " \
-                         "supported: 1, 2, 3\n"
+                         "supported: 1, 2, 3, 4\n"
     other = tmp_path / "x.txt"
     other.write_text("hello")
     res = fntrace("info", str(other))

@@ -122,7 +122,7 @@ def either(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 @needs_subprocess
 def test_function_graph_records_carry_their_location(graph: Path) -> None:
     tf = open_trace(str(graph))
-    assert tf.version == VERSION == 3 and tf.problems == []
+    assert tf.version == VERSION == 4 and tf.problems == []
     recs = list(tf.records())
     assert {r.func for r in recs} == set(WHERE)
     for r in recs:

@@ -46,7 +46,7 @@ def aggregator(files: list[TraceFile], per_thread: bool, folded: bool = False) -
         tf, chunk = placed[order]
         if not agg.add(chunk.data, chunk.pos, chunk.count, len(chunk.strings),
                        [row[0] for row in chunk.funcs], [row[0] for row in chunk.threads],
-                       tf.pid, order):
+                       tf.pid, order, chunk.version):
             return None
         if k + 1 < len(starts):
             agg.advance(*starts[k + 1])

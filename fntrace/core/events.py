@@ -58,6 +58,7 @@ __all__ = [
     "TASK",
     "TASK_PREFIX",
     "TEXT",
+    "TEXT_FLAG",
     "EventKind",
 ]
 
@@ -211,6 +212,10 @@ EVENT_NAMES: tuple[str, ...] = ("", "start", "resume", "throw", "return", "yield
 EVENT_CODES: dict[str, int] = {e: i for i, e in enumerate(EVENT_NAMES)}
 #: A record's head byte: record code in the low bits, event code shifted by this.
 EVENT_SHIFT = 3
+#: And this bit set when a call, entry or exit record carries a text (its
+#: arguments, or its value) after its fields (format version 4; before it
+#: every such record stored an optional text, 0 when it had none).
+TEXT_FLAG = 1 << 6
 
 #: What the C extension ``#define``s of this schema (fntrace/csrc/events.h), by
 #: name: tests/test_event_schema.py reads the C sources and checks that each is
@@ -229,4 +234,5 @@ C_CONSTANTS: dict[str, int | str] = {
     **{f"FILE_KIND_{k.name.upper()}": k.code for k in (CALL, ENTRY, EXIT, MARKER)},
     "TASK_INFO": TaskAt.info, "TASK_LEN": len(TASK.fields),
     "FILE_EVENT_SHIFT": EVENT_SHIFT,
+    "FILE_TEXT_FLAG": TEXT_FLAG,
 }

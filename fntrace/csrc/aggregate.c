@@ -246,12 +246,13 @@ thread_id(ReportAggregator *self, PyObject *pid, PyObject *tid)
 }
 
 PyDoc_STRVAR(add_doc,
-"add(data, pos, count, nstrings, names, tids, pid, order, /) -> bool\n"
+"add(data, pos, count, nstrings, names, tids, pid, order, version, /) -> bool\n"
 "Take a chunk's events (data[pos:], count of them; its string table's size, its\n"
 "functions' names, its threads' tids, the file's pid, and its place in the reader's\n"
-"order: files, then chunks in file order).  False when they are not decoded here\n"
-"exactly (decode.h): the aggregator is then of no use.  Chunks are added in the\n"
-"order of their first timestamps, advance() between them.");
+"order: files, then chunks in file order; and the file's format version).  False\n"
+"when they are not decoded here exactly (decode.h): the aggregator is then of no\n"
+"use.  Chunks are added in the order of their first timestamps, advance() between\n"
+"them.");
 
 static PyObject *
 agg_add(ReportAggregator *self, PyObject *args)
@@ -260,8 +261,9 @@ agg_add(ReportAggregator *self, PyObject *args)
     Py_ssize_t pos, count, nstrings;
     PyObject *names, *tids, *pid;
     unsigned int order;
-    if (!PyArg_ParseTuple(args, "y*nnnO!O!OI:add", &buf, &pos, &count, &nstrings,
-                          &PyList_Type, &names, &PyList_Type, &tids, &pid, &order))
+    int version;
+    if (!PyArg_ParseTuple(args, "y*nnnO!O!OIi:add", &buf, &pos, &count, &nstrings,
+                          &PyList_Type, &names, &PyList_Type, &tids, &pid, &order, &version))
         return NULL;
     if (pos < 0 || pos > buf.len || count < 0) {
         PyBuffer_Release(&buf);
@@ -282,7 +284,7 @@ agg_add(ReportAggregator *self, PyObject *args)
     memset(fmap, 0xFF, (nfuncs ? (size_t)nfuncs : 1) * sizeof(uint32_t));
     memset(tmap, 0xFF, (nthreads ? (size_t)nthreads : 1) * sizeof(uint32_t));
     if (fnt_cursor_init(&c, buf.buf, buf.len, pos, count, nstrings, nfuncs, nthreads,
-                        self->max_depth) < 0) {
+                        self->max_depth, version) < 0) {
         PyMem_Free(fmap);
         PyMem_Free(tmap);
         PyBuffer_Release(&buf);

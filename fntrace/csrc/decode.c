@@ -253,31 +253,34 @@ fail:
 /* Parse (data, pos, count) and the table sizes of a call; 0 or -1. */
 static int
 open_cursor(ChunkDecoder *self, fnt_cursor *c, Py_buffer *buf, Py_ssize_t pos,
-            Py_ssize_t count, Py_ssize_t nstrings, Py_ssize_t nfuncs, Py_ssize_t nthreads)
+            Py_ssize_t count, Py_ssize_t nstrings, Py_ssize_t nfuncs, Py_ssize_t nthreads,
+            int version)
 {
     if (pos < 0 || pos > buf->len || count < 0) {
         PyErr_SetString(PyExc_ValueError, "position or count out of range");
         return -1;
     }
     return fnt_cursor_init(c, buf->buf, buf->len, pos, count, nstrings, nfuncs, nthreads,
-                           self->max_depth);
+                           self->max_depth, version);
 }
 
 PyDoc_STRVAR(check_doc,
-"check(data, pos, count, nstrings, nfuncs, nthreads, /) -> bool\n"
+"check(data, pos, count, nstrings, nfuncs, nthreads, version, /) -> bool\n"
 "Whether decode() decodes the chunk's events (data[pos:], count of them, tables\n"
-"of these sizes) exactly as the Python decoder would, without a Python object.");
+"of these sizes, laid out as the file's format version lays them out) exactly\n"
+"as the Python decoder would, without a Python object.");
 
 static PyObject *
 decoder_check(ChunkDecoder *self, PyObject *args)
 {
     Py_buffer buf;
     Py_ssize_t pos, count, nstrings, nfuncs, nthreads;
-    if (!PyArg_ParseTuple(args, "y*nnnnn:check", &buf, &pos, &count, &nstrings, &nfuncs,
-                          &nthreads))
+    int version;
+    if (!PyArg_ParseTuple(args, "y*nnnnni:check", &buf, &pos, &count, &nstrings, &nfuncs,
+                          &nthreads, &version))
         return NULL;
     fnt_cursor c;
-    if (open_cursor(self, &c, &buf, pos, count, nstrings, nfuncs, nthreads) < 0) {
+    if (open_cursor(self, &c, &buf, pos, count, nstrings, nfuncs, nthreads, version) < 0) {
         PyBuffer_Release(&buf);
         return NULL;
     }
@@ -291,7 +294,7 @@ decoder_check(ChunkDecoder *self, PyObject *args)
 }
 
 PyDoc_STRVAR(tally_doc,
-"tally(data, pos, count, nstrings, nfuncs, nthreads, /)\n"
+"tally(data, pos, count, nstrings, nfuncs, nthreads, version, /)\n"
 "    -> tuple[list[int], int | None, int | None] | None\n"
 "Per thread of the chunk's table its events, the earliest and the latest timestamp\n"
 "(None: no event): what `fntrace info --scan` counts and where a time-ordered read\n"
@@ -302,11 +305,12 @@ decoder_tally(ChunkDecoder *self, PyObject *args)
 {
     Py_buffer buf;
     Py_ssize_t pos, count, nstrings, nfuncs, nthreads;
-    if (!PyArg_ParseTuple(args, "y*nnnnn:tally", &buf, &pos, &count, &nstrings, &nfuncs,
-                          &nthreads))
+    int version;
+    if (!PyArg_ParseTuple(args, "y*nnnnni:tally", &buf, &pos, &count, &nstrings, &nfuncs,
+                          &nthreads, &version))
         return NULL;
     fnt_cursor c;
-    if (open_cursor(self, &c, &buf, pos, count, nstrings, nfuncs, nthreads) < 0) {
+    if (open_cursor(self, &c, &buf, pos, count, nstrings, nfuncs, nthreads, version) < 0) {
         PyBuffer_Release(&buf);
         return NULL;
     }
@@ -352,7 +356,7 @@ done:
 }
 
 PyDoc_STRVAR(decode_doc,
-"decode(data, pos, count, strings, funcs, tids, pid, /) -> list[Record] | None\n"
+"decode(data, pos, count, strings, funcs, tids, pid, version, /) -> list[Record] | None\n"
 "The chunk's events as Records, or None where the Python decoder is to say what\n"
 "is wrong with them (nothing is decoded then).");
 
@@ -362,15 +366,16 @@ decoder_decode(ChunkDecoder *self, PyObject *args)
     Py_buffer buf;
     Py_ssize_t pos, count;
     PyObject *strings, *funcs, *tids, *pid;
-    if (!PyArg_ParseTuple(args, "y*nnO!O!O!O:decode", &buf, &pos, &count, &PyList_Type,
-                          &strings, &PyList_Type, &funcs, &PyList_Type, &tids, &pid))
+    int version;
+    if (!PyArg_ParseTuple(args, "y*nnO!O!O!Oi:decode", &buf, &pos, &count, &PyList_Type,
+                          &strings, &PyList_Type, &funcs, &PyList_Type, &tids, &pid, &version))
         return NULL;
     PyObject *out = NULL;
     fnt_cursor c;
     if (check_funcs(funcs) < 0 || open_cursor(self, &c, &buf, pos, count,
                                               PyList_GET_SIZE(strings),
                                               PyList_GET_SIZE(funcs),
-                                              PyList_GET_SIZE(tids)) < 0) {
+                                              PyList_GET_SIZE(tids), version) < 0) {
         PyBuffer_Release(&buf);
         return NULL;
     }

@@ -31,6 +31,7 @@
 #define FNT_N_KINDS 5
 #define FNT_N_EVENTS 7
 #define FNT_EVENT_SHIFT 3
+#define FNT_TEXT_FLAG 64
 #define FNT_EV_START 1
 #define FNT_EV_RETURN 4
 #define FNT_EV_UNWIND 6
@@ -59,6 +60,9 @@ typedef struct {
     Py_ssize_t left;            /* events still to read */
     Py_ssize_t nstrings, nfuncs, nthreads;
     uint32_t max_depth;
+    int compact;                /* format version 4: the text flag (else an index + 1 or 0) */
+    int indexed;                /* events store their thread's index (not in a version-4
+                                   chunk of one thread) */
     int64_t *last_ts;           /* per thread, nthreads of them */
 } fnt_cursor;
 
@@ -105,6 +109,25 @@ fnt_opt_index(fnt_cursor *c, Py_ssize_t limit, uint32_t *out)
     return fnt_index(c, limit + 1, out);
 }
 
+/* A call's, entry's or exit's text: 0 or a string index + 1 below limit + 1,
+ * stored so before version 4; from it, the index when the head's text flag is
+ * set, else nothing (0). */
+static inline int
+fnt_text_index(fnt_cursor *c, int has_text, Py_ssize_t limit, uint32_t *out)
+{
+    if (!c->compact)
+        return fnt_opt_index(c, limit, out);
+    if (!has_text) {
+        *out = 0;
+        return 1;
+    }
+    uint32_t sid;
+    if (!fnt_index(c, limit, &sid))
+        return 0;
+    *out = sid + 1;
+    return 1;
+}
+
 /* The next event: FNT_DEC_OK, FNT_DEC_END after the last one (the data then
  * ends there), or FNT_DEC_FALLBACK. */
 static inline int
@@ -115,12 +138,24 @@ fnt_next(fnt_cursor *c, fnt_event *ev)
     if (c->pos >= c->size)
         return FNT_DEC_FALLBACK;
     uint8_t head = c->data[c->pos++];
+    int has_text = c->compact && (head & FNT_TEXT_FLAG);
+    if (has_text)
+        head &= (uint8_t)~FNT_TEXT_FLAG;
     ev->code = head & 7;
     ev->event = head >> FNT_EVENT_SHIFT;
-    if (ev->code >= FNT_N_KINDS || ev->event >= FNT_N_EVENTS)
+    if (ev->code >= FNT_N_KINDS || ev->event >= FNT_N_EVENTS ||
+        (has_text && ev->code >= FNT_K_MARKER))
         return FNT_DEC_FALLBACK;
     uint64_t delta, v;
-    if (!fnt_index(c, c->nthreads, &ev->thread) || !fnt_uvarint(c, &delta))
+    if (c->indexed) {
+        if (!fnt_index(c, c->nthreads, &ev->thread))
+            return FNT_DEC_FALLBACK;
+    } else if (c->nthreads == 0) {
+        return FNT_DEC_FALLBACK;
+    } else {
+        ev->thread = 0;
+    }
+    if (!fnt_uvarint(c, &delta))
         return FNT_DEC_FALLBACK;
     /* zigzag: even n -> n / 2, odd n -> -(n + 1) / 2 */
     int64_t d = (delta & 1) ? -(int64_t)(delta >> 1) - 1 : (int64_t)(delta >> 1);
@@ -132,20 +167,20 @@ fnt_next(fnt_cursor *c, fnt_event *ev)
     switch (ev->code) {
     case FNT_K_CALL:
         if (!fnt_index(c, c->nfuncs, &ev->func) || !fnt_opt_index(c, c->nfuncs, &ev->parent)
-            || !fnt_opt_index(c, c->nstrings, &ev->str))
+            || !fnt_text_index(c, has_text, c->nstrings, &ev->str))
             return FNT_DEC_FALLBACK;
         break;
     case FNT_K_ENTRY:
         if (!fnt_index(c, c->nfuncs, &ev->func) || !fnt_index(c, (Py_ssize_t)c->max_depth + 1,
                                                               &ev->depth)
-            || !fnt_opt_index(c, c->nstrings, &ev->str))
+            || !fnt_text_index(c, has_text, c->nstrings, &ev->str))
             return FNT_DEC_FALLBACK;
         break;
     case FNT_K_EXIT:
         if (!fnt_index(c, c->nfuncs, &ev->func) || !fnt_index(c, (Py_ssize_t)c->max_depth + 1,
                                                               &ev->depth)
             || !fnt_uvarint(c, &v) || v > (uint64_t)INT64_MAX
-            || !fnt_opt_index(c, c->nstrings, &ev->str))
+            || !fnt_text_index(c, has_text, c->nstrings, &ev->str))
             return FNT_DEC_FALLBACK;
         ev->dur = (int64_t)v;
         break;
@@ -157,12 +192,15 @@ fnt_next(fnt_cursor *c, fnt_event *ev)
     return FNT_DEC_OK;
 }
 
-/* Start a cursor on data[pos:] holding count events; -1 with MemoryError. */
+/* Start a cursor on data[pos:] holding count events of a file of this
+ * format version; -1 with MemoryError. */
 static inline int
 fnt_cursor_init(fnt_cursor *c, const uint8_t *data, Py_ssize_t size, Py_ssize_t pos,
                 Py_ssize_t count, Py_ssize_t nstrings, Py_ssize_t nfuncs,
-                Py_ssize_t nthreads, uint32_t max_depth)
+                Py_ssize_t nthreads, uint32_t max_depth, int version)
 {
+    c->compact = version >= 4;
+    c->indexed = !c->compact || nthreads > 1;
     c->data = data;
     c->size = size;
     c->pos = pos;

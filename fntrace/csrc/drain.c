@@ -259,6 +259,9 @@ typedef struct {
      * instructions per function, which a table per chunk would pay again in
      * every chunk for every function it names. */
     PyObject *keys;
+    /* Whether the events store their thread's index: not in a chunk of one
+     * thread's events (its table has one row). */
+    int indexed;
     long long *last_ts;
     Py_ssize_t n_last;
     /* The packed path's per-event lookups, without a dict: the fid of the
@@ -492,13 +495,26 @@ tab_thread(Tables *t, PyObject *buf)
     return idx;
 }
 
+/* A record's text (a call's or entry's arguments, an exit's value) after its
+ * fields, the text flag set in its first byte (body->data[head]); nothing for
+ * None. */
 static int
-put_opt(Bytes *b, Tables *t, PyObject *text)
+put_text(Bytes *b, Tables *t, Py_ssize_t head, PyObject *text)
 {
     if (text == Py_None)
-        return put_uvarint(b, 0);
+        return 0;
     Py_ssize_t sid = tab_sid(t, text);
-    return sid < 0 ? -1 : put_uvarint(b, (unsigned long long)sid + 1);
+    if (sid < 0)
+        return -1;
+    b->data[head] |= FILE_TEXT_FLAG;
+    return put_uvarint(b, (unsigned long long)sid);
+}
+
+/* An event's thread index, where the chunk's events store one. */
+FNT_ALWAYS_INLINE unsigned char *
+thread_at(unsigned char *p, Tables *t, Py_ssize_t ti)
+{
+    return t->indexed ? uvarint_at(p, (unsigned long long)ti) : p;
 }
 
 static int
@@ -558,11 +574,11 @@ encode_one(Bytes *body, Tables *t, PyObject *buf, PyObject *ev, PyObject *other,
         else if (PyErr_Occurred())
             goto done;
     }
-    if (bytes_room(body, 1) < 0)
+    if (bytes_room(body, 11) < 0)
         goto done;
+    Py_ssize_t head = body->len;
     body->data[body->len++] = (unsigned char)(code | (evcode << FILE_EVENT_SHIFT));
-    if (put_uvarint(body, (unsigned long long)ti) < 0)
-        goto done;
+    body->len = thread_at(body->data + body->len, t, ti) - body->data;
     int bad = 0;
     long long ts = event_ts(ev, &bad);
     if (bad)
@@ -589,11 +605,11 @@ encode_one(Bytes *body, Tables *t, PyObject *buf, PyObject *ev, PyObject *other,
             if (pf < 0 || put_uvarint(body, (unsigned long long)pf + 1) < 0)
                 goto done;
         }
-        rc = put_opt(body, t, PyTuple_GET_ITEM(ev, CALL_ARGS));
+        rc = put_text(body, t, head, PyTuple_GET_ITEM(ev, CALL_ARGS));
     } else if (code == FILE_KIND_ENTRY) {
         if (put_pyuvarint(body, PyTuple_GET_ITEM(ev, ENTRY_DEPTH)) < 0)
             goto done;
-        rc = put_opt(body, t, PyTuple_GET_ITEM(ev, ENTRY_ARGS));
+        rc = put_text(body, t, head, PyTuple_GET_ITEM(ev, ENTRY_ARGS));
     } else {
         if (put_pyuvarint(body, PyTuple_GET_ITEM(ev, EXIT_DEPTH)) < 0)
             goto done;
@@ -602,7 +618,7 @@ encode_one(Bytes *body, Tables *t, PyObject *buf, PyObject *ev, PyObject *other,
             goto done;
         if (put_uvarint(body, (unsigned long long)(dur > 0 ? dur : 0)) < 0)
             goto done;
-        rc = put_opt(body, t, PyTuple_GET_ITEM(ev, EXIT_VALUE));
+        rc = put_text(body, t, head, PyTuple_GET_ITEM(ev, EXIT_VALUE));
     }
 done:
     Py_XDECREF(text);
@@ -721,14 +737,14 @@ done:
  * uvarints of at most 10 bytes each. */
 #define SLOT_MAX_BYTES 64
 
-/* The string index + 1 of an optional text (0: none), the way put_opt writes it. */
+/* The string index of a record's text, -1 for none (put_text's), -2 on error. */
 static inline Py_ssize_t
-opt_sid(Tables *t, PyObject *text)
+text_sid(Tables *t, PyObject *text)
 {
     if (text == NULL || text == Py_None)
-        return 0;
+        return -1;
     Py_ssize_t sid = tab_sid(t, text);
-    return sid < 0 ? -1 : sid + 1;
+    return sid < 0 ? -2 : sid;
 }
 
 /* One packed event (a recorder's slot) into the chunk: what encode_one does with
@@ -760,36 +776,37 @@ encode_slot(Bytes *body, Tables *t, Py_ssize_t ti, Slot *sl, PyObject *event_cod
         t->fid_cache[fs].fn = sl->obj;
         t->fid_cache[fs].fid = fid;
     }
-    Py_ssize_t extra = 0;  /* F: the parent's fid + 1; E, X: the text's sid + 1 */
+    Py_ssize_t parent = 0;  /* F: the parent's fid + 1 (no args: the recorder writes none) */
+    Py_ssize_t sid = -1;    /* E, X: the text's string index, or -1 */
     if (code == FILE_KIND_CALL) {
         if (sl->aux != NULL && sl->aux != Py_None) {
-            extra = fn_fid(t, sl->aux, 1);
-            if (extra < 0)
+            parent = fn_fid(t, sl->aux, 1);
+            if (parent < 0)
                 return -1;
-            extra++;
+            parent++;
         }
     } else {
-        extra = opt_sid(t, sl->aux);
-        if (extra < 0)
+        sid = text_sid(t, sl->aux);
+        if (sid < -1)
             return -1;
     }
     if (bytes_room(body, SLOT_MAX_BYTES) < 0)
         return -1;
     unsigned char *p = body->data + body->len;
-    *p++ = (unsigned char)(code | (evcode << FILE_EVENT_SHIFT));
-    p = uvarint_at(p, (unsigned long long)ti);
+    *p++ = (unsigned char)(code | (evcode << FILE_EVENT_SHIFT) | (sid >= 0 ? FILE_TEXT_FLAG : 0));
+    p = thread_at(p, t, ti);
     long long delta = sl->ts - t->last_ts[ti];
     t->last_ts[ti] = sl->ts;
     p = uvarint_at(p, ((unsigned long long)delta << 1) ^ (unsigned long long)(delta >> 63));
     p = uvarint_at(p, (unsigned long long)fid);
     if (code == FILE_KIND_CALL) {
-        p = uvarint_at(p, (unsigned long long)extra);
-        *p++ = 0;  /* no args: the recorder writes none */
+        p = uvarint_at(p, (unsigned long long)parent);
     } else {
         p = uvarint_at(p, (unsigned long long)(sl->depth > 0 ? sl->depth : 0));
         if (code == FILE_KIND_EXIT)
             p = uvarint_at(p, (unsigned long long)(sl->duration > 0 ? sl->duration : 0));
-        p = uvarint_at(p, (unsigned long long)extra);
+        if (sid >= 0)
+            p = uvarint_at(p, (unsigned long long)sid);
     }
     body->len = p - body->data;
     return 0;
@@ -801,11 +818,10 @@ encode_slot(Bytes *body, Tables *t, Py_ssize_t ti, Slot *sl, PyObject *event_cod
 static int
 encode_task_slot(Bytes *body, Tables *t, Py_ssize_t ti, Slot *sl)
 {
-    if (bytes_room(body, 1) < 0)
+    if (bytes_room(body, 11) < 0)
         return -1;
     body->data[body->len++] = (unsigned char)FILE_KIND_MARKER;
-    if (put_uvarint(body, (unsigned long long)ti) < 0)
-        return -1;
+    body->len = thread_at(body->data + body->len, t, ti) - body->data;
     long long delta = sl->ts - t->last_ts[ti];
     t->last_ts[ti] = sl->ts;
     if (put_uvarint(body, ((unsigned long long)delta << 1) ^ (unsigned long long)(delta >> 63)) < 0)
@@ -833,8 +849,8 @@ typedef struct {
 #define RUN_BLOCK 256
 
 /* Every slot of one thread, in order, the chunk's only thread (the usual
- * chunk): no merge, no choosing per event, and no pass over the slots before
- * this one.  The usual event - an entry or an exit with no text, of a function
+ * chunk, whose events store no thread index): no merge, no choosing per
+ * event, and no pass over the slots before this one.  The usual event - an entry or an exit with no text, of a function
  * the chunk's table already has - is written right here, with the buffer's
  * room checked once per RUN_BLOCK events; any other goes through encode_slot.
  * 0 done (*bytes: their accounted bytes); 1 when a slot holds a tuple written
@@ -864,7 +880,6 @@ encode_run(Bytes *body, Tables *t, TakenSlots *tk, PyObject *event_codes, long l
                 int exit = kind == EVENT_TAG_EXIT;
                 *p++ = (unsigned char)((exit ? FILE_KIND_EXIT : FILE_KIND_ENTRY) |
                                        (evcode << FILE_EVENT_SHIFT));
-                p = uvarint_at(p, (unsigned long long)ti);
                 long long delta = sl->ts - last;
                 last = sl->ts;
                 p = uvarint_at(p, ((unsigned long long)delta << 1) ^
@@ -873,7 +888,6 @@ encode_run(Bytes *body, Tables *t, TakenSlots *tk, PyObject *event_codes, long l
                 p = uvarint_at(p, (unsigned long long)(sl->depth > 0 ? sl->depth : 0));
                 if (exit)
                     p = uvarint_at(p, (unsigned long long)(sl->duration > 0 ? sl->duration : 0));
-                *p++ = 0;  /* no text */
                 continue;
             }
             /* any other event: the general writers, which check the room themselves */
@@ -891,6 +905,39 @@ encode_run(Bytes *body, Tables *t, TakenSlots *tk, PyObject *event_codes, long l
     tk->pos = tk->n;
     *bytes = sum;
     return 0;
+}
+
+/* Whether the taken events come from more than one thread, by tid as the
+ * chunk's thread table tells them apart (two buffers of a thread whose id was
+ * reused are one row): their events then store their thread's index.  0 or -1. */
+static int
+several_threads(TakenSlots *tk, Py_ssize_t k, int *several)
+{
+    PyObject *seen = NULL;
+    int rc = 0;
+    *several = 0;
+    for (Py_ssize_t j = 0; j < k && !*several; j++) {
+        if (tk[j].n == 0)
+            continue;
+        PyObject *tid = PyObject_GetAttr(tk[j].buf, fnt_st->str_tid);
+        if (tid == NULL) {
+            rc = -1;
+            break;
+        }
+        if (seen == NULL) {
+            seen = tid;
+            continue;
+        }
+        int same = PyObject_RichCompareBool(seen, tid, Py_EQ);
+        Py_DECREF(tid);
+        if (same < 0) {
+            rc = -1;
+            break;
+        }
+        *several = !same;
+    }
+    Py_XDECREF(seen);
+    return rc;
 }
 
 /* One thread's taken slots read for the general way: their accounted bytes
@@ -1054,6 +1101,8 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
     }
     if (ok && !done && total > 0 && bytes_room(&body, total * 12) < 0)
         ok = 0;  /* room for the usual event (8 to 11 bytes); more grows as it comes */
+    if (ok && !done && several_threads(tk, k, &t.indexed) < 0)
+        ok = 0;
     if (!ok || done) {
         /* nothing more to encode */
     } else if (!monotonic) {

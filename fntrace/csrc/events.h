@@ -48,12 +48,14 @@
 #define EXIT_VALUE 7
 #define EXIT_LEN 8
 
-/* Trace file: an event's first byte is kind code | (event code << shift)
- * (formats/tracefile.py KINDS and EVENTS_NAMES). */
+/* Trace file: an event's first byte is kind code | (event code << shift),
+ * with the text flag when a call, entry or exit carries a text
+ * (formats/tracefile.py KINDS and EVENTS_NAMES; docs/tracefile.md). */
 #define FILE_KIND_CALL 0
 #define FILE_KIND_ENTRY 1
 #define FILE_KIND_EXIT 2
 #define FILE_KIND_MARKER 3
 #define FILE_EVENT_SHIFT 3
+#define FILE_TEXT_FLAG 64
 
 #endif  /* FNT_EVENTS_H */

@@ -36,6 +36,7 @@ from fntrace.core.events import (
     MARKER,
     TASK,
     TASK_PREFIX,
+    TEXT_FLAG,
 )
 from fntrace.formats import footer as summary
 from fntrace.formats.nesting import too_deep
@@ -95,7 +96,7 @@ __all__ = [
 ]
 
 #: The versions this reader reads (formats/tracewriter.py writes VERSION).
-SUPPORTED_VERSIONS = (1, 2, 3)
+SUPPORTED_VERSIONS = (1, 2, 3, 4)
 _PREAMBLE, _CHUNK = PREAMBLE, CHUNK_HEADER
 _CALL, _ENTRY, _EXIT, _MARKER = CALL.code, ENTRY.code, EXIT.code, MARKER.code
 
@@ -200,6 +201,8 @@ class Chunk:
     #: (earliest, latest) timestamp and events per thread-table row, once counted.
     span: tuple[int | None, int | None] = (None, None)
     per_thread: list[int] = field(default_factory=list)
+    #: The file's format version: how its events are laid out (_decode).
+    version: int = VERSION
 
     @property
     def data(self) -> bytes:
@@ -317,14 +320,35 @@ def _parse_tables(payload: bytes, version: int = VERSION) -> Chunk:
         count, pos = _count(data, pos, 3, "events")
     except IndexError:
         raise ChunkError("its tables run past its end") from None
-    return Chunk(strings, funcs, threads, count, pos, payload, data)
+    return Chunk(strings, funcs, threads, count, pos, payload, data, version=version)
 
 
-#: An event's first byte -> (kind code, event name); None: no such kind or event.
-_HEADS: tuple[tuple[int, str] | None, ...] = tuple(
-    (b & 7, EVENTS_NAMES[b >> EVENT_SHIFT])
+#: An event's first byte -> (kind code, event name, whether a text follows:
+#: None for "always", versions 1-3, where a call, entry or exit stores its
+#: text's index + 1 or 0); None: no such kind or event.
+_HEADS: tuple[tuple[int, str, bool | None] | None, ...] = tuple(
+    (b & 7, EVENTS_NAMES[b >> EVENT_SHIFT], None)
     if (b & 7) < len(KINDS) and (b >> EVENT_SHIFT) < len(EVENTS_NAMES)
     else None for b in range(256))
+#: The same in version 4: TEXT_FLAG says whether a call, entry or exit has a
+#: text (its string index follows its fields); a marker's or text's byte has it clear.
+_HEADS_4: tuple[tuple[int, str, bool | None] | None, ...] = tuple(
+    (b & 7, EVENTS_NAMES[(b & ~TEXT_FLAG) >> EVENT_SHIFT], bool(b & TEXT_FLAG))
+    if (b & 7) < len(KINDS) and ((b & ~TEXT_FLAG) >> EVENT_SHIFT) < len(EVENTS_NAMES)
+    and not (b & TEXT_FLAG and (b & 7) >= _MARKER)
+    else None for b in range(256))
+
+
+def _text_field(data: bytes, pos: int, has_text: bool | None) -> tuple[int, int]:
+    """A call's, entry's or exit's text as (its string index + 1, or 0 for
+    none; the position after it): stored so in versions 1-3 (``has_text``
+    None), stored as the index when the head's TEXT_FLAG says so in version 4."""
+    if has_text is None:
+        return _read_uvarint(data, pos)
+    if not has_text:
+        return 0, pos
+    sid, pos = _read_uvarint(data, pos)
+    return sid + 1, pos
 
 
 def _decode(chunk: Chunk, pid: int, out: list[Record]) -> None:
@@ -334,15 +358,21 @@ def _decode(chunk: Chunk, pid: int, out: list[Record]) -> None:
                                           chunk.threads)
     last_ts = [0] * len(threads)
     rd = _read_uvarint
+    compact = chunk.version >= 4
+    heads = _HEADS_4 if compact else _HEADS
+    # version 4: a chunk of one thread stores no thread index (0, its only row)
+    indexed = not compact or len(threads) > 1
+    t = 0
     i = 0
     try:
         for i in range(chunk.count):
-            head = _HEADS[data[pos]]
+            head = heads[data[pos]]
             if head is None:
                 raise ChunkError(f"event {i}: unknown kind/event byte {data[pos]:#04x}")
             pos += 1
-            code, event = head
-            t, pos = rd(data, pos)
+            code, event, has_text = head
+            if indexed:
+                t, pos = rd(data, pos)
             delta, pos = rd(data, pos)
             ts = last_ts[t] + _unzigzag(delta)
             last_ts[t] = ts
@@ -350,7 +380,7 @@ def _decode(chunk: Chunk, pid: int, out: list[Record]) -> None:
             if code == _CALL:
                 f, pos = rd(data, pos)
                 p, pos = rd(data, pos)
-                a, pos = rd(data, pos)
+                a, pos = _text_field(data, pos, has_text)
                 name, flags, file, line = funcs[f]
                 out.append(Record("call", pid, tid, ts, name,
                                   funcs[p - 1][0] if p else None, 0, event,
@@ -359,7 +389,7 @@ def _decode(chunk: Chunk, pid: int, out: list[Record]) -> None:
             elif code == _ENTRY:
                 f, pos = rd(data, pos)
                 depth, pos = rd(data, pos)
-                a, pos = rd(data, pos)
+                a, pos = _text_field(data, pos, has_text)
                 if depth > MAX_DEPTH:
                     raise ChunkError(f"event {i}: depth {depth} over {MAX_DEPTH}")
                 name, flags, file, line = funcs[f]
@@ -370,7 +400,7 @@ def _decode(chunk: Chunk, pid: int, out: list[Record]) -> None:
                 f, pos = rd(data, pos)
                 depth, pos = rd(data, pos)
                 dur, pos = rd(data, pos)
-                v, pos = rd(data, pos)
+                v, pos = _text_field(data, pos, has_text)
                 if depth > MAX_DEPTH:
                     raise ChunkError(f"event {i}: depth {depth} over {MAX_DEPTH}")
                 name, flags, file, line = funcs[f]
@@ -747,7 +777,7 @@ class TraceFile:
         dec = self._decoder
         got = None if dec is None else dec.tally(
             chunk.data, chunk.pos, chunk.count, len(chunk.strings), len(chunk.funcs),
-            len(chunk.threads))
+            len(chunk.threads), chunk.version)
         if got is not None:
             # The C decoder reads it exactly: kept as stored, decoded when read.
             chunk.per_thread, first, last = got
@@ -878,7 +908,7 @@ class TraceFile:
         if dec is not None:
             decoded: list[Record] | None = dec.decode(
                 data, chunk.pos, chunk.count, chunk.strings, chunk.funcs,
-                [row[0] for row in chunk.threads], self.pid)
+                [row[0] for row in chunk.threads], self.pid, chunk.version)
             if decoded is not None:
                 return decoded
         chunk = dataclasses.replace(chunk, inflated=data)

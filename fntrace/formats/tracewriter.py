@@ -30,6 +30,7 @@ from fntrace.core.events import (
     TASK,
     TASK_PREFIX,
     TEXT,
+    TEXT_FLAG,
 )
 from fntrace.formats import tally as summary
 
@@ -66,8 +67,10 @@ __all__ = [
 #: function tables; version 1 files are read with no locations.  Version 3
 #: added event chunks compressed as LZ4 blocks (flag 2): a reader that knows
 #: only versions 1-2 refuses the file with its version message instead of
-#: calling every chunk unreadable.
-VERSION = 3
+#: calling every chunk unreadable.  Version 4 made the events smaller: no
+#: thread index in a chunk of one thread, and a call's, entry's or exit's
+#: text stored only when it has one (TEXT_FLAG says so).
+VERSION = 4
 MAGIC = b"FNTRACE\x00"
 SYNC = b"\xf7FNC"
 _PREAMBLE = struct.Struct("<8sHII")   # magic, version, header length, header crc32
@@ -150,9 +153,6 @@ class _ChunkTables:
         if sid is None:
             sid = self.strings[text] = len(self.strings)
         return sid
-
-    def opt(self, text: str | None) -> int:
-        return 0 if text is None else self.sid(text) + 1
 
     def fid(self, name: str, flags: int, file: str | None = None, line: int = 0) -> int:
         key = (name, flags, file, line)
@@ -320,6 +320,9 @@ class TraceWriter:
         per_thread: dict[int, int] = {}
         n = 0
         earliest = latest = 0
+        pairs = list(pairs)
+        # a chunk of one thread's events stores no thread index in them
+        indexed = len({buf.tid for buf, _ in pairs}) > 1
         for buf, ev in pairs:
             t = tables.thread(buf.tid, buf.name, buf.cpu, buf.thread_flags,
                               buf.overrun + buf.dropped)
@@ -335,8 +338,10 @@ class TraceWriter:
             else:
                 code, text = stored_text(buf, ev, text_of)
                 event = ""
+            head = len(body)
             body.append(code | (_EVENT_CODE.get(event, 0) << EVENT_SHIFT))
-            _uvarint(body, t)
+            if indexed:
+                _uvarint(body, t)
             ts = ev[0]
             _uvarint(body, _zigzag(ts - last_ts.get(t, 0)))
             last_ts[t] = ts
@@ -344,25 +349,29 @@ class TraceWriter:
                 earliest = ts
             if not n or ts > latest:
                 latest = ts
+            extra: str | None = None  # a call's or entry's arguments, an exit's value
             if code == _CALL:
                 ip = ev[_C.ip]
                 parent = ev[_C.parent]
                 _uvarint(body, tables.fn_fid(ip, ip.code.co_flags))
                 _uvarint(body, 0 if parent is None else tables.fn_fid(parent, 0) + 1)
-                _uvarint(body, tables.opt(ev[_C.args]))
+                extra = ev[_C.args]
             elif code == _ENTRY:
                 fn = ev[_E.fn]
                 _uvarint(body, tables.fn_fid(fn, fn.code.co_flags))
                 _uvarint(body, ev[_E.depth])
-                _uvarint(body, tables.opt(ev[_E.args]))
+                extra = ev[_E.args]
             elif code == _EXIT:
                 fn = ev[_X.fn]
                 _uvarint(body, tables.fn_fid(fn, fn.code.co_flags))
                 _uvarint(body, ev[_X.depth])
                 _uvarint(body, max(ev[_X.duration], 0))
-                _uvarint(body, tables.opt(ev[_X.value]))
+                extra = ev[_X.value]
             else:
                 _uvarint(body, tables.sid(text))
+            if extra is not None:
+                body[head] |= TEXT_FLAG
+                _uvarint(body, tables.sid(extra))
             n += 1
         written = self.write_table_chunk(tables, body, n, (earliest, latest),
                                          [tables.thread_rows[t][0] for t in per_thread])
