@@ -58,13 +58,14 @@ def encode_buffers(
     buffers: Sequence[RingCore],
     other: Callable[[RingCore, tuple[Any, ...]], tuple[int, str]],
     event_codes: dict[str, int], note_prefix: bytes | None = ...,
-    keys: dict[Any, tuple[str, int, str | None, int]] = ..., /,
+    keys: dict[Any, tuple[str, int, str | None, int]] = ..., lz4: bool = ..., /,
 ) -> tuple[bytes, int, list[int], int | None, int | None, bool]:
     """Consume these buffers into one trace-file event chunk: (payload, n, tids,
     earliest timestamp, latest timestamp, notes), the timestamps None without
     events; notes: whether a string of its table starts with note_prefix (True
     when it is None or not given).  keys: the caller's cache of each
-    function's table key (name, flags, file, line), kept across chunks."""
+    function's table key (name, flags, file, line), kept across chunks.  lz4:
+    the payload as an LZ4 event chunk stores it (flag, size, block)."""
 
 @final
 class EventQueue:

@@ -109,8 +109,9 @@ class _Spy:
         self.calls: list[tuple[Any, ...]] = []
 
     def encode_buffers(self, buffers: Any, other: Any, codes: Any, note_prefix: bytes,
-                       keys: dict[Any, Any]) -> tuple[bytes, int, list[int], None, None, bool]:
-        self.calls.append((buffers, other, codes, note_prefix, keys))
+                       keys: dict[Any, Any], lz4: bool,
+                       ) -> tuple[bytes, int, list[int], None, None, bool]:
+        self.calls.append((buffers, other, codes, note_prefix, keys, lz4))
         return b"", 0, [], None, None, False
 
 
@@ -125,7 +126,8 @@ def test_the_c_encoder_is_passed_the_schemas_codes(monkeypatch: pytest.MonkeyPat
         writer = TraceWriter(str(tmp_path / "t.dat"), {})
         writer.take(inst.rb.live, InstanceText(inst))
         writer.close()
-        ((_, other, codes, note_prefix, keys),) = spy.calls
+        ((_, other, codes, note_prefix, keys, lz4),) = spy.calls
+        assert lz4 is (writer.compression == "lz4")  # compressed by the encoder
         assert keys is writer.function_keys  # the writer's, kept from chunk to chunk
         assert codes is events.EVENT_CODES
         assert note_prefix == events.TASK_PREFIX.encode()  # the notes' prefix, as stored

@@ -828,12 +828,13 @@ class BackClock:
 
 
 @needs_c
-@pytest.mark.parametrize("marker", [None, "start", "task note", "clock back"])
+@pytest.mark.parametrize("compress", ["none", "lz4"])
+@pytest.mark.parametrize("marker", [None, "start", "task note", "clock back", "long"])
 @pytest.mark.parametrize("threads", [True, False])
 @pytest.mark.parametrize(("tracer", "options"), TRACERS)
 def test_encode_buffers_matches_the_python_writer(tmp_path: Any, tracer: str,
                                                   options: dict[str, int], threads: bool,
-                                                  marker: str | None) -> None:
+                                                  marker: str | None, compress: str) -> None:
     """The one-pass writer (packed events encoded without tuples) against
     write_events(...) of the same events in consume() order: several threads
     (merged by time) or one (the writer's no-merge run, encoding as it reads;
@@ -842,15 +843,19 @@ def test_encode_buffers_matches_the_python_writer(tmp_path: Any, tracer: str,
     back sorts the events as consume() does).  The encoder also says whether
     the chunk may hold a task note (stored as a marker whose text has the task
     prefix), which the Python writer finds by searching the payload: the
-    footers' indexes agree."""
+    footers' indexes agree.  With lz4 the encoder compresses the payload
+    itself (the tables in front of the events without copying them, or, for
+    the "long" marker's tables of over 4 KiB, the events after them): the
+    file is the Python writer's, which compresses its payload with
+    lz_compress."""
     from fntrace.formats import tracefile
     from fntrace.recording import recorder
 
     with trace(tracer, filter="sp_*", **options) as inst:
         if marker == "clock back":
             inst.rb.clock = BackClock()
-        if marker == "start":
-            inst.write("trace_marker", marker)
+        if marker in ("start", "long"):
+            inst.write("trace_marker", marker * (2000 if marker == "long" else 1))
         sp_main() if threads else sp_one_thread()
         inst.tracing_on = False
         bufs = inst.rb.live
@@ -866,22 +871,25 @@ def test_encode_buffers_matches_the_python_writer(tmp_path: Any, tracer: str,
         went_back = any([ev[0] for ev in b.events] != sorted(ev[0] for ev in b.events)
                         for b in bufs.buffers())
         assert went_back is (marker == "clock back")
-        wa = tracefile.TraceWriter(str(tmp_path / "a.dat"), {"p": 1}, compress=False)
-        wb = tracefile.TraceWriter(str(tmp_path / "b.dat"), {"p": 1}, compress=False)
+        wa = tracefile.TraceWriter(str(tmp_path / "a.dat"), {"p": 1}, compress=compress)
+        wb = tracefile.TraceWriter(str(tmp_path / "b.dat"), {"p": 1}, compress=compress)
         text = recorder.InstanceText(inst)
         assert wb.write_events(expected, text.one) == n_events
         tags = [ev[2] for _, ev in expected]
-        assert tags.count(MARKER.tag) == (marker == "start")
+        assert tags.count(MARKER.tag) == (marker in ("start", "long"))
         assert tags.count(TASK.tag) == (marker == "task note")
         payload, n, tids, first, last, notes = built.encode_buffers(
             bufs.buffers(), functools.partial(tracefile.stored_text, text_of=text.one),
-            tracefile.EVENT_CODES, TASK_PREFIX.encode())
+            tracefile.EVENT_CODES, TASK_PREFIX.encode(), {}, compress == "lz4")
         assert n == n_events > 100
         stamps = [ev[0] for _, ev in expected]
         assert (first, last) == (min(stamps), max(stamps))
         assert notes is (marker == "task note")
-        assert notes is (TASK_PREFIX.encode() in payload)
-        wa.write_payload(payload, n, (first, last), None, notes)
+        if compress == "lz4":
+            wa.write_stored((payload,), n, (first, last), None, notes)
+        else:
+            assert notes is (TASK_PREFIX.encode() in payload)
+            wa.write_payload(payload, n, (first, last), None, notes)
         wa.close()
         wb.close()
         assert sorted(tids) == sorted({buf.tid for buf, _ in expected})

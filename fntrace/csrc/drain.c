@@ -6,6 +6,7 @@
  * encodes a recorder's packed events without ever building their tuples,
  * byte for byte what formats/tracewriter.py's TraceWriter makes of them.
  */
+#include "lzblock.h"
 #include "ring.h"
 
 #ifdef FNT_HOT_PATH
@@ -656,14 +657,21 @@ tables_free(Tables *t)
     PyMem_Free(t->last_ts);
 }
 
+/* Bytes left free before a chunk's events in their buffer: the tables, made
+ * once the events are, go there when they fit, so tables and events lie in
+ * one run for the compressor without a copy of the events. */
+#define BODY_HEADROOM 4096
+
 /* The chunk's payload: the tables, then the count, then the events
- * (TraceWriter.write_table_chunk).  Returns (payload, n, rows) or NULL.
- * *notes is set when a string of the table starts with `prefix` (the task
- * notes' UTF-8 bytes, plen of them; NULL: not asked): a text a marker may
- * carry, so the writer need not search the payload for it. */
+ * (TraceWriter.write_table_chunk; the events are body's bytes after
+ * BODY_HEADROOM), as stored when lz4 (TraceWriter.write_payload's LZ4
+ * chunk: flag, size, block), else as they are.  Returns (payload, n, rows)
+ * or NULL.  *notes is set when a string of the table starts with `prefix`
+ * (the task notes' UTF-8 bytes, plen of them; NULL: not asked): a text a
+ * marker may carry, so the writer need not search the payload for it. */
 static PyObject *
 chunk_payload(Tables *t, Bytes *body, Py_ssize_t n, const char *prefix, Py_ssize_t plen,
-              int *notes)
+              int *notes, int lz4)
 {
     Bytes out = {0};
     PyObject *result = NULL;
@@ -719,12 +727,22 @@ chunk_payload(Tables *t, Bytes *body, Py_ssize_t n, const char *prefix, Py_ssize
     }
     if (put_uvarint(&out, (unsigned long long)n) < 0)
         goto done;
-    /* tables and events copied once, into the bytes object */
-    PyObject *payload = PyBytes_FromStringAndSize(NULL, out.len + body->len);
-    if (payload != NULL) {
-        memcpy(PyBytes_AS_STRING(payload), out.data, (size_t)out.len);
-        if (body->len)
-            memcpy(PyBytes_AS_STRING(payload) + out.len, body->data, (size_t)body->len);
+    Py_ssize_t events = body->len - BODY_HEADROOM;
+    PyObject *payload;
+    if (!lz4) {  /* tables and events copied once, into the bytes object */
+        payload = PyBytes_FromStringAndSize(NULL, out.len + events);
+        if (payload != NULL) {
+            memcpy(PyBytes_AS_STRING(payload), out.data, (size_t)out.len);
+            memcpy(PyBytes_AS_STRING(payload) + out.len, body->data + BODY_HEADROOM,
+                   (size_t)events);
+        }
+    } else if (out.len <= BODY_HEADROOM) {  /* the usual tables: in front of the events */
+        unsigned char *start = body->data + BODY_HEADROOM - out.len;
+        memcpy(start, out.data, (size_t)out.len);
+        payload = fnt_lz_stored(start, (size_t)(out.len + events));
+    } else {  /* a large table: the events after it */
+        payload = put_raw(&out, (const char *)body->data + BODY_HEADROOM, events) < 0
+            ? NULL : fnt_lz_stored(out.data, (size_t)out.len);
     }
     if (payload != NULL)
         result = Py_BuildValue("(Nnn)", payload, n, nrows);
@@ -993,23 +1011,25 @@ ring_stats(TakenSlots *tk, Py_ssize_t n, long long *first, long long *last, Py_s
     return i == n ? 0 : -1;
 }
 
-/* encode_buffers(buffers, other, event_codes[, note_prefix]) -> (payload, n, tids,
- * first, last, notes):
+/* encode_buffers(buffers, other, event_codes[, note_prefix[, keys[, lz4]]]) ->
+ * (payload, n, tids, first, last, notes):
  * take every event now in these RingCore buffers (as take_all does) and make the
  * payload of one trace-file event chunk, byte for byte what TraceWriter.write_events
  * makes of to_wevent() of take_all's pairs, without building the pairs (a
- * recorder's packed event is encoded from its slot); tids are the threads
- * that had events, first and last the chunk's earliest and latest timestamps
- * (None without events): the footer's chunk index, which lets a reader merge
- * the chunks by time before it reads them. */
+ * recorder's packed event is encoded from its slot); with lz4, the payload as
+ * an LZ4 chunk stores it, compressed here without a copy of the events; tids
+ * are the threads that had events, first and last the chunk's earliest and
+ * latest timestamps (None without events): the footer's chunk index, which
+ * lets a reader merge the chunks by time before it reads them. */
 PyObject *
 fnt_encode_buffers(PyObject *module, PyObject *args)
 {
     PyObject *buffers, *other, *event_codes, *keys = NULL;
     const char *prefix = NULL;  /* the task notes' prefix (UTF-8), when given */
     Py_ssize_t plen = 0;
-    if (!PyArg_ParseTuple(args, "OOO!|z#O!", &buffers, &other, &PyDict_Type, &event_codes,
-                          &prefix, &plen, &PyDict_Type, &keys))
+    int lz4 = 0;
+    if (!PyArg_ParseTuple(args, "OOO!|z#O!p", &buffers, &other, &PyDict_Type, &event_codes,
+                          &prefix, &plen, &PyDict_Type, &keys, &lz4))
         return NULL;
     PyObject *seq = PySequence_Fast(buffers, "encode_buffers() needs a sequence of buffers");
     if (seq == NULL)
@@ -1026,9 +1046,10 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
     Tables t;
     Bytes body = {0};
     PyObject *result = NULL, *tids = NULL;
-    int ok = tables_init(&t, keys) == 0 && tk != NULL;
+    int ok = tables_init(&t, keys) == 0 && tk != NULL && bytes_room(&body, BODY_HEADROOM) == 0;
     if (tk == NULL)
         PyErr_NoMemory();
+    body.len = BODY_HEADROOM;
     Py_ssize_t total = 0;
     int monotonic = 1;
     long long first = 0, last = 0;
@@ -1082,7 +1103,7 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
             total = one->n;
             done = 1;
         } else if (r > 0) {
-            body.len = 0;
+            body.len = BODY_HEADROOM;
             tables_free(&t);
             ok = tables_init(&t, keys) == 0;
             one->ti = -1;
@@ -1166,7 +1187,8 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
             Py_DECREF(tid);
         }
         int notes = prefix == NULL;  /* not asked: say it may hold one */
-        PyObject *chunk = tids ? chunk_payload(&t, &body, total, prefix, plen, &notes) : NULL;
+        PyObject *chunk = tids ? chunk_payload(&t, &body, total, prefix, plen, &notes, lz4)
+                               : NULL;
         if (chunk != NULL) {
             PyObject *has = notes ? Py_True : Py_False;
             if (total)

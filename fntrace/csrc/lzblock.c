@@ -278,6 +278,43 @@ fnt_lz_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t cap, const 
     }
 }
 
+/* The flag byte of an LZ4 event chunk (tracewriter.py COMPRESSIONS["lz4"]). */
+#define LZ_CHUNK_FLAG 2
+
+PyObject *
+fnt_lz_stored(const uint8_t *src, size_t n)
+{
+    if (n > FNT_LZ_MAX_INPUT) {
+        PyErr_Format(PyExc_ValueError, "an event chunk of %zu bytes is over %d", n,
+                     FNT_LZ_MAX_INPUT);
+        return NULL;
+    }
+    uint8_t head[11];
+    size_t hlen = 0;
+    head[hlen++] = LZ_CHUNK_FLAG;
+    for (size_t v = n; ; v >>= 7) {
+        head[hlen++] = (uint8_t)(v >= 0x80 ? (v & 0x7F) | 0x80 : v);
+        if (v < 0x80)
+            break;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(hlen + FNT_LZ_BOUND(n)));
+    if (out == NULL)
+        return NULL;
+    uint8_t *dst = (uint8_t *)PyBytes_AS_STRING(out);
+    memcpy(dst, head, hlen);
+    size_t size;
+    if (n >= LZ_RELEASE_GIL_AT) {
+        Py_BEGIN_ALLOW_THREADS
+        size = fnt_lz_compress(src, n, dst + hlen);
+        Py_END_ALLOW_THREADS
+    }
+    else
+        size = fnt_lz_compress(src, n, dst + hlen);
+    if (_PyBytes_Resize(&out, (Py_ssize_t)(hlen + size)) < 0)
+        return NULL;
+    return out;
+}
+
 PyObject *
 fnt_lz_compress_fn(PyObject *module, PyObject *arg)
 {

@@ -26,6 +26,12 @@
  * block's size.  Touches no Python object: callable without the GIL. */
 FNT_HIDDEN size_t fnt_lz_compress(const uint8_t *src, size_t n, uint8_t *dst);
 
+/* An event chunk's stored payload of n bytes compressed: the LZ4 flag, n as a
+ * LEB128 number and the block (docs/tracefile.md), as a new bytes object
+ * (NULL with an exception).  src must be private memory: the GIL is let go
+ * while a large input is compressed. */
+FNT_HIDDEN PyObject *fnt_lz_stored(const uint8_t *src, size_t n);
+
 /* Decompress the block src[0:n] into exactly cap bytes of dst; 0 when it
  * fills dst exactly, else -1 with *why saying what is wrong.  Reads and
  * writes nothing outside src[0:n] and dst[0:cap], whatever src holds. */

@@ -398,9 +398,12 @@ class TraceWriter:
                 before = [(buf.read, buf.overrun + buf.dropped) for buf in buffers]
                 payload, n, tids, first, last, notes = speedups.encode_buffers(
                     buffers, lambda buf, ev: stored_text(buf, ev, render.one), EVENT_CODES,
-                    _NOTE_BYTES, self.function_keys)
+                    _NOTE_BYTES, self.function_keys, self._lz is not None)
             if n:
-                self.write_payload(payload, n, (first, last), tids, notes)
+                if self._lz is not None:  # compressed by the encoder, as stored
+                    self.write_stored((payload,), n, (first, last), tids, notes)
+                else:
+                    self.write_payload(payload, n, (first, last), tids, notes)
                 self._tally_taken(buffers, before)
             return n, set(tids)
         pairs = bufs.consume()
@@ -481,17 +484,26 @@ class TraceWriter:
         index (a chunk of events without it leaves the file without an index),
         and so do ``tids``, its events' threads (None: not known), and ``notes``,
         whether it may hold a task note (None: searched for here)."""
-        offset = self.bytes - self._first_chunk
         if notes is None:  # a string of its table may start with the prefix
             notes = _NOTE_BYTES in payload
         if self._lz is not None:
             head = bytearray(COMPRESSIONS["lz4"])
             _uvarint(head, len(payload))
-            self._chunk(EVENTS, bytes(head), self._lz(payload))
+            stored = (bytes(head), self._lz(payload))
         elif self.compression == "zlib":
-            self._chunk(EVENTS, COMPRESSIONS["zlib"], zlib.compress(payload, 1))
+            stored = (COMPRESSIONS["zlib"], zlib.compress(payload, 1))
         else:
-            self._chunk(EVENTS, COMPRESSIONS["none"], payload)
+            stored = (COMPRESSIONS["none"], payload)
+        return self.write_stored(stored, n, span, tids, notes)
+
+    def write_stored(self, stored: tuple[bytes, ...], n: int,
+                     span: tuple[int | None, int | None] | None,
+                     tids: Iterable[int] | None, notes: bool) -> int:
+        """Write one event chunk as stored: ``stored``'s parts end to end are its
+        compression flag, then the payload so compressed; the rest as
+        write_payload's."""
+        offset = self.bytes - self._first_chunk
+        self._chunk(EVENTS, *stored)
         self.events += n
         if n:
             first, last = span if span is not None else (None, None)
