@@ -275,18 +275,27 @@ EXIT = 2 | (EVENT_NAMES.index("return") << EVENT_SHIFT)
 ENTRY = 1 | (EVENT_NAMES.index("start") << EVENT_SHIFT)
 
 
-def event(version: int, head: int, *fields: bytes, text: int | None = None) -> bytes:
-    """One call, entry or exit of raw_chunk's one thread, as ``version`` lays it
-    out: before version 4 its thread index (0) after its head and its text's
-    string index + 1 (0: none) after its fields; from version 4 no thread
-    index (a chunk of one thread) and the text's index only when it has one,
-    which TEXT_FLAG in its head says."""
+def event(version: int, head: int, delta: bytes, func: bytes, depth: bytes,
+          dur: bytes = b"", text: int | None = None) -> tuple[bytes, bytes]:
+    """An entry or exit (``dur``) of raw_chunk's one thread as ``version`` lays
+    it out: (its fields, its times).  Before version 4 all in one: its thread
+    index (0) after its head, its duration after its depth, its text's string
+    index + 1 (0: none) last.  From version 4 no thread index (a chunk of one
+    thread), the text's index only when it has one (TEXT_FLAG in its head),
+    and its timestamp delta and duration apart, with the chunk's times."""
     if version < 4:
-        return bytes([head]) + uvarint(0) + b"".join(fields) + uvarint(
-            0 if text is None else text + 1)
-    if text is None:
-        return bytes([head]) + b"".join(fields)
-    return bytes([head | TEXT_FLAG]) + b"".join(fields) + uvarint(text)
+        return bytes([head]) + uvarint(0) + delta + func + depth + dur + uvarint(
+            0 if text is None else text + 1), b""
+    tail = b"" if text is None else uvarint(text)
+    return bytes([head | (0 if text is None else TEXT_FLAG)]) + func + depth + tail, delta + dur
+
+
+def events_area(version: int, *events: tuple[bytes, bytes]) -> bytes:
+    """A chunk's events after their count: before version 4 one after another;
+    from version 4 the length of their fields, their fields, their times."""
+    fields = b"".join(f for f, _ in events)
+    times = b"".join(t for _, t in events)
+    return fields + times if version < 4 else uvarint(len(fields)) + fields + times
 
 
 @needs_c
@@ -302,7 +311,7 @@ def event(version: int, head: int, *fields: bytes, text: int | None = None) -> b
 def test_numbers_c_cannot_hold(tmp_path: Path, fields: tuple[Any, ...], version: int,
                                monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "big.dat"
-    write_raw(path, [raw_chunk(event(version, *fields), 1)], version)
+    write_raw(path, [raw_chunk(events_area(version, event(version, *fields)), 1)], version)
     c, p = both(path, monkeypatch)
     assert c.version == version
     same_file(c, p)
@@ -316,9 +325,10 @@ def test_texts_read_in_either_layout(tmp_path: Path, version: int,
     """An entry with arguments, an exit with a value and one without: the same
     records from the version-3 layout and the version-4 one, on both paths."""
     # timestamps 10, 15, 20 (zigzag deltas 20, 10, 10)
-    events = (event(version, ENTRY, uvarint(20), uvarint(0), uvarint(0), text=3)
-              + event(version, EXIT, uvarint(10), uvarint(0), uvarint(0), uvarint(5), text=1)
-              + event(version, EXIT, uvarint(10), uvarint(0), uvarint(0), uvarint(20)))
+    events = events_area(
+        version, event(version, ENTRY, uvarint(20), uvarint(0), uvarint(0), text=3),
+        event(version, EXIT, uvarint(10), uvarint(0), uvarint(0), uvarint(5), text=1),
+        event(version, EXIT, uvarint(10), uvarint(0), uvarint(0), uvarint(20)))
     path = tmp_path / "t.dat"
     write_raw(path, [raw_chunk(events, 3)], version)
     c, p = both(path, monkeypatch)
@@ -336,7 +346,7 @@ def test_a_sum_over_64_bits_is_left_to_python(tmp_path: Path,
     half = (1 << 62) + 5
     one = event(tracefile.VERSION, EXIT, uvarint(10), uvarint(0), uvarint(0), uvarint(half))
     path = tmp_path / "sum.dat"
-    write_raw(path, [raw_chunk(one * 2, 2)])
+    write_raw(path, [raw_chunk(events_area(tracefile.VERSION, one, one), 2)])
     c, p = both(path, monkeypatch)
     same_file(c, p)
     assert report.build_from_chunks([c]) is None

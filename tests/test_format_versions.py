@@ -88,9 +88,10 @@ def payload_of(events: list[tuple[FakeThread, tuple[object, ...]]], tmp_path: Pa
 
 
 def test_version_4_events_byte_by_byte(tmp_path: Path) -> None:
-    """The version-4 layout, against bytes written out here by hand: one
-    thread's chunk stores no thread index, a text only where there is one;
-    two threads' chunk stores the index."""
+    """The version-4 layout, against bytes written out here by hand: the
+    events' fields (their length first), then their times; one thread's chunk
+    stores no thread index, a text only where there is one; two threads'
+    chunk stores the index."""
     f = RecordedFunction("m:f", 3, "/a.py", 7)
     one, two = FakeThread(11, "main", 0), FakeThread(12, "w", 1)
     entry, exit_ = 1 | 1 << 3, 2 | 4 << 3                          # start, return
@@ -100,16 +101,18 @@ def test_version_4_events_byte_by_byte(tmp_path: Path) -> None:
     want = (uvarint(5) + b"\x04main\x02..\x03m:f\x05/a.py\x015"
             + uvarint(1) + bytes([2, 3, 4, 7])               # m:f, flags 3, /a.py + 1, line 7
             + uvarint(1) + uvarint(11) + bytes([0, 0, 1, 0])  # tid 11, main, cpu 0, .., lost 0
-            + uvarint(2)
-            + bytes([entry]) + uvarint(200) + bytes([0, 0])   # ts 100 (zigzag), m:f, depth 0
-            + bytes([exit_ | TEXT_FLAG]) + uvarint(60) + bytes([0, 0, 30, 4]))
+            + uvarint(2) + uvarint(7)                         # 2 events, 7 bytes of fields
+            + bytes([entry, 0, 0])                            # m:f, depth 0
+            + bytes([exit_ | TEXT_FLAG, 0, 0, 4])             # m:f, depth 0, value "5"
+            + uvarint(200) + uvarint(60) + bytes([30]))       # ts 100, +30 (zigzag), 30 ns
     assert got == want
     got = payload_of([(one, (100, 0, "E", f, 0, None, "start")),
                       (two, (105, 0, "E", f, 0, "x=1", "start"))], tmp_path)
     want = (uvarint(6) + b"\x04main\x02..\x03m:f\x05/a.py\x01w\x03x=1"
             + uvarint(1) + bytes([2, 3, 4, 7])
             + uvarint(2) + uvarint(11) + bytes([0, 0, 1, 0]) + uvarint(12) + bytes([4, 1, 1, 0])
-            + uvarint(2)
-            + bytes([entry, 0]) + uvarint(200) + bytes([0, 0])
-            + bytes([entry | TEXT_FLAG, 1]) + uvarint(210) + bytes([0, 0, 5]))
+            + uvarint(2) + uvarint(9)
+            + bytes([entry, 0, 0, 0])                          # thread 0, m:f, depth 0
+            + bytes([entry | TEXT_FLAG, 1, 0, 0, 5])           # thread 1, ..., args "x=1"
+            + uvarint(200) + uvarint(210))                     # each thread's first ts
     assert got == want

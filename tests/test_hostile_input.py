@@ -124,13 +124,21 @@ TWO_THREADS = [*THREADS, (8, 1, 0, 2, 0)]
 
 
 def entry(depth: int = 0, thread: int | None = None, func: int = 0,
-          args: int | None = 3) -> bytes:
-    """An entry as format version 4 stores it: its thread's index only in a
-    chunk of several threads (``thread`` given), its arguments' string index
-    only when it has them (TEXT_FLAG)."""
+          args: int | None = 3) -> tuple[bytes, bytes]:
+    """An entry as format version 4 stores it, (its fields, its times): its
+    thread's index only in a chunk of several threads (``thread`` given), its
+    arguments' string index only when it has them (TEXT_FLAG); its timestamp
+    delta with the chunk's times."""
     head = 1 | 1 << 3 | (0 if args is None else TEXT_FLAG)
-    return bytes([head]) + (b"" if thread is None else uvarint(thread)) + uvarint(20) + \
-        uvarint(func) + uvarint(depth) + (b"" if args is None else uvarint(args))
+    return bytes([head]) + (b"" if thread is None else uvarint(thread)) + uvarint(func) + \
+        uvarint(depth) + (b"" if args is None else uvarint(args)), uvarint(20)
+
+
+def area(*events: tuple[bytes, bytes]) -> bytes:
+    """The events after a chunk's count: their fields' length, their fields,
+    their times."""
+    fields = b"".join(f for f, _ in events)
+    return uvarint(len(fields)) + fields + b"".join(t for _, t in events)
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -253,7 +261,7 @@ def kinds(recs: list[Record]) -> dict[str, int]:
 
 def _chunk_cases() -> Iterator[tuple[str, bytes, int, str]]:
     """(name, payload, events still readable from it, what the problem says)."""
-    ok = raw_chunk(STRINGS, FUNCS, THREADS, 2, entry() + entry(depth=1))
+    ok = raw_chunk(STRINGS, FUNCS, THREADS, 2, area(entry(), entry(depth=1)))
     yield "well formed", ok, 2, ""
     yield "compression flag", b"\x03" + ok[1:], 0, "unknown compression flag"
     yield "lz4", lz4_chunk(ok), 2, ""
@@ -272,7 +280,7 @@ def _chunk_cases() -> Iterator[tuple[str, bytes, int, str]]:
     yield "bad zlib", b"\x01garbage", 0, "unreadable chunk"
     yield "cut zlib", b"\x01" + zlib.compress(ok[1:])[:-4], 0, "cut short"
     yield "huge string count", b"\x00" + uvarint(1 << 60), 0, "cannot fit"
-    yield "huge event count", raw_chunk(STRINGS, FUNCS, THREADS, 1 << 40, entry()), 0, \
+    yield "huge event count", raw_chunk(STRINGS, FUNCS, THREADS, 1 << 40, area(entry())), 0, \
         "cannot fit"
     yield "string past end", b"\x00\x01" + uvarint(1000) + b"abc", 0, "runs past"
     yield "function string id", raw_chunk(STRINGS, [(99, 0, 0, 0)], THREADS, 0, b""), 0, \
@@ -281,38 +289,48 @@ def _chunk_cases() -> Iterator[tuple[str, bytes, int, str]]:
         "a function's file names string 98"
     yield "function line", raw_chunk(STRINGS, [(0, 0, 1, 1 << 40)], THREADS, 0, b""), 0, \
         f"line {1 << 40} is over"
-    yield "located", raw_chunk(STRINGS, [(0, 0, 4, 12)], THREADS, 1, entry()), 1, ""
+    yield "located", raw_chunk(STRINGS, [(0, 0, 4, 12)], THREADS, 1, area(entry())), 1, ""
     yield "thread string id", raw_chunk(STRINGS, FUNCS, [(7, 1, 0, 99, 0)], 0, b""), 0, \
         "names string 99"
     yield "11-byte varint", b"\x00" + b"\xff" * 10 + b"\x01", 0, "longer than 10 bytes"
     yield "tables cut", b"\x00\x01\x01a\x00\x01\xff\xff\x01\x00\x00", 0, \
         "tables run past its end"
-    yield "kind 7", raw_chunk(STRINGS, FUNCS, THREADS, 2, entry() + b"\x07\x00\x00\x00"), 1, \
-        "unknown kind/event byte 0x07"
-    yield "event 31", raw_chunk(STRINGS, FUNCS, THREADS, 2, entry() + b"\xf9" + entry()[1:]), \
+    yield "kind 7", raw_chunk(STRINGS, FUNCS, THREADS, 2, area(entry(), (b"\x07\x00", b"\x00"))), \
+        1, "unknown kind/event byte 0x07"
+    yield "event 31", raw_chunk(STRINGS, FUNCS, THREADS, 2,
+                                area(entry(), (b"\xf9" + entry()[0][1:], entry()[1]))), \
         1, "unknown kind/event byte 0xf9"
     yield "thread index", raw_chunk(STRINGS, FUNCS, TWO_THREADS, 2,
-                                    entry(thread=0) + entry(thread=5)), 1, "index out of range"
-    yield "no thread row", raw_chunk(STRINGS, FUNCS, [], 1, entry()), 0, "index out of range"
+                                    area(entry(thread=0), entry(thread=5))), 1, \
+        "index out of range"
+    yield "no thread row", raw_chunk(STRINGS, FUNCS, [], 1, area(entry())), 0, \
+        "index out of range"
     yield "text flag on a marker", raw_chunk(STRINGS, FUNCS, THREADS, 2,
-                                             entry() + b"\x43\x00\x00"), 1, \
+                                             area(entry(), (b"\x43\x00", b"\x00"))), 1, \
         "unknown kind/event byte 0x43"
-    yield "function index", raw_chunk(STRINGS, FUNCS, THREADS, 2, entry() + entry(func=3)), 1, \
+    yield "fields past the end", raw_chunk(STRINGS, FUNCS, THREADS, 1, uvarint(1000) + b"\x09"), \
+        0, "its events' fields (1000 bytes) run past its end"
+    yield "times cut", raw_chunk(STRINGS, FUNCS, THREADS, 2, area(entry(), (entry()[0], b""))), \
+        1, "ends inside it"
+    yield "function index", raw_chunk(STRINGS, FUNCS, THREADS, 2,
+                                      area(entry(), entry(func=3))), 1, "index out of range"
+    yield "string index", raw_chunk(STRINGS, FUNCS, THREADS, 2,
+                                    area(entry(), entry(args=77))), 1, "index out of range"
+    yield "marker string", raw_chunk(STRINGS, FUNCS, THREADS, 1, area((b"\x03\x63", b"\x00"))), 0, \
         "index out of range"
-    yield "string index", raw_chunk(STRINGS, FUNCS, THREADS, 2, entry() + entry(args=77)), 1, \
-        "index out of range"
-    yield "marker string", raw_chunk(STRINGS, FUNCS, THREADS, 1, b"\x03\x00\x63"), 0, \
-        "index out of range"
-    yield "depth", raw_chunk(STRINGS, FUNCS, THREADS, 2, entry() + entry(depth=1 << 62)), 1, \
-        f"over {MAX_DEPTH}"
-    yield "cut event", raw_chunk(STRINGS, FUNCS, THREADS, 3, entry() + entry() + b"\x09"), 2, \
-        "ends inside it"
-    yield "trailing bytes", raw_chunk(STRINGS, FUNCS, THREADS, 1, entry() + b"\x00\x00"), 1, \
-        "2 bytes after its 1 events"
-    yield "bad utf-8", raw_chunk([b"m:\xff\xfe", *STRINGS[1:]], FUNCS, THREADS, 1, entry()), \
-        1, ""
+    yield "depth", raw_chunk(STRINGS, FUNCS, THREADS, 2,
+                             area(entry(), entry(depth=1 << 62))), 1, f"over {MAX_DEPTH}"
+    yield "cut event", raw_chunk(STRINGS, FUNCS, THREADS, 3,
+                                 area(entry(), entry(), (b"\x09", b""))), 2, "ends inside it"
+    yield "trailing bytes", raw_chunk(STRINGS, FUNCS, THREADS, 1,
+                                      area(entry(), (b"\x00\x00", b""))), 1, \
+        "2 bytes after its 1 events' fields"
+    yield "trailing times", raw_chunk(STRINGS, FUNCS, THREADS, 1, area(entry(), (b"", b"\x00"))), \
+        1, "1 bytes after its 1 events' times"
+    yield "bad utf-8", raw_chunk([b"m:\xff\xfe", *STRINGS[1:]], FUNCS, THREADS, 1,
+                                 area(entry())), 1, ""
     yield "lone surrogate", raw_chunk([b"m:\xed\xa0\x80", *STRINGS[1:]], FUNCS, THREADS, 1,
-                                      entry()), 1, ""
+                                      area(entry())), 1, ""
 
 
 CHUNK_CASES = list(_chunk_cases())

@@ -57,6 +57,11 @@ typedef struct {
 typedef struct {
     const uint8_t *data;
     Py_ssize_t size, pos;
+    /* Version 4: the events' fields end at fields_end (pos reads them), their
+     * times follow from there to size (tpos reads them); before it, both are
+     * one stream (fields_end is size, tpos unused). */
+    Py_ssize_t fields_end, tpos;
+    int bad;                    /* the fields' length lies: left to the Python decoder */
     Py_ssize_t left;            /* events still to read */
     Py_ssize_t nstrings, nfuncs, nthreads;
     uint32_t max_depth;
@@ -66,16 +71,16 @@ typedef struct {
     int64_t *last_ts;           /* per thread, nthreads of them */
 } fnt_cursor;
 
-/* A LEB128 number of at most 64 bits; 0 when the data ends inside it or it
- * does not fit (the Python decoder reads it, or says why not). */
+/* A LEB128 number of at most 64 bits at *at, which it passes, before end; 0
+ * when the data ends inside it or it does not fit (the Python decoder reads
+ * it, or says why not). */
 static inline int
-fnt_uvarint(fnt_cursor *c, uint64_t *out)
+fnt_uvarint_in(const uint8_t *p, Py_ssize_t *at, Py_ssize_t end, uint64_t *out)
 {
-    const uint8_t *p = c->data;
-    Py_ssize_t pos = c->pos, size = c->size;
+    Py_ssize_t pos = *at;
     uint64_t result = 0;
     for (int shift = 0; shift < 64; shift += 7) {
-        if (pos >= size)
+        if (pos >= end)
             return 0;
         uint8_t b = p[pos++];
         uint64_t bits = (uint64_t)(b & 0x7F);
@@ -83,12 +88,26 @@ fnt_uvarint(fnt_cursor *c, uint64_t *out)
             return 0;
         result |= bits << shift;
         if (b < 0x80) {
-            c->pos = pos;
+            *at = pos;
             *out = result;
             return 1;
         }
     }
     return 0;
+}
+
+/* The next number of the events' fields. */
+static inline int
+fnt_uvarint(fnt_cursor *c, uint64_t *out)
+{
+    return fnt_uvarint_in(c->data, &c->pos, c->fields_end, out);
+}
+
+/* The next of the events' times: in their own stream from version 4. */
+static inline int
+fnt_time(fnt_cursor *c, uint64_t *out)
+{
+    return c->compact ? fnt_uvarint_in(c->data, &c->tpos, c->size, out) : fnt_uvarint(c, out);
 }
 
 /* An index below limit, as uint32. */
@@ -134,8 +153,11 @@ static inline int
 fnt_next(fnt_cursor *c, fnt_event *ev)
 {
     if (c->left <= 0)
-        return c->pos == c->size ? FNT_DEC_END : FNT_DEC_FALLBACK;
-    if (c->pos >= c->size)
+        return !c->bad && c->pos == c->fields_end && (!c->compact || c->tpos == c->size)
+            ? FNT_DEC_END : FNT_DEC_FALLBACK;
+    if (c->pos >= c->fields_end)
+        return FNT_DEC_FALLBACK;
+    if (c->bad)
         return FNT_DEC_FALLBACK;
     uint8_t head = c->data[c->pos++];
     int has_text = c->compact && (head & FNT_TEXT_FLAG);
@@ -155,7 +177,7 @@ fnt_next(fnt_cursor *c, fnt_event *ev)
     } else {
         ev->thread = 0;
     }
-    if (!fnt_uvarint(c, &delta))
+    if (!fnt_time(c, &delta))
         return FNT_DEC_FALLBACK;
     /* zigzag: even n -> n / 2, odd n -> -(n + 1) / 2 */
     int64_t d = (delta & 1) ? -(int64_t)(delta >> 1) - 1 : (int64_t)(delta >> 1);
@@ -179,7 +201,7 @@ fnt_next(fnt_cursor *c, fnt_event *ev)
     case FNT_K_EXIT:
         if (!fnt_index(c, c->nfuncs, &ev->func) || !fnt_index(c, (Py_ssize_t)c->max_depth + 1,
                                                               &ev->depth)
-            || !fnt_uvarint(c, &v) || v > (uint64_t)INT64_MAX
+            || !fnt_time(c, &v) || v > (uint64_t)INT64_MAX
             || !fnt_text_index(c, has_text, c->nstrings, &ev->str))
             return FNT_DEC_FALLBACK;
         ev->dur = (int64_t)v;
@@ -204,6 +226,16 @@ fnt_cursor_init(fnt_cursor *c, const uint8_t *data, Py_ssize_t size, Py_ssize_t 
     c->data = data;
     c->size = size;
     c->pos = pos;
+    c->fields_end = size;
+    c->tpos = size;
+    c->bad = 0;
+    if (c->compact) {  /* the fields' length, then the fields, then the times */
+        uint64_t flen;
+        if (!fnt_uvarint_in(data, &c->pos, size, &flen) || flen > (uint64_t)(size - c->pos))
+            c->bad = 1;
+        else
+            c->fields_end = c->tpos = c->pos + (Py_ssize_t)flen;
+    }
     c->left = count;
     c->nstrings = nstrings;
     c->nfuncs = nfuncs;

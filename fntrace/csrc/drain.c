@@ -217,6 +217,13 @@ uvarint_at(unsigned char *p, unsigned long long n)
     return p;
 }
 
+/* A timestamp delta as stored: zigzag, so a small step back stays small. */
+FNT_ALWAYS_INLINE unsigned long long
+zigzag(long long n)
+{
+    return ((unsigned long long)n << 1) ^ (unsigned long long)(n >> 63);
+}
+
 static int
 put_uvarint(Bytes *b, unsigned long long n)
 {
@@ -263,6 +270,12 @@ typedef struct {
     /* Whether the events store their thread's index: not in a chunk of one
      * thread's events (its table has one row). */
     int indexed;
+    /* The chunk's times: each event's timestamp delta, and each exit's
+     * duration, in event order, stored after the rest of the events (the
+     * events' other fields are body's).  Apart, the fields that repeat make
+     * long runs the compressor finds at little cost, and so do the times
+     * where they repeat: 35% fewer bytes than interleaved (fib). */
+    Bytes times;
     long long *last_ts;
     Py_ssize_t n_last;
     /* The packed path's per-event lookups, without a dict: the fid of the
@@ -586,7 +599,7 @@ encode_one(Bytes *body, Tables *t, PyObject *buf, PyObject *ev, PyObject *other,
         goto done;
     long long delta = ts - t->last_ts[ti];
     t->last_ts[ti] = ts;
-    if (put_uvarint(body, ((unsigned long long)delta << 1) ^ (unsigned long long)(delta >> 63)) < 0)
+    if (put_uvarint(&t->times, zigzag(delta)) < 0)
         goto done;
     if (text != NULL) {
         Py_ssize_t sid = tab_sid(t, text);
@@ -617,7 +630,7 @@ encode_one(Bytes *body, Tables *t, PyObject *buf, PyObject *ev, PyObject *other,
         long long dur = PyLong_AsLongLong(PyTuple_GET_ITEM(ev, EXIT_DURATION));
         if (dur == -1 && PyErr_Occurred())
             goto done;
-        if (put_uvarint(body, (unsigned long long)(dur > 0 ? dur : 0)) < 0)
+        if (put_uvarint(&t->times, (unsigned long long)(dur > 0 ? dur : 0)) < 0)
             goto done;
         rc = put_text(body, t, head, PyTuple_GET_ITEM(ev, EXIT_VALUE));
     }
@@ -655,6 +668,7 @@ tables_free(Tables *t)
     Py_XDECREF(t->par_fid);
     Py_XDECREF(t->buf_idx);
     PyMem_Free(t->last_ts);
+    PyMem_Free(t->times.data);
 }
 
 /* Bytes left free before a chunk's events in their buffer: the tables, made
@@ -662,9 +676,10 @@ tables_free(Tables *t)
  * one run for the compressor without a copy of the events. */
 #define BODY_HEADROOM 4096
 
-/* The chunk's payload: the tables, then the count, then the events
- * (TraceWriter.write_table_chunk; the events are body's bytes after
- * BODY_HEADROOM), as stored when lz4 (TraceWriter.write_payload's LZ4
+/* The chunk's payload: the tables, then the count, the length of the events'
+ * fields, their fields and their times (TraceWriter.write_table_chunk; the
+ * fields are body's bytes after BODY_HEADROOM, the times t->times'), as
+ * stored when lz4 (TraceWriter.write_payload's LZ4
  * chunk: flag, size, block), else as they are.  Returns (payload, n, rows)
  * or NULL.  *notes is set when a string of the table starts with `prefix`
  * (the task notes' UTF-8 bytes, plen of them; NULL: not asked): a text a
@@ -725,9 +740,12 @@ chunk_payload(Tables *t, Bytes *body, Py_ssize_t n, const char *prefix, Py_ssize
             goto done;
         }
     }
-    if (put_uvarint(&out, (unsigned long long)n) < 0)
+    Py_ssize_t fields = body->len - BODY_HEADROOM;
+    if (put_uvarint(&out, (unsigned long long)n) < 0 ||
+        put_uvarint(&out, (unsigned long long)fields) < 0 ||
+        put_raw(body, (const char *)t->times.data, t->times.len) < 0)
         goto done;
-    Py_ssize_t events = body->len - BODY_HEADROOM;
+    Py_ssize_t events = body->len - BODY_HEADROOM;  /* their fields, then their times */
     PyObject *payload;
     if (!lz4) {  /* tables and events copied once, into the bytes object */
         payload = PyBytes_FromStringAndSize(NULL, out.len + events);
@@ -808,25 +826,26 @@ encode_slot(Bytes *body, Tables *t, Py_ssize_t ti, Slot *sl, PyObject *event_cod
         if (sid < -1)
             return -1;
     }
-    if (bytes_room(body, SLOT_MAX_BYTES) < 0)
+    if (bytes_room(body, SLOT_MAX_BYTES) < 0 || bytes_room(&t->times, 20) < 0)
         return -1;
-    unsigned char *p = body->data + body->len;
+    unsigned char *p = body->data + body->len, *q = t->times.data + t->times.len;
     *p++ = (unsigned char)(code | (evcode << FILE_EVENT_SHIFT) | (sid >= 0 ? FILE_TEXT_FLAG : 0));
     p = thread_at(p, t, ti);
     long long delta = sl->ts - t->last_ts[ti];
     t->last_ts[ti] = sl->ts;
-    p = uvarint_at(p, ((unsigned long long)delta << 1) ^ (unsigned long long)(delta >> 63));
+    q = uvarint_at(q, zigzag(delta));
     p = uvarint_at(p, (unsigned long long)fid);
     if (code == FILE_KIND_CALL) {
         p = uvarint_at(p, (unsigned long long)parent);
     } else {
         p = uvarint_at(p, (unsigned long long)(sl->depth > 0 ? sl->depth : 0));
         if (code == FILE_KIND_EXIT)
-            p = uvarint_at(p, (unsigned long long)(sl->duration > 0 ? sl->duration : 0));
+            q = uvarint_at(q, (unsigned long long)(sl->duration > 0 ? sl->duration : 0));
         if (sid >= 0)
             p = uvarint_at(p, (unsigned long long)sid);
     }
     body->len = p - body->data;
+    t->times.len = q - t->times.data;
     return 0;
 }
 
@@ -842,7 +861,7 @@ encode_task_slot(Bytes *body, Tables *t, Py_ssize_t ti, Slot *sl)
     body->len = thread_at(body->data + body->len, t, ti) - body->data;
     long long delta = sl->ts - t->last_ts[ti];
     t->last_ts[ti] = sl->ts;
-    if (put_uvarint(body, ((unsigned long long)delta << 1) ^ (unsigned long long)(delta >> 63)) < 0)
+    if (put_uvarint(&t->times, zigzag(delta)) < 0)
         return -1;
     PyObject *text = PyUnicode_Concat(fnt_task_prefix, sl->obj);
     if (text == NULL)
@@ -882,9 +901,10 @@ encode_run(Bytes *body, Tables *t, TakenSlots *tk, PyObject *event_codes, long l
     Slot *sl = tk->slots, *end = tk->slots + tk->n;
     while (sl < end) {
         Slot *stop = end - sl > RUN_BLOCK ? sl + RUN_BLOCK : end;
-        if (bytes_room(body, (stop - sl) * SLOT_MAX_BYTES) < 0)
+        if (bytes_room(body, (stop - sl) * SLOT_MAX_BYTES) < 0 ||
+            bytes_room(&t->times, (stop - sl) * 20) < 0)
             return -1;
-        unsigned char *p = body->data + body->len;
+        unsigned char *p = body->data + body->len, *q = t->times.data + t->times.len;
         for (; sl < stop; sl++) {
             char kind = sl->kind;
             if (kind == 0 || sl->ts < prev)
@@ -900,24 +920,26 @@ encode_run(Bytes *body, Tables *t, TakenSlots *tk, PyObject *event_codes, long l
                                        (evcode << FILE_EVENT_SHIFT));
                 long long delta = sl->ts - last;
                 last = sl->ts;
-                p = uvarint_at(p, ((unsigned long long)delta << 1) ^
-                                  (unsigned long long)(delta >> 63));
+                q = uvarint_at(q, zigzag(delta));
                 p = uvarint_at(p, (unsigned long long)t->fid_cache[fs].fid);
                 p = uvarint_at(p, (unsigned long long)(sl->depth > 0 ? sl->depth : 0));
                 if (exit)
-                    p = uvarint_at(p, (unsigned long long)(sl->duration > 0 ? sl->duration : 0));
+                    q = uvarint_at(q, (unsigned long long)(sl->duration > 0 ? sl->duration : 0));
                 continue;
             }
             /* any other event: the general writers, which check the room themselves */
             body->len = p - body->data;
+            t->times.len = q - t->times.data;
             t->last_ts[ti] = last;
             if ((kind == EVENT_TAG_TASK ? encode_task_slot(body, t, ti, sl)
                                         : encode_slot(body, t, ti, sl, event_codes)) < 0)
                 return -1;
             last = t->last_ts[ti];
             p = body->data + body->len;
+            q = t->times.data + t->times.len;
         }
         body->len = p - body->data;
+        t->times.len = q - t->times.data;
     }
     t->last_ts[ti] = last;
     tk->pos = tk->n;

@@ -353,7 +353,12 @@ def _text_field(data: bytes, pos: int, has_text: bool | None) -> tuple[int, int]
 
 def _decode(chunk: Chunk, pid: int, out: list[Record]) -> None:
     """Append the chunk's events to ``out``; ChunkError at the first one that lies
-    (those before it are kept)."""
+    (those before it are kept).
+
+    Version 4 stores the events' fields (``fields``, from ``pos``) and then
+    their times (``times``, from ``tpos``: each timestamp delta, each exit's
+    duration); versions 1-3 store each event's times among its fields, read
+    here from the one stream where the fields are."""
     data, pos, strings, funcs, threads = (chunk.data, chunk.pos, chunk.strings, chunk.funcs,
                                           chunk.threads)
     last_ts = [0] * len(threads)
@@ -362,34 +367,45 @@ def _decode(chunk: Chunk, pid: int, out: list[Record]) -> None:
     heads = _HEADS_4 if compact else _HEADS
     # version 4: a chunk of one thread stores no thread index (0, its only row)
     indexed = not compact or len(threads) > 1
+    fields = times = data
+    tpos = 0
+    if compact:
+        size, pos = rd(data, pos)
+        tpos = pos + size
+        if tpos > len(data):
+            raise ChunkError(f"its events' fields ({size} bytes) run past its end")
+        fields = data[:tpos]  # a field read past them is cut short, as at a chunk's end
     t = 0
     i = 0
     try:
         for i in range(chunk.count):
-            head = heads[data[pos]]
+            head = heads[fields[pos]]
             if head is None:
-                raise ChunkError(f"event {i}: unknown kind/event byte {data[pos]:#04x}")
+                raise ChunkError(f"event {i}: unknown kind/event byte {fields[pos]:#04x}")
             pos += 1
             code, event, has_text = head
             if indexed:
-                t, pos = rd(data, pos)
-            delta, pos = rd(data, pos)
+                t, pos = rd(fields, pos)
+            if compact:
+                delta, tpos = rd(times, tpos)
+            else:
+                delta, pos = rd(fields, pos)
             ts = last_ts[t] + _unzigzag(delta)
             last_ts[t] = ts
             tid = threads[t][0]
             if code == _CALL:
-                f, pos = rd(data, pos)
-                p, pos = rd(data, pos)
-                a, pos = _text_field(data, pos, has_text)
+                f, pos = rd(fields, pos)
+                p, pos = rd(fields, pos)
+                a, pos = _text_field(fields, pos, has_text)
                 name, flags, file, line = funcs[f]
                 out.append(Record("call", pid, tid, ts, name,
                                   funcs[p - 1][0] if p else None, 0, event,
                                   strings[a - 1] if a else None, None, None, None, flags,
                                   file, line))
             elif code == _ENTRY:
-                f, pos = rd(data, pos)
-                depth, pos = rd(data, pos)
-                a, pos = _text_field(data, pos, has_text)
+                f, pos = rd(fields, pos)
+                depth, pos = rd(fields, pos)
+                a, pos = _text_field(fields, pos, has_text)
                 if depth > MAX_DEPTH:
                     raise ChunkError(f"event {i}: depth {depth} over {MAX_DEPTH}")
                 name, flags, file, line = funcs[f]
@@ -397,10 +413,13 @@ def _decode(chunk: Chunk, pid: int, out: list[Record]) -> None:
                                   strings[a - 1] if a else None, None, None, None, flags,
                                   file, line))
             elif code == _EXIT:
-                f, pos = rd(data, pos)
-                depth, pos = rd(data, pos)
-                dur, pos = rd(data, pos)
-                v, pos = _text_field(data, pos, has_text)
+                f, pos = rd(fields, pos)
+                depth, pos = rd(fields, pos)
+                if compact:
+                    dur, tpos = rd(times, tpos)
+                else:
+                    dur, pos = rd(fields, pos)
+                v, pos = _text_field(fields, pos, has_text)
                 if depth > MAX_DEPTH:
                     raise ChunkError(f"event {i}: depth {depth} over {MAX_DEPTH}")
                 name, flags, file, line = funcs[f]
@@ -408,7 +427,7 @@ def _decode(chunk: Chunk, pid: int, out: list[Record]) -> None:
                                   strings[v - 1] if v else None, dur, None, flags,
                                   file, line))
             else:
-                s, pos = rd(data, pos)
+                s, pos = rd(fields, pos)
                 text = strings[s]
                 kind = KINDS[code]
                 if code == _MARKER and text.startswith(TASK_PREFIX):
@@ -419,7 +438,11 @@ def _decode(chunk: Chunk, pid: int, out: list[Record]) -> None:
         # Every index above is a varint (never negative): out of range is a lie.
         raise ChunkError(f"event {i}: a thread, function or string index out of range, "
                          f"or the chunk ends inside it") from None
-    if pos != len(data):
+    if compact and pos != len(fields):
+        raise ChunkError(f"{len(fields) - pos} bytes after its {chunk.count} events' fields")
+    if compact and tpos != len(data):
+        raise ChunkError(f"{len(data) - tpos} bytes after its {chunk.count} events' times")
+    if not compact and pos != len(data):
         raise ChunkError(f"{len(data) - pos} bytes after its {chunk.count} events")
 
 

@@ -315,7 +315,8 @@ class TraceWriter:
         same bytes from the same events).
         """
         tables = _ChunkTables()
-        body = bytearray()
+        body = bytearray()   # the events' fields
+        times = bytearray()  # and their times, stored after them
         last_ts: dict[int, int] = {}
         per_thread: dict[int, int] = {}
         n = 0
@@ -343,7 +344,7 @@ class TraceWriter:
             if indexed:
                 _uvarint(body, t)
             ts = ev[0]
-            _uvarint(body, _zigzag(ts - last_ts.get(t, 0)))
+            _uvarint(times, _zigzag(ts - last_ts.get(t, 0)))
             last_ts[t] = ts
             if not n or ts < earliest:
                 earliest = ts
@@ -365,7 +366,7 @@ class TraceWriter:
                 fn = ev[_X.fn]
                 _uvarint(body, tables.fn_fid(fn, fn.code.co_flags))
                 _uvarint(body, ev[_X.depth])
-                _uvarint(body, max(ev[_X.duration], 0))
+                _uvarint(times, max(ev[_X.duration], 0))
                 extra = ev[_X.value]
             else:
                 _uvarint(body, tables.sid(text))
@@ -373,7 +374,7 @@ class TraceWriter:
                 body[head] |= TEXT_FLAG
                 _uvarint(body, tables.sid(extra))
             n += 1
-        written = self.write_table_chunk(tables, body, n, (earliest, latest),
+        written = self.write_table_chunk(tables, body, times, n, (earliest, latest),
                                          [tables.thread_rows[t][0] for t in per_thread])
         self.tally.rows_written(tables.thread_rows)
         for t, count in per_thread.items():
@@ -442,15 +443,16 @@ class TraceWriter:
         tables = _ChunkTables()
         for row in threads:
             tables.thread(*row)
-        self.write_table_chunk(tables, bytearray(), 0)
+        self.write_table_chunk(tables, bytearray(), bytearray(), 0)
         self.tally.rows_written(tables.thread_rows)
 
-    def write_table_chunk(self, tables: _ChunkTables, body: bytearray, n: int,
-                          span: tuple[int, int] | None = None,
+    def write_table_chunk(self, tables: _ChunkTables, body: bytearray, times: bytearray,
+                          n: int, span: tuple[int, int] | None = None,
                           tids: Iterable[int] | None = None) -> int:
-        """One event chunk of these tables and ``n`` encoded events (``span``: their
-        earliest and latest timestamps; ``tids``: their threads'); nothing when it
-        would hold nothing."""
+        """One event chunk of these tables and ``n`` encoded events, their fields
+        ``body`` and their times ``times`` (``span``: their earliest and latest
+        timestamps; ``tids``: their threads'); nothing when it would hold
+        nothing."""
         if n == 0 and not tables.thread_rows:
             return 0
         out = bytearray()
@@ -473,7 +475,9 @@ class TraceWriter:
             _uvarint(out, tables.strings[tflags])
             _uvarint(out, lost)
         _uvarint(out, n)
+        _uvarint(out, len(body))
         out += body
+        out += times
         return self.write_payload(bytes(out), n, span, tids)
 
     def write_payload(self, payload: bytes, n: int,
