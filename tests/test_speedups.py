@@ -754,6 +754,46 @@ def test_encoded_chunk_is_byte_identical(monkeypatch: pytest.MonkeyPatch,
         assert (tmp_path / f"a{i}.dat").read_bytes() == (tmp_path / f"b{i}.dat").read_bytes()
 
 
+
+@needs_c
+def test_the_writers_function_keys_are_bounded_and_keep_no_code(tmp_path: Any,
+                                                                monkeypatch: Any) -> None:
+    """The C encoder's Function -> table key cache (TraceWriter.function_keys)
+    lives across chunks, is emptied before a chunk once it holds more than
+    KEY_CACHE_LIMIT keys, and holds no code object: code made and dropped
+    while recorded is freed."""
+    from fntrace.formats import tracefile, tracewriter
+    from fntrace.recording import recorder
+
+    monkeypatch.setattr(tracewriter, "KEY_CACHE_LIMIT", 2)
+    made: dict[str, Any] = {}
+    exec(compile("def sp_made(x):\n    return x\n", "<sp>", "exec"), made)
+    code = weakref.ref(made["sp_made"].__code__)
+    writer = tracefile.TraceWriter(str(tmp_path / "k.dat"), {"p": 1})
+    with trace("function_graph", filter="sp_*") as inst:
+        text = recorder.InstanceText(inst)
+        sp_leaf(1)
+        sp_rec(2)
+        made["sp_made"](3)
+        inst.tracing_on = False
+        assert writer.take(inst.rb.live, text)[0] == 2 * 8  # sp_rec(2): 3 calls, 3 leaves
+        keys = {fn.qualname for fn in writer.function_keys}
+        assert keys == {"sp_leaf", "sp_rec", "sp_made"}  # kept for the next chunk
+        del made["sp_made"]
+        gc.collect()
+        assert code() is None  # the cache keeps the Function, never its code
+        inst.tracing_on = True
+        sp_leaf(4)
+        inst.tracing_on = False
+        assert writer.take(inst.rb.live, text)[0] == 2
+        # three keys were over the limit: emptied before this chunk, then its one
+        assert {fn.qualname for fn in writer.function_keys} == {"sp_leaf"}
+    writer.finish(0)
+    recs = list(tracefile.open_trace(str(tmp_path / "k.dat")).records())
+    assert [r.func.rpartition(":")[2] for r in recs if r.kind == "entry"] == [
+        "sp_leaf", "sp_rec", "sp_rec", "sp_rec", "sp_leaf", "sp_leaf", "sp_leaf", "sp_made",
+        "sp_leaf"]
+
 # -- the "local" trace clock -------------------------------------------------------------
 
 @pytest.mark.skipif(built is None, reason="the C extension is not built")
