@@ -679,8 +679,8 @@ tables_free(Tables *t)
 /* The chunk's payload: the tables, then the count, the length of the events'
  * fields, their fields and their times (TraceWriter.write_table_chunk; the
  * fields are body's bytes after BODY_HEADROOM, the times t->times'), as
- * stored when lz4 (TraceWriter.write_payload's LZ4
- * chunk: flag, size, block), else as they are.  Returns (payload, n, rows)
+ * stored when lz4 (TraceWriter.write_payload's LZ4 chunk: flag, size,
+ * block), else as they are.  Returns (payload, n, rows)
  * or NULL.  *notes is set when a string of the table starts with `prefix`
  * (the task notes' UTF-8 bytes, plen of them; NULL: not asked): a text a
  * marker may carry, so the writer need not search the payload for it. */
@@ -887,12 +887,13 @@ typedef struct {
 
 /* Every slot of one thread, in order, the chunk's only thread (the usual
  * chunk, whose events store no thread index): no merge, no choosing per
- * event, and no pass over the slots before this one.  The usual event - an entry or an exit with no text, of a function
- * the chunk's table already has - is written right here, with the buffer's
- * room checked once per RUN_BLOCK events; any other goes through encode_slot.
- * 0 done (*bytes: their accounted bytes); 1 when a slot holds a tuple written
- * from Python or a timestamp goes back (the caller starts the chunk again the
- * general way); -1 error. */
+ * event, and no pass over the slots before this one.  The usual event - an
+ * entry or an exit with no text, of a function the chunk's table already has
+ * - is written right here, with the buffers' room checked once per RUN_BLOCK
+ * events; any other goes through encode_slot.  0 done (*bytes: their
+ * accounted bytes); 1 when a slot holds a tuple written from Python or a
+ * timestamp goes back (the caller starts the chunk again the general way);
+ * -1 error. */
 static int
 encode_run(Bytes *body, Tables *t, TakenSlots *tk, PyObject *event_codes, long long *bytes)
 {
