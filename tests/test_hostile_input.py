@@ -308,6 +308,8 @@ def _chunk_cases() -> Iterator[tuple[str, bytes, int, str]]:
     yield "text flag on a marker", raw_chunk(STRINGS, FUNCS, THREADS, 2,
                                              area(entry(), (b"\x43\x00", b"\x00"))), 1, \
         "unknown kind/event byte 0x43"
+    yield "no fields' length", raw_chunk(STRINGS, FUNCS, THREADS, 1, b""), 0, \
+        "cannot fit"
     yield "fields past the end", raw_chunk(STRINGS, FUNCS, THREADS, 1, uvarint(1000) + b"\x09"), \
         0, "its events' fields (1000 bytes) run past its end"
     yield "times cut", raw_chunk(STRINGS, FUNCS, THREADS, 2, area(entry(), (entry()[0], b""))), \

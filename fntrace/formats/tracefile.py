@@ -370,7 +370,10 @@ def _decode(chunk: Chunk, pid: int, out: list[Record]) -> None:
     fields = times = data
     tpos = 0
     if compact:
-        size, pos = rd(data, pos)
+        try:
+            size, pos = rd(data, pos)
+        except IndexError:
+            raise ChunkError("it ends before its events' fields' length") from None
         tpos = pos + size
         if tpos > len(data):
             raise ChunkError(f"its events' fields ({size} bytes) run past its end")
