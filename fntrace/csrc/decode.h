@@ -155,9 +155,7 @@ fnt_next(fnt_cursor *c, fnt_event *ev)
     if (c->left <= 0)
         return !c->bad && c->pos == c->fields_end && (!c->compact || c->tpos == c->size)
             ? FNT_DEC_END : FNT_DEC_FALLBACK;
-    if (c->pos >= c->fields_end)
-        return FNT_DEC_FALLBACK;
-    if (c->bad)
+    if (c->pos >= c->fields_end)  /* also when the fields' length lies (fnt_cursor_init) */
         return FNT_DEC_FALLBACK;
     uint8_t head = c->data[c->pos++];
     int has_text = c->compact && (head & FNT_TEXT_FLAG);
@@ -231,9 +229,10 @@ fnt_cursor_init(fnt_cursor *c, const uint8_t *data, Py_ssize_t size, Py_ssize_t 
     c->bad = 0;
     if (c->compact) {  /* the fields' length, then the fields, then the times */
         uint64_t flen;
-        if (!fnt_uvarint_in(data, &c->pos, size, &flen) || flen > (uint64_t)(size - c->pos))
+        if (!fnt_uvarint_in(data, &c->pos, size, &flen) || flen > (uint64_t)(size - c->pos)) {
             c->bad = 1;
-        else
+            c->fields_end = c->pos;  /* no event is read */
+        } else
             c->fields_end = c->tpos = c->pos + (Py_ssize_t)flen;
     }
     c->left = count;

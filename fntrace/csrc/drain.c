@@ -882,6 +882,10 @@ typedef struct {
     int tuples;     /* whether a slot holds a tuple written from Python (encode_one's) */
 } TakenSlots;
 
+/* The room reserved per event for the chunk's fields before encoding: the
+ * usual event's (head, function, depth: 3 to 5 bytes; its times go apart). */
+#define USUAL_FIELDS 6
+
 /* How many events encode_run writes between two checks of the buffer's room. */
 #define RUN_BLOCK 256
 
@@ -1115,7 +1119,8 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
         TakenSlots *one = &tk[only];
         long long bytes = 0;
         int r = -1;
-        if (bytes_room(&body, one->n * 12) == 0 && (one->ti = tab_thread(&t, one->buf)) >= 0)
+        if (bytes_room(&body, one->n * USUAL_FIELDS) == 0 &&
+            (one->ti = tab_thread(&t, one->buf)) >= 0)
             r = encode_run(&body, &t, one, event_codes, &bytes);
         if (r == 0) {
             RingCore *rc = (RingCore *)one->buf;
@@ -1143,8 +1148,8 @@ fnt_encode_buffers(PyObject *module, PyObject *args)
                 fnt_slot_release(&tk[j].slots[i]);
         }
     }
-    if (ok && !done && total > 0 && bytes_room(&body, total * 12) < 0)
-        ok = 0;  /* room for the usual event (8 to 11 bytes); more grows as it comes */
+    if (ok && !done && total > 0 && bytes_room(&body, total * USUAL_FIELDS) < 0)
+        ok = 0;  /* more grows as it comes */
     if (ok && !done && several_threads(tk, k, &t.indexed) < 0)
         ok = 0;
     if (!ok || done) {

@@ -80,7 +80,7 @@ extern FNT_HIDDEN const fnt_recorder_ops fnt_graph_ops;
  * gives the event's code (where->ev1 > 0: the monitoring dispatcher's always
  * do). */
 FNT_ALWAYS_INLINE GraphStack *
-graph_hot_stack(GraphRecorder *self, fnt_where *where, unsigned long long tsid)
+graph_hot_stack(GraphRecorder *self, unsigned long long tsid)
 {
     GraphStack *stack = (GraphStack *)self->s_stack.obj;
     if (tsid != self->hot_tsid || stack == NULL || self->s_stack.tsid != tsid ||
@@ -108,14 +108,18 @@ graph_hot_now(GraphRecorder *self)
 }
 
 /* An entry the short way: 1 written, 0 when the general way must decide
- * (nothing done).  The same steps as graph_entry (graph_recorder.c), in the same order
- * of effects: the slot claimed and filled at once, then the stack pushed. */
+ * (nothing done).  The same steps as graph_entry (graph_recorder.c), in the
+ * same order of effects: the slot claimed and filled at once, then the stack
+ * pushed, and the overwritten event dropped last (the one step that may run
+ * Python code: nothing borrowed is used after it).  graph_exit_hot has the
+ * same shape on purpose rather than a shared helper, which would have to hand
+ * the overwritten event back to be dropped after the stack's update. */
 FNT_ALWAYS_INLINE int
 graph_entry_hot(GraphRecorder *self, PyObject *fn, fnt_where *where, unsigned long long tsid)
 {
     if (self->args || self->max_depth)  /* first: those configurations fail at once */
         return 0;
-    GraphStack *stack = graph_hot_stack(self, where, tsid);
+    GraphStack *stack = graph_hot_stack(self, tsid);
     if (stack == NULL || stack->n == stack->cap)
         return 0;
     long long depth = 0;
@@ -151,7 +155,7 @@ graph_exit_hot(GraphRecorder *self, PyObject *fn, fnt_where *where, PyObject *ex
 {
     if (self->retval)  /* first: that configuration fails at once */
         return 0;
-    GraphStack *stack = graph_hot_stack(self, where, tsid);
+    GraphStack *stack = graph_hot_stack(self, tsid);
     if (stack == NULL || stack->n == 0 || (exc != NULL && exc != Py_None))
         return 0;
     GEntry *top = &stack->e[stack->n - 1];
